@@ -1,0 +1,180 @@
+"""Benchmark: 1,000,000 JSON page views through group_by and a hopping-window count.
+
+    python benchmarks/pageviews.py [-n 1000000] [--backends memory,local] [--kafka 127.0.0.1:9092]
+
+Each measurement runs in its own subprocess (so peak memory is its own) on
+the same payloads. The ceiling is a bare Python loop over the same bytes:
+``json.loads`` plus one dict increment per window, with the same window
+function. Producing the input is not timed; processing is timed from
+``app.start()`` until every event is processed and committed.
+
+Targets: memory:// >= 0.33 x ceiling, local:// >= 0.25 x ceiling, kafka:// >= 0.5 x
+the raw aiokafka consume rate (getmany + json decode) on the same topic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SIZE, STEP = 60.0, 10.0  # hopping window: 6 windows per event
+PAGES = 1000
+USERS = 10_000
+PARTITIONS = 8
+
+
+def payloads(n: int) -> list[tuple[bytes, bytes, float]]:
+    """(key, value, timestamp) triples; deterministic."""
+    rng = random.Random(42)
+    out = []
+    t0 = 1_700_000_000.0
+    for i in range(n):
+        user = f"user{rng.randrange(USERS)}"
+        value = json.dumps({"id": str(i), "user": user, "page": f"/page/{rng.randrange(PAGES)}"}, separators=(",", ":"))
+        out.append((user.encode(), value.encode(), t0 + i * 0.01))
+    return out
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_ceiling(n: int) -> dict:
+    from streamnb.tables.windows import HoppingWindow
+
+    data = payloads(n)
+    window = HoppingWindow(SIZE, STEP)
+    counts: dict = defaultdict(int)
+    loads = json.loads
+    t = time.perf_counter()
+    for _key, value, ts in data:
+        page = loads(value)["page"]
+        for w in window.ranges(ts):
+            counts[(page, w)] += 1
+    elapsed = time.perf_counter() - t
+    assert sum(counts.values()) == n * int(SIZE / STEP)
+    return {"events_per_s": n / elapsed, "seconds": elapsed, "peak_mb": peak_mb()}
+
+
+def build_app(broker: str, app_id: str):  # type: ignore[no-untyped-def]
+    import streamnb as faust
+
+    class PageView(faust.Record):
+        id: str
+        user: str
+        page: str
+
+    app = faust.App(app_id, broker=broker, topic_partitions=PARTITIONS)
+    topic = app.topic("page_views", value_type=PageView)
+    views = app.Table("views", default=int).hopping(SIZE, STEP, expires=3600)
+
+    @app.agent(topic)
+    async def count(stream):
+        async for view in stream.group_by(PageView.page):
+            views[view.page] += 1
+
+    return app, topic, views, count
+
+
+async def produce(app, topic, data) -> None:  # type: ignore[no-untyped-def]
+    from streamnb.topics import partition_for_key
+    from streamnb.transport.base import ProducerRecord
+
+    transport = await app._connect()
+    await topic.declare()
+    chunk = []
+    for key, value, ts in data:
+        chunk.append(ProducerRecord(topic.name, partition_for_key(key, PARTITIONS), key, value, ts, ()))
+        if len(chunk) == 20_000:
+            await transport.send(chunk)
+            chunk = []
+    if chunk:
+        await transport.send(chunk)
+
+
+async def run_app(broker: str, n: int) -> dict:
+    from streamnb.testing import settle
+
+    data = payloads(n)
+    app_id = f"bench-{uuid.uuid4().hex[:6]}"
+    app, topic, views, count = build_app(broker, app_id)
+    t = time.perf_counter()
+    await produce(app, topic, data)
+    produce_s = time.perf_counter() - t
+    del data
+    t = time.perf_counter()
+    await app.start()
+    await settle(app, timeout=3600)
+    elapsed = time.perf_counter() - t
+    total = sum(views.data.values())
+    await app.stop()
+    assert total == n * int(SIZE / STEP), (total, n)
+    return {"events_per_s": n / elapsed, "seconds": elapsed, "produce_s": produce_s, "peak_mb": peak_mb()}
+
+
+def child(mode: str, n: int, kafka: str) -> None:
+    if mode == "ceiling":
+        result = run_ceiling(n)
+    elif mode == "memory":
+        result = asyncio.run(run_app(f"memory://bench-{uuid.uuid4().hex[:6]}", n))
+    elif mode == "local":
+        folder = tempfile.mkdtemp(prefix="streamnb-bench-")
+        result = asyncio.run(run_app(f"local://{folder}", n))
+    elif mode == "kafka":
+        result = asyncio.run(run_app(f"kafka://{kafka}", n))
+    elif mode == "kafka-ceiling":
+        from kafka_bench import raw_consume_rate  # type: ignore[import-not-found]
+
+        result = asyncio.run(raw_consume_rate(kafka, n))
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=1_000_000)
+    parser.add_argument("--backends", default="memory,local")
+    parser.add_argument("--kafka", default=os.environ.get("STREAMNB_KAFKA", "127.0.0.1:9092"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.n, args.kafka)
+        return
+    results = {}
+    for mode in ["ceiling", *args.backends.split(",")]:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", mode, "-n", str(args.n), "--kafka", args.kafka],
+            capture_output=True, text=True,
+        )
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode or not line:
+            print(f"{mode}: FAILED\n{proc.stderr[-3000:]}")
+            continue
+        results[mode] = json.loads(line[0][7:])
+    ceiling = results.get("ceiling", {}).get("events_per_s")
+    targets = {"memory": 0.33, "local": 0.25}
+    print(f"\n{args.n:,} page views, group_by(page) + hopping({SIZE:g}s, {STEP:g}s) count, {PARTITIONS} partitions\n")
+    print(f"{'run':<10}{'events/s':>12}{'seconds':>10}{'peak MB':>10}{'x ceiling':>11}{'target':>8}")
+    for mode, r in results.items():
+        ratio = r["events_per_s"] / ceiling if ceiling else float("nan")
+        target = targets.get(mode)
+        mark = "" if target is None else (f"{target:>7.2f}" + (" ok" if ratio >= target else " MISSED"))
+        print(f"{mode:<10}{r['events_per_s']:>12,.0f}{r['seconds']:>10.2f}{r['peak_mb']:>10.0f}{ratio:>11.2f}{mark}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""Agents: supervised async functions that iterate a stream.
+
+Example::
+
+    @app.agent(orders, sink=[totals_topic])
+    async def process(stream):
+        async for order in stream:
+            yield order.qty * order.price      # sent to every sink
+
+An agent runs as tasks on the running loop (a notebook kernel's). If it
+raises, the error is logged with its traceback and kept on the agent
+(``agent.last_error``, ``agent.crashes``), the uncommitted work is undone and
+the agent restarts with backoff from its last commit. An event that keeps
+crashing the agent is retried ``max_retries`` times, then sent to the
+dead-letter topic ``<app id>-<agent>-dlq`` with the error, so one bad event
+cannot stop the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import traceback
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+from .errors import AgentError, ConfigurationError
+from .streams import Stream
+from .transport.base import Message
+
+if TYPE_CHECKING:
+    from .app import App
+    from .streams import _Source
+    from .topics import Topic
+
+__all__ = ["Agent", "AgentFun"]
+
+logger = logging.getLogger("streamnb")
+
+AgentFun = Callable[[Stream], Any]
+
+
+class Agent:
+    """An async function over a stream, run and supervised by the app.
+
+    Create agents with :meth:`App.agent`. Defining an agent again under the
+    same name replaces it: the running one is stopped (after committing
+    what it processed) and the new one starts from the committed offsets.
+    """
+
+    max_retries: int = 3
+    """How often one event may crash the agent before it is dead-lettered."""
+
+    def __init__(
+        self,
+        app: App,
+        fun: AgentFun,
+        channel: Topic,
+        *,
+        name: str,
+        concurrency: int = 1,
+        sink: list[Any] | None = None,
+    ) -> None:
+        if not (inspect.iscoroutinefunction(fun) or inspect.isasyncgenfunction(fun)):
+            raise ConfigurationError(
+                f"agent {name!r} must be an `async def` function taking a stream, "
+                "e.g. `async def count(stream): async for value in stream: ...`"
+            )
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigurationError(f"agent {name!r}: concurrency must be an int >= 1, got {concurrency!r}")
+        self.app = app
+        self.fun = fun
+        self.channel = channel
+        self.name = name
+        self.concurrency = concurrency
+        self.sinks: list[Any] = list(sink or [])
+        self.state = "defined"
+        """``defined``, ``starting``, ``running``, ``paused``, ``crashed`` (restarting), ``stopped``."""
+        self.events_received = 0
+        self.events_processed = 0
+        """Events the agent finished (dead-lettered ones included)."""
+        self.dead_lettered = 0
+        """Events sent to the dead-letter topic."""
+        self.crashes = 0
+        self.last_error: BaseException | None = None
+        self.last_traceback: str | None = None
+        self.errors: deque[tuple[float, str]] = deque(maxlen=20)
+        """``(time, traceback)`` of recent crashes and dead letters."""
+        self.started_at: float | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sources: set[_Source] = set()
+        self._retries: dict[tuple[str, int, int], int] = {}
+        self._poison: dict[tuple[str, int, int], BaseException] = {}
+        self._paused = asyncio.Event()
+        self._paused.set()
+        self._stopping = False
+
+    # -- sending -----------------------------------------------------------------------------
+
+    @property
+    def topic(self) -> Topic:
+        """The topic the agent reads."""
+        return self.channel
+
+    async def send(self, *, key: Any = None, value: Any = None, partition: int | None = None,
+                   timestamp: float | None = None, headers: Any = None) -> None:
+        """Send a value to the agent's topic.
+
+        >>> await count.send(value=PageView(id="1", user="a", page="/"))  # doctest: +SKIP
+        """
+        await self.channel.send(key=key, value=value, partition=partition, timestamp=timestamp, headers=headers)
+
+    cast = send
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the agent's tasks on the running loop (``concurrency`` of them)."""
+        if self._tasks:
+            return
+        await self.channel.declare()
+        self._stopping = False
+        self.state = "starting"
+        self.started_at = time.time()
+        for member in range(self.concurrency):
+            task = asyncio.get_running_loop().create_task(self._supervise(member), name=f"streamnb-agent-{self.name}-{member}")
+            self._tasks.append(task)
+        self.state = "running"
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the event in progress, committing what was processed.
+
+        An agent that does not reach its next event within ``timeout`` s is
+        cancelled and its uncommitted work undone.
+        """
+        if not self._tasks:
+            self.state = "stopped" if self.state != "defined" else self.state
+            return
+        self._stopping = True
+        self._paused.set()
+        for source in list(self._sources):
+            source.stopping = True
+            if source.waiting:  # idle: everything processed is committed; stop at once
+                for task in self._tasks:
+                    task.cancel()
+        tasks, self._tasks = self._tasks, []
+        done, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        for source in list(self._sources):
+            if not source.closed:
+                source.abort()
+                await source.close(commit=False)
+        self.state = "stopped"
+
+    def pause(self) -> None:
+        """Stop taking new events (after committing) until :meth:`resume`."""
+        self._paused.clear()
+        if self.state == "running":
+            self.state = "paused"
+
+    def resume(self) -> None:
+        """Continue after :meth:`pause`."""
+        self._paused.set()
+        if self.state == "paused":
+            self.state = "running"
+
+    def raise_if_crashed(self) -> None:
+        """Raise :class:`AgentError` from the last crash, if any (handy in tests)."""
+        if self.last_error is not None:
+            raise AgentError(f"agent {self.name!r} crashed {self.crashes} time(s); last: {self.last_error!r}") from self.last_error
+
+    @property
+    def running(self) -> bool:
+        """True while the agent has live tasks."""
+        return any(not t.done() for t in self._tasks)
+
+    def rate(self) -> float:
+        """Average events per second since the agent started."""
+        if not self.started_at:
+            return 0.0
+        return self.events_processed / max(time.time() - self.started_at, 1e-9)
+
+    # -- supervision -------------------------------------------------------------------------
+
+    async def _supervise(self, member: int) -> None:
+        backoff = 0.05
+        while not self._stopping:
+            stream = Stream(self.app, self.channel, agent=self, member=member, members=self.concurrency)
+            try:
+                await self._run_once(stream)
+                return
+            except asyncio.CancelledError:
+                source = stream.root._source
+                if source is not None and not source.waiting and not source.closed:
+                    source.abort()  # cancelled mid-event: undo its partial work
+                raise
+            except Exception as exc:
+                self._crashed(stream, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                if self.state == "crashed":
+                    self.state = "running"
+            finally:
+                source = stream.root._source
+                if source is not None and not source.closed:
+                    await source.close(commit=not source.aborted)
+
+    async def _run_once(self, stream: Stream) -> None:
+        result = self.fun(stream)
+        if inspect.isasyncgen(result):
+            agen: AsyncIterator[Any] = result
+            async for value in agen:
+                await self._deliver(value)
+        else:
+            await result
+
+    async def _deliver(self, value: Any) -> None:
+        from .topics import Topic
+
+        for sink in self.sinks:
+            if isinstance(sink, (Agent, Topic)):
+                await sink.send(value=value)
+            else:
+                out = sink(value)
+                if inspect.isawaitable(out):
+                    await out
+
+    def _crashed(self, stream: Stream, exc: Exception) -> None:
+        self.crashes += 1
+        self.last_error = exc
+        self.last_traceback = "".join(traceback.format_exception(exc))
+        self.errors.append((time.time(), self.last_traceback))
+        self.state = "crashed"
+        source = stream.root._source
+        where = ""
+        if source is not None:
+            msg: Message | None = source.txn.message
+            if msg is not None:
+                key = (msg.topic, msg.partition, msg.offset)
+                self._retries[key] = tries = self._retries.get(key, 0) + 1
+                where = f" on {msg.topic}[{msg.partition}]@{msg.offset} (try {tries} of {self.max_retries})"
+                if tries >= self.max_retries:
+                    self._poison[key] = exc
+            source.abort()
+        logger.error("agent %r crashed%s; restarting from its last commit\n%s", self.name, where, self.last_traceback)
+
+    def _dead_lettered(self, msg: Message, reason: str) -> None:
+        self.dead_lettered += 1
+        self._poison.pop((msg.topic, msg.partition, msg.offset), None)
+        self.errors.append((time.time(), f"dead-lettered {msg.topic}[{msg.partition}]@{msg.offset}: {reason}"))
+        logger.warning("agent %r dead-lettered %s[%d]@%d: %s", self.name, msg.topic, msg.partition, msg.offset, reason)
+
+    def __repr__(self) -> str:
+        return f"<Agent {self.name!r} {self.state} topic={self.channel.name!r} processed={self.events_processed}>"

@@ -1,0 +1,510 @@
+"""The App: one stream-processing application and everything it owns.
+
+Example::
+
+    import streamnb as faust
+
+    app = faust.App("page-views", broker="memory://")
+    page_views = app.topic("page_views", value_type=PageView)
+    counts = app.Table("counts", default=int)
+
+    @app.agent(page_views)
+    async def count(views):
+        async for view in views.group_by(PageView.page):
+            counts[view.page] += 1
+
+    await app.start()      # in a notebook: runs on the kernel's loop
+    app.run()              # in a script: blocks until Ctrl-C
+
+Defining a topic, agent or table again under the same name replaces it,
+before or after start; a notebook cell can be run as often as you like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from .agents import Agent, AgentFun
+from .errors import AppNotRunningError, ConfigurationError
+from .tables.table import Table
+from .tasks import Task, Timer
+from .topics import Topic
+from .transport.base import TP, Transport
+
+__all__ = ["App", "open_transport"]
+
+logger = logging.getLogger("streamnb")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SCHEMES = ("memory://", "local://PATH", "kafka://HOST:PORT[,HOST:PORT...]")
+GUARANTEES = ("at_least_once", "exactly_once")
+
+
+def open_transport(url: str, **options: Any) -> Transport:
+    """The transport for a broker URL.
+
+    >>> open_transport("memory://").scheme
+    'memory'
+    """
+    scheme, sep, _rest = url.partition("://")
+    if not sep:
+        raise ConfigurationError(f"broker {url!r} has no scheme; use one of: {', '.join(SCHEMES)}")
+    if scheme == "memory":
+        from .transport.memory import MemoryTransport
+
+        return MemoryTransport(url)
+    if scheme == "local":
+        from .transport.local import LocalTransport
+
+        return LocalTransport(url)
+    if scheme == "kafka":
+        from .transport.kafka import KafkaTransport
+
+        return KafkaTransport(url, **options)
+    raise ConfigurationError(f"unknown broker scheme {scheme + '://'!r} in {url!r}; use one of: {', '.join(SCHEMES)}")
+
+
+class App:
+    """A stream-processing application: topics, agents, tables, timers and tasks.
+
+    Args:
+        id: names the consumer groups, changelog topics and internal topics.
+        broker: ``memory://`` (volatile, in-process), ``local://PATH``
+            (durable embedded broker in a folder; the default is
+            ``local://.streamnb``) or ``kafka://HOST:PORT``.
+        topic_partitions: partitions of topics streamnb creates.
+        key_serializer / value_serializer: default codecs (``raw``, ``json``
+            or a registered name).
+        processing_guarantee: ``at_least_once`` (default) or ``exactly_once``.
+            The embedded brokers always commit atomically (exactly once);
+            on Kafka only ``at_least_once`` is available.
+        security_protocol, sasl_mechanism, sasl_plain_username,
+        sasl_plain_password, ssl_context: passed to aiokafka.
+
+    >>> app = App("demo", broker="memory://")
+    >>> app.state
+    'init'
+    """
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        broker: str = "local://.streamnb",
+        topic_partitions: int = 8,
+        key_serializer: str = "raw",
+        value_serializer: str = "json",
+        processing_guarantee: str = "at_least_once",
+        commit_interval: float = 1.0,
+        stream_batch_size: int = 2000,
+        security_protocol: str | None = None,
+        sasl_mechanism: str | None = None,
+        sasl_plain_username: str | None = None,
+        sasl_plain_password: str | None = None,
+        ssl_context: Any = None,
+        **kafka_options: Any,
+    ) -> None:
+        if not id or not isinstance(id, str):
+            raise ConfigurationError(f"App needs a non-empty string id, got {id!r}")
+        if processing_guarantee not in GUARANTEES:
+            raise ConfigurationError(
+                f"processing_guarantee must be one of {GUARANTEES}, got {processing_guarantee!r}"
+            )
+        if not isinstance(topic_partitions, int) or topic_partitions < 1:
+            raise ConfigurationError(f"topic_partitions must be a positive int, got {topic_partitions!r}")
+        self.id = id
+        self.broker = broker
+        self.topic_partitions = topic_partitions
+        self.key_serializer = key_serializer
+        self.value_serializer = value_serializer
+        self.processing_guarantee = processing_guarantee
+        self.commit_interval = commit_interval
+        self.commit_records = 20_000
+        self.stream_batch_size = stream_batch_size
+        self.poll_interval = 1.0
+        self._kafka_options = {
+            k: v
+            for k, v in dict(
+                security_protocol=security_protocol,
+                sasl_mechanism=sasl_mechanism,
+                sasl_plain_username=sasl_plain_username,
+                sasl_plain_password=sasl_plain_password,
+                ssl_context=ssl_context,
+                **kafka_options,
+            ).items()
+            if v is not None
+        }
+        # Fail early on an unknown scheme, without connecting.
+        scheme = broker.partition("://")[0]
+        if "://" not in broker or scheme not in ("memory", "local", "kafka"):
+            open_transport(broker)
+        if processing_guarantee == "exactly_once" and scheme == "kafka":
+            raise ConfigurationError(
+                "processing_guarantee='exactly_once' is not available on kafka:// yet; "
+                "use 'at_least_once' (the default), or local:// for exactly-once"
+            )
+        self.state = "init"
+        """``init``, ``starting``, ``running``, ``stopping`` or ``stopped``."""
+        self.topics: dict[str, Topic] = {}
+        self.agents: dict[str, Agent] = {}
+        self.tables: dict[str, Table] = {}
+        self.timers: dict[str, Timer] = {}
+        self.tasks: dict[str, Task] = {}
+        self.transport: Transport | None = None
+        self._connecting: asyncio.Future[Transport] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._lifecycle = asyncio.Lock()
+        self._assigned: dict[Any, set[int]] = {}
+
+    # -- definitions --------------------------------------------------------------------------
+
+    def topic(
+        self,
+        name: str,
+        *,
+        key_type: Any = None,
+        value_type: Any = None,
+        partitions: int | None = None,
+        key_serializer: str | None = None,
+        value_serializer: str | None = None,
+        compacting: bool = False,
+        retention: float | None = None,
+    ) -> Topic:
+        """Define (or redefine) a topic.
+
+        >>> app = App("demo", broker="memory://")
+        >>> app.topic("page_views", partitions=4).partitions
+        4
+        """
+        topic = Topic(
+            self, name, key_type=key_type, value_type=value_type, partitions=partitions,
+            key_serializer=key_serializer, value_serializer=value_serializer,
+            compacting=compacting, retention=retention,
+        )
+        self.topics[name] = topic
+        return topic
+
+    def _internal_topic(self, name: str, **options: Any) -> Topic:
+        old = self.topics.get(name)
+        topic = Topic(self, name, internal=True, **options)
+        if old is not None:
+            topic._actual_partitions = old._actual_partitions
+        self.topics[name] = topic
+        return topic
+
+    def _resolve_topic(self, channel: Topic | str) -> Topic:
+        if isinstance(channel, Topic):
+            return channel
+        if isinstance(channel, str):
+            return self.topics.get(channel) or self.topic(channel)
+        if isinstance(channel, Agent):
+            return channel.channel
+        raise ConfigurationError(f"expected a topic (app.topic(...)) or a topic name, got {channel!r}")
+
+    def _dlq_topic(self, owner: str) -> Topic:
+        name = f"{self.id}-{owner}-dlq"
+        return self.topics.get(name) or self._internal_topic(name, key_serializer="raw", value_serializer="raw")
+
+    def agent(
+        self,
+        channel: Topic | str | None = None,
+        *,
+        name: str | None = None,
+        concurrency: int = 1,
+        sink: list[Any] | None = None,
+    ) -> Callable[[AgentFun], Agent]:
+        """Decorate an ``async def f(stream)`` to run it as an agent.
+
+        With no channel the agent gets its own topic ``<app id>-<name>``.
+        Values the function yields are sent to every sink (topics, agents or
+        callables). Defining an agent with a name already in use replaces
+        the old one (a running one is stopped and the new one started).
+
+        >>> app = App("demo", broker="memory://")
+        >>> @app.agent()
+        ... async def greet(stream):
+        ...     async for name in stream:
+        ...         print("hello", name)
+        >>> greet.channel.name
+        'demo-greet'
+        """
+
+        def decorator(fun: AgentFun) -> Agent:
+            agent_name = name or fun.__name__
+            topic = self.topic(f"{self.id}-{agent_name}") if channel is None else self._resolve_topic(channel)
+            agent = Agent(self, fun, topic, name=agent_name, concurrency=concurrency, sink=sink)
+            agent.__doc__ = fun.__doc__
+            old = self.agents.get(agent_name)
+            self.agents[agent_name] = agent
+            if old is not None or self.state == "running":
+                self._spawn(self._replace_agent(old, agent), f"start agent {agent_name}")
+            return agent
+
+        return decorator
+
+    async def _replace_agent(self, old: Agent | None, new: Agent) -> None:
+        async with self._lifecycle:
+            if old is not None:
+                await old.stop()
+            if self.state == "running" and self.agents.get(new.name) is new:
+                await new.start()
+
+    def Table(  # noqa: N802 - Faust's name
+        self,
+        name: str,
+        *,
+        default: Callable[[], Any] | None = None,
+        partitions: int | None = None,
+        key_type: Any = None,
+        value_type: Any = None,
+        key_serializer: str | None = None,
+        value_serializer: str | None = None,
+        on_window_close: Callable[..., Any] | None = None,
+        help: str = "",
+    ) -> Table:
+        """Define (or redefine, keeping its contents) a table.
+
+        >>> app = App("demo", broker="memory://")
+        >>> counts = app.Table("counts", default=int)
+        >>> counts["anything"]
+        0
+        """
+        table = Table(
+            self, name, default=default, partitions=partitions, key_type=key_type, value_type=value_type,
+            key_serializer=key_serializer, value_serializer=value_serializer,
+            on_window_close=on_window_close, help=help,
+        )
+        old = self.tables.get(name)
+        if old is not None:
+            table._adopt(old)
+        self.tables[name] = table
+        if self.state == "running" and old is None:
+            self._spawn(self._recover_new_table(table), f"recover table {name}")
+        return table
+
+    async def _recover_new_table(self, table: Table) -> None:
+        transport = await self._connect()
+        if not transport.distributed:
+            await table.recover()
+        else:
+            parts = set().union(*self._assigned.values()) if self._assigned else set()
+            await table.recover(parts)
+
+    def timer(self, interval: float, *, name: str | None = None, on_leader: bool = False) -> Callable[[F], F]:
+        """Run ``async def f()`` (or ``f(app)``) every ``interval`` seconds while the app runs.
+
+        >>> app = App("demo", broker="memory://")
+        >>> @app.timer(5.0)
+        ... async def heartbeat():
+        ...     print("alive")
+        """
+
+        def decorator(fun: F) -> F:
+            timer = Timer(self, fun, interval, name=name or fun.__name__)
+            self._register_background(self.timers, timer)
+            return fun
+
+        return decorator
+
+    def task(self, fun: F | None = None, *, name: str | None = None) -> Any:
+        """Run ``async def f()`` (or ``f(app)``) once when the app starts.
+
+        >>> app = App("demo", broker="memory://")
+        >>> @app.task
+        ... async def hello():
+        ...     print("started")
+        """
+
+        def decorator(f: F) -> F:
+            task = Task(self, f, name=name or f.__name__)
+            self._register_background(self.tasks, task)
+            return f
+
+        return decorator(fun) if fun is not None else decorator
+
+    def _register_background(self, registry: dict[str, Any], item: Any) -> None:
+        old = registry.get(item.name)
+        registry[item.name] = item
+        if old is not None or self.state == "running":
+
+            async def swap() -> None:
+                if old is not None:
+                    await old.stop()
+                if self.state == "running" and registry.get(item.name) is item:
+                    item.start()
+
+            self._spawn(swap(), f"start {item.name}")
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def _connect(self) -> Transport:
+        """Open the transport (once), without starting agents."""
+        if self.transport is not None:
+            return self.transport
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._open())
+        try:
+            return await asyncio.shield(self._connecting)
+        except BaseException:
+            if self._connecting.done():
+                self._connecting = None
+            raise
+
+    async def _open(self) -> Transport:
+        transport = open_transport(self.broker, client_id=self.id, **self._kafka_options) if self.broker.startswith(
+            "kafka://"
+        ) else open_transport(self.broker)
+        await transport.start()
+        self.transport = transport
+        return transport
+
+    def _transport_or_raise(self) -> Transport:
+        if self.transport is None:
+            raise AppNotRunningError(f"app {self.id!r} is not connected; `await app.start()` first")
+        return self.transport
+
+    async def start(self) -> None:
+        """Connect, create topics, recover tables and start agents, timers and tasks.
+
+        Runs on the current loop (a Jupyter kernel's) and returns once
+        everything is running; agents keep running as tasks. Calling it
+        again while running does nothing.
+
+        >>> await app.start()  # doctest: +SKIP
+        """
+        async with self._lifecycle:
+            if self.state in ("running", "starting"):
+                return
+            self.state = "starting"
+            try:
+                transport = await self._connect()
+                for topic in list(self.topics.values()):
+                    if not topic.internal or topic.name.endswith("-changelog"):
+                        await topic.declare()
+                if not transport.distributed:
+                    for table in list(self.tables.values()):
+                        await table.recover()
+                for agent in list(self.agents.values()):
+                    await agent.start()
+                for item in [*self.timers.values(), *self.tasks.values()]:
+                    item.start()
+            except BaseException:
+                self.state = "init"
+                raise
+            self.state = "running"
+        logger.info("app %r running on %s", self.id, self.broker)
+
+    async def stop(self) -> None:
+        """Stop agents (committing what they processed), timers and tasks; close the broker.
+
+        >>> await app.stop()  # doctest: +SKIP
+        """
+        async with self._lifecycle:
+            if self.state in ("stopped", "init") and self.transport is None:
+                self.state = "stopped"
+                return
+            self.state = "stopping"
+            for item in [*self.timers.values(), *self.tasks.values()]:
+                await item.stop()
+            await asyncio.gather(*(agent.stop() for agent in self.agents.values()))
+            for task in list(self._background):
+                task.cancel()
+            if self._background:
+                await asyncio.wait(list(self._background), timeout=5)
+            if self.transport is not None:
+                await self.transport.stop()
+            self.transport = None
+            self._connecting = None
+            self._assigned.clear()
+            for table in self.tables.values():
+                table._recovered.clear()
+            self.state = "stopped"
+
+    async def __aenter__(self) -> App:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def run(self) -> None:
+        """Start the app and block until Ctrl-C or SIGTERM (for scripts, not notebooks).
+
+        >>> app.run()  # doctest: +SKIP
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise ConfigurationError(
+                "app.run() blocks and needs its own event loop, but one is already running "
+                "(a notebook?): use `await app.start()` there instead"
+            )
+        asyncio.run(self._run_until_signal())
+
+    async def _run_until_signal(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    # -- partitions (called by streams' rebalance listeners) ----------------------------------
+
+    async def _partitions_assigned(self, owner: Any, tps: set[TP]) -> None:
+        parts = {tp.partition for tp in tps}
+        self._assigned.setdefault(owner, set()).update(parts)
+        transport = self.transport
+        if transport is not None and transport.distributed:
+            for table in list(self.tables.values()):
+                await table.recover(parts)
+
+    async def _partitions_revoked(self, owner: Any, tps: set[TP]) -> None:
+        mine = self._assigned.get(owner, set())
+        mine.difference_update(tp.partition for tp in tps)
+        if not mine:
+            self._assigned.pop(owner, None)
+        transport = self.transport
+        if transport is not None and transport.distributed and self.state == "running":
+            still = set().union(*self._assigned.values()) if self._assigned else set()
+            gone = {tp.partition for tp in tps} - still
+            for table in self.tables.values():
+                table._drop_partitions(gone)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any] | Awaitable[Any], what: str) -> asyncio.Task[Any] | None:
+        """Run ``coro`` in the background on the running loop, logging failures."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            if inspect.iscoroutine(coro):
+                coro.close()
+            return None
+        task = loop.create_task(coro)  # type: ignore[arg-type]
+        self._background.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._background.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                logger.error("%s failed", what, exc_info=t.exception())
+
+        task.add_done_callback(done)
+        return task
+
+    def __repr__(self) -> str:
+        return f"<App {self.id!r} {self.state} broker={self.broker!r}>"

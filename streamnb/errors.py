@@ -1,0 +1,99 @@
+"""Errors raised by streamnb.
+
+Every error derives from one root, so ``except streamnb.StreamnbError``
+catches them all, and every message says what to do next::
+
+    StreamnbError
+     ├── ConfigurationError        bad App/topic/table arguments (unknown broker scheme, ...)
+     │    └── WindowError          a window that cannot exist (step > size, size <= 0)
+     ├── BrokerError               the broker cannot be reached or used
+     │    ├── BrokerUnavailableError   nothing answers at the address (bounded wait)
+     │    └── BrokerLockedError        another process owns a local:// folder
+     ├── PartitionMismatchError    a table is not co-partitioned with its source
+     ├── SerializationError        bytes that cannot be decoded/encoded
+     │    └── ValidationError      a Record field is missing or has the wrong type
+     ├── TableWriteError           a table written outside an agent
+     ├── AppNotRunningError        an operation that needs ``await app.start()`` first
+     └── AgentError                an agent crashed (raised by ``agent.raise_if_crashed()``)
+
+Example::
+
+    >>> import streamnb
+    >>> try:
+    ...     streamnb.App("demo", broker="ftp://nowhere")
+    ... except streamnb.StreamnbError as exc:
+    ...     print(type(exc).__name__)
+    ConfigurationError
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentError",
+    "AppNotRunningError",
+    "BrokerError",
+    "BrokerLockedError",
+    "BrokerUnavailableError",
+    "ConfigurationError",
+    "PartitionMismatchError",
+    "SerializationError",
+    "StreamnbError",
+    "TableWriteError",
+    "ValidationError",
+    "WindowError",
+]
+
+
+class StreamnbError(Exception):
+    """Root of every error streamnb raises."""
+
+
+class ConfigurationError(StreamnbError, ValueError):
+    """An App, topic, agent or table was given arguments that cannot work."""
+
+
+class WindowError(ConfigurationError):
+    """A window definition that cannot exist (for example ``step > size``)."""
+
+
+class BrokerError(StreamnbError):
+    """The broker cannot be reached or used."""
+
+
+class BrokerUnavailableError(BrokerError, ConnectionError):
+    """Nothing answered at the broker address within the allowed time."""
+
+
+class BrokerLockedError(BrokerError):
+    """Another process already owns this ``local://`` folder."""
+
+
+class PartitionMismatchError(StreamnbError):
+    """A table's changelog and its source topic have different partition counts."""
+
+
+class SerializationError(StreamnbError, ValueError):
+    """A key or value could not be encoded or decoded."""
+
+
+class ValidationError(SerializationError):
+    """A Record field is missing or has a value of the wrong type.
+
+    ``field`` names the offending field (``None`` when the whole payload is wrong).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class TableWriteError(StreamnbError, RuntimeError):
+    """A table was written outside an agent, where no changelog partition is known."""
+
+
+class AppNotRunningError(StreamnbError, RuntimeError):
+    """The operation needs a started app: ``await app.start()`` first."""
+
+
+class AgentError(StreamnbError, RuntimeError):
+    """An agent crashed; ``__cause__`` holds the original exception."""

@@ -1,0 +1,860 @@
+"""Records: typed message models with Faust's API.
+
+Fields are the class annotations (inherited ones first), with defaults::
+
+    >>> class PageView(Record):
+    ...     id: str
+    ...     user: str
+    ...     page: str = "/"
+    >>> view = PageView.from_data({"id": "1", "user": "alice"})
+    >>> view
+    PageView(id='1', user='alice', page='/')
+    >>> PageView.loads(view.dumps()) == view
+    True
+    >>> PageView.page.field
+    'page'
+
+Class options, inherited by subclasses: ``coerce=True`` converts values to
+the annotated types (``"3"`` -> ``3``) in the constructor and when decoding;
+``validation=True`` checks them; ``serializer`` names the codec used by
+:meth:`Record.dumps` and by topics whose ``value_type`` is the class. Faust's
+``isodates``, ``decimals``, ``include_metadata``, ``namespace``, ``abstract``,
+``allow_blessed_key`` and ``polymorphic_fields`` are accepted and ignored.
+
+Without ``coerce`` values are stored as given, but decoding still rebuilds
+what JSON cannot carry: nested Records (also inside lists, dicts and
+Optionals), ``datetime``/``date`` (ISO-8601 strings), ``Decimal`` and
+``UUID`` (strings), ``tuple``/``set``/``frozenset`` (arrays), Enums (their
+value) and ``bytes`` (base64). Unknown keys, including Faust's ``"__faust"``
+metadata, are ignored when decoding; a missing required field raises
+:class:`~streamnb.errors.ValidationError`.
+
+Records are hashable over their field values, as in Faust, so they can be
+table keys; do not mutate a Record that is used as a key.
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+from collections.abc import Callable, Iterable, Mapping, MutableSequence, Sequence, Set
+from copy import deepcopy
+from datetime import date, datetime, time, timezone
+from decimal import Decimal
+from enum import Enum
+from types import MappingProxyType, NoneType, UnionType
+from typing import Any, ClassVar, Literal, NamedTuple, TypeVar, Union, get_args, get_origin, get_type_hints
+from uuid import UUID
+
+from .codecs import Codec, get_codec
+from .errors import ConfigurationError, ValidationError
+
+__all__ = ["FieldDescriptor", "Record"]
+
+R = TypeVar("R", bound="Record")
+_Conv = Callable[[Any], Any]
+_MISSING: Any = object()
+_FAUST_OPTIONS = frozenset(
+    {"isodates", "decimals", "include_metadata", "namespace", "abstract", "allow_blessed_key", "polymorphic_fields"}
+)
+_IMMUTABLE = (str, int, float, bytes, tuple, frozenset, NoneType, Decimal, date, time, UUID, Enum)
+_CONVERT_ERRORS = (TypeError, ValueError, ArithmeticError)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- field types: how to check, coerce and rebuild (from JSON) one annotated type -------------
+
+
+class _Spec(NamedTuple):
+    name: str  # readable type name for messages
+    check: Callable[[Any], bool]  # is the value already of this type (deeply)?
+    coerce: _Conv  # convert to this type, or raise TypeError/ValueError
+    rebuild: _Conv | None  # JSON data -> value without coercion; None: JSON data is fine as is
+    plain: bool  # values are JSON data already (to_representation leaves them alone)
+
+
+def _always(value: Any) -> bool:
+    return True
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+_ANY = _Spec("Any", _always, _identity, None, False)
+
+
+def _wrong(expected: str, value: Any) -> TypeError:
+    return TypeError(f"expected {expected}, got {type(value).__name__}")
+
+
+def _coerce_str(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, (date, time)):
+        return v.isoformat()
+    if isinstance(v, (int, float, Decimal, UUID)):
+        return str(v)
+    raise _wrong("str", v)
+
+
+def _coerce_int(v: Any) -> int:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if isinstance(v, (str, bytes)):
+        return int(v)
+    if isinstance(v, (float, Decimal)) and not isinstance(v, bool) and v == int(v):
+        return int(v)
+    raise _wrong("an int (or an integral float / numeric string)", v)
+
+
+def _coerce_float(v: Any) -> float:
+    if isinstance(v, (int, float, Decimal, str)) and not isinstance(v, bool):
+        return float(v)
+    raise _wrong("a number or numeric string", v)
+
+
+_TRUE, _FALSE = frozenset({"true", "1", "yes", "y", "on", "t"}), frozenset({"false", "0", "no", "n", "off", "f", ""})
+
+
+def _coerce_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    if isinstance(v, str) and v.strip().lower() in _TRUE | _FALSE:
+        return v.strip().lower() in _TRUE
+    raise ValueError(f"{_short(v)} is not a boolean (use true/false, 1/0, yes/no)")
+
+
+def _coerce_bytes(v: Any) -> bytes:
+    if isinstance(v, bytes):
+        return v
+    if isinstance(v, str):
+        return base64.b64decode(v, validate=True)
+    if isinstance(v, (bytearray, memoryview)):
+        return bytes(v)
+    raise _wrong("bytes or a base64 str", v)
+
+
+def _coerce_datetime(v: Any) -> datetime:
+    if isinstance(v, datetime):
+        return v
+    if isinstance(v, str):
+        return datetime.fromisoformat(v)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return datetime.fromtimestamp(v, timezone.utc)
+    raise _wrong("a datetime, an ISO-8601 str or a POSIX timestamp", v)
+
+
+def _coerce_date(v: Any) -> date:
+    if isinstance(v, datetime):
+        return v.date()
+    if isinstance(v, date):
+        return v
+    if isinstance(v, str):
+        return date.fromisoformat(v)
+    raise _wrong("a date or an ISO-8601 str", v)
+
+
+def _coerce_time(v: Any) -> time:
+    if isinstance(v, time):
+        return v
+    if isinstance(v, str):
+        return time.fromisoformat(v)
+    raise _wrong("a time or an ISO-8601 str", v)
+
+
+def _coerce_decimal(v: Any) -> Decimal:
+    if isinstance(v, Decimal):
+        return v
+    if isinstance(v, (str, int)) and not isinstance(v, bool):
+        return Decimal(v)
+    if isinstance(v, float):
+        return Decimal(repr(v))  # 1.5 -> Decimal("1.5"), not the binary expansion
+    raise _wrong("a Decimal, a number or a numeric str", v)
+
+
+def _coerce_uuid(v: Any) -> UUID:
+    return v if isinstance(v, UUID) else UUID(v)
+
+
+def _rebuilder(coerce: _Conv, *json_types: type) -> _Conv:
+    """Rebuild from JSON data only when it has one of ``json_types`` (else keep it as given)."""
+
+    def rebuild(v: Any) -> Any:
+        return coerce(v) if isinstance(v, json_types) else v
+
+    return rebuild
+
+
+def _scalar(name: str, check: Callable[[Any], bool], coerce: _Conv, *json_types: type) -> _Spec:
+    return _Spec(name, check, coerce, _rebuilder(coerce, *json_types) if json_types else None, not json_types)
+
+
+_SCALARS: dict[Any, _Spec] = {
+    str: _scalar("str", lambda v: isinstance(v, str), _coerce_str),
+    int: _scalar("int", lambda v: isinstance(v, int) and not isinstance(v, bool), _coerce_int),
+    float: _scalar("float", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), _coerce_float),
+    bool: _scalar("bool", lambda v: isinstance(v, bool), _coerce_bool),
+    bytes: _scalar("bytes", lambda v: isinstance(v, bytes), _coerce_bytes, str),
+    datetime: _scalar("datetime", lambda v: isinstance(v, datetime), _coerce_datetime, str),
+    date: _scalar("date", lambda v: isinstance(v, date), _coerce_date, str),
+    time: _scalar("time", lambda v: isinstance(v, time), _coerce_time, str),
+    Decimal: _scalar("Decimal", lambda v: isinstance(v, Decimal), _coerce_decimal, str, int, float),
+    UUID: _scalar("UUID", lambda v: isinstance(v, UUID), _coerce_uuid, str),
+    NoneType: _Spec("None", lambda v: v is None, lambda v: v if v is None else _wrong("None", v), None, True),
+}
+_SCALARS[None] = _SCALARS[NoneType]
+_BARE = {list: list[Any], set: set[Any], frozenset: frozenset[Any], tuple: tuple[Any, ...], dict: dict[Any, Any]}
+_SEQUENCES = {list: list, Sequence: list, MutableSequence: list, set: set, Set: frozenset, frozenset: frozenset}
+
+
+def _spec(tp: Any) -> _Spec:
+    """Compile an annotation into a :class:`_Spec` (unknown typing constructs act as ``Any``)."""
+    if tp is Any or tp is object:
+        return _ANY
+    try:
+        if tp in _SCALARS:
+            return _SCALARS[tp]
+        if tp in _BARE:
+            return _spec(_BARE[tp])
+    except TypeError:  # an unhashable annotation
+        pass
+    if hasattr(tp, "__supertype__"):  # typing.NewType
+        return _spec(tp.__supertype__)
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is None:
+        if not isinstance(tp, type):
+            return _ANY._replace(name=_type_name(tp))
+        if issubclass(tp, Record):
+            return _record_spec(tp)
+        return _class_spec(tp, rebuild=issubclass(tp, Enum))
+    if origin in (Union, UnionType):
+        return _union_spec(args)
+    if origin is Literal:
+        name = _type_name(tp)
+        return _Spec(name, lambda v: v in args, lambda v: v if v in args else _raise(_wrong(name, v)), None, True)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return _sequence_spec(tuple, _spec(args[0]))
+        return _tuple_spec([_spec(a) for a in args])
+    if origin in _SEQUENCES:
+        return _sequence_spec(_SEQUENCES[origin], _spec(args[0] if args else Any))
+    if origin in (dict, Mapping) or (isinstance(origin, type) and issubclass(origin, Mapping)):
+        key, value = (args if len(args) == 2 else (Any, Any))
+        return _dict_spec(_spec(key), _spec(value))
+    return _spec(origin) if isinstance(origin, type) else _ANY._replace(name=_type_name(tp))
+
+
+def _raise(exc: Exception) -> Any:
+    raise exc
+
+
+def _type_name(tp: Any) -> str:
+    return tp.__name__ if isinstance(tp, type) else repr(tp).replace("typing.", "")
+
+
+def _class_spec(tp: Any, rebuild: bool) -> _Spec:
+    """Any other class: instances pass, other values go through ``tp(value)`` (Enums by value)."""
+
+    def coerce(v: Any) -> Any:
+        return v if isinstance(v, tp) else tp(v)
+
+    return _Spec(tp.__name__, lambda v: isinstance(v, tp), coerce, _rebuilder(coerce, object) if rebuild else None, False)
+
+
+def _record_spec(tp: type[Record]) -> _Spec:
+    def coerce(v: Any) -> Any:
+        if isinstance(v, tp):
+            return v
+        if isinstance(v, Mapping):
+            return tp.from_data(v)
+        raise _wrong(f"{tp.__name__} or a mapping", v)
+
+    def rebuild(v: Any) -> Any:
+        return tp.from_data(v) if isinstance(v, Mapping) else v
+
+    return _Spec(tp.__name__, lambda v: isinstance(v, tp), coerce, rebuild, False)
+
+
+def _sequence_spec(kind: Any, item: _Spec) -> _Spec:
+    name, check_item, coerce_item, rebuild_item = f"{kind.__name__}[{item.name}]", item.check, item.coerce, item.rebuild
+
+    def check(v: Any) -> bool:
+        return isinstance(v, kind) and (item is _ANY or all(map(check_item, v)))
+
+    def coerce(v: Any) -> Any:
+        if isinstance(v, (str, bytes, Mapping)) or not isinstance(v, Iterable):
+            raise _wrong(f"a sequence for {name}", v)
+        return kind(map(coerce_item, v))
+
+    rebuild: _Conv | None = None
+    if rebuild_item is not None:
+        rebuild = _rebuilder(lambda v: kind(map(rebuild_item, v)), list, tuple)
+    elif kind is not list:
+        rebuild = _rebuilder(kind, list)
+    return _Spec(name, check, coerce, rebuild, kind in (list, tuple) and item.plain)
+
+
+def _tuple_spec(items: list[_Spec]) -> _Spec:
+    name = f"tuple[{', '.join(i.name for i in items)}]"
+
+    def check(v: Any) -> bool:
+        return isinstance(v, tuple) and len(v) == len(items) and all(i.check(x) for i, x in zip(items, v))
+
+    def coerce(v: Any) -> Any:
+        if not isinstance(v, (list, tuple)) or len(v) != len(items):
+            raise _wrong(f"{len(items)} items for {name}", v)
+        return tuple(i.coerce(x) for i, x in zip(items, v))
+
+    def rebuild(v: Any) -> Any:
+        if not isinstance(v, (list, tuple)) or len(v) != len(items):
+            return v
+        return tuple(x if i.rebuild is None else i.rebuild(x) for i, x in zip(items, v))
+
+    return _Spec(name, check, coerce, rebuild, all(i.plain for i in items))
+
+
+def _dict_spec(key: _Spec, value: _Spec) -> _Spec:
+    name = f"dict[{key.name}, {value.name}]"
+    # JSON object keys are always strings: rebuild non-str keys (dict[int, X]) by coercion.
+    rebuild_key = None if key is _SCALARS[str] or key is _ANY else key.coerce
+    rebuild_value = value.rebuild
+
+    def check(v: Any) -> bool:
+        return isinstance(v, Mapping) and all(key.check(k) and value.check(x) for k, x in v.items())
+
+    def coerce(v: Any) -> Any:
+        if not isinstance(v, Mapping):
+            raise _wrong(f"a mapping for {name}", v)
+        return {key.coerce(k): value.coerce(x) for k, x in v.items()}
+
+    def rebuild(v: Any) -> Any:
+        if not isinstance(v, Mapping):
+            return v
+        rk, rv = rebuild_key or _identity, rebuild_value or _identity
+        return {rk(k) if isinstance(k, str) else k: rv(x) for k, x in v.items()}
+
+    needed = rebuild_key is not None or rebuild_value is not None
+    return _Spec(name, check, coerce, rebuild if needed else None, key.name == "str" and value.plain)
+
+
+def _union_spec(args: tuple[Any, ...]) -> _Spec:
+    optional = NoneType in args
+    members = [_spec(a) for a in args if a is not NoneType]
+    if len(members) == 1:  # Optional[X]: the common case, kept cheap
+        inner = members[0]
+        inner_check, inner_coerce, inner_rebuild = inner.check, inner.coerce, inner.rebuild
+        return _Spec(
+            f"{inner.name} | None",
+            lambda v: v is None or inner_check(v),
+            lambda v: None if v is None else inner_coerce(v),
+            None if inner_rebuild is None else (lambda v: None if v is None else inner_rebuild(v)),
+            inner.plain,
+        )
+    name = " | ".join([m.name for m in members] + (["None"] if optional else []))
+
+    def check(v: Any) -> bool:
+        return (optional and v is None) or any(m.check(v) for m in members)
+
+    def coerce(v: Any) -> Any:
+        if check(v):
+            return v
+        for member in members:  # first member that converts wins
+            try:
+                return member.coerce(v)
+            except (*_CONVERT_ERRORS, ValidationError):
+                continue
+        raise _wrong(name, v)
+
+    def rebuild(v: Any) -> Any:
+        if check(v):
+            return v
+        for member in members:
+            if member.rebuild is not None:
+                try:
+                    rebuilt = member.rebuild(v)
+                except (*_CONVERT_ERRORS, ValidationError):
+                    continue
+                if member.check(rebuilt):
+                    return rebuilt
+        return v
+
+    any_rebuild = any(m.rebuild is not None for m in members)
+    return _Spec(name, check, coerce, rebuild if any_rebuild else None, all(m.plain for m in members))
+
+
+def _to_json(value: Any) -> Any:
+    """Python value -> JSON data (Records as dicts, datetimes ISO-8601, Decimals str...)."""
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, Record):
+        return value.to_representation()
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    if isinstance(value, (Decimal, UUID)):
+        return str(value)
+    if isinstance(value, Enum):
+        return _to_json(value.value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, Mapping):
+        return {_json_key(k): _to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_to_json(v) for v in value]
+    return value  # left to the codec
+
+
+def _json_key(key: Any) -> Any:
+    if key is None or isinstance(key, (str, int, float)):
+        return key  # json writes these itself
+    return str(_to_json(key))
+
+
+# -- per-class schema ------------------------------------------------------------------------
+
+
+class _Schema(NamedTuple):
+    types: dict[str, Any]
+    specs: dict[str, _Spec]
+    init_convs: tuple[tuple[str, _Conv], ...]  # constructor: coerce and/or check
+    decode_convs: tuple[tuple[str, _Conv], ...]  # from_data: rebuild or coerce, and/or check
+    json_fields: frozenset[str]  # fields that to_representation must convert
+
+
+def _converter(model: str, name: str, spec: _Spec, convert: _Conv | None, validate: bool) -> _Conv:
+    """One field's conversion, raising ValidationError that names the field."""
+    check = spec.check
+
+    def run(value: Any) -> Any:
+        if convert is not None:
+            try:
+                value = convert(value)
+            except ValidationError as exc:
+                raise ValidationError(f"{model}.{name}: {exc}", field=name) from exc
+            except _CONVERT_ERRORS as exc:
+                raise ValidationError(
+                    f"{model}.{name}: cannot convert {type(value).__name__} {_short(value)} to {spec.name} "
+                    f"({exc}); send a {spec.name} value",
+                    field=name,
+                ) from exc
+        if validate and not check(value):
+            raise ValidationError(
+                f"{model}.{name}: expected {spec.name}, got {type(value).__name__} {_short(value)}; "
+                f"pass a {spec.name} value, or declare {model}(Record, coerce=True) to convert it",
+                field=name,
+            )
+        return value
+
+    return run
+
+
+def _resolve(cls: type[Record]) -> _Schema:
+    """Evaluate the annotations of ``cls`` and install its compiled ``from_data``."""
+    localns = {**(cls.__dict__.get("_localns") or {}), cls.__name__: cls}
+    try:
+        hints = get_type_hints(cls, localns=localns)
+    except NameError as exc:
+        raise ConfigurationError(
+            f"{cls.__name__}: cannot resolve a field annotation ({exc}); define that type before "
+            f"{cls.__name__} is first used, at module level"
+        ) from exc
+    except Exception as exc:
+        raise ConfigurationError(f"{cls.__name__}: invalid field annotation ({exc})") from exc
+    opts, model = cls._options, cls.__name__
+    coerce, validate = bool(opts["coerce"]), bool(opts["validation"]) and not opts["coerce"]
+    types = {name: hints.get(name, Any) for name in cls._field_names}
+    specs = {name: _spec(tp) for name, tp in types.items()}
+    init_convs, decode_convs = [], []
+    for name, spec in specs.items():
+        if coerce or validate:
+            init_convs.append((name, _converter(model, name, spec, spec.coerce if coerce else None, validate)))
+        convert = spec.coerce if coerce else spec.rebuild
+        if convert is not None or validate:
+            decode_convs.append((name, _converter(model, name, spec, convert, validate)))
+    json_fields = frozenset(name for name, spec in specs.items() if not spec.plain)
+    schema = _Schema(types, specs, tuple(init_convs), tuple(decode_convs), json_fields)
+    cls._schema = schema
+    cls._localns = None
+    cls.from_data = staticmethod(_compile_from_data(cls, schema))  # type: ignore[method-assign,assignment]
+    return schema
+
+
+def _fill(cls: type[Record], data: Mapping[str, Any], decoding: bool) -> dict[str, Any]:
+    """Field values from ``data`` plus defaults; raise for missing (and, building, unknown) fields."""
+    defaults, mutable = cls._defaults, cls._mutable
+    out: dict[str, Any] = {}
+    missing = []
+    given = 0
+    for name in cls._field_names:
+        if name in data:
+            out[name] = data[name]
+            given += 1
+        elif name in defaults:
+            out[name] = deepcopy(defaults[name]) if name in mutable else defaults[name]
+        else:
+            missing.append(name)
+    model = cls.__name__
+    if missing:
+        where = f"the data has keys {sorted(map(str, data))}" if decoding else f"pass {missing[0]}=..."
+        raise ValidationError(
+            f"{model}.{missing[0]}: required field missing ({', '.join(missing)}); {where}, "
+            f"or give the field a default in {model}",
+            field=missing[0],
+        )
+    if not decoding and given != len(data):
+        unknown = [k for k in data if k not in out and k != "__faust"]
+        if unknown:
+            raise ValidationError(
+                f"{model}() got unexpected field(s) {', '.join(map(repr, unknown))}; "
+                f"{model} has fields {', '.join(cls._field_names)}",
+                field=str(unknown[0]),
+            )
+    return out
+
+
+def _not_mapping(cls: type, data: Any) -> ValidationError:
+    return ValidationError(
+        f"{cls.__name__}.from_data: expected a mapping (a decoded JSON object), got "
+        f"{type(data).__name__} {_short(data)}; check what the producer sends"
+    )
+
+
+def _compile_from_data(cls: type[R], schema: _Schema) -> Callable[[Mapping[str, Any]], R]:
+    names = frozenset(cls._field_names)
+    convs, post, new = schema.decode_convs, getattr(cls, "__post_init__", None), object.__new__
+
+    if not convs and post is None:
+
+        def from_data(data: Mapping[str, Any]) -> R:
+            # Hot path: the key set matches the fields exactly, so the dict is the instance state.
+            try:
+                exact = data.keys() == names
+            except AttributeError:
+                raise _not_mapping(cls, data) from None
+            obj = new(cls)
+            obj.__dict__ = dict(data) if exact else _fill(cls, data, True)
+            return obj
+
+    else:
+
+        def from_data(data: Mapping[str, Any]) -> R:
+            try:
+                exact = data.keys() == names
+            except AttributeError:
+                raise _not_mapping(cls, data) from None
+            values = dict(data) if exact else _fill(cls, data, True)
+            for name, convert in convs:
+                values[name] = convert(values[name])
+            obj = new(cls)
+            obj.__dict__ = values
+            if post is not None:
+                post(obj)
+            return obj
+
+    from_data.__doc__ = _LAZY_FROM_DATA.__func__.__doc__
+    from_data.__qualname__ = f"{cls.__qualname__}.from_data"
+    return from_data
+
+
+# -- public API -----------------------------------------------------------------------------
+
+
+class FieldDescriptor:
+    """A Record field read from the class: ``PageView.page``.
+
+    Use it where Faust takes a field: ``stream.group_by(PageView.page)``,
+    ``table.relative_to_field(PageView.ts)``. Reading the attribute from an
+    instance never goes through the descriptor (it is a non-data
+    descriptor), so ``view.page`` costs a plain dict lookup.
+
+    >>> class PageView(Record):
+    ...     page: str = "/"
+    >>> PageView.page
+    <FieldDescriptor PageView.page: str>
+    >>> PageView.page(PageView(page="/a")), PageView.page.getattr({"page": "/b"})
+    ('/a', '/b')
+    """
+
+    __slots__ = ("default", "field", "model")
+
+    def __init__(self, model: type[Record], field: str, default: Any = _MISSING) -> None:
+        self.model = model
+        self.field = field
+        self.default = default
+
+    @property
+    def type(self) -> Any:
+        """The resolved annotation of the field."""
+        return (self.model._schema or _resolve(self.model)).types[self.field]
+
+    @property
+    def required(self) -> bool:
+        """Whether the field has no default."""
+        return self.default is _MISSING
+
+    def getattr(self, obj: Any) -> Any:
+        """The field's value in ``obj`` (a Record, or a mapping such as decoded JSON)."""
+        if isinstance(obj, Mapping):
+            return obj[self.field]
+        return getattr(obj, self.field)
+
+    __call__ = getattr
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return self
+        raise AttributeError(f"{type(instance).__name__!r} object has no field value for {self.field!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FieldDescriptor):
+            return NotImplemented
+        return self.model is other.model and self.field == other.field
+
+    def __hash__(self) -> int:
+        return hash((self.model, self.field))
+
+    def __repr__(self) -> str:
+        try:
+            kind = _type_name(self.type).replace("NoneType", "None")
+        except ConfigurationError:
+            kind = "?"
+        return f"<FieldDescriptor {self.model.__name__}.{self.field}: {kind}>"
+
+
+class Record:
+    """A typed message: subclass it and annotate the fields.
+
+    >>> class Order(Record, coerce=True):
+    ...     item: str
+    ...     qty: int = 1
+    >>> Order("book", "3")
+    Order(item='book', qty=3)
+    >>> Order.from_data({"item": "pen", "__faust": {"ns": "x.Order"}}).asdict()
+    {'item': 'pen', 'qty': 1}
+    """
+
+    _options: ClassVar[Mapping[str, Any]] = MappingProxyType({"coerce": False, "validation": False, "serializer": None})
+    _field_names: ClassVar[tuple[str, ...]] = ()
+    _defaults: ClassVar[dict[str, Any]] = {}
+    _mutable: ClassVar[frozenset[str]] = frozenset()
+    _schema: ClassVar[_Schema | None] = None
+    _localns: ClassVar[dict[str, Any] | None] = None
+
+    def __init_subclass__(
+        cls,
+        *,
+        coerce: bool | None = None,
+        validation: bool | None = None,
+        serializer: str | Codec | None = None,
+        **faust_options: Any,
+    ) -> None:
+        super().__init_subclass__()
+        unknown = set(faust_options) - _FAUST_OPTIONS
+        if unknown:
+            raise ConfigurationError(
+                f"{cls.__name__}: unknown Record option(s) {', '.join(sorted(unknown))}; "
+                "use coerce=, validation= or serializer="
+            )
+        options = dict(cls._options)
+        options.update({k: v for k, v in (("coerce", coerce), ("validation", validation)) if v is not None})
+        if serializer is not None:
+            options["serializer"] = serializer
+        options.update(faust_options)
+        cls._options = MappingProxyType(options)
+        _collect_fields(cls)
+        cls._schema = None
+        for attempt in range(2):
+            try:
+                _resolve(cls)
+                break
+            except ConfigurationError as exc:
+                if not isinstance(exc.__cause__, NameError):
+                    raise
+                if attempt == 0:  # maybe a class local to the enclosing function
+                    cls._localns = _caller_locals()
+        else:  # a forward reference (e.g. to a class defined later): resolve on first use
+            cls.from_data = _LAZY_FROM_DATA  # type: ignore[method-assign]
+
+    def __init__(self, *args: Any, **fields: Any) -> None:
+        cls = type(self)
+        schema = cls._schema or _resolve(cls)
+        if args:
+            names = cls._field_names
+            if len(args) > len(names):
+                raise ValidationError(
+                    f"{cls.__name__}() takes at most {len(names)} positional values ({', '.join(names)}), "
+                    f"got {len(args)}"
+                )
+            for name, value in zip(names, args):
+                if name in fields:
+                    raise ValidationError(f"{cls.__name__}() got {name!r} by position and by keyword", field=name)
+                fields[name] = value
+        values = _fill(cls, fields, False)
+        for name, convert in schema.init_convs:
+            values[name] = convert(values[name])
+        self.__dict__.update(values)
+        post = getattr(self, "__post_init__", None)
+        if post is not None:
+            post()
+
+    @classmethod
+    def from_data(cls: type[R], data: Mapping[str, Any]) -> R:
+        """Build an instance from decoded JSON data (a mapping), as fast as possible.
+
+        Unknown keys (and Faust's ``"__faust"``) are ignored; a missing
+        required field raises ValidationError. With the exact field keys and
+        no conversion to do, the mapping is copied into the instance as is.
+
+        >>> class Point(Record):
+        ...     x: int
+        ...     y: int = 0
+        >>> Point.from_data({"x": 1, "extra": True})
+        Point(x=1, y=0)
+        """
+        _resolve(cls)
+        return cls.from_data(data)
+
+    @classmethod
+    def loads(cls: type[R], data: bytes, serializer: str | Codec | None = None) -> R:
+        """Decode bytes (with the class serializer, JSON by default) into an instance.
+
+        >>> class Point(Record):
+        ...     x: int
+        >>> Point.loads(b'{"x": 2}')
+        Point(x=2)
+        """
+        obj = get_codec(serializer or cls._options["serializer"] or "json").loads(data)
+        if isinstance(obj, cls):
+            return obj
+        if not isinstance(obj, Mapping):
+            raise _not_mapping(cls, obj)
+        return cls.from_data(obj)
+
+    def dumps(self, serializer: str | Codec | None = None) -> bytes:
+        """Encode to bytes (with the class serializer, JSON by default).
+
+        >>> class Point(Record):
+        ...     x: int
+        >>> Point(x=2).dumps()
+        b'{"x":2}'
+        """
+        return get_codec(serializer or self._options["serializer"] or "json").dumps(self)
+
+    def to_representation(self) -> dict[str, Any]:
+        """JSON-ready dict: nested Records as dicts, datetimes ISO-8601, Decimals str.
+
+        >>> class Price(Record):
+        ...     amount: Decimal
+        >>> Price(amount=Decimal("1.50")).to_representation()
+        {'amount': '1.50'}
+        """
+        schema = type(self)._schema or _resolve(type(self))
+        values = self.__dict__
+        convert = schema.json_fields
+        return {n: _to_json(values[n]) if n in convert else values[n] for n in self._field_names}
+
+    def asdict(self) -> dict[str, Any]:
+        """The field values as a dict (shallow: nested Records stay Records).
+
+        >>> class Point(Record):
+        ...     x: int
+        >>> Point(x=1).asdict()
+        {'x': 1}
+        """
+        values = self.__dict__
+        return {name: values[name] for name in self._field_names}
+
+    def validate(self) -> list[ValidationError]:
+        """Check every field against its annotation; returns the errors (empty when valid).
+
+        >>> class Point(Record):
+        ...     x: int
+        >>> [e.field for e in Point(x="1").validate()]
+        ['x']
+        """
+        schema = type(self)._schema or _resolve(type(self))
+        model, errors = type(self).__name__, []
+        for name, spec in schema.specs.items():
+            value = self.__dict__[name]
+            if not spec.check(value):
+                message = f"{model}.{name}: expected {spec.name}, got {type(value).__name__} {_short(value)}"
+                errors.append(ValidationError(message, field=name))
+        return errors
+
+    def _values(self) -> tuple[Any, ...]:
+        values = self.__dict__
+        return tuple([values[name] for name in self._field_names])
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._values()))
+
+    def __repr__(self) -> str:
+        values = self.__dict__
+        fields = ", ".join(f"{name}={values.get(name, _MISSING)!r}" for name in self._field_names)
+        return f"{type(self).__name__}({fields})"
+
+
+_RESERVED = frozenset(dir(Record)) | {"__faust"}
+_LAZY_FROM_DATA = Record.__dict__["from_data"]
+
+
+def _collect_fields(cls: type[Record]) -> None:
+    """Field names (inherited first), defaults and descriptors, without evaluating annotations."""
+    order: list[str] = []
+    defaults: dict[str, Any] = {}
+    for base in reversed(cls.__mro__[1:]):
+        if issubclass(base, Record) and "_field_names" in base.__dict__:
+            for name in base._field_names:
+                if name not in order:
+                    order.append(name)
+                defaults.pop(name, None)
+                if name in base._defaults:
+                    defaults[name] = base._defaults[name]
+    for name, annotation in cls.__dict__.get("__annotations__", {}).items():
+        if _is_classvar(annotation):
+            continue
+        if name in _RESERVED:
+            raise ConfigurationError(
+                f"{cls.__name__}.{name}: this field name is taken by a Record method; rename the field"
+            )
+        if name not in order:
+            order.append(name)
+        defaults.pop(name, None)
+    for name in order:  # defaults given (or overridden) in this class body
+        value = cls.__dict__.get(name, _MISSING)
+        if value is not _MISSING and not isinstance(value, FieldDescriptor):
+            defaults[name] = value
+    cls._field_names = tuple(order)
+    cls._defaults = defaults
+    cls._mutable = frozenset(n for n, v in defaults.items() if not isinstance(v, _IMMUTABLE))
+    for name in order:
+        setattr(cls, name, FieldDescriptor(cls, name, defaults.get(name, _MISSING)))
+
+
+def _is_classvar(annotation: Any) -> bool:
+    if isinstance(annotation, str):
+        return annotation.replace("typing.", "").startswith("ClassVar")
+    return annotation is ClassVar or get_origin(annotation) is ClassVar
+
+
+def _caller_locals() -> dict[str, Any] | None:
+    """Locals of the scope running the ``class`` statement (for annotations naming local classes)."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_name == "__init_subclass__":
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None or frame.f_locals is frame.f_globals:
+        return None
+    return dict(frame.f_locals)

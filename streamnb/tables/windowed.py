@@ -1,0 +1,389 @@
+"""Windowed tables: counts and sums grouped by key *and* time window.
+
+Example::
+
+    views = app.Table("views", default=int).hopping(60, 10, expires=3600)
+
+    @app.agent(page_views)
+    async def count(stream):
+        async for view in stream.group_by(PageView.page):
+            views[view.page] += 1             # every window holding the event's time
+
+    views["/home"].current()                  # window of the current event
+    views["/home"].now()                      # window holding the wall clock
+    views["/home"].delta(30)                  # 30 s before the current event
+    views["/home"][(120.0, 180.0)]            # one window by (start, end)
+    views.as_dataframe()                      # key, window_start, window_end, value
+
+Time comes from the event's timestamp (``relative_to_stream``, the default),
+a Record field (``relative_to_field(PageView.ts)``) or the wall clock
+(``relative_to_now``). Windows expire in *event time*: once the newest
+timestamp seen is at or past ``end + expires``, the window is removed (a
+tombstone goes to the changelog) and ``on_window_close((key, (start, end)),
+value)`` is called. Events for an already expired window are not counted
+into it; they are counted in ``late_events``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import inspect
+import logging
+import operator
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigurationError
+from ..transaction import MISSING, Transaction, current_transaction
+from .table import Table
+from .windows import Window, WindowRange
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["WindowSet", "WindowedTable"]
+
+logger = logging.getLogger("streamnb")
+
+RelativeTo = Callable[[Transaction | None], float]
+
+
+class _WindowState:
+    """Expiry index shared by every wrapper of one table."""
+
+    def __init__(self) -> None:
+        self.newest = float("-inf")
+        self.ends: dict[float, list[Any]] = {}
+        self.heap: list[float] = []
+        self.late_events = 0
+
+
+class WindowedTable:
+    """A :class:`Table` whose values are kept per key and time window.
+
+    Made by ``app.Table(...).tumbling(size)`` or ``.hopping(size, step)``.
+    """
+
+    def __init__(self, table: Table, window: Window, relative_to: str | Any = "stream") -> None:
+        self.table = table
+        self.window = window
+        self._relative = relative_to
+        self._timestamp: RelativeTo = _relative_fn(relative_to)
+        if not isinstance(getattr(table, "_wstate", None), _WindowState):
+            table._wstate = _WindowState()  # type: ignore[attr-defined]
+        self._state: _WindowState = table._wstate  # type: ignore[attr-defined]
+        table.window = self
+        table._before_commit = self._expire  # type: ignore[method-assign]
+        table._recovered_hook = self._reindex  # type: ignore[method-assign]
+        self._reindex()
+
+    # -- configuration -----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The table's name."""
+        return self.table.name
+
+    @property
+    def data(self) -> dict[Any, Any]:
+        """``{(key, (start, end)): value}``."""
+        return self.table.data
+
+    @property
+    def version(self) -> int:
+        """Increases on every commit that changed the table."""
+        return self.table.version
+
+    @property
+    def late_events(self) -> int:
+        """Events that arrived for windows that had already expired."""
+        return self._state.late_events
+
+    def relative_to_stream(self) -> WindowedTable:
+        """Place events by their message timestamp (the default)."""
+        return WindowedTable(self.table, self.window, "stream")
+
+    def relative_to_now(self) -> WindowedTable:
+        """Place events by the wall clock when they are processed."""
+        return WindowedTable(self.table, self.window, "now")
+
+    def relative_to_field(self, field: Any) -> WindowedTable:
+        """Place events by a Record field holding epoch seconds or a datetime.
+
+        >>> views = app.Table("v", default=int).tumbling(60).relative_to_field(PageView.ts)  # doctest: +SKIP
+        """
+        if not hasattr(field, "field"):
+            raise ConfigurationError(f"relative_to_field() takes a Record field such as PageView.ts, got {field!r}")
+        return WindowedTable(self.table, self.window, field)
+
+    # -- access -----------------------------------------------------------------------------
+
+    def __getitem__(self, key: Any) -> WindowSet:
+        return WindowSet(key, self)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if isinstance(value, WindowSet):  # result of `table[k] += 1`: already applied
+            return
+        self._apply(key, _replace, value)
+
+    def __contains__(self, key: object) -> bool:
+        return any(k == key for k, _ in self.table.data)
+
+    def __len__(self) -> int:
+        return len(self.table.data)
+
+    def keys(self) -> set[Any]:
+        """Keys that have at least one window."""
+        return {k for k, _ in self.table.data}
+
+    def items(self) -> Iterator[tuple[tuple[Any, WindowRange], Any]]:
+        """``((key, (start, end)), value)`` pairs."""
+        return iter(self.table.data.items())
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def _apply(self, key: Any, op: Callable[[Any, Any], Any], operand: Any) -> None:
+        txn = current_transaction()
+        table = self.table
+        if txn is None:
+            raise table._outside()
+        ts = self._timestamp(txn)
+        state = self._state
+        window = self.window
+        newest = state.newest
+        if ts > newest:
+            state.newest = newest = ts
+        dirty = txn.dirty.get(table) or table._dirty(txn)
+        data = table.data
+        default = table.default
+        partition = txn.message.partition  # type: ignore[union-attr]
+        expires = window.expires
+        for w in window.ranges(ts):
+            if newest >= w.end + expires:
+                state.late_events += 1
+                continue
+            wk = (key, w)
+            old = data.get(wk, MISSING)
+            entry = dirty.get(wk)
+            if entry is None:
+                dirty[wk] = [partition, old]
+            else:
+                entry[0] = partition
+            if old is MISSING:
+                self._index(wk, w.end)
+                if default is None:
+                    if op is _replace:
+                        data[wk] = operand
+                        continue
+                    raise KeyError(f"{key!r} has no value in window {tuple(w)} and table {table.name!r} has no default")
+                old = default()
+            data[wk] = op(old, operand)
+
+    def _index(self, wk: Any, end: float) -> None:
+        state = self._state
+        bucket = state.ends.get(end)
+        if bucket is None:
+            state.ends[end] = [wk]
+            heapq.heappush(state.heap, end)
+        else:
+            bucket.append(wk)
+
+    def _reindex(self) -> None:
+        state = self._state
+        state.ends.clear()
+        state.heap.clear()
+        for wk in self.table.data:
+            try:
+                _, (start, end) = wk
+            except (TypeError, ValueError):
+                continue
+            self._index(wk, end)
+            if start > state.newest:
+                state.newest = start
+
+    def _expire(self, txn: Transaction) -> None:
+        state = self._state
+        heap = state.heap
+        expires = self.window.expires
+        table = self.table
+        data = table.data
+        closing = []
+        while heap and heap[0] + expires <= state.newest:
+            end = heapq.heappop(heap)
+            for wk in state.ends.pop(end, ()):
+                value = data.get(wk, MISSING)
+                if value is MISSING:
+                    continue
+                dirty = txn.dirty.setdefault(table, {})
+                entry = dirty.get(wk)
+                if entry is None:
+                    dirty[wk] = [table._partition_of.get(wk, 0), value]
+                del data[wk]
+                closing.append((wk, value))
+        callback = table.on_window_close
+        if callback is not None:
+            for wk, value in closing:
+                try:
+                    out = callback(wk, value)
+                    if inspect.isawaitable(out):
+                        table.app._spawn(out, f"on_window_close({table.name})")
+                except Exception:
+                    logger.exception("on_window_close of table %r failed for %r", table.name, wk)
+
+    # -- views ------------------------------------------------------------------------------
+
+    def as_dataframe(self) -> pd.DataFrame:
+        """One row per key and window: ``key, window_start, window_end, value``.
+
+        ``window_start``/``window_end`` are epoch seconds.
+
+        >>> views.as_dataframe().head()  # doctest: +SKIP
+        """
+        import pandas as pd
+
+        rows = [(k, w[0], w[1], v) for (k, w), v in list(self.table.data.items())]
+        rows.sort(key=lambda r: (str(r[0]), r[1]))
+        return pd.DataFrame(rows, columns=["key", "window_start", "window_end", "value"])
+
+    def as_ansitable(self, title: str | None = None) -> str:
+        """The windows as a text table."""
+        from ._text import text_table
+
+        return text_table(self.as_dataframe(), title or self.table.name, sort=False)
+
+    def live(self, **options: Any) -> Any:
+        """A widget showing the windows as a live DataFrame."""
+        from ..notebook.views import live_table
+
+        return live_table(self, **options)
+
+    def chart(self, **options: Any) -> Any:
+        """A live Altair chart: window start on x, value on y, one series per key."""
+        from ..notebook.chart import live_chart
+
+        return live_chart(self, **options)
+
+    def __repr__(self) -> str:
+        return f"<WindowedTable {self.table.name!r} {self.window!r} rows={len(self.table.data)}>"
+
+
+class WindowSet:
+    """The windows of one key: ``table[key]`` of a windowed table.
+
+    ``table[key] += 1`` updates every window holding the current event's
+    time; reads pick one window.
+    """
+
+    __slots__ = ("key", "wrapper")
+
+    def __init__(self, key: Any, wrapper: WindowedTable) -> None:
+        self.key = key
+        self.wrapper = wrapper
+
+    def _value_at(self, timestamp: float) -> Any:
+        return self[self.wrapper.window.current(timestamp)]
+
+    def __getitem__(self, window: Any) -> Any:
+        """Value of one window, given as ``(start, end)`` or as a timestamp inside it."""
+        if isinstance(window, (int, float)):
+            window = self.wrapper.window.current(float(window))
+        start, end = window
+        value = self.wrapper.table.data.get((self.key, (float(start), float(end))), MISSING)
+        if value is MISSING:
+            default = self.wrapper.table.default
+            return None if default is None else default()
+        return value
+
+    def now(self) -> Any:
+        """Value in the newest window holding the wall clock."""
+        return self._value_at(time.time())
+
+    def current(self, event: Any = None) -> Any:
+        """Value in the newest window holding the current event's time.
+
+        Outside an agent, the newest event time the table has seen is used.
+        """
+        return self._value_at(_event_time(event, self.wrapper, stream=True))
+
+    def value(self, event: Any = None) -> Any:
+        """Value in the newest window holding the time the table is relative to."""
+        return self._value_at(_event_time(event, self.wrapper, stream=False))
+
+    def delta(self, seconds: float, event: Any = None) -> Any:
+        """Value in the window holding ``seconds`` before the current time."""
+        return self._value_at(_event_time(event, self.wrapper, stream=False) - seconds)
+
+    def _op(self, op: Callable[[Any, Any], Any], other: Any) -> WindowSet:
+        self.wrapper._apply(self.key, op, other)
+        return self
+
+    def __iadd__(self, other: Any) -> WindowSet:
+        return self._op(operator.add, other)
+
+    def __isub__(self, other: Any) -> WindowSet:
+        return self._op(operator.sub, other)
+
+    def __imul__(self, other: Any) -> WindowSet:
+        return self._op(operator.mul, other)
+
+    def __itruediv__(self, other: Any) -> WindowSet:
+        return self._op(operator.truediv, other)
+
+    def __ior__(self, other: Any) -> WindowSet:
+        return self._op(operator.or_, other)
+
+    def __iand__(self, other: Any) -> WindowSet:
+        return self._op(operator.and_, other)
+
+    def __repr__(self) -> str:
+        return f"<WindowSet {self.wrapper.table.name}[{self.key!r}] current={self.current()!r}>"
+
+
+def _replace(_old: Any, new: Any) -> Any:
+    return new
+
+
+def _to_seconds(value: Any) -> float:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return float(value)
+
+
+def _relative_fn(relative_to: Any) -> RelativeTo:
+    if relative_to == "stream":
+        return lambda txn: txn.message.timestamp  # type: ignore[union-attr]
+    if relative_to == "now":
+        return lambda txn: time.time()
+    field = relative_to.field
+
+    def from_field(txn: Transaction | None) -> float:
+        assert txn is not None
+        value = txn.value
+        raw = value[field] if isinstance(value, dict) else getattr(value, field)
+        return _to_seconds(raw)
+
+    return from_field
+
+
+def _event_time(event: Any, wrapper: WindowedTable, *, stream: bool) -> float:
+    if event is not None:
+        return float(event.message.timestamp if stream else wrapper._timestamp(_EventTxn(event)))
+    txn = current_transaction()
+    if txn is not None and txn.message is not None:
+        if stream:
+            return txn.message.timestamp
+        return wrapper._timestamp(txn)
+    if wrapper._relative == "now":
+        return time.time()
+    newest = wrapper._state.newest
+    return newest if newest != float("-inf") else time.time()
+
+
+class _EventTxn:
+    """Adapts an Event to what relative-time functions read from a transaction."""
+
+    def __init__(self, event: Any) -> None:
+        self.message = event.message
+        self.value = event.value

@@ -1,0 +1,154 @@
+"""Window definitions and the pure math that places a timestamp in windows.
+
+A window is the half-open interval ``[start, end)`` in epoch seconds, with
+``end = start + size``. Window starts are multiples of ``step`` (``step ==
+size`` for tumbling windows), so an event at time ``t`` falls into every
+window with ``start <= t < start + size``: one tumbling window, or
+``size / step`` hopping windows.
+
+Example::
+
+    >>> TumblingWindow(10).ranges(23.5)
+    [(20.0, 30.0)]
+    >>> HoppingWindow(10, 5).ranges(23.5)
+    [(15.0, 25.0), (20.0, 30.0)]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from ..errors import WindowError
+
+__all__ = ["HoppingWindow", "TumblingWindow", "Window", "WindowRange", "window_ranges"]
+
+
+class WindowRange(NamedTuple):
+    """One window: ``start <= t < end`` in epoch seconds."""
+
+    start: float
+    """Inclusive start."""
+    end: float
+    """Exclusive end."""
+
+
+def _start(k: int, step: float) -> float:
+    # Rounded so that 3 * 0.1 is 0.3 and window keys compare equal across runs.
+    return float(round(k * step, 9))
+
+
+def window_ranges(timestamp: float, size: float, step: float) -> list[WindowRange]:
+    """Every window of ``size`` starting on a multiple of ``step`` that holds ``timestamp``.
+
+    Oldest window first.
+
+    >>> window_ranges(7, 4, 2)
+    [WindowRange(start=4.0, end=8.0), WindowRange(start=6.0, end=10.0)]
+    """
+    k = math.floor(timestamp / step)
+    # Float division can be off by one near boundaries: fix k against _start.
+    while _start(k + 1, step) <= timestamp:
+        k += 1
+    while _start(k, step) > timestamp:
+        k -= 1
+    out: list[WindowRange] = []
+    while True:
+        start = _start(k, step)
+        end = float(round(start + size, 9))
+        if end <= timestamp:
+            break
+        out.append(WindowRange(start, end))
+        k -= 1
+    out.reverse()
+    return out
+
+
+class Window:
+    """Base of tumbling and hopping windows.
+
+    ``expires`` (seconds, default: the size) says how long a window is kept
+    after it closes, measured in *event time*: a window is dropped once the
+    newest timestamp seen is at or past ``end + expires``.
+    """
+
+    size: float
+    step: float
+    expires: float
+
+    def __init__(self, size: float, step: float, expires: float | None = None) -> None:
+        size = _seconds(size, "size")
+        step = _seconds(step, "step")
+        if size <= 0 or step <= 0:
+            raise WindowError(f"window size and step must be > 0 (got size={size}, step={step}); pass seconds, e.g. tumbling(60)")
+        if step > size:
+            raise WindowError(
+                f"a hopping window's step ({step}) must not exceed its size ({size}): "
+                "events between windows would be lost; use hopping(size, step) with step <= size, "
+                "or tumbling(size)"
+            )
+        self.size = size
+        self.step = step
+        self.expires = size if expires is None else _seconds(expires, "expires")
+        self._cache_key: float | None = None
+        self._cache_val: list[WindowRange] = []
+        # Windows only change at multiples of gcd-ish boundaries; cache the last bucket.
+        self._bucket_lo = math.inf
+        self._bucket_hi = -math.inf
+
+    def ranges(self, timestamp: float) -> list[WindowRange]:
+        """The windows holding ``timestamp``, oldest first."""
+        if self._bucket_lo <= timestamp < self._bucket_hi:
+            return self._cache_val
+        out = window_ranges(timestamp, self.size, self.step)
+        # Every t in [newest.start, oldest.end) and past the newest start, up to
+        # the next step, gets the same windows.
+        self._cache_val = out
+        self._bucket_lo = out[-1].start
+        self._bucket_hi = min(_start(round(out[-1].start / self.step) + 1, self.step), out[0].end)
+        return out
+
+    def current(self, timestamp: float) -> WindowRange:
+        """The newest window holding ``timestamp``."""
+        return self.ranges(timestamp)[-1]
+
+    def earliest(self, timestamp: float) -> WindowRange:
+        """The oldest window holding ``timestamp``."""
+        return self.ranges(timestamp)[0]
+
+    def stale(self, end: float, newest: float) -> bool:
+        """True when a window ending at ``end`` has expired given the newest event time."""
+        return newest >= end + self.expires
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size}, step={self.step}, expires={self.expires})"
+
+
+class TumblingWindow(Window):
+    """Fixed, non-overlapping windows of ``size`` seconds.
+
+    >>> TumblingWindow(60).current(125)
+    WindowRange(start=120.0, end=180.0)
+    """
+
+    def __init__(self, size: float, expires: float | None = None) -> None:
+        super().__init__(size, size, expires)
+
+
+class HoppingWindow(Window):
+    """Windows of ``size`` seconds starting every ``step`` seconds (they overlap).
+
+    >>> len(HoppingWindow(60, 10).ranges(125))
+    6
+    """
+
+    def __init__(self, size: float, step: float, expires: float | None = None) -> None:
+        super().__init__(size, step, expires)
+
+
+def _seconds(value: object, what: str) -> float:
+    if hasattr(value, "total_seconds"):
+        return float(value.total_seconds())  # type: ignore[attr-defined]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise WindowError(f"window {what} must be seconds (a number or timedelta), got {value!r}")

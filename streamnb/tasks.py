@@ -1,0 +1,106 @@
+"""Timers and tasks: background functions that run while the app runs.
+
+Example::
+
+    @app.timer(10.0)
+    async def report():
+        print(counts.as_ansitable())
+
+    @app.task
+    async def seed(app):
+        await page_views.send(value=PageView(id="1", user="a", page="/"))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .app import App
+
+__all__ = ["Task", "Timer"]
+
+logger = logging.getLogger("streamnb")
+
+
+class Task:
+    """Runs ``async def f()`` or ``f(app)`` once when the app starts."""
+
+    def __init__(self, app: App, fun: Callable[..., Any], *, name: str) -> None:
+        if not inspect.iscoroutinefunction(fun):
+            raise ConfigurationError(f"{name!r} must be an `async def` function")
+        self.app = app
+        self.fun = fun
+        self.name = name
+        self.last_error: BaseException | None = None
+        self.last_traceback: str | None = None
+        self._takes_app = len(inspect.signature(fun).parameters) >= 1
+        self._task: asyncio.Task[None] | None = None
+
+    def _call(self) -> Any:
+        return self.fun(self.app) if self._takes_app else self.fun()
+
+    async def _main(self) -> None:
+        try:
+            await self._call()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        self.last_error = exc
+        self.last_traceback = "".join(traceback.format_exception(exc))
+        logger.error("%s %r failed\n%s", type(self).__name__.lower(), self.name, self.last_traceback)
+
+    def start(self) -> None:
+        """Schedule on the running loop."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._main(), name=f"streamnb-{self.name}")
+
+    async def stop(self) -> None:
+        """Cancel and wait."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+
+    @property
+    def running(self) -> bool:
+        """True while the task runs."""
+        return self._task is not None and not self._task.done()
+
+
+class Timer(Task):
+    """Runs ``async def f()`` or ``f(app)`` every ``interval`` seconds.
+
+    A failing run is logged and kept in ``last_error``; the timer goes on.
+    """
+
+    def __init__(self, app: App, fun: Callable[..., Any], interval: float, *, name: str) -> None:
+        super().__init__(app, fun, name=name)
+        if interval <= 0:
+            raise ConfigurationError(f"timer {name!r}: interval must be > 0 seconds, got {interval}")
+        self.interval = float(interval)
+        self.runs = 0
+
+    async def _main(self) -> None:
+        next_at = time.monotonic() + self.interval
+        while True:
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            next_at += self.interval
+            try:
+                await self._call()
+                self.runs += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._failed(exc)

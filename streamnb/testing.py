@@ -1,0 +1,125 @@
+"""Helpers for testing your own agents.
+
+Example::
+
+    import streamnb
+    from streamnb.testing import settle, test_app
+
+    async def test_counts():
+        app = test_app()
+        views = app.topic("views")
+        counts = app.Table("counts", default=int)
+
+        @app.agent(views)
+        async def count(stream):
+            async for page in stream:
+                counts[page] += 1
+
+        async with app:
+            for page in ["/", "/", "/about"]:
+                await views.send(value=page)
+            await settle(app)
+            assert counts["/"] == 2
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .app import App
+from .errors import StreamnbError
+from .transport.base import TP
+
+__all__ = ["lag", "settle", "test_app", "wait_until"]
+
+
+def test_app(id: str | None = None, **options: Any) -> App:
+    """An App on a fresh, private ``memory://`` broker.
+
+    >>> app = test_app("demo")
+    >>> app.broker.startswith("memory://")
+    True
+    """
+    options.setdefault("broker", f"memory://test-{uuid.uuid4().hex[:12]}")
+    return App(id or f"test-{uuid.uuid4().hex[:8]}", **options)
+
+
+test_app.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+async def wait_until(
+    predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, interval: float = 0.01, what: str = ""
+) -> None:
+    """Wait until ``predicate()`` is true; raise ``TimeoutError`` after ``timeout`` s.
+
+    >>> await wait_until(lambda: counts["/"] == 2)  # doctest: +SKIP
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s{': ' + what if what else ''}")
+        await asyncio.sleep(interval)
+
+
+async def lag(app: App) -> dict[str, int]:
+    """Messages each agent has not yet committed, summed over its partitions.
+
+    >>> await lag(app)  # doctest: +SKIP
+    {'count': 0}
+    """
+    transport = app.transport
+    if transport is None:
+        raise StreamnbError(f"app {app.id!r} is not connected; `await app.start()` first")
+    out: dict[str, int] = {}
+    for agent in app.agents.values():
+        total = 0
+        groups: dict[str, list[TP]] = {}
+        topics = [agent.channel.name]
+        for source in list(agent._sources):
+            if source.forward is not None:
+                topics.append(source.forward[0].name)
+            groups.setdefault(source.group, [])
+        if not groups:
+            groups[f"{app.id}-{agent.name}"] = []
+        for group in groups:
+            for name in set(topics):
+                count = await transport.partition_count(name)
+                tps = [TP(name, p) for p in range(count or 0)]
+                ends = await transport.end_offsets(tps)
+                committed = await transport.committed(group, tps)
+                begins = await transport.beginning_offsets(tps)
+                total += sum(ends[tp] - committed.get(tp, begins[tp]) for tp in tps)
+        out[agent.name] = total
+    return out
+
+
+async def settle(app: App, timeout: float = 30.0) -> None:
+    """Wait until every agent has processed and committed everything sent so far.
+
+    Agents that keep crashing make it time out, with their last error.
+
+    >>> await settle(app)  # doctest: +SKIP
+    """
+
+    async def quiet() -> bool:
+        if any(len(s.txn) for a in app.agents.values() for s in a._sources):
+            return False
+        return all(v == 0 for v in (await lag(app)).values())
+
+    try:
+        await wait_until(quiet, timeout, 0.02)
+        await asyncio.sleep(0)
+        await wait_until(quiet, timeout, 0.02)
+    except TimeoutError as exc:
+        errors = {a.name: a.last_error for a in app.agents.values() if a.last_error is not None}
+        raise TimeoutError(f"agents did not settle within {timeout} s; lag={await lag(app)}; errors={errors}") from exc

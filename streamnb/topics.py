@@ -1,0 +1,304 @@
+"""Topics: named, partitioned, typed channels of messages.
+
+Example::
+
+    app = streamnb.App("shop", broker="memory://")
+    orders = app.topic("orders", value_type=Order)
+
+    await orders.send(key="alice", value=Order(item="book", qty=1))
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from aiokafka.partitioner import murmur2
+
+from .codecs import Codec, get_codec
+from .errors import ConfigurationError, SerializationError, ValidationError
+from .events import Event
+from .transaction import current_transaction
+from .transport.base import Headers, Message, ProducerRecord, TopicSpec
+
+if TYPE_CHECKING:
+    from .app import App
+    from .streams import Stream
+
+__all__ = ["Topic", "partition_for_key"]
+
+Decoder = Callable[[bytes | None], Any]
+
+
+@lru_cache(maxsize=65536)
+def _hash_partition(key: bytes, partitions: int) -> int:
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def partition_for_key(key: bytes | None, partitions: int, counter: list[int] | None = None) -> int:
+    """The partition a key goes to: Kafka's default (murmur2) partitioner.
+
+    The same key always lands on the same partition, on every backend and in
+    every Kafka client that uses the default partitioner. Keyless messages
+    are spread round robin.
+
+    >>> partition_for_key(b"alice", 8) == partition_for_key(b"alice", 8)
+    True
+    """
+    if key is None:
+        if counter is None:
+            return 0
+        counter[0] += 1
+        return counter[0] % partitions
+    return _hash_partition(key, partitions)
+
+
+def make_decoder(codec: Codec, type_: Any, what: str) -> Decoder:
+    """A function turning bytes into ``type_`` (a Record class, a plain type, or None)."""
+    loads = codec.loads
+    from_data = getattr(type_, "from_data", None)
+    if type_ is None or type_ is bytes:
+        return lambda data: None if data is None else loads(data)
+    if from_data is not None:
+
+        def decode_record(data: bytes | None) -> Any:
+            if data is None:
+                return None
+            obj = loads(data)
+            if not isinstance(obj, Mapping):
+                raise ValidationError(
+                    f"{what}: expected a JSON object for {type_.__name__}, got {type(obj).__name__}"
+                )
+            return from_data(obj)
+
+        return decode_record
+
+    def decode_plain(data: bytes | None) -> Any:
+        if data is None:
+            return None
+        obj = loads(data)
+        if type_ is str and isinstance(obj, bytes):
+            return obj.decode()
+        if isinstance(obj, type_):
+            return obj
+        try:
+            return type_(obj)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"{what}: cannot make {type_.__name__} from {obj!r}: {exc}") from exc
+
+    return decode_plain
+
+
+class Topic:
+    """A named stream of messages with a key and a value type.
+
+    Create topics with :meth:`App.topic`; defining the same name again
+    replaces the definition (a notebook cell can be run twice).
+    """
+
+    def __init__(
+        self,
+        app: App,
+        name: str,
+        *,
+        key_type: Any = None,
+        value_type: Any = None,
+        partitions: int | None = None,
+        key_serializer: str | Codec | None = None,
+        value_serializer: str | Codec | None = None,
+        compacting: bool = False,
+        retention: float | None = None,
+        internal: bool = False,
+    ) -> None:
+        if not name or not isinstance(name, str):
+            raise ConfigurationError(f"a topic needs a non-empty string name, got {name!r}")
+        if partitions is not None and (not isinstance(partitions, int) or partitions < 1):
+            raise ConfigurationError(f"topic {name!r}: partitions must be a positive int, got {partitions!r}")
+        self.app = app
+        self.name = name
+        self.key_type = key_type
+        self.value_type = value_type
+        self.partitions = partitions
+        self.key_serializer = key_serializer or getattr(key_type, "_options", {}).get("serializer") or app.key_serializer
+        self.value_serializer = (
+            value_serializer or _record_serializer(value_type) or app.value_serializer
+        )
+        self.key_codec = get_codec(self.key_serializer)
+        self.value_codec = get_codec(self.value_serializer)
+        self.compacting = compacting
+        self.retention = _seconds(retention)
+        self.internal = internal
+        self._actual_partitions: int | None = None
+        self._rr = [0]
+        self.decode_key: Decoder = make_decoder(self.key_codec, key_type, f"topic {name!r} key")
+        self.decode_value: Decoder = make_decoder(self.value_codec, value_type, f"topic {name!r} value")
+
+    # -- metadata ---------------------------------------------------------------------------
+
+    @property
+    def spec(self) -> TopicSpec:
+        """How the broker should create this topic."""
+        return TopicSpec(self.name, self.partitions or self.app.topic_partitions, self.compacting, self.retention)
+
+    @property
+    def partition_count(self) -> int:
+        """Partitions the topic actually has (known once the app is connected)."""
+        return self._actual_partitions or self.partitions or self.app.topic_partitions
+
+    async def declare(self) -> int:
+        """Create the topic on the broker if missing; returns its partition count."""
+        transport = await self.app._connect()
+        self._actual_partitions = await transport.create_topic(self.spec)
+        return self._actual_partitions
+
+    # -- encoding ---------------------------------------------------------------------------
+
+    def encode_key(self, key: Any) -> bytes | None:
+        """Key to bytes with the topic's key serializer."""
+        if key is None:
+            return None
+        try:
+            return self.key_codec.dumps(key)
+        except Exception as exc:
+            raise SerializationError(
+                f"topic {self.name!r}: cannot encode key {key!r} with {self.key_serializer!r}: {exc}; "
+                "pass a str/bytes key, or set key_serializer='json'"
+            ) from exc
+
+    def encode_value(self, value: Any) -> bytes | None:
+        """Value to bytes with the topic's value serializer."""
+        if value is None:
+            return None
+        try:
+            return self.value_codec.dumps(value)
+        except Exception as exc:
+            raise SerializationError(
+                f"topic {self.name!r}: cannot encode value {value!r} with {self.value_serializer!r}: {exc}"
+            ) from exc
+
+    def decode(self, message: Message) -> Event:
+        """Raw message to :class:`Event` (raises SerializationError/ValidationError)."""
+        key = message.key
+        return Event(
+            None if key is None else self.decode_key(key), self.decode_value(message.value), message
+        )
+
+    def record(
+        self,
+        key: Any = None,
+        value: Any = None,
+        partition: int | None = None,
+        timestamp: float | None = None,
+        headers: Headers | Mapping[str, bytes | str] | Sequence[tuple[str, bytes]] | None = None,
+        *,
+        raw_key: bytes | None = None,
+    ) -> ProducerRecord:
+        """Build the :class:`ProducerRecord` that ``send`` would append."""
+        kb = raw_key if raw_key is not None else self.encode_key(key)
+        if partition is None:
+            partition = partition_for_key(kb, self.partition_count, self._rr)
+        elif not 0 <= partition < self.partition_count:
+            raise ConfigurationError(
+                f"topic {self.name!r} has partitions 0..{self.partition_count - 1}, got partition={partition}"
+            )
+        if timestamp is None:
+            timestamp = time.time()
+        elif hasattr(timestamp, "timestamp"):
+            timestamp = timestamp.timestamp()  # type: ignore[union-attr]
+        return ProducerRecord(self.name, partition, kb, self.encode_value(value), float(timestamp), _headers(headers))
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def send(
+        self,
+        *,
+        key: Any = None,
+        value: Any = None,
+        partition: int | None = None,
+        timestamp: float | None = None,
+        headers: Any = None,
+    ) -> None:
+        """Send one message.
+
+        Inside an agent the message joins the agent's transaction and is
+        written with its next commit (so it is sent exactly once on the
+        embedded brokers); elsewhere it is written at once.
+
+        >>> await topic.send(key="alice", value={"page": "/"})  # doctest: +SKIP
+        """
+        if self._actual_partitions is None:
+            await self.declare()
+        record = self.record(key, value, partition, timestamp, headers)
+        txn = current_transaction()
+        if txn is not None:
+            txn.records.append(record)
+        else:
+            await self.app._transport_or_raise().send([record])
+
+    def send_soon(
+        self,
+        *,
+        key: Any = None,
+        value: Any = None,
+        partition: int | None = None,
+        timestamp: float | None = None,
+        headers: Any = None,
+    ) -> None:
+        """Send without awaiting: inside an agent it joins the transaction,
+        elsewhere it is scheduled on the running loop.
+
+        >>> topic.send_soon(value={"n": 1})  # doctest: +SKIP
+        """
+        txn = current_transaction()
+        if txn is not None and self._actual_partitions is not None:
+            txn.records.append(self.record(key, value, partition, timestamp, headers))
+            return
+        coro = self.send(key=key, value=value, partition=partition, timestamp=timestamp, headers=headers)
+        self.app._spawn(coro, f"send_soon({self.name})")
+
+    # -- consuming --------------------------------------------------------------------------
+
+    def stream(self) -> Stream:
+        """A :class:`~streamnb.streams.Stream` over this topic (for use inside tasks)."""
+        from .streams import Stream
+
+        return Stream(self.app, self)
+
+    def __aiter__(self) -> Any:
+        return self.stream().__aiter__()
+
+    def __repr__(self) -> str:
+        return f"<Topic {self.name!r} partitions={self.partition_count}>"
+
+
+def _record_serializer(value_type: Any) -> str | None:
+    options = getattr(value_type, "_options", None)
+    if isinstance(options, Mapping):
+        return options.get("serializer")
+    return None
+
+
+def _headers(headers: Any) -> Headers:
+    if not headers:
+        return ()
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    out = []
+    for name, value in items:
+        if isinstance(value, str):
+            value = value.encode()
+        elif not isinstance(value, bytes):
+            raise ConfigurationError(f"header {name!r} must be str or bytes, got {type(value).__name__}")
+        out.append((str(name), value))
+    return tuple(out)
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    if hasattr(value, "total_seconds"):
+        return float(value.total_seconds())
+    return float(value)
+
+

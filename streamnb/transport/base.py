@@ -1,0 +1,221 @@
+"""The transport seam: what every broker backend implements.
+
+streamnb talks to a broker only through :class:`Transport` and the
+:class:`Consumer` it hands out. Three backends implement it:
+
+* ``memory://``  -- :mod:`streamnb.transport.memory`, in-process and volatile;
+* ``local://PATH`` -- :mod:`streamnb.transport.local`, sqlite3 (WAL) in a folder;
+* ``kafka://HOST:PORT`` -- :mod:`streamnb.transport.kafka`, aiokafka.
+
+Data flows one way: ``Consumer.getmany`` -> stream -> agent -> table writes and
+sink sends are buffered -> ``Consumer.commit(offsets, records)`` writes the
+buffered records and the consumer offsets together (in one sqlite transaction
+on ``local://``, so it is exactly-once there; records first, then offsets on
+Kafka, so it is at-least-once there).
+
+Keys and values cross the seam as ``bytes`` (or ``None``); timestamps are
+epoch seconds as ``float``; headers are a tuple of ``(str, bytes)`` pairs.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import ClassVar, NamedTuple
+
+__all__ = [
+    "Consumer",
+    "Headers",
+    "Message",
+    "ProducerRecord",
+    "RebalanceListener",
+    "TP",
+    "TopicSpec",
+    "Transport",
+]
+
+Headers = tuple[tuple[str, bytes], ...]
+
+
+class TP(NamedTuple):
+    """A topic partition."""
+
+    topic: str
+    """Topic name."""
+    partition: int
+    """Partition number, from 0."""
+
+
+class Message(NamedTuple):
+    """One stored message, as a consumer receives it (raw bytes)."""
+
+    topic: str
+    """Topic the message was read from."""
+    partition: int
+    """Partition the message was read from."""
+    offset: int
+    """Position in the partition, from 0, increasing by one per message."""
+    timestamp: float
+    """Event time in epoch seconds (the producer's, or the broker's at append)."""
+    key: bytes | None
+    """Encoded key, or ``None``."""
+    value: bytes | None
+    """Encoded value, or ``None`` (a tombstone on compacted topics)."""
+    headers: Headers
+    """``(name, value)`` pairs."""
+
+
+class ProducerRecord(NamedTuple):
+    """One message to append; ``partition`` is already chosen by the caller."""
+
+    topic: str
+    """Destination topic."""
+    partition: int
+    """Destination partition."""
+    key: bytes | None
+    """Encoded key, or ``None``."""
+    value: bytes | None
+    """Encoded value, or ``None``."""
+    timestamp: float
+    """Event time in epoch seconds."""
+    headers: Headers = ()
+    """``(name, value)`` pairs."""
+
+
+class TopicSpec(NamedTuple):
+    """What a topic should look like when streamnb creates it."""
+
+    name: str
+    """Topic name."""
+    partitions: int
+    """Number of partitions."""
+    compacted: bool = False
+    """Keep only the newest value per key (``cleanup.policy=compact``)."""
+    retention: float | None = None
+    """Delete messages older than this many seconds; ``None`` keeps them."""
+
+
+OnPartitions = Callable[[set[TP]], Awaitable[None]]
+
+
+class RebalanceListener(NamedTuple):
+    """Callbacks a consumer awaits when its assignment changes.
+
+    ``on_assigned`` is awaited before any message of the new partitions is
+    returned by ``getmany`` (tables recover there); ``on_revoked`` is awaited
+    before the partitions go away (pending work is committed there).
+    """
+
+    on_assigned: OnPartitions
+    """Awaited with the newly assigned partitions."""
+    on_revoked: OnPartitions
+    """Awaited with the partitions about to be taken away."""
+
+
+class Consumer(abc.ABC):
+    """Reads a set of topics as one member of a consumer group.
+
+    The consumer starts each assigned partition at the group's committed
+    offset, or at the start of the log when nothing was committed.
+    """
+
+    group: str
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Join the group, receive an assignment and await ``on_assigned``."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Leave the group. Does not commit: call :meth:`commit` first."""
+
+    @abc.abstractmethod
+    def assignment(self) -> set[TP]:
+        """Partitions currently assigned to this member."""
+
+    @abc.abstractmethod
+    async def getmany(self, timeout: float, max_records: int) -> list[Message]:
+        """Return up to ``max_records`` messages, waiting at most ``timeout`` s.
+
+        Messages of one partition come in offset order.
+        """
+
+    @abc.abstractmethod
+    def seek(self, tp: TP, offset: int) -> None:
+        """Make the next ``getmany`` read ``tp`` from ``offset``."""
+
+    @abc.abstractmethod
+    async def commit(
+        self, offsets: Mapping[TP, int], records: Sequence[ProducerRecord] = ()
+    ) -> None:
+        """Append ``records`` and commit ``offsets`` (next offset to read) together."""
+
+
+class Transport(abc.ABC):
+    """A broker connection. One per App; opened by ``start``, closed by ``stop``."""
+
+    scheme: ClassVar[str]
+    exactly_once: ClassVar[bool] = False
+    """True when ``Consumer.commit`` is atomic (records and offsets together)."""
+    distributed: ClassVar[bool] = False
+    """True when other processes may own some partitions (Kafka): tables then
+    recover partitions as they are assigned instead of all at start."""
+
+    url: str
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Connect (or open the store). Raises :class:`BrokerError` subclasses."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Flush and close."""
+
+    @abc.abstractmethod
+    async def create_topic(self, spec: TopicSpec) -> int:
+        """Create the topic if missing; return its actual partition count."""
+
+    @abc.abstractmethod
+    async def partition_count(self, topic: str) -> int | None:
+        """Partition count of an existing topic, or ``None`` when it does not exist."""
+
+    @abc.abstractmethod
+    async def send(self, records: Sequence[ProducerRecord]) -> None:
+        """Append records now (outside any processing commit)."""
+
+    @abc.abstractmethod
+    async def committed(self, group: str, tps: Iterable[TP]) -> dict[TP, int]:
+        """The group's committed offsets; partitions with none are left out."""
+
+    @abc.abstractmethod
+    async def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """Offset the next appended message of each partition will get."""
+
+    @abc.abstractmethod
+    async def beginning_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """Oldest offset still stored in each partition."""
+
+    @abc.abstractmethod
+    async def read(self, tp: TP, start: int, stop: int, max_records: int = 10_000) -> list[Message]:
+        """Messages of ``tp`` with ``start <= offset < stop`` (at most ``max_records``).
+
+        Used to recover tables from changelogs and by ``%peek``; does not
+        belong to any consumer group.
+        """
+
+    @abc.abstractmethod
+    def consumer(
+        self,
+        group: str,
+        topics: Sequence[str],
+        listener: RebalanceListener,
+        *,
+        member: int = 0,
+        members: int = 1,
+    ) -> Consumer:
+        """A group member reading ``topics``.
+
+        ``member``/``members`` let one process run several members of a group
+        (agent ``concurrency``); the embedded brokers split partitions among
+        them statically, Kafka through its group protocol.
+        """

@@ -1,0 +1,285 @@
+"""``memory://`` -- an in-process, volatile broker.
+
+Everything lives in Python lists, so it is the fastest backend and the one
+to use in unit tests. Two Apps in one process with the same URL share one
+broker (``memory://`` is one broker, ``memory://other`` another), so a
+notebook cell that builds a new App sees the topics of the old one.
+
+Example::
+
+    >>> from streamnb.transport.memory import MemoryTransport
+    >>> transport = MemoryTransport("memory://")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .base import TP, Consumer, Message, ProducerRecord, RebalanceListener, TopicSpec, Transport
+
+__all__ = ["MemoryBroker", "MemoryTransport"]
+
+
+@dataclass
+class _Partition:
+    messages: list[Message] = field(default_factory=list)
+    log_start: int = 0  # offset of messages[0]
+    appended_since_compaction: int = 0
+
+    @property
+    def end(self) -> int:
+        return self.log_start + len(self.messages)
+
+
+@dataclass
+class _Topic:
+    spec: TopicSpec
+    partitions: list[_Partition]
+
+
+class MemoryBroker:
+    """The shared state behind every ``memory://NAME`` transport of a process."""
+
+    _brokers: dict[str, MemoryBroker] = {}
+
+    def __init__(self) -> None:
+        self.topics: dict[str, _Topic] = {}
+        self.offsets: dict[tuple[str, TP], int] = {}
+        self.waiters: set[asyncio.Event] = set()
+
+    @classmethod
+    def named(cls, name: str) -> MemoryBroker:
+        """The process-wide broker called ``name``."""
+        broker = cls._brokers.get(name)
+        if broker is None:
+            broker = cls._brokers[name] = cls()
+        return broker
+
+    @classmethod
+    def reset(cls) -> None:
+        """Forget every memory broker of this process (used by tests)."""
+        cls._brokers.clear()
+
+    def ensure(self, spec: TopicSpec) -> _Topic:
+        topic = self.topics.get(spec.name)
+        if topic is None:
+            topic = self.topics[spec.name] = _Topic(spec, [_Partition() for _ in range(spec.partitions)])
+        return topic
+
+    def append(self, records: Sequence[ProducerRecord]) -> None:
+        topics = self.topics
+        for rec in records:
+            topic = topics.get(rec.topic)
+            if topic is None:
+                topic = self.ensure(TopicSpec(rec.topic, rec.partition + 1))
+            part = topic.partitions[rec.partition]
+            part.messages.append(
+                Message(rec.topic, rec.partition, part.end, rec.timestamp, rec.key, rec.value, rec.headers)
+            )
+            part.appended_since_compaction += 1
+        if records:
+            self._housekeeping({r.topic for r in records})
+            for waiter in self.waiters:
+                waiter.set()
+
+    def _housekeeping(self, names: set[str]) -> None:
+        now = time.time()
+        for name in names:
+            topic = self.topics[name]
+            for part in topic.partitions:
+                if topic.spec.compacted and part.appended_since_compaction > max(10_000, len(part.messages) // 2):
+                    _compact(part)
+                if topic.spec.retention is not None and part.messages:
+                    horizon = now - topic.spec.retention
+                    drop = 0
+                    for msg in part.messages:
+                        if msg.timestamp >= horizon:
+                            break
+                        drop += 1
+                    if drop:
+                        del part.messages[:drop]
+                        part.log_start += drop
+
+
+def _compact(part: _Partition) -> None:
+    """Keep only the newest message per key; drop keys whose newest value is a tombstone."""
+    newest: dict[bytes | None, int] = {}
+    for i, msg in enumerate(part.messages):
+        newest[msg.key] = i
+    keep = sorted(i for i in newest.values() if part.messages[i].value is not None)
+    kept = [part.messages[i] for i in keep]
+    # The log start moves to the first kept message (offsets never change).
+    end = part.end
+    part.messages = kept
+    part.log_start = kept[0].offset if kept else end
+    part.appended_since_compaction = 0
+    if not kept:
+        return
+    # Offsets between log_start and the last kept message may be gaps; readers
+    # skip them because reads select by offset, not by position.
+
+
+class MemoryTransport(Transport):
+    """The ``memory://[NAME]`` backend: volatile, in-process, exactly-once."""
+
+    scheme = "memory"
+    exactly_once = True
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self.broker = MemoryBroker.named(url.partition("://")[2])
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def create_topic(self, spec: TopicSpec) -> int:
+        return len(self.broker.ensure(spec).partitions)
+
+    async def partition_count(self, topic: str) -> int | None:
+        found = self.broker.topics.get(topic)
+        return None if found is None else len(found.partitions)
+
+    async def send(self, records: Sequence[ProducerRecord]) -> None:
+        self.broker.append(records)
+
+    async def committed(self, group: str, tps: Iterable[TP]) -> dict[TP, int]:
+        offsets = self.broker.offsets
+        return {tp: offsets[(group, tp)] for tp in tps if (group, tp) in offsets}
+
+    async def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
+        return {tp: self._partition(tp).end for tp in tps}
+
+    async def beginning_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
+        return {tp: self._partition(tp).log_start for tp in tps}
+
+    async def read(self, tp: TP, start: int, stop: int, max_records: int = 10_000) -> list[Message]:
+        return _slice(self._partition(tp), start, stop, max_records)
+
+    def consumer(
+        self,
+        group: str,
+        topics: Sequence[str],
+        listener: RebalanceListener,
+        *,
+        member: int = 0,
+        members: int = 1,
+    ) -> Consumer:
+        return MemoryConsumer(self, group, topics, listener, member, members)
+
+    def _partition(self, tp: TP) -> _Partition:
+        topic = self.broker.topics.get(tp.topic)
+        if topic is None or tp.partition >= len(topic.partitions):
+            return _Partition()
+        return topic.partitions[tp.partition]
+
+
+def _slice(part: _Partition, start: int, stop: int, max_records: int) -> list[Message]:
+    messages = part.messages
+    if not messages:
+        return []
+    start = max(start, part.log_start)
+    stop = min(stop, part.end, start + max_records)
+    if start >= stop:
+        return []
+    # Without gaps the offset maps straight to the index; after compaction bisect.
+    first = messages[0].offset
+    if messages[-1].offset - first == len(messages) - 1:
+        return messages[start - first : stop - first]
+    import bisect
+
+    lo = bisect.bisect_left(messages, start, key=lambda m: m.offset)
+    hi = bisect.bisect_left(messages, stop, key=lambda m: m.offset)
+    return messages[lo : min(hi, lo + max_records)]
+
+
+class MemoryConsumer(Consumer):
+    """A member of a consumer group on a memory broker (static assignment)."""
+
+    def __init__(
+        self,
+        transport: MemoryTransport,
+        group: str,
+        topics: Sequence[str],
+        listener: RebalanceListener,
+        member: int,
+        members: int,
+    ) -> None:
+        self.transport = transport
+        self.group = group
+        self.topics = list(topics)
+        self.listener = listener
+        self.member = member
+        self.members = members
+        self._assigned: list[TP] = []
+        self._positions: dict[TP, int] = {}
+        self._wakeup = asyncio.Event()
+        self._next = 0
+
+    async def start(self) -> None:
+        broker = self.transport.broker
+        assigned = []
+        for name in self.topics:
+            topic = broker.topics.get(name)
+            count = 0 if topic is None else len(topic.partitions)
+            assigned.extend(TP(name, p) for p in range(count) if p % self.members == self.member)
+        self._assigned = assigned
+        await self.listener.on_assigned(set(assigned))
+        committed = await self.transport.committed(self.group, assigned)
+        for tp in assigned:
+            self._positions[tp] = committed.get(tp, self.transport._partition(tp).log_start)
+        broker.waiters.add(self._wakeup)
+
+    async def stop(self) -> None:
+        self.transport.broker.waiters.discard(self._wakeup)
+        await self.listener.on_revoked(set(self._assigned))
+        self._assigned = []
+
+    def assignment(self) -> set[TP]:
+        return set(self._assigned)
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self._positions[tp] = offset
+
+    async def getmany(self, timeout: float, max_records: int) -> list[Message]:
+        batch = self._poll(max_records)
+        if batch or timeout <= 0:
+            return batch
+        self._wakeup.clear()
+        batch = self._poll(max_records)
+        if batch:
+            return batch
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        except TimeoutError:
+            return []
+        return self._poll(max_records)
+
+    def _poll(self, max_records: int) -> list[Message]:
+        out: list[Message] = []
+        assigned = self._assigned
+        n = len(assigned)
+        positions = self._positions
+        partition = self.transport._partition
+        for i in range(n):
+            tp = assigned[(self._next + i) % n]
+            room = max_records - len(out)
+            if room <= 0:
+                break
+            msgs = _slice(partition(tp), positions[tp], 1 << 62, room)
+            if msgs:
+                out.extend(msgs)
+                positions[tp] = msgs[-1].offset + 1
+        self._next = (self._next + 1) % max(n, 1)
+        return out
+
+    async def commit(self, offsets: Mapping[TP, int], records: Sequence[ProducerRecord] = ()) -> None:
+        broker = self.transport.broker
+        broker.append(records)
+        for tp, offset in offsets.items():
+            broker.offsets[(self.group, tp)] = offset

@@ -1,0 +1,77 @@
+"""Shared fixtures: the ``broker`` fixture runs a behaviour test on every backend.
+
+``kafka`` joins when ``STREAMNB_KAFKA`` names a running broker (``.ci/run``
+starts one with ``scripts/kafka.sh up`` and fails if Kafka tests were skipped).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+KAFKA = os.environ.get("STREAMNB_KAFKA", "")
+BACKENDS = ["memory", "local", "kafka"]
+
+
+def kafka_bootstrap() -> str:
+    """The Kafka bootstrap address, or skip the test when no broker was started."""
+    if not KAFKA:
+        pytest.skip("no Kafka: start one with `bash scripts/kafka.sh up` and set STREAMNB_KAFKA=127.0.0.1:9092")
+    return KAFKA
+
+
+def broker_url(kind: str, tmp_path: Path) -> str:
+    if kind == "memory":
+        return f"memory://test-{uuid.uuid4().hex[:12]}"
+    if kind == "local":
+        return f"local://{tmp_path / 'broker'}"
+    return f"kafka://{kafka_bootstrap()}"
+
+
+@pytest.fixture(params=BACKENDS)
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A broker URL for each backend (a fresh one per test)."""
+    if request.param == "kafka":
+        request.applymarker(pytest.mark.kafka)
+    return broker_url(request.param, tmp_path)
+
+
+@pytest.fixture
+def app_id() -> str:
+    """A unique app id, so Kafka tests never share topics or groups."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Run each test in its own folder, so the default local://.streamnb never leaks."""
+    monkeypatch.chdir(tmp_path)
+    yield
+
+
+REQUIRE_KAFKA = os.environ.get("STREAMNB_REQUIRE_KAFKA") == "1"
+_kafka_ran: list[str] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """With STREAMNB_REQUIRE_KAFKA=1 (CI), a skipped Kafka test is a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if item.get_closest_marker("kafka") is None:
+        return
+    if report.when == "call" and report.passed:
+        _kafka_ran.append(item.nodeid)
+    if REQUIRE_KAFKA and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"Kafka test skipped but STREAMNB_REQUIRE_KAFKA=1: {report.longrepr}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if REQUIRE_KAFKA and not _kafka_ran and session.testscollected and not session.config.option.collectonly:
+        session.exitstatus = 1
+        print("\nSTREAMNB_REQUIRE_KAFKA=1 but no Kafka test passed: is the broker up?")

@@ -1,0 +1,388 @@
+"""The ``kafka://`` transport against a real broker.
+
+Needs ``bash scripts/kafka.sh up`` and ``STREAMNB_KAFKA=127.0.0.1:9092``
+(skipped otherwise). Every test uses its own topics and groups (uuid names),
+so the tests are independent of each other and of earlier runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from streamnb.errors import BrokerError, BrokerUnavailableError, ConfigurationError
+from streamnb.transport.base import TP, Message, ProducerRecord, RebalanceListener, TopicSpec
+from streamnb.transport.kafka import KafkaTransport, parse_kafka_url
+
+pytestmark = pytest.mark.kafka
+
+REPO = Path(__file__).resolve().parents[2]
+KAFKA = os.environ.get("STREAMNB_KAFKA", "")
+
+
+def bootstrap() -> str:
+    if not KAFKA:
+        pytest.skip("no Kafka: start one with `bash scripts/kafka.sh up` and set STREAMNB_KAFKA=127.0.0.1:9092")
+    return KAFKA
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def transport() -> AsyncIterator[KafkaTransport]:
+    kafka = KafkaTransport(f"kafka://{bootstrap()}", client_id="streamnb-tests")
+    await kafka.start()
+    try:
+        yield kafka
+    finally:
+        await kafka.stop()
+
+
+class Recorder:
+    """A RebalanceListener that records the calls it gets."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.calls: list[tuple[str, set[TP]]] = []
+        self.delay = delay
+        self.assigned_done = asyncio.Event()
+
+    async def on_assigned(self, tps: set[TP]) -> None:
+        await asyncio.sleep(self.delay)  # like a table recovering
+        self.calls.append(("assigned", tps))
+        self.assigned_done.set()
+
+    async def on_revoked(self, tps: set[TP]) -> None:
+        self.calls.append(("revoked", tps))
+
+    @property
+    def listener(self) -> RebalanceListener:
+        return RebalanceListener(self.on_assigned, self.on_revoked)
+
+
+async def drain(consumer, want: int, timeout: float = 20.0) -> list[Message]:  # type: ignore[no-untyped-def]
+    got: list[Message] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        got += await consumer.getmany(timeout=0.5, max_records=10_000)
+    return got
+
+
+def test_parse_kafka_url() -> None:
+    assert parse_kafka_url("kafka://127.0.0.1:9092,127.0.0.1:9093") == ["127.0.0.1:9092", "127.0.0.1:9093"]
+    assert parse_kafka_url("kafka://127.0.0.1") == ["127.0.0.1:9092"]
+    with pytest.raises(ConfigurationError):
+        parse_kafka_url("kafka://")
+    with pytest.raises(ConfigurationError):
+        KafkaTransport("kafka://127.0.0.1", client_id="x", security_protocol="TLS")
+
+
+async def test_create_topic_partition_count_and_configs(transport: KafkaTransport) -> None:
+    name = unique("compacted")
+    assert await transport.partition_count(name) is None
+    assert await transport.partition_count(name) is None  # asking did not auto-create it
+    assert await transport.create_topic(TopicSpec(name, 3, compacted=True, retention=3600.0)) == 3
+    assert await transport.partition_count(name) == 3
+    # Running the cell again: no error, and the existing size wins.
+    assert await transport.create_topic(TopicSpec(name, 5, compacted=True)) == 3
+
+    plain = unique("plain")
+    assert await transport.create_topic(TopicSpec(plain, 2)) == 2
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap())
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name), ConfigResource(ConfigResourceType.TOPIC, plain)]
+        )
+    finally:
+        await admin.close()
+    configs: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for _code, _msg, _type, topic, entries in response.resources:
+            configs[topic] = {entry[0]: entry[1] for entry in entries}
+    assert configs[name]["cleanup.policy"] == "compact"
+    assert configs[name]["retention.ms"] == "3600000"
+    assert configs[plain]["cleanup.policy"] == "delete"
+
+
+async def test_send_and_read_round_trip(transport: KafkaTransport) -> None:
+    name = unique("roundtrip")
+    await transport.create_topic(TopicSpec(name, 2))
+    ts = 1_700_000_000.125
+    records = [
+        ProducerRecord(name, 1, b"k0", b"v0", ts, (("trace", b"abc"), ("n", b"0"))),
+        ProducerRecord(name, 1, None, b"no key", ts + 1),
+        ProducerRecord(name, 1, b"gone", None, ts + 2),  # a tombstone
+        ProducerRecord(name, 0, b"p0", b"other partition", ts + 3),
+    ]
+    await transport.send(records)
+
+    tp = TP(name, 1)
+    got = await transport.read(tp, 0, 10)
+    assert [(m.offset, m.key, m.value) for m in got] == [(0, b"k0", b"v0"), (1, None, b"no key"), (2, b"gone", None)]
+    first = got[0]
+    assert first.topic == name and first.partition == 1
+    assert first.headers == (("trace", b"abc"), ("n", b"0"))
+    assert abs(first.timestamp - ts) < 1e-6
+    assert got[1].headers == ()
+    assert abs(got[2].timestamp - (ts + 2)) < 1e-6
+
+    # Sub-ranges, max_records, and ranges past the end.
+    assert [m.offset for m in await transport.read(tp, 1, 2)] == [1]
+    assert [m.offset for m in await transport.read(tp, 0, 10, max_records=2)] == [0, 1]
+    assert [m.offset for m in await transport.read(tp, 2, 10)] == [2]
+    assert await transport.read(tp, 3, 10) == []
+    assert await transport.read(tp, 2, 2) == []
+    assert [m.value for m in await transport.read(TP(name, 0), 0, 10)] == [b"other partition"]
+    assert await transport.read(TP(unique("missing"), 0), 0, 10) == []
+
+
+async def test_read_whole_partition_in_a_loop(transport: KafkaTransport) -> None:
+    """Table recovery reads a whole changelog partition with repeated calls."""
+    name = unique("changelog")
+    await transport.create_topic(TopicSpec(name, 1, compacted=True))
+    now = time.time()
+    total = 25_000
+    await transport.send([ProducerRecord(name, 0, b"%d" % (i % 500), b"%d" % i, now) for i in range(total)])
+    tp = TP(name, 0)
+    end = (await transport.end_offsets([tp]))[tp]
+    assert end == total
+    pos, seen, calls = 0, 0, 0
+    while pos < end:
+        batch = await transport.read(tp, pos, end, max_records=4_000)
+        assert batch, f"read returned nothing at {pos} < {end}"
+        assert batch[0].offset >= pos and all(b.offset == a.offset + 1 for a, b in zip(batch, batch[1:]))
+        seen += len(batch)
+        pos = batch[-1].offset + 1
+        calls += 1
+    assert seen == total and calls >= total // 4_000
+
+
+async def test_end_and_beginning_offsets(transport: KafkaTransport) -> None:
+    name = unique("offsets")
+    await transport.create_topic(TopicSpec(name, 3))
+    tps = [TP(name, p) for p in range(3)]
+    assert await transport.end_offsets(tps) == {tp: 0 for tp in tps}
+    now = time.time()
+    await transport.send([ProducerRecord(name, p, None, b"x", now) for p in (0, 0, 0, 2)])
+    assert await transport.end_offsets(tps) == {tps[0]: 3, tps[1]: 0, tps[2]: 1}
+    assert await transport.beginning_offsets(tps) == {tp: 0 for tp in tps}
+    missing = TP(unique("missing"), 0)
+    assert await transport.end_offsets([missing]) == {missing: 0}
+    assert await transport.partition_count(missing.topic) is None
+
+
+async def test_consumer_group_getmany_commit_committed(transport: KafkaTransport) -> None:
+    source, sink, group = unique("source"), unique("sink"), unique("group")
+    await transport.create_topic(TopicSpec(source, 2))
+    await transport.create_topic(TopicSpec(sink, 1))
+    now = time.time()
+    await transport.send(
+        [ProducerRecord(source, i % 2, b"k%d" % i, b"v%d" % i, now + i, (("i", b"%d" % i),)) for i in range(10)]
+    )
+    tps = {TP(source, 0), TP(source, 1)}
+
+    recorder = Recorder(delay=0.3)
+    consumer = transport.consumer(group, [source], recorder.listener)
+    await consumer.start()
+    try:
+        # on_assigned was awaited (the whole 0.3 s) before start returned.
+        assert recorder.calls == [("assigned", tps)]
+        assert consumer.assignment() == tps
+        one = await consumer.getmany(timeout=10.0, max_records=1)
+        assert len(one) == 1
+        rest = await drain(consumer, 9)
+        got = one + rest
+        assert sorted(m.value for m in got) == sorted(b"v%d" % i for i in range(10))
+        for partition in (0, 1):
+            offsets = [m.offset for m in got if m.partition == partition]
+            assert offsets == sorted(offsets)
+        sample = next(m for m in got if m.value == b"v3")
+        assert sample.headers == (("i", b"3"),) and abs(sample.timestamp - (now + 3)) < 1e-3
+
+        assert await transport.committed(group, tps) == {}
+        out = ProducerRecord(sink, 0, b"sum", b"45", now)
+        await consumer.commit({TP(source, 0): 5, TP(source, 1): 3}, [out])
+        assert await transport.committed(group, tps) == {TP(source, 0): 5, TP(source, 1): 3}
+        assert [m.value for m in await transport.read(TP(sink, 0), 0, 10)] == [b"45"]
+    finally:
+        await consumer.stop()
+    assert recorder.calls[-1] == ("revoked", tps)
+
+    # A new member of the group starts at the committed offsets.
+    again = transport.consumer(group, [source], Recorder().listener)
+    await again.start()
+    try:
+        resumed = await drain(again, 2)
+        assert sorted((m.partition, m.offset) for m in resumed) == [(1, 3), (1, 4)]
+        again.seek(TP(source, 0), 4)
+        assert [(m.partition, m.offset) for m in await drain(again, 1)] == [(0, 4)]
+    finally:
+        await again.stop()
+
+
+async def test_listener_error_is_raised(transport: KafkaTransport) -> None:
+    name = unique("failing")
+    await transport.create_topic(TopicSpec(name, 1))
+
+    async def broken(tps: set[TP]) -> None:
+        raise RuntimeError("recovery failed")
+
+    async def fine(tps: set[TP]) -> None:
+        return None
+
+    consumer = transport.consumer(unique("group"), [name], RebalanceListener(broken, fine))
+    with pytest.raises(RuntimeError, match="recovery failed"):
+        await consumer.start()
+    await consumer.stop()  # already stopped: no error
+
+
+async def test_messages_of_a_plain_aiokafka_producer(transport: KafkaTransport) -> None:
+    name = unique("external")
+    await transport.create_topic(TopicSpec(name, 1))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap())
+    await producer.start()
+    try:
+        await producer.send_and_wait(name, b'{"id": 1}', key=b"a", headers=[("src", b"java-ish")], timestamp_ms=1234)
+        await producer.send_and_wait(name, b'{"id": 2}')
+    finally:
+        await producer.stop()
+    consumer = transport.consumer(unique("group"), [name], Recorder().listener)
+    await consumer.start()
+    try:
+        got = await drain(consumer, 2)
+    finally:
+        await consumer.stop()
+    assert [(m.key, m.value) for m in got] == [(b"a", b'{"id": 1}'), (None, b'{"id": 2}')]
+    assert got[0].headers == (("src", b"java-ish"),) and got[0].timestamp == 1.234
+
+
+async def test_unreachable_broker_raises_within_the_bound() -> None:
+    kafka = KafkaTransport("kafka://127.0.0.1:1", client_id="nobody", request_timeout=5.0)
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailableError) as info:
+        await kafka.start()
+    assert time.monotonic() - started < 6.0
+    message = str(info.value)
+    assert "127.0.0.1:1" in message and "scripts/kafka.sh up" in message
+    with pytest.raises(BrokerError):
+        await kafka.send([ProducerRecord("t", 0, None, b"x", 0.0)])
+    await kafka.stop()  # never started: no error
+
+
+# -- TLS and SASL on a second broker ----------------------------------------------
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.fixture(scope="module")
+def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A second broker with SSL and SASL_PLAINTEXT listeners, in its own folder."""
+    bootstrap()
+    if shutil.which("keytool") is None or shutil.which("java") is None:
+        pytest.skip("needs Java's keytool")
+    folder = tmp_path_factory.mktemp("secure-kafka")
+    keystore, cert = folder / "broker.p12", folder / "ca.pem"
+    subprocess.run(
+        ["keytool", "-genkeypair", "-keystore", str(keystore), "-storetype", "PKCS12", "-storepass", "changeit",
+         "-keypass", "changeit", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048", "-validity", "2",
+         "-dname", "CN=127.0.0.1", "-ext", "SAN=ip:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    subprocess.run(
+        ["keytool", "-exportcert", "-rfc", "-keystore", str(keystore), "-storepass", "changeit",
+         "-alias", "broker", "-file", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    plain, controller, tls, sasl = _free_ports(4)
+    env = {
+        **os.environ,
+        "KAFKA_DIR": str(folder / "kafka"),
+        "KAFKA_PORT": str(plain),
+        "KAFKA_CONTROLLER_PORT": str(controller),
+        "KAFKA_SSL_PORT": str(tls),
+        "KAFKA_SSL_KEYSTORE": str(keystore),
+        "KAFKA_SSL_PASSWORD": "changeit",
+        "KAFKA_SASL_PORT": str(sasl),
+        "KAFKA_SASL_USERS": "alice:wonderland",
+        "KAFKA_HEAP_OPTS": "-Xms256m -Xmx256m",
+    }
+    script = str(REPO / "scripts" / "kafka.sh")
+    up = subprocess.run(["bash", script, "up"], env=env, capture_output=True, text=True, timeout=180)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        yield {"ssl": f"127.0.0.1:{tls}", "sasl": f"127.0.0.1:{sasl}", "cafile": str(cert)}
+    finally:
+        subprocess.run(["bash", script, "down"], env=env, capture_output=True, timeout=120)
+
+
+async def _round_trip(kafka: KafkaTransport) -> None:
+    await kafka.start()
+    try:
+        name = unique("secure")
+        await kafka.create_topic(TopicSpec(name, 1))
+        await kafka.send([ProducerRecord(name, 0, b"k", b"secret", 1.5)])
+        got = await kafka.read(TP(name, 0), 0, 1)
+        assert [(m.key, m.value, m.timestamp) for m in got] == [(b"k", b"secret", 1.5)]
+    finally:
+        await kafka.stop()
+
+
+@pytest.mark.slow
+async def test_tls_listener(secure_broker: dict[str, str]) -> None:
+    context = ssl.create_default_context(cafile=secure_broker["cafile"])
+    await _round_trip(
+        KafkaTransport(f"kafka://{secure_broker['ssl']}", client_id="tls", security_protocol="SSL", ssl_context=context)
+    )
+    # Without the broker's certificate the handshake fails: a BrokerUnavailableError.
+    with pytest.raises(BrokerUnavailableError):
+        await KafkaTransport(
+            f"kafka://{secure_broker['ssl']}", client_id="tls", security_protocol="SSL", request_timeout=5.0
+        ).start()
+
+
+@pytest.mark.slow
+async def test_sasl_plain_listener(secure_broker: dict[str, str]) -> None:
+    await _round_trip(
+        KafkaTransport(
+            f"kafka://{secure_broker['sasl']}",
+            client_id="sasl",
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="PLAIN",
+            sasl_plain_username="alice",
+            sasl_plain_password="wonderland",
+        )
+    )
+    with pytest.raises(BrokerError):
+        await KafkaTransport(
+            f"kafka://{secure_broker['sasl']}",
+            client_id="sasl",
+            security_protocol="SASL_PLAINTEXT",
+            sasl_plain_username="alice",
+            sasl_plain_password="wrong",
+            request_timeout=5.0,
+        ).start()
