@@ -26,9 +26,11 @@ import asyncio
 import inspect
 import logging
 import signal
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
+from . import _gc
 from .agents import Agent, AgentFun
 from .errors import AppNotRunningError, ConfigurationError
 from .tables.table import Table
@@ -81,6 +83,9 @@ class App:
         topic_partitions: partitions of topics streamnb creates.
         key_serializer / value_serializer: default codecs (``raw``, ``json``
             or a registered name).
+        tune_gc: while the app runs, raise the garbage collector's
+            first-generation threshold (see :mod:`streamnb._gc`); about a
+            quarter less CPU per event at high rates. ``False`` leaves it alone.
         processing_guarantee: ``at_least_once`` (default) or ``exactly_once``.
             The embedded brokers always commit atomically (exactly once);
             on Kafka only ``at_least_once`` is available.
@@ -91,6 +96,8 @@ class App:
     >>> app.state
     'init'
     """
+
+    _instances: ClassVar[dict[tuple[str, str], weakref.ref[App]]] = {}
 
     def __init__(
         self,
@@ -103,6 +110,7 @@ class App:
         processing_guarantee: str = "at_least_once",
         commit_interval: float = 1.0,
         stream_batch_size: int = 2000,
+        tune_gc: bool = True,
         security_protocol: str | None = None,
         sasl_mechanism: str | None = None,
         sasl_plain_username: str | None = None,
@@ -125,9 +133,10 @@ class App:
         self.value_serializer = value_serializer
         self.processing_guarantee = processing_guarantee
         self.commit_interval = commit_interval
-        self.commit_records = 20_000
+        self.commit_records = 100_000
         self.stream_batch_size = stream_batch_size
         self.poll_interval = 1.0
+        self.tune_gc = tune_gc
         self._kafka_options = {
             k: v
             for k, v in dict(
@@ -161,6 +170,14 @@ class App:
         self._background: set[asyncio.Task[Any]] = set()
         self._lifecycle = asyncio.Lock()
         self._assigned: dict[Any, set[int]] = {}
+        self._predecessor: asyncio.Task[Any] | None = None
+        # Re-running the notebook cell that makes the App replaces the old app:
+        # the old one stops (committing its work) before this one starts.
+        old = App._instances.get((id, broker))
+        previous = old() if old is not None else None
+        if previous is not None and previous.state in ("starting", "running"):
+            self._predecessor = previous._spawn(previous.stop(), f"stop the previous app {id!r}")
+        App._instances[(id, broker)] = weakref.ref(self)
 
     # -- definitions --------------------------------------------------------------------------
 
@@ -378,6 +395,9 @@ class App:
 
         >>> await app.start()  # doctest: +SKIP
         """
+        if self._predecessor is not None:
+            await asyncio.wait([self._predecessor])
+            self._predecessor = None
         async with self._lifecycle:
             if self.state in ("running", "starting"):
                 return
@@ -394,6 +414,8 @@ class App:
                     await agent.start()
                 for item in [*self.timers.values(), *self.tasks.values()]:
                     item.start()
+                if self.tune_gc:
+                    _gc.acquire()
             except BaseException:
                 self.state = "init"
                 raise
@@ -409,6 +431,8 @@ class App:
             if self.state in ("stopped", "init") and self.transport is None:
                 self.state = "stopped"
                 return
+            if self.state == "running" and self.tune_gc:
+                _gc.release()
             self.state = "stopping"
             for item in [*self.timers.values(), *self.tasks.values()]:
                 await item.stop()

@@ -283,6 +283,9 @@ def _is_codec(obj: Any) -> bool:
 def encode_value(codec: Codec | str, obj: Any) -> bytes | None:
     """Encode ``obj`` with ``codec`` (``None`` stays ``None``: a tombstone).
 
+    Records (objects with ``to_representation()``) reach the codec as that
+    JSON-ready dict, as in Faust, so custom codecs need not know Records.
+
     >>> encode_value("json", {"n": 1}), encode_value("json", None)
     (b'{"n":1}', None)
     """
@@ -290,6 +293,9 @@ def encode_value(codec: Codec | str, obj: Any) -> bytes | None:
         return None
     if isinstance(codec, str):
         codec = get_codec(codec)
+    to_representation = getattr(obj, "to_representation", None)
+    if to_representation is not None:
+        obj = to_representation()
     try:
         return codec.dumps(obj)
     except SerializationError:

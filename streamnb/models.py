@@ -427,6 +427,8 @@ class _Schema(NamedTuple):
     init_convs: tuple[tuple[str, _Conv], ...]  # constructor: coerce and/or check
     decode_convs: tuple[tuple[str, _Conv], ...]  # from_data: rebuild or coerce, and/or check
     json_fields: frozenset[str]  # fields that to_representation must convert
+    name_set: frozenset[str]
+    post_init: Callable[[Any], None] | None  # the class's __post_init__, if any
 
 
 def _converter(model: str, name: str, spec: _Spec, convert: _Conv | None, validate: bool) -> _Conv:
@@ -480,7 +482,7 @@ def _resolve(cls: type[Record]) -> _Schema:
         if convert is not None or validate:
             decode_convs.append((name, _converter(model, name, spec, convert, validate)))
     json_fields = frozenset(name for name, spec in specs.items() if not spec.plain)
-    schema = _Schema(types, specs, tuple(init_convs), tuple(decode_convs), json_fields)
+    schema = _Schema(types, specs, tuple(init_convs), tuple(decode_convs), json_fields, frozenset(types), getattr(cls, "__post_init__", None))
     cls._schema = schema
     cls._localns = None
     cls.from_data = staticmethod(_compile_from_data(cls, schema))  # type: ignore[method-assign,assignment]
@@ -528,29 +530,43 @@ def _not_mapping(cls: type, data: Any) -> ValidationError:
 
 
 def _compile_from_data(cls: type[R], schema: _Schema) -> Callable[[Mapping[str, Any]], R]:
-    names = frozenset(cls._field_names)
-    convs, post, new = schema.decode_convs, getattr(cls, "__post_init__", None), object.__new__
+    count, has_all = len(cls._field_names), frozenset(cls._field_names).issuperset
+    convs, post, new = schema.decode_convs, schema.post_init, object.__new__
+
+    field_names, defaults, mutable = cls._field_names, cls._defaults, cls._mutable
+
+    def values_of(data: Mapping[str, Any]) -> dict[str, Any]:
+        """Slower path: defaults, extra keys (ignored), missing fields, non-dict mappings."""
+        if type(data) is not dict and not isinstance(data, Mapping):
+            raise _not_mapping(cls, data)
+        values = {}
+        for name in field_names:
+            if name in data:
+                values[name] = data[name]
+            elif name in defaults:
+                values[name] = deepcopy(defaults[name]) if name in mutable else defaults[name]
+            else:
+                return _fill(cls, data, True)  # raises, naming every missing field
+        return values
 
     if not convs and post is None:
 
         def from_data(data: Mapping[str, Any]) -> R:
-            # Hot path: the key set matches the fields exactly, so the dict is the instance state.
-            try:
-                exact = data.keys() == names
-            except AttributeError:
-                raise _not_mapping(cls, data) from None
             obj = new(cls)
-            obj.__dict__ = dict(data) if exact else _fill(cls, data, True)
+            # Hot path: a dict with exactly the field keys is copied into the instance as is.
+            if type(data) is dict and len(data) == count and has_all(data):
+                obj.__dict__ = data.copy()
+            else:
+                obj.__dict__ = values_of(data)
             return obj
 
     else:
 
         def from_data(data: Mapping[str, Any]) -> R:
-            try:
-                exact = data.keys() == names
-            except AttributeError:
-                raise _not_mapping(cls, data) from None
-            values = dict(data) if exact else _fill(cls, data, True)
+            if type(data) is dict and len(data) == count and has_all(data):
+                values = data.copy()
+            else:
+                values = values_of(data)
             for name, convert in convs:
                 values[name] = convert(values[name])
             obj = new(cls)
@@ -697,13 +713,15 @@ class Record:
                 if name in fields:
                     raise ValidationError(f"{cls.__name__}() got {name!r} by position and by keyword", field=name)
                 fields[name] = value
-        values = _fill(cls, fields, False)
+        if len(fields) == len(schema.name_set) and schema.name_set.issuperset(fields):
+            values = fields  # every field given by keyword: nothing to fill in
+        else:
+            values = _fill(cls, fields, False)
         for name, convert in schema.init_convs:
             values[name] = convert(values[name])
         self.__dict__.update(values)
-        post = getattr(self, "__post_init__", None)
-        if post is not None:
-            post()
+        if schema.post_init is not None:
+            schema.post_init(self)
 
     @classmethod
     def from_data(cls: type[R], data: Mapping[str, Any]) -> R:
@@ -741,12 +759,14 @@ class Record:
     def dumps(self, serializer: str | Codec | None = None) -> bytes:
         """Encode to bytes (with the class serializer, JSON by default).
 
+        The codec receives :meth:`to_representation` (a JSON-ready dict), as in Faust.
+
         >>> class Point(Record):
         ...     x: int
         >>> Point(x=2).dumps()
         b'{"x":2}'
         """
-        return get_codec(serializer or self._options["serializer"] or "json").dumps(self)
+        return get_codec(serializer or self._options["serializer"] or "json").dumps(self.to_representation())
 
     def to_representation(self) -> dict[str, Any]:
         """JSON-ready dict: nested Records as dicts, datetimes ISO-8601, Decimals str.

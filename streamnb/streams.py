@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import operator
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError, StreamnbError
 from .events import Event
+from .topics import partition_for_key
 from .transaction import Transaction
 from .transport.base import TP, Consumer, Message, ProducerRecord, RebalanceListener
 
@@ -35,6 +37,11 @@ if TYPE_CHECKING:
     from .topics import Topic
 
 __all__ = ["Stream"]
+
+_new_tuple = tuple.__new__
+_tp_of = operator.itemgetter(0, 1)
+_offset_of = operator.itemgetter(2)
+_MISSING: Any = object()
 
 logger = logging.getLogger("streamnb")
 
@@ -308,18 +315,17 @@ class Stream:
                     if ticks:
                         yield _TICK
                     continue
+                if forward_name is not None:
+                    msgs = source.forward_batch(msgs, forward_name)
                 for msg in msgs:
                     if source.stopping:
                         source.stop_at(msg)
                         return
-                    if poison and (msg.topic, msg.partition, msg.offset) in poison:
-                        source.dead_letter(msg, poison[(msg.topic, msg.partition, msg.offset)])
-                        continue
-                    if msg.topic == forward_name:
-                        source.forward_one(msg)
+                    if poison and (msg[0], msg[1], msg[2]) in poison:
+                        source.dead_letter(msg, poison[(msg[0], msg[1], msg[2])])
                         continue
                     try:
-                        value = decode_value(msg.value)
+                        value = decode_value(msg[5])
                     except StreamnbError as exc:
                         source.dead_letter(msg, exc)
                         continue
@@ -366,6 +372,14 @@ class _Source:
             stream.agent._poison if stream.agent is not None else {}
         )
         self._forward_keys: dict[Any, bytes | None] = {}
+        self._fast_field: str | None = None
+        self._fast_loads: Callable[[bytes], Any] = lambda data: None
+        if self.forward is not None and self.forward[1] is not None:
+            field = getattr(self.forward[1], "field", None)
+            src = self.forward[0]
+            if field is not None and src.value_serializer == "json" and hasattr(src.value_type, "from_data"):
+                self._fast_field = field
+                self._fast_loads = src.value_codec.loads
         self._dlq: Topic | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -446,7 +460,7 @@ class _Source:
                 continue
             msgs = await consumer.getmany(0, max_records)
             if msgs:
-                if len(self.txn) >= app.commit_records or time.monotonic() - self.last_commit >= app.commit_interval:
+                if len(self.txn.records) >= app.commit_records or time.monotonic() - self.last_commit >= app.commit_interval:
                     await self.commit()
                 else:
                     await asyncio.sleep(0)  # let the kernel answer between batches
@@ -469,9 +483,25 @@ class _Source:
     def _account(self, msgs: Sequence[Message]) -> None:
         """Mark every message of a fully processed batch as done."""
         if msgs:
-            self.pending.update({(m.topic, m.partition): m.offset for m in msgs})
+            self.pending.update(zip(map(_tp_of, msgs), map(_offset_of, msgs)))
             if self.agent is not None:
                 self.agent.events_processed += len(msgs)
+
+    def forward_batch(self, msgs: list[Message], forward_name: str) -> list[Message]:
+        """Forward the batch's source messages (group_by/through); return the rest to process."""
+        rest = []
+        forwarded = []
+        forward_one = self.forward_one
+        for msg in msgs:
+            if msg[0] == forward_name:
+                forward_one(msg)
+                forwarded.append(msg)
+            else:
+                rest.append(msg)
+        if forwarded:
+            self.pending.update(zip(map(_tp_of, forwarded), map(_offset_of, forwarded)))
+            self.last_batch = rest
+        return rest
 
     def stop_at(self, msg: Message) -> None:
         """Stop mid-batch: messages before ``msg`` are done, the rest is not."""
@@ -522,8 +552,16 @@ class _Source:
             raw_key = msg.key
         else:
             try:
-                value = source.decode_value(msg.value)
-                key = keyfn(value)
+                key = _MISSING
+                field = self._fast_field
+                if field is not None and msg.value is not None:
+                    # JSON Records: read the key field without building the Record
+                    # (the processing side decodes and validates it).
+                    obj = self._fast_loads(msg.value)
+                    if type(obj) is dict:
+                        key = obj.get(field, _MISSING)
+                if key is _MISSING:
+                    key = keyfn(source.decode_value(msg.value))
             except StreamnbError as exc:
                 self.dead_letter(msg, exc)
                 return
@@ -536,11 +574,9 @@ class _Source:
                 raw_key = target.encode_key(key)
                 if isinstance(key, (str, int)) and len(cache) < 100_000:
                     cache[key] = raw_key
-        from .topics import partition_for_key
-
         partition = partition_for_key(raw_key, target.partition_count, target._rr)
         self.txn.records.append(
-            ProducerRecord(target.name, partition, raw_key, msg.value, msg.timestamp, msg.headers)
+            _new_tuple(ProducerRecord, (target.name, partition, raw_key, msg.value, msg.timestamp, msg.headers))
         )
 
     def dead_letter(self, msg: Message, exc: BaseException) -> None:
@@ -567,7 +603,12 @@ def _key_function(key: Any) -> KeyFn:
     getter = getattr(key, "getattr", None)
     if getter is not None and hasattr(key, "field"):
         field = key.field
-        return lambda value: getattr(value, field) if not isinstance(value, dict) else value[field]
+
+        def by_field(value: Any) -> Any:
+            return value[field] if isinstance(value, dict) else getattr(value, field)
+
+        by_field.field = field  # type: ignore[attr-defined]
+        return by_field
     if callable(key):
         return key  # type: ignore[no-any-return]
     if isinstance(key, str):

@@ -79,6 +79,7 @@ class Table(MutableMapping[Any, Any]):
         self.window: WindowedTable | None = None
         """Set when the table was made windowed with ``tumbling``/``hopping``."""
         self._partition_of: dict[Any, int] = {}
+        self._key_bytes: dict[Any, bytes] = {}
         self._recovered: set[int] = set()
         self._checked_topics: set[str] = set()
         self._recovering: dict[int, asyncio.Future[None]] = {}
@@ -196,17 +197,27 @@ class Table(MutableMapping[Any, Any]):
         name = topic.name
         dumps_key = topic.key_codec.dumps
         dumps_value = topic.value_codec.dumps
+        json_values = topic.value_serializer == "json"
         data = self.data
         partition_of = self._partition_of
+        key_cache = self._key_bytes
+        if len(key_cache) > 200_000:
+            key_cache.clear()
+        new = tuple.__new__
         out = []
         for key, (partition, _old) in dirty.items():
             value = data.get(key, MISSING)
             partition_of[key] = partition
-            out.append(
-                ProducerRecord(
-                    name, partition, dumps_key(key), None if value is MISSING else dumps_value(value), timestamp, ()
-                )
-            )
+            kb = key_cache.get(key)
+            if kb is None:
+                kb = key_cache[key] = dumps_key(key)
+            if value is MISSING:
+                vb = None
+            elif json_values and type(value) is int:
+                vb = b"%d" % value  # the JSON of an int, without the encoder's overhead
+            else:
+                vb = dumps_value(value)
+            out.append(new(ProducerRecord, (name, partition, kb, vb, timestamp, ())))
         return out
 
     def _restore(self, dirty: dict[Any, list[Any]]) -> None:

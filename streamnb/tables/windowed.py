@@ -36,6 +36,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
+from ..transaction import _current as _current_txn
 from ..transaction import MISSING, Transaction, current_transaction
 from .table import Table
 from .windows import Window, WindowRange
@@ -48,6 +49,7 @@ __all__ = ["WindowSet", "WindowedTable"]
 logger = logging.getLogger("streamnb")
 
 RelativeTo = Callable[[Transaction | None], float]
+_get_txn = _current_txn.get
 
 
 class _WindowState:
@@ -71,6 +73,7 @@ class WindowedTable:
         self.window = window
         self._relative = relative_to
         self._timestamp: RelativeTo = _relative_fn(relative_to)
+        self._by_stream = relative_to == "stream"
         if not isinstance(getattr(table, "_wstate", None), _WindowState):
             table._wstate = _WindowState()  # type: ignore[attr-defined]
         self._state: _WindowState = table._wstate  # type: ignore[attr-defined]
@@ -145,41 +148,41 @@ class WindowedTable:
     # -- writes -----------------------------------------------------------------------------
 
     def _apply(self, key: Any, op: Callable[[Any, Any], Any], operand: Any) -> None:
-        txn = current_transaction()
+        txn = _get_txn()
         table = self.table
         if txn is None:
             raise table._outside()
-        ts = self._timestamp(txn)
+        ts = txn.message[3] if self._by_stream else self._timestamp(txn)  # type: ignore[index]
         state = self._state
         window = self.window
         newest = state.newest
         if ts > newest:
             state.newest = newest = ts
-        dirty = txn.dirty.get(table) or table._dirty(txn)
+        dirty = txn.dirty.get(table)
+        if dirty is None:
+            dirty = table._dirty(txn)
         data = table.data
-        default = table.default
         partition = txn.message.partition  # type: ignore[union-attr]
-        expires = window.expires
+        horizon = newest - window.expires  # windows ending at or before this have expired
+        add = op is operator.add
         for w in window.ranges(ts):
-            if newest >= w.end + expires:
+            if w[1] <= horizon:
                 state.late_events += 1
                 continue
             wk = (key, w)
             old = data.get(wk, MISSING)
-            entry = dirty.get(wk)
-            if entry is None:
+            if wk not in dirty:
                 dirty[wk] = [partition, old]
-            else:
-                entry[0] = partition
             if old is MISSING:
-                self._index(wk, w.end)
+                self._index(wk, w[1])
+                default = table.default
                 if default is None:
                     if op is _replace:
                         data[wk] = operand
                         continue
                     raise KeyError(f"{key!r} has no value in window {tuple(w)} and table {table.name!r} has no default")
                 old = default()
-            data[wk] = op(old, operand)
+            data[wk] = old + operand if add else op(old, operand)
 
     def _index(self, wk: Any, end: float) -> None:
         state = self._state
@@ -320,7 +323,8 @@ class WindowSet:
         return self
 
     def __iadd__(self, other: Any) -> WindowSet:
-        return self._op(operator.add, other)
+        self.wrapper._apply(self.key, operator.add, other)
+        return self
 
     def __isub__(self, other: Any) -> WindowSet:
         return self._op(operator.sub, other)

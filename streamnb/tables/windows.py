@@ -95,17 +95,27 @@ class Window:
         # Windows only change at multiples of gcd-ish boundaries; cache the last bucket.
         self._bucket_lo = math.inf
         self._bucket_hi = -math.inf
+        self._cache: dict[float, tuple[float, float, list[WindowRange]]] = {}
 
     def ranges(self, timestamp: float) -> list[WindowRange]:
         """The windows holding ``timestamp``, oldest first."""
         if self._bucket_lo <= timestamp < self._bucket_hi:
             return self._cache_val
+        k = timestamp // self.step
+        hit = self._cache.get(k)
+        if hit is not None and hit[0] <= timestamp < hit[1]:
+            self._bucket_lo, self._bucket_hi, self._cache_val = hit
+            return hit[2]
         out = window_ranges(timestamp, self.size, self.step)
-        # Every t in [newest.start, oldest.end) and past the newest start, up to
-        # the next step, gets the same windows.
-        self._cache_val = out
-        self._bucket_lo = out[-1].start
-        self._bucket_hi = min(_start(round(out[-1].start / self.step) + 1, self.step), out[0].end)
+        # Every t from the newest window's start up to the next step start (or
+        # the oldest window's end, if sooner) falls into the same windows.
+        lo = out[-1].start
+        hi = min(_start(round(lo / self.step) + 1, self.step), out[0].end)
+        cache = self._cache
+        if len(cache) > 4096:
+            cache.clear()
+        cache[k] = (lo, hi, out)
+        self._cache_val, self._bucket_lo, self._bucket_hi = out, lo, hi
         return out
 
     def current(self, timestamp: float) -> WindowRange:

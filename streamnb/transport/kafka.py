@@ -34,7 +34,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -65,6 +65,8 @@ DEFAULT_PORT = 9092
 _RETRIABLE_COORDINATOR = (CoordinatorLoadInProgressError, CoordinatorNotAvailableError, NotCoordinatorError)
 _TOPIC_ALREADY_EXISTS = 36
 _UNKNOWN_TOPIC = 3
+_LEADER_NOT_AVAILABLE = 5
+_NO_HEADERS: list[tuple[str, bytes]] = []  # shared, never mutated
 _HOW_TO_START = (
     "Is Kafka running there? In a streamnb checkout start one with `bash scripts/kafka.sh up`; "
     "otherwise check the address, or use broker='local://PATH' to run without Kafka."
@@ -97,6 +99,30 @@ def parse_kafka_url(url: str) -> list[str]:
     if not servers:
         raise ConfigurationError(f"{url!r} names no broker: write kafka://HOST:PORT[,HOST:PORT...]")
     return servers
+
+
+@contextlib.contextmanager
+def _broker_errors(what: str) -> Iterator[None]:
+    """Re-raise aiokafka's errors as :class:`~streamnb.errors.BrokerError` (one error root)."""
+    try:
+        yield
+    except KafkaError as exc:
+        raise BrokerError(f"Kafka could not {what}: {exc!r}. Check the broker's log; retrying may help.") from exc
+
+
+async def _any_port_open(servers: Sequence[str], timeout: float = 0.5) -> bool:
+    """Whether a TCP connection to any ``host:port`` succeeds (for error messages)."""
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), timeout)
+        except (OSError, TimeoutError, ValueError):
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
 
 
 def _log_end(reader: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
@@ -176,7 +202,7 @@ class KafkaTransport(Transport):
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._reader: AIOKafkaConsumer | None = None
-        self._read_lock = asyncio.Lock()
+        self._read_lock: asyncio.Lock | None = None
         self._reader_tp: TopicPartition | None = None
         self._reader_next: int | None = None  # the reader's position when known
         self._partitions: dict[str, int] = {}  # topics known to exist
@@ -200,20 +226,33 @@ class KafkaTransport(Transport):
             **self._sasl,
         }
 
-    def _unavailable(self, exc: BaseException | None) -> BrokerUnavailableError:
+    async def _unavailable(self, exc: BaseException | None) -> BrokerUnavailableError:
         where = f"Kafka at {','.join(self.bootstrap_servers)} ({self.security_protocol})"
         if exc is None or isinstance(exc, TimeoutError):
             what = f"{where} did not answer within {self.request_timeout:g} s."
         else:
             what = f"{where} could not be reached: {exc}."
-        return BrokerUnavailableError(f"{what} {_HOW_TO_START}")
+        try:
+            listening = await asyncio.wait_for(_any_port_open(self.bootstrap_servers), 0.5)
+        except TimeoutError:
+            listening = False
+        if listening:
+            # Something listens: the TLS handshake, the SASL login or the protocol failed.
+            hint = (
+                "A server listens there, but the Kafka handshake failed: check that security_protocol, "
+                "ssl_context and the SASL mechanism, user and password match that listener "
+                "(aiokafka's log names the cause)."
+            )
+        else:
+            hint = _HOW_TO_START
+        return BrokerUnavailableError(f"{what} {hint}")
 
     async def _bounded(self, what: Awaitable[T]) -> T:
         """Await a connection step, turning failures into :class:`BrokerUnavailableError`."""
         try:
             return await asyncio.wait_for(what, self.request_timeout)
         except (TimeoutError, KafkaError, OSError) as exc:
-            raise self._unavailable(exc) from exc
+            raise await self._unavailable(exc) from exc
 
     async def start(self) -> None:
         """Connect the producer, the admin client and the reader.
@@ -262,6 +301,7 @@ class KafkaTransport(Transport):
             raise
         self._brokers = max(1, len(cluster.get("brokers", ())))
         self._producer, self._admin, self._reader = producer, admin, reader
+        self._read_lock = asyncio.Lock()
         self._reader_tp = self._reader_next = None
 
     async def stop(self) -> None:
@@ -291,16 +331,18 @@ class KafkaTransport(Transport):
         _, admin, _ = self._clients()
         client = admin._client  # the admin's AIOKafkaClient: no public metadata call without auto-create
         request = MetadataRequest(topics, allow_auto_topic_creation=False)
-        response = await client.send(client.get_random_node(), request)
+        with _broker_errors(f"describe topics {topics}"):
+            response = await client.send(client.get_random_node(), request)
         found: dict[str, int | None] = {}
         for topic in response.to_object()["topics"]:
             name, code = topic["topic"], topic["error_code"]
-            if code == _UNKNOWN_TOPIC:
+            count = len(topic["partitions"])
+            if code == _UNKNOWN_TOPIC or (code == _LEADER_NOT_AVAILABLE and not count):
                 found[name] = None
-            elif code:
+            elif code and code != _LEADER_NOT_AVAILABLE:  # that one: just created, no leader yet
                 raise BrokerError(f"Kafka could not describe topic {name!r}: {for_code(code).__name__}")
             else:
-                found[name] = self._partitions[name] = len(topic["partitions"])
+                found[name] = self._partitions[name] = count
         return found
 
     async def create_topic(self, spec: TopicSpec) -> int:
@@ -317,7 +359,8 @@ class KafkaTransport(Transport):
         if spec.retention is not None:
             configs["retention.ms"] = str(int(spec.retention * 1000))
         new = NewTopic(spec.name, spec.partitions, min(3, self._brokers), topic_configs=configs)
-        response = await admin.create_topics([new])
+        with _broker_errors(f"create topic {spec.name!r}"):
+            response = await admin.create_topics([new])
         for entry in response.topic_errors:
             name, code = entry[0], entry[1]
             message = entry[2] if len(entry) > 2 else None
@@ -346,7 +389,8 @@ class KafkaTransport(Transport):
     async def _existing(self, tps: Iterable[TP]) -> tuple[list[TP], list[TP]]:
         """Split ``tps`` into (partitions that exist, partitions that do not)."""
         tps = list(tps)
-        unknown = sorted({tp.topic for tp in tps if tp.topic not in self._partitions})
+        known = self._partitions
+        unknown = sorted({tp.topic for tp in tps if tp.partition >= known.get(tp.topic, 0)})
         if unknown:
             await self._metadata(unknown)
         have: list[TP] = []
@@ -367,18 +411,24 @@ class KafkaTransport(Transport):
         producer, _, _ = self._clients()
         if not records:
             return
+        # One batch per partition (in order) instead of one send() per record:
+        # several times faster, and the order within a partition is kept.
+        by_partition: dict[tuple[str, int], list[ProducerRecord]] = {}
+        for rec in records:
+            by_partition.setdefault((rec.topic, rec.partition), []).append(rec)
+        deliveries = []
         try:
-            deliveries = [
-                await producer.send(
-                    rec.topic,
-                    rec.value,
-                    key=rec.key,
-                    partition=rec.partition,
-                    timestamp_ms=int(rec.timestamp * 1000),
-                    headers=list(rec.headers) if rec.headers else None,
-                )
-                for rec in records
-            ]
+            for (topic, partition), group in by_partition.items():
+                batch = producer.create_batch()
+                for rec in group:
+                    timestamp = int(rec.timestamp * 1000)
+                    headers = list(rec.headers) if rec.headers else _NO_HEADERS  # aiokafka wants a list
+                    if batch.append(key=rec.key, value=rec.value, timestamp=timestamp, headers=headers) is None:
+                        deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+                        batch = producer.create_batch()  # the first record always fits
+                        batch.append(key=rec.key, value=rec.value, timestamp=timestamp, headers=headers)
+                batch.close()
+                deliveries.append(await producer.send_batch(batch, topic, partition=partition))
             await asyncio.gather(*deliveries)
         except KafkaError as exc:
             raise BrokerError(
@@ -396,13 +446,14 @@ class KafkaTransport(Transport):
         deadline = time.monotonic() + self.request_timeout
         while True:
             try:
-                found = await admin.list_consumer_group_offsets(
-                    group, partitions=[TopicPartition(tp.topic, tp.partition) for tp in tps]
-                )
+                with _broker_errors(f"read the offsets of group {group!r}"):
+                    found = await admin.list_consumer_group_offsets(
+                        group, partitions=[TopicPartition(tp.topic, tp.partition) for tp in tps]
+                    )
                 break
-            except _RETRIABLE_COORDINATOR:
-                # The group coordinator is still loading (just after the broker started).
-                if time.monotonic() > deadline:
+            except BrokerError as exc:
+                # The group coordinator may still be loading (just after the broker started).
+                if not isinstance(exc.__cause__, _RETRIABLE_COORDINATOR) or time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.2)
         wanted = set(tps)
@@ -427,7 +478,8 @@ class KafkaTransport(Transport):
         out = {tp: 0 for tp in missing}
         if have:
             ask = [TopicPartition(tp.topic, tp.partition) for tp in have]
-            found = await (reader.end_offsets(ask) if end else reader.beginning_offsets(ask))
+            with _broker_errors("list offsets"):
+                found = await (reader.end_offsets(ask) if end else reader.beginning_offsets(ask))
             out.update({TP(atp.topic, atp.partition): offset for atp, offset in found.items()})
         return out
 
@@ -457,50 +509,57 @@ class KafkaTransport(Transport):
         have, _ = await self._existing([tp])
         if not have:
             return []
-        atp = TopicPartition(tp.topic, tp.partition)
+        assert self._read_lock is not None
         async with self._read_lock:
-            if self._reader_tp != atp:
-                reader.assign([atp])
-                self._reader_tp, self._reader_next = atp, None
-            if self._reader_next != start:
-                reader.seek(atp, start)
-            reader.resume(atp)
-            self._reader_next = None
-            out: list[Message] = []
-            overshoot = False
-            deadline = time.monotonic() + self.request_timeout
-            while len(out) < max_records:
-                position = await reader.position(atp)
-                if position >= stop:
-                    break
-                batch = (await reader.getmany(atp, timeout_ms=100, max_records=max_records - len(out))).get(atp)
-                if batch:
-                    for record in batch:
-                        if record.offset >= stop:
-                            overshoot = True
-                            break
-                        if record.offset >= start:
-                            out.append(_message(record))
-                    if overshoot:
+            with _broker_errors(f"read {tp.topic}[{tp.partition}] from offset {start}"):
+                return await self._read_locked(reader, TopicPartition(tp.topic, tp.partition), start, stop, max_records)
+
+    async def _read_locked(
+        self, reader: AIOKafkaConsumer, atp: TopicPartition, start: int, stop: int, max_records: int
+    ) -> list[Message]:
+        """The body of :meth:`read`, holding the reader lock."""
+        if self._reader_tp != atp:
+            reader.assign([atp])
+            self._reader_tp, self._reader_next = atp, None
+        if self._reader_next != start:
+            reader.seek(atp, start)
+        reader.resume(atp)
+        self._reader_next = None
+        out: list[Message] = []
+        overshoot = False
+        deadline = time.monotonic() + self.request_timeout
+        while len(out) < max_records:
+            position = await reader.position(atp)
+            if position >= stop:
+                break
+            batch = (await reader.getmany(atp, timeout_ms=100, max_records=max_records - len(out))).get(atp)
+            if batch:
+                for record in batch:
+                    if record.offset >= stop:
+                        overshoot = True
                         break
-                    last = _log_end(reader, atp)  # as of the latest fetch: may be stale, so
-                    if last is not None and await reader.position(atp) >= last:
-                        break  # only trusted when returning something (the caller asks again)
-                    deadline = time.monotonic() + self.request_timeout
-                    continue
-                # Nothing fetched: ask where the log ends now (gaps, aborted
-                # transactions and markers hold offsets but no records).
-                if await reader.position(atp) >= (await reader.end_offsets([atp]))[atp]:
+                    if record.offset >= start:
+                        out.append(_message(record))
+                if overshoot:
                     break
-                if time.monotonic() > deadline:
-                    break
-            if overshoot:
-                return out
-            self._reader_next = await reader.position(atp)
-            last = _log_end(reader, atp)
-            if last is not None and self._reader_next >= last:
-                reader.pause(atp)  # at the end of the log: no idle fetching until the next read
+                last = _log_end(reader, atp)  # as of the latest fetch: may be stale, so
+                if out and last is not None and await reader.position(atp) >= last:
+                    break  # only trusted when returning something (the caller asks again)
+                deadline = time.monotonic() + self.request_timeout
+                continue
+            # Nothing fetched: ask where the log ends now (gaps, aborted
+            # transactions and markers hold offsets but no records).
+            if await reader.position(atp) >= (await reader.end_offsets([atp]))[atp]:
+                break
+            if time.monotonic() > deadline:
+                break
+        if overshoot:
             return out
+        self._reader_next = await reader.position(atp)
+        last = _log_end(reader, atp)
+        if last is not None and self._reader_next >= last:
+            reader.pause(atp)  # at the end of the log: no idle fetching until the next read
+        return out
 
     # -- consuming --------------------------------------------------------
 

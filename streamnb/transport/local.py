@@ -142,6 +142,11 @@ def _decode_headers(blob: bytes) -> Headers:
     return tuple((name, text.encode("latin-1")) for name, text in json.loads(blob))
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:  # sqlite already rolled back after some errors (disk full, ...)
+        conn.execute("ROLLBACK")
+
+
 def _parse_url(url: str) -> tuple[str, bool]:
     """``local://PATH[?sync=normal|full]`` -> (absolute folder, full sync)."""
     parts = urlsplit(url)
@@ -200,7 +205,10 @@ class _Store:
 
     async def call(self, fn: Callable[..., _R], *args: Any) -> _R:
         """Run ``fn(*args)`` on the worker thread."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        except sqlite3.Error as exc:
+            raise BrokerError(f"the local:// store in {self.folder} failed: {exc}") from exc
 
     def notify(self, touched: frozenset[str]) -> None:
         """Wake the consumers reading any of the ``touched`` topics (call from a loop)."""
@@ -354,7 +362,7 @@ class _Store:
                 conn.execute("COMMIT")
         except BaseException:
             if own:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
             raise
         n = spec.partitions
         return _Topic(tid, spec.name, n, spec.compacted, spec.retention, [0] * n, [0] * n, [0] * n, [0] * n)
@@ -408,7 +416,7 @@ class _Store:
                 conn.executemany(_UPSERT_OFFSET, [(group, tp[0], tp[1], off) for tp, off in offsets.items()])
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         topics.update(created)
         for name, (_, ends, _) in state.items():
@@ -473,14 +481,14 @@ class _Store:
 
     # -- compaction and retention (worker thread) --------------------------------------------
 
-    def _maintenance_due(self, written: Iterable[str]) -> bool:
-        for name in written:
+    def _maintenance_due(self, written: Mapping[str, tuple[int, list[int], list[list[tuple[Any, ...]]]]]) -> bool:
+        for name, (_, _, rows) in written.items():
             topic = self.topics[name]
             if topic.retention is not None and time.monotonic() - self.last_retention >= RETENTION_INTERVAL:
                 return True
             if topic.compacted:
-                for p in range(topic.partitions):
-                    if self._compaction_due(topic, p, COMPACT_MIN_DIRTY):
+                for p, appended in enumerate(rows):
+                    if appended and self._compaction_due(topic, p, COMPACT_MIN_DIRTY):
                         return True
         return False
 
@@ -555,7 +563,7 @@ class _Store:
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         topic.starts[p], topic.clean_upto[p], topic.clean_count[p] = start, upto, kept
 
@@ -599,7 +607,7 @@ class _Store:
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         topic.starts[p], topic.clean_upto[p], topic.clean_count[p] = new_start, upto, kept
 
@@ -697,11 +705,12 @@ class LocalTransport(Transport):
             return
         store = _acquire(os.path.realpath(self.folder), self.full_sync)
         try:
-            await asyncio.wrap_future(store.opened)
+            # shield: a cancelled start must not cancel the opening other Apps may share
+            await asyncio.shield(asyncio.wrap_future(store.opened))
         except BaseException:
             closing = _release(store)
             if closing is not None:
-                await asyncio.wrap_future(closing)
+                await asyncio.shield(asyncio.wrap_future(closing))
             raise
         self._store = store
 
@@ -711,7 +720,7 @@ class LocalTransport(Transport):
         if store is not None:
             closing = _release(store)
             if closing is not None:
-                await asyncio.wrap_future(closing)
+                await asyncio.shield(asyncio.wrap_future(closing))
 
     async def create_topic(self, spec: TopicSpec) -> int:
         store = self.store
@@ -806,26 +815,24 @@ class LocalConsumer(Consumer):
         self.listener = listener
         self.member = member
         self.members = members
-        self._assigned: list[tuple[TP, _Topic]] = []
+        self._assigned: list[TP] = []
         self._positions: dict[TP, int] = {}
         self._wakeup = asyncio.Event()
         self._next = 0
 
     async def start(self) -> None:
         store = self.transport.store
-        assigned: list[tuple[TP, _Topic]] = []
+        assigned: list[TP] = []
         for name in self.topics:
             topic = store.topics.get(name)
             if topic is not None:
-                assigned.extend(
-                    (TP(name, p), topic) for p in range(topic.partitions) if p % self.members == self.member
-                )
+                assigned.extend(TP(name, p) for p in range(topic.partitions) if p % self.members == self.member)
         self._assigned = assigned
-        tps = [tp for tp, _ in assigned]
-        await self.listener.on_assigned(set(tps))
-        committed = await self.transport.committed(self.group, tps)
-        for tp, topic in assigned:
-            self._positions[tp] = committed.get(tp, topic.starts[tp.partition])
+        await self.listener.on_assigned(set(assigned))
+        committed = await self.transport.committed(self.group, assigned)
+        beginnings = await self.transport.beginning_offsets(assigned)
+        for tp in assigned:
+            self._positions[tp] = committed.get(tp, beginnings[tp])
         with store.waiters_lock:
             store.waiters[self._wakeup] = (asyncio.get_running_loop(), frozenset(self.topics))
 
@@ -834,11 +841,11 @@ class LocalConsumer(Consumer):
         if store is not None:
             with store.waiters_lock:
                 store.waiters.pop(self._wakeup, None)
-        await self.listener.on_revoked({tp for tp, _ in self._assigned})
+        await self.listener.on_revoked(set(self._assigned))
         self._assigned = []
 
     def assignment(self) -> set[TP]:
-        return {tp for tp, _ in self._assigned}
+        return set(self._assigned)
 
     def seek(self, tp: TP, offset: int) -> None:
         self._positions[tp] = offset
@@ -853,9 +860,11 @@ class LocalConsumer(Consumer):
         if not n:
             return []
         positions = self._positions
+        topics = self.transport.store.topics
         first = self._next % n
         wants = []
-        for tp, topic in assigned[first:] + assigned[:first]:
+        for tp in assigned[first:] + assigned[:first]:
+            topic = topics[tp.topic]
             p = tp.partition
             position, end = positions[tp], topic.ends[p]
             if position < end:

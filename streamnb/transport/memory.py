@@ -71,15 +71,27 @@ class MemoryBroker:
 
     def append(self, records: Sequence[ProducerRecord]) -> None:
         topics = self.topics
-        for rec in records:
-            topic = topics.get(rec.topic)
-            if topic is None:
-                topic = self.ensure(TopicSpec(rec.topic, rec.partition + 1))
-            part = topic.partitions[rec.partition]
-            part.messages.append(
-                Message(rec.topic, rec.partition, part.end, rec.timestamp, rec.key, rec.value, rec.headers)
-            )
-            part.appended_since_compaction += 1
+        new = tuple.__new__
+        touched: dict[int, tuple[_Partition, int]] = {}
+        last_topic: str | None = None
+        last_partition = -1
+        messages: list[Message] = []
+        offset = 0
+        for topic_name, partition, key, value, timestamp, headers in records:
+            if partition != last_partition or topic_name != last_topic:
+                topic = topics.get(topic_name)
+                if topic is None:
+                    topic = self.ensure(TopicSpec(topic_name, partition + 1))
+                part = topic.partitions[partition]
+                if id(part) not in touched:
+                    touched[id(part)] = (part, part.end)
+                messages = part.messages
+                offset = part.end
+                last_topic, last_partition = topic_name, partition
+            messages.append(new(Message, (topic_name, partition, offset, timestamp, key, value, headers)))
+            offset += 1
+        for part, start in touched.values():
+            part.appended_since_compaction += part.end - start
         if records:
             self._housekeeping({r.topic for r in records})
             for waiter in self.waiters:
