@@ -213,11 +213,16 @@ log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
 log4j.logger.kafka=INFO
 log4j.logger.org.apache.kafka=INFO
 log4j.logger.kafka.request.logger=WARN
-log4j.logger.kafka.log.LogCleaner=INFO
 log4j.logger.state.change.logger=WARN
 log4j.logger.kafka.coordinator.group=INFO
 log4j.logger.org.apache.kafka.storage.internals.log=WARN
-log4j.logger.kafka.log.UnifiedLog=WARN
+# Quiet the lines every topic creation writes (tests create many topics).
+log4j.logger.kafka.log=WARN
+log4j.logger.kafka.cluster.Partition=WARN
+log4j.logger.kafka.server.ReplicaFetcherManager=WARN
+log4j.logger.kafka.server.ReplicaAlterLogDirsManager=WARN
+log4j.logger.org.apache.kafka.controller.ReplicationControlManager=WARN
+log4j.logger.org.apache.kafka.controller.ConfigurationControlManager=WARN
 log4j.logger.org.apache.kafka.clients=WARN
 log4j.logger.org.apache.kafka.common.utils.AppInfoParser=WARN
 EOF

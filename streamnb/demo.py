@@ -29,6 +29,8 @@ class PageView(faust.Record):
     page: str
 
 
+__all__ = ["PageView", "build", "main", "simulate"]
+
 PAGES = ["/", "/products", "/products/42", "/cart", "/checkout", "/about"]
 
 

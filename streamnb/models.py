@@ -267,7 +267,8 @@ def _class_spec(tp: Any, rebuild: bool) -> _Spec:
     def coerce(v: Any) -> Any:
         return v if isinstance(v, tp) else tp(v)
 
-    return _Spec(tp.__name__, lambda v: isinstance(v, tp), coerce, _rebuilder(coerce, object) if rebuild else None, False)
+    rebuilt = _rebuilder(coerce, object) if rebuild else None
+    return _Spec(tp.__name__, lambda v: isinstance(v, tp), coerce, rebuilt, False)
 
 
 def _record_spec(tp: type[Record]) -> _Spec:
@@ -444,13 +445,13 @@ def _converter(model: str, name: str, spec: _Spec, convert: _Conv | None, valida
             except _CONVERT_ERRORS as exc:
                 raise ValidationError(
                     f"{model}.{name}: cannot convert {type(value).__name__} {_short(value)} to {spec.name} "
-                    f"({exc}); send a {spec.name} value",
+                    f"({exc}); send a value of type {spec.name}",
                     field=name,
                 ) from exc
         if validate and not check(value):
             raise ValidationError(
                 f"{model}.{name}: expected {spec.name}, got {type(value).__name__} {_short(value)}; "
-                f"pass a {spec.name} value, or declare {model}(Record, coerce=True) to convert it",
+                f"pass a value of type {spec.name}, or declare `class {model}(Record, coerce=True)` to convert it",
                 field=name,
             )
         return value
@@ -482,7 +483,8 @@ def _resolve(cls: type[Record]) -> _Schema:
         if convert is not None or validate:
             decode_convs.append((name, _converter(model, name, spec, convert, validate)))
     json_fields = frozenset(name for name, spec in specs.items() if not spec.plain)
-    schema = _Schema(types, specs, tuple(init_convs), tuple(decode_convs), json_fields, frozenset(types), getattr(cls, "__post_init__", None))
+    post_init = getattr(cls, "__post_init__", None)
+    schema = _Schema(types, specs, tuple(init_convs), tuple(decode_convs), json_fields, frozenset(types), post_init)
     cls._schema = schema
     cls._localns = None
     cls.from_data = staticmethod(_compile_from_data(cls, schema))  # type: ignore[method-assign,assignment]

@@ -476,6 +476,10 @@ class _Source:
                         return []
                     continue
             if agent is not None:
+                if not agent._paused.is_set():  # paused while waiting: hold the batch
+                    await agent._paused.wait()
+                    if self.stopping:
+                        return None
                 agent.events_received += len(msgs)
             self.last_batch = msgs
             return msgs

@@ -55,7 +55,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 from ..errors import BrokerError, BrokerUnavailableError, ConfigurationError
 from .base import TP, Consumer, Message, ProducerRecord, RebalanceListener, TopicSpec, Transport
 
-__all__ = ["KafkaConsumer", "KafkaTransport"]
+__all__ = ["KafkaConsumer", "KafkaTransport", "parse_kafka_url"]
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +323,11 @@ class KafkaTransport(Transport):
     # -- topics -----------------------------------------------------------
 
     async def _metadata(self, topics: list[str]) -> dict[str, int | None]:
-        """Partition counts of ``topics`` (``None`` when missing), never creating one.
+        """Partition counts of ``topics`` (``None`` when missing), never creating one."""
+        return {name: count for name, (count, _ready) in (await self._describe(topics)).items()}
+
+    async def _describe(self, topics: list[str]) -> dict[str, tuple[int | None, bool]]:
+        """``(partition count or None, every partition has a leader)`` per topic.
 
         aiokafka's own metadata calls let the broker auto-create topics; this
         request asks it not to.
@@ -333,16 +337,17 @@ class KafkaTransport(Transport):
         request = MetadataRequest(topics, allow_auto_topic_creation=False)
         with _broker_errors(f"describe topics {topics}"):
             response = await client.send(client.get_random_node(), request)
-        found: dict[str, int | None] = {}
+        found: dict[str, tuple[int | None, bool]] = {}
         for topic in response.to_object()["topics"]:
-            name, code = topic["topic"], topic["error_code"]
-            count = len(topic["partitions"])
-            if code == _UNKNOWN_TOPIC or (code == _LEADER_NOT_AVAILABLE and not count):
-                found[name] = None
+            name, code, partitions = topic["topic"], topic["error_code"], topic["partitions"]
+            if code == _UNKNOWN_TOPIC or (code == _LEADER_NOT_AVAILABLE and not partitions):
+                found[name] = (None, False)
             elif code and code != _LEADER_NOT_AVAILABLE:  # that one: just created, no leader yet
                 raise BrokerError(f"Kafka could not describe topic {name!r}: {for_code(code).__name__}")
             else:
-                found[name] = self._partitions[name] = count
+                self._partitions[name] = len(partitions)
+                ready = code == 0 and all(p["error_code"] == 0 and p["leader"] >= 0 for p in partitions)
+                found[name] = (len(partitions), ready)
         return found
 
     async def create_topic(self, spec: TopicSpec) -> int:
@@ -366,6 +371,7 @@ class KafkaTransport(Transport):
             message = entry[2] if len(entry) > 2 else None
             if code == 0:
                 self._partitions[name] = spec.partitions
+                await self._wait_visible(spec)
                 return spec.partitions
             if code != _TOPIC_ALREADY_EXISTS:
                 raise BrokerError(
@@ -381,6 +387,20 @@ class KafkaTransport(Transport):
             if time.monotonic() > deadline:
                 raise BrokerError(f"Kafka says topic {spec.name!r} exists but does not describe it; try again.")
             await asyncio.sleep(0.1)
+
+    async def _wait_visible(self, spec: TopicSpec) -> None:
+        """Wait (bounded) until the new topic's partitions have leaders.
+
+        The controller answers before the brokers' metadata shows the topic;
+        a consumer subscribing in between would get no partitions.
+        """
+        deadline = time.monotonic() + self.request_timeout
+        while time.monotonic() < deadline:
+            count, ready = (await self._describe([spec.name])).get(spec.name, (None, False))
+            if ready and count == spec.partitions:
+                return
+            await asyncio.sleep(0.02)
+        log.warning("topic %r was created but its partitions have no leader yet", spec.name)
 
     async def partition_count(self, topic: str) -> int | None:
         """Partition count of ``topic``, or ``None`` when it does not exist (never creates it)."""

@@ -262,6 +262,10 @@ class _Store:
                 raise BrokerError(f"cannot use the folder {self.folder} for a local:// store: {exc}") from exc
             raise
 
+    def full_sync_sync(self) -> None:
+        self._conn().execute("PRAGMA synchronous = FULL")
+        self.full_sync = True
+
     def _lock_sync(self) -> None:
         path = os.path.join(self.folder, LOCK_NAME)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -713,6 +717,8 @@ class LocalTransport(Transport):
                 await asyncio.shield(asyncio.wrap_future(closing))
             raise
         self._store = store
+        if self.full_sync and not store.full_sync:  # another App opened it without ?sync=full
+            await store.call(store.full_sync_sync)
 
     async def stop(self) -> None:
         """Close the store (once every App of this process using the folder stopped)."""

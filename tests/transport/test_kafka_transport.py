@@ -246,6 +246,59 @@ async def test_consumer_group_getmany_commit_committed(transport: KafkaTransport
         await again.stop()
 
 
+async def test_rebalance_between_two_members(transport: KafkaTransport) -> None:
+    """A second member takes half the partitions; the first commits in on_revoked."""
+    name, group = unique("rebalance"), unique("group")
+    await transport.create_topic(TopicSpec(name, 4))
+    now = time.time()
+    await transport.send([ProducerRecord(name, i % 4, None, b"%d" % i, now) for i in range(40)])
+    everything = {TP(name, p) for p in range(4)}
+
+    seen: list[Message] = []
+    first_calls: list[tuple[str, set[TP]]] = []
+
+    async def first_assigned(tps: set[TP]) -> None:
+        first_calls.append(("assigned", tps))
+
+    async def first_revoked(tps: set[TP]) -> None:
+        first_calls.append(("revoked", tps))
+        done: dict[TP, int] = {}
+        for m in seen:
+            done[TP(m.topic, m.partition)] = m.offset + 1
+        await first.commit({tp: off for tp, off in done.items() if tp in tps})
+
+    first = transport.consumer(group, [name], RebalanceListener(first_assigned, first_revoked))
+    await first.start()
+    seen += await drain(first, 40)
+    assert len(seen) == 40 and first.assignment() == everything
+
+    async def keep_polling() -> None:  # the first member goes on working meanwhile
+        while True:
+            seen.extend(await first.getmany(timeout=0.2, max_records=100))
+
+    poller = asyncio.create_task(keep_polling())
+    second_recorder = Recorder()
+    second = transport.consumer(group, [name], second_recorder.listener)
+    try:
+        await second.start()
+        deadline = time.monotonic() + 20
+        while len(first.assignment()) != 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert first.assignment() | second.assignment() == everything
+        assert len(first.assignment()) == len(second.assignment()) == 2
+        assert [kind for kind, _ in first_calls] == ["assigned", "revoked", "assigned"]
+        assert first_calls[1] == ("revoked", everything)  # eager: all of them, then the new share
+        # Everything read before the rebalance was committed in on_revoked: nothing is read twice.
+        assert await second.getmany(timeout=1.0, max_records=100) == []
+        committed = await transport.committed(group, everything)
+        assert committed == {tp: 10 for tp in everything}
+    finally:
+        poller.cancel()
+        await second.stop()
+        await first.stop()
+    assert len(seen) == 40
+
+
 async def test_listener_error_is_raised(transport: KafkaTransport) -> None:
     name = unique("failing")
     await transport.create_topic(TopicSpec(name, 1))

@@ -183,6 +183,11 @@ async def test_two_apps_of_one_process_share_the_folder(tmp_path: Path) -> None:
         await asyncio.sleep(0.05)
         await old.send([ProducerRecord("t", 0, None, b"from old", 0.0)])
         assert [m.value for m in await asyncio.wait_for(waiting, 5.0)] == [b"from old"]
+        assert await old.store.call(lambda: old.store._conn().execute("PRAGMA synchronous").fetchone()[0]) == 1
+        full = LocalTransport(url + "?sync=full")  # the strictest setting wins
+        await full.start()
+        assert await old.store.call(lambda: old.store._conn().execute("PRAGMA synchronous").fetchone()[0]) == 2
+        await full.stop()
         await old.stop()  # the other app keeps the store open
         await new.send([ProducerRecord("t", 0, None, b"still open", 0.0)])
         assert [m.value for m in await consumer.getmany(1.0, 10)] == [b"still open"]

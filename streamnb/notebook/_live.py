@@ -1,0 +1,206 @@
+"""The machinery behind every live notebook widget (internal).
+
+A :class:`LiveWidget` is an ipywidgets ``VBox`` that re-renders itself from
+a background task on the running loop (a Jupyter kernel's). The task wakes
+every ``interval`` seconds, asks the subclass to :meth:`~LiveWidget._poll`
+(which only renders when something changed) and stops on its own when the
+widget is closed, when its app stops or when its app is replaced by a newer
+one with the same id. Updates set widget traits: never ``with Output():``
+from the task (that would capture whatever cell runs at the time).
+
+Outside a widget-capable front end (nbconvert, GitHub), the widget's mime
+bundle also carries ``text/html``: a static snapshot of what it shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+if TYPE_CHECKING:
+    from ..app import App
+
+__all__ = ["LiveWidget", "MIN_INTERVAL", "TASK_PREFIX"]
+
+logger = logging.getLogger("streamnb")
+
+MIN_INTERVAL = 0.2
+"""Live widgets update at most five times a second, whatever ``interval`` asks."""
+
+TASK_PREFIX = "streamnb-view-"
+"""Names of the background tasks of live widgets start with this."""
+
+
+class LiveWidget(widgets.VBox):
+    """A VBox that refreshes itself in the background until closed or its app stops."""
+
+    kind = "view"
+
+    def __init__(self, app: App, *, name: str, interval: float, children: Sequence[widgets.Widget] = ()) -> None:
+        super().__init__(children=list(children))
+        self.app = app
+        self.name = name
+        self.interval = max(float(interval), MIN_INTERVAL)
+        self.updates = 0
+        """How many times the widget re-rendered."""
+        self.last_update: float | None = None
+        """``time.time()`` of the last re-render."""
+        self.stopped: str | None = None
+        """Why the widget stopped updating (``"closed"``, ``"app stopped"``...), or ``None``."""
+        self.error: str | None = None
+        """The last error of a refresh (refreshing goes on), or ``None``."""
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Start the refresh task, if a loop is running and the app can still change."""
+        reason = self._stop_reason()
+        if reason is not None and self.app.state != "init":
+            self._stopped(reason)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._stopped("no running event loop (call refresh() to update)")
+            return
+        self._task = loop.create_task(self._run(), name=f"{TASK_PREFIX}{self.kind}-{self.name}")
+
+    @property
+    def running(self) -> bool:
+        """True while the background task refreshes the widget."""
+        return self._task is not None and not self._task.done()
+
+    def _stop_reason(self) -> str | None:
+        app = self.app
+        if self._closing:
+            return "closed"
+        if app.state in ("stopping", "stopped"):
+            return "app stopped"
+        if not is_current(app):
+            return "app replaced"
+        return None
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                reason = self._stop_reason()
+                if reason is not None:
+                    self._stopped(reason)
+                    return
+                try:
+                    await self._poll()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # never let a rendering bug kill the view silently
+                    self.error = f"{type(exc).__name__}: {exc}"
+                    logger.exception("live %s %r failed to refresh", self.kind, self.name)
+                    self._show_error(self.error)
+                await self._nap()
+        except asyncio.CancelledError:
+            self._stopped("closed")
+            raise
+        finally:
+            self._task = None
+
+    async def _nap(self) -> None:
+        """Sleep ``interval`` seconds, or less when :meth:`wake` is called."""
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        handle = loop.call_later(self.interval, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            handle.cancel()
+            self._waiter = None
+
+    def wake(self) -> None:
+        """Refresh soon instead of after the interval."""
+        if self._waiter is not None:
+            _resolve(self._waiter)
+
+    def _stopped(self, reason: str) -> None:
+        """Record why updates stopped and say so in the widget (hook for subclasses)."""
+        self.stopped = reason
+
+    def stop(self) -> None:
+        """Stop updating (the widget keeps showing its last state)."""
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+        self._task = None
+
+    def close(self) -> None:
+        """Stop updating and remove the widget (and its children) from the front end."""
+        self._closing = True
+        self.stop()
+        self._stopped("closed")
+        for child in list(self.children):
+            _close_tree(child)
+        super().close()
+
+    # -- rendering ----------------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        """Re-render if something changed (subclasses)."""
+        raise NotImplementedError
+
+    def _show_error(self, message: str) -> None:
+        """Show a refresh error (subclasses)."""
+
+    def _snapshot_html(self) -> str:
+        """Static HTML of what the widget shows (subclasses)."""
+        return ""
+
+    def _mark_updated(self) -> None:
+        self.updates += 1
+        self.last_update = time.time()
+        self.error = None
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None:  # closed
+            return {"text/plain": repr(self), "text/html": self._snapshot_html()}
+        bundle["text/html"] = self._snapshot_html()
+        return bundle
+
+    def __repr__(self) -> str:
+        state = f"stopped: {self.stopped}" if self.stopped else ("live" if self.running else "idle")
+        return f"<{type(self).__name__} {self.name!r} {state}, {self.updates} updates>"
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def is_current(app: App) -> bool:
+    """False once a newer App with the same id and broker was created (a re-run App cell)."""
+    ref = type(app)._instances.get((app.id, app.broker))
+    return ref is None or ref() is app or ref() is None
+
+
+def _close_tree(widget: Any) -> None:
+    for child in list(getattr(widget, "children", ()) or ()):
+        _close_tree(child)
+    widget.close()
+
+
+def clock(ts: float | None) -> str:
+    """``HH:MM:SS`` of an epoch time, local time zone (or ``-``)."""
+    if ts is None:
+        return "-"
+    return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def escape(text: Any) -> str:
+    """HTML-escape ``str(text)``."""
+    return html.escape(str(text), quote=True)

@@ -1,0 +1,165 @@
+"""What the status magic and the dashboard show: agent, offset and table figures (internal)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ..transport.base import TP
+
+if TYPE_CHECKING:
+    from ..agents import Agent
+    from ..app import App
+
+__all__ = ["AgentFigures", "OffsetRow", "Rates", "agent_figures", "agent_state", "group_of", "offsets", "one_line"]
+
+
+class AgentFigures(NamedTuple):
+    """One agent's line in ``%streamnb status`` and in the dashboard."""
+
+    name: str
+    """Agent name."""
+    state: str
+    """``running``, ``paused``, ``crashed``, ``starting`` or ``stopped``."""
+    processed: int
+    """Events processed (dead-lettered ones included)."""
+    rate: float
+    """Events per second (over the last interval, or since the start)."""
+    dead_lettered: int
+    """Events sent to the dead-letter topic."""
+    crashes: int
+    """Times the agent raised."""
+    last_error: str
+    """``Type: message`` of the last error on one line, or ``""``."""
+
+
+class OffsetRow(NamedTuple):
+    """One topic partition as an agent's consumer group sees it."""
+
+    topic: str
+    """Topic name."""
+    partition: int
+    """Partition number."""
+    end: int
+    """Offset the next message will get."""
+    agent: str
+    """Agent reading it (``""`` for topics no agent reads)."""
+    committed: int | None
+    """The agent's committed offset (``None`` when no agent reads the topic)."""
+    lag: int | None
+    """Messages not yet committed by the agent."""
+
+
+def agent_state(agent: Agent) -> str:
+    """The state to show: ``running``, ``paused``, ``crashed``, ``starting`` or ``stopped``."""
+    state = agent.state
+    if state in ("defined", "stopped"):
+        return "stopped"
+    if state in ("running", "paused", "crashed") and not agent.running:
+        return "stopped"  # the agent function returned
+    return state
+
+
+def one_line(exc: BaseException | None, limit: int = 120) -> str:
+    """``Type: message`` on one line, shortened to ``limit`` characters."""
+    if exc is None:
+        return ""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Rates:
+    """Events per second per agent between two calls (a new Agent object starts over)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[int, float, int]] = {}
+
+    def __call__(self, agent: Agent, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        prev = self._last.get(agent.name)
+        self._last[agent.name] = (id(agent), now, agent.events_processed)
+        if prev is None or prev[0] != id(agent) or now <= prev[1]:
+            return agent.rate() if agent.running else 0.0
+        return max(agent.events_processed - prev[2], 0) / (now - prev[1])
+
+
+def agent_figures(app: App, rates: Rates | None = None) -> list[AgentFigures]:
+    """Figures for every agent of ``app`` (rates since start unless ``rates`` tracks intervals)."""
+    out = []
+    for agent in list(app.agents.values()):
+        rate = rates(agent) if rates is not None else (agent.rate() if agent.running else 0.0)
+        out.append(
+            AgentFigures(
+                agent.name, agent_state(agent), agent.events_processed, rate, agent.dead_lettered,
+                agent.crashes, one_line(agent.last_error),
+            )
+        )
+    return out
+
+
+def group_of(app: App, agent: Agent) -> str:
+    """The consumer group of an agent (each agent has its own)."""
+    return f"{app.id}-{agent.name}"
+
+
+def _agent_topics(agent: Agent) -> list[str]:
+    names = [agent.channel.name]
+    for source in list(agent._sources):
+        names.append(source.channel.name)
+        if source.forward is not None:
+            names.append(source.forward[0].name)
+    return list(dict.fromkeys(names))
+
+
+async def _partitions(app: App, name: str) -> int:
+    topic = app.topics.get(name)
+    if topic is not None and topic._actual_partitions is not None:
+        return topic._actual_partitions
+    transport = app.transport
+    if transport is None:
+        return 0
+    return await transport.partition_count(name) or 0
+
+
+async def offsets(app: App) -> list[OffsetRow]:
+    """End offset and, per agent reading it, committed offset and lag of each partition.
+
+    Topics the app defined that no agent reads are listed with their end
+    offsets only. Needs a connected app (all calls are the transport's async ones).
+    """
+    transport = app.transport
+    if transport is None:
+        return []
+    rows: list[OffsetRow] = []
+    read: set[str] = set()
+    for agent in list(app.agents.values()):
+        group = group_of(app, agent)
+        for name in _agent_topics(agent):
+            read.add(name)
+            count = await _partitions(app, name)
+            tps = [TP(name, p) for p in range(count)]
+            if not tps:
+                continue
+            ends = await transport.end_offsets(tps)
+            committed = await transport.committed(group, tps)
+            begins = await transport.beginning_offsets(tps)
+            for tp in tps:
+                done = committed.get(tp, begins.get(tp, 0))
+                rows.append(OffsetRow(name, tp.partition, ends[tp], agent.name, done, max(ends[tp] - done, 0)))
+    for name, topic in list(app.topics.items()):
+        if topic.internal or name in read or topic._actual_partitions is None:
+            continue
+        tps = [TP(name, p) for p in range(topic._actual_partitions)]
+        ends = await transport.end_offsets(tps)
+        rows.extend(OffsetRow(name, tp.partition, ends[tp], "", None, None) for tp in tps)
+    return rows
+
+
+def table_rows(app: App) -> list[dict[str, Any]]:
+    """Name, kind and row count of every table."""
+    out = []
+    for table in list(app.tables.values()):
+        window = table.window
+        kind = repr(window.window) if window is not None else "table"
+        out.append({"table": table.name, "kind": kind, "rows": len(table.data), "version": table.version})
+    return out

@@ -1,0 +1,219 @@
+"""Peek at a topic: its last messages as a DataFrame, once or live.
+
+Example (in a notebook)::
+
+    await peek(app, "page_views", n=20)     # DataFrame: partition, offset, timestamp, key, value
+    live_peek(app, "page_views")            # a widget that follows the topic
+    %peek page_views -n 20 --live           # the same through the magic
+
+Messages of a topic the app defines are decoded with its codecs (a
+``value_type`` Record shows as the Record); anything else is shown best
+effort: JSON when it parses, else text, else bytes. Peeking reads the log
+directly and belongs to no consumer group, so it never moves an agent's
+offsets.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from ..errors import AppNotRunningError, ConfigurationError, StreamnbError
+from ..transport.base import TP, Message
+from ._live import LiveWidget, clock, escape
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..app import App
+    from ..topics import Topic
+    from ..transport.base import Transport
+
+__all__ = ["COLUMNS", "LivePeek", "live_peek", "peek"]
+
+COLUMNS = ["partition", "offset", "timestamp", "key", "value"]
+
+
+class UnknownTopicError(StreamnbError, KeyError):
+    """The topic exists neither in the app nor on the broker."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+async def peek(app: App, topic: str | Topic, n: int = 10) -> pd.DataFrame:
+    """The last ``n`` messages of a topic (over all partitions, oldest first).
+
+    Columns: ``partition, offset, timestamp`` (UTC datetime), ``key, value``.
+
+    >>> await peek(app, "page_views", n=5)  # doctest: +SKIP
+    """
+    if n < 1:
+        raise ConfigurationError(f"peek(): n must be at least 1, got {n!r}")
+    transport = await _transport(app)
+    name, decoder = _decoder(app, topic)
+    ends = await _ends(transport, name)
+    return await _read_last(transport, ends, n, decoder)
+
+
+def live_peek(app: App, topic: str | Topic, n: int = 10, *, interval: float = 1.0) -> LivePeek:
+    """A widget showing the last ``n`` messages of a topic, updated as messages arrive.
+
+    >>> live_peek(app, "page_views", n=20)  # doctest: +SKIP
+    """
+    if n < 1:
+        raise ConfigurationError(f"live_peek(): n must be at least 1, got {n!r}")
+    return LivePeek(app, topic, n, interval=interval)
+
+
+class LivePeek(LiveWidget):
+    """The widget :func:`live_peek` returns: ``children == (html, label)``."""
+
+    kind = "peek"
+
+    def __init__(self, app: App, topic: str | Topic, n: int, *, interval: float) -> None:
+        self.topic_name, self._decoder = _decoder(app, topic)
+        self.n = n
+        self.html = widgets.HTML("<em>reading…</em>")
+        self.label = widgets.Label(f"{self.topic_name}: waiting for the first read")
+        self.frame: pd.DataFrame | None = None
+        """The messages shown."""
+        self._seen: dict[TP, int] | None = None
+        super().__init__(app, name=self.topic_name, interval=interval, children=[self.html, self.label])
+        self._start()
+
+    async def _poll(self) -> None:
+        transport = self.app.transport
+        if transport is None:  # not connected (yet): nothing to read
+            return
+        ends = await _ends(transport, self.topic_name)
+        if ends == self._seen:
+            return
+        self.frame = await _read_last(transport, ends, self.n, self._decoder)
+        self._seen = ends
+        body = self.frame.to_html(index=False, border=0, classes="streamnb-peek")
+        if self.html.value != body:
+            self.html.value = body
+        self._mark_updated()
+        self._set_label()
+
+    def _set_label(self) -> None:
+        total = sum(self._seen.values()) if self._seen else 0
+        text = f"{self.topic_name}: last {len(self.frame) if self.frame is not None else 0} of {total:,} offsets"
+        text += f" · updated {clock(self.last_update)}"
+        if self.error:
+            text += f" · error: {self.error}"
+        if self.stopped:
+            text += f" · not updating ({self.stopped})"
+        self.label.value = text
+
+    def _show_error(self, message: str) -> None:
+        self._set_label()
+
+    def _stopped(self, reason: str) -> None:
+        super()._stopped(reason)
+        if reason != "closed":
+            self._set_label()
+
+    def _snapshot_html(self) -> str:
+        return f"{self.html.value}<div>{escape(self.label.value)}</div>"
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+async def _transport(app: App) -> Transport:
+    if app.state == "starting":
+        await app.start()  # returns once the start under way is done
+    transport = app.transport
+    if transport is None or app.state not in ("running", "starting"):
+        raise AppNotRunningError(
+            f"app {app.id!r} is not running: run `await app.start()` or `%streamnb start` first"
+        )
+    return transport
+
+
+async def _ends(transport: Transport, name: str) -> dict[TP, int]:
+    count = await transport.partition_count(name)
+    if not count:
+        raise UnknownTopicError(f"no topic {name!r} on {transport.url}; is the name right?")
+    return await transport.end_offsets([TP(name, p) for p in range(count)])
+
+
+async def _read_last(transport: Transport, ends: dict[TP, int], n: int, decoder: Any) -> pd.DataFrame:
+    import pandas as pd
+
+    begins = await transport.beginning_offsets(list(ends))
+    msgs: list[Message] = []
+    for tp, end in ends.items():
+        start = max(begins.get(tp, 0), end - n)
+        if start < end:
+            msgs.extend(await transport.read(tp, start, end, n))
+    msgs.sort(key=lambda m: (m.timestamp, m.partition, m.offset))
+    msgs = msgs[-n:]
+    rows = [(m.partition, m.offset, m.timestamp, *decoder(m)) for m in msgs]
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df["timestamp"] = pd.to_datetime(df["timestamp"], unit="s", utc=True)
+    return df
+
+
+def _decoder(app: App, topic: str | Topic) -> tuple[str, Any]:
+    """The topic's name and a ``Message -> (key, value)`` function."""
+    from ..topics import Topic
+
+    if isinstance(topic, Topic):
+        defined: Topic | None = topic
+        name = topic.name
+    elif isinstance(topic, str) and topic:
+        name = topic
+        defined = app.topics.get(name)
+    else:
+        raise ConfigurationError(f"expected a topic or a topic name, got {topic!r}")
+
+    def decode(msg: Message) -> tuple[Any, Any]:
+        key: Any = best_effort(msg.key)
+        value: Any = best_effort(msg.value)
+        if defined is not None:
+            if msg.key is not None:
+                try:
+                    key = defined.decode_key(msg.key)
+                except Exception:
+                    pass
+            try:
+                value = defined.decode_value(msg.value)
+            except Exception:
+                pass
+        return _readable(key), value
+
+    return name, decode
+
+
+def best_effort(data: bytes | None) -> Any:
+    """Bytes as JSON when they parse, else as UTF-8 text, else as bytes.
+
+    >>> best_effort(b'{"page": "/"}')
+    {'page': '/'}
+    >>> best_effort(b"alice")
+    'alice'
+    """
+    if data is None:
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _readable(key: Any) -> Any:
+    if isinstance(key, bytes):
+        try:
+            return key.decode("utf-8")
+        except UnicodeDecodeError:
+            return key
+    return key

@@ -1,0 +1,218 @@
+"""Live DataFrame views of tables and windowed tables.
+
+Example (in a notebook)::
+
+    counts.live()                                     # Table.live() calls live_table
+    per_minute.live(sort_by="value", top=10)          # windowed: key, window, value
+    live_table(counts, key_filter="/products")        # substring of the key
+    live_table(counts, key_filter=lambda k: k.startswith("/"))
+
+The view is an ipywidgets ``VBox``: an HTML widget with the DataFrame and a
+label with the row count and the time of the last update. A background task
+on the kernel's loop checks ``table.version`` every ``interval`` seconds
+and re-renders only when it changed. It stops when the widget is closed
+(``view.close()``) or the app stops. Where widgets cannot be shown
+(nbconvert, GitHub), the output is a static HTML snapshot of the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from ..errors import ConfigurationError
+from ._live import LiveWidget, clock, escape
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..tables.table import Table
+    from ..tables.windowed import WindowedTable
+
+__all__ = ["LiveTable", "live_table"]
+
+KeyFilter = str | Callable[[Any], bool] | None
+
+MAX_ROWS = 1000
+"""Rows rendered at most when no ``top`` is given (the label tells how many there are)."""
+
+
+def live_table(
+    table_or_windowed: Table | WindowedTable,
+    *,
+    sort_by: str | None = None,
+    ascending: bool = False,
+    top: int | None = None,
+    key_filter: KeyFilter = None,
+    interval: float = 0.5,
+    datetimes: bool = True,
+) -> LiveTable:
+    """A widget showing a table as a DataFrame that updates in place.
+
+    Args:
+        table_or_windowed: an ``app.Table(...)`` or a windowed table
+            (``.tumbling(...)``/``.hopping(...)``).
+        sort_by: column to sort by (``key``, ``value``, ``window_start``...).
+        ascending: sort order (default: largest first).
+        top: show only the first ``top`` rows (after sorting).
+        key_filter: keep keys containing this substring, or for which this
+            function returns true.
+        interval: seconds between checks for changes (at least 0.2).
+        datetimes: show window starts and ends as UTC datetimes (else epoch seconds).
+
+    >>> view = live_table(counts, sort_by="value", top=10)  # doctest: +SKIP
+    >>> view                                                 # doctest: +SKIP
+    """
+    from ..tables.table import Table
+    from ..tables.windowed import WindowedTable
+
+    if not isinstance(table_or_windowed, (Table, WindowedTable)):
+        raise ConfigurationError(
+            f"live_table() takes a table (app.Table(...), or a windowed one), got {table_or_windowed!r}; "
+            "for a table by name use app.tables['name'] or `%streamnb table NAME`"
+        )
+    if top is not None and (not isinstance(top, int) or top < 1):
+        raise ConfigurationError(f"live_table(): top must be a positive int, got {top!r}")
+    if key_filter is not None and not (isinstance(key_filter, str) or callable(key_filter)):
+        raise ConfigurationError(f"live_table(): key_filter must be a str or a function, got {key_filter!r}")
+    return LiveTable(
+        table_or_windowed, sort_by=sort_by, ascending=ascending, top=top, key_filter=key_filter,
+        interval=interval, datetimes=datetimes,
+    )
+
+
+class LiveTable(LiveWidget):
+    """The widget :func:`live_table` returns: ``children == (html, label)``."""
+
+    kind = "table"
+
+    def __init__(
+        self,
+        table: Table | WindowedTable,
+        *,
+        sort_by: str | None,
+        ascending: bool,
+        top: int | None,
+        key_filter: KeyFilter,
+        interval: float,
+        datetimes: bool,
+    ) -> None:
+        self.table = table
+        self.sort_by = sort_by
+        self.ascending = ascending
+        self.top = top
+        self.key_filter = key_filter
+        self.datetimes = datetimes
+        self.html = widgets.HTML()
+        """The DataFrame's HTML."""
+        self.label = widgets.Label()
+        """``N rows · updated HH:MM:SS`` (and why updates stopped, once they did)."""
+        self.rows = 0
+        """Rows matching the filter at the last update."""
+        self._seen: tuple[int, int] | None = None
+        self._frame: pd.DataFrame | None = None
+        super().__init__(_base(table).app, name=table.name, interval=interval, children=[self.html, self.label])
+        self.refresh()
+        self._seen = (id(_base(self.table)), self.table.version)
+        self._start()
+
+    # -- data ---------------------------------------------------------------------------------
+
+    @property
+    def windowed(self) -> bool:
+        """True for a view of a windowed table."""
+        from ..tables.windowed import WindowedTable
+
+        return isinstance(self.table, WindowedTable)
+
+    def _current(self) -> Table | WindowedTable:
+        """The table as defined now (a re-run table cell makes a new object sharing the data)."""
+        base = _base(self.table)
+        newest = base.app.tables.get(base.name)
+        if newest is not None and newest is not base:
+            self.table = newest.window if self.windowed and newest.window is not None else newest
+        return self.table
+
+    def dataframe(self) -> pd.DataFrame:
+        """The rows the view shows: filtered, sorted and cut to ``top``.
+
+        >>> view.dataframe().head()  # doctest: +SKIP
+        """
+        import pandas as pd
+
+        df = self._current().as_dataframe()
+        if self.key_filter is not None and len(df):
+            keys = df["key"]
+            if callable(self.key_filter):
+                fn = self.key_filter
+                mask = keys.map(lambda k: bool(fn(k)))
+            else:
+                mask = keys.map(lambda k: self.key_filter in str(k))  # type: ignore[operator]
+            df = df[mask.astype(bool)]
+        if self.sort_by is not None:
+            if self.sort_by not in df.columns:
+                raise ConfigurationError(
+                    f"live view of {self.name!r}: no column {self.sort_by!r} to sort by; "
+                    f"columns are {', '.join(map(str, df.columns))}"
+                )
+            try:
+                df = df.sort_values(self.sort_by, ascending=self.ascending, kind="stable")
+            except TypeError:  # mixed types: sort by their text
+                df = df.sort_values(self.sort_by, ascending=self.ascending, kind="stable", key=lambda s: s.astype(str))
+        if self.top is not None:
+            df = df.head(self.top)
+        if self.windowed and self.datetimes and len(df):
+            df = df.assign(
+                window_start=pd.to_datetime(df["window_start"], unit="s", utc=True),
+                window_end=pd.to_datetime(df["window_end"], unit="s", utc=True),
+            )
+        return df.reset_index(drop=True)
+
+    # -- rendering ----------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Re-render now (the background task calls this when the table changed)."""
+        df = self.dataframe()
+        self.rows = len(df)
+        self._frame = df
+        shown = df if self.top is not None or len(df) <= MAX_ROWS else df.head(MAX_ROWS)
+        body = shown.to_html(index=False, border=0, classes="streamnb-table", max_cols=50)
+        if len(shown) < len(df):
+            body += f"<div><em>showing the first {len(shown):,} of {len(df):,} rows; pass top= or key_filter=</em></div>"
+        if self.html.value != body:
+            self.html.value = body
+        self._mark_updated()
+        self._set_label()
+
+    def _set_label(self) -> None:
+        text = f"{self.rows:,} rows · updated {clock(self.last_update)}"
+        if self.error:
+            text += f" · error: {self.error}"
+        if self.stopped:
+            text += f" · not updating ({self.stopped})"
+        if self.label.value != text:
+            self.label.value = text
+
+    async def _poll(self) -> None:
+        table = self._current()
+        seen = (id(_base(table)), table.version)
+        if seen != self._seen:
+            self._seen = seen
+            self.refresh()
+
+    def _show_error(self, message: str) -> None:
+        self._set_label()
+
+    def _stopped(self, reason: str) -> None:
+        super()._stopped(reason)
+        if reason != "closed":
+            self._set_label()
+
+    def _snapshot_html(self) -> str:
+        return f"{self.html.value}<div>{escape(self.label.value)}</div>"
+
+
+def _base(table: Table | WindowedTable) -> Table:
+    return getattr(table, "table", table)  # a WindowedTable wraps its Table in .table

@@ -1,0 +1,135 @@
+"""Windowed tables: reads, relative time, expiry in event time, late events."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import streamnb as faust
+from streamnb.testing import settle, test_app
+
+
+class Reading(faust.Record):
+    sensor: str
+    value: float
+    at: datetime
+
+
+async def test_relative_to_field_and_fractional_windows() -> None:
+    app = test_app(topic_partitions=1)
+    topic = app.topic("readings", value_type=Reading)
+    sums = app.Table("sums", default=float).tumbling(0.5, expires=1e9).relative_to_field(Reading.at)
+
+    @app.agent(topic)
+    async def add(stream):
+        async for r in stream:
+            sums[r.sensor] += r.value
+
+    base = 1_700_000_000.0
+    async with app:
+        for offset, value in [(0.1, 1.0), (0.4, 2.0), (0.5, 4.0), (1.25, 8.0)]:
+            at = datetime.fromtimestamp(base + offset, tz=timezone.utc)
+            await topic.send(value=Reading(sensor="s", value=value, at=at), timestamp=5.0)  # message time ignored
+        await settle(app)
+        assert sums["s"][(base, base + 0.5)] == 3.0
+        assert sums["s"][(base + 0.5, base + 1.0)] == 4.0
+        assert sums["s"][base + 1.3] == 8.0  # a timestamp picks its window
+        assert sums["s"].current() == 8.0
+
+
+async def test_now_delta_and_value() -> None:
+    app = test_app(topic_partitions=1)
+    topic = app.topic("clicks", value_type=str)
+    clicks = app.Table("clicks", default=int).tumbling(10, expires=1e9)
+    seen: list[tuple] = []
+
+    @app.agent(topic)
+    async def count(stream):
+        async for page in stream:
+            clicks[page] += 1
+            seen.append((clicks[page].current(), clicks[page].delta(10), clicks[page].value()))
+
+    now = time.time()
+    async with app:
+        await topic.send(value="p", timestamp=now - 10)
+        await topic.send(value="p", timestamp=now)
+        await topic.send(value="p", timestamp=now)
+        await settle(app)
+        assert clicks["p"].now() == 2
+        assert seen[-1] == (2, 1, 2)
+
+
+async def test_expiry_in_event_time_calls_on_window_close_and_counts_late_events() -> None:
+    closed: list[tuple] = []
+    app = test_app(topic_partitions=1)
+    topic = app.topic("e", value_type=str)
+    table = app.Table("w", default=int, on_window_close=lambda key, value: closed.append((key, value)))
+    windows = table.tumbling(10, expires=20)
+
+    @app.agent(topic)
+    async def count(stream):
+        async for key in stream:
+            windows[key] += 1
+
+    async with app:
+        for ts in [100, 101, 105]:  # window [100, 110)
+            await topic.send(value="k", timestamp=ts)
+        await settle(app)
+        assert closed == []
+        await topic.send(value="k", timestamp=130)  # 130 >= 110 + 20: the first window expires
+        await settle(app)
+        assert closed == [(("k", (100.0, 110.0)), 3)]
+        assert ("k", (100.0, 110.0)) not in windows.data
+        await topic.send(value="k", timestamp=102)  # late: its window is gone
+        await settle(app)
+        assert windows.late_events == 1
+        assert ("k", (100.0, 110.0)) not in windows.data
+        df = windows.as_dataframe()
+        assert df.to_dict("records") == [{"key": "k", "window_start": 130.0, "window_end": 140.0, "value": 1}]
+
+
+async def test_replaying_old_data_does_not_wipe_windows(tmp_path) -> None:
+    """Expiry follows the newest event time, not the wall clock."""
+    app = test_app(topic_partitions=1)
+    topic = app.topic("old", value_type=str)
+    windows = app.Table("w", default=int).hopping(60, 30, expires=60)
+
+    @app.agent(topic)
+    async def count(stream):
+        async for key in stream:
+            windows[key] += 1
+
+    async with app:
+        for i in range(10):
+            await topic.send(value="k", timestamp=1000.0 + i)  # years ago
+        await settle(app)
+        assert windows["k"][(960.0, 1020.0)] == 10
+        assert windows["k"][(990.0, 1050.0)] == 10
+
+
+async def test_windowed_table_state_survives_restart(tmp_path) -> None:
+    url = f"local://{tmp_path / 'b'}"
+
+    def build():  # type: ignore[no-untyped-def]
+        app = faust.App("win", broker=url, topic_partitions=2)
+        topic = app.topic("e", value_type=str)
+        windows = app.Table("w", default=int).hopping(10, 5, expires=1e9)
+
+        @app.agent(topic)
+        async def count(stream):
+            async for key in stream.group_by(lambda v: v, name="key"):
+                windows[key] += 1
+
+        return app, topic, windows
+
+    app, topic, windows = build()
+    async with app:
+        for ts in range(100, 120):
+            await topic.send(value="a" if ts % 2 else "b", timestamp=float(ts))
+        await settle(app)
+        before = windows.as_dataframe()
+    app, topic, windows = build()
+    await app.start()
+    after = windows.as_dataframe()
+    await app.stop()
+    assert before.equals(after) and len(after) > 0
