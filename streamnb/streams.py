@@ -451,7 +451,8 @@ class _Source:
         max_records = app.stream_batch_size
         agent = self.agent
         while True:
-            if self.stopping:
+            if self.stopping or (agent is not None and agent._stopping):
+                self.stopping = True
                 await self.commit()
                 return None
             if agent is not None and agent._paused.is_set() is False:

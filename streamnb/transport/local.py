@@ -7,10 +7,11 @@ process killed at any moment (``kill -9``, a crashed or restarted kernel)
 leaves either the whole commit or none of it: processing on ``local://`` is
 exactly-once.
 
-Durability: the default (``synchronous=NORMAL``) survives the process dying at
-any point; a power cut or an OS crash may lose the last commits. Add
-``?sync=full`` to the URL (``local://data?sync=full``) to survive those too,
-at the cost of an fsync per commit.
+Durability: the default (``synchronous=NORMAL``) keeps every finished commit
+when the process dies at any point; a power cut or an OS crash may lose the
+last few commits (whole commits: never half of one). Add ``?sync=full`` to the
+URL (``local://data?sync=full``) to keep those too, at the cost of an fsync
+per commit.
 
 All sqlite work happens on one worker thread per folder, so the event loop (a
 Jupyter kernel's) never waits on the disk. One process owns a folder at a
@@ -27,7 +28,8 @@ older than ``retention`` seconds from the head of each partition (up to the
 first message still young enough, so the log stays contiguous, as Kafka's
 segment deletion does), checked every ``RETENTION_INTERVAL`` seconds while
 writing and when the folder is opened. :meth:`LocalTransport.cleanup` runs
-both now.
+both now. Both run on the worker thread between commits, so a large
+compaction delays commits (never the event loop).
 
 Example::
 

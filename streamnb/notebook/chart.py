@@ -1,0 +1,468 @@
+"""Live Altair charts of tables and windowed tables, updated in place.
+
+Example::
+
+    per_minute = app.Table("per_minute", default=int).tumbling(60, expires=3600)
+    per_minute.chart()                        # window start on x, count on y, a line per key
+    per_minute.chart(mark="bar", top=5)       # bars, only the five busiest keys
+    counts.chart(x="key", y="value")          # a plain table needs x= and y=
+
+    import altair as alt
+    per_minute.chart(chart=alt.Chart().mark_area().encode(x="window_start:T", y="sum(value):Q"))
+
+The chart is a small widget (anywidget) that draws the Vega-Lite spec with
+vega-embed once, then, while the app runs, sends only the rows that changed
+since the last update (keyed by key and window start) as Vega changesets;
+the chart is never re-rendered, so pan and zoom survive updates. A background
+task on the running loop looks at ``table.version`` at most every
+``interval`` seconds and ends when the widget is closed or the app stops.
+The JavaScript (Vega, Vega-Lite, vega-embed) is bundled with streamnb in
+``static/chart.js``: nothing is loaded from a CDN.
+
+Where no widget can run (nbconvert, GitHub), the notebook shows the static
+SVG snapshot that every display also carries (drawn by ``vl-convert``).
+
+Chart rows have the columns of ``as_dataframe()``: ``key``, ``value`` (or
+a Record value's fields) and, for windowed tables, ``window_start`` and
+``window_end`` as epoch *milliseconds* (which Vega-Lite reads as times).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import uuid
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anywidget
+import traitlets
+
+from ..errors import ConfigurationError
+from ..tables.table import Table
+from ..tables.windowed import WindowedTable
+
+if TYPE_CHECKING:
+    import altair as alt
+    import pandas as pd
+
+__all__ = ["DATASET", "LiveChart", "live_chart"]
+
+logger = logging.getLogger("streamnb")
+
+DATASET = "streamnb_rows"
+"""Name of the Vega dataset the table rows go to (use it in your own specs)."""
+
+MARKS = ("area", "bar", "circle", "line", "point", "rect", "rule", "square", "tick", "trail")
+_STATIC = Path(__file__).with_name("static")
+_KNOWN_TYPES = {"key": "nominal", "window_start": "temporal", "window_end": "temporal", "value": "quantitative"}
+
+
+class LiveChart(anywidget.AnyWidget):
+    """A Vega-Lite chart of a table's rows that updates in place. Made by :func:`live_chart`.
+
+    >>> chart = per_minute.chart()   # doctest: +SKIP
+    >>> chart.refresh()              # push pending changes now (the task does it every interval)  # doctest: +SKIP
+    >>> chart.close()                # stops the update task  # doctest: +SKIP
+    """
+
+    _esm = _STATIC / "chart.js"
+
+    spec = traitlets.Dict().tag(sync=True)
+    """The Vega-Lite spec; its data is the named dataset :data:`DATASET`."""
+    dataset = traitlets.Unicode(DATASET).tag(sync=True)
+    renderer = traitlets.Unicode("svg").tag(sync=True)
+    """``svg`` (marks are DOM elements) or ``canvas`` (faster for many points)."""
+    uid = traitlets.Unicode().tag(sync=True)
+    snapshot = traitlets.Dict().tag(sync=True)
+    """``{"seq": n, "rows": [...]}``: every row as of change ``n`` (sent at creation, at the end and on request)."""
+    change = traitlets.Dict().tag(sync=True)
+    """``{"seq": n, "remove": [ids], "insert": [rows]}``: the rows changed since change ``n - 1``."""
+    row_count = traitlets.Int(0).tag(sync=True)
+    """Rows the chart shows."""
+
+    def __init__(
+        self,
+        source: Table | WindowedTable,
+        spec: dict[str, Any],
+        *,
+        interval: float = 0.5,
+        top: int | None = None,
+        rank_by: str = "value",
+        renderer: str = "svg",
+    ) -> None:
+        super().__init__(spec=spec, uid=uuid.uuid4().hex, renderer=renderer)
+        self.source = source
+        self.interval = interval
+        self.top = top
+        self._rank_by = rank_by
+        self._windowed = isinstance(source, WindowedTable)
+        self._table: Table = source.table if isinstance(source, WindowedTable) else source
+        self._last: dict[str, dict[str, Any]] = {}
+        self._seq = 0
+        self._version = self._table.version
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+        self._error: str | None = None
+        self._last = self._collect()
+        self.snapshot = {"seq": 0, "rows": list(self._last.values())}
+        self.change = {"seq": 0, "remove": [], "insert": []}
+        self.row_count = len(self._last)
+        self.on_msg(self._on_front_end_msg)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None  # no loop (a plain script): call refresh() yourself
+        if loop is not None:
+            self._task = loop.create_task(self._poll(), name=f"streamnb chart of {self._table.name}")
+
+    # -- rows ---------------------------------------------------------------------------------
+
+    def _collect(self) -> dict[str, dict[str, Any]]:
+        rows = _table_rows(self._table, self._windowed)
+        if self.top is not None:
+            rows = _keep_top(rows, self.top, self._rank_by)
+        return rows
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The rows the chart shows now (without the internal ``__id``).
+
+        >>> chart.rows()[:1]   # doctest: +SKIP
+        [{'key': '/', 'window_start': 1700000040000.0, 'window_end': 1700000100000.0, 'value': 12}]
+        """
+        return [{k: v for k, v in row.items() if k != "__id"} for row in self._last.values()]
+
+    def refresh(self) -> bool:
+        """Send the rows that changed since the last update; ``True`` when there were any.
+
+        The background task calls it whenever ``table.version`` moved.
+
+        >>> chart.refresh()   # doctest: +SKIP
+        True
+        """
+        self._version = self._table.version
+        current = self._collect()
+        last = self._last
+        remove = [rid for rid in last if rid not in current]
+        insert = [row for rid, row in current.items() if last.get(rid) != row]
+        self._last = current
+        if not remove and not insert:
+            return False
+        self._seq += 1
+        with self.hold_sync():
+            self.change = {"seq": self._seq, "remove": remove, "insert": insert}
+            self.row_count = len(current)
+        return True
+
+    def _send_snapshot(self) -> None:
+        new = {"seq": self._seq, "rows": list(self._last.values())}
+        if new == self.snapshot:
+            self.send_state("snapshot")
+        else:
+            self.snapshot = new
+
+    def _on_front_end_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        # A view noticed a missing change (page reload, late model): send every row.
+        if isinstance(content, dict) and content.get("type") == "resync":
+            self.refresh()
+            self._send_snapshot()
+
+    # -- the update task ----------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """True while the background task updates the chart."""
+        return self._task is not None and not self._task.done()
+
+    async def _poll(self) -> None:
+        app = self._table.app
+        try:
+            while not self._closed:
+                if self._table.version != self._version:
+                    try:
+                        self.refresh()
+                        self._error = None
+                    except Exception as exc:  # keep the chart alive; say it once
+                        if str(exc) != self._error:
+                            self._error = str(exc)
+                            logger.exception("updating the chart of table %r failed", self._table.name)
+                if app.state == "stopped":
+                    break
+                await asyncio.sleep(self.interval)
+        finally:
+            if not self._closed:
+                # The app stopped: leave every row in the widget's state, so a
+                # reloaded page or a saved notebook shows the final chart.
+                self._send_snapshot()
+
+    def close(self) -> None:
+        """Stop updating and close the widget.
+
+        >>> chart.close()   # doctest: +SKIP
+        """
+        self._closed = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        super().close()
+
+    # -- static output --------------------------------------------------------------------------
+
+    def static_spec(self) -> dict[str, Any]:
+        """The Vega-Lite spec with the current rows inlined (for files and static renderers).
+
+        >>> alt.Chart.from_dict(chart.static_spec())   # doctest: +SKIP
+        """
+        spec = json.loads(json.dumps(self.spec))
+        spec["data"] = {"values": self.rows()}
+        return spec
+
+    def to_svg(self) -> str:
+        """The chart as it is now, as SVG (offline, with ``vl-convert-python``).
+
+        >>> svg = chart.to_svg()   # doctest: +SKIP
+        """
+        import vl_convert
+
+        return str(vl_convert.vegalite_to_svg(self.static_spec(), allowed_base_urls=[]))
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        out = super()._repr_mimebundle_(**kwargs)
+        if out is None:
+            return None
+        data, metadata = out
+        try:
+            data["image/svg+xml"] = self.to_svg()
+        except ImportError:
+            pass  # no vl-convert: the widget alone
+        except Exception:
+            logger.warning("could not draw the static SVG of the chart of %r", self._table.name, exc_info=True)
+        return data, metadata
+
+    def __repr__(self) -> str:
+        state = "live" if self.running else "stopped"
+        return f"<LiveChart of {self._table.name!r} rows={len(self._last)} {state}>"
+
+
+def live_chart(
+    table_or_windowed: Table | WindowedTable,
+    *,
+    x: Any = None,
+    y: Any = None,
+    color: Any = None,
+    mark: str | None = None,
+    chart: alt.TopLevelMixin | None = None,
+    interval: float = 0.5,
+    top: int | None = None,
+) -> LiveChart:
+    """A live chart of a table, updated in place while the app runs.
+
+    Windowed tables default to window start (time) on x, ``value`` on y and
+    one line per key (``color="key"``), zoomable on the time axis. A plain
+    table has no default: pass ``x=`` and ``y=`` (for example ``x="key",
+    y="value"``; then the default mark is ``bar``).
+
+    Args:
+        x, y, color: column names (``"key"``, ``"value"``, ``"window_start"``,
+            ``"window_end"`` or a Record value's fields), Altair shorthands
+            such as ``"sum(value):Q"``, or ``alt.X``/``alt.Y``/``alt.Color``.
+        mark: ``line`` (windowed default), ``bar`` (plain default), ``area``,
+            ``point``, ``circle``, ``tick``, ...
+        chart: your own Altair chart instead; its data is replaced by the
+            table's rows (the named dataset :data:`DATASET`). Give types in
+            its encodings (``"value:Q"``) when the table may still be empty.
+        interval: seconds between looks at the table (the update throttle).
+        top: only the ``top`` keys with the largest total ``value`` (or y field).
+
+    >>> per_minute.chart()                                   # doctest: +SKIP
+    >>> live_chart(counts, x="key", y="value", top=10)       # doctest: +SKIP
+    """
+    if not isinstance(table_or_windowed, (Table, WindowedTable)):
+        raise ConfigurationError(
+            f"live_chart() charts a streamnb Table or windowed table, got {type(table_or_windowed).__name__}"
+        )
+    if interval <= 0:
+        raise ConfigurationError(f"interval must be > 0 seconds, got {interval!r}")
+    if top is not None and (not isinstance(top, int) or top < 1):
+        raise ConfigurationError(f"top must be a positive int, got {top!r}")
+    windowed = isinstance(table_or_windowed, WindowedTable)
+    table = table_or_windowed.table if isinstance(table_or_windowed, WindowedTable) else table_or_windowed
+    sample = list(_table_rows(table, windowed).values())[:50]
+    if chart is not None:
+        if any(v is not None for v in (x, y, color, mark)):
+            raise ConfigurationError("pass either chart= (your own Altair chart) or x=/y=/color=/mark=, not both")
+        spec = _spec_from_chart(chart, sample, windowed)
+        rank_by = "value"
+    else:
+        if not windowed and (x is None or y is None):
+            raise ConfigurationError(
+                f"table {table.name!r} is not windowed, so chart() needs x= and y=, "
+                f'e.g. {table.name}.chart(x="key", y="value")'
+            )
+        spec = _default_spec(table.name, windowed, sample, x=x, y=y, color=color, mark=mark)
+        rank_by = _field_name(y) or "value"
+    return LiveChart(table_or_windowed, spec, interval=interval, top=top, rank_by=rank_by)
+
+
+# -- specs ------------------------------------------------------------------------------------
+
+
+def _default_spec(
+    name: str, windowed: bool, sample: list[dict[str, Any]], *, x: Any, y: Any, color: Any, mark: str | None
+) -> dict[str, Any]:
+    import altair as alt
+
+    mark = mark or ("line" if windowed else "bar")
+    if mark not in MARKS:
+        raise ConfigurationError(f"unknown mark {mark!r}; use one of: {', '.join(MARKS)}")
+    base = alt.Chart(_frame(sample, windowed))
+    options: dict[str, Any] = {"point": True} if mark == "line" else {}
+    chart = getattr(base, f"mark_{mark}")(**options)
+    if windowed:
+        x = x if x is not None else alt.X("window_start:T", title="window start")
+        y = y if y is not None else alt.Y("value:Q", title=name)
+        color = color if color is not None else alt.Color("key:N", title="key")
+    encoding: dict[str, Any] = {"x": _channel(alt.X, x, sample), "y": _channel(alt.Y, y, sample)}
+    if color is not None:
+        encoding["color"] = _channel(alt.Color, color, sample)
+    tips = [f for f in (_field_name(x), _field_name(color), _field_name(y)) if f]
+    encoding["tooltip"] = [_tooltip(f, sample) for f in dict.fromkeys(tips)]
+    chart = chart.encode(**encoding).properties(title=name, width=640, height=300)
+    if windowed:
+        chart = chart.interactive(bind_y=False)  # pan and zoom in time; y follows the data
+    else:
+        chart = chart.interactive()
+    return _named(chart.to_dict())
+
+
+def _spec_from_chart(chart: Any, sample: list[dict[str, Any]], windowed: bool) -> dict[str, Any]:
+    if not hasattr(chart, "to_dict") or not hasattr(chart, "properties"):
+        raise ConfigurationError(f"chart= takes an Altair chart (alt.Chart(...)), got {type(chart).__name__}")
+    # Types of untyped shorthands ("value") are inferred from the sample rows.
+    spec = chart.properties(data=_frame(sample, windowed)).to_dict()
+    return _named(spec)
+
+
+def _named(spec: dict[str, Any]) -> dict[str, Any]:
+    spec.pop("datasets", None)
+    spec["data"] = {"name": DATASET}
+    return spec
+
+
+def _frame(sample: list[dict[str, Any]], windowed: bool) -> pd.DataFrame:
+    """A small DataFrame with the table's columns and types, for Altair's type inference."""
+    import pandas as pd
+
+    rows = [{k: v for k, v in r.items() if k != "__id"} for r in sample]
+    columns = ["key", "window_start", "window_end", "value"] if windowed else ["key", "value"]
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+    if not rows:
+        frame["key"] = frame["key"].astype("object")
+    for column in ("window_start", "window_end"):
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column], unit="ms")
+    return frame
+
+
+def _field_name(channel: Any) -> str | None:
+    if channel is None:
+        return None
+    if isinstance(channel, str):
+        shorthand = channel.split(":")[0]
+        if "(" in shorthand:  # an aggregate such as sum(value): no plain field to show
+            return None
+        return shorthand
+    field = getattr(channel, "field", None)
+    return field if isinstance(field, str) else None
+
+
+def _channel(cls: Any, value: Any, sample: list[dict[str, Any]]) -> Any:
+    """An Altair channel; a bare column name gets its type from what we know of the rows."""
+    if not isinstance(value, str) or ":" in value or "(" in value:
+        return value if not isinstance(value, str) else cls(value)
+    return cls(f"{value}:{_type_code(value, sample)}")
+
+
+def _tooltip(field: str, sample: list[dict[str, Any]]) -> Any:
+    import altair as alt
+
+    kind = _type_code(field, sample)
+    if kind == "T":
+        return alt.Tooltip(f"{field}:T", format="%H:%M:%S")
+    return alt.Tooltip(f"{field}:{kind}")
+
+
+def _type_code(field: str, sample: list[dict[str, Any]]) -> str:
+    known = {"nominal": "N", "temporal": "T", "quantitative": "Q"}
+    if field in _KNOWN_TYPES:
+        return known[_KNOWN_TYPES[field]]
+    values = [r.get(field) for r in sample if r.get(field) is not None]
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return "Q"
+    return "N"
+
+
+# -- values -----------------------------------------------------------------------------------
+
+
+def _table_rows(table: Table, windowed: bool) -> dict[str, dict[str, Any]]:
+    """The table as chart rows, keyed by a row id made from (key, window start)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for k, v in list(table.data.items()):
+        if windowed:
+            try:
+                key, (start, end) = k
+            except (TypeError, ValueError):
+                continue
+            row: dict[str, Any] = {"key": _json_key(key), "window_start": _ms(start), "window_end": _ms(end)}
+            rid = json.dumps([row["key"], row["window_start"]], default=str)
+        else:
+            row = {"key": _json_key(k)}
+            rid = json.dumps(row["key"], default=str)
+        row.update(_value_fields(v))
+        row["__id"] = rid
+        rows[rid] = row
+    return rows
+
+
+def _ms(seconds: float) -> float:
+    return float(seconds) * 1000.0
+
+
+def _json_scalar(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Decimal):
+        return _json_scalar(float(value))
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return str(value)
+
+
+def _json_key(key: Any) -> Any:
+    if isinstance(key, (list, tuple)):
+        return " | ".join(str(part) for part in key)
+    return _json_scalar(key)
+
+
+def _value_fields(value: Any) -> dict[str, Any]:
+    if hasattr(value, "asdict"):
+        return {str(k): _json_scalar(v) for k, v in value.asdict().items()}
+    if isinstance(value, Mapping):
+        return {str(k): _json_scalar(v) for k, v in value.items()}
+    return {"value": _json_scalar(value)}
+
+
+def _keep_top(rows: dict[str, dict[str, Any]], top: int, field: str) -> dict[str, dict[str, Any]]:
+    totals: dict[Any, float] = {}
+    for row in rows.values():
+        v = row.get(field)
+        totals[row["key"]] = totals.get(row["key"], 0.0) + (v if isinstance(v, (int, float)) else 0.0)
+    keep = set(sorted(totals, key=lambda k: (-totals[k], str(k)))[:top])
+    return {rid: row for rid, row in rows.items() if row["key"] in keep}

@@ -1,0 +1,291 @@
+"""The app dashboard: agents, offsets and lag, tables; with start/stop/pause buttons.
+
+Example (in a notebook)::
+
+    app.dashboard()          # or dashboard(app), or %streamnb dashboard
+
+Per agent: state (running / paused / crashed / stopped), events processed,
+events per second over the last refresh, dead-lettered count, the last
+error with its traceback (collapsed), and buttons to start, stop and
+pause/resume it. Per topic partition: the end offset and each reading
+agent's committed offset and lag. Per table: its row count.
+
+A background task on the kernel's loop refreshes it about every second,
+with the transport's async calls only (nothing blocks the loop). It stops
+when the widget is closed or the app stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from ..errors import ConfigurationError
+from ._live import LiveWidget, clock, escape
+from ._stats import AgentFigures, OffsetRow, Rates, agent_figures, offsets, table_rows
+
+if TYPE_CHECKING:
+    from ..agents import Agent
+    from ..app import App
+
+__all__ = ["Dashboard", "dashboard"]
+
+logger = logging.getLogger("streamnb")
+
+STATE_COLOURS = {"running": "#1a7f37", "paused": "#9a6700", "crashed": "#cf222e", "starting": "#0969da"}
+
+
+def dashboard(app: App, *, interval: float = 1.0) -> Dashboard:
+    """A live dashboard of ``app``'s agents, topic offsets and lag, and tables.
+
+    >>> dashboard(app)  # doctest: +SKIP
+    """
+    from ..app import App
+
+    if not isinstance(app, App):
+        raise ConfigurationError(f"dashboard() takes a streamnb.App, got {app!r}")
+    return Dashboard(app, interval=interval)
+
+
+class _AgentRow(widgets.VBox):
+    """One agent: a summary line, its buttons and its last error."""
+
+    def __init__(self, board: Dashboard, name: str) -> None:
+        self.board = board
+        self.agent_name = name
+        self.summary = widgets.HTML()
+        self.error = widgets.HTML()
+        layout = widgets.Layout(width="auto")
+        self.start_button = widgets.Button(description="Start", tooltip=f"start agent {name}", layout=layout)
+        self.stop_button = widgets.Button(description="Stop", tooltip=f"stop agent {name}", layout=layout)
+        self.pause_button = widgets.Button(description="Pause", tooltip=f"pause/resume agent {name}", layout=layout)
+        self.start_button.on_click(lambda _b: board._act(name, "start"))
+        self.stop_button.on_click(lambda _b: board._act(name, "stop"))
+        self.pause_button.on_click(lambda _b: board._act(name, "toggle"))
+        buttons = widgets.HBox([self.start_button, self.stop_button, self.pause_button])
+        super().__init__([widgets.HBox([self.summary, buttons]), self.error])
+
+    def show(self, figures: AgentFigures, agent: Agent, app_running: bool) -> None:
+        colour = STATE_COLOURS.get(figures.state, "#57606a")
+        summary = (
+            f"<span style='display:inline-block;min-width:34em'><b>{escape(figures.name)}</b> "
+            f"<span style='color:{colour}'>{escape(figures.state)}</span> · "
+            f"{figures.processed:,} processed · {figures.rate:,.1f} events/s · "
+            f"{figures.dead_lettered:,} dead-lettered · {figures.crashes} crashes</span>"
+        )
+        _set(self.summary, summary)
+        _set(self.error, _error_html(agent))
+        live = figures.state in ("running", "paused", "crashed", "starting")
+        paused = not agent._paused.is_set()
+        _set_attr(self.start_button, "disabled", live or not app_running)
+        _set_attr(self.stop_button, "disabled", not live or not app_running)
+        _set_attr(self.pause_button, "disabled", not live or not app_running)
+        _set_attr(self.pause_button, "description", "Resume" if paused else "Pause")
+
+
+class Dashboard(LiveWidget):
+    """The widget :func:`dashboard` returns."""
+
+    kind = "dashboard"
+
+    def __init__(self, app: App, *, interval: float = 1.0) -> None:
+        self.header = widgets.HTML()
+        self.agents_box = widgets.VBox()
+        self.offsets_html = widgets.HTML()
+        self.tables_html = widgets.HTML()
+        self.rows: dict[str, _AgentRow] = {}
+        """The agent rows, by agent name."""
+        self.figures: list[AgentFigures] = []
+        """The agent figures shown."""
+        self.offsets: list[OffsetRow] = []
+        """The offsets shown."""
+        self._rates = Rates()
+        self._actions: set[asyncio.Task[None]] = set()
+        super().__init__(
+            app, name=app.id, interval=interval,
+            children=[self.header, self.agents_box, self.offsets_html, self.tables_html],
+        )
+        self._render_sync()
+        self._start()
+
+    # -- refresh ------------------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        app = self.app
+        rows: list[OffsetRow] = []
+        if app.state == "running" and app.transport is not None:
+            rows = await offsets(app)
+        self.offsets = rows
+        self._render_sync()
+
+    async def refresh(self) -> None:
+        """Refresh now (the background task does this every ``interval`` s).
+
+        >>> await board.refresh()  # doctest: +SKIP
+        """
+        await self._poll()
+
+    def _render_sync(self) -> None:
+        app = self.app
+        self.figures = agent_figures(app, self._rates)
+        running = app.state == "running"
+        names = [f.name for f in self.figures]
+        if names != list(self.rows):
+            for name in set(self.rows) - set(names):
+                _close(self.rows.pop(name))
+            self.rows = {name: self.rows.get(name) or _AgentRow(self, name) for name in names}
+            self.agents_box.children = list(self.rows.values())
+        for fig in self.figures:
+            agent = app.agents.get(fig.name)
+            if agent is not None:
+                self.rows[fig.name].show(fig, agent, running)
+        _set(self.offsets_html, _offsets_html(self.offsets))
+        _set(self.tables_html, _tables_html(app))
+        self._mark_updated()
+        self._set_header()
+
+    def _set_header(self) -> None:
+        app = self.app
+        text = (
+            f"<b>{escape(app.id)}</b> · {escape(app.state)} on <code>{escape(app.broker)}</code> · "
+            f"{len(app.agents)} agents · {len(app.tables)} tables · updated {clock(self.last_update)}"
+        )
+        if self.error:
+            text += f" · <span style='color:#cf222e'>refresh error: {escape(self.error)}</span>"
+        if self.stopped:
+            text += f" · <em>not updating ({escape(self.stopped)})</em>"
+        _set(self.header, text)
+
+    def _show_error(self, message: str) -> None:
+        self._set_header()
+
+    def _stopped(self, reason: str) -> None:
+        super()._stopped(reason)
+        if reason != "closed":
+            self.figures = agent_figures(self.app, self._rates)
+            for fig in self.figures:
+                row = self.rows.get(fig.name)
+                agent = self.app.agents.get(fig.name)
+                if row is not None and agent is not None:
+                    row.show(fig, agent, False)
+            self._set_header()
+
+    # -- buttons ------------------------------------------------------------------------------
+
+    def _act(self, name: str, action: str) -> asyncio.Task[None] | None:
+        """Start, stop or pause/resume an agent (what the buttons do)."""
+        agent = self.app.agents.get(name)
+        if agent is None or self.app.state != "running":
+            return None
+        if action == "toggle":
+            if agent._paused.is_set():
+                agent.pause()
+            else:
+                agent.resume()
+            self._render_sync()
+            return None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        task = loop.create_task(self._lifecycle(name, action), name=f"streamnb-dashboard-{action}-{name}")
+        self._actions.add(task)
+        task.add_done_callback(self._actions.discard)
+        return task
+
+    async def _lifecycle(self, name: str, action: str) -> None:
+        app = self.app
+        try:
+            async with app._lifecycle:  # not while the app itself starts or stops
+                agent = app.agents.get(name)
+                if agent is None or app.state != "running":
+                    return
+                if action == "start":
+                    await agent.start()
+                else:
+                    await agent.stop()
+        except Exception as exc:
+            self.error = f"{action} {name}: {type(exc).__name__}: {exc}"
+            logger.exception("dashboard: %s agent %r failed", action, name)
+        if not self._closing:
+            self._render_sync()
+            self.wake()
+
+    def _snapshot_html(self) -> str:
+        agents = "".join(
+            f"<tr><td>{escape(f.name)}</td><td>{escape(f.state)}</td><td>{f.processed:,}</td>"
+            f"<td>{f.rate:,.1f}</td><td>{f.dead_lettered:,}</td><td>{f.crashes}</td>"
+            f"<td>{escape(f.last_error)}</td></tr>"
+            for f in self.figures
+        )
+        table = (
+            "<table><thead><tr><th>agent</th><th>state</th><th>processed</th><th>events/s</th>"
+            f"<th>dead-lettered</th><th>crashes</th><th>last error</th></tr></thead><tbody>{agents}</tbody></table>"
+        )
+        return f"<div>{self.header.value}</div>{table}{self.offsets_html.value}{self.tables_html.value}"
+
+
+# -- html -----------------------------------------------------------------------------------------
+
+
+def _error_html(agent: Agent) -> str:
+    if agent.last_error is None:
+        return ""
+    when = clock(agent.errors[-1][0]) if agent.errors else "-"
+    summary = escape(" ".join(f"{type(agent.last_error).__name__}: {agent.last_error}".split())[:200])
+    tb = escape(agent.last_traceback or "")
+    return (
+        "<details style='margin-left:1em'>"
+        f"<summary style='color:#cf222e'>last error at {when}: {summary}</summary>"
+        f"<pre style='font-size:85%'>{tb}</pre></details>"
+    )
+
+
+def _offsets_html(rows: list[OffsetRow]) -> str:
+    if not rows:
+        return "<div><em>offsets: shown while the app is running</em></div>"
+    body = "".join(
+        f"<tr><td>{escape(r.topic)}</td><td>{r.partition}</td><td>{r.end:,}</td><td>{escape(r.agent)}</td>"
+        f"<td>{'' if r.committed is None else f'{r.committed:,}'}</td>"
+        f"<td>{'' if r.lag is None else f'{r.lag:,}'}</td></tr>"
+        for r in rows
+    )
+    return (
+        "<details open><summary><b>offsets and lag</b> "
+        f"(total lag {sum(r.lag or 0 for r in rows):,})</summary>"
+        "<table><thead><tr><th>topic</th><th>partition</th><th>end offset</th><th>agent</th>"
+        f"<th>committed</th><th>lag</th></tr></thead><tbody>{body}</tbody></table></details>"
+    )
+
+
+def _tables_html(app: App) -> str:
+    rows = table_rows(app)
+    if not rows:
+        return ""
+    body = "".join(
+        f"<tr><td>{escape(r['table'])}</td><td>{escape(r['kind'])}</td><td>{r['rows']:,}</td></tr>" for r in rows
+    )
+    return (
+        "<details open><summary><b>tables</b></summary><table><thead><tr><th>table</th><th>kind</th>"
+        f"<th>rows</th></tr></thead><tbody>{body}</tbody></table></details>"
+    )
+
+
+def _set(widget: widgets.HTML, value: str) -> None:
+    if widget.value != value:
+        widget.value = value
+
+
+def _set_attr(widget: Any, name: str, value: Any) -> None:
+    if getattr(widget, name) != value:
+        setattr(widget, name, value)
+
+
+def _close(widget: Any) -> None:
+    for child in list(getattr(widget, "children", ()) or ()):
+        _close(child)
+    widget.close()
+
