@@ -437,10 +437,11 @@ class App:
             for item in [*self.timers.values(), *self.tasks.values()]:
                 await item.stop()
             await asyncio.gather(*(agent.stop() for agent in self.agents.values()))
-            for task in list(self._background):
+            others = [t for t in self._background if t is not asyncio.current_task()]
+            for task in others:
                 task.cancel()
-            if self._background:
-                await asyncio.wait(list(self._background), timeout=5)
+            if others:
+                await asyncio.wait(others, timeout=5)
             if self.transport is not None:
                 await self.transport.stop()
             self.transport = None

@@ -109,6 +109,8 @@ class LiveChart(anywidget.AnyWidget):
         self._closed = False
         self._task: asyncio.Task[None] | None = None
         self._error: str | None = None
+        self.stopped: str | None = None
+        """Why updates stopped (``"closed"``, ``"app stopped"``, ``"app replaced"``), or ``None``."""
         self._last = self._collect()
         self.snapshot = {"seq": 0, "rows": list(self._last.values())}
         self.change = {"seq": 0, "remove": [], "insert": []}
@@ -179,10 +181,29 @@ class LiveChart(anywidget.AnyWidget):
         """True while the background task updates the chart."""
         return self._task is not None and not self._task.done()
 
-    async def _poll(self) -> None:
+    def _follow(self) -> None:
+        """Chart the table as defined now: a re-run table cell makes a new object sharing the data."""
+        newest = self._table.app.tables.get(self._table.name)
+        if newest is not None and newest is not self._table:
+            self._table = newest
+            if self._windowed and newest.window is not None:
+                self.source = newest.window
+
+    def _stop_reason(self) -> str | None:
         app = self._table.app
+        if self._closed:
+            return "closed"
+        if app.state == "stopped":
+            return "app stopped"
+        ref = type(app)._instances.get((app.id, app.broker))
+        if ref is not None and ref() is not None and ref() is not app:
+            return "app replaced"
+        return None
+
+    async def _poll(self) -> None:
         try:
-            while not self._closed:
+            while True:
+                self._follow()
                 if self._table.version != self._version:
                     try:
                         self.refresh()
@@ -191,13 +212,14 @@ class LiveChart(anywidget.AnyWidget):
                         if str(exc) != self._error:
                             self._error = str(exc)
                             logger.exception("updating the chart of table %r failed", self._table.name)
-                if app.state == "stopped":
+                self.stopped = self._stop_reason()
+                if self.stopped is not None:
                     break
                 await asyncio.sleep(self.interval)
         finally:
             if not self._closed:
-                # The app stopped: leave every row in the widget's state, so a
-                # reloaded page or a saved notebook shows the final chart.
+                # Leave every row in the widget's state, so a reloaded page or
+                # a saved notebook shows the final chart.
                 self._send_snapshot()
 
     def close(self) -> None:
@@ -206,6 +228,7 @@ class LiveChart(anywidget.AnyWidget):
         >>> chart.close()   # doctest: +SKIP
         """
         self._closed = True
+        self.stopped = "closed"
         if self._task is not None and not self._task.done():
             self._task.cancel()
         super().close()
@@ -244,7 +267,7 @@ class LiveChart(anywidget.AnyWidget):
         return data, metadata
 
     def __repr__(self) -> str:
-        state = "live" if self.running else "stopped"
+        state = "live" if self.running else f"stopped: {self.stopped or 'no running loop'}"
         return f"<LiveChart of {self._table.name!r} rows={len(self._last)} {state}>"
 
 
