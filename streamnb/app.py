@@ -488,6 +488,15 @@ class App:
         finally:
             await self.stop()
 
+    def dashboard(self) -> Any:
+        """A live notebook dashboard of agents, offsets and lag, and tables.
+
+        >>> app.dashboard()  # doctest: +SKIP
+        """
+        from .notebook.dashboard import dashboard
+
+        return dashboard(self)
+
     # -- partitions (called by streams' rebalance listeners) ----------------------------------
 
     async def _partitions_assigned(self, owner: Any, tps: set[TP]) -> None:

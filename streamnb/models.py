@@ -203,7 +203,7 @@ _SCALARS: dict[Any, _Spec] = {
     int: _scalar("int", lambda v: isinstance(v, int) and not isinstance(v, bool), _coerce_int),
     float: _scalar("float", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), _coerce_float),
     bool: _scalar("bool", lambda v: isinstance(v, bool), _coerce_bool),
-    bytes: _scalar("bytes", lambda v: isinstance(v, bytes), _coerce_bytes),
+    bytes: _scalar("bytes", lambda v: isinstance(v, bytes), _coerce_bytes, str),
     datetime: _scalar("datetime", lambda v: isinstance(v, datetime), _coerce_datetime, str),
     date: _scalar("date", lambda v: isinstance(v, date), _coerce_date, str),
     time: _scalar("time", lambda v: isinstance(v, time), _coerce_time, str),

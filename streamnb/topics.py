@@ -171,6 +171,9 @@ class Topic:
         """Value to bytes with the topic's value serializer."""
         if value is None:
             return None
+        to_representation = getattr(value, "to_representation", None)
+        if to_representation is not None:  # Records reach codecs as JSON-ready dicts, as in Faust
+            value = to_representation()
         try:
             return self.value_codec.dumps(value)
         except Exception as exc:

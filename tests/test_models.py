@@ -265,6 +265,7 @@ def test_coerce_converts_in_constructor_and_decode() -> None:
     assert made.n == 3
     assert made.at == datetime(2024, 1, 1)
     assert made.price == Decimal("1.5") and isinstance(made.price, Decimal)
+    assert Coerced(n=1, price=0.1).price == Decimal("0.1"), "floats convert by their repr, not binary expansion"
     assert made.flag is True
     assert made.pair == (1, "2")
     decoded = Coerced.from_data({"n": "4", "at": 0, "price": "2.25"})

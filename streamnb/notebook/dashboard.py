@@ -151,7 +151,7 @@ class Dashboard(LiveWidget):
         app = self.app
         text = (
             f"<b>{escape(app.id)}</b> · {escape(app.state)} on <code>{escape(app.broker)}</code> · "
-            f"{len(app.agents)} agents · {len(app.tables)} tables · updated {clock(self.last_update)}"
+            f"agents: {len(app.agents)} · tables: {len(app.tables)} · updated {clock(self.last_update)}"
         )
         if self.error:
             text += f" · <span style='color:#cf222e'>refresh error: {escape(self.error)}</span>"

@@ -155,7 +155,8 @@ async def _read_last(transport: Transport, ends: dict[TP, int], n: int, decoder:
     msgs = msgs[-n:]
     rows = [(m.partition, m.offset, m.timestamp, *decoder(m)) for m in msgs]
     df = pd.DataFrame(rows, columns=COLUMNS)
-    df["timestamp"] = pd.to_datetime(df["timestamp"], unit="s", utc=True)
+    millis = (df["timestamp"].astype("float64") * 1000).round().astype("int64")
+    df["timestamp"] = pd.to_datetime(millis, unit="ms", utc=True)
     return df
 
 

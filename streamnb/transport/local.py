@@ -182,6 +182,10 @@ class _Topic:
     clean_count: list[int]
 
 
+_Want = tuple[_Topic, int, int, int]
+"""(topic, partition, position, end): a partition to read from ``position`` up to ``end``."""
+
+
 class _Store:
     """One open folder: the lock, the sqlite connection and its worker thread.
 
@@ -445,7 +449,7 @@ class _Store:
             for o, ts, k, v, h in rows
         ]
 
-    def fetch_sync(self, wants: list[tuple[_Topic, int, int, int]], max_records: int) -> tuple[list[Message], list[int]]:
+    def fetch_sync(self, wants: list[_Want], max_records: int) -> tuple[list[Message], list[int]]:
         """Read up to ``max_records`` from ``wants`` = [(topic, partition, position, end)].
 
         Round robin: every partition gets an equal share of what is left,
@@ -862,7 +866,8 @@ class LocalConsumer(Consumer):
         """The offset the next ``getmany`` reads ``tp`` from (``None`` when not assigned)."""
         return self._positions.get(tp)
 
-    def _wants(self) -> list[tuple[_Topic, int, int, int]]:
+    def _wants(self) -> list[_Want]:
+        """The assigned partitions with unread messages, in this round's order."""
         assigned = self._assigned
         n = len(assigned)
         if not n:
@@ -879,6 +884,16 @@ class LocalConsumer(Consumer):
                 wants.append((topic, p, position, end))
         return wants
 
+    def _advance(self, wants: list[_Want], positions: list[int]) -> bool:
+        """Move past a fetched batch, unless ``seek()`` moved a position meanwhile."""
+        current = self._positions
+        tps = [TP(topic.name, p) for topic, p, _, _ in wants]
+        if any(current.get(tp) != want[2] for tp, want in zip(tps, wants)):
+            return False
+        current.update(zip(tps, positions))
+        self._next += 1
+        return True
+
     async def getmany(self, timeout: float, max_records: int) -> list[Message]:
         if max_records <= 0:
             return []
@@ -889,14 +904,9 @@ class LocalConsumer(Consumer):
             if wants:
                 store = self.transport.store
                 messages, positions = await store.call(store.fetch_sync, wants, max_records)
-                self._next += 1
-                for (topic, p, old, _), new in zip(wants, positions):
-                    tp = TP(topic.name, p)
-                    if self._positions.get(tp) == old:  # unless seek() moved it meanwhile
-                        self._positions[tp] = new
-                if messages:
+                if self._advance(wants, positions) and messages:
                     return messages
-                continue  # only removed (compacted/expired) offsets were left
+                continue  # seek() moved a position, or only removed (compacted/expired) offsets were left
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return []

@@ -13,6 +13,7 @@ and timestamps are whole milliseconds (Kafka stores milliseconds).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -338,7 +339,10 @@ async def test_seek(transport: Transport) -> None:
     consumer = transport.consumer(unique("group"), [name], Recorder().listener)
     await consumer.start()
     try:
-        assert len(await drain(consumer, 10)) == 10
+        first = await consumer.getmany(timeout=10.0, max_records=3)
+        assert [m.offset for m in first] == [0, 1, 2][: len(first)] and first
+        consumer.seek(tp, 0)  # back, while the rest is still unread
+        assert [m.offset for m in await drain(consumer, 10)] == list(range(10))
         consumer.seek(tp, 4)
         assert [m.offset for m in await drain(consumer, 6)] == [4, 5, 6, 7, 8, 9]
         consumer.seek(tp, 8)
@@ -347,6 +351,27 @@ async def test_seek(transport: Transport) -> None:
         assert await consumer.getmany(timeout=0.2, max_records=10) == []
         await transport.send([ProducerRecord(name, 0, None, b"new", T0)])
         assert [m.offset for m in await drain(consumer, 1)] == [10]
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.asyncio
+async def test_getmany_continues_where_the_last_batch_ended(transport: Transport) -> None:
+    name = unique("batches")
+    await transport.create_topic(TopicSpec(name, 1))
+    await transport.send(records(name, 1, 30))
+    consumer = transport.consumer(unique("group"), [name], Recorder().listener)
+    await consumer.start()
+    try:
+        got: list[Message] = []
+        deadline = time.monotonic() + 20
+        sizes = itertools.cycle([3, 3, 2, 5, 1])  # the same size twice, then others
+        while len(got) < 30 and time.monotonic() < deadline:
+            size = next(sizes)
+            batch = await consumer.getmany(timeout=0.5, max_records=size)
+            assert len(batch) <= size
+            got += batch
+        assert [m.offset for m in got] == list(range(30))  # no gap, no repeat
     finally:
         await consumer.stop()
 

@@ -1,0 +1,441 @@
+"""IPython magics: ``%streamnb``, ``%peek`` and ``%%produce`` (``%load_ext streamnb``).
+
+Example (in a notebook)::
+
+    %load_ext streamnb
+    %streamnb start                 # await app.start() on the kernel's loop
+    %streamnb status                # agents: state, processed, rate, dead letters, last error
+    %streamnb dashboard             # live dashboard (app.dashboard())
+    %streamnb table counts --top 10 # live view of a table (counts.live(top=10))
+    %peek page_views -n 5           # last 5 messages as a DataFrame (--live: keeps following)
+
+    %%produce page_views --key user
+    {"id": "1", "user": "alice", "page": "/"}
+    {"id": "2", "user": "bob", "page": "/cart"}
+
+The app is the one named by ``--app NAME`` (a variable of the notebook), or
+else the only ``streamnb.App`` in the notebook's namespace.
+
+How the magics wait: a magic is a plain function, but starting an app,
+sending or reading needs ``await``. The magics schedule that work as a task
+on the kernel's running loop and return it as a :class:`Pending`. While the
+extension is loaded, a cell line that is exactly one of these magics is
+run as ``await`` of that result (an IPython input transformer does this,
+for top-level lines only), so the cell waits until the app has started,
+the messages were sent or the DataFrame was read, and errors show in that
+cell. Elsewhere (inside a function, ``x = %peek t``) the work runs in the
+background and the magic says so. Interrupting a waiting cell stops the
+wait, not the work: the app keeps starting and agents keep running.
+
+Mistakes (wrong arguments, no or several apps, unknown topic or table,
+invalid JSON, app not running) are one-line ``UsageError``s; nothing
+already running is disturbed by them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from ..errors import StreamnbError
+from ._stats import agent_figures
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from ..app import App
+    from ..topics import Topic
+
+__all__ = ["Pending", "StreamnbMagics", "find_app", "load_ipython_extension", "settle", "unload_ipython_extension"]
+
+NOT_RUNNING = "app {id!r} is not running: run `await app.start()` or `%streamnb start` first"
+
+
+# -- waiting ---------------------------------------------------------------------------------
+
+
+class Pending:
+    """Work a magic scheduled on the running loop; ``await`` it for the result.
+
+    Not awaited, it runs in the background and reports its outcome (result
+    or one-line error) in the cell that started it.
+
+    >>> result = %peek page_views   # doctest: +SKIP
+    >>> df = await result           # doctest: +SKIP
+    """
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
+        self.what = what
+        self.awaited = False
+        self.task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro, name=f"streamnb-magic-{what}")
+        self.task.add_done_callback(self._report)
+
+    def __await__(self) -> Any:
+        self.awaited = True
+        try:
+            return (yield from asyncio.shield(self.task).__await__())
+        except asyncio.CancelledError:
+            self.awaited = False  # interrupted: the work goes on and reports when done
+            if self.task.done():
+                self._report(self.task)
+            raise
+
+    def done(self) -> bool:
+        """True once the work finished."""
+        return self.task.done()
+
+    def _report(self, task: asyncio.Task[Any]) -> None:
+        if self.awaited or task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            print(f"UsageError: {exc}" if isinstance(exc, UsageError) else f"{self.what} failed: {exc!r}", file=sys.stderr)
+            return
+        result = task.result()
+        if result is not None:
+            from IPython.display import display
+
+            display(result)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self))
+
+    def __repr__(self) -> str:
+        if not self.task.done():
+            return f"{self.what}… (running in the background; `%streamnb status` shows the app's state)"
+        return f"{self.what}: done"
+
+
+async def settle(value: Any) -> Any:
+    """Await a :class:`Pending`; return anything else as is (used by the input transformer)."""
+    if isinstance(value, Pending):
+        return await value
+    return value
+
+
+def _schedule(coro: Coroutine[Any, Any, Any], what: str) -> Pending:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        coro.close()
+        raise UsageError(
+            f"{what}: no running event loop; use the magics in a Jupyter kernel (or `await app.start()`)"
+        ) from None
+    return Pending(_usage_errors(coro), what)
+
+
+async def _usage_errors(coro: Coroutine[Any, Any, Any]) -> Any:
+    """streamnb's own errors become one-line UsageErrors."""
+    try:
+        return await coro
+    except StreamnbError as exc:
+        raise UsageError(str(exc)) from None
+
+
+_MAGIC_LINE = re.compile(r"^get_ipython\(\)\.run_(?:line|cell)_magic\('(?:streamnb|peek|produce)', .*\)$")
+_SETTLE = "__import__('streamnb.notebook.magics', fromlist=['settle']).settle"
+
+
+def _await_transformer(shell: InteractiveShell) -> Callable[[list[str]], list[str]]:
+    """An input transformer: top-level ``%streamnb``/``%peek``/``%%produce`` lines are awaited."""
+    from IPython.core.async_helpers import _asyncio_runner
+
+    def await_magics(lines: list[str]) -> list[str]:
+        if not shell.autoawait or shell.loop_runner is not _asyncio_runner:
+            return lines
+        out = []
+        for line in lines:
+            body = line.rstrip("\n")
+            if _MAGIC_LINE.match(body):
+                line = f"await {_SETTLE}({body})" + line[len(body):]
+            out.append(line)
+        return out
+
+    await_magics.streamnb = True  # type: ignore[attr-defined]
+    return await_magics
+
+
+# -- finding things --------------------------------------------------------------------------
+
+
+def find_app(namespace: dict[str, Any], name: str | None = None) -> App:
+    """The app named ``name`` in ``namespace``, or else its only ``App``.
+
+    >>> find_app(get_ipython().user_ns)  # doctest: +SKIP
+    <App 'page-views' running broker='memory://'>
+    """
+    from ..app import App
+
+    if name:
+        app = namespace.get(name)
+        if app is None:
+            raise UsageError(f"--app {name}: no variable {name!r} in this notebook")
+        if not isinstance(app, App):
+            raise UsageError(f"--app {name}: that variable is a {type(app).__name__}, not a streamnb.App")
+        return app
+    found: dict[int, tuple[str, App]] = {}
+    for var, value in list(namespace.items()):
+        if isinstance(value, App) and not var.startswith("_") and id(value) not in found:
+            found[id(value)] = (var, value)
+    if not found:
+        raise UsageError("no streamnb.App in this notebook: create one, e.g. `app = streamnb.App('demo', broker='memory://')`")
+    if len(found) > 1:
+        names = ", ".join(sorted(var for var, _ in found.values()))
+        raise UsageError(f"{len(found)} streamnb.App instances ({names}): say which one with --app NAME")
+    return next(iter(found.values()))[1]
+
+
+def _topic(app: App, name: str) -> Topic:
+    topic = app.topics.get(name)
+    if topic is None:
+        known = ", ".join(sorted(n for n, t in app.topics.items() if not t.internal)) or "none"
+        raise UsageError(f"no topic {name!r} in app {app.id!r} (topics: {known}); define it with app.topic({name!r})")
+    return topic
+
+
+def _require_running(app: App) -> None:
+    if app.state not in ("running", "starting"):
+        raise UsageError(NOT_RUNNING.format(id=app.id))
+
+
+def _parse(magic: Any, line: str) -> Any:
+    try:
+        return parse_argstring(magic, line)
+    except UsageError as exc:
+        raise UsageError(f"{exc}; {_usage(magic)}") from None
+
+
+# -- the magics ------------------------------------------------------------------------------
+
+
+@magics_class
+class StreamnbMagics(Magics):
+    """``%streamnb``, ``%peek`` and ``%%produce``."""
+
+    def _app(self, name: str | None) -> App:
+        return find_app(self.shell.user_ns if self.shell is not None else {}, name)
+
+    @magic_arguments()
+    @argument("action", choices=["start", "stop", "status", "dashboard", "table"], help="what to do")
+    @argument("table", nargs="?", help="for `table`: the table's name")
+    @argument("--app", metavar="NAME", help="the variable holding the App (default: the only App)")
+    @argument("--top", type=int, metavar="N", help="for `table`: show the first N rows")
+    @argument("--sort-by", metavar="COLUMN", help="for `table`: sort by this column (largest first)")
+    @argument("--ascending", action="store_true", help="for `table`: sort smallest first")
+    @argument("--filter", metavar="TEXT", help="for `table`: keys containing TEXT")
+    @line_magic
+    def streamnb(self, line: str) -> Any:
+        """Start, stop or inspect the notebook's streamnb App."""
+        args = _parse(self.streamnb, line)
+        if args.table is not None and args.action != "table":
+            raise UsageError(f"`%streamnb {args.action}` takes no table name; {_usage(self.streamnb)}")
+        app = self._app(args.app)
+        if args.action == "start":
+            if app.state == "running":
+                print(f"app {app.id!r} is already running")
+                return None
+            return _schedule(_start(app), f"starting app {app.id!r}")
+        if args.action == "stop":
+            if app.state in ("init", "stopped") and app.transport is None:
+                print(f"app {app.id!r} is not running")
+                return None
+            return _schedule(_stop(app), f"stopping app {app.id!r}")
+        if args.action == "status":
+            print(status_text(app))
+            return None
+        if args.action == "dashboard":
+            return app.dashboard()
+        return self._table(app, args)
+
+    def _table(self, app: App, args: Any) -> Any:
+        from .views import live_table
+
+        if not args.table:
+            raise UsageError(f"`%streamnb table` needs a table name; {_usage(self.streamnb)}")
+        table = app.tables.get(args.table)
+        if table is None:
+            known = ", ".join(sorted(app.tables)) or "none"
+            raise UsageError(f"no table {args.table!r} in app {app.id!r} (tables: {known})")
+        if args.top is not None and args.top < 1:
+            raise UsageError(f"--top must be at least 1, got {args.top}")
+        try:
+            return live_table(
+                table.window or table, sort_by=args.sort_by, ascending=args.ascending, top=args.top,
+                key_filter=args.filter,
+            )
+        except StreamnbError as exc:
+            raise UsageError(str(exc)) from None
+
+    @magic_arguments()
+    @argument("topic", help="the topic's name")
+    @argument("-n", type=int, default=10, metavar="N", help="how many messages (default 10)")
+    @argument("--live", action="store_true", help="a widget that keeps following the topic")
+    @argument("--app", metavar="NAME", help="the variable holding the App (default: the only App)")
+    @line_magic
+    def peek(self, line: str) -> Any:
+        """Show the last N messages of a topic as a DataFrame."""
+        args = _parse(self.peek, line)
+        if args.n < 1:
+            raise UsageError(f"-n must be at least 1, got {args.n}")
+        app = self._app(args.app)
+        _require_running(app)
+        return _schedule(_peek(app, args.topic, args.n, args.live), f"peek {args.topic}")
+
+    @magic_arguments()
+    @argument("topic", help="the topic's name (defined in the app)")
+    @argument("--key", metavar="FIELD", help="take each message's key from this field of the value")
+    @argument("--app", metavar="NAME", help="the variable holding the App (default: the only App)")
+    @cell_magic
+    def produce(self, line: str, cell: str) -> Any:
+        """Send each non-empty line of the cell, parsed as JSON, as a message value."""
+        args = _parse(self.produce, line)
+        app = self._app(args.app)
+        topic = _topic(app, args.topic)
+        _require_running(app)
+        messages = parse_messages(topic, cell, key_field=args.key)
+        if not messages:
+            raise UsageError(f"nothing to send to {topic.name!r}: write one JSON value per line under %%produce")
+        return _schedule(_produce(app, topic, messages), f"producing to {topic.name}")
+
+
+def _usage(magic: Any) -> str:
+    """``usage: %name ...`` on one line."""
+    text = " ".join(magic.parser.format_usage().split())
+    return "usage: %" + text.lstrip(":% ")
+
+
+# -- what the magics do ------------------------------------------------------------------------
+
+
+async def _start(app: App) -> None:
+    await app.start()
+    print(f"app {app.id!r} running on {app.broker}: {_n(len(app.agents), 'agent')}, {_n(len(app.tables), 'table')}")
+
+
+async def _stop(app: App) -> None:
+    await app.stop()
+    print(f"app {app.id!r} stopped")
+
+
+async def _peek(app: App, name: str, n: int, live: bool) -> Any:
+    from .peek import UnknownTopicError, _ends, _transport, live_peek, peek
+
+    try:
+        if live:
+            await _ends(await _transport(app), name)  # an unknown topic fails here, not in the widget
+            return live_peek(app, name, n)
+        return await peek(app, name, n)
+    except UnknownTopicError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def parse_messages(topic: Topic, cell: str, *, key_field: str | None = None) -> list[tuple[bytes | None, Any]]:
+    """``(encoded key, value)`` for each non-empty line of ``cell``; a bad line raises UsageError.
+
+    Values are validated against the topic's ``value_type`` (a Record) when it has one.
+
+    >>> parse_messages(topic, '{"page": "/"}\\n\\n{"page": "/cart"}')  # doctest: +SKIP
+    [(None, {'page': '/'}), (None, {'page': '/cart'})]
+    """
+    from_data = getattr(topic.value_type, "from_data", None)
+    out: list[tuple[bytes | None, Any]] = []
+    for number, text in enumerate(cell.splitlines(), 1):
+        text = text.strip()
+        if not text:
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"line {number}: invalid JSON: {exc.msg} at column {exc.colno}: {_short(text)}") from None
+        key: Any = None
+        if key_field is not None:
+            if not isinstance(value, dict) or key_field not in value:
+                raise UsageError(f"line {number}: --key {key_field}: no field {key_field!r} in {_short(text)}")
+            key = value[key_field]
+        try:
+            if from_data is not None:
+                if not isinstance(value, dict):
+                    raise UsageError(
+                        f"line {number}: {topic.value_type.__name__} needs a JSON object, got {_short(text)}"
+                    )
+                value = from_data(value)
+            raw_key = topic.encode_key(key)
+            topic.encode_value(value)
+        except StreamnbError as exc:
+            raise UsageError(f"line {number}: {exc}") from None
+        out.append((raw_key, value))
+    return out
+
+
+async def _produce(app: App, topic: Topic, messages: list[tuple[bytes | None, Any]]) -> None:
+    from .peek import _transport
+
+    transport = await _transport(app)
+    if topic._actual_partitions is None:
+        await topic.declare()
+    records = [topic.record(value=value, raw_key=raw_key) for raw_key, value in messages]
+    await transport.send(records)
+    print(f"sent {_n(len(records), 'message')} to {topic.name}")
+
+
+def status_text(app: App) -> str:
+    """What ``%streamnb status`` prints: the app's state and a table of its agents.
+
+    >>> print(status_text(app))  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    from ..tables._text import text_table
+
+    head = (
+        f"app {app.id!r} {app.state} on {app.broker}: {_n(len(app.agents), 'agent')}, "
+        f"{_n(len(app.topics), 'topic')}, {_n(len(app.tables), 'table')}"
+    )
+    figures = agent_figures(app)
+    if not figures:
+        return head + "\n(no agents)"
+    df = pd.DataFrame(
+        [
+            (f.name, f.state, f"{f.processed:,}", f"{f.rate:,.1f}", f"{f.dead_lettered:,}", f.crashes, f.last_error or "-")
+            for f in figures
+        ],
+        columns=["agent", "state", "processed", "events/s", "dead-lettered", "crashes", "last error"],
+    )
+    return head + "\n" + text_table(df, "agents", sort=False)
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- the extension ------------------------------------------------------------------------------
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext streamnb``: register the magics and the await transformer."""
+    ipython.register_magics(StreamnbMagics)
+    posts = ipython.input_transformers_post
+    posts[:] = [t for t in posts if not getattr(t, "streamnb", False)]
+    posts.append(_await_transformer(ipython))
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext streamnb``: remove the magics and the transformer."""
+    posts = ipython.input_transformers_post
+    posts[:] = [t for t in posts if not getattr(t, "streamnb", False)]
+    for kind, names in (("line", ("streamnb", "peek")), ("cell", ("produce",))):
+        registry = ipython.magics_manager.magics[kind]
+        for name in names:
+            registry.pop(name, None)

@@ -1,0 +1,76 @@
+"""Helpers for the notebook tests: a real IPython shell, notebooks run in a real kernel."""
+
+from __future__ import annotations
+
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_notebook
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Shell:
+    """An InteractiveShell with ``%load_ext streamnb``, run cell by cell as in a kernel."""
+
+    def __init__(self, shell: InteractiveShell) -> None:
+        self.shell = shell
+
+    @property
+    def ns(self) -> dict[str, Any]:
+        return self.shell.user_ns
+
+    async def run(self, cell: str) -> ExecutionResult:
+        cell = textwrap.dedent(cell).strip("\n") + "\n"
+        return await self.shell.run_cell_async(cell, transformed_cell=self.shell.transform_cell(cell))
+
+    async def ok(self, cell: str) -> Any:
+        """Run a cell that must succeed; return its result value."""
+        result = await self.run(cell)
+        if not result.success:
+            raise AssertionError(f"cell failed: {result.error_before_exec or result.error_in_exec!r}\n{cell}")
+        return result.result
+
+
+def memory_url() -> str:
+    return f"memory://nbtest-{uuid.uuid4().hex[:12]}"
+
+
+# -- kernels ---------------------------------------------------------------------------------------
+
+
+def notebook(*cells: str, allow_errors: tuple[int, ...] = ()) -> nbformat.NotebookNode:
+    """A notebook of code cells; cells whose index is in ``allow_errors`` may raise."""
+    nb = new_notebook(cells=[new_code_cell(textwrap.dedent(c).strip("\n")) for c in cells])
+    for index in allow_errors:
+        nb.cells[index].metadata["tags"] = ["raises-exception"]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+def client(nb: nbformat.NotebookNode, path: Path) -> NotebookClient:
+    return NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path)}})
+
+
+def execute(nb: nbformat.NotebookNode, path: Path) -> nbformat.NotebookNode:
+    """Run every cell in a fresh kernel (cwd ``path``); a failing cell fails the test."""
+    client(nb, path).execute()
+    return nb
+
+
+def text_of(cell: nbformat.NotebookNode) -> str:
+    """Everything a cell printed (streams and plain-text results)."""
+    out = []
+    for output in cell.get("outputs", []):
+        if output.output_type == "stream":
+            out.append(output.text)
+        elif output.output_type in ("execute_result", "display_data"):
+            out.append(output.data.get("text/plain", ""))
+        elif output.output_type == "error":
+            out.append(f"{output.ename}: {output.evalue}")
+    return "".join(out)

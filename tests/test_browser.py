@@ -1,0 +1,207 @@
+"""The quick start in a real browser: JupyterLab + headless Chromium, network blocked.
+
+Starts JupyterLab on 127.0.0.1 (a free port, a token) in a temporary folder
+holding a copy of ``notebooks/01_quickstart.ipynb``, opens it in Debian's
+Chromium through Playwright, runs all cells from the Run menu and checks,
+while the producer runs, that the live chart has drawn marks and that the
+chart and the live table change between two moments. Every request that is
+not to 127.0.0.1 is aborted, so the chart's JavaScript must come with
+streamnb (no CDN). Screenshots go to ``screenshots/`` (git-ignored).
+
+Needs ``pip install playwright`` (the Python package only: the browser is
+``/usr/bin/chromium``; set ``STREAMNB_CHROMIUM`` to use another).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "screenshots"
+CHROMIUM = os.environ.get("STREAMNB_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _settings(folder: Path) -> None:
+    """JupyterLab user settings: render every cell (no windowing), no news or update checks."""
+    plugins = {
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+            "checkForUpdates": False, "fetchNews": "false",
+        },
+    }
+    for name, value in plugins.items():
+        ext, file = name.split("/", 1)[0], name.split("/", 1)[1]
+        target = folder / ext / file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(value))
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A JupyterLab server on 127.0.0.1 serving a folder with the quick start; yields (url, log)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(ROOT / "notebooks" / "01_quickstart.ipynb", work)
+    _settings(tmp_path / "settings")
+    port, token = _free_port(), secrets.token_hex(16)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(tmp_path / "settings")
+    env["JUPYTERLAB_WORKSPACES_DIR"] = str(tmp_path / "workspaces")
+    env["JUPYTER_RUNTIME_DIR"] = str(tmp_path / "runtime")
+    log = tmp_path / "lab.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "jupyter", "lab", "--no-browser",
+                "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
+                "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
+                *(["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []),
+            ],
+            cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"JupyterLab did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield f"{base}/lab/tree/01_quickstart.ipynb?token={token}", log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _chart_state(page: Any) -> dict[str, Any]:
+    return page.evaluate(
+        """() => {
+            const root = document.querySelector('.streamnb-chart');
+            if (!root) return {found: false};
+            return {
+                found: true,
+                rows: Number(root.dataset.rows || -1),
+                seq: Number(root.dataset.seq || -1),
+                marks: root.querySelectorAll('svg .mark-symbol path, svg .mark-line path').length,
+                lines: root.querySelectorAll('svg .mark-line path').length,
+                error: root.textContent.includes('streamnb chart:') ? root.textContent : '',
+            };
+        }"""
+    )
+
+
+def _table_text(page: Any) -> str:
+    return str(page.evaluate(
+        """() => Array.from(document.querySelectorAll('.jp-OutputArea-output table'))
+                 .map(t => t.innerText).join('\\n---\\n')"""
+    ))
+
+
+def test_quickstart_runs_live_in_jupyterlab(lab: tuple[str, Path]) -> None:
+    url, log = lab
+    SHOTS.mkdir(exist_ok=True)
+    blocked: list[str] = []
+
+    def only_localhost(route: Any) -> None:
+        if route.request.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.route("**/*", only_localhost)
+            console: list[str] = []
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+            page.goto(url)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            # Wait for the kernel to be ready before running.
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+
+            # The chart draws its first marks while the producer is still sending.
+            try:
+                page.wait_for_function(
+                    """() => document.querySelectorAll(
+                        '.streamnb-chart svg .mark-symbol path, .streamnb-chart svg .mark-line path').length > 0""",
+                    timeout=90_000,
+                )
+            except Exception:
+                page.screenshot(path=str(SHOTS / "quickstart-failed.png"))
+                raise AssertionError(
+                    f"no chart marks; chart={_chart_state(page)}\nconsole={console[-20:]}\n"
+                    f"lab log tail:\n{log.read_text()[-2000:]}"
+                ) from None
+            chart = page.locator(".streamnb-chart").first
+            chart.scroll_into_view_if_needed()
+            first, first_table = _chart_state(page), _table_text(page)
+            page.screenshot(path=str(SHOTS / "quickstart-1-running.png"))
+            time.sleep(3)
+            second, second_table = _chart_state(page), _table_text(page)
+            page.screenshot(path=str(SHOTS / "quickstart-2-running.png"))
+
+            assert first["marks"] > 0 and not first["error"], first
+            assert second["seq"] > first["seq"], (first, second)  # the chart got changesets...
+            assert second["rows"] >= first["rows"] > 0, (first, second)
+            assert first_table and second_table != first_table, (first_table, second_table)  # ...and the table moved
+
+            # The run ends (the notebook's own asserts pass) with the final counts.
+            page.wait_for_function(
+                """() => Array.from(document.querySelectorAll('.jp-OutputArea-output'))
+                         .some(o => o.innerText.includes('sent 300 page views'))""",
+                timeout=120_000,
+            )
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+            tracebacks = [t for t in errors.all_inner_texts() if "Traceback" in t or "Error" in t]
+            assert not tracebacks, tracebacks
+            chart.scroll_into_view_if_needed()
+            final = _chart_state(page)
+            page.screenshot(path=str(SHOTS / "quickstart-3-done.png"))
+            chart.screenshot(path=str(SHOTS / "quickstart-chart.png"))
+            assert final["lines"] >= 6, final  # one line per page
+            assert not [u for u in blocked if "cdn" in u or "jsdelivr" in u or "unpkg" in u], blocked
+        finally:
+            browser.close()
