@@ -123,7 +123,8 @@ async def main() -> None:
         size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
     print(f"{args.n:,} messages of ~30 bytes, {PARTITIONS} partitions, batches of {args.batch:,}, sync={args.sync}")
     for name in results["local"]:
-        print(f"  {name:17} local {_rate(args.n, results['local'][name])}   memory {_rate(args.n, results['memory'][name])}")
+        local, memory = _rate(args.n, results["local"][name]), _rate(args.n, results["memory"][name])
+        print(f"  {name:17} local {local}   memory {memory}")
     print(f"  store size on disk: {size / 1e6:.1f} MB (two topics)")
 
 

@@ -434,8 +434,19 @@ class _Source:
         await self.app._partitions_assigned(self, tps)
 
     async def _on_revoked(self, tps: set[TP]) -> None:
+        """Partitions move to another worker (Kafka): commit what was processed,
+        and drop the rest of the batch in hand for those partitions, so that
+        only their new owner writes their table partitions from now on."""
         if not self.aborted and not self.closed:
-            self._account(self.last_batch)
+            batch = self.last_batch
+            msg = self.txn.message
+            index = next((i for i, m in enumerate(batch) if m is msg), -1) if batch else -1
+            if batch and index >= 0:
+                # The agent is processing batch[index]: everything before it is done.
+                self._account(batch[:index])
+                if isinstance(batch, list):
+                    revoked = {(tp.topic, tp.partition) for tp in tps}
+                    batch[index + 1 :] = [m for m in batch[index + 1 :] if (m[0], m[1]) not in revoked]
             await self.commit()
         await self.app._partitions_revoked(self, tps)
 

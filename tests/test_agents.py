@@ -14,7 +14,7 @@ def agent_tasks() -> list[asyncio.Task]:
 
 async def test_redefining_a_running_agent_replaces_it_and_keeps_table_state(broker: str, app_id: str) -> None:
     app = faust.App(app_id, broker=broker, topic_partitions=2)
-    topic = app.topic("numbers", value_type=int)
+    topic = app.topic(f"{app_id}-numbers", value_type=int)
     totals = app.Table("totals", default=int, partitions=2)
 
     @app.agent(topic)

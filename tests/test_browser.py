@@ -50,7 +50,9 @@ def _free_port() -> int:
 def _settings(folder: Path) -> None:
     """JupyterLab user settings: render every cell (no windowing), no news or update checks."""
     plugins = {
-        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {
+            "windowingMode": "none", "autoStartDefaultKernel": True,
+        },
         "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
             "checkForUpdates": False, "fetchNews": "false",
         },
@@ -121,6 +123,8 @@ def _chart_state(page: Any) -> dict[str, Any]:
                 seq: Number(root.dataset.seq || -1),
                 marks: root.querySelectorAll('svg .mark-symbol path, svg .mark-line path').length,
                 lines: root.querySelectorAll('svg .mark-line path').length,
+                legend: Array.from(root.querySelectorAll('svg .role-legend-label text')).map(t => t.textContent),
+                legendHtml: (root.querySelector('svg .role-legend-label') || {}).outerHTML || '',
                 error: root.textContent.includes('streamnb chart:') ? root.textContent : '',
             };
         }"""
@@ -155,6 +159,12 @@ def test_quickstart_runs_live_in_jupyterlab(lab: tuple[str, Path]) -> None:
             page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
             page.goto(url)
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            select = page.locator(".jp-Dialog button", has_text="Select")
+            try:  # "Select Kernel" (older settings): take the notebook's own kernel
+                select.wait_for(timeout=5_000)
+                select.click()
+            except Exception:
+                pass
             # Wait for the kernel to be ready before running.
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
 
@@ -202,6 +212,7 @@ def test_quickstart_runs_live_in_jupyterlab(lab: tuple[str, Path]) -> None:
             page.screenshot(path=str(SHOTS / "quickstart-3-done.png"))
             chart.screenshot(path=str(SHOTS / "quickstart-chart.png"))
             assert final["lines"] >= 6, final  # one line per page
+            print(final)
             assert not [u for u in blocked if "cdn" in u or "jsdelivr" in u or "unpkg" in u], blocked
         finally:
             browser.close()

@@ -30,8 +30,8 @@ async def read_all(app: faust.App, topic: str) -> list:
 
 async def test_malformed_messages_go_to_the_dead_letter_topic(broker: str, app_id: str) -> None:
     app = faust.App(app_id, broker=broker, topic_partitions=1)
-    orders = app.topic("orders", value_type=Order)
-    raw = app.topic("orders", value_serializer="raw")  # same topic, raw bytes
+    orders = app.topic(f"{app_id}-orders", value_type=Order)
+    raw = app.topic(f"{app_id}-orders", value_serializer="raw")  # same topic, raw bytes
     total = app.Table("total", default=int, partitions=1)
 
     @app.agent(orders)
@@ -39,7 +39,7 @@ async def test_malformed_messages_go_to_the_dead_letter_topic(broker: str, app_i
         async for order in stream:
             total["qty"] += order.qty
 
-    app.topics["orders"] = orders
+    app.topics[orders.name] = orders
     async with app:
         await orders.send(value=Order(id="1", qty=2))
         await raw.send(value=b"{not json")
@@ -53,7 +53,7 @@ async def test_malformed_messages_go_to_the_dead_letter_topic(broker: str, app_i
         assert [m.value for m in dlq] == [b"{not json", b'{"id": "3"}', b'{"id": "4", "qty": "many"}']
         headers = dict(dlq[1].headers)
         assert b"qty" in headers["streamnb-error"]
-        assert headers["streamnb-topic"] == b"orders"
+        assert headers["streamnb-topic"] == f"{app_id}-orders".encode()
         assert headers["streamnb-offset"] == b"2"
 
 
@@ -61,7 +61,7 @@ async def test_crashing_agent_is_reported_retried_then_dead_lettered(
     broker: str, app_id: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = faust.App(app_id, broker=broker, topic_partitions=1)
-    topic = app.topic("numbers", value_type=int)
+    topic = app.topic(f"{app_id}-numbers", value_type=int)
     seen = app.Table("seen", default=int, partitions=1)
     attempts: list[int] = []
 
@@ -126,7 +126,7 @@ def test_misconfiguration_errors_say_what_to_do() -> None:
 
 async def test_table_not_copartitioned_with_its_source(broker: str, app_id: str) -> None:
     app = faust.App(app_id, broker=broker, topic_partitions=4)
-    topic = app.topic("src", value_type=str)
+    topic = app.topic(f"{app_id}-src", value_type=str)
     table = app.Table("t", default=int, partitions=2)
 
     @app.agent(topic)

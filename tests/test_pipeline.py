@@ -19,7 +19,7 @@ class PageView(faust.Record):
 
 async def test_page_view_counter_with_group_by(broker: str, app_id: str) -> None:
     app = faust.App(app_id, broker=broker, topic_partitions=4)
-    views_topic = app.topic("page_views", value_type=PageView)
+    views_topic = app.topic(f"{app_id}-page_views", value_type=PageView)
     counts = app.Table("counts", default=int)
 
     @app.agent(views_topic)
@@ -39,8 +39,8 @@ async def test_page_view_counter_with_group_by(broker: str, app_id: str) -> None
 
 async def test_word_count(broker: str, app_id: str) -> None:
     app = faust.App(app_id, broker=broker, topic_partitions=2)
-    lines = app.topic("lines", value_type=str)
-    words = app.topic("words", value_type=str, key_type=str)
+    lines = app.topic(f"{app_id}-lines", value_type=str)
+    words = app.topic(f"{app_id}-words", value_type=str, key_type=str)
     counts = app.Table("word_counts", default=int, partitions=2)
 
     @app.agent(lines)
@@ -65,7 +65,7 @@ async def test_word_count(broker: str, app_id: str) -> None:
 
 async def test_windowed_tumbling_and_hopping(broker: str, app_id: str) -> None:
     app = faust.App(app_id, broker=broker, topic_partitions=1)
-    topic = app.topic("clicks", value_type=str)
+    topic = app.topic(f"{app_id}-clicks", value_type=str)
     tumbling = app.Table("tumbling", default=int, partitions=1).tumbling(10, expires=1e9)
     hopping = app.Table("hopping", default=int, partitions=1).hopping(10, 5, expires=1e9)
 
@@ -94,7 +94,7 @@ async def test_windowed_tumbling_and_hopping(broker: str, app_id: str) -> None:
 
 async def test_agent_sinks_and_agent_send(broker: str, app_id: str) -> None:
     app = faust.App(app_id, broker=broker, topic_partitions=2)
-    results = app.topic("results", value_type=int)
+    results = app.topic(f"{app_id}-results", value_type=int)
     seen: list[int] = []
 
     @app.agent()
@@ -122,8 +122,8 @@ async def test_agent_sinks_and_agent_send(broker: str, app_id: str) -> None:
 
 async def test_stream_operations(broker: str, app_id: str) -> None:
     app = faust.App(app_id, broker=broker, topic_partitions=1)
-    src = app.topic("numbers", value_type=int)
-    echoed = app.topic("echoed", value_type=int)
+    src = app.topic(f"{app_id}-numbers", value_type=int)
+    echoed = app.topic(f"{app_id}-echoed", value_type=int)
     evens: list[int] = []
     events: list[tuple[object, int, int]] = []
     batches: list[list[int]] = []
@@ -148,7 +148,7 @@ async def test_stream_operations(broker: str, app_id: str) -> None:
         assert [k for k, _, _ in events] == [b"0", b"2", b"4", b"6", b"8"]
 
     app2 = faust.App(app_id + "b", broker=broker, topic_partitions=1)
-    nums = app2.topic("numbers2", value_type=int)
+    nums = app2.topic(f"{app_id}-numbers2", value_type=int)
 
     @app2.agent(nums)
     async def batcher(stream):
@@ -190,7 +190,7 @@ async def test_restart_recovers_tables(broker: str, app_id: str) -> None:
 
     def build() -> tuple[faust.App, faust.Topic, faust.Table]:
         app = faust.App(app_id, broker=broker, topic_partitions=3)
-        topic = app.topic("views", value_type=PageView)
+        topic = app.topic(f"{app_id}-views", value_type=PageView)
         counts = app.Table("counts", default=int)
 
         @app.agent(topic)

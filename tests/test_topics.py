@@ -25,17 +25,17 @@ def test_keys_hash_consistently_like_kafkas_default_partitioner() -> None:
 
 async def test_same_key_same_partition_and_headers(broker: str, app_id: str) -> None:
     app = faust.App(app_id, broker=broker, topic_partitions=4)
-    topic = app.topic("t", value_type=str)
+    topic = app.topic(f"{app_id}-t", value_type=str)
     async with app:
         for i in range(10):
             await topic.send(key="alice", value=f"v{i}", headers={"h": "x", "n": str(i).encode()}, timestamp=1000.0 + i)
         transport = app.transport
         assert transport is not None
-        ends = await transport.end_offsets([TP("t", p) for p in range(4)])
+        ends = await transport.end_offsets([TP(f"{app_id}-t", p) for p in range(4)])
         assert sorted(ends.values()) == [0, 0, 0, 10]
         (partition,) = [tp.partition for tp, end in ends.items() if end == 10]
         assert partition == partition_for_key(b"alice", 4)
-        msgs = await transport.read(TP("t", partition), 0, 10)
+        msgs = await transport.read(TP(f"{app_id}-t", partition), 0, 10)
         assert [m.offset for m in msgs] == list(range(10))
         assert msgs[3].headers == (("h", b"x"), ("n", b"3"))
         assert msgs[3].timestamp == 1003.0

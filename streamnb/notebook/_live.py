@@ -172,6 +172,10 @@ class LiveWidget(widgets.VBox):
         bundle["text/html"] = self._snapshot_html()
         return bundle
 
+    def _repr_html_(self) -> str:
+        """The static snapshot (what a closed widget still shows)."""
+        return self._snapshot_html()
+
     def __repr__(self) -> str:
         state = f"stopped: {self.stopped}" if self.stopped else ("live" if self.running else "idle")
         return f"<{type(self).__name__} {self.name!r} {state}, {self.updates} updates>"

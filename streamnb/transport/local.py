@@ -321,9 +321,11 @@ class _Store:
         for tid, name, count, compacted, retention in conn.execute(
             "SELECT id, name, partitions, compacted, retention FROM topics"
         ):
-            topic = _Topic(tid, name, count, bool(compacted), retention, [0] * count, [0] * count, [0] * count, [0] * count)
+            z = [0] * count
+            topic = _Topic(tid, name, count, bool(compacted), retention, z, z.copy(), z.copy(), z.copy())
             for p, start, end, upto, kept in conn.execute(
-                'SELECT "partition", log_start, next_offset, clean_upto, clean_count FROM partitions WHERE topic_id = ?',
+                'SELECT "partition", log_start, next_offset, clean_upto, clean_count '
+                "FROM partitions WHERE topic_id = ?",
                 (tid,),
             ):
                 topic.starts[p], topic.ends[p], topic.clean_upto[p], topic.clean_count[p] = start, end, upto, kept
@@ -416,7 +418,8 @@ class _Store:
                 )
             if state:
                 # Inserting in primary-key order (partition by partition) is markedly faster.
-                conn.executemany(_INSERT_MESSAGE, chain.from_iterable(chain.from_iterable(s[2] for s in state.values())))
+                partitions = chain.from_iterable(rows for _, _, rows in state.values())
+                conn.executemany(_INSERT_MESSAGE, chain.from_iterable(partitions))
                 updates: list[tuple[int, int, int]] = []
                 for name, (tid, ends, _) in state.items():
                     old = (topics.get(name) or created[name]).ends
@@ -705,6 +708,7 @@ class LocalTransport(Transport):
 
     @property
     def store(self) -> _Store:
+        """The open store behind this transport (for tests and tools); raises when not started."""
         if self._store is None:
             raise AppNotRunningError(f"{self.url} is not open: await app.start() (or transport.start()) first")
         return self._store
@@ -833,6 +837,7 @@ class LocalConsumer(Consumer):
         self._next = 0
 
     async def start(self) -> None:
+        """Take partitions ``p % members == member``, await ``on_assigned``, then load positions."""
         store = self.transport.store
         assigned: list[TP] = []
         for name in self.topics:
@@ -849,6 +854,7 @@ class LocalConsumer(Consumer):
             store.waiters[self._wakeup] = (asyncio.get_running_loop(), frozenset(self.topics))
 
     async def stop(self) -> None:
+        """Await ``on_revoked`` with every assigned partition (nothing is committed here)."""
         store = self.transport._store
         if store is not None:
             with store.waiters_lock:
@@ -895,6 +901,12 @@ class LocalConsumer(Consumer):
         return True
 
     async def getmany(self, timeout: float, max_records: int) -> list[Message]:
+        """Up to ``max_records`` messages, shared round robin between the partitions with data.
+
+        Returns at once when some are stored; otherwise waits (without polling)
+        until a send or commit of this process appends to a subscribed topic,
+        or ``timeout`` seconds passed (then ``[]``).
+        """
         if max_records <= 0:
             return []
         loop = asyncio.get_running_loop()
@@ -917,6 +929,7 @@ class LocalConsumer(Consumer):
                 return []
 
     async def commit(self, offsets: Mapping[TP, int], records: Sequence[ProducerRecord] = ()) -> None:
+        """Append ``records`` and store ``offsets`` in one sqlite transaction (all or nothing)."""
         if not offsets and not records:
             return
         store = self.transport.store

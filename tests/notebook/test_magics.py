@@ -296,7 +296,9 @@ async def test_produce_errors(ipy: Shell, capsys: pytest.CaptureFixture[str]) ->
     await ipy.ok("%streamnb start")
     message = await usage_error(ipy, '%%produce nope\n{"x": 1}', capsys)
     assert "no topic 'nope' in app 'magics' (topics: views)" in message
-    assert "nothing to send" in await usage_error(ipy, "%%produce views\n\n  \n", capsys)
+    assert "body is empty" in await usage_error(ipy, "%%produce views\n\n  \n", capsys)  # IPython says so
+    with pytest.raises(UsageError, match="nothing to send to 'views'"):
+        ipy.shell.run_cell_magic("produce", "views", "\n  \n")
     message = await usage_error(ipy, '%%produce views --key id\n{"user": "a", "page": "/"}', capsys)
     assert message.startswith("line 1: --key id: no field 'id'")
     message = await usage_error(ipy, '%%produce views --key user\n{"user": 42, "page": "/"}', capsys)
@@ -319,7 +321,7 @@ async def test_magics_not_on_their_own_line_run_in_the_background(ipy: Shell) ->
     await pending
     assert app.state == "running"
     await ipy.ok('%%produce views\n{"user": "a", "page": "/"}')
-    df = await ipy.ok("df = await (%peek views)\ndf")
+    df = await ipy.ok("p = %peek views\ndf = await p\ndf")
     assert len(df) == 1
     await ipy.ok("if True:\n    %streamnb stop")  # indented: not awaited by the transformer
     await wait_until(lambda: app.state == "stopped", timeout=10)

@@ -18,7 +18,7 @@ class Total(faust.Record):
 
 async def test_table_is_a_dict_with_a_default_and_a_changelog(broker: str, app_id: str) -> None:
     app = faust.App(app_id, broker=broker, topic_partitions=2)
-    topic = app.topic("orders", value_type=dict)
+    topic = app.topic(f"{app_id}-orders", value_type=dict)
     totals = app.Table("totals", default=int)
     objects = app.Table("objects", value_type=Total)
 

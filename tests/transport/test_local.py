@@ -7,6 +7,8 @@ SIGKILL, then check the folder from this process.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import multiprocessing.queues
 import os
 import select
 import signal
@@ -113,11 +115,14 @@ async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
     await first.create_topic(TopicSpec("events", 2))
     await first.create_topic(TopicSpec("table-changelog", 2, compacted=True, retention=86400.0))
     now = time.time()
-    await first.send([ProducerRecord("events", i % 2, b"k%d" % i, b"v%d" % i, now, (("n", b"%d" % i),)) for i in range(10)])
+    await first.send(
+        [ProducerRecord("events", i % 2, b"k%d" % i, b"v%d" % i, now, (("n", b"%d" % i),)) for i in range(10)]
+    )
     consumer = first.consumer("g", ["events"], LISTENER)
     await consumer.start()
     assert len(await consumer.getmany(1.0, 100)) == 10
-    await consumer.commit({TP("events", 0): 5, TP("events", 1): 2}, [ProducerRecord("table-changelog", 1, b"a", b"1", now)])
+    changelog = ProducerRecord("table-changelog", 1, b"a", b"1", now)
+    await consumer.commit({TP("events", 0): 5, TP("events", 1): 2}, [changelog])
     await consumer.stop()
     await first.stop()
 
@@ -352,7 +357,9 @@ async def test_retention_drops_old_messages_from_the_head(store: LocalTransport)
 
 
 @pytest.mark.asyncio
-async def test_retention_runs_periodically_while_writing(store: LocalTransport, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_retention_runs_periodically_while_writing(
+    store: LocalTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(local, "RETENTION_INTERVAL", 0.0)
     await store.create_topic(TopicSpec("logs", 2, retention=60.0))
     now = time.time()
@@ -475,6 +482,34 @@ async def test_the_folder_opens_again_after_its_owner_is_killed(
     transport = LocalTransport(url)
     await transport.start()
     await transport.stop()
+
+
+def _open_in_forked_child(url: str, answers: multiprocessing.queues.Queue[str]) -> None:
+    async def main() -> str:
+        try:
+            await LocalTransport(url).start()
+        except BrokerLockedError as exc:
+            return f"locked: {exc}"
+        return "opened"
+
+    answers.put(asyncio.run(main()))
+
+
+@pytest.mark.asyncio
+async def test_a_forked_child_does_not_inherit_the_folder(store: LocalTransport) -> None:
+    """A fork (multiprocessing's default on Linux) is another process: it must not reuse our store."""
+    context = multiprocessing.get_context("fork")
+    answers: multiprocessing.queues.Queue[str] = context.Queue()
+    child = context.Process(target=_open_in_forked_child, args=(store.url, answers))
+    child.start()
+    try:
+        answer = await asyncio.to_thread(answers.get, True, 60)
+    finally:
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+    assert answer.startswith("locked") and f"pid {os.getpid()}" in answer
+    assert await store.partition_count("anything") is None  # ours still works
 
 
 COMMIT_LOOP = """

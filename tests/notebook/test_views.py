@@ -1,0 +1,180 @@
+"""Live table views: updates in place, options, snapshots, and stopping."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import streamnb
+from streamnb.errors import ConfigurationError
+from streamnb.notebook import live_table
+from streamnb.notebook._live import MIN_INTERVAL, TASK_PREFIX
+from streamnb.notebook.views import LiveTable
+from streamnb.testing import settle, test_app, wait_until
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+class Pipeline:
+    def __init__(self) -> None:
+        self.app = test_app("views", topic_partitions=2)
+        self.views = self.app.topic("views")
+        self.counts = self.app.Table("counts", default=int)
+        self.per_minute = self.app.Table("per_minute", default=int).tumbling(60, expires=3600)
+        counts, per_minute = self.counts, self.per_minute
+
+        @self.app.agent(self.views)
+        async def count(stream: Any) -> None:
+            async for page in stream:
+                counts[page] += 1
+                per_minute[page] += 1
+
+        self.agent = count
+
+    async def send(self, *pages: str, timestamp: float | None = None) -> None:
+        for page in pages:
+            await self.views.send(key=page, value=page, timestamp=timestamp)
+        await settle(self.app)
+
+
+@pytest.fixture
+async def pipe() -> AsyncIterator[Pipeline]:
+    p = Pipeline()
+    await p.app.start()
+    yield p
+    await p.app.stop()
+
+
+def view_tasks() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith(TASK_PREFIX)]
+
+
+async def test_live_table_updates_in_place(pipe: Pipeline) -> None:
+    await pipe.send("/", "/")
+    view = pipe.counts.live(interval=0.2)
+    assert isinstance(view, LiveTable)
+    assert view.children == (view.html, view.label)
+    assert view.running and len(view_tasks()) == 1
+    html, label, updates = view.html.value, view.label.value, view.updates
+    assert "<table" in html and "/" in html and label.startswith("1 rows · updated ")
+    await asyncio.sleep(0.5)
+    assert view.updates == updates  # nothing changed: nothing re-rendered
+    await pipe.send("/a", "/b")
+    await wait_until(lambda: view.rows == 3, timeout=5)
+    assert view.html.value != html and view.label.value.startswith("3 rows")
+    assert view.updates == updates + 1  # one commit, one re-render
+    view.close()
+    await asyncio.sleep(0)
+    assert not view.running and view.stopped == "closed" and view_tasks() == []
+
+
+async def test_options_sort_top_and_key_filter(pipe: Pipeline) -> None:
+    await pipe.send("/a", "/b", "/b", "/c", "/c", "/c", "/x/c")
+    df = live_table(pipe.counts, sort_by="value").dataframe()
+    assert df.to_dict("records")[0] == {"key": "/c", "value": 3}
+    assert list(df["value"]) == sorted(df["value"], reverse=True)
+    assert list(live_table(pipe.counts, sort_by="value", ascending=True, top=2).dataframe()["value"]) == [1, 1]
+    assert set(live_table(pipe.counts, key_filter="c").dataframe()["key"]) == {"/c", "/x/c"}
+    only_b = live_table(pipe.counts, key_filter=lambda k: k == "/b")
+    assert only_b.dataframe().to_dict("records") == [{"key": "/b", "value": 2}]
+    assert only_b.label.value.startswith("1 rows")
+    assert list(live_table(pipe.counts, sort_by="key", ascending=True).dataframe()["key"]) == sorted(
+        ["/a", "/b", "/c", "/x/c"]
+    )
+
+
+async def test_windowed_view_shows_windows_as_datetimes(pipe: Pipeline) -> None:
+    await pipe.send("/a", "/a", timestamp=120.5)
+    await pipe.send("/a", timestamp=185.0)
+    view = pipe.per_minute.live()
+    df = view.dataframe()
+    assert list(df.columns) == ["key", "window_start", "window_end", "value"]
+    assert df["window_start"].tolist() == [pd.Timestamp(120, unit="s", tz="UTC"), pd.Timestamp(180, unit="s", tz="UTC")]
+    assert df["value"].tolist() == [2, 1]
+    assert "1970-01-01 00:02:00" in view.html.value
+    epoch = live_table(pipe.per_minute, datetimes=False, sort_by="window_start").dataframe()
+    assert epoch["window_start"].tolist() == [180.0, 120.0]
+
+
+async def test_snapshot_html_beside_the_widget(pipe: Pipeline) -> None:
+    await pipe.send("/snap")
+    view = live_table(pipe.counts)
+    bundle = view._repr_mimebundle_()
+    assert WIDGET_MIME in bundle and bundle[WIDGET_MIME]["model_id"] == view.model_id
+    assert "<table" in bundle["text/html"] and "/snap" in bundle["text/html"] and "1 rows" in bundle["text/html"]
+    view.close()
+    from IPython.core.formatters import DisplayFormatter
+
+    data, _ = DisplayFormatter().format(view)  # how IPython shows a closed widget
+    assert WIDGET_MIME not in data and "/snap" in data["text/html"]
+
+
+async def test_view_stops_when_the_app_stops(pipe: Pipeline) -> None:
+    view = live_table(pipe.counts, interval=0.2)
+    windowed = live_table(pipe.per_minute, interval=0.2)
+    assert len(view_tasks()) == 2
+    await pipe.app.stop()
+    await wait_until(lambda: not view.running and not windowed.running, timeout=3)
+    assert view_tasks() == []
+    assert view.stopped == "app stopped" and "not updating (app stopped)" in view.label.value
+    fresh = live_table(pipe.counts)  # a view of a stopped app renders once and starts no task
+    assert not fresh.running and fresh.stopped == "app stopped" and view_tasks() == []
+
+
+async def test_view_follows_a_redefined_table(pipe: Pipeline) -> None:
+    await pipe.send("/old")
+    view = live_table(pipe.counts, interval=0.2)
+    new_counts = pipe.app.Table("counts", default=int)  # the table cell run again: same data, new object
+    assert new_counts is not pipe.counts and new_counts.data is pipe.counts.data
+
+    @pipe.app.agent(pipe.views)
+    async def count(stream: Any) -> None:
+        async for page in stream:
+            new_counts[page] += 1
+
+    await wait_until(lambda: count.running, timeout=5)
+    await pipe.send("/new")
+    await wait_until(lambda: view.rows == 2, timeout=5)
+    assert view.table is new_counts and "/new" in view.html.value
+    view.close()
+
+
+async def test_view_of_a_replaced_app_stops() -> None:
+    broker = "memory://views-replaced"
+    old = streamnb.App("replaced", broker=broker)
+    view = live_table(old.Table("t", default=int), interval=0.2)
+    assert view.running  # an app that has not started yet may still start
+    new = streamnb.App("replaced", broker=broker)  # the App cell run again
+    await wait_until(lambda: not view.running, timeout=3)
+    assert view.stopped == "app replaced" and new.state == "init"
+
+
+async def test_throttled_and_argument_errors(pipe: Pipeline) -> None:
+    view = live_table(pipe.counts, interval=0.001)
+    assert view.interval == MIN_INTERVAL
+    view.close()
+    await asyncio.sleep(0)
+    with pytest.raises(ConfigurationError, match="takes a table"):
+        live_table("counts")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="top must be a positive int"):
+        live_table(pipe.counts, top=0)
+    with pytest.raises(ConfigurationError, match="key_filter must be a str or a function"):
+        live_table(pipe.counts, key_filter=3)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="no column 'nope' to sort by; columns are key, value"):
+        live_table(pipe.counts, sort_by="nope")
+    assert view_tasks() == []
+
+
+def test_without_a_running_loop_the_view_is_a_snapshot() -> None:
+    app = test_app("noloop")
+    table = app.Table("t", default=int)
+    view = live_table(table)
+    assert not view.running and view.stopped is not None and "no running event loop" in view.stopped
+    table.data["k"] = 5  # (as recovery would)
+    view.refresh()
+    assert view.rows == 1 and "k" in view.html.value
+    view.close()
