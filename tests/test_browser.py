@@ -124,7 +124,8 @@ def _chart_state(page: Any) -> dict[str, Any]:
                 marks: root.querySelectorAll('svg .mark-symbol path, svg .mark-line path').length,
                 lines: root.querySelectorAll('svg .mark-line path').length,
                 legend: Array.from(root.querySelectorAll('svg .role-legend-label text')).map(t => t.textContent),
-                legendHtml: (root.querySelector('svg .role-legend-label') || {}).outerHTML || '',
+                svgw: root.querySelector('svg') && root.querySelector('svg').getAttribute('width'),
+                boxes: (() => { const out = []; let n = root.querySelector('svg'); while (n && out.length < 8) { const cs = getComputedStyle(n); out.push([n.tagName, n.className && n.className.baseVal !== undefined ? n.className.baseVal : n.className, Math.round(n.getBoundingClientRect().width), cs.overflow, cs.display, cs.width]); n = n.parentElement; } return out; })(),
                 error: root.textContent.includes('streamnb chart:') ? root.textContent : '',
             };
         }"""

@@ -212,3 +212,29 @@ async def test_restart_recovers_tables(broker: str, app_id: str) -> None:
             await topic.send(value=PageView(id=str(i), user="u", page=page))
         await settle(app)
         assert dict(counts.data) == dict(Counter(pages))
+
+
+async def test_through_and_enumerate(broker: str, app_id: str) -> None:
+    app = faust.App(app_id, broker=broker, topic_partitions=1)
+    raw = app.topic(f"{app_id}-raw", value_type=str)
+    cleaned = app.topic(f"{app_id}-cleaned", value_type=str)
+    out: list[tuple[int, str]] = []
+
+    @app.agent(raw)
+    async def clean(stream):
+        async for i, word in stream.through(cleaned).enumerate(start=1):
+            out.append((i, word))
+
+    async with app:
+        for word in ["a", "b", "c"]:
+            await raw.send(value=word)
+        await settle(app)
+        await wait_until(lambda: len(out) == 3)
+        assert out == [(1, "a"), (2, "b"), (3, "c")]
+        transport = app.transport
+        assert transport is not None
+        from streamnb.transport.base import TP
+
+        # through() really wrote the intermediate topic.
+        tp = TP(cleaned.name, 0)
+        assert [m.value for m in await transport.read(tp, 0, 10)] == [b'"a"', b'"b"', b'"c"']

@@ -1,0 +1,163 @@
+"""The dashboard: figures per agent, offsets and lag, tables, buttons, stopping."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from streamnb.errors import ConfigurationError
+from streamnb.notebook import dashboard
+from streamnb.notebook._live import TASK_PREFIX
+from streamnb.notebook.dashboard import Dashboard
+from streamnb.testing import settle, test_app, wait_until
+
+
+class Pipeline:
+    def __init__(self) -> None:
+        self.app = test_app("board", topic_partitions=2)
+        self.orders = self.app.topic("orders")
+        self.unread = self.app.topic("unread", partitions=1)
+        self.totals = self.app.Table("totals", default=int)
+        totals = self.totals
+
+        @self.app.agent(self.orders)
+        async def total(stream: Any) -> None:
+            async for order in stream:
+                if order == "crash":
+                    raise RuntimeError("cannot total 'crash'")
+                totals[order] += 1
+
+        self.agent = total
+
+
+@pytest.fixture
+async def pipe() -> AsyncIterator[Pipeline]:
+    p = Pipeline()
+    await p.app.start()
+    yield p
+    await p.app.stop()
+
+
+def row_of(board: Dashboard, name: str) -> Any:
+    return board.rows[name]
+
+
+async def test_agent_figures_offsets_and_tables(pipe: Pipeline) -> None:
+    for order in ["a", "b", "a"]:
+        await pipe.orders.send(key=order, value=order)
+    await pipe.unread.send(value="x")
+    await settle(pipe.app)
+    board = pipe.app.dashboard()
+    assert isinstance(board, Dashboard) and board.running
+    await board.refresh()
+    fig = board.figures[0]
+    assert (fig.name, fig.state, fig.processed, fig.dead_lettered, fig.crashes) == ("total", "running", 3, 0, 0)
+    summary = row_of(board, "total").summary.value
+    assert "total" in summary and "running" in summary and "3 processed" in summary and "0 dead-lettered" in summary
+    offsets = {(r.topic, r.partition): r for r in board.offsets}
+    orders = [r for r in board.offsets if r.topic == "orders"]
+    assert len(orders) == 2 and sum(r.end for r in orders) == 3 and all(r.lag == 0 for r in orders)
+    assert all(r.agent == "total" for r in orders)
+    assert offsets[("unread", 0)].end == 1 and offsets[("unread", 0)].lag is None
+    assert "offsets and lag" in board.offsets_html.value and "(total lag 0)" in board.offsets_html.value
+    assert "totals" in board.tables_html.value and "<td>2</td>" in board.tables_html.value  # 2 rows
+    assert "board" in board.header.value and "running" in board.header.value
+    html = board._repr_mimebundle_()["text/html"]
+    assert "total" in html and "orders" in html and "totals" in html
+    board.close()
+
+
+async def test_lag_while_paused_and_rate(pipe: Pipeline) -> None:
+    board = dashboard(pipe.app, interval=0.2)
+    row = row_of(board, "total")
+    row.pause_button.click()
+    assert pipe.agent.state == "paused" and row.pause_button.description == "Resume"
+    await asyncio.sleep(0.1)
+    for i in range(5):
+        await pipe.orders.send(key=str(i), value="x")
+    await wait_until(lambda: sum(r.lag or 0 for r in board.offsets if r.topic == "orders") == 5, timeout=5)
+    assert "(total lag 5)" in board.offsets_html.value
+    assert board.figures[0].state == "paused"
+    row.pause_button.click()
+    assert pipe.agent.state == "running" and row.pause_button.description == "Pause"
+    await wait_until(lambda: any(f.rate > 0 for f in board.figures), timeout=5)  # events/s over the last interval
+    await wait_until(lambda: sum(r.lag or 0 for r in board.offsets if r.topic == "orders") == 0, timeout=5)
+    await wait_until(lambda: board.figures[0].rate == 0, timeout=5)  # idle again
+    board.close()
+
+
+async def test_crashed_agent_shows_its_error_and_traceback(pipe: Pipeline) -> None:
+    board = dashboard(pipe.app, interval=0.2)
+    await pipe.orders.send(value="crash")
+    await wait_until(lambda: pipe.agent.dead_lettered == 1, timeout=20)
+    await wait_until(lambda: board.figures and board.figures[0].dead_lettered == 1, timeout=5)
+    row = row_of(board, "total")
+    assert "<details" in row.error.value
+    assert "RuntimeError: cannot total &#x27;crash&#x27;" in row.error.value
+    assert "Traceback (most recent call last)" in row.error.value  # the traceback, collapsed
+    assert "1 dead-lettered" in row.summary.value and f"{pipe.agent.crashes} crashes" in row.summary.value
+    assert board.figures[0].last_error == "RuntimeError: cannot total 'crash'"
+    assert "cannot total" in board._repr_mimebundle_()["text/html"]
+    board.close()
+
+
+async def test_buttons_stop_and_start_an_agent(pipe: Pipeline) -> None:
+    board = dashboard(pipe.app, interval=0.2)
+    row = row_of(board, "total")
+    assert row.start_button.disabled and not row.stop_button.disabled
+    row.stop_button.click()
+    await wait_until(lambda: not pipe.agent.running, timeout=10)
+    await wait_until(lambda: board.figures[0].state == "stopped", timeout=5)
+    assert not row.start_button.disabled and row.stop_button.disabled and row.pause_button.disabled
+    await pipe.orders.send(value="a")
+    await asyncio.sleep(0.3)
+    assert pipe.totals["a"] == 0
+    row.start_button.click()
+    await wait_until(lambda: pipe.agent.running, timeout=10)
+    await settle(pipe.app)
+    assert pipe.totals["a"] == 1  # from the committed offset
+    agent_tasks = [t for t in asyncio.all_tasks() if t.get_name().startswith("streamnb-agent-total")]
+    assert len(agent_tasks) == 1
+    board.close()
+
+
+async def test_dashboard_stops_with_the_app_and_when_closed(pipe: Pipeline) -> None:
+    board = dashboard(pipe.app, interval=0.2)
+    closed = dashboard(pipe.app, interval=0.2)
+    closed.close()
+    await asyncio.sleep(0)
+    assert not closed.running
+    await pipe.app.stop()
+    await wait_until(lambda: not board.running, timeout=3)
+    assert board.stopped == "app stopped" and "not updating (app stopped)" in board.header.value
+    row = row_of(board, "total")
+    assert row.start_button.disabled and row.stop_button.disabled  # nothing to do on a stopped app
+    assert "stopped" in row.summary.value
+    assert [t for t in asyncio.all_tasks() if t.get_name().startswith("streamnb-")] == []
+    row.start_button.click()  # does nothing on a stopped app
+    await asyncio.sleep(0.05)
+    assert not pipe.agent.running
+
+
+async def test_dashboard_before_start_and_errors() -> None:
+    app = test_app("early")
+    orders = app.topic("orders")
+
+    @app.agent(orders)
+    async def total(stream: Any) -> None:
+        async for _ in stream:
+            pass
+
+    board = dashboard(app, interval=0.2)
+    assert board.running and board.figures[0].state == "stopped"
+    assert "shown while the app is running" in board.offsets_html.value
+    await app.start()
+    await wait_until(lambda: board.figures[0].state == "running" and board.offsets, timeout=5)
+    board.close()
+    await app.stop()
+    with pytest.raises(ConfigurationError, match="takes a streamnb.App"):
+        dashboard("app")  # type: ignore[arg-type]
+    assert [t for t in asyncio.all_tasks() if t.get_name().startswith(TASK_PREFIX)] == []
