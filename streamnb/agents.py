@@ -33,7 +33,7 @@ from .transport.base import Message
 
 if TYPE_CHECKING:
     from .app import App
-    from .streams import _Source
+    from .source import Source
     from .topics import Topic
 
 __all__ = ["Agent", "AgentFun"]
@@ -91,7 +91,7 @@ class Agent:
         """``(time, traceback)`` of recent crashes and dead letters."""
         self.started_at: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._sources: set[_Source] = set()
+        self._sources: set[Source] = set()
         self._retries: dict[tuple[str, int, int], int] = {}
         self._poison: dict[tuple[str, int, int], BaseException] = {}
         self._paused = asyncio.Event()

@@ -124,8 +124,6 @@ def _chart_state(page: Any) -> dict[str, Any]:
                 marks: root.querySelectorAll('svg .mark-symbol path, svg .mark-line path').length,
                 lines: root.querySelectorAll('svg .mark-line path').length,
                 legend: Array.from(root.querySelectorAll('svg .role-legend-label text')).map(t => t.textContent),
-                svgw: root.querySelector('svg') && root.querySelector('svg').getAttribute('width'),
-                boxes: (() => { const out = []; let n = root.querySelector('svg'); while (n && out.length < 8) { const cs = getComputedStyle(n); out.push([n.tagName, n.className && n.className.baseVal !== undefined ? n.className.baseVal : n.className, Math.round(n.getBoundingClientRect().width), cs.overflow, cs.display, cs.width]); n = n.parentElement; } return out; })(),
                 error: root.textContent.includes('streamnb chart:') ? root.textContent : '',
             };
         }"""
@@ -213,7 +211,8 @@ def test_quickstart_runs_live_in_jupyterlab(lab: tuple[str, Path]) -> None:
             page.screenshot(path=str(SHOTS / "quickstart-3-done.png"))
             chart.screenshot(path=str(SHOTS / "quickstart-chart.png"))
             assert final["lines"] >= 6, final  # one line per page
-            print(final)
+            assert final["legend"] == ["/", "/about", "/cart", "/checkout", "/products", "/products/42"], final
+            assert final["fits"], final  # the legend grew with the data and is not cut off
             assert not [u for u in blocked if "cdn" in u or "jsdelivr" in u or "unpkg" in u], blocked
         finally:
             browser.close()

@@ -373,6 +373,9 @@ def _spec_from_chart(chart: Any, sample: list[dict[str, Any]], windowed: bool) -
 def _named(spec: dict[str, Any]) -> dict[str, Any]:
     spec.pop("datasets", None)
     spec["data"] = {"name": DATASET}
+    # Lay out again on every update: the first layout is made with no rows, so
+    # without this, legends and axes that grow later would be cut off.
+    spec.setdefault("autosize", {"type": "pad", "resize": True})
     return spec
 
 
