@@ -91,6 +91,10 @@ class App:
             on Kafka only ``at_least_once`` is available.
         security_protocol, sasl_mechanism, sasl_plain_username,
         sasl_plain_password, ssl_context: passed to aiokafka.
+        **kafka_options: on ``kafka://``, ``request_timeout`` (seconds) and
+            ``AIOKafkaConsumer`` arguments for the agents' consumers, e.g.
+            ``session_timeout_ms=6000, heartbeat_interval_ms=500`` so the
+            group notices a dead worker sooner.
 
     >>> app = App("demo", broker="memory://")
     >>> app.state
@@ -407,6 +411,8 @@ class App:
                 for topic in list(self.topics.values()):
                     if not topic.internal or topic.name.endswith("-changelog"):
                         await topic.declare()
+                for table in list(self.tables.values()):
+                    table._check_declared_partitions()
                 if not transport.distributed:
                     for table in list(self.tables.values()):
                         await table.recover()

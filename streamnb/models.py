@@ -35,388 +35,28 @@ table keys; do not mutate a Record that is used as a key.
 
 from __future__ import annotations
 
-import base64
 import sys
-from collections.abc import Callable, Iterable, Mapping, MutableSequence, Sequence, Set
+from collections.abc import Callable, Mapping
 from copy import deepcopy
-from datetime import date, datetime, time, timezone
+from datetime import date, time
 from decimal import Decimal
 from enum import Enum
-from types import MappingProxyType, NoneType, UnionType
-from typing import Any, ClassVar, Literal, NamedTuple, TypeVar, Union, get_args, get_origin, get_type_hints
+from types import MappingProxyType, NoneType
+from typing import Any, ClassVar, NamedTuple, TypeVar, get_origin, get_type_hints
 from uuid import UUID
 
+from ._fieldtypes import CONVERT_ERRORS, Converter, Spec, short_repr, spec_for, to_json, type_name
 from .codecs import Codec, get_codec
 from .errors import ConfigurationError, ValidationError
 
 __all__ = ["FieldDescriptor", "Record"]
 
 R = TypeVar("R", bound="Record")
-_Conv = Callable[[Any], Any]
 _MISSING: Any = object()
 _FAUST_OPTIONS = frozenset(
     {"isodates", "decimals", "include_metadata", "namespace", "abstract", "allow_blessed_key", "polymorphic_fields"}
 )
 _IMMUTABLE = (str, int, float, bytes, tuple, frozenset, NoneType, Decimal, date, time, UUID, Enum)
-_CONVERT_ERRORS = (TypeError, ValueError, ArithmeticError)
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# -- field types: how to check, coerce and rebuild (from JSON) one annotated type -------------
-
-
-class _Spec(NamedTuple):
-    name: str  # readable type name for messages
-    check: Callable[[Any], bool]  # is the value already of this type (deeply)?
-    coerce: _Conv  # convert to this type, or raise TypeError/ValueError
-    rebuild: _Conv | None  # JSON data -> value without coercion; None: JSON data is fine as is
-    plain: bool  # values are JSON data already (to_representation leaves them alone)
-
-
-def _always(value: Any) -> bool:
-    return True
-
-
-def _identity(value: Any) -> Any:
-    return value
-
-
-_ANY = _Spec("Any", _always, _identity, None, False)
-
-
-def _wrong(expected: str, value: Any) -> TypeError:
-    return TypeError(f"expected {expected}, got {type(value).__name__}")
-
-
-def _coerce_str(v: Any) -> str:
-    if isinstance(v, str):
-        return v
-    if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, (date, time)):
-        return v.isoformat()
-    if isinstance(v, (int, float, Decimal, UUID)):
-        return str(v)
-    raise _wrong("str", v)
-
-
-def _coerce_int(v: Any) -> int:
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v
-    if isinstance(v, (str, bytes)):
-        return int(v)
-    if isinstance(v, (float, Decimal)) and not isinstance(v, bool) and v == int(v):
-        return int(v)
-    raise _wrong("an int (or an integral float / numeric string)", v)
-
-
-def _coerce_float(v: Any) -> float:
-    if isinstance(v, (int, float, Decimal, str)) and not isinstance(v, bool):
-        return float(v)
-    raise _wrong("a number or numeric string", v)
-
-
-_TRUE, _FALSE = frozenset({"true", "1", "yes", "y", "on", "t"}), frozenset({"false", "0", "no", "n", "off", "f", ""})
-
-
-def _coerce_bool(v: Any) -> bool:
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, int) and v in (0, 1):
-        return bool(v)
-    if isinstance(v, str) and v.strip().lower() in _TRUE | _FALSE:
-        return v.strip().lower() in _TRUE
-    raise ValueError(f"{_short(v)} is not a boolean (use true/false, 1/0, yes/no)")
-
-
-def _coerce_bytes(v: Any) -> bytes:
-    if isinstance(v, bytes):
-        return v
-    if isinstance(v, str):
-        return base64.b64decode(v, validate=True)
-    if isinstance(v, (bytearray, memoryview)):
-        return bytes(v)
-    raise _wrong("bytes or a base64 str", v)
-
-
-def _coerce_datetime(v: Any) -> datetime:
-    if isinstance(v, datetime):
-        return v
-    if isinstance(v, str):
-        return datetime.fromisoformat(v)
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return datetime.fromtimestamp(v, timezone.utc)
-    raise _wrong("a datetime, an ISO-8601 str or a POSIX timestamp", v)
-
-
-def _coerce_date(v: Any) -> date:
-    if isinstance(v, datetime):
-        return v.date()
-    if isinstance(v, date):
-        return v
-    if isinstance(v, str):
-        return date.fromisoformat(v)
-    raise _wrong("a date or an ISO-8601 str", v)
-
-
-def _coerce_time(v: Any) -> time:
-    if isinstance(v, time):
-        return v
-    if isinstance(v, str):
-        return time.fromisoformat(v)
-    raise _wrong("a time or an ISO-8601 str", v)
-
-
-def _coerce_decimal(v: Any) -> Decimal:
-    if isinstance(v, Decimal):
-        return v
-    if isinstance(v, (str, int)) and not isinstance(v, bool):
-        return Decimal(v)
-    if isinstance(v, float):
-        return Decimal(repr(v))  # 1.5 -> Decimal("1.5"), not the binary expansion
-    raise _wrong("a Decimal, a number or a numeric str", v)
-
-
-def _coerce_uuid(v: Any) -> UUID:
-    return v if isinstance(v, UUID) else UUID(v)
-
-
-def _rebuilder(coerce: _Conv, *json_types: type) -> _Conv:
-    """Rebuild from JSON data only when it has one of ``json_types`` (else keep it as given)."""
-
-    def rebuild(v: Any) -> Any:
-        return coerce(v) if isinstance(v, json_types) else v
-
-    return rebuild
-
-
-def _scalar(name: str, check: Callable[[Any], bool], coerce: _Conv, *json_types: type) -> _Spec:
-    return _Spec(name, check, coerce, _rebuilder(coerce, *json_types) if json_types else None, not json_types)
-
-
-_SCALARS: dict[Any, _Spec] = {
-    str: _scalar("str", lambda v: isinstance(v, str), _coerce_str),
-    int: _scalar("int", lambda v: isinstance(v, int) and not isinstance(v, bool), _coerce_int),
-    float: _scalar("float", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), _coerce_float),
-    bool: _scalar("bool", lambda v: isinstance(v, bool), _coerce_bool),
-    bytes: _scalar("bytes", lambda v: isinstance(v, bytes), _coerce_bytes, str),
-    datetime: _scalar("datetime", lambda v: isinstance(v, datetime), _coerce_datetime, str),
-    date: _scalar("date", lambda v: isinstance(v, date), _coerce_date, str),
-    time: _scalar("time", lambda v: isinstance(v, time), _coerce_time, str),
-    Decimal: _scalar("Decimal", lambda v: isinstance(v, Decimal), _coerce_decimal, str, int, float),
-    UUID: _scalar("UUID", lambda v: isinstance(v, UUID), _coerce_uuid, str),
-    NoneType: _Spec("None", lambda v: v is None, lambda v: v if v is None else _wrong("None", v), None, True),
-}
-_SCALARS[None] = _SCALARS[NoneType]
-_BARE = {list: list[Any], set: set[Any], frozenset: frozenset[Any], tuple: tuple[Any, ...], dict: dict[Any, Any]}
-_SEQUENCES = {list: list, Sequence: list, MutableSequence: list, set: set, Set: frozenset, frozenset: frozenset}
-
-
-def _spec(tp: Any) -> _Spec:
-    """Compile an annotation into a :class:`_Spec` (unknown typing constructs act as ``Any``)."""
-    if tp is Any or tp is object:
-        return _ANY
-    try:
-        if tp in _SCALARS:
-            return _SCALARS[tp]
-        if tp in _BARE:
-            return _spec(_BARE[tp])
-    except TypeError:  # an unhashable annotation
-        pass
-    if hasattr(tp, "__supertype__"):  # typing.NewType
-        return _spec(tp.__supertype__)
-    origin, args = get_origin(tp), get_args(tp)
-    if origin is None:
-        if not isinstance(tp, type):
-            return _ANY._replace(name=_type_name(tp))
-        if issubclass(tp, Record):
-            return _record_spec(tp)
-        return _class_spec(tp, rebuild=issubclass(tp, Enum))
-    if origin in (Union, UnionType):
-        return _union_spec(args)
-    if origin is Literal:
-        name = _type_name(tp)
-        return _Spec(name, lambda v: v in args, lambda v: v if v in args else _raise(_wrong(name, v)), None, True)
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return _sequence_spec(tuple, _spec(args[0]))
-        return _tuple_spec([_spec(a) for a in args])
-    if origin in _SEQUENCES:
-        return _sequence_spec(_SEQUENCES[origin], _spec(args[0] if args else Any))
-    if origin in (dict, Mapping) or (isinstance(origin, type) and issubclass(origin, Mapping)):
-        key, value = (args if len(args) == 2 else (Any, Any))
-        return _dict_spec(_spec(key), _spec(value))
-    return _spec(origin) if isinstance(origin, type) else _ANY._replace(name=_type_name(tp))
-
-
-def _raise(exc: Exception) -> Any:
-    raise exc
-
-
-def _type_name(tp: Any) -> str:
-    return tp.__name__ if isinstance(tp, type) else repr(tp).replace("typing.", "")
-
-
-def _class_spec(tp: Any, rebuild: bool) -> _Spec:
-    """Any other class: instances pass, other values go through ``tp(value)`` (Enums by value)."""
-
-    def coerce(v: Any) -> Any:
-        return v if isinstance(v, tp) else tp(v)
-
-    rebuilt = _rebuilder(coerce, object) if rebuild else None
-    return _Spec(tp.__name__, lambda v: isinstance(v, tp), coerce, rebuilt, False)
-
-
-def _record_spec(tp: type[Record]) -> _Spec:
-    def coerce(v: Any) -> Any:
-        if isinstance(v, tp):
-            return v
-        if isinstance(v, Mapping):
-            return tp.from_data(v)
-        raise _wrong(f"{tp.__name__} or a mapping", v)
-
-    def rebuild(v: Any) -> Any:
-        return tp.from_data(v) if isinstance(v, Mapping) else v
-
-    return _Spec(tp.__name__, lambda v: isinstance(v, tp), coerce, rebuild, False)
-
-
-def _sequence_spec(kind: Any, item: _Spec) -> _Spec:
-    name, check_item, coerce_item, rebuild_item = f"{kind.__name__}[{item.name}]", item.check, item.coerce, item.rebuild
-
-    def check(v: Any) -> bool:
-        return isinstance(v, kind) and (item is _ANY or all(map(check_item, v)))
-
-    def coerce(v: Any) -> Any:
-        if isinstance(v, (str, bytes, Mapping)) or not isinstance(v, Iterable):
-            raise _wrong(f"a sequence for {name}", v)
-        return kind(map(coerce_item, v))
-
-    rebuild: _Conv | None = None
-    if rebuild_item is not None:
-        rebuild = _rebuilder(lambda v: kind(map(rebuild_item, v)), list, tuple)
-    elif kind is not list:
-        rebuild = _rebuilder(kind, list)
-    return _Spec(name, check, coerce, rebuild, kind in (list, tuple) and item.plain)
-
-
-def _tuple_spec(items: list[_Spec]) -> _Spec:
-    name = f"tuple[{', '.join(i.name for i in items)}]"
-
-    def check(v: Any) -> bool:
-        return isinstance(v, tuple) and len(v) == len(items) and all(i.check(x) for i, x in zip(items, v))
-
-    def coerce(v: Any) -> Any:
-        if not isinstance(v, (list, tuple)) or len(v) != len(items):
-            raise _wrong(f"{len(items)} items for {name}", v)
-        return tuple(i.coerce(x) for i, x in zip(items, v))
-
-    def rebuild(v: Any) -> Any:
-        if not isinstance(v, (list, tuple)) or len(v) != len(items):
-            return v
-        return tuple(x if i.rebuild is None else i.rebuild(x) for i, x in zip(items, v))
-
-    return _Spec(name, check, coerce, rebuild, all(i.plain for i in items))
-
-
-def _dict_spec(key: _Spec, value: _Spec) -> _Spec:
-    name = f"dict[{key.name}, {value.name}]"
-    # JSON object keys are always strings: rebuild non-str keys (dict[int, X]) by coercion.
-    rebuild_key = None if key is _SCALARS[str] or key is _ANY else key.coerce
-    rebuild_value = value.rebuild
-
-    def check(v: Any) -> bool:
-        return isinstance(v, Mapping) and all(key.check(k) and value.check(x) for k, x in v.items())
-
-    def coerce(v: Any) -> Any:
-        if not isinstance(v, Mapping):
-            raise _wrong(f"a mapping for {name}", v)
-        return {key.coerce(k): value.coerce(x) for k, x in v.items()}
-
-    def rebuild(v: Any) -> Any:
-        if not isinstance(v, Mapping):
-            return v
-        rk, rv = rebuild_key or _identity, rebuild_value or _identity
-        return {rk(k) if isinstance(k, str) else k: rv(x) for k, x in v.items()}
-
-    needed = rebuild_key is not None or rebuild_value is not None
-    return _Spec(name, check, coerce, rebuild if needed else None, key.name == "str" and value.plain)
-
-
-def _union_spec(args: tuple[Any, ...]) -> _Spec:
-    optional = NoneType in args
-    members = [_spec(a) for a in args if a is not NoneType]
-    if len(members) == 1:  # Optional[X]: the common case, kept cheap
-        inner = members[0]
-        inner_check, inner_coerce, inner_rebuild = inner.check, inner.coerce, inner.rebuild
-        return _Spec(
-            f"{inner.name} | None",
-            lambda v: v is None or inner_check(v),
-            lambda v: None if v is None else inner_coerce(v),
-            None if inner_rebuild is None else (lambda v: None if v is None else inner_rebuild(v)),
-            inner.plain,
-        )
-    name = " | ".join([m.name for m in members] + (["None"] if optional else []))
-
-    def check(v: Any) -> bool:
-        return (optional and v is None) or any(m.check(v) for m in members)
-
-    def coerce(v: Any) -> Any:
-        if check(v):
-            return v
-        for member in members:  # first member that converts wins
-            try:
-                return member.coerce(v)
-            except (*_CONVERT_ERRORS, ValidationError):
-                continue
-        raise _wrong(name, v)
-
-    def rebuild(v: Any) -> Any:
-        if check(v):
-            return v
-        for member in members:
-            if member.rebuild is not None:
-                try:
-                    rebuilt = member.rebuild(v)
-                except (*_CONVERT_ERRORS, ValidationError):
-                    continue
-                if member.check(rebuilt):
-                    return rebuilt
-        return v
-
-    any_rebuild = any(m.rebuild is not None for m in members)
-    return _Spec(name, check, coerce, rebuild if any_rebuild else None, all(m.plain for m in members))
-
-
-def _to_json(value: Any) -> Any:
-    """Python value -> JSON data (Records as dicts, datetimes ISO-8601, Decimals str...)."""
-    if value is None or isinstance(value, (str, int, float)):
-        return value
-    if isinstance(value, Record):
-        return value.to_representation()
-    if isinstance(value, (date, time)):
-        return value.isoformat()
-    if isinstance(value, (Decimal, UUID)):
-        return str(value)
-    if isinstance(value, Enum):
-        return _to_json(value.value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, Mapping):
-        return {_json_key(k): _to_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_to_json(v) for v in value]
-    return value  # left to the codec
-
-
-def _json_key(key: Any) -> Any:
-    if key is None or isinstance(key, (str, int, float)):
-        return key  # json writes these itself
-    return str(_to_json(key))
 
 
 # -- per-class schema ------------------------------------------------------------------------
@@ -424,15 +64,15 @@ def _json_key(key: Any) -> Any:
 
 class _Schema(NamedTuple):
     types: dict[str, Any]
-    specs: dict[str, _Spec]
-    init_convs: tuple[tuple[str, _Conv], ...]  # constructor: coerce and/or check
-    decode_convs: tuple[tuple[str, _Conv], ...]  # from_data: rebuild or coerce, and/or check
+    specs: dict[str, Spec]
+    init_convs: tuple[tuple[str, Converter], ...]  # constructor: coerce and/or check
+    decode_convs: tuple[tuple[str, Converter], ...]  # from_data: rebuild or coerce, and/or check
     json_fields: frozenset[str]  # fields that to_representation must convert
     name_set: frozenset[str]
     post_init: Callable[[Any], None] | None  # the class's __post_init__, if any
 
 
-def _converter(model: str, name: str, spec: _Spec, convert: _Conv | None, validate: bool) -> _Conv:
+def _converter(model: str, name: str, spec: Spec, convert: Converter | None, validate: bool) -> Converter:
     """One field's conversion, raising ValidationError that names the field."""
     check = spec.check
 
@@ -442,15 +82,15 @@ def _converter(model: str, name: str, spec: _Spec, convert: _Conv | None, valida
                 value = convert(value)
             except ValidationError as exc:
                 raise ValidationError(f"{model}.{name}: {exc}", field=name) from exc
-            except _CONVERT_ERRORS as exc:
+            except CONVERT_ERRORS as exc:
                 raise ValidationError(
-                    f"{model}.{name}: cannot convert {type(value).__name__} {_short(value)} to {spec.name} "
+                    f"{model}.{name}: cannot convert {type(value).__name__} {short_repr(value)} to {spec.name} "
                     f"({exc}); send a value of type {spec.name}",
                     field=name,
                 ) from exc
         if validate and not check(value):
             raise ValidationError(
-                f"{model}.{name}: expected {spec.name}, got {type(value).__name__} {_short(value)}; "
+                f"{model}.{name}: expected {spec.name}, got {type(value).__name__} {short_repr(value)}; "
                 f"pass a value of type {spec.name}, or declare `class {model}(Record, coerce=True)` to convert it",
                 field=name,
             )
@@ -474,7 +114,7 @@ def _resolve(cls: type[Record]) -> _Schema:
     opts, model = cls._options, cls.__name__
     coerce, validate = bool(opts["coerce"]), bool(opts["validation"]) and not opts["coerce"]
     types = {name: hints.get(name, Any) for name in cls._field_names}
-    specs = {name: _spec(tp) for name, tp in types.items()}
+    specs = {name: spec_for(tp) for name, tp in types.items()}
     init_convs, decode_convs = [], []
     for name, spec in specs.items():
         if coerce or validate:
@@ -527,7 +167,7 @@ def _fill(cls: type[Record], data: Mapping[str, Any], decoding: bool) -> dict[st
 def _not_mapping(cls: type, data: Any) -> ValidationError:
     return ValidationError(
         f"{cls.__name__}.from_data: expected a mapping (a decoded JSON object), got "
-        f"{type(data).__name__} {_short(data)}; check what the producer sends"
+        f"{type(data).__name__} {short_repr(data)}; check what the producer sends"
     )
 
 
@@ -641,7 +281,7 @@ class FieldDescriptor:
 
     def __repr__(self) -> str:
         try:
-            kind = _type_name(self.type).replace("NoneType", "None")
+            kind = type_name(self.type).replace("NoneType", "None")
         except ConfigurationError:
             kind = "?"
         return f"<FieldDescriptor {self.model.__name__}.{self.field}: {kind}>"
@@ -781,7 +421,7 @@ class Record:
         schema = type(self)._schema or _resolve(type(self))
         values = self.__dict__
         convert = schema.json_fields
-        return {n: _to_json(values[n]) if n in convert else values[n] for n in self._field_names}
+        return {n: to_json(values[n]) if n in convert else values[n] for n in self._field_names}
 
     def asdict(self) -> dict[str, Any]:
         """The field values as a dict (shallow: nested Records stay Records).
@@ -807,7 +447,7 @@ class Record:
         for name, spec in schema.specs.items():
             value = self.__dict__[name]
             if not spec.check(value):
-                message = f"{model}.{name}: expected {spec.name}, got {type(value).__name__} {_short(value)}"
+                message = f"{model}.{name}: expected {spec.name}, got {type(value).__name__} {short_repr(value)}"
                 errors.append(ValidationError(message, field=name))
         return errors
 

@@ -58,10 +58,14 @@ class Source:
         self.aborted = False
         self.closed = False
         self.waiting = False
+        # Partitions revoked since the batch in hand was fetched (Kafka rebalances).
+        self._revoked_in_hand: set[tuple[str, int]] = set()
         self.poison: dict[tuple[str, int, int], BaseException] = (
             stream.agent._poison if stream.agent is not None else {}
         )
-        self._forward_keys: dict[Any, bytes | None] = {}
+        self._routes: dict[str, tuple[bytes, int]] = {}
+        self._inflight: asyncio.Future[None] | None = None
+        self._inflight_dirty: dict[Any, dict[Any, list[Any]]] = {}
         self._fast_field: str | None = None
         self._fast_loads: Callable[[bytes], Any] = lambda data: None
         if self.forward is not None and self.forward[1] is not None:
@@ -107,6 +111,10 @@ class Source:
                 await self.commit()
             else:
                 self.txn.abort()
+                try:
+                    await self.wait_committed()
+                except Exception:
+                    logger.exception("a commit failed while %s was stopping", self.group)
         finally:
             if self.consumer is not None:
                 await self.consumer.stop()
@@ -127,6 +135,7 @@ class Source:
         """Partitions move to another worker (Kafka): commit what was processed,
         and drop the rest of the batch in hand for those partitions, so that
         only their new owner writes their table partitions from now on."""
+        self._revoked_in_hand.update((tp.topic, tp.partition) for tp in tps)
         if not self.aborted and not self.closed:
             batch = self.last_batch
             msg = self.txn.message
@@ -138,6 +147,9 @@ class Source:
                     revoked = {(tp.topic, tp.partition) for tp in tps}
                     batch[index + 1 :] = [m for m in batch[index + 1 :] if (m[0], m[1]) not in revoked]
             await self.commit()
+            # The agent may have started a commit of its own meanwhile (commit(wait=False)
+            # took the pending offsets): it must land before the partitions go.
+            await self.wait_committed()
         await self.app._partitions_revoked(self, tps)
 
     # -- batches and commits ------------------------------------------------------------------
@@ -160,10 +172,11 @@ class Source:
                 await self.commit()
                 await agent._paused.wait()
                 continue
+            self._revoked_in_hand.clear()
             msgs = await consumer.getmany(0, max_records)
             if msgs:
                 if len(self.txn.records) >= app.commit_records or time.monotonic() - self.last_commit >= app.commit_interval:
-                    await self.commit()
+                    await self.commit(wait=False)
                 else:
                     await asyncio.sleep(0)  # let the kernel answer between batches
             else:
@@ -182,9 +195,37 @@ class Source:
                     await agent._paused.wait()
                     if self.stopping:
                         return None
+            if self._revoked_in_hand:
+                msgs = self._drop_revoked(consumer, msgs)
+                if not msgs:
+                    continue
+            if agent is not None:
                 agent.events_received += len(msgs)
             self.last_batch = msgs
             return msgs
+
+    def _drop_revoked(self, consumer: Consumer, msgs: list[Message]) -> list[Message]:
+        """Hand out none of a batch's messages of partitions revoked since the fetch.
+
+        A Kafka rebalance ran while the batch was fetched or waited (for a
+        commit, or while the kernel ran): the table partitions of those
+        messages were dropped, and their new owner starts at the committed
+        offset. A partition assigned to this consumer again is rewound to
+        the first dropped message, so nothing is skipped.
+        """
+        revoked = self._revoked_in_hand
+        keep: list[Message] = []
+        first: dict[TP, int] = {}
+        for m in msgs:
+            if (m[0], m[1]) in revoked:
+                first.setdefault(TP(m[0], m[1]), m[2])
+            else:
+                keep.append(m)
+        owned = consumer.assignment()
+        for tp, offset in first.items():
+            if tp in owned:
+                consumer.seek(tp, offset)
+        return keep
 
     def _account(self, msgs: Sequence[Message]) -> None:
         """Mark every message of a fully processed batch as done."""
@@ -195,15 +236,46 @@ class Source:
 
     def forward_batch(self, msgs: list[Message], forward_name: str) -> list[Message]:
         """Forward the batch's source messages (group_by/through); return the rest to process."""
-        rest = []
-        forwarded = []
+        rest: list[Message] = []
+        forwarded: list[Message] = []
         forward_one = self.forward_one
-        for msg in msgs:
-            if msg[0] == forward_name:
-                forward_one(msg)
+        field = self._fast_field
+        if field is None:
+            for msg in msgs:
+                if msg[0] == forward_name:
+                    forward_one(msg)
+                    forwarded.append(msg)
+                else:
+                    rest.append(msg)
+        else:
+            # JSON Records grouped by a field: read the field from the decoded
+            # dict and reuse the (key bytes, partition) route of known keys.
+            loads = self._fast_loads
+            routes = self._routes
+            target = self.channel.name
+            out = self.txn.records.append
+            new = _new_tuple
+            record = ProducerRecord
+            for msg in msgs:
+                if msg[0] != forward_name:
+                    rest.append(msg)
+                    continue
                 forwarded.append(msg)
-            else:
-                rest.append(msg)
+                value = msg[5]
+                route = None
+                if value is not None:
+                    try:
+                        obj = loads(value)
+                    except StreamnbError:
+                        obj = None
+                    if type(obj) is dict:
+                        key = obj.get(field)
+                        if type(key) is str:
+                            route = routes.get(key)
+                if route is None:
+                    forward_one(msg)  # the general path: decodes, dead-letters, learns the route
+                else:
+                    out(new(record, (target, route[1], route[0], value, msg[3], msg[6])))
         if forwarded:
             self.pending.update(zip(map(_tp_of, forwarded), map(_offset_of, forwarded)))
             self.last_batch = rest
@@ -216,8 +288,14 @@ class Source:
         self.last_batch = ()
         self._account(batch[:index])
 
-    async def commit(self) -> None:
-        """Commit processed offsets, table changes and sends together."""
+    async def commit(self, wait: bool = True) -> None:
+        """Commit processed offsets, table changes and sends together.
+
+        With ``wait=False`` the commit runs while the agent goes on with the
+        next batch (sqlite and the network work without the GIL); the next
+        commit, and every stop, waits for it first.
+        """
+        await self.wait_committed()
         txn = self.txn
         if not self.pending and not len(txn):
             self.last_commit = time.monotonic()
@@ -231,20 +309,51 @@ class Source:
                     offsets[tp] = first_held
         for table in list(txn.dirty):
             table._before_commit(txn)
-        tables = list(txn.dirty)
+        dirty = txn.dirty
         records = txn.collect(time.time())
-        inflight = asyncio.ensure_future(self.consumer.commit(offsets, records))
-        try:
-            await asyncio.shield(inflight)
-        except asyncio.CancelledError:
-            await inflight  # already under way: finish it so nothing is written twice
-            txn.clear()
-            self.pending.clear()
-            raise
         txn.clear()
         self.pending.clear()
         self.last_commit = time.monotonic()
-        for table in tables:
+        self._inflight = asyncio.ensure_future(self.consumer.commit(offsets, records))
+        self._inflight_dirty = dirty
+        if wait:
+            await self.wait_committed()
+
+    async def wait_committed(self) -> None:
+        """Wait for the commit under way, if any.
+
+        If it failed, its table changes are undone (they never became
+        durable) and the error is raised, which crashes the agent.
+        """
+        inflight = self._inflight
+        if inflight is None:
+            return
+        try:
+            await asyncio.shield(inflight)
+        except asyncio.CancelledError:
+            if not inflight.done():
+                try:
+                    await inflight  # already under way: finish it so nothing is written twice
+                finally:
+                    self._finish_inflight(inflight)
+            raise
+        except BaseException:
+            self._finish_inflight(inflight)
+            raise
+        self._finish_inflight(inflight)
+
+    def _finish_inflight(self, inflight: asyncio.Future[None]) -> None:
+        if self._inflight is not inflight:
+            return
+        self._inflight = None
+        dirty, self._inflight_dirty = self._inflight_dirty, {}
+        if inflight.cancelled() or inflight.exception() is not None:
+            self.txn.abort()  # newer writes first, then the failed commit's
+            for table, keys in dirty.items():
+                table._restore(keys)
+            self.aborted = True
+            return
+        for table in dirty:
             table._after_commit()
 
     # -- forwarding and dead letters ---------------------------------------------------------
@@ -274,13 +383,10 @@ class Source:
             except Exception as exc:  # a user key function failed on this value
                 self.dead_letter(msg, exc)
                 return
-            cache = self._forward_keys
-            raw_key = cache.get(key) if isinstance(key, (str, int)) else None
-            if raw_key is None:
-                raw_key = target.encode_key(key)
-                if isinstance(key, (str, int)) and len(cache) < 100_000:
-                    cache[key] = raw_key
+            raw_key = target.encode_key(key)
         partition = partition_for_key(raw_key, target.partition_count, target._rr)
+        if keyfn is not None and type(key) is str and raw_key is not None and len(self._routes) < 100_000:
+            self._routes[key] = (raw_key, partition)
         self.txn.records.append(
             _new_tuple(ProducerRecord, (target.name, partition, raw_key, msg.value, msg.timestamp, msg.headers))
         )

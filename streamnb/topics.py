@@ -67,7 +67,7 @@ def make_decoder(codec: Codec, type_: Any, what: str) -> Decoder:
             if data is None:
                 return None
             obj = loads(data)
-            if not isinstance(obj, Mapping):
+            if type(obj) is not dict and not isinstance(obj, Mapping):
                 raise ValidationError(
                     f"{what}: expected a JSON object for {type_.__name__}, got {type(obj).__name__}"
                 )

@@ -124,6 +124,13 @@ def _chart_state(page: Any) -> dict[str, Any]:
                 marks: root.querySelectorAll('svg .mark-symbol path, svg .mark-line path').length,
                 lines: root.querySelectorAll('svg .mark-line path').length,
                 legend: Array.from(root.querySelectorAll('svg .role-legend-label text')).map(t => t.textContent),
+                fits: (() => {
+                    const svg = root.querySelector('svg');
+                    const labels = root.querySelectorAll('svg .role-legend-label text');
+                    if (!svg || !labels.length) return false;
+                    const right = svg.getBoundingClientRect().right;
+                    return Array.from(labels).every(t => t.getBoundingClientRect().right <= right + 1);
+                })(),
                 error: root.textContent.includes('streamnb chart:') ? root.textContent : '',
             };
         }"""

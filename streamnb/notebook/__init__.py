@@ -18,6 +18,12 @@ from __future__ import annotations
 
 from typing import Any
 
+# Imported here, not lazily: ``dashboard`` and ``peek`` are both a module and
+# the function it defines, and the package attribute must stay the function.
+from .dashboard import dashboard
+from .peek import live_peek, peek
+from .views import live_table
+
 __all__ = [
     "dashboard",
     "live_chart",
@@ -28,25 +34,15 @@ __all__ = [
     "unload_ipython_extension",
 ]
 
-_LAZY = {
-    "dashboard": ".dashboard",
-    "live_chart": ".chart",
-    "live_peek": ".peek",
-    "live_table": ".views",
-    "peek": ".peek",
-}
-
 
 def __getattr__(name: str) -> Any:
-    """Import the widgets (and ipywidgets) only when first used."""
-    module = _LAZY.get(name)
-    if module is None:
+    """``live_chart`` is imported (with Altair) only when first used."""
+    if name != "live_chart":
         raise AttributeError(f"module 'streamnb.notebook' has no attribute {name!r}")
-    from importlib import import_module
+    from .chart import live_chart
 
-    value = getattr(import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+    globals()["live_chart"] = live_chart
+    return live_chart
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -26,7 +26,7 @@ import ipywidgets as widgets
 if TYPE_CHECKING:
     from ..app import App
 
-__all__ = ["LiveWidget", "MIN_INTERVAL", "TASK_PREFIX"]
+__all__ = ["MIN_INTERVAL", "TASK_PREFIX", "LiveWidget"]
 
 logger = logging.getLogger("streamnb")
 
@@ -64,7 +64,7 @@ class LiveWidget(widgets.VBox):
     def _start(self) -> None:
         """Start the refresh task, if a loop is running and the app can still change."""
         reason = self._stop_reason()
-        if reason is not None and self.app.state != "init":
+        if reason is not None:
             self._stopped(reason)
             return
         try:
@@ -101,12 +101,14 @@ class LiveWidget(widgets.VBox):
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # never let a rendering bug kill the view silently
-                    self.error = f"{type(exc).__name__}: {exc}"
-                    logger.exception("live %s %r failed to refresh", self.kind, self.name)
-                    self._show_error(self.error)
+                    error = f"{type(exc).__name__}: {exc}"
+                    if error != self.error:  # log each new error once, not every interval
+                        logger.exception("live %s %r failed to refresh", self.kind, self.name)
+                    self.error = error
+                    self._show_error(error)
                 await self._nap()
         except asyncio.CancelledError:
-            self._stopped("closed")
+            self._stopped("closed" if self._closing else "stopped")
             raise
         finally:
             self._task = None
@@ -203,6 +205,14 @@ def clock(ts: float | None) -> str:
     if ts is None:
         return "-"
     return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def styled(html_text: str) -> str:
+    """Wrap HTML so JupyterLab (and the classic notebook) style its tables like DataFrames."""
+    return (
+        "<style>.streamnb-view table{margin-left:0;margin-right:0}</style>"
+        f'<div class="streamnb-view jp-RenderedHTMLCommon rendered_html" style="padding:0">{html_text}</div>'
+    )
 
 
 def escape(text: Any) -> str:

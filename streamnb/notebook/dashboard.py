@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ..errors import ConfigurationError
-from ._live import LiveWidget, clock, escape
+from ._live import LiveWidget, clock, escape, styled
 from ._stats import AgentFigures, OffsetRow, Rates, agent_figures, offsets, table_rows
 
 if TYPE_CHECKING:
@@ -253,7 +253,7 @@ def _offsets_html(rows: list[OffsetRow]) -> str:
         f"<td>{'' if r.lag is None else f'{r.lag:,}'}</td></tr>"
         for r in rows
     )
-    return (
+    return styled(
         "<details open><summary><b>offsets and lag</b> "
         f"(total lag {sum(r.lag or 0 for r in rows):,})</summary>"
         "<table><thead><tr><th>topic</th><th>partition</th><th>end offset</th><th>agent</th>"
@@ -268,7 +268,7 @@ def _tables_html(app: App) -> str:
     body = "".join(
         f"<tr><td>{escape(r['table'])}</td><td>{escape(r['kind'])}</td><td>{r['rows']:,}</td></tr>" for r in rows
     )
-    return (
+    return styled(
         "<details open><summary><b>tables</b></summary><table><thead><tr><th>table</th><th>kind</th>"
         f"<th>rows</th></tr></thead><tbody>{body}</tbody></table></details>"
     )

@@ -54,7 +54,16 @@ if TYPE_CHECKING:
     from ..app import App
     from ..topics import Topic
 
-__all__ = ["Pending", "StreamnbMagics", "find_app", "load_ipython_extension", "settle", "unload_ipython_extension"]
+__all__ = [
+    "Pending",
+    "StreamnbMagics",
+    "find_app",
+    "load_ipython_extension",
+    "parse_messages",
+    "settle",
+    "status_text",
+    "unload_ipython_extension",
+]
 
 NOT_RUNNING = "app {id!r} is not running: run `await app.start()` or `%streamnb start` first"
 
@@ -75,7 +84,8 @@ class Pending:
     def __init__(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
         self.what = what
         self.awaited = False
-        self.task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro, name=f"streamnb-magic-{what}")
+        slug = "-".join(re.findall(r"[\w.]+", what))
+        self.task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro, name=f"streamnb-magic-{slug}")
         self.task.add_done_callback(self._report)
 
     def __await__(self) -> Any:
@@ -326,15 +336,12 @@ async def _stop(app: App) -> None:
 
 
 async def _peek(app: App, name: str, n: int, live: bool) -> Any:
-    from .peek import UnknownTopicError, _ends, _transport, live_peek, peek
+    from .peek import _ends, _transport, live_peek, peek
 
-    try:
-        if live:
-            await _ends(await _transport(app), name)  # an unknown topic fails here, not in the widget
-            return live_peek(app, name, n)
-        return await peek(app, name, n)
-    except UnknownTopicError as exc:
-        raise UsageError(str(exc)) from None
+    if live:
+        await _ends(await _transport(app), name)  # an unknown topic fails here, not in the widget
+        return live_peek(app, name, n)
+    return await peek(app, name, n)
 
 
 def parse_messages(topic: Topic, cell: str, *, key_field: str | None = None) -> list[tuple[bytes | None, Any]]:

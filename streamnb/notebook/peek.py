@@ -16,13 +16,14 @@ offsets.
 from __future__ import annotations
 
 import json
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
 from ..errors import AppNotRunningError, ConfigurationError, StreamnbError
 from ..transport.base import TP, Message
-from ._live import LiveWidget, clock, escape
+from ._live import LiveWidget, clock, escape, styled
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,16 +32,12 @@ if TYPE_CHECKING:
     from ..topics import Topic
     from ..transport.base import Transport
 
-__all__ = ["COLUMNS", "LivePeek", "live_peek", "peek"]
+__all__ = ["COLUMNS", "LivePeek", "best_effort", "live_peek", "peek"]
 
 COLUMNS = ["partition", "offset", "timestamp", "key", "value"]
 
-
-class UnknownTopicError(StreamnbError, KeyError):
-    """The topic exists neither in the app nor on the broker."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
+DECODE_ERRORS = (StreamnbError, ValueError, TypeError, KeyError, AttributeError)
+"""What a codec or Record may raise on bytes it cannot decode."""
 
 
 async def peek(app: App, topic: str | Topic, n: int = 10) -> pd.DataFrame:
@@ -93,7 +90,7 @@ class LivePeek(LiveWidget):
             return
         self.frame = await _read_last(transport, ends, self.n, self._decoder)
         self._seen = ends
-        body = self.frame.to_html(index=False, border=0, classes="streamnb-peek")
+        body = styled(self.frame.to_html(index=False, border=0, classes="streamnb-peek"))
         if self.html.value != body:
             self.html.value = body
         self._mark_updated()
@@ -138,7 +135,7 @@ async def _transport(app: App) -> Transport:
 async def _ends(transport: Transport, name: str) -> dict[TP, int]:
     count = await transport.partition_count(name)
     if not count:
-        raise UnknownTopicError(f"no topic {name!r} on {transport.url}; is the name right?")
+        raise ConfigurationError(f"no topic {name!r} on {transport.url}; is the name right?")
     return await transport.end_offsets([TP(name, p) for p in range(count)])
 
 
@@ -176,16 +173,12 @@ def _decoder(app: App, topic: str | Topic) -> tuple[str, Any]:
     def decode(msg: Message) -> tuple[Any, Any]:
         key: Any = best_effort(msg.key)
         value: Any = best_effort(msg.value)
-        if defined is not None:
+        if defined is not None:  # the topic's own codecs; what they cannot decode stays best effort
             if msg.key is not None:
-                try:
+                with suppress(*DECODE_ERRORS):
                     key = defined.decode_key(msg.key)
-                except Exception:
-                    pass
-            try:
+            with suppress(*DECODE_ERRORS):
                 value = defined.decode_value(msg.value)
-            except Exception:
-                pass
         return _readable(key), value
 
     return name, decode

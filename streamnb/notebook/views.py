@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ..errors import ConfigurationError
-from ._live import LiveWidget, clock, escape
+from ._live import LiveWidget, clock, escape, styled
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -110,11 +110,16 @@ class LiveTable(LiveWidget):
         self.label = widgets.Label()
         """``N rows · updated HH:MM:SS`` (and why updates stopped, once they did)."""
         self.rows = 0
-        """Rows matching the filter at the last update."""
+        """Rows passing the key filter at the last update."""
+        self.shown = 0
+        """Rows shown at the last update (fewer than ``rows`` with ``top``)."""
         self._seen: tuple[int, int] | None = None
-        self._frame: pd.DataFrame | None = None
         super().__init__(_base(table).app, name=table.name, interval=interval, children=[self.html, self.label])
-        self.refresh()
+        try:
+            self.refresh()  # a bad sort_by fails here, in the cell that asked for the view
+        except BaseException:
+            self.close()
+            raise
         self._seen = (id(_base(self.table)), self.table.version)
         self._start()
 
@@ -140,8 +145,10 @@ class LiveTable(LiveWidget):
 
         >>> view.dataframe().head()  # doctest: +SKIP
         """
-        import pandas as pd
+        return self._finish(self._select())
 
+    def _select(self) -> pd.DataFrame:
+        """Every row passing the key filter, sorted."""
         df = self._current().as_dataframe()
         if self.key_filter is not None and len(df):
             keys = df["key"]
@@ -161,8 +168,15 @@ class LiveTable(LiveWidget):
                 df = df.sort_values(self.sort_by, ascending=self.ascending, kind="stable")
             except TypeError:  # mixed types: sort by their text
                 df = df.sort_values(self.sort_by, ascending=self.ascending, kind="stable", key=lambda s: s.astype(str))
-        if self.top is not None:
-            df = df.head(self.top)
+        return df
+
+    def _finish(self, df: pd.DataFrame, limit: int | None = None) -> pd.DataFrame:
+        """Cut to ``top`` (or ``limit``) rows; window bounds as datetimes."""
+        import pandas as pd
+
+        cut = self.top if self.top is not None else limit
+        if cut is not None:
+            df = df.head(cut)
         if self.windowed and self.datetimes and len(df):
             df = df.assign(
                 window_start=pd.to_datetime(df["window_start"], unit="s", utc=True),
@@ -174,20 +188,24 @@ class LiveTable(LiveWidget):
 
     def refresh(self) -> None:
         """Re-render now (the background task calls this when the table changed)."""
-        df = self.dataframe()
-        self.rows = len(df)
-        self._frame = df
-        shown = df if self.top is not None or len(df) <= MAX_ROWS else df.head(MAX_ROWS)
+        selected = self._select()
+        self.rows = len(selected)
+        shown = self._finish(selected, limit=MAX_ROWS)
+        self.shown = len(shown)
         body = shown.to_html(index=False, border=0, classes="streamnb-table", max_cols=50)
-        if len(shown) < len(df):
-            body += f"<div><em>showing the first {len(shown):,} of {len(df):,} rows; pass top= or key_filter=</em></div>"
+        if self.top is None and len(shown) < self.rows:
+            body += f"<div><em>showing the first {len(shown):,} rows; pass top= or key_filter=</em></div>"
+        body = styled(body)
         if self.html.value != body:
             self.html.value = body
         self._mark_updated()
         self._set_label()
 
     def _set_label(self) -> None:
-        text = f"{self.rows:,} rows · updated {clock(self.last_update)}"
+        text = f"{self.rows:,} rows"
+        if self.shown < self.rows:
+            text += f" ({self.shown:,} shown)"
+        text += f" · updated {clock(self.last_update)}"
         if self.error:
             text += f" · error: {self.error}"
         if self.stopped:
@@ -215,4 +233,7 @@ class LiveTable(LiveWidget):
 
 
 def _base(table: Table | WindowedTable) -> Table:
-    return getattr(table, "table", table)  # a WindowedTable wraps its Table in .table
+    """The Table itself (a WindowedTable wraps one)."""
+    from ..tables.windowed import WindowedTable
+
+    return table.table if isinstance(table, WindowedTable) else table

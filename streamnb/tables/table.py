@@ -170,6 +170,17 @@ class Table(MutableMapping[Any, Any]):
             )
         self._checked_topics.add(topic_name)
 
+    def _check_declared_partitions(self) -> None:
+        """Raise early when ``partitions=`` disagrees with an existing changelog (called by ``app.start()``)."""
+        actual = self.changelog._actual_partitions
+        if self.partitions is not None and actual is not None and actual != self.partitions:
+            raise PartitionMismatchError(
+                f"table {self.name!r} is declared with partitions={self.partitions} but its changelog topic "
+                f"{self.changelog.name!r} already exists with {actual} partitions: tables must be "
+                f"co-partitioned with their source; create the table (and its source topics) with "
+                f"partitions={actual}, or use a fresh app id to start the table over"
+            )
+
     def _write(self, txn: Transaction, key: Any, value: Any) -> None:
         dirty = txn.dirty.get(self) or self._dirty(txn)
         data = self.data
@@ -353,8 +364,6 @@ class Table(MutableMapping[Any, Any]):
     def __repr__(self) -> str:
         return f"<Table {self.name!r} rows={len(self.data)}>"
 
-    def __hash__(self) -> int:
-        return id(self)
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
+    # Identity, not contents: tables are dict keys of transactions (C-level slots, fast).
+    __hash__ = object.__hash__  # type: ignore[assignment]
+    __eq__ = object.__eq__  # type: ignore[assignment]

@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigurationError
 from ..transaction import _current as _current_txn
 from ..transaction import MISSING, Transaction, current_transaction
+from ..transport.base import ProducerRecord
+from .store import WindowStore
 from .table import Table
 from .windows import Window, WindowRange
 
@@ -77,9 +79,18 @@ class WindowedTable:
         if not isinstance(getattr(table, "_wstate", None), _WindowState):
             table._wstate = _WindowState()  # type: ignore[attr-defined]
         self._state: _WindowState = table._wstate  # type: ignore[attr-defined]
+        if not isinstance(table.data, WindowStore) or table.data.size != window.size:
+            store = WindowStore(window.size)
+            for wk, value in table.data.items():
+                store[wk] = value
+            table.data = store  # type: ignore[assignment]
+        self._store: WindowStore = table.data  # type: ignore[assignment]
         table.window = self
+        # The windowed table keeps its pending writes per key: {key: {start: [partition, old]}}.
         table._before_commit = self._expire  # type: ignore[method-assign]
         table._recovered_hook = self._reindex  # type: ignore[method-assign]
+        table._changelog_records = self._changelog_records  # type: ignore[method-assign]
+        table._restore = self._restore  # type: ignore[method-assign]
         self._reindex()
 
     # -- configuration -----------------------------------------------------------------------
@@ -90,9 +101,9 @@ class WindowedTable:
         return self.table.name
 
     @property
-    def data(self) -> dict[Any, Any]:
-        """``{(key, (start, end)): value}``."""
-        return self.table.data
+    def data(self) -> WindowStore:
+        """``{(key, (start, end)): value}`` (a mapping)."""
+        return self._store
 
     @property
     def version(self) -> int:
@@ -132,18 +143,18 @@ class WindowedTable:
         self._apply(key, _replace, value)
 
     def __contains__(self, key: object) -> bool:
-        return any(k == key for k, _ in self.table.data)
+        return key in self._store.by_key
 
     def __len__(self) -> int:
         return len(self.table.data)
 
     def keys(self) -> set[Any]:
         """Keys that have at least one window."""
-        return {k for k, _ in self.table.data}
+        return set(self._store.by_key)
 
     def items(self) -> Iterator[tuple[tuple[Any, WindowRange], Any]]:
         """``((key, (start, end)), value)`` pairs."""
-        return iter(self.table.data.items())
+        return iter(self._store.items())
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -161,28 +172,82 @@ class WindowedTable:
         dirty = txn.dirty.get(table)
         if dirty is None:
             dirty = table._dirty(txn)
-        data = table.data
-        partition = txn.message.partition  # type: ignore[union-attr]
+        store = self._store
+        inner = store.by_key.get(key)
+        if inner is None:
+            inner = store.by_key[key] = {}
+        pending = dirty.get(key)
+        if pending is None:
+            pending = dirty[key] = {}
+        partition = txn.message[1]  # type: ignore[index]
         horizon = newest - window.expires  # windows ending at or before this have expired
         add = op is operator.add
         for w in window.ranges(ts):
             if w[1] <= horizon:
                 state.late_events += 1
                 continue
-            wk = (key, w)
-            old = data.get(wk, MISSING)
-            if wk not in dirty:
-                dirty[wk] = [partition, old]
+            start = w[0]
+            old = inner.get(start, MISSING)
+            if start not in pending:
+                pending[start] = [partition, old]
             if old is MISSING:
-                self._index(wk, w[1])
+                store._len += 1
+                self._index((key, w), w[1])
                 default = table.default
                 if default is None:
                     if op is _replace:
-                        data[wk] = operand
+                        inner[start] = operand
                         continue
+                    store._len -= 1
                     raise KeyError(f"{key!r} has no value in window {tuple(w)} and table {table.name!r} has no default")
                 old = default()
-            data[wk] = old + operand if add else op(old, operand)
+            inner[start] = old + operand if add else op(old, operand)
+
+    def _changelog_records(self, dirty: dict[Any, dict[float, list[Any]]], timestamp: float) -> list[ProducerRecord]:
+        table = self.table
+        topic = table.changelog
+        name = topic.name
+        dumps_key = topic.key_codec.dumps
+        dumps_value = topic.value_codec.dumps
+        json_values = topic.value_serializer == "json"
+        by_key = self._store.by_key
+        end = self._store.end
+        partition_of = table._partition_of
+        key_cache = table._key_bytes
+        if len(key_cache) > 200_000:
+            key_cache.clear()
+        new = tuple.__new__
+        out = []
+        for key, starts in dirty.items():
+            inner = by_key.get(key)
+            if inner is not None and not inner:
+                del by_key[key]  # every window of the key was undone or expired
+                inner = None
+            for start, (partition, _old) in starts.items():
+                wk = (key, (start, end(start)))
+                value = MISSING if inner is None else inner.get(start, MISSING)
+                partition_of[wk] = partition
+                kb = key_cache.get(wk)
+                if kb is None:
+                    kb = key_cache[wk] = dumps_key(wk)
+                if value is MISSING:
+                    vb = None
+                    partition_of.pop(wk, None)
+                elif json_values and type(value) is int:
+                    vb = b"%d" % value
+                else:
+                    vb = dumps_value(value)
+                out.append(new(ProducerRecord, (name, partition, kb, vb, timestamp, ())))
+        return out
+
+    def _restore(self, dirty: dict[Any, dict[float, list[Any]]]) -> None:
+        store = self._store
+        for key, starts in dirty.items():
+            for start, (_partition, old) in starts.items():
+                if old is MISSING:
+                    store.discard(key, start)
+                else:
+                    store.put(key, start, old)
 
     def _index(self, wk: Any, end: float) -> None:
         state = self._state
@@ -211,19 +276,21 @@ class WindowedTable:
         heap = state.heap
         expires = self.window.expires
         table = self.table
-        data = table.data
+        store = self._store
         closing = []
         while heap and heap[0] + expires <= state.newest:
             end = heapq.heappop(heap)
             for wk in state.ends.pop(end, ()):
-                value = data.get(wk, MISSING)
+                key, (start, _end) = wk
+                inner = store.by_key.get(key)
+                value = MISSING if inner is None else inner.get(start, MISSING)
                 if value is MISSING:
                     continue
                 dirty = txn.dirty.setdefault(table, {})
-                entry = dirty.get(wk)
-                if entry is None:
-                    dirty[wk] = [table._partition_of.get(wk, 0), value]
-                del data[wk]
+                pending = dirty.setdefault(key, {})
+                if start not in pending:
+                    pending[start] = [table._partition_of.get(wk, 0), value]
+                store.discard(key, start)
                 closing.append((wk, value))
         callback = table.on_window_close
         if callback is not None:
@@ -246,7 +313,7 @@ class WindowedTable:
         """
         import pandas as pd
 
-        rows = [(k, w[0], w[1], v) for (k, w), v in list(self.table.data.items())]
+        rows = [(k, w[0], w[1], v) for (k, w), v in self._store.items()]
         rows.sort(key=lambda r: (str(r[0]), r[1]))
         return pd.DataFrame(rows, columns=["key", "window_start", "window_end", "value"])
 
@@ -293,7 +360,7 @@ class WindowSet:
         if isinstance(window, (int, float)):
             window = self.wrapper.window.current(float(window))
         start, end = window
-        value = self.wrapper.table.data.get((self.key, (float(start), float(end))), MISSING)
+        value = self.wrapper._store.get((self.key, (float(start), float(end))), MISSING)
         if value is MISSING:
             default = self.wrapper.table.default
             return None if default is None else default()

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import ssl
 import time
@@ -125,6 +126,30 @@ async def _any_port_open(servers: Sequence[str], timeout: float = 0.5) -> bool:
     return False
 
 
+# Consumer arguments the transport sets itself (group membership, commits,
+# co-partitioned assignment, connection and security).
+_RESERVED_CONSUMER_OPTIONS = frozenset({
+    "bootstrap_servers", "client_id", "group_id", "enable_auto_commit", "auto_commit_interval_ms",
+    "partition_assignment_strategy", "key_deserializer", "value_deserializer", "isolation_level",
+    "security_protocol", "ssl_context", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
+    "loop", "api_version",
+})
+
+
+def _check_consumer_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Validate extra ``AIOKafkaConsumer`` arguments (raise on unknown or reserved names)."""
+    known = set(inspect.signature(AIOKafkaConsumer.__init__).parameters) - {"self", "topics"}
+    for name in options:
+        if name in _RESERVED_CONSUMER_OPTIONS:
+            raise ConfigurationError(f"kafka option {name}=... is set by streamnb itself and cannot be changed")
+        if name not in known:
+            raise ConfigurationError(
+                f"unknown kafka option {name!r}: extra App/KafkaTransport keyword arguments go to "
+                "aiokafka's AIOKafkaConsumer (e.g. session_timeout_ms, heartbeat_interval_ms)"
+            )
+    return dict(options)
+
+
 def _log_end(reader: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
     """End of ``tp``'s readable log as of the reader's latest fetch, when known."""
     last = reader.last_stable_offset(tp)
@@ -159,6 +184,10 @@ class KafkaTransport(Transport):
             (system CAs, host name checked) is made when ``None``.
         request_timeout: Seconds to wait for a broker answer, and the bound on
             :meth:`start` before :class:`~streamnb.errors.BrokerUnavailableError`.
+        **consumer_options: Further ``AIOKafkaConsumer`` arguments for the
+            consumer-group members, e.g. ``session_timeout_ms`` and
+            ``heartbeat_interval_ms`` (how fast the group notices a dead
+            worker; defaults 10000 and 1000) or ``max_poll_records``.
 
     Example::
 
@@ -182,8 +211,10 @@ class KafkaTransport(Transport):
         sasl_plain_password: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         request_timeout: float = 15.0,
+        **consumer_options: Any,
     ) -> None:
         self.url = url
+        self.consumer_options = _check_consumer_options(consumer_options)
         self.bootstrap_servers = parse_kafka_url(url)
         self.client_id = client_id
         self.request_timeout = request_timeout
@@ -698,9 +729,12 @@ class KafkaConsumer(Consumer):
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
-            max_poll_records=10_000,
-            heartbeat_interval_ms=1000,
-            session_timeout_ms=10_000,
+            **{
+                "max_poll_records": 10_000,
+                "heartbeat_interval_ms": 1000,
+                "session_timeout_ms": 10_000,
+                **transport.consumer_options,
+            },
         )
         try:
             await transport._bounded(consumer.start())

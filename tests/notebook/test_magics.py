@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pandas as pd
 import pytest
 from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from nbhelpers import Shell, memory_url
 
 import streamnb
 from streamnb.notebook.dashboard import Dashboard
@@ -16,7 +19,25 @@ from streamnb.notebook.views import LiveTable
 from streamnb.testing import settle, wait_until
 from streamnb.transport.base import TP, ProducerRecord
 
-from nbhelpers import Shell, memory_url
+
+@pytest.fixture
+async def ipy() -> AsyncIterator[Shell]:
+    """A shell with the extension loaded and an empty namespace; its apps are stopped afterwards."""
+    shell = InteractiveShell.instance()
+    shell.reset(new_session=False)
+    shell.run_line_magic("load_ext", "streamnb")
+    yield Shell(shell)
+    for value in list(shell.user_ns.values()):
+        if isinstance(value, streamnb.App):
+            await value.stop()
+    for value in list(shell.user_ns.values()):
+        close = getattr(value, "close", None)
+        if callable(close) and type(value).__module__.startswith("streamnb.notebook"):
+            close()
+    shell.run_line_magic("unload_ext", "streamnb")
+    shell.reset(new_session=False)
+    await asyncio.sleep(0)
+
 
 APP_CELL = """
 import asyncio

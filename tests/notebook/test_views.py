@@ -81,7 +81,9 @@ async def test_options_sort_top_and_key_filter(pipe: Pipeline) -> None:
     assert set(live_table(pipe.counts, key_filter="c").dataframe()["key"]) == {"/c", "/x/c"}
     only_b = live_table(pipe.counts, key_filter=lambda k: k == "/b")
     assert only_b.dataframe().to_dict("records") == [{"key": "/b", "value": 2}]
-    assert only_b.label.value.startswith("1 rows")
+    assert only_b.label.value.startswith("1 rows · updated")
+    top = live_table(pipe.counts, sort_by="value", top=2)
+    assert top.rows == 4 and top.shown == 2 and top.label.value.startswith("4 rows (2 shown) · updated")
     assert list(live_table(pipe.counts, sort_by="key", ascending=True).dataframe()["key"]) == sorted(
         ["/a", "/b", "/c", "/x/c"]
     )
