@@ -221,5 +221,17 @@ def test_quickstart_runs_live_in_jupyterlab(lab: tuple[str, Path]) -> None:
             assert final["legend"] == ["/", "/about", "/cart", "/checkout", "/products", "/products/42"], final
             assert final["fits"], final  # the legend grew with the data and is not cut off
             assert not [u for u in blocked if "cdn" in u or "jsdelivr" in u or "unpkg" in u], blocked
+
+            # A reloaded page gets the widgets back from the kernel: the chart redraws
+            # from its final snapshot, with every row.
+            page.reload()
+            page.wait_for_function(
+                """(rows) => { const r = document.querySelector('.streamnb-chart');
+                               return r && Number(r.dataset.rows) === rows
+                                 && r.querySelectorAll('svg .mark-line path').length >= 6; }""",
+                arg=final["rows"], timeout=60_000,
+            )
+            page.locator(".streamnb-chart").first.scroll_into_view_if_needed()
+            page.screenshot(path=str(SHOTS / "quickstart-4-reloaded.png"))
         finally:
             browser.close()

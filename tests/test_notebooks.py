@@ -48,7 +48,6 @@ def _client(nb: Any, cwd: Path, timeout: int = 180) -> NotebookClient:
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}},
         allow_errors=False,
     )
-    client.kernel_manager_class = "jupyter_client.manager.AsyncKernelManager"
     return client
 
 
@@ -68,7 +67,7 @@ async def _stop(client: NotebookClient) -> None:
         client.kc.stop_channels()
         client.kc = None
     if client.km is not None and client.km.has_kernel:
-        await client.km.shutdown_kernel(now=True)
+        await client.km.shutdown_kernel(now=True)  # type: ignore[misc]  # an AsyncKernelManager
     client.km = None
 
 
@@ -99,7 +98,17 @@ def _run_all(name: str, tmp_path: Path) -> Any:
             nbformat.write(nb, path)  # the executed copy, to look at after a failure
 
     asyncio.run(run())
+    _assert_offline(nb)
     return nb
+
+
+def _assert_offline(nb: Any) -> None:
+    """No output loads JavaScript from a CDN (charts must work offline)."""
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            html = str(output.get("data", {}).get("text/html", ""))
+            for cdn in ("cdn.jsdelivr.net", "unpkg.com", "esm.sh", "cdnjs"):
+                assert cdn not in html, f"an output of cell {cell.source[:60]!r} loads from {cdn}"
 
 
 def test_quickstart(tmp_path: Path) -> None:
@@ -116,7 +125,7 @@ def test_quickstart(tmp_path: Path) -> None:
 def test_windows_explained(tmp_path: Path) -> None:
     nb = _run_all("02_windows_explained.ipynb", tmp_path)
     mimes = {m for c in nb.cells for o in c.get("outputs", []) for m in o.get("data", {})}
-    assert any(m.startswith("application/vnd.vegalite") for m in mimes), mimes  # the window pictures
+    assert "image/svg+xml" in mimes, mimes  # the window pictures, drawn offline
     assert "application/vnd.jupyter.widget-view+json" in mimes  # the sliders and the live chart
 
 
@@ -149,4 +158,5 @@ def test_kafka_notebook_recovers_after_restart(tmp_path: Path) -> None:
             nbformat.write(nb, path)
 
     asyncio.run(run())
+    _assert_offline(nb)
     assert "recovered" in _outputs_text(nb)

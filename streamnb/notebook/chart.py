@@ -402,9 +402,9 @@ def _field_name(channel: Any) -> str | None:
         if "(" in shorthand:  # an aggregate such as sum(value): no plain field to show
             return None
         return shorthand
-    shorthand = getattr(channel, "shorthand", None)
-    if isinstance(shorthand, str) and shorthand:
-        return _field_name(shorthand)
+    given = getattr(channel, "shorthand", None)
+    if isinstance(given, str) and given:
+        return _field_name(given)
     field = getattr(channel, "field", None)
     return field if isinstance(field, str) else None
 

@@ -199,12 +199,18 @@ class _Store:
         self.refs = 0
         self.topics: dict[str, _Topic] = {}
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="streamnb-local")
+        # Reads run on a second thread with their own connection: in WAL mode they
+        # see the last commit and never wait for a commit in progress.
+        self.reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="streamnb-local-read")
+        self.reader_conn: sqlite3.Connection | None = None
+        self.reader_ident: int | None = None
         self.conn: sqlite3.Connection | None = None
         self.lock_fd = -1
         self.waiters: dict[asyncio.Event, tuple[asyncio.AbstractEventLoop, frozenset[str]]] = {}
         self.waiters_lock = threading.Lock()
         self.maintenance_pending = False
         self.last_retention = time.monotonic()
+        self.reader.submit(self._remember_reader_thread)
         self.opened = self.executor.submit(self.open_sync, after)
 
     # -- event-loop side -------------------------------------------------------------
@@ -213,6 +219,13 @@ class _Store:
         """Run ``fn(*args)`` on the worker thread."""
         try:
             return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        except sqlite3.Error as exc:
+            raise BrokerError(f"the local:// store in {self.folder} failed: {exc}") from exc
+
+    async def call_read(self, fn: Callable[..., _R], *args: Any) -> _R:
+        """Run ``fn(*args)`` on the reader thread (its connection sees committed data)."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.reader, fn, *args)
         except sqlite3.Error as exc:
             raise BrokerError(f"the local:// store in {self.folder} failed: {exc}") from exc
 
@@ -239,6 +252,9 @@ class _Store:
                         self.waiters.pop(event, None)
 
     # -- opening and closing (worker thread) -------------------------------------------
+
+    def _remember_reader_thread(self) -> None:
+        self.reader_ident = threading.get_ident()
 
     def open_sync(self, after: concurrent.futures.Future[None] | None) -> None:
         if after is not None:  # this process is still closing the previous store of the folder
@@ -332,6 +348,12 @@ class _Store:
             self.topics[name] = topic
 
     def close_sync(self) -> None:
+        self.reader.shutdown(wait=True)
+        if self.reader_conn is not None:
+            try:
+                self.reader_conn.close()
+            finally:
+                self.reader_conn = None
         if self.conn is not None:
             try:
                 self.conn.close()
@@ -444,8 +466,23 @@ class _Store:
 
     # -- reading (worker thread) ---------------------------------------------------------
 
+    def _read_conn(self) -> sqlite3.Connection:
+        """The reader connection on the reader thread, the writer's elsewhere."""
+        if threading.get_ident() != self.reader_ident:
+            return self._conn()
+        if self.reader_conn is None:
+            self._conn()  # raises when the store is closed
+            conn = sqlite3.connect(
+                os.path.join(self.folder, DB_NAME), isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("PRAGMA cache_size = -65536")
+            conn.execute("PRAGMA mmap_size = 268435456")
+            self.reader_conn = conn
+        return self.reader_conn
+
     def read_sync(self, topic: _Topic, partition: int, start: int, stop: int, limit: int) -> list[Message]:
-        rows = self._conn().execute(_SELECT_RANGE, (topic.id, partition, start, stop, limit)).fetchall()
+        rows = self._read_conn().execute(_SELECT_RANGE, (topic.id, partition, start, stop, limit)).fetchall()
         name = topic.name
         return [
             _new(Message, (name, partition, o, ts, k, v, _EMPTY if h is None else _decode_headers(h)))
@@ -779,7 +816,7 @@ class LocalTransport(Transport):
         stop = min(stop, topic.ends[tp.partition])
         if start >= stop:
             return []
-        return await store.call(store.read_sync, topic, tp.partition, start, stop, max_records)
+        return await store.call_read(store.read_sync, topic, tp.partition, start, stop, max_records)
 
     async def cleanup(self) -> None:
         """Compact every compacted partition with new messages and apply retention, now.
@@ -915,7 +952,7 @@ class LocalConsumer(Consumer):
             wants = self._wants()
             if wants:
                 store = self.transport.store
-                messages, positions = await store.call(store.fetch_sync, wants, max_records)
+                messages, positions = await store.call_read(store.fetch_sync, wants, max_records)
                 if self._advance(wants, positions) and messages:
                     return messages
                 continue  # seek() moved a position, or only removed (compacted/expired) offsets were left

@@ -311,12 +311,14 @@ async def test_compaction_runs_by_itself_once_half_the_partition_is_new(
     await store.send([ProducerRecord("cl", 0, b"%d" % (i % 10), b"%d" % i, 0.0) for i in range(99)])
     assert len(await read_all(store, tp)) == 99  # below the minimum: left alone
     await store.send(_puts("cl", (b"0", b"last")))
-    got = await read_all(store, tp)  # the compaction ran on the worker before this read
+    await store.store.call(lambda: None)  # background compaction runs on the writer thread before this
+    got = await read_all(store, tp)
     assert len(got) == 10 and got[-1].value == b"last"
     # 60 new messages over 10 kept ones: more than half is new, but fewer than the minimum.
     await store.send([ProducerRecord("cl", 0, b"%d" % (i % 10), b"x", 0.0) for i in range(60)])
     assert len(await read_all(store, tp)) == 70
     await store.send([ProducerRecord("cl", 0, b"%d" % (i % 10), b"y", 0.0) for i in range(40)])
+    await store.store.call(lambda: None)
     assert [m.value for m in await read_all(store, tp)] == [b"y"] * 10
 
 
