@@ -132,15 +132,19 @@ async def run_app(broker: str, n: int) -> dict:
     await settle(app, timeout=3600)
     elapsed, cpu = time.perf_counter() - t, time.process_time() - c
     total = sum(views.data.values()) + views.closed[0]
+    # On Kafka a backlog is read partition chunk by partition chunk, and the
+    # table's event time runs ahead of slower partitions: windows of those
+    # that already expired are skipped (and counted in late_events).
+    late = views.late_events if kafka else 0
     await app.stop()
     if kafka:
         from kafka_bench import delete_topics  # type: ignore[import-not-found]
 
         await delete_topics(broker.partition("://")[2], prefix=app_id)
-    assert total == n * int(SIZE / STEP), (total, n)
+    assert total + late == n * int(SIZE / STEP), (total, late, n)
     return {
         "events_per_s": n / elapsed, "cpu_events_per_s": n / cpu, "seconds": elapsed,
-        "produce_s": produce_s, "peak_mb": peak_mb(),
+        "produce_s": produce_s, "peak_mb": peak_mb(), "late_windows": late,
     }
 
 
@@ -220,6 +224,9 @@ def main() -> None:
             f"\nkafka / kafka-ceiling (raw aiokafka getmany + json.loads of the same topic): {ratio:.2f} "
             f"(cpu {cpu_ratio:.2f}); target 0.50" + (" ok" if ratio >= 0.5 else " MISSED")
         )
+        if k.get("late_windows"):
+            print(f"kafka: {k['late_windows']:,} of {args.n * int(SIZE / STEP):,} window counts skipped as late "
+                  "(event time of other partitions ran more than `expires` ahead)")
 
 
 if __name__ == "__main__":

@@ -222,9 +222,16 @@ def test_quickstart_runs_live_in_jupyterlab(lab: tuple[str, Path]) -> None:
             assert final["fits"], final  # the legend grew with the data and is not cut off
             assert not [u for u in blocked if "cdn" in u or "jsdelivr" in u or "unpkg" in u], blocked
 
-            # A reloaded page gets the widgets back from the kernel: the chart redraws
-            # from its final snapshot, with every row.
+            # Saved and reloaded, the page gets the widgets back from the kernel: the
+            # chart redraws from its final snapshot, with every row.
+            page.locator(".jp-Notebook").first.click()
+            page.keyboard.press("Control+s")
+            page.wait_for_function(
+                "() => !document.querySelector('.jp-mod-dirty')", timeout=30_000
+            )
             page.reload()
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            page.screenshot(path=str(SHOTS / "quickstart-4-reloaded.png"))
             page.wait_for_function(
                 """(rows) => { const r = document.querySelector('.streamnb-chart');
                                return r && Number(r.dataset.rows) === rows

@@ -96,30 +96,38 @@ class LiveChart(anywidget.AnyWidget):
         rank_by: str = "value",
         renderer: str = "svg",
     ) -> None:
-        super().__init__(spec=spec, uid=uuid.uuid4().hex, renderer=renderer)
+        windowed = isinstance(source, WindowedTable)
+        table: Table = source.table if isinstance(source, WindowedTable) else source
+        rows = _table_rows(table, windowed)
+        if top is not None:
+            rows = _keep_top(rows, top, rank_by)
+        # Everything the front end needs goes out with the widget itself.
+        super().__init__(
+            spec=spec, uid=uuid.uuid4().hex, renderer=renderer,
+            snapshot={"seq": 0, "rows": list(rows.values())},
+            change={"seq": 0, "remove": [], "insert": []},
+            row_count=len(rows),
+        )
         self.source = source
         self.interval = interval
         self.top = top
         self._rank_by = rank_by
-        self._windowed = isinstance(source, WindowedTable)
-        self._table: Table = source.table if isinstance(source, WindowedTable) else source
-        self._last: dict[str, dict[str, Any]] = {}
+        self._windowed = windowed
+        self._table = table
+        self._last: dict[str, dict[str, Any]] = rows
         self._seq = 0
-        self._version = self._table.version
+        self._version = table.version
         self._closed = False
         self._task: asyncio.Task[None] | None = None
         self._error: str | None = None
         self.stopped: str | None = None
         """Why updates stopped (``"closed"``, ``"app stopped"``, ``"app replaced"``), or ``None``."""
-        self._last = self._collect()
-        self.snapshot = {"seq": 0, "rows": list(self._last.values())}
-        self.change = {"seq": 0, "remove": [], "insert": []}
-        self.row_count = len(self._last)
         self.on_msg(self._on_front_end_msg)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            loop = None  # no loop (a plain script): call refresh() yourself
+            loop = None
+            self.stopped = "no running event loop (call refresh() to update)"
         if loop is not None:
             self._task = loop.create_task(self._poll(), name=f"streamnb chart of {self._table.name}")
 
@@ -267,7 +275,7 @@ class LiveChart(anywidget.AnyWidget):
         return data, metadata
 
     def __repr__(self) -> str:
-        state = "live" if self.running else f"stopped: {self.stopped or 'no running loop'}"
+        state = "live" if self.running else f"stopped: {self.stopped}"
         return f"<LiveChart of {self._table.name!r} rows={len(self._last)} {state}>"
 
 

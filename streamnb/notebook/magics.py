@@ -60,9 +60,9 @@ __all__ = [
     "find_app",
     "load_ipython_extension",
     "parse_messages",
-    "settle",
     "status_text",
     "unload_ipython_extension",
+    "wait_for_magic",
 ]
 
 NOT_RUNNING = "app {id!r} is not running: run `await app.start()` or `%streamnb start` first"
@@ -124,8 +124,14 @@ class Pending:
         return f"{self.what}: done"
 
 
-async def settle(value: Any) -> Any:
-    """Await a :class:`Pending`; return anything else as is (used by the input transformer)."""
+async def wait_for_magic(value: Any) -> Any:
+    """Await a :class:`Pending`; return anything else as is.
+
+    The input transformer turns a top-level ``%streamnb start`` line into
+    ``await wait_for_magic(get_ipython().run_line_magic("streamnb", "start"))``.
+
+    >>> await wait_for_magic(get_ipython().run_line_magic("peek", "page_views"))  # doctest: +SKIP
+    """
     if isinstance(value, Pending):
         return await value
     return value
@@ -151,7 +157,7 @@ async def _usage_errors(coro: Coroutine[Any, Any, Any]) -> Any:
 
 
 _MAGIC_LINE = re.compile(r"^get_ipython\(\)\.run_(?:line|cell)_magic\('(?:streamnb|peek|produce)', .*\)$")
-_SETTLE = "__import__('streamnb.notebook.magics', fromlist=['settle']).settle"
+_WAIT = "__import__('streamnb.notebook.magics', fromlist=['wait_for_magic']).wait_for_magic"
 
 
 def _await_transformer(shell: InteractiveShell) -> Callable[[list[str]], list[str]]:
@@ -165,7 +171,7 @@ def _await_transformer(shell: InteractiveShell) -> Callable[[list[str]], list[st
         for line in lines:
             body = line.rstrip("\n")
             if _MAGIC_LINE.match(body):
-                line = f"await {_SETTLE}({body})" + line[len(body):]
+                line = f"await {_WAIT}({body})" + line[len(body):]
             out.append(line)
         return out
 

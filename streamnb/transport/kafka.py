@@ -727,7 +727,11 @@ class KafkaConsumer(Consumer):
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             partition_assignment_strategy=(RangePartitionAssignor,),
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            # getmany drains one partition's fetched chunk before the next: 1 MB
+            # chunks (about 10k small events) keep partitions interleaved, so the
+            # event time of windowed tables does not leap ahead of other partitions
+            # (4 MB chunks of a 1M-event backlog made events "late"), at the same rate.
+            max_partition_fetch_bytes=1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
             **{
                 "max_poll_records": 10_000,
@@ -803,8 +807,15 @@ class KafkaConsumer(Consumer):
             raise BrokerError(f"{self!r} could not fetch: {exc!r}") from exc
         self._raise_listener_error()
         out: list[Message] = []
-        for records in fetched.values():
-            out.extend(map(_message, records))
+        new = tuple.__new__
+        for atp, records in fetched.items():
+            # _message(), inlined: half the cost per record (every event passes here).
+            topic, partition = atp.topic, atp.partition
+            out.extend([
+                new(Message, (topic, partition, r.offset, r.timestamp / 1000.0, r.key, r.value,
+                              tuple(r.headers) if r.headers else ()))
+                for r in records
+            ])
         return out
 
     def seek(self, tp: TP, offset: int) -> None:

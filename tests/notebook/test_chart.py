@@ -218,6 +218,7 @@ def test_without_a_running_loop_refresh_by_hand() -> None:
     _app, _views, per_10s, _totals = pipeline()
     chart = per_10s.chart()
     assert not chart.running
+    assert chart.stopped is not None and "refresh()" in chart.stopped
     assert not chart.refresh()
     chart.close()
 
