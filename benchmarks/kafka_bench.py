@@ -35,8 +35,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
-from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 FETCH = {  # what streamnb's consumers ask for (streamnb/transport/kafka.py)
     "max_partition_fetch_bytes": 4 * 1024 * 1024,
@@ -207,7 +207,7 @@ async def recovery(bootstrap: str, n: int, partitions: int = 8) -> dict[str, flo
             finally:
                 in_recover[0] += time.perf_counter() - t0
 
-        counts.recover = timed_recover  # type: ignore[method-assign]
+        counts.recover = timed_recover  # type: ignore[method-assign,assignment]
         t, c = time.perf_counter(), time.process_time()
         await app.start()
         try:

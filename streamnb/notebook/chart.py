@@ -350,18 +350,20 @@ def _default_spec(
     mark = mark or ("line" if windowed else "bar")
     if mark not in MARKS:
         raise ConfigurationError(f"unknown mark {mark!r}; use one of: {', '.join(MARKS)}")
-    base = alt.Chart(_frame(sample, windowed))
-    options: dict[str, Any] = {"point": True} if mark == "line" else {}
-    chart = getattr(base, f"mark_{mark}")(**options)
     if windowed:
         x = x if x is not None else alt.X("window_start:T", title="window start")
         y = y if y is not None else alt.Y("value:Q", title=name)
         color = color if color is not None else alt.Color("key:N", title="key")
     encoding: dict[str, Any] = {"x": _channel(alt.X, x, sample), "y": _channel(alt.Y, y, sample)}
+    options: dict[str, Any] = {"point": True} if mark == "line" else {}
+    if windowed and mark in ("bar", "rect") and _field_name(x) == "window_start":
+        encoding["x2"] = alt.X2("window_end")  # a bar spans its window [start, end)
+        options["opacity"] = 0.7  # hopping windows overlap
     if color is not None:
         encoding["color"] = _channel(alt.Color, color, sample)
     tips = [f for f in (_field_name(x), _field_name(color), _field_name(y)) if f]
     encoding["tooltip"] = [_tooltip(f, sample) for f in dict.fromkeys(tips)]
+    chart = getattr(alt.Chart(_frame(sample, windowed)), f"mark_{mark}")(**options)
     chart = chart.encode(**encoding).properties(title=name, width=640, height=300)
     if windowed:
         chart = chart.interactive(bind_y=False)  # pan and zoom in time; y follows the data

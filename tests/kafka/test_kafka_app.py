@@ -12,7 +12,14 @@ import time
 
 import pytest
 from conftest import kafka_bootstrap
-from kafkahelpers import Producer, changelog_state, create_topic, partition_count, read_topic, topic_config
+from kafkahelpers import (
+    Producer,
+    changelog_state,
+    create_topic,
+    partition_count,
+    read_topic,
+    topic_config,
+)
 
 import streamnb as faust
 from streamnb.testing import settle, wait_until
@@ -63,7 +70,7 @@ async def test_plain_producer_in_plain_json_out(app_id: str) -> None:
 
     raw = await read_topic(bootstrap, f"{app_id}-per_window-changelog")
     keys = {r.key.decode() for r in raw}
-    assert json.loads(sorted(keys)[0]) == ["alice", [1000.0, 1010.0]]  # [key, [start, end]]
+    assert json.loads(min(keys)) == ["alice", [1000.0, 1010.0]]  # [key, [start, end]]
     assert await changelog_state(bootstrap, f"{app_id}-per_window-changelog") == {
         ("alice", (1000.0, 1010.0)): 2,
         ("alice", (1010.0, 1020.0)): 1,
@@ -152,3 +159,30 @@ async def test_existing_changelog_with_other_partition_count_stops_table_writes(
     )
     assert counts.data == {}
     assert await partition_count(bootstrap, f"{app_id}-counts-changelog") == 2
+
+
+async def test_extra_app_options_reach_the_group_consumers(app_id: str) -> None:
+    bootstrap = kafka_bootstrap()
+    app = faust.App(app_id, broker=f"kafka://{bootstrap}", session_timeout_ms=6000, heartbeat_interval_ms=500)
+    events = app.topic(f"{app_id}-events")
+
+    @app.agent(events)
+    async def noop(stream):  # type: ignore[no-untyped-def]
+        async for _ in stream:
+            pass
+
+    async with app:
+        await wait_until(lambda: any(s.consumer is not None for s in noop._sources), timeout=30)
+        await wait_until(lambda: bool(next(iter(noop._sources)).consumer.assignment()), timeout=30)  # type: ignore[union-attr]
+        aiokafka_consumer = next(iter(noop._sources)).consumer._consumer  # type: ignore[union-attr]
+        assert aiokafka_consumer._session_timeout_ms == 6000
+        assert aiokafka_consumer._heartbeat_interval_ms == 500
+
+    typo = faust.App(f"{app_id}-typo", broker=f"kafka://{bootstrap}", sesion_timeout_ms=6000)
+    with pytest.raises(faust.ConfigurationError, match="sesion_timeout_ms"):
+        await typo.start()
+    await typo.stop()
+    reserved = faust.App(f"{app_id}-reserved", broker=f"kafka://{bootstrap}", group_id="mine")
+    with pytest.raises(faust.ConfigurationError, match="group_id"):
+        await reserved.start()
+    await reserved.stop()

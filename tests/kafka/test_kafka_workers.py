@@ -12,14 +12,21 @@ Kafka is at-least-once: after a SIGKILL some events may be counted twice
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import kafka_bootstrap
-from kafkahelpers import FAST_GROUP, Producer, Worker, changelog_state, create_topic, unique, wait_for
+from kafkahelpers import (
+    FAST_GROUP,
+    Producer,
+    Worker,
+    changelog_state,
+    create_topic,
+    unique,
+    wait_for,
+)
 
 from streamnb.codecs import get_codec
 from streamnb.topics import partition_for_key

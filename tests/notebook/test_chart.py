@@ -64,6 +64,7 @@ def test_windowed_options() -> None:
     _app, _views, per_10s, _totals = pipeline()
     bar = per_10s.chart(mark="bar", color="key")
     assert bar.spec["mark"]["type"] == "bar"
+    assert bar.spec["encoding"]["x2"] == {"field": "window_end"}  # a bar spans its window
     assert bar.spec["encoding"]["color"]["type"] == "nominal"
     custom = per_10s.chart(x="window_end", y=alt.Y("value:Q", title="views"))
     assert custom.spec["encoding"]["x"] == {"field": "window_end", "type": "temporal"}
