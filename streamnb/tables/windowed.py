@@ -17,10 +17,10 @@ Example::
 
 Time comes from the event's timestamp (``relative_to_stream``, the default),
 a Record field (``relative_to_field(PageView.ts)``) or the wall clock
-(``relative_to_now``). Windows expire in *event time*: once the newest
-timestamp seen is at or past ``end + expires``, the window is removed (a
-tombstone goes to the changelog) and ``on_window_close((key, (start, end)),
-value)`` is called. Events for an already expired window are not counted
+(``relative_to_now``). Windows expire in *event time*, per partition: once
+the newest timestamp seen on the window's partition is at or past
+``end + expires``, the window is removed (a tombstone goes to the
+changelog) and ``on_window_close((key, (start, end)), value)`` is called. Events for an already expired window are not counted
 into it; they are counted in ``late_events``.
 """
 
@@ -54,14 +54,26 @@ RelativeTo = Callable[[Transaction | None], float]
 _get_txn = _current_txn.get
 
 
+_NEVER = float("-inf")
+
+
 class _WindowState:
-    """Expiry index shared by every wrapper of one table."""
+    """Event time and expiry index per partition, shared by every wrapper of one table.
+
+    Event time advances per partition (as stream time does in Kafka
+    Streams): partitions read at different speeds from a backlog do not
+    make each other's events late.
+    """
 
     def __init__(self) -> None:
-        self.newest = float("-inf")
-        self.ends: dict[float, list[Any]] = {}
-        self.heap: list[float] = []
+        self.newest: dict[int, float] = {}
+        self.ends: dict[int, dict[float, list[Any]]] = {}
+        self.heaps: dict[int, list[float]] = {}
         self.late_events = 0
+
+    def newest_overall(self) -> float:
+        """The newest event time seen on any partition."""
+        return max(self.newest.values(), default=_NEVER)
 
 
 class WindowedTable:
@@ -166,9 +178,10 @@ class WindowedTable:
         ts = txn.message[3] if self._by_stream else self._timestamp(txn)  # type: ignore[index]
         state = self._state
         window = self.window
-        newest = state.newest
+        partition = txn.message[1]  # type: ignore[index]
+        newest = state.newest.get(partition, _NEVER)
         if ts > newest:
-            state.newest = newest = ts
+            state.newest[partition] = newest = ts
         dirty = txn.dirty.get(table)
         if dirty is None:
             dirty = table._dirty(txn)
@@ -179,7 +192,6 @@ class WindowedTable:
         pending = dirty.get(key)
         if pending is None:
             pending = dirty[key] = {}
-        partition = txn.message[1]  # type: ignore[index]
         horizon = newest - window.expires  # windows ending at or before this have expired
         add = op is operator.add
         for w in window.ranges(ts):
@@ -192,7 +204,7 @@ class WindowedTable:
                 pending[start] = [partition, old]
             if old is MISSING:
                 store._len += 1
-                self._index((key, w), w[1])
+                self._index((key, w), w[1], partition)
                 default = table.default
                 if default is None:
                     if op is _replace:
@@ -249,49 +261,57 @@ class WindowedTable:
                 else:
                     store.put(key, start, old)
 
-    def _index(self, wk: Any, end: float) -> None:
+    def _index(self, wk: Any, end: float, partition: int) -> None:
         state = self._state
-        bucket = state.ends.get(end)
+        ends = state.ends.get(partition)
+        if ends is None:
+            ends = state.ends[partition] = {}
+            state.heaps[partition] = []
+        bucket = ends.get(end)
         if bucket is None:
-            state.ends[end] = [wk]
-            heapq.heappush(state.heap, end)
+            ends[end] = [wk]
+            heapq.heappush(state.heaps[partition], end)
         else:
             bucket.append(wk)
 
     def _reindex(self) -> None:
         state = self._state
         state.ends.clear()
-        state.heap.clear()
+        state.heaps.clear()
+        partition_of = self.table._partition_of
         for wk in self.table.data:
             try:
                 _, (start, end) = wk
             except (TypeError, ValueError):
                 continue
-            self._index(wk, end)
-            if start > state.newest:
-                state.newest = start
+            partition = partition_of.get(wk, 0)
+            self._index(wk, end, partition)
+            if start > state.newest.get(partition, _NEVER):
+                state.newest[partition] = start
 
     def _expire(self, txn: Transaction) -> None:
         state = self._state
-        heap = state.heap
         expires = self.window.expires
         table = self.table
         store = self._store
         closing = []
-        while heap and heap[0] + expires <= state.newest:
-            end = heapq.heappop(heap)
-            for wk in state.ends.pop(end, ()):
-                key, (start, _end) = wk
-                inner = store.by_key.get(key)
-                value = MISSING if inner is None else inner.get(start, MISSING)
-                if value is MISSING:
-                    continue
-                dirty = txn.dirty.setdefault(table, {})
-                pending = dirty.setdefault(key, {})
-                if start not in pending:
-                    pending[start] = [table._partition_of.get(wk, 0), value]
-                store.discard(key, start)
-                closing.append((wk, value))
+        for partition, heap in state.heaps.items():
+            newest = state.newest.get(partition, _NEVER)
+            ends = state.ends[partition]
+            while heap and heap[0] + expires <= newest:
+                end = heapq.heappop(heap)
+                for wk in ends.pop(end, ()):
+                    key, (start, _end) = wk
+                    inner = store.by_key.get(key)
+                    value = MISSING if inner is None else inner.get(start, MISSING)
+                    if value is MISSING:
+                        continue
+                    dirty = txn.dirty.setdefault(table, {})
+                    pending = dirty.setdefault(key, {})
+                    if start not in pending:
+                        pending[start] = [partition, value]
+                    store.discard(key, start)
+                    closing.append((wk, value))
         callback = table.on_window_close
         if callback is not None:
             for wk, value in closing:
@@ -448,8 +468,8 @@ def _event_time(event: Any, wrapper: WindowedTable, *, stream: bool) -> float:
         return wrapper._timestamp(txn)
     if wrapper._relative == "now":
         return time.time()
-    newest = wrapper._state.newest
-    return newest if newest != float("-inf") else time.time()
+    newest = wrapper._state.newest_overall()
+    return newest if newest != _NEVER else time.time()
 
 
 class _EventTxn:

@@ -133,3 +133,28 @@ async def test_windowed_table_state_survives_restart(tmp_path) -> None:
     after = windows.as_dataframe()
     await app.stop()
     assert before.equals(after) and len(after) > 0
+
+
+async def test_event_time_advances_per_partition() -> None:
+    """A partition far ahead in event time does not make another partition's events late."""
+    app = test_app(topic_partitions=2)
+    topic = app.topic("e", value_type=str)
+    windows = app.Table("w", default=int).tumbling(10, expires=10)
+
+    @app.agent(topic)
+    async def count(stream):
+        async for key in stream:
+            windows[key] += 1
+
+    async with app:
+        await topic.send(value="ahead", partition=0, timestamp=10_000.0)
+        await settle(app)
+        for ts in [100.0, 101.0, 102.0]:
+            await topic.send(value="behind", partition=1, timestamp=ts)
+        await settle(app)
+        assert windows["behind"][(100.0, 110.0)] == 3
+        assert windows.late_events == 0
+        await topic.send(value="late", partition=1, timestamp=130.0)
+        await topic.send(value="late", partition=1, timestamp=101.0)  # partition 1 is now at 130
+        await settle(app)
+        assert windows.late_events == 1
