@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import AgentError, ConfigurationError
+from .errors import AgentError, ConfigurationError, PartitionMismatchError
 from .streams import Stream
 from .transport.base import Message
 
@@ -119,8 +119,9 @@ class Agent:
 
     async def start(self) -> None:
         """Start the agent's tasks on the running loop (``concurrency`` of them)."""
-        if self._tasks:
+        if any(not task.done() for task in self._tasks):
             return
+        self._tasks = []
         await self.channel.declare()
         self._stopping = False
         self.state = "starting"
@@ -200,6 +201,13 @@ class Agent:
                 if source is not None and not source.waiting and not source.closed:
                     source.abort()  # cancelled mid-event: undo its partial work
                 raise
+            except (ConfigurationError, PartitionMismatchError) as exc:
+                # Misconfiguration does not go away by retrying: stop, keep the error.
+                self._crashed(stream, exc, retry=False)
+                logger.error(
+                    "agent %r stopped: %s -- fix the definition and run its cell (or restart) again", self.name, exc
+                )
+                return
             except Exception as exc:
                 self._crashed(stream, exc)
                 await asyncio.sleep(backoff)
@@ -231,7 +239,7 @@ class Agent:
                 if inspect.isawaitable(out):
                     await out
 
-    def _crashed(self, stream: Stream, exc: Exception) -> None:
+    def _crashed(self, stream: Stream, exc: Exception, retry: bool = True) -> None:
         self.crashes += 1
         self.last_error = exc
         self.last_traceback = "".join(traceback.format_exception(exc))
@@ -245,10 +253,11 @@ class Agent:
                 key = (msg.topic, msg.partition, msg.offset)
                 self._retries[key] = tries = self._retries.get(key, 0) + 1
                 where = f" on {msg.topic}[{msg.partition}]@{msg.offset} (try {tries} of {self.max_retries})"
-                if tries >= self.max_retries:
+                if tries >= self.max_retries and retry:
                     self._poison[key] = exc
             source.abort()
-        logger.error("agent %r crashed%s; restarting from its last commit\n%s", self.name, where, self.last_traceback)
+        if retry:
+            logger.error("agent %r crashed%s; restarting from its last commit\n%s", self.name, where, self.last_traceback)
 
     def _dead_lettered(self, msg: Message, reason: str) -> None:
         self.dead_lettered += 1

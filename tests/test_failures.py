@@ -139,6 +139,9 @@ async def test_table_not_copartitioned_with_its_source(broker: str, app_id: str)
         await wait_until(lambda: write.last_error is not None, timeout=20)
         assert isinstance(write.last_error, faust.PartitionMismatchError)
         assert "partitions=4" in str(write.last_error)
+        # Not retried (it cannot get better): stopped, nothing dead-lettered.
+        await wait_until(lambda: not write.running, timeout=20)
+        assert write.state == "crashed" and write.crashes == 1 and write.dead_lettered == 0
 
 
 def test_app_run_inside_a_running_loop_is_an_error() -> None:
