@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+# The ``secure_broker`` fixture (a second broker with TLS and SASL), shared by the
+# transport and App-level Kafka tests so a run starts it once.
+pytest_plugins = ["kafka_tls"]
+
 KAFKA = os.environ.get("STREAMNB_KAFKA", "")
 BACKENDS = ["memory", "local", "kafka"]
 

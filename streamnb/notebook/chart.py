@@ -357,8 +357,9 @@ def _default_spec(
     encoding: dict[str, Any] = {"x": _channel(alt.X, x, sample), "y": _channel(alt.Y, y, sample)}
     options: dict[str, Any] = {"point": True} if mark == "line" else {}
     if windowed and mark in ("bar", "rect") and _field_name(x) == "window_start":
-        encoding["x2"] = alt.X2("window_end")  # a bar spans its window [start, end)
-        options["opacity"] = 0.7  # hopping windows overlap
+        encoding["x2"] = alt.X2("window_end")  # a bar spans its window [start, end)...
+        encoding["y2"] = alt.datum(0)  # ...from zero up to the value
+        options.update(opacity=0.7, stroke="white", strokeWidth=1)  # hopping windows overlap
     if color is not None:
         encoding["color"] = _channel(alt.Color, color, sample)
     tips = [f for f in (_field_name(x), _field_name(color), _field_name(y)) if f]

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import socket
 import ssl
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from kafka_tls import SASL_PASSWORD, SASL_USER
 
 from streamnb.errors import BrokerError, BrokerUnavailableError, ConfigurationError
 from streamnb.transport.base import TP, Message, ProducerRecord, RebalanceListener, TopicSpec
@@ -29,7 +26,6 @@ from streamnb.transport.kafka import KafkaTransport, parse_kafka_url
 
 pytestmark = pytest.mark.kafka
 
-REPO = Path(__file__).resolve().parents[2]
 KAFKA = os.environ.get("STREAMNB_KAFKA", "")
 
 
@@ -348,59 +344,7 @@ async def test_unreachable_broker_raises_within_the_bound() -> None:
     await kafka.stop()  # never started: no error
 
 
-# -- TLS and SASL on a second broker ----------------------------------------------
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-@pytest.fixture(scope="module")
-def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A second broker with SSL and SASL_PLAINTEXT listeners, in its own folder."""
-    bootstrap()
-    if shutil.which("keytool") is None or shutil.which("java") is None:
-        pytest.skip("needs Java's keytool")
-    folder = tmp_path_factory.mktemp("secure-kafka")
-    keystore, cert = folder / "broker.p12", folder / "ca.pem"
-    subprocess.run(
-        ["keytool", "-genkeypair", "-keystore", str(keystore), "-storetype", "PKCS12", "-storepass", "changeit",
-         "-keypass", "changeit", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048", "-validity", "2",
-         "-dname", "CN=127.0.0.1", "-ext", "SAN=ip:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    subprocess.run(
-        ["keytool", "-exportcert", "-rfc", "-keystore", str(keystore), "-storepass", "changeit",
-         "-alias", "broker", "-file", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    plain, controller, tls, sasl = _free_ports(4)
-    env = {
-        **os.environ,
-        "KAFKA_DIR": str(folder / "kafka"),
-        "KAFKA_PORT": str(plain),
-        "KAFKA_CONTROLLER_PORT": str(controller),
-        "KAFKA_SSL_PORT": str(tls),
-        "KAFKA_SSL_KEYSTORE": str(keystore),
-        "KAFKA_SSL_PASSWORD": "changeit",
-        "KAFKA_SASL_PORT": str(sasl),
-        "KAFKA_SASL_USERS": "alice:wonderland",
-        "KAFKA_HEAP_OPTS": "-Xms256m -Xmx256m",
-    }
-    script = str(REPO / "scripts" / "kafka.sh")
-    up = subprocess.run(["bash", script, "up"], env=env, capture_output=True, text=True, timeout=180)
-    assert up.returncode == 0, up.stdout + up.stderr
-    try:
-        yield {"ssl": f"127.0.0.1:{tls}", "sasl": f"127.0.0.1:{sasl}", "cafile": str(cert)}
-    finally:
-        subprocess.run(["bash", script, "down"], env=env, capture_output=True, timeout=120)
+# -- TLS and SASL on a second broker (``secure_broker``: tests/kafka_tls.py) -------
 
 
 async def _round_trip(kafka: KafkaTransport) -> None:
@@ -436,8 +380,8 @@ async def test_sasl_plain_listener(secure_broker: dict[str, str]) -> None:
             client_id="sasl",
             security_protocol="SASL_PLAINTEXT",
             sasl_mechanism="PLAIN",
-            sasl_plain_username="alice",
-            sasl_plain_password="wonderland",
+            sasl_plain_username=SASL_USER,
+            sasl_plain_password=SASL_PASSWORD,
         )
     )
     with pytest.raises(BrokerUnavailableError, match="SASL mechanism, user and password"):
@@ -445,7 +389,7 @@ async def test_sasl_plain_listener(secure_broker: dict[str, str]) -> None:
             f"kafka://{secure_broker['sasl']}",
             client_id="sasl",
             security_protocol="SASL_PLAINTEXT",
-            sasl_plain_username="alice",
+            sasl_plain_username=SASL_USER,
             sasl_plain_password="wrong",
             request_timeout=5.0,
         ).start()

@@ -24,7 +24,7 @@ import pytest
 import pytest_asyncio
 
 import streamnb
-import streamnb.transport.local as local
+import streamnb.transport._sqlite_store as sqlite_store
 from streamnb.errors import AppNotRunningError, BrokerError, BrokerLockedError, ConfigurationError
 from streamnb.transport.base import TP, Message, ProducerRecord, RebalanceListener, TopicSpec
 from streamnb.transport.local import LocalTransport
@@ -213,13 +213,13 @@ async def test_a_store_of_a_newer_streamnb_is_refused(tmp_path: Path) -> None:
     await transport.start()
     await transport.stop()
     with sqlite3.connect(folder / "streamnb.sqlite3") as conn:
-        conn.execute(f"PRAGMA user_version = {local.SCHEMA_VERSION + 1}")
+        conn.execute(f"PRAGMA user_version = {sqlite_store.SCHEMA_VERSION + 1}")
     with pytest.raises(BrokerError, match="newer streamnb") as raised:
         await transport.start()
     assert str(folder) in str(raised.value)
     # The lock was released: after a downgrade the folder is usable again.
     with sqlite3.connect(folder / "streamnb.sqlite3") as conn:
-        conn.execute(f"PRAGMA user_version = {local.SCHEMA_VERSION}")
+        conn.execute(f"PRAGMA user_version = {sqlite_store.SCHEMA_VERSION}")
     await transport.start()
     await transport.stop()
 
@@ -306,7 +306,7 @@ async def test_plain_topics_are_never_compacted(store: LocalTransport) -> None:
 async def test_compaction_runs_by_itself_once_half_the_partition_is_new(
     store: LocalTransport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(local, "COMPACT_MIN_DIRTY", 100)
+    monkeypatch.setattr(sqlite_store, "COMPACT_MIN_DIRTY", 100)
     tp = await _changelog(store)
     await store.send([ProducerRecord("cl", 0, b"%d" % (i % 10), b"%d" % i, 0.0) for i in range(99)])
     assert len(await read_all(store, tp)) == 99  # below the minimum: left alone
@@ -362,7 +362,7 @@ async def test_retention_drops_old_messages_from_the_head(store: LocalTransport)
 async def test_retention_runs_periodically_while_writing(
     store: LocalTransport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(local, "RETENTION_INTERVAL", 0.0)
+    monkeypatch.setattr(sqlite_store, "RETENTION_INTERVAL", 0.0)
     await store.create_topic(TopicSpec("logs", 2, retention=60.0))
     now = time.time()
     await store.send([ProducerRecord("logs", p, None, b"old", now - 3600) for p in (0, 1, 1)])

@@ -1,0 +1,109 @@
+"""The group-less reader behind ``KafkaTransport.read`` (table recovery, ``%peek``).
+
+One ``AIOKafkaConsumer`` with manual assignment reads one partition at a
+time under a lock. It stays positioned where the previous read stopped, so a
+loop of ``read(tp, pos, end)`` streams a whole changelog partition without
+re-fetching, and it pauses a partition read to its end (no idle fetching).
+
+Example (on a running loop, ``consumer`` started with ``group_id=None``)::
+
+    reader = PartitionReader(consumer, request_timeout=15.0)
+    messages = await reader.read(TopicPartition("orders", 0), 0, 100, 10_000)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from .base import Message
+
+__all__ = ["PartitionReader", "log_end", "message_of"]
+
+
+def log_end(reader: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """End of ``tp``'s readable log as of the reader's latest fetch, when known."""
+    last = reader.last_stable_offset(tp)
+    return reader.highwater(tp) if last is None else last
+
+
+def message_of(record: Any) -> Message:
+    """An aiokafka ``ConsumerRecord`` as a streamnb :class:`Message`."""
+    headers = record.headers
+    return Message(
+        record.topic,
+        record.partition,
+        record.offset,
+        record.timestamp / 1000.0,
+        record.key,
+        record.value,
+        headers if type(headers) is tuple else tuple(headers or ()),
+    )
+
+
+class PartitionReader:
+    """A started group-less ``AIOKafkaConsumer``, read one partition at a time.
+
+    Made by ``KafkaTransport.start`` on the running loop (the lock binds to it).
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, request_timeout: float) -> None:
+        self.consumer = consumer
+        self.request_timeout = request_timeout
+        self.lock = asyncio.Lock()
+        self._tp: TopicPartition | None = None
+        self._next: int | None = None  # the reader's position when known
+
+    async def read(self, atp: TopicPartition, start: int, stop: int, max_records: int) -> list[Message]:
+        """Messages of ``atp`` with ``start <= offset < stop`` (at most ``max_records``)."""
+        async with self.lock:
+            return await self._read_locked(atp, start, stop, max_records)
+
+    async def _read_locked(self, atp: TopicPartition, start: int, stop: int, max_records: int) -> list[Message]:
+        """The body of :meth:`read`, holding the lock."""
+        reader = self.consumer
+        if self._tp != atp:
+            reader.assign([atp])
+            self._tp, self._next = atp, None
+        if self._next != start:
+            reader.seek(atp, start)
+        reader.resume(atp)
+        self._next = None
+        out: list[Message] = []
+        overshoot = False
+        deadline = time.monotonic() + self.request_timeout
+        while len(out) < max_records:
+            position = await reader.position(atp)
+            if position >= stop:
+                break
+            batch = (await reader.getmany(atp, timeout_ms=100, max_records=max_records - len(out))).get(atp)
+            if batch:
+                for record in batch:
+                    if record.offset >= stop:
+                        overshoot = True
+                        break
+                    if record.offset >= start:
+                        out.append(message_of(record))
+                if overshoot:
+                    break
+                last = log_end(reader, atp)  # as of the latest fetch: may be stale, so
+                if out and last is not None and await reader.position(atp) >= last:
+                    break  # only trusted when returning something (the caller asks again)
+                deadline = time.monotonic() + self.request_timeout
+                continue
+            # Nothing fetched: ask where the log ends now (gaps, aborted
+            # transactions and markers hold offsets but no records).
+            if await reader.position(atp) >= (await reader.end_offsets([atp]))[atp]:
+                break
+            if time.monotonic() > deadline:
+                break
+        if overshoot:
+            return out
+        self._next = await reader.position(atp)
+        last = log_end(reader, atp)
+        if last is not None and self._next >= last:
+            reader.pause(atp)  # at the end of the log: no idle fetching until the next read
+        return out

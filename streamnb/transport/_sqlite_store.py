@@ -1,0 +1,491 @@
+"""The open ``local://`` folder: its lock, sqlite connections, worker threads and registry.
+
+A :class:`Store` owns one folder: an ``fcntl.flock`` on ``PATH/LOCK`` (one
+process at a time), the writer connection on its worker thread and a
+read-only connection on a second thread (WAL: reads see the last commit and
+never wait for one). Methods whose names end in ``_sync`` run on those
+threads; the event loop reaches them through :meth:`Store.call` and
+:meth:`Store.call_read`. :func:`acquire` and :func:`release` share one store
+between every App of this process that opens the same folder.
+
+Compaction runs once at least ``COMPACT_MIN_DIRTY`` messages (and half the
+partition) are new; retention every ``RETENTION_INTERVAL`` seconds while
+writing. The SQL itself is in :mod:`streamnb.transport._sqlite_log`.
+
+Example (on a running loop)::
+
+    store = acquire("/tmp/data", full_sync=False)
+    await asyncio.wrap_future(store.opened)
+    messages = await store.call_read(store.read_sync, store.topics["clicks"], 0, 0, 100, 100)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import fcntl
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from itertools import chain
+from typing import Any, TypeVar
+
+from ..errors import AppNotRunningError, BrokerError, BrokerLockedError, ConfigurationError
+from ._sqlite_log import INSERT_MESSAGE, SCHEMA_SQL, SCHEMA_VERSION, SELECT_RANGE, UPDATE_END, UPSERT_OFFSET
+from ._sqlite_log import Topic, Want, compact, compaction_due, decode_headers, encode_headers, expire, rollback
+from .base import TP, Headers, Message, ProducerRecord, TopicSpec
+
+__all__ = ["COMPACT_MIN_DIRTY", "DB_NAME", "LOCK_NAME", "RETENTION_INTERVAL", "Store", "acquire", "release"]
+
+logger = logging.getLogger("streamnb.transport.local")
+"""The logger of the ``local://`` modules (one name for users to configure)."""
+
+DB_NAME = "streamnb.sqlite3"
+LOCK_NAME = "LOCK"
+COMPACT_MIN_DIRTY = 10_000
+"""A partition is compacted while running once this many messages (and half of it) are new."""
+RETENTION_INTERVAL = 30.0
+"""Seconds between two retention passes while the store is written to."""
+
+_R = TypeVar("_R")
+_EMPTY: Headers = ()
+_new = tuple.__new__
+
+
+class Store:
+    """One open folder: the lock, the sqlite connection and its worker thread.
+
+    Methods whose names end in ``_sync`` run on the worker thread only; the
+    event loop reaches them through :meth:`call`.
+    """
+
+    def __init__(self, folder: str, full_sync: bool, after: concurrent.futures.Future[None] | None) -> None:
+        self.folder = folder
+        self.full_sync = full_sync
+        self.refs = 0
+        self.topics: dict[str, Topic] = {}
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="streamnb-local")
+        # Reads run on a second thread with their own connection: in WAL mode they
+        # see the last commit and never wait for a commit in progress.
+        self.reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="streamnb-local-read")
+        self.reader_conn: sqlite3.Connection | None = None
+        self.reader_ident: int | None = None
+        self.conn: sqlite3.Connection | None = None
+        self.lock_fd = -1
+        self.waiters: dict[asyncio.Event, tuple[asyncio.AbstractEventLoop, frozenset[str]]] = {}
+        self.waiters_lock = threading.Lock()
+        self.maintenance_pending = False
+        self.last_retention = time.monotonic()
+        self.reader.submit(self._remember_reader_thread)
+        self.opened = self.executor.submit(self.open_sync, after)
+
+    # -- event-loop side -------------------------------------------------------------
+
+    async def call(self, fn: Callable[..., _R], *args: Any) -> _R:
+        """Run ``fn(*args)`` on the worker thread."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        except sqlite3.Error as exc:
+            raise BrokerError(f"the local:// store in {self.folder} failed: {exc}") from exc
+
+    async def call_read(self, fn: Callable[..., _R], *args: Any) -> _R:
+        """Run ``fn(*args)`` on the reader thread (its connection sees committed data)."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.reader, fn, *args)
+        except sqlite3.Error as exc:
+            raise BrokerError(f"the local:// store in {self.folder} failed: {exc}") from exc
+
+    def notify(self, touched: frozenset[str]) -> None:
+        """Wake the consumers reading any of the ``touched`` topics (call from a loop)."""
+        if not touched:
+            return
+        with self.waiters_lock:
+            waiters = list(self.waiters.items())
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for event, (loop, topics) in waiters:
+            if topics.isdisjoint(touched):
+                continue
+            if loop is running:
+                event.set()
+            else:
+                try:
+                    loop.call_soon_threadsafe(event.set)
+                except RuntimeError:  # that loop is closed
+                    with self.waiters_lock:
+                        self.waiters.pop(event, None)
+
+    # -- opening and closing (worker thread) -------------------------------------------
+
+    def _remember_reader_thread(self) -> None:
+        self.reader_ident = threading.get_ident()
+
+    def open_sync(self, after: concurrent.futures.Future[None] | None) -> None:
+        if after is not None:  # this process is still closing the previous store of the folder
+            after.result()
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+            self._lock_sync()
+            conn = self.conn = sqlite3.connect(
+                os.path.join(self.folder, DB_NAME), isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {'FULL' if self.full_sync else 'NORMAL'}")
+            conn.execute("PRAGMA cache_size = -65536")  # 64 MiB
+            conn.execute("PRAGMA temp_store = MEMORY")
+            conn.execute("PRAGMA mmap_size = 268435456")
+            self._schema_sync(conn)
+            self._load_sync(conn)
+            self.maintain_sync(min_dirty=1, force=False, retention=True)
+        except BaseException as exc:
+            self.close_sync()
+            if isinstance(exc, sqlite3.Error):
+                raise BrokerError(
+                    f"cannot open the local:// store in {self.folder}: {exc}. If the folder holds "
+                    "something else, point the app to another folder, e.g. broker='local://other'"
+                ) from exc
+            if isinstance(exc, OSError):
+                raise BrokerError(f"cannot use the folder {self.folder} for a local:// store: {exc}") from exc
+            raise
+
+    def full_sync_sync(self) -> None:
+        self._conn().execute("PRAGMA synchronous = FULL")
+        self.full_sync = True
+
+    def _lock_sync(self) -> None:
+        path = os.path.join(self.folder, LOCK_NAME)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if owner == str(os.getpid()):
+                who = f"this process (pid {owner}) through another copy of streamnb (was the module reloaded?)"
+            else:
+                who = f"another process (pid {owner})"
+            raise BrokerLockedError(
+                f"the local:// folder {self.folder} is in use by {who}. Stop the app or kernel that "
+                "uses it (await app.stop(), or shut that kernel down), or give this app another "
+                "folder, e.g. broker='local://other'."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.lock_fd = fd
+
+    def _schema_sync(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise BrokerError(
+                f"the local:// store in {self.folder} was written by a newer streamnb (store schema "
+                f"{version}; this streamnb reads up to {SCHEMA_VERSION}). Upgrade streamnb "
+                "(pip install -U streamnb) or use another folder, e.g. broker='local://other'."
+            )
+        if version == 0:
+            if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                raise BrokerError(
+                    f"{os.path.join(self.folder, DB_NAME)} is not a streamnb store. Move it away or "
+                    "use another folder, e.g. broker='local://other'."
+                )
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in SCHEMA_SQL.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS newest (key BLOB PRIMARY KEY, off INTEGER NOT NULL) WITHOUT ROWID"
+        )
+
+    def _load_sync(self, conn: sqlite3.Connection) -> None:
+        for tid, name, count, compacted, retention in conn.execute(
+            "SELECT id, name, partitions, compacted, retention FROM topics"
+        ):
+            z = [0] * count
+            topic = Topic(tid, name, count, bool(compacted), retention, z, z.copy(), z.copy(), z.copy())
+            for p, start, end, upto, kept in conn.execute(
+                'SELECT "partition", log_start, next_offset, clean_upto, clean_count '
+                "FROM partitions WHERE topic_id = ?",
+                (tid,),
+            ):
+                topic.starts[p], topic.ends[p], topic.clean_upto[p], topic.clean_count[p] = start, end, upto, kept
+            self.topics[name] = topic
+
+    def close_sync(self) -> None:
+        self.reader.shutdown(wait=True)
+        if self.reader_conn is not None:
+            try:
+                self.reader_conn.close()
+            finally:
+                self.reader_conn = None
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            finally:
+                self.conn = None
+        if self.lock_fd >= 0:
+            fd, self.lock_fd = self.lock_fd, -1
+            try:
+                os.ftruncate(fd, 0)
+            finally:
+                os.close(fd)  # releases the flock
+
+    # -- topics (worker thread) ----------------------------------------------------------
+
+    def create_topic_sync(self, spec: TopicSpec) -> int:
+        topic = self.topics.get(spec.name)
+        if topic is None:
+            topic = self.topics[spec.name] = self._insert_topic_sync(spec)
+        return topic.partitions
+
+    def _insert_topic_sync(self, spec: TopicSpec) -> Topic:
+        """Insert a topic inside the caller's transaction (or as its own)."""
+        if spec.partitions < 1:
+            raise ConfigurationError(f"topic {spec.name!r} needs at least one partition, not {spec.partitions}")
+        conn = self._conn()
+        own = not conn.in_transaction
+        if own:
+            conn.execute("BEGIN")
+        try:
+            cursor = conn.execute(
+                "INSERT INTO topics (name, partitions, compacted, retention) VALUES (?, ?, ?, ?)",
+                (spec.name, spec.partitions, int(spec.compacted), spec.retention),
+            )
+            tid = cursor.lastrowid
+            assert tid is not None
+            conn.executemany(
+                "INSERT INTO partitions VALUES (?, ?, 0, 0, 0, 0)", [(tid, p) for p in range(spec.partitions)]
+            )
+            if own:
+                conn.execute("COMMIT")
+        except BaseException:
+            if own:
+                rollback(conn)
+            raise
+        n = spec.partitions
+        return Topic(tid, spec.name, n, spec.compacted, spec.retention, [0] * n, [0] * n, [0] * n, [0] * n)
+
+    def _conn(self) -> sqlite3.Connection:
+        if self.conn is None:
+            raise AppNotRunningError(f"the local:// store in {self.folder} is closed: await app.start() first")
+        return self.conn
+
+    # -- writing (worker thread) ---------------------------------------------------------
+
+    def write_sync(
+        self, records: Sequence[ProducerRecord], group: str | None, offsets: Mapping[TP, int]
+    ) -> frozenset[str]:
+        """Append ``records`` and upsert ``group``'s ``offsets`` in one transaction."""
+        conn = self._conn()
+        topics = self.topics
+        created: dict[str, Topic] = {}
+        # name -> (id, copy of ends, new rows per partition); the ends reach the cache after COMMIT.
+        state: dict[str, tuple[int, list[int], list[list[tuple[Any, ...]]]]] = {}
+        conn.execute("BEGIN")
+        try:
+            for name, partition, key, value, timestamp, headers in records:
+                found = state.get(name)
+                if found is None:
+                    topic = topics.get(name)
+                    if topic is None:  # like memory://, a send creates a missing topic
+                        count = 1 + max(r.partition for r in records if r.topic == name)
+                        topic = created[name] = self._insert_topic_sync(TopicSpec(name, count))
+                    found = state[name] = (topic.id, topic.ends.copy(), [[] for _ in range(topic.partitions)])
+                tid, ends, rows = found
+                if not 0 <= partition < len(ends):
+                    raise BrokerError(
+                        f"topic {name!r} has {len(ends)} partitions; a record for partition "
+                        f"{partition} cannot be stored"
+                    )
+                offset = ends[partition]
+                ends[partition] = offset + 1
+                rows[partition].append(
+                    (tid, partition, offset, timestamp, key, value, encode_headers(headers) if headers else None)
+                )
+            if state:
+                # Inserting in primary-key order (partition by partition) is markedly faster.
+                partitions = chain.from_iterable(rows for _, _, rows in state.values())
+                conn.executemany(INSERT_MESSAGE, chain.from_iterable(partitions))
+                updates: list[tuple[int, int, int]] = []
+                for name, (tid, ends, _) in state.items():
+                    old = (topics.get(name) or created[name]).ends
+                    updates.extend((end, tid, p) for p, end in enumerate(ends) if end != old[p])
+                conn.executemany(UPDATE_END, updates)
+            if offsets:
+                conn.executemany(UPSERT_OFFSET, [(group, tp[0], tp[1], off) for tp, off in offsets.items()])
+            conn.execute("COMMIT")
+        except BaseException:
+            rollback(conn)
+            raise
+        topics.update(created)
+        for name, (_, ends, _) in state.items():
+            topics[name].ends[:] = ends
+        if not self.maintenance_pending and self._maintenance_due(state):
+            self.maintenance_pending = True
+            try:
+                self.executor.submit(self._maintain_in_background)
+            except RuntimeError:  # closing
+                self.maintenance_pending = False
+        return frozenset(state)
+
+    # -- reading (worker thread) ---------------------------------------------------------
+
+    def _read_conn(self) -> sqlite3.Connection:
+        """The reader connection on the reader thread, the writer's elsewhere."""
+        if threading.get_ident() != self.reader_ident:
+            return self._conn()
+        if self.reader_conn is None:
+            self._conn()  # raises when the store is closed
+            conn = sqlite3.connect(
+                os.path.join(self.folder, DB_NAME), isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("PRAGMA cache_size = -65536")
+            conn.execute("PRAGMA mmap_size = 268435456")
+            self.reader_conn = conn
+        return self.reader_conn
+
+    def read_sync(self, topic: Topic, partition: int, start: int, stop: int, limit: int) -> list[Message]:
+        rows = self._read_conn().execute(SELECT_RANGE, (topic.id, partition, start, stop, limit)).fetchall()
+        name = topic.name
+        return [
+            _new(Message, (name, partition, o, ts, k, v, _EMPTY if h is None else decode_headers(h)))
+            for o, ts, k, v, h in rows
+        ]
+
+    def fetch_sync(self, wants: list[Want], max_records: int) -> tuple[list[Message], list[int]]:
+        """Read up to ``max_records`` from ``wants`` = [(topic, partition, position, end)].
+
+        Round robin: every partition gets an equal share of what is left,
+        until the budget is spent or every partition is read up to its end.
+        Returns the messages and the new position of each want.
+        """
+        out: list[Message] = []
+        positions = [want[2] for want in wants]
+        active = list(range(len(wants)))
+        left = max_records
+        while active and left > 0:
+            share = -(-left // len(active))
+            again = []
+            for i in active:
+                if left <= 0:
+                    break
+                topic, partition, _, end = wants[i]
+                n = min(share, left)
+                messages = self.read_sync(topic, partition, positions[i], end, n)
+                out += messages
+                left -= len(messages)
+                if len(messages) == n:
+                    positions[i] = messages[-1].offset + 1
+                    again.append(i)
+                else:
+                    positions[i] = end
+            active = again
+        return out, positions
+
+    def committed_sync(self, group: str, tps: list[TP]) -> dict[TP, int]:
+        conn = self._conn()
+        found: dict[TP, int] = {}
+        for name in {tp.topic for tp in tps}:
+            rows = conn.execute(
+                'SELECT "partition", "offset" FROM offsets WHERE "group" = ? AND topic = ?', (group, name)
+            ).fetchall()
+            found.update((TP(name, p), off) for p, off in rows)
+        return {tp: found[tp] for tp in tps if tp in found}
+
+    # -- compaction and retention (worker thread) --------------------------------------------
+
+    def _maintenance_due(self, written: Mapping[str, tuple[int, list[int], list[list[tuple[Any, ...]]]]]) -> bool:
+        for name, (_, _, rows) in written.items():
+            topic = self.topics[name]
+            if topic.retention is not None and time.monotonic() - self.last_retention >= RETENTION_INTERVAL:
+                return True
+            if topic.compacted:
+                for p, appended in enumerate(rows):
+                    if appended and compaction_due(topic, p, COMPACT_MIN_DIRTY):
+                        return True
+        return False
+
+    def _maintain_in_background(self) -> None:
+        self.maintenance_pending = False
+        try:
+            self.maintain_sync(min_dirty=COMPACT_MIN_DIRTY, force=False, retention=None)
+        except Exception:
+            logger.exception("compaction/retention of the local:// store in %s failed", self.folder)
+
+    def maintain_sync(self, *, min_dirty: int, force: bool, retention: bool | None) -> None:
+        """Compact the partitions that need it; apply retention (``None``: when due)."""
+        conn = self.conn
+        if conn is None:
+            return
+        now = time.monotonic()
+        if retention is None:
+            retention = now - self.last_retention >= RETENTION_INTERVAL
+        if retention:
+            self.last_retention = now
+        for topic in list(self.topics.values()):
+            for p in range(topic.partitions):
+                if topic.compacted and (
+                    topic.ends[p] > topic.clean_upto[p] if force else compaction_due(topic, p, min_dirty)
+                ):
+                    compact(conn, topic, p)
+                if retention and topic.retention is not None:
+                    expire(conn, topic, p)
+
+
+# -- the per-process registry of open folders --------------------------------------------------
+
+_stores: dict[str, Store] = {}
+_closing: dict[str, concurrent.futures.Future[None]] = {}
+_registry_lock = threading.Lock()
+
+
+def acquire(folder: str, full_sync: bool) -> Store:
+    with _registry_lock:
+        store = _stores.get(folder)
+        if store is None:
+            store = _stores[folder] = Store(folder, full_sync, _closing.get(folder))
+        store.refs += 1
+        return store
+
+
+def release(store: Store) -> concurrent.futures.Future[None] | None:
+    """Drop one reference; the last one closes the store (returns the closing future)."""
+    with _registry_lock:
+        store.refs -= 1
+        if store.refs > 0:
+            return None
+        if _stores.get(store.folder) is store:
+            del _stores[store.folder]
+        closing = store.executor.submit(store.close_sync)
+        store.executor.shutdown(wait=False)
+        _closing[store.folder] = closing
+
+    def forget(done: concurrent.futures.Future[None]) -> None:
+        with _registry_lock:
+            if _closing.get(store.folder) is done:
+                del _closing[store.folder]
+
+    closing.add_done_callback(forget)
+    return closing
+
+
+def _forget_stores_in_child() -> None:
+    """After fork: the child owns no folder (its copy of each lock descriptor is closed)."""
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for store in _stores.values():
+        if store.lock_fd >= 0:
+            os.close(store.lock_fd)
+            store.lock_fd = -1
+        store.conn = None
+    _stores.clear()
+    _closing.clear()
+
+
+os.register_at_fork(after_in_child=_forget_stores_in_child)
