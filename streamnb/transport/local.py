@@ -64,6 +64,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from ..errors import AppNotRunningError, ConfigurationError
 from ._sqlite_log import Want
 from ._sqlite_store import Store, acquire, release
+from ._static import StaticConsumer
 from .base import TP, Consumer, Message, ProducerRecord, RebalanceListener, TopicSpec, Transport
 
 __all__ = ["LocalConsumer", "LocalTransport"]
@@ -215,7 +216,7 @@ class LocalTransport(Transport):
         return LocalConsumer(self, group, topics, listener, member, members)
 
 
-class LocalConsumer(Consumer):
+class LocalConsumer(StaticConsumer):
     """A member of a consumer group on a ``local://`` store (static assignment).
 
     Example::
@@ -224,6 +225,8 @@ class LocalConsumer(Consumer):
         >>> await consumer.start()  # doctest: +SKIP
         >>> messages = await consumer.getmany(timeout=1.0, max_records=1000)  # doctest: +SKIP
     """
+
+    transport: LocalTransport
 
     def __init__(
         self,
@@ -236,31 +239,17 @@ class LocalConsumer(Consumer):
     ) -> None:
         if not 0 <= member < members:
             raise ConfigurationError(f"member must be in 0..{members - 1}, not {member}")
-        self.transport = transport
-        self.group = group
-        self.topics = list(topics)
-        self.listener = listener
-        self.member = member
-        self.members = members
-        self._assigned: list[TP] = []
-        self._positions: dict[TP, int] = {}
-        self._wakeup = asyncio.Event()
-        self._next = 0
+        super().__init__(transport, group, topics, listener, member, members)
 
     async def start(self) -> None:
         """Take partitions ``p % members == member``, await ``on_assigned``, then load positions."""
         store = self.transport.store
-        assigned: list[TP] = []
-        for name in self.topics:
+
+        def partition_count(name: str) -> int | None:
             topic = store.topics.get(name)
-            if topic is not None:
-                assigned.extend(TP(name, p) for p in range(topic.partitions) if p % self.members == self.member)
-        self._assigned = assigned
-        await self.listener.on_assigned(set(assigned))
-        committed = await self.transport.committed(self.group, assigned)
-        beginnings = await self.transport.beginning_offsets(assigned)
-        for tp in assigned:
-            self._positions[tp] = committed.get(tp, beginnings[tp])
+            return None if topic is None else topic.partitions
+
+        await self._join(partition_count)
         with store.waiters_lock:
             store.waiters[self._wakeup] = (asyncio.get_running_loop(), frozenset(self.topics))
 
@@ -270,14 +259,7 @@ class LocalConsumer(Consumer):
         if store is not None:
             with store.waiters_lock:
                 store.waiters.pop(self._wakeup, None)
-        await self.listener.on_revoked(set(self._assigned))
-        self._assigned = []
-
-    def assignment(self) -> set[TP]:
-        return set(self._assigned)
-
-    def seek(self, tp: TP, offset: int) -> None:
-        self._positions[tp] = offset
+        await self._leave()
 
     def position(self, tp: TP) -> int | None:
         """The offset the next ``getmany`` reads ``tp`` from (``None`` when not assigned)."""

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ._static import StaticConsumer
 from .base import TP, Consumer, Message, ProducerRecord, RebalanceListener, TopicSpec, Transport
 
 __all__ = ["MemoryBroker", "MemoryTransport"]
@@ -210,53 +211,24 @@ def _slice(part: _Partition, start: int, stop: int, max_records: int) -> list[Me
     return messages[lo : min(hi, lo + max_records)]
 
 
-class MemoryConsumer(Consumer):
+class MemoryConsumer(StaticConsumer):
     """A member of a consumer group on a memory broker (static assignment)."""
 
-    def __init__(
-        self,
-        transport: MemoryTransport,
-        group: str,
-        topics: Sequence[str],
-        listener: RebalanceListener,
-        member: int,
-        members: int,
-    ) -> None:
-        self.transport = transport
-        self.group = group
-        self.topics = list(topics)
-        self.listener = listener
-        self.member = member
-        self.members = members
-        self._assigned: list[TP] = []
-        self._positions: dict[TP, int] = {}
-        self._wakeup = asyncio.Event()
-        self._next = 0
+    transport: MemoryTransport
 
     async def start(self) -> None:
         broker = self.transport.broker
-        assigned = []
-        for name in self.topics:
+
+        def partition_count(name: str) -> int | None:
             topic = broker.topics.get(name)
-            count = 0 if topic is None else len(topic.partitions)
-            assigned.extend(TP(name, p) for p in range(count) if p % self.members == self.member)
-        self._assigned = assigned
-        await self.listener.on_assigned(set(assigned))
-        committed = await self.transport.committed(self.group, assigned)
-        for tp in assigned:
-            self._positions[tp] = committed.get(tp, self.transport._partition(tp).log_start)
+            return None if topic is None else len(topic.partitions)
+
+        await self._join(partition_count)
         broker.waiters.add(self._wakeup)
 
     async def stop(self) -> None:
         self.transport.broker.waiters.discard(self._wakeup)
-        await self.listener.on_revoked(set(self._assigned))
-        self._assigned = []
-
-    def assignment(self) -> set[TP]:
-        return set(self._assigned)
-
-    def seek(self, tp: TP, offset: int) -> None:
-        self._positions[tp] = offset
+        await self._leave()
 
     async def getmany(self, timeout: float, max_records: int) -> list[Message]:
         batch = self._poll(max_records)
@@ -273,21 +245,36 @@ class MemoryConsumer(Consumer):
         return self._poll(max_records)
 
     def _poll(self, max_records: int) -> list[Message]:
+        """Up to ``max_records``, an equal share per partition with data (round robin).
+
+        Fair shares keep partitions read at the same pace from a backlog, so
+        event time advances evenly across them.
+        """
         out: list[Message] = []
         assigned = self._assigned
         n = len(assigned)
         positions = self._positions
         partition = self.transport._partition
+        ready = []
         for i in range(n):
             tp = assigned[(self._next + i) % n]
-            room = max_records - len(out)
-            if room <= 0:
-                break
-            msgs = _slice(partition(tp), positions[tp], 1 << 62, room)
-            if msgs:
-                out.extend(msgs)
-                positions[tp] = msgs[-1].offset + 1
+            if positions[tp] < partition(tp).end:
+                ready.append(tp)
         self._next = (self._next + 1) % max(n, 1)
+        while ready and len(out) < max_records:
+            share = max(1, (max_records - len(out)) // len(ready))
+            again = []
+            for tp in ready:
+                room = min(share, max_records - len(out))
+                if room <= 0:
+                    break
+                msgs = _slice(partition(tp), positions[tp], 1 << 62, room)
+                if msgs:
+                    out.extend(msgs)
+                    positions[tp] = msgs[-1].offset + 1
+                    if len(msgs) == room:
+                        again.append(tp)
+            ready = again
         return out
 
     async def commit(self, offsets: Mapping[TP, int], records: Sequence[ProducerRecord] = ()) -> None:
