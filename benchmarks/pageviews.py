@@ -78,7 +78,7 @@ def build_app(broker: str, app_id: str, topic_name: str = "page_views"):  # type
         user: str
         page: str
 
-    app = faust.App(app_id, broker=broker, topic_partitions=PARTITIONS, stream_batch_size=int(os.environ.get("BATCH", "2000")))
+    app = faust.App(app_id, broker=broker, topic_partitions=PARTITIONS)
     topic = app.topic(topic_name, value_type=PageView)
     closed = [0]
 
@@ -136,7 +136,6 @@ async def run_app(broker: str, n: int) -> dict:
     # table's event time runs ahead of slower partitions: windows of those
     # that already expired are skipped (and counted in late_events).
     late = views.late_events if kafka else 0
-    print("DEBUG late", views.late_events, "closed", views.closed[0], "data", sum(views.data.values()), file=sys.stderr)
     await app.stop()
     if kafka:
         from kafka_bench import delete_topics  # type: ignore[import-not-found]
