@@ -44,6 +44,14 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return broker_url(request.param, tmp_path)
 
 
+@pytest.fixture(params=["local", "kafka"])
+def durable_broker(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A broker URL for the backends that keep data across an app restart."""
+    if request.param == "kafka":
+        request.applymarker(pytest.mark.kafka)
+    return broker_url(request.param, tmp_path)
+
+
 @pytest.fixture
 def app_id() -> str:
     """A unique app id, so Kafka tests never share topics or groups."""

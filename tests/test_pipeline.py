@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-import pytest
 
 import streamnb as faust
 from streamnb.testing import settle, wait_until
@@ -183,9 +182,8 @@ async def test_timer_and_task(broker: str, app_id: str) -> None:
     assert len(ticks) == n  # stopped with the app
 
 
-async def test_restart_recovers_tables(broker: str, app_id: str) -> None:
-    if broker.startswith("memory://"):
-        pytest.skip("memory:// is volatile by design; recovery is tested on local:// and kafka://")
+async def test_restart_recovers_tables(durable_broker: str, app_id: str) -> None:
+    broker = durable_broker
     pages = [f"/p{i % 5}" for i in range(100)]
 
     def build() -> tuple[faust.App, faust.Topic, faust.Table]:

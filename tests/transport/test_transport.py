@@ -376,10 +376,22 @@ async def test_getmany_continues_where_the_last_batch_ended(transport: Transport
         await consumer.stop()
 
 
+@pytest_asyncio.fixture(params=sorted(EMBEDDED))
+async def embedded(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Transport]:  # type: ignore[no-untyped-def]
+    """A started embedded transport: static assignment exists only there (Kafka
+    spreads partitions through its group protocol, tested in tests/kafka)."""
+    url = f"memory://test-{uuid.uuid4().hex[:12]}" if request.param == "memory" else f"local://{tmp_path / 'b'}"
+    opened = FACTORIES[request.param](url)
+    await opened.start()
+    try:
+        yield opened
+    finally:
+        await opened.stop()
+
+
 @pytest.mark.asyncio
-async def test_static_assignment_splits_partitions_between_members(transport: Transport, broker: str) -> None:
-    if broker.partition("://")[0] not in EMBEDDED:
-        pytest.skip("Kafka assigns partitions through its group protocol, not statically")
+async def test_static_assignment_splits_partitions_between_members(embedded: Transport) -> None:
+    transport = embedded
     a, b, group = unique("a"), unique("b"), unique("group")
     await transport.create_topic(TopicSpec(a, 4))
     await transport.create_topic(TopicSpec(b, 3))
