@@ -26,7 +26,8 @@ import ipywidgets as widgets
 if TYPE_CHECKING:
     from ..app import App
 
-__all__ = ["MIN_INTERVAL", "TASK_PREFIX", "LiveWidget"]
+__all__ = [
+    "HtmlLabelWidget", "LiveWidget", "MIN_INTERVAL", "TASK_PREFIX"]
 
 logger = logging.getLogger("streamnb")
 
@@ -218,3 +219,29 @@ def styled(html_text: str) -> str:
 def escape(text: Any) -> str:
     """HTML-escape ``str(text)``."""
     return html.escape(str(text), quote=True)
+
+
+class HtmlLabelWidget(LiveWidget):
+    """A live widget showing an ``html`` pane above a status ``label``.
+
+    Subclasses set ``self.html`` and ``self.label`` and implement ``_set_label``.
+    """
+
+    html: widgets.HTML
+    label: widgets.Label
+
+    def _set_label(self) -> None:
+        """Write the status line (subclasses)."""
+        raise NotImplementedError
+
+    def _show_error(self, message: str) -> None:
+        self._set_label()
+
+    def _stopped(self, reason: str) -> None:
+        super()._stopped(reason)
+        if reason != "closed":
+            self._set_label()
+
+    def _snapshot_html(self) -> str:
+        return f"{self.html.value}<div>{html.escape(self.label.value)}</div>"
+

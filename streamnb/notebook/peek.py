@@ -23,7 +23,7 @@ import ipywidgets as widgets
 
 from ..errors import AppNotRunningError, ConfigurationError, StreamnbError
 from ..transport.base import TP, Message
-from ._live import LiveWidget, clock, escape, styled
+from ._live import HtmlLabelWidget, clock, styled
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,7 +65,7 @@ def live_peek(app: App, topic: str | Topic, n: int = 10, *, interval: float = 1.
     return LivePeek(app, topic, n, interval=interval)
 
 
-class LivePeek(LiveWidget):
+class LivePeek(HtmlLabelWidget):
     """The widget :func:`live_peek` returns: ``children == (html, label)``."""
 
     kind = "peek"
@@ -106,16 +106,6 @@ class LivePeek(LiveWidget):
             text += f" · not updating ({self.stopped})"
         self.label.value = text
 
-    def _show_error(self, message: str) -> None:
-        self._set_label()
-
-    def _stopped(self, reason: str) -> None:
-        super()._stopped(reason)
-        if reason != "closed":
-            self._set_label()
-
-    def _snapshot_html(self) -> str:
-        return f"{self.html.value}<div>{escape(self.label.value)}</div>"
 
 
 # -- reading ------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ..errors import ConfigurationError
-from ._live import LiveWidget, clock, escape, styled
+from ._live import HtmlLabelWidget, clock, styled
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -83,7 +83,7 @@ def live_table(
     )
 
 
-class LiveTable(LiveWidget):
+class LiveTable(HtmlLabelWidget):
     """The widget :func:`live_table` returns: ``children == (html, label)``."""
 
     kind = "table"
@@ -220,16 +220,6 @@ class LiveTable(LiveWidget):
             self._seen = seen
             self.refresh()
 
-    def _show_error(self, message: str) -> None:
-        self._set_label()
-
-    def _stopped(self, reason: str) -> None:
-        super()._stopped(reason)
-        if reason != "closed":
-            self._set_label()
-
-    def _snapshot_html(self) -> str:
-        return f"{self.html.value}<div>{escape(self.label.value)}</div>"
 
 
 def _base(table: Table | WindowedTable) -> Table:
