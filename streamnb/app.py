@@ -36,40 +36,17 @@ from .errors import AppNotRunningError, ConfigurationError
 from .tables.table import Table
 from .tasks import Task, Timer
 from .topics import Topic
-from .transport.base import TP, Transport
+from .tables.ownership import PartitionOwnership
+from .transport import open_transport
+from .transport.base import Transport
 
-__all__ = ["App", "open_transport"]
+__all__ = ["App"]
 
 logger = logging.getLogger("streamnb")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-SCHEMES = ("memory://", "local://PATH", "kafka://HOST:PORT[,HOST:PORT...]")
 GUARANTEES = ("at_least_once", "exactly_once")
-
-
-def open_transport(url: str, **options: Any) -> Transport:
-    """The transport for a broker URL.
-
-    >>> open_transport("memory://").scheme
-    'memory'
-    """
-    scheme, sep, _rest = url.partition("://")
-    if not sep:
-        raise ConfigurationError(f"broker {url!r} has no scheme; use one of: {', '.join(SCHEMES)}")
-    if scheme == "memory":
-        from .transport.memory import MemoryTransport
-
-        return MemoryTransport(url)
-    if scheme == "local":
-        from .transport.local import LocalTransport
-
-        return LocalTransport(url)
-    if scheme == "kafka":
-        from .transport.kafka import KafkaTransport
-
-        return KafkaTransport(url, **options)
-    raise ConfigurationError(f"unknown broker scheme {scheme + '://'!r} in {url!r}; use one of: {', '.join(SCHEMES)}")
 
 
 class App:
@@ -173,7 +150,7 @@ class App:
         self._connecting: asyncio.Future[Transport] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._lifecycle = asyncio.Lock()
-        self._assigned: dict[Any, set[int]] = {}
+        self._partitions = PartitionOwnership(self)
         self._predecessor: asyncio.Task[Any] | None = None
         # Re-running the notebook cell that makes the App replaces the old app:
         # the old one stops (committing its work) before this one starts.
@@ -314,8 +291,7 @@ class App:
         if not transport.distributed:
             await table.recover()
         else:
-            parts = set().union(*self._assigned.values()) if self._assigned else set()
-            await table.recover(parts)
+            await table.recover(self._partitions.owned())
 
     def timer(self, interval: float, *, name: str | None = None, on_leader: bool = False) -> Callable[[F], F]:
         """Run ``async def f()`` (or ``f(app)``) every ``interval`` seconds while the app runs.
@@ -378,9 +354,7 @@ class App:
             raise
 
     async def _open(self) -> Transport:
-        transport = open_transport(self.broker, client_id=self.id, **self._kafka_options) if self.broker.startswith(
-            "kafka://"
-        ) else open_transport(self.broker)
+        transport = open_transport(self.broker, client_id=self.id, **self._kafka_options)
         await transport.start()
         self.transport = transport
         return transport
@@ -452,7 +426,7 @@ class App:
                 await self.transport.stop()
             self.transport = None
             self._connecting = None
-            self._assigned.clear()
+            self._partitions.clear()
             for table in self.tables.values():
                 table._recovered.clear()
             self.state = "stopped"
@@ -502,28 +476,6 @@ class App:
         from .notebook.dashboard import dashboard
 
         return dashboard(self)
-
-    # -- partitions (called by streams' rebalance listeners) ----------------------------------
-
-    async def _partitions_assigned(self, owner: Any, tps: set[TP]) -> None:
-        parts = {tp.partition for tp in tps}
-        self._assigned.setdefault(owner, set()).update(parts)
-        transport = self.transport
-        if transport is not None and transport.distributed:
-            for table in list(self.tables.values()):
-                await table.recover(parts)
-
-    async def _partitions_revoked(self, owner: Any, tps: set[TP]) -> None:
-        mine = self._assigned.get(owner, set())
-        mine.difference_update(tp.partition for tp in tps)
-        if not mine:
-            self._assigned.pop(owner, None)
-        transport = self.transport
-        if transport is not None and transport.distributed and self.state == "running":
-            still = set().union(*self._assigned.values()) if self._assigned else set()
-            gone = {tp.partition for tp in tps} - still
-            for table in self.tables.values():
-                table._drop_partitions(gone)
 
     # -- helpers ------------------------------------------------------------------------------
 

@@ -129,7 +129,7 @@ class Source:
         self.txn.abort()
 
     async def _on_assigned(self, tps: set[TP]) -> None:
-        await self.app._partitions_assigned(self, tps)
+        await self.app._partitions.assigned(self, tps)
 
     async def _on_revoked(self, tps: set[TP]) -> None:
         """Partitions move to another worker (Kafka): commit what was processed,
@@ -150,7 +150,7 @@ class Source:
             # The agent may have started a commit of its own meanwhile (commit(wait=False)
             # took the pending offsets): it must land before the partitions go.
             await self.wait_committed()
-        await self.app._partitions_revoked(self, tps)
+        await self.app._partitions.revoked(self, tps)
 
     # -- batches and commits ------------------------------------------------------------------
 

@@ -85,7 +85,7 @@ async def report() -> None:
         print(f"lag failed: {exc!r}", file=sys.stderr, flush=True)
     emit({
         "pid": os.getpid(),
-        "assigned": sorted(set().union(*app._assigned.values())) if app._assigned else [],
+        "assigned": sorted(app._partitions.owned()),
         "counts": dict(counts.data),
         "total": sum(counts.data.values()),
         "processed": count.events_processed,
