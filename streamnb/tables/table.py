@@ -204,30 +204,38 @@ class Table(MutableMapping[Any, Any]):
         self.version += 1
 
     def _changelog_records(self, dirty: dict[Any, list[Any]], timestamp: float) -> list[ProducerRecord]:
+        data = self.data
+        return self._encode_changes(
+            ((key, partition, data.get(key, MISSING)) for key, (partition, _old) in dirty.items()), timestamp
+        )
+
+    def _encode_changes(self, changes: Iterable[tuple[Any, int, Any]], timestamp: float) -> list[ProducerRecord]:
+        """Changelog records for ``(key, partition, value or MISSING)`` changes.
+
+        Shared by plain and windowed tables; keeps the key-to-partition map
+        and a cache of encoded keys up to date.
+        """
         topic = self.changelog
         name = topic.name
         dumps_key = topic.key_codec.dumps
         dumps_value = topic.value_codec.dumps
         json_values = topic.value_serializer == "json"
-        data = self.data
         partition_of = self._partition_of
         key_cache = self._key_bytes
         if len(key_cache) > 200_000:
             key_cache.clear()
         new = tuple.__new__
         out = []
-        for key, (partition, _old) in dirty.items():
-            value = data.get(key, MISSING)
-            partition_of[key] = partition
+        for key, partition, value in changes:
             kb = key_cache.get(key)
             if kb is None:
                 kb = key_cache[key] = dumps_key(key)
             if value is MISSING:
                 vb = None
-            elif json_values and type(value) is int:
-                vb = b"%d" % value  # the JSON of an int, without the encoder's overhead
+                partition_of.pop(key, None)
             else:
-                vb = dumps_value(value)
+                partition_of[key] = partition
+                vb = b"%d" % value if json_values and type(value) is int else dumps_value(value)  # int: JSON as is
             out.append(new(ProducerRecord, (name, partition, kb, vb, timestamp, ())))
         return out
 

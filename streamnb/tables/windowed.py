@@ -216,41 +216,20 @@ class WindowedTable:
             inner[start] = old + operand if add else op(old, operand)
 
     def _changelog_records(self, dirty: dict[Any, dict[float, list[Any]]], timestamp: float) -> list[ProducerRecord]:
-        table = self.table
-        topic = table.changelog
-        name = topic.name
-        dumps_key = topic.key_codec.dumps
-        dumps_value = topic.value_codec.dumps
-        json_values = topic.value_serializer == "json"
         by_key = self._store.by_key
         end = self._store.end
-        partition_of = table._partition_of
-        key_cache = table._key_bytes
-        if len(key_cache) > 200_000:
-            key_cache.clear()
-        new = tuple.__new__
-        out = []
-        for key, starts in dirty.items():
-            inner = by_key.get(key)
-            if inner is not None and not inner:
-                del by_key[key]  # every window of the key was undone or expired
-                inner = None
-            for start, (partition, _old) in starts.items():
-                wk = (key, (start, end(start)))
-                value = MISSING if inner is None else inner.get(start, MISSING)
-                partition_of[wk] = partition
-                kb = key_cache.get(wk)
-                if kb is None:
-                    kb = key_cache[wk] = dumps_key(wk)
-                if value is MISSING:
-                    vb = None
-                    partition_of.pop(wk, None)
-                elif json_values and type(value) is int:
-                    vb = b"%d" % value
-                else:
-                    vb = dumps_value(value)
-                out.append(new(ProducerRecord, (name, partition, kb, vb, timestamp, ())))
-        return out
+
+        def changes() -> Iterator[tuple[Any, int, Any]]:
+            for key, starts in dirty.items():
+                inner = by_key.get(key)
+                if inner is not None and not inner:
+                    del by_key[key]  # every window of the key was undone or expired
+                    inner = None
+                for start, (partition, _old) in starts.items():
+                    value = MISSING if inner is None else inner.get(start, MISSING)
+                    yield (key, (start, end(start))), partition, value
+
+        return self.table._encode_changes(changes(), timestamp)
 
     def _restore(self, dirty: dict[Any, dict[float, list[Any]]]) -> None:
         store = self._store
