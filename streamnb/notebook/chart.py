@@ -32,11 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import uuid
-from collections.abc import Mapping
-from datetime import date, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +42,7 @@ import traitlets
 from ..errors import ConfigurationError
 from ..tables.table import Table
 from ..tables.windowed import WindowedTable
+from ._chart_rows import keep_top, table_rows
 
 if TYPE_CHECKING:
     import altair as alt
@@ -98,9 +95,9 @@ class LiveChart(anywidget.AnyWidget):
     ) -> None:
         windowed = isinstance(source, WindowedTable)
         table: Table = source.table if isinstance(source, WindowedTable) else source
-        rows = _table_rows(table, windowed)
+        rows = table_rows(table, windowed)
         if top is not None:
-            rows = _keep_top(rows, top, rank_by)
+            rows = keep_top(rows, top, rank_by)
         # Everything the front end needs goes out with the widget itself.
         super().__init__(
             spec=spec, uid=uuid.uuid4().hex, renderer=renderer,
@@ -134,9 +131,9 @@ class LiveChart(anywidget.AnyWidget):
     # -- rows ---------------------------------------------------------------------------------
 
     def _collect(self) -> dict[str, dict[str, Any]]:
-        rows = _table_rows(self._table, self._windowed)
+        rows = table_rows(self._table, self._windowed)
         if self.top is not None:
-            rows = _keep_top(rows, self.top, self._rank_by)
+            rows = keep_top(rows, self.top, self._rank_by)
         return rows
 
     def rows(self) -> list[dict[str, Any]]:
@@ -322,7 +319,7 @@ def live_chart(
         raise ConfigurationError(f"top must be a positive int, got {top!r}")
     windowed = isinstance(table_or_windowed, WindowedTable)
     table = table_or_windowed.table if isinstance(table_or_windowed, WindowedTable) else table_or_windowed
-    sample = list(_table_rows(table, windowed).values())[:50]
+    sample = list(table_rows(table, windowed).values())[:50]
     if chart is not None:
         if any(v is not None for v in (x, y, color, mark)):
             raise ConfigurationError("pass either chart= (your own Altair chart) or x=/y=/color=/mark=, not both")
@@ -444,65 +441,3 @@ def _type_code(field: str, sample: list[dict[str, Any]]) -> str:
     if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         return "Q"
     return "N"
-
-
-# -- values -----------------------------------------------------------------------------------
-
-
-def _table_rows(table: Table, windowed: bool) -> dict[str, dict[str, Any]]:
-    """The table as chart rows, keyed by a row id made from (key, window start)."""
-    rows: dict[str, dict[str, Any]] = {}
-    for k, v in list(table.data.items()):
-        if windowed:
-            try:
-                key, (start, end) = k
-            except (TypeError, ValueError):
-                continue
-            row: dict[str, Any] = {"key": _json_key(key), "window_start": _ms(start), "window_end": _ms(end)}
-            rid = json.dumps([row["key"], row["window_start"]], default=str)
-        else:
-            row = {"key": _json_key(k)}
-            rid = json.dumps(row["key"], default=str)
-        row.update(_value_fields(v))
-        row["__id"] = rid
-        rows[rid] = row
-    return rows
-
-
-def _ms(seconds: float) -> float:
-    return float(seconds) * 1000.0
-
-
-def _json_scalar(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Decimal):
-        return _json_scalar(float(value))
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    return str(value)
-
-
-def _json_key(key: Any) -> Any:
-    if isinstance(key, (list, tuple)):
-        return " | ".join(str(part) for part in key)
-    return _json_scalar(key)
-
-
-def _value_fields(value: Any) -> dict[str, Any]:
-    if hasattr(value, "asdict"):
-        return {str(k): _json_scalar(v) for k, v in value.asdict().items()}
-    if isinstance(value, Mapping):
-        return {str(k): _json_scalar(v) for k, v in value.items()}
-    return {"value": _json_scalar(value)}
-
-
-def _keep_top(rows: dict[str, dict[str, Any]], top: int, field: str) -> dict[str, dict[str, Any]]:
-    totals: dict[Any, float] = {}
-    for row in rows.values():
-        v = row.get(field)
-        totals[row["key"]] = totals.get(row["key"], 0.0) + (v if isinstance(v, (int, float)) else 0.0)
-    keep = set(sorted(totals, key=lambda k: (-totals[k], str(k)))[:top])
-    return {rid: row for rid, row in rows.items() if row["key"] in keep}

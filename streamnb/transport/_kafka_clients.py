@@ -25,6 +25,7 @@ from aiokafka.errors import KafkaError
 from ..errors import BrokerError, ConfigurationError
 
 __all__ = [
+    "DEFAULT_PORT",
     "HOW_TO_START",
     "RESERVED_CONSUMER_OPTIONS",
     "any_port_open",
@@ -32,6 +33,7 @@ __all__ = [
     "check_consumer_options",
     "close_quietly",
     "log",
+    "parse_kafka_url",
 ]
 
 log = logging.getLogger("streamnb.transport.kafka")
@@ -99,3 +101,34 @@ async def close_quietly(*closing: Awaitable[Any] | None) -> None:
             await step
         except Exception as exc:  # noqa: BLE001 - closing must not hide the real error
             log.debug("ignored while closing a Kafka client: %r", exc)
+
+
+DEFAULT_PORT = 9092
+
+
+def parse_kafka_url(url: str) -> list[str]:
+    """Bootstrap ``host:port`` strings of a ``kafka://`` URL.
+
+    Example::
+
+        >>> parse_kafka_url("kafka://127.0.0.1:9092,127.0.0.1")
+        ['127.0.0.1:9092', '127.0.0.1:9092']
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme != "kafka":
+        raise ConfigurationError(f"{url!r} is not a Kafka URL: write kafka://HOST:PORT[,HOST:PORT...]")
+    rest = rest.split("/", 1)[0].split("?", 1)[0]
+    servers = []
+    for part in rest.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        host, colon, port = part.rpartition(":")
+        if not colon or not port.isdigit() or "]" in port:
+            host, port = part, str(DEFAULT_PORT)
+        if not host:
+            raise ConfigurationError(f"{url!r}: missing host in {part!r}; write kafka://HOST:PORT")
+        servers.append(f"{host}:{port}")
+    if not servers:
+        raise ConfigurationError(f"{url!r} names no broker: write kafka://HOST:PORT[,HOST:PORT...]")
+    return servers

@@ -48,7 +48,15 @@ from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.metadata import MetadataRequest
 
 from ..errors import BrokerError, BrokerUnavailableError, ConfigurationError
-from ._kafka_clients import HOW_TO_START, any_port_open, broker_errors, check_consumer_options, close_quietly, log
+from ._kafka_clients import (
+    HOW_TO_START,
+    any_port_open,
+    broker_errors,
+    check_consumer_options,
+    close_quietly,
+    log,
+    parse_kafka_url,
+)
 from ._kafka_consumer import KafkaConsumer
 from ._kafka_reader import PartitionReader
 from .base import TP, Message, ProducerRecord, RebalanceListener, TopicSpec, Transport
@@ -57,40 +65,11 @@ __all__ = ["KafkaConsumer", "KafkaTransport", "parse_kafka_url"]
 
 T = TypeVar("T")
 
-DEFAULT_PORT = 9092
 _RETRIABLE_COORDINATOR = (CoordinatorLoadInProgressError, CoordinatorNotAvailableError, NotCoordinatorError)
 _TOPIC_ALREADY_EXISTS = 36
 _UNKNOWN_TOPIC = 3
 _LEADER_NOT_AVAILABLE = 5
 _NO_HEADERS: list[tuple[str, bytes]] = []  # shared, never mutated
-
-
-def parse_kafka_url(url: str) -> list[str]:
-    """Bootstrap ``host:port`` strings of a ``kafka://`` URL.
-
-    Example::
-
-        >>> parse_kafka_url("kafka://127.0.0.1:9092,127.0.0.1")
-        ['127.0.0.1:9092', '127.0.0.1:9092']
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme != "kafka":
-        raise ConfigurationError(f"{url!r} is not a Kafka URL: write kafka://HOST:PORT[,HOST:PORT...]")
-    rest = rest.split("/", 1)[0].split("?", 1)[0]
-    servers = []
-    for part in rest.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        host, colon, port = part.rpartition(":")
-        if not colon or not port.isdigit() or "]" in port:
-            host, port = part, str(DEFAULT_PORT)
-        if not host:
-            raise ConfigurationError(f"{url!r}: missing host in {part!r}; write kafka://HOST:PORT")
-        servers.append(f"{host}:{port}")
-    if not servers:
-        raise ConfigurationError(f"{url!r} names no broker: write kafka://HOST:PORT[,HOST:PORT...]")
-    return servers
 
 
 class KafkaTransport(Transport):

@@ -1,0 +1,83 @@
+"""Table contents as chart rows: JSON-ready dicts keyed by a stable row id.
+
+A windowed table gives one row per key and window (``window_start`` and
+``window_end`` in epoch milliseconds, as Vega-Lite's temporal fields want);
+a plain table one row per key. The row id, made from the key and window
+start, lets the chart send only rows that changed.
+
+>>> sorted(table_rows(counts, windowed=False))  # doctest: +SKIP
+['"/"', '"/about"']
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..tables.table import Table
+
+__all__ = ["keep_top", "table_rows"]
+
+def table_rows(table: Table, windowed: bool) -> dict[str, dict[str, Any]]:
+    """The table as chart rows, keyed by a row id made from (key, window start)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for k, v in list(table.data.items()):
+        if windowed:
+            try:
+                key, (start, end) = k
+            except (TypeError, ValueError):
+                continue
+            row: dict[str, Any] = {"key": _json_key(key), "window_start": _ms(start), "window_end": _ms(end)}
+            rid = json.dumps([row["key"], row["window_start"]], default=str)
+        else:
+            row = {"key": _json_key(k)}
+            rid = json.dumps(row["key"], default=str)
+        row.update(_value_fields(v))
+        row["__id"] = rid
+        rows[rid] = row
+    return rows
+
+
+def _ms(seconds: float) -> float:
+    return float(seconds) * 1000.0
+
+
+def _json_scalar(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Decimal):
+        return _json_scalar(float(value))
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return str(value)
+
+
+def _json_key(key: Any) -> Any:
+    if isinstance(key, (list, tuple)):
+        return " | ".join(str(part) for part in key)
+    return _json_scalar(key)
+
+
+def _value_fields(value: Any) -> dict[str, Any]:
+    if hasattr(value, "asdict"):
+        return {str(k): _json_scalar(v) for k, v in value.asdict().items()}
+    if isinstance(value, Mapping):
+        return {str(k): _json_scalar(v) for k, v in value.items()}
+    return {"value": _json_scalar(value)}
+
+
+def keep_top(rows: dict[str, dict[str, Any]], top: int, field: str) -> dict[str, dict[str, Any]]:
+    """Only the rows of the ``top`` keys with the largest total of ``field``."""
+    totals: dict[Any, float] = {}
+    for row in rows.values():
+        v = row.get(field)
+        totals[row["key"]] = totals.get(row["key"], 0.0) + (v if isinstance(v, (int, float)) else 0.0)
+    keep = set(sorted(totals, key=lambda k: (-totals[k], str(k)))[:top])
+    return {rid: row for rid, row in rows.items() if row["key"] in keep}
