@@ -26,8 +26,7 @@ import ipywidgets as widgets
 if TYPE_CHECKING:
     from ..app import App
 
-__all__ = [
-    "HtmlLabelWidget", "LiveWidget", "MIN_INTERVAL", "TASK_PREFIX"]
+__all__ = ["MIN_INTERVAL", "TASK_PREFIX", "HtmlLabelWidget", "LiveWidget"]
 
 logger = logging.getLogger("streamnb")
 
