@@ -1,11 +1,14 @@
-"""The ``local://`` log in sqlite: its schema, the cached :class:`Topic`, compaction and retention.
+"""The ``local://`` log in sqlite: its schema, the cached :class:`Topic`, reads, compaction and retention.
 
 Pure sqlite, no threads: :mod:`streamnb.transport._sqlite_store` calls these
-on its worker thread. A partition's messages are rows keyed by (topic id,
-partition, offset); ``partitions`` holds where each log starts and ends and
-how far compaction got. :func:`compact` keeps the newest message per key
-(dropping keys whose newest value is a tombstone); :func:`expire` drops the
-head of a partition up to the first message younger than the retention.
+on its worker thread. A partition's messages are stored as record batches
+(:mod:`streamnb.transport._sqlite_batch`), one row each, keyed by (topic id,
+partition, offset of the first message); ``partitions`` holds where each log
+starts and ends and how far compaction got. :func:`compact` keeps the newest
+message per key (dropping keys whose newest value is a tombstone);
+:func:`expire` drops the head of a partition up to the first message younger
+than the retention. Stores of schema 1 (one row per message) are converted
+by :func:`migrate` when opened.
 
 Example::
 
@@ -16,34 +19,46 @@ Example::
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from .base import Headers
+from ._sqlite_batch import BATCH_MAX, Item, decode, decode_headers, encode, timestamps
+from .base import Message
 
 __all__ = [
-    "INSERT_MESSAGE",
+    "INSERT_BATCH",
     "SCHEMA_SQL",
     "SCHEMA_VERSION",
-    "SELECT_RANGE",
     "UPDATE_END",
     "UPSERT_OFFSET",
     "Topic",
     "Want",
+    "batch_rows",
     "compact",
     "compaction_due",
-    "decode_headers",
-    "encode_headers",
     "expire",
+    "migrate",
+    "read",
     "rollback",
 ]
 
-SCHEMA_VERSION = 1
-"""``PRAGMA user_version`` of the stores this module writes."""
+SCHEMA_VERSION = 2
+"""``PRAGMA user_version`` of the stores this module writes (1: one row per message)."""
 
-SCHEMA_SQL = """
+BATCHES_SQL = """
+CREATE TABLE batches (
+    topic_id INTEGER NOT NULL,
+    "partition" INTEGER NOT NULL,
+    base_offset INTEGER NOT NULL,  -- offset of the batch's first message
+    count INTEGER NOT NULL,        -- messages in the batch
+    max_timestamp REAL NOT NULL,   -- the newest message's timestamp (for retention)
+    records BLOB NOT NULL,         -- the messages, as _sqlite_batch.encode packs them
+    PRIMARY KEY (topic_id, "partition", base_offset)
+)"""
+
+SCHEMA_SQL = f"""
 CREATE TABLE topics (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -60,16 +75,7 @@ CREATE TABLE partitions (
     clean_count INTEGER NOT NULL,  -- messages kept below clean_upto
     PRIMARY KEY (topic_id, "partition")
 ) WITHOUT ROWID;
-CREATE TABLE messages (
-    topic_id INTEGER NOT NULL,
-    "partition" INTEGER NOT NULL,
-    "offset" INTEGER NOT NULL,
-    timestamp REAL NOT NULL,
-    key BLOB,
-    value BLOB,
-    headers BLOB,                  -- NULL when empty, else JSON [[name, latin-1 text], ...]
-    PRIMARY KEY (topic_id, "partition", "offset")
-) WITHOUT ROWID;
+{BATCHES_SQL};
 CREATE TABLE offsets (
     "group" TEXT NOT NULL,
     topic TEXT NOT NULL,
@@ -79,27 +85,18 @@ CREATE TABLE offsets (
 ) WITHOUT ROWID;
 """
 
-INSERT_MESSAGE = "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?)"
+INSERT_BATCH = "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)"
 UPDATE_END = 'UPDATE partitions SET next_offset = ? WHERE topic_id = ? AND "partition" = ?'
 UPSERT_OFFSET = (
     'INSERT INTO offsets VALUES (?, ?, ?, ?) ON CONFLICT ("group", topic, "partition") '
     'DO UPDATE SET "offset" = excluded."offset"'
 )
-SELECT_RANGE = (
-    'SELECT "offset", timestamp, key, value, headers FROM messages '
-    'WHERE topic_id = ? AND "partition" = ? AND "offset" >= ? AND "offset" < ? '
-    'ORDER BY "offset" LIMIT ?'
+# The batch holding ``start`` (the last one beginning at or before it), and every later one before ``stop``.
+_SELECT_BATCHES = (
+    'SELECT base_offset, records FROM batches WHERE topic_id = ?1 AND "partition" = ?2 AND base_offset >= '
+    'coalesce((SELECT max(base_offset) FROM batches WHERE topic_id = ?1 AND "partition" = ?2 '
+    "AND base_offset <= ?3), 0) AND base_offset < ?4 ORDER BY base_offset"
 )
-
-
-def encode_headers(headers: Headers) -> bytes:
-    """Headers as stored in the ``headers`` column (JSON; bytes as latin-1 text)."""
-    return json.dumps([[name, value.decode("latin-1")] for name, value in headers], separators=(",", ":")).encode()
-
-
-def decode_headers(blob: bytes) -> Headers:
-    """The inverse of :func:`encode_headers`."""
-    return tuple((name, text.encode("latin-1")) for name, text in json.loads(blob))
 
 
 def rollback(conn: sqlite3.Connection) -> None:
@@ -127,6 +124,49 @@ Want = tuple[Topic, int, int, int]
 """(topic, partition, position, end): a partition to read from ``position`` up to ``end``."""
 
 
+def batch_rows(tid: int, partition: int, base: int, items: Sequence[Item]) -> Iterator[tuple[object, ...]]:
+    """:data:`INSERT_BATCH` rows for ``items`` at offsets ``base, base + 1, ...``."""
+    for at in range(0, len(items), BATCH_MAX):
+        chunk = items[at : at + BATCH_MAX]
+        yield (
+            tid,
+            partition,
+            base + at,
+            len(chunk),
+            max(item[2] for item in chunk),
+            encode(chunk),
+        )
+
+
+def _message_rows(tid: int, partition: int, messages: Sequence[Message]) -> Iterator[tuple[object, ...]]:
+    """:data:`INSERT_BATCH` rows for ``messages``, whose offsets may have gaps."""
+    for at in range(0, len(messages), BATCH_MAX):
+        chunk = messages[at : at + BATCH_MAX]
+        base = chunk[0].offset
+        deltas = [m.offset - base for m in chunk]
+        items = [(m.key, m.value, m.timestamp, m.headers) for m in chunk]
+        blob = encode(items, None if deltas[-1] == len(chunk) - 1 else deltas)
+        yield tid, partition, base, len(chunk), max(m.timestamp for m in chunk), blob
+
+
+def read(
+    conn: sqlite3.Connection,
+    topic: Topic,
+    partition: int,
+    start: int,
+    stop: int,
+    limit: int,
+) -> list[Message]:
+    """Up to ``limit`` messages of a partition with ``start <= offset < stop``, in offset order."""
+    out: list[Message] = []
+    name = topic.name
+    for base, blob in conn.execute(_SELECT_BATCHES, (topic.id, partition, start, stop)):
+        out += decode(blob, base, name, partition, start, stop, limit - len(out))
+        if len(out) >= limit:
+            break
+    return out
+
+
 def compaction_due(topic: Topic, partition: int, min_dirty: int) -> bool:
     """Whether at least ``min_dirty`` messages, and more than the kept ones, are new since the last compaction."""
     dirty = topic.ends[partition] - topic.clean_upto[partition]
@@ -134,88 +174,73 @@ def compaction_due(topic: Topic, partition: int, min_dirty: int) -> bool:
 
 
 def compact(conn: sqlite3.Connection, topic: Topic, p: int) -> None:
-    """Keep the newest message per key; drop keys whose newest message is a tombstone."""
-    tid, upto, dirty_from = topic.id, topic.ends[p], topic.clean_upto[p]
+    """Keep the newest message per key; drop keys whose newest message is a tombstone.
+
+    The partition is rewritten into full batches. It runs once as many
+    messages are new as are kept, so its cost per message written stays flat.
+    """
+    tid, upto = topic.id, topic.ends[p]
     conn.execute("BEGIN")
     try:
-        conn.execute("DELETE FROM temp.newest")
-        conn.execute(
-            'INSERT INTO temp.newest SELECT key, max("offset") FROM messages WHERE topic_id = ? '
-            'AND "partition" = ? AND "offset" >= ? AND key IS NOT NULL GROUP BY key',
-            (tid, p, dirty_from),
-        )
-        conn.execute(
-            'DELETE FROM messages WHERE topic_id = ? AND "partition" = ? AND "offset" < ? '
-            'AND "offset" < (SELECT n.off FROM temp.newest AS n WHERE n.key = messages.key)',
-            (tid, p, upto),
-        )
-        (null_newest,) = conn.execute(
-            'SELECT max("offset") FROM messages WHERE topic_id = ? AND "partition" = ? '
-            'AND "offset" >= ? AND key IS NULL',
-            (tid, p, dirty_from),
-        ).fetchone()
-        if null_newest is not None:  # like memory://, a None key is one more key
+        messages = read(conn, topic, p, 0, upto, upto + 1)
+        newest = {m.key: m.offset for m in messages}  # a None key is one more key, as in memory://
+        kept = [m for m in messages if m.value is not None and newest[m.key] == m.offset]
+        if len(kept) < len(messages):
             conn.execute(
-                'DELETE FROM messages WHERE topic_id = ? AND "partition" = ? AND "offset" < ? AND key IS NULL',
-                (tid, p, null_newest),
+                'DELETE FROM batches WHERE topic_id = ? AND "partition" = ? AND base_offset < ?',
+                (tid, p, upto),
             )
-        # Every tombstone left among the new messages is its key's newest: drop it too.
+            conn.executemany(INSERT_BATCH, _message_rows(tid, p, kept))
+        start = kept[0].offset if kept else upto
         conn.execute(
-            'DELETE FROM messages WHERE topic_id = ? AND "partition" = ? AND "offset" >= ? '
-            'AND "offset" < ? AND value IS NULL',
-            (tid, p, dirty_from, upto),
-        )
-        start, kept = _head_and_count(conn, tid, p, upto)
-        conn.execute(
-            'UPDATE partitions SET log_start = ?, clean_upto = ?, clean_count = ? '
+            "UPDATE partitions SET log_start = ?, clean_upto = ?, clean_count = ? "
             'WHERE topic_id = ? AND "partition" = ?',
-            (start, upto, kept, tid, p),
+            (start, upto, len(kept), tid, p),
         )
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)
         raise
-    topic.starts[p], topic.clean_upto[p], topic.clean_count[p] = start, upto, kept
-
-
-
-def _head_and_count(conn: sqlite3.Connection, tid: int, p: int, end: int) -> tuple[int, int]:
-    """(first offset stored, or ``end`` when none; messages stored) of a partition."""
-    first, count = conn.execute(
-        'SELECT min("offset"), count(*) FROM messages WHERE topic_id = ? AND "partition" = ?', (tid, p)
-    ).fetchone()
-    return (end if first is None else first), count
-
+    topic.starts[p], topic.clean_upto[p], topic.clean_count[p] = start, upto, len(kept)
 
 
 def expire(conn: sqlite3.Connection, topic: Topic, p: int) -> None:
     """Drop the head of the partition up to the first message younger than the retention."""
     assert topic.retention is not None
     tid, start, end = topic.id, topic.starts[p], topic.ends[p]
+    cutoff = time.time() - topic.retention
+    # Batches wholly older than the cutoff go; the first one that is not may lose its head.
     row = conn.execute(
-        'SELECT "offset" FROM messages WHERE topic_id = ? AND "partition" = ? AND "offset" >= ? '
-        'AND timestamp >= ? ORDER BY "offset" LIMIT 1',
-        (tid, p, start, time.time() - topic.retention),
+        'SELECT base_offset, records FROM batches WHERE topic_id = ? AND "partition" = ? '
+        "AND max_timestamp >= ? ORDER BY base_offset LIMIT 1",
+        (tid, p, cutoff),
     ).fetchone()
-    new_start = end if row is None else row[0]
+    if row is None:
+        new_start = end
+    else:
+        base, blob = row
+        young = next(i for i, ts in enumerate(timestamps(blob)) if ts >= cutoff)
+        new_start = base if young == 0 else decode(blob, base, topic.name, p, 0, end, young + 1)[-1].offset
     if new_start <= start:
         return
-    upto, kept = topic.clean_upto[p], topic.clean_count[p]
     conn.execute("BEGIN")
     try:
-        cursor = conn.execute(
-            'DELETE FROM messages WHERE topic_id = ? AND "partition" = ? AND "offset" < ?',
-            (tid, p, min(new_start, upto)),
-        )
-        kept = max(0, kept - cursor.rowcount)
-        if new_start > upto:
-            conn.execute(
-                'DELETE FROM messages WHERE topic_id = ? AND "partition" = ? AND "offset" < ?',
-                (tid, p, new_start),
-            )
-            upto, kept = new_start, 0
         conn.execute(
-            'UPDATE partitions SET log_start = ?, clean_upto = ?, clean_count = ? '
+            'DELETE FROM batches WHERE topic_id = ? AND "partition" = ? AND base_offset < ?',
+            (tid, p, new_start),
+        )
+        if row is not None and new_start != row[0]:  # keep the young tail of that batch
+            conn.executemany(
+                INSERT_BATCH,
+                _message_rows(tid, p, decode(row[1], row[0], topic.name, p, new_start, end, end)),
+            )
+        upto = max(topic.clean_upto[p], new_start)
+        (kept,) = conn.execute(
+            'SELECT coalesce(sum(count), 0) FROM batches WHERE topic_id = ? AND "partition" = ? AND base_offset < ?',
+            (tid, p, upto),
+        ).fetchone()
+        conn.execute(
+            "UPDATE partitions SET log_start = ?, clean_upto = ?, clean_count = ? "
             'WHERE topic_id = ? AND "partition" = ?',
             (new_start, upto, kept, tid, p),
         )
@@ -224,3 +249,19 @@ def expire(conn: sqlite3.Connection, topic: Topic, p: int) -> None:
         rollback(conn)
         raise
     topic.starts[p], topic.clean_upto[p], topic.clean_count[p] = new_start, upto, kept
+
+
+def migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Convert a store of schema ``version`` to :data:`SCHEMA_VERSION`, inside the caller's transaction."""
+    if version == 1:  # one row per message -> record batches
+        conn.execute(BATCHES_SQL)
+        cells = conn.execute('SELECT topic_id, "partition" FROM partitions ORDER BY 1, 2').fetchall()
+        for tid, p in cells:
+            rows: Iterable[tuple[int, float, bytes | None, bytes | None, bytes | None]] = conn.execute(
+                'SELECT "offset", timestamp, key, value, headers FROM messages '
+                'WHERE topic_id = ? AND "partition" = ? ORDER BY "offset"',
+                (tid, p),
+            ).fetchall()
+            messages = [Message("", p, o, ts, k, v, decode_headers(h) if h else ()) for o, ts, k, v, h in rows]
+            conn.executemany(INSERT_BATCH, _message_rows(tid, p, messages))
+        conn.execute("DROP TABLE messages")

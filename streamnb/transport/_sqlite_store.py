@@ -30,13 +30,27 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from itertools import chain
 from typing import Any, TypeVar
 
 from ..errors import AppNotRunningError, BrokerError, BrokerLockedError, ConfigurationError
-from ._sqlite_log import INSERT_MESSAGE, SCHEMA_SQL, SCHEMA_VERSION, SELECT_RANGE, UPDATE_END, UPSERT_OFFSET
-from ._sqlite_log import Topic, Want, compact, compaction_due, decode_headers, encode_headers, expire, rollback
-from .base import TP, Headers, Message, ProducerRecord, TopicSpec
+from ._sqlite_batch import Item
+from ._sqlite_log import (
+    INSERT_BATCH,
+    SCHEMA_SQL,
+    SCHEMA_VERSION,
+    UPDATE_END,
+    UPSERT_OFFSET,
+    Topic,
+    Want,
+    batch_rows,
+    compact,
+    compaction_due,
+    expire,
+    migrate,
+    read,
+    rollback,
+)
+from .base import TP, Message, ProducerRecord, TopicSpec
 
 __all__ = ["COMPACT_MIN_DIRTY", "DB_NAME", "LOCK_NAME", "RETENTION_INTERVAL", "Store", "acquire", "release"]
 
@@ -51,8 +65,6 @@ RETENTION_INTERVAL = 30.0
 """Seconds between two retention passes while the store is written to."""
 
 _R = TypeVar("_R")
-_EMPTY: Headers = ()
-_new = tuple.__new__
 
 
 class Store:
@@ -198,9 +210,16 @@ class Store:
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
-        conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS newest (key BLOB PRIMARY KEY, off INTEGER NOT NULL) WITHOUT ROWID"
-        )
+        elif version < SCHEMA_VERSION:
+            logger.info("converting the local:// store in %s to schema %d", self.folder, SCHEMA_VERSION)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                migrate(conn, version)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                rollback(conn)
+                raise
 
     def _load_sync(self, conn: sqlite3.Connection) -> None:
         for tid, name, count, compacted, retention in conn.execute(
@@ -284,8 +303,8 @@ class Store:
         conn = self._conn()
         topics = self.topics
         created: dict[str, Topic] = {}
-        # name -> (id, copy of ends, new rows per partition); the ends reach the cache after COMMIT.
-        state: dict[str, tuple[int, list[int], list[list[tuple[Any, ...]]]]] = {}
+        # name -> (id, copy of ends, new messages per partition); the ends reach the cache after COMMIT.
+        state: dict[str, tuple[int, list[int], list[list[Item]]]] = {}
         conn.execute("BEGIN")
         try:
             for name, partition, key, value, timestamp, headers in records:
@@ -302,19 +321,19 @@ class Store:
                         f"topic {name!r} has {len(ends)} partitions; a record for partition "
                         f"{partition} cannot be stored"
                     )
-                offset = ends[partition]
-                ends[partition] = offset + 1
-                rows[partition].append(
-                    (tid, partition, offset, timestamp, key, value, encode_headers(headers) if headers else None)
-                )
+                ends[partition] += 1
+                rows[partition].append((key, value, timestamp, headers))
             if state:
-                # Inserting in primary-key order (partition by partition) is markedly faster.
-                partitions = chain.from_iterable(rows for _, _, rows in state.values())
-                conn.executemany(INSERT_MESSAGE, chain.from_iterable(partitions))
+                # One batch row per partition written (see _sqlite_batch), in primary-key order.
+                batches = []
                 updates: list[tuple[int, int, int]] = []
-                for name, (tid, ends, _) in state.items():
+                for name, (tid, ends, rows) in state.items():
                     old = (topics.get(name) or created[name]).ends
-                    updates.extend((end, tid, p) for p, end in enumerate(ends) if end != old[p])
+                    for p, items in enumerate(rows):
+                        if items:
+                            batches += batch_rows(tid, p, old[p], items)
+                            updates.append((ends[p], tid, p))
+                conn.executemany(INSERT_BATCH, batches)
                 conn.executemany(UPDATE_END, updates)
             if offsets:
                 conn.executemany(UPSERT_OFFSET, [(group, tp[0], tp[1], off) for tp, off in offsets.items()])
@@ -351,12 +370,7 @@ class Store:
         return self.reader_conn
 
     def read_sync(self, topic: Topic, partition: int, start: int, stop: int, limit: int) -> list[Message]:
-        rows = self._read_conn().execute(SELECT_RANGE, (topic.id, partition, start, stop, limit)).fetchall()
-        name = topic.name
-        return [
-            _new(Message, (name, partition, o, ts, k, v, _EMPTY if h is None else decode_headers(h)))
-            for o, ts, k, v, h in rows
-        ]
+        return read(self._read_conn(), topic, partition, start, stop, limit)
 
     def fetch_sync(self, wants: list[Want], max_records: int) -> tuple[list[Message], list[int]]:
         """Read up to ``max_records`` from ``wants`` = [(topic, partition, position, end)].
@@ -400,7 +414,7 @@ class Store:
 
     # -- compaction and retention (worker thread) --------------------------------------------
 
-    def _maintenance_due(self, written: Mapping[str, tuple[int, list[int], list[list[tuple[Any, ...]]]]]) -> bool:
+    def _maintenance_due(self, written: Mapping[str, tuple[int, list[int], list[list[Item]]]]) -> bool:
         for name, (_, _, rows) in written.items():
             topic = self.topics[name]
             if topic.retention is not None and time.monotonic() - self.last_retention >= RETENTION_INTERVAL:

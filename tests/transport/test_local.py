@@ -233,6 +233,59 @@ async def test_a_foreign_database_is_refused(tmp_path: Path) -> None:
         await LocalTransport(f"local://{tmp_path / 'store'}").start()
 
 
+V1_SCHEMA = """
+CREATE TABLE topics (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, partitions INTEGER NOT NULL,
+    compacted INTEGER NOT NULL, retention REAL);
+CREATE TABLE partitions (topic_id INTEGER NOT NULL, "partition" INTEGER NOT NULL, log_start INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL, clean_upto INTEGER NOT NULL, clean_count INTEGER NOT NULL,
+    PRIMARY KEY (topic_id, "partition")) WITHOUT ROWID;
+CREATE TABLE messages (topic_id INTEGER NOT NULL, "partition" INTEGER NOT NULL, "offset" INTEGER NOT NULL,
+    timestamp REAL NOT NULL, key BLOB, value BLOB, headers BLOB, PRIMARY KEY (topic_id, "partition", "offset"))
+    WITHOUT ROWID;
+CREATE TABLE offsets ("group" TEXT NOT NULL, topic TEXT NOT NULL, "partition" INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL, PRIMARY KEY ("group", topic, "partition")) WITHOUT ROWID;
+"""
+
+
+@pytest.mark.asyncio
+async def test_a_store_of_schema_1_is_converted_when_opened(tmp_path: Path) -> None:
+    """Schema 1 kept one row per message; opening converts it to batches and keeps everything."""
+    folder = tmp_path / "store"
+    folder.mkdir()
+    with sqlite3.connect(folder / "streamnb.sqlite3") as conn:
+        conn.executescript(V1_SCHEMA)
+        conn.execute("INSERT INTO topics VALUES (1, 'clicks', 2, 0, NULL), (2, 'cl', 1, 1, NULL)")
+        conn.execute("INSERT INTO partitions VALUES (1, 0, 0, 3000, 0, 0), (1, 1, 0, 0, 0, 0), (2, 0, 4, 9, 9, 2)")
+        conn.executemany(
+            "INSERT INTO messages VALUES (1, 0, ?, ?, ?, ?, ?)",
+            [(i, float(i), b"k%d" % i, b"v%d" % i, b'[["h","x"]]' if i == 7 else None) for i in range(3000)],
+        )
+        # A compacted partition with holes, a None key and a tombstone-free tail.
+        conn.executemany(
+            "INSERT INTO messages VALUES (2, 0, ?, 0.0, ?, ?, NULL)", [(4, None, b"a"), (8, b"b", b"c")]
+        )
+        conn.execute("INSERT INTO offsets VALUES ('g', 'clicks', 0, 1234)")
+        conn.execute("PRAGMA user_version = 1")
+    transport = LocalTransport(f"local://{folder}")
+    await transport.start()
+    try:
+        clicks = await read_all(transport, TP("clicks", 0))
+        assert [(m.offset, m.timestamp, m.key, m.value) for m in clicks] == [
+            (i, float(i), b"k%d" % i, b"v%d" % i) for i in range(3000)
+        ]
+        assert clicks[7].headers == (("h", b"x"),) and clicks[8].headers == ()
+        assert kv(await read_all(transport, TP("cl", 0))) == [(4, None, b"a"), (8, b"b", b"c")]
+        assert await transport.beginning_offsets([TP("cl", 0)]) == {TP("cl", 0): 4}
+        assert await transport.committed("g", [TP("clicks", 0)]) == {TP("clicks", 0): 1234}
+        await transport.send([ProducerRecord("clicks", 0, b"new", b"new", 0.0)])  # appends after the old log
+        assert (await transport.read(TP("clicks", 0), 2999, 3001))[-1].offset == 3000
+    finally:
+        await transport.stop()
+    with sqlite3.connect(folder / "streamnb.sqlite3") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (sqlite_store.SCHEMA_VERSION,)
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'messages'").fetchall() == []
+
+
 # -- consumers ---------------------------------------------------------------------------------
 
 
@@ -564,7 +617,7 @@ def _size(i: int) -> int:
 
 KILLS = [
     ("", 0, 0.3),  # killed from outside while committing in a loop
-    ("INSERT INTO MESSAGES", 1234, 0.0),  # in the middle of appending a commit's records
+    ("INSERT INTO BATCHES", 23, 0.0),  # in the middle of appending a commit's records
     ("INSERT INTO OFFSETS", 7 * 8 + 3, 0.0),  # after the records, while storing the offsets
     ("COMMIT", 11, 0.0),  # just before COMMIT
     ("", 0, 0.6),
