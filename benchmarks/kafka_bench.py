@@ -153,6 +153,97 @@ async def raw_consume_rate(bootstrap: str, n: int) -> dict[str, float]:
     }
 
 
+async def raw_group_by_rate(bootstrap: str, n: int) -> dict[str, float]:
+    """The same dataflow as ``pageviews.py``'s app, hand-written on plain aiokafka.
+
+    One process, no streamnb: a consumer reads the page views (getmany +
+    json.loads), a producer re-keys each by page into an 8-partition
+    repartition topic (batches per partition, as streamnb sends them), a
+    second consumer reads that topic back (getmany + json.loads) and counts
+    every event into its hopping windows in a dict. No offsets are committed
+    and no changelog is written: what it costs to do group_by over Kafka at
+    all, in Python, before any framework.
+    """
+    from aiokafka import AIOKafkaProducer
+    from pageviews import PARTITIONS, SIZE, STEP
+
+    from streamnb.tables.windows import HoppingWindow
+    from streamnb.topics import partition_for_key
+    from streamnb.transport.base import TopicSpec
+
+    topic = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    repartition = f"{topic}-repartition"
+    loads = json.loads
+    window = HoppingWindow(SIZE, STEP)
+    counts: dict[tuple[str, Any], int] = {}
+    try:
+        produce_s = await produce_pageviews(bootstrap, topic, n, PARTITIONS)
+        transport = await _transport(bootstrap)
+        try:
+            await transport.create_topic(TopicSpec(repartition, PARTITIONS))  # waits for the leaders
+        finally:
+            await transport.stop()
+        t, c = time.perf_counter(), time.process_time()
+        options = dict(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                       auto_offset_reset="earliest", fetch_max_wait_ms=20, **FETCH)
+        source, sink = AIOKafkaConsumer(**options), AIOKafkaConsumer(**options)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, max_batch_size=256 * 1024)
+        await asyncio.gather(source.start(), sink.start(), producer.start())
+        routes: dict[str, tuple[bytes, int]] = {}
+
+        async def forward() -> None:
+            source.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+            forwarded = 0
+            while forwarded < n:
+                batches = await source.getmany(timeout_ms=1000, max_records=10_000)
+                by_partition: dict[int, list[tuple[bytes, bytes, int]]] = {}
+                for records in batches.values():
+                    for record in records:
+                        page = loads(record.value)["page"]
+                        route = routes.get(page)
+                        if route is None:
+                            key = page.encode()
+                            route = routes[page] = (key, partition_for_key(key, PARTITIONS))
+                        by_partition.setdefault(route[1], []).append((route[0], record.value, record.timestamp))
+                        forwarded += 1
+                deliveries = []
+                for partition, group in by_partition.items():
+                    batch = producer.create_batch()
+                    for key, value, timestamp in group:
+                        if batch.append(key=key, value=value, timestamp=timestamp) is None:
+                            deliveries.append(await producer.send_batch(batch, repartition, partition=partition))
+                            batch = producer.create_batch()
+                            batch.append(key=key, value=value, timestamp=timestamp)
+                    batch.close()
+                    deliveries.append(await producer.send_batch(batch, repartition, partition=partition))
+                await asyncio.gather(*deliveries)
+
+        async def count() -> None:
+            sink.assign([TopicPartition(repartition, p) for p in range(PARTITIONS)])
+            seen = 0
+            while seen < n:
+                batches = await sink.getmany(timeout_ms=1000, max_records=10_000)
+                for records in batches.values():
+                    for record in records:
+                        page = loads(record.value)["page"]
+                        for w in window.ranges(record.timestamp / 1000):
+                            counts[(page, w)] = counts.get((page, w), 0) + 1
+                    seen += len(records)
+
+        try:
+            await asyncio.gather(forward(), count())
+        finally:
+            await asyncio.gather(source.stop(), sink.stop(), producer.stop())
+        seconds, cpu = time.perf_counter() - t, time.process_time() - c
+    finally:
+        await delete_topics(bootstrap, names=(topic, repartition))
+    assert sum(counts.values()) == n * int(SIZE / STEP)
+    return {
+        "events_per_s": n / seconds, "cpu_events_per_s": n / cpu, "seconds": seconds,
+        "produce_s": produce_s, "peak_mb": peak_mb(),
+    }
+
+
 async def recovery(bootstrap: str, n: int, partitions: int = 8) -> dict[str, float]:
     """Time to rebuild a table of ``n`` keys from its changelog, beside a plain read of that topic."""
     import streamnb as faust

@@ -10,6 +10,9 @@ function. Producing the input is not timed; processing is timed from
 
 Targets: memory:// >= 0.33 x ceiling, local:// >= 0.25 x ceiling, kafka:// >= 0.5 x
 the raw aiokafka consume rate (getmany + json decode) on the same topic.
+With kafka, it also measures ``kafka-raw-group-by``: the same dataflow
+hand-written on bare aiokafka (consume, re-key into a repartition topic,
+consume again, count), the least a group_by over Kafka costs in Python.
 """
 
 from __future__ import annotations
@@ -165,6 +168,10 @@ def child(mode: str, n: int, kafka: str) -> None:
         from kafka_bench import raw_consume_rate  # type: ignore[import-not-found]
 
         result = asyncio.run(raw_consume_rate(kafka, n))
+    elif mode == "kafka-raw-group-by":
+        from kafka_bench import raw_group_by_rate  # type: ignore[import-not-found]
+
+        result = asyncio.run(raw_group_by_rate(kafka, n))
     else:
         raise SystemExit(f"unknown mode {mode}")
     print("RESULT " + json.dumps(result), flush=True)
@@ -184,6 +191,7 @@ def main() -> None:
     modes = ["ceiling", *args.backends.split(",")]
     if "kafka" in modes and "kafka-ceiling" not in modes:
         modes.insert(modes.index("kafka") + 1, "kafka-ceiling")  # what kafka is measured against
+        modes.insert(modes.index("kafka") + 2, "kafka-raw-group-by")  # the same dataflow on bare aiokafka
     for mode in modes:
         proc = subprocess.run(
             [sys.executable, __file__, "--child", mode, "-n", str(args.n), "--kafka", args.kafka],
@@ -224,6 +232,13 @@ def main() -> None:
             f"\nkafka / kafka-ceiling (raw aiokafka getmany + json.loads of the same topic): {ratio:.2f} "
             f"(cpu {cpu_ratio:.2f}); target 0.50" + (" ok" if ratio >= 0.5 else " MISSED")
         )
+        if "kafka-raw-group-by" in results:
+            hand = results["kafka-raw-group-by"]
+            print(
+                f"kafka-raw-group-by (the same group_by + window count written on bare aiokafka, no commits, "
+                f"no changelog): {hand['events_per_s'] / raw['events_per_s']:.2f} of kafka-ceiling; "
+                f"kafka / kafka-raw-group-by: {k['events_per_s'] / hand['events_per_s']:.2f}"
+            )
         if k.get("late_windows"):
             print(f"kafka: {k['late_windows']:,} of {args.n * int(SIZE / STEP):,} window counts skipped as late "
                   "(event time of other partitions ran more than `expires` ahead)")

@@ -150,7 +150,7 @@ class Source:
             # The agent may have started a commit of its own meanwhile (commit(wait=False)
             # took the pending offsets): it must land before the partitions go.
             await self.wait_committed()
-        await self.app._partitions.revoked(self, tps)
+        await self.app._partitions.revoked(self, tps, final=self.closed)
 
     # -- batches and commits ------------------------------------------------------------------
 

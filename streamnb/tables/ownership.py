@@ -30,6 +30,9 @@ class PartitionOwnership:
     def __init__(self, app: App) -> None:
         self.app = app
         self.by_owner: dict[Any, set[int]] = {}
+        # Partitions a rebalance revoked, kept until the assignment that follows:
+        # partition -> (owner that lost it, changelog end offset per table then).
+        self.held: dict[int, tuple[Any, dict[str, int]]] = {}
 
     def owned(self) -> set[int]:
         """Every partition number some consumer of this worker holds."""
@@ -38,26 +41,68 @@ class PartitionOwnership:
     def clear(self) -> None:
         """Forget everything (the app stopped)."""
         self.by_owner.clear()
+        self.held.clear()
 
     def _distributed(self) -> bool:
         transport = self.app.transport
         return transport is not None and transport.distributed
 
     async def assigned(self, owner: Any, tps: set[TP]) -> None:
-        """``owner`` got ``tps``: recover those table partitions (Kafka)."""
+        """``owner`` got ``tps``: recover those table partitions (Kafka).
+
+        A partition revoked by the rebalance and assigned here again keeps its
+        table rows when no other worker wrote its changelogs meanwhile (their
+        end offsets did not move): Kafka's eager rebalance revokes every
+        partition, and most come straight back.
+        """
         parts = {tp.partition for tp in tps}
         self.by_owner.setdefault(owner, set()).update(parts)
         if self._distributed():
+            await self._settle_held(owner, parts)
             for table in list(self.app.tables.values()):
                 await table.recover(parts)
 
-    async def revoked(self, owner: Any, tps: set[TP]) -> None:
-        """``owner`` lost ``tps``: drop table partitions nobody here holds (Kafka)."""
+    async def revoked(self, owner: Any, tps: set[TP], *, final: bool = False) -> None:
+        """``owner`` lost ``tps``: table partitions nobody here holds go (Kafka).
+
+        Within a rebalance (``final=False``) they are held until the next
+        assignment shows whether they come back; when the consumer closes,
+        they are dropped at once.
+        """
         mine = self.by_owner.get(owner, set())
         mine.difference_update(tp.partition for tp in tps)
         if not mine:
             self.by_owner.pop(owner, None)
         if self._distributed() and self.app.state == "running":
             gone = {tp.partition for tp in tps} - self.owned()
+            if final:
+                gone |= {p for p, (who, _) in self.held.items() if who is owner} - self.owned()
+                self._drop(gone)
+            elif gone:
+                ends = await self._changelog_ends(gone)
+                for p in gone:
+                    self.held[p] = (owner, ends[p])
+
+    async def _settle_held(self, owner: Any, parts: set[int]) -> None:
+        """Keep the held partitions that came back unchanged; drop the others ``owner`` held."""
+        back = {p for p in self.held if p in parts}
+        drop = {p for p, (who, _) in self.held.items() if who is owner and p not in parts} - self.owned()
+        if back:
+            now = await self._changelog_ends(back)
+            drop |= {p for p in back if now[p] != self.held[p][1]}
+        for p in back | drop:
+            self.held.pop(p, None)
+        self._drop(drop)
+
+    def _drop(self, partitions: set[int]) -> None:
+        if partitions:
             for table in self.app.tables.values():
-                table._drop_partitions(gone)
+                table._drop_partitions(partitions)
+
+    async def _changelog_ends(self, partitions: set[int]) -> dict[int, dict[str, int]]:
+        """The end offset of each table's changelog, per partition number (-1: unknown)."""
+        transport = self.app.transport
+        assert transport is not None
+        names = [table.changelog.name for table in self.app.tables.values()]
+        ends = await transport.end_offsets([TP(name, p) for name in names for p in partitions])
+        return {p: {name: ends.get(TP(name, p), -1) for name in names} for p in partitions}

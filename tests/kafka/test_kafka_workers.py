@@ -224,3 +224,53 @@ async def test_worker_restarted_after_sigkill_recovers_its_tables(tmp_path: Path
     assert {k: after[k] - truth.get(k, 0) for k in after} == dict(expected(n, n + more))
     assert again.counts == after
     assert again.state["errors"] == 0
+
+
+async def test_a_rebalance_rereads_only_the_table_partitions_that_changed_hands(tmp_path: Path) -> None:
+    """Kafka revokes every partition at each rebalance: the ones that come back untouched keep their rows."""
+    bootstrap = kafka_bootstrap()
+    app_id, topic = unique("sticky"), unique("views")
+    await create_topic(bootstrap, topic, PARTITIONS)
+    config = worker_config(bootstrap, app_id, topic)
+    a, b = Worker("a", config, tmp_path), Worker("b", config, tmp_path)
+    async with Producer(bootstrap) as producer:
+        await a.start()
+        try:
+            await producer.send(topic, views(0, 1000))
+            await a.wait_for(
+                lambda: a.assigned == ALL and a.state["lag"] == 0 and a.state["total"] == 1000,
+                90, "worker a alone counts the first 1000 events",
+            )
+            read_alone = {int(p): n for p, n in a.state["recovered"].items()}
+
+            await b.start()
+
+            def split() -> bool:
+                return bool(a.assigned) and bool(b.assigned) and a.assigned | b.assigned == ALL
+
+            await wait_for(split, 90, "worker b takes some partitions", [a, b])
+            await producer.send(topic, views(1000, 1000))
+            await wait_for(
+                lambda: split() and a.state["lag"] == 0 and a.state["total"] + b.state["total"] == 2000,
+                90, "the two workers count the next 1000 events", [a, b],
+            )
+            kept, moved = set(a.assigned), set(b.assigned)
+            read_split = {int(p): n for p, n in a.state["recovered"].items()}
+            # a kept its rows of the partitions it still owns: nothing of them was read again.
+            assert {p: read_split.get(p, 0) for p in kept} == {p: read_alone.get(p, 0) for p in kept}, a.describe()
+
+            await b.stop()  # b leaves: its partitions, whose changelogs b wrote, come back to a
+            await a.wait_for(
+                lambda: a.assigned == ALL and a.state["lag"] == 0 and a.state["total"] == 2000,
+                90, "worker a alone again holds all 2000 events",
+            )
+            read_back = {int(p): n for p, n in a.state["recovered"].items()}
+            # Those were read again from their changelogs (b's writes are in them); a's own were not.
+            assert all(read_back.get(p, 0) > read_split.get(p, 0) for p in moved), a.describe()
+            assert {p: read_back.get(p, 0) for p in kept} == {p: read_alone.get(p, 0) for p in kept}, a.describe()
+        finally:
+            await asyncio.gather(a.stop(), b.stop())
+    truth = await changelog_state(bootstrap, f"{app_id}-counts-changelog")
+    assert truth == dict(expected(0, 2000))
+    assert a.counts == truth
+    assert a.state["errors"] == b.state["errors"] == 0
