@@ -210,7 +210,7 @@ def main() -> None:
         f"group_by(page) + hopping({SIZE:g}s, {STEP:g}s) count, {PARTITIONS} partitions\n"
     )
     print(
-        f"{'run':<14}{'events/s':>12}{'seconds':>10}{'peak MB':>10}{'x ceiling':>11}"
+        f"{'run':<20}{'events/s':>12}{'seconds':>10}{'peak MB':>10}{'x ceiling':>11}"
         f"{'cpu ev/s':>12}{'x cpu ceil':>12}{'target':>8}"
     )
     for mode, r in results.items():
@@ -219,7 +219,7 @@ def main() -> None:
         target = targets.get(mode)
         mark = "" if target is None else (f"{target:>7.2f}" + (" ok" if ratio >= target else " MISSED"))
         print(
-            f"{mode:<14}{r['events_per_s']:>12,.0f}{r['seconds']:>10.2f}{r['peak_mb']:>10.0f}{ratio:>11.2f}"
+            f"{mode:<20}{r['events_per_s']:>12,.0f}{r['seconds']:>10.2f}{r['peak_mb']:>10.0f}{ratio:>11.2f}"
             f"{r['cpu_events_per_s']:>12,.0f}{cpu_ratio:>12.2f}{mark}"
         )
     print("\nx ceiling: wall-clock rate / the bare loop's; x cpu ceil: the same with CPU time "

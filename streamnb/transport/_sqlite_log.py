@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from ._sqlite_batch import BATCH_MAX, Item, decode, decode_headers, encode, timestamps
@@ -257,11 +257,12 @@ def migrate(conn: sqlite3.Connection, version: int) -> None:
         conn.execute(BATCHES_SQL)
         cells = conn.execute('SELECT topic_id, "partition" FROM partitions ORDER BY 1, 2').fetchall()
         for tid, p in cells:
-            rows: Iterable[tuple[int, float, bytes | None, bytes | None, bytes | None]] = conn.execute(
+            rows = conn.execute(
                 'SELECT "offset", timestamp, key, value, headers FROM messages '
                 'WHERE topic_id = ? AND "partition" = ? ORDER BY "offset"',
                 (tid, p),
-            ).fetchall()
-            messages = [Message("", p, o, ts, k, v, decode_headers(h) if h else ()) for o, ts, k, v, h in rows]
-            conn.executemany(INSERT_BATCH, _message_rows(tid, p, messages))
+            )
+            while chunk := rows.fetchmany(BATCH_MAX):
+                messages = [Message("", p, o, ts, k, v, decode_headers(h) if h else ()) for o, ts, k, v, h in chunk]
+                conn.executemany(INSERT_BATCH, _message_rows(tid, p, messages))
         conn.execute("DROP TABLE messages")

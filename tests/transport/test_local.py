@@ -412,6 +412,21 @@ async def test_retention_drops_old_messages_from_the_head(store: LocalTransport)
 
 
 @pytest.mark.asyncio
+async def test_retention_cuts_inside_a_batch_at_the_first_young_message(store: LocalTransport) -> None:
+    """One send is one stored batch: retention still drops exactly up to the first young message."""
+    await store.create_topic(TopicSpec("logs", 1, retention=60.0))
+    tp = TP("logs", 0)
+    now = time.time()
+    ages = [3600, 3600, 0, 3600, 0]  # an old message after a young one stays, as in Kafka's log
+    await store.send([ProducerRecord("logs", 0, None, b"%d" % i, now - age) for i, age in enumerate(ages)])
+    await store.cleanup()
+    assert [(m.offset, m.value) for m in await read_all(store, tp)] == [(2, b"2"), (3, b"3"), (4, b"4")]
+    assert await store.beginning_offsets([tp]) == {tp: 2}
+    await store.send([ProducerRecord("logs", 0, None, b"5", now)])
+    assert [m.offset for m in await read_all(store, tp)] == [2, 3, 4, 5]
+
+
+@pytest.mark.asyncio
 async def test_retention_runs_periodically_while_writing(
     store: LocalTransport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
