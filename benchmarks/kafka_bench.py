@@ -333,8 +333,10 @@ def main() -> None:
     print(f"table of {n:,} keys recovered from its changelog (8 partitions) on a restart:")
     print(f"  app.start() until every key is back : {r['app_ready_s']:7.2f} s  ({n / r['app_ready_s']:,.0f} keys/s; "
           f"cpu {r['app_cpu_s']:.2f} s)")
-    print(f"    of which inside Table.recover     : {r['table_recover_s']:7.2f} s  ({n / r['table_recover_s']:,.0f} keys/s)")
-    print(f"  plain aiokafka read, no decoding    : {r['plain_read_s']:7.2f} s  ({n / r['plain_read_s']:,.0f} records/s)")
+    print(f"    of which inside Table.recover     : {r['table_recover_s']:7.2f} s  "
+          f"({n / r['table_recover_s']:,.0f} keys/s)")
+    print(f"  plain aiokafka read, no decoding    : {r['plain_read_s']:7.2f} s  "
+          f"({n / r['plain_read_s']:,.0f} records/s)")
     print(f"  plain aiokafka read + json key/value: {r['plain_read_decode_s']:7.2f} s  "
           f"({n / r['plain_read_decode_s']:,.0f} records/s)")
     print(f"  recovery / plain read               : {r['table_recover_s'] / r['plain_read_s']:7.2f} x  "

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Iterable, Mapping, MutableSequence, Sequence, Set
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from enum import Enum
 from types import NoneType, UnionType
@@ -128,7 +128,7 @@ def _coerce_datetime(v: Any) -> datetime:
     if isinstance(v, str):
         return datetime.fromisoformat(v)
     if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return datetime.fromtimestamp(v, timezone.utc)
+        return datetime.fromtimestamp(v, UTC)
     raise _wrong("a datetime, an ISO-8601 str or a POSIX timestamp", v)
 
 

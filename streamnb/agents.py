@@ -127,7 +127,9 @@ class Agent:
         self.state = "starting"
         self.started_at = time.time()
         for member in range(self.concurrency):
-            task = asyncio.get_running_loop().create_task(self._supervise(member), name=f"streamnb-agent-{self.name}-{member}")
+            task = asyncio.get_running_loop().create_task(
+                self._supervise(member), name=f"streamnb-agent-{self.name}-{member}"
+            )
             self._tasks.append(task)
         self.state = "running"
 
@@ -174,7 +176,9 @@ class Agent:
     def raise_if_crashed(self) -> None:
         """Raise :class:`AgentError` from the last crash, if any (handy in tests)."""
         if self.last_error is not None:
-            raise AgentError(f"agent {self.name!r} crashed {self.crashes} time(s); last: {self.last_error!r}") from self.last_error
+            raise AgentError(
+                f"agent {self.name!r} crashed {self.crashes} time(s); last: {self.last_error!r}"
+            ) from self.last_error
 
     @property
     def running(self) -> bool:
@@ -257,7 +261,9 @@ class Agent:
                     self._poison[key] = exc
             source.abort()
         if retry:
-            logger.error("agent %r crashed%s; restarting from its last commit\n%s", self.name, where, self.last_traceback)
+            logger.error(
+                "agent %r crashed%s; restarting from its last commit\n%s", self.name, where, self.last_traceback
+            )
 
     def _dead_lettered(self, msg: Message, reason: str) -> None:
         self.dead_lettered += 1

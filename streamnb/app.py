@@ -33,12 +33,14 @@ from typing import Any, ClassVar, TypeVar
 from . import _gc
 from .agents import Agent, AgentFun
 from .errors import AppNotRunningError, ConfigurationError
+from .tables.ownership import PartitionOwnership
 from .tables.table import Table
 from .tasks import Task, Timer
 from .topics import Topic
-from .tables.ownership import PartitionOwnership
 from .transport import open_transport
 from .transport.base import Transport
+
+_Table = Table  # inside App, `Table` names the App.Table method
 
 __all__ = ["App"]
 
@@ -286,7 +288,7 @@ class App:
             self._spawn(self._recover_new_table(table), f"recover table {name}")
         return table
 
-    async def _recover_new_table(self, table: Table) -> None:
+    async def _recover_new_table(self, table: _Table) -> None:
         transport = await self._connect()
         if not transport.distributed:
             await table.recover()
@@ -325,7 +327,7 @@ class App:
 
         return decorator(fun) if fun is not None else decorator
 
-    def _register_background(self, registry: dict[str, Any], item: Any) -> None:
+    def _register_background(self, registry: dict[str, Any], item: Timer | Task) -> None:
         old = registry.get(item.name)
         registry[item.name] = item
         if old is not None or self.state == "running":
@@ -487,7 +489,7 @@ class App:
             if inspect.iscoroutine(coro):
                 coro.close()
             return None
-        task = loop.create_task(coro)  # type: ignore[arg-type]
+        task: asyncio.Task[Any] = loop.create_task(coro)  # type: ignore[arg-type]
         self._background.add(task)
 
         def done(t: asyncio.Task[Any]) -> None:

@@ -175,7 +175,10 @@ class Source:
             self._revoked_in_hand.clear()
             msgs = await consumer.getmany(0, max_records)
             if msgs:
-                if len(self.txn.records) >= app.commit_records or time.monotonic() - self.last_commit >= app.commit_interval:
+                if (
+                    len(self.txn.records) >= app.commit_records
+                    or time.monotonic() - self.last_commit >= app.commit_interval
+                ):
                     await self.commit(wait=False)
                 else:
                     await asyncio.sleep(0)  # let the kernel answer between batches

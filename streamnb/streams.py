@@ -134,10 +134,12 @@ class Stream:
     def current_event(self) -> Event | None:
         """The event being processed, or ``None`` before the first one."""
         source = self.root._source
-        if source is None or source.txn.message is None:
+        if source is None:
             return None
         txn = source.txn
         msg = txn.message
+        if msg is None:
+            return None
         topic = self.app.topics.get(msg.topic)
         key = msg.key
         if topic is not None and key is not None:
@@ -362,4 +364,6 @@ def _key_label(key: Any) -> str:
     name = getattr(key, "__name__", None)
     if name and name != "<lambda>":
         return str(name)
-    raise ConfigurationError("group_by() with a lambda needs name=...: stream.group_by(lambda v: v['user'], name='user')")
+    raise ConfigurationError(
+        "group_by() with a lambda needs name=...: stream.group_by(lambda v: v['user'], name='user')"
+    )

@@ -121,7 +121,9 @@ class Topic:
         self.key_type = key_type
         self.value_type = value_type
         self.partitions = partitions
-        self.key_serializer = key_serializer or getattr(key_type, "_options", {}).get("serializer") or app.key_serializer
+        self.key_serializer = (
+            key_serializer or getattr(key_type, "_options", {}).get("serializer") or app.key_serializer
+        )
         self.value_serializer = (
             value_serializer or _record_serializer(value_type) or app.value_serializer
         )

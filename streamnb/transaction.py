@@ -42,8 +42,9 @@ class Transaction:
     def __init__(self) -> None:
         self.records: list[ProducerRecord] = []
         """Messages sent by the agent (sinks, ``topic.send``), in order."""
-        self.dirty: dict[Table, dict[Any, list[Any]]] = {}
-        """Per table: key -> [changelog partition, value before the transaction]."""
+        self.dirty: dict[Table, dict[Any, Any]] = {}
+        """Per table: key -> [changelog partition, value before the transaction]
+        (windowed tables: key -> {window start: [partition, value before]})."""
         self.message: Message | None = None
         """The raw message being processed (its partition is the changelog partition)."""
         self.value: Any = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -122,7 +122,7 @@ def test_register_rejects_objects_without_dumps_and_loads(registry: Any) -> None
 
 def test_json_is_compact_and_handles_records_datetimes_decimals() -> None:
     codec = get_codec("json")
-    when = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+    when = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
     encoded = codec.dumps({"view": PageView(id="1", user="u"), "at": when, "price": Decimal("9.99"), "s": {1}})
     assert encoded == (
         b'{"view":{"id":"1","user":"u","page":"/"},"at":"2024-05-06T07:08:09+00:00","price":"9.99","s":[1]}'

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any, Optional
@@ -34,7 +34,7 @@ class Order(Record):
     id: str
     items: list[Item]
     by_sku: dict[str, Item] = {}
-    note: Optional[Item] = None
+    note: Optional[Item] = None  # noqa: UP045 - Records must also accept typing.Optional annotations
     tags: list[str] = []
 
 
@@ -235,7 +235,7 @@ def test_nested_records_in_lists_dicts_and_optionals_are_rebuilt() -> None:
 
 def test_datetime_decimal_uuid_round_trip_through_json() -> None:
     ref = UUID(int=7)
-    at = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    at = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
     stamped = Stamped(at=at, day=date(2024, 1, 2), price=Decimal("1.10"), ref=ref)
     wire = json.loads(stamped.dumps())
     assert wire == {"at": "2024-01-02T03:04:05+00:00", "day": "2024-01-02", "price": "1.10", "ref": str(ref)}
@@ -270,7 +270,7 @@ def test_coerce_converts_in_constructor_and_decode() -> None:
     assert made.pair == (1, "2")
     decoded = Coerced.from_data({"n": "4", "at": 0, "price": "2.25"})
     assert decoded.n == 4 and decoded.price == Decimal("2.25")
-    assert decoded.at == datetime(1970, 1, 1, tzinfo=timezone.utc)
+    assert decoded.at == datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -424,7 +424,7 @@ _everything = st.builds(
     real=st.floats(allow_nan=False),
     flag=st.booleans(),
     maybe=st.none() | st.integers(),
-    when=st.datetimes(timezones=st.none() | st.just(timezone.utc)),
+    when=st.datetimes(timezones=st.none() | st.just(UTC)),
     money=st.decimals(allow_nan=False, allow_infinity=False),
     color=st.sampled_from(Color),
     raw=st.binary(max_size=20),

@@ -16,9 +16,8 @@ from typing import Any
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-
 from conftest import kafka_bootstrap
+from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"

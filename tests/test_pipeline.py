@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-
 import streamnb as faust
 from streamnb.testing import settle, wait_until
 

@@ -107,7 +107,10 @@ class Pending:
             return
         exc = task.exception()
         if exc is not None:
-            print(f"UsageError: {exc}" if isinstance(exc, UsageError) else f"{self.what} failed: {exc!r}", file=sys.stderr)
+            print(
+                f"UsageError: {exc}" if isinstance(exc, UsageError) else f"{self.what} failed: {exc!r}",
+                file=sys.stderr,
+            )
             return
         result = task.result()
         if result is not None:
@@ -417,7 +420,10 @@ def status_text(app: App) -> str:
         return head + "\n(no agents)"
     df = pd.DataFrame(
         [
-            (f.name, f.state, f"{f.processed:,}", f"{f.rate:,.1f}", f"{f.dead_lettered:,}", f.crashes, f.last_error or "-")
+            (
+                f.name, f.state, f"{f.processed:,}", f"{f.rate:,.1f}", f"{f.dead_lettered:,}", f.crashes,
+                f.last_error or "-",
+            )
             for f in figures
         ],
         columns=["agent", "state", "processed", "events/s", "dead-lettered", "crashes", "last error"],

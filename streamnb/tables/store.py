@@ -16,7 +16,7 @@ mutable mapping keyed by ``(key, (start, end))``.
 from __future__ import annotations
 
 from collections.abc import Iterator, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["WindowStore"]
 
@@ -49,7 +49,7 @@ class WindowStore(MutableMapping[Any, Any]):
 
     def __contains__(self, wk: object) -> bool:
         try:
-            key, window = wk  # type: ignore[misc]
+            key, window = cast(tuple[Any, Any], wk)
             inner = self.by_key.get(key)
             return inner is not None and window[0] in inner
         except (TypeError, ValueError):
@@ -100,7 +100,11 @@ class WindowStore(MutableMapping[Any, Any]):
     def items(self) -> Any:  # type: ignore[override]
         """``((key, (start, end)), value)`` pairs (a list: safe while agents write)."""
         end = self.end
-        return [((key, (start, end(start))), value) for key, inner in list(self.by_key.items()) for start, value in list(inner.items())]
+        return [
+            ((key, (start, end(start))), value)
+            for key, inner in list(self.by_key.items())
+            for start, value in list(inner.items())
+        ]
 
     def __len__(self) -> int:
         return self._len

@@ -145,7 +145,7 @@ class Table(MutableMapping[Any, Any]):
             "reads and write the table there"
         )
 
-    def _dirty(self, txn: Transaction) -> dict[Any, list[Any]]:
+    def _dirty(self, txn: Transaction) -> dict[Any, Any]:
         dirty = txn.dirty.get(self)
         if dirty is None:
             msg = txn.message
@@ -203,7 +203,7 @@ class Table(MutableMapping[Any, Any]):
     def _after_commit(self) -> None:
         self.version += 1
 
-    def _changelog_records(self, dirty: dict[Any, list[Any]], timestamp: float) -> list[ProducerRecord]:
+    def _changelog_records(self, dirty: dict[Any, Any], timestamp: float) -> list[ProducerRecord]:
         data = self.data
         return self._encode_changes(
             ((key, partition, data.get(key, MISSING)) for key, (partition, _old) in dirty.items()), timestamp
@@ -239,7 +239,7 @@ class Table(MutableMapping[Any, Any]):
             out.append(new(ProducerRecord, (name, partition, kb, vb, timestamp, ())))
         return out
 
-    def _restore(self, dirty: dict[Any, list[Any]]) -> None:
+    def _restore(self, dirty: dict[Any, Any]) -> None:
         data = self.data
         for key, (_partition, old) in dirty.items():
             if old is MISSING:

@@ -20,8 +20,9 @@ a Record field (``relative_to_field(PageView.ts)``) or the wall clock
 (``relative_to_now``). Windows expire in *event time*, per partition: once
 the newest timestamp seen on the window's partition is at or past
 ``end + expires``, the window is removed (a tombstone goes to the
-changelog) and ``on_window_close((key, (start, end)), value)`` is called. Events for an already expired window are not counted
-into it; they are counted in ``late_events``.
+changelog) and ``on_window_close((key, (start, end)), value)`` is called.
+Events for an already expired window are not counted into it; they are
+counted in ``late_events``.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ import operator
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConfigurationError
-from ..transaction import _current as _current_txn
 from ..transaction import MISSING, Transaction, current_transaction
-from ..transport.base import ProducerRecord
+from ..transaction import _current as _current_txn
+from ..transport.base import Message, ProducerRecord
 from .store import WindowStore
 from .table import Table
 from .windows import Window, WindowRange
@@ -50,7 +51,14 @@ __all__ = ["WindowSet", "WindowedTable"]
 
 logger = logging.getLogger("streamnb")
 
-RelativeTo = Callable[[Transaction | None], float]
+class _Current(Protocol):
+    """What relative-time functions read: a transaction, or an event adapted by :class:`_EventTxn`."""
+
+    message: Message | None
+    value: Any
+
+
+RelativeTo = Callable[[_Current | None], float]
 _get_txn = _current_txn.get
 
 
@@ -428,7 +436,7 @@ def _relative_fn(relative_to: Any) -> RelativeTo:
         return lambda txn: time.time()
     field = relative_to.field
 
-    def from_field(txn: Transaction | None) -> float:
+    def from_field(txn: _Current | None) -> float:
         assert txn is not None
         value = txn.value
         raw = value[field] if isinstance(value, dict) else getattr(value, field)

@@ -80,7 +80,9 @@ class Window:
         size = _seconds(size, "size")
         step = _seconds(step, "step")
         if size <= 0 or step <= 0:
-            raise WindowError(f"window size and step must be > 0 (got size={size}, step={step}); pass seconds, e.g. tumbling(60)")
+            raise WindowError(
+                f"window size and step must be > 0 (got size={size}, step={step}); pass seconds, e.g. tumbling(60)"
+            )
         if step > size:
             raise WindowError(
                 f"a hopping window's step ({step}) must not exceed its size ({size}): "

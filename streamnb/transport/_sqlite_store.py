@@ -325,7 +325,7 @@ class Store:
                 rows[partition].append((key, value, timestamp, headers))
             if state:
                 # One batch row per partition written (see _sqlite_batch), in primary-key order.
-                batches = []
+                batches: list[tuple[object, ...]] = []
                 updates: list[tuple[int, int, int]] = []
                 for name, (tid, ends, rows) in state.items():
                     old = (topics.get(name) or created[name]).ends

@@ -108,7 +108,9 @@ async def test_start_waits_until_running_and_stop_until_stopped(ipy: Shell, caps
 
 async def test_status_prints_agents(ipy: Shell, capsys: pytest.CaptureFixture[str]) -> None:
     app = await make_app(ipy)
-    await ipy.ok('%%produce views\n{"user": "a", "page": "/"}\n{"user": "b", "page": "/boom"}\n{"user": "c", "page": "/"}')
+    await ipy.ok(
+        '%%produce views\n{"user": "a", "page": "/"}\n{"user": "b", "page": "/boom"}\n{"user": "c", "page": "/"}'
+    )
     count = ipy.ns["count"]
     await wait_until(lambda: count.dead_lettered == 1, timeout=20)
     await settle(app)
@@ -142,7 +144,9 @@ async def test_status_of_a_stopped_agent_and_no_agents(ipy: Shell, capsys: pytes
 
 async def test_dashboard_and_table_magics_return_live_widgets(ipy: Shell) -> None:
     app = await make_app(ipy)
-    await ipy.ok('%%produce views\n{"user": "a", "page": "/"}\n{"user": "b", "page": "/x"}\n{"user": "c", "page": "/x"}')
+    await ipy.ok(
+        '%%produce views\n{"user": "a", "page": "/"}\n{"user": "b", "page": "/x"}\n{"user": "c", "page": "/x"}'
+    )
     await settle(app)
     board = await ipy.ok("%streamnb dashboard")
     assert isinstance(board, Dashboard) and board.running
@@ -258,7 +262,9 @@ async def test_peek_live_follows_the_topic(ipy: Shell) -> None:
     assert isinstance(widget, LivePeek) and widget.running
     await wait_until(lambda: widget.frame is not None and len(widget.frame) == 1, timeout=10)
     first = widget.html.value
-    await ipy.ok('%%produce views\n{"user": "b", "page": "/b"}\n{"user": "c", "page": "/c"}\n{"user": "d", "page": "/d"}')
+    await ipy.ok(
+        '%%produce views\n{"user": "b", "page": "/b"}\n{"user": "c", "page": "/c"}\n{"user": "d", "page": "/d"}'
+    )
     await wait_until(lambda: widget.frame is not None and widget.frame["value"].iloc[-1].page == "/d", timeout=10)
     assert len(widget.frame) == 3 and widget.html.value != first
     assert "views: last 3 of 4 offsets" in widget.label.value
@@ -273,7 +279,9 @@ async def test_peek_live_follows_the_topic(ipy: Shell) -> None:
 async def test_produce_sends_each_line(ipy: Shell, capsys: pytest.CaptureFixture[str]) -> None:
     app = await make_app(ipy)
     capsys.readouterr()
-    await ipy.ok('%%produce views\n{"user": "a", "page": "/"}\n\n   \n{"user": "b", "page": "/"}\n{"user": "c", "page": "/x"}\n')
+    await ipy.ok(
+        '%%produce views\n{"user": "a", "page": "/"}\n\n   \n{"user": "b", "page": "/"}\n{"user": "c", "page": "/x"}\n'
+    )
     assert "sent 3 messages to views" in capsys.readouterr().out
     await settle(app)
     assert dict(ipy.ns["counts"]) == {"/": 2, "/x": 1}

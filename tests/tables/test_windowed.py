@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import streamnb as faust
 from streamnb.testing import settle, test_app
@@ -28,7 +28,7 @@ async def test_relative_to_field_and_fractional_windows() -> None:
     base = 1_700_000_000.0
     async with app:
         for offset, value in [(0.1, 1.0), (0.4, 2.0), (0.5, 4.0), (1.25, 8.0)]:
-            at = datetime.fromtimestamp(base + offset, tz=timezone.utc)
+            at = datetime.fromtimestamp(base + offset, tz=UTC)
             await topic.send(value=Reading(sensor="s", value=value, at=at), timestamp=5.0)  # message time ignored
         await settle(app)
         assert sums["s"][(base, base + 0.5)] == 3.0

@@ -659,7 +659,8 @@ async def test_kill_9_in_the_middle_of_commits_leaves_whole_commits(
         await transport.start()
         try:
             store = transport.store
-            assert await store.call(lambda: store._conn().execute("PRAGMA integrity_check").fetchall()) == [("ok",)]
+            integrity = await store.call(lambda s: s._conn().execute("PRAGMA integrity_check").fetchall(), store)
+            assert integrity == [("ok",)]
             tps = [TP("src", p) for p in range(8)]
             committed = await transport.committed("g", tps)
             commits = committed.get(tps[0], 0)
