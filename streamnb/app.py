@@ -23,6 +23,7 @@ before or after start; a notebook cell can be run as often as you like.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import signal
@@ -154,8 +155,7 @@ class App:
         self._lifecycle = asyncio.Lock()
         self._partitions = PartitionOwnership(self)
         self._predecessor: asyncio.Task[Any] | None = None
-        # Re-running the notebook cell that makes the App replaces the old app:
-        # the old one stops (committing its work) before this one starts.
+        # Re-running the cell that makes the App replaces it: the old app stops (committing) first.
         old = App._instances.get((id, broker))
         previous = old() if old is not None else None
         if previous is not None and previous.state in ("starting", "running"):
@@ -460,10 +460,8 @@ class App:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
                 loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError):
-                pass
         await self.start()
         try:
             await stop.wait()
@@ -478,8 +476,6 @@ class App:
         from .notebook.dashboard import dashboard
 
         return dashboard(self)
-
-    # -- helpers ------------------------------------------------------------------------------
 
     def _spawn(self, coro: Coroutine[Any, Any, Any] | Awaitable[Any], what: str) -> asyncio.Task[Any] | None:
         """Run ``coro`` in the background on the running loop, logging failures."""

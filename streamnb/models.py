@@ -36,16 +36,16 @@ table keys; do not mutate a Record that is used as a key.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
-from copy import deepcopy
+from collections.abc import Mapping
 from datetime import date, time
 from decimal import Decimal
 from enum import Enum
 from types import MappingProxyType, NoneType
-from typing import Any, ClassVar, NamedTuple, TypeVar, get_origin, get_type_hints
+from typing import Any, ClassVar, TypeVar, get_origin
 from uuid import UUID
 
-from ._fieldtypes import CONVERT_ERRORS, Converter, Spec, short_repr, spec_for, to_json, type_name
+from ._fieldtypes import short_repr, to_json, type_name
+from ._schema import Schema, fill, not_mapping, resolve
 from .codecs import Codec, get_codec
 from .errors import ConfigurationError, ValidationError
 
@@ -57,169 +57,6 @@ _FAUST_OPTIONS = frozenset(
     {"isodates", "decimals", "include_metadata", "namespace", "abstract", "allow_blessed_key", "polymorphic_fields"}
 )
 _IMMUTABLE = (str, int, float, bytes, tuple, frozenset, NoneType, Decimal, date, time, UUID, Enum)
-
-
-# -- per-class schema ------------------------------------------------------------------------
-
-
-class _Schema(NamedTuple):
-    types: dict[str, Any]
-    specs: dict[str, Spec]
-    init_convs: tuple[tuple[str, Converter], ...]  # constructor: coerce and/or check
-    decode_convs: tuple[tuple[str, Converter], ...]  # from_data: rebuild or coerce, and/or check
-    json_fields: frozenset[str]  # fields that to_representation must convert
-    name_set: frozenset[str]
-    post_init: Callable[[Any], None] | None  # the class's __post_init__, if any
-
-
-def _converter(model: str, name: str, spec: Spec, convert: Converter | None, validate: bool) -> Converter:
-    """One field's conversion, raising ValidationError that names the field."""
-    check = spec.check
-
-    def run(value: Any) -> Any:
-        if convert is not None:
-            try:
-                value = convert(value)
-            except ValidationError as exc:
-                raise ValidationError(f"{model}.{name}: {exc}", field=name) from exc
-            except CONVERT_ERRORS as exc:
-                raise ValidationError(
-                    f"{model}.{name}: cannot convert {type(value).__name__} {short_repr(value)} to {spec.name} "
-                    f"({exc}); send a value of type {spec.name}",
-                    field=name,
-                ) from exc
-        if validate and not check(value):
-            raise ValidationError(
-                f"{model}.{name}: expected {spec.name}, got {type(value).__name__} {short_repr(value)}; "
-                f"pass a value of type {spec.name}, or declare `class {model}(Record, coerce=True)` to convert it",
-                field=name,
-            )
-        return value
-
-    return run
-
-
-def _resolve(cls: type[Record]) -> _Schema:
-    """Evaluate the annotations of ``cls`` and install its compiled ``from_data``."""
-    localns = {**(cls.__dict__.get("_localns") or {}), cls.__name__: cls}
-    try:
-        hints = get_type_hints(cls, localns=localns)
-    except NameError as exc:
-        raise ConfigurationError(
-            f"{cls.__name__}: cannot resolve a field annotation ({exc}); define that type before "
-            f"{cls.__name__} is first used, at module level"
-        ) from exc
-    except Exception as exc:
-        raise ConfigurationError(f"{cls.__name__}: invalid field annotation ({exc})") from exc
-    opts, model = cls._options, cls.__name__
-    coerce, validate = bool(opts["coerce"]), bool(opts["validation"]) and not opts["coerce"]
-    types = {name: hints.get(name, Any) for name in cls._field_names}
-    specs = {name: spec_for(tp) for name, tp in types.items()}
-    init_convs, decode_convs = [], []
-    for name, spec in specs.items():
-        if coerce or validate:
-            init_convs.append((name, _converter(model, name, spec, spec.coerce if coerce else None, validate)))
-        convert = spec.coerce if coerce else spec.rebuild
-        if convert is not None or validate:
-            decode_convs.append((name, _converter(model, name, spec, convert, validate)))
-    json_fields = frozenset(name for name, spec in specs.items() if not spec.plain)
-    post_init = getattr(cls, "__post_init__", None)
-    schema = _Schema(types, specs, tuple(init_convs), tuple(decode_convs), json_fields, frozenset(types), post_init)
-    cls._schema = schema
-    cls._localns = None
-    cls.from_data = staticmethod(_compile_from_data(cls, schema))  # type: ignore[method-assign,assignment]
-    return schema
-
-
-def _fill(cls: type[Record], data: Mapping[str, Any], decoding: bool) -> dict[str, Any]:
-    """Field values from ``data`` plus defaults; raise for missing (and, building, unknown) fields."""
-    defaults, mutable = cls._defaults, cls._mutable
-    out: dict[str, Any] = {}
-    missing = []
-    given = 0
-    for name in cls._field_names:
-        if name in data:
-            out[name] = data[name]
-            given += 1
-        elif name in defaults:
-            out[name] = deepcopy(defaults[name]) if name in mutable else defaults[name]
-        else:
-            missing.append(name)
-    model = cls.__name__
-    if missing:
-        where = f"the data has keys {sorted(map(str, data))}" if decoding else f"pass {missing[0]}=..."
-        raise ValidationError(
-            f"{model}.{missing[0]}: required field missing ({', '.join(missing)}); {where}, "
-            f"or give the field a default in {model}",
-            field=missing[0],
-        )
-    if not decoding and given != len(data):
-        unknown = [k for k in data if k not in out and k != "__faust"]
-        if unknown:
-            raise ValidationError(
-                f"{model}() got unexpected field(s) {', '.join(map(repr, unknown))}; "
-                f"{model} has fields {', '.join(cls._field_names)}",
-                field=str(unknown[0]),
-            )
-    return out
-
-
-def _not_mapping(cls: type, data: Any) -> ValidationError:
-    return ValidationError(
-        f"{cls.__name__}.from_data: expected a mapping (a decoded JSON object), got "
-        f"{type(data).__name__} {short_repr(data)}; check what the producer sends"
-    )
-
-
-def _compile_from_data(cls: type[R], schema: _Schema) -> Callable[[Mapping[str, Any]], R]:
-    count, has_all = len(cls._field_names), frozenset(cls._field_names).issuperset
-    convs, post, new = schema.decode_convs, schema.post_init, object.__new__
-
-    field_names, defaults, mutable = cls._field_names, cls._defaults, cls._mutable
-
-    def values_of(data: Mapping[str, Any]) -> dict[str, Any]:
-        """Slower path: defaults, extra keys (ignored), missing fields, non-dict mappings."""
-        if type(data) is not dict and not isinstance(data, Mapping):
-            raise _not_mapping(cls, data)
-        values = {}
-        for name in field_names:
-            if name in data:
-                values[name] = data[name]
-            elif name in defaults:
-                values[name] = deepcopy(defaults[name]) if name in mutable else defaults[name]
-            else:
-                return _fill(cls, data, True)  # raises, naming every missing field
-        return values
-
-    if not convs and post is None:
-
-        def from_data(data: Mapping[str, Any]) -> R:
-            obj = new(cls)
-            # Hot path: a dict with exactly the field keys is copied into the instance as is.
-            if type(data) is dict and len(data) == count and has_all(data):
-                obj.__dict__ = data.copy()
-            else:
-                obj.__dict__ = values_of(data)
-            return obj
-
-    else:
-
-        def from_data(data: Mapping[str, Any]) -> R:
-            if type(data) is dict and len(data) == count and has_all(data):
-                values = data.copy()
-            else:
-                values = values_of(data)
-            for name, convert in convs:
-                values[name] = convert(values[name])
-            obj = new(cls)
-            obj.__dict__ = values
-            if post is not None:
-                post(obj)
-            return obj
-
-    from_data.__doc__ = _LAZY_FROM_DATA.__func__.__doc__
-    from_data.__qualname__ = f"{cls.__qualname__}.from_data"
-    return from_data
 
 
 # -- public API -----------------------------------------------------------------------------
@@ -251,7 +88,7 @@ class FieldDescriptor:
     @property
     def type(self) -> Any:
         """The resolved annotation of the field."""
-        return (self.model._schema or _resolve(self.model)).types[self.field]
+        return (self.model._schema or resolve(self.model)).types[self.field]
 
     @property
     def required(self) -> bool:
@@ -303,7 +140,7 @@ class Record:
     _field_names: ClassVar[tuple[str, ...]] = ()
     _defaults: ClassVar[dict[str, Any]] = {}
     _mutable: ClassVar[frozenset[str]] = frozenset()
-    _schema: ClassVar[_Schema | None] = None
+    _schema: ClassVar[Schema | None] = None
     _localns: ClassVar[dict[str, Any] | None] = None
 
     def __init_subclass__(
@@ -331,7 +168,7 @@ class Record:
         cls._schema = None
         for attempt in range(2):
             try:
-                _resolve(cls)
+                resolve(cls)
                 break
             except ConfigurationError as exc:
                 if not isinstance(exc.__cause__, NameError):
@@ -343,7 +180,7 @@ class Record:
 
     def __init__(self, *args: Any, **fields: Any) -> None:
         cls = type(self)
-        schema = cls._schema or _resolve(cls)
+        schema = cls._schema or resolve(cls)
         if args:
             names = cls._field_names
             if len(args) > len(names):
@@ -358,7 +195,7 @@ class Record:
         if len(fields) == len(schema.name_set) and schema.name_set.issuperset(fields):
             values = fields  # every field given by keyword: nothing to fill in
         else:
-            values = _fill(cls, fields, False)
+            values = fill(cls, fields, False)
         for name, convert in schema.init_convs:
             values[name] = convert(values[name])
         self.__dict__.update(values)
@@ -379,7 +216,7 @@ class Record:
         >>> Point.from_data({"x": 1, "extra": True})
         Point(x=1, y=0)
         """
-        _resolve(cls)
+        resolve(cls)
         return cls.from_data(data)
 
     @classmethod
@@ -395,7 +232,7 @@ class Record:
         if isinstance(obj, cls):
             return obj
         if not isinstance(obj, Mapping):
-            raise _not_mapping(cls, obj)
+            raise not_mapping(cls, obj)
         return cls.from_data(obj)
 
     def dumps(self, serializer: str | Codec | None = None) -> bytes:
@@ -418,7 +255,7 @@ class Record:
         >>> Price(amount=Decimal("1.50")).to_representation()
         {'amount': '1.50'}
         """
-        schema = type(self)._schema or _resolve(type(self))
+        schema = type(self)._schema or resolve(type(self))
         values = self.__dict__
         convert = schema.json_fields
         return {n: to_json(values[n]) if n in convert else values[n] for n in self._field_names}
@@ -442,7 +279,7 @@ class Record:
         >>> [e.field for e in Point(x="1").validate()]
         ['x']
         """
-        schema = type(self)._schema or _resolve(type(self))
+        schema = type(self)._schema or resolve(type(self))
         model, errors = type(self).__name__, []
         for name, spec in schema.specs.items():
             value = self.__dict__[name]

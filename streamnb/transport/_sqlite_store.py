@@ -5,8 +5,8 @@ process at a time), the writer connection on its worker thread and a
 read-only connection on a second thread (WAL: reads see the last commit and
 never wait for one). Methods whose names end in ``_sync`` run on those
 threads; the event loop reaches them through :meth:`Store.call` and
-:meth:`Store.call_read`. :func:`acquire` and :func:`release` share one store
-between every App of this process that opens the same folder.
+:meth:`Store.call_read`. :mod:`streamnb.transport._sqlite_registry` shares one
+store between every App of this process that opens the same folder.
 
 Compaction runs once at least ``COMPACT_MIN_DIRTY`` messages (and half the
 partition) are new; retention every ``RETENTION_INTERVAL`` seconds while
@@ -52,7 +52,7 @@ from ._sqlite_log import (
 )
 from .base import TP, Message, ProducerRecord, TopicSpec
 
-__all__ = ["COMPACT_MIN_DIRTY", "DB_NAME", "LOCK_NAME", "RETENTION_INTERVAL", "Store", "acquire", "release"]
+__all__ = ["COMPACT_MIN_DIRTY", "DB_NAME", "LOCK_NAME", "RETENTION_INTERVAL", "Store"]
 
 logger = logging.getLogger("streamnb.transport.local")
 """The logger of the ``local://`` modules (one name for users to configure)."""
@@ -450,56 +450,3 @@ class Store:
                     compact(conn, topic, p)
                 if retention and topic.retention is not None:
                     expire(conn, topic, p)
-
-
-# -- the per-process registry of open folders --------------------------------------------------
-
-_stores: dict[str, Store] = {}
-_closing: dict[str, concurrent.futures.Future[None]] = {}
-_registry_lock = threading.Lock()
-
-
-def acquire(folder: str, full_sync: bool) -> Store:
-    with _registry_lock:
-        store = _stores.get(folder)
-        if store is None:
-            store = _stores[folder] = Store(folder, full_sync, _closing.get(folder))
-        store.refs += 1
-        return store
-
-
-def release(store: Store) -> concurrent.futures.Future[None] | None:
-    """Drop one reference; the last one closes the store (returns the closing future)."""
-    with _registry_lock:
-        store.refs -= 1
-        if store.refs > 0:
-            return None
-        if _stores.get(store.folder) is store:
-            del _stores[store.folder]
-        closing = store.executor.submit(store.close_sync)
-        store.executor.shutdown(wait=False)
-        _closing[store.folder] = closing
-
-    def forget(done: concurrent.futures.Future[None]) -> None:
-        with _registry_lock:
-            if _closing.get(store.folder) is done:
-                del _closing[store.folder]
-
-    closing.add_done_callback(forget)
-    return closing
-
-
-def _forget_stores_in_child() -> None:
-    """After fork: the child owns no folder (its copy of each lock descriptor is closed)."""
-    global _registry_lock
-    _registry_lock = threading.Lock()
-    for store in _stores.values():
-        if store.lock_fd >= 0:
-            os.close(store.lock_fd)
-            store.lock_fd = -1
-        store.conn = None
-    _stores.clear()
-    _closing.clear()
-
-
-os.register_at_fork(after_in_child=_forget_stores_in_child)

@@ -9,7 +9,8 @@ exactly-once.
 
 This module is the facade (:class:`LocalTransport`, :class:`LocalConsumer`);
 the open folder (lock, connections, threads) is
-:mod:`streamnb.transport._sqlite_store`, and the schema, compaction and
+:mod:`streamnb.transport._sqlite_store` (shared per process by
+:mod:`streamnb.transport._sqlite_registry`), and the schema, compaction and
 retention SQL are :mod:`streamnb.transport._sqlite_log`.
 
 Durability: the default (``synchronous=NORMAL``) keeps every finished commit
@@ -63,7 +64,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import AppNotRunningError, ConfigurationError
 from ._sqlite_log import Want
-from ._sqlite_store import Store, acquire, release
+from ._sqlite_registry import acquire, release
+from ._sqlite_store import Store
 from ._static import StaticConsumer
 from .base import TP, Consumer, Message, ProducerRecord, RebalanceListener, TopicSpec, Transport
 
