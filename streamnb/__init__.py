@@ -24,6 +24,9 @@ app.start()`` runs the agents on the kernel's loop.
 
 from __future__ import annotations
 
+import importlib
+
+from . import display
 from .agents import Agent
 from .app import App
 from .codecs import Codec
@@ -83,13 +86,9 @@ __all__ = [
 
 def load_ipython_extension(ipython: object) -> None:
     """``%load_ext streamnb``: register the magics (see :mod:`streamnb.notebook`)."""
-    from .notebook.magics import load_ipython_extension as load
-
-    load(ipython)
+    importlib.import_module(display.NOTEBOOK_LAYER).load_ipython_extension(ipython)
 
 
 def unload_ipython_extension(ipython: object) -> None:
     """``%unload_ext streamnb``."""
-    from .notebook.magics import unload_ipython_extension as unload
-
-    unload(ipython)
+    importlib.import_module(display.NOTEBOOK_LAYER).unload_ipython_extension(ipython)

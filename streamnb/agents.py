@@ -25,22 +25,21 @@ import time
 import traceback
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from . import naming
 from .errors import AgentError, ConfigurationError, PartitionMismatchError
+from .runtime import Runtime
+from .source import Source
 from .streams import Stream
+from .topics import Topic
 from .transport.base import Message
-
-if TYPE_CHECKING:
-    from .app import App
-    from .source import Source
-    from .topics import Topic
 
 __all__ = ["Agent", "AgentFun"]
 
 logger = logging.getLogger("streamnb")
 
-AgentFun = Callable[[Stream], Any]
+AgentFun = Callable[[Stream[Any]], Any]
 
 
 class Agent:
@@ -56,9 +55,9 @@ class Agent:
 
     def __init__(
         self,
-        app: App,
+        app: Runtime,
         fun: AgentFun,
-        channel: Topic,
+        channel: Topic[Any, Any],
         *,
         name: str,
         concurrency: int = 1,
@@ -90,20 +89,51 @@ class Agent:
         self.errors: deque[tuple[float, str]] = deque(maxlen=20)
         """``(time, traceback)`` of recent crashes and dead letters."""
         self.started_at: float | None = None
+        self.poison: dict[tuple[str, int, int], BaseException] = {}
+        """``(topic, partition, offset)`` of events that crashed the agent ``max_retries`` times:
+        the next time they come they are dead-lettered instead of processed."""
         self._tasks: list[asyncio.Task[None]] = []
         self._sources: set[Source] = set()
         self._retries: dict[tuple[str, int, int], int] = {}
-        self._poison: dict[tuple[str, int, int], BaseException] = {}
-        self._paused = asyncio.Event()
-        self._paused.set()
+        self._resumed = asyncio.Event()
+        self._resumed.set()
         self._stopping = False
 
     # -- sending -----------------------------------------------------------------------------
 
     @property
-    def topic(self) -> Topic:
+    def topic(self) -> Topic[Any, Any]:
         """The topic the agent reads."""
         return self.channel
+
+    def read_topics(self) -> list[str]:
+        """Names of the topics the agent's consumers read (its topic, and a ``group_by`` source).
+
+        >>> from streamnb import App
+        >>> app = App("demo", broker="memory://")
+        >>> @app.agent("orders")
+        ... async def process(stream):
+        ...     async for order in stream:
+        ...         pass
+        >>> process.read_topics()
+        ['orders']
+        """
+        names = [self.channel.name]
+        for source in list(self._sources):
+            names.append(source.channel.name)
+            if source.forward is not None:
+                names.append(source.forward[0].name)
+        return list(dict.fromkeys(names))
+
+    def consumer_groups(self) -> list[str]:
+        """The consumer groups the agent's consumers belong to (one per agent)."""
+        groups = [source.group for source in list(self._sources)]
+        return list(dict.fromkeys(groups)) or [naming.consumer_group(self.app.id, self.name)]
+
+    @property
+    def uncommitted(self) -> int:
+        """Table writes and sends the agent made since its last commit."""
+        return sum(len(source.txn) for source in list(self._sources))
 
     async def send(self, *, key: Any = None, value: Any = None, partition: int | None = None,
                    timestamp: float | None = None, headers: Any = None) -> None:
@@ -143,7 +173,7 @@ class Agent:
             self.state = "stopped" if self.state != "defined" else self.state
             return
         self._stopping = True
-        self._paused.set()
+        self._resumed.set()
         for source in list(self._sources):
             source.stopping = True
             if source.waiting:  # idle: everything processed is committed; stop at once
@@ -163,15 +193,37 @@ class Agent:
 
     def pause(self) -> None:
         """Stop taking new events (after committing) until :meth:`resume`."""
-        self._paused.clear()
+        self._resumed.clear()
         if self.state == "running":
             self.state = "paused"
 
     def resume(self) -> None:
         """Continue after :meth:`pause`."""
-        self._paused.set()
+        self._resumed.set()
         if self.state == "paused":
             self.state = "running"
+
+    @property
+    def paused(self) -> bool:
+        """True between :meth:`pause` and :meth:`resume`."""
+        return not self._resumed.is_set()
+
+    async def wait_resumed(self) -> None:
+        """Return once the agent is not paused."""
+        await self._resumed.wait()
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called, until the agent is started again."""
+        return self._stopping
+
+    def attach(self, source: Source) -> None:
+        """Called by a :class:`~streamnb.source.Source` of this agent when it starts."""
+        self._sources.add(source)
+
+    def detach(self, source: Source) -> None:
+        """Called by a :class:`~streamnb.source.Source` of this agent when it closes."""
+        self._sources.discard(source)
 
     def raise_if_crashed(self) -> None:
         """Raise :class:`AgentError` from the last crash, if any (handy in tests)."""
@@ -201,7 +253,7 @@ class Agent:
                 await self._run_once(stream)
                 return
             except asyncio.CancelledError:
-                source = stream.root._source
+                source = stream.root.source
                 if source is not None and not source.waiting and not source.closed:
                     source.abort()  # cancelled mid-event: undo its partial work
                 raise
@@ -219,7 +271,7 @@ class Agent:
                 if self.state == "crashed":
                     self.state = "running"
             finally:
-                source = stream.root._source
+                source = stream.root.source
                 if source is not None and not source.closed:
                     await source.close(commit=not source.aborted)
 
@@ -233,8 +285,6 @@ class Agent:
             await result
 
     async def _deliver(self, value: Any) -> None:
-        from .topics import Topic
-
         for sink in self.sinks:
             if isinstance(sink, (Agent, Topic)):
                 await sink.send(value=value)
@@ -243,13 +293,13 @@ class Agent:
                 if inspect.isawaitable(out):
                     await out
 
-    def _crashed(self, stream: Stream, exc: Exception, retry: bool = True) -> None:
+    def _crashed(self, stream: Stream[Any], exc: Exception, retry: bool = True) -> None:
         self.crashes += 1
         self.last_error = exc
         self.last_traceback = "".join(traceback.format_exception(exc))
         self.errors.append((time.time(), self.last_traceback))
         self.state = "crashed"
-        source = stream.root._source
+        source = stream.root.source
         where = ""
         if source is not None:
             msg: Message | None = source.txn.message
@@ -258,16 +308,17 @@ class Agent:
                 self._retries[key] = tries = self._retries.get(key, 0) + 1
                 where = f" on {msg.topic}[{msg.partition}]@{msg.offset} (try {tries} of {self.max_retries})"
                 if tries >= self.max_retries and retry:
-                    self._poison[key] = exc
+                    self.poison[key] = exc
             source.abort()
         if retry:
             logger.error(
                 "agent %r crashed%s; restarting from its last commit\n%s", self.name, where, self.last_traceback
             )
 
-    def _dead_lettered(self, msg: Message, reason: str) -> None:
+    def record_dead_letter(self, msg: Message, reason: str) -> None:
+        """Count and log a message that went to the dead-letter topic (called by the source)."""
         self.dead_lettered += 1
-        self._poison.pop((msg.topic, msg.partition, msg.offset), None)
+        self.poison.pop((msg.topic, msg.partition, msg.offset), None)
         self.errors.append((time.time(), f"dead-lettered {msg.topic}[{msg.partition}]@{msg.offset}: {reason}"))
         logger.warning("agent %r dead-lettered %s[%d]@%d: %s", self.name, msg.topic, msg.partition, msg.offset, reason)
 

@@ -31,15 +31,16 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar, TypeVar
 
-from . import _gc
+from . import _gc, display, naming
 from .agents import Agent, AgentFun
 from .errors import AppNotRunningError, ConfigurationError
+from .streams import Stream
 from .tables.ownership import PartitionOwnership
 from .tables.table import Table
 from .tasks import Task, Timer
 from .topics import Topic
 from .transport import open_transport
-from .transport.base import Transport
+from .transport.base import TP, Transport
 
 _Table = Table  # inside App, `Table` names the App.Table method
 
@@ -153,14 +154,42 @@ class App:
         self._connecting: asyncio.Future[Transport] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._lifecycle = asyncio.Lock()
-        self._partitions = PartitionOwnership(self)
+        self._partitions = PartitionOwnership(
+            lambda: list(self.tables.values()), lambda: self.transport, lambda: self.state == "running"
+        )
+        self._held: dict[object, set[TP]] = {}  # topic partitions held, per consumer (leader election)
         self._predecessor: asyncio.Task[Any] | None = None
         # Re-running the cell that makes the App replaces it: the old app stops (committing) first.
-        old = App._instances.get((id, broker))
-        previous = old() if old is not None else None
+        previous = App.current(id, broker)
         if previous is not None and previous.state in ("starting", "running"):
-            self._predecessor = previous._spawn(previous.stop(), f"stop the previous app {id!r}")
+            self._predecessor = previous.spawn(previous.stop(), f"stop the previous app {id!r}")
         App._instances[(id, broker)] = weakref.ref(self)
+
+    @classmethod
+    def instances(cls) -> list[App]:
+        """Every App of this process still in use (the newest per id and broker).
+
+        >>> app = App("demo-instances", broker="memory://")
+        >>> app in App.instances()
+        True
+        """
+        return [app for ref in list(cls._instances.values()) if (app := ref()) is not None]
+
+    @classmethod
+    def current(cls, id: str, broker: str) -> App | None:
+        """The newest App made with this id and broker, if it is still in use."""
+        ref = cls._instances.get((id, broker))
+        return ref() if ref is not None else None
+
+    @property
+    def is_current(self) -> bool:
+        """False once a newer App with the same id and broker was made (a re-run notebook cell).
+
+        >>> App("demo-current", broker="memory://").is_current
+        True
+        """
+        newest = App.current(self.id, self.broker)
+        return newest is None or newest is self
 
     # -- definitions --------------------------------------------------------------------------
 
@@ -190,15 +219,26 @@ class App:
         self.topics[name] = topic
         return topic
 
-    def _internal_topic(self, name: str, **options: Any) -> Topic:
+    def internal_topic(self, name: str, **options: Any) -> Topic[Any, Any]:
+        """Define (or redefine) a topic streamnb itself needs: a changelog, repartition or dead-letter topic.
+
+        >>> App("demo", broker="memory://").internal_topic("demo-x-changelog", compacting=True).internal
+        True
+        """
         old = self.topics.get(name)
-        topic = Topic(self, name, internal=True, **options)
+        topic: Topic[Any, Any] = Topic(self, name, internal=True, **options)
         if old is not None:
-            topic._actual_partitions = old._actual_partitions
+            topic.adopt(old)
         self.topics[name] = topic
         return topic
 
-    def _resolve_topic(self, channel: Topic | str) -> Topic:
+    def resolve_topic(self, channel: Topic[Any, Any] | Agent | str) -> Topic[Any, Any]:
+        """The topic for ``channel``: a topic, a topic name (defined on first use), or an agent (its topic).
+
+        >>> app = App("demo", broker="memory://")
+        >>> app.resolve_topic("orders") is app.topics["orders"]
+        True
+        """
         if isinstance(channel, Topic):
             return channel
         if isinstance(channel, str):
@@ -207,9 +247,23 @@ class App:
             return channel.channel
         raise ConfigurationError(f"expected a topic (app.topic(...)) or a topic name, got {channel!r}")
 
-    def _dlq_topic(self, owner: str) -> Topic:
-        name = f"{self.id}-{owner}-dlq"
-        return self.topics.get(name) or self._internal_topic(name, key_serializer="raw", value_serializer="raw")
+    def dead_letter_topic(self, owner: str) -> Topic[Any, Any]:
+        """The dead-letter topic of agent ``owner``: ``<app id>-<owner>-dlq`` (raw bytes and reason headers).
+
+        >>> App("demo", broker="memory://").dead_letter_topic("count").name
+        'demo-count-dlq'
+        """
+        name = naming.dead_letter_topic(self.id, owner)
+        return self.topics.get(name) or self.internal_topic(name, key_serializer="raw", value_serializer="raw")
+
+    def stream(self, channel: Topic[Any, Any] | str) -> Stream[Any]:
+        """A stream over ``channel`` outside any agent (Faust's ``app.stream``); iterate it in a task.
+
+        >>> app = App("demo", broker="memory://")
+        >>> app.stream("orders").channel.name
+        'orders'
+        """
+        return Stream(self, self.resolve_topic(channel))
 
     def agent(
         self,
@@ -237,13 +291,15 @@ class App:
 
         def decorator(fun: AgentFun) -> Agent:
             agent_name = name or fun.__name__
-            topic = self.topic(f"{self.id}-{agent_name}") if channel is None else self._resolve_topic(channel)
+            topic = (
+                self.topic(naming.agent_topic(self.id, agent_name)) if channel is None else self.resolve_topic(channel)
+            )
             agent = Agent(self, fun, topic, name=agent_name, concurrency=concurrency, sink=sink)
             agent.__doc__ = fun.__doc__
             old = self.agents.get(agent_name)
             self.agents[agent_name] = agent
             if old is not None or self.state == "running":
-                self._spawn(self._replace_agent(old, agent), f"start agent {agent_name}")
+                self.spawn(self._replace_agent(old, agent), f"start agent {agent_name}")
             return agent
 
         return decorator
@@ -266,30 +322,40 @@ class App:
         key_serializer: str | None = None,
         value_serializer: str | None = None,
         on_window_close: Callable[..., Any] | None = None,
+        on_late: Callable[..., Any] | None = None,
+        late_topic: Topic[Any, Any] | str | bool | None = None,
+        emit_final: Topic[Any, Any] | str | None = None,
         help: str = "",
-    ) -> Table:
+    ) -> Table[Any, Any]:
         """Define (or redefine, keeping its contents) a table.
+
+        Windowed tables (``.tumbling()``, ``.hopping()``) also take
+        ``on_window_close(key, value)`` (once per window, when it closes),
+        ``on_late(event, windows)``, ``late_topic=`` (a topic, or True for
+        ``<app id>-<table>-late``) and ``emit_final=`` (a topic that gets one
+        ``{key, window_start, window_end, value}`` record per closed window).
 
         >>> app = App("demo", broker="memory://")
         >>> counts = app.Table("counts", default=int)
         >>> counts["anything"]
         0
         """
-        table = Table(
+        table: Table[Any, Any] = Table(
             self, name, default=default, partitions=partitions, key_type=key_type, value_type=value_type,
             key_serializer=key_serializer, value_serializer=value_serializer,
-            on_window_close=on_window_close, help=help,
+            on_window_close=on_window_close, on_late=on_late, late_topic=late_topic, emit_final=emit_final,
+            help=help,
         )
         old = self.tables.get(name)
         if old is not None:
-            table._adopt(old)
+            table.take_over(old)
         self.tables[name] = table
         if self.state == "running" and old is None:
-            self._spawn(self._recover_new_table(table), f"recover table {name}")
+            self.spawn(self._recover_new_table(table), f"recover table {name}")
         return table
 
-    async def _recover_new_table(self, table: _Table) -> None:
-        transport = await self._connect()
+    async def _recover_new_table(self, table: _Table[Any, Any]) -> None:
+        transport = await self.connect()
         if not transport.distributed:
             await table.recover()
         else:
@@ -305,7 +371,7 @@ class App:
         """
 
         def decorator(fun: F) -> F:
-            timer = Timer(self, fun, interval, name=name or fun.__name__)
+            timer = Timer(self, fun, interval, name=name or fun.__name__, on_leader=on_leader)
             self._register_background(self.timers, timer)
             return fun
 
@@ -338,12 +404,15 @@ class App:
                 if self.state == "running" and registry.get(item.name) is item:
                     item.start()
 
-            self._spawn(swap(), f"start {item.name}")
+            self.spawn(swap(), f"start {item.name}")
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    async def _connect(self) -> Transport:
-        """Open the transport (once), without starting agents."""
+    async def connect(self) -> Transport:
+        """Open the broker connection (once), without starting agents; return it.
+
+        >>> transport = await app.connect()  # doctest: +SKIP
+        """
         if self.transport is not None:
             return self.transport
         if self._connecting is None:
@@ -361,10 +430,48 @@ class App:
         self.transport = transport
         return transport
 
-    def _transport_or_raise(self) -> Transport:
+    def require_transport(self) -> Transport:
+        """The open broker connection; :class:`AppNotRunningError` before ``await app.start()``.
+
+        >>> App("demo", broker="memory://").require_transport()
+        Traceback (most recent call last):
+        ...
+        streamnb.errors.AppNotRunningError: app 'demo' is not connected; `await app.start()` first
+        """
         if self.transport is None:
             raise AppNotRunningError(f"app {self.id!r} is not connected; `await app.start()` first")
         return self.transport
+
+    # -- partition ownership (called by the agents' consumers) --------------------------------
+
+    async def partitions_assigned(self, owner: object, tps: set[TP]) -> None:
+        """A consumer of this app got ``tps``: recover their table partitions (Kafka)."""
+        self._held.setdefault(owner, set()).update(tps)
+        await self._partitions.assigned(owner, tps)
+
+    async def partitions_revoked(self, owner: object, tps: set[TP], *, final: bool = False) -> None:
+        """A consumer of this app loses ``tps`` (``final``: it closes)."""
+        held = self._held.get(owner)
+        if held is not None:
+            held.difference_update(tps)
+            if not held:
+                del self._held[owner]
+        await self._partitions.revoked(owner, tps, final=final)
+
+    def is_leader(self) -> bool:
+        """True on the worker that runs ``on_leader`` timers.
+
+        On the embedded brokers every app is the leader; on Kafka it is the
+        worker holding partition 0 of the first agent's topic.
+        """
+        transport = self.transport
+        if transport is None or not transport.distributed:
+            return True
+        first = next(iter(self.agents.values()), None)
+        if first is None:
+            return False
+        wanted = TP(first.channel.name, 0)
+        return any(wanted in tps for tps in self._held.values())
 
     async def start(self) -> None:
         """Connect, create topics, recover tables and start agents, timers and tasks.
@@ -383,12 +490,13 @@ class App:
                 return
             self.state = "starting"
             try:
-                transport = await self._connect()
+                transport = await self.connect()
+                self._check_leader_timers(transport)
                 for topic in list(self.topics.values()):
-                    if not topic.internal or topic.name.endswith("-changelog"):
+                    if not topic.internal or naming.is_changelog(topic.name):
                         await topic.declare()
                 for table in list(self.tables.values()):
-                    table._check_declared_partitions()
+                    table.check_partitions()
                 if not transport.distributed:
                     for table in list(self.tables.values()):
                         await table.recover()
@@ -429,8 +537,9 @@ class App:
             self.transport = None
             self._connecting = None
             self._partitions.clear()
+            self._held.clear()
             for table in self.tables.values():
-                table._recovered.clear()
+                table.reset_recovery()
             self.state = "stopped"
 
     async def __aenter__(self) -> App:
@@ -468,17 +577,41 @@ class App:
         finally:
             await self.stop()
 
+    def _check_leader_timers(self, transport: Transport) -> None:
+        if transport.distributed and not self.agents and any(t.on_leader for t in self.timers.values()):
+            names = ", ".join(t.name for t in self.timers.values() if t.on_leader)
+            raise ConfigurationError(
+                f"timer(s) {names} run on_leader=True, but on {self.broker} the leader is the worker holding "
+                "partition 0 of the first agent's topic and this app has no agent: define an agent, "
+                "or drop on_leader=True to run the timer on every worker"
+            )
+
+    async def start_agent(self, name: str) -> None:
+        """Start one agent of a running app (what the dashboard's Start button does)."""
+        async with self._lifecycle:  # not while the app itself starts or stops
+            agent = self.agents.get(name)
+            if agent is not None and self.state == "running":
+                await agent.start()
+
+    async def stop_agent(self, name: str) -> None:
+        """Stop one agent of a running app, committing what it processed."""
+        async with self._lifecycle:
+            agent = self.agents.get(name)
+            if agent is not None and self.state == "running":
+                await agent.stop()
+
     def dashboard(self) -> Any:
         """A live notebook dashboard of agents, offsets and lag, and tables.
 
         >>> app.dashboard()  # doctest: +SKIP
         """
-        from .notebook.dashboard import dashboard
+        return display.show("dashboard", self)
 
-        return dashboard(self)
+    def spawn(self, coro: Coroutine[Any, Any, Any] | Awaitable[Any], what: str) -> asyncio.Task[Any] | None:
+        """Run ``coro`` in the background on the running loop, logging a failure as ``what``.
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any] | Awaitable[Any], what: str) -> asyncio.Task[Any] | None:
-        """Run ``coro`` in the background on the running loop, logging failures."""
+        Returns the task, or ``None`` (and closes ``coro``) when no loop runs.
+        """
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

@@ -8,19 +8,28 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Generic, TypeVar
 
 from .transport.base import TP, Headers, Message
 
 __all__ = ["Event"]
 
+K = TypeVar("K")
+V = TypeVar("V")
 
-class Event:
-    """A decoded key and value together with the message they came from."""
+
+class Event(Generic[K, V]):
+    """A decoded key and value together with the message they came from.
+
+    >>> from streamnb.transport.base import Message
+    >>> event = Event("alice", {"page": "/"}, Message("views", 0, 7, 1.5, b"alice", b"{}", ()))
+    >>> event.key, event.offset, event.timestamp
+    ('alice', 7, 1.5)
+    """
 
     __slots__ = ("key", "value", "message")
 
-    def __init__(self, key: Any, value: Any, message: Message) -> None:
+    def __init__(self, key: K, value: V, message: Message) -> None:
         self.key = key
         """Decoded key (``None`` when the message had none)."""
         self.value = value

@@ -88,7 +88,7 @@ class FieldDescriptor:
     @property
     def type(self) -> Any:
         """The resolved annotation of the field."""
-        return (self.model._schema or resolve(self.model)).types[self.field]
+        return self.model.compiled_schema().types[self.field]
 
     @property
     def required(self) -> bool:
@@ -178,6 +178,17 @@ class Record:
         else:  # a forward reference (e.g. to a class defined later): resolve on first use
             cls.from_data = _LAZY_FROM_DATA  # type: ignore[method-assign]
 
+    @classmethod
+    def compiled_schema(cls) -> Schema:
+        """The class's compiled field schema (types, converters), resolved on first use.
+
+        >>> class Point(Record):
+        ...     x: int
+        >>> Point.compiled_schema().types
+        {'x': <class 'int'>}
+        """
+        return cls._schema or resolve(cls)
+
     def __init__(self, *args: Any, **fields: Any) -> None:
         cls = type(self)
         schema = cls._schema or resolve(cls)
@@ -255,7 +266,7 @@ class Record:
         >>> Price(amount=Decimal("1.50")).to_representation()
         {'amount': '1.50'}
         """
-        schema = type(self)._schema or resolve(type(self))
+        schema = self.compiled_schema()
         values = self.__dict__
         convert = schema.json_fields
         return {n: to_json(values[n]) if n in convert else values[n] for n in self._field_names}
@@ -279,7 +290,7 @@ class Record:
         >>> [e.field for e in Point(x="1").validate()]
         ['x']
         """
-        schema = type(self)._schema or resolve(type(self))
+        schema = self.compiled_schema()
         model, errors = type(self).__name__, []
         for name, spec in schema.specs.items():
             value = self.__dict__[name]
@@ -316,12 +327,13 @@ def _collect_fields(cls: type[Record]) -> None:
     defaults: dict[str, Any] = {}
     for base in reversed(cls.__mro__[1:]):
         if issubclass(base, Record) and "_field_names" in base.__dict__:
-            for name in base._field_names:
+            inherited = vars(base)
+            for name in inherited["_field_names"]:
                 if name not in order:
                     order.append(name)
                 defaults.pop(name, None)
-                if name in base._defaults:
-                    defaults[name] = base._defaults[name]
+                if name in inherited["_defaults"]:
+                    defaults[name] = inherited["_defaults"][name]
     for name, annotation in cls.__dict__.get("__annotations__", {}).items():
         if _is_classvar(annotation):
             continue
@@ -351,7 +363,7 @@ def _is_classvar(annotation: Any) -> bool:
 
 def _caller_locals() -> dict[str, Any] | None:
     """Locals of the scope running the ``class`` statement (for annotations naming local classes)."""
-    frame = sys._getframe(2)
+    frame = sys._getframe(2)  # noqa: SLF001 - the documented way to read the defining scope
     while frame is not None and frame.f_code.co_name == "__init_subclass__":
         frame = frame.f_back  # type: ignore[assignment]
     if frame is None or frame.f_locals is frame.f_globals:

@@ -15,18 +15,16 @@ import logging
 import operator
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from . import naming
 from .errors import StreamnbError
-from .topics import partition_for_key
+from .runtime import Runtime
+from .topics import Topic, partition_for_key
 from .transaction import Transaction
 from .transport.base import TP, Consumer, Message, ProducerRecord, RebalanceListener
 
-if TYPE_CHECKING:
-    from .streams import Stream
-    from .topics import Topic
-
-__all__ = ["Source"]
+__all__ = ["Source", "SourceConfig", "Supervisor"]
 
 logger = logging.getLogger("streamnb")
 
@@ -36,10 +34,63 @@ _offset_of = operator.itemgetter(2)
 _MISSING: Any = object()
 
 
+class Supervisor(Protocol):
+    """What a source needs from the agent that iterates it (:class:`~streamnb.agents.Agent`)."""
+
+    name: str
+    events_received: int
+    """Messages fetched for the agent."""
+    events_processed: int
+    """Messages the agent finished (dead-lettered ones included)."""
+    poison: dict[tuple[str, int, int], BaseException]
+    """``(topic, partition, offset)`` of events that crashed the agent too often: dead-letter them."""
+
+    @property
+    def stopping(self) -> bool:
+        """True once the agent was asked to stop."""
+        ...
+
+    @property
+    def paused(self) -> bool:
+        """True while the agent is paused."""
+        ...
+
+    async def wait_resumed(self) -> None:
+        """Return once the agent is not paused."""
+        ...
+
+    def attach(self, source: Source) -> None:
+        """A source of this agent started."""
+        ...
+
+    def detach(self, source: Source) -> None:
+        """A source of this agent closed."""
+        ...
+
+    def record_dead_letter(self, msg: Message, reason: str) -> None:
+        """``msg`` went to the dead-letter topic for ``reason``."""
+        ...
+
+
+class SourceConfig(Protocol):
+    """What a source reads from the stream it serves (:class:`~streamnb.streams.Stream`)."""
+
+    app: Runtime
+    channel: Topic[Any, Any] | None
+    agent: Supervisor | None
+    member: int
+    members: int
+    forward_from: tuple[Topic[Any, Any], Callable[[Any], Any] | None] | None
+    holds: list[Callable[[], dict[TP, int]]]
+    """Offsets buffered by operators such as ``take``: commits stay before them."""
+    tick_interval: float | None
+    """Seconds after which an idle poll yields a tick (``take(within=)``), or None."""
+
+
 class Source:
     """The consumer, transaction and commit policy behind one iterated stream."""
 
-    def __init__(self, stream: Stream) -> None:
+    def __init__(self, stream: SourceConfig) -> None:
         app = stream.app
         assert stream.channel is not None
         self.stream = stream
@@ -48,8 +99,9 @@ class Source:
         self.channel = stream.channel
         self.forward = stream.forward_from
         self.txn = Transaction()
-        owner = stream.agent.name if stream.agent is not None else f"stream-{stream.channel.name}"
-        self.group = f"{app.id}-{owner}"
+        owner = stream.agent.name if stream.agent is not None else naming.stream_owner(stream.channel.name)
+        self.owner = owner
+        self.group = naming.consumer_group(app.id, owner)
         self.consumer: Consumer | None = None
         self.pending: dict[tuple[str, int], int] = {}  # last processed offset per partition
         self.last_batch: Sequence[Message] = ()
@@ -61,7 +113,7 @@ class Source:
         # Partitions revoked since the batch in hand was fetched (Kafka rebalances).
         self._revoked_in_hand: set[tuple[str, int]] = set()
         self.poison: dict[tuple[str, int, int], BaseException] = (
-            stream.agent._poison if stream.agent is not None else {}
+            stream.agent.poison if stream.agent is not None else {}
         )
         self._routes: dict[str, tuple[bytes, int]] = {}
         self._inflight: asyncio.Future[None] | None = None
@@ -79,13 +131,13 @@ class Source:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        transport = await self.app._connect()
+        transport = await self.app.connect()
         topics = [self.channel]
         if self.forward is not None:
             topics.append(self.forward[0])
         for topic in topics:
             await topic.declare()
-        self._dlq = self.app._dlq_topic(self.agent.name if self.agent else self.channel.name)
+        self._dlq = self.app.dead_letter_topic(self.agent.name if self.agent else self.channel.name)
         await self._dlq.declare()
         listener = RebalanceListener(self._on_assigned, self._on_revoked)
         self.consumer = transport.consumer(
@@ -94,7 +146,7 @@ class Source:
         )
         await self.consumer.start()
         if self.agent is not None:
-            self.agent._sources.add(self)
+            self.agent.attach(self)
 
     async def close(self, commit: bool) -> None:
         if self.closed:
@@ -119,7 +171,7 @@ class Source:
             if self.consumer is not None:
                 await self.consumer.stop()
             if self.agent is not None:
-                self.agent._sources.discard(self)
+                self.agent.detach(self)
             self.txn.deactivate()
 
     def abort(self) -> None:
@@ -129,7 +181,7 @@ class Source:
         self.txn.abort()
 
     async def _on_assigned(self, tps: set[TP]) -> None:
-        await self.app._partitions.assigned(self, tps)
+        await self.app.partitions_assigned(self, tps)
 
     async def _on_revoked(self, tps: set[TP]) -> None:
         """Partitions move to another worker (Kafka): commit what was processed,
@@ -150,7 +202,7 @@ class Source:
             # The agent may have started a commit of its own meanwhile (commit(wait=False)
             # took the pending offsets): it must land before the partitions go.
             await self.wait_committed()
-        await self.app._partitions.revoked(self, tps, final=self.closed)
+        await self.app.partitions_revoked(self, tps, final=self.closed)
 
     # -- batches and commits ------------------------------------------------------------------
 
@@ -164,13 +216,13 @@ class Source:
         max_records = app.stream_batch_size
         agent = self.agent
         while True:
-            if self.stopping or (agent is not None and agent._stopping):
+            if self.stopping or (agent is not None and agent.stopping):
                 self.stopping = True
                 await self.commit()
                 return None
-            if agent is not None and agent._paused.is_set() is False:
+            if agent is not None and agent.paused:
                 await self.commit()
-                await agent._paused.wait()
+                await agent.wait_resumed()
                 continue
             self._revoked_in_hand.clear()
             msgs = await consumer.getmany(0, max_records)
@@ -193,11 +245,10 @@ class Source:
                     if self.stream.tick_interval is not None:
                         return []
                     continue
-            if agent is not None:
-                if not agent._paused.is_set():  # paused while waiting: hold the batch
-                    await agent._paused.wait()
-                    if self.stopping:
-                        return None
+            if agent is not None and agent.paused:  # paused while waiting: hold the batch
+                await agent.wait_resumed()
+                if self.stopping:
+                    return None
             if self._revoked_in_hand:
                 msgs = self._drop_revoked(consumer, msgs)
                 if not msgs:
@@ -310,8 +361,8 @@ class Source:
             for tp, first_held in hold().items():
                 if tp in offsets and offsets[tp] > first_held:
                     offsets[tp] = first_held
-        for table in list(txn.dirty):
-            table._before_commit(txn)
+        for participant in list(txn.dirty):
+            participant.before_commit(txn)
         dirty = txn.dirty
         records = txn.collect(time.time())
         txn.clear()
@@ -352,12 +403,12 @@ class Source:
         dirty, self._inflight_dirty = self._inflight_dirty, {}
         if inflight.cancelled() or inflight.exception() is not None:
             self.txn.abort()  # newer writes first, then the failed commit's
-            for table, keys in dirty.items():
-                table._restore(keys)
+            for participant, keys in dirty.items():
+                participant.restore(keys)
             self.aborted = True
             return
-        for table in dirty:
-            table._after_commit()
+        for participant, keys in dirty.items():
+            participant.after_commit(keys)
 
     # -- forwarding and dead letters ---------------------------------------------------------
 
@@ -387,7 +438,7 @@ class Source:
                 self.dead_letter(msg, exc)
                 return
             raw_key = target.encode_key(key)
-        partition = partition_for_key(raw_key, target.partition_count, target._rr)
+        partition = partition_for_key(raw_key, target.partition_count, target.round_robin)
         if keyfn is not None and type(key) is str and raw_key is not None and len(self._routes) < 100_000:
             self._routes[key] = (raw_key, partition)
         self.txn.records.append(
@@ -409,6 +460,6 @@ class Source:
             ProducerRecord(dlq.name, msg.partition % dlq.partition_count, msg.key, msg.value, msg.timestamp, headers)
         )
         if self.agent is not None:
-            self.agent._dead_lettered(msg, reason)
+            self.agent.record_dead_letter(msg, reason)
         else:
             logger.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)

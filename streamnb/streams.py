@@ -21,19 +21,19 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, TypeVar
 
+from . import naming
 from .errors import ConfigurationError, StreamnbError
 from .events import Event
-from .source import Source
+from .runtime import Runtime
+from .source import Source, Supervisor
+from .topics import Topic
 from .transport.base import TP
 
-if TYPE_CHECKING:
-    from .agents import Agent
-    from .app import App
-    from .topics import Topic
-
 __all__ = ["Stream"]
+
+T = TypeVar("T")
 
 
 logger = logging.getLogger("streamnb")
@@ -42,7 +42,7 @@ KeyFn = Callable[[Any], Any]
 _TICK: Any = None  # yielded by the event generator on idle when an operator asked for ticks
 
 
-class Stream:
+class Stream(Generic[T]):
     """An async iterable of values read from a topic.
 
     ``async for value in stream`` yields decoded values; ``stream.events()``
@@ -55,15 +55,15 @@ class Stream:
 
     def __init__(
         self,
-        app: App,
-        channel: Topic | None,
+        app: Runtime,
+        channel: Topic[Any, Any] | None,
         *,
-        agent: Agent | None = None,
+        agent: Supervisor | None = None,
         member: int = 0,
         members: int = 1,
-        forward_from: tuple[Topic, KeyFn | None] | None = None,
-        parent: Stream | None = None,
-        op: Callable[[AsyncIterator[Event]], AsyncIterator[Event]] | None = None,
+        forward_from: tuple[Topic[Any, Any], KeyFn | None] | None = None,
+        parent: Stream[Any] | None = None,
+        op: Callable[[AsyncIterator[Event[Any, Any]]], AsyncIterator[Event[Any, Any]]] | None = None,
     ) -> None:
         self.app = app
         self.channel = channel
@@ -75,32 +75,38 @@ class Stream:
         self.op = op
         self.holds: list[Callable[[], dict[TP, int]]] = []
         self.tick_interval: float | None = None
-        self._source: Source | None = None
+        self.source: Source | None = None
+        """The consumer and commit machinery, once the (root) stream is iterated."""
 
     # -- iteration ---------------------------------------------------------------------------
 
-    def __aiter__(self) -> AsyncIterator[Any]:
+    def __aiter__(self) -> AsyncIterator[T]:
         if self.parent is None:
             return self._root(events=False, ticks=False)
         return self._values()
 
-    async def _values(self) -> AsyncIterator[Any]:
-        async for event in self._events(False):
+    async def _values(self) -> AsyncIterator[T]:
+        async for event in self.iter_events(False):
             yield event.value
 
-    def _events(self, ticks: bool) -> AsyncIterator[Event]:
+    def iter_events(self, ticks: bool) -> AsyncIterator[Event[Any, Any]]:
+        """Events through this stream's chain of operations; with ``ticks``, idle ticks too.
+
+        What operations build on: an idle tick is ``None`` and comes only
+        after an operator asked for them (``take(within=)``).
+        """
         if self.parent is None:
             return self._root(events=True, ticks=ticks)
         assert self.op is not None
-        return self.op(self.parent._events(ticks))
+        return self.op(self.parent.iter_events(ticks))
 
-    def events(self) -> AsyncIterator[Event]:
+    def events(self) -> AsyncIterator[Event[Any, Any]]:
         """Iterate :class:`Event` objects (key, value, partition, offset, timestamp, headers).
 
         >>> async for event in stream.events():  # doctest: +SKIP
         ...     print(event.key, event.offset)
         """
-        return self._events(False)
+        return self.iter_events(False)
 
     async def items(self) -> AsyncIterator[tuple[Any, Any]]:
         """Iterate ``(key, value)`` pairs.
@@ -108,7 +114,7 @@ class Stream:
         >>> async for key, value in stream.items():  # doctest: +SKIP
         ...     table[key] = value
         """
-        async for event in self._events(False):
+        async for event in self.iter_events(False):
             yield event.key, event.value
 
     async def enumerate(self, start: int = 0) -> AsyncIterator[tuple[int, Any]]:
@@ -118,12 +124,12 @@ class Stream:
         ...     print(i, value)
         """
         i = start
-        async for event in self._events(False):
+        async for event in self.iter_events(False):
             yield i, event.value
             i += 1
 
     @property
-    def root(self) -> Stream:
+    def root(self) -> Stream[Any]:
         """The stream that owns the consumer (the start of an operation chain)."""
         stream = self
         while stream.parent is not None:
@@ -131,9 +137,9 @@ class Stream:
         return stream
 
     @property
-    def current_event(self) -> Event | None:
+    def current_event(self) -> Event[Any, Any] | None:
         """The event being processed, or ``None`` before the first one."""
-        source = self.root._source
+        source = self.root.source
         if source is None:
             return None
         txn = source.txn
@@ -151,17 +157,19 @@ class Stream:
 
     # -- operations --------------------------------------------------------------------------
 
-    def _derive(self, op: Callable[[AsyncIterator[Event]], AsyncIterator[Event]]) -> Stream:
+    def _derive(
+        self, op: Callable[[AsyncIterator[Event[Any, Any]]], AsyncIterator[Event[Any, Any]]]
+    ) -> Stream[Any]:
         return Stream(self.app, self.channel, agent=self.agent, parent=self, op=op)
 
-    def filter(self, fun: Callable[[Any], bool | Awaitable[bool]]) -> Stream:
+    def filter(self, fun: Callable[[T], bool | Awaitable[bool]]) -> Stream[T]:
         """Keep only values for which ``fun(value)`` is true (``fun`` may be async).
 
         >>> big = stream.filter(lambda order: order.qty > 10)  # doctest: +SKIP
         """
         is_async = inspect.iscoroutinefunction(fun)
 
-        async def op(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+        async def op(events: AsyncIterator[Event[Any, Any]]) -> AsyncIterator[Event[Any, Any]]:
             async for event in events:
                 if event is _TICK:
                     yield event
@@ -172,15 +180,15 @@ class Stream:
 
         return self._derive(op)
 
-    def echo(self, *channels: Topic | str) -> Stream:
+    def echo(self, *channels: Topic[Any, Any] | str) -> Stream[T]:
         """Send every value also to ``channels`` (in the agent's transaction), then yield it.
 
         >>> async for v in stream.echo(audit_topic):  # doctest: +SKIP
         ...     ...
         """
-        topics = [self.app._resolve_topic(c) for c in channels]
+        topics = [self.app.resolve_topic(c) for c in channels]
 
-        async def op(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+        async def op(events: AsyncIterator[Event[Any, Any]]) -> AsyncIterator[Event[Any, Any]]:
             async for event in events:
                 if event is not _TICK:
                     for topic in topics:
@@ -189,7 +197,7 @@ class Stream:
 
         return self._derive(op)
 
-    def group_by(self, key: Any, *, name: str | None = None, partitions: int | None = None) -> Stream:
+    def group_by(self, key: Any, *, name: str | None = None, partitions: int | None = None) -> Stream[T]:
         """Repartition by a new key, so that each key is processed on one partition.
 
         Every event is forwarded (its value bytes unchanged) to the internal
@@ -209,8 +217,8 @@ class Stream:
         keyfn = _key_function(key)
         label = name or _key_label(key)
         owner = self.agent.name if self.agent is not None else "stream"
-        topic_name = f"{self.app.id}-{owner}-{self.channel.name}-{label}-repartition"
-        target = self.app._internal_topic(
+        topic_name = naming.repartition_topic(self.app.id, owner, self.channel.name, label)
+        target = self.app.internal_topic(
             topic_name,
             partitions=partitions or self.channel.partitions,
             value_type=self.channel.value_type,
@@ -222,7 +230,7 @@ class Stream:
             forward_from=(self.channel, keyfn),
         )
 
-    def through(self, channel: Topic | str) -> Stream:
+    def through(self, channel: Topic[Any, Any] | str) -> Stream[T]:
         """Forward every event to ``channel`` and continue with a stream reading it.
 
         >>> async for v in stream.through("cleaned"):  # doctest: +SKIP
@@ -230,13 +238,13 @@ class Stream:
         """
         if self.parent is not None or self.forward_from is not None or self.channel is None:
             raise ConfigurationError("through() must be the first operation on a topic's stream")
-        target = self.app._resolve_topic(channel)
+        target = self.app.resolve_topic(channel)
         return Stream(
             self.app, target, agent=self.agent, member=self.member, members=self.members,
             forward_from=(self.channel, None),
         )
 
-    async def take(self, max_: int, within: float | None = None) -> AsyncIterator[list[Any]]:
+    async def take(self, max_: int, within: float | None = None) -> AsyncIterator[list[T]]:
         """Yield lists of up to ``max_`` values, or fewer when ``within`` seconds pass.
 
         Offsets of buffered values are not committed until the list was
@@ -248,7 +256,7 @@ class Stream:
         if max_ < 1:
             raise ConfigurationError(f"take(max_) needs max_ >= 1, got {max_}")
         root = self.root
-        buffer: list[Event] = []
+        buffer: list[Event[Any, Any]] = []
 
         def held() -> dict[TP, int]:
             out: dict[TP, int] = {}
@@ -263,7 +271,7 @@ class Stream:
             root.tick_interval = within if root.tick_interval is None else min(root.tick_interval, within)
         deadline: float | None = None
         try:
-            async for event in self._events(True):
+            async for event in self.iter_events(True):
                 if event is not _TICK:
                     buffer.append(event)
                     if deadline is None and within is not None:
@@ -287,7 +295,7 @@ class Stream:
     async def _root(self, events: bool, ticks: bool) -> AsyncIterator[Any]:
         """Read, decode and yield; commit between batches."""
         assert self.channel is not None
-        source = self._source = Source(self)
+        source = self.source = Source(self)
         await source.start()
         txn = source.txn
         txn.activate()

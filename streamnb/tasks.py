@@ -19,22 +19,27 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .errors import ConfigurationError
 
-if TYPE_CHECKING:
-    from .app import App
-
-__all__ = ["Task", "Timer"]
+__all__ = ["Task", "TaskHost", "Timer"]
 
 logger = logging.getLogger("streamnb")
+
+
+class TaskHost(Protocol):
+    """What timers and tasks need from the app (passed to ``f(app)``)."""
+
+    def is_leader(self) -> bool:
+        """True on the worker that runs ``on_leader`` timers."""
+        ...
 
 
 class Task:
     """Runs ``async def f()`` or ``f(app)`` once when the app starts."""
 
-    def __init__(self, app: App, fun: Callable[..., Any], *, name: str) -> None:
+    def __init__(self, app: TaskHost, fun: Callable[..., Any], *, name: str) -> None:
         if not inspect.iscoroutinefunction(fun):
             raise ConfigurationError(f"{name!r} must be an `async def` function")
         self.app = app
@@ -83,20 +88,31 @@ class Timer(Task):
     """Runs ``async def f()`` or ``f(app)`` every ``interval`` seconds.
 
     A failing run is logged and kept in ``last_error``; the timer goes on.
+    With ``on_leader=True`` it runs only on the leader worker
+    (``app.is_leader()``); other workers skip their turns.
     """
 
-    def __init__(self, app: App, fun: Callable[..., Any], interval: float, *, name: str) -> None:
+    def __init__(
+        self, app: TaskHost, fun: Callable[..., Any], interval: float, *, name: str, on_leader: bool = False
+    ) -> None:
         super().__init__(app, fun, name=name)
-        if interval <= 0:
-            raise ConfigurationError(f"timer {name!r}: interval must be > 0 seconds, got {interval}")
+        interval = float(interval.total_seconds()) if hasattr(interval, "total_seconds") else interval
+        if not isinstance(interval, (int, float)) or interval <= 0:
+            raise ConfigurationError(f"timer {name!r}: interval must be > 0 seconds, got {interval!r}")
         self.interval = float(interval)
+        self.on_leader = on_leader
         self.runs = 0
+        self.skipped = 0
+        """Turns skipped because this worker was not the leader."""
 
     async def _main(self) -> None:
         next_at = time.monotonic() + self.interval
         while True:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             next_at += self.interval
+            if self.on_leader and not self.app.is_leader():
+                self.skipped += 1
+                continue
             try:
                 await self._call()
                 self.runs += 1

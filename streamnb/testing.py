@@ -83,16 +83,9 @@ async def lag(app: App) -> dict[str, int]:
     out: dict[str, int] = {}
     for agent in app.agents.values():
         total = 0
-        groups: dict[str, list[TP]] = {}
-        topics = [agent.channel.name]
-        for source in list(agent._sources):
-            if source.forward is not None:
-                topics.append(source.forward[0].name)
-            groups.setdefault(source.group, [])
-        if not groups:
-            groups[f"{app.id}-{agent.name}"] = []
-        for group in groups:
-            for name in set(topics):
+        topics = agent.read_topics()
+        for group in agent.consumer_groups():
+            for name in topics:
                 count = await transport.partition_count(name)
                 tps = [TP(name, p) for p in range(count or 0)]
                 ends = await transport.end_offsets(tps)
@@ -112,7 +105,7 @@ async def settle(app: App, timeout: float = 30.0) -> None:
     """
 
     async def quiet() -> bool:
-        if any(len(s.txn) for a in app.agents.values() for s in a._sources):
+        if any(a.uncommitted for a in app.agents.values()):
             return False
         return all(v == 0 for v in (await lag(app)).values())
 

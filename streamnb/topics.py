@@ -10,10 +10,11 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka.partitioner import murmur2
 
@@ -21,13 +22,12 @@ from .codecs import Codec, get_codec
 from .errors import ConfigurationError, SerializationError, ValidationError
 from .events import Event
 from .transaction import current_transaction
-from .transport.base import Headers, Message, ProducerRecord, TopicSpec
+from .transport.base import Headers, Message, ProducerRecord, TopicSpec, Transport
 
-if TYPE_CHECKING:
-    from .app import App
-    from .streams import Stream
+__all__ = ["Topic", "TopicHost", "partition_for_key"]
 
-__all__ = ["Topic", "partition_for_key"]
+K = TypeVar("K")
+V = TypeVar("V")
 
 Decoder = Callable[[bytes | None], Any]
 
@@ -91,16 +91,49 @@ def make_decoder(codec: Codec, type_: Any, what: str) -> Decoder:
     return decode_plain
 
 
-class Topic:
+class TopicHost(Protocol):
+    """What a topic needs from the app that owns it (:class:`~streamnb.app.App` implements it).
+
+    Defaults for topics defined without them, the broker connection, and a
+    way to run work in the background and to iterate the topic.
+    """
+
+    topic_partitions: int
+    key_serializer: str
+    value_serializer: str
+
+    async def connect(self) -> Transport:
+        """The app's broker connection, opened on first use."""
+        ...
+
+    def require_transport(self) -> Transport:
+        """The open broker connection; raises :class:`AppNotRunningError` without one."""
+        ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any] | None:
+        """Run ``coro`` in the background on the running loop, logging a failure as ``what``."""
+        ...
+
+    def stream(self, channel: Any) -> Any:
+        """A stream (async iterable of values) over ``channel``."""
+        ...
+
+
+class Topic(Generic[K, V]):
     """A named stream of messages with a key and a value type.
 
     Create topics with :meth:`App.topic`; defining the same name again
     replaces the definition (a notebook cell can be run twice).
+
+    >>> from streamnb import App
+    >>> orders = App("shop", broker="memory://").topic("orders", partitions=4)
+    >>> orders.name, orders.partition_count, orders.declared
+    ('orders', 4, False)
     """
 
     def __init__(
         self,
-        app: App,
+        app: TopicHost,
         name: str,
         *,
         key_type: Any = None,
@@ -133,7 +166,8 @@ class Topic:
         self.retention = _seconds(retention)
         self.internal = internal
         self._actual_partitions: int | None = None
-        self._rr = [0]
+        self.round_robin = [0]
+        """Counter spreading keyless messages over the partitions (shared with forwarders)."""
         self.decode_key: Decoder = make_decoder(self.key_codec, key_type, f"topic {name!r} key")
         self.decode_value: Decoder = make_decoder(self.value_codec, value_type, f"topic {name!r} value")
 
@@ -149,10 +183,26 @@ class Topic:
         """Partitions the topic actually has (known once the app is connected)."""
         return self._actual_partitions or self.partitions or self.app.topic_partitions
 
+    @property
+    def declared(self) -> bool:
+        """True once the broker reported the topic's partition count (:meth:`declare`)."""
+        return self._actual_partitions is not None
+
+    def adopt(self, old: Topic[Any, Any]) -> None:
+        """Keep what the broker told ``old``, a topic of the same name this one redefines."""
+        if old.name == self.name and self._actual_partitions is None:
+            self._actual_partitions = old._actual_partitions  # noqa: SLF001 - same class
+
     async def declare(self) -> int:
         """Create the topic on the broker if missing; returns its partition count."""
-        transport = await self.app._connect()
+        transport = await self.app.connect()
         self._actual_partitions = await transport.create_topic(self.spec)
+        return self._actual_partitions
+
+    async def maybe_declare(self) -> int:
+        """Declare the topic unless that was done already (Faust's name); returns its partition count."""
+        if self._actual_partitions is None:
+            return await self.declare()
         return self._actual_partitions
 
     # -- encoding ---------------------------------------------------------------------------
@@ -203,7 +253,7 @@ class Topic:
         """Build the :class:`ProducerRecord` that ``send`` would append."""
         kb = raw_key if raw_key is not None else self.encode_key(key)
         if partition is None:
-            partition = partition_for_key(kb, self.partition_count, self._rr)
+            partition = partition_for_key(kb, self.partition_count, self.round_robin)
         elif not 0 <= partition < self.partition_count:
             raise ConfigurationError(
                 f"topic {self.name!r} has partitions 0..{self.partition_count - 1}, got partition={partition}"
@@ -240,7 +290,7 @@ class Topic:
         if txn is not None:
             txn.records.append(record)
         else:
-            await self.app._transport_or_raise().send([record])
+            await self.app.require_transport().send([record])
 
     def send_soon(
         self,
@@ -261,18 +311,21 @@ class Topic:
             txn.records.append(self.record(key, value, partition, timestamp, headers))
             return
         coro = self.send(key=key, value=value, partition=partition, timestamp=timestamp, headers=headers)
-        self.app._spawn(coro, f"send_soon({self.name})")
+        self.app.spawn(coro, f"send_soon({self.name})")
 
     # -- consuming --------------------------------------------------------------------------
 
-    def stream(self) -> Stream:
-        """A :class:`~streamnb.streams.Stream` over this topic (for use inside tasks)."""
-        from .streams import Stream
+    def stream(self) -> Any:
+        """A :class:`~streamnb.streams.Stream` over this topic (for use inside tasks).
 
-        return Stream(self.app, self)
+        >>> async for value in orders.stream():  # doctest: +SKIP
+        ...     print(value)
+        """
+        return self.app.stream(self)
 
-    def __aiter__(self) -> Any:
-        return self.stream().__aiter__()
+    def __aiter__(self) -> AsyncIterator[V]:
+        it: AsyncIterator[V] = self.stream().__aiter__()
+        return it
 
     def __repr__(self) -> str:
         return f"<Topic {self.name!r} partitions={self.partition_count}>"

@@ -13,15 +13,13 @@ Code running inside an agent finds its transaction through
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .transport.base import Message, ProducerRecord
 
-if TYPE_CHECKING:
-    from .tables.table import Table
-
-__all__ = ["MISSING", "Transaction", "current_transaction"]
+__all__ = ["MISSING", "CommitParticipant", "Transaction", "current_transaction"]
 
 MISSING: Any = object()
 """Marks a key that was absent from a table before the transaction wrote it."""
@@ -29,9 +27,42 @@ MISSING: Any = object()
 _current: ContextVar[Transaction | None] = ContextVar("streamnb_transaction", default=None)
 
 
-def current_transaction() -> Transaction | None:
-    """The transaction of the agent running in this task, or ``None`` outside agents."""
-    return _current.get()
+current_transaction: Callable[[], Transaction | None] = _current.get
+"""The transaction of the agent running in this task, or ``None`` outside agents.
+
+(The context variable's own ``get``: tables call it for every write.)
+
+>>> current_transaction() is None
+True
+"""
+
+
+class CommitParticipant(Protocol):
+    """Something an agent writes to that commits with it: a table.
+
+    A participant records what it changed in ``txn.dirty[participant]`` (its
+    own shape of bookkeeping), and the commit calls it back in this order:
+    :meth:`before_commit` (e.g. windows that close now), then
+    :meth:`changelog_records` (what goes to the broker with the offsets),
+    then :meth:`after_commit` once that is durable -- or :meth:`restore`
+    when the commit failed or the agent crashed.
+    """
+
+    def before_commit(self, txn: Transaction) -> None:
+        """Last changes before the transaction's records are collected."""
+        ...
+
+    def changelog_records(self, dirty: Any, timestamp: float) -> list[ProducerRecord]:
+        """The records that make ``dirty`` (this participant's bookkeeping) durable."""
+        ...
+
+    def restore(self, dirty: Any) -> None:
+        """Undo the changes described by ``dirty``."""
+        ...
+
+    def after_commit(self, dirty: Any) -> None:
+        """The changes described by ``dirty`` are durable."""
+        ...
 
 
 class Transaction:
@@ -42,7 +73,7 @@ class Transaction:
     def __init__(self) -> None:
         self.records: list[ProducerRecord] = []
         """Messages sent by the agent (sinks, ``topic.send``), in order."""
-        self.dirty: dict[Table, dict[Any, Any]] = {}
+        self.dirty: dict[CommitParticipant, Any] = {}
         """Per table: key -> [changelog partition, value before the transaction]
         (windowed tables: key -> {window start: [partition, value before]})."""
         self.message: Message | None = None
@@ -70,8 +101,8 @@ class Transaction:
     def collect(self, timestamp: float) -> list[ProducerRecord]:
         """Sent records followed by one changelog record per written key."""
         out = self.records
-        for table, keys in self.dirty.items():
-            out.extend(table._changelog_records(keys, timestamp))
+        for participant, dirty in self.dirty.items():
+            out.extend(participant.changelog_records(dirty, timestamp))
         return out
 
     def clear(self) -> None:
@@ -81,6 +112,6 @@ class Transaction:
 
     def abort(self) -> None:
         """Restore every written table key to its value before the transaction."""
-        for table, keys in self.dirty.items():
-            table._restore(keys)
+        for participant, dirty in self.dirty.items():
+            participant.restore(dirty)
         self.clear()

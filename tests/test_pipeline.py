@@ -86,7 +86,7 @@ async def test_windowed_tumbling_and_hopping(broker: str, app_id: str) -> None:
         assert hopping["a"][(105.0, 115.0)] == 3
         assert tumbling["a"].current() == 1  # newest event time seen: 123
         df = tumbling.as_dataframe()
-        assert list(df.columns) == ["key", "window_start", "window_end", "value"]
+        assert list(df.columns) == ["key", "window_start", "window_end", "value", "closed"]
         assert df["value"].sum() == len(times)
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import display
+
 # Imported here, not lazily: ``dashboard`` and ``peek`` are both a module and
 # the function it defines, and the package attribute must stay the function.
 from .dashboard import dashboard
@@ -33,6 +35,18 @@ __all__ = [
     "peek",
     "unload_ipython_extension",
 ]
+
+
+def _live_chart(table: Any, **options: Any) -> Any:
+    from .chart import live_chart
+
+    return live_chart(table, **options)
+
+
+# What ``table.live()``, ``table.chart()`` and ``app.dashboard()`` call (see streamnb.display).
+display.register("live_table", live_table)
+display.register("live_chart", _live_chart)
+display.register("dashboard", dashboard)
 
 
 def __getattr__(name: str) -> Any:

@@ -190,8 +190,7 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 
 def is_current(app: App) -> bool:
     """False once a newer App with the same id and broker was created (a re-run App cell)."""
-    ref = type(app)._instances.get((app.id, app.broker))
-    return ref is None or ref() is app or ref() is None
+    return app.is_current
 
 
 def _close_tree(widget: Any) -> None:

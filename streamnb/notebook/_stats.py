@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .. import naming
 from ..transport.base import TP
 
 if TYPE_CHECKING:
@@ -99,22 +100,13 @@ def agent_figures(app: App, rates: Rates | None = None) -> list[AgentFigures]:
 
 def group_of(app: App, agent: Agent) -> str:
     """The consumer group of an agent (each agent has its own)."""
-    return f"{app.id}-{agent.name}"
-
-
-def _agent_topics(agent: Agent) -> list[str]:
-    names = [agent.channel.name]
-    for source in list(agent._sources):
-        names.append(source.channel.name)
-        if source.forward is not None:
-            names.append(source.forward[0].name)
-    return list(dict.fromkeys(names))
+    return naming.consumer_group(app.id, agent.name)
 
 
 async def _partitions(app: App, name: str) -> int:
     topic = app.topics.get(name)
-    if topic is not None and topic._actual_partitions is not None:
-        return topic._actual_partitions
+    if topic is not None and topic.declared:
+        return topic.partition_count
     transport = app.transport
     if transport is None:
         return 0
@@ -134,7 +126,7 @@ async def offsets(app: App) -> list[OffsetRow]:
     read: set[str] = set()
     for agent in list(app.agents.values()):
         group = group_of(app, agent)
-        for name in _agent_topics(agent):
+        for name in agent.read_topics():
             read.add(name)
             count = await _partitions(app, name)
             tps = [TP(name, p) for p in range(count)]
@@ -147,9 +139,9 @@ async def offsets(app: App) -> list[OffsetRow]:
                 done = committed.get(tp, begins.get(tp, 0))
                 rows.append(OffsetRow(name, tp.partition, ends[tp], agent.name, done, max(ends[tp] - done, 0)))
     for name, topic in list(app.topics.items()):
-        if topic.internal or name in read or topic._actual_partitions is None:
+        if topic.internal or name in read or not topic.declared:
             continue
-        tps = [TP(name, p) for p in range(topic._actual_partitions)]
+        tps = [TP(name, p) for p in range(topic.partition_count)]
         ends = await transport.end_offsets(tps)
         rows.extend(OffsetRow(name, tp.partition, ends[tp], "", None, None) for tp in tps)
     return rows

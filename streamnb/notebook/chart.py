@@ -200,8 +200,7 @@ class LiveChart(anywidget.AnyWidget):
             return "closed"
         if app.state == "stopped":
             return "app stopped"
-        ref = type(app)._instances.get((app.id, app.broker))
-        if ref is not None and ref() is not None and ref() is not app:
+        if not app.is_current:
             return "app replaced"
         return None
 

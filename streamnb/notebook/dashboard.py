@@ -62,9 +62,9 @@ class _AgentRow(widgets.VBox):
         self.start_button = widgets.Button(description="Start", tooltip=f"start agent {name}", layout=layout)
         self.stop_button = widgets.Button(description="Stop", tooltip=f"stop agent {name}", layout=layout)
         self.pause_button = widgets.Button(description="Pause", tooltip=f"pause/resume agent {name}", layout=layout)
-        self.start_button.on_click(lambda _b: board._act(name, "start"))
-        self.stop_button.on_click(lambda _b: board._act(name, "stop"))
-        self.pause_button.on_click(lambda _b: board._act(name, "toggle"))
+        self.start_button.on_click(lambda _b: board.act(name, "start"))
+        self.stop_button.on_click(lambda _b: board.act(name, "stop"))
+        self.pause_button.on_click(lambda _b: board.act(name, "toggle"))
         buttons = widgets.HBox([self.start_button, self.stop_button, self.pause_button])
         super().__init__([widgets.HBox([self.summary, buttons]), self.error])
 
@@ -79,7 +79,7 @@ class _AgentRow(widgets.VBox):
         _set(self.summary, summary)
         _set(self.error, _error_html(agent))
         live = figures.state in ("running", "paused", "crashed", "starting")
-        paused = not agent._paused.is_set()
+        paused = agent.paused
         _set_attr(self.start_button, "disabled", live or not app_running)
         _set_attr(self.stop_button, "disabled", not live or not app_running)
         _set_attr(self.pause_button, "disabled", not live or not app_running)
@@ -175,16 +175,16 @@ class Dashboard(LiveWidget):
 
     # -- buttons ------------------------------------------------------------------------------
 
-    def _act(self, name: str, action: str) -> asyncio.Task[None] | None:
+    def act(self, name: str, action: str) -> asyncio.Task[None] | None:
         """Start, stop or pause/resume an agent (what the buttons do)."""
         agent = self.app.agents.get(name)
         if agent is None or self.app.state != "running":
             return None
         if action == "toggle":
-            if agent._paused.is_set():
-                agent.pause()
-            else:
+            if agent.paused:
                 agent.resume()
+            else:
+                agent.pause()
             self._render_sync()
             return None
         try:
@@ -199,14 +199,10 @@ class Dashboard(LiveWidget):
     async def _lifecycle(self, name: str, action: str) -> None:
         app = self.app
         try:
-            async with app._lifecycle:  # not while the app itself starts or stops
-                agent = app.agents.get(name)
-                if agent is None or app.state != "running":
-                    return
-                if action == "start":
-                    await agent.start()
-                else:
-                    await agent.stop()
+            if action == "start":
+                await app.start_agent(name)
+            else:
+                await app.stop_agent(name)
         except Exception as exc:
             self.error = f"{action} {name}: {type(exc).__name__}: {exc}"
             logger.exception("dashboard: %s agent %r failed", action, name)

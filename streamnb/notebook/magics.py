@@ -395,8 +395,7 @@ async def _produce(app: App, topic: Topic, messages: list[tuple[bytes | None, An
     from .peek import _transport
 
     transport = await _transport(app)
-    if topic._actual_partitions is None:
-        await topic.declare()
+    await topic.maybe_declare()
     records = [topic.record(value=value, raw_key=raw_key) for raw_key, value in messages]
     await transport.send(records)
     print(f"sent {_n(len(records), 'message')} to {topic.name}")

@@ -6,29 +6,60 @@ every table from their changelogs before the agent sees their events, and a
 revocation drops the partitions no consumer of this worker holds any more.
 The embedded brokers recover everything at start and never revoke.
 
-Example::
+It sees the app through three callables (the tables, the transport, whether
+the app runs), so it can be tested with a fake transport::
 
-    >>> ownership = PartitionOwnership(app)  # doctest: +SKIP
-    >>> await ownership.assigned(source, {TP("clicks", 0)})  # doctest: +SKIP
+    >>> ownership = PartitionOwnership(lambda: [], lambda: None, lambda: True)
+    >>> ownership.owned()
+    set()
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
-from ..transport.base import TP
+from ..transport.base import TP, Transport
 
-if TYPE_CHECKING:
-    from ..app import App
+__all__ = ["OwnedTable", "PartitionOwnership"]
 
-__all__ = ["PartitionOwnership"]
+
+class _Named(Protocol):
+    name: str
+
+
+class OwnedTable(Protocol):
+    """What ownership needs from a table (:class:`~streamnb.tables.table.Table`)."""
+
+    @property
+    def changelog(self) -> _Named:
+        """The changelog topic (its name)."""
+        ...
+
+    async def recover(self, partitions: Iterable[int] | None = None) -> int:
+        """Rebuild these partitions from the changelog."""
+        ...
+
+    def drop_partitions(self, partitions: set[int]) -> None:
+        """Forget the rows of these partitions."""
+        ...
 
 
 class PartitionOwnership:
     """Partition numbers held per owner (a stream's source), for one app."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(
+        self,
+        tables: Callable[[], Iterable[OwnedTable]],
+        transport: Callable[[], Transport | None],
+        active: Callable[[], bool],
+    ) -> None:
+        self.tables = tables
+        """The app's tables, now."""
+        self.transport = transport
+        """The app's open transport, if any."""
+        self.active = active
+        """True while the app runs (revocations during a stop drop nothing)."""
         self.by_owner: dict[Any, set[int]] = {}
         # Partitions a rebalance revoked, kept until the assignment that follows:
         # partition -> (owner that lost it, changelog end offset per table then).
@@ -44,7 +75,7 @@ class PartitionOwnership:
         self.held.clear()
 
     def _distributed(self) -> bool:
-        transport = self.app.transport
+        transport = self.transport()
         return transport is not None and transport.distributed
 
     async def assigned(self, owner: Any, tps: set[TP]) -> None:
@@ -59,7 +90,7 @@ class PartitionOwnership:
         self.by_owner.setdefault(owner, set()).update(parts)
         if self._distributed():
             await self._settle_held(owner, parts)
-            for table in list(self.app.tables.values()):
+            for table in list(self.tables()):
                 await table.recover(parts)
 
     async def revoked(self, owner: Any, tps: set[TP], *, final: bool = False) -> None:
@@ -73,7 +104,7 @@ class PartitionOwnership:
         mine.difference_update(tp.partition for tp in tps)
         if not mine:
             self.by_owner.pop(owner, None)
-        if self._distributed() and self.app.state == "running":
+        if self._distributed() and self.active():
             gone = {tp.partition for tp in tps} - self.owned()
             if final:
                 gone |= {p for p, (who, _) in self.held.items() if who is owner} - self.owned()
@@ -96,13 +127,13 @@ class PartitionOwnership:
 
     def _drop(self, partitions: set[int]) -> None:
         if partitions:
-            for table in self.app.tables.values():
-                table._drop_partitions(partitions)
+            for table in list(self.tables()):
+                table.drop_partitions(partitions)
 
     async def _changelog_ends(self, partitions: set[int]) -> dict[int, dict[str, int]]:
         """The end offset of each table's changelog, per partition number (-1: unknown)."""
-        transport = self.app.transport
+        transport = self.transport()
         assert transport is not None
-        names = [table.changelog.name for table in self.app.tables.values()]
+        names = [table.changelog.name for table in self.tables()]
         ends = await transport.end_offsets([TP(name, p) for name in names for p in partitions])
         return {p: {name: ends.get(TP(name, p), -1) for name in names} for p in partitions}

@@ -91,6 +91,10 @@ class WindowStore(MutableMapping[Any, Any]):
             self._len += 1
         inner[start] = value
 
+    def count(self, added: int) -> None:
+        """Account for windows added (or, negative, removed) through ``by_key`` directly."""
+        self._len += added
+
     def __iter__(self) -> Iterator[Any]:
         end = self.end
         for key, inner in list(self.by_key.items()):

@@ -13,26 +13,42 @@ Each write is recorded in ``<app id>-<table>-changelog`` on the partition of
 the event being processed (so a table is co-partitioned with the stream that
 writes it), in the same commit as the agent's offsets. A restarted worker
 rebuilds the table from its changelog before its agents take new events.
+
+A table keeps its rows in a state object (:mod:`streamnb.tables.state`):
+plain, or windowed once ``tumbling()``/``hopping()`` made it so; the table
+itself does what every table does (changelog, encoding, recovery, commits).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import json
+import logging
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ..errors import PartitionMismatchError, TableWriteError
+from .. import display, naming
+from ..errors import ConfigurationError, PartitionMismatchError, TableWriteError
+from ..events import Event
+from ..runtime import Runtime
+from ..topics import Topic
 from ..transaction import MISSING, Transaction, current_transaction
 from ..transport.base import TP, ProducerRecord
+from .state import Closed, PlainState, TableState
+from .window_state import STREAM_TIME_KEY, WindowedState
+from .windowed import WindowedTable
+from .windows import HoppingWindow, TumblingWindow, Window, WindowRange
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..app import App
-    from ..topics import Topic
-    from .windowed import WindowedTable
-
 __all__ = ["Table"]
+
+logger = logging.getLogger("streamnb")
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def _hashable(obj: Any) -> Any:
@@ -42,17 +58,18 @@ def _hashable(obj: Any) -> Any:
     return obj
 
 
-class Table(MutableMapping[Any, Any]):
+class Table(MutableMapping[K, V], Generic[K, V]):
     """A dict backed by a changelog topic. Create with :meth:`App.Table`.
 
-    >>> counts = app.Table("counts", default=int)  # doctest: +SKIP
-    >>> counts["home"]                              # doctest: +SKIP
-    0
+    >>> from streamnb import App
+    >>> counts = App("demo", broker="memory://").Table("counts", default=int)
+    >>> counts["home"], counts.changelog.name
+    (0, 'demo-counts-changelog')
     """
 
     def __init__(
         self,
-        app: App,
+        app: Runtime,
         name: str,
         *,
         default: Callable[[], Any] | None = None,
@@ -62,6 +79,9 @@ class Table(MutableMapping[Any, Any]):
         key_serializer: str | None = None,
         value_serializer: str | None = None,
         on_window_close: Callable[..., Any] | None = None,
+        on_late: Callable[..., Any] | None = None,
+        late_topic: Topic[Any, Any] | str | bool | None = None,
+        emit_final: Topic[Any, Any] | str | None = None,
         help: str = "",
     ) -> None:
         self.app = app
@@ -71,20 +91,24 @@ class Table(MutableMapping[Any, Any]):
         self.key_type = key_type
         self.value_type = value_type
         self.on_window_close = on_window_close
+        """``f((key, (start, end)), value)``, called once per window when it closes (after the commit)."""
+        self.on_late = on_late
+        """``f(event, windows)``, called for an event that arrived after all its windows closed."""
         self.help = help
-        self.data: dict[Any, Any] = {}
+        self.state: TableState = PlainState()
+        self.data: MutableMapping[Any, Any] = self.state.rows  # type: ignore[assignment]
         """The table's contents (read freely; write through ``table[k] = v`` inside agents)."""
         self.version = 0
         """Increases on every commit that changed the table (live views watch it)."""
         self.window: WindowedTable | None = None
-        """Set when the table was made windowed with ``tumbling``/``hopping``."""
-        self._partition_of: dict[Any, int] = {}
-        self._key_bytes: dict[Any, bytes] = {}
+        """The windowed view once the table was made windowed with ``tumbling``/``hopping``."""
         self._recovered: set[int] = set()
         self._checked_topics: set[str] = set()
         self._recovering: dict[int, asyncio.Future[None]] = {}
-        self.changelog: Topic = app._internal_topic(
-            f"{app.id}-{name}-changelog",
+        self._key_bytes: dict[Any, bytes] = {}
+        self._closing: dict[int, list[Closed]] = {}
+        self.changelog: Topic[Any, Any] = app.internal_topic(
+            naming.changelog_topic(app.id, name),
             partitions=partitions,
             key_type=None,
             value_type=value_type,
@@ -92,61 +116,97 @@ class Table(MutableMapping[Any, Any]):
             value_serializer=value_serializer or "json",
             compacting=True,
         )
+        self.late_topic: Topic[Any, Any] | None = self._late_topic(late_topic)
+        """Where late events go (``late_topic=True``: ``<app id>-<table>-late``), or None."""
+        self.emit_final: Topic[Any, Any] | None = (
+            None if emit_final is None else app.resolve_topic(emit_final)
+        )
+        """Where one record per closed window goes (``{key, window_start, window_end, value}``), or None."""
 
-    def _adopt(self, old: Table) -> None:
-        """Take over the state of a table defined earlier under the same name."""
-        self.data = old.data
-        self._partition_of = old._partition_of
-        self._recovered = old._recovered
+    def _late_topic(self, late_topic: Topic[Any, Any] | str | bool | None) -> Topic[Any, Any] | None:
+        if late_topic is None or late_topic is False:
+            return None
+        if late_topic is True:
+            return self.app.internal_topic(
+                naming.late_topic(self.app.id, self.name), key_serializer="raw", value_serializer="raw"
+            )
+        return self.app.resolve_topic(late_topic)
+
+    def take_over(self, old: Table[Any, Any]) -> None:
+        """Keep the contents of ``old``, a table of the same name this one redefines."""
+        self.use_state(old.state)
+        self._recovered = old.recovered_partitions
         self.version = old.version + 1
+
+    def use_state(self, state: TableState) -> None:
+        """Keep rows in ``state`` from now on (how a table becomes windowed)."""
+        self.state = state
+        self.data = state.rows  # type: ignore[assignment]
+
+    @property
+    def recovered_partitions(self) -> set[int]:
+        """Partitions rebuilt from the changelog (and owned) by this worker."""
+        return self._recovered
 
     # -- reads ------------------------------------------------------------------------------
 
-    def __getitem__(self, key: Any) -> Any:
+    def __getitem__(self, key: K) -> V:
         try:
-            return self.data[key]
+            return self.data[key]  # type: ignore[no-any-return]
         except KeyError:
             if self.default is not None:
-                return self.default()
+                return self.default()  # type: ignore[no-any-return]
             raise
 
     def __contains__(self, key: object) -> bool:
         return key in self.data
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[K]:
         return iter(self.data)
 
     def __len__(self) -> int:
         return len(self.data)
 
-    def get(self, key: Any, default: Any = None) -> Any:
+    def get(self, key: K, default: Any = None) -> Any:  # type: ignore[override]
+        """The value of ``key``, or ``default`` (the table's own default is not used)."""
         return self.data.get(key, default)
 
     # -- writes -----------------------------------------------------------------------------
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def __setitem__(self, key: K, value: V) -> None:
         txn = current_transaction()
         if txn is None:
-            raise self._outside()
-        self._write(txn, key, value)
+            raise self.outside_agent()
+        self._plain_state().write(self.dirty(txn), key, value, txn.message.partition)  # type: ignore[union-attr]
 
-    def __delitem__(self, key: Any) -> None:
+    def __delitem__(self, key: K) -> None:
         txn = current_transaction()
         if txn is None:
-            raise self._outside()
+            raise self.outside_agent()
         if key not in self.data:
             raise KeyError(key)
-        self._write(txn, key, MISSING)
+        self._plain_state().write(self.dirty(txn), key, MISSING, txn.message.partition)  # type: ignore[union-attr]
 
-    def _outside(self) -> TableWriteError:
+    def _plain_state(self) -> PlainState:
+        state = self.state
+        if not isinstance(state, PlainState):
+            raise ConfigurationError(
+                f"table {self.name!r} is windowed: write it through its windowed view "
+                f"(the object .tumbling()/.hopping() returned), e.g. `views[key] += 1`"
+            )
+        return state
+
+    def outside_agent(self) -> TableWriteError:
+        """The error for a write outside an agent (what to do instead)."""
         return TableWriteError(
             f"table {self.name!r} can only be written inside an agent, so the write goes to the "
             "changelog partition of the event being processed; send an event to a topic an agent "
             "reads and write the table there"
         )
 
-    def _dirty(self, txn: Transaction) -> dict[Any, Any]:
-        dirty = txn.dirty.get(self)
+    def dirty(self, txn: Transaction) -> dict[Any, Any]:
+        """This table's bookkeeping in ``txn``, created (and co-partitioning checked) on first use."""
+        dirty: dict[Any, Any] | None = txn.dirty.get(self)
         if dirty is None:
             msg = txn.message
             if msg is None:
@@ -170,9 +230,9 @@ class Table(MutableMapping[Any, Any]):
             )
         self._checked_topics.add(topic_name)
 
-    def _check_declared_partitions(self) -> None:
-        """Raise early when ``partitions=`` disagrees with an existing changelog (called by ``app.start()``)."""
-        actual = self.changelog._actual_partitions
+    def check_partitions(self) -> None:
+        """Raise when ``partitions=`` disagrees with an existing changelog (``app.start()`` calls it)."""
+        actual = self.changelog.partition_count if self.changelog.declared else None
         if self.partitions is not None and actual is not None and actual != self.partitions:
             raise PartitionMismatchError(
                 f"table {self.name!r} is declared with partitions={self.partitions} but its changelog topic "
@@ -181,46 +241,87 @@ class Table(MutableMapping[Any, Any]):
                 f"partitions={actual}, or use a fresh app id to start the table over"
             )
 
-    def _write(self, txn: Transaction, key: Any, value: Any) -> None:
-        dirty = txn.dirty.get(self) or self._dirty(txn)
-        data = self.data
-        entry = dirty.get(key)
-        partition = txn.message.partition  # type: ignore[union-attr]
-        if entry is None:
-            dirty[key] = [partition, data.get(key, MISSING)]
-        else:
-            entry[0] = partition
-        if value is MISSING:
-            data.pop(key, None)
-        else:
-            data[key] = value
+    def late_event(self, txn: Transaction, windows: list[WindowRange]) -> None:
+        """The event being processed missed ``windows``, all closed: route it (it is counted already)."""
+        msg = txn.message
+        if msg is None:
+            return
+        if self.late_topic is not None:
+            spans = json.dumps([[w[0], w[1]] for w in windows]).encode()
+            headers = tuple(msg.headers) + (
+                ("streamnb-late-windows", spans),
+                ("streamnb-table", self.name.encode()),
+                ("streamnb-topic", msg.topic.encode()),
+                ("streamnb-partition", str(msg.partition).encode()),
+                ("streamnb-offset", str(msg.offset).encode()),
+            )
+            topic = self.late_topic
+            txn.records.append(
+                ProducerRecord(
+                    topic.name, msg.partition % topic.partition_count, msg.key, msg.value, msg.timestamp, headers
+                )
+            )
+        if self.on_late is not None:
+            source = self.app.topics.get(msg.topic)
+            key: Any = msg.key
+            if source is not None and key is not None:
+                try:
+                    key = source.decode_key(key)
+                except Exception:  # noqa: BLE001 - the raw key is still useful to the callback
+                    pass
+            self._call("on_late", self.on_late, Event(key, txn.value, msg), [tuple(w) for w in windows])
 
-    # -- commit, abort, recovery --------------------------------------------------------------
+    def _call(self, what: str, callback: Callable[..., Any], *args: Any) -> None:
+        try:
+            out = callback(*args)
+            if inspect.isawaitable(out):
+                self.app.spawn(out, f"{what}({self.name})")  # type: ignore[arg-type]
+        except Exception:
+            logger.exception("%s of table %r failed for %r", what, self.name, args[0])
 
-    def _before_commit(self, txn: Transaction) -> None:
-        """Hook for windowed tables (expiry) right before the transaction commits."""
+    # -- the commit protocol (streamnb.transaction.CommitParticipant) -------------------------
 
-    def _after_commit(self) -> None:
+    def before_commit(self, txn: Transaction) -> None:
+        """Close and expire windows due at this commit; queue their final results."""
+        dirty = txn.dirty.get(self)
+        if dirty is None:
+            return
+        closed = self.state.before_commit(txn, dirty)
+        if not closed:
+            return
+        self._closing[id(dirty)] = closed
+        final = self.emit_final
+        if final is not None:
+            for c in closed:
+                value = {"key": c.key, "window_start": c.window[0], "window_end": c.window[1], "value": c.value}
+                txn.records.append(final.record(key=c.key, value=value, timestamp=c.window[1]))
+
+    def changelog_records(self, dirty: dict[Any, Any], timestamp: float) -> list[ProducerRecord]:
+        """One changelog record per row ``dirty`` changed (and the stream time, for windowed tables)."""
+        return self._encode(self.state.changes(dirty), timestamp)
+
+    def restore(self, dirty: dict[Any, Any]) -> None:
+        """Undo the writes ``dirty`` records."""
+        self._closing.pop(id(dirty), None)
+        self.state.restore(dirty)
+
+    def after_commit(self, dirty: Any = None) -> None:
+        """The changes are durable: bump the version, call ``on_window_close`` for windows that closed."""
         self.version += 1
+        self.state.after_commit()
+        closed = self._closing.pop(id(dirty), None) if dirty is not None else None
+        callback = self.on_window_close
+        if closed and callback is not None:
+            for c in closed:
+                self._call("on_window_close", callback, (c.key, c.window), c.value)
 
-    def _changelog_records(self, dirty: dict[Any, Any], timestamp: float) -> list[ProducerRecord]:
-        data = self.data
-        return self._encode_changes(
-            ((key, partition, data.get(key, MISSING)) for key, (partition, _old) in dirty.items()), timestamp
-        )
-
-    def _encode_changes(self, changes: Iterable[tuple[Any, int, Any]], timestamp: float) -> list[ProducerRecord]:
-        """Changelog records for ``(key, partition, value or MISSING)`` changes.
-
-        Shared by plain and windowed tables; keeps the key-to-partition map
-        and a cache of encoded keys up to date.
-        """
+    def _encode(self, changes: Iterable[tuple[Any, int, Any]], timestamp: float) -> list[ProducerRecord]:
+        """Changelog records for ``(key, partition, value or MISSING)`` changes."""
         topic = self.changelog
         name = topic.name
         dumps_key = topic.key_codec.dumps
         dumps_value = topic.value_codec.dumps
         json_values = topic.value_serializer == "json"
-        partition_of = self._partition_of
         key_cache = self._key_bytes
         if len(key_cache) > 200_000:
             key_cache.clear()
@@ -232,24 +333,20 @@ class Table(MutableMapping[Any, Any]):
                 kb = key_cache[key] = dumps_key(key)
             if value is MISSING:
                 vb = None
-                partition_of.pop(key, None)
+            elif json_values and type(value) is int:
+                vb = b"%d" % value  # an int is its own JSON
+            elif key == STREAM_TIME_KEY and isinstance(self.state, WindowedState):
+                vb = json.dumps(value).encode()
             else:
-                partition_of[key] = partition
-                vb = b"%d" % value if json_values and type(value) is int else dumps_value(value)  # int: JSON as is
+                vb = dumps_value(value)
             out.append(new(ProducerRecord, (name, partition, kb, vb, timestamp, ())))
         return out
 
-    def _restore(self, dirty: dict[Any, Any]) -> None:
-        data = self.data
-        for key, (_partition, old) in dirty.items():
-            if old is MISSING:
-                data.pop(key, None)
-            else:
-                data[key] = old
+    # -- recovery ---------------------------------------------------------------------------
 
     async def recover(self, partitions: Iterable[int] | None = None) -> int:
         """Rebuild the given partitions (default: all) from the changelog; returns records read."""
-        transport = await self.app._connect()
+        transport = await self.app.connect()
         count = await self.changelog.declare()
         wanted = range(count) if partitions is None else [p for p in partitions if p < count]
         total = 0
@@ -278,8 +375,9 @@ class Table(MutableMapping[Any, Any]):
         end = (await transport.end_offsets([tp]))[tp]
         loads_key = self.changelog.key_codec.loads
         decode_value = self.changelog.decode_value
-        data = self.data
-        partition_of = self._partition_of
+        state = self.state
+        load = state.load
+        windowed = isinstance(state, WindowedState)
         read = 0
         while start < end:
             msgs = await transport.read(tp, start, end, 50_000)
@@ -288,50 +386,63 @@ class Table(MutableMapping[Any, Any]):
             for msg in msgs:
                 key = _hashable(loads_key(msg.key)) if msg.key is not None else None
                 if msg.value is None:
-                    data.pop(key, None)
-                    partition_of.pop(key, None)
+                    load(key, MISSING, partition)
+                elif windowed and key == STREAM_TIME_KEY:
+                    load(key, json.loads(msg.value), partition)
                 else:
-                    data[key] = decode_value(msg.value)
-                    partition_of[key] = partition
+                    load(key, decode_value(msg.value), partition)
             read += len(msgs)
             start = msgs[-1].offset + 1
-        self._recovered_hook()
+        state.loaded()
         return read
 
-    def _recovered_hook(self) -> None:
-        """Hook for windowed tables to rebuild their indexes after recovery."""
+    def reset_recovery(self) -> None:
+        """Forget which partitions were recovered (the app stopped; the next start reads again)."""
+        self._recovered.clear()
 
-    def _drop_partitions(self, partitions: set[int]) -> None:
-        """Forget keys of partitions this worker no longer owns (Kafka rebalance)."""
-        drop = [k for k, p in self._partition_of.items() if p in partitions]
-        for key in drop:
-            self.data.pop(key, None)
-            del self._partition_of[key]
-        self._recovered -= partitions
-        if drop:
+    def drop_partitions(self, partitions: set[int]) -> None:
+        """Forget rows of partitions this worker no longer owns (Kafka rebalance)."""
+        if self.state.drop_partitions(partitions):
             self.version += 1
+        self._recovered -= partitions
 
     # -- windowing --------------------------------------------------------------------------
 
-    def tumbling(self, size: float, expires: float | None = None) -> WindowedTable:
+    def tumbling(self, size: float, expires: float | None = None, grace: float | None = None) -> WindowedTable:
         """Make this a table of tumbling windows of ``size`` seconds.
+
+        ``grace``: how long after its end a window still accepts events (it
+        then closes); ``expires``: how long after its end it stays readable.
 
         >>> counts = app.Table("counts", default=int).tumbling(60, expires=3600)  # doctest: +SKIP
         """
-        from .windowed import WindowedTable
-        from .windows import TumblingWindow
+        return self._windowed(TumblingWindow(size, expires, grace))
 
-        return WindowedTable(self, TumblingWindow(size, expires))
-
-    def hopping(self, size: float, step: float, expires: float | None = None) -> WindowedTable:
+    def hopping(
+        self, size: float, step: float, expires: float | None = None, grace: float | None = None
+    ) -> WindowedTable:
         """Make this a table of hopping windows: ``size`` seconds long, one every ``step``.
 
         >>> counts = app.Table("counts", default=int).hopping(60, 10)  # doctest: +SKIP
         """
-        from .windowed import WindowedTable
-        from .windows import HoppingWindow
+        return self._windowed(HoppingWindow(size, step, expires, grace))
 
-        return WindowedTable(self, HoppingWindow(size, step, expires))
+    def _windowed(self, window: Window) -> WindowedTable:
+        old = self.state
+        if isinstance(old, WindowedState) and repr(old.window) == repr(window):
+            state = old
+        else:
+            state = WindowedState(window)
+            if isinstance(old, WindowedState):  # redefined with other window settings: keep the rows
+                state.stream_time.update(old.stream_time)
+                for (key, start), partition in old.partition_of.items():
+                    value = old.store.by_key.get(key, {}).get(start, MISSING)
+                    if value is not MISSING:
+                        state.load((key, (start, start + window.size)), value, partition)
+                state.loaded()
+            self.use_state(state)
+        self.window = WindowedTable(self, state)
+        return self.window
 
     # -- views ------------------------------------------------------------------------------
 
@@ -342,13 +453,15 @@ class Table(MutableMapping[Any, Any]):
         """
         import pandas as pd
 
+        if self.window is not None:
+            return self.window.as_dataframe()
         items = list(self.data.items())
         if items and all(hasattr(v, "asdict") for _, v in items):
             rows = [{"key": k, **v.asdict()} for k, v in items]
             return pd.DataFrame(rows)
         return pd.DataFrame({"key": [k for k, _ in items], "value": [v for _, v in items]})
 
-    def as_ansitable(self, title: str | None = None, sort: bool = True) -> str:
+    def as_ansitable(self, title: str | None = None, sort: bool = True, **options: Any) -> str:
         """The table as a text table (for terminals and logs).
 
         >>> print(counts.as_ansitable())  # doctest: +SKIP
@@ -359,15 +472,11 @@ class Table(MutableMapping[Any, Any]):
 
     def live(self, **options: Any) -> Any:
         """A widget showing the table as a live DataFrame (see :mod:`streamnb.notebook`)."""
-        from ..notebook.views import live_table
-
-        return live_table(self, **options)
+        return display.show("live_table", self, **options)
 
     def chart(self, **options: Any) -> Any:
         """A live Altair chart of the table (see :mod:`streamnb.notebook`)."""
-        from ..notebook.chart import live_chart
-
-        return live_chart(self, **options)
+        return display.show("live_chart", self, **options)
 
     def __repr__(self) -> str:
         return f"<Table {self.name!r} rows={len(self.data)}>"
@@ -375,3 +484,4 @@ class Table(MutableMapping[Any, Any]):
     # Identity, not contents: tables are dict keys of transactions (C-level slots, fast).
     __hash__ = object.__hash__  # type: ignore[assignment]
     __eq__ = object.__eq__  # type: ignore[assignment]
+

@@ -1,10 +1,17 @@
-"""Window definitions and the pure math that places a timestamp in windows.
+"""Window kinds: the pure rules that place a timestamp in windows and say when they close.
 
 A window is the half-open interval ``[start, end)`` in epoch seconds, with
 ``end = start + size``. Window starts are multiples of ``step`` (``step ==
 size`` for tumbling windows), so an event at time ``t`` falls into every
 window with ``start <= t < start + size``: one tumbling window, or
 ``size / step`` hopping windows.
+
+Time rules (Kafka Streams' rules; see the README's "Event time"): a window
+accepts events while ``end + grace > stream time`` and is *closed* once
+stream time reaches ``end + grace``; it is kept for reads until stream time
+reaches ``end + expires``, then deleted. ``grace`` defaults to ``expires``,
+so that closing and deleting coincide, as in Faust; ``expires`` defaults to
+the larger of the size and the grace.
 
 Example::
 
@@ -67,16 +74,19 @@ def window_ranges(timestamp: float, size: float, step: float) -> list[WindowRang
 class Window:
     """Base of tumbling and hopping windows.
 
-    ``expires`` (seconds, default: the size) says how long a window is kept
-    after it closes, measured in *event time*: a window is dropped once the
-    newest timestamp seen is at or past ``end + expires``.
+    ``grace`` (seconds after the end) says how long a window still accepts
+    late events; ``expires`` (seconds after the end, at least ``grace``) how
+    long it is kept for reads. Both count in event time: stream time, the
+    newest timestamp seen on the window's partition.
     """
 
     size: float
     step: float
     expires: float
+    grace: float
+    kind = "window"
 
-    def __init__(self, size: float, step: float, expires: float | None = None) -> None:
+    def __init__(self, size: float, step: float, expires: float | None = None, grace: float | None = None) -> None:
         size = _seconds(size, "size")
         step = _seconds(step, "step")
         if size <= 0 or step <= 0:
@@ -91,7 +101,7 @@ class Window:
             )
         self.size = size
         self.step = step
-        self.expires = size if expires is None else _seconds(expires, "expires")
+        self.expires, self.grace = _expires_and_grace(size, expires, grace)
         self._cache_key: float | None = None
         self._cache_val: list[WindowRange] = []
         # Windows only change at multiples of gcd-ish boundaries; cache the last bucket.
@@ -128,12 +138,25 @@ class Window:
         """The oldest window holding ``timestamp``."""
         return self.ranges(timestamp)[0]
 
+    def closes_at(self, end: float) -> float:
+        """Stream time at which a window ending at ``end`` closes (``end + grace``).
+
+        >>> TumblingWindow(10, grace=5).closes_at(20.0)
+        25.0
+        """
+        return end + self.grace
+
+    def expires_at(self, end: float) -> float:
+        """Stream time at which a window ending at ``end`` is deleted (``end + expires``)."""
+        return end + self.expires
+
     def stale(self, end: float, newest: float) -> bool:
         """True when a window ending at ``end`` has expired given the newest event time."""
         return newest >= end + self.expires
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(size={self.size}, step={self.step}, expires={self.expires})"
+        grace = f", grace={self.grace}" if self.grace != self.expires else ""
+        return f"{type(self).__name__}(size={self.size}, step={self.step}, expires={self.expires}{grace})"
 
 
 class TumblingWindow(Window):
@@ -143,8 +166,14 @@ class TumblingWindow(Window):
     WindowRange(start=120.0, end=180.0)
     """
 
-    def __init__(self, size: float, expires: float | None = None) -> None:
-        super().__init__(size, size, expires)
+    kind = "tumbling"
+
+    def __init__(self, size: float, expires: float | None = None, grace: float | None = None) -> None:
+        super().__init__(size, size, expires, grace)
+
+    def __repr__(self) -> str:
+        grace = f", grace={self.grace}" if self.grace != self.expires else ""
+        return f"TumblingWindow(size={self.size}, expires={self.expires}{grace})"
 
 
 class HoppingWindow(Window):
@@ -154,8 +183,30 @@ class HoppingWindow(Window):
     6
     """
 
-    def __init__(self, size: float, step: float, expires: float | None = None) -> None:
-        super().__init__(size, step, expires)
+    kind = "hopping"
+
+    def __init__(self, size: float, step: float, expires: float | None = None, grace: float | None = None) -> None:
+        super().__init__(size, step, expires, grace)
+
+
+def _expires_and_grace(size: float, expires: float | None, grace: float | None) -> tuple[float, float]:
+    """``(expires, grace)`` with the defaults filled in; ``expires < grace`` is an error."""
+    g = None if grace is None else _seconds(grace, "grace")
+    e = None if expires is None else _seconds(expires, "expires")
+    if g is not None and g < 0:
+        raise WindowError(f"grace must be >= 0 seconds, got {g}")
+    if e is not None and e < 0:
+        raise WindowError(f"expires must be >= 0 seconds, got {e}")
+    if e is None:
+        e = size if g is None else max(size, g)
+    if g is None:
+        g = e
+    if e < g:
+        raise WindowError(
+            f"expires ({e:g} s) is shorter than grace ({g:g} s): a window would be deleted while it still "
+            "accepts events; use expires >= grace (expires says how long a closed window stays readable)"
+        )
+    return e, g
 
 
 def _seconds(value: object, what: str) -> float:

@@ -94,7 +94,7 @@ async def test_windowed_view_shows_windows_as_datetimes(pipe: Pipeline) -> None:
     await pipe.send("/a", timestamp=185.0)
     view = pipe.per_minute.live()
     df = view.dataframe()
-    assert list(df.columns) == ["key", "window_start", "window_end", "value"]
+    assert list(df.columns) == ["key", "window_start", "window_end", "value", "closed"]
     assert df["window_start"].tolist() == [pd.Timestamp(120, unit="s", tz="UTC"), pd.Timestamp(180, unit="s", tz="UTC")]
     assert df["value"].tolist() == [2, 1]
     assert "1970-01-01 00:02:00" in view.html.value

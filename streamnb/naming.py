@@ -1,0 +1,88 @@
+"""Names of the topics and consumer groups streamnb makes for an app, in one place.
+
+Every internal name starts with the app id, so two apps never share one,
+and a Faust user finds the names Faust would use (``<app id>-<table>-changelog``).
+
+>>> changelog_topic("page-views", "counts")
+'page-views-counts-changelog'
+>>> consumer_group("page-views", "count")
+'page-views-count'
+>>> dead_letter_topic("page-views", "count")
+'page-views-count-dlq'
+>>> repartition_topic("page-views", "count", "page_views", "page")
+'page-views-count-page_views-page-repartition'
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CHANGELOG_SUFFIX",
+    "agent_topic",
+    "changelog_topic",
+    "consumer_group",
+    "dead_letter_topic",
+    "is_changelog",
+    "late_topic",
+    "repartition_topic",
+    "stream_owner",
+    "transactional_id",
+]
+
+CHANGELOG_SUFFIX = "-changelog"
+
+
+def changelog_topic(app_id: str, table: str) -> str:
+    """The compacted topic holding every write of ``table``."""
+    return f"{app_id}-{table}{CHANGELOG_SUFFIX}"
+
+
+def is_changelog(topic: str) -> bool:
+    """True for a name made by :func:`changelog_topic`.
+
+    >>> is_changelog("shop-totals-changelog"), is_changelog("orders")
+    (True, False)
+    """
+    return topic.endswith(CHANGELOG_SUFFIX)
+
+
+def agent_topic(app_id: str, agent: str) -> str:
+    """The topic of an agent defined without a channel (``@app.agent()``)."""
+    return f"{app_id}-{agent}"
+
+
+def stream_owner(channel: str) -> str:
+    """The owner name of a stream iterated outside any agent (``async for x in topic``)."""
+    return f"stream-{channel}"
+
+
+def consumer_group(app_id: str, owner: str) -> str:
+    """The consumer group of an agent (or of a stream outside agents): one per agent."""
+    return f"{app_id}-{owner}"
+
+
+def dead_letter_topic(app_id: str, owner: str) -> str:
+    """Where messages an agent cannot process go, with the reason in their headers."""
+    return f"{app_id}-{owner}-dlq"
+
+
+def repartition_topic(app_id: str, owner: str, source: str, label: str) -> str:
+    """The internal topic ``group_by(label)`` of ``owner`` re-keys ``source`` into."""
+    return f"{app_id}-{owner}-{source}-{label}-repartition"
+
+
+def late_topic(app_id: str, table: str) -> str:
+    """Where a windowed table sends events that arrived after all their windows closed.
+
+    >>> late_topic("shop", "per_minute")
+    'shop-per_minute-late'
+    """
+    return f"{app_id}-{table}-late"
+
+
+def transactional_id(app_id: str, owner: str, topic: str, partition: int) -> str:
+    """The Kafka transactional id of the producer for one input partition of one agent.
+
+    >>> transactional_id("shop", "count", "orders", 3)
+    'shop-count-orders-3'
+    """
+    return f"{app_id}-{owner}-{topic}-{partition}"

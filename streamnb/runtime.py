@@ -1,0 +1,72 @@
+"""What streams, sources and tables need from the app that runs them.
+
+The parts below the :class:`~streamnb.app.App` never import it: they are
+given a :class:`Runtime`, a small protocol the App implements, the way
+Faust's ``types/`` and Quix Streams' ``state/types.py`` keep interface and
+implementation apart. A test double only has to provide these members.
+
+Example (any object with these members will do)::
+
+    >>> from streamnb import App
+    >>> app = App("shop", broker="memory://")
+    >>> isinstance(app, Runtime)
+    True
+    >>> app.dead_letter_topic("count").name
+    'shop-count-dlq'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from .topics import Topic, TopicHost
+from .transport.base import TP
+
+__all__ = ["Runtime"]
+
+
+@runtime_checkable
+class Runtime(TopicHost, Protocol):
+    """The app as streams, sources and tables see it.
+
+    Besides what a topic needs (:class:`~streamnb.topics.TopicHost`): the
+    app id that prefixes every internal name, the commit policy, topic
+    lookup and creation, and the partition-ownership callbacks a consumer
+    reports rebalances through.
+    """
+
+    id: str
+    stream_batch_size: int
+    """Most messages handed to an agent at once."""
+    commit_interval: float
+    """Seconds between processing commits while events keep coming."""
+    commit_records: int
+    """Pending records that force a commit before ``commit_interval`` passed."""
+    poll_interval: float
+    """Seconds an idle consumer waits for new messages per poll."""
+
+    @property
+    def topics(self) -> Mapping[str, Topic[Any, Any]]:
+        """Topics defined so far, by name."""
+        ...
+
+    def resolve_topic(self, channel: Any) -> Topic[Any, Any]:
+        """A topic from a :class:`Topic`, a topic name, or an agent (its topic)."""
+        ...
+
+    def internal_topic(self, name: str, **options: Any) -> Topic[Any, Any]:
+        """Define (or redefine) a topic streamnb itself needs (changelog, repartition, ...)."""
+        ...
+
+    def dead_letter_topic(self, owner: str) -> Topic[Any, Any]:
+        """The dead-letter topic of an agent (``<app id>-<owner>-dlq``)."""
+        ...
+
+    async def partitions_assigned(self, owner: object, tps: set[TP]) -> None:
+        """A consumer of ``owner`` got ``tps``: make their table partitions ready."""
+        ...
+
+    async def partitions_revoked(self, owner: object, tps: set[TP], *, final: bool = False) -> None:
+        """A consumer of ``owner`` lost ``tps`` (``final``: it is closing)."""
+        ...

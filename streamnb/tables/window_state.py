@@ -1,0 +1,356 @@
+"""The state of a windowed table: windows per key, stream time, closing and expiry.
+
+A :class:`WindowedState` keeps ``{key: {window start: value}}`` (a
+:class:`~streamnb.tables.store.WindowStore`), the *stream time* of every
+partition (the newest event time a write brought), and two time indexes:
+when each window closes (``end + grace``) and when it is deleted
+(``end + expires``). The window kind (:mod:`streamnb.tables.windows`) is the
+pure rule; this module applies it:
+
+* a write updates every window of the event's time that is still open; an
+  event whose windows are all closed is *late*: nothing is written, it is
+  counted per partition and returned to the caller;
+* at a commit, windows whose close time stream time reached are closed
+  (returned once, for ``on_window_close`` and final results), and windows
+  past their expiry are deleted (a tombstone goes to the changelog);
+* stream time is written to the changelog with the commit (key
+  ``"__stream_time__"`` on each partition it advanced on), so a restarted
+  worker closes exactly the windows it would have closed.
+
+Times are compared in whole milliseconds (as Kafka Streams does), so a tie
+exactly at ``end + grace`` decides the same way for floats such as 0.1.
+
+>>> from streamnb.tables.windows import TumblingWindow
+>>> state = WindowedState(TumblingWindow(10, grace=5))
+>>> dirty: dict = {}
+>>> state.update(dirty, "k", _add, 1, 12.0, 0, int)        # window [10, 20)
+>>> state.update(dirty, "k", _add, 1, 26.0, 0, int)        # stream time 26 >= 20 + 5
+>>> [(c.key, c.window, c.value) for c in state.before_commit(None, dirty)]
+[('k', (10.0, 20.0), 1)]
+>>> state.update(dirty, "k", _add, 1, 13.0, 0, int)        # late: returns the windows it missed
+[WindowRange(start=10.0, end=20.0)]
+"""
+
+from __future__ import annotations
+
+import heapq
+import operator
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..transaction import MISSING, Transaction
+from .state import Closed
+from .store import WindowStore
+from .windows import Window, WindowRange
+
+__all__ = ["NEVER", "STREAM_TIME_KEY", "TimeIndex", "WindowedState"]
+
+NEVER = float("-inf")
+"""Stream time of a partition that has seen no event."""
+
+STREAM_TIME_KEY = "__stream_time__"
+"""Changelog key of the stream-time record (a windowed table's own keys are ``[key, [start, end]]``)."""
+
+_STREAM_TIME: Any = object()  # the entry of ``dirty`` holding stream times before the transaction
+_TIE = 1e-4  # below this distance from a boundary, times are compared in whole milliseconds
+_add = operator.add
+
+
+def ms(seconds: float) -> int:
+    """Whole milliseconds (how boundaries are compared)."""
+    return round(seconds * 1000)
+
+
+class TimeIndex:
+    """Per partition: items due at a time (integer milliseconds), popped in time order."""
+
+    def __init__(self) -> None:
+        self.heaps: dict[int, list[int]] = {}
+        self.due: dict[int, dict[int, list[Any]]] = {}
+
+    def add(self, partition: int, at: int, item: Any) -> None:
+        """Schedule ``item`` at ``at`` on ``partition``."""
+        due = self.due.get(partition)
+        if due is None:
+            due = self.due[partition] = {}
+            self.heaps[partition] = []
+        bucket = due.get(at)
+        if bucket is None:
+            due[at] = [item]
+            heapq.heappush(self.heaps[partition], at)
+        else:
+            bucket.append(item)
+
+    def pop_due(self, partition: int, now: int) -> Iterator[Any]:
+        """Items of ``partition`` due at or before ``now``, oldest first (removed)."""
+        heap = self.heaps.get(partition)
+        if not heap:
+            return
+        due = self.due[partition]
+        while heap and heap[0] <= now:
+            yield from due.pop(heapq.heappop(heap), ())
+
+    def drop(self, partitions: set[int]) -> None:
+        """Forget ``partitions``."""
+        for p in partitions:
+            self.heaps.pop(p, None)
+            self.due.pop(p, None)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self.heaps.clear()
+        self.due.clear()
+
+
+class WindowedState:
+    """Windows per key for tumbling and hopping windows (see the module docstring)."""
+
+    def __init__(self, window: Window) -> None:
+        self.window = window
+        self.store = WindowStore(window.size)
+        self.stream_time: dict[int, float] = {}
+        """Stream time per partition: the newest event time written."""
+        self.late: dict[int, int] = {}
+        """Late events per partition (every window of the event was closed)."""
+        self.partition_of: dict[tuple[Any, float], int] = {}
+        """The changelog partition of every window, by ``(key, start)``."""
+        self.closing = TimeIndex()
+        self.expiring = TimeIndex()
+        self._grace_ms = ms(window.grace)
+        self._expires_ms = ms(window.expires)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    @property
+    def rows(self) -> WindowStore:
+        """``(key, (start, end)) -> value``."""
+        return self.store
+
+    def stream_time_of(self, partition: int | None = None) -> float:
+        """Stream time of ``partition``, or the oldest over all partitions (``NEVER`` if none)."""
+        if partition is not None:
+            return self.stream_time.get(partition, NEVER)
+        return min(self.stream_time.values(), default=NEVER)
+
+    def newest(self) -> float:
+        """The newest event time seen on any partition (``NEVER`` if none)."""
+        return max(self.stream_time.values(), default=NEVER)
+
+    def is_closed(self, key: Any, start: float) -> bool:
+        """True when the window of ``key`` starting at ``start`` has closed."""
+        partition = self.partition_of.get((key, start))
+        if partition is None:
+            return False
+        now = self.stream_time.get(partition, NEVER)
+        return now != NEVER and ms(self.store.end(start)) + self._grace_ms <= ms(now)
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def update(
+        self,
+        dirty: dict[Any, Any],
+        key: Any,
+        op: Callable[[Any, Any], Any],
+        operand: Any,
+        ts: float,
+        partition: int,
+        default: Callable[[], Any] | None,
+    ) -> list[WindowRange] | None:
+        """Apply ``op(value, operand)`` to every open window of ``key`` holding ``ts``.
+
+        Returns ``None``, or the windows the event missed when all of them
+        were closed (a late event: nothing written). ``dirty`` maps
+        ``key -> {start: [partition, value before]}``.
+        """
+        stream_time = self.stream_time
+        newest = stream_time.get(partition, NEVER)
+        if ts > newest:
+            saved = dirty.get(_STREAM_TIME)
+            if saved is None:
+                saved = dirty[_STREAM_TIME] = {}
+            if partition not in saved:
+                saved[partition] = newest
+            stream_time[partition] = newest = ts
+        horizon = newest - self.window.grace + _TIE  # a window ending after this is open
+        store = self.store
+        by_key = store.by_key
+        inner = by_key.get(key)
+        if inner is None:
+            inner = by_key[key] = {}
+        pending = dirty.get(key)
+        if pending is None:
+            pending = dirty[key] = {}
+        add = op is _add
+        written = False
+        windows = self.window.ranges(ts)
+        for w in windows:
+            if w[1] <= horizon and ms(w[1]) + self._grace_ms <= ms(newest):
+                continue  # closed
+            written = True
+            start = w[0]
+            old = inner.get(start, MISSING)
+            if start not in pending:
+                pending[start] = [partition, old]
+            if old is MISSING:
+                if default is None:
+                    if op is not _replace:
+                        del pending[start]
+                        raise KeyError(f"{key!r} has no value in window {tuple(w)} and the table has no default")
+                    self._new_window(key, w, partition)
+                    inner[start] = operand
+                    store.count(1)
+                    continue
+                self._new_window(key, w, partition)
+                store.count(1)
+                old = default()
+            inner[start] = old + operand if add else op(old, operand)
+        if written:
+            return None
+        if not inner:
+            del by_key[key]
+        if not pending:
+            del dirty[key]
+        self.late[partition] = self.late.get(partition, 0) + 1
+        return windows
+
+    def _new_window(self, key: Any, w: WindowRange, partition: int) -> None:
+        self.partition_of[(key, w[0])] = partition
+        self.closing.add(partition, ms(w[1]) + self._grace_ms, (key, w[0]))
+
+    # -- the commit protocol ----------------------------------------------------------------
+
+    def changes(self, dirty: dict[Any, Any]) -> Iterator[tuple[Any, int, Any]]:
+        """Changelog changes: ``((key, (start, end)), partition, value)`` and stream times."""
+        by_key = self.store.by_key
+        end = self.store.end
+        partition_of = self.partition_of
+        for key, starts in dirty.items():
+            if key is _STREAM_TIME:
+                for partition in starts:
+                    yield STREAM_TIME_KEY, partition, self.stream_time.get(partition, NEVER)
+                continue
+            inner = by_key.get(key)
+            if inner is not None and not inner:
+                del by_key[key]  # every window of the key was undone or expired
+                inner = None
+            for start, (partition, _old) in starts.items():
+                value = MISSING if inner is None else inner.get(start, MISSING)
+                if value is MISSING:
+                    partition_of.pop((key, start), None)
+                yield (key, (start, end(start))), partition, value
+
+    def restore(self, dirty: dict[Any, Any]) -> None:
+        """Undo the writes (and stream-time advances) ``dirty`` records."""
+        store = self.store
+        for key, starts in dirty.items():
+            if key is _STREAM_TIME:
+                for partition, old in starts.items():
+                    if old == NEVER:
+                        self.stream_time.pop(partition, None)
+                    else:
+                        self.stream_time[partition] = old
+                continue
+            for start, (_partition, old) in starts.items():
+                if old is MISSING:
+                    store.discard(key, start)
+                    self.partition_of.pop((key, start), None)
+                else:
+                    store.put(key, start, old)
+
+    def before_commit(self, txn: Transaction | None, dirty: dict[Any, Any]) -> list[Closed]:
+        """Close the windows stream time passed the close time of; delete expired ones.
+
+        Returns the closed windows, per partition in order of window end.
+        """
+        store = self.store
+        by_key = store.by_key
+        end = store.end
+        closed: list[Closed] = []
+        same = self._grace_ms == self._expires_ms
+        for partition, now in self.stream_time.items():
+            now_ms = ms(now)
+            for key, start in self.closing.pop_due(partition, now_ms):
+                inner = by_key.get(key)
+                value = MISSING if inner is None else inner.get(start, MISSING)
+                if value is MISSING:
+                    continue  # undone, or deleted already
+                closed.append(Closed(key, (start, end(start)), value, partition))
+                if same:
+                    self._delete(dirty, key, start, partition, value)
+                else:
+                    self.expiring.add(partition, ms(end(start)) + self._expires_ms, (key, start))
+            for key, start in self.expiring.pop_due(partition, now_ms):
+                inner = by_key.get(key)
+                value = MISSING if inner is None else inner.get(start, MISSING)
+                if value is not MISSING:
+                    self._delete(dirty, key, start, partition, value)
+        return closed
+
+    def _delete(self, dirty: dict[Any, Any], key: Any, start: float, partition: int, value: Any) -> None:
+        pending = dirty.get(key)
+        if pending is None:
+            pending = dirty[key] = {}
+        if start not in pending:
+            pending[start] = [partition, value]
+        self.store.discard(key, start)
+
+    def after_commit(self) -> None:
+        """Nothing to do: stream time and windows are already current."""
+
+    # -- recovery and rebalancing -----------------------------------------------------------
+
+    def load(self, key: Any, value: Any, partition: int) -> None:
+        """Apply one changelog record (a window, a tombstone, or a stream time)."""
+        if key == STREAM_TIME_KEY:
+            if value is not MISSING and value is not None:
+                self.stream_time[partition] = float(value)
+            return
+        try:
+            k, (start, _end) = key
+        except (TypeError, ValueError):
+            return  # not a window key: written by something else
+        start = float(start)
+        if value is MISSING:
+            self.store.discard(k, start)
+            self.partition_of.pop((k, start), None)
+        else:
+            self.store.put(k, start, value)
+            self.partition_of[(k, start)] = partition
+
+    def loaded(self) -> None:
+        """Rebuild the time indexes (and stream times written by older versions)."""
+        self.closing.clear()
+        self.expiring.clear()
+        for (_key, start), partition in self.partition_of.items():
+            if partition not in self.stream_time or self.stream_time[partition] < start:
+                # A changelog written before stream time was recorded: its newest window start.
+                self.stream_time[partition] = start
+        for (key, start), partition in self.partition_of.items():
+            end_ms = ms(self.store.end(start))
+            if end_ms + self._grace_ms <= ms(self.stream_time[partition]):
+                self.expiring.add(partition, end_ms + self._expires_ms, (key, start))
+            else:
+                self.closing.add(partition, end_ms + self._grace_ms, (key, start))
+
+    def drop_partitions(self, partitions: set[int]) -> bool:
+        """Forget the windows, stream time and late counts of ``partitions``."""
+        drop = [ks for ks, p in self.partition_of.items() if p in partitions]
+        for key, start in drop:
+            self.store.discard(key, start)
+            del self.partition_of[(key, start)]
+        for p in partitions:
+            self.stream_time.pop(p, None)
+        self.closing.drop(partitions)
+        self.expiring.drop(partitions)
+        return bool(drop)
+
+
+def _replace(_old: Any, new: Any) -> Any:
+    return new
+
+
+replace = _replace
+"""The operation of ``table[key] = value`` on a windowed table: every open window gets ``value``."""
