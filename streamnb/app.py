@@ -39,7 +39,7 @@ from .tables.ownership import PartitionOwnership
 from .tables.table import Table
 from .tasks import Task, Timer
 from .topics import Topic
-from .transport import open_transport
+from .transport import check_broker, open_transport
 from .transport.base import TP, Transport
 
 _Table = Table  # inside App, `Table` names the App.Table method
@@ -134,14 +134,13 @@ class App:
             ).items()
             if v is not None
         }
-        # Fail early on an unknown scheme, without connecting.
-        scheme = broker.partition("://")[0]
-        if "://" not in broker or scheme not in ("memory", "local", "kafka"):
-            open_transport(broker)
-        if processing_guarantee == "exactly_once" and scheme == "kafka":
+        # Fail early on a bad broker URL or an option that does not apply to it, without connecting.
+        transport_cls = check_broker(broker, self._kafka_options)
+        if processing_guarantee not in transport_cls.guarantees:
             raise ConfigurationError(
-                "processing_guarantee='exactly_once' is not available on kafka:// yet; "
-                "use 'at_least_once' (the default), or local:// for exactly-once"
+                f"processing_guarantee={processing_guarantee!r} is not available on {transport_cls.scheme}:// "
+                f"brokers, they give {' and '.join(sorted(transport_cls.guarantees))}: use that "
+                "('at_least_once' is the default), or local:// for exactly_once"
             )
         self.state = "init"
         """``init``, ``starting``, ``running``, ``stopping`` or ``stopped``."""

@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 import streamnb as faust
 from streamnb.testing import settle, test_app, wait_until
 
@@ -104,3 +106,23 @@ async def test_failing_task_and_timer_are_reported() -> None:
         await wait_until(lambda: app.tasks["broken"].last_error is not None and len(runs) >= 3)
         assert "boom" in (app.tasks["broken"].last_traceback or "")
         assert isinstance(app.timers["flaky"].last_error, ValueError)
+
+
+def test_broker_options_that_do_not_apply_fail_when_the_app_is_made(tmp_path: Path) -> None:
+    for broker in ("memory://", f"local://{tmp_path / 'data'}"):
+        with pytest.raises(faust.ConfigurationError, match=r"security_protocol=\.\.\. applies only to kafka://"):
+            faust.App("x", broker=broker, security_protocol="SSL")
+        with pytest.raises(faust.ConfigurationError, match=r"session_timeout_ms=\.\.\. applies only to kafka://"):
+            faust.App("x", broker=broker, session_timeout_ms=5)
+    assert not (tmp_path / "data").exists()  # checked without opening the folder
+    # Security options left at None are not options at all.
+    assert faust.App("x", broker="memory://", security_protocol=None, ssl_context=None).state == "init"
+
+
+def test_processing_guarantee_must_be_one_the_broker_gives(tmp_path: Path) -> None:
+    with pytest.raises(faust.ConfigurationError, match=r"'exactly_once' is not available on kafka://.*at_least_once"):
+        faust.App("x", broker="kafka://127.0.0.1:9092", processing_guarantee="exactly_once")
+    for broker in ("memory://", f"local://{tmp_path / 'data'}", "kafka://127.0.0.1:9092"):
+        assert faust.App("x", broker=broker, processing_guarantee="at_least_once").state == "init"
+    for broker in ("memory://", f"local://{tmp_path / 'data'}"):
+        assert faust.App("x", broker=broker, processing_guarantee="exactly_once").processing_guarantee == "exactly_once"

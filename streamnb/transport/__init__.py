@@ -1,14 +1,24 @@
 """Broker backends behind one seam (see :mod:`streamnb.transport.base`).
 
-:func:`open_transport` picks the backend from a broker URL.
+:mod:`streamnb.transport.schemes` is the registry of broker URL schemes:
+:func:`open_transport` picks the backend from a broker URL and
+:func:`check_broker` validates a URL and its options without connecting.
+The backends: :mod:`~streamnb.transport.memory`, the
+:mod:`~streamnb.transport.local` package and the :mod:`~streamnb.transport.kafka`
+package (imported only when a URL of their scheme is used).
+
+Example::
+
+    >>> open_transport("memory://").scheme
+    'memory'
+    >>> sorted(transport_class("local://data").guarantees)
+    ['at_least_once', 'exactly_once']
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from ..errors import ConfigurationError
 from .base import TP, Consumer, Message, ProducerRecord, RebalanceListener, TopicSpec, Transport
+from .schemes import SCHEMES, Scheme, check_broker, open_transport, transport_class
 
 __all__ = [
     "Consumer",
@@ -16,34 +26,11 @@ __all__ = [
     "ProducerRecord",
     "RebalanceListener",
     "SCHEMES",
+    "Scheme",
     "TP",
     "TopicSpec",
     "Transport",
+    "check_broker",
     "open_transport",
+    "transport_class",
 ]
-
-SCHEMES = ("memory://", "local://PATH", "kafka://HOST:PORT[,HOST:PORT...]")
-
-
-def open_transport(url: str, **options: Any) -> Transport:
-    """The transport for a broker URL; ``options`` (client id, security) go to Kafka only.
-
-    >>> open_transport("memory://").scheme
-    'memory'
-    """
-    scheme, sep, _rest = url.partition("://")
-    if not sep:
-        raise ConfigurationError(f"broker {url!r} has no scheme; use one of: {', '.join(SCHEMES)}")
-    if scheme == "memory":
-        from .memory import MemoryTransport
-
-        return MemoryTransport(url)
-    if scheme == "local":
-        from .local import LocalTransport
-
-        return LocalTransport(url)
-    if scheme == "kafka":
-        from .kafka import KafkaTransport
-
-        return KafkaTransport(url, **options)
-    raise ConfigurationError(f"unknown broker scheme {scheme + '://'!r} in {url!r}; use one of: {', '.join(SCHEMES)}")

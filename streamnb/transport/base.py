@@ -4,8 +4,12 @@ streamnb talks to a broker only through :class:`Transport` and the
 :class:`Consumer` it hands out. Three backends implement it:
 
 * ``memory://``  -- :mod:`streamnb.transport.memory`, in-process and volatile;
-* ``local://PATH`` -- :mod:`streamnb.transport.local`, sqlite3 (WAL) in a folder;
-* ``kafka://HOST:PORT`` -- :mod:`streamnb.transport.kafka`, aiokafka.
+* ``local://PATH`` -- the :mod:`streamnb.transport.local` package, sqlite3 (WAL) in a folder;
+* ``kafka://HOST:PORT`` -- the :mod:`streamnb.transport.kafka` package, aiokafka.
+
+:mod:`streamnb.transport.schemes` maps each URL scheme to its class; each
+class declares the constructor options it takes (:attr:`Transport.options`)
+and the processing guarantees it can give (:attr:`Transport.guarantees`).
 
 Data flows one way: ``Consumer.getmany`` -> stream -> agent -> table writes and
 sink sends are buffered -> ``Consumer.commit(offsets, records)`` writes the
@@ -20,11 +24,16 @@ epoch seconds as ``float``; headers are a tuple of ``(str, bytes)`` pairs.
 from __future__ import annotations
 
 import abc
+import difflib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
+
+from ..errors import ConfigurationError
 
 __all__ = [
+    "AT_LEAST_ONCE",
     "Consumer",
+    "EXACTLY_ONCE",
     "Headers",
     "Message",
     "ProducerRecord",
@@ -35,6 +44,11 @@ __all__ = [
 ]
 
 Headers = tuple[tuple[str, bytes], ...]
+
+AT_LEAST_ONCE = "at_least_once"
+"""Every message is processed; after a crash some may be processed again."""
+EXACTLY_ONCE = "exactly_once"
+"""A commit stores a batch's outputs, table writes and offsets together, or none of them."""
 
 
 class TP(NamedTuple):
@@ -152,16 +166,64 @@ class Consumer(abc.ABC):
 
 
 class Transport(abc.ABC):
-    """A broker connection. One per App; opened by ``start``, closed by ``stop``."""
+    """A broker connection. One per App; opened by ``start``, closed by ``stop``.
+
+    A backend declares, as class variables, what :func:`~streamnb.transport.schemes.check_broker`
+    checks before anything connects: the keyword ``options`` its constructor
+    takes and the processing ``guarantees`` it can give.
+
+    Example::
+
+        >>> from streamnb.transport.memory import MemoryTransport
+        >>> sorted(MemoryTransport.guarantees), sorted(MemoryTransport.options)
+        (['at_least_once', 'exactly_once'], ['client_id'])
+        >>> MemoryTransport.check_options({"client_id": "orders"})
+    """
 
     scheme: ClassVar[str]
+    guarantees: ClassVar[frozenset[str]] = frozenset({AT_LEAST_ONCE})
+    """Processing guarantees this backend gives (:data:`AT_LEAST_ONCE`, :data:`EXACTLY_ONCE`)."""
     exactly_once: ClassVar[bool] = False
-    """True when ``Consumer.commit`` is atomic (records and offsets together)."""
+    """True when ``Consumer.commit`` is atomic (records and offsets together);
+    derived from :attr:`guarantees`, never set by hand."""
+    options: ClassVar[frozenset[str]] = frozenset({"client_id"})
+    """Keyword arguments the constructor takes besides the URL (every backend takes ``client_id``)."""
+    options_help: ClassVar[str] = ""
+    """How error messages describe :attr:`options` (when listing them all would be too long)."""
     distributed: ClassVar[bool] = False
     """True when other processes may own some partitions (Kafka): tables then
     recover partitions as they are assigned instead of all at start."""
 
     url: str
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.exactly_once = EXACTLY_ONCE in cls.guarantees
+
+    @classmethod
+    def check_url(cls, url: str) -> None:
+        """Raise :class:`~streamnb.errors.ConfigurationError` when ``url`` is malformed (never connects).
+
+        This checks the scheme; backends whose URLs carry more (a path, hosts) extend it.
+        """
+        if url.partition("://")[0] != cls.scheme or "://" not in url:
+            raise ConfigurationError(f"{url!r} is not a {cls.scheme}:// URL")
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Raise :class:`~streamnb.errors.ConfigurationError` for an option this backend does not take.
+
+        The message names the closest option it does take. Backends with
+        options whose values can be checked without connecting extend this.
+        """
+        for name in options:
+            if name not in cls.options:
+                close = difflib.get_close_matches(name, sorted(cls.options), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ConfigurationError(
+                    f"unknown option {name!r} for {cls.scheme}:// brokers; {hint}"
+                    f"{cls.scheme}:// takes {cls.options_help or ', '.join(sorted(cls.options))}"
+                )
 
     @abc.abstractmethod
     async def start(self) -> None:

@@ -18,8 +18,18 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ._static import StaticConsumer
-from .base import TP, Consumer, Message, ProducerRecord, RebalanceListener, TopicSpec, Transport
+from .base import (
+    AT_LEAST_ONCE,
+    EXACTLY_ONCE,
+    TP,
+    Consumer,
+    Message,
+    ProducerRecord,
+    RebalanceListener,
+    TopicSpec,
+    Transport,
+)
+from .static import StaticConsumer
 
 __all__ = ["MemoryBroker", "MemoryTransport"]
 
@@ -63,6 +73,13 @@ class MemoryBroker:
     def reset(cls) -> None:
         """Forget every memory broker of this process (used by tests)."""
         cls._brokers.clear()
+
+    def partition(self, tp: TP) -> _Partition:
+        """The log of ``tp`` (an empty one, not stored, when the partition does not exist)."""
+        topic = self.topics.get(tp.topic)
+        if topic is None or tp.partition >= len(topic.partitions):
+            return _Partition()
+        return topic.partitions[tp.partition]
 
     def ensure(self, spec: TopicSpec) -> _Topic:
         topic = self.topics.get(spec.name)
@@ -136,14 +153,29 @@ def _compact(part: _Partition) -> None:
 
 
 class MemoryTransport(Transport):
-    """The ``memory://[NAME]`` backend: volatile, in-process, exactly-once."""
+    """The ``memory://[NAME]`` backend: volatile, in-process, exactly-once.
+
+    Args:
+        url: ``memory://`` or ``memory://NAME``; transports with the same URL
+            share one broker in this process.
+        client_id: A name for this client (the App id), shown in its repr.
+
+    Example::
+
+        >>> MemoryTransport("memory://demo", client_id="orders")
+        <MemoryTransport 'memory://demo' client_id='orders'>
+    """
 
     scheme = "memory"
-    exactly_once = True
+    guarantees = frozenset({AT_LEAST_ONCE, EXACTLY_ONCE})  # commit: records and offsets with no await between
 
-    def __init__(self, url: str = "memory://") -> None:
+    def __init__(self, url: str = "memory://", *, client_id: str | None = None) -> None:
         self.url = url
+        self.client_id = client_id
         self.broker = MemoryBroker.named(url.partition("://")[2])
+
+    def __repr__(self) -> str:
+        return f"<MemoryTransport {self.url!r} client_id={self.client_id!r}>"
 
     async def start(self) -> None:
         return None
@@ -166,13 +198,13 @@ class MemoryTransport(Transport):
         return {tp: offsets[(group, tp)] for tp in tps if (group, tp) in offsets}
 
     async def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
-        return {tp: self._partition(tp).end for tp in tps}
+        return {tp: self.broker.partition(tp).end for tp in tps}
 
     async def beginning_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
-        return {tp: self._partition(tp).log_start for tp in tps}
+        return {tp: self.broker.partition(tp).log_start for tp in tps}
 
     async def read(self, tp: TP, start: int, stop: int, max_records: int = 10_000) -> list[Message]:
-        return _slice(self._partition(tp), start, stop, max_records)
+        return _slice(self.broker.partition(tp), start, stop, max_records)
 
     def consumer(
         self,
@@ -184,12 +216,6 @@ class MemoryTransport(Transport):
         members: int = 1,
     ) -> Consumer:
         return MemoryConsumer(self, group, topics, listener, member, members)
-
-    def _partition(self, tp: TP) -> _Partition:
-        topic = self.broker.topics.get(tp.topic)
-        if topic is None or tp.partition >= len(topic.partitions):
-            return _Partition()
-        return topic.partitions[tp.partition]
 
 
 def _slice(part: _Partition, start: int, stop: int, max_records: int) -> list[Message]:
@@ -254,7 +280,7 @@ class MemoryConsumer(StaticConsumer):
         assigned = self._assigned
         n = len(assigned)
         positions = self._positions
-        partition = self.transport._partition
+        partition = self.transport.broker.partition
         ready = []
         for i in range(n):
             tp = assigned[(self._next + i) % n]

@@ -24,7 +24,7 @@ import pytest
 import pytest_asyncio
 
 import streamnb
-import streamnb.transport._sqlite_store as sqlite_store
+import streamnb.transport.local.store as local_store
 from streamnb.errors import AppNotRunningError, BrokerError, BrokerLockedError, ConfigurationError
 from streamnb.transport.base import TP, Message, ProducerRecord, RebalanceListener, TopicSpec
 from streamnb.transport.local import LocalTransport
@@ -73,7 +73,8 @@ def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for bad in ("memory://x", "local://data?sync=maybe", "local://data?fast=1"):
         with pytest.raises(ConfigurationError):
             LocalTransport(bad)
-    assert LocalTransport.exactly_once is True and LocalTransport.scheme == "local"
+    assert LocalTransport.guarantees == {"at_least_once", "exactly_once"} and LocalTransport.scheme == "local"
+    assert LocalTransport.exactly_once is True
 
 
 @pytest.mark.asyncio
@@ -213,13 +214,13 @@ async def test_a_store_of_a_newer_streamnb_is_refused(tmp_path: Path) -> None:
     await transport.start()
     await transport.stop()
     with sqlite3.connect(folder / "streamnb.sqlite3") as conn:
-        conn.execute(f"PRAGMA user_version = {sqlite_store.SCHEMA_VERSION + 1}")
+        conn.execute(f"PRAGMA user_version = {local_store.SCHEMA_VERSION + 1}")
     with pytest.raises(BrokerError, match="newer streamnb") as raised:
         await transport.start()
     assert str(folder) in str(raised.value)
     # The lock was released: after a downgrade the folder is usable again.
     with sqlite3.connect(folder / "streamnb.sqlite3") as conn:
-        conn.execute(f"PRAGMA user_version = {sqlite_store.SCHEMA_VERSION}")
+        conn.execute(f"PRAGMA user_version = {local_store.SCHEMA_VERSION}")
     await transport.start()
     await transport.stop()
 
@@ -282,7 +283,7 @@ async def test_a_store_of_schema_1_is_converted_when_opened(tmp_path: Path) -> N
     finally:
         await transport.stop()
     with sqlite3.connect(folder / "streamnb.sqlite3") as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (sqlite_store.SCHEMA_VERSION,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (local_store.SCHEMA_VERSION,)
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'messages'").fetchall() == []
 
 
@@ -359,7 +360,7 @@ async def test_plain_topics_are_never_compacted(store: LocalTransport) -> None:
 async def test_compaction_runs_by_itself_once_half_the_partition_is_new(
     store: LocalTransport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_store, "COMPACT_MIN_DIRTY", 100)
+    monkeypatch.setattr(local_store, "COMPACT_MIN_DIRTY", 100)
     tp = await _changelog(store)
     await store.send([ProducerRecord("cl", 0, b"%d" % (i % 10), b"%d" % i, 0.0) for i in range(99)])
     assert len(await read_all(store, tp)) == 99  # below the minimum: left alone
@@ -430,7 +431,7 @@ async def test_retention_cuts_inside_a_batch_at_the_first_young_message(store: L
 async def test_retention_runs_periodically_while_writing(
     store: LocalTransport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_store, "RETENTION_INTERVAL", 0.0)
+    monkeypatch.setattr(local_store, "RETENTION_INTERVAL", 0.0)
     await store.create_topic(TopicSpec("logs", 2, retention=60.0))
     now = time.time()
     await store.send([ProducerRecord("logs", p, None, b"old", now - 3600) for p in (0, 1, 1)])

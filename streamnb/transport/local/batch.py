@@ -38,7 +38,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
-from .base import Headers, Message
+from ..base import Headers, Message
 
 __all__ = ["BATCH_MAX", "GAPS", "HEADERS", "Item", "decode", "encode", "timestamps"]
 
@@ -94,7 +94,7 @@ def encode(items: Sequence[Item], deltas: Sequence[int] | None = None) -> bytes:
     Example::
 
         >>> len(encode([(b"k", b"v", 0.0, ())]))
-        27
+        23
     """
     keys = [item[0] for item in items]
     values = [item[1] for item in items]

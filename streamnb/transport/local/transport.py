@@ -9,9 +9,10 @@ exactly-once.
 
 This module is the facade (:class:`LocalTransport`, :class:`LocalConsumer`);
 the open folder (lock, connections, threads) is
-:mod:`streamnb.transport._sqlite_store` (shared per process by
-:mod:`streamnb.transport._sqlite_registry`), and the schema, compaction and
-retention SQL are :mod:`streamnb.transport._sqlite_log`.
+:mod:`streamnb.transport.local.store` (shared per process by
+:mod:`streamnb.transport.local.registry`), the schema, compaction and
+retention SQL are :mod:`streamnb.transport.local.log`, and the rows' format
+is :mod:`streamnb.transport.local.batch`.
 
 Durability: the default (``synchronous=NORMAL``) keeps every finished commit
 when the process dies at any point; a power cut or an OS crash may lose the
@@ -28,11 +29,11 @@ re-running the notebook cell that builds an App just works.
 
 Compacted topics are compacted by the worker once at least half of a
 partition has been written since its last compaction (and at least
-``_sqlite_store.COMPACT_MIN_DIRTY`` messages), and when the folder is opened; a key whose
+``store.COMPACT_MIN_DIRTY`` messages), and when the folder is opened; a key whose
 newest value is a tombstone (``None``) disappears. Retention drops messages
 older than ``retention`` seconds from the head of each partition (up to the
 first message still young enough, so the log stays contiguous, as Kafka's
-segment deletion does), checked every ``_sqlite_store.RETENTION_INTERVAL`` seconds while
+segment deletion does), checked every ``store.RETENTION_INTERVAL`` seconds while
 writing and when the folder is opened. :meth:`LocalTransport.cleanup` runs
 both now. Both run on the worker thread between commits, so a large
 compaction delays commits (never the event loop).
@@ -62,20 +63,38 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..errors import AppNotRunningError, ConfigurationError
-from ._sqlite_log import Want
-from ._sqlite_registry import acquire, release
-from ._sqlite_store import Store
-from ._static import StaticConsumer
-from .base import TP, Consumer, Message, ProducerRecord, RebalanceListener, TopicSpec, Transport
+from ...errors import AppNotRunningError, ConfigurationError
+from ..base import (
+    AT_LEAST_ONCE,
+    EXACTLY_ONCE,
+    TP,
+    Consumer,
+    Message,
+    ProducerRecord,
+    RebalanceListener,
+    TopicSpec,
+    Transport,
+)
+from ..static import StaticConsumer
+from .log import Want
+from .registry import acquire, release
+from .store import Store
 
-__all__ = ["LocalConsumer", "LocalTransport"]
+__all__ = ["DEFAULT_FOLDER", "LocalConsumer", "LocalTransport", "parse_local_url"]
 
 DEFAULT_FOLDER = ".streamnb"
+"""The folder of ``local://`` with no path (relative to the working directory)."""
 
 
-def _parse_url(url: str) -> tuple[str, bool]:
-    """``local://PATH[?sync=normal|full]`` -> (absolute folder, full sync)."""
+def parse_local_url(url: str) -> tuple[str, bool]:
+    """``local://PATH[?sync=normal|full]`` -> (absolute folder, full sync).
+
+    Example::
+
+        >>> folder, full_sync = parse_local_url("local:///tmp/data?sync=full")
+        >>> folder, full_sync
+        ('/tmp/data', True)
+    """
     parts = urlsplit(url)
     if parts.scheme != "local":
         raise ConfigurationError(f"{url!r} is not a local:// URL; use e.g. 'local://.streamnb'")
@@ -100,7 +119,8 @@ class LocalTransport(Transport):
 
     ``PATH`` is a folder (created when missing; relative paths are relative to
     the working directory; ``local://`` alone means ``local://.streamnb``).
-    ``?sync=full`` makes commits survive power loss too.
+    ``?sync=full`` makes commits survive power loss too. ``client_id`` (the
+    App id) names this client in its repr.
 
     Example::
 
@@ -110,21 +130,32 @@ class LocalTransport(Transport):
     """
 
     scheme = "local"
-    exactly_once = True
+    guarantees = frozenset({AT_LEAST_ONCE, EXACTLY_ONCE})  # commit: one sqlite transaction
 
-    def __init__(self, url: str = "local://" + DEFAULT_FOLDER) -> None:
+    def __init__(self, url: str = "local://" + DEFAULT_FOLDER, *, client_id: str | None = None) -> None:
         self.url = url
-        self.folder, self.full_sync = _parse_url(url)
+        self.client_id = client_id
+        self.folder, self.full_sync = parse_local_url(url)
         self._store: Store | None = None
 
     def __repr__(self) -> str:
         return f"<LocalTransport {self.url} {'open' if self._store else 'closed'}>"
+
+    @classmethod
+    def check_url(cls, url: str) -> None:
+        """Raise :class:`~streamnb.errors.ConfigurationError` for a malformed ``local://`` URL."""
+        parse_local_url(url)
 
     @property
     def store(self) -> Store:
         """The open store behind this transport (for tests and tools); raises when not started."""
         if self._store is None:
             raise AppNotRunningError(f"{self.url} is not open: await app.start() (or transport.start()) first")
+        return self._store
+
+    @property
+    def open_store(self) -> Store | None:
+        """The open store, or ``None`` when the transport is not started (never raises)."""
         return self._store
 
     async def start(self) -> None:
@@ -257,7 +288,7 @@ class LocalConsumer(StaticConsumer):
 
     async def stop(self) -> None:
         """Await ``on_revoked`` with every assigned partition (nothing is committed here)."""
-        store = self.transport._store
+        store = self.transport.open_store
         if store is not None:
             with store.waiters_lock:
                 store.waiters.pop(self._wakeup, None)

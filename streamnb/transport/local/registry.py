@@ -19,7 +19,7 @@ import concurrent.futures
 import os
 import threading
 
-from ._sqlite_store import Store
+from .store import Store
 
 __all__ = ["acquire", "release"]
 

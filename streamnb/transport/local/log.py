@@ -1,8 +1,8 @@
 """The ``local://`` log in sqlite: its schema, the cached :class:`Topic`, reads, compaction and retention.
 
-Pure sqlite, no threads: :mod:`streamnb.transport._sqlite_store` calls these
+Pure sqlite, no threads: :mod:`streamnb.transport.local.store` calls these
 on its worker thread. A partition's messages are stored as record batches
-(:mod:`streamnb.transport._sqlite_batch`), one row each, keyed by (topic id,
+(:mod:`streamnb.transport.local.batch`), one row each, keyed by (topic id,
 partition, offset of the first message); ``partitions`` holds where each log
 starts and ends and how far compaction got. :func:`compact` keeps the newest
 message per key (dropping keys whose newest value is a tombstone);
@@ -24,16 +24,16 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from ._sqlite_batch import BATCH_MAX, Item, decode, decode_headers, encode, timestamps
-from .base import Message
+from ..base import Message
+from .batch import BATCH_MAX, Item, decode, decode_headers, encode, timestamps
 
 __all__ = [
     "INSERT_BATCH",
     "SCHEMA_SQL",
     "SCHEMA_VERSION",
+    "Topic",
     "UPDATE_END",
     "UPSERT_OFFSET",
-    "Topic",
     "Want",
     "batch_rows",
     "compact",
@@ -54,7 +54,7 @@ CREATE TABLE batches (
     base_offset INTEGER NOT NULL,  -- offset of the batch's first message
     count INTEGER NOT NULL,        -- messages in the batch
     max_timestamp REAL NOT NULL,   -- the newest message's timestamp (for retention)
-    records BLOB NOT NULL,         -- the messages, as _sqlite_batch.encode packs them
+    records BLOB NOT NULL,         -- the messages, as local/batch.py encode() packs them
     PRIMARY KEY (topic_id, "partition", base_offset)
 )"""
 

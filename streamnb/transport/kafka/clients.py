@@ -1,13 +1,17 @@
 """Glue between aiokafka's clients and streamnb, shared by the ``kafka://`` modules.
 
 aiokafka's errors as :class:`~streamnb.errors.BrokerError` (one error root),
-the check of extra ``AIOKafkaConsumer`` options, a port probe for error
-messages, and closing clients without hiding the error being handled.
+the names of the options a ``kafka://`` transport takes, a metadata request
+that never auto-creates a topic (the one place that reaches into an aiokafka
+client's private attribute), a port probe for error messages, and closing
+clients without hiding the error being handled.
 
 Example::
 
-    >>> check_consumer_options({"session_timeout_ms": 6000})
-    {'session_timeout_ms': 6000}
+    >>> "session_timeout_ms" in consumer_option_names()
+    True
+    >>> check_security_protocol("ssl")
+    'SSL'
 """
 
 from __future__ import annotations
@@ -20,19 +24,25 @@ from collections.abc import Awaitable, Iterator, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from aiokafka.protocol.metadata import MetadataRequest
 
-from ..errors import BrokerError, ConfigurationError
+from ...errors import BrokerError, ConfigurationError
 
 __all__ = [
     "DEFAULT_PORT",
     "HOW_TO_START",
     "RESERVED_CONSUMER_OPTIONS",
+    "SECURITY_PROTOCOLS",
+    "TRANSPORT_OPTIONS",
     "any_port_open",
     "broker_errors",
-    "check_consumer_options",
+    "check_security_protocol",
     "close_quietly",
+    "consumer_option_names",
     "log",
+    "metadata_without_auto_create",
     "parse_kafka_url",
 ]
 
@@ -43,6 +53,15 @@ HOW_TO_START = (
     "Is Kafka running there? In a streamnb checkout start one with `bash scripts/kafka.sh up`; "
     "otherwise check the address, or use broker='local://PATH' to run without Kafka."
 )
+
+TRANSPORT_OPTIONS = frozenset({
+    "client_id", "request_timeout", "security_protocol", "sasl_mechanism", "sasl_plain_username",
+    "sasl_plain_password", "ssl_context",
+})
+"""The keyword arguments of ``KafkaTransport`` itself (the others go to ``AIOKafkaConsumer``)."""
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+"""The values ``security_protocol`` takes (any case)."""
 
 # Consumer arguments the transport sets itself (group membership, commits,
 # co-partitioned assignment, connection and security).
@@ -78,18 +97,37 @@ async def any_port_open(servers: Sequence[str], timeout: float = 0.5) -> bool:
     return False
 
 
-def check_consumer_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Validate extra ``AIOKafkaConsumer`` arguments (raise on unknown or reserved names)."""
+def consumer_option_names() -> frozenset[str]:
+    """``AIOKafkaConsumer`` arguments a user may set (its signature, less the reserved ones)."""
     known = set(inspect.signature(AIOKafkaConsumer.__init__).parameters) - {"self", "topics"}
-    for name in options:
-        if name in RESERVED_CONSUMER_OPTIONS:
-            raise ConfigurationError(f"kafka option {name}=... is set by streamnb itself and cannot be changed")
-        if name not in known:
-            raise ConfigurationError(
-                f"unknown kafka option {name!r}: extra App/KafkaTransport keyword arguments go to "
-                "aiokafka's AIOKafkaConsumer (e.g. session_timeout_ms, heartbeat_interval_ms)"
-            )
-    return dict(options)
+    return frozenset(known - RESERVED_CONSUMER_OPTIONS)
+
+
+def check_security_protocol(value: object) -> str:
+    """``value`` upper-cased when it names a security protocol aiokafka speaks; else raise."""
+    if not isinstance(value, str) or value.upper() not in SECURITY_PROTOCOLS:
+        choices = f"{', '.join(SECURITY_PROTOCOLS[:-1])} or {SECURITY_PROTOCOLS[-1]}"
+        raise ConfigurationError(f"security_protocol={value!r}: use {choices}")
+    return value.upper()
+
+
+async def metadata_without_auto_create(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, Any]:
+    """The broker's metadata of ``topics`` (``MetadataResponse.to_object()``), never creating one.
+
+    aiokafka's public metadata calls (``describe_topics`` and the clients'
+    own refreshes) send ``allow_auto_topic_creation=True``, so asking a
+    broker with ``auto.create.topics.enable`` about a topic would create it.
+    No public call takes that flag, so this sends the request through the
+    admin client's connection pool, ``admin._client`` (an ``AIOKafkaClient``).
+    aiokafka is pinned below the next minor version in pyproject.toml, and
+    ``tests/transport/test_kafka_private_api.py`` fails when that attribute,
+    its ``send``/``get_random_node`` or ``MetadataRequest``'s flag moves.
+    """
+    client = admin._client  # noqa: SLF001 - no public metadata request without auto-create; see above
+    request = MetadataRequest(topics, allow_auto_topic_creation=False)
+    response = await client.send(client.get_random_node(), request)
+    found: dict[str, Any] = response.to_object()
+    return found
 
 
 async def close_quietly(*closing: Awaitable[Any] | None) -> None:

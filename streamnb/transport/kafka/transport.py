@@ -5,8 +5,10 @@ One :class:`KafkaTransport` holds three aiokafka clients, all opened by
 
 * an idempotent ``AIOKafkaProducer`` (``acks=all``) for :meth:`~KafkaTransport.send`
   and for the records of :meth:`KafkaConsumer.commit`;
-* an ``AIOKafkaAdminClient`` for topics and committed offsets;
-* a group-less ``AIOKafkaConsumer`` with manual assignment for
+* an ``AIOKafkaAdminClient`` for topics and committed offsets (wrapped in
+  :class:`~streamnb.transport.kafka.admin.TopicAdmin`);
+* a group-less ``AIOKafkaConsumer`` with manual assignment (wrapped in
+  :class:`~streamnb.transport.kafka.reader.PartitionReader`) for
   :meth:`~KafkaTransport.read` (table recovery, ``%peek``) and offsets.
 
 Each :meth:`~KafkaTransport.consumer` is its own ``AIOKafkaConsumer`` in the
@@ -14,7 +16,7 @@ group, so Kafka's group protocol spreads the partitions (``member`` and
 ``members`` are ignored). Partitions are assigned with the *range* strategy,
 so members subscribed to co-partitioned topics get the same partition
 numbers of each. Commits write the records first, then the offsets: Kafka is
-at-least-once here (``exactly_once`` is ``False``).
+at-least-once here (``guarantees`` holds only ``at_least_once``).
 
 Example::
 
@@ -31,44 +33,35 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import time
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import (
-    CoordinatorLoadInProgressError,
-    CoordinatorNotAvailableError,
-    KafkaError,
-    NotCoordinatorError,
-    for_code,
-)
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
-from aiokafka.protocol.metadata import MetadataRequest
 
-from ..errors import BrokerError, BrokerUnavailableError, ConfigurationError
-from ._kafka_clients import (
+from ...errors import BrokerError, BrokerUnavailableError, ConfigurationError
+from ..base import AT_LEAST_ONCE, TP, Message, ProducerRecord, RebalanceListener, TopicSpec, Transport
+from .admin import TopicAdmin
+from .clients import (
     HOW_TO_START,
+    RESERVED_CONSUMER_OPTIONS,
+    TRANSPORT_OPTIONS,
     any_port_open,
     broker_errors,
-    check_consumer_options,
+    check_security_protocol,
     close_quietly,
-    log,
+    consumer_option_names,
     parse_kafka_url,
 )
-from ._kafka_consumer import KafkaConsumer
-from ._kafka_reader import PartitionReader
-from .base import TP, Message, ProducerRecord, RebalanceListener, TopicSpec, Transport
+from .consumer import KafkaConsumer
+from .reader import PartitionReader
 
-__all__ = ["KafkaConsumer", "KafkaTransport", "parse_kafka_url"]
+__all__ = ["KafkaTransport"]
 
 T = TypeVar("T")
 
-_RETRIABLE_COORDINATOR = (CoordinatorLoadInProgressError, CoordinatorNotAvailableError, NotCoordinatorError)
-_TOPIC_ALREADY_EXISTS = 36
-_UNKNOWN_TOPIC = 3
-_LEADER_NOT_AVAILABLE = 5
 _NO_HEADERS: list[tuple[str, bytes]] = []  # shared, never mutated
 
 
@@ -94,12 +87,17 @@ class KafkaTransport(Transport):
     Example::
 
         >>> transport = KafkaTransport("kafka://127.0.0.1:9092", client_id="orders")
-        >>> transport.scheme, transport.exactly_once
-        ('kafka', False)
+        >>> transport.scheme, sorted(transport.guarantees)
+        ('kafka', ['at_least_once'])
     """
 
     scheme = "kafka"
-    exactly_once = False
+    guarantees = frozenset({AT_LEAST_ONCE})  # records first, then offsets: a crash between repeats a batch
+    options = TRANSPORT_OPTIONS | consumer_option_names()
+    options_help = (
+        "client_id, request_timeout, the security options (security_protocol, sasl_*, ssl_context) and "
+        "aiokafka's AIOKafkaConsumer arguments (e.g. session_timeout_ms, heartbeat_interval_ms)"
+    )
     distributed = True
 
     def __init__(
@@ -116,16 +114,12 @@ class KafkaTransport(Transport):
         **consumer_options: Any,
     ) -> None:
         self.url = url
-        self.consumer_options = check_consumer_options(consumer_options)
+        self.check_options(consumer_options)
+        self.consumer_options = dict(consumer_options)
         self.bootstrap_servers = parse_kafka_url(url)
         self.client_id = client_id
         self.request_timeout = request_timeout
-        protocol = security_protocol.upper()
-        if protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
-            raise ConfigurationError(
-                f"security_protocol={security_protocol!r}: use PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
-            )
-        self.security_protocol = protocol
+        self.security_protocol = check_security_protocol(security_protocol)
         self._ssl_context = ssl_context
         self._sasl = {
             "sasl_mechanism": sasl_mechanism or "PLAIN",
@@ -133,13 +127,35 @@ class KafkaTransport(Transport):
             "sasl_plain_password": sasl_plain_password,
         }
         self._producer: AIOKafkaProducer | None = None
-        self._admin: AIOKafkaAdminClient | None = None
+        self._admin: TopicAdmin | None = None  # topics and committed offsets
         self._reader: PartitionReader | None = None  # the group-less consumer behind read()
-        self._partitions: dict[str, int] = {}  # topics known to exist
-        self._brokers = 1
 
     def __repr__(self) -> str:
         return f"<KafkaTransport {self.url!r} client_id={self.client_id!r}>"
+
+    @classmethod
+    def check_url(cls, url: str) -> None:
+        """Raise :class:`~streamnb.errors.ConfigurationError` for a malformed ``kafka://`` URL."""
+        parse_kafka_url(url)
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Raise :class:`~streamnb.errors.ConfigurationError` for an option streamnb sets, a typo or a bad value.
+
+        Example::
+
+            >>> KafkaTransport.check_options({"session_timeout_ms": 6000, "security_protocol": "SSL"})
+            >>> KafkaTransport.check_options({"group_id": "mine"})  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            streamnb.errors.ConfigurationError: kafka option group_id=... is set by streamnb itself and ...
+        """
+        for name in options:
+            if name in RESERVED_CONSUMER_OPTIONS and name not in TRANSPORT_OPTIONS:
+                raise ConfigurationError(f"kafka option {name}=... is set by streamnb itself and cannot be changed")
+        super().check_options(options)
+        if "security_protocol" in options:
+            check_security_protocol(options["security_protocol"])
 
     # -- connection -------------------------------------------------------
 
@@ -177,8 +193,13 @@ class KafkaTransport(Transport):
             hint = HOW_TO_START
         return BrokerUnavailableError(f"{what} {hint}")
 
-    async def _bounded(self, what: Awaitable[T]) -> T:
-        """Await a connection step, turning failures into :class:`BrokerUnavailableError`."""
+    async def bounded(self, what: Awaitable[T]) -> T:
+        """Await a connection step within ``request_timeout``, failures as :class:`BrokerUnavailableError`.
+
+        Example (on a running loop)::
+
+            await transport.bounded(aiokafka_client.start())
+        """
         try:
             return await asyncio.wait_for(what, self.request_timeout)
         except (TimeoutError, KafkaError, OSError) as exc:
@@ -225,12 +246,12 @@ class KafkaTransport(Transport):
             return cluster
 
         try:
-            cluster = await self._bounded(connect())
+            cluster = await self.bounded(connect())
         except BaseException:
             await close_quietly(producer.stop(), admin.close(), reader.stop())
             raise
-        self._brokers = max(1, len(cluster.get("brokers", ())))
-        self._producer, self._admin = producer, admin
+        self._producer = producer
+        self._admin = TopicAdmin(admin, self.request_timeout, brokers=max(1, len(cluster.get("brokers", ()))))
         self._reader = PartitionReader(reader, self.request_timeout)
 
     async def stop(self) -> None:
@@ -243,43 +264,15 @@ class KafkaTransport(Transport):
             await producer.flush()
         finally:
             await close_quietly(
-                producer.stop(), admin.close() if admin else None, reader.consumer.stop() if reader else None
+                producer.stop(), admin.client.close() if admin else None, reader.consumer.stop() if reader else None
             )
 
-    def _clients(self) -> tuple[AIOKafkaProducer, AIOKafkaAdminClient, PartitionReader]:
+    def _clients(self) -> tuple[AIOKafkaProducer, TopicAdmin, PartitionReader]:
         if self._producer is None or self._admin is None or self._reader is None:
             raise BrokerError(f"{self!r} is not connected: `await transport.start()` first.")
         return self._producer, self._admin, self._reader
 
     # -- topics -----------------------------------------------------------
-
-    async def _metadata(self, topics: list[str]) -> dict[str, int | None]:
-        """Partition counts of ``topics`` (``None`` when missing), never creating one."""
-        return {name: count for name, (count, _ready) in (await self._describe(topics)).items()}
-
-    async def _describe(self, topics: list[str]) -> dict[str, tuple[int | None, bool]]:
-        """``(partition count or None, every partition has a leader)`` per topic.
-
-        aiokafka's own metadata calls let the broker auto-create topics; this
-        request asks it not to.
-        """
-        _, admin, _ = self._clients()
-        client = admin._client  # the admin's AIOKafkaClient: no public metadata call without auto-create
-        request = MetadataRequest(topics, allow_auto_topic_creation=False)
-        with broker_errors(f"describe topics {topics}"):
-            response = await client.send(client.get_random_node(), request)
-        found: dict[str, tuple[int | None, bool]] = {}
-        for topic in response.to_object()["topics"]:
-            name, code, partitions = topic["topic"], topic["error_code"], topic["partitions"]
-            if code == _UNKNOWN_TOPIC or (code == _LEADER_NOT_AVAILABLE and not partitions):
-                found[name] = (None, False)
-            elif code and code != _LEADER_NOT_AVAILABLE:  # that one: just created, no leader yet
-                raise BrokerError(f"Kafka could not describe topic {name!r}: {for_code(code).__name__}")
-            else:
-                self._partitions[name] = len(partitions)
-                ready = code == 0 and all(p["error_code"] == 0 and p["leader"] >= 0 for p in partitions)
-                found[name] = (len(partitions), ready)
-        return found
 
     async def create_topic(self, spec: TopicSpec) -> int:
         """Create the topic unless it exists; return its actual partition count.
@@ -289,66 +282,12 @@ class KafkaTransport(Transport):
             count = await transport.create_topic(TopicSpec("orders", 8))
         """
         _, admin, _ = self._clients()
-        configs: dict[str, str] = {}
-        if spec.compacted:
-            configs["cleanup.policy"] = "compact"
-        if spec.retention is not None:
-            configs["retention.ms"] = str(int(spec.retention * 1000))
-        new = NewTopic(spec.name, spec.partitions, min(3, self._brokers), topic_configs=configs)
-        with broker_errors(f"create topic {spec.name!r}"):
-            response = await admin.create_topics([new])
-        for entry in response.topic_errors:
-            name, code = entry[0], entry[1]
-            message = entry[2] if len(entry) > 2 else None
-            if code == 0:
-                self._partitions[name] = spec.partitions
-                await self._wait_visible(spec)
-                return spec.partitions
-            if code != _TOPIC_ALREADY_EXISTS:
-                raise BrokerError(
-                    f"Kafka refused to create topic {name!r} ({spec.partitions} partitions): "
-                    f"{for_code(code).__name__}: {message or 'no details'}"
-                )
-        # It existed already (maybe being created right now): ask for its size.
-        deadline = time.monotonic() + self.request_timeout
-        while True:
-            count = (await self._metadata([spec.name])).get(spec.name)
-            if count is not None:
-                return count
-            if time.monotonic() > deadline:
-                raise BrokerError(f"Kafka says topic {spec.name!r} exists but does not describe it; try again.")
-            await asyncio.sleep(0.1)
-
-    async def _wait_visible(self, spec: TopicSpec) -> None:
-        """Wait (bounded) until the new topic's partitions have leaders.
-
-        The controller answers before the brokers' metadata shows the topic;
-        a consumer subscribing in between would get no partitions.
-        """
-        deadline = time.monotonic() + self.request_timeout
-        while time.monotonic() < deadline:
-            count, ready = (await self._describe([spec.name])).get(spec.name, (None, False))
-            if ready and count == spec.partitions:
-                return
-            await asyncio.sleep(0.02)
-        log.warning("topic %r was created but its partitions have no leader yet", spec.name)
+        return await admin.create_topic(spec)
 
     async def partition_count(self, topic: str) -> int | None:
         """Partition count of ``topic``, or ``None`` when it does not exist (never creates it)."""
-        return (await self._metadata([topic])).get(topic)
-
-    async def _existing(self, tps: Iterable[TP]) -> tuple[list[TP], list[TP]]:
-        """Split ``tps`` into (partitions that exist, partitions that do not)."""
-        tps = list(tps)
-        known = self._partitions
-        unknown = sorted({tp.topic for tp in tps if tp.partition >= known.get(tp.topic, 0)})
-        if unknown:
-            await self._metadata(unknown)
-        have: list[TP] = []
-        missing: list[TP] = []
-        for tp in tps:
-            (have if tp.partition < self._partitions.get(tp.topic, 0) else missing).append(tp)
-        return have, missing
+        _, admin, _ = self._clients()
+        return await admin.partition_count(topic)
 
     # -- producing --------------------------------------------------------
 
@@ -391,29 +330,7 @@ class KafkaTransport(Transport):
     async def committed(self, group: str, tps: Iterable[TP]) -> dict[TP, int]:
         """The group's committed offsets; partitions with none are left out."""
         _, admin, _ = self._clients()
-        tps = list(tps)
-        if not tps:
-            return {}
-        deadline = time.monotonic() + self.request_timeout
-        while True:
-            try:
-                with broker_errors(f"read the offsets of group {group!r}"):
-                    found = await admin.list_consumer_group_offsets(
-                        group, partitions=[TopicPartition(tp.topic, tp.partition) for tp in tps]
-                    )
-                break
-            except BrokerError as exc:
-                # The group coordinator may still be loading (just after the broker started).
-                if not isinstance(exc.__cause__, _RETRIABLE_COORDINATOR) or time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
-        wanted = set(tps)
-        out: dict[TP, int] = {}
-        for atp, meta in found.items():
-            tp = TP(atp.topic, atp.partition)
-            if tp in wanted and meta.offset >= 0:
-                out[tp] = meta.offset
-        return out
+        return await admin.committed(group, tps)
 
     async def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
         """Offset the next message of each partition gets (0 for missing partitions)."""
@@ -424,8 +341,8 @@ class KafkaTransport(Transport):
         return await self._offsets(tps, end=False)
 
     async def _offsets(self, tps: Iterable[TP], *, end: bool) -> dict[TP, int]:
-        _, _, reader = self._clients()
-        have, missing = await self._existing(tps)
+        _, admin, reader = self._clients()
+        have, missing = await admin.existing(tps)
         out = {tp: 0 for tp in missing}
         if have:
             ask = [TopicPartition(tp.topic, tp.partition) for tp in have]
@@ -454,10 +371,10 @@ class KafkaTransport(Transport):
                 rows += batch
                 pos = batch[-1].offset + 1
         """
-        _, _, reader = self._clients()
+        _, admin, reader = self._clients()
         if start >= stop or max_records <= 0:
             return []
-        have, _ = await self._existing([tp])
+        have, _ = await admin.existing([tp])
         if not have:
             return []
         with broker_errors(f"read {tp.topic}[{tp.partition}] from offset {start}"):

@@ -26,12 +26,12 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from ..errors import BrokerError
-from ._kafka_clients import close_quietly, log
-from .base import TP, Consumer, Message, ProducerRecord, RebalanceListener
+from ...errors import BrokerError
+from ..base import TP, Consumer, Message, ProducerRecord, RebalanceListener
+from .clients import close_quietly, log
 
 if TYPE_CHECKING:
-    from .kafka import KafkaTransport
+    from .transport import KafkaTransport
 
 __all__ = ["KafkaConsumer"]
 
@@ -43,10 +43,10 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self.owner._revoked({TP(tp.topic, tp.partition) for tp in revoked})
+        await self.owner.partitions_revoked({TP(tp.topic, tp.partition) for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self.owner._assigned_now({TP(tp.topic, tp.partition) for tp in assigned})
+        await self.owner.partitions_assigned({TP(tp.topic, tp.partition) for tp in assigned})
 
 
 class KafkaConsumer(Consumer):
@@ -81,7 +81,8 @@ class KafkaConsumer(Consumer):
     def __repr__(self) -> str:
         return f"<KafkaConsumer group={self.group!r} topics={self.topics!r}>"
 
-    async def _revoked(self, tps: set[TP]) -> None:
+    async def partitions_revoked(self, tps: set[TP]) -> None:
+        """The group took ``tps`` away: await ``on_revoked`` (aiokafka's rebalance callback calls this)."""
         log.debug("%r: partitions revoked: %s", self, sorted(tps))
         self._settled.clear()
         if self._stopping or not tps:
@@ -93,7 +94,8 @@ class KafkaConsumer(Consumer):
         finally:
             self._assigned -= tps
 
-    async def _assigned_now(self, tps: set[TP]) -> None:
+    async def partitions_assigned(self, tps: set[TP]) -> None:
+        """The group gave this member ``tps``: await ``on_assigned`` with them paused (from aiokafka's callback)."""
         log.debug("%r: partitions assigned: %s", self, sorted(tps))
         if self._stopping:
             return
@@ -140,7 +142,7 @@ class KafkaConsumer(Consumer):
             },
         )
         try:
-            await transport._bounded(consumer.start())
+            await transport.bounded(consumer.start())
         except BaseException:
             await close_quietly(consumer.stop())
             raise
@@ -208,7 +210,7 @@ class KafkaConsumer(Consumer):
         out: list[Message] = []
         new = tuple.__new__
         for atp, records in fetched.items():
-            # _kafka_reader.message_of(), inlined: half the cost per record (every event passes here).
+            # reader.message_of(), inlined: half the cost per record (every event passes here).
             topic, partition = atp.topic, atp.partition
             out.extend([
                 new(Message, (topic, partition, r.offset, r.timestamp / 1000.0, r.key, r.value,

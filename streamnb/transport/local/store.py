@@ -5,12 +5,12 @@ process at a time), the writer connection on its worker thread and a
 read-only connection on a second thread (WAL: reads see the last commit and
 never wait for one). Methods whose names end in ``_sync`` run on those
 threads; the event loop reaches them through :meth:`Store.call` and
-:meth:`Store.call_read`. :mod:`streamnb.transport._sqlite_registry` shares one
+:meth:`Store.call_read`. :mod:`streamnb.transport.local.registry` shares one
 store between every App of this process that opens the same folder.
 
 Compaction runs once at least ``COMPACT_MIN_DIRTY`` messages (and half the
 partition) are new; retention every ``RETENTION_INTERVAL`` seconds while
-writing. The SQL itself is in :mod:`streamnb.transport._sqlite_log`.
+writing. The SQL itself is in :mod:`streamnb.transport.local.log`.
 
 Example (on a running loop)::
 
@@ -32,9 +32,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from ..errors import AppNotRunningError, BrokerError, BrokerLockedError, ConfigurationError
-from ._sqlite_batch import Item
-from ._sqlite_log import (
+from ...errors import AppNotRunningError, BrokerError, BrokerLockedError, ConfigurationError
+from ..base import TP, Message, ProducerRecord, TopicSpec
+from .batch import Item
+from .log import (
     INSERT_BATCH,
     SCHEMA_SQL,
     SCHEMA_VERSION,
@@ -50,7 +51,6 @@ from ._sqlite_log import (
     read,
     rollback,
 )
-from .base import TP, Message, ProducerRecord, TopicSpec
 
 __all__ = ["COMPACT_MIN_DIRTY", "DB_NAME", "LOCK_NAME", "RETENTION_INTERVAL", "Store"]
 
@@ -324,7 +324,7 @@ class Store:
                 ends[partition] += 1
                 rows[partition].append((key, value, timestamp, headers))
             if state:
-                # One batch row per partition written (see _sqlite_batch), in primary-key order.
+                # One batch row per partition written (see batch.py), in primary-key order.
                 batches: list[tuple[object, ...]] = []
                 updates: list[tuple[int, int, int]] = []
                 for name, (tid, ends, rows) in state.items():

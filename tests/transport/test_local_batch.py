@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamnb.transport._sqlite_batch import GAPS, HEADERS, decode, encode, timestamps
 from streamnb.transport.base import Message
+from streamnb.transport.local.batch import GAPS, HEADERS, decode, encode, timestamps
 
 blobs = st.none() | st.binary(max_size=12)
 headers = st.lists(st.tuples(st.text(max_size=5), st.binary(max_size=5)), max_size=2).map(tuple)

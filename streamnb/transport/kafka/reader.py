@@ -19,7 +19,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from .base import Message
+from ..base import Message
 
 __all__ = ["PartitionReader", "log_end", "message_of"]
 
