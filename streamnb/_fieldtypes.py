@@ -15,9 +15,9 @@ per message. Unknown typing constructs act as ``Any``.
 
 :func:`to_json` goes the other way, for ``Record.to_representation``.
 
-Nested Records are what ties this module to :mod:`streamnb.models`, which
-imports it first: ``models.Record`` is therefore looked up when a spec is
-compiled or a value encoded, never at import time.
+Nested Records are what ties this module to :mod:`streamnb.models`: that
+module registers its ``Record`` class here (:func:`register_record_base`)
+right after defining it, so this module never imports it.
 """
 
 from __future__ import annotations
@@ -31,10 +31,24 @@ from types import NoneType, UnionType
 from typing import Any, Literal, NamedTuple, Union, get_args, get_origin
 from uuid import UUID
 
-from . import models
 from .errors import ValidationError
 
-__all__ = ["CONVERT_ERRORS", "Converter", "Spec", "short_repr", "spec_for", "to_json", "type_name"]
+__all__ = [
+    "CONVERT_ERRORS", "Converter", "Spec", "register_record_base", "short_repr", "spec_for", "to_json", "type_name"
+]
+
+
+class _NoRecordYet:
+    """Stands for ``Record`` until :mod:`streamnb.models` registers it."""
+
+
+_record_base: type = _NoRecordYet
+
+
+def register_record_base(base: type) -> None:
+    """Make ``base`` (``streamnb.models.Record``) the class whose subclasses are nested Records."""
+    global _record_base
+    _record_base = base
 
 Converter = Callable[[Any], Any]
 CONVERT_ERRORS = (TypeError, ValueError, ArithmeticError)  # what a failing Spec.coerce raises (or ValidationError)
@@ -212,7 +226,7 @@ def spec_for(tp: Any) -> Spec:
     if origin is None:
         if not isinstance(tp, type):
             return _ANY._replace(name=type_name(tp))
-        if issubclass(tp, models.Record):
+        if issubclass(tp, _record_base):
             return _record_spec(tp)
         return _class_spec(tp, rebuild=issubclass(tp, Enum))
     if origin in (Union, UnionType):
@@ -251,7 +265,7 @@ def _class_spec(tp: Any, rebuild: bool) -> Spec:
     return Spec(tp.__name__, lambda v: isinstance(v, tp), coerce, rebuilt, False)
 
 
-def _record_spec(tp: type[models.Record]) -> Spec:
+def _record_spec(tp: Any) -> Spec:
     def coerce(v: Any) -> Any:
         if isinstance(v, tp):
             return v
@@ -376,8 +390,8 @@ def to_json(value: Any) -> Any:
     """Python value -> JSON data (Records as dicts, datetimes ISO-8601, Decimals str...)."""
     if value is None or isinstance(value, (str, int, float)):
         return value
-    if isinstance(value, models.Record):
-        return value.to_representation()
+    if isinstance(value, _record_base):
+        return value.to_representation()  # type: ignore[attr-defined]
     if isinstance(value, (date, time)):
         return value.isoformat()
     if isinstance(value, (Decimal, UUID)):

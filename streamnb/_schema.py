@@ -19,17 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from copy import deepcopy
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, get_type_hints
+from typing import Any, NamedTuple, get_type_hints
 
 from ._fieldtypes import CONVERT_ERRORS, Converter, Spec, short_repr, spec_for
 from .errors import ConfigurationError, ValidationError
 
-if TYPE_CHECKING:
-    from .models import Record
-
 __all__ = ["Schema", "fill", "not_mapping", "resolve"]
 
-R = TypeVar("R", bound="Record")
+Record = Any  # a streamnb.models.Record class (not imported: models imports this module)
 
 
 class Schema(NamedTuple):
@@ -141,7 +138,7 @@ def not_mapping(cls: type, data: Any) -> ValidationError:
     )
 
 
-def _compile_from_data(cls: type[R], schema: Schema) -> Callable[[Mapping[str, Any]], R]:
+def _compile_from_data(cls: Any, schema: Schema) -> Callable[[Mapping[str, Any]], Any]:
     count, has_all = len(cls._field_names), frozenset(cls._field_names).issuperset
     convs, post, new = schema.decode_convs, schema.post_init, object.__new__
 
@@ -163,7 +160,7 @@ def _compile_from_data(cls: type[R], schema: Schema) -> Callable[[Mapping[str, A
 
     if not convs and post is None:
 
-        def from_data(data: Mapping[str, Any]) -> R:
+        def from_data(data: Mapping[str, Any]) -> Any:
             obj = new(cls)
             # Hot path: a dict with exactly the field keys is copied into the instance as is.
             if type(data) is dict and len(data) == count and has_all(data):
@@ -174,7 +171,7 @@ def _compile_from_data(cls: type[R], schema: Schema) -> Callable[[Mapping[str, A
 
     else:
 
-        def from_data(data: Mapping[str, Any]) -> R:
+        def from_data(data: Mapping[str, Any]) -> Any:
             if type(data) is dict and len(data) == count and has_all(data):
                 values = data.copy()
             else:

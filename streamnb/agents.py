@@ -248,7 +248,7 @@ class Agent:
     async def _supervise(self, member: int) -> None:
         backoff = 0.05
         while not self._stopping:
-            stream = Stream(self.app, self.channel, agent=self, member=member, members=self.concurrency)
+            stream: Stream[Any] = Stream(self.app, self.channel, agent=self, member=member, members=self.concurrency)
             try:
                 await self._run_once(stream)
                 return

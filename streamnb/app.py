@@ -210,7 +210,7 @@ class App:
         >>> app.topic("page_views", partitions=4).partitions
         4
         """
-        topic = Topic(
+        topic: Topic[Any, Any] = Topic(
             self, name, key_type=key_type, value_type=value_type, partitions=partitions,
             key_serializer=key_serializer, value_serializer=value_serializer,
             compacting=compacting, retention=retention,

@@ -44,7 +44,7 @@ from types import MappingProxyType, NoneType
 from typing import Any, ClassVar, TypeVar, get_origin
 from uuid import UUID
 
-from ._fieldtypes import short_repr, to_json, type_name
+from ._fieldtypes import register_record_base, short_repr, to_json, type_name
 from ._schema import Schema, fill, not_mapping, resolve
 from .codecs import Codec, get_codec
 from .errors import ConfigurationError, ValidationError
@@ -318,6 +318,7 @@ class Record:
 
 
 _RESERVED = frozenset(dir(Record)) | {"__faust"}
+register_record_base(Record)
 _LAZY_FROM_DATA = Record.__dict__["from_data"]
 
 

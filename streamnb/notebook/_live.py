@@ -19,14 +19,15 @@ import html
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 import ipywidgets as widgets
 
-if TYPE_CHECKING:
-    from ..app import App
+from ..app import App
+from ..tables.table import Table
+from ..tables.windowed import WindowedTable
 
-__all__ = ["MIN_INTERVAL", "TASK_PREFIX", "HtmlLabelWidget", "LiveWidget"]
+__all__ = ["MIN_INTERVAL", "TASK_PREFIX", "HtmlLabelWidget", "LiveWidget", "app_of", "base_table"]
 
 logger = logging.getLogger("streamnb")
 
@@ -35,6 +36,24 @@ MIN_INTERVAL = 0.2
 
 TASK_PREFIX = "streamnb-view-"
 """Names of the background tasks of live widgets start with this."""
+
+
+def base_table(table: Table[Any, Any] | WindowedTable) -> Table[Any, Any]:
+    """The Table itself (a windowed view wraps one).
+
+    >>> from streamnb import App
+    >>> counts = App("demo", broker="memory://").Table("counts", default=int)
+    >>> base_table(counts.tumbling(10)) is counts
+    True
+    """
+    if isinstance(table, WindowedTable):
+        return cast(Table[Any, Any], table.table)
+    return table
+
+
+def app_of(table: Table[Any, Any] | WindowedTable) -> App:
+    """The App a table (or a windowed view) belongs to."""
+    return cast(App, base_table(table).app)
 
 
 class LiveWidget(widgets.VBox):

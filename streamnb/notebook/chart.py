@@ -43,6 +43,7 @@ from ..errors import ConfigurationError
 from ..tables.table import Table
 from ..tables.windowed import WindowedTable
 from ._chart_rows import keep_top, table_rows
+from ._live import app_of, base_table
 
 if TYPE_CHECKING:
     import altair as alt
@@ -94,7 +95,7 @@ class LiveChart(anywidget.AnyWidget):
         renderer: str = "svg",
     ) -> None:
         windowed = isinstance(source, WindowedTable)
-        table: Table = source.table if isinstance(source, WindowedTable) else source
+        table = base_table(source)
         rows = table_rows(table, windowed)
         if top is not None:
             rows = keep_top(rows, top, rank_by)
@@ -188,14 +189,14 @@ class LiveChart(anywidget.AnyWidget):
 
     def _follow(self) -> None:
         """Chart the table as defined now: a re-run table cell makes a new object sharing the data."""
-        newest = self._table.app.tables.get(self._table.name)
+        newest = app_of(self._table).tables.get(self._table.name)
         if newest is not None and newest is not self._table:
             self._table = newest
             if self._windowed and newest.window is not None:
                 self.source = newest.window
 
     def _stop_reason(self) -> str | None:
-        app = self._table.app
+        app = app_of(self._table)
         if self._closed:
             return "closed"
         if app.state == "stopped":
@@ -317,7 +318,7 @@ def live_chart(
     if top is not None and (not isinstance(top, int) or top < 1):
         raise ConfigurationError(f"top must be a positive int, got {top!r}")
     windowed = isinstance(table_or_windowed, WindowedTable)
-    table = table_or_windowed.table if isinstance(table_or_windowed, WindowedTable) else table_or_windowed
+    table = base_table(table_or_windowed)
     sample = list(table_rows(table, windowed).values())[:50]
     if chart is not None:
         if any(v is not None for v in (x, y, color, mark)):

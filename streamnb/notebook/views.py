@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ..errors import ConfigurationError
-from ._live import HtmlLabelWidget, clock, styled
+from ._live import HtmlLabelWidget, app_of, base_table, clock, styled
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -114,7 +114,7 @@ class LiveTable(HtmlLabelWidget):
         self.shown = 0
         """Rows shown at the last update (fewer than ``rows`` with ``top``)."""
         self._seen: tuple[int, int] | None = None
-        super().__init__(_base(table).app, name=table.name, interval=interval, children=[self.html, self.label])
+        super().__init__(app_of(table), name=table.name, interval=interval, children=[self.html, self.label])
         try:
             self.refresh()  # a bad sort_by fails here, in the cell that asked for the view
         except BaseException:
@@ -135,7 +135,7 @@ class LiveTable(HtmlLabelWidget):
     def _current(self) -> Table | WindowedTable:
         """The table as defined now (a re-run table cell makes a new object sharing the data)."""
         base = _base(self.table)
-        newest = base.app.tables.get(base.name)
+        newest = app_of(base).tables.get(base.name)
         if newest is not None and newest is not base:
             self.table = newest.window if self.windowed and newest.window is not None else newest
         return self.table
@@ -222,8 +222,4 @@ class LiveTable(HtmlLabelWidget):
 
 
 
-def _base(table: Table | WindowedTable) -> Table:
-    """The Table itself (a WindowedTable wraps one)."""
-    from ..tables.windowed import WindowedTable
-
-    return table.table if isinstance(table, WindowedTable) else table
+_base = base_table

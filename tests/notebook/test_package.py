@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import subprocess
+import sys
 
 import streamnb
 from streamnb import notebook
@@ -31,9 +33,37 @@ def test_every_module_has_all_and_public_entry_points_have_examples() -> None:
         assert ">>>" in (fn.__doc__ or ""), fn
 
 
-def test_app_and_tables_delegate_to_the_views() -> None:
-    source = inspect.getsource(streamnb.App.dashboard)
-    assert "notebook.dashboard" in source
-    assert "live_table" in inspect.getsource(streamnb.Table.live)
-    assert "live_table" in inspect.getsource(streamnb.WindowedTable.live)
+def test_app_and_tables_show_the_registered_views() -> None:
+    from streamnb import display
 
+    app = streamnb.App("delegates", broker="memory://")
+    counts = app.Table("counts", default=int)
+    windows = app.Table("windows", default=int).tumbling(10)
+    calls: list[tuple[str, object, dict]] = []
+    saved = {name: display._VIEWS[name] for name in ("live_table", "live_chart", "dashboard")}  # noqa: SLF001
+    try:
+        for name in saved:
+            display.register(name, lambda obj, _n=name, **options: calls.append((_n, obj, options)) or _n)
+        assert counts.live(top=3) == "live_table"
+        assert windows.chart(mark="bar") == "live_chart"
+        assert app.dashboard() == "dashboard"
+    finally:
+        for name, factory in saved.items():
+            display.register(name, factory)
+    assert calls == [
+        ("live_table", counts, {"top": 3}), ("live_chart", windows, {"mark": "bar"}), ("dashboard", app, {})
+    ]
+
+
+def test_the_core_loads_the_notebook_layer_on_first_use() -> None:
+    code = (
+        "import sys, streamnb\n"
+        "assert 'streamnb.notebook' not in sys.modules\n"
+        "app = streamnb.App('lazy', broker='memory://')\n"
+        "widget = app.Table('t', default=int).live()\n"
+        "assert 'streamnb.notebook' in sys.modules, 'not loaded'\n"
+        "print(type(widget).__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "LiveTable"

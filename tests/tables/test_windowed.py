@@ -85,7 +85,9 @@ async def test_expiry_in_event_time_calls_on_window_close_and_counts_late_events
         assert windows.late_events == 1
         assert ("k", (100.0, 110.0)) not in windows.data
         df = windows.as_dataframe()
-        assert df.to_dict("records") == [{"key": "k", "window_start": 130.0, "window_end": 140.0, "value": 1, "closed": False}]
+        assert df.to_dict("records") == [
+            {"key": "k", "window_start": 130.0, "window_end": 140.0, "value": 1, "closed": False}
+        ]
 
 
 async def test_replaying_old_data_does_not_wipe_windows(tmp_path) -> None:

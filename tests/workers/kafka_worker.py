@@ -55,10 +55,10 @@ _recover = counts.recover
 
 async def _counting_recover(partitions: Any = None) -> int:
     parts = None if partitions is None else sorted(partitions)
-    before = {p: sum(1 for q in counts._partition_of.values() if q == p) for p in parts or ()}
+    before = {p: sum(1 for q in counts.state.partition_of.values() if q == p) for p in parts or ()}
     total = await _recover(partitions)
     for p in parts or ():
-        recovered[p] += sum(1 for q in counts._partition_of.values() if q == p) - before.get(p, 0)
+        recovered[p] += sum(1 for q in counts.state.partition_of.values() if q == p) - before.get(p, 0)
     return total
 
 

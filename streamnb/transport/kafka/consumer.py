@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -30,10 +30,28 @@ from ...errors import BrokerError
 from ..base import TP, Consumer, Message, ProducerRecord, RebalanceListener
 from .clients import close_quietly, log
 
-if TYPE_CHECKING:
-    from .transport import KafkaTransport
+T = TypeVar("T")
 
-__all__ = ["KafkaConsumer"]
+
+class ConsumerHost(Protocol):
+    """What a group member needs from its transport (:class:`~streamnb.transport.kafka.KafkaTransport`)."""
+
+    consumer_options: dict[str, Any]
+    """Extra ``AIOKafkaConsumer`` arguments given to the App."""
+
+    def client_options(self) -> dict[str, Any]:
+        """Connection arguments shared by every aiokafka client."""
+        ...
+
+    async def bounded(self, what: Awaitable[T]) -> T:
+        """Await a connection step, turning failures into BrokerUnavailableError."""
+        ...
+
+    async def send(self, records: Sequence[ProducerRecord]) -> None:
+        """Append records now."""
+        ...
+
+__all__ = ["ConsumerHost", "KafkaConsumer"]
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -65,7 +83,7 @@ class KafkaConsumer(Consumer):
     """Seconds :meth:`start` waits for the first assignment."""
 
     def __init__(
-        self, transport: KafkaTransport, group: str, topics: Sequence[str], listener: RebalanceListener
+        self, transport: ConsumerHost, group: str, topics: Sequence[str], listener: RebalanceListener
     ) -> None:
         self.transport = transport
         self.group = group
