@@ -20,6 +20,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.Set;
+import java.util.TreeSet;
 import java.util.stream.Stream;
 import org.apache.kafka.common.Metric;
 import org.apache.kafka.common.MetricName;
@@ -312,7 +313,7 @@ public final class Oracle {
             final String field = it.next();
             if (PARAMETERS.contains(field) && !allowed.contains(field) && !spec.get(field).isNull()) {
                 throw new IllegalArgumentException(
-                    "\"" + field + "\" does not apply to " + kind + " windows (they take " + allowed + ")");
+                    "\"" + field + "\" does not apply to " + kind + " windows (they take " + new TreeSet<>(allowed) + ")");
             }
         }
     }
