@@ -98,7 +98,8 @@ Processing of an event t (S includes t, close = S - grace):
    missing from the new left window [t-size, t] (observed: a@10, b@24, b@25, a@20
    with size 10 grace 5 gives [10,20] = 1, not 2, and no [11,21]; without b@24 it
    is 2 and [11,21] = 1). The algorithm to match is Kafka's
-   KStreamSlidingWindowAggregate.processReverse/processEarly/createWindows (3.9.1).
+   KStreamSlidingWindowAggregate.processReverse/processEarly/createWindows (3.9.1),
+   restated step by step in tests/oracle/model.py (``_Sliding``).
  * A new right window [t+1, t+1+size] is created from the window found just after
    t (its value copied, not including t) and is never refused.
 
@@ -114,7 +115,8 @@ a@0 then a@5 merges into [0,5] (the event that reaches 0+5+0 still sees [0,0]);
 a@0, b@5, a@5 does not ([0,0] is emitted by b@5 and a@5 starts [5,5]); a@0, a@10,
 a@5 gives [5,10] = 2 and leaves the emitted [0,0] alone. In ``updates`` a merge
 first sends a tombstone (value None) for each old session, then the new session,
-even when the bounds do not change (an event inside a session).
+even when the bounds do not change (an event inside a session); only an event at t
+joining a lone session [t, t] overwrites it with no tombstone.
 
 Output timestamps: a time/sliding window's is the largest event time it holds
 (sliding right windows: of the window they were copied from); a session's is its end.
