@@ -1,0 +1,1 @@
+"""Kafka Streams as a test oracle: ``from oracle.kstreams import OracleCase, run_cases``."""
