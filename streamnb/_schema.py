@@ -94,7 +94,7 @@ def resolve(cls: type[Record]) -> Schema:
     schema = Schema(types, specs, tuple(init_convs), tuple(decode_convs), json_fields, frozenset(types), post_init)
     cls._schema = schema
     cls._localns = None
-    cls.from_data = staticmethod(_compile_from_data(cls, schema))  # type: ignore[method-assign,assignment]
+    cls.from_data = staticmethod(_compile_from_data(cls, schema))
     return schema
 
 

@@ -275,7 +275,7 @@ class Agent:
                 if source is not None and not source.closed:
                     await source.close(commit=not source.aborted)
 
-    async def _run_once(self, stream: Stream) -> None:
+    async def _run_once(self, stream: Stream[Any]) -> None:
         result = self.fun(stream)
         if inspect.isasyncgen(result):
             agen: AsyncIterator[Any] = result

@@ -144,9 +144,9 @@ class App:
             )
         self.state = "init"
         """``init``, ``starting``, ``running``, ``stopping`` or ``stopped``."""
-        self.topics: dict[str, Topic] = {}
+        self.topics: dict[str, Topic[Any, Any]] = {}
         self.agents: dict[str, Agent] = {}
-        self.tables: dict[str, Table] = {}
+        self.tables: dict[str, Table[Any, Any]] = {}
         self.timers: dict[str, Timer] = {}
         self.tasks: dict[str, Task] = {}
         self.transport: Transport | None = None
@@ -203,7 +203,7 @@ class App:
         value_serializer: str | None = None,
         compacting: bool = False,
         retention: float | None = None,
-    ) -> Topic:
+    ) -> Topic[Any, Any]:
         """Define (or redefine) a topic.
 
         >>> app = App("demo", broker="memory://")
@@ -266,7 +266,7 @@ class App:
 
     def agent(
         self,
-        channel: Topic | str | None = None,
+        channel: Topic[Any, Any] | str | None = None,
         *,
         name: str | None = None,
         concurrency: int = 1,

@@ -16,6 +16,7 @@ import asyncio
 import random
 import shutil
 import time
+from typing import Any
 
 import streamnb as faust
 from streamnb.testing import settle
@@ -34,7 +35,7 @@ __all__ = ["PageView", "build", "main", "simulate"]
 PAGES = ["/", "/products", "/products/42", "/cart", "/checkout", "/about"]
 
 
-def build(broker: str) -> tuple[faust.App, faust.Topic, faust.WindowedTable, faust.WindowedTable]:
+def build(broker: str) -> tuple[faust.App, faust.Topic[Any, Any], faust.WindowedTable, faust.WindowedTable]:
     """The pipeline: a topic, two windowed tables and a counting agent."""
     app = faust.App("pageviews-demo", broker=broker, topic_partitions=4)
     page_views = app.topic("page_views", value_type=PageView)
@@ -42,7 +43,7 @@ def build(broker: str) -> tuple[faust.App, faust.Topic, faust.WindowedTable, fau
     rolling = app.Table("views_rolling", default=int).hopping(60, 20, expires=3600)
 
     @app.agent(page_views)
-    async def count_views(views):
+    async def count_views(views: faust.Stream[PageView]) -> None:
         async for view in views.group_by(PageView.page):
             per_minute[view.page] += 1
             rolling[view.page] += 1
@@ -50,7 +51,7 @@ def build(broker: str) -> tuple[faust.App, faust.Topic, faust.WindowedTable, fau
     return app, page_views, per_minute, rolling
 
 
-async def simulate(topic: faust.Topic, n: int, start: float, seed: int = 1) -> None:
+async def simulate(topic: faust.Topic[Any, Any], n: int, start: float, seed: int = 1) -> None:
     """Send ``n`` page views spread over five minutes of event time from ``start``."""
     rng = random.Random(seed)
     weights = [40, 25, 15, 10, 6, 4]

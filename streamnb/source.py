@@ -126,7 +126,7 @@ class Source:
             if field is not None and src.value_serializer == "json" and hasattr(src.value_type, "from_data"):
                 self._fast_field = field
                 self._fast_loads = src.value_codec.loads
-        self._dlq: Topic | None = None
+        self._dlq: Topic[Any, Any] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ Decoder = Callable[[bytes | None], Any]
 
 @lru_cache(maxsize=65536)
 def _hash_partition(key: bytes, partitions: int) -> int:
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def partition_for_key(key: bytes | None, partitions: int, counter: list[int] | None = None) -> int:
@@ -233,7 +233,7 @@ class Topic(Generic[K, V]):
                 f"topic {self.name!r}: cannot encode value {value!r} with {self.value_serializer!r}: {exc}"
             ) from exc
 
-    def decode(self, message: Message) -> Event:
+    def decode(self, message: Message) -> Event[Any, Any]:
         """Raw message to :class:`Event` (raises SerializationError/ValidationError)."""
         key = message.key
         return Event(
@@ -261,7 +261,7 @@ class Topic(Generic[K, V]):
         if timestamp is None:
             timestamp = time.time()
         elif hasattr(timestamp, "timestamp"):
-            timestamp = timestamp.timestamp()  # type: ignore[union-attr]
+            timestamp = timestamp.timestamp()
         return ProducerRecord(self.name, partition, kb, self.encode_value(value), float(timestamp), _headers(headers))
 
     # -- sending ----------------------------------------------------------------------------

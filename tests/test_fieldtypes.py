@@ -11,7 +11,6 @@ from uuid import UUID
 
 import pytest
 
-from streamnb import _fieldtypes
 from streamnb._fieldtypes import CONVERT_ERRORS, short_repr, spec_for, to_json, type_name
 from streamnb.models import Record
 
@@ -28,10 +27,6 @@ class Color(Enum):
 UserId = NewType("UserId", int)
 T = TypeVar("T")
 ID = UUID("12345678-1234-5678-1234-567812345678")
-
-
-def test_all_is_sorted() -> None:
-    assert _fieldtypes.__all__ == sorted(_fieldtypes.__all__)
 
 
 @pytest.mark.parametrize(

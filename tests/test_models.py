@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamnb import models
 from streamnb.errors import ConfigurationError, SerializationError, ValidationError
 from streamnb.models import FieldDescriptor, Record
 
@@ -440,6 +439,3 @@ _everything = st.builds(
 def test_dumps_loads_round_trip(record: Everything) -> None:
     assert Everything.loads(record.dumps()) == record
 
-
-def test_all_is_sorted() -> None:
-    assert models.__all__ == sorted(models.__all__)

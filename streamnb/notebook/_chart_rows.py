@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["keep_top", "table_rows"]
 
-def table_rows(table: Table, windowed: bool) -> dict[str, dict[str, Any]]:
+def table_rows(table: Table[Any, Any], windowed: bool) -> dict[str, dict[str, Any]]:
     """The table as chart rows, keyed by a row id made from (key, window start)."""
     rows: dict[str, dict[str, Any]] = {}
     for k, v in list(table.data.items()):

@@ -187,7 +187,7 @@ class LiveWidget(widgets.VBox):
         self.error = None
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        bundle = super()._repr_mimebundle_(**kwargs)
+        bundle: dict[str, Any] | None = super()._repr_mimebundle_(**kwargs)
         if bundle is None:  # closed
             return {"text/plain": repr(self), "text/html": self._snapshot_html()}
         bundle["text/html"] = self._snapshot_html()

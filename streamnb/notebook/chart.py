@@ -86,7 +86,7 @@ class LiveChart(anywidget.AnyWidget):
 
     def __init__(
         self,
-        source: Table | WindowedTable,
+        source: Table[Any, Any] | WindowedTable,
         spec: dict[str, Any],
         *,
         interval: float = 0.5,
@@ -245,7 +245,7 @@ class LiveChart(anywidget.AnyWidget):
 
         >>> alt.Chart.from_dict(chart.static_spec())   # doctest: +SKIP
         """
-        spec = json.loads(json.dumps(self.spec))
+        spec: dict[str, Any] = json.loads(json.dumps(self.spec))
         spec["data"] = {"values": self.rows()}
         return spec
 
@@ -277,7 +277,7 @@ class LiveChart(anywidget.AnyWidget):
 
 
 def live_chart(
-    table_or_windowed: Table | WindowedTable,
+    table_or_windowed: Table[Any, Any] | WindowedTable,
     *,
     x: Any = None,
     y: Any = None,

@@ -212,7 +212,7 @@ def find_app(namespace: dict[str, Any], name: str | None = None) -> App:
     return next(iter(found.values()))[1]
 
 
-def _topic(app: App, name: str) -> Topic:
+def _topic(app: App, name: str) -> Topic[Any, Any]:
     topic = app.topics.get(name)
     if topic is None:
         known = ", ".join(sorted(n for n, t in app.topics.items() if not t.internal)) or "none"
@@ -353,7 +353,9 @@ async def _peek(app: App, name: str, n: int, live: bool) -> Any:
     return await peek(app, name, n)
 
 
-def parse_messages(topic: Topic, cell: str, *, key_field: str | None = None) -> list[tuple[bytes | None, Any]]:
+def parse_messages(
+    topic: Topic[Any, Any], cell: str, *, key_field: str | None = None
+) -> list[tuple[bytes | None, Any]]:
     """``(encoded key, value)`` for each non-empty line of ``cell``; a bad line raises UsageError.
 
     Values are validated against the topic's ``value_type`` (a Record) when it has one.
@@ -391,7 +393,7 @@ def parse_messages(topic: Topic, cell: str, *, key_field: str | None = None) -> 
     return out
 
 
-async def _produce(app: App, topic: Topic, messages: list[tuple[bytes | None, Any]]) -> None:
+async def _produce(app: App, topic: Topic[Any, Any], messages: list[tuple[bytes | None, Any]]) -> None:
     from .peek import _transport
 
     transport = await _transport(app)

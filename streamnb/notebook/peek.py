@@ -40,7 +40,7 @@ DECODE_ERRORS = (StreamnbError, ValueError, TypeError, KeyError, AttributeError)
 """What a codec or Record may raise on bytes it cannot decode."""
 
 
-async def peek(app: App, topic: str | Topic, n: int = 10) -> pd.DataFrame:
+async def peek(app: App, topic: str | Topic[Any, Any], n: int = 10) -> pd.DataFrame:
     """The last ``n`` messages of a topic (over all partitions, oldest first).
 
     Columns: ``partition, offset, timestamp`` (UTC datetime), ``key, value``.
@@ -55,7 +55,7 @@ async def peek(app: App, topic: str | Topic, n: int = 10) -> pd.DataFrame:
     return await _read_last(transport, ends, n, decoder)
 
 
-def live_peek(app: App, topic: str | Topic, n: int = 10, *, interval: float = 1.0) -> LivePeek:
+def live_peek(app: App, topic: str | Topic[Any, Any], n: int = 10, *, interval: float = 1.0) -> LivePeek:
     """A widget showing the last ``n`` messages of a topic, updated as messages arrive.
 
     >>> live_peek(app, "page_views", n=20)  # doctest: +SKIP
@@ -70,7 +70,7 @@ class LivePeek(HtmlLabelWidget):
 
     kind = "peek"
 
-    def __init__(self, app: App, topic: str | Topic, n: int, *, interval: float) -> None:
+    def __init__(self, app: App, topic: str | Topic[Any, Any], n: int, *, interval: float) -> None:
         self.topic_name, self._decoder = _decoder(app, topic)
         self.n = n
         self.html = widgets.HTML("<em>reading…</em>")
@@ -147,12 +147,12 @@ async def _read_last(transport: Transport, ends: dict[TP, int], n: int, decoder:
     return df
 
 
-def _decoder(app: App, topic: str | Topic) -> tuple[str, Any]:
+def _decoder(app: App, topic: str | Topic[Any, Any]) -> tuple[str, Any]:
     """The topic's name and a ``Message -> (key, value)`` function."""
     from ..topics import Topic
 
     if isinstance(topic, Topic):
-        defined: Topic | None = topic
+        defined: Topic[Any, Any] | None = topic
         name = topic.name
     elif isinstance(topic, str) and topic:
         name = topic

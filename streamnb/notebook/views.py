@@ -40,7 +40,7 @@ MAX_ROWS = 1000
 
 
 def live_table(
-    table_or_windowed: Table | WindowedTable,
+    table_or_windowed: Table[Any, Any] | WindowedTable,
     *,
     sort_by: str | None = None,
     ascending: bool = False,
@@ -90,7 +90,7 @@ class LiveTable(HtmlLabelWidget):
 
     def __init__(
         self,
-        table: Table | WindowedTable,
+        table: Table[Any, Any] | WindowedTable,
         *,
         sort_by: str | None,
         ascending: bool,
@@ -132,7 +132,7 @@ class LiveTable(HtmlLabelWidget):
 
         return isinstance(self.table, WindowedTable)
 
-    def _current(self) -> Table | WindowedTable:
+    def _current(self) -> Table[Any, Any] | WindowedTable:
         """The table as defined now (a re-run table cell makes a new object sharing the data)."""
         base = _base(self.table)
         newest = app_of(base).tables.get(base.name)
@@ -156,7 +156,7 @@ class LiveTable(HtmlLabelWidget):
                 fn = self.key_filter
                 mask = keys.map(lambda k: bool(fn(k)))
             else:
-                mask = keys.map(lambda k: self.key_filter in str(k))  # type: ignore[operator]
+                mask = keys.map(lambda k: self.key_filter in str(k))
             df = df[mask.astype(bool)]
         if self.sort_by is not None:
             if self.sort_by not in df.columns:

@@ -101,7 +101,7 @@ class WindowStore(MutableMapping[Any, Any]):
             for start in list(inner):
                 yield (key, (start, end(start)))
 
-    def items(self) -> Any:  # type: ignore[override]
+    def items(self) -> Any:
         """``((key, (start, end)), value)`` pairs (a list: safe while agents write)."""
         end = self.end
         return [

@@ -96,7 +96,7 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         """``f(event, windows)``, called for an event that arrived after all its windows closed."""
         self.help = help
         self.state: TableState = PlainState()
-        self.data: MutableMapping[Any, Any] = self.state.rows  # type: ignore[assignment]
+        self.data: MutableMapping[Any, Any] = self.state.rows
         """The table's contents (read freely; write through ``table[k] = v`` inside agents)."""
         self.version = 0
         """Increases on every commit that changed the table (live views watch it)."""
@@ -167,7 +167,7 @@ class Table(MutableMapping[K, V], Generic[K, V]):
     def __len__(self) -> int:
         return len(self.data)
 
-    def get(self, key: K, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: K, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` (the table's own default is not used)."""
         return self.data.get(key, default)
 
@@ -482,6 +482,6 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         return f"<Table {self.name!r} rows={len(self.data)}>"
 
     # Identity, not contents: tables are dict keys of transactions (C-level slots, fast).
-    __hash__ = object.__hash__  # type: ignore[assignment]
-    __eq__ = object.__eq__  # type: ignore[assignment]
+    __hash__ = object.__hash__
+    __eq__ = object.__eq__
 

@@ -211,7 +211,7 @@ def _expires_and_grace(size: float, expires: float | None, grace: float | None) 
 
 def _seconds(value: object, what: str) -> float:
     if hasattr(value, "total_seconds"):
-        return float(value.total_seconds())  # type: ignore[attr-defined]
+        return float(value.total_seconds())
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     raise WindowError(f"window {what} must be seconds (a number or timedelta), got {value!r}")

@@ -21,13 +21,13 @@ from .base import TP, Consumer, Message, ProducerRecord, RebalanceListener, Topi
 from .schemes import SCHEMES, Scheme, check_broker, open_transport, transport_class
 
 __all__ = [
+    "SCHEMES",
+    "TP",
     "Consumer",
     "Message",
     "ProducerRecord",
     "RebalanceListener",
-    "SCHEMES",
     "Scheme",
-    "TP",
     "TopicSpec",
     "Transport",
     "check_broker",

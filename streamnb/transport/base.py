@@ -32,13 +32,13 @@ from ..errors import ConfigurationError
 
 __all__ = [
     "AT_LEAST_ONCE",
-    "Consumer",
     "EXACTLY_ONCE",
+    "TP",
+    "Consumer",
     "Headers",
     "Message",
     "ProducerRecord",
     "RebalanceListener",
-    "TP",
     "TopicSpec",
     "Transport",
 ]

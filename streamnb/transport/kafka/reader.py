@@ -27,7 +27,8 @@ __all__ = ["PartitionReader", "log_end", "message_of"]
 def log_end(reader: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
     """End of ``tp``'s readable log as of the reader's latest fetch, when known."""
     last = reader.last_stable_offset(tp)
-    return reader.highwater(tp) if last is None else last
+    high: int | None = reader.highwater(tp)
+    return high if last is None else last
 
 
 def message_of(record: Any) -> Message:

@@ -174,7 +174,8 @@ def decode(
 def _stored(lengths: array, first: int, last: int) -> int:  # type: ignore[type-arg]
     """Bytes stored for messages ``first..last-1`` (a None stores none)."""
     part = lengths[first:last]
-    return sum(part) + part.count(-1)
+    total: int = sum(part) + part.count(-1)
+    return total
 
 
 def _slices(blob: bytes, at: int, lengths: Iterable[int]) -> list[bytes | None]:
