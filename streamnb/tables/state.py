@@ -6,17 +6,18 @@ commit protocol); the state does what depends on the kind of table: plain
 (``key -> value``, :class:`PlainState`) or windowed
 (``(key, window) -> value``, :mod:`streamnb.tables.window_state`).
 
-Writes record, per key, the changelog partition and the value before the
-transaction in the transaction's bookkeeping for the table (``dirty``), so
-that a crash can undo them (:meth:`TableState.restore`) and a commit can
-write one changelog record per changed key (:meth:`TableState.changes`).
+Writes record, per key, the changelog partition, the value before the
+transaction and the event time of the last write in the transaction's
+bookkeeping for the table (``dirty``), so that a crash can undo them
+(:meth:`TableState.restore`) and a commit can write one changelog record per
+changed key, stamped with that event time (:meth:`TableState.changes`).
 
 >>> from streamnb.transaction import MISSING
 >>> state = PlainState()
 >>> dirty: dict = {}
->>> state.write(dirty, "a", 1, partition=0)
+>>> state.write(dirty, "a", 1, partition=0, timestamp=12.5)
 >>> list(state.changes(dirty))
-[('a', 0, 1)]
+[('a', 0, 1, 12.5)]
 >>> state.restore(dirty); dict(state.rows)
 {}
 """
@@ -52,8 +53,8 @@ class TableState(Protocol):
         """The table's rows as users read them (``key -> value``, or ``(key, (start, end)) -> value``)."""
         ...
 
-    def changes(self, dirty: Any) -> Iterator[tuple[Any, int, Any]]:
-        """``(changelog key, partition, value or MISSING)`` for every row ``dirty`` changed."""
+    def changes(self, dirty: Any) -> Iterator[tuple[Any, int, Any, float | None]]:
+        """``(changelog key, partition, value or MISSING, event time)`` for every row ``dirty`` changed."""
         ...
 
     def restore(self, dirty: Any) -> None:
@@ -91,7 +92,7 @@ class TableState(Protocol):
 class PlainState:
     """``key -> value`` rows: the state of an ordinary table.
 
-    ``dirty`` maps each written key to ``[partition, value before]``.
+    ``dirty`` maps each written key to ``[partition, value before, event time of the last write]``.
     """
 
     def __init__(self) -> None:
@@ -105,35 +106,38 @@ class PlainState:
         """The rows."""
         return self.data
 
-    def write(self, dirty: dict[Any, list[Any]], key: Any, value: Any, partition: int) -> None:
+    def write(
+        self, dirty: dict[Any, list[Any]], key: Any, value: Any, partition: int, timestamp: float | None = None
+    ) -> None:
         """Set ``key`` (``value`` MISSING deletes it) and remember how to undo it."""
         data = self.data
         entry = dirty.get(key)
         if entry is None:
-            dirty[key] = [partition, data.get(key, MISSING)]
+            dirty[key] = [partition, data.get(key, MISSING), timestamp]
         else:
             entry[0] = partition
+            entry[2] = timestamp
         if value is MISSING:
             data.pop(key, None)
         else:
             data[key] = value
 
-    def changes(self, dirty: dict[Any, list[Any]]) -> Iterator[tuple[Any, int, Any]]:
-        """One ``(key, partition, value or MISSING)`` per written key."""
+    def changes(self, dirty: dict[Any, list[Any]]) -> Iterator[tuple[Any, int, Any, float | None]]:
+        """One ``(key, partition, value or MISSING, event time)`` per written key."""
         data = self.data
         partition_of = self.partition_of
-        for key, (partition, _old) in dirty.items():
+        for key, (partition, _old, timestamp) in dirty.items():
             value = data.get(key, MISSING)
             if value is MISSING:
                 partition_of.pop(key, None)
             else:
                 partition_of[key] = partition
-            yield key, partition, value
+            yield key, partition, value, timestamp
 
     def restore(self, dirty: dict[Any, list[Any]]) -> None:
         """Put back the values from before the transaction."""
         data = self.data
-        for key, (_partition, old) in dirty.items():
+        for key, (_partition, old, _ts) in dirty.items():
             if old is MISSING:
                 data.pop(key, None)
             else:

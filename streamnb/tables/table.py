@@ -177,7 +177,8 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         txn = current_transaction()
         if txn is None:
             raise self.outside_agent()
-        self._plain_state().write(self.dirty(txn), key, value, txn.message.partition)  # type: ignore[union-attr]
+        msg = txn.message
+        self._plain_state().write(self.dirty(txn), key, value, msg[1], msg[3])  # type: ignore[index]
 
     def __delitem__(self, key: K) -> None:
         txn = current_transaction()
@@ -185,7 +186,8 @@ class Table(MutableMapping[K, V], Generic[K, V]):
             raise self.outside_agent()
         if key not in self.data:
             raise KeyError(key)
-        self._plain_state().write(self.dirty(txn), key, MISSING, txn.message.partition)  # type: ignore[union-attr]
+        msg = txn.message
+        self._plain_state().write(self.dirty(txn), key, MISSING, msg[1], msg[3])  # type: ignore[index]
 
     def _plain_state(self) -> PlainState:
         state = self.state
@@ -297,7 +299,11 @@ class Table(MutableMapping[K, V], Generic[K, V]):
                 txn.records.append(final.record(key=c.key, value=value, timestamp=c.window[1]))
 
     def changelog_records(self, dirty: dict[Any, Any], timestamp: float) -> list[ProducerRecord]:
-        """One changelog record per row ``dirty`` changed (and the stream time, for windowed tables)."""
+        """One changelog record per row ``dirty`` changed (and the stream time, for windowed tables).
+
+        Each record carries the event time of the last event that changed the
+        row (``timestamp``, the commit's wall-clock time, when there is none).
+        """
         return self._encode(self.state.changes(dirty), timestamp)
 
     def restore(self, dirty: dict[Any, Any]) -> None:
@@ -315,8 +321,10 @@ class Table(MutableMapping[K, V], Generic[K, V]):
             for c in closed:
                 self._call("on_window_close", callback, (c.key, c.window), c.value)
 
-    def _encode(self, changes: Iterable[tuple[Any, int, Any]], timestamp: float) -> list[ProducerRecord]:
-        """Changelog records for ``(key, partition, value or MISSING)`` changes."""
+    def _encode(
+        self, changes: Iterable[tuple[Any, int, Any, float | None]], timestamp: float
+    ) -> list[ProducerRecord]:
+        """Changelog records for ``(key, partition, value or MISSING, event time)`` changes."""
         topic = self.changelog
         name = topic.name
         dumps_key = topic.key_codec.dumps
@@ -327,7 +335,7 @@ class Table(MutableMapping[K, V], Generic[K, V]):
             key_cache.clear()
         new = tuple.__new__
         out = []
-        for key, partition, value in changes:
+        for key, partition, value, when in changes:
             kb = key_cache.get(key)
             if kb is None:
                 kb = key_cache[key] = dumps_key(key)
@@ -339,7 +347,7 @@ class Table(MutableMapping[K, V], Generic[K, V]):
                 vb = json.dumps(value).encode()
             else:
                 vb = dumps_value(value)
-            out.append(new(ProducerRecord, (name, partition, kb, vb, timestamp, ())))
+            out.append(new(ProducerRecord, (name, partition, kb, vb, timestamp if when is None else when, ())))
         return out
 
     # -- recovery ---------------------------------------------------------------------------

@@ -163,7 +163,7 @@ class WindowedState:
 
         Returns ``None``, or the windows the event missed when all of them
         were closed (a late event: nothing written). ``dirty`` maps
-        ``key -> {start: [partition, value before]}``.
+        ``key -> {start: [partition, value before, event time of the last write]}``.
         """
         stream_time = self.stream_time
         newest = stream_time.get(partition, NEVER)
@@ -192,8 +192,11 @@ class WindowedState:
             written = True
             start = w[0]
             old = inner.get(start, MISSING)
-            if start not in pending:
-                pending[start] = [partition, old]
+            entry = pending.get(start)
+            if entry is None:
+                pending[start] = [partition, old, ts]
+            else:
+                entry[2] = ts
             if old is MISSING:
                 if default is None:
                     if op is not _replace:
@@ -222,25 +225,26 @@ class WindowedState:
 
     # -- the commit protocol ----------------------------------------------------------------
 
-    def changes(self, dirty: dict[Any, Any]) -> Iterator[tuple[Any, int, Any]]:
-        """Changelog changes: ``((key, (start, end)), partition, value)`` and stream times."""
+    def changes(self, dirty: dict[Any, Any]) -> Iterator[tuple[Any, int, Any, float | None]]:
+        """Changelog changes: ``((key, (start, end)), partition, value, event time)`` and stream times."""
         by_key = self.store.by_key
         end = self.store.end
         partition_of = self.partition_of
         for key, starts in dirty.items():
             if key is _STREAM_TIME:
                 for partition in starts:
-                    yield STREAM_TIME_KEY, partition, self.stream_time.get(partition, NEVER)
+                    now = self.stream_time.get(partition, NEVER)
+                    yield STREAM_TIME_KEY, partition, now, (None if now == NEVER else now)
                 continue
             inner = by_key.get(key)
             if inner is not None and not inner:
                 del by_key[key]  # every window of the key was undone or expired
                 inner = None
-            for start, (partition, _old) in starts.items():
+            for start, (partition, _old, timestamp) in starts.items():
                 value = MISSING if inner is None else inner.get(start, MISSING)
                 if value is MISSING:
                     partition_of.pop((key, start), None)
-                yield (key, (start, end(start))), partition, value
+                yield (key, (start, end(start))), partition, value, timestamp
 
     def restore(self, dirty: dict[Any, Any]) -> None:
         """Undo the writes (and stream-time advances) ``dirty`` records."""
@@ -253,7 +257,7 @@ class WindowedState:
                     else:
                         self.stream_time[partition] = old
                 continue
-            for start, (_partition, old) in starts.items():
+            for start, (_partition, old, _ts) in starts.items():
                 if old is MISSING:
                     store.discard(key, start)
                     self.partition_of.pop((key, start), None)
@@ -279,22 +283,25 @@ class WindowedState:
                     continue  # undone, or deleted already
                 closed.append(Closed(key, (start, end(start)), value, partition))
                 if same:
-                    self._delete(dirty, key, start, partition, value)
+                    self._delete(dirty, key, start, partition, value, now)
                 else:
                     self.expiring.add(partition, ms(end(start)) + self._expires_ms, (key, start))
             for key, start in self.expiring.pop_due(partition, now_ms):
                 inner = by_key.get(key)
                 value = MISSING if inner is None else inner.get(start, MISSING)
                 if value is not MISSING:
-                    self._delete(dirty, key, start, partition, value)
+                    self._delete(dirty, key, start, partition, value, now)
         return closed
 
-    def _delete(self, dirty: dict[Any, Any], key: Any, start: float, partition: int, value: Any) -> None:
+    def _delete(self, dirty: dict[Any, Any], key: Any, start: float, partition: int, value: Any, now: float) -> None:
         pending = dirty.get(key)
         if pending is None:
             pending = dirty[key] = {}
-        if start not in pending:
-            pending[start] = [partition, value]
+        entry = pending.get(start)
+        if entry is None:
+            pending[start] = [partition, value, now]
+        else:
+            entry[2] = now
         self.store.discard(key, start)
 
     def after_commit(self) -> None:

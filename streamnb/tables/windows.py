@@ -16,9 +16,9 @@ the larger of the size and the grace.
 Example::
 
     >>> TumblingWindow(10).ranges(23.5)
-    [(20.0, 30.0)]
+    [WindowRange(start=20.0, end=30.0)]
     >>> HoppingWindow(10, 5).ranges(23.5)
-    [(15.0, 25.0), (20.0, 30.0)]
+    [WindowRange(start=15.0, end=25.0), WindowRange(start=20.0, end=30.0)]
 """
 
 from __future__ import annotations
