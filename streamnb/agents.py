@@ -303,7 +303,7 @@ class Agent:
         where = ""
         if source is not None:
             msg: Message | None = source.txn.message
-            if msg is not None:
+            if msg is not None and not source.commit_failed:  # a failed commit is not that event's fault
                 key = (msg.topic, msg.partition, msg.offset)
                 self._retries[key] = tries = self._retries.get(key, 0) + 1
                 where = f" on {msg.topic}[{msg.partition}]@{msg.offset} (try {tries} of {self.max_retries})"

@@ -69,7 +69,13 @@ class App:
             quarter less CPU per event at high rates. ``False`` leaves it alone.
         processing_guarantee: ``at_least_once`` (default) or ``exactly_once``.
             The embedded brokers always commit atomically (exactly once);
-            on Kafka only ``at_least_once`` is available.
+            on Kafka ``exactly_once`` commits one Kafka transaction per input
+            partition (readers of the outputs set ``isolation.level=read_committed``).
+        commit_interval: seconds between commits while events keep coming
+            (an idle agent commits at once); outputs become visible to
+            ``read_committed`` readers at commits. Default 1.0, and 0.1 with
+            ``exactly_once`` (as Kafka Streams), so that outputs of a
+            ``group_by`` pipeline show within a second.
         security_protocol, sasl_mechanism, sasl_plain_username,
         sasl_plain_password, ssl_context: passed to aiokafka.
         **kafka_options: on ``kafka://``, ``request_timeout`` (seconds) and
@@ -93,7 +99,7 @@ class App:
         key_serializer: str = "raw",
         value_serializer: str = "json",
         processing_guarantee: str = "at_least_once",
-        commit_interval: float = 1.0,
+        commit_interval: float | None = None,
         stream_batch_size: int = 2000,
         tune_gc: bool = True,
         security_protocol: str | None = None,
@@ -117,7 +123,11 @@ class App:
         self.key_serializer = key_serializer
         self.value_serializer = value_serializer
         self.processing_guarantee = processing_guarantee
-        self.commit_interval = commit_interval
+        if commit_interval is None:
+            commit_interval = 0.1 if processing_guarantee == "exactly_once" else 1.0
+        if not isinstance(commit_interval, (int, float)) or commit_interval < 0:
+            raise ConfigurationError(f"commit_interval must be a number of seconds >= 0, got {commit_interval!r}")
+        self.commit_interval = float(commit_interval)
         self.commit_records = 100_000
         self.stream_batch_size = stream_batch_size
         self.poll_interval = 1.0
@@ -140,7 +150,7 @@ class App:
             raise ConfigurationError(
                 f"processing_guarantee={processing_guarantee!r} is not available on {transport_cls.scheme}:// "
                 f"brokers, they give {' and '.join(sorted(transport_cls.guarantees))}: use that "
-                "('at_least_once' is the default), or local:// for exactly_once"
+                "('at_least_once' is the default), or a local:// or kafka:// broker for exactly_once"
             )
         self.state = "init"
         """``init``, ``starting``, ``running``, ``stopping`` or ``stopped``."""

@@ -37,6 +37,8 @@ class Runtime(TopicHost, Protocol):
     """
 
     id: str
+    processing_guarantee: str
+    """``at_least_once`` or ``exactly_once``."""
     stream_batch_size: int
     """Most messages handed to an agent at once."""
     commit_interval: float

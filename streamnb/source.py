@@ -6,23 +6,34 @@ the internal topic, dead-letters what cannot be decoded, and commits
 processed offsets together with the agent's table changes and sends
 (``Consumer.commit``) between batches: when the pending work is large, when
 ``commit_interval`` passed, or before waiting for new messages.
+
+Exactly-once on Kafka (a :attr:`~streamnb.transport.base.Consumer.transactional`
+consumer) commits one transaction per input partition, so the source hands
+the agent one partition's messages at a time and switches the transaction's
+record list with them (:meth:`~streamnb.transaction.Transaction.switch`);
+a rebalance waits until the agent finished the batch in hand, so no event is
+half in a commit; and a failed commit drops the table partitions it touched
+(the changelog, read again, is the truth) before the agent restarts from the
+committed offsets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import operator
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from . import naming
-from .errors import StreamnbError
+from .errors import BrokerError, StreamnbError
 from .runtime import Runtime
 from .topics import Topic, partition_for_key
 from .transaction import Transaction
-from .transport.base import TP, Consumer, Message, ProducerRecord, RebalanceListener
+from .transport.base import EXACTLY_ONCE, TP, Consumer, Message, ProducerRecord, RebalanceListener
 
 __all__ = ["Source", "SourceConfig", "Supervisor"]
 
@@ -90,6 +101,9 @@ class SourceConfig(Protocol):
 class Source:
     """The consumer, transaction and commit policy behind one iterated stream."""
 
+    revoke_wait: float = 30.0
+    """Exactly-once on Kafka: seconds a rebalance waits for the agent to finish the batch in hand."""
+
     def __init__(self, stream: SourceConfig) -> None:
         app = stream.app
         assert stream.channel is not None
@@ -118,6 +132,14 @@ class Source:
         self._routes: dict[str, tuple[bytes, int]] = {}
         self._inflight: asyncio.Future[None] | None = None
         self._inflight_dirty: dict[Any, dict[Any, list[Any]]] = {}
+        self._inflight_partitions: set[int] = set()
+        self.per_partition = False
+        """True on a transactional consumer (Kafka exactly-once): a commit is a transaction per partition."""
+        self.commit_failed = False
+        """True once a commit failed (the agent restarts; the failure is not the event's fault)."""
+        self._queued: deque[list[Message]] = deque()  # per partition: the rest of the last fetch
+        self._run_done = asyncio.Event()  # set while the agent is not inside a batch
+        self._run_done.set()
         self._fast_field: str | None = None
         self._fast_loads: Callable[[bytes], Any] = lambda data: None
         if self.forward is not None and self.forward[1] is not None:
@@ -140,10 +162,20 @@ class Source:
         self._dlq = self.app.dead_letter_topic(self.agent.name if self.agent else self.channel.name)
         await self._dlq.declare()
         listener = RebalanceListener(self._on_assigned, self._on_revoked)
+        transactional_id = None
+        if self.app.processing_guarantee == EXACTLY_ONCE:
+            app_id, owner = self.app.id, self.owner
+
+            def transactional_id(tp: TP) -> str:
+                return naming.transactional_id(app_id, owner, tp.topic, tp.partition)
+
         self.consumer = transport.consumer(
             self.group, [t.name for t in topics], listener,
-            member=self.stream.member, members=self.stream.members,
+            member=self.stream.member, members=self.stream.members, transactional_id=transactional_id,
         )
+        if self.consumer.transactional:
+            self.per_partition = True
+            self.txn.per_partition(self.channel.name)
         await self.consumer.start()
         if self.agent is not None:
             self.agent.attach(self)
@@ -178,6 +210,7 @@ class Source:
         """Undo everything since the last commit (the agent crashed)."""
         self.aborted = True
         self.pending.clear()
+        self._queued.clear()
         self.txn.abort()
 
     async def _on_assigned(self, tps: set[TP]) -> None:
@@ -186,23 +219,37 @@ class Source:
     async def _on_revoked(self, tps: set[TP]) -> None:
         """Partitions move to another worker (Kafka): commit what was processed,
         and drop the rest of the batch in hand for those partitions, so that
-        only their new owner writes their table partitions from now on."""
+        only their new owner writes their table partitions from now on.
+
+        Exactly-once: first wait until the agent finished the batch in hand
+        (one partition's messages), so no event is half in the commit."""
         self._revoked_in_hand.update((tp.topic, tp.partition) for tp in tps)
-        if not self.aborted and not self.closed:
-            batch = self.last_batch
-            msg = self.txn.message
-            index = next((i for i, m in enumerate(batch) if m is msg), -1) if batch else -1
-            if batch and index >= 0:
-                # The agent is processing batch[index]: everything before it is done.
-                self._account(batch[:index])
-                if isinstance(batch, list):
-                    revoked = {(tp.topic, tp.partition) for tp in tps}
-                    batch[index + 1 :] = [m for m in batch[index + 1 :] if (m[0], m[1]) not in revoked]
-            await self.commit()
-            # The agent may have started a commit of its own meanwhile (commit(wait=False)
-            # took the pending offsets): it must land before the partitions go.
-            await self.wait_committed()
-        await self.app.partitions_revoked(self, tps, final=self.closed)
+        try:
+            if not self.aborted and not self.closed:
+                if self.per_partition and not self._run_done.is_set():
+                    try:
+                        await asyncio.wait_for(self._run_done.wait(), self.revoke_wait)
+                    except TimeoutError:
+                        self._forget_uncommitted()
+                        raise BrokerError(
+                            f"a rebalance waited {self.revoke_wait:g} s for agent {self.owner!r} to finish its "
+                            "batch; its uncommitted work is dropped and it restarts from the committed offsets"
+                        ) from None
+                batch = self.last_batch
+                msg = self.txn.message
+                index = next((i for i, m in enumerate(batch) if m is msg), -1) if batch else -1
+                if batch and index >= 0:
+                    # The agent is processing batch[index]: everything before it is done.
+                    self._account(batch[:index])
+                    if isinstance(batch, list):
+                        revoked = {(tp.topic, tp.partition) for tp in tps}
+                        batch[index + 1 :] = [m for m in batch[index + 1 :] if (m[0], m[1]) not in revoked]
+                await self.commit()
+                # The agent may have started a commit of its own meanwhile (commit(wait=False)
+                # took the pending offsets): it must land before the partitions go.
+                await self.wait_committed()
+        finally:
+            await self.app.partitions_revoked(self, tps, final=self.closed)
 
     # -- batches and commits ------------------------------------------------------------------
 
@@ -212,6 +259,7 @@ class Source:
         assert consumer is not None
         self._account(self.last_batch)
         self.last_batch = ()
+        self._run_done.set()
         app = self.app
         max_records = app.stream_batch_size
         agent = self.agent
@@ -224,11 +272,20 @@ class Source:
                 await self.commit()
                 await agent.wait_resumed()
                 continue
+            if self._queued:  # exactly-once: the rest of the last fetch, one partition at a time
+                run = self._queued.popleft()
+                if self._revoked_in_hand:
+                    run = self._drop_revoked(consumer, run)
+                    if not run:
+                        continue
+                if len(self.txn) >= app.commit_records or time.monotonic() - self.last_commit >= app.commit_interval:
+                    await self.commit(wait=False)
+                return self._hand_out(run)
             self._revoked_in_hand.clear()
             msgs = await consumer.getmany(0, max_records)
             if msgs:
                 if (
-                    len(self.txn.records) >= app.commit_records
+                    (len(self.txn) if self.per_partition else len(self.txn.records)) >= app.commit_records
                     or time.monotonic() - self.last_commit >= app.commit_interval
                 ):
                     await self.commit(wait=False)
@@ -255,8 +312,20 @@ class Source:
                     continue
             if agent is not None:
                 agent.events_received += len(msgs)
+            if self.per_partition:
+                runs = [list(run) for _tp, run in itertools.groupby(msgs, _tp_of)]
+                self._queued.extend(runs[1:])
+                return self._hand_out(runs[0])
             self.last_batch = msgs
             return msgs
+
+    def _hand_out(self, run: list[Message]) -> list[Message]:
+        """Exactly-once: give the agent one partition's messages; what it sends joins that partition's transaction."""
+        first = run[0]
+        self.txn.switch(TP(first[0], first[1]))
+        self._run_done.clear()
+        self.last_batch = run
+        return run
 
     def _drop_revoked(self, consumer: Consumer, msgs: list[Message]) -> list[Message]:
         """Hand out none of a batch's messages of partitions revoked since the fetch.
@@ -364,11 +433,17 @@ class Source:
         for participant in list(txn.dirty):
             participant.before_commit(txn)
         dirty = txn.dirty
-        records = txn.collect(time.time())
+        if self.per_partition:
+            per_partition = txn.collect_per_partition(time.time())
+            orphans = txn.orphans()
+            committing = self.consumer.commit(offsets, orphans, per_partition=per_partition)
+            self._inflight_partitions = {tp.partition for tp in offsets} | {tp.partition for tp in per_partition}
+        else:
+            committing = self.consumer.commit(offsets, txn.collect(time.time()))
         txn.clear()
         self.pending.clear()
         self.last_commit = time.monotonic()
-        self._inflight = asyncio.ensure_future(self.consumer.commit(offsets, records))
+        self._inflight = asyncio.ensure_future(committing)
         self._inflight_dirty = dirty
         if wait:
             await self.wait_committed()
@@ -402,13 +477,38 @@ class Source:
         self._inflight = None
         dirty, self._inflight_dirty = self._inflight_dirty, {}
         if inflight.cancelled() or inflight.exception() is not None:
-            self.txn.abort()  # newer writes first, then the failed commit's
-            for participant, keys in dirty.items():
-                participant.restore(keys)
+            self.commit_failed = True
+            if self.per_partition:
+                # Some partitions' transactions may have committed: undoing every
+                # write would be wrong for them. Read the tables again instead.
+                self._forget_uncommitted(dirty)
+            else:
+                self.txn.abort()  # newer writes first, then the failed commit's
+                for participant, keys in dirty.items():
+                    participant.restore(keys)
             self.aborted = True
             return
         for participant, keys in dirty.items():
             participant.after_commit(keys)
+
+    def _forget_uncommitted(self, failed: dict[Any, Any] | None = None) -> None:
+        """Exactly-once: drop every table partition uncommitted writes touched (read again before use).
+
+        After a failed commit some partitions' transactions may have
+        committed and others not; their changelogs (read ``read_committed``)
+        say which. The partitions go from the tables now; the agent restarts
+        from the committed offsets and its consumer's assignment recovers them.
+        """
+        participants = set(failed or ()) | set(self.txn.dirty)
+        partitions = set(self._inflight_partitions) | {p for _t, p in self.pending}
+        if self.consumer is not None:
+            partitions |= {tp.partition for tp in self.consumer.assignment()}
+        self.txn.clear()
+        self.pending.clear()
+        self._queued.clear()
+        self.aborted = True
+        for participant in participants:
+            participant.drop_partitions(partitions)
 
     # -- forwarding and dead letters ---------------------------------------------------------
 

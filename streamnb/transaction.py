@@ -7,6 +7,19 @@ consumer offsets in one ``Consumer.commit`` call. On ``local://`` and
 even across ``kill -9``. When an agent crashes, :meth:`Transaction.abort`
 restores the tables to what they were at the last commit.
 
+Exactly-once on Kafka commits one transaction per input partition, so every
+record must be attributed to the input partition whose event caused it.
+After :meth:`Transaction.per_partition`, the source calls
+:meth:`Transaction.switch` before handing the agent a batch (each batch then
+holds the events of one partition): ``records`` becomes that partition's
+list, so every append -- sinks, ``topic.send``, forwards, dead letters, late
+events -- lands in the right transaction without any extra work per event.
+Changelog records are attributed at commit by their partition (a table's
+changelog partition is the partition of the events that wrote it), and
+records made at commit time for a table partition (final window results)
+go to :meth:`Transaction.records_for`. Otherwise (every other backend and
+guarantee) there is one list and nothing changes.
+
 Code running inside an agent finds its transaction through
 :func:`current_transaction`; a table write outside any agent is an error.
 """
@@ -17,7 +30,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Protocol
 
-from .transport.base import Message, ProducerRecord
+from .transport.base import TP, Message, ProducerRecord
 
 __all__ = ["MISSING", "CommitParticipant", "Transaction", "current_transaction"]
 
@@ -60,19 +73,32 @@ class CommitParticipant(Protocol):
         """Undo the changes described by ``dirty``."""
         ...
 
+    def drop_partitions(self, partitions: set[int]) -> None:
+        """Forget these partitions' rows (they are read again from the changelog before use)."""
+        ...
+
     def after_commit(self, dirty: Any) -> None:
         """The changes described by ``dirty`` are durable."""
         ...
 
 
 class Transaction:
-    """Pending writes of one agent instance since its last commit."""
+    """Pending writes of one agent instance since its last commit.
 
-    __slots__ = ("records", "dirty", "message", "value", "_token")
+    >>> txn = Transaction()
+    >>> txn.per_partition("orders")
+    >>> txn.switch(TP("orders", 1))
+    >>> txn.records.append(ProducerRecord("out", 0, None, b"v", 0.0))
+    >>> txn.records_for(2).append(ProducerRecord("final", 0, None, b"w", 0.0))
+    >>> {tp.partition: len(records) for tp, records in txn.collect_per_partition(0.0).items()}
+    {1: 1, 2: 1}
+    """
+
+    __slots__ = ("records", "dirty", "message", "value", "_token", "outputs", "channel", "_current", "_orphans")
 
     def __init__(self) -> None:
         self.records: list[ProducerRecord] = []
-        """Messages sent by the agent (sinks, ``topic.send``), in order."""
+        """Messages sent by the agent (sinks, ``topic.send``), in order (per partition: the current one's)."""
         self.dirty: dict[CommitParticipant, Any] = {}
         """Per table: key -> [changelog partition, value before the transaction]
         (windowed tables: key -> {window start: [partition, value before]})."""
@@ -81,6 +107,43 @@ class Transaction:
         self.value: Any = None
         """The decoded value being processed."""
         self._token: Any = None
+        self.outputs: dict[TP, list[ProducerRecord]] | None = None
+        """After :meth:`per_partition`: the records of each input partition's transaction."""
+        self.channel = ""
+        """After :meth:`per_partition`: the topic whose events write the tables."""
+        self._current: TP | None = None
+        self._orphans: list[ProducerRecord] = self.records
+
+    def per_partition(self, channel: str) -> None:
+        """Keep records per input partition from now on (Kafka exactly-once: a transaction per partition).
+
+        ``channel`` is the topic whose events the agent processes (so writes tables with).
+        """
+        self.channel = channel
+        self.outputs = {}
+        self._current = None
+        self.records = self._orphans = []  # records no event caused (a tick before any batch)
+
+    def switch(self, tp: TP) -> None:
+        """Records appended from now on are caused by events of ``tp``."""
+        outputs = self.outputs
+        assert outputs is not None, "per_partition() first"
+        found = outputs.get(tp)
+        if found is None:
+            found = outputs[tp] = []
+        self.records = found
+        self._current = tp
+
+    def records_for(self, partition: int) -> list[ProducerRecord]:
+        """Where records caused by rows of table partition ``partition`` go (window results at commit)."""
+        outputs = self.outputs
+        if outputs is None:
+            return self.records
+        tp = TP(self.channel, partition)
+        found = outputs.get(tp)
+        if found is None:
+            found = outputs[tp] = []
+        return found
 
     def activate(self) -> None:
         """Make this the current transaction of the running task."""
@@ -96,7 +159,10 @@ class Transaction:
             self._token = None
 
     def __len__(self) -> int:
-        return len(self.records) + sum(len(d) for d in self.dirty.values())
+        written = sum(len(d) for d in self.dirty.values())
+        if self.outputs is None:
+            return len(self.records) + written
+        return len(self._orphans) + sum(len(r) for r in self.outputs.values()) + written
 
     def collect(self, timestamp: float) -> list[ProducerRecord]:
         """Sent records followed by one changelog record per written key."""
@@ -105,10 +171,41 @@ class Transaction:
             out.extend(participant.changelog_records(dirty, timestamp))
         return out
 
+    def collect_per_partition(self, timestamp: float) -> dict[TP, list[ProducerRecord]]:
+        """After :meth:`per_partition`: each input partition's records, its changelog records last.
+
+        A changelog record goes with the input partition of the same number
+        on :attr:`channel` (tables are co-partitioned with it). The records
+        no event caused are :meth:`orphans`.
+        """
+        outputs = self.outputs
+        assert outputs is not None, "per_partition() first"
+        channel = self.channel
+        for participant, dirty in self.dirty.items():
+            for record in participant.changelog_records(dirty, timestamp):
+                tp = TP(channel, record.partition)
+                found = outputs.get(tp)
+                if found is None:
+                    found = outputs[tp] = []
+                found.append(record)
+        return {tp: records for tp, records in outputs.items() if records}
+
+    def orphans(self) -> list[ProducerRecord]:
+        """After :meth:`per_partition`: records sent before any event was handed out (no partition caused them)."""
+        return self._orphans
+
     def clear(self) -> None:
         """Forget everything (after a successful commit)."""
-        self.records = []
         self.dirty = {}
+        outputs = self.outputs
+        if outputs is None:
+            self.records = []
+            return
+        outputs.clear()
+        current = self._current
+        self.records = self._orphans = []
+        if current is not None:  # the agent may be inside a batch of that partition
+            self.records = outputs[current] = []
 
     def abort(self) -> None:
         """Restore every written table key to its value before the transaction."""

@@ -14,6 +14,7 @@ import pytest
 
 import streamnb as faust
 from streamnb.testing import settle, test_app, wait_until
+from streamnb.transport.memory import MemoryTransport
 
 
 async def test_lifecycle_states_and_idempotent_start() -> None:
@@ -119,10 +120,21 @@ def test_broker_options_that_do_not_apply_fail_when_the_app_is_made(tmp_path: Pa
     assert faust.App("x", broker="memory://", security_protocol=None, ssl_context=None).state == "init"
 
 
-def test_processing_guarantee_must_be_one_the_broker_gives(tmp_path: Path) -> None:
-    with pytest.raises(faust.ConfigurationError, match=r"'exactly_once' is not available on kafka://.*at_least_once"):
-        faust.App("x", broker="kafka://127.0.0.1:9092", processing_guarantee="exactly_once")
+def test_processing_guarantee_must_be_one_the_broker_gives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(faust.ConfigurationError, match=r"processing_guarantee must be one of"):
+        faust.App("x", broker="memory://", processing_guarantee="exactly-once")
     for broker in ("memory://", f"local://{tmp_path / 'data'}", "kafka://127.0.0.1:9092"):
         assert faust.App("x", broker=broker, processing_guarantee="at_least_once").state == "init"
-    for broker in ("memory://", f"local://{tmp_path / 'data'}"):
         assert faust.App("x", broker=broker, processing_guarantee="exactly_once").processing_guarantee == "exactly_once"
+    # A backend that cannot give it is refused before anything connects.
+    monkeypatch.setattr(MemoryTransport, "guarantees", frozenset({"at_least_once"}))
+    with pytest.raises(faust.ConfigurationError, match=r"'exactly_once' is not available on memory://.*at_least_once"):
+        faust.App("x", broker="memory://", processing_guarantee="exactly_once")
+
+
+def test_commit_interval_defaults_to_the_guarantee() -> None:
+    assert faust.App("x", broker="memory://").commit_interval == 1.0
+    assert faust.App("x", broker="memory://", processing_guarantee="exactly_once").commit_interval == 0.1
+    assert faust.App("x", broker="memory://", commit_interval=0.5).commit_interval == 0.5
+    with pytest.raises(faust.ConfigurationError, match="commit_interval must be a number of seconds"):
+        faust.App("x", broker="memory://", commit_interval=-1)

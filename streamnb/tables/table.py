@@ -296,7 +296,8 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         if final is not None:
             for c in closed:
                 value = {"key": c.key, "window_start": c.window[0], "window_end": c.window[1], "value": c.value}
-                txn.records.append(final.record(key=c.key, value=value, timestamp=c.window[1]))
+                # With the transaction of the input partition whose events made the window.
+                txn.records_for(c.partition).append(final.record(key=c.key, value=value, timestamp=c.window[1]))
 
     def changelog_records(self, dirty: dict[Any, Any], timestamp: float) -> list[ProducerRecord]:
         """One changelog record per row ``dirty`` changed (and the stream time, for windowed tables).

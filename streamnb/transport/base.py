@@ -13,9 +13,13 @@ and the processing guarantees it can give (:attr:`Transport.guarantees`).
 
 Data flows one way: ``Consumer.getmany`` -> stream -> agent -> table writes and
 sink sends are buffered -> ``Consumer.commit(offsets, records)`` writes the
-buffered records and the consumer offsets together (in one sqlite transaction
-on ``local://``, so it is exactly-once there; records first, then offsets on
-Kafka, so it is at-least-once there).
+buffered records and the consumer offsets together: in one sqlite transaction
+on ``local://`` (exactly-once); on Kafka records first, then offsets
+(at-least-once), or -- for a consumer made with a ``transactional_id`` -- one
+Kafka transaction per input partition holding that partition's offset and
+every record its events caused (exactly-once). Such a consumer is
+:attr:`Consumer.transactional` and takes the records grouped by the input
+partition that caused them (``commit(offsets, per_partition=...)``).
 
 Keys and values cross the seam as ``bytes`` (or ``None``); timestamps are
 epoch seconds as ``float``; headers are a tuple of ``(str, bytes)`` pairs.
@@ -40,6 +44,7 @@ __all__ = [
     "ProducerRecord",
     "RebalanceListener",
     "TopicSpec",
+    "TransactionalId",
     "Transport",
 ]
 
@@ -110,6 +115,8 @@ class TopicSpec(NamedTuple):
 
 
 OnPartitions = Callable[[set[TP]], Awaitable[None]]
+TransactionalId = Callable[[TP], str]
+"""Names the Kafka transaction of one input partition (see :func:`streamnb.naming.transactional_id`)."""
 
 
 class RebalanceListener(NamedTuple):
@@ -134,6 +141,10 @@ class Consumer(abc.ABC):
     """
 
     group: str
+    transactional: bool = False
+    """True when :meth:`commit` writes one transaction per input partition (Kafka
+    exactly-once): the caller then passes the records grouped by the input
+    partition whose events caused them, as ``per_partition``."""
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -160,9 +171,39 @@ class Consumer(abc.ABC):
 
     @abc.abstractmethod
     async def commit(
-        self, offsets: Mapping[TP, int], records: Sequence[ProducerRecord] = ()
+        self,
+        offsets: Mapping[TP, int],
+        records: Sequence[ProducerRecord] = (),
+        *,
+        per_partition: Mapping[TP, Sequence[ProducerRecord]] | None = None,
     ) -> None:
-        """Append ``records`` and commit ``offsets`` (next offset to read) together."""
+        """Append ``records`` and commit ``offsets`` (next offset to read) together.
+
+        ``per_partition`` holds further records by the input partition whose
+        events caused them: a :attr:`transactional` consumer writes each input
+        partition's records and offset in that partition's transaction (and
+        ``records``, caused by no event, with any of them); the others append
+        them with ``records``. Raises :class:`~streamnb.errors.BrokerError`
+        when the broker did not store the commit (a transactional consumer:
+        when any partition's transaction failed).
+        """
+
+    @staticmethod
+    def flatten(
+        records: Sequence[ProducerRecord], per_partition: Mapping[TP, Sequence[ProducerRecord]] | None
+    ) -> Sequence[ProducerRecord]:
+        """``records`` followed by every record of ``per_partition`` (for backends that commit atomically).
+
+        >>> rec = ProducerRecord("out", 0, None, b"v", 0.0)
+        >>> Consumer.flatten([rec], {TP("in", 1): [rec]}) == [rec, rec]
+        True
+        """
+        if not per_partition:
+            return records
+        out = list(records)
+        for group in per_partition.values():
+            out.extend(group)
+        return out
 
 
 class Transport(abc.ABC):
@@ -184,8 +225,8 @@ class Transport(abc.ABC):
     guarantees: ClassVar[frozenset[str]] = frozenset({AT_LEAST_ONCE})
     """Processing guarantees this backend gives (:data:`AT_LEAST_ONCE`, :data:`EXACTLY_ONCE`)."""
     exactly_once: ClassVar[bool] = False
-    """True when ``Consumer.commit`` is atomic (records and offsets together);
-    derived from :attr:`guarantees`, never set by hand."""
+    """True when the backend can process exactly once (its commits are atomic, or,
+    on Kafka, transactional); derived from :attr:`guarantees`, never set by hand."""
     options: ClassVar[frozenset[str]] = frozenset({"client_id"})
     """Keyword arguments the constructor takes besides the URL (every backend takes ``client_id``)."""
     options_help: ClassVar[str] = ""
@@ -274,10 +315,15 @@ class Transport(abc.ABC):
         *,
         member: int = 0,
         members: int = 1,
+        transactional_id: TransactionalId | None = None,
     ) -> Consumer:
         """A group member reading ``topics``.
 
         ``member``/``members`` let one process run several members of a group
         (agent ``concurrency``); the embedded brokers split partitions among
         them statically, Kafka through its group protocol.
+        ``transactional_id`` asks for exactly-once commits on a backend whose
+        commits are not atomic by themselves (Kafka: one transaction per input
+        partition, named by it); backends that always commit atomically
+        (:attr:`exactly_once` without it) ignore it.
         """

@@ -27,6 +27,7 @@ from .base import (
     ProducerRecord,
     RebalanceListener,
     TopicSpec,
+    TransactionalId,
     Transport,
 )
 from .static import StaticConsumer
@@ -214,6 +215,7 @@ class MemoryTransport(Transport):
         *,
         member: int = 0,
         members: int = 1,
+        transactional_id: TransactionalId | None = None,
     ) -> Consumer:
         return MemoryConsumer(self, group, topics, listener, member, members)
 
@@ -303,8 +305,14 @@ class MemoryConsumer(StaticConsumer):
             ready = again
         return out
 
-    async def commit(self, offsets: Mapping[TP, int], records: Sequence[ProducerRecord] = ()) -> None:
+    async def commit(
+        self,
+        offsets: Mapping[TP, int],
+        records: Sequence[ProducerRecord] = (),
+        *,
+        per_partition: Mapping[TP, Sequence[ProducerRecord]] | None = None,
+    ) -> None:
         broker = self.transport.broker
-        broker.append(records)
+        broker.append(self.flatten(records, per_partition))
         for tp, offset in offsets.items():
             broker.offsets[(self.group, tp)] = offset

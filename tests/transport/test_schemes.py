@@ -110,7 +110,7 @@ def test_every_backend_declares_its_guarantees() -> None:
     both = {"at_least_once", "exactly_once"}
     assert MemoryTransport.guarantees == both and MemoryTransport.exactly_once is True
     assert LocalTransport.guarantees == both and LocalTransport.exactly_once is True
-    assert KafkaTransport.guarantees == {"at_least_once"} and KafkaTransport.exactly_once is False
+    assert KafkaTransport.guarantees == both and KafkaTransport.exactly_once is True  # through transactions
     for entry in SCHEMES.values():
         cls = entry.load()
         assert "at_least_once" in cls.guarantees and cls.guarantees <= both

@@ -5,7 +5,8 @@ importable from :mod:`streamnb.transport.kafka`). Each member is its own
 ``AIOKafkaConsumer`` in the group, assigned with the *range* strategy so
 co-partitioned topics give a member the same partition numbers; aiokafka's
 rebalance callbacks reach the streamnb :class:`~streamnb.transport.base.RebalanceListener`
-through :class:`_Listener`.
+through :class:`_Listener`. A member made with a ``transactional_id`` commits
+exactly once, through :class:`~streamnb.transport.kafka.transactions.PartitionTransactions`.
 
 Example (on a running loop)::
 
@@ -19,16 +20,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from ...errors import BrokerError
-from ..base import TP, Consumer, Message, ProducerRecord, RebalanceListener
+from ..base import TP, Consumer, Message, ProducerRecord, RebalanceListener, TransactionalId
 from .clients import close_quietly, log
+from .transactions import PartitionTransactions
 
 T = TypeVar("T")
 
@@ -38,6 +40,8 @@ class ConsumerHost(Protocol):
 
     consumer_options: dict[str, Any]
     """Extra ``AIOKafkaConsumer`` arguments given to the App."""
+    request_timeout: float
+    """Seconds a broker request (and each step of a transaction) may take."""
 
     def client_options(self) -> dict[str, Any]:
         """Connection arguments shared by every aiokafka client."""
@@ -49,6 +53,14 @@ class ConsumerHost(Protocol):
 
     async def send(self, records: Sequence[ProducerRecord]) -> None:
         """Append records now."""
+        ...
+
+    async def committed(self, group: str, tps: Iterable[TP]) -> dict[TP, int]:
+        """The group's committed offsets; partitions with none are left out."""
+        ...
+
+    def transactional_producer(self, transactional_id: str) -> AIOKafkaProducer:
+        """A new, not yet started, transactional producer."""
         ...
 
 __all__ = ["ConsumerHost", "KafkaConsumer"]
@@ -77,18 +89,40 @@ class KafkaConsumer(Consumer):
     ``getmany`` returns nothing while a rebalance is in progress, and new
     partitions stay paused until their ``on_assigned`` finished. An exception
     raised by a listener is re-raised by the next ``getmany``.
+
+    With a ``transactional_id`` the member is :attr:`transactional`: when
+    partitions are assigned it first starts their producers (fencing the
+    previous owner and waiting for its open transaction), then positions each
+    partition at the group's committed offset as it stands after that, and
+    only then awaits ``on_assigned`` (tables read their changelogs up to the
+    last stable offset). :meth:`commit` runs one transaction per input
+    partition, and commits past the transaction markers that follow a
+    partition's last processed message (so a transactional input shows no
+    lag once processed). Revoked partitions' producers are closed.
     """
 
     join_timeout: float = 60.0
     """Seconds :meth:`start` waits for the first assignment."""
 
     def __init__(
-        self, transport: ConsumerHost, group: str, topics: Sequence[str], listener: RebalanceListener
+        self,
+        transport: ConsumerHost,
+        group: str,
+        topics: Sequence[str],
+        listener: RebalanceListener,
+        *,
+        transactional_id: TransactionalId | None = None,
     ) -> None:
         self.transport = transport
         self.group = group
         self.topics = list(topics)
         self.listener = listener
+        self.transactions: PartitionTransactions | None = (
+            None if transactional_id is None else PartitionTransactions(transport, group, transactional_id)
+        )
+        """The per-partition transactional producers (exactly-once), or ``None``."""
+        self.transactional = transactional_id is not None
+        self._returned_end: dict[TP, int] = {}  # next offset after the last message getmany returned
         self._consumer: AIOKafkaConsumer | None = None
         self._assigned: set[TP] = set()
         self._settled = asyncio.Event()
@@ -111,6 +145,10 @@ class KafkaConsumer(Consumer):
             self._error = self._error or exc
         finally:
             self._assigned -= tps
+            for tp in tps:
+                self._returned_end.pop(tp, None)
+            if self.transactions is not None:
+                await self.transactions.close(tps)
 
     async def partitions_assigned(self, tps: set[TP]) -> None:
         """The group gave this member ``tps``: await ``on_assigned`` with them paused (from aiokafka's callback)."""
@@ -125,6 +163,9 @@ class KafkaConsumer(Consumer):
         if consumer is not None and paused:
             consumer.pause(*paused)
         try:
+            if self.transactions is not None and consumer is not None:
+                await self.transactions.open(tps)  # fences the previous owners first
+                await self._seek_committed(consumer, tps)
             await self.listener.on_assigned(set(tps))
         except Exception as exc:  # re-raised by the next getmany (or start)
             self._error = self._error or exc
@@ -133,6 +174,24 @@ class KafkaConsumer(Consumer):
                 consumer.resume(*paused)
             self._settled.set()
             self._joined.set()
+
+    async def _seek_committed(self, consumer: AIOKafkaConsumer, tps: set[TP]) -> None:
+        """Position ``tps`` at the group's committed offsets, read now (after the fencing).
+
+        aiokafka fetches the committed offsets when the assignment arrives,
+        concurrently with the callback: possibly before the previous owner's
+        last transaction (offsets included) was committed or aborted.
+        """
+        committed = await self.transport.committed(self.group, tps)
+        fresh = []
+        for tp in tps:
+            atp = TopicPartition(tp.topic, tp.partition)
+            if tp in committed:
+                consumer.seek(atp, committed[tp])
+            else:
+                fresh.append(atp)
+        if fresh:
+            await consumer.seek_to_beginning(*fresh)
 
     async def start(self) -> None:
         """Join the group and wait for the first assignment (``on_assigned`` awaited)."""
@@ -194,7 +253,10 @@ class KafkaConsumer(Consumer):
             self._stopping = True
             self._consumer = None
             self._assigned = set()
+            self._returned_end.clear()
             self._joined.clear()
+            if self.transactions is not None:
+                await close_quietly(self.transactions.close_all())
             await close_quietly(consumer.stop())
 
     def assignment(self) -> set[TP]:
@@ -227,9 +289,11 @@ class KafkaConsumer(Consumer):
         self._raise_listener_error()
         out: list[Message] = []
         new = tuple.__new__
+        returned_end = self._returned_end
         for atp, records in fetched.items():
             # reader.message_of(), inlined: half the cost per record (every event passes here).
             topic, partition = atp.topic, atp.partition
+            returned_end[TP(topic, partition)] = records[-1].offset + 1
             out.extend([
                 new(Message, (topic, partition, r.offset, r.timestamp / 1000.0, r.key, r.value,
                               tuple(r.headers) if r.headers else ()))
@@ -246,15 +310,28 @@ class KafkaConsumer(Consumer):
         except IllegalStateError:
             raise BrokerError(f"{self!r} cannot seek {tp}: it is not assigned to this member.") from None
 
-    async def commit(self, offsets: Mapping[TP, int], records: Sequence[ProducerRecord] = ()) -> None:
-        """Store ``records``, then commit ``offsets`` (at-least-once).
+    async def commit(
+        self,
+        offsets: Mapping[TP, int],
+        records: Sequence[ProducerRecord] = (),
+        *,
+        per_partition: Mapping[TP, Sequence[ProducerRecord]] | None = None,
+    ) -> None:
+        """Store ``records``, then commit ``offsets`` (at-least-once); or, when
+        :attr:`transactional`, one transaction per input partition (exactly-once).
 
-        Offsets of partitions this member no longer owns are skipped with a
-        warning: their new owner re-reads from the last committed offset.
+        At-least-once: offsets of partitions this member no longer owns are
+        skipped with a warning (their new owner re-reads from the last
+        committed offset). Exactly-once: a partition this member no longer
+        owns fails the commit, like any failed transaction.
         """
         consumer = self._consumer
         if consumer is None:
             raise BrokerError(f"{self!r} is not started: `await consumer.start()` first.")
+        if self.transactions is not None:
+            await self.transactions.commit(await self._past_markers(consumer, offsets), per_partition or {}, records)
+            return
+        records = self.flatten(records, per_partition)
         if records:
             await self.transport.send(records)
         if not offsets:
@@ -275,3 +352,25 @@ class KafkaConsumer(Consumer):
             log.warning("%r: commit skipped during a rebalance (%s); the messages will be re-read", self, exc)
         except KafkaError as exc:
             raise BrokerError(f"{self!r} could not commit offsets: {exc!r}") from exc
+
+    async def _past_markers(self, consumer: AIOKafkaConsumer, offsets: Mapping[TP, int]) -> dict[TP, int]:
+        """``offsets``, moved past the transaction markers (and aborted records) that follow.
+
+        When the offset to commit is right after the last message ``getmany``
+        returned for a partition, the consumer's position may be further on:
+        what lies between holds no message (commit or abort markers of
+        transactional producers, aborted records). Committing the position
+        keeps the lag of a fully processed transactional topic at zero.
+        """
+        out = dict(offsets)
+        returned_end = self._returned_end
+        for tp, offset in offsets.items():
+            if returned_end.get(tp) != offset:
+                continue
+            try:
+                position = await consumer.position(TopicPartition(tp.topic, tp.partition))
+            except (IllegalStateError, KafkaError):
+                continue
+            if position > offset and returned_end.get(tp) == offset:  # nothing returned meanwhile
+                out[tp] = position
+        return out

@@ -1,9 +1,18 @@
 """The group-less reader behind ``KafkaTransport.read`` (table recovery, ``%peek``).
 
-One ``AIOKafkaConsumer`` with manual assignment reads one partition at a
-time under a lock. It stays positioned where the previous read stopped, so a
-loop of ``read(tp, pos, end)`` streams a whole changelog partition without
-re-fetching, and it pauses a partition read to its end (no idle fetching).
+One ``AIOKafkaConsumer`` with manual assignment (``read_committed``) reads
+one partition at a time under a lock. It stays positioned where the previous
+read stopped, so a loop of ``read(tp, pos, end)`` streams a whole changelog
+partition without re-fetching, and it pauses a partition read to its end (no
+idle fetching).
+
+Transactional topics hold offsets without messages: commit and abort
+markers, and aborted records a ``read_committed`` reader skips. A changelog
+written by an exactly-once app ends with a marker, so the caller's next
+``start`` (the last message's offset + 1) is the marker's offset while the
+reader already stands past it; the reader then goes on from where it stands
+instead of seeking back to the marker (and waiting for a fetch that returns
+nothing: aiokafka #911).
 
 Example (on a running loop, ``consumer`` started with ``group_id=None``)::
 
@@ -57,6 +66,7 @@ class PartitionReader:
         self.lock = asyncio.Lock()
         self._tp: TopicPartition | None = None
         self._next: int | None = None  # the reader's position when known
+        self._returned_end: int | None = None  # last offset the previous read returned, + 1
 
     async def read(self, atp: TopicPartition, start: int, stop: int, max_records: int) -> list[Message]:
         """Messages of ``atp`` with ``start <= offset < stop`` (at most ``max_records``)."""
@@ -69,10 +79,11 @@ class PartitionReader:
         if self._tp != atp:
             reader.assign([atp])
             self._tp, self._next = atp, None
-        if self._next != start:
+        skipped = self._next is not None and start == self._returned_end and self._next > start
+        if self._next != start and not skipped:  # (skipped: start.._next holds no message)
             reader.seek(atp, start)
         reader.resume(atp)
-        self._next = None
+        self._next = self._returned_end = None
         out: list[Message] = []
         overshoot = False
         deadline = time.monotonic() + self.request_timeout
@@ -104,6 +115,7 @@ class PartitionReader:
         if overshoot:
             return out
         self._next = await reader.position(atp)
+        self._returned_end = out[-1].offset + 1 if out else start
         last = log_end(reader, atp)
         if last is not None and self._next >= last:
             reader.pause(atp)  # at the end of the log: no idle fetching until the next read

@@ -4,7 +4,7 @@ One :class:`KafkaTransport` holds three aiokafka clients, all opened by
 ``await transport.start()`` on the running loop (never in the constructor):
 
 * an idempotent ``AIOKafkaProducer`` (``acks=all``) for :meth:`~KafkaTransport.send`
-  and for the records of :meth:`KafkaConsumer.commit`;
+  and for the records of an at-least-once :meth:`KafkaConsumer.commit`;
 * an ``AIOKafkaAdminClient`` for topics and committed offsets (wrapped in
   :class:`~streamnb.transport.kafka.admin.TopicAdmin`);
 * a group-less ``AIOKafkaConsumer`` with manual assignment (wrapped in
@@ -15,8 +15,12 @@ Each :meth:`~KafkaTransport.consumer` is its own ``AIOKafkaConsumer`` in the
 group, so Kafka's group protocol spreads the partitions (``member`` and
 ``members`` are ignored). Partitions are assigned with the *range* strategy,
 so members subscribed to co-partitioned topics get the same partition
-numbers of each. Commits write the records first, then the offsets: Kafka is
-at-least-once here (``guarantees`` holds only ``at_least_once``).
+numbers of each. An at-least-once consumer's commit writes the records
+first, then the offsets (a crash between repeats a batch); a consumer made
+with a ``transactional_id`` commits exactly once, through one transactional
+producer per input partition
+(:mod:`~streamnb.transport.kafka.transactions`). Every reader uses
+``isolation_level="read_committed"``: aborted transactions are never read.
 
 Example::
 
@@ -42,7 +46,17 @@ from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
 from ...errors import BrokerError, BrokerUnavailableError, ConfigurationError
-from ..base import AT_LEAST_ONCE, TP, Message, ProducerRecord, RebalanceListener, TopicSpec, Transport
+from ..base import (
+    AT_LEAST_ONCE,
+    EXACTLY_ONCE,
+    TP,
+    Message,
+    ProducerRecord,
+    RebalanceListener,
+    TopicSpec,
+    TransactionalId,
+    Transport,
+)
 from .admin import TopicAdmin
 from .clients import (
     HOW_TO_START,
@@ -54,6 +68,7 @@ from .clients import (
     close_quietly,
     consumer_option_names,
     parse_kafka_url,
+    send_batches,
 )
 from .consumer import KafkaConsumer
 from .reader import PartitionReader
@@ -61,8 +76,6 @@ from .reader import PartitionReader
 __all__ = ["KafkaTransport"]
 
 T = TypeVar("T")
-
-_NO_HEADERS: list[tuple[str, bytes]] = []  # shared, never mutated
 
 
 class KafkaTransport(Transport):
@@ -88,11 +101,12 @@ class KafkaTransport(Transport):
 
         >>> transport = KafkaTransport("kafka://127.0.0.1:9092", client_id="orders")
         >>> transport.scheme, sorted(transport.guarantees)
-        ('kafka', ['at_least_once'])
+        ('kafka', ['at_least_once', 'exactly_once'])
     """
 
     scheme = "kafka"
-    guarantees = frozenset({AT_LEAST_ONCE})  # records first, then offsets: a crash between repeats a batch
+    # at-least-once: records first, then offsets; exactly-once: a transaction per input partition
+    guarantees = frozenset({AT_LEAST_ONCE, EXACTLY_ONCE})
     options = TRANSPORT_OPTIONS | consumer_option_names()
     options_help = (
         "client_id, request_timeout, the security options (security_protocol, sasl_*, ssl_context) and "
@@ -272,6 +286,27 @@ class KafkaTransport(Transport):
             raise BrokerError(f"{self!r} is not connected: `await transport.start()` first.")
         return self._producer, self._admin, self._reader
 
+    def transactional_producer(self, transactional_id: str) -> AIOKafkaProducer:
+        """A new (not started) transactional producer for one input partition of an exactly-once consumer.
+
+        Example (on a running loop)::
+
+            producer = transport.transactional_producer("shop-count-orders-3")
+            await producer.start()  # fences the previous producer with this id
+        """
+        timeout_ms = int(self.request_timeout * 1000)
+        return AIOKafkaProducer(
+            **self.client_options(),
+            transactional_id=transactional_id,
+            # The broker aborts a transaction left open this long (a worker killed
+            # mid-commit whose partitions nobody took over): keep it short.
+            transaction_timeout_ms=max(10_000, timeout_ms),
+            acks="all",
+            linger_ms=2,
+            max_batch_size=256 * 1024,
+            request_timeout_ms=timeout_ms,
+        )
+
     # -- topics -----------------------------------------------------------
 
     async def create_topic(self, spec: TopicSpec) -> int:
@@ -301,25 +336,8 @@ class KafkaTransport(Transport):
         producer, _, _ = self._clients()
         if not records:
             return
-        # One batch per partition (in order) instead of one send() per record:
-        # several times faster, and the order within a partition is kept.
-        by_partition: dict[tuple[str, int], list[ProducerRecord]] = {}
-        for rec in records:
-            by_partition.setdefault((rec.topic, rec.partition), []).append(rec)
-        deliveries = []
         try:
-            for (topic, partition), group in by_partition.items():
-                batch = producer.create_batch()
-                for rec in group:
-                    timestamp = int(rec.timestamp * 1000)
-                    headers = list(rec.headers) if rec.headers else _NO_HEADERS  # aiokafka wants a list
-                    if batch.append(key=rec.key, value=rec.value, timestamp=timestamp, headers=headers) is None:
-                        deliveries.append(await producer.send_batch(batch, topic, partition=partition))
-                        batch = producer.create_batch()  # the first record always fits
-                        batch.append(key=rec.key, value=rec.value, timestamp=timestamp, headers=headers)
-                batch.close()
-                deliveries.append(await producer.send_batch(batch, topic, partition=partition))
-            await asyncio.gather(*deliveries)
+            await send_batches(producer, records)
         except KafkaError as exc:
             raise BrokerError(
                 f"Kafka did not store {len(records)} record(s) (first to {records[0].topic!r}): {exc!r}"
@@ -390,11 +408,15 @@ class KafkaTransport(Transport):
         *,
         member: int = 0,
         members: int = 1,
+        transactional_id: TransactionalId | None = None,
     ) -> KafkaConsumer:
         """A member of consumer group ``group`` reading ``topics``.
 
         ``member``/``members`` are ignored: Kafka's group protocol spreads the
-        partitions among all members, in this process or others.
+        partitions among all members, in this process or others. With
+        ``transactional_id`` (a function naming an input partition's
+        transaction) the member commits exactly once: one Kafka transaction
+        per input partition (:class:`KafkaConsumer` explains how).
 
         Example (on a running loop)::
 
@@ -402,4 +424,4 @@ class KafkaTransport(Transport):
             await consumer.start()
             batch = await consumer.getmany(timeout=1.0, max_records=1000)
         """
-        return KafkaConsumer(self, group, topics, listener)
+        return KafkaConsumer(self, group, topics, listener, transactional_id=transactional_id)

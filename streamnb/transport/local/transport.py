@@ -73,6 +73,7 @@ from ..base import (
     ProducerRecord,
     RebalanceListener,
     TopicSpec,
+    TransactionalId,
     Transport,
 )
 from ..static import StaticConsumer
@@ -244,6 +245,7 @@ class LocalTransport(Transport):
         *,
         member: int = 0,
         members: int = 1,
+        transactional_id: TransactionalId | None = None,
     ) -> Consumer:
         """A static member ``member`` of ``members``: it reads partitions ``p % members == member``."""
         return LocalConsumer(self, group, topics, listener, member, members)
@@ -354,8 +356,15 @@ class LocalConsumer(StaticConsumer):
             except TimeoutError:
                 return []
 
-    async def commit(self, offsets: Mapping[TP, int], records: Sequence[ProducerRecord] = ()) -> None:
+    async def commit(
+        self,
+        offsets: Mapping[TP, int],
+        records: Sequence[ProducerRecord] = (),
+        *,
+        per_partition: Mapping[TP, Sequence[ProducerRecord]] | None = None,
+    ) -> None:
         """Append ``records`` and store ``offsets`` in one sqlite transaction (all or nothing)."""
+        records = self.flatten(records, per_partition)
         if not offsets and not records:
             return
         store = self.transport.store
