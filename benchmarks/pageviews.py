@@ -1,6 +1,7 @@
 """Benchmark: 1,000,000 JSON page views through group_by and a hopping-window count.
 
     python benchmarks/pageviews.py [-n 1000000] [--backends memory,local] [--kafka 127.0.0.1:9092]
+    python benchmarks/pageviews.py --backends kafka,kafka-eos     # Kafka at-least-once vs exactly-once
 
 Each measurement runs in its own subprocess (so peak memory is its own) on
 the same payloads. The ceiling is a bare Python loop over the same bytes:
@@ -13,6 +14,9 @@ the raw aiokafka consume rate (getmany + json decode) on the same topic.
 With kafka, it also measures ``kafka-raw-group-by``: the same dataflow
 hand-written on bare aiokafka (consume, re-key into a repartition topic,
 consume again, count), the least a group_by over Kafka costs in Python.
+``kafka-eos`` is the same app with ``processing_guarantee="exactly_once"``
+(a Kafka transaction per input partition, at the default commit interval);
+target: at least 0.7 x the at-least-once ``kafka`` rate of the same run.
 """
 
 from __future__ import annotations
@@ -73,7 +77,9 @@ def run_ceiling(n: int) -> dict:
     return {"events_per_s": n / elapsed, "cpu_events_per_s": n / cpu, "seconds": elapsed, "peak_mb": peak_mb()}
 
 
-def build_app(broker: str, app_id: str, topic_name: str = "page_views"):  # type: ignore[no-untyped-def]
+def build_app(  # type: ignore[no-untyped-def]
+    broker: str, app_id: str, topic_name: str = "page_views", guarantee: str = "at_least_once"
+):
     import streamnb as faust
 
     class PageView(faust.Record):
@@ -81,7 +87,7 @@ def build_app(broker: str, app_id: str, topic_name: str = "page_views"):  # type
         user: str
         page: str
 
-    app = faust.App(app_id, broker=broker, topic_partitions=PARTITIONS)
+    app = faust.App(app_id, broker=broker, topic_partitions=PARTITIONS, processing_guarantee=guarantee)
     topic = app.topic(topic_name, value_type=PageView)
     closed = [0]
 
@@ -103,7 +109,7 @@ async def produce(app, topic, data) -> None:  # type: ignore[no-untyped-def]
     from streamnb.topics import partition_for_key
     from streamnb.transport.base import ProducerRecord
 
-    transport = await app._connect()
+    transport = await app.connect()
     await topic.declare()
     chunk = []
     for key, value, ts in data:
@@ -115,14 +121,14 @@ async def produce(app, topic, data) -> None:  # type: ignore[no-untyped-def]
         await transport.send(chunk)
 
 
-async def run_app(broker: str, n: int) -> dict:
+async def run_app(broker: str, n: int, guarantee: str = "at_least_once") -> dict:
     from streamnb.testing import settle
 
     data = payloads(n)
     app_id = f"bench-{uuid.uuid4().hex[:6]}"
     kafka = broker.startswith("kafka://")
     # A Kafka broker keeps its topics between runs: every run gets its own.
-    app, topic, views, count = build_app(broker, app_id, f"{app_id}-page_views" if kafka else "page_views")
+    app, topic, views, count = build_app(broker, app_id, f"{app_id}-page_views" if kafka else "page_views", guarantee)
     t = time.perf_counter()
     await produce(app, topic, data)
     produce_s = time.perf_counter() - t
@@ -164,6 +170,8 @@ def child(mode: str, n: int, kafka: str) -> None:
             shutil.rmtree(folder, ignore_errors=True)
     elif mode == "kafka":
         result = asyncio.run(run_app(f"kafka://{kafka}", n))
+    elif mode == "kafka-eos":
+        result = asyncio.run(run_app(f"kafka://{kafka}", n, "exactly_once"))
     elif mode == "kafka-ceiling":
         from kafka_bench import raw_consume_rate  # type: ignore[import-not-found]
 
@@ -189,6 +197,8 @@ def main() -> None:
         return
     results = {}
     modes = ["ceiling", *args.backends.split(",")]
+    if "kafka-eos" in modes and "kafka" not in modes:
+        modes.insert(modes.index("kafka-eos"), "kafka")  # what exactly-once is measured against
     if "kafka" in modes and "kafka-ceiling" not in modes:
         modes.insert(modes.index("kafka") + 1, "kafka-ceiling")  # what kafka is measured against
         modes.insert(modes.index("kafka") + 2, "kafka-raw-group-by")  # the same dataflow on bare aiokafka
@@ -238,6 +248,14 @@ def main() -> None:
                 f"kafka-raw-group-by (the same group_by + window count written on bare aiokafka, no commits, "
                 f"no changelog): {hand['events_per_s'] / raw['events_per_s']:.2f} of kafka-ceiling; "
                 f"kafka / kafka-raw-group-by: {k['events_per_s'] / hand['events_per_s']:.2f}"
+            )
+        if "kafka-eos" in results:
+            eos = results["kafka-eos"]
+            ratio = eos["events_per_s"] / k["events_per_s"]
+            print(
+                f"kafka-eos / kafka (exactly-once / at-least-once, same pipeline): {ratio:.2f} "
+                f"(cpu {eos['cpu_events_per_s'] / k['cpu_events_per_s']:.2f}); target 0.70"
+                + (" ok" if ratio >= 0.7 else " MISSED")
             )
         if k.get("late_windows"):
             print(f"kafka: {k['late_windows']:,} of {args.n * int(SIZE / STEP):,} window counts skipped as late "

@@ -108,9 +108,19 @@ class Producer:
         await asyncio.gather(*futures)
 
 
-async def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[Any]:
-    """Every record of every partition, up to the end offsets as of now (plain consumer)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+async def read_topic(
+    bootstrap: str, topic: str, timeout: float = 30.0, isolation_level: str = "read_uncommitted"
+) -> list[Any]:
+    """Every record of every partition, up to the end offsets as of now (plain consumer).
+
+    ``isolation_level="read_committed"`` reads what a consumer of an
+    exactly-once app's outputs sees: records of aborted (or still open)
+    transactions are left out.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+        isolation_level=isolation_level,
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(await partition_count(bootstrap, topic))]
@@ -135,10 +145,10 @@ def hashable(obj: Any) -> Any:
     return tuple(hashable(x) for x in obj) if isinstance(obj, list) else obj
 
 
-async def changelog_state(bootstrap: str, topic: str) -> dict[Any, Any]:
+async def changelog_state(bootstrap: str, topic: str, isolation_level: str = "read_uncommitted") -> dict[Any, Any]:
     """A table as any client sees it: the latest JSON value per JSON key of its changelog."""
     state: dict[Any, Any] = {}
-    for record in await read_topic(bootstrap, topic):
+    for record in await read_topic(bootstrap, topic, isolation_level=isolation_level):
         key = hashable(json.loads(record.key))
         if record.value is None:
             state.pop(key, None)

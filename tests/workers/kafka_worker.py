@@ -3,12 +3,21 @@
 Usage: python kafka_worker.py CONFIG_JSON
 
 CONFIG_JSON holds ``bootstrap``, ``app_id``, ``topic``, ``partitions`` and
-optionally ``report_interval`` (seconds) and ``kafka`` (extra App keyword
-arguments, e.g. ``{"session_timeout_ms": 6000}``).
+optionally ``report_interval`` (seconds), ``kafka`` (extra App keyword
+arguments, e.g. ``{"session_timeout_ms": 6000}``), ``guarantee``
+(``at_least_once`` or ``exactly_once``), ``sink`` (a topic that gets
+``{"n": n}`` for every view), ``final`` (a topic that gets the final count of
+every closed one-second tumbling window per user) and ``fault``.
 
 The agent reads JSON page views ``{"user": ..., "n": ...}``, repartitions
 them by user (``group_by``) and counts them per user in the table
-``counts``. Every ``report_interval`` seconds the worker prints one JSON line:
+``counts`` (and, with ``final``, per user and one-second window of event
+time in ``per_second``, grace 0). ``fault`` injects a fault into the
+exactly-once commit: ``{"step": "offsets_sent", "topic_suffix": "-repartition",
+"after": 3, "action": "kill"}`` sends the worker SIGKILL (``"stop"``:
+SIGSTOP) the third time a transaction of a partition of a topic ending in
+``-repartition`` reaches that step (its records and offset are stored, not
+yet committed). Every ``report_interval`` seconds the worker prints one JSON line:
 
     {"pid": ..., "assigned": [partitions], "counts": {user: n}, "total": n,
      "processed": n, "lag": n, "recovered": {partition: records}, "errors": n}
@@ -24,12 +33,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections import Counter
 from typing import Any
 
 import streamnb as faust
 from streamnb.testing import lag
+from streamnb.transport.base import TP
 
 config = json.loads(sys.argv[1])
 
@@ -45,10 +56,35 @@ app = faust.App(
     topic_partitions=config["partitions"],
     commit_interval=0.2,
     stream_batch_size=500,
+    processing_guarantee=config.get("guarantee", "at_least_once"),
     **config.get("kafka", {}),
 )
 views = app.topic(config["topic"], value_type=View)
 counts = app.Table("counts", default=int)
+sinks = [app.topic(config["sink"])] if config.get("sink") else []
+per_second = (
+    app.Table("per_second", default=int, emit_final=config["final"]).tumbling(1.0, grace=0.0, expires=3600.0)
+    if config.get("final") else None
+)
+fault = config.get("fault")
+fault_seen = Counter[str]()
+
+
+def inject(step: str, tp: TP) -> None:
+    """The fault hook of the exactly-once commit (see ``fault`` above)."""
+    assert fault is not None
+    if step != fault["step"] or not tp.topic.endswith(fault.get("topic_suffix", "")):
+        return
+    fault_seen[step] += 1
+    if fault_seen[step] == fault["after"]:
+        print(f"fault: {fault['action']} at {step} of {tp}", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL if fault["action"] == "kill" else signal.SIGSTOP)
+
+
+if fault is not None:
+    from streamnb.transport.kafka.transactions import PartitionTransactions
+
+    PartitionTransactions.fault_hook = inject
 recovered: Counter[int] = Counter()
 _recover = counts.recover
 
@@ -65,10 +101,13 @@ async def _counting_recover(partitions: Any = None) -> int:
 counts.recover = _counting_recover  # type: ignore[method-assign]
 
 
-@app.agent(views)
+@app.agent(views, sink=sinks)
 async def count(stream):  # type: ignore[no-untyped-def]
     async for view in stream.group_by(View.user):
         counts[view.user] += 1
+        if per_second is not None:
+            per_second[view.user] += 1
+        yield {"n": view.n}
 
 
 def emit(state: dict[str, Any]) -> None:
