@@ -39,7 +39,10 @@ def _free_ports(count: int) -> list[int]:
 
 @pytest.fixture(scope="session")
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A second broker: ``{"ssl": address, "sasl": address, "cafile": PEM path}``."""
+    """A second broker: ``{"ssl": address, "sasl": address, "cafile": PEM path, "pidfile": its process id file}``.
+
+    Tests may pause it (SIGSTOP, to play a broker that died) if they resume it (SIGCONT) before they end.
+    """
     kafka_bootstrap()  # skips without Kafka; when the main broker runs, Java is there
     assert shutil.which("keytool") is not None, "keytool (Java) is needed for the TLS and SASL tests"
     folder = tmp_path_factory.mktemp("secure-kafka")
@@ -72,6 +75,9 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     up = subprocess.run(["bash", script, "up"], env=env, capture_output=True, text=True, timeout=180, check=False)
     assert up.returncode == 0, up.stdout + up.stderr
     try:
-        yield {"ssl": f"127.0.0.1:{tls}", "sasl": f"127.0.0.1:{sasl}", "cafile": str(cert)}
+        yield {
+            "ssl": f"127.0.0.1:{tls}", "sasl": f"127.0.0.1:{sasl}", "cafile": str(cert),
+            "pidfile": str(folder / "kafka" / "kafka.pid"),
+        }
     finally:
         subprocess.run(["bash", script, "down"], env=env, capture_output=True, timeout=120, check=False)
