@@ -2,6 +2,8 @@
 
 ``kafka`` joins when ``STREAMNB_KAFKA`` names a running broker (``.ci/run``
 starts one with ``scripts/kafka.sh up`` and fails if Kafka tests were skipped).
+``kafka-eos`` is the same broker with every App of the test defaulting to
+``processing_guarantee="exactly_once"`` (a Kafka transaction per input partition).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pytest
 pytest_plugins = ["kafka_tls"]
 
 KAFKA = os.environ.get("STREAMNB_KAFKA", "")
-BACKENDS = ["memory", "local", "kafka"]
+BACKENDS = ["memory", "local", "kafka", "kafka-eos"]
 
 
 def kafka_bootstrap() -> str:
@@ -26,6 +28,15 @@ def kafka_bootstrap() -> str:
     if not KAFKA:
         pytest.skip("no Kafka: start one with `bash scripts/kafka.sh up` and set STREAMNB_KAFKA=127.0.0.1:9092")
     return KAFKA
+
+
+def exactly_once_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Apps made during the test default to ``processing_guarantee="exactly_once"`` (the ``kafka-eos`` backend)."""
+    import streamnb
+
+    defaults = dict(streamnb.App.__init__.__kwdefaults__ or {})
+    defaults["processing_guarantee"] = "exactly_once"
+    monkeypatch.setattr(streamnb.App.__init__, "__kwdefaults__", defaults)
 
 
 def broker_url(kind: str, tmp_path: Path) -> str:
@@ -37,18 +48,22 @@ def broker_url(kind: str, tmp_path: Path) -> str:
 
 
 @pytest.fixture(params=BACKENDS)
-def broker(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def broker(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A broker URL for each backend (a fresh one per test)."""
-    if request.param == "kafka":
+    if request.param.startswith("kafka"):
         request.applymarker(pytest.mark.kafka)
+    if request.param == "kafka-eos":
+        exactly_once_by_default(monkeypatch)
     return broker_url(request.param, tmp_path)
 
 
-@pytest.fixture(params=["local", "kafka"])
-def durable_broker(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture(params=["local", "kafka", "kafka-eos"])
+def durable_broker(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A broker URL for the backends that keep data across an app restart."""
-    if request.param == "kafka":
+    if request.param.startswith("kafka"):
         request.applymarker(pytest.mark.kafka)
+    if request.param == "kafka-eos":
+        exactly_once_by_default(monkeypatch)
     return broker_url(request.param, tmp_path)
 
 
