@@ -1,7 +1,8 @@
-"""Kafka figures: the raw aiokafka consume rate, and table recovery from a changelog.
+"""Kafka figures: the raw aiokafka consume rate, table recovery from a changelog, output latency.
 
     python benchmarks/kafka_bench.py ceiling  [-n 1000000] [--kafka 127.0.0.1:9092]
     python benchmarks/kafka_bench.py recovery [-n 1000000] [--kafka 127.0.0.1:9092]
+    python benchmarks/kafka_bench.py latency  [--rate 1000] [--seconds 20] [--kafka 127.0.0.1:9092]
 
 ``ceiling`` (also ``benchmarks/pageviews.py``'s ``kafka-ceiling`` mode, through
 :func:`raw_consume_rate`): the page-view payloads of ``pageviews.py`` are
@@ -15,6 +16,12 @@ consumer reads the whole topic (and, separately, also decodes every key and
 value), and a fresh App holding that table starts and rebuilds it: the
 figures are the time from ``app.start()`` until every key is back, and the
 part of it spent inside ``Table.recover``.
+
+``latency``: the page-view app (group_by(page) + hopping count) also sends
+every view to an output topic; a plain producer sends ``--rate`` views per
+second for ``--seconds`` and a plain ``read_committed`` consumer of the
+output notes when each view shows up: the time from send to visible, at the
+default commit interval, exactly-once and at-least-once.
 
 Needs a broker (``bash scripts/kafka.sh up``). Every run uses new topics and
 deletes them afterwards.
@@ -316,10 +323,88 @@ async def recovery(bootstrap: str, n: int, partitions: int = 8) -> dict[str, flo
     return out
 
 
+async def output_latency(bootstrap: str, guarantee: str, rate: int, seconds: float) -> dict[str, float]:
+    """Send -> visible to a read_committed consumer of the app's output, per view (after a warm-up)."""
+    from aiokafka import AIOKafkaProducer
+    from pageviews import PARTITIONS, SIZE, STEP
+
+    import streamnb as faust
+    from streamnb.transport.base import TopicSpec
+
+    app_id = f"bench-latency-{uuid.uuid4().hex[:6]}"
+
+    class PageView(faust.Record):
+        id: int
+        page: str
+        sent: float
+
+    app = faust.App(app_id, broker=f"kafka://{bootstrap}", topic_partitions=PARTITIONS,
+                    processing_guarantee=guarantee)
+    views = app.topic(f"{app_id}-page_views", value_type=PageView)
+    out = app.topic(f"{app_id}-out")
+    per_page = app.Table("views", default=int).hopping(SIZE, STEP, expires=3600)
+
+    @app.agent(views, sink=[out])
+    async def count(stream):  # type: ignore[no-untyped-def]
+        async for view in stream.group_by(PageView.page):
+            per_page[view.page] += 1
+            yield {"id": view.id, "sent": view.sent}
+
+    seen: dict[int, float] = {}
+    try:
+        transport = await app.connect()
+        for topic in (views.name, out.name):
+            await transport.create_topic(TopicSpec(topic, PARTITIONS))
+        await app.start()
+        reader = AIOKafkaConsumer(
+            out.name, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+            isolation_level="read_committed", fetch_max_wait_ms=10,
+        )
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
+        await asyncio.gather(reader.start(), producer.start())
+        loads, now = json.loads, time.time
+
+        async def read() -> None:
+            while True:
+                for records in (await reader.getmany(timeout_ms=100)).values():
+                    t = now()
+                    for record in records:
+                        seen[loads(record.value)["id"]] = t - loads(record.value)["sent"]
+
+        reading = asyncio.ensure_future(read())
+        sent = 0
+        per_tick = max(1, rate // 100)
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            for _ in range(per_tick):
+                value = json.dumps({"id": sent, "page": f"/page/{sent % 100}", "sent": now()}).encode()
+                await producer.send(views.name, value, key=str(sent).encode())
+                sent += 1
+            await asyncio.sleep(0.01)
+        deadline = time.monotonic() + 30
+        while len(seen) < sent and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        reading.cancel()
+        await asyncio.gather(reader.stop(), producer.stop(), return_exceptions=True)
+    finally:
+        await app.stop()
+        await delete_topics(bootstrap, prefix=app_id)
+    warm = sorted(latency for i, latency in seen.items() if i >= sent // 10)  # the first tenth warms up
+    assert len(seen) == sent, (len(seen), sent)
+
+    def pct(q: float) -> float:
+        return warm[min(len(warm) - 1, int(q * len(warm)))]
+
+    return {"views": sent, "p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99), "max": warm[-1],
+            "commit_interval": app.commit_interval}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["ceiling", "recovery"])
+    parser.add_argument("what", choices=["ceiling", "recovery", "latency"])
     parser.add_argument("-n", type=int, default=1_000_000)
+    parser.add_argument("--rate", type=int, default=1000, help="latency: views sent per second")
+    parser.add_argument("--seconds", type=float, default=20.0, help="latency: how long to send")
     parser.add_argument("--kafka", default=os.environ.get("STREAMNB_KAFKA", "127.0.0.1:9092"))
     args = parser.parse_args()
     if args.what == "ceiling":
@@ -327,6 +412,15 @@ def main() -> None:
         print(f"raw aiokafka consume (getmany + json.loads), {args.n:,} page views, 8 partitions:")
         print(f"  {r['events_per_s']:,.0f} events/s ({r['seconds']:.2f} s; cpu {r['cpu_events_per_s']:,.0f} events/s; "
               f"produce {r['produce_s']:.1f} s untimed; peak {r['peak_mb']:.0f} MB)")
+        return
+    if args.what == "latency":
+        print(f"output latency (send -> visible to a read_committed consumer), {args.rate} views/s for "
+              f"{args.seconds:g} s, group_by(page) + hopping count + output per view, default commit interval:")
+        for guarantee in ("exactly_once", "at_least_once"):
+            r = asyncio.run(output_latency(args.kafka, guarantee, args.rate, args.seconds))
+            print(f"  {guarantee:<14} (commit_interval {r['commit_interval']:g} s): p50 {r['p50'] * 1000:5.0f} ms  "
+                  f"p95 {r['p95'] * 1000:5.0f} ms  p99 {r['p99'] * 1000:5.0f} ms  max {r['max'] * 1000:5.0f} ms  "
+                  f"({r['views']:,} views)")
         return
     r = asyncio.run(recovery(args.kafka, args.n))
     n = args.n
