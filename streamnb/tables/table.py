@@ -144,6 +144,11 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         self.data = state.rows  # type: ignore[assignment]
 
     @property
+    def source_topics(self) -> set[str]:
+        """Names of the topics whose events have written this table (so far, in this process)."""
+        return set(self._checked_topics)
+
+    @property
     def recovered_partitions(self) -> set[int]:
         """Partitions rebuilt from the changelog (and owned) by this worker."""
         return self._recovered
@@ -469,14 +474,19 @@ class Table(MutableMapping[K, V], Generic[K, V]):
             return pd.DataFrame(rows)
         return pd.DataFrame({"key": [k for k, _ in items], "value": [v for _, v in items]})
 
-    def as_ansitable(self, title: str | None = None, sort: bool = True, **options: Any) -> str:
-        """The table as a text table (for terminals and logs).
+    def as_ansitable(
+        self, title: str | None = None, sort: bool = True, *, key: str = "key", value: str = "value",
+        sortkey: Callable[[Any], Any] | None = None,
+    ) -> str:
+        """The table as a text table (for terminals and logs); ``key``/``value`` name those columns.
 
-        >>> print(counts.as_ansitable())  # doctest: +SKIP
+        >>> print(counts.as_ansitable(key="word", value="count", title="$$ TALLY $$"))  # doctest: +SKIP
         """
         from ._text import text_table
 
-        return text_table(self.as_dataframe(), title or self.name, sort=sort)
+        return text_table(
+            self.as_dataframe(), title or self.name, sort=sort, key=key, value=value, sortkey=sortkey
+        )
 
     def live(self, **options: Any) -> Any:
         """A widget showing the table as a live DataFrame (see :mod:`streamnb.notebook`)."""

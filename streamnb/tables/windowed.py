@@ -226,11 +226,16 @@ class WindowedTable:
         rows.sort(key=lambda r: (str(r[0]), r[1]))
         return pd.DataFrame(rows, columns=["key", "window_start", "window_end", "value", "closed"])
 
-    def as_ansitable(self, title: str | None = None, **options: Any) -> str:
-        """The windows as a text table."""
+    def as_ansitable(
+        self, title: str | None = None, sort: bool = False, *, key: str = "key", value: str = "value",
+        sortkey: Callable[[Any], Any] | None = None,
+    ) -> str:
+        """The windows as a text table; ``key``/``value`` name those columns."""
         from ._text import text_table
 
-        return text_table(self.as_dataframe(), title or self.table.name, sort=False)
+        return text_table(
+            self.as_dataframe(), title or self.table.name, sort=sort, key=key, value=value, sortkey=sortkey
+        )
 
     def live(self, **options: Any) -> Any:
         """A widget showing the windows as a live DataFrame (see :mod:`streamnb.notebook`)."""
