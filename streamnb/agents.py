@@ -136,12 +136,14 @@ class Agent:
         return sum(len(source.txn) for source in list(self._sources))
 
     async def send(self, *, key: Any = None, value: Any = None, partition: int | None = None,
-                   timestamp: float | None = None, headers: Any = None) -> None:
-        """Send a value to the agent's topic.
+                   timestamp: float | None = None, headers: Any = None) -> Any:
+        """Send a value to the agent's topic (returns where it went, as :meth:`Topic.send`).
 
         >>> await count.send(value=PageView(id="1", user="a", page="/"))  # doctest: +SKIP
         """
-        await self.channel.send(key=key, value=value, partition=partition, timestamp=timestamp, headers=headers)
+        return await self.channel.send(
+            key=key, value=value, partition=partition, timestamp=timestamp, headers=headers
+        )
 
     cast = send
 

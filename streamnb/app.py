@@ -36,6 +36,7 @@ from .agents import Agent
 from .cli import Command
 from .definitions import Definitions
 from .errors import AppNotRunningError, ConfigurationError
+from .signals import Signal
 from .surface import AppSurface
 from .tables.global_table import GlobalTable
 from .tables.ownership import PartitionOwnership
@@ -177,6 +178,11 @@ class App(Definitions, AppSurface):
         """Commands of the app's command line (``@app.command``)."""
         self.web = Web(self)
         """The web views (``@app.page``) and, while they are served, the server's URL."""
+        self.on_partitions_assigned = Signal("on_partitions_assigned")
+        self.on_partitions_revoked = Signal("on_partitions_revoked")
+        self.on_rebalance_start = Signal("on_rebalance_start")
+        self.on_rebalance_complete = Signal("on_rebalance_complete")
+        self._rebalancing: set[object] = set()  # consumers revoked and not yet assigned again
         self.worker_mode = False
         """True when running as a worker (``app.run()``, ``app.main()``, ``streamnb worker``): web views are served."""
         self.transport: Transport | None = None
@@ -263,6 +269,10 @@ class App(Definitions, AppSurface):
         self._held.setdefault(owner, set()).update(tps)
         await self._partitions.assigned(owner, tps)
         self.web.ownership_changed()
+        await self.on_partitions_assigned.send(self, assigned=set(tps))
+        self._rebalancing.discard(owner)
+        if not self._rebalancing:
+            await self.on_rebalance_complete.send(self)
 
     async def partitions_revoked(self, owner: object, tps: set[TP], *, final: bool = False) -> None:
         """A consumer of this app loses ``tps`` (``final``: it closes)."""
@@ -273,6 +283,16 @@ class App(Definitions, AppSurface):
                 del self._held[owner]
         await self._partitions.revoked(owner, tps, final=final)
         self.web.ownership_changed()
+        if not final and self.state == "running":
+            if not self._rebalancing:
+                await self.on_rebalance_start.send(self)
+            self._rebalancing.add(owner)
+        await self.on_partitions_revoked.send(self, revoked=set(tps))
+
+    @property
+    def rebalancing(self) -> bool:
+        """True while a consumer of this app has lost its partitions and not got new ones yet."""
+        return bool(self._rebalancing)
 
     def owned_partitions(self) -> set[int]:
         """Partition numbers this worker's consumers hold: the table partitions it keeps (all, off Kafka).
@@ -374,6 +394,7 @@ class App(Definitions, AppSurface):
             self._connecting = None
             self._partitions.clear()
             self._held.clear()
+            self._rebalancing.clear()
             for table in self.tables.values():
                 table.reset_recovery()
             self.state = "stopped"

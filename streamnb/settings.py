@@ -265,6 +265,8 @@ def resolve(
                 "kafka://HOST1:PORT,HOST2:PORT"
             )
         broker = str(broker[0])
+    if str(broker).startswith("aiokafka://"):  # Faust's other name for its Kafka transport
+        broker = "kafka://" + (str(broker)[len("aiokafka://"):] or "localhost:9092")
     kafka_broker = str(broker).startswith("kafka://")
     for name, value in options.items():
         if name in UNSUPPORTED:

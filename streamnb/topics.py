@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Mapping, Sequence
 from functools import lru_cache
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from aiokafka.partitioner import murmur2
 
@@ -24,7 +24,7 @@ from .events import Event
 from .transaction import current_transaction
 from .transport.base import Headers, Message, ProducerRecord, TopicSpec, Transport
 
-__all__ = ["Topic", "TopicHost", "partition_for_key"]
+__all__ = ["RecordMetadata", "Topic", "TopicHost", "partition_for_key"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -89,6 +89,26 @@ def make_decoder(codec: Codec, type_: Any, what: str) -> Decoder:
             raise ValidationError(f"{what}: cannot make {type_.__name__} from {obj!r}: {exc}") from exc
 
     return decode_plain
+
+
+class RecordMetadata(NamedTuple):
+    """Where :meth:`Topic.send` put a message; awaiting it gives itself (Faust's send future, already done).
+
+    >>> meta = RecordMetadata("orders", 2, 1700000000.0)
+    >>> meta.partition
+    2
+    """
+
+    topic: str
+    """The topic."""
+    partition: int
+    """The partition the message went to."""
+    timestamp: float
+    """The message's timestamp (epoch seconds)."""
+
+    def __await__(self) -> Generator[Any, None, RecordMetadata]:
+        return self
+        yield  # a generator: awaiting it returns at once
 
 
 class TopicHost(Protocol):
@@ -274,8 +294,8 @@ class Topic(Generic[K, V]):
         partition: int | None = None,
         timestamp: float | None = None,
         headers: Any = None,
-    ) -> None:
-        """Send one message.
+    ) -> RecordMetadata:
+        """Send one message; returns where it went (awaitable, as Faust's send future).
 
         Inside an agent the message joins the agent's transaction and is
         written with its next commit (so it is sent exactly once on the
@@ -291,6 +311,7 @@ class Topic(Generic[K, V]):
             txn.records.append(record)
         else:
             await self.app.require_transport().send([record])
+        return RecordMetadata(record[0], record[1], record[4])
 
     def send_soon(
         self,

@@ -24,8 +24,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("channels", ("events", "transaction", "topics", "runtime")),
     ("processing", ("source", "streams", "agents", "tasks")),
     ("state", ("tables",)),
-    ("application", ("app", "definitions", "surface", "settings", "testing", "demo", "cli", "web", "faust_types",
-                     "clock", "replay", "record")),
+    ("application", (
+        "app", "definitions", "surface", "settings", "signals", "__main__", "testing", "demo", "cli", "web",
+        "faust_types", "clock", "replay", "record",
+    )),
     ("notebook", ("notebook",)),
 ]
 

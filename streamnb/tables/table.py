@@ -144,6 +144,11 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         self.data = state.rows  # type: ignore[assignment]
 
     @property
+    def changelog_topic(self) -> Topic[Any, Any]:
+        """The changelog topic (Faust's name for :attr:`changelog`)."""
+        return self.changelog
+
+    @property
     def source_topics(self) -> set[str]:
         """Names of the topics whose events have written this table (so far, in this process)."""
         return set(self._checked_topics)
