@@ -28,7 +28,7 @@ import inspect
 import logging
 import signal
 import weakref
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar
 
 from . import _gc, display, naming, settings
@@ -406,11 +406,12 @@ class App(Definitions, AppSurface):
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def run(self) -> None:
+    def run(self, on_started: Callable[[App], Any] | None = None) -> None:
         """Start the app and block until Ctrl-C or SIGTERM (for scripts, not notebooks).
 
         Runs as a worker: web views are served (see :mod:`streamnb.web`).
         On the signal the agents stop after committing what they processed.
+        ``on_started(app)`` is called once everything runs.
 
         >>> app.run()  # doctest: +SKIP
         """
@@ -424,16 +425,18 @@ class App(Definitions, AppSurface):
                 "app.run() blocks and needs its own event loop, but one is already running "
                 "(a notebook?): use `await app.start()` there instead"
             )
-        asyncio.run(self._run_until_signal())
+        asyncio.run(self._run_until_signal(on_started))
 
-    async def _run_until_signal(self) -> None:
+    async def _run_until_signal(self, on_started: Callable[[App], Any] | None) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
                 loop.add_signal_handler(sig, stop.set)
-        await self.start()
         try:
+            await self.start()
+            if on_started is not None:
+                on_started(self)
             await stop.wait()
         finally:
             await self.stop()

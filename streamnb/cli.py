@@ -74,8 +74,8 @@ class CommandHost(Protocol):
         """Stop the app."""
         ...
 
-    def run(self) -> None:
-        """Run until SIGTERM/SIGINT."""
+    def run(self, on_started: Callable[[Any], Any] | None = None) -> None:
+        """Run until SIGTERM/SIGINT; ``on_started(app)`` once everything runs."""
         ...
 
 
@@ -179,12 +179,18 @@ def run_worker(
     click.echo(f"streamnb worker: app {app.id!r} on {app.broker} (pid {os.getpid()}); "
                "stop with Ctrl-C or SIGTERM", err=True)
     app.worker_mode = True
+
+    def started(app: Any) -> None:
+        agents = ", ".join(app.agents) or "none"
+        web = f"; web views at {app.web.url}" if app.web.url else ""
+        click.echo(f"streamnb worker: running (agents: {agents}){web}", err=True)
+
     try:
-        app.run()
+        app.run(on_started=started)
     except StreamnbError as exc:
         click.echo(f"streamnb worker: error: {exc}", err=True)
         raise SystemExit(1) from exc
-    click.echo(f"streamnb worker: app {app.id!r} stopped", err=True)
+    click.echo(f"streamnb worker: app {app.id!r} stopped; what the agents processed is committed", err=True)
 
 
 def _worker_command(get_app: Callable[[], CommandHost]) -> click.Command:

@@ -8,7 +8,7 @@ Start a worker, then produce::
 """
 import asyncio
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import count
 
 import streamnb as faust
@@ -80,7 +80,7 @@ def generate_withdrawals_dict(n: int = None):
             'user': random.choice(users),
             'amount': round(random.uniform(0, 1000), 2),
             'country': random.choices(countries, weights)[0],
-            'date': datetime.now(timezone.utc).isoformat(),
+            'date': datetime.now(UTC).isoformat(),
         }
 
 
