@@ -29,6 +29,7 @@ import importlib
 from . import display
 from .agents import Agent
 from .app import App
+from .cli import AppCommand
 from .codecs import Codec
 from .codecs import register as register_codec
 from .errors import (
@@ -78,6 +79,7 @@ __all__ = [
     "AgentError",
     "AgentT",
     "App",
+    "AppCommand",
     "AppNotRunningError",
     "AppT",
     "BrokerError",
@@ -93,6 +95,7 @@ __all__ = [
     "GlobalTable",
     "GlobalTableT",
     "HoppingWindow",
+    "Model",
     "ModelT",
     "PartitionMismatchError",
     "Record",
@@ -124,6 +127,8 @@ __all__ = [
 
 Channel = Topic
 """Faust's ``faust.Channel``: what ``app.channel()`` returns (a one-partition topic here)."""
+Model = Record
+"""Faust's ``faust.Model``, the base of its Records: streamnb's models are Records."""
 
 
 def uuid() -> str:
