@@ -11,7 +11,7 @@ from streamnb.testing import wait_until
 
 async def test_rebalance_signals_reach_receivers(app_id: str, broker: str) -> None:
     app = faust.App(app_id, broker=broker, topic_partitions=2)
-    topic = app.topic("t")
+    topic = app.topic(f"{app_id}-t")
     calls: list[tuple[str, Any]] = []
 
     @app.agent(topic)

@@ -10,7 +10,7 @@ from streamnb.testing import settle
 async def test_a_global_table_is_a_table_on_one_process(app_id: str, durable_broker: str) -> None:
     def make() -> tuple[faust.App, faust.Topic, GlobalTable]:  # type: ignore[type-arg]
         app = faust.App(app_id, broker=durable_broker, topic_partitions=4)
-        rates = app.topic("rates", key_type=str, value_type=float)
+        rates = app.topic(f"{app_id}-rates", key_type=str, value_type=float)
         latest = app.GlobalTable("latest", default=float)
 
         @app.agent(rates)

@@ -32,7 +32,7 @@ async def changelog_values(app: faust.App, table: Any) -> list[tuple[Any, Any]]:
 
 def make(app_id: str, broker: str) -> tuple[faust.App, Any, Any]:
     app = faust.App(app_id, broker=broker, topic_partitions=2)
-    ops = app.topic("ops", key_type=str, value_type=dict)
+    ops = app.topic(f"{app_id}-ops", key_type=str, value_type=dict)
     people = app.SetTable("people", value_type=str)
 
     @app.agent(ops)
@@ -57,12 +57,14 @@ def make(app_id: str, broker: str) -> tuple[faust.App, Any, Any]:
 async def test_operations_are_recorded_and_recovered(app_id: str, broker: str) -> None:
     app, ops, people = make(app_id, broker)
     async with app:
-        for location, op in [
+        apply = app.agents["apply"]
+        for n, (location, op) in enumerate([
             ("paris", {"do": "add", "who": "alice"}), ("paris", {"do": "add", "who": "bob"}),
             ("oslo", {"do": "update", "who": ["carol", "dave"]}), ("paris", {"do": "discard", "who": "alice"}),
             ("rome", {"do": "add", "who": "eve"}), ("rome", {"do": "clear"}),
-        ]:
+        ]):
             await ops.send(key=location, value=op)
+            await wait_until(lambda n=n: apply.events_processed == n + 1, 30, what=f"{n} {apply!r} {apply.events_received}")
             await settle(app)  # one commit per operation: one changelog record each
         assert people["paris"] == {"bob"} and "alice" not in people["paris"] and len(people["oslo"]) == 2
         assert "rome" not in people and people["rome"] == set() and people.get("rome") is None
