@@ -64,7 +64,7 @@ async def test_operations_are_recorded_and_recovered(app_id: str, broker: str) -
             ("rome", {"do": "add", "who": "eve"}), ("rome", {"do": "clear"}),
         ]):
             await ops.send(key=location, value=op)
-            await wait_until(lambda n=n: apply.events_processed == n + 1, 30, what=f"{n} {apply!r} {apply.events_received}")
+            await wait_until(lambda n=n: apply.events_processed == n + 1, 30, what=f"operation {n} processed")
             await settle(app)  # one commit per operation: one changelog record each
         assert people["paris"] == {"bob"} and "alice" not in people["paris"] and len(people["oslo"]) == 2
         assert "rome" not in people and people["rome"] == set() and people.get("rome") is None
