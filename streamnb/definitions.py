@@ -110,6 +110,7 @@ class Definitions:
     ) -> Topic[Any, Any]:
         """Define (or redefine) a topic.
 
+        >>> from streamnb import App
         >>> app = App("demo", broker="memory://")
         >>> app.topic("page_views", partitions=4).partitions
         4
@@ -125,6 +126,7 @@ class Definitions:
     def internal_topic(self, name: str, **options: Any) -> Topic[Any, Any]:
         """Define (or redefine) a topic streamnb itself needs: a changelog, repartition or dead-letter topic.
 
+        >>> from streamnb import App
         >>> App("demo", broker="memory://").internal_topic("demo-x-changelog", compacting=True).internal
         True
         """
@@ -138,6 +140,7 @@ class Definitions:
     def resolve_topic(self, channel: Topic[Any, Any] | Agent | str) -> Topic[Any, Any]:
         """The topic for ``channel``: a topic, a topic name (defined on first use), or an agent (its topic).
 
+        >>> from streamnb import App
         >>> app = App("demo", broker="memory://")
         >>> app.resolve_topic("orders") is app.topics["orders"]
         True
@@ -153,6 +156,7 @@ class Definitions:
     def dead_letter_topic(self, owner: str) -> Topic[Any, Any]:
         """The dead-letter topic of agent ``owner``: ``<app id>-<owner>-dlq`` (raw bytes and reason headers).
 
+        >>> from streamnb import App
         >>> App("demo", broker="memory://").dead_letter_topic("count").name
         'demo-count-dlq'
         """
@@ -162,6 +166,7 @@ class Definitions:
     def stream(self, channel: Topic[Any, Any] | str) -> Stream[Any]:
         """A stream over ``channel`` outside any agent (Faust's ``app.stream``); iterate it in a task.
 
+        >>> from streamnb import App
         >>> app = App("demo", broker="memory://")
         >>> app.stream("orders").channel.name
         'orders'
@@ -187,6 +192,7 @@ class Definitions:
         callables). Defining an agent with a name already in use replaces
         the old one (a running one is stopped and the new one started).
 
+        >>> from streamnb import App
         >>> app = App("demo", broker="memory://")
         >>> @app.agent()
         ... async def greet(stream):
@@ -278,6 +284,7 @@ class Definitions:
         ``<app id>-<table>-late``) and ``emit_final=`` (a topic that gets one
         ``{key, window_start, window_end, value}`` record per closed window).
 
+        >>> from streamnb import App
         >>> app = App("demo", broker="memory://")
         >>> counts = app.Table("counts", default=int)
         >>> counts["anything"]
@@ -378,6 +385,7 @@ class Definitions:
     def timer(self, interval: float, *, name: str | None = None, on_leader: bool = False) -> Callable[[F], F]:
         """Run ``async def f()`` (or ``f(app)``) every ``interval`` seconds while the app runs.
 
+        >>> from streamnb import App
         >>> app = App("demo", broker="memory://")
         >>> @app.timer(5.0)
         ... async def heartbeat():
@@ -394,6 +402,7 @@ class Definitions:
     def task(self, fun: F | None = None, *, name: str | None = None) -> Any:
         """Run ``async def f()`` (or ``f(app)``) once when the app starts.
 
+        >>> from streamnb import App
         >>> app = App("demo", broker="memory://")
         >>> @app.task
         ... async def hello():
