@@ -336,7 +336,9 @@ class Definitions:
         """
         if schema is not None:
             raise ConfigurationError("app.channel(schema=...) is not supported: give key_type= and value_type=")
-        number = sum(1 for name in self.topics if name.startswith(naming.channel_topic(self.id, 0)[:-1]))
+        number = 0
+        while naming.channel_topic(self.id, number) in self.topics:
+            number += 1
         return self.topic(naming.channel_topic(self.id, number), key_type=key_type, value_type=value_type,
                           partitions=1)
 

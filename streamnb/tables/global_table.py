@@ -101,11 +101,14 @@ class GlobalTable(Table[K, V]):
         self.positions.clear()
         self.written_here.clear()
 
-    async def catch_up(self, transport: Transport, partition: int, *, following: bool = False) -> int:
+    async def catch_up(
+        self, transport: Transport, partition: int, *, following: bool = False, end: int | None = None
+    ) -> int:
         """Apply the changelog records of ``partition`` written since the last read; returns how many.
 
         With ``following``, a partition this worker writes is left alone (its
         rows here are newer than the changelog until the next commit).
+        ``end``: the partition's end offset, when the caller knows it.
         """
         async with self._reading:
             if following and partition in self.written_here:
@@ -114,7 +117,8 @@ class GlobalTable(Table[K, V]):
             start = self.positions.get(partition)
             if start is None:
                 start = (await transport.beginning_offsets([tp]))[tp]
-            end = (await transport.end_offsets([tp]))[tp]
+            if end is None:
+                end = (await transport.end_offsets([tp]))[tp]
             loads_key = self.changelog.key_codec.loads
             decode_value = self.changelog.decode_value
             load = self.state.load
@@ -146,8 +150,13 @@ class GlobalTable(Table[K, V]):
             if transport is None:
                 continue
             try:
-                for p in range(self.changelog.partition_count):
-                    await self.catch_up(transport, p, following=True)
+                name = self.changelog.name
+                followed = [p for p in range(self.changelog.partition_count) if p not in self.written_here]
+                ends = await transport.end_offsets([TP(name, p) for p in followed])
+                for p in followed:
+                    end = ends[TP(name, p)]
+                    if self.positions.get(p, -1) < end:
+                        await self.catch_up(transport, p, following=True, end=end)
             except asyncio.CancelledError:
                 raise
             except Exception:
