@@ -29,7 +29,6 @@ records its URL and the partitions it owns whenever they change.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import decimal
@@ -40,16 +39,15 @@ import socket
 from collections.abc import Awaitable, Callable, Set
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import naming
-from .errors import ConfigurationError, StreamnbError
+from .directory import DirectoryHost, WorkerDirectory
+from .errors import ConfigurationError
 from .topics import Topic, partition_for_key
-from .transport.base import TP, Transport
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession
     from aiohttp import web as aioweb
 
-__all__ = ["FORWARDED_HEADER", "WORKER_HEADER", "View", "Web", "WebHost", "WorkerDirectory", "dumps"]
+__all__ = ["FORWARDED_HEADER", "WORKER_HEADER", "View", "Web", "WebHost", "dumps"]
 
 logger = logging.getLogger("streamnb")
 
@@ -168,26 +166,12 @@ class View:
         return self.error(404, reason, **kwargs)
 
 
-class WebHost(Protocol):
+class WebHost(DirectoryHost, Protocol):
     """What the web server needs from the app (:class:`~streamnb.app.App` implements it)."""
 
-    id: str
     conf: Any
-    transport: Transport | None
     worker_mode: bool
     """True when the app runs as a worker (``app.run()``, ``app.main()``, the ``streamnb`` command)."""
-
-    def owned_partitions(self) -> set[int]:
-        """Partition numbers this worker's consumers hold (its table partitions)."""
-        ...
-
-    def internal_topic(self, name: str, **options: Any) -> Topic[Any, Any]:
-        """Define a topic streamnb itself needs."""
-        ...
-
-    def spawn(self, coro: Any, what: str) -> asyncio.Task[Any] | None:
-        """Run ``coro`` in the background."""
-        ...
 
     def read_topics(self) -> list[Topic[Any, Any]]:
         """The topics the app's agents read (their own and ``group_by`` topics)."""
@@ -453,90 +437,6 @@ class Web:
             return response  # type: ignore[no-any-return]
 
         return handle
-
-
-class WorkerDirectory:
-    """Which worker (by web URL) owns which partitions: the ``<app id>-web-workers`` topic.
-
-    Each worker writes ``{"url": ..., "partitions": [...]}`` under its URL
-    when its partitions change, and a tombstone when it stops; the owner of
-    a partition is the worker whose latest record lists it (the newest
-    record wins while a rebalance is under way).
-    """
-
-    def __init__(self, app: WebHost, url: str) -> None:
-        self.app = app
-        self.url = url
-        self.topic = app.internal_topic(
-            naming.web_workers_topic(app.id), partitions=1, compacting=True,
-            key_serializer="raw", value_serializer="json",
-        )
-        self.changed = asyncio.Event()
-        self.claims: dict[str, tuple[int, set[int]]] = {}
-        """URL -> (offset of its latest record, partitions it listed)."""
-        self.position = 0
-        self._publisher: asyncio.Task[Any] | None = None
-        self._reading = asyncio.Lock()
-
-    async def start(self) -> None:
-        """Declare the topic, publish this worker's partitions, keep publishing them as they change."""
-        await self.topic.declare()
-        await self.publish()
-        self._publisher = self.app.spawn(self._publish_changes(), f"publish {self.url}'s partitions")
-
-    async def stop(self) -> None:
-        """Stop publishing; record that this worker is gone."""
-        if self._publisher is not None:
-            self._publisher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._publisher
-            self._publisher = None
-        with contextlib.suppress(StreamnbError):
-            await self.topic.send(key=self.url, value=None)
-
-    async def publish(self) -> None:
-        """Record the partitions this worker owns now."""
-        owned = sorted(self.app.owned_partitions())
-        await self.topic.send(key=self.url, value={"url": self.url, "partitions": owned})
-
-    async def _publish_changes(self) -> None:
-        while True:
-            await self.changed.wait()
-            self.changed.clear()
-            try:
-                await self.publish()
-            except StreamnbError:
-                logger.exception("could not record the partitions of %s; trying at the next change", self.url)
-
-    async def refresh(self) -> None:
-        """Read the records written since the last read."""
-        transport = self.app.transport
-        if transport is None:
-            return
-        async with self._reading:
-            tp = TP(self.topic.name, 0)
-            end = (await transport.end_offsets([tp]))[tp]
-            while self.position < end:
-                msgs = await transport.read(tp, self.position, end, 10_000)
-                if not msgs:
-                    break
-                for msg in msgs:
-                    url = (msg.key or b"").decode()
-                    if msg.value is None:
-                        self.claims.pop(url, None)
-                    else:
-                        self.claims[url] = (msg.offset, set(_json.loads(msg.value).get("partitions", ())))
-                self.position = msgs[-1].offset + 1
-
-    async def owner_of(self, partition: int) -> str | None:
-        """The URL of the worker owning ``partition`` (None when no worker lists it)."""
-        await self.refresh()
-        holders = [(offset, url) for url, (offset, parts) in self.claims.items() if partition in parts]
-        return max(holders)[1] if holders else None
-
-    def workers(self) -> dict[str, set[int]]:
-        """Partitions per worker URL, as last read."""
-        return {url: set(parts) for url, (_offset, parts) in self.claims.items()}
 
 
 def _key_getter(

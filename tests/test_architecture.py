@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("state", ("tables",)),
     ("application", (
         "app", "definitions", "surface", "settings", "signals", "__main__", "testing", "demo", "cli", "web",
-        "faust_types", "clock", "replay", "record",
+        "directory", "faust_types", "clock", "replay", "record",
     )),
     ("notebook", ("notebook",)),
 ]

@@ -17,6 +17,7 @@ from aiohttp.test_utils import make_mocked_request
 
 import streamnb as faust
 from streamnb import web
+from streamnb.directory import WorkerDirectory
 from streamnb.errors import ConfigurationError
 from streamnb.testing import settle
 
@@ -188,10 +189,10 @@ async def test_the_worker_directory_names_the_newest_owner() -> None:
     owned: list[set[int]] = [{0, 1}]
     app.owned_partitions = lambda: owned[0]  # type: ignore[method-assign]
     async with app:
-        first = web.WorkerDirectory(app, "http://127.0.0.1:1")
+        first = WorkerDirectory(app, "http://127.0.0.1:1")
         await first.start()
         owned[0] = {1, 2}
-        second = web.WorkerDirectory(app, "http://127.0.0.1:2")
+        second = WorkerDirectory(app, "http://127.0.0.1:2")
         await second.start()
         assert await second.owner_of(0) == "http://127.0.0.1:1"
         assert await second.owner_of(1) == "http://127.0.0.1:2"  # both list it: the newest record wins
