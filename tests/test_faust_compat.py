@@ -182,7 +182,7 @@ async def test_windowing_hopping_2(program: Any, capsys: pytest.CaptureFixture[s
     windows = closed()
     assert all(n > 0 for _start, n in windows), windows
     starts = [start for start, _n in windows]
-    assert starts == sorted(starts) and all(b - a == hopping.STEP for a, b in zip(starts, starts[1:]))
+    assert starts == sorted(set(starts)) and all(start % hopping.STEP == 0 for start in starts)
 
 
 async def test_tableofset(program: Any, broker: str, capsys: pytest.CaptureFixture[str]) -> None:
