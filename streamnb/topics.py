@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka.partitioner import murmur2
 
-from .codecs import Codec, get_codec
-from .errors import ConfigurationError, SerializationError, ValidationError
+from .codecs import Codec, Serde, get_codec, serde
+from .errors import ConfigurationError
 from .events import Event
 from .transaction import current_transaction
 from .transport.base import Headers, Message, ProducerRecord, TopicSpec
@@ -53,42 +53,6 @@ def partition_for_key(key: bytes | None, partitions: int, counter: list[int] | N
         counter[0] += 1
         return counter[0] % partitions
     return _hash_partition(key, partitions)
-
-
-def make_decoder(codec: Codec, type_: Any, what: str) -> Decoder:
-    """A function turning bytes into ``type_`` (a Record class, a plain type, or None)."""
-    loads = codec.loads
-    from_data = getattr(type_, "from_data", None)
-    if type_ is None or type_ is bytes:
-        return lambda data: None if data is None else loads(data)
-    if from_data is not None:
-
-        def decode_record(data: bytes | None) -> Any:
-            if data is None:
-                return None
-            obj = loads(data)
-            if type(obj) is not dict and not isinstance(obj, Mapping):
-                raise ValidationError(
-                    f"{what}: expected a JSON object for {type_.__name__}, got {type(obj).__name__}"
-                )
-            return from_data(obj)
-
-        return decode_record
-
-    def decode_plain(data: bytes | None) -> Any:
-        if data is None:
-            return None
-        obj = loads(data)
-        if type_ is str and isinstance(obj, bytes):
-            return obj.decode()
-        if isinstance(obj, type_):
-            return obj
-        try:
-            return type_(obj)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(f"{what}: cannot make {type_.__name__} from {obj!r}: {exc}") from exc
-
-    return decode_plain
 
 
 class Topic:
@@ -134,8 +98,11 @@ class Topic:
         self.internal = internal
         self._actual_partitions: int | None = None
         self._rr = [0]
-        self.decode_key: Decoder = make_decoder(self.key_codec, key_type, f"topic {name!r} key")
-        self.decode_value: Decoder = make_decoder(self.value_codec, value_type, f"topic {name!r} value")
+        # The one place a topic's (codec, type) pairs become encoders/decoders (see streamnb.codecs).
+        self.key_serde: Serde = serde(self.key_codec, key_type, "key", topic=name)
+        self.value_serde: Serde = serde(self.value_codec, value_type, "value", topic=name)
+        self.decode_key: Decoder = self.key_serde.decode
+        self.decode_value: Decoder = self.value_serde.decode
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -158,30 +125,20 @@ class Topic:
     # -- encoding ---------------------------------------------------------------------------
 
     def encode_key(self, key: Any) -> bytes | None:
-        """Key to bytes with the topic's key serializer."""
-        if key is None:
-            return None
-        try:
-            return self.key_codec.dumps(key)
-        except Exception as exc:
-            raise SerializationError(
-                f"topic {self.name!r}: cannot encode key {key!r} with {self.key_serializer!r}: {exc}; "
-                "pass a str/bytes key, or set key_serializer='json'"
-            ) from exc
+        """Key to bytes with the topic's key serializer, checked against ``key_type``.
+
+        >>> app.topic("t", key_type=int, key_serializer="raw").encode_key(7)  # doctest: +SKIP
+        b'7'
+        """
+        return self.key_serde.encode(key)
 
     def encode_value(self, value: Any) -> bytes | None:
-        """Value to bytes with the topic's value serializer."""
-        if value is None:
-            return None
-        to_representation = getattr(value, "to_representation", None)
-        if to_representation is not None:  # Records reach codecs as JSON-ready dicts, as in Faust
-            value = to_representation()
-        try:
-            return self.value_codec.dumps(value)
-        except Exception as exc:
-            raise SerializationError(
-                f"topic {self.name!r}: cannot encode value {value!r} with {self.value_serializer!r}: {exc}"
-            ) from exc
+        """Value to bytes with the topic's value serializer, checked against ``value_type``.
+
+        >>> app.topic("t", value_type=int).encode_value(7)  # doctest: +SKIP
+        b'7'
+        """
+        return self.value_serde.encode(value)
 
     def decode(self, message: Message) -> Event:
         """Raw message to :class:`Event` (raises SerializationError/ValidationError)."""
