@@ -77,10 +77,14 @@ class Serde:
 
 
 class _Where(NamedTuple):
-    """Who is asking, for messages: ``topic 'orders' value`` and the options to change."""
+    """Who is asking, for messages: the topic, ``key`` or ``value``, and the options to change."""
 
-    what: str
+    topic: str | None
     role: str
+
+    @property
+    def what(self) -> str:
+        return label(self.role, self.topic)
 
     def advice(self) -> str:
         return f"check what the producer sends, or change the topic's {self.role}_type or {self.role}_serializer"
@@ -100,17 +104,26 @@ class _Where(NamedTuple):
         return ValidationError(f"{self.what}: expected {form} for {self.role}_type={name}, got {short(data)}: "
                                f"{self.advice()}")
 
-    def wrapped(self, exc: Exception, codec: Any, encoding: bool) -> SerializationError:
-        """A codec's error, prefixed with what was being encoded or decoded."""
-        message = str(exc)
-        if self.role == "key":  # the codecs' advice names value options
-            message = message.replace("value_serializer", "key_serializer")
-        if isinstance(exc, ValidationError):
-            return ValidationError(f"{self.what}: {message}", field=exc.field)
+    def cannot_encode(self, exc: Exception, codec: Any, value: Any) -> SerializationError:
+        """A codec's error while encoding, saying which topic, which value and which codec."""
+        where = f"topic {self.topic!r}: " if self.topic else ""
+        return self._like(exc, f"{where}cannot encode {self.role} {short(value)} with {codec!r}: {self._advice(exc)}")
+
+    def cannot_decode(self, exc: Exception, codec: Any) -> SerializationError:
+        """A codec's error while decoding, prefixed with the topic and role."""
         if isinstance(exc, SerializationError):
-            return SerializationError(f"{self.what}: {message}")
-        verb = "encode" if encoding else "decode"
-        return SerializationError(f"{self.what}: {codec!r} cannot {verb} it ({type(exc).__name__}: {exc})")
+            return self._like(exc, f"{self.what}: {self._advice(exc)}")
+        return SerializationError(f"{self.what}: {codec!r} cannot decode it ({type(exc).__name__}: {exc})")
+
+    def _advice(self, exc: Exception) -> str:
+        message = str(exc)
+        return message.replace("value_serializer", "key_serializer") if self.role == "key" else message
+
+    @staticmethod
+    def _like(exc: Exception, message: str) -> SerializationError:
+        if isinstance(exc, ValidationError):
+            return ValidationError(message, field=exc.field)
+        return SerializationError(message)
 
 
 # -- encoders -------------------------------------------------------------------------------------
@@ -130,7 +143,7 @@ def _untyped_encoder(dumps: Callable[[Any], bytes], where: _Where, codec: Any) -
         try:
             return dumps(value)
         except Exception as exc:
-            raise where.wrapped(exc, codec, True) from exc
+            raise where.cannot_encode(exc, codec, value) from exc
 
     return encode
 
@@ -150,7 +163,7 @@ def _record_encoder(type_: Any, dumps: Callable[[Any], bytes], where: _Where, co
         try:
             return dumps(value)
         except Exception as exc:
-            raise where.wrapped(exc, codec, True) from exc
+            raise where.cannot_encode(exc, codec, value) from exc
 
     return encode
 
@@ -167,7 +180,7 @@ def _rule_encoder(rule: Rule, convert: Convert, dumps: Callable[[Any], bytes] | 
         try:
             return convert(value) if dumps is None else dumps(convert(value))
         except Exception as exc:
-            raise where.wrapped(exc, codec, True) from exc
+            raise where.cannot_encode(exc, codec, value) from exc
 
     return encode
 
@@ -182,7 +195,7 @@ def _untyped_decoder(loads: Callable[[bytes], Any], where: _Where, codec: Any) -
         try:
             return loads(data)
         except Exception as exc:
-            raise where.wrapped(exc, codec, False) from exc
+            raise where.cannot_decode(exc, codec) from exc
 
     return decode
 
@@ -207,7 +220,7 @@ def _record_decoder(type_: Any, loads: Callable[[bytes], Any], where: _Where, co
         try:
             obj = loads(data)
         except Exception as exc:
-            raise where.wrapped(exc, codec, False) from exc
+            raise where.cannot_decode(exc, codec) from exc
         if type(obj) is not dict and not isinstance(obj, Mapping):
             if not exact and isinstance(obj, type_):
                 return obj
@@ -229,7 +242,7 @@ def _json_rule_decoder(rule: Rule, loads: Callable[[bytes], Any], where: _Where,
         try:
             obj = loads(data)
         except Exception as exc:
-            raise where.wrapped(exc, codec, False) from exc
+            raise where.cannot_decode(exc, codec) from exc
         try:
             return convert(obj)
         except FAIL:
@@ -274,7 +287,7 @@ def json_pair(
     loads: Callable[[bytes], Any],
 ) -> tuple[Encode, Decode]:
     """``encode``/``decode`` for a JSON codec: ``loads`` returns JSON data, ``dumps`` takes it."""
-    where = _Where(label(role, topic), role)
+    where = _Where(topic, role)
     if type_ is None:
         return _untyped_encoder(dumps, where, codec), _untyped_decoder(loads, where, codec)
     if is_record(type_):
@@ -285,7 +298,7 @@ def json_pair(
 
 def text_pair(codec: Any, type_: Any, role: str, topic: str | None, *, utf8: bool) -> tuple[Encode, Decode]:
     """``encode``/``decode`` for the raw codec (``utf8=False``) and the str codec (``utf8=True``)."""
-    where = _Where(label(role, topic), role)
+    where = _Where(topic, role)
     if type_ is None:
         return _untyped_encoder(codec.dumps, where, codec), _untyped_decoder(codec.loads, where, codec)
     reads = "text" if utf8 else "bytes"
@@ -321,7 +334,7 @@ def generic_pair(codec: Any, type_: Any, role: str, topic: str | None) -> tuple[
     also reads bytes or str it returns as text (``"42"`` for ``int``). An
     unknown declared type accepts its own instances only.
     """
-    where = _Where(label(role, topic), role)
+    where = _Where(topic, role)
     dumps, loads = codec.dumps, codec.loads
     if type_ is None:
         return _untyped_encoder(dumps, where, codec), _untyped_decoder(loads, where, codec)
@@ -348,7 +361,7 @@ def generic_pair(codec: Any, type_: Any, role: str, topic: str | None) -> tuple[
         try:
             obj = loads(data)
         except Exception as exc:
-            raise where.wrapped(exc, codec, False) from exc
+            raise where.cannot_decode(exc, codec) from exc
         try:
             return from_json(obj)
         except FAIL:

@@ -144,7 +144,7 @@ def _json_default(obj: Any) -> Any:
         return list(obj)
     if isinstance(obj, (bytes, bytearray, memoryview)):
         raise TypeError(
-            "bytes cannot be JSON-encoded: decode them to str first, or use serializer='raw' for bytes values"
+            "bytes cannot be JSON-encoded: decode them to str first, or use value_serializer='raw' for bytes values"
         )
     raise TypeError(
         f"{type(obj).__name__} is not JSON serializable: give it a to_representation() method, "
@@ -243,7 +243,7 @@ class RawCodec:
             return bytes(obj)
         raise SerializationError(
             f"the raw codec takes bytes or str, got {type(obj).__name__} {_short(obj)}: "
-            "encode it yourself, or use serializer='json'"
+            "encode it yourself, or use value_serializer='json'"
         )
 
     def loads(self, data: bytes) -> Any:
@@ -278,7 +278,7 @@ class StrCodec:
             return obj
         raise SerializationError(
             f"the str codec takes str, got {type(obj).__name__} {_short(obj)}: "
-            "convert it with str(), or use serializer='json'"
+            "convert it with str(), or use value_serializer='json'"
         )
 
     def loads(self, data: bytes) -> Any:
@@ -287,7 +287,7 @@ class StrCodec:
             return data.decode()
         except UnicodeDecodeError as exc:
             raise SerializationError(
-                f"cannot decode {_short(data)} as UTF-8 ({exc}): use serializer='raw' to receive bytes"
+                f"cannot decode {_short(data)} as UTF-8 ({exc}): use value_serializer='raw' to receive bytes"
             ) from exc
 
     def serde_for(self, type_: Any, *, role: str = "value", topic: str | None = None) -> Serde:
