@@ -131,8 +131,22 @@ class _Where(NamedTuple):
 # nothing is raised) that names the topic in the codec's error.
 
 
-def _untyped_encoder(dumps: Callable[[Any], bytes], where: _Where, codec: Any) -> Encode:
-    """No declared type: whatever the codec takes (Records as their JSON-ready dict, as in Faust)."""
+def _untyped_encoder(dumps: Callable[[Any], bytes], where: _Where, codec: Any, records: bool = True) -> Encode:
+    """No declared type: whatever the codec takes (Records as their JSON-ready dict, as in Faust).
+
+    ``records=False``: the codec turns Records into dicts itself (the built-in JSON codec).
+    """
+    if not records:
+
+        def encode_plain(value: Any) -> bytes | None:
+            if value is None:
+                return None
+            try:
+                return dumps(value)
+            except Exception as exc:
+                raise where.cannot_encode(exc, codec, value) from exc
+
+        return encode_plain
 
     def encode(value: Any) -> bytes | None:
         if value is None:
@@ -285,11 +299,15 @@ def json_pair(
     *,
     dumps: Callable[[Any], bytes],
     loads: Callable[[bytes], Any],
+    records: bool = True,
 ) -> tuple[Encode, Decode]:
-    """``encode``/``decode`` for a JSON codec: ``loads`` returns JSON data, ``dumps`` takes it."""
+    """``encode``/``decode`` for a JSON codec: ``loads`` returns JSON data, ``dumps`` takes it.
+
+    ``records=False``: ``dumps`` encodes Records itself, so untyped values go to it as they are.
+    """
     where = _Where(topic, role)
     if type_ is None:
-        return _untyped_encoder(dumps, where, codec), _untyped_decoder(loads, where, codec)
+        return _untyped_encoder(dumps, where, codec, records), _untyped_decoder(loads, where, codec)
     if is_record(type_):
         return _record_encoder(type_, dumps, where, codec), _record_decoder(type_, loads, where, codec, exact=True)
     rule = _rule_for(type_, codec, where)

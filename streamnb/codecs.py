@@ -186,6 +186,15 @@ def _json_loader(**options: Any) -> Callable[[bytes], Any]:
 
 
 _json_loads = _json_loader()
+
+
+def _json_dumps(obj: Any) -> bytes:
+    """Encode ``obj`` as UTF-8 JSON (Records through ``to_representation()``)."""
+    try:
+        return _encode(obj).encode()
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"cannot encode {_short(obj)} as JSON: {exc}") from exc
+
 _json_loads_decimal = _json_loader(parse_float=Decimal)  # value_type=Decimal: 0.1 stays exactly 0.1
 
 
@@ -198,14 +207,9 @@ class JsonCodec:
     {'page': '/'}
     """
 
-    def dumps(self, obj: Any) -> bytes:
-        """Encode ``obj`` as UTF-8 JSON (Records through ``to_representation()``)."""
-        try:
-            return _encode(obj).encode()
-        except (TypeError, ValueError) as exc:
-            raise SerializationError(f"cannot encode {_short(obj)} as JSON: {exc}") from exc
-
-    loads = staticmethod(_json_loads)  # a plain function: one call per message on the hot path
+    # Plain functions, not methods: one call per message on the hot paths.
+    dumps = staticmethod(_json_dumps)
+    loads = staticmethod(_json_loads)
 
     def serde_for(self, type_: Any, *, role: str = "value", topic: str | None = None) -> Serde:
         """The JSON column of the rules table, for ``type_``.
@@ -214,9 +218,12 @@ class JsonCodec:
         1.0
         """
         loads = self.loads
-        if type(self).loads is JsonCodec.loads:  # not overridden by a subclass: skip a call per message
-            loads = _json_loads_decimal if type_ is Decimal else _json_loads
-        encode, decode = json_pair(self, type_, role, topic, dumps=self.dumps, loads=loads)
+        if type_ is Decimal and type(self).loads is JsonCodec.loads:  # not overridden by a subclass
+            loads = _json_loads_decimal
+        # The built-in dumps encodes Records itself (through _json_default).
+        encode, decode = json_pair(
+            self, type_, role, topic, dumps=self.dumps, loads=loads, records=type(self).dumps is not JsonCodec.dumps
+        )
         return Serde(self, type_, encode, decode, role=role, topic=topic)
 
     def __repr__(self) -> str:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["Topic", "partition_for_key"]
 
 Decoder = Callable[[bytes | None], Any]
+Encoder = Callable[[Any], bytes | None]
 
 
 @lru_cache(maxsize=65536)
@@ -60,6 +61,14 @@ class Topic:
 
     Create topics with :meth:`App.topic`; defining the same name again
     replaces the definition (a notebook cell can be run twice).
+
+    Keys and values are encoded and decoded by ``key_serde``/``value_serde``,
+    built by :func:`streamnb.codecs.serde` from the serializer and the
+    declared type; ``encode_key``/``encode_value``/``decode_key``/``decode_value``
+    are their functions.
+
+    >>> app.topic("prices", value_type=Decimal, value_serializer="raw").decode_value(b"3.14")  # doctest: +SKIP
+    Decimal('3.14')
     """
 
     def __init__(
@@ -101,8 +110,14 @@ class Topic:
         # The one place a topic's (codec, type) pairs become encoders/decoders (see streamnb.codecs).
         self.key_serde: Serde = serde(self.key_codec, key_type, "key", topic=name)
         self.value_serde: Serde = serde(self.value_codec, value_type, "value", topic=name)
+        self.encode_key: Encoder = self.key_serde.encode
+        """Key to bytes, checked against ``key_type`` (``None`` stays ``None``)."""
+        self.encode_value: Encoder = self.value_serde.encode
+        """Value to bytes, checked against ``value_type`` (``None`` stays ``None``: a tombstone)."""
         self.decode_key: Decoder = self.key_serde.decode
+        """Key bytes to a ``key_type`` value; raises ValidationError when they do not fit."""
         self.decode_value: Decoder = self.value_serde.decode
+        """Value bytes to a ``value_type`` value; raises ValidationError when they do not fit."""
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -123,22 +138,6 @@ class Topic:
         return self._actual_partitions
 
     # -- encoding ---------------------------------------------------------------------------
-
-    def encode_key(self, key: Any) -> bytes | None:
-        """Key to bytes with the topic's key serializer, checked against ``key_type``.
-
-        >>> app.topic("t", key_type=int, key_serializer="raw").encode_key(7)  # doctest: +SKIP
-        b'7'
-        """
-        return self.key_serde.encode(key)
-
-    def encode_value(self, value: Any) -> bytes | None:
-        """Value to bytes with the topic's value serializer, checked against ``value_type``.
-
-        >>> app.topic("t", value_type=int).encode_value(7)  # doctest: +SKIP
-        b'7'
-        """
-        return self.value_serde.encode(value)
 
     def decode(self, message: Message) -> Event:
         """Raw message to :class:`Event` (raises SerializationError/ValidationError)."""
