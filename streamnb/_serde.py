@@ -163,15 +163,14 @@ def _untyped_encoder(dumps: Callable[[Any], bytes], where: _Where, codec: Any, r
 
 
 def _record_encoder(type_: Any, dumps: Callable[[Any], bytes], where: _Where, codec: Any) -> Encode:
-    """A Record type: the Record (as its JSON-ready dict), or a mapping (checked by the reader)."""
+    """A Record type: an instance (as its JSON-ready dict), or a mapping (checked by the reader)."""
     name = type_.__name__
 
     def encode(value: Any) -> bytes | None:
         if value is None:
             return None
-        to_representation = getattr(value, "to_representation", None)
-        if to_representation is not None:
-            value = to_representation()
+        if isinstance(value, type_):
+            value = value.to_representation()
         elif not isinstance(value, Mapping):
             raise where.bad_value(name, value)
         try:
