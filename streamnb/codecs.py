@@ -25,27 +25,30 @@ raises :class:`~streamnb.errors.ValidationError` (a SerializationError),
 which an agent's stream sends to its dead-letter topic with the reason.
 ``None`` (a tombstone) stays ``None`` for every type.
 
-==============  ================================  ===================================  ========================
-declared type   ``json`` payload must be          ``raw`` / ``str`` payload must be     ``send`` accepts
-==============  ================================  ===================================  ========================
-None (or Any)   any JSON; you get JSON data       anything; you get bytes (raw), str    what the codec takes
-a Record        a JSON object (``from_data``)     (ConfigurationError: use json)        the Record, a mapping
-str             a JSON string                     UTF-8 text                           str
-int             a JSON integer (not 1.0, true)    an integer as text: ``b"42"``         int (not bool)
-float           a JSON number (integers too)      a number as text: ``b"3.14"``         int, float
-bool            ``true`` / ``false``              ``b"true"``/``b"false"``/``1``/``0``  bool
-bytes           a base64 JSON string              any bytes (str: valid UTF-8)          bytes-like
-Decimal         a JSON number or numeric string   a decimal as text: ``b"3.14"``        Decimal, int, float
-datetime        an ISO-8601 JSON string           ISO-8601 text                        datetime
-dict            a JSON object                     (ConfigurationError: use json)        a mapping
-list            a JSON array                      (ConfigurationError: use json)        list, tuple
-==============  ================================  ===================================  ========================
+=============  ===============================  =======================================  ======================
+declared type  ``json`` payload must be         ``raw`` / ``str`` payload must be        ``send`` accepts
+=============  ===============================  =======================================  ======================
+None, Any      any JSON; you get JSON data      anything; you get bytes / str            what the codec takes
+a Record       a JSON object (``from_data``)    (ConfigurationError)                     an instance, a mapping
+str            a JSON string                    UTF-8 text                               str
+int            a JSON integer (not 1.0, true)   an integer as text: ``b"42"``            int (not bool)
+float          a JSON number (integers too)     a number as text: ``b"3.14"``            int, float
+bool           ``true`` / ``false``             ``b"true"``, ``b"false"``, ``1``, ``0``  bool
+bytes          a base64 JSON string             any bytes (str: valid UTF-8)             bytes-like
+Decimal        a JSON number or numeric string  a decimal as text: ``b"3.14"``           Decimal, int, float
+datetime       an ISO-8601 JSON string          ISO-8601 text                            datetime
+dict           a JSON object                    (ConfigurationError)                     a mapping
+list           a JSON array                     (ConfigurationError)                     list, tuple
+=============  ===============================  =======================================  ======================
 
-Written forms: json writes a Decimal as a string (``"3.14"``, exact), a
-datetime as ISO-8601, bytes as base64; raw/str write the value as text
-(``b"42"``, ``b"3.14"``, ``b"true"``, ISO-8601). Text is parsed as Python's
-``int``/``float``/``Decimal`` read it (surrounding whitespace allowed). Any
-other declared type is a ConfigurationError with the built-in codecs.
+With no declared type, raw gives bytes and str gives str. A Record, dict or
+list with raw/str is a ConfigurationError when the topic is defined (they
+need json). Written forms: json writes a Decimal as a string (``"3.14"``,
+exact), a datetime as ISO-8601, bytes as base64; raw/str write the value as
+text (``b"42"``, ``b"3.14"``, ``b"true"``, ISO-8601). Text is parsed as
+Python's ``int``/``float``/``Decimal`` read it (surrounding whitespace
+allowed). Any other declared type is a ConfigurationError with the
+built-in codecs.
 
 Other codecs get JSON-ready data to ``dumps`` (a Record's dict, a Decimal
 as str, ...), and what their ``loads`` returns is checked with the json

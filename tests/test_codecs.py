@@ -451,6 +451,15 @@ def test_types_a_codec_cannot_carry_are_configuration_errors(codec: str, type_: 
     assert str(info.value).startswith("topic 'bad' value: ")
 
 
+def test_the_docstring_table_lists_every_declared_type_the_rules_know() -> None:
+    from streamnb._typerules import RULES
+
+    doc = codecs.__doc__ or ""
+    for rule in RULES.values():
+        assert f"\n{rule.name} " in doc, rule.name
+    assert "\na Record " in doc and "\nNone, Any " in doc
+
+
 def test_serde_arguments() -> None:
     with pytest.raises(ConfigurationError, match="role must be 'key' or 'value'"):
         serde("json", int, "values")
