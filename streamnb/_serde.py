@@ -213,10 +213,19 @@ def _untyped_decoder(loads: Callable[[bytes], Any], where: _Where, codec: Any) -
     return decode
 
 
-def _record_decoder(type_: Any, loads: Callable[[bytes], Any], where: _Where, codec: Any, exact: bool) -> Decode:
-    """JSON object -> Record: the hot path of a typical pipeline, kept to one loads and one from_data.
+def _record_decoder(
+    type_: Any,
+    loads: Callable[[bytes], Any],
+    where: _Where,
+    codec: Any,
+    exact: bool,
+    raw_decode: Callable[[str], tuple[Any, int]] | None = None,
+) -> Decode:
+    """JSON object -> Record: the hot path of a typical pipeline, kept to one parse and one from_data.
 
     ``exact``: ``loads`` returns plain JSON data, so an instance of ``type_`` cannot come back.
+    ``raw_decode``: a ``json.JSONDecoder.raw_decode`` that ``loads`` is equivalent to on UTF-8
+    text, called directly (the built-in JSON codec).
     """
     from_data = type_.from_data
     if getattr(from_data, "__self__", None) is not None:
@@ -243,7 +252,24 @@ def _record_decoder(type_: Any, loads: Callable[[bytes], Any], where: _Where, co
         except ValidationError as exc:
             raise ValidationError(f"{where.what}: {exc}", field=exc.field) from exc
 
-    return decode
+    if raw_decode is None:
+        return decode
+
+    def decode_object(data: bytes | None) -> Any:
+        """The same, with the JSON codec's fast path inlined: UTF-8 text holding one JSON object."""
+        try:
+            text = data.decode()  # type: ignore[union-attr]
+            obj, end = raw_decode(text)
+        except Exception:
+            return decode(data)  # None, other encodings, bad JSON: the careful path says why
+        if type(obj) is not dict or end != len(text):
+            return decode(data)
+        try:
+            return from_data(obj)
+        except ValidationError as exc:
+            raise ValidationError(f"{where.what}: {exc}", field=exc.field) from exc
+
+    return decode_object
 
 
 def _json_rule_decoder(rule: Rule, loads: Callable[[bytes], Any], where: _Where, codec: Any) -> Decode:
@@ -299,16 +325,19 @@ def json_pair(
     dumps: Callable[[Any], bytes],
     loads: Callable[[bytes], Any],
     records: bool = True,
+    raw_decode: Callable[[str], tuple[Any, int]] | None = None,
 ) -> tuple[Encode, Decode]:
     """``encode``/``decode`` for a JSON codec: ``loads`` returns JSON data, ``dumps`` takes it.
 
     ``records=False``: ``dumps`` encodes Records itself, so untyped values go to it as they are.
+    ``raw_decode``: the parser ``loads`` uses on UTF-8 text, for the Record fast path.
     """
     where = _Where(topic, role)
     if type_ is None:
         return _untyped_encoder(dumps, where, codec, records), _untyped_decoder(loads, where, codec)
     if is_record(type_):
-        return _record_encoder(type_, dumps, where, codec), _record_decoder(type_, loads, where, codec, exact=True)
+        decode = _record_decoder(type_, loads, where, codec, exact=True, raw_decode=raw_decode)
+        return _record_encoder(type_, dumps, where, codec), decode
     rule = _rule_for(type_, codec, where)
     return _rule_encoder(rule, rule.to_json, dumps, where, codec), _json_rule_decoder(rule, loads, where, codec)
 

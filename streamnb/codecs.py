@@ -189,6 +189,7 @@ def _json_loader(**options: Any) -> Callable[[bytes], Any]:
 
 
 _json_loads = _json_loader()
+_raw_decode = json.JSONDecoder().raw_decode  # what _json_loads runs on UTF-8 text
 
 
 def _json_dumps(obj: Any) -> bytes:
@@ -220,12 +221,13 @@ class JsonCodec:
         >>> JsonCodec().serde_for(float).decode(b"1")
         1.0
         """
-        loads = self.loads
-        if type_ is Decimal and type(self).loads is JsonCodec.loads:  # not overridden by a subclass
+        loads, builtin = self.loads, type(self).loads is JsonCodec.loads  # not overridden by a subclass
+        if type_ is Decimal and builtin:
             loads = _json_loads_decimal
-        # The built-in dumps encodes Records itself (through _json_default).
         encode, decode = json_pair(
-            self, type_, role, topic, dumps=self.dumps, loads=loads, records=type(self).dumps is not JsonCodec.dumps
+            self, type_, role, topic, dumps=self.dumps, loads=loads,
+            records=type(self).dumps is not JsonCodec.dumps,  # the built-in dumps encodes Records itself
+            raw_decode=_raw_decode if builtin else None,
         )
         return Serde(self, type_, encode, decode, role=role, topic=topic)
 

@@ -254,6 +254,9 @@ DECODE_TABLE: list[tuple[str, Any, bytes, Any]] = [
     ("json", list, b"[1]", [1]),
     ("json", list, b'{"a":1}', ValidationError),
     ("json", PageView, b'{"id":"1","user":"u"}', VIEW),
+    ("json", PageView, b' {"id":"1","user":"u"}\n', VIEW),  # off the fast path: whitespace
+    ("json", PageView, '{"id":"1","user":"u"}'.encode("utf-16"), VIEW),  # and another encoding
+    ("json", PageView, b'{"id":"1","user":"u"} {}', SerializationError),
     ("json", PageView, b"[1,2]", ValidationError),
     ("json", PageView, b'"u"', ValidationError),
     ("json", PageView, b'{"id":"1"}', ValidationError),
