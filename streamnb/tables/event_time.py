@@ -28,7 +28,7 @@ from typing import Any
 
 from ..transaction import MISSING
 
-__all__ = ["NEVER", "STREAM_TIME", "STREAM_TIME_KEY", "EventTimeState", "TimeIndex"]
+__all__ = ["NEVER", "STREAM_TIME", "STREAM_TIME_KEY", "EventTimeState", "TimeIndex", "replace"]
 
 NEVER = float("-inf")
 """Stream time of a partition that has seen no event."""
@@ -38,6 +38,11 @@ STREAM_TIME_KEY = "__stream_time__"
 
 STREAM_TIME: Any = object()
 """The entry of a table's ``dirty`` bookkeeping holding stream times from before the transaction."""
+
+
+def replace(_old: Any, new: Any) -> Any:
+    """The operation of ``table[key] = value`` on a windowed table (the new value wins)."""
+    return new
 
 
 class TimeIndex:

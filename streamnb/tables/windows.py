@@ -137,10 +137,16 @@ class Window:
             self._bucket_lo, self._bucket_hi, self._cache_val = hit
             return hit[2]
         out = window_ranges(timestamp, self.size, self.step)
-        # Every t from the newest window's start up to the next step start (or
-        # the oldest window's end, if sooner) falls into the same windows.
+        if not out:
+            return out
+        # Every t from the newest window's start (or the end of the window
+        # before the oldest one, if later) up to the next step start (or the
+        # oldest window's end, if sooner) falls into the same windows.
         lo = out[-1].start
-        hi = min(_start(round(lo / self.step) + 1, self.step), out[0].end)
+        before = round(out[0].start / self.step) - 1
+        if before >= 0:
+            lo = max(lo, float(round(_start(before, self.step) + self.size, 9)))
+        hi = min(_start(round(out[-1].start / self.step) + 1, self.step), out[0].end)
         cache = self._cache
         if len(cache) > 4096:
             cache.clear()
