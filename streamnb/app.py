@@ -355,6 +355,8 @@ class App:
 
     async def _recover_new_table(self, table: _Table[Any, Any]) -> None:
         transport = await self.connect()
+        for topic in table.topics():
+            await topic.declare()
         if not transport.distributed:
             await table.recover()
         else:
@@ -492,9 +494,11 @@ class App:
                 transport = await self.connect()
                 self._check_leader_timers(transport)
                 for topic in list(self.topics.values()):
-                    if not topic.internal or naming.is_changelog(topic.name):
+                    if not topic.internal:
                         await topic.declare()
                 for table in list(self.tables.values()):
+                    for topic in table.topics():
+                        await topic.declare()
                     table.check_partitions()
                 if not transport.distributed:
                     for table in list(self.tables.values()):

@@ -54,8 +54,13 @@ class SessionState(EventTimeState):
         self.sessions: dict[Any, dict[tuple[int, int], Any]] = {}
         """``key -> {(start, end) in ms: value}``."""
         self.partition_of: dict[Any, int] = {}
-        self.closing = TimeIndex()  # (key, start, end) sessions to close (stale entries skipped)
+        self.born: dict[Any, dict[tuple[int, int], int]] = {}
+        """``key -> {(start, end): serial}`` of the session now under those bounds (index entries carry it)."""
+        self.closing = TimeIndex()  # (key, start, end, serial) sessions to close (stale entries skipped)
         self.expiring = TimeIndex()  # (key, start, end) closed sessions to delete
+        self.overwritten: list[Closed] = []
+        """Closed sessions a new session with the same bounds replaced before the commit emitted them."""
+        self._serial = 0
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -151,13 +156,20 @@ class SessionState(EventTimeState):
                 pending[m][2] = ts
             del sessions[m]
         entry = pending.get((start, end))
+        previous = sessions.get((start, end), MISSING)
         if entry is None:
-            pending[(start, end)] = [partition, MISSING, ts]
+            pending[(start, end)] = [partition, previous, ts]
         else:
             entry[2] = ts
+        if previous is not MISSING and (start, end) not in merged:
+            # A closed session with these bounds (an event exactly at the boundary starts a new one,
+            # as in Kafka Streams): it closed with its own value before this one replaces it.
+            self.overwritten.append(Closed(key, (_s(start), _s(end)), previous, partition))
         sessions[(start, end)] = value
         if (start, end) not in merged:
-            self.closing.add(partition, w.closes_at(end), (key, start, end))
+            self._serial += 1
+            self.born.setdefault(key, {})[(start, end)] = self._serial
+            self.closing.add(partition, w.closes_at(end), (key, start, end, self._serial))
         return None
 
     # -- the commit protocol ----------------------------------------------------------------
@@ -176,7 +188,11 @@ class SessionState(EventTimeState):
                 yield (key, (_s(s), _s(e))), partition, value, when
 
     def restore(self, dirty: dict[Any, Any]) -> None:
-        """Undo the sessions made, merged and changed (and stream times)."""
+        """Undo the sessions made, merged and changed (and stream times).
+
+        (The time index keeps entries of undone sessions; they are skipped when due.)
+        """
+        self.overwritten.clear()
         for key, entries in dirty.items():
             if key is STREAM_TIME:
                 self.restore_stream_time(entries)
@@ -192,14 +208,14 @@ class SessionState(EventTimeState):
 
     def before_commit(self, txn: Transaction | None, dirty: dict[Any, Any]) -> list[Closed]:
         """Close sessions stream time reached the close time of; delete expired ones."""
-        closed: list[Closed] = []
+        closed, self.overwritten = self.overwritten, []
         w = self.window
         for partition, now in self.stream_time.items():
             now_ms = ms(now)
-            for key, start, end in self.closing.pop_due(partition, now_ms):
+            for key, start, end, serial in self.closing.pop_due(partition, now_ms):
                 value = self.sessions.get(key, {}).get((start, end), MISSING)
-                if value is MISSING:
-                    continue  # merged into a longer session, or undone
+                if value is MISSING or self.born.get(key, {}).get((start, end)) != serial:
+                    continue  # merged into a longer session, replaced, or undone
                 closed.append(Closed(key, (_s(start), _s(end)), value, partition))
                 self.expiring.add(partition, w.expires_at(end), (key, start, end))
             for key, start, end in self.expiring.pop_due(partition, now_ms):
@@ -212,8 +228,12 @@ class SessionState(EventTimeState):
                 if entry is None:
                     pending[(start, end)] = [partition, value, now]
                 del sessions[(start, end)]
+                born = self.born.get(key, {})
+                born.pop((start, end), None)
                 if not sessions:
                     del self.sessions[key]
+                    self.born.pop(key, None)
+        closed.sort(key=lambda c: c.window[1])  # per partition in order of window end (stable)
         return closed
 
     def after_commit(self) -> None:
@@ -253,13 +273,16 @@ class SessionState(EventTimeState):
                 if now is not None and w.closes_at(end) <= now:
                     self.expiring.add(partition, w.expires_at(end), (key, start, end))
                 else:
-                    self.closing.add(partition, w.closes_at(end), (key, start, end))
+                    self._serial += 1
+                    self.born.setdefault(key, {})[(start, end)] = self._serial
+                    self.closing.add(partition, w.closes_at(end), (key, start, end, self._serial))
 
     def drop_partitions(self, partitions: set[int]) -> bool:
         """Forget the keys of ``partitions``."""
         drop = [k for k, p in self.partition_of.items() if p in partitions]
         for key in drop:
             self.sessions.pop(key, None)
+            self.born.pop(key, None)
             del self.partition_of[key]
         self.drop_stream_time(partitions)
         self.closing.drop(partitions)

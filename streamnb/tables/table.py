@@ -137,6 +137,10 @@ class Table(MutableMapping[K, V], Generic[K, V]):
             )
         return self.app.resolve_topic(late_topic)
 
+    def topics(self) -> list[Topic[Any, Any]]:
+        """The topics the table writes: its changelog, and its late and final-results topics if any."""
+        return [t for t in (self.changelog, self.late_topic, self.emit_final) if t is not None]
+
     def take_over(self, old: Table[Any, Any]) -> None:
         """Keep the contents of ``old``, a table of the same name this one redefines."""
         self.use_state(old.state)
