@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import kafka_bootstrap
 
 WORKER = Path(__file__).parents[1] / "workers" / "event_time_worker.py"

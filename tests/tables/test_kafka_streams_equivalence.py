@@ -24,11 +24,11 @@ import random
 from typing import Any
 
 import pytest
-
-import streamnb as faust
 from oracle.kstreams import Emission, OracleCase, run_cases
 from oracle.model import Simulation, _Sliding
 from oracle.test_model import random_cases
+
+import streamnb as faust
 from streamnb.testing import settle, test_app
 
 pytestmark = pytest.mark.slow
