@@ -68,6 +68,8 @@ class LiveWidget(widgets.VBox):
         self.interval = max(float(interval), MIN_INTERVAL)
         self.updates = 0
         """How many times the widget re-rendered."""
+        self.polls = 0
+        """How many times the background task looked for changes (re-rendering or not)."""
         self.last_update: float | None = None
         """``time.time()`` of the last re-render."""
         self.stopped: str | None = None
@@ -125,6 +127,7 @@ class LiveWidget(widgets.VBox):
                         logger.exception("live %s %r failed to refresh", self.kind, self.name)
                     self.error = error
                     self._show_error(error)
+                self.polls += 1
                 await self._nap()
         except asyncio.CancelledError:
             self._stopped("closed" if self._closing else "stopped")
