@@ -606,7 +606,10 @@ class App:
     def dashboard(self) -> Any:
         """A live notebook dashboard of agents, offsets and lag, and tables.
 
-        >>> app.dashboard()  # doctest: +SKIP
+        >>> app = App("demo", broker="memory://")
+        >>> board = app.dashboard()  # a widget: shown when it is a cell's last expression
+        >>> board.stopped  # in a notebook the kernel's loop runs and it updates every second
+        'no running event loop (call refresh() to update)'
         """
         return display.show("dashboard", self)
 

@@ -431,7 +431,9 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         ``grace``: how long after its end a window still accepts events (it
         then closes); ``expires``: how long after its end it stays readable.
 
-        >>> counts = app.Table("counts", default=int).tumbling(60, expires=3600)  # doctest: +SKIP
+        >>> from streamnb import App
+        >>> app = App("demo", broker="memory://")
+        >>> counts = app.Table("counts", default=int).tumbling(60, expires=3600)
         """
         return self._windowed(TumblingWindow(size, expires, grace))
 
@@ -440,7 +442,9 @@ class Table(MutableMapping[K, V], Generic[K, V]):
     ) -> WindowedTable:
         """Make this a table of hopping windows: ``size`` seconds long, one every ``step``.
 
-        >>> counts = app.Table("counts", default=int).hopping(60, 10)  # doctest: +SKIP
+        >>> from streamnb import App
+        >>> app = App("demo", broker="memory://")
+        >>> counts = app.Table("counts", default=int).hopping(60, 10)
         """
         return self._windowed(HoppingWindow(size, step, expires, grace))
 
@@ -535,7 +539,10 @@ class Table(MutableMapping[K, V], Generic[K, V]):
     def as_dataframe(self) -> pd.DataFrame:
         """The table as a DataFrame with columns ``key`` and ``value``.
 
-        >>> counts.as_dataframe()  # doctest: +SKIP
+        >>> from streamnb import App
+        >>> counts = App("demo", broker="memory://").Table("counts", default=int)
+        >>> list(counts.as_dataframe().columns)
+        ['key', 'value']
         """
         import pandas as pd
 
@@ -550,7 +557,14 @@ class Table(MutableMapping[K, V], Generic[K, V]):
     def as_ansitable(self, title: str | None = None, sort: bool = True, **options: Any) -> str:
         """The table as a text table (for terminals and logs).
 
-        >>> print(counts.as_ansitable())  # doctest: +SKIP
+        >>> from streamnb import App
+        >>> counts = App("demo", broker="memory://").Table("counts", default=int)
+        >>> print(counts.as_ansitable())  # no rows yet
+        counts
+        +-----+-------+
+        | key | value |
+        +-----+-------+
+        +-----+-------+
         """
         from ._text import text_table
 
