@@ -28,8 +28,12 @@ async def test_an_embedded_app_is_its_own_leader() -> None:
 
 def test_a_timer_interval_must_be_positive() -> None:
     app = test_app()
+
+    async def tick() -> None:
+        pass
+
     with pytest.raises(faust.ConfigurationError, match="interval must be > 0"):
-        app.timer(0)(lambda: None)  # type: ignore[arg-type,return-value]
+        app.timer(0)(tick)
 
 
 @pytest.mark.kafka
