@@ -19,7 +19,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from aiokafka.partitioner import murmur2
 
 from .codecs import Codec, Serde, get_codec, serde
-from .errors import ConfigurationError
+from .errors import AppNotRunningError, ConfigurationError
 from .events import Event
 from .transaction import current_transaction
 from .transport.base import Headers, Message, ProducerRecord, TopicSpec, Transport
@@ -264,7 +264,11 @@ class Topic(Generic[K, V]):
             txn.records.append(self.record(key, value, partition, timestamp, headers))
             return
         coro = self.send(key=key, value=value, partition=partition, timestamp=timestamp, headers=headers)
-        self.app.spawn(coro, f"send_soon({self.name})")
+        if self.app.spawn(coro, f"send_soon({self.name})") is None:
+            raise AppNotRunningError(
+                f"topic {self.name!r}: send_soon() schedules the send on the running event loop and none runs "
+                "here; use `await topic.send(...)` inside async code, or call send_soon() from a running app"
+            )
 
     # -- consuming --------------------------------------------------------------------------
 

@@ -121,3 +121,10 @@ async def test_topics_encode_and_decode_through_codecs_serde() -> None:
 
         app.topic("views", value_type=PageView, value_serializer="raw")
     await app.stop()
+
+
+def test_send_soon_outside_a_running_loop_raises_instead_of_dropping() -> None:
+    app = faust.App("soon", broker="memory://")
+    topic = app.topic("soon")
+    with pytest.raises(faust.AppNotRunningError, match="await topic.send"):
+        topic.send_soon(value=b"lost?")

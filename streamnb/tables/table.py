@@ -462,7 +462,10 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         a later event follows within ``size``. A window's value merges the
         values of its events: with ``+`` for numbers, else give ``merge``.
 
-        >>> last_minute = app.Table("last_minute", default=int).sliding(60, grace=5)  # doctest: +SKIP
+        >>> from streamnb import App
+        >>> app = App("demo", broker="memory://")
+        >>> app.Table("last_minute", default=int).sliding(60, grace=5).window
+        SlidingWindow(size=60.0, expires=60.0, grace=5.0)
         """
         return self._windowed(SlidingWindow(size, expires, grace), merge)
 
@@ -479,7 +482,14 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         numbers, else with ``merge(a, b)``. A session closes once stream
         time reaches its end plus ``gap`` plus ``grace``.
 
-        >>> visits = app.Table("visits", default=int).session(30)  # doctest: +SKIP
+        >>> from streamnb import App
+        >>> app = App("demo", broker="memory://")
+        >>> app.Table("visits", default=int).session(30).window
+        SessionWindow(gap=30.0, expires=30.0, grace=0.0)
+        >>> app.Table("pages", default=set).session(30)
+        Traceback (most recent call last):
+        ...
+        streamnb.errors.ConfigurationError: table 'pages': session windows merge the values of their events, which works with + for numbers (default=int or float); for other values pass merge=, e.g. .session(..., merge=lambda a, b: a | b) for sets
         """
         return self._windowed(SessionWindow(gap, expires, grace), merge)
 
