@@ -486,10 +486,10 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         >>> app = App("demo", broker="memory://")
         >>> app.Table("visits", default=int).session(30).window
         SessionWindow(gap=30.0, expires=30.0, grace=0.0)
-        >>> app.Table("pages", default=set).session(30)
+        >>> app.Table("pages", default=set).session(30)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        streamnb.errors.ConfigurationError: table 'pages': session windows merge the values of their events, which works with + for numbers (default=int or float); for other values pass merge=, e.g. .session(..., merge=lambda a, b: a | b) for sets
+        streamnb.errors.ConfigurationError: table 'pages': session windows merge ... pass merge=, ...
         """
         return self._windowed(SessionWindow(gap, expires, grace), merge)
 
