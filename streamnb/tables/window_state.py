@@ -40,7 +40,10 @@ from .state import Closed
 from .store import WindowStore
 from .windows import Window, WindowRange, ms
 
-__all__ = ["WindowedState", "replace"]
+__all__ = ["LAST_WRITE", "WindowedState", "replace"]
+
+LAST_WRITE: Any = object()
+"""The entry of a key's bookkeeping holding the event time of its last write (the changelog timestamp)."""
 
 _TIE = 1e-4  # below this distance from a boundary, times are compared in whole milliseconds
 _add = operator.add
@@ -57,6 +60,8 @@ class WindowedState(EventTimeState):
         """The changelog partition of every window, by ``(key, start)``."""
         self.closing = TimeIndex()
         self.expiring = TimeIndex()
+        self._grace = window.grace
+        self._ranges = window.ranges
         self._grace_ms = ms(window.grace)
         self._expires_ms = ms(window.expires)
 
@@ -111,7 +116,7 @@ class WindowedState(EventTimeState):
 
         Returns ``None``, or the windows the event missed when all of them
         were closed (a late event: nothing written). ``dirty`` maps
-        ``key -> {start: [partition, value before, event time of the last write]}``.
+        ``key -> {start: [partition, value before], LAST_WRITE: event time}``.
         """
         stream_time = self.stream_time
         newest = stream_time.get(partition, NEVER)
@@ -122,7 +127,7 @@ class WindowedState(EventTimeState):
             if partition not in saved:
                 saved[partition] = newest
             stream_time[partition] = newest = ts
-        horizon = newest - self.window.grace + _TIE  # a window ending after this is open
+        horizon = newest - self._grace + _TIE  # a window ending after this is open
         store = self.store
         by_key = store.by_key
         inner = by_key.get(key)
@@ -131,10 +136,11 @@ class WindowedState(EventTimeState):
         pending = dirty.get(key)
         if pending is None:
             pending = dirty[key] = {}
+        pending[LAST_WRITE] = ts
         add = op is _add
         written = False
         refused = 0
-        windows = self.window.ranges(ts)
+        windows = self._ranges(ts)
         for w in windows:
             if w[1] <= horizon and ms(w[1]) + self._grace_ms <= ms(newest):
                 refused += 1  # closed
@@ -142,11 +148,8 @@ class WindowedState(EventTimeState):
             written = True
             start = w[0]
             old = inner.get(start, MISSING)
-            entry = pending.get(start)
-            if entry is None:
-                pending[start] = [partition, old, ts]
-            else:
-                entry[2] = ts
+            if start not in pending:
+                pending[start] = [partition, old]
             if old is MISSING:
                 if default is None:
                     if op is not replace:
@@ -166,7 +169,7 @@ class WindowedState(EventTimeState):
             return None
         if not inner:
             del by_key[key]
-        if not pending:
+        if len(pending) == 1:  # only LAST_WRITE
             del dirty[key]
         self.count_late(partition, refused, whole_event=True)
         return windows
@@ -190,7 +193,11 @@ class WindowedState(EventTimeState):
             if inner is not None and not inner:
                 del by_key[key]  # every window of the key was undone or expired
                 inner = None
-            for start, (partition, _old, timestamp) in starts.items():
+            timestamp = starts.get(LAST_WRITE)
+            for start, entry in starts.items():
+                if start is LAST_WRITE:
+                    continue
+                partition = entry[0]
                 value = MISSING if inner is None else inner.get(start, MISSING)
                 if value is MISSING:
                     partition_of.pop((key, start), None)
@@ -203,7 +210,10 @@ class WindowedState(EventTimeState):
             if key is STREAM_TIME:
                 self.restore_stream_time(starts)
                 continue
-            for start, (_partition, old, _ts) in starts.items():
+            for start, entry in starts.items():
+                if start is LAST_WRITE:
+                    continue
+                old = entry[1]
                 if old is MISSING:
                     store.discard(key, start)
                     self.partition_of.pop((key, start), None)
@@ -243,11 +253,9 @@ class WindowedState(EventTimeState):
         pending = dirty.get(key)
         if pending is None:
             pending = dirty[key] = {}
-        entry = pending.get(start)
-        if entry is None:
-            pending[start] = [partition, value, now]
-        else:
-            entry[2] = now
+        pending.setdefault(LAST_WRITE, now)
+        if start not in pending:
+            pending[start] = [partition, value]
         self.store.discard(key, start)
 
     def after_commit(self) -> None:

@@ -158,6 +158,7 @@ class WindowedTable:
         self._relative = relative_to
         self._timestamp: RelativeTo = _relative_fn(relative_to)
         self._by_stream = relative_to == "stream"
+        self._update = state.update
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -266,7 +267,10 @@ class WindowedTable:
             raise table.outside_agent()
         msg = txn.message
         ts = msg[3] if self._by_stream else self._timestamp(txn)  # type: ignore[index]
-        missed = self.state.update(table.dirty(txn), key, op, operand, ts, msg[1], table.default)  # type: ignore[index]
+        dirty = txn.dirty.get(table)  # type: ignore[call-overload]
+        if dirty is None:
+            dirty = table.dirty(txn)
+        missed = self._update(dirty, key, op, operand, ts, msg[1], table.default)  # type: ignore[index]
         if missed is not None:
             table.late_event(txn, missed)
 
