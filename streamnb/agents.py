@@ -89,6 +89,8 @@ class Agent:
         self.errors: deque[tuple[float, str]] = deque(maxlen=20)
         """``(time, traceback)`` of recent crashes and dead letters."""
         self.started_at: float | None = None
+        self.parked = 0
+        """Sources of this agent waiting in :meth:`wait_resumed`: paused, they take no events."""
         self.poison: dict[tuple[str, int, int], BaseException] = {}
         """``(topic, partition, offset)`` of events that crashed the agent ``max_retries`` times:
         the next time they come they are dead-lettered instead of processed."""
@@ -211,8 +213,12 @@ class Agent:
         return not self._resumed.is_set()
 
     async def wait_resumed(self) -> None:
-        """Return once the agent is not paused."""
-        await self._resumed.wait()
+        """Return once the agent is not paused (counted in :attr:`parked` meanwhile)."""
+        self.parked += 1
+        try:
+            await self._resumed.wait()
+        finally:
+            self.parked -= 1
 
     @property
     def stopping(self) -> bool:

@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar
 
-from . import _gc, display, naming, settings
+from . import _gc, display, settings
 from .agents import Agent
 from .cli import Command
 from .definitions import Definitions
@@ -342,9 +342,11 @@ class App(Definitions, AppSurface):
                 transport = await self.connect()
                 self._check_leader_timers(transport)
                 for topic in list(self.topics.values()):
-                    if not topic.internal or naming.is_changelog(topic.name):
+                    if not topic.internal:
                         await topic.declare()
                 for table in list(self.tables.values()):
+                    for topic in table.topics():
+                        await topic.declare()
                     table.check_partitions()
                 if not transport.distributed:
                     for table in list(self.tables.values()):
@@ -467,7 +469,10 @@ class App(Definitions, AppSurface):
     def dashboard(self) -> Any:
         """A live notebook dashboard of agents, offsets and lag, and tables.
 
-        >>> app.dashboard()  # doctest: +SKIP
+        >>> app = App("demo", broker="memory://")
+        >>> board = app.dashboard()  # a widget: shown when it is a cell's last expression
+        >>> board.stopped  # in a notebook the kernel's loop runs and it updates every second
+        'no running event loop (call refresh() to update)'
         """
         return display.show("dashboard", self)
 

@@ -311,6 +311,8 @@ class Definitions:
 
     async def _recover_new_table(self, table: _Table[Any, Any]) -> None:
         transport = await self.connect()
+        for topic in table.topics():
+            await topic.declare()
         if not transport.distributed:
             await table.recover()
         elif isinstance(table, GlobalTable):

@@ -180,7 +180,9 @@ class Stream(Generic[T]):
     def filter(self, fun: Callable[[T], bool | Awaitable[bool]]) -> Stream[T]:
         """Keep only values for which ``fun(value)`` is true (``fun`` may be async).
 
-        >>> big = stream.filter(lambda order: order.qty > 10)  # doctest: +SKIP
+        >>> from streamnb import App
+        >>> stream = App("demo", broker="memory://").stream("orders")
+        >>> big = stream.filter(lambda order: order.qty > 10)  # iterate it with `async for`
         """
         is_async = inspect.iscoroutinefunction(fun)
 

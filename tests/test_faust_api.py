@@ -37,7 +37,8 @@ NOT_SUPPORTED = {
     "SASLCredentials": "pass security_protocol=, sasl_mechanism=, sasl_plain_username=, ... to App",
     "OAuthCredentials": "pass security_protocol=, sasl_mechanism=, sasl_plain_username=, ... to App",
     "SSLCredentials": "pass security_protocol='SSL' and ssl_context= to App",
-    "SlidingWindow": "windowed tables are tumbling or hopping (Table.tumbling(), Table.hopping())",
+    "SlidingWindow": "Faust's SlidingWindow(before, after) is not streamnb's: use Table.sliding(size) "
+    "(Kafka Streams' sliding windows)",
     "Worker": "run a worker with app.main() or `streamnb -A module worker`",
 }
 

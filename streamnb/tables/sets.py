@@ -293,14 +293,7 @@ class SetTable(Table[K, V]):
     def __delitem__(self, key: K) -> None:
         raise ConfigurationError(f"SetTable {self.name!r}: empty a set with table[key].clear()")
 
-    def tumbling(self, size: float, expires: float | None = None, grace: float | None = None) -> WindowedTable:
-        """Not available: set tables are not windowed."""
-        raise ConfigurationError(f"SetTable {self.name!r} cannot be windowed; use app.Table(..., default=set)")
-
-    def hopping(
-        self, size: float, step: float, expires: float | None = None, grace: float | None = None
-    ) -> WindowedTable:
-        """Not available: set tables are not windowed."""
+    def _windowed(self, window: Any, merge: Callable[[Any, Any], Any] | None = None) -> WindowedTable:
         raise ConfigurationError(f"SetTable {self.name!r} cannot be windowed; use app.Table(..., default=set)")
 
     def __repr__(self) -> str:

@@ -107,6 +107,8 @@ async def test_writes_belong_in_agents_and_sets_are_not_assigned(app_id: str) ->
         del people["paris"]
     with pytest.raises(ConfigurationError, match="cannot be windowed"):
         people.tumbling(10)
+    with pytest.raises(ConfigurationError, match="cannot be windowed"):
+        people.sliding(10)
     with pytest.raises(ConfigurationError, match="empty set"):
         app.SetTable("other", default=set)
     with pytest.raises(ConfigurationError, match="start_manager"):
