@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from ..transaction import MISSING
 from ..transport.base import TP, Transport
+from .recovery import hashable
 from .table import Table
 
 __all__ = ["GlobalTable"]
@@ -39,12 +40,6 @@ logger = logging.getLogger("streamnb")
 
 K = TypeVar("K")
 V = TypeVar("V")
-
-
-def _hashable(obj: Any) -> Any:
-    if isinstance(obj, list):
-        return tuple(_hashable(x) for x in obj)
-    return obj
 
 
 class GlobalTable(Table[K, V]):
@@ -128,7 +123,7 @@ class GlobalTable(Table[K, V]):
                 if not msgs:
                     break
                 for msg in msgs:
-                    key = _hashable(loads_key(msg.key)) if msg.key is not None else None
+                    key = hashable(loads_key(msg.key)) if msg.key is not None else None
                     load(key, MISSING if msg.value is None else decode_value(msg.value), partition)
                 read += len(msgs)
                 start = msgs[-1].offset + 1

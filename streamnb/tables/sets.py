@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from ..errors import ConfigurationError, ValidationError
 from ..transaction import MISSING, Transaction, current_transaction
 from .global_table import GlobalTable
+from .recovery import hashable
 from .state import Closed
 from .table import Table
 from .windowed import WindowedTable
@@ -37,12 +38,6 @@ __all__ = ["SetGlobalTable", "SetState", "SetTable", "SetValue"]
 
 K = TypeVar("K")
 V = TypeVar("V")
-
-
-def _hashable(obj: Any) -> Any:
-    if isinstance(obj, list):
-        return tuple(_hashable(x) for x in obj)
-    return obj
 
 
 def _listed(members: Iterable[Any]) -> list[Any]:
@@ -69,7 +64,7 @@ class SetState:
         """The sets (read by the table)."""
         self.partition_of: dict[Any, int] = {}
         """The changelog partition of every key written or recovered."""
-        self.decode_member = decode_member or _hashable
+        self.decode_member = decode_member or hashable
 
     @property
     def rows(self) -> dict[Any, set[Any]]:
@@ -311,7 +306,7 @@ class SetGlobalTable(SetTable[K, V], GlobalTable[K, V]):
 
 def _member_decoder(value_type: Any, name: str) -> Callable[[Any], Any]:
     if value_type is None:
-        return _hashable
+        return hashable
     from_data = getattr(value_type, "from_data", None)
     if from_data is not None:
         return lambda member: from_data(member) if isinstance(member, dict) else member
@@ -320,7 +315,7 @@ def _member_decoder(value_type: Any, name: str) -> Callable[[Any], Any]:
         if isinstance(member, value_type):
             return member
         try:
-            return value_type(_hashable(member))
+            return value_type(hashable(member))
         except (TypeError, ValueError) as exc:
             raise ValidationError(f"SetTable {name!r}: cannot make {value_type.__name__} from {member!r}") from exc
 

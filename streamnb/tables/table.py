@@ -25,24 +25,21 @@ import asyncio
 import inspect
 import json
 import logging
-import numbers
-import operator
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .. import display, naming
 from ..errors import ConfigurationError, PartitionMismatchError, TableWriteError
-from ..events import Event
 from ..runtime import Runtime
 from ..topics import Topic
 from ..transaction import MISSING, Transaction, current_transaction
-from ..transport.base import TP, ProducerRecord
+from ..transport.base import ProducerRecord
 from .event_time import STREAM_TIME_KEY, EventTimeState
-from .sessions import SessionState
-from .sliding import SlidingState
+from .recovery import read_changelog
+from .routing import event_of, final_record, late_record
 from .state import Closed, PlainState, TableState
-from .window_state import WindowedState
 from .windowed import WindowedTable
+from .windowing import windowed_state
 from .windows import HoppingWindow, SessionWindow, SlidingWindow, TumblingWindow, WindowRange
 
 if TYPE_CHECKING:
@@ -54,13 +51,6 @@ logger = logging.getLogger("streamnb")
 
 K = TypeVar("K")
 V = TypeVar("V")
-
-
-def _hashable(obj: Any) -> Any:
-    """JSON arrays back to tuples, so decoded keys can be dict keys."""
-    if isinstance(obj, list):
-        return tuple(_hashable(x) for x in obj)
-    return obj
 
 
 class Table(MutableMapping[K, V], Generic[K, V]):
@@ -268,29 +258,10 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         if msg is None:
             return
         if self.late_topic is not None:
-            spans = json.dumps([[w[0], w[1]] for w in windows]).encode()
-            headers = tuple(msg.headers) + (
-                ("streamnb-late-windows", spans),
-                ("streamnb-table", self.name.encode()),
-                ("streamnb-topic", msg.topic.encode()),
-                ("streamnb-partition", str(msg.partition).encode()),
-                ("streamnb-offset", str(msg.offset).encode()),
-            )
-            topic = self.late_topic
-            txn.records.append(
-                ProducerRecord(
-                    topic.name, msg.partition % topic.partition_count, msg.key, msg.value, msg.timestamp, headers
-                )
-            )
+            txn.records.append(late_record(self.late_topic, self.name, msg, windows))
         if self.on_late is not None:
-            source = self.app.topics.get(msg.topic)
-            key: Any = msg.key
-            if source is not None and key is not None:
-                try:
-                    key = source.decode_key(key)
-                except Exception:  # noqa: BLE001 - the raw key is still useful to the callback
-                    pass
-            self._call("on_late", self.on_late, Event(key, txn.value, msg), [tuple(w) for w in windows])
+            event = event_of(self.app.topics, msg, txn.value)
+            self._call("on_late", self.on_late, event, [tuple(w) for w in windows])
 
     def _call(self, what: str, callback: Callable[..., Any], *args: Any) -> None:
         try:
@@ -313,9 +284,7 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         self._closing[id(dirty)] = closed
         final = self.emit_final
         if final is not None:
-            for c in closed:
-                value = {"key": c.key, "window_start": c.window[0], "window_end": c.window[1], "value": c.value}
-                txn.records.append(final.record(key=c.key, value=value, timestamp=c.window[1]))
+            txn.records.extend(final_record(final, c) for c in closed)
 
     def changelog_records(self, dirty: dict[Any, Any], timestamp: float) -> list[ProducerRecord]:
         """One changelog record per row ``dirty`` changed (and the stream time, for windowed tables).
@@ -397,31 +366,7 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         return total
 
     async def _recover_partition(self, transport: Any, partition: int) -> int:
-        tp = TP(self.changelog.name, partition)
-        start = (await transport.beginning_offsets([tp]))[tp]
-        end = (await transport.end_offsets([tp]))[tp]
-        loads_key = self.changelog.key_codec.loads
-        decode_value = self.changelog.decode_value
-        state = self.state
-        load = state.load
-        windowed = isinstance(state, EventTimeState)
-        read = 0
-        while start < end:
-            msgs = await transport.read(tp, start, end, 50_000)
-            if not msgs:
-                break
-            for msg in msgs:
-                key = _hashable(loads_key(msg.key)) if msg.key is not None else None
-                if msg.value is None:
-                    load(key, MISSING, partition)
-                elif windowed and key == STREAM_TIME_KEY:
-                    load(key, json.loads(msg.value), partition)
-                else:
-                    load(key, decode_value(msg.value), partition)
-            read += len(msgs)
-            start = msgs[-1].offset + 1
-        state.loaded()
-        return read
+        return await read_changelog(transport, self.changelog, partition, self.state)
 
     def reset_recovery(self) -> None:
         """Forget which partitions were recovered (the app stopped; the next start reads again)."""
@@ -503,53 +448,9 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         """
         return self._windowed(SessionWindow(gap, expires, grace), merge)
 
-    def _merge(self, window: SlidingWindow | SessionWindow, merge: Callable[[Any, Any], Any] | None) -> Any:
-        """The function that merges two window values: ``merge``, or ``+`` when values are numbers."""
-        if merge is not None:
-            if not callable(merge):
-                raise ConfigurationError(f"table {self.name!r}: merge= must be a function of two values")
-            return merge
-        sample = self.default() if self.default is not None else None
-        numeric = isinstance(sample, numbers.Number) or (
-            isinstance(self.value_type, type) and issubclass(self.value_type, numbers.Number)
-        )
-        if not numeric or isinstance(sample, bool):
-            raise ConfigurationError(
-                f"table {self.name!r}: {window.kind} windows merge the values of their events, which "
-                f"works with + for numbers (default=int or float); for other values pass merge=, "
-                f"e.g. .{window.kind}(..., merge=lambda a, b: a | b) for sets"
-            )
-        return operator.add
-
     def _windowed(self, window: Any, merge: Callable[[Any, Any], Any] | None = None) -> WindowedTable:
-        old = self.state
-        state: Any
-        if isinstance(window, (SlidingWindow, SessionWindow)):
-            fn = self._merge(window, merge)
-            kind = SlidingState if isinstance(window, SlidingWindow) else SessionState
-            if isinstance(old, kind) and repr(old.window) == repr(window) and old.merge is fn:
-                state = old
-            else:
-                state = kind(window, fn)  # type: ignore[arg-type]
-                self.use_state(state)
-            self.window = WindowedTable(self, state)
-            return self.window
-        if merge is not None:
-            raise ConfigurationError(
-                f"table {self.name!r}: merge= applies to sliding and session windows only; "
-                f"{window.kind} windows apply each event to every window it falls in"
-            )
-        if isinstance(old, WindowedState) and repr(old.window) == repr(window):
-            state = old
-        else:
-            state = WindowedState(window)
-            if isinstance(old, WindowedState):  # redefined with other window settings: keep the rows
-                state.stream_time.update(old.stream_time)
-                for (key, start), partition in old.partition_of.items():
-                    value = old.store.by_key.get(key, {}).get(start, MISSING)
-                    if value is not MISSING:
-                        state.load((key, (start, start + window.size)), value, partition)
-                state.loaded()
+        state = windowed_state(self.name, self.state, window, merge, self.default, self.value_type)
+        if state is not self.state:
             self.use_state(state)
         self.window = WindowedTable(self, state)
         return self.window
