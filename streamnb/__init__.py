@@ -29,6 +29,7 @@ import importlib
 from . import display
 from .agents import Agent
 from .app import App
+from .avro import AvroCodec, AvroDecimal, SchemaRegistry
 from .codecs import Codec
 from .codecs import register as register_codec
 from .errors import (
@@ -39,6 +40,8 @@ from .errors import (
     BrokerUnavailableError,
     ConfigurationError,
     PartitionMismatchError,
+    SchemaRegistryError,
+    SchemaRegistryUnavailableError,
     SerializationError,
     StreamnbError,
     TableWriteError,
@@ -60,6 +63,8 @@ __all__ = [
     "AgentError",
     "App",
     "AppNotRunningError",
+    "AvroCodec",
+    "AvroDecimal",
     "BrokerError",
     "BrokerLockedError",
     "BrokerUnavailableError",
@@ -69,6 +74,9 @@ __all__ = [
     "HoppingWindow",
     "PartitionMismatchError",
     "Record",
+    "SchemaRegistry",
+    "SchemaRegistryError",
+    "SchemaRegistryUnavailableError",
     "SerializationError",
     "Stream",
     "StreamnbError",

@@ -33,6 +33,7 @@ from typing import Any, ClassVar, TypeVar
 
 from . import _gc, display, naming
 from .agents import Agent, AgentFun
+from .avro import SchemaRegistry, registry_from_options
 from .errors import AppNotRunningError, ConfigurationError
 from .streams import Stream
 from .tables.ownership import PartitionOwnership
@@ -72,6 +73,12 @@ class App:
             on Kafka only ``at_least_once`` is available.
         security_protocol, sasl_mechanism, sasl_plain_username,
         sasl_plain_password, ssl_context: passed to aiokafka.
+        schema_registry: the schema registry of ``"avro"`` topics: a URL
+            (``http://HOST:PORT``) or a :class:`~streamnb.avro.SchemaRegistry`;
+            with a URL, ``schema_registry_auth=("user", "password")``,
+            ``schema_registry_cafile=``, ``schema_registry_certfile=``,
+            ``schema_registry_keyfile=``, ``schema_registry_ssl_context=`` and
+            ``schema_registry_timeout=`` set its basic auth, TLS and timeout.
         **kafka_options: on ``kafka://``, ``request_timeout`` (seconds) and
             ``AIOKafkaConsumer`` arguments for the agents' consumers, e.g.
             ``session_timeout_ms=6000, heartbeat_interval_ms=500`` so the
@@ -101,6 +108,7 @@ class App:
         sasl_plain_username: str | None = None,
         sasl_plain_password: str | None = None,
         ssl_context: Any = None,
+        schema_registry: str | SchemaRegistry | None = None,
         **kafka_options: Any,
     ) -> None:
         if not id or not isinstance(id, str):
@@ -122,6 +130,8 @@ class App:
         self.stream_batch_size = stream_batch_size
         self.poll_interval = 1.0
         self.tune_gc = tune_gc
+        self.schema_registry = registry_from_options(schema_registry, kafka_options)
+        """The :class:`~streamnb.avro.SchemaRegistry` of ``value_serializer="avro"`` topics, or None."""
         self._kafka_options = {
             k: v
             for k, v in dict(
