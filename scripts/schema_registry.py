@@ -320,7 +320,9 @@ class SchemaRegistryServer:
             server.socket = context.wrap_socket(server.socket, server_side=True)
         self.port = server.server_address[1]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="schema-registry", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="schema-registry", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -388,7 +388,7 @@ class _Framed:
         self.prefix: bytes | None = None  # magic byte + writer id, once known
         self.writer: Any = self.parsed  # what encode writes with (untyped: the subject's latest schema)
         self.writer_schema = schema
-        self.readers: dict[bytes, tuple[Any, Any]] = {}  # 4-byte id -> (writer parsed, reader parsed or None)
+        self.readers: dict[bytes, tuple[Any, Any, tuple[str, ...]]] = {}  # 4-byte id -> (writer, reader, absent)
         self.unreadable: dict[bytes, str] = {}  # 4-byte id -> why its messages cannot be read
 
     @staticmethod
@@ -460,9 +460,12 @@ class _Framed:
             self.unreadable[key] = f"the writer schema (id {schema_id}) is not valid Avro: {exc}"
             return
         if self.parsed is None or _canonical(schema) == self.canonical:
-            self.readers[key] = (writer, None)  # the topic's own schema: nothing to resolve
+            self.readers[key] = (writer, None, ())  # the topic's own schema: nothing to resolve
         else:
-            self.readers[key] = (writer, self.parsed)
+            # Fields the writer did not have: a Record reader fills in its own defaults (fastavro gives
+            # defaults in their JSON form, e.g. a timestamp as an int), so they are left out of the dict.
+            absent = _field_names(self.schema) - _field_names(schema) if self.typed.record else set()
+            self.readers[key] = (writer, self.parsed, tuple(sorted(absent)))
         self.unreadable.pop(key, None)
 
     def _unknown(self, key: bytes) -> str:
@@ -488,7 +491,7 @@ class _Framed:
             else:
                 self._learn(key, schema)
 
-    def entry(self, data: bytes) -> tuple[Any, Any]:
+    def entry(self, data: bytes) -> tuple[Any, Any, tuple[str, ...]]:
         """The (writer, reader) pair for ``data``, or the reason it cannot be read (raised)."""
         where = self.typed.where
         if len(data) < 5 or data[0] != _MAGIC:
@@ -532,7 +535,7 @@ class _Framed:
                 raise SerializationError(f"{where}: {_write_problem(exc, self.writer_schema, data)}") from exc
             return buf.getvalue()
 
-        def body(data: bytes, pair: tuple[Any, Any]) -> Any:
+        def body(data: bytes, pair: tuple[Any, Any, tuple[str, ...]]) -> Any:
             bio = new_buffer(data)
             bio.seek(5)
             try:
@@ -549,6 +552,9 @@ class _Framed:
                     f"{where}: the Avro body does not match its writer schema (id {schema_id}): "
                     f"{len(data) - bio.tell()} bytes are left over after reading it: {short(data)}"
                 )
+            if pair[2] and type(obj) is dict:
+                for name in pair[2]:
+                    del obj[name]
             return obj
 
         if result is None:
@@ -576,6 +582,13 @@ class _Framed:
             self.codec, typed.type, encode, decode, role=typed.role, topic=self.topic,
             prepare=self.prepare, prefetch=self.prefetch,
         )
+
+
+def _field_names(schema: Any) -> set[str]:
+    """The field names of a record schema (empty for other schemas)."""
+    if isinstance(schema, dict) and schema.get("type") == "record":
+        return {str(f["name"]) for f in schema.get("fields", ())}
+    return set()
 
 
 def _canonical(schema: Any) -> str:

@@ -20,8 +20,10 @@ a nested Record                    a nested ``record`` (by name when it appears 
 
 Field defaults become Avro defaults, which is what lets a reader with a
 newer Record read messages written before a field was added. A Record's
-Avro name is its class name; its namespace is the Record's ``namespace``
-option (Faust's), if any. Any other annotation (``Any``, ``Enum``,
+Avro name is its class name, or its ``namespace`` option (Faust's name for
+the model's full name): ``class Order(Record, namespace="shop.Order")`` is
+the record ``Order`` in the Avro namespace ``shop``; two classes with the
+same ``namespace`` are versions of one record. Any other annotation (``Any``, ``Enum``,
 ``Literal``, ``dict[int, X]``, ...) is a :class:`ConfigurationError`: give
 the schema explicitly then.
 
@@ -231,9 +233,9 @@ class _Deriver:
 
     def record(self, cls: Any) -> Schema:
         options = getattr(cls, "_options", None) or {}
-        namespace = options.get("namespace") if isinstance(options, Mapping) else None
-        name = cls.__name__
-        full = f"{namespace}.{name}" if namespace else name
+        given = options.get("namespace") if isinstance(options, Mapping) else None
+        full = str(given or cls.__name__)
+        namespace, _, name = full.rpartition(".")
         if full in self.named:
             return full
         self.named.add(full)
