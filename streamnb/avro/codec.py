@@ -221,6 +221,89 @@ def _avro_ready(value: Any) -> Any:
     return value
 
 
+class _FromJson:
+    """JSON data -> what fastavro writes for ``schema``: ISO-8601 text to datetimes and dates, numbers and
+    numeric text to Decimals, text to bytes (latin-1, Avro's JSON form); values already right pass as they are.
+
+    What an untyped topic's ``send`` (and ``%%produce``) applies, so JSON lines encode with the topic's schema.
+    """
+
+    def __init__(self, schema: Any) -> None:
+        self.named: dict[str, Any] = {}
+        self._collect(schema, None)
+        self.schema = schema
+
+    def _collect(self, schema: Any, namespace: str | None) -> None:
+        if isinstance(schema, list):
+            for branch in schema:
+                self._collect(branch, namespace)
+        elif isinstance(schema, dict):
+            kind = schema.get("type")
+            if kind in ("record", "enum", "fixed"):
+                name = str(schema.get("name", ""))
+                space = schema.get("namespace", namespace)
+                full = name if "." in name or not space else f"{space}.{name}"
+                self.named[full] = self.named[name] = schema
+                namespace = full.rpartition(".")[0] or None
+                for field in schema.get("fields", ()):
+                    self._collect(field.get("type"), namespace)
+            elif kind == "array":
+                self._collect(schema.get("items"), namespace)
+            elif kind == "map":
+                self._collect(schema.get("values"), namespace)
+            elif isinstance(kind, (dict, list)):
+                self._collect(kind, namespace)
+
+    def __call__(self, value: Any) -> Any:
+        return self.convert(self.schema, value)
+
+    def convert(self, schema: Any, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(schema, list):
+            for branch in schema:
+                if branch == "null":
+                    continue
+                try:
+                    converted = self.convert(branch, value)
+                except (TypeError, ValueError, ArithmeticError):
+                    continue
+                if converted is not value:
+                    return converted
+            return value
+        if isinstance(schema, str):
+            if schema == "bytes" and isinstance(value, str):
+                return value.encode("latin-1")
+            found = self.named.get(schema)
+            return value if found is None else self.convert(found, value)
+        kind = schema.get("type")
+        logical = schema.get("logicalType")
+        if logical in ("timestamp-millis", "timestamp-micros") and isinstance(value, str):
+            from datetime import datetime
+
+            return datetime.fromisoformat(value)
+        if logical == "date" and isinstance(value, str):
+            from datetime import date
+
+            return date.fromisoformat(value)
+        if logical == "decimal" and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        if kind == "record" and isinstance(value, Mapping):
+            out = dict(value)
+            for field in schema.get("fields", ()):
+                name = field["name"]
+                if name in out:
+                    out[name] = self.convert(field["type"], out[name])
+            return out
+        if kind == "array" and isinstance(value, list):
+            return [self.convert(schema["items"], v) for v in value]
+        if kind == "map" and isinstance(value, Mapping):
+            return {k: self.convert(schema["values"], v) for k, v in value.items()}
+        if isinstance(kind, (str, list)) and kind not in ("record", "array", "map", "enum", "fixed"):
+            return self.convert(kind, value)
+        return value
+
+
 def _write_problem(exc: Exception, schema: Any, datum: Any) -> str:
     """Why fastavro could not write ``datum``: its validator's words when it has them."""
     from fastavro.validation import ValidationError as AvroValidationError
@@ -229,7 +312,8 @@ def _write_problem(exc: Exception, schema: Any, datum: Any) -> str:
     try:
         validate(datum, schema, raise_errors=True)
     except AvroValidationError as invalid:
-        return f"{short(datum)} does not fit the Avro schema: {invalid}"
+        problems = "; ".join(str(e) for e in getattr(invalid, "errors", ()) or (invalid,))
+        return f"{short(datum)} does not fit the Avro schema: {problems}"
     except Exception:
         pass
     return f"cannot write {short(datum)} as Avro ({type(exc).__name__}: {exc})"
@@ -388,6 +472,7 @@ class _Framed:
         self.prefix: bytes | None = None  # magic byte + writer id, once known
         self.writer: Any = self.parsed  # what encode writes with (untyped: the subject's latest schema)
         self.writer_schema = schema
+        self.from_json: Callable[[Any], Any] | None = None  # untyped: JSON data -> the latest schema's data
         self.readers: dict[bytes, tuple[Any, Any, tuple[str, ...]]] = {}  # 4-byte id -> (writer, reader, absent)
         self.unreadable: dict[bytes, str] = {}  # 4-byte id -> why its messages cannot be read
 
@@ -418,6 +503,7 @@ class _Framed:
     def _writer_known(self, schema_id: int, schema: Any) -> None:
         if self.schema is None:
             self.writer, self.writer_schema = check(schema), schema
+            self.from_json = _FromJson(schema)
         self.prefix = bytes([_MAGIC]) + schema_id.to_bytes(4, "big")
 
     async def prepare(self) -> None:
@@ -527,6 +613,8 @@ class _Framed:
                 return None
             data = datum(value)
             prefix = self.prefix or self.prepare_sync()
+            if self.from_json is not None:
+                data = self.from_json(data)
             buf = new_buffer()
             buf.write(prefix)
             try:

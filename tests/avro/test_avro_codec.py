@@ -100,7 +100,8 @@ async def test_a_reader_resolves_each_writer_schema_against_its_own(registry: Sc
     await old.prepare()
     await new.prepare()  # a compatible change: registered as version 2
     assert len(registry.state.subjects["orders-value"]) == 2
-    written_old, written_new = old.encode_value(order(7)), new.encode_value(OrderV2(id="n", price=Decimal(1), placed=WHEN))
+    written_old = old.encode_value(order(7))
+    written_new = new.encode_value(OrderV2(id="n", price=Decimal(1), placed=WHEN))
     # a new reader gets the defaults of the added fields (its own Python defaults, also for logical types)
     assert new.decode_value(written_old) == OrderV2(id="o7", price=Decimal("19.99"), placed=WHEN)
     # an old reader gets the removed field's default and drops the added ones
@@ -216,7 +217,8 @@ async def test_an_untyped_topic_reads_with_the_writer_schema_and_writes_with_the
 
 
 async def test_explicit_schemas(registry: SchemaRegistryServer, tmp_path: Path) -> None:
-    schema = {"type": "record", "name": "Point", "fields": [{"name": "x", "type": "long"}, {"name": "y", "type": "long"}]}
+    longs = [{"name": "x", "type": "long"}, {"name": "y", "type": "long"}]
+    schema = {"type": "record", "name": "Point", "fields": longs}
     path = tmp_path / "point.avsc"
     path.write_text(json.dumps(schema))
     topic = app_for(registry).topic("points", value_serializer=AvroCodec(schema=str(path)))

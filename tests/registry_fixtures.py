@@ -1,7 +1,8 @@
-"""Fixtures of the Avro tests: the test schema registry (``scripts/schema_registry.py``), fresh per test.
+"""The ``registry`` fixture: the test schema registry (``scripts/schema_registry.py``), fresh per test.
 
-Apicurio Registry cannot be run from Maven Central's artifacts (see that
-script), so these tests talk to its small server over real HTTP on 127.0.0.1.
+Registered from ``tests/conftest.py`` (``pytest_plugins``). Apicurio Registry
+cannot be run from Maven Central's artifacts (see that script), so the Avro
+tests talk to its small server over real HTTP on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from schema_registry import SchemaRegistryServer  # noqa: E402
+
+__all__ = ["registry", "tls_files"]
 
 
 @pytest.fixture
