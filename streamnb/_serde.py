@@ -51,7 +51,9 @@ class Serde:
     awaited before the first ``encode`` (``Topic.send`` does it), and
     ``prefetch(payloads)`` before ``decode`` runs on a batch of payloads (the
     consumer does it), so that ``encode``/``decode`` themselves never wait.
-    Both are ``None`` for the built-in codecs.
+    Both are ``None`` for the built-in codecs. ``decode_fields(payload)``, if
+    not ``None``, returns a Record payload's fields as a plain dict without
+    building the Record: ``group_by(Model.field)`` routes by it (Avro).
 
     >>> from streamnb.codecs import serde
     >>> s = serde("json", int)
@@ -59,7 +61,7 @@ class Serde:
     (b'42', 42)
     """
 
-    __slots__ = ("codec", "decode", "encode", "prefetch", "prepare", "role", "topic", "type")
+    __slots__ = ("codec", "decode", "decode_fields", "encode", "prefetch", "prepare", "role", "topic", "type")
 
     codec: Any
     type: Any
@@ -69,6 +71,7 @@ class Serde:
     topic: str | None
     prepare: Prepare | None
     prefetch: Prefetch | None
+    decode_fields: Decode | None
 
     def __init__(
         self,
@@ -81,6 +84,7 @@ class Serde:
         topic: str | None = None,
         prepare: Prepare | None = None,
         prefetch: Prefetch | None = None,
+        decode_fields: Decode | None = None,
     ) -> None:
         self.codec = codec
         self.type = type_
@@ -90,6 +94,7 @@ class Serde:
         self.topic = topic
         self.prepare = prepare
         self.prefetch = prefetch
+        self.decode_fields = decode_fields
 
     def __repr__(self) -> str:
         return f"<Serde {self.codec!r} {type_label(self.type)} for the {label(self.role, self.topic)}>"

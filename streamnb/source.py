@@ -126,6 +126,9 @@ class Source:
             if field is not None and src.value_serializer == "json" and hasattr(src.value_type, "from_data"):
                 self._fast_field = field
                 self._fast_loads = src.value_codec.loads
+            elif field is not None and (fields := getattr(src.value_serde, "decode_fields", None)) is not None:
+                self._fast_field = field  # the codec reads a Record's fields without building it (Avro)
+                self._fast_loads = fields
         self._dlq: Topic[Any, Any] | None = None
         self._prefetching: list[Topic[Any, Any]] = []  # topics whose decoding needs schemas fetched first
 

@@ -47,6 +47,7 @@ from .._fieldtypes import spec_for
 from .._serde import Serde, label
 from .._typerules import RULES, is_record, short, type_label
 from ..errors import ConfigurationError, SerializationError, ValidationError
+from ._flat import FlatReader, flat_reader
 from .registry import SchemaRegistry
 from .schema import avro_schema, check, full_name, load_schema
 
@@ -473,7 +474,7 @@ class _Framed:
         self.writer: Any = self.parsed  # what encode writes with (untyped: the subject's latest schema)
         self.writer_schema = schema
         self.from_json: Callable[[Any], Any] | None = None  # untyped: JSON data -> the latest schema's data
-        self.readers: dict[bytes, tuple[Any, Any, tuple[str, ...]]] = {}  # 4-byte id -> (writer, reader, absent)
+        self.readers: dict[bytes, Callable[[bytes], Any]] = {}  # 4-byte id -> how to read a payload's body
         self.unreadable: dict[bytes, str] = {}  # 4-byte id -> why its messages cannot be read
 
     @staticmethod
@@ -545,13 +546,15 @@ class _Framed:
         except ConfigurationError as exc:
             self.unreadable[key] = f"the writer schema (id {schema_id}) is not valid Avro: {exc}"
             return
+        absent: tuple[str, ...] = ()
         if self.parsed is None or _canonical(schema) == self.canonical:
-            self.readers[key] = (writer, None, ())  # the topic's own schema: nothing to resolve
+            reader = None  # the topic's own schema (or none): nothing to resolve
         else:
             # Fields the writer did not have: a Record reader fills in its own defaults (fastavro gives
             # defaults in their JSON form, e.g. a timestamp as an int), so they are left out of the dict.
-            absent = _field_names(self.schema) - _field_names(schema) if self.typed.record else set()
-            self.readers[key] = (writer, self.parsed, tuple(sorted(absent)))
+            reader = self.parsed
+            absent = tuple(sorted(_field_names(self.schema) - _field_names(schema))) if self.typed.record else ()
+        self.readers[key] = _body_reader(writer, reader, absent, flat_reader(schema, 5) if reader is None else None)
         self.unreadable.pop(key, None)
 
     def _unknown(self, key: bytes) -> str:
@@ -563,9 +566,12 @@ class _Framed:
     async def prefetch(self, payloads: Sequence[bytes | None]) -> None:
         """Fetch the writer schemas of ``payloads`` not seen yet (raises SchemaRegistryUnavailableError)."""
         readers = self.readers
-        wanted = {p[1:5] for p in payloads if p and p[0] == _MAGIC}
-        for key in wanted:
-            if key in readers or len(key) < 4:
+        missing = {p[1:5] for p in payloads if p}.difference(readers)
+        if not missing:
+            return  # the common case: every writer schema of the batch is known
+        wanted = {p[1:5] for p in payloads if p and p[0] == _MAGIC}  # not the "ids" of other payloads
+        for key in missing & wanted:
+            if len(key) < 4:
                 continue
             try:
                 schema = await self.registry.schema(int.from_bytes(key, "big"))
@@ -577,8 +583,8 @@ class _Framed:
             else:
                 self._learn(key, schema)
 
-    def entry(self, data: bytes) -> tuple[Any, Any, tuple[str, ...]]:
-        """The (writer, reader) pair for ``data``, or the reason it cannot be read (raised)."""
+    def entry(self, data: bytes) -> Callable[[bytes], Any]:
+        """How to read ``data``'s body, or the reason it cannot be read (raised)."""
         where = self.typed.where
         if len(data) < 5 or data[0] != _MAGIC:
             raise SerializationError(
@@ -597,16 +603,17 @@ class _Framed:
                 self.unreadable[key] = self._unknown(key)
             else:
                 self._learn(key, schema)
-                return self.readers[key]
+                if key in self.readers:
+                    return self.readers[key]
         raise SerializationError(f"{where}: {self.unreadable[key]}")
 
     def serde(self) -> Serde:
-        from fastavro import schemaless_reader, schemaless_writer
+        from fastavro import schemaless_writer
 
         typed = self.typed
         datum, result = typed.datum(), typed.result()
         where, readers, entry = typed.where, self.readers, self.entry
-        read, new_buffer = schemaless_reader, BytesIO
+        new_buffer = BytesIO
 
         def encode(value: Any) -> bytes | None:
             if value is None:
@@ -623,53 +630,84 @@ class _Framed:
                 raise SerializationError(f"{where}: {_write_problem(exc, self.writer_schema, data)}") from exc
             return buf.getvalue()
 
-        def body(data: bytes, pair: tuple[Any, Any, tuple[str, ...]]) -> Any:
-            bio = new_buffer(data)
-            bio.seek(5)
+        def decode_fields(data: bytes | None) -> Any:
+            """The payload's data as read (before a Record is built)."""
+            if data is None:
+                return None
+            read = readers.get(data[1:5])
+            if read is None or data[0]:
+                read = entry(data)
             try:
-                obj = read(bio, pair[0], pair[1])
+                return read(data)
             except Exception as exc:
-                schema_id = int.from_bytes(data[1:5], "big")
-                raise SerializationError(
-                    f"{where}: the Avro body does not match its writer schema (id {schema_id}) or cannot be read "
-                    f"as the topic's schema ({type(exc).__name__}: {exc}): {short(data)}"
-                ) from exc
-            if bio.tell() != len(data):
-                schema_id = int.from_bytes(data[1:5], "big")
-                raise SerializationError(
-                    f"{where}: the Avro body does not match its writer schema (id {schema_id}): "
-                    f"{len(data) - bio.tell()} bytes are left over after reading it: {short(data)}"
-                )
-            if pair[2] and type(obj) is dict:
-                for name in pair[2]:
-                    del obj[name]
-            return obj
+                raise _mismatch(where, data, exc) from exc
 
         if result is None:
+            decode = decode_fields
+        elif typed.record:
+            type_ = typed.type
+            from_data = type_.from_data
+            if getattr(from_data, "__self__", None) is not None:
+                # Not compiled yet (a forward reference): Record replaces from_data on first use.
+                def from_data(obj: Any) -> Any:
+                    return type_.from_data(obj)
 
             def decode(data: bytes | None) -> Any:
+                """The hot path: one dict lookup, the body reader, the Record's from_data."""
                 if data is None:
                     return None
-                pair = readers.get(data[1:5])
-                if pair is None or data[0]:
-                    pair = entry(data)
-                return body(data, pair)
+                read = readers.get(data[1:5])
+                if read is None or data[0]:
+                    read = entry(data)
+                try:
+                    obj = read(data)
+                except Exception as exc:
+                    raise _mismatch(where, data, exc) from exc
+                try:
+                    return from_data(obj)
+                except ValidationError as exc:
+                    raise ValidationError(f"{where}: {exc}", field=exc.field) from exc
 
         else:
             convert = result
 
             def decode(data: bytes | None) -> Any:
-                if data is None:
-                    return None
-                pair = readers.get(data[1:5])
-                if pair is None or data[0]:
-                    pair = entry(data)
-                return convert(body(data, pair))
+                return None if data is None else convert(decode_fields(data))
 
         return Serde(
             self.codec, typed.type, encode, decode, role=typed.role, topic=self.topic,
-            prepare=self.prepare, prefetch=self.prefetch,
+            prepare=self.prepare, prefetch=self.prefetch, decode_fields=decode_fields if typed.record else None,
         )
+
+
+def _body_reader(writer: Any, reader: Any, absent: tuple[str, ...], flat: FlatReader | None) -> Callable[[bytes], Any]:
+    """``payload -> data`` for payloads written with one writer schema; raises whatever the reading raises."""
+    if flat is not None:
+        return flat
+    from fastavro import schemaless_reader
+
+    new_buffer = BytesIO
+
+    def read(data: bytes) -> Any:
+        bio = new_buffer(data)
+        bio.seek(5)
+        obj = schemaless_reader(bio, writer, reader)
+        if bio.tell() != len(data):
+            raise ValueError(f"{len(data) - bio.tell()} bytes are left over after reading it")
+        if absent and type(obj) is dict:
+            for name in absent:
+                del obj[name]
+        return obj
+
+    return read
+
+
+def _mismatch(where: str, data: bytes, exc: Exception) -> SerializationError:
+    schema_id = int.from_bytes(data[1:5], "big")
+    return SerializationError(
+        f"{where}: the Avro body does not match its writer schema (id {schema_id}) or cannot be read as the "
+        f"topic's schema ({type(exc).__name__}: {exc}): {short(data)}"
+    )
 
 
 def _field_names(schema: Any) -> set[str]:
