@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 
 from . import _gc, display, settings
 from .agents import Agent
+from .avro import SchemaRegistry, registry_from_options
 from .cli import Command
 from .definitions import Definitions
 from .errors import AppNotRunningError, ConfigurationError
@@ -87,6 +88,12 @@ class App(Definitions, AppSurface):
             on Kafka only ``at_least_once`` is available.
         security_protocol, sasl_mechanism, sasl_plain_username,
         sasl_plain_password, ssl_context: passed to aiokafka.
+        schema_registry: the schema registry of ``"avro"`` topics: a URL
+            (``http://HOST:PORT``) or a :class:`~streamnb.avro.SchemaRegistry`;
+            with a URL, ``schema_registry_auth=("user", "password")``,
+            ``schema_registry_cafile=``, ``schema_registry_certfile=``,
+            ``schema_registry_keyfile=``, ``schema_registry_ssl_context=`` and
+            ``schema_registry_timeout=`` set its basic auth, TLS and timeout.
         **options: Faust's settings (see :mod:`streamnb.settings`: the ones
             streamnb honours act as in Faust, the others are accepted with
             one logged note); on ``kafka://`` also ``request_timeout``
@@ -120,10 +127,12 @@ class App(Definitions, AppSurface):
         sasl_plain_username: str | None = None,
         sasl_plain_password: str | None = None,
         ssl_context: Any = None,
+        schema_registry: str | SchemaRegistry | None = None,
         **options: Any,
     ) -> None:
         if not id or not isinstance(id, str):
             raise ConfigurationError(f"App needs a non-empty string id, got {id!r}")
+        registry = registry_from_options(schema_registry, options)  # takes the schema_registry_* options
         resolved = settings.resolve(id, broker, options, _transport_options)
         broker = resolved.broker
         commit_interval = resolved.app.get("broker_commit_interval", commit_interval)
@@ -144,6 +153,8 @@ class App(Definitions, AppSurface):
         self.stream_batch_size = stream_batch_size
         self.poll_interval = 1.0
         self.tune_gc = tune_gc
+        self.schema_registry = registry
+        """The :class:`~streamnb.avro.SchemaRegistry` of ``value_serializer="avro"`` topics, or None."""
         self._kafka_options = {
             k: v
             for k, v in dict(
