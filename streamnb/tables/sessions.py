@@ -31,7 +31,7 @@ from functools import reduce
 from typing import Any
 
 from ..transaction import MISSING, Transaction
-from .event_time import NEVER, STREAM_TIME, EventTimeState, TimeIndex, replace
+from .event_time import NEVER, STREAM_TIME, EventTimeState, TimeIndex, WindowRows, replace
 from .state import Closed
 from .windows import SessionWindow, WindowRange, ms
 
@@ -86,9 +86,9 @@ class SessionState(EventTimeState):
         ]
 
     @property
-    def rows(self) -> dict[Any, Any]:
-        """``(key, (start, end)) -> value`` (a snapshot)."""
-        return dict(self.items())
+    def rows(self) -> WindowRows:
+        """``(key, (start, end)) -> value``: a live view (what ``table.data`` is)."""
+        return WindowRows(self)
 
     def is_closed(self, key: Any, window: tuple[float, float]) -> bool:
         """True once stream time reached the session's end plus gap plus grace."""
