@@ -202,7 +202,7 @@ def _title_expr(name: str) -> str:
     st, le, lw = STREAM_TIME, LATE_EVENTS, LATE_WINDOWS
     clock = f"timeFormat({st}, {st} % 1000 ? '%H:%M:%S.%L' : '%H:%M:%S')"
     return (
-        f"{json.dumps(name)} + ' · stream time ' + (isValid({st}) ? {clock} : '-')"
+        f"{json.dumps(name)} + ' · ' + (isValid({st}) ? 'stream time ' + {clock} : 'no event yet')"
         f" + ' · ' + {le} + ({le} == 1 ? ' late event' : ' late events')"
         f" + ({lw} > {le} ? ' (' + {lw} + ' window updates refused)' : '')"
     )
