@@ -23,12 +23,12 @@ keep the windows themselves.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
 
 from ..transaction import MISSING
 
-__all__ = ["NEVER", "STREAM_TIME", "STREAM_TIME_KEY", "EventTimeState", "TimeIndex", "replace"]
+__all__ = ["NEVER", "STREAM_TIME", "STREAM_TIME_KEY", "EventTimeState", "TimeIndex", "WindowRows", "replace"]
 
 NEVER = float("-inf")
 """Stream time of a partition that has seen no event."""
@@ -43,6 +43,47 @@ STREAM_TIME: Any = object()
 def replace(_old: Any, new: Any) -> Any:
     """The operation of ``table[key] = value`` on a windowed table (the new value wins)."""
     return new
+
+
+class _Windows(Protocol):
+    """What :class:`WindowRows` reads: a state whose windows are computed (sliding, sessions)."""
+
+    def get(self, key: Any, window: tuple[float, float]) -> Any: ...
+
+    def items(self) -> list[tuple[tuple[Any, tuple[float, float]], Any]]: ...
+
+    def __len__(self) -> int: ...
+
+
+class WindowRows(Mapping[Any, Any]):
+    """A live, read-only ``(key, (start, end)) -> value`` view of a state's windows.
+
+    What ``table.data`` of a sliding or session table is: it reads the state
+    on every access, so it is never stale (the windows are computed, not stored).
+    """
+
+    def __init__(self, state: _Windows) -> None:
+        self.state = state
+
+    def __getitem__(self, wk: Any) -> Any:
+        try:
+            key, window = wk
+            value = self.state.get(key, (float(window[0]), float(window[1])))
+        except (TypeError, ValueError):
+            raise KeyError(wk) from None
+        if value is MISSING:
+            raise KeyError(wk)
+        return value
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter([wk for wk, _value in self.state.items()])
+
+    def __len__(self) -> int:
+        return len(self.state)
+
+    def items(self) -> Any:
+        """``((key, (start, end)), value)`` pairs (a list)."""
+        return self.state.items()
 
 
 class TimeIndex:

@@ -31,7 +31,7 @@ from functools import reduce
 from typing import Any
 
 from ..transaction import MISSING, Transaction
-from .event_time import NEVER, STREAM_TIME, EventTimeState, TimeIndex, replace
+from .event_time import NEVER, STREAM_TIME, EventTimeState, TimeIndex, WindowRows, replace
 from .state import Closed
 from .windows import SessionWindow, WindowRange, ms
 
@@ -86,9 +86,9 @@ class SessionState(EventTimeState):
         ]
 
     @property
-    def rows(self) -> dict[Any, Any]:
-        """``(key, (start, end)) -> value`` (a snapshot)."""
-        return dict(self.items())
+    def rows(self) -> WindowRows:
+        """``(key, (start, end)) -> value``: a live view (what ``table.data`` is)."""
+        return WindowRows(self)
 
     def is_closed(self, key: Any, window: tuple[float, float]) -> bool:
         """True once stream time reached the session's end plus gap plus grace."""
@@ -149,12 +149,15 @@ class SessionState(EventTimeState):
         pending = dirty.get(key)
         if pending is None:
             pending = dirty[key] = {}
+        born = self.born.get(key)
         for m in merged:
             if m not in pending:
                 pending[m] = [partition, sessions[m], ts]
             else:
                 pending[m][2] = ts
             del sessions[m]
+            if born is not None and m != (start, end):
+                born.pop(m, None)  # merged away (an undo schedules it again)
         entry = pending.get((start, end))
         previous = sessions.get((start, end), MISSING)
         if entry is None:
@@ -190,21 +193,29 @@ class SessionState(EventTimeState):
     def restore(self, dirty: dict[Any, Any]) -> None:
         """Undo the sessions made, merged and changed (and stream times).
 
-        (The time index keeps entries of undone sessions; they are skipped when due.)
+        Sessions put back (merged away, changed, or closed and deleted in the
+        undone transaction) are scheduled to close (or expire) again. (The
+        time index keeps entries of undone sessions; they are skipped when due.)
         """
         self.overwritten.clear()
+        back: list[tuple[Any, tuple[int, int], int]] = []
         for key, entries in dirty.items():
             if key is STREAM_TIME:
                 self.restore_stream_time(entries)
                 continue
             sessions = self.sessions.setdefault(key, {})
-            for window, (_partition, old, _ts) in entries.items():
+            for window, (partition, old, _ts) in entries.items():
                 if old is MISSING:
                     sessions.pop(window, None)
+                    self.born.get(key, {}).pop(window, None)
                 else:
                     sessions[window] = old
+                    back.append((key, window, partition))
             if not sessions:
                 del self.sessions[key]
+        for key, (start, end), partition in back:
+            if (start, end) in self.sessions.get(key, {}):
+                self._schedule(key, start, end, partition)
 
     def before_commit(self, txn: Transaction | None, dirty: dict[Any, Any]) -> list[Closed]:
         """Close sessions stream time reached the close time of; delete expired ones."""
@@ -263,19 +274,23 @@ class SessionState(EventTimeState):
         """Schedule closing and expiry again from the recovered sessions."""
         self.closing.clear()
         self.expiring.clear()
-        w = self.window
         for key, sessions in self.sessions.items():
             partition = self.partition_of.get(key, 0)
             if partition not in self.stream_time and sessions:
                 self.stream_time[partition] = _s(max(e for _, e in sessions))
-            now = ms(self.stream_time[partition]) if partition in self.stream_time else None
             for start, end in sessions:
-                if now is not None and w.closes_at(end) <= now:
-                    self.expiring.add(partition, w.expires_at(end), (key, start, end))
-                else:
-                    self._serial += 1
-                    self.born.setdefault(key, {})[(start, end)] = self._serial
-                    self.closing.add(partition, w.closes_at(end), (key, start, end, self._serial))
+                self._schedule(key, start, end, partition)
+
+    def _schedule(self, key: Any, start: int, end: int, partition: int) -> None:
+        """Schedule a session to close (a new serial), or, closed already, to expire."""
+        w = self.window
+        now = self.stream_time.get(partition, NEVER)
+        if now != NEVER and w.closes_at(end) <= ms(now):
+            self.expiring.add(partition, w.expires_at(end), (key, start, end))
+        else:
+            self._serial += 1
+            self.born.setdefault(key, {})[(start, end)] = self._serial
+            self.closing.add(partition, w.closes_at(end), (key, start, end, self._serial))
 
     def drop_partitions(self, partitions: set[int]) -> bool:
         """Forget the keys of ``partitions``."""

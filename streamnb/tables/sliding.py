@@ -40,7 +40,7 @@ from functools import reduce
 from typing import Any
 
 from ..transaction import MISSING, Transaction
-from .event_time import NEVER, STREAM_TIME, EventTimeState, TimeIndex, replace
+from .event_time import NEVER, STREAM_TIME, EventTimeState, TimeIndex, WindowRows, replace
 from .state import Closed
 from .windows import SlidingWindow, WindowRange, ms
 
@@ -132,9 +132,9 @@ class SlidingState(EventTimeState):
         return [((key, (_s(s), _s(e))), value) for (key, (s, e)), value in rows.items()]
 
     @property
-    def rows(self) -> dict[Any, Any]:
-        """``(key, (start, end)) -> value`` (a snapshot)."""
-        return dict(self.items())
+    def rows(self) -> WindowRows:
+        """``(key, (start, end)) -> value``: a live view (what ``table.data`` is)."""
+        return WindowRows(self)
 
     def is_closed(self, key: Any, window: tuple[float, float]) -> bool:
         """True once stream time passed the window's end plus grace."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -165,3 +166,43 @@ async def test_dashboard_before_start_and_errors() -> None:
     with pytest.raises(ConfigurationError, match="takes a streamnb.App"):
         dashboard("app")  # type: ignore[arg-type]
     assert [t for t in asyncio.all_tasks() if t.get_name().startswith(TASK_PREFIX)] == []
+
+
+async def test_windowed_tables_show_stream_time_and_late_events() -> None:
+    app = test_app("times", topic_partitions=1)
+    clicks = app.topic("clicks")
+    plain = app.Table("plain", default=int)
+    per_10s = app.Table("per_10s", default=int).tumbling(10, grace=2)
+    visits = app.Table("visits", default=int).session(5)
+
+    @app.agent(clicks)
+    async def count(stream: Any) -> None:
+        async for click in stream:
+            plain[click] += 1
+            per_10s[click] += 1
+            visits[click] += 1
+
+    async with app:
+        board = dashboard(app, interval=0.2)
+        await wait_until(lambda: "late events" in board.tables_html.value, timeout=5)
+        assert "<td>-</td>" in board.tables_html.value  # no event yet: no stream time
+        base = 1_700_000_000.0
+        for t in (1.0, 12.5, 3.0):  # 3.0 is late: [0, 10) closed at 12 and session [1, 1] at 6
+            await clicks.send(key="k", value="a", timestamp=base + t)
+        await settle(app)
+        assert (per_10s.late_events, visits.late_events) == (1, 1)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(base + 12)) + ".500"
+
+        def row(name: str) -> str:
+            html = board.tables_html.value
+            start = html.index(f"<td>{name}</td>")
+            return html[start:html.index("</tr>", start)]
+
+        await wait_until(lambda: stamp in row("per_10s"), timeout=5)
+        assert stamp in row("visits")
+        assert "<td style='color:#cf222e'>1</td>" in row("per_10s")  # one late event...
+        assert "<td style='color:#cf222e'>1</td>" in row("visits")
+        assert row("plain").endswith("<td></td><td></td><td></td>")  # plain tables have no event time
+        assert "stream time" in board.tables_html.value and "late window updates" in board.tables_html.value
+        assert stamp in board._repr_mimebundle_()["text/html"]
+        board.close()
