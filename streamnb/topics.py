@@ -11,25 +11,29 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from functools import lru_cache
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from aiokafka.partitioner import murmur2
 
-from .codecs import Codec, get_codec
-from .errors import ConfigurationError, SerializationError, ValidationError
+from .codecs import Codec, Serde, get_codec, serde
+from .errors import AppNotRunningError, ConfigurationError, SchemaRegistryUnavailableError
 from .events import Event
 from .transaction import current_transaction
 from .transport.base import Headers, Message, ProducerRecord, TopicSpec, Transport
 
-__all__ = ["Topic", "TopicHost", "partition_for_key"]
+__all__ = ["RecordMetadata", "Topic", "TopicHost", "partition_for_key"]
+
+logger = logging.getLogger("streamnb")
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 Decoder = Callable[[bytes | None], Any]
+Encoder = Callable[[Any], bytes | None]
 
 
 @lru_cache(maxsize=65536)
@@ -55,40 +59,24 @@ def partition_for_key(key: bytes | None, partitions: int, counter: list[int] | N
     return _hash_partition(key, partitions)
 
 
-def make_decoder(codec: Codec, type_: Any, what: str) -> Decoder:
-    """A function turning bytes into ``type_`` (a Record class, a plain type, or None)."""
-    loads = codec.loads
-    from_data = getattr(type_, "from_data", None)
-    if type_ is None or type_ is bytes:
-        return lambda data: None if data is None else loads(data)
-    if from_data is not None:
+class RecordMetadata(NamedTuple):
+    """Where :meth:`Topic.send` put a message; awaiting it gives itself (Faust's send future, already done).
 
-        def decode_record(data: bytes | None) -> Any:
-            if data is None:
-                return None
-            obj = loads(data)
-            if type(obj) is not dict and not isinstance(obj, Mapping):
-                raise ValidationError(
-                    f"{what}: expected a JSON object for {type_.__name__}, got {type(obj).__name__}"
-                )
-            return from_data(obj)
+    >>> meta = RecordMetadata("orders", 2, 1700000000.0)
+    >>> meta.partition
+    2
+    """
 
-        return decode_record
+    topic: str
+    """The topic."""
+    partition: int
+    """The partition the message went to."""
+    timestamp: float
+    """The message's timestamp (epoch seconds)."""
 
-    def decode_plain(data: bytes | None) -> Any:
-        if data is None:
-            return None
-        obj = loads(data)
-        if type_ is str and isinstance(obj, bytes):
-            return obj.decode()
-        if isinstance(obj, type_):
-            return obj
-        try:
-            return type_(obj)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(f"{what}: cannot make {type_.__name__} from {obj!r}: {exc}") from exc
-
-    return decode_plain
+    def __await__(self) -> Generator[Any, None, RecordMetadata]:
+        return self
+        yield  # a generator: awaiting it returns at once
 
 
 class TopicHost(Protocol):
@@ -125,6 +113,11 @@ class Topic(Generic[K, V]):
     Create topics with :meth:`App.topic`; defining the same name again
     replaces the definition (a notebook cell can be run twice).
 
+    Keys and values are encoded and decoded by ``key_serde``/``value_serde``,
+    built by :func:`streamnb.codecs.serde` from the serializer and the
+    declared type; ``encode_key``/``encode_value``/``decode_key``/``decode_value``
+    are their functions.
+
     >>> from streamnb import App
     >>> orders = App("shop", broker="memory://").topic("orders", partitions=4)
     >>> orders.name, orders.partition_count, orders.declared
@@ -160,16 +153,35 @@ class Topic(Generic[K, V]):
         self.value_serializer = (
             value_serializer or _record_serializer(value_type) or app.value_serializer
         )
-        self.key_codec = get_codec(self.key_serializer)
-        self.value_codec = get_codec(self.value_serializer)
+        self.key_codec = _for_app(get_codec(self.key_serializer), app)
+        self.value_codec = _for_app(get_codec(self.value_serializer), app)
         self.compacting = compacting
         self.retention = _seconds(retention)
         self.internal = internal
         self._actual_partitions: int | None = None
         self.round_robin = [0]
         """Counter spreading keyless messages over the partitions (shared with forwarders)."""
-        self.decode_key: Decoder = make_decoder(self.key_codec, key_type, f"topic {name!r} key")
-        self.decode_value: Decoder = make_decoder(self.value_codec, value_type, f"topic {name!r} value")
+        # The one place a topic's (codec, type) pairs become encoders/decoders (see streamnb.codecs).
+        self.key_serde: Serde = serde(self.key_codec, key_type, "key", topic=name)
+        self.value_serde: Serde = serde(self.value_codec, value_type, "value", topic=name)
+        self.encode_key: Encoder = self.key_serde.encode
+        """Key to bytes, checked against ``key_type`` (``None`` stays ``None``)."""
+        self.encode_value: Encoder = self.value_serde.encode
+        """Value to bytes, checked against ``value_type`` (``None`` stays ``None``: a tombstone)."""
+        self.decode_key: Decoder = self.key_serde.decode
+        """Key bytes to a ``key_type`` value; raises ValidationError when they do not fit."""
+        self.decode_value: Decoder = self.value_serde.decode
+        """Value bytes to a ``value_type`` value; raises ValidationError when they do not fit."""
+        serdes = (self.key_serde, self.value_serde)
+        self._prepares = [p for s in serdes if (p := getattr(s, "prepare", None)) is not None]
+        self._prefetches = [
+            (index, f) for index, s in ((4, self.key_serde), (5, self.value_serde))
+            if (f := getattr(s, "prefetch", None)) is not None
+        ]
+        self.prepared = not self._prepares
+        """False until :meth:`prepare` got what encoding needs (an Avro schema id); True for most codecs."""
+        self.needs_prefetch = bool(self._prefetches)
+        """True when decoding needs :meth:`prefetch` first (Avro with a schema registry)."""
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -207,31 +219,34 @@ class Topic(Generic[K, V]):
 
     # -- encoding ---------------------------------------------------------------------------
 
-    def encode_key(self, key: Any) -> bytes | None:
-        """Key to bytes with the topic's key serializer."""
-        if key is None:
-            return None
-        try:
-            return self.key_codec.dumps(key)
-        except Exception as exc:
-            raise SerializationError(
-                f"topic {self.name!r}: cannot encode key {key!r} with {self.key_serializer!r}: {exc}; "
-                "pass a str/bytes key, or set key_serializer='json'"
-            ) from exc
+    async def prepare(self) -> None:
+        """Get what encoding needs before the first send: the Avro schema's id from the registry.
 
-    def encode_value(self, value: Any) -> bytes | None:
-        """Value to bytes with the topic's value serializer."""
-        if value is None:
-            return None
-        to_representation = getattr(value, "to_representation", None)
-        if to_representation is not None:  # Records reach codecs as JSON-ready dicts, as in Faust
-            value = to_representation()
-        try:
-            return self.value_codec.dumps(value)
-        except Exception as exc:
-            raise SerializationError(
-                f"topic {self.name!r}: cannot encode value {value!r} with {self.value_serializer!r}: {exc}"
-            ) from exc
+        ``send`` calls it. Inside an agent a registry outage is waited out
+        with backoff (the event is neither dropped nor dead-lettered);
+        elsewhere :class:`~streamnb.errors.SchemaRegistryUnavailableError`
+        is raised at once. Nothing to do for codecs without a registry.
+
+        >>> await orders.prepare()  # doctest: +SKIP
+        """
+        for prepare in self._prepares:
+            await _retrying(prepare, f"topic {self.name!r}: registering its schema",
+                            lambda: current_transaction() is not None)
+        self.prepared = True
+
+    async def prefetch(self, messages: Sequence[Message]) -> None:
+        """Fetch what decoding ``messages`` of this topic needs: unseen Avro writer schemas.
+
+        The agents' consumers call it on every batch (waiting out a registry
+        outage); raises :class:`~streamnb.errors.SchemaRegistryUnavailableError`.
+
+        >>> await orders.prefetch(batch)  # doctest: +SKIP
+        """
+        name = self.name
+        mine = [m for m in messages if m[0] == name]
+        if mine:
+            for index, prefetch in self._prefetches:
+                await prefetch([m[index] for m in mine])
 
     def decode(self, message: Message) -> Event[Any, Any]:
         """Raw message to :class:`Event` (raises SerializationError/ValidationError)."""
@@ -274,8 +289,8 @@ class Topic(Generic[K, V]):
         partition: int | None = None,
         timestamp: float | None = None,
         headers: Any = None,
-    ) -> None:
-        """Send one message.
+    ) -> RecordMetadata:
+        """Send one message; returns where it went (awaitable, as Faust's send future).
 
         Inside an agent the message joins the agent's transaction and is
         written with its next commit (so it is sent exactly once on the
@@ -285,12 +300,15 @@ class Topic(Generic[K, V]):
         """
         if self._actual_partitions is None:
             await self.declare()
+        if not self.prepared:
+            await self.prepare()
         record = self.record(key, value, partition, timestamp, headers)
         txn = current_transaction()
         if txn is not None:
             txn.records.append(record)
         else:
             await self.app.require_transport().send([record])
+        return RecordMetadata(record[0], record[1], record[4])
 
     def send_soon(
         self,
@@ -307,11 +325,15 @@ class Topic(Generic[K, V]):
         >>> topic.send_soon(value={"n": 1})  # doctest: +SKIP
         """
         txn = current_transaction()
-        if txn is not None and self._actual_partitions is not None:
+        if txn is not None and self._actual_partitions is not None and self.prepared:
             txn.records.append(self.record(key, value, partition, timestamp, headers))
             return
         coro = self.send(key=key, value=value, partition=partition, timestamp=timestamp, headers=headers)
-        self.app.spawn(coro, f"send_soon({self.name})")
+        if self.app.spawn(coro, f"send_soon({self.name})") is None:
+            raise AppNotRunningError(
+                f"topic {self.name!r}: send_soon() schedules the send on the running event loop and none runs "
+                "here; use `await topic.send(...)` inside async code, or call send_soon() from a running app"
+            )
 
     # -- consuming --------------------------------------------------------------------------
 
@@ -329,6 +351,32 @@ class Topic(Generic[K, V]):
 
     def __repr__(self) -> str:
         return f"<Topic {self.name!r} partitions={self.partition_count}>"
+
+
+def _for_app(codec: Codec, app: TopicHost) -> Codec:
+    """The codec as ``app`` uses it: a codec with ``for_app(app)`` binds itself (Avro: the app's registry)."""
+    bind = getattr(codec, "for_app", None)
+    return codec if bind is None else bind(app)
+
+
+async def _retrying(step: Callable[[], Awaitable[None]], what: str, wait: Callable[[], bool]) -> None:
+    """Run ``step``; while the schema registry is unreachable and ``wait()``, retry with backoff."""
+    delay, since = 0.05, 0.0
+    while True:
+        try:
+            await step()
+        except SchemaRegistryUnavailableError as exc:
+            if not wait():
+                raise
+            if not since:
+                since = time.monotonic()
+                logger.warning("%s: %s; retrying with backoff", what, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        if since:
+            logger.info("%s: the schema registry answers again after %.1f s", what, time.monotonic() - since)
+        return
 
 
 def _record_serializer(value_type: Any) -> str | None:

@@ -20,11 +20,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "streamnb"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("errors", "naming", "display", "_gc")),
     ("transport", ("transport",)),
-    ("data", ("codecs", "_fieldtypes", "_schema", "models")),
+    ("data", ("codecs", "_serde", "_typerules", "_fieldtypes", "_schema", "models", "avro")),
     ("channels", ("events", "transaction", "topics", "runtime")),
     ("processing", ("source", "streams", "agents", "tasks")),
     ("state", ("tables",)),
-    ("application", ("app", "testing", "demo", "cli", "web", "faust_types", "clock", "replay", "record")),
+    ("application", (
+        "app", "definitions", "surface", "settings", "signals", "__main__", "testing", "demo", "cli", "web",
+        "directory", "faust_types", "clock", "replay", "record",
+    )),
     ("notebook", ("notebook",)),
 ]
 

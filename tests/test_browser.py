@@ -121,7 +121,7 @@ def _chart_state(page: Any) -> dict[str, Any]:
                 found: true,
                 rows: Number(root.dataset.rows || -1),
                 seq: Number(root.dataset.seq || -1),
-                marks: root.querySelectorAll('svg .mark-symbol path, svg .mark-line path').length,
+                marks: root.querySelectorAll('svg .mark-symbol.role-mark path, svg .mark-line.role-mark path').length,
                 lines: root.querySelectorAll('svg .mark-line path').length,
                 legend: Array.from(root.querySelectorAll('svg .role-legend-label text')).map(t => t.textContent),
                 fits: (() => {
@@ -179,9 +179,9 @@ def test_quickstart_runs_live_in_jupyterlab(lab: tuple[str, Path]) -> None:
 
             # The chart draws its first marks while the producer is still sending.
             try:
-                page.wait_for_function(
-                    """() => document.querySelectorAll(
-                        '.streamnb-chart svg .mark-symbol path, .streamnb-chart svg .mark-line path').length > 0""",
+                page.wait_for_function(  # data marks only (legend symbols are marks too)
+                    """() => document.querySelectorAll('.streamnb-chart svg .mark-symbol.role-mark path, '
+                                                       + '.streamnb-chart svg .mark-line.role-mark path').length > 0""",
                     timeout=90_000,
                 )
             except Exception:
@@ -194,7 +194,17 @@ def test_quickstart_runs_live_in_jupyterlab(lab: tuple[str, Path]) -> None:
             chart.scroll_into_view_if_needed()
             first, first_table = _chart_state(page), _table_text(page)
             page.screenshot(path=str(SHOTS / "quickstart-1-running.png"))
-            time.sleep(3)
+            # The chart gets changesets and the live table moves while the producer runs.
+            page.wait_for_function(
+                """([seq, table]) => {
+                    const root = document.querySelector('.streamnb-chart');
+                    const text = Array.from(document.querySelectorAll('.jp-OutputArea-output table'))
+                        .map(t => t.innerText).join('\\n---\\n');
+                    return root && Number(root.dataset.seq || -1) > seq && text && text !== table;
+                }""",
+                arg=[first["seq"], first_table],
+                timeout=60_000,
+            )
             second, second_table = _chart_state(page), _table_text(page)
             page.screenshot(path=str(SHOTS / "quickstart-2-running.png"))
 
@@ -218,7 +228,8 @@ def test_quickstart_runs_live_in_jupyterlab(lab: tuple[str, Path]) -> None:
             page.screenshot(path=str(SHOTS / "quickstart-3-done.png"))
             chart.screenshot(path=str(SHOTS / "quickstart-chart.png"))
             assert final["lines"] >= 6, final  # one line per page
-            assert final["legend"] == ["/", "/about", "/cart", "/checkout", "/products", "/products/42"], final
+            pages = ["/", "/about", "/cart", "/checkout", "/products", "/products/42"]
+            assert final["legend"] == [*pages, "closed (final)", "open"], final  # keys, then window state
             assert final["fits"], final  # the legend grew with the data and is not cut off
             assert not [u for u in blocked if "cdn" in u or "jsdelivr" in u or "unpkg" in u], blocked
 
@@ -240,5 +251,94 @@ def test_quickstart_runs_live_in_jupyterlab(lab: tuple[str, Path]) -> None:
             )
             page.locator(".streamnb-chart").first.scroll_into_view_if_needed()
             page.screenshot(path=str(SHOTS / "quickstart-4-reloaded.png"))
+        finally:
+            browser.close()
+
+
+# -- the chart widget alone: event time set without re-rendering ---------------------------------
+
+WIDGET_PAGE = """<!doctype html><html><body><div id="out"></div><script type="module">
+import widget from "./chart.js";
+// The part of an anywidget model the widget uses.
+class Model {
+  constructor(state) { this.state = state; this.handlers = {}; this.sent = []; }
+  get(name) { return this.state[name]; }
+  set(name, value) { this.state[name] = value; for (const h of this.handlers["change:" + name] || []) h(); }
+  on(event, h) { (this.handlers[event] ||= []).push(h); }
+  off(event, h) { this.handlers[event] = (this.handlers[event] || []).filter((x) => x !== h); }
+  send(message) { this.sent.push(message); }
+}
+window.model = new Model(JSON.parse(document.getElementById("state").textContent));
+widget.initialize({ model: window.model });
+widget.render({ model: window.model, el: document.getElementById("out") });
+</script><script type="application/json" id="state">STATE</script></html>"""
+
+
+def test_chart_widget_draws_event_time_without_redrawing() -> None:
+    """The title and the stream-time rule follow the ``event_time`` trait; the SVG is not redrawn."""
+    from streamnb.notebook.chart import LiveChart
+    from streamnb.testing import test_app
+
+    app = test_app(topic_partitions=1)
+    per_10s = app.Table("per_10s", default=int).tumbling(10)
+    chart: LiveChart = per_10s.chart()  # no running loop: no update task, nothing to stop
+    base = 1_700_000_000_000.0
+    rows = [
+        {"key": "a", "window_start": base, "window_end": base + 10_000, "value": 3, "closed": True, "__id": "1"},
+        {"key": "a", "window_start": base + 10_000, "window_end": base + 20_000, "value": 1, "closed": False,
+         "__id": "2"},
+    ]
+    state = {
+        "spec": chart.spec, "dataset": chart.dataset, "renderer": "svg", "uid": chart.uid,
+        "snapshot": {"seq": 1, "rows": rows}, "change": {"seq": 0, "remove": [], "insert": []},
+        "event_time": {"stream_time": None, "late_events": 0, "late_windows": 0},
+    }
+    chart.close()
+    bundle = (ROOT / "streamnb" / "notebook" / "static" / "chart.js").read_text(encoding="utf-8")
+    page_html = WIDGET_PAGE.replace("STATE", json.dumps(state).replace("</", "<\\/"))
+
+    def serve(route: Any) -> None:
+        url = route.request.url
+        if url.endswith("/chart.js"):
+            route.fulfill(body=bundle, content_type="text/javascript")
+        elif url.endswith("/widget.html"):
+            route.fulfill(body=page_html, content_type="text/html")
+        else:
+            route.abort()
+
+    title_js = "() => document.querySelector('#out svg .role-title-text')?.textContent || ''"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 600})
+            page.route("**/*", serve)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto("http://127.0.0.1:9/widget.html")
+            page.wait_for_function("() => document.querySelector('#out .streamnb-chart')?.dataset.rows === '2'")
+            title = page.evaluate(title_js)
+            assert title == "per_10s · no event yet · 0 late events", title
+            assert page.locator("#out svg .mark-rule.role-mark line").count() == 0  # no stream time yet: no rule
+            page.evaluate("() => document.querySelector('#out svg').dataset.marker = 'first'")
+
+            page.evaluate(
+                "(t) => window.model.set('event_time', {stream_time: t, late_events: 2, late_windows: 3})",
+                base + 12_500,
+            )
+            page.wait_for_function(f"() => ({title_js})().includes('2 late events')")
+            title = page.evaluate(title_js)
+            clock = time.strftime("%H:%M:%S", time.localtime((base + 12_500) / 1000)) + ".500"
+            assert title == f"per_10s · stream time {clock} · 2 late events (3 window updates refused)", title
+            assert page.locator("#out svg .mark-rule.role-mark line").count() == 1  # the stream-time rule
+            assert page.evaluate("() => document.querySelector('#out svg').dataset.marker") == "first"  # same SVG
+            root = page.locator("#out .streamnb-chart")
+            assert root.get_attribute("data-stream-time") == str(int(base + 12_500))
+            assert root.get_attribute("data-late-events") == "2"
+            opacities = page.evaluate(
+                "() => Array.from(document.querySelectorAll('#out svg .mark-symbol.role-mark path'))"
+                ".map(p => Number(p.getAttribute('opacity') ?? p.style.opacity))"
+            )
+            assert sorted(opacities) == [0.35, 0.95], opacities  # the open window faded, the closed one solid
+            assert not errors, errors
         finally:
             browser.close()

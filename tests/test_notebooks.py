@@ -21,7 +21,7 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-LOCAL = ["01_quickstart.ipynb", "02_windows_explained.ipynb", "04_testing_agents.ipynb"]
+LOCAL = ["01_quickstart.ipynb", "02_windows_explained.ipynb", "04_testing_agents.ipynb", "05_event_time.ipynb"]
 KAFKA = "03_kafka.ipynb"
 RESTART_MARK = "## part 2: restart the kernel"
 
@@ -131,6 +131,20 @@ def test_windows_explained(tmp_path: Path) -> None:
 def test_testing_agents(tmp_path: Path) -> None:
     nb = _run_all("04_testing_agents.ipynb", tmp_path)
     assert "2 passed, 0 failed" in _outputs_text(nb)
+
+
+def test_event_time(tmp_path: Path) -> None:
+    nb = _run_all("05_event_time.ipynb", tmp_path)
+    text = _outputs_text(nb)
+    assert "stream time 31, late events 4" in text
+    assert "sliding and session windows as expected; 1 late click" in text
+    outputs = [o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])]
+    svgs = [data["image/svg+xml"] for data in outputs if "image/svg+xml" in data]
+    assert len(svgs) >= 8, len(svgs)  # a picture per section, and static snapshots of the live charts
+    # The live charts drawn after the events show the stream time and the late events.
+    assert any("stream time" in svg and "4 late events" in svg for svg in svgs)
+    assert any("sessions" in svg and "1 late event" in svg for svg in svgs)
+    assert any("application/vnd.jupyter.widget-view+json" in data for data in outputs)  # live charts, dashboard
 
 
 @pytest.mark.kafka

@@ -1,12 +1,14 @@
 """Table contents as chart rows: JSON-ready dicts keyed by a stable row id.
 
 A windowed table gives one row per key and window (``window_start`` and
-``window_end`` in epoch milliseconds, as Vega-Lite's temporal fields want);
-a plain table one row per key. The row id, made from the key and window
+``window_end`` in epoch milliseconds, as Vega-Lite's temporal fields want,
+and ``closed``); a plain table one row per key. The row id, made from the key and window
 start, lets the chart send only rows that changed.
 
->>> sorted(table_rows(counts, windowed=False))  # doctest: +SKIP
-['"/"', '"/about"']
+>>> from types import SimpleNamespace
+>>> counts = SimpleNamespace(data={"/": 12, "/about": 3})  # what it reads of a Table
+>>> table_rows(counts, windowed=False)['"/about"']
+{'key': '/about', 'value': 3, '__id': '"/about"'}
 """
 
 from __future__ import annotations
@@ -21,26 +23,48 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..tables.table import Table
 
-__all__ = ["keep_top", "table_rows"]
+__all__ = ["event_time_of", "keep_top", "table_rows"]
+
 
 def table_rows(table: Table[Any, Any], windowed: bool) -> dict[str, dict[str, Any]]:
-    """The table as chart rows, keyed by a row id made from (key, window start)."""
+    """The table as chart rows, keyed by a row id made from (key, window start).
+
+    Windowed rows carry ``closed``: whether stream time passed the window's end plus grace.
+    """
     rows: dict[str, dict[str, Any]] = {}
-    for k, v in list(table.data.items()):
-        if windowed:
-            try:
-                key, (start, end) = k
-            except (TypeError, ValueError):
-                continue
+    if windowed:
+        view = table.window
+        if view is None:
+            return rows
+        state = view.state
+        for (key, (start, end)), v in view.items():
             row: dict[str, Any] = {"key": _json_key(key), "window_start": _ms(start), "window_end": _ms(end)}
             rid = json.dumps([row["key"], row["window_start"]], default=str)
-        else:
-            row = {"key": _json_key(k)}
-            rid = json.dumps(row["key"], default=str)
+            row.update(_value_fields(v))
+            row["closed"] = bool(state.is_closed(key, (start, end)))
+            row["__id"] = rid
+            rows[rid] = row
+        return rows
+    for k, v in list(table.data.items()):
+        row = {"key": _json_key(k)}
+        rid = json.dumps(row["key"], default=str)
         row.update(_value_fields(v))
         row["__id"] = rid
         rows[rid] = row
     return rows
+
+
+def event_time_of(table: Table[Any, Any]) -> dict[str, Any]:
+    """A windowed table's stream time (epoch ms, or None) and late counts, for the chart."""
+    view = table.window
+    if view is None:
+        return {}
+    stream_time = view.stream_time()
+    return {
+        "stream_time": None if stream_time is None else _ms(stream_time),
+        "late_events": view.late_events,
+        "late_windows": view.late_windows,
+    }
 
 
 def _ms(seconds: float) -> float:

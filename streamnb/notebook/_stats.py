@@ -148,10 +148,24 @@ async def offsets(app: App) -> list[OffsetRow]:
 
 
 def table_rows(app: App) -> list[dict[str, Any]]:
-    """Name, kind and row count of every table."""
+    """Name, kind and row count of every table; stream time and late counts of windowed ones.
+
+    ``stream_time`` (epoch seconds, or None before the first event) is the
+    oldest over the table's partitions, as ``windowed.stream_time()``;
+    ``late_events`` counts events written in no window, ``late_windows``
+    refused window updates. Plain tables have None for all three.
+    """
     out = []
     for table in list(app.tables.values()):
         window = table.window
-        kind = repr(window.window) if window is not None else "table"
-        out.append({"table": table.name, "kind": kind, "rows": len(table.data), "version": table.version})
+        row: dict[str, Any] = {
+            "table": table.name, "kind": "table", "rows": len(table.data), "version": table.version,
+            "stream_time": None, "late_events": None, "late_windows": None,
+        }
+        if window is not None:
+            row.update(
+                kind=repr(window.window), rows=len(window), stream_time=window.stream_time(),
+                late_events=window.late_events, late_windows=window.late_windows,
+            )
+        out.append(row)
     return out

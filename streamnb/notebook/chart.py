@@ -5,6 +5,7 @@ Example::
     per_minute = app.Table("per_minute", default=int).tumbling(60, expires=3600)
     per_minute.chart()                        # window start on x, count on y, a line per key
     per_minute.chart(mark="bar", top=5)       # bars, only the five busiest keys
+    visits.chart(mark="rect")                 # spans: x = window start..end, y = key (sessions)
     counts.chart(x="key", y="value")          # a plain table needs x= and y=
 
     import altair as alt
@@ -24,13 +25,15 @@ SVG snapshot that every display also carries (drawn by ``vl-convert``).
 
 Chart rows have the columns of ``as_dataframe()``: ``key``, ``value`` (or
 a Record value's fields) and, for windowed tables, ``window_start`` and
-``window_end`` as epoch *milliseconds* (which Vega-Lite reads as times).
+``window_end`` as epoch *milliseconds* (which Vega-Lite reads as times) and
+``closed``. A windowed table's chart also shows event time: a dashed rule at
+the table's stream time, open windows faded and closed ones solid, and the
+stream time and late events in its title (see :mod:`._chart_spec`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from pathlib import Path
@@ -42,31 +45,29 @@ import traitlets
 from ..errors import ConfigurationError
 from ..tables.table import Table
 from ..tables.windowed import WindowedTable
-from ._chart_rows import keep_top, table_rows
+from ._chart_rows import event_time_of, keep_top, table_rows
+from ._chart_spec import DATASET, default_spec, field_name, spec_from_chart, with_event_time
 from ._live import app_of, base_table
 
 if TYPE_CHECKING:
     import altair as alt
-    import pandas as pd
 
 __all__ = ["DATASET", "LiveChart", "live_chart"]
 
 logger = logging.getLogger("streamnb")
 
-DATASET = "streamnb_rows"
-"""Name of the Vega dataset the table rows go to (use it in your own specs)."""
-
-MARKS = ("area", "bar", "circle", "line", "point", "rect", "rule", "square", "tick", "trail")
 _STATIC = Path(__file__).with_name("static")
-_KNOWN_TYPES = {"key": "nominal", "window_start": "temporal", "window_end": "temporal", "value": "quantitative"}
 
 
 class LiveChart(anywidget.AnyWidget):
     """A Vega-Lite chart of a table's rows that updates in place. Made by :func:`live_chart`.
 
-    >>> chart = per_minute.chart()   # doctest: +SKIP
-    >>> chart.refresh()              # push pending changes now (the task does it every interval)  # doctest: +SKIP
-    >>> chart.close()                # stops the update task  # doctest: +SKIP
+    >>> from streamnb import App
+    >>> per_minute = App("demo", broker="memory://").Table("per_minute", default=int).tumbling(60)
+    >>> chart = per_minute.chart()
+    >>> chart.refresh()              # push pending changes now (the task does it every interval)
+    False
+    >>> chart.close()                # stops the update task
     """
 
     _esm = _STATIC / "chart.js"
@@ -83,6 +84,13 @@ class LiveChart(anywidget.AnyWidget):
     """``{"seq": n, "remove": [ids], "insert": [rows]}``: the rows changed since change ``n - 1``."""
     row_count = traitlets.Int(0).tag(sync=True)
     """Rows the chart shows."""
+    event_time = traitlets.Dict().tag(sync=True)
+    """Windowed tables: ``{"stream_time": epoch ms or None, "late_events": n, "late_windows": n}``.
+
+    The front end sets them as the spec's parameters ``streamnb_stream_time``,
+    ``streamnb_late_events`` and ``streamnb_late_windows`` (the stream-time
+    rule and the title), without re-rendering the chart.
+    """
 
     def __init__(
         self,
@@ -104,7 +112,7 @@ class LiveChart(anywidget.AnyWidget):
             spec=spec, uid=uuid.uuid4().hex, renderer=renderer,
             snapshot={"seq": 0, "rows": list(rows.values())},
             change={"seq": 0, "remove": [], "insert": []},
-            row_count=len(rows),
+            row_count=len(rows), event_time=event_time_of(table) if windowed else {},
         )
         self.source = source
         self.interval = interval
@@ -140,18 +148,25 @@ class LiveChart(anywidget.AnyWidget):
     def rows(self) -> list[dict[str, Any]]:
         """The rows the chart shows now (without the internal ``__id``).
 
-        >>> chart.rows()[:1]   # doctest: +SKIP
-        [{'key': '/', 'window_start': 1700000040000.0, 'window_end': 1700000100000.0, 'value': 12}]
+        A windowed table's row looks like ``{'key': '/', 'window_start':
+        1700000040000.0, 'window_end': 1700000100000.0, 'value': 12}``.
+
+        >>> from streamnb import App
+        >>> chart = App("demo", broker="memory://").Table("t", default=int).tumbling(60).chart()
+        >>> chart.rows()  # nothing counted yet
+        []
         """
         return [{k: v for k, v in row.items() if k != "__id"} for row in self._last.values()]
 
     def refresh(self) -> bool:
-        """Send the rows that changed since the last update; ``True`` when there were any.
+        """Send the rows that changed since the last update (and the stream time); ``True`` when any did.
 
         The background task calls it whenever ``table.version`` moved.
 
-        >>> chart.refresh()   # doctest: +SKIP
-        True
+        >>> from streamnb import App
+        >>> chart = App("demo", broker="memory://").Table("t", default=int).tumbling(60).chart()
+        >>> chart.refresh()  # the table did not change
+        False
         """
         self._version = self._table.version
         current = self._collect()
@@ -159,12 +174,17 @@ class LiveChart(anywidget.AnyWidget):
         remove = [rid for rid in last if rid not in current]
         insert = [row for rid, row in current.items() if last.get(rid) != row]
         self._last = current
-        if not remove and not insert:
+        event_time = event_time_of(self._table) if self._windowed else {}
+        moved = event_time != self.event_time
+        if not remove and not insert and not moved:
             return False
-        self._seq += 1
         with self.hold_sync():
-            self.change = {"seq": self._seq, "remove": remove, "insert": insert}
-            self.row_count = len(current)
+            if remove or insert:
+                self._seq += 1
+                self.change = {"seq": self._seq, "remove": remove, "insert": insert}
+                self.row_count = len(current)
+            if moved:
+                self.event_time = event_time
         return True
 
     def _send_snapshot(self) -> None:
@@ -230,7 +250,11 @@ class LiveChart(anywidget.AnyWidget):
     def close(self) -> None:
         """Stop updating and close the widget.
 
-        >>> chart.close()   # doctest: +SKIP
+        >>> from streamnb import App
+        >>> chart = App("demo", broker="memory://").Table("t", default=int).tumbling(60).chart()
+        >>> chart.close()
+        >>> chart.stopped
+        'closed'
         """
         self._closed = True
         self.stopped = "closed"
@@ -243,16 +267,23 @@ class LiveChart(anywidget.AnyWidget):
     def static_spec(self) -> dict[str, Any]:
         """The Vega-Lite spec with the current rows inlined (for files and static renderers).
 
-        >>> alt.Chart.from_dict(chart.static_spec())   # doctest: +SKIP
+        >>> import altair as alt
+        >>> from streamnb import App
+        >>> chart = App("demo", broker="memory://").Table("t", default=int).tumbling(60).chart()
+        >>> alt.Chart.from_dict(chart.static_spec())
+        alt.Chart(...)
         """
-        spec: dict[str, Any] = json.loads(json.dumps(self.spec))
+        spec = with_event_time(self.spec, self.event_time)
         spec["data"] = {"values": self.rows()}
         return spec
 
     def to_svg(self) -> str:
         """The chart as it is now, as SVG (offline, with ``vl-convert-python``).
 
-        >>> svg = chart.to_svg()   # doctest: +SKIP
+        >>> from streamnb import App
+        >>> chart = App("demo", broker="memory://").Table("t", default=int).tumbling(60).chart()
+        >>> chart.to_svg().startswith("<svg")
+        True
         """
         import vl_convert
 
@@ -290,7 +321,11 @@ def live_chart(
     """A live chart of a table, updated in place while the app runs.
 
     Windowed tables default to window start (time) on x, ``value`` on y and
-    one line per key (``color="key"``), zoomable on the time axis. A plain
+    one line per key (``color="key"``), zoomable on the time axis, with the
+    stream time as a dashed rule, open windows faded, closed ones solid, and
+    the stream time and late events in the title. ``mark="rect"`` draws each
+    window as a span from its start to its end, one row per key (session
+    windows as a timeline). A plain
     table has no default: pass ``x=`` and ``y=`` (for example ``x="key",
     y="value"``; then the default mark is ``bar``).
 
@@ -298,16 +333,20 @@ def live_chart(
         x, y, color: column names (``"key"``, ``"value"``, ``"window_start"``,
             ``"window_end"`` or a Record value's fields), Altair shorthands
             such as ``"sum(value):Q"``, or ``alt.X``/``alt.Y``/``alt.Color``.
-        mark: ``line`` (windowed default), ``bar`` (plain default), ``area``,
-            ``point``, ``circle``, ``tick``, ...
+        mark: ``line`` (windowed default), ``bar`` (plain default), ``rect``
+            (windowed: spans per key), ``area``, ``point``, ``circle``, ``tick``, ...
         chart: your own Altair chart instead; its data is replaced by the
             table's rows (the named dataset :data:`DATASET`). Give types in
             its encodings (``"value:Q"``) when the table may still be empty.
         interval: seconds between looks at the table (the update throttle).
         top: only the ``top`` keys with the largest total ``value`` (or y field).
 
-    >>> per_minute.chart()                                   # doctest: +SKIP
-    >>> live_chart(counts, x="key", y="value", top=10)       # doctest: +SKIP
+    >>> from streamnb import App
+    >>> app = App("demo", broker="memory://")
+    >>> per_minute = app.Table("per_minute", default=int).tumbling(60)
+    >>> counts = app.Table("counts", default=int)
+    >>> chart = per_minute.chart()  # shown when it is a cell's last expression
+    >>> top_pages = live_chart(counts, x="key", y="value", top=10)
     """
     if not isinstance(table_or_windowed, (Table, WindowedTable)):
         raise ConfigurationError(
@@ -320,10 +359,11 @@ def live_chart(
     windowed = isinstance(table_or_windowed, WindowedTable)
     table = base_table(table_or_windowed)
     sample = list(table_rows(table, windowed).values())[:50]
+    event_time = event_time_of(table) if windowed else None
     if chart is not None:
         if any(v is not None for v in (x, y, color, mark)):
             raise ConfigurationError("pass either chart= (your own Altair chart) or x=/y=/color=/mark=, not both")
-        spec = _spec_from_chart(chart, sample, windowed)
+        spec = spec_from_chart(chart, sample, windowed, event_time)
         rank_by = "value"
     else:
         if not windowed and (x is None or y is None):
@@ -331,113 +371,8 @@ def live_chart(
                 f"table {table.name!r} is not windowed, so chart() needs x= and y=, "
                 f'e.g. {table.name}.chart(x="key", y="value")'
             )
-        spec = _default_spec(table.name, windowed, sample, x=x, y=y, color=color, mark=mark)
-        rank_by = _field_name(y) or "value"
+        spec = default_spec(
+            table.name, windowed, sample, x=x, y=y, color=color, mark=mark, event_time=event_time
+        )
+        rank_by = field_name(y) or "value"
     return LiveChart(table_or_windowed, spec, interval=interval, top=top, rank_by=rank_by)
-
-
-# -- specs ------------------------------------------------------------------------------------
-
-
-def _default_spec(
-    name: str, windowed: bool, sample: list[dict[str, Any]], *, x: Any, y: Any, color: Any, mark: str | None
-) -> dict[str, Any]:
-    import altair as alt
-
-    mark = mark or ("line" if windowed else "bar")
-    if mark not in MARKS:
-        raise ConfigurationError(f"unknown mark {mark!r}; use one of: {', '.join(MARKS)}")
-    if windowed:
-        x = x if x is not None else alt.X("window_start:T", title="window start")
-        y = y if y is not None else alt.Y("value:Q", title=name)
-        color = color if color is not None else alt.Color("key:N", title="key")
-    encoding: dict[str, Any] = {"x": _channel(alt.X, x, sample), "y": _channel(alt.Y, y, sample)}
-    options: dict[str, Any] = {"point": True} if mark == "line" else {}
-    if windowed and mark in ("bar", "rect") and _field_name(x) == "window_start":
-        encoding["x2"] = alt.X2("window_end")  # a bar spans its window [start, end)...
-        encoding["y2"] = alt.datum(0)  # ...from zero up to the value
-        options.update(opacity=0.7, stroke="white", strokeWidth=1)  # hopping windows overlap
-    if color is not None:
-        encoding["color"] = _channel(alt.Color, color, sample)
-    tips = [f for f in (_field_name(x), _field_name(color), _field_name(y)) if f]
-    encoding["tooltip"] = [_tooltip(f, sample) for f in dict.fromkeys(tips)]
-    chart = getattr(alt.Chart(_frame(sample, windowed)), f"mark_{mark}")(**options)
-    chart = chart.encode(**encoding).properties(title=name, width=640, height=300)
-    if windowed:
-        chart = chart.interactive(bind_y=False)  # pan and zoom in time; y follows the data
-    else:
-        chart = chart.interactive()
-    return _named(chart.to_dict())
-
-
-def _spec_from_chart(chart: Any, sample: list[dict[str, Any]], windowed: bool) -> dict[str, Any]:
-    if not hasattr(chart, "to_dict") or not hasattr(chart, "properties"):
-        raise ConfigurationError(f"chart= takes an Altair chart (alt.Chart(...)), got {type(chart).__name__}")
-    # Types of untyped shorthands ("value") are inferred from the sample rows.
-    spec = chart.properties(data=_frame(sample, windowed)).to_dict()
-    return _named(spec)
-
-
-def _named(spec: dict[str, Any]) -> dict[str, Any]:
-    spec.pop("datasets", None)
-    spec["data"] = {"name": DATASET}
-    # Lay out again on every update: the first layout is made with no rows, so
-    # without this, legends and axes that grow later would be cut off.
-    spec.setdefault("autosize", {"type": "pad", "resize": True})
-    return spec
-
-
-def _frame(sample: list[dict[str, Any]], windowed: bool) -> pd.DataFrame:
-    """A small DataFrame with the table's columns and types, for Altair's type inference."""
-    import pandas as pd
-
-    rows = [{k: v for k, v in r.items() if k != "__id"} for r in sample]
-    columns = ["key", "window_start", "window_end", "value"] if windowed else ["key", "value"]
-    frame = pd.DataFrame(rows) if rows else pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
-    if not rows:
-        frame["key"] = frame["key"].astype("object")
-    for column in ("window_start", "window_end"):
-        if column in frame:
-            frame[column] = pd.to_datetime(frame[column], unit="ms")
-    return frame
-
-
-def _field_name(channel: Any) -> str | None:
-    if channel is None:
-        return None
-    if isinstance(channel, str):
-        shorthand = channel.split(":")[0]
-        if "(" in shorthand:  # an aggregate such as sum(value): no plain field to show
-            return None
-        return shorthand
-    given = getattr(channel, "shorthand", None)
-    if isinstance(given, str) and given:
-        return _field_name(given)
-    field = getattr(channel, "field", None)
-    return field if isinstance(field, str) else None
-
-
-def _channel(cls: Any, value: Any, sample: list[dict[str, Any]]) -> Any:
-    """An Altair channel; a bare column name gets its type from what we know of the rows."""
-    if not isinstance(value, str) or ":" in value or "(" in value:
-        return value if not isinstance(value, str) else cls(value)
-    return cls(f"{value}:{_type_code(value, sample)}")
-
-
-def _tooltip(field: str, sample: list[dict[str, Any]]) -> Any:
-    import altair as alt
-
-    kind = _type_code(field, sample)
-    if kind == "T":
-        return alt.Tooltip(f"{field}:T", format="%H:%M:%S")
-    return alt.Tooltip(f"{field}:{kind}")
-
-
-def _type_code(field: str, sample: list[dict[str, Any]]) -> str:
-    known = {"nominal": "N", "temporal": "T", "quantitative": "Q"}
-    if field in _KNOWN_TYPES:
-        return known[_KNOWN_TYPES[field]]
-    values = [r.get(field) for r in sample if r.get(field) is not None]
-    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return "Q"
-    return "N"

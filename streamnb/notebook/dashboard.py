@@ -8,7 +8,8 @@ Per agent: state (running / paused / crashed / stopped), events processed,
 events per second over the last refresh, dead-lettered count, the last
 error with its traceback (collapsed), and buttons to start, stop and
 pause/resume it. Per topic partition: the end offset and each reading
-agent's committed offset and lag. Per table: its row count.
+agent's committed offset and lag. Per table: its row count and, for windowed
+tables, its stream time and late events.
 
 A background task on the kernel's loop refreshes it about every second,
 with the transport's async calls only (nothing blocks the loop). It stops
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -41,7 +43,15 @@ STATE_COLOURS = {"running": "#1a7f37", "paused": "#9a6700", "crashed": "#cf222e"
 def dashboard(app: App, *, interval: float = 1.0) -> Dashboard:
     """A live dashboard of ``app``'s agents, topic offsets and lag, and tables.
 
-    >>> dashboard(app)  # doctest: +SKIP
+    >>> from streamnb import App
+    >>> app = App("demo", broker="memory://")
+    >>> @app.agent("orders")
+    ... async def count(stream):
+    ...     async for order in stream:
+    ...         pass
+    >>> board = dashboard(app)  # shown when it is a cell's last expression
+    >>> [figure.name for figure in board.figures]
+    ['count']
     """
     from ..app import App
 
@@ -261,13 +271,46 @@ def _tables_html(app: App) -> str:
     rows = table_rows(app)
     if not rows:
         return ""
-    body = "".join(
-        f"<tr><td>{escape(r['table'])}</td><td>{escape(r['kind'])}</td><td>{r['rows']:,}</td></tr>" for r in rows
-    )
+    windowed = any(r["late_events"] is not None for r in rows)
+    head = "<th>table</th><th>kind</th><th>rows</th>"
+    if windowed:
+        head += (
+            "<th title='the newest event time on each partition (the oldest of them): "
+            "windows close when it passes their end plus grace'>stream time</th>"
+            "<th title='events written in no window (every window they belonged to had closed)'>late events</th>"
+            "<th title='window updates refused because the window had closed'>late window updates</th>"
+        )
+    body = ""
+    for r in rows:
+        cells = f"<td>{escape(r['table'])}</td><td>{escape(r['kind'])}</td><td>{r['rows']:,}</td>"
+        if windowed:
+            if r["late_events"] is None:
+                cells += "<td></td><td></td><td></td>"
+            else:
+                late = r["late_events"]
+                colour = " style='color:#cf222e'" if late else ""
+                cells += (
+                    f"<td>{escape(_event_clock(r['stream_time']))}</td>"
+                    f"<td{colour}>{late:,}</td><td>{r['late_windows']:,}</td>"
+                )
+        body += f"<tr>{cells}</tr>"
     return styled(
-        "<details open><summary><b>tables</b></summary><table><thead><tr><th>table</th><th>kind</th>"
-        f"<th>rows</th></tr></thead><tbody>{body}</tbody></table></details>"
+        f"<details open><summary><b>tables</b></summary><table><thead><tr>{head}"
+        f"</tr></thead><tbody>{body}</tbody></table></details>"
     )
+
+
+def _event_clock(ts: float | None) -> str:
+    """An event time as local ``YYYY-MM-DD HH:MM:SS`` (with milliseconds when it has some), or ``-``.
+
+    >>> _event_clock(None)
+    '-'
+    """
+    if ts is None:
+        return "-"
+    text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    millis = round(ts * 1000) % 1000
+    return f"{text}.{millis:03d}" if millis else text
 
 
 def _set(widget: widgets.HTML, value: str) -> None:

@@ -188,8 +188,10 @@ def _await_transformer(shell: InteractiveShell) -> Callable[[list[str]], list[st
 def find_app(namespace: dict[str, Any], name: str | None = None) -> App:
     """The app named ``name`` in ``namespace``, or else its only ``App``.
 
-    >>> find_app(get_ipython().user_ns)  # doctest: +SKIP
-    <App 'page-views' running broker='memory://'>
+    >>> from streamnb import App
+    >>> namespace = {"app": App("page-views", broker="memory://"), "n": 1}  # get_ipython().user_ns in a notebook
+    >>> find_app(namespace)
+    <App 'page-views' init broker='memory://'>
     """
     from ..app import App
 
@@ -360,7 +362,9 @@ def parse_messages(
 
     Values are validated against the topic's ``value_type`` (a Record) when it has one.
 
-    >>> parse_messages(topic, '{"page": "/"}\\n\\n{"page": "/cart"}')  # doctest: +SKIP
+    >>> from streamnb import App
+    >>> topic = App("demo", broker="memory://").topic("page_views")
+    >>> parse_messages(topic, '{"page": "/"}\\n\\n{"page": "/cart"}')
     [(None, {'page': '/'}), (None, {'page': '/cart'})]
     """
     from_data = getattr(topic.value_type, "from_data", None)
@@ -385,8 +389,9 @@ def parse_messages(
                         f"line {number}: {topic.value_type.__name__} needs a JSON object, got {_short(text)}"
                     )
                 value = from_data(value)
-            raw_key = topic.encode_key(key)
-            topic.encode_value(value)
+            raw_key = topic.encode_key(key) if topic.prepared else key
+            if topic.prepared:  # else (Avro before its schema id is known) checked when sending
+                topic.encode_value(value)
         except StreamnbError as exc:
             raise UsageError(f"line {number}: {exc}") from None
         out.append((raw_key, value))
@@ -398,7 +403,18 @@ async def _produce(app: App, topic: Topic[Any, Any], messages: list[tuple[bytes 
 
     transport = await _transport(app)
     await topic.maybe_declare()
-    records = [topic.record(value=value, raw_key=raw_key) for raw_key, value in messages]
+    if not topic.prepared:  # an Avro topic: its schema id from the registry first
+        await topic.prepare()
+        try:
+            messages = [(topic.encode_key(key), value) for key, value in messages]
+        except StreamnbError as exc:
+            raise UsageError(f"--key: {exc}") from None
+    records = []
+    for number, (raw_key, value) in enumerate(messages, 1):
+        try:
+            records.append(topic.record(value=value, raw_key=raw_key))
+        except StreamnbError as exc:
+            raise UsageError(f"message {number}: {exc}") from None
     await transport.send(records)
     print(f"sent {_n(len(records), 'message')} to {topic.name}")
 
@@ -406,7 +422,11 @@ async def _produce(app: App, topic: Topic[Any, Any], messages: list[tuple[bytes 
 def status_text(app: App) -> str:
     """What ``%streamnb status`` prints: the app's state and a table of its agents.
 
-    >>> print(status_text(app))  # doctest: +SKIP
+    >>> from streamnb import App
+    >>> app = App("demo", broker="memory://")
+    >>> print(status_text(app))
+    app 'demo' init on memory://: 0 agents, 0 topics, 0 tables
+    (no agents)
     """
     import pandas as pd
 

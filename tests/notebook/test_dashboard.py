@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -41,6 +42,10 @@ async def pipe() -> AsyncIterator[Pipeline]:
     await p.app.stop()
 
 
+def agent_tasks() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith("streamnb-agent-total") and not t.done()]
+
+
 def row_of(board: Dashboard, name: str) -> Any:
     return board.rows[name]
 
@@ -75,10 +80,11 @@ async def test_lag_while_paused_and_rate(pipe: Pipeline) -> None:
     row = row_of(board, "total")
     row.pause_button.click()
     assert pipe.agent.state == "paused" and row.pause_button.description == "Resume"
-    await asyncio.sleep(0.1)
     for i in range(5):
         await pipe.orders.send(key=str(i), value="x")
+    await wait_until(lambda: pipe.agent.parked == 1, timeout=5)  # the agent takes no more events
     await wait_until(lambda: sum(r.lag or 0 for r in board.offsets if r.topic == "orders") == 5, timeout=5)
+    assert pipe.agent.events_processed == 0
     assert "(total lag 5)" in board.offsets_html.value
     assert board.figures[0].state == "paused"
     row.pause_button.click()
@@ -113,14 +119,13 @@ async def test_buttons_stop_and_start_an_agent(pipe: Pipeline) -> None:
     await wait_until(lambda: board.figures[0].state == "stopped", timeout=5)
     assert not row.start_button.disabled and row.stop_button.disabled and row.pause_button.disabled
     await pipe.orders.send(value="a")
-    await asyncio.sleep(0.3)
+    assert agent_tasks() == []  # nothing left that could take it
     assert pipe.totals["a"] == 0
     row.start_button.click()
     await wait_until(lambda: pipe.agent.running, timeout=10)
     await settle(pipe.app)
     assert pipe.totals["a"] == 1  # from the committed offset
-    agent_tasks = [t for t in asyncio.all_tasks() if t.get_name().startswith("streamnb-agent-total")]
-    assert len(agent_tasks) == 1
+    assert len(agent_tasks()) == 1
     board.close()
 
 
@@ -128,7 +133,6 @@ async def test_dashboard_stops_with_the_app_and_when_closed(pipe: Pipeline) -> N
     board = dashboard(pipe.app, interval=0.2)
     closed = dashboard(pipe.app, interval=0.2)
     closed.close()
-    await asyncio.sleep(0)
     assert not closed.running
     await pipe.app.stop()
     await wait_until(lambda: not board.running, timeout=3)
@@ -137,8 +141,9 @@ async def test_dashboard_stops_with_the_app_and_when_closed(pipe: Pipeline) -> N
     assert row.start_button.disabled and row.stop_button.disabled  # nothing to do on a stopped app
     assert "stopped" in row.summary.value
     assert [t for t in asyncio.all_tasks() if t.get_name().startswith("streamnb-")] == []
-    row.start_button.click()  # does nothing on a stopped app
-    await asyncio.sleep(0.05)
+    row.start_button.click()  # does nothing on a stopped app: no task to start the agent
+    assert board.act("total", "start") is None
+    assert [t for t in asyncio.all_tasks() if t.get_name().startswith("streamnb-")] == []
     assert not pipe.agent.running
 
 
@@ -161,3 +166,43 @@ async def test_dashboard_before_start_and_errors() -> None:
     with pytest.raises(ConfigurationError, match="takes a streamnb.App"):
         dashboard("app")  # type: ignore[arg-type]
     assert [t for t in asyncio.all_tasks() if t.get_name().startswith(TASK_PREFIX)] == []
+
+
+async def test_windowed_tables_show_stream_time_and_late_events() -> None:
+    app = test_app("times", topic_partitions=1)
+    clicks = app.topic("clicks")
+    plain = app.Table("plain", default=int)
+    per_10s = app.Table("per_10s", default=int).tumbling(10, grace=2)
+    visits = app.Table("visits", default=int).session(5)
+
+    @app.agent(clicks)
+    async def count(stream: Any) -> None:
+        async for click in stream:
+            plain[click] += 1
+            per_10s[click] += 1
+            visits[click] += 1
+
+    async with app:
+        board = dashboard(app, interval=0.2)
+        await wait_until(lambda: "late events" in board.tables_html.value, timeout=5)
+        assert "<td>-</td>" in board.tables_html.value  # no event yet: no stream time
+        base = 1_700_000_000.0
+        for t in (1.0, 12.5, 3.0):  # 3.0 is late: [0, 10) closed at 12 and session [1, 1] at 6
+            await clicks.send(key="k", value="a", timestamp=base + t)
+        await settle(app)
+        assert (per_10s.late_events, visits.late_events) == (1, 1)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(base + 12)) + ".500"
+
+        def row(name: str) -> str:
+            html = board.tables_html.value
+            start = html.index(f"<td>{name}</td>")
+            return html[start:html.index("</tr>", start)]
+
+        await wait_until(lambda: stamp in row("per_10s"), timeout=5)
+        assert stamp in row("visits")
+        assert "<td style='color:#cf222e'>1</td>" in row("per_10s")  # one late event...
+        assert "<td style='color:#cf222e'>1</td>" in row("visits")
+        assert row("plain").endswith("<td></td><td></td><td></td>")  # plain tables have no event time
+        assert "stream time" in board.tables_html.value and "late window updates" in board.tables_html.value
+        assert stamp in board._repr_mimebundle_()["text/html"]
+        board.close()

@@ -160,3 +160,33 @@ async def test_event_time_advances_per_partition() -> None:
         await topic.send(value="late", partition=1, timestamp=101.0)  # partition 1 is now at 130
         await settle(app)
         assert windows.late_events == 1
+
+
+async def test_data_of_sliding_and_session_tables_is_live() -> None:
+    """``table.data`` (and ``windowed.data``) of computed windows reads the state, never a stale copy."""
+    app = test_app(topic_partitions=1)
+    topic = app.topic("e", value_type=str)
+    sessions = app.Table("s", default=int).session(5)
+    sliding = app.Table("l", default=int).sliding(10)
+
+    @app.agent(topic)
+    async def count(stream):
+        async for key in stream:
+            sessions[key] += 1
+            sliding[key] += 1
+
+    async with app:
+        for ts in [100, 102]:
+            await topic.send(value="k", timestamp=ts)
+        await settle(app)
+        for windowed in (sessions, sliding):
+            assert dict(windowed.table.data) == dict(windowed.data) == dict(windowed.items())
+            assert len(windowed.table.data) == len(windowed) > 0
+        assert sessions.table.data[("k", (100.0, 102.0))] == 2
+        assert ("k", (100.0, 102.0)) in sessions.table.data
+        assert ("k", (1.0, 2.0)) not in sessions.table.data
+        assert sliding.table.data[("k", (92.0, 102.0))] == 2
+        await topic.send(value="k", timestamp=120)
+        await settle(app)
+        assert ("k", (120.0, 120.0)) in sessions.table.data  # a new session, seen without redefining
+        assert dict(sliding.table.data) == dict(sliding.items())

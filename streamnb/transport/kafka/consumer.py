@@ -181,6 +181,7 @@ class KafkaConsumer(Consumer):
         aiokafka fetches the committed offsets when the assignment arrives,
         concurrently with the callback: possibly before the previous owner's
         last transaction (offsets included) was committed or aborted.
+        Partitions without one start as ``auto_offset_reset`` says.
         """
         committed = await self.transport.committed(self.group, tps)
         fresh = []
@@ -190,8 +191,11 @@ class KafkaConsumer(Consumer):
                 consumer.seek(atp, committed[tp])
             else:
                 fresh.append(atp)
-        if fresh:
+        reset = self.transport.consumer_options.get("auto_offset_reset", "earliest")
+        if fresh and reset == "earliest":
             await consumer.seek_to_beginning(*fresh)
+        elif fresh and reset == "latest":
+            await consumer.seek_to_end(*fresh)
 
     async def start(self) -> None:
         """Join the group and wait for the first assignment (``on_assigned`` awaited)."""
@@ -202,16 +206,16 @@ class KafkaConsumer(Consumer):
             **transport.client_options(),
             group_id=self.group,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
             isolation_level="read_committed",
             partition_assignment_strategy=(RangePartitionAssignor,),
-            # getmany drains one partition's fetched chunk before the next: 1 MB
-            # chunks (about 10k small events) keep partitions interleaved, so the
-            # event time of windowed tables does not leap ahead of other partitions
-            # (4 MB chunks of a 1M-event backlog made events "late"), at the same rate.
-            max_partition_fetch_bytes=1024 * 1024,
-            fetch_max_bytes=64 * 1024 * 1024,
-            **{
+            **{  # defaults the user's consumer options may override
+                "auto_offset_reset": "earliest",
+                # getmany drains one partition's fetched chunk before the next: 1 MB
+                # chunks (about 10k small events) keep partitions interleaved, so the
+                # event time of windowed tables does not leap ahead of other partitions
+                # (4 MB chunks of a 1M-event backlog made events "late"), at the same rate.
+                "max_partition_fetch_bytes": 1024 * 1024,
+                "fetch_max_bytes": 64 * 1024 * 1024,
                 "max_poll_records": 10_000,
                 "heartbeat_interval_ms": 1000,
                 "session_timeout_ms": 10_000,

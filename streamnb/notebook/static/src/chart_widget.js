@@ -10,6 +10,10 @@
 //             changed since change seq - 1; `remove` lists the `__id` of rows
 //             that are gone, `insert` holds new rows and new versions of rows
 //             (which replace the rows with the same `__id`)
+//   event_time {stream_time, late_events, late_windows} of a windowed table:
+//             set as the spec's parameters (Vega signals) streamnb_stream_time,
+//             streamnb_late_events and streamnb_late_windows, which draw the
+//             stream-time rule and the title; the chart is not re-rendered
 // The kernel sends changes even while a cell is running; the browser never
 // needs an answer from a busy kernel. When it notices a missing change
 // (a page reload, a model made late) it asks for a new snapshot with
@@ -96,6 +100,28 @@ function changeset(store, update) {
   return cs.insert(copies(update.insert));
 }
 
+// Vega signal (the spec's parameter) -> key of the event_time trait.
+const EVENT_TIME_SIGNALS = {
+  streamnb_stream_time: ["stream_time", null],
+  streamnb_late_events: ["late_events", 0],
+  streamnb_late_windows: ["late_windows", 0],
+};
+
+/** Set the event-time signals the spec defines; true when any was set. */
+function setEventTime(view, eventTime) {
+  let set = false;
+  for (const [signal, [key, fallback]] of Object.entries(EVENT_TIME_SIGNALS)) {
+    const value = eventTime && key in eventTime ? eventTime[key] : fallback;
+    try {
+      view.signal(signal, value ?? fallback);
+      set = true;
+    } catch {
+      // A chart of your own (chart=) may not define this parameter.
+    }
+  }
+  return set;
+}
+
 function initialize({ model }) {
   const uid = model.get("uid");
   stores.get(uid)?.dispose();
@@ -118,6 +144,9 @@ function render({ model, el }) {
   const show = () => {
     root.dataset.rows = String(store.rows.size);
     root.dataset.seq = String(store.seq);
+    const eventTime = model.get("event_time") || {};
+    root.dataset.streamTime = String(eventTime.stream_time ?? "");
+    root.dataset.lateEvents = String(eventTime.late_events ?? "");
   };
 
   const draw = async () => {
@@ -132,6 +161,7 @@ function render({ model, el }) {
       return;
     }
     if (closed) return;
+    setEventTime(result.view, model.get("event_time"));
     await result.view.change(model.get("dataset"), changeset(store, { reset: true })).runAsync();
     show();
   };
@@ -147,13 +177,22 @@ function render({ model, el }) {
       show();
     });
 
+  const onEventTime = () =>
+    enqueue(async () => {
+      if (!result || closed) return;
+      if (setEventTime(result.view, model.get("event_time"))) await result.view.runAsync();
+      show();
+    });
+
   store.listeners.add(onUpdate);
   model.on("change:spec", () => enqueue(draw));
+  model.on("change:event_time", onEventTime);
   enqueue(draw);
 
   return () => {
     closed = true;
     store.listeners.delete(onUpdate);
+    model.off("change:event_time", onEventTime);
     if (result) result.finalize();
   };
 }
