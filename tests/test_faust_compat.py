@@ -94,6 +94,8 @@ async def read_all(app: streamnb.App, topic: streamnb.Topic[Any, Any]) -> list[A
         start = (await transport.beginning_offsets([tp]))[tp]
         while start < end:
             msgs = await transport.read(tp, start, end)
+            if not msgs:  # the rest holds no message (transaction markers, exactly-once)
+                break
             out.extend(topic.decode_value(m.value) for m in msgs)
             start = msgs[-1].offset + 1
     return out

@@ -211,13 +211,13 @@ class Worker:
     def counts(self) -> dict[str, int]:
         return dict(self.state.get("counts", {}))
 
-    def stderr(self) -> str:
+    def stderr(self, tail: int = 4000) -> str:
         text = self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
-        return text[-4000:]
+        return text[-tail:]
 
-    def describe(self) -> str:
+    def describe(self, tail: int = 4000) -> str:
         summary = {k: v for k, v in self.state.items() if k != "counts"}
-        return f"{self.name}: {summary}\n--- stderr (tail) ---\n{self.stderr()}"
+        return f"{self.name}: {summary}\n--- stderr (tail) ---\n{self.stderr(tail)}"
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
         await wait_for(predicate, timeout, what, [self])
@@ -258,7 +258,11 @@ async def wait_for(predicate: Callable[[], bool], timeout: float, what: str, wor
                 raise AssertionError(f"worker exited ({worker.proc.returncode}) while waiting for {what}\n"
                                      + worker.describe())
         if time.monotonic() > deadline:
+            for worker in workers:  # kafka_worker.py prints its tasks' stacks on SIGUSR1
+                if worker.alive() and worker.proc is not None:
+                    worker.proc.send_signal(signal.SIGUSR1)
+            await asyncio.sleep(1.0)
             raise AssertionError(
-                f"not within {timeout} s: {what}\n" + "\n".join(w.describe() for w in workers)
+                f"not within {timeout} s: {what}\n" + "\n".join(w.describe(tail=20_000) for w in workers)
             )
         await asyncio.sleep(0.1)

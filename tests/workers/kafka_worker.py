@@ -31,6 +31,7 @@ killed with SIGKILL at any moment.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -108,6 +109,19 @@ async def count(stream):  # type: ignore[no-untyped-def]
         if per_second is not None:
             per_second[view.user] += 1
         yield {"n": view.n}
+
+
+@app.task
+async def dump_tasks_on_sigusr1() -> None:
+    """SIGUSR1 prints every asyncio task's stack to stderr (the tests ask for it when a worker stalls)."""
+
+    def dump() -> None:
+        for task in asyncio.all_tasks():
+            print(f"--- {task.get_name()}", file=sys.stderr)
+            task.print_stack(limit=12, file=sys.stderr)
+        sys.stderr.flush()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
 
 
 def emit(state: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ The modules, from the facade down:
 * :mod:`~streamnb.transport.kafka.transport` -- :class:`KafkaTransport`, the
   :class:`~streamnb.transport.base.Transport` seam (producer, admin client, reader);
 * :mod:`~streamnb.transport.kafka.consumer` -- :class:`KafkaConsumer`, one consumer-group member;
+* :mod:`~streamnb.transport.kafka.transactions` -- exactly-once: a transactional producer per input partition;
 * :mod:`~streamnb.transport.kafka.admin` -- topics (never auto-created) and committed offsets;
 * :mod:`~streamnb.transport.kafka.reader` -- the group-less reader behind ``read`` (table recovery, ``%peek``);
 * :mod:`~streamnb.transport.kafka.clients` -- errors, options, URLs and metadata shared by the others.
