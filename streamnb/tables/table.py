@@ -35,7 +35,7 @@ from ..topics import Topic
 from ..transaction import MISSING, Transaction, current_transaction
 from ..transport.base import ProducerRecord
 from .event_time import STREAM_TIME_KEY, EventTimeState
-from .recovery import read_changelog
+from .recovery import read_changelog, window_key_json
 from .routing import event_of, final_record, late_record
 from .state import Closed, PlainState, TableState
 from .windowed import WindowedTable
@@ -51,6 +51,10 @@ logger = logging.getLogger("streamnb")
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+
+def _no_fast_key(key: Any) -> None:
+    return None
 
 
 class Table(MutableMapping[K, V], Generic[K, V]):
@@ -266,7 +270,7 @@ class Table(MutableMapping[K, V], Generic[K, V]):
     def _call(self, what: str, callback: Callable[..., Any], *args: Any) -> None:
         try:
             out = callback(*args)
-            if inspect.isawaitable(out):
+            if out is not None and inspect.isawaitable(out):
                 self.app.spawn(out, f"{what}({self.name})")  # type: ignore[arg-type]
         except Exception:
             logger.exception("%s of table %r failed for %r", what, self.name, args[0])
@@ -316,6 +320,7 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         topic = self.changelog
         name = topic.name
         dumps_key = topic.key_codec.dumps
+        fast_key = window_key_json if topic.key_serializer == "json" else _no_fast_key
         json_values = topic.value_serializer == "json"
         # JSON (the default) straight through the codec; other serializers (Avro) through the topic's serde
         dumps_value = topic.value_codec.dumps if json_values else topic.encode_value
@@ -327,7 +332,8 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         for key, partition, value, when in changes:
             kb = key_cache.get(key)
             if kb is None:
-                kb = key_cache[key] = dumps_key(key)
+                kb = fast_key(key) or dumps_key(key)
+                key_cache[key] = kb
             if value is MISSING:
                 vb = None
             elif json_values and type(value) is int:

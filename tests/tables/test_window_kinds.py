@@ -93,3 +93,18 @@ def test_undoing_a_transaction_restores_the_sessions(items: list[tuple[str, int,
         state.update(dirty, key, operator.add, value, 1000 + t / 1000, 0, int)
     state.restore(dirty)
     assert (sorted(state.items()), dict(state.stream_time)) == before
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    key=st.text(),
+    start=st.floats(allow_nan=False, allow_infinity=False),
+    end=st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_window_keys_are_written_as_the_json_codec_writes_them(key: str, start: float, end: float) -> None:
+    from streamnb.codecs import get_codec
+    from streamnb.tables.recovery import window_key_json
+
+    dumps = get_codec("json").dumps
+    assert window_key_json((key, (start, end))) == dumps((key, (start, end)))
+    assert window_key_json((key, start)) == dumps((key, start))
