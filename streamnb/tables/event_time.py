@@ -29,7 +29,9 @@ from typing import Any, Protocol
 
 from ..transaction import MISSING
 
-__all__ = ["NEVER", "STREAM_TIME", "STREAM_TIME_KEY", "EventTimeState", "TimeIndex", "WindowRows", "replace"]
+__all__ = [
+    "NEVER", "POPPED", "STREAM_TIME", "STREAM_TIME_KEY", "EventTimeState", "TimeIndex", "WindowRows", "replace"
+]
 
 NEVER = float("-inf")
 """Stream time of a partition that has seen no event."""
@@ -39,6 +41,9 @@ STREAM_TIME_KEY = "__stream_time__"
 
 STREAM_TIME: Any = object()
 """The entry of a table's ``dirty`` bookkeeping holding stream times from before the transaction."""
+
+POPPED: Any = object()
+"""The entry of a table's ``dirty`` bookkeeping holding what the commit took off the time indexes."""
 
 
 def replace(_old: Any, new: Any) -> Any:
@@ -118,19 +123,26 @@ class TimeIndex:
             self._seq += 1
             heapq.heappush(self.heaps[partition], (at, self._seq, item))
 
-    def pop_due(self, partition: int, now: int) -> Iterator[Any]:
-        """Items of ``partition`` due at or before ``now``, oldest first (removed)."""
+    def pop_due(self, partition: int, now: int, undo: list[Any] | None = None) -> Iterator[Any]:
+        """Items of ``partition`` due at or before ``now``, oldest first (removed).
+
+        With ``undo``, each popped item is noted there so that :meth:`EventTimeState.restore`
+        can schedule it again if the commit that popped it fails.
+        """
         fifo = self.fifo.get(partition)
         if fifo is None:
             return
         heap = self.heaps[partition]
         while True:
             if heap and heap[0][0] <= now and (not fifo or heap[0][0] < fifo[0][0]):
-                yield heapq.heappop(heap)[2]
+                at, _seq, item = heapq.heappop(heap)
             elif fifo and fifo[0][0] <= now:
-                yield fifo.popleft()[1]
+                at, item = fifo.popleft()
             else:
                 return
+            if undo is not None:
+                undo.append((self, partition, at, item))
+            yield item
 
     def drop(self, partitions: set[int]) -> None:
         """Forget ``partitions``."""
@@ -213,6 +225,21 @@ class EventTimeState:
         saved = dirty.get(STREAM_TIME)
         if saved is not None:
             self.restore_stream_time(saved)
+        self.restore_popped(dirty)
+
+    @staticmethod
+    def undo_log(dirty: dict[Any, Any]) -> list[Any]:
+        """Where a commit notes what it takes off the time indexes (``TimeIndex.pop_due(undo=)``)."""
+        log: list[Any] | None = dirty.get(POPPED)
+        if log is None:
+            log = dirty[POPPED] = []
+        return log
+
+    @staticmethod
+    def restore_popped(dirty: dict[Any, Any]) -> None:
+        """Put back on the time indexes what a failed commit took off them (the windows close again)."""
+        for index, partition, at, item in dirty.pop(POPPED, ()):
+            index.add(partition, at, item)
 
     def load_stream_time(self, key: Any, value: Any, partition: int) -> bool:
         """Apply a stream-time changelog record; False when ``key`` is not one."""

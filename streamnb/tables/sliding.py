@@ -45,7 +45,7 @@ from functools import reduce
 from typing import Any
 
 from ..transaction import MISSING, Transaction
-from .event_time import NEVER, STREAM_TIME, EventTimeState, TimeIndex, WindowRows, replace
+from .event_time import NEVER, POPPED, STREAM_TIME, EventTimeState, TimeIndex, WindowRows, replace
 from .state import Closed
 from .windows import SlidingWindow, WindowRange, ms
 
@@ -312,6 +312,8 @@ class SlidingState(EventTimeState):
     def changes(self, dirty: dict[Any, Any]) -> Iterator[tuple[Any, int, Any, float | None]]:
         """Buckets (``(key, t)``), frozen finals (``(key, (start, end))``) and stream times that changed."""
         for key, entries in dirty.items():
+            if key is POPPED:
+                continue
             if key is STREAM_TIME:
                 yield from self.stream_time_changes(entries)
                 continue
@@ -332,6 +334,7 @@ class SlidingState(EventTimeState):
 
         (The time indexes keep entries of undone windows; they are skipped when due.)
         """
+        self.restore_popped(dirty)
         for key, entries in dirty.items():
             if key is STREAM_TIME:
                 self.restore_stream_time(entries)
@@ -380,10 +383,11 @@ class SlidingState(EventTimeState):
         """Close the windows stream time passed (their final values merged now), drop expired buckets."""
         closed: list[Closed] = []
         exists, fold = self._exists, self._fold
+        undo = self.undo_log(dirty)
         for partition, now in self.stream_time.items():
             now_ms = ms(now)
             seen: set[tuple[Any, int, int]] = set()
-            due = [*self.closing.pop_due(partition, now_ms), *self.closing_right.pop_due(partition, now_ms)]
+            due = [*self.closing.pop_due(partition, now_ms, undo), *self.closing_right.pop_due(partition, now_ms, undo)]
             due.sort(key=lambda item: item[2])  # per partition in order of window end
             for key, start, end in due:
                 if (key, start, end) in seen or not exists(key, start, end):
@@ -394,7 +398,7 @@ class SlidingState(EventTimeState):
                     value = fold(key, start, end)
                 if value is not MISSING:
                     closed.append(Closed(key, (_s(start), _s(end)), value, partition))
-            for item in self.expiring.pop_due(partition, now_ms):
+            for item in self.expiring.pop_due(partition, now_ms, undo):
                 if item[0] is _EXTRA_DROP:
                     extra = self.extra.get(item[1])
                     if extra is not None:
