@@ -31,14 +31,16 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar, TypeVar
 
-from . import _gc, display, naming
+from . import _gc, display, naming, replay
 from .agents import Agent, AgentFun
+from .clock import VirtualClock, WallClock, check_speed
 from .errors import AppNotRunningError, ConfigurationError
 from .streams import Stream
 from .tables.ownership import PartitionOwnership
 from .tables.table import Table
 from .tasks import Task, Timer
 from .topics import Topic
+from .transaction import current_transaction
 from .transport import check_broker, open_transport
 from .transport.base import TP, Transport
 
@@ -51,6 +53,8 @@ logger = logging.getLogger("streamnb")
 F = TypeVar("F", bound=Callable[..., Any])
 
 GUARANTEES = ("at_least_once", "exactly_once")
+CLOCKS = ("wall", "virtual")
+_UNSET: Any = object()
 
 
 class App:
@@ -70,6 +74,15 @@ class App:
         processing_guarantee: ``at_least_once`` (default) or ``exactly_once``.
             The embedded brokers always commit atomically (exactly once);
             on Kafka only ``at_least_once`` is available.
+        clock: ``"wall"`` (default) or ``"virtual"``: replay what a
+            ``local://`` or ``memory://`` folder holds under a clock event
+            time drives, from the start every time (:mod:`streamnb.clock`,
+            :mod:`streamnb.replay`); ``app.clock`` controls it.
+        speed: with ``clock="virtual"``: ``None`` (default) as fast as
+            possible, ``0`` paused, else recorded seconds per second.
+        history: every table keeps every change in its changelog, so
+            ``table.at()`` and ``table.history()`` can answer; default: on
+            under a virtual clock, off otherwise.
         security_protocol, sasl_mechanism, sasl_plain_username,
         sasl_plain_password, ssl_context: passed to aiokafka.
         **kafka_options: on ``kafka://``, ``request_timeout`` (seconds) and
@@ -101,6 +114,9 @@ class App:
         sasl_plain_username: str | None = None,
         sasl_plain_password: str | None = None,
         ssl_context: Any = None,
+        clock: str = "wall",
+        speed: Any = _UNSET,
+        history: bool | None = None,
         **kafka_options: Any,
     ) -> None:
         if not id or not isinstance(id, str):
@@ -142,6 +158,20 @@ class App:
                 f"brokers, they give {' and '.join(sorted(transport_cls.guarantees))}: use that "
                 "('at_least_once' is the default), or local:// for exactly_once"
             )
+        if clock not in CLOCKS:
+            raise ConfigurationError(f"clock must be one of {CLOCKS}, got {clock!r}")
+        if clock == "wall" and speed is not _UNSET:
+            raise ConfigurationError("speed= applies to a virtual clock only: add clock='virtual' (a replay)")
+        if clock == "virtual" and transport_cls.distributed:
+            raise ConfigurationError(replay.KAFKA_REPLAY)
+        self.clock: WallClock | VirtualClock = (
+            VirtualClock(None if speed is _UNSET else check_speed(speed)) if clock == "virtual" else WallClock()
+        )
+        """The app's clock; under ``clock="virtual"``, ``pause()``, ``resume()``, ``step()``, ``seek()``."""
+        if history is not None and not isinstance(history, bool):
+            raise ConfigurationError(f"history must be True or False, got {history!r}")
+        self.history = self.clock.virtual if history is None else history
+        """True when tables keep every change (``table.at()``, ``table.history()``)."""
         self.state = "init"
         """``init``, ``starting``, ``running``, ``stopping`` or ``stopped``."""
         self.topics: dict[str, Topic[Any, Any]] = {}
@@ -345,6 +375,8 @@ class App:
             on_window_close=on_window_close, on_late=on_late, late_topic=late_topic, emit_final=emit_final,
             help=help,
         )
+        if self.history:
+            table.keep_history()
         old = self.tables.get(name)
         if old is not None:
             table.take_over(old)
@@ -491,6 +523,8 @@ class App:
             try:
                 transport = await self.connect()
                 self._check_leader_timers(transport)
+                if self.clock.virtual:
+                    await replay.prepare(self)  # a replay starts from scratch (or from its fork)
                 for topic in list(self.topics.values()):
                     if not topic.internal or naming.is_changelog(topic.name):
                         await topic.declare()
@@ -503,6 +537,8 @@ class App:
                     await agent.start()
                 for item in [*self.timers.values(), *self.tasks.values()]:
                     item.start()
+                if isinstance(self.clock, VirtualClock):
+                    self.clock.start()
                 if self.tune_gc:
                     _gc.acquire()
             except BaseException:
@@ -523,6 +559,8 @@ class App:
             if self.state == "running" and self.tune_gc:
                 _gc.release()
             self.state = "stopping"
+            if isinstance(self.clock, VirtualClock):
+                await self.clock.stop()
             for item in [*self.timers.values(), *self.tasks.values()]:
                 await item.stop()
             await asyncio.gather(*(agent.stop() for agent in self.agents.values()))
@@ -540,6 +578,51 @@ class App:
             for table in self.tables.values():
                 table.reset_recovery()
             self.state = "stopped"
+
+    def now(self) -> float:
+        """The time on the app's clock (epoch seconds).
+
+        The wall clock's, or under a virtual clock the replay's: inside an
+        agent, the timestamp of the event being processed; elsewhere, the
+        clock's time.
+
+        >>> App("demo-now", broker="memory://", clock="virtual").now()
+        -inf
+        """
+        clock = self.clock
+        if not clock.virtual:
+            return clock.now()
+        txn = current_transaction()
+        if txn is not None and txn.message is not None:
+            return max(txn.message.timestamp, clock.floor)  # type: ignore[union-attr]
+        return clock.now()
+
+    async def fork(self, at: Any, broker: str) -> App:
+        """Go on from time ``at`` in a new folder: tables as they were then, agents from there.
+
+        Writes ``broker`` (a new ``local://`` or ``memory://`` folder) with
+        the inputs, each table's state at ``at`` and each agent's position,
+        then moves this app there and starts it (a virtual clock pauses at
+        ``at``: redefine an agent, then ``app.clock.resume()``). The old
+        folder is left as it was. Needs the tables' history (``history=True``,
+        the default under a virtual clock).
+
+        >>> await app.fork(at=app.clock.start_time + 300, broker="local://fork")  # doctest: +SKIP
+        """
+        url = await replay.fork(self, at, broker)
+        if isinstance(self.clock, VirtualClock):
+            self.clock.speed = 0
+        await replay.move(self, url)
+        return self
+
+    def move_to(self, broker: str) -> None:
+        """Use ``broker`` from the next ``start()`` on (what :meth:`fork` does); the app must be stopped."""
+        if self.state in ("running", "starting", "stopping"):
+            raise ConfigurationError(f"app {self.id!r} is {self.state}: stop it before moving it to {broker!r}")
+        check_broker(broker, self._kafka_options)
+        App._instances.pop((self.id, self.broker), None)
+        self.broker = broker
+        App._instances[(self.id, broker)] = weakref.ref(self)
 
     async def __aenter__(self) -> App:
         await self.start()

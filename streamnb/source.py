@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from . import naming
 from .errors import StreamnbError
+from .feed import Feed, positions_of
 from .runtime import Runtime
 from .topics import Topic, partition_for_key
 from .transaction import Transaction
@@ -127,6 +128,8 @@ class Source:
                 self._fast_field = field
                 self._fast_loads = src.value_codec.loads
         self._dlq: Topic[Any, Any] | None = None
+        self.feed: Feed | None = None
+        """Under a virtual clock: what hands this source its messages (see :mod:`streamnb.feed`)."""
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -145,6 +148,14 @@ class Source:
             member=self.stream.member, members=self.stream.members,
         )
         await self.consumer.start()
+        gate = self.app.clock.gate
+        if gate is not None:
+            tps = self.consumer.assignment()
+            positions = positions_of(
+                tps, await transport.committed(self.group, tps), await transport.beginning_offsets(tps)
+            )
+            self.feed = Feed(transport, gate, positions)
+            await gate.join(self.feed)
         if self.agent is not None:
             self.agent.attach(self)
 
@@ -168,6 +179,8 @@ class Source:
                 except Exception:
                     logger.exception("a commit failed while %s was stopping", self.group)
         finally:
+            if self.feed is not None:
+                self.feed.close()
             if self.consumer is not None:
                 await self.consumer.stop()
             if self.agent is not None:
@@ -212,6 +225,8 @@ class Source:
         assert consumer is not None
         self._account(self.last_batch)
         self.last_batch = ()
+        if self.feed is not None:
+            return await self._next_released_batch(self.feed)
         app = self.app
         max_records = app.stream_batch_size
         agent = self.agent
@@ -257,6 +272,39 @@ class Source:
                 agent.events_received += len(msgs)
             self.last_batch = msgs
             return msgs
+
+    async def _next_released_batch(self, feed: Feed) -> list[Message] | None:
+        """Under a virtual clock: the next batch the clock released; commit and wait between rounds."""
+        app = self.app
+        agent = self.agent
+        while True:
+            if self.stopping or (agent is not None and agent.stopping):
+                self.stopping = True
+                await self.commit()
+                return None
+            if agent is not None and agent.paused:
+                await self.commit()
+                await agent.wait_resumed()
+                continue
+            msgs = await feed.next_batch(app.stream_batch_size)
+            if msgs:
+                if (
+                    len(self.txn.records) >= app.commit_records
+                    or time.monotonic() - self.last_commit >= app.commit_interval
+                ):
+                    await self.commit(wait=False)
+                else:
+                    await asyncio.sleep(0)
+                if agent is not None:
+                    agent.events_received += len(msgs)
+                self.last_batch = msgs
+                return msgs
+            await self.commit()  # what this round wrote must be in the log before the next round
+            self.waiting = True
+            try:
+                await feed.round_done()
+            finally:
+                self.waiting = False
 
     def _drop_revoked(self, consumer: Consumer, msgs: list[Message]) -> list[Message]:
         """Hand out none of a batch's messages of partitions revoked since the fetch.
@@ -364,7 +412,7 @@ class Source:
         for participant in list(txn.dirty):
             participant.before_commit(txn)
         dirty = txn.dirty
-        records = txn.collect(time.time())
+        records = txn.collect(self.app.now())
         txn.clear()
         self.pending.clear()
         self.last_commit = time.monotonic()

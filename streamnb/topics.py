@@ -11,7 +11,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Generic, Protocol, TypeVar
@@ -116,6 +115,10 @@ class TopicHost(Protocol):
 
     def stream(self, channel: Any) -> Any:
         """A stream (async iterable of values) over ``channel``."""
+        ...
+
+    def now(self) -> float:
+        """The app's current time in epoch seconds (the timestamp of a message sent without one)."""
         ...
 
 
@@ -259,7 +262,7 @@ class Topic(Generic[K, V]):
                 f"topic {self.name!r} has partitions 0..{self.partition_count - 1}, got partition={partition}"
             )
         if timestamp is None:
-            timestamp = time.time()
+            timestamp = self.app.now()
         elif hasattr(timestamp, "timestamp"):
             timestamp = timestamp.timestamp()
         return ProducerRecord(self.name, partition, kb, self.encode_value(value), float(timestamp), _headers(headers))

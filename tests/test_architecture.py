@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("transport", ("transport",)),
     ("data", ("codecs", "_fieldtypes", "_schema", "models")),
     ("channels", ("events", "transaction", "topics", "runtime")),
-    ("processing", ("source", "streams", "agents", "tasks")),
+    ("processing", ("feed", "source", "streams", "agents", "tasks")),
     ("state", ("tables",)),
     ("application", ("app", "testing", "demo", "cli", "web", "faust_types", "clock", "replay", "record")),
     ("notebook", ("notebook",)),

@@ -36,6 +36,7 @@ from ..topics import Topic
 from ..transaction import MISSING, Transaction, current_transaction
 from ..transport.base import TP, ProducerRecord
 from .state import Closed, PlainState, TableState
+from .timetravel import TimeTravel
 from .window_state import STREAM_TIME_KEY, WindowedState
 from .windowed import WindowedTable
 from .windows import HoppingWindow, TumblingWindow, Window, WindowRange
@@ -58,7 +59,7 @@ def _hashable(obj: Any) -> Any:
     return obj
 
 
-class Table(MutableMapping[K, V], Generic[K, V]):
+class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
     """A dict backed by a changelog topic. Create with :meth:`App.Table`.
 
     >>> from streamnb import App
@@ -197,6 +198,10 @@ class Table(MutableMapping[K, V], Generic[K, V]):
                 f"(the object .tumbling()/.hopping() returned), e.g. `views[key] += 1`"
             )
         return state
+
+    def now(self) -> float:
+        """The app's clock (the wall clock, or virtual time in a replay)."""
+        return self.app.now()
 
     def outside_agent(self) -> TableWriteError:
         """The error for a write outside an agent (what to do instead)."""
@@ -440,7 +445,7 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         if isinstance(old, WindowedState) and repr(old.window) == repr(window):
             state = old
         else:
-            state = WindowedState(window)
+            state = self.new_windowed_state(window)
             if isinstance(old, WindowedState):  # redefined with other window settings: keep the rows
                 state.stream_time.update(old.stream_time)
                 for (key, start), partition in old.partition_of.items():

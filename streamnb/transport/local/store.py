@@ -289,6 +289,37 @@ class Store:
         n = spec.partitions
         return Topic(tid, spec.name, n, spec.compacted, spec.retention, [0] * n, [0] * n, [0] * n, [0] * n)
 
+    def delete_topics_sync(self, names: Sequence[str]) -> None:
+        """Delete topics (messages, partitions, offsets) in one transaction."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            for name in names:
+                topic = self.topics.get(name)
+                if topic is None:
+                    continue
+                conn.execute("DELETE FROM batches WHERE topic_id = ?", (topic.id,))
+                conn.execute("DELETE FROM partitions WHERE topic_id = ?", (topic.id,))
+                conn.execute("DELETE FROM topics WHERE id = ?", (topic.id,))
+                conn.execute("DELETE FROM offsets WHERE topic = ?", (name,))
+            conn.execute("COMMIT")
+        except BaseException:
+            rollback(conn)
+            raise
+        for name in names:
+            self.topics.pop(name, None)
+
+    def delete_groups_sync(self, groups: Sequence[str]) -> None:
+        """Delete the committed offsets of ``groups``."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            conn.executemany('DELETE FROM offsets WHERE "group" = ?', [(g,) for g in groups])
+            conn.execute("COMMIT")
+        except BaseException:
+            rollback(conn)
+            raise
+
     def _conn(self) -> sqlite3.Connection:
         if self.conn is None:
             raise AppNotRunningError(f"the local:// store in {self.folder} is closed: await app.start() first")

@@ -226,6 +226,22 @@ class LocalTransport(Transport):
             return []
         return await store.call_read(store.read_sync, topic, tp.partition, start, stop, max_records)
 
+    async def list_topics(self) -> list[str]:
+        """Names of every topic in the folder, sorted."""
+        return sorted(self.store.topics)
+
+    async def delete_topics(self, names: Iterable[str]) -> None:
+        """Delete these topics, their messages and every group's offsets in them, in one sqlite transaction."""
+        store = self.store
+        wanted = [name for name in names if name in store.topics]
+        if wanted:
+            await store.call(store.delete_topics_sync, wanted)
+
+    async def delete_groups(self, groups: Iterable[str]) -> None:
+        """Forget the committed offsets of these groups."""
+        store = self.store
+        await store.call(store.delete_groups_sync, list(groups))
+
     async def cleanup(self) -> None:
         """Compact every compacted partition with new messages and apply retention, now.
 
