@@ -689,6 +689,10 @@ class App:
         """
         return display.show("dashboard", self)
 
+    def player(self) -> Any:
+        """A notebook widget driving a replay: play, pause, speed, scrubber, steps (``clock="virtual"``)."""
+        return display.show("player", self)
+
     def spawn(self, coro: Coroutine[Any, Any, Any] | Awaitable[Any], what: str) -> asyncio.Task[Any] | None:
         """Run ``coro`` in the background on the running loop, logging a failure as ``what``.
 

@@ -130,8 +130,8 @@ class VirtualClock:
         """The oldest timestamp of the replayed topics (where the replay starts)."""
         self.end_time: float | None = None
         """The newest timestamp at the end of the replayed topics, when the replay started."""
-        self.expected_feeds = 0
-        """How many sources the first round waits for (one per agent instance)."""
+        self.expected_feeds: Callable[[], int] = lambda: 0
+        """How many sources should be reading (one per agent instance): the clock does not rest without them."""
         self.restart: Callable[[], Awaitable[None]] | None = None
         """What :meth:`seek` back calls to start over with fresh state (the app sets it)."""
         self.version = 0
@@ -368,12 +368,12 @@ class VirtualClock:
 
     async def _wait_for_feeds(self, timeout: float = 10.0) -> None:
         deadline = _loop_time() + timeout
-        while len(self._feeds) < self.expected_feeds and _loop_time() < deadline:
+        while len(self._feeds) < self.expected_feeds() and _loop_time() < deadline:
             await asyncio.sleep(0.005)
-        if len(self._feeds) < self.expected_feeds:
+        if len(self._feeds) < self.expected_feeds():
             logger.warning(
                 "virtual clock: %d of %d agent sources started within %.0f s; replaying without the others",
-                len(self._feeds), self.expected_feeds, timeout,
+                len(self._feeds), self.expected_feeds(), timeout,
             )
 
     async def _start_round(self) -> None:
@@ -431,6 +431,9 @@ class VirtualClock:
                 self._at_rest.set()
                 await self._wait_control(None)
                 continue
+            if len(self._feeds) < self.expected_feeds():  # an agent (re)starting: wait for its source
+                await self._wait_control(0.005)
+                return
             if speed is None:
                 if self._held_back() is None:  # everything read so far was released
                     if await self._more_written():
@@ -466,7 +469,8 @@ class VirtualClock:
     async def _wait_control(self, timeout: float | None) -> None:
         self._control.clear()
         try:
-            await asyncio.wait_for(self._control.wait(), timeout)
+            async with asyncio.timeout(timeout):  # (not wait_for: on 3.11 it can swallow a cancellation)
+                await self._control.wait()
         except TimeoutError:
             pass
 
@@ -479,7 +483,8 @@ class VirtualClock:
         """
         await asyncio.sleep(0)
         self._control.set()
-        await asyncio.wait_for(self._idle(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._idle()
 
     async def _idle(self) -> None:
         while True:

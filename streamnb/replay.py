@@ -116,7 +116,9 @@ async def prepare(app: ReplayHost) -> None:
         await _restore_fork(app, transport, forked)
         start = forked["at"]
     clock.reset(transport, start, end)
-    clock.expected_feeds = sum(a.concurrency for a in app.agents.values())
+    clock.expected_feeds = lambda: sum(
+        a.concurrency for a in app.agents.values() if a.running or a.state == "defined"
+    )
     clock.restart = lambda: restart(app)
 
 

@@ -288,11 +288,8 @@ class Source:
                 continue
             msgs = await feed.next_batch(app.stream_batch_size)
             if msgs:
-                if (
-                    len(self.txn.records) >= app.commit_records
-                    or time.monotonic() - self.last_commit >= app.commit_interval
-                ):
-                    await self.commit(wait=False)
+                if len(self.txn.records) >= app.commit_records:  # (not by wall-clock time: commits and
+                    await self.commit(wait=False)                 # what closes at them stay deterministic)
                 else:
                     await asyncio.sleep(0)
                 if agent is not None:
