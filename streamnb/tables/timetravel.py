@@ -84,9 +84,11 @@ def _when(seconds: float) -> str:
 class _Log:
     """One changelog partition read from its start: records, and the first offset compaction removed."""
 
-    def __init__(self, partition: int, messages: list[Message], gap: int | None) -> None:
+    def __init__(self, partition: int, messages: list[Message], gap: int | None, end: int) -> None:
         self.partition = partition
         self.messages = messages
+        self.end = end
+        """Where the log ends."""
         self.gap = gap
         """The first offset missing from the log (``None``: every record since offset 0 is there)."""
 
@@ -115,7 +117,7 @@ async def changelog_log(table: TimeTravelHost, partitions: list[int] | None = No
                     gap = expected
                 expected = msg.offset + 1
             messages += chunk
-        out.append(_Log(p, messages, gap))
+        out.append(_Log(p, messages, gap, end))
     return out
 
 
@@ -203,10 +205,11 @@ class TimeTravel:
                     state.load(key, decode_value(msg.value), p)
                     if windowed and msg.timestamp > newest.get(p, float("-inf")):
                         newest[p] = msg.timestamp
-            end = cut if cut is not None else (log.messages[-1].offset + 1 if log.messages else 0)
+            end = cut if cut is not None else log.end
             if stop is not None:
-                end = stop
-            if log.gap is not None and log.gap < end:
+                end = min(stop, log.end)
+            # A compacted log still holds the newest value of every key: its end is exact, the past is not.
+            if log.gap is not None and log.gap < end < log.end:
                 raise _compacted(self.name, p, log.gap, "its state at that moment")
             cuts[p] = end
         if windowed:

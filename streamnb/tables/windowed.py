@@ -212,6 +212,16 @@ class WindowedTable:
         newest = self.state.newest()
         return newest if newest != NEVER else self.table.now()
 
+    # -- time travel (see streamnb.tables.timetravel) ------------------------------------------
+
+    def at(self, time: Any = None, *, offset: Any = None) -> Any:
+        """The table as it was at ``time`` (awaitable; see ``Table.at``)."""
+        return self.table.at(time, offset=offset)  # type: ignore[attr-defined]
+
+    def history(self, key: Any, *, complete: bool = True) -> Any:
+        """Every change of ``key``'s windows (awaitable; see ``Table.history``)."""
+        return self.table.history(key, complete=complete)  # type: ignore[attr-defined]
+
     # -- views ------------------------------------------------------------------------------
 
     def as_dataframe(self) -> pd.DataFrame:
