@@ -23,8 +23,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from ..base import TP, Message
+from .admin import TopicAdmin
 from .clients import broker_errors, close_quietly
 from .reader import message_of
 from .transport import KafkaTransport
@@ -39,6 +41,7 @@ class SliceReader:
         self.transport = transport
         self.max_records = max_records
         self._consumer: AIOKafkaConsumer | None = None
+        self._admin: TopicAdmin | None = None
 
     async def start(self) -> None:
         """Connect (:class:`~streamnb.errors.BrokerUnavailableError` when nothing answers)."""
@@ -54,18 +57,25 @@ class SliceReader:
             fetch_max_wait_ms=100,
             request_timeout_ms=max(int(transport.request_timeout * 1000), 30_000),
         )
+        admin = AIOKafkaAdminClient(
+            **transport.client_options(), request_timeout_ms=int(transport.request_timeout * 1000)
+        )
         try:
             await transport.bounded(consumer.start())
+            await transport.bounded(admin.start())
         except BaseException:
-            await close_quietly(consumer.stop())
+            await close_quietly(consumer.stop(), admin.close())
             raise
         self._consumer = consumer
+        self._admin = TopicAdmin(admin, transport.request_timeout, brokers=1)
 
     async def stop(self) -> None:
         """Disconnect."""
         consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await consumer.stop()
+        admin, self._admin = self._admin, None
+        await close_quietly(
+            None if consumer is None else consumer.stop(), None if admin is None else admin.client.close()
+        )
 
     @property
     def consumer(self) -> AIOKafkaConsumer:
@@ -75,15 +85,11 @@ class SliceReader:
         return self._consumer
 
     async def partition_counts(self, topics: Sequence[str]) -> dict[str, int]:
-        """Partition count of each existing topic among ``topics`` (missing ones are left out)."""
-        with broker_errors("list its topics"):
-            known = await self.consumer.topics()  # a metadata request for all topics: creates nothing
-        out = {}
-        for name in topics:
-            if name in known:
-                parts = self.consumer.partitions_for_topic(name) or set()
-                out[name] = len(parts)
-        return out
+        """Partition count of each existing topic among ``topics`` (missing ones are left out; none is created)."""
+        if self._admin is None:
+            raise RuntimeError("SliceReader.start() first")
+        found = await self._admin.metadata(list(topics))
+        return {name: count for name, count in found.items() if count}
 
     async def bounds(self, tps: Sequence[TP]) -> tuple[dict[TP, int], dict[TP, int]]:
         """Where each partition's log starts and ends now."""
