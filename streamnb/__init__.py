@@ -38,6 +38,7 @@ from .errors import (
     BrokerLockedError,
     BrokerUnavailableError,
     ConfigurationError,
+    HistoryUnavailableError,
     PartitionMismatchError,
     SerializationError,
     StreamnbError,
@@ -47,6 +48,8 @@ from .errors import (
 )
 from .events import Event
 from .models import Record
+from .record import record
+from .replay import replay
 from .streams import Stream
 from .tables.table import Table
 from .tables.windowed import WindowedTable, WindowSet
@@ -66,6 +69,7 @@ __all__ = [
     "Codec",
     "ConfigurationError",
     "Event",
+    "HistoryUnavailableError",
     "HoppingWindow",
     "PartitionMismatchError",
     "Record",
@@ -80,7 +84,9 @@ __all__ = [
     "WindowError",
     "WindowSet",
     "WindowedTable",
+    "record",
     "register_codec",
+    "replay",
 ]
 
 

@@ -31,10 +31,12 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar, TypeVar
 
-from . import _gc, display, naming, replay
+from . import _gc, display, naming
 from .agents import Agent, AgentFun
 from .clock import VirtualClock, WallClock, check_speed
 from .errors import AppNotRunningError, ConfigurationError
+from .replay import KAFKA_REPLAY, move, prepare
+from .replay import fork as fork_into
 from .streams import Stream
 from .tables.ownership import PartitionOwnership
 from .tables.table import Table
@@ -163,7 +165,7 @@ class App:
         if clock == "wall" and speed is not _UNSET:
             raise ConfigurationError("speed= applies to a virtual clock only: add clock='virtual' (a replay)")
         if clock == "virtual" and transport_cls.distributed:
-            raise ConfigurationError(replay.KAFKA_REPLAY)
+            raise ConfigurationError(KAFKA_REPLAY)
         self.clock: WallClock | VirtualClock = (
             VirtualClock(None if speed is _UNSET else check_speed(speed)) if clock == "virtual" else WallClock()
         )
@@ -524,7 +526,7 @@ class App:
                 transport = await self.connect()
                 self._check_leader_timers(transport)
                 if self.clock.virtual:
-                    await replay.prepare(self)  # a replay starts from scratch (or from its fork)
+                    await prepare(self)  # a replay starts from scratch (or from its fork)
                 for topic in list(self.topics.values()):
                     if not topic.internal or naming.is_changelog(topic.name):
                         await topic.declare()
@@ -609,10 +611,10 @@ class App:
 
         >>> await app.fork(at=app.clock.start_time + 300, broker="local://fork")  # doctest: +SKIP
         """
-        url = await replay.fork(self, at, broker)
+        url = await fork_into(self, at, broker)
         if isinstance(self.clock, VirtualClock):
             self.clock.speed = 0
-        await replay.move(self, url)
+        await move(self, url)
         return self
 
     def move_to(self, broker: str) -> None:

@@ -28,25 +28,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import operator
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import display, naming
+from . import _gc, display, naming
 from .clock import to_seconds
 from .errors import ConfigurationError
 from .transport import open_transport
-from .transport.base import TP, Message, ProducerRecord, TopicSpec, Transport
+from .transport.base import TP, ProducerRecord, TopicSpec, Transport
+from .transport.local.batch import Item
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["PartitionRecording", "Progress", "record", "recorded_topics", "recordings", "source_offset"]
 
-WRITE_CHUNK = 20_000
-"""Messages written to the folder per commit."""
+_key_of = operator.itemgetter(0)
+_value_of = operator.itemgetter(1)
+_ts_of = operator.itemgetter(2)
+_headers_of = operator.itemgetter(3)
 
 
 class Progress(Protocol):
@@ -124,19 +128,34 @@ class PartitionRecording:
     """The newest timestamp copied."""
     recorded_at: float = 0.0
 
-    def add(self, local: int, msg: Message) -> None:
-        """``msg`` went to ``local`` in the folder."""
+    def add(self, local: int, records: Sequence[Any], items: Sequence[Item]) -> None:
+        """Source ``records`` (one partition, in offset order), copied as ``items``, went to ``local, local + 1...``."""
         runs = self.runs
-        if runs and runs[-1][0] + runs[-1][2] == local and runs[-1][1] + runs[-1][2] == msg.offset:
-            runs[-1][2] += 1
+        first_offset, last_offset = records[0].offset, records[-1].offset
+        if last_offset - first_offset == len(records) - 1:  # no gap: one run
+            spans = [(local, first_offset, len(records))]
         else:
-            runs.append([local, msg.offset, 1])
-        self.messages += 1
-        self.size += len(msg.key or b"") + len(msg.value or b"") + sum(len(k) + len(v) for k, v in msg.headers)
-        ts = msg.timestamp
-        self.first = ts if self.first is None or ts < self.first else self.first
-        self.last = ts if self.last is None or ts > self.last else self.last
-        self.next = msg.offset + 1
+            spans = []
+            for i, r in enumerate(records):
+                if spans and spans[-1][1] + spans[-1][2] == r.offset:
+                    spans[-1] = (spans[-1][0], spans[-1][1], spans[-1][2] + 1)
+                else:
+                    spans.append((local + i, r.offset, 1))
+        for at, source, count in spans:
+            if runs and runs[-1][0] + runs[-1][2] == at and runs[-1][1] + runs[-1][2] == source:
+                runs[-1][2] += count
+            else:
+                runs.append([at, source, count])
+        self.messages += len(items)
+        self.size += sum(map(len, filter(None, map(_key_of, items))))
+        self.size += sum(map(len, filter(None, map(_value_of, items))))
+        if any(map(_headers_of, items)):
+            self.size += sum(len(k) + len(v) for item in items for k, v in item[3])
+        stamps = list(map(_ts_of, items))
+        first, last = min(stamps), max(stamps)
+        self.first = first if self.first is None or first < self.first else self.first
+        self.last = last if self.last is None or last > self.last else self.last
+        self.next = last_offset + 1
 
     def to_json(self) -> bytes:
         """The record's value."""
@@ -238,6 +257,7 @@ async def record(
     reader = SliceReader(kafka)
     dest = open_transport(to, client_id="streamnb-record")
     await reader.start()
+    _gc.acquire()  # millions of short-lived tuples: collect less often, as a running app does
     try:
         await dest.start()
         try:
@@ -245,6 +265,7 @@ async def record(
         finally:
             await dest.stop()
     finally:
+        _gc.release()
         await reader.stop()
 
 
@@ -293,23 +314,21 @@ async def _record(
     local_end = await dest.end_offsets(tps)
     done = 0
     writing: asyncio.Future[None] | None = None
-    pending: list[ProducerRecord] = []
-    new = tuple.__new__
-    async for batch in reader.read(ranges):
-        if max_messages is not None and done + len(batch) > max_messages:
-            batch = batch[: max_messages - done]
-        for msg in batch:
-            tp = TP(msg.topic, msg.partition)
-            parts[tp].add(local_end[tp], msg)
-            local_end[tp] += 1
-            pending.append(new(ProducerRecord, (msg.topic, msg.partition, msg.key, msg.value, msg.timestamp,
-                                                msg.headers)))
-        done += len(batch)
-        if len(pending) >= WRITE_CHUNK:
-            if writing is not None:
-                await writing
-            writing = asyncio.ensure_future(dest.send(pending))
-            pending = []
+    append = _appender(dest)
+    async for tp, records in reader.read(ranges):
+        if max_messages is not None and done + len(records) > max_messages:
+            records = records[: max_messages - done]
+            if not records:
+                break
+        items = [
+            (r.key, r.value, r.timestamp / 1000.0, h if type(h := r.headers) is tuple else tuple(h)) for r in records
+        ]
+        parts[tp].add(local_end[tp], records, items)
+        local_end[tp] += len(items)
+        done += len(items)
+        if writing is not None:
+            await writing  # one write at a time, in order; the next batch is fetched meanwhile
+        writing = asyncio.ensure_future(append(tp, items))
         bar.update(done)
         if max_messages is not None and done >= max_messages:
             break
@@ -321,10 +340,28 @@ async def _record(
         rec.recorded_at = now
         meta.append(ProducerRecord(naming.RECORDING_TOPIC, 0, f"{rec.topic}/{rec.partition}".encode(),
                                    rec.to_json(), now))
-    await dest.send(pending + meta)  # the last messages and what was recorded, together
+    await dest.send(meta)
     summary = _summary(list(parts.values()))
     bar.close(f"{done:,} messages, {int(summary['bytes'].sum()):,} bytes into {dest.url}")
     return summary
+
+
+def _appender(dest: Transport) -> Callable[[TP, list[Item]], Awaitable[None]]:
+    """How items go into ``dest``: straight into one partition on local://, else as records."""
+    from .transport.local import LocalTransport
+
+    if isinstance(dest, LocalTransport):
+        local = dest
+
+        async def append(tp: TP, items: list[Item]) -> None:
+            await local.append(tp.topic, tp.partition, items)
+
+        return append
+
+    async def send(tp: TP, items: list[Item]) -> None:
+        await dest.send([ProducerRecord(tp.topic, tp.partition, k, v, ts, h) for k, v, ts, h in items])
+
+    return send
 
 
 def _summary(parts: list[PartitionRecording]) -> pd.DataFrame:

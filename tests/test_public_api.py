@@ -28,7 +28,8 @@ def test_public_entry_points_have_docstrings_with_examples() -> None:
         streamnb.App.topic, streamnb.App.agent, streamnb.App.Table, streamnb.App.timer, streamnb.App.task,
         streamnb.App.start, streamnb.App.stop, streamnb.App.run, streamnb.Topic.send, streamnb.Stream.group_by,
         streamnb.Stream.take, streamnb.Stream.filter, streamnb.Table.tumbling, streamnb.Table.hopping,
-        streamnb.WindowedTable.as_dataframe,
+        streamnb.WindowedTable.as_dataframe, streamnb.record, streamnb.replay, streamnb.App.fork,
+        streamnb.Table.at, streamnb.Table.history, streamnb.App.now,
     ]:
         doc = inspect.getdoc(method) or ""
         assert ">>>" in doc, f"{method.__qualname__} has no example"

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 import streamnb as faust
-from streamnb import replay
 from streamnb.errors import ConfigurationError
+from streamnb.replay import replay
 from streamnb.transport import open_transport
 from streamnb.transport.base import TP, ProducerRecord, TopicSpec
 
@@ -100,11 +100,11 @@ async def test_replay_starts_a_wall_clock_app_under_a_virtual_clock(folder: str)
     await write_views(folder, n=40)
     app = faust.App(f"rp-{uuid.uuid4().hex[:6]}", broker=folder, topic_partitions=4)
     define(app)
-    clock = await replay.replay(app)
+    clock = await replay(app)
     try:
         assert app.clock is clock and clock.virtual
         assert sum(app.tables["counts"].data.values()) == 40
-        await replay.replay(app, until=T0 + 9.75)  # a running replay starts over, up to a moment
+        await replay(app, until=T0 + 9.75)  # a running replay starts over, up to a moment
         assert sum(app.tables["counts"].data.values()) == 20 and clock.paused
     finally:
         await app.stop()

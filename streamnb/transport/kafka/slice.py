@@ -21,17 +21,28 @@ Example (on a running loop)::
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from ..base import TP, Message
+from ..base import TP
 from .admin import TopicAdmin
 from .clients import broker_errors, close_quietly
-from .reader import message_of
 from .transport import KafkaTransport
 
-__all__ = ["SliceReader"]
+__all__ = ["SliceReader", "SourceRecord"]
+
+
+class SourceRecord(Protocol):
+    """A message as :meth:`SliceReader.read` hands it out (an aiokafka ``ConsumerRecord``)."""
+
+    offset: int
+    timestamp: int
+    """Milliseconds since the epoch."""
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
 
 
 class SliceReader:
@@ -109,8 +120,13 @@ class SliceReader:
             found = await self.consumer.offsets_for_times({a: int(when * 1000) for a in atps})
         return {TP(a.topic, a.partition): (None if hit is None else hit.offset) for a, hit in found.items()}
 
-    async def read(self, ranges: Mapping[TP, tuple[int, int]]) -> AsyncIterator[list[Message]]:
-        """Batches of the messages with ``start <= offset < stop`` of each partition, until all are read."""
+    async def read(self, ranges: Mapping[TP, tuple[int, int]]) -> AsyncIterator[tuple[TP, list[SourceRecord]]]:
+        """``(partition, records)`` with ``start <= offset < stop``, in offset order, until all are read.
+
+        The records are aiokafka's, as fetched (``offset``, ``timestamp`` in
+        milliseconds, ``key``, ``value``, ``headers``): copying them costs no
+        conversion here.
+        """
         consumer = self.consumer
         todo = {TopicPartition(*tp): span for tp, span in ranges.items() if span[0] < span[1]}
         if not todo:
@@ -121,16 +137,13 @@ class SliceReader:
         while todo:
             with broker_errors("fetch messages"):
                 fetched = await consumer.getmany(*todo, timeout_ms=500, max_records=self.max_records)
-            batch: list[Message] = []
             for atp, records in fetched.items():
                 stop = todo[atp][1] if atp in todo else -1
-                for record in records:
-                    if record.offset >= stop:
-                        break
-                    batch.append(message_of(record))
+                if records and records[-1].offset >= stop:
+                    records = [r for r in records if r.offset < stop]
+                if records:
+                    yield TP(atp.topic, atp.partition), records
             for atp in list(todo):
                 if await consumer.position(atp) >= todo[atp][1]:
                     consumer.pause(atp)
                     del todo[atp]
-            if batch:
-                yield batch

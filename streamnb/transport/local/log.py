@@ -35,9 +35,12 @@ __all__ = [
     "UPSERT_OFFSET",
     "Topic",
     "Want",
+    "append",
     "batch_rows",
     "compact",
     "compaction_due",
+    "delete_groups",
+    "delete_topics",
     "expire",
     "migrate",
     "read",
@@ -266,3 +269,43 @@ def migrate(conn: sqlite3.Connection, version: int) -> None:
                 messages = [Message("", p, o, ts, k, v, decode_headers(h) if h else ()) for o, ts, k, v, h in chunk]
                 conn.executemany(INSERT_BATCH, _message_rows(tid, p, messages))
         conn.execute("DROP TABLE messages")
+
+
+def append(conn: sqlite3.Connection, topic: Topic, partition: int, items: Sequence[Item]) -> None:
+    """Append ``items`` to one partition in one transaction (what recording uses: no regrouping)."""
+    base = topic.ends[partition]
+    conn.execute("BEGIN")
+    try:
+        conn.executemany(INSERT_BATCH, batch_rows(topic.id, partition, base, items))
+        conn.execute(UPDATE_END, (base + len(items), topic.id, partition))
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback(conn)
+        raise
+    topic.ends[partition] = base + len(items)
+
+
+def delete_topics(conn: sqlite3.Connection, topics: Sequence[Topic]) -> None:
+    """Delete topics (messages, partitions, every group's offsets in them) in one transaction."""
+    conn.execute("BEGIN")
+    try:
+        for topic in topics:
+            conn.execute("DELETE FROM batches WHERE topic_id = ?", (topic.id,))
+            conn.execute("DELETE FROM partitions WHERE topic_id = ?", (topic.id,))
+            conn.execute("DELETE FROM topics WHERE id = ?", (topic.id,))
+            conn.execute("DELETE FROM offsets WHERE topic = ?", (topic.name,))
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback(conn)
+        raise
+
+
+def delete_groups(conn: sqlite3.Connection, groups: Sequence[str]) -> None:
+    """Delete the committed offsets of ``groups``."""
+    conn.execute("BEGIN")
+    try:
+        conn.executemany('DELETE FROM offsets WHERE "group" = ?', [(g,) for g in groups])
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback(conn)
+        raise

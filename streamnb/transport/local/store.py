@@ -289,36 +289,9 @@ class Store:
         n = spec.partitions
         return Topic(tid, spec.name, n, spec.compacted, spec.retention, [0] * n, [0] * n, [0] * n, [0] * n)
 
-    def delete_topics_sync(self, names: Sequence[str]) -> None:
-        """Delete topics (messages, partitions, offsets) in one transaction."""
-        conn = self._conn()
-        conn.execute("BEGIN")
-        try:
-            for name in names:
-                topic = self.topics.get(name)
-                if topic is None:
-                    continue
-                conn.execute("DELETE FROM batches WHERE topic_id = ?", (topic.id,))
-                conn.execute("DELETE FROM partitions WHERE topic_id = ?", (topic.id,))
-                conn.execute("DELETE FROM topics WHERE id = ?", (topic.id,))
-                conn.execute("DELETE FROM offsets WHERE topic = ?", (name,))
-            conn.execute("COMMIT")
-        except BaseException:
-            rollback(conn)
-            raise
-        for name in names:
-            self.topics.pop(name, None)
-
-    def delete_groups_sync(self, groups: Sequence[str]) -> None:
-        """Delete the committed offsets of ``groups``."""
-        conn = self._conn()
-        conn.execute("BEGIN")
-        try:
-            conn.executemany('DELETE FROM offsets WHERE "group" = ?', [(g,) for g in groups])
-            conn.execute("COMMIT")
-        except BaseException:
-            rollback(conn)
-            raise
+    def sql_sync(self, fn: Callable[..., _R], *args: Any) -> _R:
+        """``fn(connection, *args)`` on the worker thread (for the SQL functions of :mod:`.log`)."""
+        return fn(self._conn(), *args)
 
     def _conn(self) -> sqlite3.Connection:
         if self.conn is None:

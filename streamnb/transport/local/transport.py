@@ -76,7 +76,8 @@ from ..base import (
     Transport,
 )
 from ..static import StaticConsumer
-from .log import Want
+from .batch import Item
+from .log import Want, append, delete_groups, delete_topics
 from .registry import acquire, release
 from .store import Store
 
@@ -233,14 +234,30 @@ class LocalTransport(Transport):
     async def delete_topics(self, names: Iterable[str]) -> None:
         """Delete these topics, their messages and every group's offsets in them, in one sqlite transaction."""
         store = self.store
-        wanted = [name for name in names if name in store.topics]
+        wanted = [store.topics[name] for name in names if name in store.topics]
         if wanted:
-            await store.call(store.delete_topics_sync, wanted)
+            await store.call(store.sql_sync, delete_topics, wanted)
+            for topic in wanted:
+                store.topics.pop(topic.name, None)
 
     async def delete_groups(self, groups: Iterable[str]) -> None:
         """Forget the committed offsets of these groups."""
         store = self.store
-        await store.call(store.delete_groups_sync, list(groups))
+        await store.call(store.sql_sync, delete_groups, list(groups))
+
+    async def append(self, topic: str, partition: int, items: Sequence[Item]) -> None:
+        """Append ``(key, value, timestamp, headers)`` items to one partition of an existing topic.
+
+        What ``streamnb.record`` uses: one commit, no regrouping by partition,
+        so it costs less per message than :meth:`send`.
+        """
+        store = self.store
+        found = store.topics.get(topic)
+        if found is None or not 0 <= partition < found.partitions:
+            raise ConfigurationError(f"{self.url}: no partition {partition} of topic {topic!r} to append to")
+        if items:
+            await store.call(store.sql_sync, append, found, partition, items)
+            store.notify(frozenset((topic,)))
 
     async def cleanup(self) -> None:
         """Compact every compacted partition with new messages and apply retention, now.
