@@ -237,9 +237,9 @@ class TimeTravel:
         windowed = self.window is not None
         loads_key = self.changelog.key_codec.loads
         decode_value = self.changelog.decode_value
-        rows: list[tuple[Any, ...]] = []
+        found: list[tuple[float, int, int, Any, Any]] = []
         for log in await changelog_log(self):
-            last: dict[Any, Any] = {}
+            seen: set[Any] = set()
             for msg in log.messages:
                 if msg.key is None:
                     continue
@@ -249,13 +249,19 @@ class TimeTravel:
                         continue
                 elif ck != key:
                     continue
-                if complete and log.gap is not None and log.gap < msg.offset and ck not in last:
+                if complete and log.gap is not None and log.gap < msg.offset and ck not in seen:
                     raise _compacted(self.name, log.partition, log.gap, f"the changes of {key!r} before it")
-                new = None if msg.value is None else decode_value(msg.value)
-                old = last.get(ck)
-                last[ck] = new
-                window = tuple(ck[1]) if windowed else ()
-                rows.append((msg.timestamp, *window, log.partition, msg.offset, old, new))
+                seen.add(ck)
+                found.append((msg.timestamp, log.partition, msg.offset, ck, msg.value))
+        found.sort(key=lambda f: f[:3])  # a key written from several partitions: in time order
+        rows: list[tuple[Any, ...]] = []
+        last: dict[Any, Any] = {}
+        for ts, partition, offset, ck, raw in found:
+            new = None if raw is None else decode_value(raw)
+            old = last.get(ck)
+            last[ck] = new
+            window = tuple(ck[1]) if windowed else ()
+            rows.append((ts, *window, partition, offset, old, new))
         columns = ["time", *(["window_start", "window_end"] if windowed else []), "partition", "offset"]
         names = [*columns, "old_value", "new_value"]
         df = pd.DataFrame({  # values as objects: None stays None (no NaN in a column of ints)
@@ -263,7 +269,7 @@ class TimeTravel:
             for i, name in enumerate(names)
         })
         df["time"] = pd.to_datetime(df["time"].astype(float), unit="s", utc=True)
-        return df.sort_values(["time", "partition", "offset"], kind="stable").reset_index(drop=True)
+        return df
 
 
 def _require_history(table: TimeTravelHost) -> None:
