@@ -170,6 +170,11 @@ class VirtualClock:
         return self.time
 
     @property
+    def released(self) -> int:
+        """Events the sources were handed since the replay (re)started."""
+        return sum(feed.released for feed in self._feeds)
+
+    @property
     def horizon(self) -> float:
         """Messages whose running-maximum timestamp is at most this are released."""
         return self._horizon

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,9 +34,9 @@ __all__ = ["SPEEDS", "Player", "player"]
 
 logger = logging.getLogger("streamnb")
 
-SPEEDS: list[tuple[str, float | None]] = [
-    ("max", None), ("x1", 1.0), ("x10", 10.0), ("x60", 60.0), ("x600", 600.0), ("x3600", 3600.0),
-]
+SPEEDS: dict[str, float | None] = {
+    "max": None, "x1": 1.0, "x10": 10.0, "x60": 60.0, "x600": 600.0, "x3600": 3600.0,
+}
 """The speed menu: label and recorded seconds per second (``None``: as fast as possible)."""
 
 
@@ -75,8 +76,9 @@ class Player(LiveWidget):
             value=not clock.paused, description="Pause" if not clock.paused else "Play",
             icon="pause" if not clock.paused else "play", tooltip="play or pause the replay",
         )
+        labels = {speed: label for label, speed in SPEEDS.items()}
         self.speed = widgets.Dropdown(
-            options=SPEEDS, value=clock.speed if clock.speed in dict(SPEEDS).values() else None,
+            options=list(SPEEDS), value=labels.get(clock.speed, "max") if not clock.paused else "max",
             description="speed", layout=widgets.Layout(width="160px"),
         )
         self.step_event = widgets.Button(description="+1 event", tooltip="play the next event, then pause")
@@ -101,12 +103,17 @@ class Player(LiveWidget):
         self._quiet = False  # set while the widget itself moves the scrubber
         self._seeking: asyncio.Task[None] | None = None
         self._next_target: float | None = None
-        self.play.observe(self._on_play, "value")
-        self.speed.observe(self._on_speed, "value")
-        self.scrubber.observe(self._on_scrub, "value")
-        self.goto.observe(self._on_goto, "value")
-        self.step_event.on_click(lambda _b: self._launch(self.clock.step(1), "step"))
-        self.step_time.on_click(lambda _b: self._launch(self.clock.step(seconds=self.step_seconds), "step"))
+        # Widget callbacks may run on another thread (ipykernel 7 handles some comm messages in a
+        # subshell thread with its own loop): each one is handed to the app's loop.
+        self._loop = asyncio.get_running_loop()
+        self.play.observe(self._on_loop(self._on_play), "value")
+        self.speed.observe(self._on_loop(self._on_speed), "value")
+        self.scrubber.observe(self._on_loop(self._on_scrub), "value")
+        self.goto.observe(self._on_loop(self._on_goto), "value")
+        self.step_event.on_click(self._on_loop(lambda _b: self._launch(self.clock.step(1), "step")))
+        self.step_time.on_click(
+            self._on_loop(lambda _b: self._launch(self.clock.step(seconds=self.step_seconds), "step"))
+        )
         controls = widgets.HBox([self.play, self.speed, self.step_event, self.step_time])
         timeline = widgets.HBox([self.scrubber, self.goto])
         super().__init__(app, name=app.id, interval=interval, children=[controls, timeline, self.label])
@@ -116,18 +123,34 @@ class Player(LiveWidget):
 
     # -- what the user does --------------------------------------------------------------------
 
+    def _on_loop(self, handler: Callable[[Any], None]) -> Callable[[Any], None]:
+        """``handler`` run on the app's loop, whichever thread the widget calls it from."""
+        loop = self._loop
+
+        def call(arg: Any) -> None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                handler(arg)
+            else:
+                loop.call_soon_threadsafe(handler, arg)
+
+        return call
+
     def _on_play(self, change: dict[str, Any]) -> None:
         if self._quiet:
             return
         if change["new"]:
-            self.clock.resume(self.speed.value)
+            self.clock.resume(SPEEDS[self.speed.value])
         else:
             self.clock.pause()
         self.refresh()
 
     def _on_speed(self, change: dict[str, Any]) -> None:
         if not self.clock.paused:
-            self.clock.speed = change["new"]
+            self.clock.speed = SPEEDS[change["new"]]
 
     def _on_scrub(self, change: dict[str, Any]) -> None:
         if not self._quiet:
@@ -198,8 +221,7 @@ class Player(LiveWidget):
         finally:
             self._quiet = False
         state = "paused" if clock.paused else ("playing" if clock.speed is not None else "playing (max)")
-        released = sum(getattr(a, "events_received", 0) for a in self.app.agents.values())
-        text = f"<b>{escape(_utc(clock.time))}</b> · {state} · {released:,} events"
+        text = f"<b>{escape(_utc(clock.time))}</b> · {state} · {clock.released:,} events"
         if self.error:
             text += f" · <span style='color:#b00'>{escape(self.error)}</span>"
         if self.stopped:

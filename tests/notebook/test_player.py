@@ -92,7 +92,7 @@ async def test_the_player_seeks_steps_plays_and_pauses(ipy: Shell) -> None:
     await wait_until(lambda: widget.seeks == 4, timeout=20)
     assert sum(counts.data.values()) == 17
 
-    widget.speed.value = None
+    widget.speed.value = "max"
     widget.play.value = True  # play (as fast as possible) to the end
     await app.clock.idle(timeout=20)
     assert sum(counts.data.values()) == 50
