@@ -302,7 +302,7 @@ async def recovery(bootstrap: str, n: int, partitions: int = 8) -> dict[str, flo
         t, c = time.perf_counter(), time.process_time()
         await app.start()
         try:
-            while len(counts.data) < n or len(counts._recovered) < partitions:
+            while len(counts.data) < n or len(counts.recovered_partitions) < partitions:
                 await asyncio.sleep(0.01)
             out["app_ready_s"] = time.perf_counter() - t
             out["app_cpu_s"] = time.process_time() - c

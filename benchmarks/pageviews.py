@@ -103,7 +103,7 @@ async def produce(app, topic, data) -> None:  # type: ignore[no-untyped-def]
     from streamnb.topics import partition_for_key
     from streamnb.transport.base import ProducerRecord
 
-    transport = await app._connect()
+    transport = await app.connect()
     await topic.declare()
     chunk = []
     for key, value, ts in data:

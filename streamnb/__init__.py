@@ -29,6 +29,7 @@ import importlib
 from . import display
 from .agents import Agent
 from .app import App
+from .cli import AppCommand
 from .codecs import Codec
 from .codecs import register as register_codec
 from .errors import (
@@ -47,13 +48,31 @@ from .errors import (
     WindowError,
 )
 from .events import Event
+from .faust_types import (
+    AgentT,
+    AppT,
+    ChannelT,
+    CollectionT,
+    EventT,
+    GlobalTableT,
+    ModelT,
+    StreamT,
+    TableT,
+    TopicT,
+    WindowSetT,
+    WindowT,
+    WindowWrapperT,
+)
 from .models import Record
 from .record import record
 from .replay import replay
-from .streams import Stream
+from .settings import Settings
+from .streams import Stream, current_event
+from .tables.global_table import GlobalTable
+from .tables.sets import SetGlobalTable, SetTable
 from .tables.table import Table
 from .tables.windowed import WindowedTable, WindowSet
-from .tables.windows import HoppingWindow, TumblingWindow
+from .tables.windows import HoppingWindow, TumblingWindow, Window
 from .topics import Topic
 
 __version__ = "0.1.0"
@@ -61,33 +80,72 @@ __version__ = "0.1.0"
 __all__ = [
     "Agent",
     "AgentError",
+    "AgentT",
     "App",
+    "AppCommand",
     "AppNotRunningError",
+    "AppT",
     "BrokerError",
     "BrokerLockedError",
     "BrokerUnavailableError",
+    "Channel",
+    "ChannelT",
     "Codec",
+    "CollectionT",
     "ConfigurationError",
     "Event",
+    "EventT",
+    "GlobalTable",
+    "GlobalTableT",
     "HistoryUnavailableError",
     "HoppingWindow",
+    "Model",
+    "ModelT",
     "PartitionMismatchError",
     "Record",
     "SerializationError",
+    "SetGlobalTable",
+    "SetTable",
+    "Settings",
     "Stream",
+    "StreamT",
     "StreamnbError",
     "Table",
+    "TableT",
     "TableWriteError",
     "Topic",
+    "TopicT",
     "TumblingWindow",
     "ValidationError",
+    "Window",
     "WindowError",
     "WindowSet",
+    "WindowSetT",
+    "WindowT",
+    "WindowWrapperT",
     "WindowedTable",
+    "current_event",
     "record",
     "register_codec",
     "replay",
+    "uuid",
 ]
+
+Channel = Topic
+"""Faust's ``faust.Channel``: what ``app.channel()`` returns (a one-partition topic here)."""
+Model = Record
+"""Faust's ``faust.Model``, the base of its Records: streamnb's models are Records."""
+
+
+def uuid() -> str:
+    """A random UUID as a string (Faust's ``faust.uuid()``).
+
+    >>> len(uuid())
+    36
+    """
+    import uuid as _uuid
+
+    return str(_uuid.uuid4())
 
 
 def load_ipython_extension(ipython: object) -> None:

@@ -89,6 +89,8 @@ class Agent:
         self.errors: deque[tuple[float, str]] = deque(maxlen=20)
         """``(time, traceback)`` of recent crashes and dead letters."""
         self.started_at: float | None = None
+        self.parked = 0
+        """Sources of this agent waiting in :meth:`wait_resumed`: paused, they take no events."""
         self.poison: dict[tuple[str, int, int], BaseException] = {}
         """``(topic, partition, offset)`` of events that crashed the agent ``max_retries`` times:
         the next time they come they are dead-lettered instead of processed."""
@@ -136,12 +138,14 @@ class Agent:
         return sum(len(source.txn) for source in list(self._sources))
 
     async def send(self, *, key: Any = None, value: Any = None, partition: int | None = None,
-                   timestamp: float | None = None, headers: Any = None) -> None:
-        """Send a value to the agent's topic.
+                   timestamp: float | None = None, headers: Any = None) -> Any:
+        """Send a value to the agent's topic (returns where it went, as :meth:`Topic.send`).
 
         >>> await count.send(value=PageView(id="1", user="a", page="/"))  # doctest: +SKIP
         """
-        await self.channel.send(key=key, value=value, partition=partition, timestamp=timestamp, headers=headers)
+        return await self.channel.send(
+            key=key, value=value, partition=partition, timestamp=timestamp, headers=headers
+        )
 
     cast = send
 
@@ -209,8 +213,12 @@ class Agent:
         return not self._resumed.is_set()
 
     async def wait_resumed(self) -> None:
-        """Return once the agent is not paused."""
-        await self._resumed.wait()
+        """Return once the agent is not paused (counted in :attr:`parked` meanwhile)."""
+        self.parked += 1
+        try:
+            await self._resumed.wait()
+        finally:
+            self.parked -= 1
 
     @property
     def stopping(self) -> bool:

@@ -29,44 +29,56 @@ import logging
 import signal
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
-from . import _gc, display, naming
-from .agents import Agent, AgentFun
-from .clock import VirtualClock, WallClock, check_speed
+from . import _gc, display, settings
+from .agents import Agent
+from .cli import Command
+from .clock import VirtualClock
+from .definitions import Definitions
 from .errors import AppNotRunningError, ConfigurationError
-from .replay import KAFKA_REPLAY, move, prepare
-from .replay import fork as fork_into
-from .streams import Stream
+from .playback import UNSET, Playback
+from .replay import prepare
+from .signals import Signal
+from .surface import AppSurface
+from .tables.global_table import GlobalTable
 from .tables.ownership import PartitionOwnership
 from .tables.table import Table
 from .tasks import Task, Timer
 from .topics import Topic
-from .transaction import current_transaction
 from .transport import check_broker, open_transport
 from .transport.base import TP, Transport
-
-_Table = Table  # inside App, `Table` names the App.Table method
+from .transport.schemes import SCHEMES
+from .web import Web
 
 __all__ = ["App"]
 
 logger = logging.getLogger("streamnb")
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 GUARANTEES = ("at_least_once", "exactly_once")
-CLOCKS = ("wall", "virtual")
-_UNSET: Any = object()
 
 
-class App:
+def _transport_options() -> frozenset[str]:
+    """Every option some broker's transport takes (an unknown App argument is checked against them)."""
+    names: set[str] = set()
+    for entry in SCHEMES.values():
+        try:
+            names |= entry.load().options
+        except ImportError:  # pragma: no cover - a backend whose library is missing
+            continue
+    return frozenset(names)
+
+
+class App(Definitions, AppSurface, Playback):
     """A stream-processing application: topics, agents, tables, timers and tasks.
 
     Args:
-        id: names the consumer groups, changelog topics and internal topics.
+        id: names the consumer groups, changelog topics and internal topics
+            (with ``version=N`` > 1, the id is ``<id>-vN``, as in Faust).
         broker: ``memory://`` (volatile, in-process), ``local://PATH``
-            (durable embedded broker in a folder; the default is
-            ``local://.streamnb``) or ``kafka://HOST:PORT``.
+            (durable embedded broker in a folder) or ``kafka://HOST:PORT``;
+            when not given, ``$BROKER_URL`` (Faust's variable), else
+            ``local://.streamnb``.
         topic_partitions: partitions of topics streamnb creates.
         key_serializer / value_serializer: default codecs (``raw``, ``json``
             or a registered name).
@@ -76,21 +88,22 @@ class App:
         processing_guarantee: ``at_least_once`` (default) or ``exactly_once``.
             The embedded brokers always commit atomically (exactly once);
             on Kafka only ``at_least_once`` is available.
-        clock: ``"wall"`` (default) or ``"virtual"``: replay what a
-            ``local://`` or ``memory://`` folder holds under a clock event
-            time drives, from the start every time (:mod:`streamnb.clock`,
-            :mod:`streamnb.replay`); ``app.clock`` controls it.
-        speed: with ``clock="virtual"``: ``None`` (default) as fast as
-            possible, ``0`` paused, else recorded seconds per second.
-        history: every table keeps every change in its changelog, so
-            ``table.at()`` and ``table.history()`` can answer; default: on
-            under a virtual clock, off otherwise.
         security_protocol, sasl_mechanism, sasl_plain_username,
         sasl_plain_password, ssl_context: passed to aiokafka.
-        **kafka_options: on ``kafka://``, ``request_timeout`` (seconds) and
-            ``AIOKafkaConsumer`` arguments for the agents' consumers, e.g.
-            ``session_timeout_ms=6000, heartbeat_interval_ms=500`` so the
-            group notices a dead worker sooner.
+        clock: ``"wall"`` (default) or ``"virtual"``: replay a ``local://``
+            or ``memory://`` folder from the start under a clock event time
+            drives (:mod:`streamnb.clock`); ``speed=None`` (as fast as
+            possible), ``0`` (paused) or recorded seconds per second.
+        history: tables keep every change (``table.at()``,
+            ``table.history()``); default: on under a virtual clock.
+        **options: Faust's settings (see :mod:`streamnb.settings`: the ones
+            streamnb honours act as in Faust, the others are accepted with
+            one logged note); on ``kafka://`` also ``request_timeout``
+            (seconds) and ``AIOKafkaConsumer`` arguments for the agents'
+            consumers, e.g. ``session_timeout_ms=6000,
+            heartbeat_interval_ms=500`` so the group notices a dead worker
+            sooner. An unknown name raises :class:`ConfigurationError`
+            naming the closest valid one.
 
     >>> app = App("demo", broker="memory://")
     >>> app.state
@@ -103,7 +116,7 @@ class App:
         self,
         id: str,
         *,
-        broker: str = "local://.streamnb",
+        broker: str | None = None,
         topic_partitions: int = 8,
         key_serializer: str = "raw",
         value_serializer: str = "json",
@@ -117,26 +130,29 @@ class App:
         sasl_plain_password: str | None = None,
         ssl_context: Any = None,
         clock: str = "wall",
-        speed: Any = _UNSET,
+        speed: Any = UNSET,
         history: bool | None = None,
-        **kafka_options: Any,
+        **options: Any,
     ) -> None:
         if not id or not isinstance(id, str):
             raise ConfigurationError(f"App needs a non-empty string id, got {id!r}")
+        resolved = settings.resolve(id, broker, options, _transport_options)
+        broker = resolved.broker
+        commit_interval = resolved.app.get("broker_commit_interval", commit_interval)
         if processing_guarantee not in GUARANTEES:
             raise ConfigurationError(
                 f"processing_guarantee must be one of {GUARANTEES}, got {processing_guarantee!r}"
             )
         if not isinstance(topic_partitions, int) or topic_partitions < 1:
             raise ConfigurationError(f"topic_partitions must be a positive int, got {topic_partitions!r}")
-        self.id = id
+        self.id = resolved.id
         self.broker = broker
         self.topic_partitions = topic_partitions
         self.key_serializer = key_serializer
         self.value_serializer = value_serializer
         self.processing_guarantee = processing_guarantee
         self.commit_interval = commit_interval
-        self.commit_records = 100_000
+        self.commit_records = int(resolved.app.get("broker_commit_every", 100_000))
         self.stream_batch_size = stream_batch_size
         self.poll_interval = 1.0
         self.tune_gc = tune_gc
@@ -148,7 +164,7 @@ class App:
                 sasl_plain_username=sasl_plain_username,
                 sasl_plain_password=sasl_plain_password,
                 ssl_context=ssl_context,
-                **kafka_options,
+                **resolved.kafka,
             ).items()
             if v is not None
         }
@@ -160,20 +176,10 @@ class App:
                 f"brokers, they give {' and '.join(sorted(transport_cls.guarantees))}: use that "
                 "('at_least_once' is the default), or local:// for exactly_once"
             )
-        if clock not in CLOCKS:
-            raise ConfigurationError(f"clock must be one of {CLOCKS}, got {clock!r}")
-        if clock == "wall" and speed is not _UNSET:
-            raise ConfigurationError("speed= applies to a virtual clock only: add clock='virtual' (a replay)")
-        if clock == "virtual" and transport_cls.distributed:
-            raise ConfigurationError(KAFKA_REPLAY)
-        self.clock: WallClock | VirtualClock = (
-            VirtualClock(None if speed is _UNSET else check_speed(speed)) if clock == "virtual" else WallClock()
-        )
-        """The app's clock; under ``clock="virtual"``, ``pause()``, ``resume()``, ``step()``, ``seek()``."""
-        if history is not None and not isinstance(history, bool):
-            raise ConfigurationError(f"history must be True or False, got {history!r}")
-        self.history = self.clock.virtual if history is None else history
-        """True when tables keep every change (``table.at()``, ``table.history()``)."""
+        self._set_clock(clock, speed, history, transport_cls.distributed)
+        self.conf = settings.Settings(self, id, resolved.app, resolved.noted)
+        """The settings under Faust's names (``app.conf.topic_partitions``, ...)."""
+        settings.note(self.id, resolved.noted)
         self.state = "init"
         """``init``, ``starting``, ``running``, ``stopping`` or ``stopped``."""
         self.topics: dict[str, Topic[Any, Any]] = {}
@@ -181,6 +187,17 @@ class App:
         self.tables: dict[str, Table[Any, Any]] = {}
         self.timers: dict[str, Timer] = {}
         self.tasks: dict[str, Task] = {}
+        self.commands: dict[str, Command] = {}
+        """Commands of the app's command line (``@app.command``)."""
+        self.web = Web(self)
+        """The web views (``@app.page``) and, while they are served, the server's URL."""
+        self.on_partitions_assigned = Signal("on_partitions_assigned")
+        self.on_partitions_revoked = Signal("on_partitions_revoked")
+        self.on_rebalance_start = Signal("on_rebalance_start")
+        self.on_rebalance_complete = Signal("on_rebalance_complete")
+        self._rebalancing: set[object] = set()  # consumers revoked and not yet assigned again
+        self.worker_mode = False
+        """True when running as a worker (``app.run()``, ``app.main()``, ``streamnb worker``): web views are served."""
         self.transport: Transport | None = None
         self._connecting: asyncio.Future[Transport] | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -191,10 +208,10 @@ class App:
         self._held: dict[object, set[TP]] = {}  # topic partitions held, per consumer (leader election)
         self._predecessor: asyncio.Task[Any] | None = None
         # Re-running the cell that makes the App replaces it: the old app stops (committing) first.
-        previous = App.current(id, broker)
+        previous = App.current(self.id, broker)
         if previous is not None and previous.state in ("starting", "running"):
-            self._predecessor = previous.spawn(previous.stop(), f"stop the previous app {id!r}")
-        App._instances[(id, broker)] = weakref.ref(self)
+            self._predecessor = previous.spawn(previous.stop(), f"stop the previous app {self.id!r}")
+        App._instances[(self.id, broker)] = weakref.ref(self)
 
     @classmethod
     def instances(cls) -> list[App]:
@@ -222,223 +239,6 @@ class App:
         newest = App.current(self.id, self.broker)
         return newest is None or newest is self
 
-    # -- definitions --------------------------------------------------------------------------
-
-    def topic(
-        self,
-        name: str,
-        *,
-        key_type: Any = None,
-        value_type: Any = None,
-        partitions: int | None = None,
-        key_serializer: str | None = None,
-        value_serializer: str | None = None,
-        compacting: bool = False,
-        retention: float | None = None,
-    ) -> Topic[Any, Any]:
-        """Define (or redefine) a topic.
-
-        >>> app = App("demo", broker="memory://")
-        >>> app.topic("page_views", partitions=4).partitions
-        4
-        """
-        topic: Topic[Any, Any] = Topic(
-            self, name, key_type=key_type, value_type=value_type, partitions=partitions,
-            key_serializer=key_serializer, value_serializer=value_serializer,
-            compacting=compacting, retention=retention,
-        )
-        self.topics[name] = topic
-        return topic
-
-    def internal_topic(self, name: str, **options: Any) -> Topic[Any, Any]:
-        """Define (or redefine) a topic streamnb itself needs: a changelog, repartition or dead-letter topic.
-
-        >>> App("demo", broker="memory://").internal_topic("demo-x-changelog", compacting=True).internal
-        True
-        """
-        old = self.topics.get(name)
-        topic: Topic[Any, Any] = Topic(self, name, internal=True, **options)
-        if old is not None:
-            topic.adopt(old)
-        self.topics[name] = topic
-        return topic
-
-    def resolve_topic(self, channel: Topic[Any, Any] | Agent | str) -> Topic[Any, Any]:
-        """The topic for ``channel``: a topic, a topic name (defined on first use), or an agent (its topic).
-
-        >>> app = App("demo", broker="memory://")
-        >>> app.resolve_topic("orders") is app.topics["orders"]
-        True
-        """
-        if isinstance(channel, Topic):
-            return channel
-        if isinstance(channel, str):
-            return self.topics.get(channel) or self.topic(channel)
-        if isinstance(channel, Agent):
-            return channel.channel
-        raise ConfigurationError(f"expected a topic (app.topic(...)) or a topic name, got {channel!r}")
-
-    def dead_letter_topic(self, owner: str) -> Topic[Any, Any]:
-        """The dead-letter topic of agent ``owner``: ``<app id>-<owner>-dlq`` (raw bytes and reason headers).
-
-        >>> App("demo", broker="memory://").dead_letter_topic("count").name
-        'demo-count-dlq'
-        """
-        name = naming.dead_letter_topic(self.id, owner)
-        return self.topics.get(name) or self.internal_topic(name, key_serializer="raw", value_serializer="raw")
-
-    def stream(self, channel: Topic[Any, Any] | str) -> Stream[Any]:
-        """A stream over ``channel`` outside any agent (Faust's ``app.stream``); iterate it in a task.
-
-        >>> app = App("demo", broker="memory://")
-        >>> app.stream("orders").channel.name
-        'orders'
-        """
-        return Stream(self, self.resolve_topic(channel))
-
-    def agent(
-        self,
-        channel: Topic[Any, Any] | str | None = None,
-        *,
-        name: str | None = None,
-        concurrency: int = 1,
-        sink: list[Any] | None = None,
-    ) -> Callable[[AgentFun], Agent]:
-        """Decorate an ``async def f(stream)`` to run it as an agent.
-
-        With no channel the agent gets its own topic ``<app id>-<name>``.
-        Values the function yields are sent to every sink (topics, agents or
-        callables). Defining an agent with a name already in use replaces
-        the old one (a running one is stopped and the new one started).
-
-        >>> app = App("demo", broker="memory://")
-        >>> @app.agent()
-        ... async def greet(stream):
-        ...     async for name in stream:
-        ...         print("hello", name)
-        >>> greet.channel.name
-        'demo-greet'
-        """
-
-        def decorator(fun: AgentFun) -> Agent:
-            agent_name = name or fun.__name__
-            topic = (
-                self.topic(naming.agent_topic(self.id, agent_name)) if channel is None else self.resolve_topic(channel)
-            )
-            agent = Agent(self, fun, topic, name=agent_name, concurrency=concurrency, sink=sink)
-            agent.__doc__ = fun.__doc__
-            old = self.agents.get(agent_name)
-            self.agents[agent_name] = agent
-            if old is not None or self.state == "running":
-                self.spawn(self._replace_agent(old, agent), f"start agent {agent_name}")
-            return agent
-
-        return decorator
-
-    async def _replace_agent(self, old: Agent | None, new: Agent) -> None:
-        async with self._lifecycle:
-            if old is not None:
-                await old.stop()
-            if self.state == "running" and self.agents.get(new.name) is new:
-                await new.start()
-
-    def Table(  # noqa: N802 - Faust's name
-        self,
-        name: str,
-        *,
-        default: Callable[[], Any] | None = None,
-        partitions: int | None = None,
-        key_type: Any = None,
-        value_type: Any = None,
-        key_serializer: str | None = None,
-        value_serializer: str | None = None,
-        on_window_close: Callable[..., Any] | None = None,
-        on_late: Callable[..., Any] | None = None,
-        late_topic: Topic[Any, Any] | str | bool | None = None,
-        emit_final: Topic[Any, Any] | str | None = None,
-        help: str = "",
-    ) -> Table[Any, Any]:
-        """Define (or redefine, keeping its contents) a table.
-
-        Windowed tables (``.tumbling()``, ``.hopping()``) also take
-        ``on_window_close(key, value)`` (once per window, when it closes),
-        ``on_late(event, windows)``, ``late_topic=`` (a topic, or True for
-        ``<app id>-<table>-late``) and ``emit_final=`` (a topic that gets one
-        ``{key, window_start, window_end, value}`` record per closed window).
-
-        >>> app = App("demo", broker="memory://")
-        >>> counts = app.Table("counts", default=int)
-        >>> counts["anything"]
-        0
-        """
-        table: Table[Any, Any] = Table(
-            self, name, default=default, partitions=partitions, key_type=key_type, value_type=value_type,
-            key_serializer=key_serializer, value_serializer=value_serializer,
-            on_window_close=on_window_close, on_late=on_late, late_topic=late_topic, emit_final=emit_final,
-            help=help,
-        )
-        if self.history:
-            table.keep_history()
-        old = self.tables.get(name)
-        if old is not None:
-            table.take_over(old)
-        self.tables[name] = table
-        if self.state == "running" and old is None:
-            self.spawn(self._recover_new_table(table), f"recover table {name}")
-        return table
-
-    async def _recover_new_table(self, table: _Table[Any, Any]) -> None:
-        transport = await self.connect()
-        if not transport.distributed:
-            await table.recover()
-        else:
-            await table.recover(self._partitions.owned())
-
-    def timer(self, interval: float, *, name: str | None = None, on_leader: bool = False) -> Callable[[F], F]:
-        """Run ``async def f()`` (or ``f(app)``) every ``interval`` seconds while the app runs.
-
-        >>> app = App("demo", broker="memory://")
-        >>> @app.timer(5.0)
-        ... async def heartbeat():
-        ...     print("alive")
-        """
-
-        def decorator(fun: F) -> F:
-            timer = Timer(self, fun, interval, name=name or fun.__name__, on_leader=on_leader)
-            self._register_background(self.timers, timer)
-            return fun
-
-        return decorator
-
-    def task(self, fun: F | None = None, *, name: str | None = None) -> Any:
-        """Run ``async def f()`` (or ``f(app)``) once when the app starts.
-
-        >>> app = App("demo", broker="memory://")
-        >>> @app.task
-        ... async def hello():
-        ...     print("started")
-        """
-
-        def decorator(f: F) -> F:
-            task = Task(self, f, name=name or f.__name__)
-            self._register_background(self.tasks, task)
-            return f
-
-        return decorator(fun) if fun is not None else decorator
-
-    def _register_background(self, registry: dict[str, Any], item: Timer | Task) -> None:
-        old = registry.get(item.name)
-        registry[item.name] = item
-        if old is not None or self.state == "running":
-
-            async def swap() -> None:
-                if old is not None:
-                    await old.stop()
-                if self.state == "running" and registry.get(item.name) is item:
-                    item.start()
-
-            self.spawn(swap(), f"start {item.name}")
-
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def connect(self) -> Transport:
@@ -458,7 +258,7 @@ class App:
             raise
 
     async def _open(self) -> Transport:
-        transport = open_transport(self.broker, client_id=self.id, **self._kafka_options)
+        transport = open_transport(self.broker, **{"client_id": self.id, **self._kafka_options})
         await transport.start()
         self.transport = transport
         return transport
@@ -481,6 +281,11 @@ class App:
         """A consumer of this app got ``tps``: recover their table partitions (Kafka)."""
         self._held.setdefault(owner, set()).update(tps)
         await self._partitions.assigned(owner, tps)
+        self.web.ownership_changed()
+        await self.on_partitions_assigned.send(self, assigned=set(tps))
+        self._rebalancing.discard(owner)
+        if not self._rebalancing:
+            await self.on_rebalance_complete.send(self)
 
     async def partitions_revoked(self, owner: object, tps: set[TP], *, final: bool = False) -> None:
         """A consumer of this app loses ``tps`` (``final``: it closes)."""
@@ -490,6 +295,30 @@ class App:
             if not held:
                 del self._held[owner]
         await self._partitions.revoked(owner, tps, final=final)
+        self.web.ownership_changed()
+        if not final and self.state == "running":
+            if not self._rebalancing:
+                await self.on_rebalance_start.send(self)
+            self._rebalancing.add(owner)
+        await self.on_partitions_revoked.send(self, revoked=set(tps))
+
+    @property
+    def rebalancing(self) -> bool:
+        """True while a consumer of this app has lost its partitions and not got new ones yet."""
+        return bool(self._rebalancing)
+
+    def owned_partitions(self) -> set[int]:
+        """Partition numbers this worker's consumers hold: the table partitions it keeps (all, off Kafka).
+
+        >>> App("demo-owned", broker="memory://").owned_partitions()
+        set()
+        """
+        return self._partitions.owned()
+
+    def read_topics(self) -> list[Topic[Any, Any]]:
+        """The topics the agents read: their own, and ``group_by``/``through`` topics once iterated."""
+        names = dict.fromkeys(n for agent in self.agents.values() for n in agent.read_topics())
+        return [self.topics[n] for n in names if n in self.topics]
 
     def is_leader(self) -> bool:
         """True on the worker that runs ``on_leader`` timers.
@@ -525,22 +354,30 @@ class App:
             try:
                 transport = await self.connect()
                 self._check_leader_timers(transport)
-                if self.clock.virtual:
+                if isinstance(self.clock, VirtualClock):
                     await prepare(self)  # a replay starts from scratch (or from its fork)
                 for topic in list(self.topics.values()):
-                    if not topic.internal or naming.is_changelog(topic.name):
+                    if not topic.internal:
                         await topic.declare()
                 for table in list(self.tables.values()):
+                    for topic in table.topics():
+                        await topic.declare()
                     table.check_partitions()
                 if not transport.distributed:
                     for table in list(self.tables.values()):
                         await table.recover()
+                for table in list(self.tables.values()):
+                    if transport.distributed and isinstance(table, GlobalTable):
+                        await table.recover()  # every partition, before any agent runs
+                        self.spawn(table.follow(), f"follow global table {table.name}")
                 for agent in list(self.agents.values()):
                     await agent.start()
                 for item in [*self.timers.values(), *self.tasks.values()]:
                     item.start()
                 if isinstance(self.clock, VirtualClock):
                     self.clock.start()
+                if self.web.enabled():
+                    await self.web.start()
                 if self.tune_gc:
                     _gc.acquire()
             except BaseException:
@@ -563,6 +400,7 @@ class App:
             self.state = "stopping"
             if isinstance(self.clock, VirtualClock):
                 await self.clock.stop()
+            await self.web.stop()
             for item in [*self.timers.values(), *self.tasks.values()]:
                 await item.stop()
             await asyncio.gather(*(agent.stop() for agent in self.agents.values()))
@@ -577,54 +415,10 @@ class App:
             self._connecting = None
             self._partitions.clear()
             self._held.clear()
+            self._rebalancing.clear()
             for table in self.tables.values():
                 table.reset_recovery()
             self.state = "stopped"
-
-    def now(self) -> float:
-        """The time on the app's clock (epoch seconds).
-
-        The wall clock's, or under a virtual clock the replay's: inside an
-        agent, the timestamp of the event being processed; elsewhere, the
-        clock's time.
-
-        >>> App("demo-now", broker="memory://", clock="virtual").now()
-        -inf
-        """
-        clock = self.clock
-        if not clock.virtual:
-            return clock.now()
-        txn = current_transaction()
-        if txn is not None and txn.message is not None:
-            return max(txn.message.timestamp, clock.floor)  # type: ignore[union-attr]
-        return clock.now()
-
-    async def fork(self, at: Any, broker: str) -> App:
-        """Go on from time ``at`` in a new folder: tables as they were then, agents from there.
-
-        Writes ``broker`` (a new ``local://`` or ``memory://`` folder) with
-        the inputs, each table's state at ``at`` and each agent's position,
-        then moves this app there and starts it (a virtual clock pauses at
-        ``at``: redefine an agent, then ``app.clock.resume()``). The old
-        folder is left as it was. Needs the tables' history (``history=True``,
-        the default under a virtual clock).
-
-        >>> await app.fork(at=app.clock.start_time + 300, broker="local://fork")  # doctest: +SKIP
-        """
-        url = await fork_into(self, at, broker)
-        if isinstance(self.clock, VirtualClock):
-            self.clock.speed = 0
-        await move(self, url)
-        return self
-
-    def move_to(self, broker: str) -> None:
-        """Use ``broker`` from the next ``start()`` on (what :meth:`fork` does); the app must be stopped."""
-        if self.state in ("running", "starting", "stopping"):
-            raise ConfigurationError(f"app {self.id!r} is {self.state}: stop it before moving it to {broker!r}")
-        check_broker(broker, self._kafka_options)
-        App._instances.pop((self.id, self.broker), None)
-        self.broker = broker
-        App._instances[(self.id, broker)] = weakref.ref(self)
 
     async def __aenter__(self) -> App:
         await self.start()
@@ -633,11 +427,16 @@ class App:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def run(self) -> None:
+    def run(self, on_started: Callable[[App], Any] | None = None) -> None:
         """Start the app and block until Ctrl-C or SIGTERM (for scripts, not notebooks).
+
+        Runs as a worker: web views are served (see :mod:`streamnb.web`).
+        On the signal the agents stop after committing what they processed.
+        ``on_started(app)`` is called once everything runs.
 
         >>> app.run()  # doctest: +SKIP
         """
+        self.worker_mode = True
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -647,16 +446,18 @@ class App:
                 "app.run() blocks and needs its own event loop, but one is already running "
                 "(a notebook?): use `await app.start()` there instead"
             )
-        asyncio.run(self._run_until_signal())
+        asyncio.run(self._run_until_signal(on_started))
 
-    async def _run_until_signal(self) -> None:
+    async def _run_until_signal(self, on_started: Callable[[App], Any] | None) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
                 loop.add_signal_handler(sig, stop.set)
-        await self.start()
         try:
+            await self.start()
+            if on_started is not None:
+                on_started(self)
             await stop.wait()
         finally:
             await self.stop()
@@ -687,13 +488,12 @@ class App:
     def dashboard(self) -> Any:
         """A live notebook dashboard of agents, offsets and lag, and tables.
 
-        >>> app.dashboard()  # doctest: +SKIP
+        >>> app = App("demo", broker="memory://")
+        >>> board = app.dashboard()  # a widget: shown when it is a cell's last expression
+        >>> board.stopped  # in a notebook the kernel's loop runs and it updates every second
+        'no running event loop (call refresh() to update)'
         """
         return display.show("dashboard", self)
-
-    def player(self) -> Any:
-        """A notebook widget driving a replay: play, pause, speed, scrubber, steps (``clock="virtual"``)."""
-        return display.show("player", self)
 
     def spawn(self, coro: Coroutine[Any, Any, Any] | Awaitable[Any], what: str) -> asyncio.Task[Any] | None:
         """Run ``coro`` in the background on the running loop, logging a failure as ``what``.

@@ -21,6 +21,7 @@ __all__ = [
     "RECORDING_TOPIC",
     "agent_topic",
     "changelog_topic",
+    "channel_topic",
     "consumer_group",
     "dead_letter_topic",
     "fork_state_topic",
@@ -29,6 +30,7 @@ __all__ = [
     "repartition_topic",
     "stream_owner",
     "transactional_id",
+    "web_workers_topic",
 ]
 
 CHANGELOG_SUFFIX = "-changelog"
@@ -104,3 +106,21 @@ def transactional_id(app_id: str, owner: str, topic: str, partition: int) -> str
     'shop-count-orders-3'
     """
     return f"{app_id}-{owner}-{topic}-{partition}"
+
+
+def web_workers_topic(app_id: str) -> str:
+    """Where the workers of an app record their web URL and the partitions they own.
+
+    >>> web_workers_topic("shop")
+    'shop-web-workers'
+    """
+    return f"{app_id}-web-workers"
+
+
+def channel_topic(app_id: str, number: int) -> str:
+    """The topic behind the ``number``-th ``app.channel()`` of an app (counting from 0).
+
+    >>> channel_topic("shop", 0)
+    'shop-channel-0'
+    """
+    return f"{app_id}-channel-{number}"

@@ -36,8 +36,8 @@ from .clock import VirtualClock, check_speed, to_seconds
 from .errors import ConfigurationError
 from .feed import running_max
 from .record import recorded_topics
+from .tables.event_time import STREAM_TIME_KEY
 from .tables.table import Table
-from .tables.window_state import STREAM_TIME_KEY
 from .tasks import Task, Timer
 from .topics import Topic
 from .transport import open_transport

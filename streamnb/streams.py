@@ -21,6 +21,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
 
 from . import naming
@@ -31,7 +32,7 @@ from .source import Source, Supervisor
 from .topics import Topic
 from .transport.base import TP
 
-__all__ = ["Stream"]
+__all__ = ["Stream", "current_event"]
 
 T = TypeVar("T")
 
@@ -39,6 +40,20 @@ T = TypeVar("T")
 logger = logging.getLogger("streamnb")
 
 KeyFn = Callable[[Any], Any]
+_current_stream: ContextVar[Stream[Any] | None] = ContextVar("streamnb_stream", default=None)
+
+
+def current_event() -> Event[Any, Any] | None:
+    """The event the agent running in this task is processing (Faust's ``faust.current_event()``).
+
+    ``None`` outside agents. Inside an agent it is what ``stream.current_event``
+    gives: key, value, partition, offset, timestamp and headers.
+
+    >>> current_event() is None
+    True
+    """
+    stream = _current_stream.get()
+    return None if stream is None else stream.current_event
 _TICK: Any = None  # yielded by the event generator on idle when an operator asked for ticks
 
 
@@ -165,7 +180,9 @@ class Stream(Generic[T]):
     def filter(self, fun: Callable[[T], bool | Awaitable[bool]]) -> Stream[T]:
         """Keep only values for which ``fun(value)`` is true (``fun`` may be async).
 
-        >>> big = stream.filter(lambda order: order.qty > 10)  # doctest: +SKIP
+        >>> from streamnb import App
+        >>> stream = App("demo", broker="memory://").stream("orders")
+        >>> big = stream.filter(lambda order: order.qty > 10)  # iterate it with `async for`
         """
         is_async = inspect.iscoroutinefunction(fun)
 
@@ -299,6 +316,7 @@ class Stream(Generic[T]):
         await source.start()
         txn = source.txn
         txn.activate()
+        _current_stream.set(self)
         topic = self.channel
         decode_value = topic.decode_value
         decode_key = topic.decode_key

@@ -11,24 +11,25 @@ Example::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Mapping, Sequence
 from functools import lru_cache
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from aiokafka.partitioner import murmur2
 
-from .codecs import Codec, get_codec
-from .errors import ConfigurationError, SerializationError, ValidationError
+from .codecs import Codec, Serde, get_codec, serde
+from .errors import AppNotRunningError, ConfigurationError
 from .events import Event
 from .transaction import current_transaction
 from .transport.base import Headers, Message, ProducerRecord, TopicSpec, Transport
 
-__all__ = ["Topic", "TopicHost", "partition_for_key"]
+__all__ = ["RecordMetadata", "Topic", "TopicHost", "partition_for_key"]
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 Decoder = Callable[[bytes | None], Any]
+Encoder = Callable[[Any], bytes | None]
 
 
 @lru_cache(maxsize=65536)
@@ -54,40 +55,24 @@ def partition_for_key(key: bytes | None, partitions: int, counter: list[int] | N
     return _hash_partition(key, partitions)
 
 
-def make_decoder(codec: Codec, type_: Any, what: str) -> Decoder:
-    """A function turning bytes into ``type_`` (a Record class, a plain type, or None)."""
-    loads = codec.loads
-    from_data = getattr(type_, "from_data", None)
-    if type_ is None or type_ is bytes:
-        return lambda data: None if data is None else loads(data)
-    if from_data is not None:
+class RecordMetadata(NamedTuple):
+    """Where :meth:`Topic.send` put a message; awaiting it gives itself (Faust's send future, already done).
 
-        def decode_record(data: bytes | None) -> Any:
-            if data is None:
-                return None
-            obj = loads(data)
-            if type(obj) is not dict and not isinstance(obj, Mapping):
-                raise ValidationError(
-                    f"{what}: expected a JSON object for {type_.__name__}, got {type(obj).__name__}"
-                )
-            return from_data(obj)
+    >>> meta = RecordMetadata("orders", 2, 1700000000.0)
+    >>> meta.partition
+    2
+    """
 
-        return decode_record
+    topic: str
+    """The topic."""
+    partition: int
+    """The partition the message went to."""
+    timestamp: float
+    """The message's timestamp (epoch seconds)."""
 
-    def decode_plain(data: bytes | None) -> Any:
-        if data is None:
-            return None
-        obj = loads(data)
-        if type_ is str and isinstance(obj, bytes):
-            return obj.decode()
-        if isinstance(obj, type_):
-            return obj
-        try:
-            return type_(obj)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(f"{what}: cannot make {type_.__name__} from {obj!r}: {exc}") from exc
-
-    return decode_plain
+    def __await__(self) -> Generator[Any, None, RecordMetadata]:
+        return self
+        yield  # a generator: awaiting it returns at once
 
 
 class TopicHost(Protocol):
@@ -127,6 +112,11 @@ class Topic(Generic[K, V]):
 
     Create topics with :meth:`App.topic`; defining the same name again
     replaces the definition (a notebook cell can be run twice).
+
+    Keys and values are encoded and decoded by ``key_serde``/``value_serde``,
+    built by :func:`streamnb.codecs.serde` from the serializer and the
+    declared type; ``encode_key``/``encode_value``/``decode_key``/``decode_value``
+    are their functions.
 
     >>> from streamnb import App
     >>> orders = App("shop", broker="memory://").topic("orders", partitions=4)
@@ -171,8 +161,17 @@ class Topic(Generic[K, V]):
         self._actual_partitions: int | None = None
         self.round_robin = [0]
         """Counter spreading keyless messages over the partitions (shared with forwarders)."""
-        self.decode_key: Decoder = make_decoder(self.key_codec, key_type, f"topic {name!r} key")
-        self.decode_value: Decoder = make_decoder(self.value_codec, value_type, f"topic {name!r} value")
+        # The one place a topic's (codec, type) pairs become encoders/decoders (see streamnb.codecs).
+        self.key_serde: Serde = serde(self.key_codec, key_type, "key", topic=name)
+        self.value_serde: Serde = serde(self.value_codec, value_type, "value", topic=name)
+        self.encode_key: Encoder = self.key_serde.encode
+        """Key to bytes, checked against ``key_type`` (``None`` stays ``None``)."""
+        self.encode_value: Encoder = self.value_serde.encode
+        """Value to bytes, checked against ``value_type`` (``None`` stays ``None``: a tombstone)."""
+        self.decode_key: Decoder = self.key_serde.decode
+        """Key bytes to a ``key_type`` value; raises ValidationError when they do not fit."""
+        self.decode_value: Decoder = self.value_serde.decode
+        """Value bytes to a ``value_type`` value; raises ValidationError when they do not fit."""
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -209,32 +208,6 @@ class Topic(Generic[K, V]):
         return self._actual_partitions
 
     # -- encoding ---------------------------------------------------------------------------
-
-    def encode_key(self, key: Any) -> bytes | None:
-        """Key to bytes with the topic's key serializer."""
-        if key is None:
-            return None
-        try:
-            return self.key_codec.dumps(key)
-        except Exception as exc:
-            raise SerializationError(
-                f"topic {self.name!r}: cannot encode key {key!r} with {self.key_serializer!r}: {exc}; "
-                "pass a str/bytes key, or set key_serializer='json'"
-            ) from exc
-
-    def encode_value(self, value: Any) -> bytes | None:
-        """Value to bytes with the topic's value serializer."""
-        if value is None:
-            return None
-        to_representation = getattr(value, "to_representation", None)
-        if to_representation is not None:  # Records reach codecs as JSON-ready dicts, as in Faust
-            value = to_representation()
-        try:
-            return self.value_codec.dumps(value)
-        except Exception as exc:
-            raise SerializationError(
-                f"topic {self.name!r}: cannot encode value {value!r} with {self.value_serializer!r}: {exc}"
-            ) from exc
 
     def decode(self, message: Message) -> Event[Any, Any]:
         """Raw message to :class:`Event` (raises SerializationError/ValidationError)."""
@@ -277,8 +250,8 @@ class Topic(Generic[K, V]):
         partition: int | None = None,
         timestamp: float | None = None,
         headers: Any = None,
-    ) -> None:
-        """Send one message.
+    ) -> RecordMetadata:
+        """Send one message; returns where it went (awaitable, as Faust's send future).
 
         Inside an agent the message joins the agent's transaction and is
         written with its next commit (so it is sent exactly once on the
@@ -294,6 +267,7 @@ class Topic(Generic[K, V]):
             txn.records.append(record)
         else:
             await self.app.require_transport().send([record])
+        return RecordMetadata(record[0], record[1], record[4])
 
     def send_soon(
         self,
@@ -314,7 +288,11 @@ class Topic(Generic[K, V]):
             txn.records.append(self.record(key, value, partition, timestamp, headers))
             return
         coro = self.send(key=key, value=value, partition=partition, timestamp=timestamp, headers=headers)
-        self.app.spawn(coro, f"send_soon({self.name})")
+        if self.app.spawn(coro, f"send_soon({self.name})") is None:
+            raise AppNotRunningError(
+                f"topic {self.name!r}: send_soon() schedules the send on the running event loop and none runs "
+                "here; use `await topic.send(...)` inside async code, or call send_soon() from a running app"
+            )
 
     # -- consuming --------------------------------------------------------------------------
 

@@ -17,6 +17,10 @@ import pytest
 # transport and App-level Kafka tests so a run starts it once.
 pytest_plugins = ["kafka_tls"]
 
+# Scripts the tests start as subprocesses: they run when imported, so the doctest
+# collection (``--doctest-modules`` in pyproject.toml) must not import them.
+collect_ignore = ["workers"]
+
 KAFKA = os.environ.get("STREAMNB_KAFKA", "")
 BACKENDS = ["memory", "local", "kafka"]
 

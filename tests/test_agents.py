@@ -79,10 +79,11 @@ async def test_pause_and_resume() -> None:
         await wait_until(lambda: seen == [1])
         collect.pause()
         assert collect.state == "paused"
-        await asyncio.sleep(0.05)
         await topic.send(value=2)
-        await asyncio.sleep(0.3)
-        assert seen == [1]
+        # Its chance to take 2 has passed once its source waits for resume(): parked, it
+        # either never fetches 2 or holds it unprocessed.
+        await wait_until(lambda: collect.parked == 1)
+        assert seen == [1] and collect.events_processed == 1
         collect.resume()
         await wait_until(lambda: seen == [1, 2])
         assert collect.state == "running"
@@ -91,6 +92,7 @@ async def test_pause_and_resume() -> None:
 async def test_stop_commits_processed_events(tmp_path) -> None:
     url = f"local://{tmp_path / 'b'}"
     seen: list[int] = []
+    gate = asyncio.Event()
 
     def build() -> tuple[faust.App, faust.Topic]:
         app = faust.App("stopper", broker=url, topic_partitions=1)
@@ -100,22 +102,28 @@ async def test_stop_commits_processed_events(tmp_path) -> None:
         async def collect(stream):
             async for n in stream:
                 seen.append(n)
-                await asyncio.sleep(0.01)
+                if n == 4:
+                    await gate.wait()  # the app is asked to stop while this event is in progress
 
         return app, topic
 
     app, topic = build()
-    async with app:
-        for n in range(20):
-            await topic.send(value=n)
-        await wait_until(lambda: len(seen) >= 5)
-    # Stopped mid-stream: what was processed is committed, nothing is lost or repeated.
-    first_run = list(seen)
+    await app.start()
+    for n in range(20):
+        await topic.send(value=n)
+    await wait_until(lambda: seen[-1:] == [4])
+    stopping = asyncio.ensure_future(app.stop())
+    await wait_until(lambda: app.agents["collect"].stopping)
+    gate.set()
+    await stopping
+    # Stopped mid-stream, after the event in progress: what was processed is committed...
+    assert seen == [0, 1, 2, 3, 4]
     app, topic = build()
     async with app:
-        await wait_until(lambda: len(seen) == 20 + 0 or seen[-1] == 19, timeout=20)
+        await wait_until(lambda: seen[-1:] == [19], timeout=20)
         await settle(app)
-    assert seen == first_run + list(range(len(first_run), 20))
+    # ...so nothing is lost or repeated.
+    assert seen == list(range(20))
 
 
 async def test_agent_that_returns_commits_what_it_took() -> None:

@@ -20,11 +20,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "streamnb"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("errors", "naming", "display", "_gc")),
     ("transport", ("transport",)),
-    ("data", ("codecs", "_fieldtypes", "_schema", "models")),
+    ("data", ("codecs", "_serde", "_typerules", "_fieldtypes", "_schema", "models")),
     ("channels", ("events", "transaction", "topics", "runtime")),
     ("processing", ("feed", "source", "streams", "agents", "tasks")),
     ("state", ("tables",)),
-    ("application", ("app", "testing", "demo", "cli", "web", "faust_types", "clock", "replay", "record")),
+    ("application", (
+        "app", "definitions", "surface", "settings", "signals", "__main__", "testing", "demo", "cli", "web",
+        "directory", "faust_types", "clock", "replay", "record", "playback",
+    )),
     ("notebook", ("notebook",)),
 ]
 

@@ -202,7 +202,17 @@ def test_quickstart_runs_live_in_jupyterlab(lab: tuple[str, Path]) -> None:
             chart.scroll_into_view_if_needed()
             first, first_table = _chart_state(page), _table_text(page)
             page.screenshot(path=str(SHOTS / "quickstart-1-running.png"))
-            time.sleep(3)
+            # The chart gets changesets and the live table moves while the producer runs.
+            page.wait_for_function(
+                """([seq, table]) => {
+                    const root = document.querySelector('.streamnb-chart');
+                    const text = Array.from(document.querySelectorAll('.jp-OutputArea-output table'))
+                        .map(t => t.innerText).join('\\n---\\n');
+                    return root && Number(root.dataset.seq || -1) > seq && text && text !== table;
+                }""",
+                arg=[first["seq"], first_table],
+                timeout=60_000,
+            )
             second, second_table = _chart_state(page), _table_text(page)
             page.screenshot(path=str(SHOTS / "quickstart-2-running.png"))
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
 import streamnb as faust
-from streamnb.testing import settle, wait_until
+from streamnb.testing import settle, test_app, wait_until
 
 
 class PageView(faust.Record):
@@ -177,7 +176,17 @@ async def test_timer_and_task(broker: str, app_id: str) -> None:
     async with app:
         await wait_until(lambda: len(ticks) >= 3 and started == [app])
     n = len(ticks)
-    await asyncio.sleep(0.15)
+    assert not app.timers["tick"].running
+    # A running timer of the same interval ticks three times: the stopped one had its chances.
+    witness = test_app()
+    witness_ticks: list[float] = []
+
+    @witness.timer(0.05)
+    async def tock():
+        witness_ticks.append(1.0)
+
+    async with witness:
+        await wait_until(lambda: len(witness_ticks) >= 3)
     assert len(ticks) == n  # stopped with the app
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 import streamnb as faust
 from streamnb.testing import settle, test_app, wait_until
 from streamnb.topics import partition_for_key
-from streamnb.transport.base import TP
+from streamnb.transport.base import TP, Message
 
 
 def test_keys_hash_consistently_like_kafkas_default_partitioner() -> None:
@@ -98,3 +100,31 @@ async def test_encode_errors_are_serialization_errors() -> None:
     topic = app.topic("t", key_serializer="raw")
     with pytest.raises(faust.SerializationError, match="key"):
         topic.encode_key(3.5)
+
+
+async def test_topics_encode_and_decode_through_codecs_serde() -> None:
+    app = test_app()
+    topic = app.topic("t", key_type=str, value_type=Decimal, key_serializer="raw", value_serializer="raw")
+    # one path: what a stream decodes with is the serde streamnb.codecs built for the topic
+    assert topic.decode_value is topic.value_serde.decode and topic.decode_key is topic.key_serde.decode
+    assert (topic.value_serde.codec, topic.value_serde.type) == (topic.value_codec, Decimal)
+    record = topic.record(key="k", value=Decimal("1.50"))
+    assert (record.key, record.value) == (b"k", b"1.50")
+    event = topic.decode(Message("t", 0, 0, 0.0, record.key, record.value, ()))
+    assert (event.key, event.value) == ("k", Decimal("1.50"))
+    with pytest.raises(faust.ValidationError, match="topic 't' value: value_type is Decimal, got str '1.50'"):
+        await topic.send(value="1.50")
+    with pytest.raises(faust.ConfigurationError, match="value_type=PageView is a Record"):
+
+        class PageView(faust.Record):
+            id: str
+
+        app.topic("views", value_type=PageView, value_serializer="raw")
+    await app.stop()
+
+
+def test_send_soon_outside_a_running_loop_raises_instead_of_dropping() -> None:
+    app = faust.App("soon", broker="memory://")
+    topic = app.topic("soon")
+    with pytest.raises(faust.AppNotRunningError, match="await topic.send"):
+        topic.send_soon(value=b"lost?")

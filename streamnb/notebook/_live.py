@@ -68,6 +68,8 @@ class LiveWidget(widgets.VBox):
         self.interval = max(float(interval), MIN_INTERVAL)
         self.updates = 0
         """How many times the widget re-rendered."""
+        self.polls = 0
+        """Rounds of the background task: each looked for changes (re-rendering or not), unless the app was stopping."""
         self.last_update: float | None = None
         """``time.time()`` of the last re-render."""
         self.stopped: str | None = None
@@ -102,7 +104,7 @@ class LiveWidget(widgets.VBox):
         app = self.app
         if self._closing:
             return "closed"
-        if app.state in ("stopping", "stopped"):
+        if app.state == "stopped":  # not while stopping: the last look shows the agents stopped
             return "app stopped"
         if not is_current(app):
             return "app replaced"
@@ -116,7 +118,8 @@ class LiveWidget(widgets.VBox):
                     self._stopped(reason)
                     return
                 try:
-                    await self._poll()
+                    if self.app.state != "stopping":  # keep what the running app showed until it stopped
+                        await self._poll()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # never let a rendering bug kill the view silently
@@ -125,6 +128,7 @@ class LiveWidget(widgets.VBox):
                         logger.exception("live %s %r failed to refresh", self.kind, self.name)
                     self.error = error
                     self._show_error(error)
+                self.polls += 1
                 await self._nap()
         except asyncio.CancelledError:
             self._stopped("closed" if self._closing else "stopped")

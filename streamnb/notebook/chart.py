@@ -64,9 +64,12 @@ _KNOWN_TYPES = {"key": "nominal", "window_start": "temporal", "window_end": "tem
 class LiveChart(anywidget.AnyWidget):
     """A Vega-Lite chart of a table's rows that updates in place. Made by :func:`live_chart`.
 
-    >>> chart = per_minute.chart()   # doctest: +SKIP
-    >>> chart.refresh()              # push pending changes now (the task does it every interval)  # doctest: +SKIP
-    >>> chart.close()                # stops the update task  # doctest: +SKIP
+    >>> from streamnb import App
+    >>> per_minute = App("demo", broker="memory://").Table("per_minute", default=int).tumbling(60)
+    >>> chart = per_minute.chart()
+    >>> chart.refresh()              # push pending changes now (the task does it every interval)
+    False
+    >>> chart.close()                # stops the update task
     """
 
     _esm = _STATIC / "chart.js"
@@ -140,8 +143,13 @@ class LiveChart(anywidget.AnyWidget):
     def rows(self) -> list[dict[str, Any]]:
         """The rows the chart shows now (without the internal ``__id``).
 
-        >>> chart.rows()[:1]   # doctest: +SKIP
-        [{'key': '/', 'window_start': 1700000040000.0, 'window_end': 1700000100000.0, 'value': 12}]
+        A windowed table's row looks like ``{'key': '/', 'window_start':
+        1700000040000.0, 'window_end': 1700000100000.0, 'value': 12}``.
+
+        >>> from streamnb import App
+        >>> chart = App("demo", broker="memory://").Table("t", default=int).tumbling(60).chart()
+        >>> chart.rows()  # nothing counted yet
+        []
         """
         return [{k: v for k, v in row.items() if k != "__id"} for row in self._last.values()]
 
@@ -150,8 +158,10 @@ class LiveChart(anywidget.AnyWidget):
 
         The background task calls it whenever ``table.version`` moved.
 
-        >>> chart.refresh()   # doctest: +SKIP
-        True
+        >>> from streamnb import App
+        >>> chart = App("demo", broker="memory://").Table("t", default=int).tumbling(60).chart()
+        >>> chart.refresh()  # the table did not change
+        False
         """
         self._version = self._table.version
         current = self._collect()
@@ -230,7 +240,11 @@ class LiveChart(anywidget.AnyWidget):
     def close(self) -> None:
         """Stop updating and close the widget.
 
-        >>> chart.close()   # doctest: +SKIP
+        >>> from streamnb import App
+        >>> chart = App("demo", broker="memory://").Table("t", default=int).tumbling(60).chart()
+        >>> chart.close()
+        >>> chart.stopped
+        'closed'
         """
         self._closed = True
         self.stopped = "closed"
@@ -243,7 +257,11 @@ class LiveChart(anywidget.AnyWidget):
     def static_spec(self) -> dict[str, Any]:
         """The Vega-Lite spec with the current rows inlined (for files and static renderers).
 
-        >>> alt.Chart.from_dict(chart.static_spec())   # doctest: +SKIP
+        >>> import altair as alt
+        >>> from streamnb import App
+        >>> chart = App("demo", broker="memory://").Table("t", default=int).tumbling(60).chart()
+        >>> alt.Chart.from_dict(chart.static_spec())
+        alt.Chart(...)
         """
         spec: dict[str, Any] = json.loads(json.dumps(self.spec))
         spec["data"] = {"values": self.rows()}
@@ -252,7 +270,10 @@ class LiveChart(anywidget.AnyWidget):
     def to_svg(self) -> str:
         """The chart as it is now, as SVG (offline, with ``vl-convert-python``).
 
-        >>> svg = chart.to_svg()   # doctest: +SKIP
+        >>> from streamnb import App
+        >>> chart = App("demo", broker="memory://").Table("t", default=int).tumbling(60).chart()
+        >>> chart.to_svg().startswith("<svg")
+        True
         """
         import vl_convert
 
@@ -306,8 +327,12 @@ def live_chart(
         interval: seconds between looks at the table (the update throttle).
         top: only the ``top`` keys with the largest total ``value`` (or y field).
 
-    >>> per_minute.chart()                                   # doctest: +SKIP
-    >>> live_chart(counts, x="key", y="value", top=10)       # doctest: +SKIP
+    >>> from streamnb import App
+    >>> app = App("demo", broker="memory://")
+    >>> per_minute = app.Table("per_minute", default=int).tumbling(60)
+    >>> counts = app.Table("counts", default=int)
+    >>> chart = per_minute.chart()  # shown when it is a cell's last expression
+    >>> top_pages = live_chart(counts, x="key", y="value", top=10)
     """
     if not isinstance(table_or_windowed, (Table, WindowedTable)):
         raise ConfigurationError(

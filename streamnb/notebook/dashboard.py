@@ -41,7 +41,15 @@ STATE_COLOURS = {"running": "#1a7f37", "paused": "#9a6700", "crashed": "#cf222e"
 def dashboard(app: App, *, interval: float = 1.0) -> Dashboard:
     """A live dashboard of ``app``'s agents, topic offsets and lag, and tables.
 
-    >>> dashboard(app)  # doctest: +SKIP
+    >>> from streamnb import App
+    >>> app = App("demo", broker="memory://")
+    >>> @app.agent("orders")
+    ... async def count(stream):
+    ...     async for order in stream:
+    ...         pass
+    >>> board = dashboard(app)  # shown when it is a cell's last expression
+    >>> [figure.name for figure in board.figures]
+    ['count']
     """
     from ..app import App
 

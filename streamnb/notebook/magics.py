@@ -190,8 +190,10 @@ def _await_transformer(shell: InteractiveShell) -> Callable[[list[str]], list[st
 def find_app(namespace: dict[str, Any], name: str | None = None) -> App:
     """The app named ``name`` in ``namespace``, or else its only ``App``.
 
-    >>> find_app(get_ipython().user_ns)  # doctest: +SKIP
-    <App 'page-views' running broker='memory://'>
+    >>> from streamnb import App
+    >>> namespace = {"app": App("page-views", broker="memory://"), "n": 1}  # get_ipython().user_ns in a notebook
+    >>> find_app(namespace)
+    <App 'page-views' init broker='memory://'>
     """
     from ..app import App
 
@@ -372,7 +374,9 @@ def parse_messages(
 
     Values are validated against the topic's ``value_type`` (a Record) when it has one.
 
-    >>> parse_messages(topic, '{"page": "/"}\\n\\n{"page": "/cart"}')  # doctest: +SKIP
+    >>> from streamnb import App
+    >>> topic = App("demo", broker="memory://").topic("page_views")
+    >>> parse_messages(topic, '{"page": "/"}\\n\\n{"page": "/cart"}')
     [(None, {'page': '/'}), (None, {'page': '/cart'})]
     """
     from_data = getattr(topic.value_type, "from_data", None)
@@ -418,7 +422,11 @@ async def _produce(app: App, topic: Topic[Any, Any], messages: list[tuple[bytes 
 def status_text(app: App) -> str:
     """What ``%streamnb status`` prints: the app's state and a table of its agents.
 
-    >>> print(status_text(app))  # doctest: +SKIP
+    >>> from streamnb import App
+    >>> app = App("demo", broker="memory://")
+    >>> print(status_text(app))
+    app 'demo' init on memory://: 0 agents, 0 topics, 0 tables
+    (no agents)
     """
     import pandas as pd
 

@@ -58,7 +58,9 @@ async def peek(app: App, topic: str | Topic[Any, Any], n: int = 10) -> pd.DataFr
 def live_peek(app: App, topic: str | Topic[Any, Any], n: int = 10, *, interval: float = 1.0) -> LivePeek:
     """A widget showing the last ``n`` messages of a topic, updated as messages arrive.
 
-    >>> live_peek(app, "page_views", n=20)  # doctest: +SKIP
+    >>> from streamnb import App
+    >>> app = App("demo", broker="memory://")
+    >>> follow = live_peek(app, "page_views", n=20)  # shown when it is a cell's last expression
     """
     if n < 1:
         raise ConfigurationError(f"live_peek(): n must be at least 1, got {n!r}")

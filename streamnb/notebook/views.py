@@ -62,8 +62,11 @@ def live_table(
         interval: seconds between checks for changes (at least 0.2).
         datetimes: show window starts and ends as UTC datetimes (else epoch seconds).
 
-    >>> view = live_table(counts, sort_by="value", top=10)  # doctest: +SKIP
-    >>> view                                                 # doctest: +SKIP
+    >>> from streamnb import App
+    >>> counts = App("demo", broker="memory://").Table("counts", default=int)
+    >>> view = live_table(counts, sort_by="value", top=10)
+    >>> view  # doctest: +ELLIPSIS
+    <LiveTable 'counts' ...>
     """
     from ..tables.table import Table
     from ..tables.windowed import WindowedTable
@@ -143,7 +146,10 @@ class LiveTable(HtmlLabelWidget):
     def dataframe(self) -> pd.DataFrame:
         """The rows the view shows: filtered, sorted and cut to ``top``.
 
-        >>> view.dataframe().head()  # doctest: +SKIP
+        >>> from streamnb import App
+        >>> view = live_table(App("demo", broker="memory://").Table("counts", default=int))
+        >>> list(view.dataframe().columns)
+        ['key', 'value']
         """
         return self._finish(self._select())
 

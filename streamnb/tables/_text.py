@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -10,13 +11,31 @@ if TYPE_CHECKING:
 __all__ = ["text_table"]
 
 
-def text_table(df: pd.DataFrame, title: str, *, sort: bool = True) -> str:
-    """Render ``df`` as a boxed text table under ``title``."""
+def text_table(
+    df: pd.DataFrame,
+    title: str,
+    *,
+    sort: bool = True,
+    key: str = "key",
+    value: str = "value",
+    sortkey: Callable[[Any], Any] | None = None,
+) -> str:
+    """Render ``df`` as a boxed text table under ``title``.
+
+    ``key``/``value`` name the ``key`` and ``value`` columns (Faust's
+    ``as_ansitable(key=, value=)``); ``sortkey`` orders rows given as tuples
+    of their cells (default: the first columns).
+    """
     if sort and len(df.columns) and len(df):
-        try:
-            df = df.sort_values(list(df.columns[: min(3, len(df.columns))]))
-        except TypeError:
-            pass
+        if sortkey is not None:
+            order = sorted(range(len(df)), key=lambda i: sortkey(tuple(df.iloc[i])))
+            df = df.iloc[order]
+        else:
+            try:
+                df = df.sort_values(list(df.columns[: min(3, len(df.columns))]))
+            except TypeError:
+                pass
+    df = df.rename(columns={"key": key, "value": value})
     headers = [str(c) for c in df.columns]
     rows = [[str(v) for v in row] for row in df.itertuples(index=False)]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]

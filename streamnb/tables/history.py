@@ -24,8 +24,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..transaction import MISSING
+from .event_time import STREAM_TIME_KEY
 from .state import PlainState
-from .window_state import STREAM_TIME_KEY, WindowedState
+from .window_state import WindowedState
 from .windows import Window, WindowRange
 
 __all__ = ["PlainHistoryState", "WindowedHistoryState"]
@@ -75,7 +76,7 @@ class WindowedHistoryState(WindowedState):
 
     def __init__(self, window: Window) -> None:
         super().__init__(window)
-        self._ranges: Callable[[float], list[WindowRange]] | None = getattr(window, "ranges", None)
+        self._window_ranges: Callable[[float], list[WindowRange]] | None = getattr(window, "ranges", None)
 
     def update(
         self,
@@ -89,7 +90,7 @@ class WindowedHistoryState(WindowedState):
     ) -> list[WindowRange] | None:
         """Apply the write (see :meth:`WindowedState.update`) and log each window it changed."""
         inner = self.store.by_key.get(key)
-        ranges = self._ranges
+        ranges = self._window_ranges
         if ranges is not None:
             starts = [w[0] for w in ranges(ts)]
             before = {s: (MISSING if inner is None else inner.get(s, MISSING)) for s in starts}

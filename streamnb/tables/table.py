@@ -30,16 +30,18 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .. import display, naming
 from ..errors import ConfigurationError, PartitionMismatchError, TableWriteError
-from ..events import Event
 from ..runtime import Runtime
 from ..topics import Topic
 from ..transaction import MISSING, Transaction, current_transaction
-from ..transport.base import TP, ProducerRecord
+from ..transport.base import ProducerRecord
+from .event_time import STREAM_TIME_KEY, EventTimeState
+from .recovery import read_changelog
+from .routing import event_of, final_record, late_record
 from .state import Closed, PlainState, TableState
 from .timetravel import TimeTravel
-from .window_state import STREAM_TIME_KEY, WindowedState
 from .windowed import WindowedTable
-from .windows import HoppingWindow, TumblingWindow, Window, WindowRange
+from .windowing import windowed_state
+from .windows import HoppingWindow, SessionWindow, SlidingWindow, TumblingWindow, WindowRange
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,13 +52,6 @@ logger = logging.getLogger("streamnb")
 
 K = TypeVar("K")
 V = TypeVar("V")
-
-
-def _hashable(obj: Any) -> Any:
-    """JSON arrays back to tuples, so decoded keys can be dict keys."""
-    if isinstance(obj, list):
-        return tuple(_hashable(x) for x in obj)
-    return obj
 
 
 class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
@@ -133,6 +128,10 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
             )
         return self.app.resolve_topic(late_topic)
 
+    def topics(self) -> list[Topic[Any, Any]]:
+        """The topics the table writes: its changelog, and its late and final-results topics if any."""
+        return [t for t in (self.changelog, self.late_topic, self.emit_final) if t is not None]
+
     def take_over(self, old: Table[Any, Any]) -> None:
         """Keep the contents of ``old``, a table of the same name this one redefines."""
         self.use_state(old.state)
@@ -143,6 +142,16 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         """Keep rows in ``state`` from now on (how a table becomes windowed)."""
         self.state = state
         self.data = state.rows  # type: ignore[assignment]
+
+    @property
+    def changelog_topic(self) -> Topic[Any, Any]:
+        """The changelog topic (Faust's name for :attr:`changelog`)."""
+        return self.changelog
+
+    @property
+    def source_topics(self) -> set[str]:
+        """Names of the topics whose events have written this table (so far, in this process)."""
+        return set(self._checked_topics)
 
     @property
     def recovered_partitions(self) -> set[int]:
@@ -254,29 +263,10 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         if msg is None:
             return
         if self.late_topic is not None:
-            spans = json.dumps([[w[0], w[1]] for w in windows]).encode()
-            headers = tuple(msg.headers) + (
-                ("streamnb-late-windows", spans),
-                ("streamnb-table", self.name.encode()),
-                ("streamnb-topic", msg.topic.encode()),
-                ("streamnb-partition", str(msg.partition).encode()),
-                ("streamnb-offset", str(msg.offset).encode()),
-            )
-            topic = self.late_topic
-            txn.records.append(
-                ProducerRecord(
-                    topic.name, msg.partition % topic.partition_count, msg.key, msg.value, msg.timestamp, headers
-                )
-            )
+            txn.records.append(late_record(self.late_topic, self.name, msg, windows))
         if self.on_late is not None:
-            source = self.app.topics.get(msg.topic)
-            key: Any = msg.key
-            if source is not None and key is not None:
-                try:
-                    key = source.decode_key(key)
-                except Exception:  # noqa: BLE001 - the raw key is still useful to the callback
-                    pass
-            self._call("on_late", self.on_late, Event(key, txn.value, msg), [tuple(w) for w in windows])
+            event = event_of(self.app.topics, msg, txn.value)
+            self._call("on_late", self.on_late, event, [tuple(w) for w in windows])
 
     def _call(self, what: str, callback: Callable[..., Any], *args: Any) -> None:
         try:
@@ -299,9 +289,7 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         self._closing[id(dirty)] = closed
         final = self.emit_final
         if final is not None:
-            for c in closed:
-                value = {"key": c.key, "window_start": c.window[0], "window_end": c.window[1], "value": c.value}
-                txn.records.append(final.record(key=c.key, value=value, timestamp=c.window[1]))
+            txn.records.extend(final_record(final, c) for c in closed)
 
     def changelog_records(self, dirty: dict[Any, Any], timestamp: float) -> list[ProducerRecord]:
         """One changelog record per row ``dirty`` changed (and the stream time, for windowed tables).
@@ -348,7 +336,7 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
                 vb = None
             elif json_values and type(value) is int:
                 vb = b"%d" % value  # an int is its own JSON
-            elif key == STREAM_TIME_KEY and isinstance(self.state, WindowedState):
+            elif key == STREAM_TIME_KEY and isinstance(self.state, EventTimeState):
                 vb = json.dumps(value).encode()
             else:
                 vb = dumps_value(value)
@@ -383,31 +371,7 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         return total
 
     async def _recover_partition(self, transport: Any, partition: int) -> int:
-        tp = TP(self.changelog.name, partition)
-        start = (await transport.beginning_offsets([tp]))[tp]
-        end = (await transport.end_offsets([tp]))[tp]
-        loads_key = self.changelog.key_codec.loads
-        decode_value = self.changelog.decode_value
-        state = self.state
-        load = state.load
-        windowed = isinstance(state, WindowedState)
-        read = 0
-        while start < end:
-            msgs = await transport.read(tp, start, end, 50_000)
-            if not msgs:
-                break
-            for msg in msgs:
-                key = _hashable(loads_key(msg.key)) if msg.key is not None else None
-                if msg.value is None:
-                    load(key, MISSING, partition)
-                elif windowed and key == STREAM_TIME_KEY:
-                    load(key, json.loads(msg.value), partition)
-                else:
-                    load(key, decode_value(msg.value), partition)
-            read += len(msgs)
-            start = msgs[-1].offset + 1
-        state.loaded()
-        return read
+        return await read_changelog(transport, self.changelog, partition, self.state)
 
     def reset_recovery(self) -> None:
         """Forget which partitions were recovered (the app stopped; the next start reads again)."""
@@ -427,7 +391,9 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         ``grace``: how long after its end a window still accepts events (it
         then closes); ``expires``: how long after its end it stays readable.
 
-        >>> counts = app.Table("counts", default=int).tumbling(60, expires=3600)  # doctest: +SKIP
+        >>> from streamnb import App
+        >>> app = App("demo", broker="memory://")
+        >>> counts = app.Table("counts", default=int).tumbling(60, expires=3600)
         """
         return self._windowed(TumblingWindow(size, expires, grace))
 
@@ -436,23 +402,60 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
     ) -> WindowedTable:
         """Make this a table of hopping windows: ``size`` seconds long, one every ``step``.
 
-        >>> counts = app.Table("counts", default=int).hopping(60, 10)  # doctest: +SKIP
+        >>> from streamnb import App
+        >>> app = App("demo", broker="memory://")
+        >>> counts = app.Table("counts", default=int).hopping(60, 10)
         """
         return self._windowed(HoppingWindow(size, step, expires, grace))
 
-    def _windowed(self, window: Window) -> WindowedTable:
-        old = self.state
-        if isinstance(old, WindowedState) and repr(old.window) == repr(window):
-            state = old
-        else:
-            state = self.new_windowed_state(window)
-            if isinstance(old, WindowedState):  # redefined with other window settings: keep the rows
-                state.stream_time.update(old.stream_time)
-                for (key, start), partition in old.partition_of.items():
-                    value = old.store.by_key.get(key, {}).get(start, MISSING)
-                    if value is not MISSING:
-                        state.load((key, (start, start + window.size)), value, partition)
-                state.loaded()
+    def sliding(
+        self,
+        size: float,
+        expires: float | None = None,
+        grace: float | None = None,
+        merge: Callable[[Any, Any], Any] | None = None,
+    ) -> WindowedTable:
+        """Make this a table of sliding windows: for every event, the ``size`` seconds up to it.
+
+        As Kafka Streams' ``SlidingWindows``: a window ``[t - size, t]``
+        (inclusive) ends at every event, and one starts just after it when
+        a later event follows within ``size``. A window's value merges the
+        values of its events: with ``+`` for numbers, else give ``merge``.
+
+        >>> from streamnb import App
+        >>> app = App("demo", broker="memory://")
+        >>> app.Table("last_minute", default=int).sliding(60, grace=5).window
+        SlidingWindow(size=60.0, expires=60.0, grace=5.0)
+        """
+        return self._windowed(SlidingWindow(size, expires, grace), merge)
+
+    def session(
+        self,
+        gap: float,
+        expires: float | None = None,
+        grace: float | None = None,
+        merge: Callable[[Any, Any], Any] | None = None,
+    ) -> WindowedTable:
+        """Make this a table of session windows: a key's events closer than ``gap`` seconds form one session.
+
+        An event can merge sessions; their values are merged with ``+`` for
+        numbers, else with ``merge(a, b)``. A session closes once stream
+        time reaches its end plus ``gap`` plus ``grace``.
+
+        >>> from streamnb import App
+        >>> app = App("demo", broker="memory://")
+        >>> app.Table("visits", default=int).session(30).window
+        SessionWindow(gap=30.0, expires=30.0, grace=0.0)
+        >>> app.Table("pages", default=set).session(30)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        streamnb.errors.ConfigurationError: table 'pages': session windows merge ... pass merge=, ...
+        """
+        return self._windowed(SessionWindow(gap, expires, grace), merge)
+
+    def _windowed(self, window: Any, merge: Callable[[Any, Any], Any] | None = None) -> WindowedTable:
+        state = self.with_history(windowed_state(self.name, self.state, window, merge, self.default, self.value_type))
+        if state is not self.state:
             self.use_state(state)
         self.window = WindowedTable(self, state)
         return self.window
@@ -462,7 +465,10 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
     def as_dataframe(self) -> pd.DataFrame:
         """The table as a DataFrame with columns ``key`` and ``value``.
 
-        >>> counts.as_dataframe()  # doctest: +SKIP
+        >>> from streamnb import App
+        >>> counts = App("demo", broker="memory://").Table("counts", default=int)
+        >>> list(counts.as_dataframe().columns)
+        ['key', 'value']
         """
         import pandas as pd
 
@@ -474,14 +480,26 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
             return pd.DataFrame(rows)
         return pd.DataFrame({"key": [k for k, _ in items], "value": [v for _, v in items]})
 
-    def as_ansitable(self, title: str | None = None, sort: bool = True, **options: Any) -> str:
-        """The table as a text table (for terminals and logs).
+    def as_ansitable(
+        self, title: str | None = None, sort: bool = True, *, key: str = "key", value: str = "value",
+        sortkey: Callable[[Any], Any] | None = None,
+    ) -> str:
+        """The table as a text table (for terminals and logs); ``key``/``value`` name those columns.
 
-        >>> print(counts.as_ansitable())  # doctest: +SKIP
+        >>> from streamnb import App
+        >>> counts = App("demo", broker="memory://").Table("counts", default=int)
+        >>> print(counts.as_ansitable(key="word", value="count", title="$$ TALLY $$"))  # no rows yet
+        $$ TALLY $$
+        +------+-------+
+        | word | count |
+        +------+-------+
+        +------+-------+
         """
         from ._text import text_table
 
-        return text_table(self.as_dataframe(), title or self.name, sort=sort)
+        return text_table(
+            self.as_dataframe(), title or self.name, sort=sort, key=key, value=value, sortkey=sortkey
+        )
 
     def live(self, **options: Any) -> Any:
         """A widget showing the table as a live DataFrame (see :mod:`streamnb.notebook`)."""

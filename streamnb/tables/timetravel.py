@@ -36,11 +36,13 @@ from ..runtime import Runtime
 from ..topics import Topic
 from ..transaction import MISSING, Transaction
 from ..transport.base import TP, Message
+from .event_time import STREAM_TIME_KEY
 from .history import PlainHistoryState, WindowedHistoryState
+from .recovery import hashable
 from .state import PlainState, TableState
-from .window_state import STREAM_TIME_KEY, WindowedState
+from .window_state import WindowedState
 from .windowed import WindowedTable
-from .windows import Window, WindowRange
+from .windows import WindowRange
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,12 +71,6 @@ class TimeTravelHost(Protocol):
     def reset_recovery(self) -> None:
         """Forget which partitions were recovered."""
         ...
-
-
-def _hashable(obj: Any) -> Any:
-    if isinstance(obj, list):
-        return tuple(_hashable(x) for x in obj)
-    return obj
 
 
 def _when(seconds: float) -> str:
@@ -132,20 +128,31 @@ class TimeTravel:
 
     def keep_history(self: TimeTravelHost) -> None:
         """Write every change to the (uncompacted) changelog from now on, so ``at()`` can answer."""
-        if self.history_kept:
+        state = self.state
+        if self.history_kept or type(state) is not PlainState:  # (set tables keep no history yet)
             return
         self.history_kept = True
         self.changelog.compacting = False
-        state = self.state
-        if type(state) is PlainState:
-            kept = PlainHistoryState()
-            kept.data.update(state.data)
-            kept.partition_of.update(state.partition_of)
-            self.use_state(kept)
+        kept = PlainHistoryState()
+        kept.data.update(state.data)
+        kept.partition_of.update(state.partition_of)
+        self.use_state(kept)
 
-    def new_windowed_state(self: TimeTravelHost, window: Window) -> WindowedState:
-        """The state of a windowed table: one that logs every change when history is kept."""
-        return WindowedHistoryState(window) if self.history_kept else WindowedState(window)
+    def with_history(self: TimeTravelHost, state: Any) -> Any:
+        """``state`` (a new windowed state), as one that logs every change when history is kept.
+
+        Tumbling and hopping windows keep their history; sliding and session
+        windows not yet (``at()`` says so).
+        """
+        if not self.history_kept or type(state) is not WindowedState:
+            return state
+        kept = WindowedHistoryState(state.window)
+        if state.partition_of:  # redefined with rows: keep them
+            kept.stream_time.update(state.stream_time)
+            for (key, start), partition in state.partition_of.items():
+                kept.load((key, (start, state.store.end(start))), state.store.by_key[key][start], partition)
+            kept.loaded()
+        return kept
 
     def clear_state(self: TimeTravelHost) -> None:
         """Forget every row (a replay starting over); views of the table stay valid."""
@@ -157,9 +164,10 @@ class TimeTravel:
         rows = state.rows
         if isinstance(rows, dict):
             rows.clear()
-        late = getattr(state, "late", None)
-        if isinstance(late, dict):
-            late.clear()
+        for counts in ("late", "late_windows"):
+            found = getattr(state, counts, None)
+            if isinstance(found, dict):
+                found.clear()
         self.reset_recovery()
         self.version += 1
 
@@ -196,7 +204,7 @@ class TimeTravel:
                 if (limit is not None and msg.timestamp > limit) or (stop is not None and msg.offset >= stop):
                     cut = msg.offset
                     break
-                key = _hashable(loads_key(msg.key)) if msg.key is not None else None
+                key = hashable(loads_key(msg.key)) if msg.key is not None else None
                 if msg.value is None:
                     state.load(key, MISSING, p)
                 elif windowed and key == STREAM_TIME_KEY:
@@ -243,7 +251,7 @@ class TimeTravel:
             for msg in log.messages:
                 if msg.key is None:
                     continue
-                ck = _hashable(loads_key(msg.key))
+                ck = hashable(loads_key(msg.key))
                 if windowed:
                     if not (isinstance(ck, tuple) and len(ck) == 2 and ck[0] == key):
                         continue
@@ -278,6 +286,11 @@ def _require_history(table: TimeTravelHost) -> None:
             f"table {table.name!r} keeps one changelog record per key and commit, not every change, "
             "so its past cannot be rebuilt: make the app with history=True (replays, "
             "App(..., clock='virtual'), keep history by default)"
+        )
+    if table.window is not None and not isinstance(table.state, WindowedHistoryState):
+        raise HistoryUnavailableError(
+            f"table {table.name!r}: {table.window.window.kind} windows do not keep every change yet, so "
+            "their past cannot be rebuilt; tumbling and hopping windows (and plain tables) can"
         )
 
 

@@ -1,21 +1,18 @@
-"""The state of a windowed table: windows per key, stream time, closing and expiry.
+"""The state of a table of tumbling or hopping windows: windows per key, closing and expiry.
 
 A :class:`WindowedState` keeps ``{key: {window start: value}}`` (a
-:class:`~streamnb.tables.store.WindowStore`), the *stream time* of every
-partition (the newest event time a write brought), and two time indexes:
-when each window closes (``end + grace``) and when it is deleted
-(``end + expires``). The window kind (:mod:`streamnb.tables.windows`) is the
-pure rule; this module applies it:
+:class:`~streamnb.tables.store.WindowStore`) and two time indexes: when each
+window closes (``end + grace``) and when it is deleted (``end + expires``).
+Stream time and late counts come from :class:`~streamnb.tables.event_time.EventTimeState`.
+The window kind (:mod:`streamnb.tables.windows`) is the pure rule; this
+module applies it:
 
 * a write updates every window of the event's time that is still open; an
   event whose windows are all closed is *late*: nothing is written, it is
   counted per partition and returned to the caller;
 * at a commit, windows whose close time stream time reached are closed
   (returned once, for ``on_window_close`` and final results), and windows
-  past their expiry are deleted (a tombstone goes to the changelog);
-* stream time is written to the changelog with the commit (key
-  ``"__stream_time__"`` on each partition it advanced on), so a restarted
-  worker closes exactly the windows it would have closed.
+  past their expiry are deleted (a tombstone goes to the changelog).
 
 Times are compared in whole milliseconds (as Kafka Streams does), so a tie
 exactly at ``end + grace`` decides the same way for floats such as 0.1.
@@ -33,89 +30,38 @@ exactly at ``end + grace`` decides the same way for floats such as 0.1.
 
 from __future__ import annotations
 
-import heapq
 import operator
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..transaction import MISSING, Transaction
+from .event_time import NEVER, STREAM_TIME, EventTimeState, TimeIndex, replace
 from .state import Closed
 from .store import WindowStore
-from .windows import Window, WindowRange
+from .windows import Window, WindowRange, ms
 
-__all__ = ["NEVER", "STREAM_TIME_KEY", "TimeIndex", "WindowedState"]
+__all__ = ["LAST_WRITE", "WindowedState", "replace"]
 
-NEVER = float("-inf")
-"""Stream time of a partition that has seen no event."""
+LAST_WRITE: Any = object()
+"""The entry of a key's bookkeeping holding the event time of its last write (the changelog timestamp)."""
 
-STREAM_TIME_KEY = "__stream_time__"
-"""Changelog key of the stream-time record (a windowed table's own keys are ``[key, [start, end]]``)."""
-
-_STREAM_TIME: Any = object()  # the entry of ``dirty`` holding stream times before the transaction
 _TIE = 1e-4  # below this distance from a boundary, times are compared in whole milliseconds
 _add = operator.add
 
 
-def ms(seconds: float) -> int:
-    """Whole milliseconds (how boundaries are compared)."""
-    return round(seconds * 1000)
-
-
-class TimeIndex:
-    """Per partition: items due at a time (integer milliseconds), popped in time order."""
-
-    def __init__(self) -> None:
-        self.heaps: dict[int, list[int]] = {}
-        self.due: dict[int, dict[int, list[Any]]] = {}
-
-    def add(self, partition: int, at: int, item: Any) -> None:
-        """Schedule ``item`` at ``at`` on ``partition``."""
-        due = self.due.get(partition)
-        if due is None:
-            due = self.due[partition] = {}
-            self.heaps[partition] = []
-        bucket = due.get(at)
-        if bucket is None:
-            due[at] = [item]
-            heapq.heappush(self.heaps[partition], at)
-        else:
-            bucket.append(item)
-
-    def pop_due(self, partition: int, now: int) -> Iterator[Any]:
-        """Items of ``partition`` due at or before ``now``, oldest first (removed)."""
-        heap = self.heaps.get(partition)
-        if not heap:
-            return
-        due = self.due[partition]
-        while heap and heap[0] <= now:
-            yield from due.pop(heapq.heappop(heap), ())
-
-    def drop(self, partitions: set[int]) -> None:
-        """Forget ``partitions``."""
-        for p in partitions:
-            self.heaps.pop(p, None)
-            self.due.pop(p, None)
-
-    def clear(self) -> None:
-        """Forget everything."""
-        self.heaps.clear()
-        self.due.clear()
-
-
-class WindowedState:
+class WindowedState(EventTimeState):
     """Windows per key for tumbling and hopping windows (see the module docstring)."""
 
     def __init__(self, window: Window) -> None:
+        super().__init__()
         self.window = window
         self.store = WindowStore(window.size)
-        self.stream_time: dict[int, float] = {}
-        """Stream time per partition: the newest event time written."""
-        self.late: dict[int, int] = {}
-        """Late events per partition (every window of the event was closed)."""
         self.partition_of: dict[tuple[Any, float], int] = {}
         """The changelog partition of every window, by ``(key, start)``."""
         self.closing = TimeIndex()
         self.expiring = TimeIndex()
+        self._grace = window.grace
+        self._ranges = window.ranges
         self._grace_ms = ms(window.grace)
         self._expires_ms = ms(window.expires)
 
@@ -126,23 +72,30 @@ class WindowedState:
         """``(key, (start, end)) -> value``."""
         return self.store
 
-    def stream_time_of(self, partition: int | None = None) -> float:
-        """Stream time of ``partition``, or the oldest over all partitions (``NEVER`` if none)."""
-        if partition is not None:
-            return self.stream_time.get(partition, NEVER)
-        return min(self.stream_time.values(), default=NEVER)
-
-    def newest(self) -> float:
-        """The newest event time seen on any partition (``NEVER`` if none)."""
-        return max(self.stream_time.values(), default=NEVER)
-
-    def is_closed(self, key: Any, start: float) -> bool:
-        """True when the window of ``key`` starting at ``start`` has closed."""
-        partition = self.partition_of.get((key, start))
+    def is_closed(self, key: Any, window: tuple[float, float]) -> bool:
+        """True when ``key``'s window ``(start, end)`` has closed."""
+        partition = self.partition_of.get((key, window[0]))
         if partition is None:
             return False
         now = self.stream_time.get(partition, NEVER)
-        return now != NEVER and ms(self.store.end(start)) + self._grace_ms <= ms(now)
+        return now != NEVER and ms(window[1]) + self._grace_ms <= ms(now)
+
+    def get(self, key: Any, window: tuple[float, float]) -> Any:
+        """The value of ``key`` in ``window``, or MISSING."""
+        return self.store.get((key, (float(window[0]), float(window[1]))), MISSING)
+
+    def window_at(self, key: Any, ts: float) -> tuple[float, float] | None:
+        """The window reads at time ``ts`` pick: the newest one holding it."""
+        ranges = self.window.ranges(ts)
+        return tuple(ranges[-1]) if ranges else None  # type: ignore[return-value]
+
+    def items(self) -> list[tuple[tuple[Any, tuple[float, float]], Any]]:
+        """``((key, (start, end)), value)`` for every window kept."""
+        return self.store.items()  # type: ignore[no-any-return]
+
+    def keys(self) -> set[Any]:
+        """Keys with at least one window."""
+        return set(self.store.by_key)
 
     def __len__(self) -> int:
         return len(self.store)
@@ -163,18 +116,18 @@ class WindowedState:
 
         Returns ``None``, or the windows the event missed when all of them
         were closed (a late event: nothing written). ``dirty`` maps
-        ``key -> {start: [partition, value before, event time of the last write]}``.
+        ``key -> {start: [partition, value before], LAST_WRITE: event time}``.
         """
         stream_time = self.stream_time
         newest = stream_time.get(partition, NEVER)
         if ts > newest:
-            saved = dirty.get(_STREAM_TIME)
+            saved = dirty.get(STREAM_TIME)
             if saved is None:
-                saved = dirty[_STREAM_TIME] = {}
+                saved = dirty[STREAM_TIME] = {}
             if partition not in saved:
                 saved[partition] = newest
             stream_time[partition] = newest = ts
-        horizon = newest - self.window.grace + _TIE  # a window ending after this is open
+        horizon = newest - self._grace + _TIE  # a window ending after this is open
         store = self.store
         by_key = store.by_key
         inner = by_key.get(key)
@@ -183,23 +136,23 @@ class WindowedState:
         pending = dirty.get(key)
         if pending is None:
             pending = dirty[key] = {}
+        pending[LAST_WRITE] = ts
         add = op is _add
         written = False
-        windows = self.window.ranges(ts)
+        refused = 0
+        windows = self._ranges(ts)
         for w in windows:
             if w[1] <= horizon and ms(w[1]) + self._grace_ms <= ms(newest):
-                continue  # closed
+                refused += 1  # closed
+                continue
             written = True
             start = w[0]
             old = inner.get(start, MISSING)
-            entry = pending.get(start)
-            if entry is None:
-                pending[start] = [partition, old, ts]
-            else:
-                entry[2] = ts
+            if start not in pending:
+                pending[start] = [partition, old]
             if old is MISSING:
                 if default is None:
-                    if op is not _replace:
+                    if op is not replace:
                         del pending[start]
                         raise KeyError(f"{key!r} has no value in window {tuple(w)} and the table has no default")
                     self._new_window(key, w, partition)
@@ -211,12 +164,14 @@ class WindowedState:
                 old = default()
             inner[start] = old + operand if add else op(old, operand)
         if written:
+            if refused:
+                self.count_late(partition, refused, whole_event=False)
             return None
         if not inner:
             del by_key[key]
-        if not pending:
+        if len(pending) == 1:  # only LAST_WRITE
             del dirty[key]
-        self.late[partition] = self.late.get(partition, 0) + 1
+        self.count_late(partition, refused, whole_event=True)
         return windows
 
     def _new_window(self, key: Any, w: WindowRange, partition: int) -> None:
@@ -231,16 +186,18 @@ class WindowedState:
         end = self.store.end
         partition_of = self.partition_of
         for key, starts in dirty.items():
-            if key is _STREAM_TIME:
-                for partition in starts:
-                    now = self.stream_time.get(partition, NEVER)
-                    yield STREAM_TIME_KEY, partition, now, (None if now == NEVER else now)
+            if key is STREAM_TIME:
+                yield from self.stream_time_changes(starts)
                 continue
             inner = by_key.get(key)
             if inner is not None and not inner:
                 del by_key[key]  # every window of the key was undone or expired
                 inner = None
-            for start, (partition, _old, timestamp) in starts.items():
+            timestamp = starts.get(LAST_WRITE)
+            for start, entry in starts.items():
+                if start is LAST_WRITE:
+                    continue
+                partition = entry[0]
                 value = MISSING if inner is None else inner.get(start, MISSING)
                 if value is MISSING:
                     partition_of.pop((key, start), None)
@@ -250,14 +207,13 @@ class WindowedState:
         """Undo the writes (and stream-time advances) ``dirty`` records."""
         store = self.store
         for key, starts in dirty.items():
-            if key is _STREAM_TIME:
-                for partition, old in starts.items():
-                    if old == NEVER:
-                        self.stream_time.pop(partition, None)
-                    else:
-                        self.stream_time[partition] = old
+            if key is STREAM_TIME:
+                self.restore_stream_time(starts)
                 continue
-            for start, (_partition, old, _ts) in starts.items():
+            for start, entry in starts.items():
+                if start is LAST_WRITE:
+                    continue
+                old = entry[1]
                 if old is MISSING:
                     store.discard(key, start)
                     self.partition_of.pop((key, start), None)
@@ -297,11 +253,9 @@ class WindowedState:
         pending = dirty.get(key)
         if pending is None:
             pending = dirty[key] = {}
-        entry = pending.get(start)
-        if entry is None:
-            pending[start] = [partition, value, now]
-        else:
-            entry[2] = now
+        pending.setdefault(LAST_WRITE, now)
+        if start not in pending:
+            pending[start] = [partition, value]
         self.store.discard(key, start)
 
     def after_commit(self) -> None:
@@ -311,9 +265,7 @@ class WindowedState:
 
     def load(self, key: Any, value: Any, partition: int) -> None:
         """Apply one changelog record (a window, a tombstone, or a stream time)."""
-        if key == STREAM_TIME_KEY:
-            if value is not MISSING and value is not None:
-                self.stream_time[partition] = float(value)
+        if self.load_stream_time(key, value, partition):
             return
         try:
             k, (start, _end) = key
@@ -348,16 +300,7 @@ class WindowedState:
         for key, start in drop:
             self.store.discard(key, start)
             del self.partition_of[(key, start)]
-        for p in partitions:
-            self.stream_time.pop(p, None)
+        self.drop_stream_time(partitions)
         self.closing.drop(partitions)
         self.expiring.drop(partitions)
         return bool(drop)
-
-
-def _replace(_old: Any, new: Any) -> Any:
-    return new
-
-
-replace = _replace
-"""The operation of ``table[key] = value`` on a windowed table: every open window gets ``value``."""

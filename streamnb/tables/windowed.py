@@ -28,22 +28,21 @@ Windows close, and expire, in *event time* per partition (see
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import display
-from ..errors import ConfigurationError, TableWriteError
+from ..errors import ConfigurationError, TableWriteError, WindowError
 from ..transaction import MISSING, Transaction, current_transaction
 from ..transport.base import Message
-from .store import WindowStore
-from .window_state import NEVER, WindowedState, replace
-from .windows import Window, WindowRange
+from .event_time import NEVER, replace
+from .windows import WindowRange
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["WindowHost", "WindowSet", "WindowedTable"]
+__all__ = ["WindowHost", "WindowKeeper", "WindowSet", "WindowedTable"]
 
 
 class _Current(Protocol):
@@ -54,6 +53,70 @@ class _Current(Protocol):
 
 
 RelativeTo = Callable[[_Current], float]
+
+
+class WindowKeeper(Protocol):
+    """What a windowed view reads and writes through: the state of one kind of window.
+
+    :class:`~streamnb.tables.window_state.WindowedState` (tumbling, hopping),
+    :class:`~streamnb.tables.sliding.SlidingState`,
+    :class:`~streamnb.tables.sessions.SessionState`.
+    """
+
+    window: Any
+    supports_delta: bool
+    late: dict[int, int]
+    late_windows: dict[int, int]
+
+    @property
+    def rows(self) -> Mapping[Any, Any]:
+        """``(key, (start, end)) -> value``."""
+        ...
+
+    def update(
+        self,
+        dirty: dict[Any, Any],
+        key: Any,
+        op: Callable[[Any, Any], Any],
+        operand: Any,
+        ts: float,
+        partition: int,
+        default: Callable[[], Any] | None,
+    ) -> list[WindowRange] | None:
+        """Apply ``op(value, operand)`` to the open windows of ``key`` at ``ts``; the missed windows if late."""
+        ...
+
+    def get(self, key: Any, window: tuple[float, float]) -> Any:
+        """The value of ``key`` in ``window`` (``(start, end)``), or MISSING."""
+        ...
+
+    def window_at(self, key: Any, ts: float) -> tuple[float, float] | None:
+        """The window a read at time ``ts`` picks (None: no such window)."""
+        ...
+
+    def items(self) -> list[tuple[tuple[Any, tuple[float, float]], Any]]:
+        """``((key, (start, end)), value)`` for every window kept."""
+        ...
+
+    def is_closed(self, key: Any, window: tuple[float, float]) -> bool:
+        """True once the window has closed."""
+        ...
+
+    def keys(self) -> set[Any]:
+        """Keys with at least one window."""
+        ...
+
+    def stream_time_of(self, partition: int | None = None) -> float:
+        """Stream time of a partition (or the oldest), NEVER before any event."""
+        ...
+
+    def newest(self) -> float:
+        """The newest event time seen on any partition."""
+        ...
+
+    def __len__(self) -> int:
+        """Number of windows kept."""
+        ...
 
 
 class WindowHost(Protocol):
@@ -91,13 +154,14 @@ class WindowedTable:
     TumblingWindow(size=60.0, expires=60.0, grace=10.0)
     """
 
-    def __init__(self, table: WindowHost, state: WindowedState, relative_to: str | Any = "stream") -> None:
+    def __init__(self, table: WindowHost, state: WindowKeeper, relative_to: str | Any = "stream") -> None:
         self.table = table
         self.state = state
-        self.window: Window = state.window
+        self.window: Any = state.window
         self._relative = relative_to
         self._timestamp: RelativeTo = _relative_fn(relative_to, table.now)
         self._by_stream = relative_to == "stream"
+        self._update = state.update
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -107,9 +171,9 @@ class WindowedTable:
         return self.table.name
 
     @property
-    def data(self) -> WindowStore:
+    def data(self) -> Mapping[Any, Any]:
         """``{(key, (start, end)): value}`` (a mapping)."""
-        return self.state.store
+        return self.state.rows
 
     @property
     def version(self) -> int:
@@ -118,12 +182,24 @@ class WindowedTable:
 
     @property
     def late_events(self) -> int:
-        """Events that arrived after every window they belong to had closed (all partitions)."""
+        """Events that arrived after every window they belong to had closed (all partitions).
+
+        They were written nowhere; see ``on_late`` and ``late_topic`` to route them.
+        """
         return sum(self.state.late.values())
 
     def late_events_by_partition(self) -> dict[int, int]:
         """Late events per partition."""
         return dict(self.state.late)
+
+    @property
+    def late_windows(self) -> int:
+        """Window updates refused because the window had closed (what Kafka Streams counts as dropped).
+
+        A hopping event can miss some of its windows and still count in the
+        others; this counts one per missed window.
+        """
+        return sum(self.state.late_windows.values())
 
     def stream_time(self, partition: int | None = None) -> float | None:
         """Stream time: the newest event time written on ``partition``.
@@ -146,7 +222,12 @@ class WindowedTable:
     def relative_to_field(self, field: Any) -> WindowedTable:
         """Place events by a Record field holding epoch seconds or a datetime.
 
-        >>> views = app.Table("v", default=int).tumbling(60).relative_to_field(PageView.ts)  # doctest: +SKIP
+        >>> import streamnb as faust
+        >>> class PageView(faust.Record):
+        ...     page: str
+        ...     ts: float
+        >>> app = faust.App("demo", broker="memory://")
+        >>> views = app.Table("v", default=int).tumbling(60).relative_to_field(PageView.ts)
         """
         if not hasattr(field, "field"):
             raise ConfigurationError(f"relative_to_field() takes a Record field such as PageView.ts, got {field!r}")
@@ -163,18 +244,18 @@ class WindowedTable:
         self.apply(key, replace, value)
 
     def __contains__(self, key: object) -> bool:
-        return key in self.state.store.by_key
+        return key in self.state.keys()
 
     def __len__(self) -> int:
-        return len(self.state.store)
+        return len(self.state)
 
     def keys(self) -> set[Any]:
         """Keys that have at least one window."""
-        return set(self.state.store.by_key)
+        return self.state.keys()
 
-    def items(self) -> Iterator[tuple[tuple[Any, WindowRange], Any]]:
+    def items(self) -> Iterator[tuple[tuple[Any, tuple[float, float]], Any]]:
         """``((key, (start, end)), value)`` pairs."""
-        return iter(self.state.store.items())
+        return iter(self.state.items())
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -189,7 +270,10 @@ class WindowedTable:
             raise table.outside_agent()
         msg = txn.message
         ts = msg[3] if self._by_stream else self._timestamp(txn)  # type: ignore[index]
-        missed = self.state.update(table.dirty(txn), key, op, operand, ts, msg[1], table.default)  # type: ignore[index]
+        dirty = txn.dirty.get(table)  # type: ignore[call-overload]
+        if dirty is None:
+            dirty = table.dirty(txn)
+        missed = self._update(dirty, key, op, operand, ts, msg[1], table.default)  # type: ignore[index]
         if missed is not None:
             table.late_event(txn, missed)
 
@@ -230,20 +314,28 @@ class WindowedTable:
         ``window_start``/``window_end`` are epoch seconds; ``closed`` is True
         once stream time reached the window's end plus its grace.
 
-        >>> views.as_dataframe().head()  # doctest: +SKIP
+        >>> from streamnb import App
+        >>> views = App("demo", broker="memory://").Table("views", default=int).tumbling(60)
+        >>> list(views.as_dataframe().columns)
+        ['key', 'window_start', 'window_end', 'value', 'closed']
         """
         import pandas as pd
 
         state = self.state
-        rows = [(k, w[0], w[1], v, state.is_closed(k, w[0])) for (k, w), v in state.store.items()]
+        rows = [(k, w[0], w[1], v, state.is_closed(k, w)) for (k, w), v in state.items()]
         rows.sort(key=lambda r: (str(r[0]), r[1]))
         return pd.DataFrame(rows, columns=["key", "window_start", "window_end", "value", "closed"])
 
-    def as_ansitable(self, title: str | None = None, **options: Any) -> str:
-        """The windows as a text table."""
+    def as_ansitable(
+        self, title: str | None = None, sort: bool = False, *, key: str = "key", value: str = "value",
+        sortkey: Callable[[Any], Any] | None = None,
+    ) -> str:
+        """The windows as a text table; ``key``/``value`` name those columns."""
         from ._text import text_table
 
-        return text_table(self.as_dataframe(), title or self.table.name, sort=False)
+        return text_table(
+            self.as_dataframe(), title or self.table.name, sort=sort, key=key, value=value, sortkey=sortkey
+        )
 
     def live(self, **options: Any) -> Any:
         """A widget showing the windows as a live DataFrame (see :mod:`streamnb.notebook`)."""
@@ -254,7 +346,7 @@ class WindowedTable:
         return display.show("live_chart", self, **options)
 
     def __repr__(self) -> str:
-        return f"<WindowedTable {self.table.name!r} {self.window!r} rows={len(self.state.store)}>"
+        return f"<WindowedTable {self.table.name!r} {self.window!r} rows={len(self.state)}>"
 
 
 class WindowSet:
@@ -271,18 +363,20 @@ class WindowSet:
         self.wrapper = wrapper
 
     def _value_at(self, timestamp: float) -> Any:
-        return self[self.wrapper.window.current(timestamp)]
+        window = self.wrapper.state.window_at(self.key, timestamp)
+        return self._default() if window is None else self[window]
+
+    def _default(self) -> Any:
+        default = self.wrapper.table.default
+        return None if default is None else default()
 
     def __getitem__(self, window: Any) -> Any:
         """Value of one window, given as ``(start, end)`` or as a timestamp inside it."""
         if isinstance(window, (int, float)):
-            window = self.wrapper.window.current(float(window))
+            return self._value_at(float(window))
         start, end = window
-        value = self.wrapper.state.store.get((self.key, (float(start), float(end))), MISSING)
-        if value is MISSING:
-            default = self.wrapper.table.default
-            return None if default is None else default()
-        return value
+        value = self.wrapper.state.get(self.key, (float(start), float(end)))
+        return self._default() if value is MISSING else value
 
     def now(self) -> Any:
         """Value in the newest window holding the app's clock (the wall clock, or virtual time in a replay)."""
@@ -301,6 +395,12 @@ class WindowSet:
 
     def delta(self, seconds: float, event: Any = None) -> Any:
         """Value in the window holding ``seconds`` before the current time."""
+        state = self.wrapper.state
+        if not state.supports_delta:
+            raise WindowError(
+                f"delta() has no meaning for {state.window.kind} windows (they are not aligned in time): "
+                f"read a window by its bounds, table[key][(start, end)], or list them with as_dataframe()"
+            )
         return self._value_at(self.wrapper.event_time(event) - seconds)
 
     def _op(self, op: Callable[[Any, Any], Any], other: Any) -> WindowSet:

@@ -28,7 +28,25 @@ from typing import NamedTuple
 
 from ..errors import WindowError
 
-__all__ = ["HoppingWindow", "TumblingWindow", "Window", "WindowRange", "window_ranges"]
+__all__ = [
+    "HoppingWindow",
+    "SessionWindow",
+    "SlidingWindow",
+    "TumblingWindow",
+    "Window",
+    "WindowRange",
+    "ms",
+    "window_ranges",
+]
+
+
+def ms(seconds: float) -> int:
+    """Whole milliseconds: how window boundaries are compared (as in Kafka Streams).
+
+    >>> ms(0.1 + 0.2), ms(12.0)
+    (300, 12000)
+    """
+    return round(seconds * 1000)
 
 
 class WindowRange(NamedTuple):
@@ -60,7 +78,7 @@ def window_ranges(timestamp: float, size: float, step: float) -> list[WindowRang
     while _start(k, step) > timestamp:
         k -= 1
     out: list[WindowRange] = []
-    while True:
+    while k >= 0:  # no window starts before time 0 (as in Kafka Streams)
         start = _start(k, step)
         end = float(round(start + size, 9))
         if end <= timestamp:
@@ -119,10 +137,16 @@ class Window:
             self._bucket_lo, self._bucket_hi, self._cache_val = hit
             return hit[2]
         out = window_ranges(timestamp, self.size, self.step)
-        # Every t from the newest window's start up to the next step start (or
-        # the oldest window's end, if sooner) falls into the same windows.
+        if not out:
+            return out
+        # Every t from the newest window's start (or the end of the window
+        # before the oldest one, if later) up to the next step start (or the
+        # oldest window's end, if sooner) falls into the same windows.
         lo = out[-1].start
-        hi = min(_start(round(lo / self.step) + 1, self.step), out[0].end)
+        before = round(out[0].start / self.step) - 1
+        if before >= 0:
+            lo = max(lo, float(round(_start(before, self.step) + self.size, 9)))
+        hi = min(_start(round(out[-1].start / self.step) + 1, self.step), out[0].end)
         cache = self._cache
         if len(cache) > 4096:
             cache.clear()
@@ -189,14 +213,119 @@ class HoppingWindow(Window):
         super().__init__(size, step, expires, grace)
 
 
-def _expires_and_grace(size: float, expires: float | None, grace: float | None) -> tuple[float, float]:
-    """``(expires, grace)`` with the defaults filled in; ``expires < grace`` is an error."""
+class SlidingWindow:
+    """Sliding windows of ``size`` seconds: a window per event, ``[t - size, t]``, both ends inclusive.
+
+    As Kafka Streams' ``SlidingWindows.ofTimeDifferenceAndGrace(size, grace)``
+    (KIP-450): every event at ``t`` has its *left* window ``[t - size, t]``
+    (events earlier than ``size`` after time 0 share ``[0, size]``), and a
+    *right* window ``[t + 1ms, t + 1ms + size]`` exists when a later event
+    lies within ``size`` after it. A window holds every event in its bounds.
+    Times are whole milliseconds. A window closes once stream time passes
+    ``end + grace`` (``grace`` defaults to 0; ``expires``, how long after its
+    end a window stays readable, to the size).
+
+    >>> w = SlidingWindow(10, grace=2)
+    >>> w.left(25_000), w.right(25_000), w.closes_at(35_000)
+    ((15000, 25000), (25001, 35001), 37001)
+    """
+
+    kind = "sliding"
+
+    def __init__(self, size: float, expires: float | None = None, grace: float | None = None) -> None:
+        size = _seconds(size, "size")
+        if size <= 0:
+            raise WindowError(f"a sliding window's size must be > 0 seconds, got {size}")
+        self.size = size
+        self.expires, self.grace = _expires_and_grace(size, expires, grace, default_grace=0.0)
+        self.size_ms = ms(size)
+        self.grace_ms = ms(self.grace)
+        self.expires_ms = ms(self.expires)
+
+    def left(self, t: int) -> tuple[int, int]:
+        """The left window of an event at ``t`` ms: ``[t - size, t]`` (``[0, size]`` when ``t < size``)."""
+        if t < self.size_ms:
+            return 0, self.size_ms
+        return t - self.size_ms, t
+
+    def right(self, t: int) -> tuple[int, int]:
+        """The right window of an event at ``t`` ms (it exists when an event lies in ``(t, t + size]``)."""
+        return t + 1, t + 1 + self.size_ms
+
+    def closes_at(self, end: int) -> int:
+        """Stream time (ms) at which a window ending at ``end`` ms (inclusive) is closed."""
+        return end + self.grace_ms + 1
+
+    def expires_at(self, end: int) -> int:
+        """Stream time (ms) at which a window ending at ``end`` ms is deleted."""
+        return end + max(self.expires_ms, self.grace_ms) + 1
+
+    def __repr__(self) -> str:
+        grace = f", grace={self.grace}" if self.grace != self.expires else ""
+        return f"SlidingWindow(size={self.size}, expires={self.expires}{grace})"
+
+
+class SessionWindow:
+    """Session windows: a key's events closer than ``gap`` (inclusive) form one session.
+
+    As Kafka Streams' ``SessionWindows.ofInactivityGapAndGrace(gap, grace)``:
+    a session is ``[first, last]`` event time (inclusive, whole
+    milliseconds); an event merges every open session of its key that ends
+    at least ``t - gap`` and starts at most ``t + gap`` (so one event can
+    join two sessions); a session closes once stream time reaches
+    ``end + gap + grace`` (``grace`` defaults to 0) and stays readable until
+    ``end + gap + expires`` (``expires`` defaults to the gap).
+
+    >>> w = SessionWindow(30, grace=5)
+    >>> w.reaches(100_000), w.closes_at(130_000)
+    ((70000, 130000), 165000)
+    """
+
+    kind = "session"
+
+    def __init__(self, gap: float, expires: float | None = None, grace: float | None = None) -> None:
+        gap = _seconds(gap, "gap")
+        if gap <= 0:
+            raise WindowError(f"a session window's gap must be > 0 seconds, got {gap}")
+        self.gap = gap
+        self.size = gap  # what generic code reads as the window's extent
+        self.expires, self.grace = _expires_and_grace(gap, expires, grace, default_grace=0.0)
+        self.gap_ms = ms(gap)
+        self.grace_ms = ms(self.grace)
+        self.expires_ms = ms(self.expires)
+
+    def reaches(self, t: int) -> tuple[int, int]:
+        """The range of session ends and starts an event at ``t`` ms merges with: ``(t - gap, t + gap)``."""
+        return t - self.gap_ms, t + self.gap_ms
+
+    def closes_at(self, end: int) -> int:
+        """Stream time (ms) at which a session ending at ``end`` ms closes: ``end + gap + grace``."""
+        return end + self.gap_ms + self.grace_ms
+
+    def expires_at(self, end: int) -> int:
+        """Stream time (ms) at which a session ending at ``end`` ms is deleted."""
+        return end + self.gap_ms + max(self.expires_ms, self.grace_ms)
+
+    def __repr__(self) -> str:
+        grace = f", grace={self.grace}" if self.grace != self.expires else ""
+        return f"SessionWindow(gap={self.gap}, expires={self.expires}{grace})"
+
+
+def _expires_and_grace(
+    size: float, expires: float | None, grace: float | None, default_grace: float | None = None
+) -> tuple[float, float]:
+    """``(expires, grace)`` with the defaults filled in; ``expires < grace`` is an error.
+
+    ``default_grace`` (None: the expiry) is the grace when none is given.
+    """
     g = None if grace is None else _seconds(grace, "grace")
     e = None if expires is None else _seconds(expires, "expires")
     if g is not None and g < 0:
         raise WindowError(f"grace must be >= 0 seconds, got {g}")
     if e is not None and e < 0:
         raise WindowError(f"expires must be >= 0 seconds, got {e}")
+    if g is None and default_grace is not None:
+        g = default_grace if e is None else min(default_grace, e)
     if e is None:
         e = size if g is None else max(size, g)
     if g is None:

@@ -24,11 +24,13 @@ from kafkahelpers import (
     Worker,
     changelog_state,
     create_topic,
+    end_offsets,
     unique,
     wait_for,
 )
 
 from streamnb.codecs import get_codec
+from streamnb.testing import wait_until
 from streamnb.topics import partition_for_key
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -150,8 +152,14 @@ async def test_sigkill_moves_partitions_to_the_survivor_and_loses_nothing(tmp_pa
             # Kill a once it has counted (and committed) a good part of the stream.
             await wait_for(lambda: a.state.get("total", 0) >= 300 and a.state.get("processed", 0) >= 600,
                            60, "worker a processes events", [a, b])
-            await asyncio.sleep(0.5)  # > commit_interval: some of a's work is in the changelog
-            owned_by_a, counted_by_a = set(a.assigned), a.state["total"]
+            owned_by_a = set(a.assigned)
+
+            async def in_changelog() -> bool:  # a committed some of its work in each partition it owns
+                ends = await end_offsets(bootstrap, f"{app_id}-counts-changelog")
+                return all(ends.get(p, 0) > 0 for p in owned_by_a)
+
+            await wait_until(in_changelog, timeout=60, interval=0.2, what="worker a's counts in the changelog")
+            counted_by_a = a.state["total"]
             await a.kill()
             sent_at_kill = feeder.sent
             n = await feeder.stop_after(batches=20)  # keep producing after the kill
@@ -190,7 +198,11 @@ async def test_worker_restarted_after_sigkill_recovers_its_tables(tmp_path: Path
             await first.wait_for(lambda: first.assigned == ALL, 90, "the worker owns every partition")
             feeder = Feeder(producer, topic)
             await first.wait_for(lambda: first.state.get("total", 0) >= 500, 60, "the worker counts")
-            await asyncio.sleep(0.5)  # > commit_interval: part of the count is in the changelog
+
+            async def in_changelog() -> bool:  # part of the count was committed
+                return sum((await end_offsets(bootstrap, changelog)).values()) > 0
+
+            await wait_until(in_changelog, timeout=60, interval=0.2, what="the worker's counts in the changelog")
             counted_before_kill = first.state["total"]
             await first.kill()
             sent_at_kill = feeder.sent

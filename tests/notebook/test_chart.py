@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -189,17 +188,18 @@ async def test_resync_request_sends_a_snapshot() -> None:
 async def test_task_follows_the_table_and_stops_when_closed() -> None:
     app, views, per_10s, _totals = pipeline()
     chart = per_10s.chart(interval=0.02)
+    witness = per_10s.chart(interval=0.02)  # an open chart of the same table
     assert chart.running
     async with app:
         await send(app, views, ("/a", 1.0))
         await streamnb.testing.wait_until(lambda: chart.row_count == 1, timeout=5)
         chart.close()
-        await asyncio.sleep(0.05)
-        assert not chart.running
+        await streamnb.testing.wait_until(lambda: not chart.running, timeout=5)
         assert chart.stopped == "closed"
         await send(app, views, ("/b", 1.0))
-        await asyncio.sleep(0.1)
-        assert chart.row_count == 1  # no more updates
+        await streamnb.testing.wait_until(lambda: witness.row_count == 2, timeout=5)  # the open one updated...
+        assert chart.row_count == 1  # ...the closed one did not
+    witness.close()
 
 
 async def test_task_stops_with_the_app_and_leaves_a_final_snapshot() -> None:

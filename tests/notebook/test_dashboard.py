@@ -41,6 +41,10 @@ async def pipe() -> AsyncIterator[Pipeline]:
     await p.app.stop()
 
 
+def agent_tasks() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith("streamnb-agent-total") and not t.done()]
+
+
 def row_of(board: Dashboard, name: str) -> Any:
     return board.rows[name]
 
@@ -75,10 +79,11 @@ async def test_lag_while_paused_and_rate(pipe: Pipeline) -> None:
     row = row_of(board, "total")
     row.pause_button.click()
     assert pipe.agent.state == "paused" and row.pause_button.description == "Resume"
-    await asyncio.sleep(0.1)
     for i in range(5):
         await pipe.orders.send(key=str(i), value="x")
+    await wait_until(lambda: pipe.agent.parked == 1, timeout=5)  # the agent takes no more events
     await wait_until(lambda: sum(r.lag or 0 for r in board.offsets if r.topic == "orders") == 5, timeout=5)
+    assert pipe.agent.events_processed == 0
     assert "(total lag 5)" in board.offsets_html.value
     assert board.figures[0].state == "paused"
     row.pause_button.click()
@@ -113,14 +118,13 @@ async def test_buttons_stop_and_start_an_agent(pipe: Pipeline) -> None:
     await wait_until(lambda: board.figures[0].state == "stopped", timeout=5)
     assert not row.start_button.disabled and row.stop_button.disabled and row.pause_button.disabled
     await pipe.orders.send(value="a")
-    await asyncio.sleep(0.3)
+    assert agent_tasks() == []  # nothing left that could take it
     assert pipe.totals["a"] == 0
     row.start_button.click()
     await wait_until(lambda: pipe.agent.running, timeout=10)
     await settle(pipe.app)
     assert pipe.totals["a"] == 1  # from the committed offset
-    agent_tasks = [t for t in asyncio.all_tasks() if t.get_name().startswith("streamnb-agent-total")]
-    assert len(agent_tasks) == 1
+    assert len(agent_tasks()) == 1
     board.close()
 
 
@@ -128,7 +132,6 @@ async def test_dashboard_stops_with_the_app_and_when_closed(pipe: Pipeline) -> N
     board = dashboard(pipe.app, interval=0.2)
     closed = dashboard(pipe.app, interval=0.2)
     closed.close()
-    await asyncio.sleep(0)
     assert not closed.running
     await pipe.app.stop()
     await wait_until(lambda: not board.running, timeout=3)
@@ -137,8 +140,9 @@ async def test_dashboard_stops_with_the_app_and_when_closed(pipe: Pipeline) -> N
     assert row.start_button.disabled and row.stop_button.disabled  # nothing to do on a stopped app
     assert "stopped" in row.summary.value
     assert [t for t in asyncio.all_tasks() if t.get_name().startswith("streamnb-")] == []
-    row.start_button.click()  # does nothing on a stopped app
-    await asyncio.sleep(0.05)
+    row.start_button.click()  # does nothing on a stopped app: no task to start the agent
+    assert board.act("total", "start") is None
+    assert [t for t in asyncio.all_tasks() if t.get_name().startswith("streamnb-")] == []
     assert not pipe.agent.running
 
 

@@ -13,6 +13,8 @@ import pytest
 from jupyter_client.manager import start_new_kernel
 from nbhelpers import REPO, client, execute, notebook, text_of
 
+from streamnb.testing import wait_until
+
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 
 
@@ -128,14 +130,16 @@ def test_rerunning_the_agent_cell_replaces_the_agent(nb_dir: Path) -> None:
         COUNT_AGENT,  # run three times in a row
         """
         latest = count
+        # The replacements run one after the other: the last one starts the latest agent
+        # once the ones before it stopped theirs.
         await wait_until(lambda: latest.running, timeout=20)
-        await asyncio.sleep(0.5)
         assert len(agent_tasks()) == 1, agent_tasks()
         assert [a for a in [first] if a.running] == []
         for i in range(10):
             await pages.send(key="/last", value="/last")
         await settle(app)
         assert counts["/last"] == 10 and sum(counts.values()) == 160
+        assert len(agent_tasks()) == 1, agent_tasks()
         await app.stop()
         assert streamnb_tasks() == [], streamnb_tasks()
         """,
@@ -179,9 +183,9 @@ async def test_interrupting_a_cell_does_not_kill_the_agents(nb_dir: Path) -> Non
         SETUP,
         PAGES_APP.format(broker="memory://interrupt") + COUNT_AGENT,
         "await app.start()\nassert len(agent_tasks()) == 1",
-        "time.sleep(60)  # interrupted (a sync cell)",
+        "print('sleeping', flush=True)\ntime.sleep(60)  # interrupted (a sync cell)",
         "after_sync = len(agent_tasks())",
-        "await asyncio.sleep(60)  # interrupted (an async cell)",
+        "print('sleeping', flush=True)\nawait asyncio.sleep(60)  # interrupted (an async cell)",
         "after_async = len(agent_tasks())",
         "raise KeyboardInterrupt",
         """
@@ -201,7 +205,8 @@ async def test_interrupting_a_cell_does_not_kill_the_agents(nb_dir: Path) -> Non
         for index, cell in enumerate(nb.cells):
             if index in (3, 5):
                 running = asyncio.ensure_future(nbc.async_execute_cell(cell, index))
-                await asyncio.sleep(3)
+                # The cell runs once its output arrives (nbclient adds outputs as they come).
+                await wait_until(lambda c=cell: any("sleeping" in o.get("text", "") for o in c.outputs), timeout=60)
                 assert not running.done()
                 started = time.monotonic()
                 await nbc.km.interrupt_kernel()
@@ -227,7 +232,7 @@ def test_live_view_updates_in_the_kernel(nb_dir: Path) -> None:
         for page in ["/a", "/b", "/b"]:
             await pages.send(key=page, value=page)
         await settle(app)
-        await asyncio.sleep(1.0)
+        await wait_until(lambda: view.label.value.startswith("2 rows"), timeout=10)
         assert view.running
         assert view.updates > before[2]
         assert view.html.value != before[0] and "/b" in view.html.value
@@ -237,14 +242,13 @@ def test_live_view_updates_in_the_kernel(nb_dir: Path) -> None:
         moment = view.label.value
         await pages.send(key="/c", value="/c")
         await settle(app)
-        await asyncio.sleep(1.0)
-        assert view.label.value.startswith("3 rows") and view.label.value != moment
+        await wait_until(lambda: view.label.value.startswith("3 rows"), timeout=10)
+        assert view.label.value != moment
         """,
         """
         view.close()
-        await asyncio.sleep(0.1)
         assert not view.running and view.stopped == "closed"
-        assert [n for n in streamnb_tasks() if n.startswith("streamnb-view-")] == []
+        await wait_until(lambda: [n for n in streamnb_tasks() if n.startswith("streamnb-view-")] == [], timeout=10)
         """,
     )
     execute(nb, nb_dir)
@@ -266,9 +270,8 @@ def test_dashboard_shows_a_crashed_agent(nb_dir: Path) -> None:
         board
         """,
         """
-        await asyncio.sleep(1.5)
         row = board.rows["count"]
-        assert "ValueError: page &#x27;boom&#x27; is not a page" in row.error.value
+        await wait_until(lambda: "ValueError: page &#x27;boom&#x27; is not a page" in row.error.value, timeout=10)
         assert "<details" in row.error.value and "Traceback" in row.error.value
         assert "1 dead-lettered" in row.summary.value
         assert board.figures[0].last_error == "ValueError: page 'boom' is not a page"
@@ -290,14 +293,12 @@ def test_views_stop_when_the_app_stops(nb_dir: Path) -> None:
         "%peek pages --live",
         """
         follow = _
-        await asyncio.sleep(0.5)
+        await wait_until(lambda: len([n for n in streamnb_tasks() if n.startswith("streamnb-view-")]) == 3, timeout=10)
         assert view.running and board.running and follow.running
-        assert len([n for n in streamnb_tasks() if n.startswith("streamnb-view-")]) == 3
         """,
         "%streamnb stop",
         """
-        await asyncio.sleep(1.5)
-        assert streamnb_tasks() == [], streamnb_tasks()
+        await wait_until(lambda: streamnb_tasks() == [], timeout=10)
         assert view.stopped == board.stopped == follow.stopped == "app stopped"
         assert "not updating (app stopped)" in view.label.value
         """,

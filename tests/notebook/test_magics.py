@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator
 
 import pandas as pd
@@ -362,15 +363,17 @@ async def test_unawaited_magic_reports_its_error(ipy: Shell, capsys: pytest.Capt
     pending = await ipy.ok("p = %peek nope\np")
     with pytest.raises(UsageError):
         await pending.task
-    await asyncio.sleep(0)
-    assert "UsageError: no topic 'nope'" in capsys.readouterr().err
+    err: list[str] = []  # reported by the task's done callback, which runs soon after it
+    await wait_until(lambda: err.append(capsys.readouterr().err) or "UsageError: no topic 'nope'" in "".join(err))
 
 
 async def test_interrupting_the_wait_does_not_stop_the_work(ipy: Shell) -> None:
     app = await make_app(ipy, start=False)
     pending = await ipy.ok("p = %streamnb start\np")
     waiter = asyncio.ensure_future(_wait(pending))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one step of the loop: the waiter starts
+    assert inspect.getcoroutinestate(waiter.get_coro()) == inspect.CORO_SUSPENDED  # it waits for the magic
+    assert not pending.task.done()
     waiter.cancel()  # what a kernel interrupt does to a cell awaiting the magic
     with pytest.raises(asyncio.CancelledError):
         await waiter

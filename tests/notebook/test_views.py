@@ -61,15 +61,16 @@ async def test_live_table_updates_in_place(pipe: Pipeline) -> None:
     assert view.running and len(view_tasks()) == 1
     html, label, updates = view.html.value, view.label.value, view.updates
     assert "<table" in html and "/" in html and label.startswith("1 rows · updated ")
-    await asyncio.sleep(0.5)
-    assert view.updates == updates  # nothing changed: nothing re-rendered
+    polls = view.polls
+    await wait_until(lambda: view.polls >= polls + 2, timeout=5)  # it looked twice more...
+    assert view.updates == updates  # ...but nothing changed: nothing re-rendered
     await pipe.send("/a", "/b")
     await wait_until(lambda: view.rows == 3, timeout=5)
     assert view.html.value != html and view.label.value.startswith("3 rows")
     assert view.updates == updates + 1  # one commit, one re-render
     view.close()
-    await asyncio.sleep(0)
-    assert not view.running and view.stopped == "closed" and view_tasks() == []
+    assert not view.running and view.stopped == "closed"
+    await wait_until(lambda: view_tasks() == [], timeout=5)  # its task ends at its next step
 
 
 async def test_options_sort_top_and_key_filter(pipe: Pipeline) -> None:
@@ -159,7 +160,7 @@ async def test_throttled_and_argument_errors(pipe: Pipeline) -> None:
     view = live_table(pipe.counts, interval=0.001)
     assert view.interval == MIN_INTERVAL
     view.close()
-    await asyncio.sleep(0)
+    await wait_until(lambda: view_tasks() == [], timeout=5)
     with pytest.raises(ConfigurationError, match="takes a table"):
         live_table("counts")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="top must be a positive int"):

@@ -21,6 +21,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from kafka_tls import SASL_PASSWORD, SASL_USER
 
 from streamnb.errors import BrokerError, BrokerUnavailableError, ConfigurationError
+from streamnb.testing import wait_until
 from streamnb.transport.base import TP, Message, ProducerRecord, RebalanceListener, TopicSpec
 from streamnb.transport.kafka import KafkaTransport, parse_kafka_url
 
@@ -284,15 +285,21 @@ async def test_rebalance_between_two_members(transport: KafkaTransport) -> None:
         assert len(first.assignment()) == len(second.assignment()) == 2
         assert [kind for kind, _ in first_calls] == ["assigned", "revoked", "assigned"]
         assert first_calls[1] == ("revoked", everything)  # eager: all of them, then the new share
-        # Everything read before the rebalance was committed in on_revoked: nothing is read twice.
-        assert await second.getmany(timeout=1.0, max_records=100) == []
+        # Everything read before the rebalance was committed in on_revoked: nothing is read twice,
+        # so a marker sent to each of the second member's partitions is the first thing it reads.
         committed = await transport.committed(group, everything)
         assert committed == {tp: 10 for tp in everything}
+        # The same holds for the first member, which goes on polling.
+        mine, theirs = sorted(first.assignment()), sorted(second.assignment())
+        await transport.send([ProducerRecord(name, p, None, b"marker", now) for p in range(4)])
+        got = await drain(second, len(theirs))
+        assert sorted((m.partition, m.offset, m.value) for m in got) == [(tp.partition, 10, b"marker") for tp in theirs]
+        await wait_until(lambda: len(seen) >= 40 + len(mine), timeout=20)
     finally:
         poller.cancel()
         await second.stop()
         await first.stop()
-    assert len(seen) == 40
+    assert sorted((m.partition, m.offset, m.value) for m in seen[40:]) == [(tp.partition, 10, b"marker") for tp in mine]
 
 
 async def test_listener_error_is_raised(transport: KafkaTransport) -> None:

@@ -7,15 +7,16 @@ SIGKILL, then check the folder from this process.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import multiprocessing
 import multiprocessing.queues
 import os
-import select
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ import pytest_asyncio
 import streamnb
 import streamnb.transport.local.store as local_store
 from streamnb.errors import AppNotRunningError, BrokerError, BrokerLockedError, ConfigurationError
+from streamnb.testing import wait_until
 from streamnb.transport.base import TP, Message, ProducerRecord, RebalanceListener, TopicSpec
 from streamnb.transport.local import LocalTransport
 
@@ -186,7 +188,8 @@ async def test_two_apps_of_one_process_share_the_folder(tmp_path: Path) -> None:
         consumer = new.consumer("g", ["t"], LISTENER)
         await consumer.start()
         waiting = asyncio.create_task(consumer.getmany(10.0, 10))
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: inspect.getcoroutinestate(waiting.get_coro()) == inspect.CORO_SUSPENDED)
+        assert not waiting.done()  # it waits: the send below wakes it
         await old.send([ProducerRecord("t", 0, None, b"from old", 0.0)])
         assert [m.value for m in await asyncio.wait_for(waiting, 5.0)] == [b"from old"]
         assert await old.store.call(lambda: old.store._conn().execute("PRAGMA synchronous").fetchone()[0]) == 1
@@ -472,10 +475,15 @@ def _child(code: str, *args: str) -> subprocess.Popen[str]:
 
 
 def _wait_for_line(child: subprocess.Popen[str], expected: str, timeout: float = 60.0) -> None:
-    """Wait until the child prints ``expected`` as its first line."""
+    """Wait until the child prints its next line, ``expected`` (it is killed after ``timeout`` s)."""
     assert child.stdout is not None
-    ready, _, _ = select.select([child.stdout], [], [], timeout)
-    if ready and child.stdout.readline().strip() == expected:
+    deadline = threading.Timer(timeout, child.kill)
+    deadline.start()
+    try:
+        line = child.stdout.readline()  # reads from the pipe's buffer too (select would not see it)
+    finally:
+        deadline.cancel()
+    if line.strip() == expected:
         return
     child.kill()
     raise AssertionError(f"child did not print {expected!r}: {child.communicate()[1]}")
@@ -499,7 +507,7 @@ HOLD = """
         transport = LocalTransport(sys.argv[1])
         await transport.start()
         print("READY", flush=True)
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # holds the folder until killed
 
     asyncio.run(main())
 """
@@ -588,7 +596,7 @@ COMMIT_LOOP = """
     from streamnb.transport.base import TP, ProducerRecord, RebalanceListener, TopicSpec
     from streamnb.transport.local import LocalTransport
 
-    URL, KILL_ON, KILL_AFTER = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    URL, KILL_ON, KILL_AFTER, ANNOUNCE = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     seen = 0
 
     def trace(sql):
@@ -615,6 +623,7 @@ COMMIT_LOOP = """
         store = transport.store
         await store.call(lambda: store.conn.set_trace_callback(trace))
         print("READY", flush=True)
+        done = 0
         while True:
             # Commit i writes SIZE(i) records "i:j" to partition i % 2 and offset
             # i + 1 for each of the 8 source partitions.
@@ -622,6 +631,9 @@ COMMIT_LOOP = """
             records = [ProducerRecord("out", i % 2, b"%d" % i, b"%d:%d" % (i, j), time.time()) for j in range(size)]
             await consumer.commit({tp: i + 1 for tp in tps}, records)
             i += 1
+            done += 1
+            if done == ANNOUNCE:  # then goes on committing until killed from outside
+                print("COMMITTED", flush=True)
 
     asyncio.run(main())
 """
@@ -632,11 +644,11 @@ def _size(i: int) -> int:
 
 
 KILLS = [
-    ("", 0, 0.3),  # killed from outside while committing in a loop
-    ("INSERT INTO BATCHES", 23, 0.0),  # in the middle of appending a commit's records
-    ("INSERT INTO OFFSETS", 7 * 8 + 3, 0.0),  # after the records, while storing the offsets
-    ("COMMIT", 11, 0.0),  # just before COMMIT
-    ("", 0, 0.6),
+    ("", 0, 5),  # killed from outside while committing in a loop, once it made 5 commits
+    ("INSERT INTO BATCHES", 23, 0),  # in the middle of appending a commit's records
+    ("INSERT INTO OFFSETS", 7 * 8 + 3, 0),  # after the records, while storing the offsets
+    ("COMMIT", 11, 0),  # just before COMMIT
+    ("", 0, 20),
 ]
 
 
@@ -647,12 +659,12 @@ async def test_kill_9_in_the_middle_of_commits_leaves_whole_commits(
     """Each commit writes records and offsets that encode the same counter: they must agree."""
     url = f"local://{tmp_path / 'crash'}"
     previous = 0
-    for kill_on, kill_after, delay in KILLS:
-        child = _child(COMMIT_LOOP, url, kill_on, str(kill_after))
+    for kill_on, kill_after, commits_first in KILLS:
+        child = _child(COMMIT_LOOP, url, kill_on, str(kill_after), str(commits_first))
         children.append(child)
         await asyncio.to_thread(_wait_for_line, child, "READY")
-        if delay:
-            await asyncio.sleep(delay)
+        if commits_first:
+            await asyncio.to_thread(_wait_for_line, child, "COMMITTED")
             child.send_signal(signal.SIGKILL)
         assert await asyncio.to_thread(child.wait, 60) == -signal.SIGKILL
 

@@ -3,9 +3,10 @@
 Usage: python kill_worker.py PATH run|finish
 
 ``run`` keeps appending batches of page views to the input topic while its
-agent counts them (plain and hopping-window tables, through group_by), until
-it is killed. ``finish`` processes whatever is left, then prints the tables
-and the counts recomputed from the input topic as JSON.
+agent counts them (plain and hopping-window tables, through group_by), and
+prints ``batch N`` after each, until it is killed. ``finish`` processes
+whatever is left, then prints the tables and the counts recomputed from the
+input topic as JSON.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections import Counter
 
 import streamnb as faust
 from streamnb.tables.windows import window_ranges
-from streamnb.testing import settle
+from streamnb.testing import settle, wait_until
 from streamnb.transport.base import TP
 
 
@@ -46,13 +47,18 @@ async def produce_forever() -> None:
     assert transport is not None
     ends = await transport.end_offsets([TP("views", p) for p in range(4)])
     n = sum(ends.values())
+    batches = 0
     while True:
         records = []
         for _ in range(200):
             records.append(views.record(key=str(n), value=View(page=f"/p{n % 11}", n=n), timestamp=1000.0 + n * 0.37))
             n += 1
         await transport.send(records)
-        await asyncio.sleep(0.01)
+        batches += 1
+        # A backlog of a few batches at most: the next one goes out once the agent has
+        # processed as many messages as all but the last three (group_by copies count too).
+        await wait_until(lambda sent=(batches - 3) * 200: count.events_processed >= sent, timeout=60)
+        print("batch", batches, flush=True)
 
 
 async def main() -> None:

@@ -143,16 +143,16 @@ class KafkaConsumer(Consumer):
             **transport.client_options(),
             group_id=self.group,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
             isolation_level="read_committed",
             partition_assignment_strategy=(RangePartitionAssignor,),
-            # getmany drains one partition's fetched chunk before the next: 1 MB
-            # chunks (about 10k small events) keep partitions interleaved, so the
-            # event time of windowed tables does not leap ahead of other partitions
-            # (4 MB chunks of a 1M-event backlog made events "late"), at the same rate.
-            max_partition_fetch_bytes=1024 * 1024,
-            fetch_max_bytes=64 * 1024 * 1024,
-            **{
+            **{  # defaults the user's consumer options may override
+                "auto_offset_reset": "earliest",
+                # getmany drains one partition's fetched chunk before the next: 1 MB
+                # chunks (about 10k small events) keep partitions interleaved, so the
+                # event time of windowed tables does not leap ahead of other partitions
+                # (4 MB chunks of a 1M-event backlog made events "late"), at the same rate.
+                "max_partition_fetch_bytes": 1024 * 1024,
+                "fetch_max_bytes": 64 * 1024 * 1024,
                 "max_poll_records": 10_000,
                 "heartbeat_interval_ms": 1000,
                 "session_timeout_ms": 10_000,

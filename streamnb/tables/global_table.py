@@ -1,0 +1,161 @@
+"""Global tables: every worker holds every partition.
+
+A :class:`GlobalTable` is written like any table (inside an agent, to the
+changelog partition of the event being processed), but every worker keeps
+all of its rows: on ``kafka://`` it reads its changelog from every
+partition at start, whatever partitions the agents were assigned, and then
+follows the partitions this worker does not write, so rows written by the
+other workers show up here too. On the embedded brokers (one process owns
+the data) it is an ordinary table.
+
+Example::
+
+    currencies = app.GlobalTable("currencies", default=float)
+
+    @app.agent(rates)
+    async def update(stream):
+        async for rate in stream:
+            currencies[rate.currency] = rate.value      # visible on every worker
+
+A partition this worker is assigned is first read to its end (so it holds
+what the previous owner wrote), then written here and no longer followed;
+when the partition goes, following resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+from ..transaction import MISSING
+from ..transport.base import TP, Transport
+from .recovery import hashable
+from .table import Table
+
+__all__ = ["GlobalTable"]
+
+logger = logging.getLogger("streamnb")
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class GlobalTable(Table[K, V]):
+    """A table every worker holds in full. Create with :meth:`App.GlobalTable`.
+
+    >>> from streamnb import App
+    >>> rates = App("demo", broker="memory://").GlobalTable("rates", default=float)
+    >>> rates["EUR"], rates.is_global
+    (0.0, True)
+    """
+
+    is_global = True
+    follow_interval: float = 0.2
+    """Seconds between reads of the changelog partitions other workers write (Kafka)."""
+
+    def __init__(self, app: Any, name: str, **options: Any) -> None:
+        super().__init__(app, name, **options)
+        self.positions: dict[int, int] = {}
+        """Next changelog offset to read, per partition."""
+        self.written_here: set[int] = set()
+        """Partitions this worker is assigned (it writes them; they are not followed)."""
+        self._reading = asyncio.Lock()
+
+    def take_over(self, old: Table[Any, Any]) -> None:
+        """Keep the rows (and read positions) of ``old``, the table this one redefines."""
+        super().take_over(old)
+        if isinstance(old, GlobalTable):
+            self.positions = old.positions
+            self.written_here = old.written_here
+
+    async def recover(self, partitions: Iterable[int] | None = None) -> int:
+        """Read the changelog to its end: every partition (``None``), or the ones just assigned.
+
+        Assigned partitions are then written by this worker and no longer followed.
+        """
+        transport = await self.app.connect()
+        count = await self.changelog.declare()
+        wanted = list(range(count)) if partitions is None else [p for p in partitions if p < count]
+        total = 0
+        for p in wanted:
+            total += await self.catch_up(transport, p)
+        self.recovered_partitions.update(wanted)
+        if partitions is not None and transport.distributed:
+            self.written_here.update(wanted)
+        return total
+
+    def drop_partitions(self, partitions: set[int]) -> None:
+        """This worker no longer writes ``partitions``: follow them again (the rows stay)."""
+        self.written_here -= partitions
+
+    def reset_recovery(self) -> None:
+        """The app stopped: read everything again at the next start."""
+        super().reset_recovery()
+        self.positions.clear()
+        self.written_here.clear()
+
+    async def catch_up(
+        self, transport: Transport, partition: int, *, following: bool = False, end: int | None = None
+    ) -> int:
+        """Apply the changelog records of ``partition`` written since the last read; returns how many.
+
+        With ``following``, a partition this worker writes is left alone (its
+        rows here are newer than the changelog until the next commit).
+        ``end``: the partition's end offset, when the caller knows it.
+        """
+        async with self._reading:
+            if following and partition in self.written_here:
+                return 0
+            tp = TP(self.changelog.name, partition)
+            start = self.positions.get(partition)
+            if start is None:
+                start = (await transport.beginning_offsets([tp]))[tp]
+            if end is None:
+                end = (await transport.end_offsets([tp]))[tp]
+            loads_key = self.changelog.key_codec.loads
+            decode_value = self.changelog.decode_value
+            load = self.state.load
+            read = 0
+            while start < end:
+                msgs = await transport.read(tp, start, end, 50_000)
+                if not msgs:
+                    break
+                for msg in msgs:
+                    key = hashable(loads_key(msg.key)) if msg.key is not None else None
+                    load(key, MISSING if msg.value is None else decode_value(msg.value), partition)
+                read += len(msgs)
+                start = msgs[-1].offset + 1
+            self.positions[partition] = max(start, end)
+            if read:
+                self.state.loaded()
+                self.version += 1
+            return read
+
+    async def follow(self) -> None:
+        """Keep reading the partitions other workers write, while this is the app's table of that name.
+
+        Started by the app on ``kafka://``; stops when the app stops or the
+        table is redefined.
+        """
+        while getattr(self.app, "tables", {}).get(self.name) is self:
+            await asyncio.sleep(self.follow_interval)
+            transport = getattr(self.app, "transport", None)
+            if transport is None:
+                continue
+            try:
+                name = self.changelog.name
+                followed = [p for p in range(self.changelog.partition_count) if p not in self.written_here]
+                ends = await transport.end_offsets([TP(name, p) for p in followed])
+                for p in followed:
+                    end = ends[TP(name, p)]
+                    if self.positions.get(p, -1) < end:
+                        await self.catch_up(transport, p, following=True, end=end)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("global table %r could not read its changelog; trying again", self.name)
+
+    def __repr__(self) -> str:
+        return f"<GlobalTable {self.name!r} rows={len(self.data)}>"
