@@ -42,15 +42,12 @@ from datetime import datetime
 from typing import Any
 
 from .errors import ConfigurationError
-from .feed import Feed
-from .transport.base import TP, Transport
+from .rounds import NEVER, Rounds, loop_time
+from .transport.base import Transport
 
 __all__ = ["NEVER", "VirtualClock", "WallClock", "check_speed", "to_seconds"]
 
 logger = logging.getLogger("streamnb")
-
-NEVER = float("-inf")
-"""The time of a virtual clock before it was started."""
 
 TICK = 0.05
 """Seconds of wall-clock time between two moves of a clock playing at a finite speed."""
@@ -107,7 +104,7 @@ class WallClock:
         return "<WallClock>"
 
 
-class VirtualClock:
+class VirtualClock(Rounds):
     """A clock that event time drives: see the module docstring.
 
     ``speed``: ``None`` as fast as possible, ``0`` paused, else recorded
@@ -122,6 +119,7 @@ class VirtualClock:
     virtual = True
 
     def __init__(self, speed: float | None = None) -> None:
+        super().__init__()
         self._speed = check_speed(speed)
         self._resume_speed: float | None = None if not self._speed else self._speed
         self.time = NEVER
@@ -130,22 +128,13 @@ class VirtualClock:
         """The oldest timestamp of the replayed topics (where the replay starts)."""
         self.end_time: float | None = None
         """The newest timestamp at the end of the replayed topics, when the replay started."""
-        self.expected_feeds: Callable[[], int] = lambda: 0
-        """How many sources should be reading (one per agent instance): the clock does not rest without them."""
         self.restart: Callable[[], Awaitable[None]] | None = None
         """What :meth:`seek` back calls to start over with fresh state (the app sets it)."""
         self.version = 0
         """Increases whenever the clock comes to rest (views watch it)."""
         self.rests = 0
-        self._transport: Transport | None = None
         self._horizon = NEVER
         self._floor = NEVER
-        self._feeds: set[Feed] = set()
-        self._ends: dict[TP, int] = {}
-        self._done: set[Feed] = set()
-        self._progress = 0
-        self._all_done = asyncio.Event()
-        self._next_round: asyncio.Future[None] | None = None
         self._sleepers: list[tuple[float, int, asyncio.Future[None], asyncio.Task[Any] | None]] = []
         self._sleeping: set[asyncio.Task[Any]] = set()
         self._woken: set[asyncio.Task[Any]] = set()
@@ -168,11 +157,6 @@ class VirtualClock:
     def now(self) -> float:
         """The virtual time (epoch seconds); ``NEVER`` before the replay started."""
         return self.time
-
-    @property
-    def released(self) -> int:
-        """Events the sources were handed since the replay (re)started."""
-        return sum(feed.released for feed in self._feeds)
 
     @property
     def horizon(self) -> float:
@@ -281,40 +265,6 @@ class VirtualClock:
             await changed.wait()
         return True
 
-    # -- the gate (what feeds call) ----------------------------------------------------------------
-
-    async def join(self, feed: Feed) -> None:
-        """A source starts reading: note where its partitions end now, unless this round did."""
-        missing = [tp for tp in feed.tps if tp not in self._ends]
-        if missing and self._transport is not None:
-            self._ends.update(await self._transport.end_offsets(missing))
-        self._feeds.add(feed)
-        self._check_done()
-
-    def leave(self, feed: Feed) -> None:
-        """A source stopped reading."""
-        self._feeds.discard(feed)
-        self._done.discard(feed)
-        self._check_done()
-
-    def round_end(self, tp: TP) -> int:
-        """Where ``tp`` ended when this round began."""
-        return self._ends.get(tp, 0)
-
-    async def round_done(self, feed: Feed, released: int) -> None:
-        """``feed`` handed out all it may this round; wait for the next round."""
-        self._progress += released
-        waiter = self._next_round
-        if waiter is None:
-            waiter = self._next_round = asyncio.get_running_loop().create_future()
-        self._done.add(feed)
-        self._check_done()
-        await asyncio.shield(waiter)
-
-    def _check_done(self) -> None:
-        if self._feeds <= self._done:
-            self._all_done.set()
-
     # -- driving ----------------------------------------------------------------------------------
 
     def reset(self, transport: Transport, start: float | None, end: float | None) -> None:
@@ -323,7 +273,7 @@ class VirtualClock:
         self.start_time, self.end_time = start, end
         first = start if start is not None else time.time()
         self.time = self._horizon = self._floor = first
-        self._anchor = (_loop_time(), first)
+        self._anchor = (loop_time(), first)
         self._ends.clear()
         self._done.clear()
         self._progress = 0
@@ -371,31 +321,9 @@ class VirtualClock:
             logger.exception("the virtual clock stopped")
             raise
 
-    async def _wait_for_feeds(self, timeout: float = 10.0) -> None:
-        deadline = _loop_time() + timeout
-        while len(self._feeds) < self.expected_feeds() and _loop_time() < deadline:
-            await asyncio.sleep(0.005)
-        if len(self._feeds) < self.expected_feeds():
-            logger.warning(
-                "virtual clock: %d of %d agent sources started within %.0f s; replaying without the others",
-                len(self._feeds), self.expected_feeds(), timeout,
-            )
-
     async def _start_round(self) -> None:
-        tps = {tp for feed in self._feeds for tp in feed.tps}
-        if self._transport is not None and tps:
-            self._ends = await self._transport.end_offsets(tps)
-        self._done.clear()
-        self._progress = 0
-        self._all_done.clear()
         self._at_rest.clear()
-        waiter, self._next_round = self._next_round, asyncio.get_running_loop().create_future()
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        self._check_done()
-
-    def _newest(self) -> float:
-        return max((feed.newest for feed in self._feeds), default=NEVER)
+        await super()._start_round()
 
     def _moved(self) -> None:
         """A round released events: time is as far as they went (not past the horizon)."""
@@ -410,16 +338,6 @@ class VirtualClock:
             self.time = max(self.time, self._horizon)
         self.rests += 1
         self.version += 1
-
-    def _held_back(self) -> float | None:
-        return min((k for feed in self._feeds if (k := feed.next_key()) is not None), default=None)
-
-    async def _more_written(self) -> bool:
-        """True when a partition the feeds read grew since this round began."""
-        if self._transport is None or not self._ends:
-            return False
-        now = await self._transport.end_offsets(list(self._ends))
-        return any(now[tp] > end for tp, end in self._ends.items())
 
     async def _advance(self) -> None:
         """Move the horizon on (waiting while paused, between ticks at a finite speed, or when idle)."""
@@ -449,7 +367,7 @@ class VirtualClock:
                         continue
                 self._move_horizon(min(due, target))
                 return
-            loop_now, (anchor_loop, anchor_time) = _loop_time(), self._anchor
+            loop_now, (anchor_loop, anchor_time) = loop_time(), self._anchor
             virtual_now = anchor_time + speed * (loop_now - anchor_loop)
             limit = min(virtual_now, due, target)
             if limit <= self.time:
@@ -469,7 +387,7 @@ class VirtualClock:
         now = max(self.time, min(self._newest(), self._horizon))
         if self._horizon > now:
             self._horizon = now
-        self._anchor = (_loop_time(), now)
+        self._anchor = (loop_time(), now)
 
     async def _wait_control(self, timeout: float | None) -> None:
         self._control.clear()
@@ -552,10 +470,3 @@ class VirtualClock:
         state = "paused" if self.paused else ("as fast as possible" if self._speed is None else f"x{self._speed:g}")
         at = "not started" if self.time == NEVER else datetime.fromtimestamp(self.time).isoformat(sep=" ")
         return f"<VirtualClock {at} {state}>"
-
-
-def _loop_time() -> float:
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:
-        return time.monotonic()

@@ -225,8 +225,7 @@ class Source:
         assert consumer is not None
         self._account(self.last_batch)
         self.last_batch = ()
-        if self.feed is not None:
-            return await self._next_released_batch(self.feed)
+        feed = self.feed  # under a virtual clock: what the clock released (see streamnb.feed)
         app = self.app
         max_records = app.stream_batch_size
         agent = self.agent
@@ -240,8 +239,21 @@ class Source:
                 await agent.wait_resumed()
                 continue
             self._revoked_in_hand.clear()
-            msgs = await consumer.getmany(0, max_records)
-            if msgs:
+            if feed is not None:
+                msgs = await feed.next_batch(max_records)
+                if not msgs:  # this round is over: what it wrote goes to the log before the next
+                    await self.commit()
+                    self.waiting = True
+                    try:
+                        await feed.round_done()
+                    finally:
+                        self.waiting = False
+                    continue
+                if len(self.txn.records) >= app.commit_records:  # (never by wall-clock time: commits
+                    await self.commit(wait=False)  # and what closes at them stay deterministic)
+                else:
+                    await asyncio.sleep(0)
+            elif msgs := await consumer.getmany(0, max_records):
                 if (
                     len(self.txn.records) >= app.commit_records
                     or time.monotonic() - self.last_commit >= app.commit_interval
@@ -272,36 +284,6 @@ class Source:
                 agent.events_received += len(msgs)
             self.last_batch = msgs
             return msgs
-
-    async def _next_released_batch(self, feed: Feed) -> list[Message] | None:
-        """Under a virtual clock: the next batch the clock released; commit and wait between rounds."""
-        app = self.app
-        agent = self.agent
-        while True:
-            if self.stopping or (agent is not None and agent.stopping):
-                self.stopping = True
-                await self.commit()
-                return None
-            if agent is not None and agent.paused:
-                await self.commit()
-                await agent.wait_resumed()
-                continue
-            msgs = await feed.next_batch(app.stream_batch_size)
-            if msgs:
-                if len(self.txn.records) >= app.commit_records:  # (not by wall-clock time: commits and
-                    await self.commit(wait=False)                 # what closes at them stay deterministic)
-                else:
-                    await asyncio.sleep(0)
-                if agent is not None:
-                    agent.events_received += len(msgs)
-                self.last_batch = msgs
-                return msgs
-            await self.commit()  # what this round wrote must be in the log before the next round
-            self.waiting = True
-            try:
-                await feed.round_done()
-            finally:
-                self.waiting = False
 
     def _drop_revoked(self, consumer: Consumer, msgs: list[Message]) -> list[Message]:
         """Hand out none of a batch's messages of partitions revoked since the fetch.

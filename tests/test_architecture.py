@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("state", ("tables",)),
     ("application", (
         "app", "definitions", "surface", "settings", "signals", "__main__", "testing", "demo", "cli", "web",
-        "directory", "faust_types", "clock", "replay", "record", "playback",
+        "directory", "faust_types", "clock", "rounds", "replay", "record", "playback",
     )),
     ("notebook", ("notebook",)),
 ]
