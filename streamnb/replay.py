@@ -164,6 +164,9 @@ async def replay(app: ReplayHost, speed: float | None = None, *, until: Any = No
     was processed (or the clock reached ``until``, then paused); at another
     speed it returns at once and the replay plays on. A running replay
     starts over. Returns the app's clock (``pause()``, ``step()``, ``seek()``).
+    Tables keep every change (``table.at()``) when the app was made with
+    ``clock="virtual"`` or ``history=True``, not when a wall-clock app is
+    replayed.
 
     >>> clock = await replay(app)  # doctest: +SKIP
     >>> await replay(app, speed=10)  # doctest: +SKIP
