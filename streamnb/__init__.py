@@ -29,6 +29,7 @@ import importlib
 from . import display
 from .agents import Agent
 from .app import App
+from .avro import AvroCodec, AvroDecimal, SchemaRegistry
 from .cli import AppCommand
 from .codecs import Codec
 from .codecs import register as register_codec
@@ -41,6 +42,8 @@ from .errors import (
     ConfigurationError,
     HistoryUnavailableError,
     PartitionMismatchError,
+    SchemaRegistryError,
+    SchemaRegistryUnavailableError,
     SerializationError,
     StreamnbError,
     TableWriteError,
@@ -85,6 +88,8 @@ __all__ = [
     "AppCommand",
     "AppNotRunningError",
     "AppT",
+    "AvroCodec",
+    "AvroDecimal",
     "BrokerError",
     "BrokerLockedError",
     "BrokerUnavailableError",
@@ -103,6 +108,9 @@ __all__ = [
     "ModelT",
     "PartitionMismatchError",
     "Record",
+    "SchemaRegistry",
+    "SchemaRegistryError",
+    "SchemaRegistryUnavailableError",
     "SerializationError",
     "SetGlobalTable",
     "SetTable",

@@ -20,16 +20,18 @@ Per message the work is the codec's ``loads`` plus one type check or parse.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from ._typerules import FAIL, JSON_NAMES, RULES, Convert, Rule, identity, is_record, short, type_label, wrong
 from .errors import ConfigurationError, SerializationError, ValidationError
 
-__all__ = ["Decode", "Encode", "Serde", "generic_pair", "json_pair", "label", "text_pair"]
+__all__ = ["Decode", "Encode", "Prefetch", "Prepare", "Serde", "generic_pair", "json_pair", "label", "text_pair"]
 
 Encode = Callable[[Any], bytes | None]
 Decode = Callable[[bytes | None], Any]
+Prepare = Callable[[], Awaitable[None]]
+Prefetch = Callable[[Sequence[bytes | None]], Awaitable[None]]
 
 
 def label(role: str, topic: str | None) -> str:
@@ -44,13 +46,22 @@ class Serde:
     plain functions (attributes, not methods, so calling them costs one call);
     ``None`` is a tombstone both ways. A codec's ``serde_for`` hook returns one.
 
+    Two optional coroutine functions serve codecs whose encoding or decoding
+    needs something from the network (a schema registry): ``prepare()`` is
+    awaited before the first ``encode`` (``Topic.send`` does it), and
+    ``prefetch(payloads)`` before ``decode`` runs on a batch of payloads (the
+    consumer does it), so that ``encode``/``decode`` themselves never wait.
+    Both are ``None`` for the built-in codecs. ``decode_fields(payload)``, if
+    not ``None``, returns a Record payload's fields as a plain dict without
+    building the Record: ``group_by(Model.field)`` routes by it (Avro).
+
     >>> from streamnb.codecs import serde
     >>> s = serde("json", int)
     >>> s.encode(42), s.decode(b"42")
     (b'42', 42)
     """
 
-    __slots__ = ("codec", "decode", "encode", "role", "topic", "type")
+    __slots__ = ("codec", "decode", "decode_fields", "encode", "prefetch", "prepare", "role", "topic", "type")
 
     codec: Any
     type: Any
@@ -58,9 +69,22 @@ class Serde:
     decode: Decode
     role: str
     topic: str | None
+    prepare: Prepare | None
+    prefetch: Prefetch | None
+    decode_fields: Decode | None
 
     def __init__(
-        self, codec: Any, type_: Any, encode: Encode, decode: Decode, *, role: str = "value", topic: str | None = None
+        self,
+        codec: Any,
+        type_: Any,
+        encode: Encode,
+        decode: Decode,
+        *,
+        role: str = "value",
+        topic: str | None = None,
+        prepare: Prepare | None = None,
+        prefetch: Prefetch | None = None,
+        decode_fields: Decode | None = None,
     ) -> None:
         self.codec = codec
         self.type = type_
@@ -68,6 +92,9 @@ class Serde:
         self.decode = decode
         self.role = role
         self.topic = topic
+        self.prepare = prepare
+        self.prefetch = prefetch
+        self.decode_fields = decode_fields
 
     def __repr__(self) -> str:
         return f"<Serde {self.codec!r} {type_label(self.type)} for the {label(self.role, self.topic)}>"

@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 
 from . import _gc, display, settings
 from .agents import Agent
+from .avro import SchemaRegistry, registry_from_options
 from .cli import Command
 from .clock import VirtualClock
 from .definitions import Definitions
@@ -90,6 +91,12 @@ class App(Definitions, AppSurface, Playback):
             on Kafka only ``at_least_once`` is available.
         security_protocol, sasl_mechanism, sasl_plain_username,
         sasl_plain_password, ssl_context: passed to aiokafka.
+        schema_registry: the schema registry of ``"avro"`` topics: a URL
+            (``http://HOST:PORT``) or a :class:`~streamnb.avro.SchemaRegistry`;
+            with a URL, ``schema_registry_auth=("user", "password")``,
+            ``schema_registry_cafile=``, ``schema_registry_certfile=``,
+            ``schema_registry_keyfile=``, ``schema_registry_ssl_context=`` and
+            ``schema_registry_timeout=`` set its basic auth, TLS and timeout.
         clock: ``"wall"`` (default) or ``"virtual"``: replay a ``local://``
             or ``memory://`` folder from the start under a clock event time
             drives (:mod:`streamnb.clock`); ``speed=None`` (as fast as
@@ -129,6 +136,7 @@ class App(Definitions, AppSurface, Playback):
         sasl_plain_username: str | None = None,
         sasl_plain_password: str | None = None,
         ssl_context: Any = None,
+        schema_registry: str | SchemaRegistry | None = None,
         clock: str = "wall",
         speed: Any = UNSET,
         history: bool | None = None,
@@ -136,6 +144,7 @@ class App(Definitions, AppSurface, Playback):
     ) -> None:
         if not id or not isinstance(id, str):
             raise ConfigurationError(f"App needs a non-empty string id, got {id!r}")
+        registry = registry_from_options(schema_registry, options)  # takes the schema_registry_* options
         resolved = settings.resolve(id, broker, options, _transport_options)
         broker = resolved.broker
         commit_interval = resolved.app.get("broker_commit_interval", commit_interval)
@@ -156,6 +165,8 @@ class App(Definitions, AppSurface, Playback):
         self.stream_batch_size = stream_batch_size
         self.poll_interval = 1.0
         self.tune_gc = tune_gc
+        self.schema_registry = registry
+        """The :class:`~streamnb.avro.SchemaRegistry` of ``value_serializer="avro"`` topics, or None."""
         self._kafka_options = {
             k: v
             for k, v in dict(

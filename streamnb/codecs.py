@@ -13,6 +13,10 @@ these are registered:
     Bytes pass through; ``str`` is encoded as UTF-8. ``loads`` returns bytes.
 ``"str"`` (alias ``"utf-8"``)
     Text: ``dumps`` encodes a str as UTF-8, ``loads`` decodes to str.
+``"avro"``
+    Avro with a schema registry (Confluent's wire format), or schemaless with
+    an explicit schema: :mod:`streamnb.avro` (registered when it is imported,
+    which ``import streamnb`` does).
 
 Declared types
 --------------

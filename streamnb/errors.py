@@ -5,11 +5,13 @@ catches them all, and every message says what to do next::
 
     StreamnbError
      ├── ConfigurationError        bad App/topic/table arguments (unknown broker scheme, ...)
-     │    └── WindowError          a window that cannot exist (step > size, size <= 0)
+     │    ├── WindowError          a window that cannot exist (step > size, size <= 0)
+     │    └── SchemaRegistryError  the schema registry refused a request (an incompatible schema, bad credentials)
      ├── BrokerError               the broker cannot be reached or used
      │    ├── BrokerUnavailableError   nothing answers at the address (bounded wait)
      │    └── BrokerLockedError        another process owns a local:// folder
      ├── PartitionMismatchError    a table is not co-partitioned with its source
+     ├── SchemaRegistryUnavailableError  nothing answers at the schema registry's address
      ├── SerializationError        bytes that cannot be decoded/encoded
      │    └── ValidationError      a Record field is missing or has the wrong type
      ├── TableWriteError           a table written outside an agent
@@ -38,6 +40,8 @@ __all__ = [
     "ConfigurationError",
     "HistoryUnavailableError",
     "PartitionMismatchError",
+    "SchemaRegistryError",
+    "SchemaRegistryUnavailableError",
     "SerializationError",
     "StreamnbError",
     "TableWriteError",
@@ -72,6 +76,26 @@ class BrokerLockedError(BrokerError):
 
 class PartitionMismatchError(StreamnbError):
     """A table's changelog and its source topic have different partition counts."""
+
+
+class SchemaRegistryError(ConfigurationError):
+    """The schema registry refused a request: an incompatible schema, bad credentials, an unknown subject.
+
+    ``subject`` names the subject concerned (``None`` when there is none);
+    the message carries the registry's own words and what to change.
+    """
+
+    def __init__(self, message: str, *, subject: str | None = None) -> None:
+        super().__init__(message)
+        self.subject = subject
+
+
+class SchemaRegistryUnavailableError(StreamnbError, ConnectionError):
+    """Nothing answers at the schema registry's address, or it answers with a server error.
+
+    Agents wait for it with backoff (their messages are neither dropped nor
+    dead-lettered); a call outside an agent raises this at once.
+    """
 
 
 class SerializationError(StreamnbError, ValueError):

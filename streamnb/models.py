@@ -18,8 +18,9 @@ Class options, inherited by subclasses: ``coerce=True`` converts values to
 the annotated types (``"3"`` -> ``3``) in the constructor and when decoding;
 ``validation=True`` checks them; ``serializer`` names the codec used by
 :meth:`Record.dumps` and by topics whose ``value_type`` is the class. Faust's
-``isodates``, ``decimals``, ``include_metadata``, ``namespace``, ``abstract``,
-``allow_blessed_key`` and ``polymorphic_fields`` are accepted and ignored.
+``isodates``, ``decimals``, ``include_metadata``, ``abstract``,
+``allow_blessed_key`` and ``polymorphic_fields`` are accepted and ignored;
+``namespace`` (the model's full name) names the record in Avro schemas.
 
 Without ``coerce`` values are stored as given, but decoding still rebuilds
 what JSON cannot carry: nested Records (also inside lists, dicts and

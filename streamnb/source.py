@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from . import naming
-from .errors import StreamnbError
+from .errors import SchemaRegistryUnavailableError, StreamnbError
 from .feed import Feed, positions_of
 from .runtime import Runtime
 from .topics import Topic, partition_for_key
@@ -127,9 +127,13 @@ class Source:
             if field is not None and src.value_serializer == "json" and hasattr(src.value_type, "from_data"):
                 self._fast_field = field
                 self._fast_loads = src.value_codec.loads
+            elif field is not None and (fields := getattr(src.value_serde, "decode_fields", None)) is not None:
+                self._fast_field = field  # the codec reads a Record's fields without building it (Avro)
+                self._fast_loads = fields
         self._dlq: Topic[Any, Any] | None = None
         self.feed: Feed | None = None
         """Under a virtual clock: what hands this source its messages (see :mod:`streamnb.feed`)."""
+        self._prefetching: list[Topic[Any, Any]] = []  # topics whose decoding needs schemas fetched first
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -140,6 +144,7 @@ class Source:
             topics.append(self.forward[0])
         for topic in topics:
             await topic.declare()
+        self._prefetching = [topic for topic in topics if topic.needs_prefetch]
         self._dlq = self.app.dead_letter_topic(self.agent.name if self.agent else self.channel.name)
         await self._dlq.declare()
         listener = RebalanceListener(self._on_assigned, self._on_revoked)
@@ -276,6 +281,10 @@ class Source:
                 await agent.wait_resumed()
                 if self.stopping:
                     return None
+            if self._prefetching and not await self._prefetch(msgs):
+                self.stopping = True  # stopped while the registry was away: the batch is read again later
+                await self.commit()
+                return None
             if self._revoked_in_hand:
                 msgs = self._drop_revoked(consumer, msgs)
                 if not msgs:
@@ -284,6 +293,37 @@ class Source:
                 agent.events_received += len(msgs)
             self.last_batch = msgs
             return msgs
+
+    async def _prefetch(self, msgs: list[Message]) -> bool:
+        """Fetch the schemas decoding ``msgs`` needs, waiting out a registry outage; False if stopped meanwhile.
+
+        A batch is never decoded (nor dead-lettered) while the schema registry
+        is unreachable: what was processed is committed, then the fetch is
+        retried with backoff (0.05 s doubling to 5 s) until it answers.
+        """
+        delay, since = 0.05, 0.0
+        agent = self.agent
+        while True:
+            try:
+                for topic in self._prefetching:
+                    await topic.prefetch(msgs)
+            except SchemaRegistryUnavailableError as exc:
+                if self.stopping or (agent is not None and agent.stopping):
+                    return False
+                if not since:
+                    since = time.monotonic()
+                    logger.warning("%s waits for the schema registry: %s", self.owner, exc)
+                    await self.commit()
+                self.waiting = True  # everything processed is committed: a stop may cancel the wait
+                try:
+                    await asyncio.sleep(delay)
+                finally:
+                    self.waiting = False
+                delay = min(delay * 2, 5.0)
+                continue
+            if since:
+                logger.info("%s: the schema registry answers again after %.1f s", self.owner, time.monotonic() - since)
+            return True
 
     def _drop_revoked(self, consumer: Consumer, msgs: list[Message]) -> list[Message]:
         """Hand out none of a batch's messages of partitions revoked since the fetch.

@@ -11,19 +11,23 @@ Example::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Mapping, Sequence
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from aiokafka.partitioner import murmur2
 
 from .codecs import Codec, Serde, get_codec, serde
-from .errors import AppNotRunningError, ConfigurationError
+from .errors import AppNotRunningError, ConfigurationError, SchemaRegistryUnavailableError
 from .events import Event
 from .transaction import current_transaction
 from .transport.base import Headers, Message, ProducerRecord, TopicSpec, Transport
 
 __all__ = ["RecordMetadata", "Topic", "TopicHost", "partition_for_key"]
+
+logger = logging.getLogger("streamnb")
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -153,8 +157,8 @@ class Topic(Generic[K, V]):
         self.value_serializer = (
             value_serializer or _record_serializer(value_type) or app.value_serializer
         )
-        self.key_codec = get_codec(self.key_serializer)
-        self.value_codec = get_codec(self.value_serializer)
+        self.key_codec = _for_app(get_codec(self.key_serializer), app)
+        self.value_codec = _for_app(get_codec(self.value_serializer), app)
         self.compacting = compacting
         self.retention = _seconds(retention)
         self.internal = internal
@@ -172,6 +176,16 @@ class Topic(Generic[K, V]):
         """Key bytes to a ``key_type`` value; raises ValidationError when they do not fit."""
         self.decode_value: Decoder = self.value_serde.decode
         """Value bytes to a ``value_type`` value; raises ValidationError when they do not fit."""
+        serdes = (self.key_serde, self.value_serde)
+        self._prepares = [p for s in serdes if (p := getattr(s, "prepare", None)) is not None]
+        self._prefetches = [
+            (index, f) for index, s in ((4, self.key_serde), (5, self.value_serde))
+            if (f := getattr(s, "prefetch", None)) is not None
+        ]
+        self.prepared = not self._prepares
+        """False until :meth:`prepare` got what encoding needs (an Avro schema id); True for most codecs."""
+        self.needs_prefetch = bool(self._prefetches)
+        """True when decoding needs :meth:`prefetch` first (Avro with a schema registry)."""
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -208,6 +222,35 @@ class Topic(Generic[K, V]):
         return self._actual_partitions
 
     # -- encoding ---------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Get what encoding needs before the first send: the Avro schema's id from the registry.
+
+        ``send`` calls it. Inside an agent a registry outage is waited out
+        with backoff (the event is neither dropped nor dead-lettered);
+        elsewhere :class:`~streamnb.errors.SchemaRegistryUnavailableError`
+        is raised at once. Nothing to do for codecs without a registry.
+
+        >>> await orders.prepare()  # doctest: +SKIP
+        """
+        for prepare in self._prepares:
+            await _retrying(prepare, f"topic {self.name!r}: registering its schema",
+                            lambda: current_transaction() is not None)
+        self.prepared = True
+
+    async def prefetch(self, messages: Sequence[Message]) -> None:
+        """Fetch what decoding ``messages`` of this topic needs: unseen Avro writer schemas.
+
+        The agents' consumers call it on every batch (waiting out a registry
+        outage); raises :class:`~streamnb.errors.SchemaRegistryUnavailableError`.
+
+        >>> await orders.prefetch(batch)  # doctest: +SKIP
+        """
+        name = self.name
+        mine = [m for m in messages if m[0] == name]
+        if mine:
+            for index, prefetch in self._prefetches:
+                await prefetch([m[index] for m in mine])
 
     def decode(self, message: Message) -> Event[Any, Any]:
         """Raw message to :class:`Event` (raises SerializationError/ValidationError)."""
@@ -261,6 +304,8 @@ class Topic(Generic[K, V]):
         """
         if self._actual_partitions is None:
             await self.declare()
+        if not self.prepared:
+            await self.prepare()
         record = self.record(key, value, partition, timestamp, headers)
         txn = current_transaction()
         if txn is not None:
@@ -284,7 +329,7 @@ class Topic(Generic[K, V]):
         >>> topic.send_soon(value={"n": 1})  # doctest: +SKIP
         """
         txn = current_transaction()
-        if txn is not None and self._actual_partitions is not None:
+        if txn is not None and self._actual_partitions is not None and self.prepared:
             txn.records.append(self.record(key, value, partition, timestamp, headers))
             return
         coro = self.send(key=key, value=value, partition=partition, timestamp=timestamp, headers=headers)
@@ -310,6 +355,32 @@ class Topic(Generic[K, V]):
 
     def __repr__(self) -> str:
         return f"<Topic {self.name!r} partitions={self.partition_count}>"
+
+
+def _for_app(codec: Codec, app: TopicHost) -> Codec:
+    """The codec as ``app`` uses it: a codec with ``for_app(app)`` binds itself (Avro: the app's registry)."""
+    bind = getattr(codec, "for_app", None)
+    return codec if bind is None else bind(app)
+
+
+async def _retrying(step: Callable[[], Awaitable[None]], what: str, wait: Callable[[], bool]) -> None:
+    """Run ``step``; while the schema registry is unreachable and ``wait()``, retry with backoff."""
+    delay, since = 0.05, 0.0
+    while True:
+        try:
+            await step()
+        except SchemaRegistryUnavailableError as exc:
+            if not wait():
+                raise
+            if not since:
+                since = time.monotonic()
+                logger.warning("%s: %s; retrying with backoff", what, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        if since:
+            logger.info("%s: the schema registry answers again after %.1f s", what, time.monotonic() - since)
+        return
 
 
 def _record_serializer(value_type: Any) -> str | None:

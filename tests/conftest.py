@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 # The ``secure_broker`` fixture (a second broker with TLS and SASL), shared by the
-# transport and App-level Kafka tests so a run starts it once.
-pytest_plugins = ["kafka_tls"]
+# transport and App-level Kafka tests so a run starts it once; the ``registry``
+# fixture (a schema registry) of the Avro tests.
+pytest_plugins = ["kafka_tls", "registry_fixtures"]
 
 # Scripts the tests start as subprocesses: they run when imported, so the doctest
 # collection (``--doctest-modules`` in pyproject.toml) must not import them.

@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "streamnb"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("errors", "naming", "display", "_gc")),
     ("transport", ("transport",)),
-    ("data", ("codecs", "_serde", "_typerules", "_fieldtypes", "_schema", "models")),
+    ("data", ("codecs", "_serde", "_typerules", "_fieldtypes", "_schema", "models", "avro")),
     ("channels", ("events", "transaction", "topics", "runtime")),
     ("processing", ("feed", "source", "streams", "agents", "tasks")),
     ("state", ("tables",)),

@@ -401,8 +401,9 @@ def parse_messages(
                         f"line {number}: {topic.value_type.__name__} needs a JSON object, got {_short(text)}"
                     )
                 value = from_data(value)
-            raw_key = topic.encode_key(key)
-            topic.encode_value(value)
+            raw_key = topic.encode_key(key) if topic.prepared else key
+            if topic.prepared:  # else (Avro before its schema id is known) checked when sending
+                topic.encode_value(value)
         except StreamnbError as exc:
             raise UsageError(f"line {number}: {exc}") from None
         out.append((raw_key, value))
@@ -414,7 +415,18 @@ async def _produce(app: App, topic: Topic[Any, Any], messages: list[tuple[bytes 
 
     transport = await _transport(app)
     await topic.maybe_declare()
-    records = [topic.record(value=value, raw_key=raw_key) for raw_key, value in messages]
+    if not topic.prepared:  # an Avro topic: its schema id from the registry first
+        await topic.prepare()
+        try:
+            messages = [(topic.encode_key(key), value) for key, value in messages]
+        except StreamnbError as exc:
+            raise UsageError(f"--key: {exc}") from None
+    records = []
+    for number, (raw_key, value) in enumerate(messages, 1):
+        try:
+            records.append(topic.record(value=value, raw_key=raw_key))
+        except StreamnbError as exc:
+            raise UsageError(f"message {number}: {exc}") from None
     await transport.send(records)
     print(f"sent {_n(len(records), 'message')} to {topic.name}")
 

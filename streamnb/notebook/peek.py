@@ -7,8 +7,10 @@ Example (in a notebook)::
     %peek page_views -n 20 --live           # the same through the magic
 
 Messages of a topic the app defines are decoded with its codecs (a
-``value_type`` Record shows as the Record); anything else is shown best
-effort: JSON when it parses, else text, else bytes. Peeking reads the log
+``value_type`` Record shows as the Record; Avro with the writer schemas
+fetched from the schema registry); anything else is shown best effort:
+Avro in Confluent's framing when the app has a schema registry, JSON when
+it parses, else text, else bytes. Peeking reads the log
 directly and belongs to no consumer group, so it never moves an agent's
 offsets.
 """
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ..errors import AppNotRunningError, ConfigurationError, StreamnbError
+from ..errors import AppNotRunningError, ConfigurationError, SchemaRegistryUnavailableError, StreamnbError
 from ..transport.base import TP, Message
 from ._live import HtmlLabelWidget, clock, styled
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ..app import App
+    from ..codecs import Serde
     from ..topics import Topic
     from ..transport.base import Transport
 
@@ -131,7 +134,7 @@ async def _ends(transport: Transport, name: str) -> dict[TP, int]:
     return await transport.end_offsets([TP(name, p) for p in range(count)])
 
 
-async def _read_last(transport: Transport, ends: dict[TP, int], n: int, decoder: Any) -> pd.DataFrame:
+async def _read_last(transport: Transport, ends: dict[TP, int], n: int, decoder: _Decoder) -> pd.DataFrame:
     import pandas as pd
 
     begins = await transport.beginning_offsets(list(ends))
@@ -142,6 +145,7 @@ async def _read_last(transport: Transport, ends: dict[TP, int], n: int, decoder:
             msgs.extend(await transport.read(tp, start, end, n))
     msgs.sort(key=lambda m: (m.timestamp, m.partition, m.offset))
     msgs = msgs[-n:]
+    await decoder.prefetch(msgs)
     rows = [(m.partition, m.offset, m.timestamp, *decoder(m)) for m in msgs]
     df = pd.DataFrame(rows, columns=COLUMNS)
     millis = (df["timestamp"].astype("float64") * 1000).round().astype("int64")
@@ -149,8 +153,8 @@ async def _read_last(transport: Transport, ends: dict[TP, int], n: int, decoder:
     return df
 
 
-def _decoder(app: App, topic: str | Topic[Any, Any]) -> tuple[str, Any]:
-    """The topic's name and a ``Message -> (key, value)`` function."""
+def _decoder(app: App, topic: str | Topic[Any, Any]) -> tuple[str, _Decoder]:
+    """The topic's name and its :class:`_Decoder`."""
     from ..topics import Topic
 
     if isinstance(topic, Topic):
@@ -161,19 +165,60 @@ def _decoder(app: App, topic: str | Topic[Any, Any]) -> tuple[str, Any]:
         defined = app.topics.get(name)
     else:
         raise ConfigurationError(f"expected a topic or a topic name, got {topic!r}")
+    return name, _Decoder(app, name, defined)
 
-    def decode(msg: Message) -> tuple[Any, Any]:
+
+class _Decoder:
+    """``Message -> (key, value)`` for one topic: its own codecs, else best effort (Avro, JSON, text, bytes)."""
+
+    def __init__(self, app: App, name: str, defined: Topic[Any, Any] | None) -> None:
+        self.defined = defined
+        self.avro: tuple[Serde, Serde] | None = None
+        if defined is None and app.schema_registry is not None:
+            from ..avro import AvroCodec
+
+            codec = AvroCodec(registry=app.schema_registry)
+            self.avro = (codec.serde_for(None, role="key", topic=name), codec.serde_for(None, role="value", topic=name))
+        self.registry_ok = True
+
+    async def prefetch(self, msgs: list[Message]) -> None:
+        """Fetch the Avro writer schemas these messages need (once; an unreachable registry is skipped)."""
+        self.registry_ok = True
+        try:
+            if self.defined is not None and self.defined.needs_prefetch:
+                await self.defined.prefetch(msgs)
+            elif self.avro is not None:
+                key_serde, value_serde = self.avro
+                if key_serde.prefetch is not None:
+                    await key_serde.prefetch([m.key for m in msgs])
+                if value_serde.prefetch is not None:
+                    await value_serde.prefetch([m.value for m in msgs])
+        except SchemaRegistryUnavailableError:
+            self.registry_ok = False  # shown best effort; no blocking request per message
+
+    def __call__(self, msg: Message) -> tuple[Any, Any]:
         key: Any = best_effort(msg.key)
         value: Any = best_effort(msg.value)
-        if defined is not None:  # the topic's own codecs; what they cannot decode stays best effort
+        defined, avro = self.defined, self.avro
+        if defined is not None and (self.registry_ok or not defined.needs_prefetch):
             if msg.key is not None:
                 with suppress(*DECODE_ERRORS):
                     key = defined.decode_key(msg.key)
             with suppress(*DECODE_ERRORS):
                 value = defined.decode_value(msg.value)
+        elif avro is not None and self.registry_ok:
+            if _framed(msg.key):
+                with suppress(*DECODE_ERRORS):
+                    key = avro[0].decode(msg.key)
+            if _framed(msg.value):
+                with suppress(*DECODE_ERRORS):
+                    value = avro[1].decode(msg.value)
         return _readable(key), value
 
-    return name, decode
+
+def _framed(data: bytes | None) -> bool:
+    """Could ``data`` be Avro in Confluent's framing (magic byte 0, a 4-byte id, a body)?"""
+    return data is not None and len(data) >= 5 and data[0] == 0
 
 
 def best_effort(data: bytes | None) -> Any:

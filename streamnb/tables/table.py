@@ -321,8 +321,9 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         topic = self.changelog
         name = topic.name
         dumps_key = topic.key_codec.dumps
-        dumps_value = topic.value_codec.dumps
         json_values = topic.value_serializer == "json"
+        # JSON (the default) straight through the codec; other serializers (Avro) through the topic's serde
+        dumps_value = topic.value_codec.dumps if json_values else topic.encode_value
         key_cache = self._key_bytes
         if len(key_cache) > 200_000:
             key_cache.clear()
