@@ -15,10 +15,11 @@ Target: the replay at least 0.9 x the wall-clock run.
 ``record``: produce the messages into a fresh Kafka topic (8 partitions; not
 timed), then read the whole topic with a plain group-less aiokafka consumer
 (``getmany`` until the end: the ceiling), and record it with
-``streamnb.record`` into a fresh ``local://`` folder. Target: recording at
-least 0.5 x the plain read.
+``streamnb.record`` into a fresh ``local://`` folder; both timed as a whole
+job, connecting included. Target: recording at least 0.5 x the plain read.
 
-Each measurement runs in its own subprocess.
+Each measurement runs in its own subprocess; the plain read and the
+recording alternate three times in one, and the best of each counts.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ async def _produce_kafka(bootstrap: str, topic: str, n: int) -> None:
         await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=512 * 1024)
     await producer.start()
     try:
         from streamnb.topics import partition_for_key
@@ -127,9 +128,13 @@ async def _produce_kafka(bootstrap: str, topic: str, n: int) -> None:
 
 
 async def plain_read(bootstrap: str, topic: str, n: int) -> dict:
-    """Read the whole topic with a group-less aiokafka consumer, as fast as it goes."""
+    """Read the whole topic with a group-less aiokafka consumer, as fast as it goes.
+
+    Timed like ``streamnb.record``: the whole job, connecting included.
+    """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    t = time.perf_counter()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
         max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
@@ -139,7 +144,6 @@ async def plain_read(bootstrap: str, topic: str, n: int) -> dict:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
-        t = time.perf_counter()
         got = 0
         todo = {tp for tp in tps if ends[tp] > 0}
         for tp in tps:
@@ -150,9 +154,9 @@ async def plain_read(bootstrap: str, topic: str, n: int) -> dict:
                 got += len(records)
                 if records and records[-1].offset + 1 >= ends[tp]:
                     todo.discard(tp)
-        elapsed = time.perf_counter() - t
     finally:
         await consumer.stop()
+    elapsed = time.perf_counter() - t
     assert got == n, (got, n)
     return {"messages_per_s": n / elapsed, "seconds": elapsed}
 
@@ -171,16 +175,26 @@ async def run_record(bootstrap: str, topic: str, n: int) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+async def read_and_record(bootstrap: str, topic: str, n: int, rounds: int = 3) -> dict:
+    """Alternate a plain read and a recording ``rounds`` times; the best of each (the machine is shared)."""
+    reads, records = [], []
+    for _ in range(rounds):
+        reads.append(await plain_read(bootstrap, topic, n))
+        records.append(await run_record(bootstrap, topic, n))
+    return {
+        "plain-read": max(reads, key=lambda r: r["messages_per_s"]),
+        "record": max(records, key=lambda r: r["messages_per_s"]),
+    }
+
+
 def child(mode: str, n: int, kafka: str, topic: str) -> None:
     if mode in ("wall", "virtual", "virtual-history"):
         result = asyncio.run(run_replay(mode, n))
     elif mode == "produce":
         asyncio.run(_produce_kafka(kafka, topic, n))
         result = {}
-    elif mode == "plain-read":
-        result = asyncio.run(plain_read(kafka, topic, n))
-    elif mode == "record":
-        result = asyncio.run(run_record(kafka, topic, n))
+    elif mode == "read-and-record":
+        result = asyncio.run(read_and_record(kafka, topic, n))
     else:
         raise SystemExit(f"unknown mode {mode}")
     print("RESULT " + json.dumps(result), flush=True)
@@ -203,13 +217,19 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=1_000_000)
     parser.add_argument("--kafka", default=os.environ.get("STREAMNB_KAFKA", "127.0.0.1:9092"))
     parser.add_argument("--topic", default="")
+    parser.add_argument("--repeat", type=int, default=2, help="replay: runs of each mode (the best counts)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.n, args.kafka, args.topic)
         return
     if args.what == "replay":
-        results = {mode: _run(mode, args) for mode in ("wall", "virtual", "virtual-history")}
+        results = {}
+        for _ in range(args.repeat):  # alternating; the best of each counts (the machine is shared)
+            for mode in ("wall", "virtual", "virtual-history"):
+                r = _run(mode, args)
+                if mode not in results or r["events_per_s"] > results[mode]["events_per_s"]:
+                    results[mode] = r
         base = results["wall"]["events_per_s"]
         print(f"{args.n:,} page views through group_by + hopping window count on local://")
         for mode, r in results.items():
@@ -220,7 +240,7 @@ def main() -> None:
     else:
         topic = f"bench-record-{uuid.uuid4().hex[:8]}"
         _run("produce", args, topic)
-        results = {mode: _run(mode, args, topic) for mode in ("plain-read", "record")}
+        results = _run("read-and-record", args, topic)
         ratio = results["record"]["messages_per_s"] / results["plain-read"]["messages_per_s"]
         print(f"{args.n:,} messages, {PARTITIONS} partitions, from Kafka")
         for mode, r in results.items():

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import operator
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -40,17 +39,13 @@ from .clock import to_seconds
 from .errors import ConfigurationError
 from .transport import open_transport
 from .transport.base import TP, ProducerRecord, TopicSpec, Transport
-from .transport.local.batch import Item
+from .transport.local.batch import Columns
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["PartitionRecording", "Progress", "record", "recorded_topics", "recordings", "source_offset"]
 
-_key_of = operator.itemgetter(0)
-_value_of = operator.itemgetter(1)
-_ts_of = operator.itemgetter(2)
-_headers_of = operator.itemgetter(3)
 
 
 class Progress(Protocol):
@@ -128,8 +123,9 @@ class PartitionRecording:
     """The newest timestamp copied."""
     recorded_at: float = 0.0
 
-    def add(self, local: int, records: Sequence[Any], items: Sequence[Item]) -> None:
-        """Source ``records`` (one partition, in offset order), copied as ``items``, went to ``local, local + 1...``."""
+    def add(self, local: int, records: Sequence[Any], columns: Columns) -> None:
+        """Source ``records`` (one partition, in offset order), copied as ``columns``, went to ``local...``."""
+        keys, values, stamps, headers = columns
         runs = self.runs
         first_offset, last_offset = records[0].offset, records[-1].offset
         if last_offset - first_offset == len(records) - 1:  # no gap: one run
@@ -146,12 +142,10 @@ class PartitionRecording:
                 runs[-1][2] += count
             else:
                 runs.append([at, source, count])
-        self.messages += len(items)
-        self.size += sum(map(len, filter(None, map(_key_of, items))))
-        self.size += sum(map(len, filter(None, map(_value_of, items))))
-        if any(map(_headers_of, items)):
-            self.size += sum(len(k) + len(v) for item in items for k, v in item[3])
-        stamps = list(map(_ts_of, items))
+        self.messages += len(keys)
+        self.size += sum(map(len, filter(None, keys))) + sum(map(len, filter(None, values)))
+        if any(headers):
+            self.size += sum(len(k) + len(v) for h in headers for k, v in h)
         first, last = min(stamps), max(stamps)
         self.first = first if self.first is None or first < self.first else self.first
         self.last = last if self.last is None or last > self.last else self.last
@@ -320,15 +314,16 @@ async def _record(
             records = records[: max_messages - done]
             if not records:
                 break
-        items = [
-            (r.key, r.value, r.timestamp / 1000.0, h if type(h := r.headers) is tuple else tuple(h)) for r in records
-        ]
-        parts[tp].add(local_end[tp], records, items)
-        local_end[tp] += len(items)
-        done += len(items)
+        columns: Columns = (
+            [r.key for r in records], [r.value for r in records], [r.timestamp / 1000.0 for r in records],
+            [h if type(h := r.headers) is tuple else tuple(h) for r in records],
+        )
+        parts[tp].add(local_end[tp], records, columns)
+        local_end[tp] += len(records)
+        done += len(records)
         if writing is not None:
             await writing  # one write at a time, in order; the next batch is fetched meanwhile
-        writing = asyncio.ensure_future(append(tp, items))
+        writing = asyncio.ensure_future(append(tp, columns))
         bar.update(done)
         if max_messages is not None and done >= max_messages:
             break
@@ -346,20 +341,20 @@ async def _record(
     return summary
 
 
-def _appender(dest: Transport) -> Callable[[TP, list[Item]], Awaitable[None]]:
-    """How items go into ``dest``: straight into one partition on local://, else as records."""
+def _appender(dest: Transport) -> Callable[[TP, Columns], Awaitable[None]]:
+    """How messages go into ``dest``: straight into one partition on local://, else as records."""
     from .transport.local import LocalTransport
 
     if isinstance(dest, LocalTransport):
         local = dest
 
-        async def append(tp: TP, items: list[Item]) -> None:
-            await local.append(tp.topic, tp.partition, items)
+        async def append(tp: TP, columns: Columns) -> None:
+            await local.append(tp.topic, tp.partition, columns)
 
         return append
 
-    async def send(tp: TP, items: list[Item]) -> None:
-        await dest.send([ProducerRecord(tp.topic, tp.partition, k, v, ts, h) for k, v, ts, h in items])
+    async def send(tp: TP, columns: Columns) -> None:
+        await dest.send([ProducerRecord(tp.topic, tp.partition, *fields) for fields in zip(*columns)])
 
     return send
 

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from ..base import Message
-from .batch import BATCH_MAX, Item, decode, decode_headers, encode, timestamps
+from .batch import BATCH_MAX, Columns, Item, decode, decode_headers, encode, encode_columns, timestamps
 
 __all__ = [
     "INSERT_BATCH",
@@ -271,18 +271,25 @@ def migrate(conn: sqlite3.Connection, version: int) -> None:
         conn.execute("DROP TABLE messages")
 
 
-def append(conn: sqlite3.Connection, topic: Topic, partition: int, items: Sequence[Item]) -> None:
-    """Append ``items`` to one partition in one transaction (what recording uses: no regrouping)."""
-    base = topic.ends[partition]
+def append(conn: sqlite3.Connection, topic: Topic, partition: int, columns: Columns) -> None:
+    """Append a run of messages to one partition in one transaction (what recording uses: no regrouping)."""
+    keys, values, stamps, headers = columns
+    base, count = topic.ends[partition], len(keys)
+    rows = [
+        (topic.id, partition, base + at, len(keys[at : at + BATCH_MAX]), max(stamps[at : at + BATCH_MAX]),
+         encode_columns(keys[at : at + BATCH_MAX], values[at : at + BATCH_MAX], stamps[at : at + BATCH_MAX],
+                        headers[at : at + BATCH_MAX]))
+        for at in range(0, count, BATCH_MAX)
+    ]
     conn.execute("BEGIN")
     try:
-        conn.executemany(INSERT_BATCH, batch_rows(topic.id, partition, base, items))
-        conn.execute(UPDATE_END, (base + len(items), topic.id, partition))
+        conn.executemany(INSERT_BATCH, rows)
+        conn.execute(UPDATE_END, (base + count, topic.id, partition))
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)
         raise
-    topic.ends[partition] = base + len(items)
+    topic.ends[partition] = base + count
 
 
 def delete_topics(conn: sqlite3.Connection, topics: Sequence[Topic]) -> None:

@@ -76,7 +76,7 @@ from ..base import (
     Transport,
 )
 from ..static import StaticConsumer
-from .batch import Item
+from .batch import Columns
 from .log import Want, append, delete_groups, delete_topics
 from .registry import acquire, release
 from .store import Store
@@ -245,18 +245,18 @@ class LocalTransport(Transport):
         store = self.store
         await store.call(store.sql_sync, delete_groups, list(groups))
 
-    async def append(self, topic: str, partition: int, items: Sequence[Item]) -> None:
-        """Append ``(key, value, timestamp, headers)`` items to one partition of an existing topic.
+    async def append(self, topic: str, partition: int, columns: Columns) -> None:
+        """Append a run of messages, given as ``(keys, values, timestamps, headers)``, to one partition.
 
-        What ``streamnb.record`` uses: one commit, no regrouping by partition,
-        so it costs less per message than :meth:`send`.
+        What ``streamnb.record`` uses: one commit, no tuple per message and no
+        regrouping by partition, so it costs less per message than :meth:`send`.
         """
         store = self.store
         found = store.topics.get(topic)
         if found is None or not 0 <= partition < found.partitions:
             raise ConfigurationError(f"{self.url}: no partition {partition} of topic {topic!r} to append to")
-        if items:
-            await store.call(store.sql_sync, append, found, partition, items)
+        if columns[0]:
+            await store.call(store.sql_sync, append, found, partition, columns)
             store.notify(frozenset((topic,)))
 
     async def cleanup(self) -> None:
