@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from . import naming
 from .errors import SchemaRegistryUnavailableError, StreamnbError
+from .feed import Feed, positions_of
 from .runtime import Runtime
 from .topics import Topic, partition_for_key
 from .transaction import Transaction
@@ -130,6 +131,8 @@ class Source:
                 self._fast_field = field  # the codec reads a Record's fields without building it (Avro)
                 self._fast_loads = fields
         self._dlq: Topic[Any, Any] | None = None
+        self.feed: Feed | None = None
+        """Under a virtual clock: what hands this source its messages (see :mod:`streamnb.feed`)."""
         self._prefetching: list[Topic[Any, Any]] = []  # topics whose decoding needs schemas fetched first
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -150,6 +153,14 @@ class Source:
             member=self.stream.member, members=self.stream.members,
         )
         await self.consumer.start()
+        gate = self.app.clock.gate
+        if gate is not None:
+            tps = self.consumer.assignment()
+            positions = positions_of(
+                tps, await transport.committed(self.group, tps), await transport.beginning_offsets(tps)
+            )
+            self.feed = Feed(transport, gate, positions)
+            await gate.join(self.feed)
         if self.agent is not None:
             self.agent.attach(self)
 
@@ -173,6 +184,8 @@ class Source:
                 except Exception:
                     logger.exception("a commit failed while %s was stopping", self.group)
         finally:
+            if self.feed is not None:
+                self.feed.close()
             if self.consumer is not None:
                 await self.consumer.stop()
             if self.agent is not None:
@@ -217,6 +230,7 @@ class Source:
         assert consumer is not None
         self._account(self.last_batch)
         self.last_batch = ()
+        feed = self.feed  # under a virtual clock: what the clock released (see streamnb.feed)
         app = self.app
         max_records = app.stream_batch_size
         agent = self.agent
@@ -230,8 +244,21 @@ class Source:
                 await agent.wait_resumed()
                 continue
             self._revoked_in_hand.clear()
-            msgs = await consumer.getmany(0, max_records)
-            if msgs:
+            if feed is not None:
+                msgs = await feed.next_batch(max_records)
+                if not msgs:  # this round is over: what it wrote goes to the log before the next
+                    await self.commit()
+                    self.waiting = True
+                    try:
+                        await feed.round_done()
+                    finally:
+                        self.waiting = False
+                    continue
+                if len(self.txn.records) >= app.commit_records:  # (never by wall-clock time: commits
+                    await self.commit(wait=False)  # and what closes at them stay deterministic)
+                else:
+                    await asyncio.sleep(0)
+            elif msgs := await consumer.getmany(0, max_records):
                 if (
                     len(self.txn.records) >= app.commit_records
                     or time.monotonic() - self.last_commit >= app.commit_interval
@@ -404,7 +431,7 @@ class Source:
         for participant in list(txn.dirty):
             participant.before_commit(txn)
         dirty = txn.dirty
-        records = txn.collect(time.time())
+        records = txn.collect(self.app.now())
         txn.clear()
         self.pending.clear()
         self.last_commit = time.monotonic()

@@ -38,6 +38,7 @@ from .event_time import STREAM_TIME_KEY, EventTimeState
 from .recovery import read_changelog, window_key_json
 from .routing import event_of, final_record, late_record
 from .state import Closed, PlainState, TableState
+from .timetravel import TimeTravel
 from .windowed import WindowedTable
 from .windowing import windowed_state
 from .windows import HoppingWindow, SessionWindow, SlidingWindow, TumblingWindow, WindowRange
@@ -57,7 +58,7 @@ def _no_fast_key(key: Any) -> None:
     return None
 
 
-class Table(MutableMapping[K, V], Generic[K, V]):
+class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
     """A dict backed by a changelog topic. Create with :meth:`App.Table`.
 
     >>> from streamnb import App
@@ -210,6 +211,10 @@ class Table(MutableMapping[K, V], Generic[K, V]):
                 f"(the object .tumbling()/.hopping() returned), e.g. `views[key] += 1`"
             )
         return state
+
+    def now(self) -> float:
+        """The app's clock (the wall clock, or virtual time in a replay)."""
+        return self.app.now()
 
     def outside_agent(self) -> TableWriteError:
         """The error for a write outside an agent (what to do instead)."""
@@ -456,7 +461,7 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         return self._windowed(SessionWindow(gap, expires, grace), merge)
 
     def _windowed(self, window: Any, merge: Callable[[Any, Any], Any] | None = None) -> WindowedTable:
-        state = windowed_state(self.name, self.state, window, merge, self.default, self.value_type)
+        state = self.with_history(windowed_state(self.name, self.state, window, merge, self.default, self.value_type))
         if state is not self.state:
             self.use_state(state)
         self.window = WindowedTable(self, state)
