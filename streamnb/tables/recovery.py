@@ -22,9 +22,7 @@ from ..transport.base import TP, Transport
 from .event_time import STREAM_TIME_KEY, EventTimeState
 from .state import TableState
 
-__all__ = ["hashable", "read_changelog", "window_key_json"]
-
-_quote = json.encoder.encode_basestring_ascii  # what the json codec writes a str as
+__all__ = ["hashable", "read_changelog"]
 
 
 def hashable(obj: Any) -> Any:
@@ -36,25 +34,6 @@ def hashable(obj: Any) -> Any:
     if isinstance(obj, list):
         return tuple(hashable(x) for x in obj)
     return obj
-
-
-def window_key_json(key: Any) -> bytes | None:
-    """The JSON of a windowed changelog key -- ``[key, t]`` or ``[key, [start, end]]`` with a str key -- or None.
-
-    The same bytes as the json codec writes, without its general encoder
-    (a windowed table writes one such key per window per commit).
-
-    >>> window_key_json(("ann", (100.0, 110.0))), window_key_json(("ann", 12.5)), window_key_json(("ann", 1))
-    (b'["ann",[100.0,110.0]]', b'["ann",12.5]', None)
-    """
-    if type(key) is not tuple or len(key) != 2 or type(key[0]) is not str:
-        return None
-    where = key[1]
-    if type(where) is float:
-        return f"[{_quote(key[0])},{where!r}]".encode()
-    if type(where) is tuple and len(where) == 2 and type(where[0]) is float and type(where[1]) is float:
-        return f"[{_quote(key[0])},[{where[0]!r},{where[1]!r}]]".encode()
-    return None
 
 
 async def read_changelog(transport: Transport, changelog: Topic[Any, Any], partition: int, state: TableState) -> int:

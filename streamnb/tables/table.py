@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -34,8 +33,9 @@ from ..runtime import Runtime
 from ..topics import Topic
 from ..transaction import MISSING, Transaction, current_transaction
 from ..transport.base import ProducerRecord
-from .event_time import STREAM_TIME_KEY, EventTimeState
-from .recovery import read_changelog, window_key_json
+from .changelog import ChangelogEncoder
+from .event_time import EventTimeState
+from .recovery import read_changelog
 from .routing import event_of, final_record, late_record
 from .state import Closed, PlainState, TableState
 from .timetravel import TimeTravel
@@ -52,10 +52,6 @@ logger = logging.getLogger("streamnb")
 
 K = TypeVar("K")
 V = TypeVar("V")
-
-
-def _no_fast_key(key: Any) -> None:
-    return None
 
 
 class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
@@ -105,7 +101,6 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         self._recovered: set[int] = set()
         self._checked_topics: set[str] = set()
         self._recovering: dict[int, asyncio.Future[None]] = {}
-        self._key_bytes: dict[Any, bytes] = {}
         self._closing: dict[int, list[Closed]] = {}
         self.changelog: Topic[Any, Any] = app.internal_topic(
             naming.changelog_topic(app.id, name),
@@ -116,6 +111,7 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
             value_serializer=value_serializer or "json",
             compacting=True,
         )
+        self._encoder = ChangelogEncoder(self.changelog)
         self.late_topic: Topic[Any, Any] | None = self._late_topic(late_topic)
         """Where late events go (``late_topic=True``: ``<app id>-<table>-late``), or None."""
         self.emit_final: Topic[Any, Any] | None = (
@@ -301,7 +297,8 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         Each record carries the event time of the last event that changed the
         row (``timestamp``, the commit's wall-clock time, when there is none).
         """
-        return self._encode(self.state.changes(dirty), timestamp)
+        windowed = isinstance(self.state, EventTimeState)
+        return self._encoder.records(self.state.changes(dirty), timestamp, windowed=windowed)
 
     def restore(self, dirty: dict[Any, Any]) -> None:
         """Undo the writes ``dirty`` records."""
@@ -317,38 +314,6 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         if closed and callback is not None:
             for c in closed:
                 self._call("on_window_close", callback, (c.key, c.window), c.value)
-
-    def _encode(
-        self, changes: Iterable[tuple[Any, int, Any, float | None]], timestamp: float
-    ) -> list[ProducerRecord]:
-        """Changelog records for ``(key, partition, value or MISSING, event time)`` changes."""
-        topic = self.changelog
-        name = topic.name
-        dumps_key = topic.key_codec.dumps
-        fast_key = window_key_json if topic.key_serializer == "json" else _no_fast_key
-        json_values = topic.value_serializer == "json"
-        # JSON (the default) straight through the codec; other serializers (Avro) through the topic's serde
-        dumps_value = topic.value_codec.dumps if json_values else topic.encode_value
-        key_cache = self._key_bytes
-        if len(key_cache) > 200_000:
-            key_cache.clear()
-        new = tuple.__new__
-        out = []
-        for key, partition, value, when in changes:
-            kb = key_cache.get(key)
-            if kb is None:
-                kb = fast_key(key) or dumps_key(key)
-                key_cache[key] = kb
-            if value is MISSING:
-                vb = None
-            elif json_values and type(value) is int:
-                vb = b"%d" % value  # an int is its own JSON
-            elif key == STREAM_TIME_KEY and isinstance(self.state, EventTimeState):
-                vb = json.dumps(value).encode()
-            else:
-                vb = dumps_value(value)
-            out.append(new(ProducerRecord, (name, partition, kb, vb, timestamp if when is None else when, ())))
-        return out
 
     # -- recovery ---------------------------------------------------------------------------
 

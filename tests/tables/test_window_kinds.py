@@ -103,7 +103,7 @@ def test_undoing_a_transaction_restores_the_sessions(items: list[tuple[str, int,
 )
 def test_window_keys_are_written_as_the_json_codec_writes_them(key: str, start: float, end: float) -> None:
     from streamnb.codecs import get_codec
-    from streamnb.tables.recovery import window_key_json
+    from streamnb.tables.changelog import window_key_json
 
     dumps = get_codec("json").dumps
     assert window_key_json((key, (start, end))) == dumps((key, (start, end)))
