@@ -40,6 +40,7 @@ from .errors import (
     BrokerLockedError,
     BrokerUnavailableError,
     ConfigurationError,
+    HistoryUnavailableError,
     PartitionMismatchError,
     SchemaRegistryError,
     SchemaRegistryUnavailableError,
@@ -66,6 +67,8 @@ from .faust_types import (
     WindowWrapperT,
 )
 from .models import Record
+from .record import record
+from .replay import replay
 from .settings import Settings
 from .streams import Stream, current_event
 from .tables.global_table import GlobalTable
@@ -99,6 +102,7 @@ __all__ = [
     "EventT",
     "GlobalTable",
     "GlobalTableT",
+    "HistoryUnavailableError",
     "HoppingWindow",
     "Model",
     "ModelT",
@@ -129,7 +133,9 @@ __all__ = [
     "WindowWrapperT",
     "WindowedTable",
     "current_event",
+    "record",
     "register_codec",
+    "replay",
     "uuid",
 ]
 

@@ -35,8 +35,11 @@ from . import _gc, display, settings
 from .agents import Agent
 from .avro import SchemaRegistry, registry_from_options
 from .cli import Command
+from .clock import VirtualClock
 from .definitions import Definitions
 from .errors import AppNotRunningError, ConfigurationError
+from .playback import UNSET, Playback
+from .replay import prepare
 from .signals import Signal
 from .surface import AppSurface
 from .tables.global_table import GlobalTable
@@ -67,7 +70,7 @@ def _transport_options() -> frozenset[str]:
     return frozenset(names)
 
 
-class App(Definitions, AppSurface):
+class App(Definitions, AppSurface, Playback):
     """A stream-processing application: topics, agents, tables, timers and tasks.
 
     Args:
@@ -100,6 +103,12 @@ class App(Definitions, AppSurface):
             ``schema_registry_cafile=``, ``schema_registry_certfile=``,
             ``schema_registry_keyfile=``, ``schema_registry_ssl_context=`` and
             ``schema_registry_timeout=`` set its basic auth, TLS and timeout.
+        clock: ``"wall"`` (default) or ``"virtual"``: replay a ``local://``
+            or ``memory://`` folder from the start under a clock event time
+            drives (:mod:`streamnb.clock`); ``speed=None`` (as fast as
+            possible), ``0`` (paused) or recorded seconds per second.
+        history: tables keep every change (``table.at()``,
+            ``table.history()``); default: on under a virtual clock.
         **options: Faust's settings (see :mod:`streamnb.settings`: the ones
             streamnb honours act as in Faust, the others are accepted with
             one logged note); on ``kafka://`` also ``request_timeout``
@@ -134,6 +143,9 @@ class App(Definitions, AppSurface):
         sasl_plain_password: str | None = None,
         ssl_context: Any = None,
         schema_registry: str | SchemaRegistry | None = None,
+        clock: str = "wall",
+        speed: Any = UNSET,
+        history: bool | None = None,
         **options: Any,
     ) -> None:
         if not id or not isinstance(id, str):
@@ -185,6 +197,7 @@ class App(Definitions, AppSurface):
                 f"brokers, they give {' and '.join(sorted(transport_cls.guarantees))}: use that "
                 "('at_least_once' is the default), or a local:// or kafka:// broker for exactly_once"
             )
+        self._set_clock(clock, speed, history, transport_cls.distributed)
         self.conf = settings.Settings(self, id, resolved.app, resolved.noted)
         """The settings under Faust's names (``app.conf.topic_partitions``, ...)."""
         settings.note(self.id, resolved.noted)
@@ -362,6 +375,8 @@ class App(Definitions, AppSurface):
             try:
                 transport = await self.connect()
                 self._check_leader_timers(transport)
+                if isinstance(self.clock, VirtualClock):
+                    await prepare(self)  # a replay starts from scratch (or from its fork)
                 for topic in list(self.topics.values()):
                     if not topic.internal:
                         await topic.declare()
@@ -380,6 +395,8 @@ class App(Definitions, AppSurface):
                     await agent.start()
                 for item in [*self.timers.values(), *self.tasks.values()]:
                     item.start()
+                if isinstance(self.clock, VirtualClock):
+                    self.clock.start()
                 if self.web.enabled():
                     await self.web.start()
                 if self.tune_gc:
@@ -402,6 +419,8 @@ class App(Definitions, AppSurface):
             if self.state == "running" and self.tune_gc:
                 _gc.release()
             self.state = "stopping"
+            if isinstance(self.clock, VirtualClock):
+                await self.clock.stop()
             await self.web.stop()
             for item in [*self.timers.values(), *self.tasks.values()]:
                 await item.stop()

@@ -77,6 +77,8 @@ class Definitions:
     tables: dict[str, Table[Any, Any]]
     timers: dict[str, Timer]
     tasks: dict[str, Task]
+    history: bool
+    """Tables keep every change (set by the App from ``history=`` and its clock)."""
     _lifecycle: asyncio.Lock
 
     @property
@@ -301,6 +303,8 @@ class Definitions:
     def _install_table(self, table: TT) -> TT:
         """Register ``table``, keeping the rows of a table it redefines; recover it when running."""
         name = table.name
+        if self.history:
+            table.keep_history()
         old = self.tables.get(name)
         if old is not None:
             table.take_over(old)

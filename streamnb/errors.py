@@ -15,6 +15,7 @@ catches them all, and every message says what to do next::
      ├── SerializationError        bytes that cannot be decoded/encoded
      │    └── ValidationError      a Record field is missing or has the wrong type
      ├── TableWriteError           a table written outside an agent
+     ├── HistoryUnavailableError   a table's past that its changelog no longer (or never) held
      ├── AppNotRunningError        an operation that needs ``await app.start()`` first
      └── AgentError                an agent crashed (raised by ``agent.raise_if_crashed()``)
 
@@ -37,6 +38,7 @@ __all__ = [
     "BrokerLockedError",
     "BrokerUnavailableError",
     "ConfigurationError",
+    "HistoryUnavailableError",
     "PartitionMismatchError",
     "SchemaRegistryError",
     "SchemaRegistryUnavailableError",
@@ -113,6 +115,14 @@ class ValidationError(SerializationError):
 
 class TableWriteError(StreamnbError, RuntimeError):
     """A table was written outside an agent, where no changelog partition is known."""
+
+
+class HistoryUnavailableError(StreamnbError):
+    """``table.at()``/``table.history()`` asked for a past the changelog does not hold.
+
+    Either the table does not keep every change (an app made without
+    ``history=True``), or compaction or retention removed part of it.
+    """
 
 
 class AppNotRunningError(StreamnbError, RuntimeError):

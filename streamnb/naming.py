@@ -17,11 +17,14 @@ from __future__ import annotations
 
 __all__ = [
     "CHANGELOG_SUFFIX",
+    "FORK_TOPIC",
+    "RECORDING_TOPIC",
     "agent_topic",
     "changelog_topic",
     "channel_topic",
     "consumer_group",
     "dead_letter_topic",
+    "fork_state_topic",
     "is_changelog",
     "late_topic",
     "repartition_topic",
@@ -31,6 +34,21 @@ __all__ = [
 ]
 
 CHANGELOG_SUFFIX = "-changelog"
+
+RECORDING_TOPIC = "__streamnb-recordings"
+"""The topic of a ``local://`` folder that says what ``streamnb.record`` copied into it (and from where)."""
+
+FORK_TOPIC = "__streamnb-forks"
+"""The topic of a folder made by ``app.fork()``: from which moment, and where each agent goes on."""
+
+
+def fork_state_topic(changelog: str) -> str:
+    """Where a fork keeps the state a table starts from (its changelog is rebuilt from it at each replay).
+
+    >>> fork_state_topic("shop-totals-changelog")
+    '__streamnb-fork-shop-totals-changelog'
+    """
+    return f"__streamnb-fork-{changelog}"
 
 
 def changelog_topic(app_id: str, table: str) -> str:

@@ -23,7 +23,65 @@ from typing import Any, Protocol, runtime_checkable
 from .topics import Topic, TopicHost
 from .transport.base import TP
 
-__all__ = ["Runtime"]
+__all__ = ["Clock", "Gate", "Runtime"]
+
+
+class Gate(Protocol):
+    """What a gated feed (:mod:`streamnb.feed`) needs from a virtual clock (:mod:`streamnb.clock`).
+
+    The clock works in *rounds*: at the start of each it notes where every
+    partition its feeds read ends; in the round each feed hands its source
+    the messages up to those ends whose time is at most :attr:`horizon`,
+    in one deterministic order, then reports back. When a round brought
+    nothing anywhere the clock is at rest at the horizon: timers due then
+    run, and the horizon moves on.
+    """
+
+    @property
+    def horizon(self) -> float:
+        """Messages whose (running maximum) timestamp is at most this are released."""
+        ...
+
+    @property
+    def floor(self) -> float:
+        """The horizon of the previous rest: the virtual time of processing an older message."""
+        ...
+
+    async def join(self, feed: Any) -> None:
+        """A feed starts reading (it takes part from the current round on)."""
+        ...
+
+    def leave(self, feed: Any) -> None:
+        """A feed stops reading."""
+        ...
+
+    def round_end(self, tp: TP) -> int:
+        """Where ``tp`` ended when the current round began (the feed reads no further this round)."""
+        ...
+
+    async def round_done(self, feed: Any, released: int) -> None:
+        """The feed handed out everything it may this round (``released`` messages); wait for the next."""
+        ...
+
+
+class Clock(Protocol):
+    """The time an app runs on: the wall clock, or a virtual clock driven by event time."""
+
+    virtual: bool
+    """True for a virtual clock (replays)."""
+
+    def now(self) -> float:
+        """The current time in epoch seconds."""
+        ...
+
+    async def sleep_until(self, when: float) -> None:
+        """Return once the clock reached ``when`` (epoch seconds)."""
+        ...
+
+    @property
+    def gate(self) -> Gate | None:
+        """What sources read through under a virtual clock; ``None`` on the wall clock."""
+        ...
 
 
 @runtime_checkable
@@ -47,6 +105,14 @@ class Runtime(TopicHost, Protocol):
     """Pending records that force a commit before ``commit_interval`` passed."""
     poll_interval: float
     """Seconds an idle consumer waits for new messages per poll."""
+    @property
+    def clock(self) -> Clock:
+        """The app's clock: the wall clock, or a virtual one (replays)."""
+        ...
+
+    def now(self) -> float:
+        """The current time of the app's clock (inside an agent under a virtual clock: the event's)."""
+        ...
 
     @property
     def topics(self) -> Mapping[str, Topic[Any, Any]]:

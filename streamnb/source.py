@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from . import naming
 from .errors import BrokerError, SchemaRegistryUnavailableError, StreamnbError
+from .feed import Feed, positions_of
 from .runtime import Runtime
 from .topics import Topic, partition_for_key
 from .transaction import Transaction
@@ -152,6 +153,8 @@ class Source:
                 self._fast_field = field  # the codec reads a Record's fields without building it (Avro)
                 self._fast_loads = fields
         self._dlq: Topic[Any, Any] | None = None
+        self.feed: Feed | None = None
+        """Under a virtual clock: what hands this source its messages (see :mod:`streamnb.feed`)."""
         self._prefetching: list[Topic[Any, Any]] = []  # topics whose decoding needs schemas fetched first
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -182,6 +185,14 @@ class Source:
             self.per_partition = True
             self.txn.per_partition(self.channel.name)
         await self.consumer.start()
+        gate = self.app.clock.gate
+        if gate is not None:
+            tps = self.consumer.assignment()
+            positions = positions_of(
+                tps, await transport.committed(self.group, tps), await transport.beginning_offsets(tps)
+            )
+            self.feed = Feed(transport, gate, positions)
+            await gate.join(self.feed)
         if self.agent is not None:
             self.agent.attach(self)
 
@@ -205,6 +216,8 @@ class Source:
                 except Exception:
                     logger.exception("a commit failed while %s was stopping", self.group)
         finally:
+            if self.feed is not None:
+                self.feed.close()
             if self.consumer is not None:
                 await self.consumer.stop()
             if self.agent is not None:
@@ -265,6 +278,7 @@ class Source:
         self._account(self.last_batch)
         self.last_batch = ()
         self._run_done.set()
+        feed = self.feed  # under a virtual clock: what the clock released (see streamnb.feed)
         app = self.app
         max_records = app.stream_batch_size
         agent = self.agent
@@ -287,8 +301,21 @@ class Source:
                     await self.commit(wait=False)
                 return self._hand_out(run)
             self._revoked_in_hand.clear()
-            msgs = await consumer.getmany(0, max_records)
-            if msgs:
+            if feed is not None:
+                msgs = await feed.next_batch(max_records)
+                if not msgs:  # this round is over: what it wrote goes to the log before the next
+                    await self.commit()
+                    self.waiting = True
+                    try:
+                        await feed.round_done()
+                    finally:
+                        self.waiting = False
+                    continue
+                if len(self.txn.records) >= app.commit_records:  # (never by wall-clock time: commits
+                    await self.commit(wait=False)  # and what closes at them stay deterministic)
+                else:
+                    await asyncio.sleep(0)
+            elif msgs := await consumer.getmany(0, max_records):
                 if (
                     (len(self.txn) if self.per_partition else len(self.txn.records)) >= app.commit_records
                     or time.monotonic() - self.last_commit >= app.commit_interval
@@ -474,12 +501,12 @@ class Source:
             participant.before_commit(txn)
         dirty = txn.dirty
         if self.per_partition:
-            per_partition = txn.collect_per_partition(time.time())
+            per_partition = txn.collect_per_partition(self.app.now())
             orphans = txn.orphans()
             committing = self.consumer.commit(offsets, orphans, per_partition=per_partition)
             self._inflight_partitions = {tp.partition for tp in offsets} | {tp.partition for tp in per_partition}
         else:
-            committing = self.consumer.commit(offsets, txn.collect(time.time()))
+            committing = self.consumer.commit(offsets, txn.collect(self.app.now()))
         txn.clear()
         self.pending.clear()
         self.last_commit = time.monotonic()

@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import time
 import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from .errors import ConfigurationError
+from .runtime import Clock
 
 __all__ = ["Task", "TaskHost", "Timer"]
 
@@ -30,6 +30,11 @@ logger = logging.getLogger("streamnb")
 
 class TaskHost(Protocol):
     """What timers and tasks need from the app (passed to ``f(app)``)."""
+
+    @property
+    def clock(self) -> Clock:
+        """Timers wait on it: the wall clock, or a virtual clock in a replay."""
+        ...
 
     def is_leader(self) -> bool:
         """True on the worker that runs ``on_leader`` timers."""
@@ -89,7 +94,9 @@ class Timer(Task):
 
     A failing run is logged and kept in ``last_error``; the timer goes on.
     With ``on_leader=True`` it runs only on the leader worker
-    (``app.is_leader()``); other workers skip their turns.
+    (``app.is_leader()``); other workers skip their turns. Under a virtual
+    clock (a replay) it runs at exact virtual moments: after every event up
+    to that time was processed, before any later one.
     """
 
     def __init__(
@@ -106,9 +113,10 @@ class Timer(Task):
         """Turns skipped because this worker was not the leader."""
 
     async def _main(self) -> None:
-        next_at = time.monotonic() + self.interval
+        clock = self.app.clock
+        next_at = clock.now() + self.interval
         while True:
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            await clock.sleep_until(next_at)
             next_at += self.interval
             if self.on_leader and not self.app.is_leader():
                 self.skipped += 1

@@ -106,6 +106,10 @@ class TopicHost(Protocol):
         """A stream (async iterable of values) over ``channel``."""
         ...
 
+    def now(self) -> float:
+        """The app's current time in epoch seconds (the timestamp of a message sent without one)."""
+        ...
+
 
 class Topic(Generic[K, V]):
     """A named stream of messages with a key and a value type.
@@ -274,7 +278,7 @@ class Topic(Generic[K, V]):
                 f"topic {self.name!r} has partitions 0..{self.partition_count - 1}, got partition={partition}"
             )
         if timestamp is None:
-            timestamp = time.time()
+            timestamp = self.app.now()
         elif hasattr(timestamp, "timestamp"):
             timestamp = timestamp.timestamp()
         return ProducerRecord(self.name, partition, kb, self.encode_value(value), float(timestamp), _headers(headers))

@@ -14,6 +14,7 @@ Needs ``pip install playwright`` (the Python package only: the browser is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -64,12 +65,12 @@ def _settings(folder: Path) -> None:
         target.write_text(json.dumps(value))
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A JupyterLab server on 127.0.0.1 serving a folder with the quick start; yields (url, log)."""
+@contextlib.contextmanager
+def serve(tmp_path: Path, notebook: Path) -> Iterator[tuple[str, Path]]:
+    """A JupyterLab server on 127.0.0.1 serving a folder with ``notebook``; yields (its URL, the log)."""
     work = tmp_path / "work"
     work.mkdir()
-    shutil.copy(ROOT / "notebooks" / "01_quickstart.ipynb", work)
+    shutil.copy(notebook, work)
     _settings(tmp_path / "settings")
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ)
@@ -102,7 +103,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"JupyterLab did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.3)
-        yield f"{base}/lab/tree/01_quickstart.ipynb?token={token}", log
+        yield f"{base}/lab/tree/{notebook.name}?token={token}", log
     finally:
         proc.terminate()
         try:
@@ -110,6 +111,13 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A JupyterLab server on 127.0.0.1 serving a folder with the quick start; yields (url, log)."""
+    with serve(tmp_path, ROOT / "notebooks" / "01_quickstart.ipynb") as served:
+        yield served
 
 
 def _chart_state(page: Any) -> dict[str, Any]:
@@ -340,5 +348,126 @@ def test_chart_widget_draws_event_time_without_redrawing() -> None:
             )
             assert sorted(opacities) == [0.35, 0.95], opacities  # the open window faded, the closed one solid
             assert not errors, errors
+        finally:
+            browser.close()
+
+
+REPLAY_CELLS = [
+    '''
+import streamnb
+from streamnb.transport.base import ProducerRecord, TopicSpec
+from streamnb.transport.local import LocalTransport
+
+%load_ext streamnb
+T0 = 1_700_000_000.0
+# A recording: one page view a second for a minute; every fourth one is /a.
+folder = LocalTransport("local://slice")
+await folder.start()
+await folder.create_topic(TopicSpec("views", 2))
+await folder.send([ProducerRecord("views", i % 2, None, (b'"/a"' if i % 4 == 0 else b'"/b"'), T0 + i)
+                   for i in range(60)])
+await folder.stop()
+
+app = streamnb.App("player-demo", broker="local://slice", clock="virtual", speed=0, topic_partitions=2)
+views = app.topic("views", partitions=2)
+counts = app.Table("counts", default=int)
+
+@app.agent(views)
+async def count(stream):
+    async for page in stream:
+        counts[page] += 1
+
+await app.start()
+''',
+    "app.player()",
+    'counts.live(sort_by="key")',
+]
+
+
+def _seek(page: Any, when: float) -> None:
+    """Type a time into the player's box and press Enter (what a user does instead of dragging)."""
+    box = page.locator(".streamnb-player-goto input").first
+    box.click()
+    box.fill(f"{when}")
+    box.press("Enter")
+    box.evaluate("input => input.blur()")  # (the widget sends its value on change: Enter, or leaving the box)
+
+
+def _counts_shown(page: Any) -> str:
+    return str(page.evaluate(
+        """() => Array.from(document.querySelectorAll('.streamnb-view table'))
+                 .map(t => t.innerText).join('\\n')"""
+    ))
+
+
+def test_the_replay_player_scrubs_and_the_live_table_shows_that_moment(tmp_path: Path) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(cells=[new_code_cell(c.strip()) for c in REPLAY_CELLS])
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    notebook = tmp_path / "player.ipynb"
+    nbformat.write(nb, notebook)
+    SHOTS.mkdir(exist_ok=True)
+    with serve(tmp_path, notebook) as (url, log), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
+                ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")) else route.abort())
+            page.goto(url)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            select = page.locator(".jp-Dialog button", has_text="Select")
+            try:  # "Select Kernel" (older settings): take the notebook's own kernel
+                select.wait_for(timeout=5_000)
+                select.click()
+            except Exception:
+                pass
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            try:
+                page.wait_for_selector(".streamnb-player .streamnb-player-goto input", timeout=90_000)
+                page.wait_for_selector(".streamnb-view table", timeout=60_000)
+            except Exception:
+                page.screenshot(path=str(SHOTS / "player-failed.png"))
+                raise AssertionError(f"no player or live table; lab log:\n{log.read_text()[-2000:]}") from None
+
+            # Scrub forward to 29.5 s: views 0..29 played, 8 of them /a.
+            _seek(page, 1_700_000_029.5)
+            page.wait_for_function(
+                """() => document.querySelector('.streamnb-player-time')?.innerText.includes('22:13:49.500')""",
+                timeout=60_000,
+            )
+            page.wait_for_function(
+                """() => { const t = Array.from(document.querySelectorAll('.streamnb-view table'))
+                              .map(t => t.innerText).join('\\n');
+                           return /\\/a\\s+8\\b/.test(t) && /\\/b\\s+22\\b/.test(t); }""",
+                timeout=60_000,
+            )
+            page.screenshot(path=str(SHOTS / "player-1-forward.png"))
+            assert "paused" in page.locator(".streamnb-player-time").inner_text()
+
+            # Back to 9.5 s: the replay starts over with fresh tables, and the table shows that moment.
+            _seek(page, 1_700_000_009.5)
+            try:
+                page.wait_for_function(
+                    """() => document.querySelector('.streamnb-player-time')?.innerText.includes('22:13:29.500')""",
+                    timeout=60_000,
+                )
+            except Exception:
+                page.screenshot(path=str(SHOTS / "player-failed.png"))
+                raise
+            page.wait_for_function(
+                """() => { const t = Array.from(document.querySelectorAll('.streamnb-view table'))
+                              .map(t => t.innerText).join('\\n');
+                           return /\\/a\\s+3\\b/.test(t) && /\\/b\\s+7\\b/.test(t); }""",
+                timeout=60_000,
+            )
+            page.screenshot(path=str(SHOTS / "player-2-back.png"))
+            text = _counts_shown(page)
+            assert "8" not in text.split("/a")[1].split()[0], text
+            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+            assert not [t for t in errors.all_inner_texts() if "Traceback" in t or "Error" in t]
         finally:
             browser.close()

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 LOCAL = ["01_quickstart.ipynb", "02_windows_explained.ipynb", "04_testing_agents.ipynb", "05_event_time.ipynb"]
 KAFKA = "03_kafka.ipynb"
+REPLAY = "06_replay_and_time_travel.ipynb"
 RESTART_MARK = "## part 2: restart the kernel"
 
 pytestmark = pytest.mark.notebook
@@ -80,16 +81,16 @@ def _outputs_text(nb: Any) -> str:
 
 
 def test_every_notebook_is_tested() -> None:
-    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == sorted([*LOCAL, KAFKA])
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == sorted([*LOCAL, KAFKA, REPLAY])
 
 
-def _run_all(name: str, tmp_path: Path) -> Any:
+def _run_all(name: str, tmp_path: Path, env: dict[str, str] | None = None) -> Any:
     path = _copy(name, tmp_path)
     nb = nbformat.read(path, as_version=4)
     client = _client(nb, tmp_path)
 
     async def run() -> None:
-        await _start(client, _kernel_env())
+        await _start(client, _kernel_env(env))
         try:
             await _run_cells(client, range(len(nb.cells)))
         finally:
@@ -173,3 +174,12 @@ def test_kafka_notebook_recovers_after_restart(tmp_path: Path) -> None:
     asyncio.run(run())
     _assert_offline(nb)
     assert "recovered" in _outputs_text(nb)
+
+
+@pytest.mark.kafka
+def test_replay_and_time_travel(tmp_path: Path) -> None:
+    nb = _run_all(REPLAY, tmp_path, {"STREAMNB_KAFKA": kafka_bootstrap()})
+    text = _outputs_text(nb)
+    assert "identical: 5 counts" in text and "forked at minute five" in text
+    mimes = {m for c in nb.cells for o in c.get("outputs", []) for m in o.get("data", {})}
+    assert "application/vnd.jupyter.widget-view+json" in mimes  # the player, the live table, the progress bar

@@ -35,13 +35,16 @@ def test_public_entry_points_have_docstrings_with_examples() -> None:
         obj = getattr(streamnb, name)
         assert obj.__doc__, name
     # Examples that need a running loop or broker (``await``, ``async for``) are skipped...
-    for method in [streamnb.App.start, streamnb.App.stop, streamnb.App.run, streamnb.Topic.send, streamnb.Stream.take]:
+    for method in [
+        streamnb.App.start, streamnb.App.stop, streamnb.App.run, streamnb.Topic.send, streamnb.Stream.take,
+        streamnb.record, streamnb.replay, streamnb.App.fork, streamnb.Table.at, streamnb.Table.history,
+    ]:
         assert examples(method), f"{method.__qualname__} has no example"
     # ...the others run.
     for method in [
         streamnb.App, streamnb.App.topic, streamnb.App.agent, streamnb.App.Table, streamnb.App.timer,
         streamnb.App.task, streamnb.Stream.filter, streamnb.Table.tumbling, streamnb.Table.hopping,
-        streamnb.Table.as_dataframe, streamnb.WindowedTable.as_dataframe,
+        streamnb.Table.as_dataframe, streamnb.WindowedTable.as_dataframe, streamnb.App.now,
     ]:
         found = examples(method)
         assert found and all(runs(e) for e in found), f"{method.__qualname__} has no example that runs"

@@ -7,6 +7,7 @@ Example (in a notebook)::
     counts.live(sort_by="value", top=10)      # live_table(counts, ...)
     per_minute.chart()                        # live_chart(per_minute)
     app.dashboard()                           # dashboard(app)
+    app.player()                              # player(app): drives a replay's virtual clock
     await peek(app, "page_views", n=5)        # or: %peek page_views -n 5
 
 Everything here runs on the kernel's own event loop: live widgets refresh
@@ -24,6 +25,8 @@ from .. import display
 # the function it defines, and the package attribute must stay the function.
 from .dashboard import dashboard
 from .peek import live_peek, peek
+from .player import player
+from .progress import progress_bar
 from .views import live_table
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "live_table",
     "load_ipython_extension",
     "peek",
+    "player",
     "unload_ipython_extension",
 ]
 
@@ -47,6 +51,8 @@ def _live_chart(table: Any, **options: Any) -> Any:
 display.register("live_table", live_table)
 display.register("live_chart", _live_chart)
 display.register("dashboard", dashboard)
+display.register("player", player)
+display.register("progress", progress_bar)
 
 
 def __getattr__(name: str) -> Any:

@@ -270,8 +270,8 @@ class LiveChart(anywidget.AnyWidget):
         >>> import altair as alt
         >>> from streamnb import App
         >>> chart = App("demo", broker="memory://").Table("t", default=int).tumbling(60).chart()
-        >>> alt.Chart.from_dict(chart.static_spec())
-        alt.Chart(...)
+        >>> alt.LayerChart.from_dict(chart.static_spec())  # the windows, and a rule at the stream time
+        alt.LayerChart(...)
         """
         spec = with_event_time(self.spec, self.event_time)
         spec["data"] = {"values": self.rows()}

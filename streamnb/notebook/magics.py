@@ -7,6 +7,8 @@ Example (in a notebook)::
     %streamnb status                # agents: state, processed, rate, dead letters, last error
     %streamnb dashboard             # live dashboard (app.dashboard())
     %streamnb table counts --top 10 # live view of a table (counts.live(top=10))
+    %streamnb record page_views --from kafka://127.0.0.1:9092 --to local://slice --last 10m
+    %streamnb history counts /home  # every change of one key (table.history(key))
     %peek page_views -n 5           # last 5 messages as a DataFrame (--live: keeps following)
 
     %%produce page_views --key user
@@ -245,7 +247,9 @@ class StreamnbMagics(Magics):
         return find_app(self.shell.user_ns if self.shell is not None else {}, name)
 
     @magic_arguments()
-    @argument("action", choices=["start", "stop", "status", "dashboard", "table"], help="what to do")
+    @argument(
+        "action", choices=["start", "stop", "status", "dashboard", "table", "record", "history"], help="what to do"
+    )
     @argument("table", nargs="?", help="for `table`: the table's name")
     @argument("--app", metavar="NAME", help="the variable holding the App (default: the only App)")
     @argument("--top", type=int, metavar="N", help="for `table`: show the first N rows")
@@ -254,7 +258,15 @@ class StreamnbMagics(Magics):
     @argument("--filter", metavar="TEXT", help="for `table`: keys containing TEXT")
     @line_magic
     def streamnb(self, line: str) -> Any:
-        """Start, stop or inspect the notebook's streamnb App."""
+        """Start, stop or inspect the notebook's streamnb App; record Kafka topics; show a key's history."""
+        from . import replay_magics
+
+        action, _, rest = line.strip().partition(" ")
+        if action == "record":
+            return _schedule(replay_magics.record_magic(rest), "recording")
+        if action == "history":
+            app = self._app(replay_magics.app_name(rest))
+            return _schedule(replay_magics.history_magic(app, rest), f"history {rest.strip()}")
         args = _parse(self.streamnb, line)
         if args.table is not None and args.action != "table":
             raise UsageError(f"`%streamnb {args.action}` takes no table name; {_usage(self.streamnb)}")

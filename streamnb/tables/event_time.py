@@ -23,12 +23,15 @@ keep the windows themselves.
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from ..transaction import MISSING
 
-__all__ = ["NEVER", "STREAM_TIME", "STREAM_TIME_KEY", "EventTimeState", "TimeIndex", "WindowRows", "replace"]
+__all__ = [
+    "NEVER", "POPPED", "STREAM_TIME", "STREAM_TIME_KEY", "EventTimeState", "TimeIndex", "WindowRows", "replace"
+]
 
 NEVER = float("-inf")
 """Stream time of a partition that has seen no event."""
@@ -38,6 +41,9 @@ STREAM_TIME_KEY = "__stream_time__"
 
 STREAM_TIME: Any = object()
 """The entry of a table's ``dirty`` bookkeeping holding stream times from before the transaction."""
+
+POPPED: Any = object()
+"""The entry of a table's ``dirty`` bookkeeping holding what the commit took off the time indexes."""
 
 
 def replace(_old: Any, new: Any) -> Any:
@@ -87,47 +93,70 @@ class WindowRows(Mapping[Any, Any]):
 
 
 class TimeIndex:
-    """Per partition: items due at a time (integer milliseconds), popped in time order."""
+    """Per partition: items due at a time (integer milliseconds), popped in time order.
+
+    Most items come in time order (events mostly arrive in order), so they
+    queue up in a FIFO; only items due earlier than the last one queued go
+    to a heap. Items due at the same time come out in the order they were added.
+
+    >>> index = TimeIndex()
+    >>> for at, item in [(10, "a"), (20, "b"), (15, "c"), (20, "d")]:
+    ...     index.add(0, at, item)
+    >>> list(index.pop_due(0, 20)), len(index)
+    (['a', 'c', 'b', 'd'], 0)
+    """
 
     def __init__(self) -> None:
-        self.heaps: dict[int, list[int]] = {}
-        self.due: dict[int, dict[int, list[Any]]] = {}
+        self.fifo: dict[int, deque[tuple[int, Any]]] = {}
+        self.heaps: dict[int, list[tuple[int, int, Any]]] = {}
+        self._seq = 0
 
     def add(self, partition: int, at: int, item: Any) -> None:
         """Schedule ``item`` at ``at`` on ``partition``."""
-        due = self.due.get(partition)
-        if due is None:
-            due = self.due[partition] = {}
+        fifo = self.fifo.get(partition)
+        if fifo is None:
+            fifo = self.fifo[partition] = deque()
             self.heaps[partition] = []
-        bucket = due.get(at)
-        if bucket is None:
-            due[at] = [item]
-            heapq.heappush(self.heaps[partition], at)
+        if not fifo or at >= fifo[-1][0]:
+            fifo.append((at, item))
         else:
-            bucket.append(item)
+            self._seq += 1
+            heapq.heappush(self.heaps[partition], (at, self._seq, item))
 
-    def pop_due(self, partition: int, now: int) -> Iterator[Any]:
-        """Items of ``partition`` due at or before ``now``, oldest first (removed)."""
-        heap = self.heaps.get(partition)
-        if not heap:
+    def pop_due(self, partition: int, now: int, undo: list[Any] | None = None) -> Iterator[Any]:
+        """Items of ``partition`` due at or before ``now``, oldest first (removed).
+
+        With ``undo``, each popped item is noted there so that :meth:`EventTimeState.restore`
+        can schedule it again if the commit that popped it fails.
+        """
+        fifo = self.fifo.get(partition)
+        if fifo is None:
             return
-        due = self.due[partition]
-        while heap and heap[0] <= now:
-            yield from due.pop(heapq.heappop(heap), ())
+        heap = self.heaps[partition]
+        while True:
+            if heap and heap[0][0] <= now and (not fifo or heap[0][0] < fifo[0][0]):
+                at, _seq, item = heapq.heappop(heap)
+            elif fifo and fifo[0][0] <= now:
+                at, item = fifo.popleft()
+            else:
+                return
+            if undo is not None:
+                undo.append((self, partition, at, item))
+            yield item
 
     def drop(self, partitions: set[int]) -> None:
         """Forget ``partitions``."""
         for p in partitions:
+            self.fifo.pop(p, None)
             self.heaps.pop(p, None)
-            self.due.pop(p, None)
 
     def clear(self) -> None:
         """Forget everything."""
+        self.fifo.clear()
         self.heaps.clear()
-        self.due.clear()
 
     def __len__(self) -> int:
-        return sum(len(items) for due in self.due.values() for items in due.values())
+        return sum(len(q) for q in self.fifo.values()) + sum(len(h) for h in self.heaps.values())
 
 
 class EventTimeState:
@@ -196,6 +225,21 @@ class EventTimeState:
         saved = dirty.get(STREAM_TIME)
         if saved is not None:
             self.restore_stream_time(saved)
+        self.restore_popped(dirty)
+
+    @staticmethod
+    def undo_log(dirty: dict[Any, Any]) -> list[Any]:
+        """Where a commit notes what it takes off the time indexes (``TimeIndex.pop_due(undo=)``)."""
+        log: list[Any] | None = dirty.get(POPPED)
+        if log is None:
+            log = dirty[POPPED] = []
+        return log
+
+    @staticmethod
+    def restore_popped(dirty: dict[Any, Any]) -> None:
+        """Put back on the time indexes what a failed commit took off them (the windows close again)."""
+        for index, partition, at, item in dirty.pop(POPPED, ()):
+            index.add(partition, at, item)
 
     def load_stream_time(self, key: Any, value: Any, partition: int) -> bool:
         """Apply a stream-time changelog record; False when ``key`` is not one."""

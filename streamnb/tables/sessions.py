@@ -31,7 +31,7 @@ from functools import reduce
 from typing import Any
 
 from ..transaction import MISSING, Transaction
-from .event_time import NEVER, STREAM_TIME, EventTimeState, TimeIndex, WindowRows, replace
+from .event_time import NEVER, POPPED, STREAM_TIME, EventTimeState, TimeIndex, WindowRows, replace
 from .state import Closed
 from .windows import SessionWindow, WindowRange, ms
 
@@ -180,6 +180,8 @@ class SessionState(EventTimeState):
     def changes(self, dirty: dict[Any, Any]) -> Iterator[tuple[Any, int, Any, float | None]]:
         """One change per session made, changed or merged away, and stream times."""
         for key, entries in dirty.items():
+            if key is POPPED:
+                continue
             if key is STREAM_TIME:
                 yield from self.stream_time_changes(entries)
                 continue
@@ -199,6 +201,7 @@ class SessionState(EventTimeState):
         """
         self.overwritten.clear()
         back: list[tuple[Any, tuple[int, int], int]] = []
+        self.restore_popped(dirty)
         for key, entries in dirty.items():
             if key is STREAM_TIME:
                 self.restore_stream_time(entries)
@@ -221,15 +224,16 @@ class SessionState(EventTimeState):
         """Close sessions stream time reached the close time of; delete expired ones."""
         closed, self.overwritten = self.overwritten, []
         w = self.window
+        undo = self.undo_log(dirty)
         for partition, now in self.stream_time.items():
             now_ms = ms(now)
-            for key, start, end, serial in self.closing.pop_due(partition, now_ms):
+            for key, start, end, serial in self.closing.pop_due(partition, now_ms, undo):
                 value = self.sessions.get(key, {}).get((start, end), MISSING)
                 if value is MISSING or self.born.get(key, {}).get((start, end)) != serial:
                     continue  # merged into a longer session, replaced, or undone
                 closed.append(Closed(key, (_s(start), _s(end)), value, partition))
                 self.expiring.add(partition, w.expires_at(end), (key, start, end))
-            for key, start, end in self.expiring.pop_due(partition, now_ms):
+            for key, start, end in self.expiring.pop_due(partition, now_ms, undo):
                 sessions = self.sessions.get(key, {})
                 value = sessions.get((start, end), MISSING)
                 if value is MISSING:

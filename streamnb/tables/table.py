@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -34,10 +33,12 @@ from ..runtime import Runtime
 from ..topics import Topic
 from ..transaction import MISSING, Transaction, current_transaction
 from ..transport.base import ProducerRecord
-from .event_time import STREAM_TIME_KEY, EventTimeState
+from .changelog import ChangelogEncoder
+from .event_time import EventTimeState
 from .recovery import read_changelog
 from .routing import event_of, final_record, late_record
 from .state import Closed, PlainState, TableState
+from .timetravel import TimeTravel
 from .windowed import WindowedTable
 from .windowing import windowed_state
 from .windows import HoppingWindow, SessionWindow, SlidingWindow, TumblingWindow, WindowRange
@@ -53,7 +54,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-class Table(MutableMapping[K, V], Generic[K, V]):
+class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
     """A dict backed by a changelog topic. Create with :meth:`App.Table`.
 
     >>> from streamnb import App
@@ -100,7 +101,6 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         self._recovered: set[int] = set()
         self._checked_topics: set[str] = set()
         self._recovering: dict[int, asyncio.Future[None]] = {}
-        self._key_bytes: dict[Any, bytes] = {}
         self._closing: dict[int, list[Closed]] = {}
         self.changelog: Topic[Any, Any] = app.internal_topic(
             naming.changelog_topic(app.id, name),
@@ -111,6 +111,7 @@ class Table(MutableMapping[K, V], Generic[K, V]):
             value_serializer=value_serializer or "json",
             compacting=True,
         )
+        self._encoder = ChangelogEncoder(self.changelog)
         self.late_topic: Topic[Any, Any] | None = self._late_topic(late_topic)
         """Where late events go (``late_topic=True``: ``<app id>-<table>-late``), or None."""
         self.emit_final: Topic[Any, Any] | None = (
@@ -207,6 +208,10 @@ class Table(MutableMapping[K, V], Generic[K, V]):
             )
         return state
 
+    def now(self) -> float:
+        """The app's clock (the wall clock, or virtual time in a replay)."""
+        return self.app.now()
+
     def outside_agent(self) -> TableWriteError:
         """The error for a write outside an agent (what to do instead)."""
         return TableWriteError(
@@ -266,7 +271,7 @@ class Table(MutableMapping[K, V], Generic[K, V]):
     def _call(self, what: str, callback: Callable[..., Any], *args: Any) -> None:
         try:
             out = callback(*args)
-            if inspect.isawaitable(out):
+            if out is not None and inspect.isawaitable(out):
                 self.app.spawn(out, f"{what}({self.name})")  # type: ignore[arg-type]
         except Exception:
             logger.exception("%s of table %r failed for %r", what, self.name, args[0])
@@ -293,7 +298,8 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         Each record carries the event time of the last event that changed the
         row (``timestamp``, the commit's wall-clock time, when there is none).
         """
-        return self._encode(self.state.changes(dirty), timestamp)
+        windowed = isinstance(self.state, EventTimeState)
+        return self._encoder.records(self.state.changes(dirty), timestamp, windowed=windowed)
 
     def restore(self, dirty: dict[Any, Any]) -> None:
         """Undo the writes ``dirty`` records."""
@@ -309,36 +315,6 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         if closed and callback is not None:
             for c in closed:
                 self._call("on_window_close", callback, (c.key, c.window), c.value)
-
-    def _encode(
-        self, changes: Iterable[tuple[Any, int, Any, float | None]], timestamp: float
-    ) -> list[ProducerRecord]:
-        """Changelog records for ``(key, partition, value or MISSING, event time)`` changes."""
-        topic = self.changelog
-        name = topic.name
-        dumps_key = topic.key_codec.dumps
-        json_values = topic.value_serializer == "json"
-        # JSON (the default) straight through the codec; other serializers (Avro) through the topic's serde
-        dumps_value = topic.value_codec.dumps if json_values else topic.encode_value
-        key_cache = self._key_bytes
-        if len(key_cache) > 200_000:
-            key_cache.clear()
-        new = tuple.__new__
-        out = []
-        for key, partition, value, when in changes:
-            kb = key_cache.get(key)
-            if kb is None:
-                kb = key_cache[key] = dumps_key(key)
-            if value is MISSING:
-                vb = None
-            elif json_values and type(value) is int:
-                vb = b"%d" % value  # an int is its own JSON
-            elif key == STREAM_TIME_KEY and isinstance(self.state, EventTimeState):
-                vb = json.dumps(value).encode()
-            else:
-                vb = dumps_value(value)
-            out.append(new(ProducerRecord, (name, partition, kb, vb, timestamp if when is None else when, ())))
-        return out
 
     # -- recovery ---------------------------------------------------------------------------
 
@@ -451,7 +427,7 @@ class Table(MutableMapping[K, V], Generic[K, V]):
         return self._windowed(SessionWindow(gap, expires, grace), merge)
 
     def _windowed(self, window: Any, merge: Callable[[Any, Any], Any] | None = None) -> WindowedTable:
-        state = windowed_state(self.name, self.state, window, merge, self.default, self.value_type)
+        state = self.with_history(windowed_state(self.name, self.state, window, merge, self.default, self.value_type))
         if state is not self.state:
             self.use_state(state)
         self.window = WindowedTable(self, state)

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..transaction import MISSING, Transaction
-from .event_time import NEVER, STREAM_TIME, EventTimeState, TimeIndex, replace
+from .event_time import NEVER, POPPED, STREAM_TIME, EventTimeState, TimeIndex, replace
 from .state import Closed
 from .store import WindowStore
 from .windows import Window, WindowRange, ms
@@ -186,6 +186,8 @@ class WindowedState(EventTimeState):
         end = self.store.end
         partition_of = self.partition_of
         for key, starts in dirty.items():
+            if key is POPPED:
+                continue
             if key is STREAM_TIME:
                 yield from self.stream_time_changes(starts)
                 continue
@@ -206,6 +208,7 @@ class WindowedState(EventTimeState):
     def restore(self, dirty: dict[Any, Any]) -> None:
         """Undo the writes (and stream-time advances) ``dirty`` records."""
         store = self.store
+        self.restore_popped(dirty)
         for key, starts in dirty.items():
             if key is STREAM_TIME:
                 self.restore_stream_time(starts)
@@ -230,9 +233,10 @@ class WindowedState(EventTimeState):
         end = store.end
         closed: list[Closed] = []
         same = self._grace_ms == self._expires_ms
+        undo = self.undo_log(dirty)
         for partition, now in self.stream_time.items():
             now_ms = ms(now)
-            for key, start in self.closing.pop_due(partition, now_ms):
+            for key, start in self.closing.pop_due(partition, now_ms, undo):
                 inner = by_key.get(key)
                 value = MISSING if inner is None else inner.get(start, MISSING)
                 if value is MISSING:
@@ -242,7 +246,7 @@ class WindowedState(EventTimeState):
                     self._delete(dirty, key, start, partition, value, now)
                 else:
                     self.expiring.add(partition, ms(end(start)) + self._expires_ms, (key, start))
-            for key, start in self.expiring.pop_due(partition, now_ms):
+            for key, start in self.expiring.pop_due(partition, now_ms, undo):
                 inner = by_key.get(key)
                 value = MISSING if inner is None else inner.get(start, MISSING)
                 if value is not MISSING:

@@ -28,7 +28,6 @@ Windows close, and expire, in *event time* per partition (see
 from __future__ import annotations
 
 import operator
-import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -139,6 +138,10 @@ class WindowHost(Protocol):
         """The event ``txn`` is processing missed ``windows`` (all closed)."""
         ...
 
+    def now(self) -> float:
+        """The app's clock (``relative_to_now``, ``.now()``): the wall clock, or virtual time in a replay."""
+        ...
+
 
 class WindowedTable:
     """A view of a table whose values are kept per key and time window.
@@ -156,7 +159,7 @@ class WindowedTable:
         self.state = state
         self.window: Any = state.window
         self._relative = relative_to
-        self._timestamp: RelativeTo = _relative_fn(relative_to)
+        self._timestamp: RelativeTo = _relative_fn(relative_to, table.now)
         self._by_stream = relative_to == "stream"
         self._update = state.update
 
@@ -213,7 +216,7 @@ class WindowedTable:
         return WindowedTable(self.table, self.state, "stream")
 
     def relative_to_now(self) -> WindowedTable:
-        """Place events by the wall clock when they are processed."""
+        """Place events by the app's clock when they are processed (virtual time in a replay)."""
         return WindowedTable(self.table, self.state, "now")
 
     def relative_to_field(self, field: Any) -> WindowedTable:
@@ -289,9 +292,19 @@ class WindowedTable:
                 return txn.message.timestamp
             return self._timestamp(txn)
         if self._relative == "now":
-            return time.time()
+            return self.table.now()
         newest = self.state.newest()
-        return newest if newest != NEVER else time.time()
+        return newest if newest != NEVER else self.table.now()
+
+    # -- time travel (see streamnb.tables.timetravel) ------------------------------------------
+
+    def at(self, time: Any = None, *, offset: Any = None) -> Any:
+        """The table as it was at ``time`` (awaitable; see ``Table.at``)."""
+        return self.table.at(time, offset=offset)  # type: ignore[attr-defined]
+
+    def history(self, key: Any, *, complete: bool = True) -> Any:
+        """Every change of ``key``'s windows (awaitable; see ``Table.history``)."""
+        return self.table.history(key, complete=complete)  # type: ignore[attr-defined]
 
     # -- views ------------------------------------------------------------------------------
 
@@ -366,8 +379,8 @@ class WindowSet:
         return self._default() if value is MISSING else value
 
     def now(self) -> Any:
-        """Value in the newest window holding the wall clock."""
-        return self._value_at(time.time())
+        """Value in the newest window holding the app's clock (the wall clock, or virtual time in a replay)."""
+        return self._value_at(self.wrapper.table.now())
 
     def current(self, event: Any = None) -> Any:
         """Value in the newest window holding the current event's time.
@@ -423,11 +436,11 @@ def _to_seconds(value: Any) -> float:
     return float(value)
 
 
-def _relative_fn(relative_to: Any) -> RelativeTo:
+def _relative_fn(relative_to: Any, now: Callable[[], float]) -> RelativeTo:
     if relative_to == "stream":
         return lambda txn: txn.message.timestamp  # type: ignore[union-attr]
     if relative_to == "now":
-        return lambda txn: time.time()
+        return lambda txn: now()
     field = relative_to.field
 
     def from_field(txn: _Current) -> float:

@@ -306,6 +306,36 @@ class Transport(abc.ABC):
         belong to any consumer group.
         """
 
+    async def list_topics(self) -> list[str]:
+        """Names of every topic on the broker, sorted.
+
+        Implemented by the embedded brokers (replays use it); other backends
+        raise :class:`~streamnb.errors.ConfigurationError`.
+        """
+        raise ConfigurationError(f"{self.scheme}:// brokers cannot list topics from streamnb")
+
+    async def delete_topics(self, names: Iterable[str]) -> None:
+        """Delete these topics, their messages and every group's offsets in them (missing ones are skipped).
+
+        What a replay does to start from scratch (:mod:`streamnb.replay`);
+        the embedded brokers implement it, other backends raise
+        :class:`~streamnb.errors.ConfigurationError`.
+        """
+        raise ConfigurationError(
+            f"{self.scheme}:// brokers cannot delete topics from streamnb; replays run on memory:// or local://"
+        )
+
+    async def delete_groups(self, groups: Iterable[str]) -> None:
+        """Forget the committed offsets of these consumer groups (their next member starts at the log start).
+
+        Implemented by the embedded brokers; other backends raise
+        :class:`~streamnb.errors.ConfigurationError`.
+        """
+        raise ConfigurationError(
+            f"{self.scheme}:// brokers cannot delete consumer groups from streamnb; "
+            "replays run on memory:// or local://"
+        )
+
     @abc.abstractmethod
     def consumer(
         self,

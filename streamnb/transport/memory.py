@@ -207,6 +207,24 @@ class MemoryTransport(Transport):
     async def read(self, tp: TP, start: int, stop: int, max_records: int = 10_000) -> list[Message]:
         return _slice(self.broker.partition(tp), start, stop, max_records)
 
+    async def list_topics(self) -> list[str]:
+        """Names of every topic, sorted."""
+        return sorted(self.broker.topics)
+
+    async def delete_topics(self, names: Iterable[str]) -> None:
+        """Delete these topics and every group's offsets in them."""
+        broker = self.broker
+        gone = {name for name in names if broker.topics.pop(name, None) is not None}
+        for group_tp in [k for k in broker.offsets if k[1].topic in gone]:
+            del broker.offsets[group_tp]
+
+    async def delete_groups(self, groups: Iterable[str]) -> None:
+        """Forget the committed offsets of these groups."""
+        wanted = set(groups)
+        offsets = self.broker.offsets
+        for group_tp in [k for k in offsets if k[0] in wanted]:
+            del offsets[group_tp]
+
     def consumer(
         self,
         group: str,

@@ -93,3 +93,45 @@ def test_undoing_a_transaction_restores_the_sessions(items: list[tuple[str, int,
         state.update(dirty, key, operator.add, value, 1000 + t / 1000, 0, int)
     state.restore(dirty)
     assert (sorted(state.items()), dict(state.stream_time)) == before
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    key=st.text(),
+    start=st.floats(allow_nan=False, allow_infinity=False),
+    end=st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_window_keys_are_written_as_the_json_codec_writes_them(key: str, start: float, end: float) -> None:
+    from streamnb.codecs import get_codec
+    from streamnb.tables.changelog import window_key_json
+
+    dumps = get_codec("json").dumps
+    assert window_key_json((key, (start, end))) == dumps((key, (start, end)))
+    assert window_key_json((key, start)) == dumps((key, start))
+
+
+def test_windows_a_failed_commit_closed_close_again() -> None:
+    from streamnb.tables.window_state import WindowedState
+    from streamnb.tables.windows import TumblingWindow
+
+    states = [
+        WindowedState(TumblingWindow(10, grace=0)),
+        SlidingState(SlidingWindow(10), operator.add),
+        SessionState(SessionWindow(10), operator.add),
+    ]
+    for state in states:
+        committed: dict = {}  # type: ignore[type-arg]
+        state.update(committed, "k", operator.add, 1, 100.0, 0, int)
+        state.before_commit(None, committed)
+        list(state.changes(committed))
+        failing: dict = {}  # type: ignore[type-arg]
+        state.update(failing, "k", operator.add, 1, 200.0, 0, int)  # closes what the first event made
+        assert state.before_commit(None, failing), type(state).__name__
+        state.restore(failing)  # the commit failed: as if the second event never came
+        assert state.stream_time_of(0) == 100.0
+        retry: dict = {}  # type: ignore[type-arg]
+        state.update(retry, "k", operator.add, 1, 200.0, 0, int)
+        closed = state.before_commit(None, retry)
+        assert [c.window[1] <= 110.0 for c in closed] and any(c.window[1] <= 110.0 for c in closed), (
+            type(state).__name__, closed,
+        )

@@ -40,7 +40,7 @@ from collections.abc import Iterable, Sequence
 
 from ..base import Headers, Message
 
-__all__ = ["BATCH_MAX", "GAPS", "HEADERS", "Item", "decode", "encode", "timestamps"]
+__all__ = ["BATCH_MAX", "GAPS", "HEADERS", "Columns", "Item", "decode", "encode", "encode_columns", "timestamps"]
 
 BATCH_MAX = 2048
 """Most messages in one batch row (a commit of more is split)."""
@@ -52,6 +52,9 @@ HEADERS = 2
 
 Item = tuple[bytes | None, bytes | None, float, Headers]
 """(key, value, timestamp, headers) of one message."""
+
+Columns = tuple[list[bytes | None], list[bytes | None], list[float], list[Headers]]
+"""(keys, values, timestamps, headers) of a run of messages, one list per field."""
 
 _HEAD = struct.Struct("<IB")
 _BIG_ENDIAN = sys.byteorder == "big"
@@ -96,22 +99,40 @@ def encode(items: Sequence[Item], deltas: Sequence[int] | None = None) -> bytes:
         >>> len(encode([(b"k", b"v", 0.0, ())]))
         23
     """
-    keys = [item[0] for item in items]
-    values = [item[1] for item in items]
-    headers = [encode_headers(item[3]) if item[3] else b"" for item in items]
-    flags = (HEADERS if any(headers) else 0) | (GAPS if deltas is not None else 0)
-    parts = [_HEAD.pack(len(items), flags)]
+    return encode_columns(
+        [item[0] for item in items], [item[1] for item in items], [item[2] for item in items],
+        [item[3] for item in items], deltas,
+    )
+
+
+def encode_columns(
+    keys: Sequence[bytes | None],
+    values: Sequence[bytes | None],
+    stamps: Sequence[float],
+    headers: Sequence[Headers],
+    deltas: Sequence[int] | None = None,
+) -> bytes:
+    """:func:`encode` from one list per field (no tuple per message: what recording appends).
+
+    Example::
+
+        >>> encode_columns([b"k"], [b"v"], [0.0], [()]) == encode([(b"k", b"v", 0.0, ())])
+        True
+    """
+    packed_headers = [encode_headers(h) if h else b"" for h in headers] if any(headers) else None
+    flags = (HEADERS if packed_headers else 0) | (GAPS if deltas is not None else 0)
+    parts = [_HEAD.pack(len(keys), flags)]
     if deltas is not None:
         parts.append(_packed("I", deltas))
-    parts.append(_packed("d", [item[2] for item in items]))
+    parts.append(_packed("d", stamps))
     parts.append(_packed("i", [-1 if k is None else len(k) for k in keys]))
     parts.append(_packed("i", [-1 if v is None else len(v) for v in values]))
-    if flags & HEADERS:
-        parts.append(_packed("i", [len(h) for h in headers]))
+    if packed_headers:
+        parts.append(_packed("i", [len(h) for h in packed_headers]))
     # filter(None, ...) leaves out None and b"": neither adds a byte.
     parts += [b"".join(filter(None, keys)), b"".join(filter(None, values))]
-    if flags & HEADERS:
-        parts.append(b"".join(headers))
+    if packed_headers:
+        parts.append(b"".join(packed_headers))
     return b"".join(parts)
 
 

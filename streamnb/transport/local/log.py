@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from ..base import Message
-from .batch import BATCH_MAX, Item, decode, decode_headers, encode, timestamps
+from .batch import BATCH_MAX, Columns, Item, decode, decode_headers, encode, encode_columns, timestamps
 
 __all__ = [
     "INSERT_BATCH",
@@ -35,9 +35,12 @@ __all__ = [
     "UPSERT_OFFSET",
     "Topic",
     "Want",
+    "append",
     "batch_rows",
     "compact",
     "compaction_due",
+    "delete_groups",
+    "delete_topics",
     "expire",
     "migrate",
     "read",
@@ -266,3 +269,50 @@ def migrate(conn: sqlite3.Connection, version: int) -> None:
                 messages = [Message("", p, o, ts, k, v, decode_headers(h) if h else ()) for o, ts, k, v, h in chunk]
                 conn.executemany(INSERT_BATCH, _message_rows(tid, p, messages))
         conn.execute("DROP TABLE messages")
+
+
+def append(conn: sqlite3.Connection, topic: Topic, partition: int, columns: Columns) -> None:
+    """Append a run of messages to one partition in one transaction (what recording uses: no regrouping)."""
+    keys, values, stamps, headers = columns
+    base, count = topic.ends[partition], len(keys)
+    rows = [
+        (topic.id, partition, base + at, len(keys[at : at + BATCH_MAX]), max(stamps[at : at + BATCH_MAX]),
+         encode_columns(keys[at : at + BATCH_MAX], values[at : at + BATCH_MAX], stamps[at : at + BATCH_MAX],
+                        headers[at : at + BATCH_MAX]))
+        for at in range(0, count, BATCH_MAX)
+    ]
+    conn.execute("BEGIN")
+    try:
+        conn.executemany(INSERT_BATCH, rows)
+        conn.execute(UPDATE_END, (base + count, topic.id, partition))
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback(conn)
+        raise
+    topic.ends[partition] = base + count
+
+
+def delete_topics(conn: sqlite3.Connection, topics: Sequence[Topic]) -> None:
+    """Delete topics (messages, partitions, every group's offsets in them) in one transaction."""
+    conn.execute("BEGIN")
+    try:
+        for topic in topics:
+            conn.execute("DELETE FROM batches WHERE topic_id = ?", (topic.id,))
+            conn.execute("DELETE FROM partitions WHERE topic_id = ?", (topic.id,))
+            conn.execute("DELETE FROM topics WHERE id = ?", (topic.id,))
+            conn.execute("DELETE FROM offsets WHERE topic = ?", (topic.name,))
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback(conn)
+        raise
+
+
+def delete_groups(conn: sqlite3.Connection, groups: Sequence[str]) -> None:
+    """Delete the committed offsets of ``groups``."""
+    conn.execute("BEGIN")
+    try:
+        conn.executemany('DELETE FROM offsets WHERE "group" = ?', [(g,) for g in groups])
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback(conn)
+        raise

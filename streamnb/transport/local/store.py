@@ -289,6 +289,10 @@ class Store:
         n = spec.partitions
         return Topic(tid, spec.name, n, spec.compacted, spec.retention, [0] * n, [0] * n, [0] * n, [0] * n)
 
+    def sql_sync(self, fn: Callable[..., _R], *args: Any) -> _R:
+        """``fn(connection, *args)`` on the worker thread (for the SQL functions of :mod:`.log`)."""
+        return fn(self._conn(), *args)
+
     def _conn(self) -> sqlite3.Connection:
         if self.conn is None:
             raise AppNotRunningError(f"the local:// store in {self.folder} is closed: await app.start() first")

@@ -77,7 +77,8 @@ from ..base import (
     Transport,
 )
 from ..static import StaticConsumer
-from .log import Want
+from .batch import Columns
+from .log import Want, append, delete_groups, delete_topics
 from .registry import acquire, release
 from .store import Store
 
@@ -226,6 +227,38 @@ class LocalTransport(Transport):
         if start >= stop:
             return []
         return await store.call_read(store.read_sync, topic, tp.partition, start, stop, max_records)
+
+    async def list_topics(self) -> list[str]:
+        """Names of every topic in the folder, sorted."""
+        return sorted(self.store.topics)
+
+    async def delete_topics(self, names: Iterable[str]) -> None:
+        """Delete these topics, their messages and every group's offsets in them, in one sqlite transaction."""
+        store = self.store
+        wanted = [store.topics[name] for name in names if name in store.topics]
+        if wanted:
+            await store.call(store.sql_sync, delete_topics, wanted)
+            for topic in wanted:
+                store.topics.pop(topic.name, None)
+
+    async def delete_groups(self, groups: Iterable[str]) -> None:
+        """Forget the committed offsets of these groups."""
+        store = self.store
+        await store.call(store.sql_sync, delete_groups, list(groups))
+
+    async def append(self, topic: str, partition: int, columns: Columns) -> None:
+        """Append a run of messages, given as ``(keys, values, timestamps, headers)``, to one partition.
+
+        What ``streamnb.record`` uses: one commit, no tuple per message and no
+        regrouping by partition, so it costs less per message than :meth:`send`.
+        """
+        store = self.store
+        found = store.topics.get(topic)
+        if found is None or not 0 <= partition < found.partitions:
+            raise ConfigurationError(f"{self.url}: no partition {partition} of topic {topic!r} to append to")
+        if columns[0]:
+            await store.call(store.sql_sync, append, found, partition, columns)
+            store.notify(frozenset((topic,)))
 
     async def cleanup(self) -> None:
         """Compact every compacted partition with new messages and apply retention, now.

@@ -1,0 +1,91 @@
+"""Writing a table's changes to its changelog topic.
+
+:class:`ChangelogEncoder` turns ``(key, partition, value or MISSING, event
+time)`` changes into records: keys with the changelog's key codec (windowed
+keys ``[key, [start, end]]`` without the general JSON encoder), values with
+its value codec (an int as itself), a deleted row as a tombstone, each
+stamped with the event time of the change.
+
+>>> from streamnb import App
+>>> table = App("shop", broker="memory://").Table("totals", default=int)
+>>> [r[2:5] for r in ChangelogEncoder(table.changelog).records([("ann", 0, 3, 12.5)], 99.0, windowed=False)]
+[(b'"ann"', b'3', 12.5)]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from ..topics import Topic
+from ..transaction import MISSING
+from ..transport.base import ProducerRecord
+from .event_time import STREAM_TIME_KEY
+
+__all__ = ["ChangelogEncoder", "window_key_json"]
+
+_quote = json.encoder.encode_basestring_ascii  # what the json codec writes a str as
+
+
+def window_key_json(key: Any) -> bytes | None:
+    """The JSON of a windowed changelog key -- ``[key, t]`` or ``[key, [start, end]]`` with a str key -- or None.
+
+    The same bytes as the json codec writes, without its general encoder
+    (a windowed table writes one such key per window per commit).
+
+    >>> window_key_json(("ann", (100.0, 110.0))), window_key_json(("ann", 12.5)), window_key_json(("ann", 1))
+    (b'["ann",[100.0,110.0]]', b'["ann",12.5]', None)
+    """
+    if type(key) is not tuple or len(key) != 2 or type(key[0]) is not str:
+        return None
+    where = key[1]
+    if type(where) is float:
+        return f"[{_quote(key[0])},{where!r}]".encode()
+    if type(where) is tuple and len(where) == 2 and type(where[0]) is float and type(where[1]) is float:
+        return f"[{_quote(key[0])},[{where[0]!r},{where[1]!r}]]".encode()
+    return None
+
+
+def _no_fast_key(key: Any) -> None:
+    return None
+
+
+class ChangelogEncoder:
+    """Encodes a table's changes for its changelog topic (keeps a cache of encoded keys)."""
+
+    def __init__(self, topic: Topic[Any, Any]) -> None:
+        self.topic = topic
+        self.keys: dict[Any, bytes] = {}
+
+    def records(
+        self, changes: Iterable[tuple[Any, int, Any, float | None]], timestamp: float, *, windowed: bool
+    ) -> list[ProducerRecord]:
+        """Changelog records for ``changes``; ``timestamp`` stamps those without an event time."""
+        topic = self.topic
+        name = topic.name
+        dumps_key = topic.key_codec.dumps
+        fast_key = window_key_json if topic.key_serializer == "json" else _no_fast_key
+        json_values = topic.value_serializer == "json"
+        # JSON (the default) straight through the codec; other serializers (Avro) through the topic's serde
+        dumps_value = topic.value_codec.dumps if json_values else topic.encode_value
+        key_cache = self.keys
+        if len(key_cache) > 200_000:
+            key_cache.clear()
+        new = tuple.__new__
+        out = []
+        for key, partition, value, when in changes:
+            kb = key_cache.get(key)
+            if kb is None:
+                kb = fast_key(key) or dumps_key(key)
+                key_cache[key] = kb
+            if value is MISSING:
+                vb = None
+            elif json_values and type(value) is int:
+                vb = b"%d" % value  # an int is its own JSON
+            elif windowed and key == STREAM_TIME_KEY:
+                vb = json.dumps(value).encode()
+            else:
+                vb = dumps_value(value)
+            out.append(new(ProducerRecord, (name, partition, kb, vb, timestamp if when is None else when, ())))
+        return out
