@@ -61,7 +61,9 @@ class Serde:
     (b'42', 42)
     """
 
-    __slots__ = ("codec", "decode", "decode_fields", "encode", "prefetch", "prepare", "role", "topic", "type")
+    __slots__ = (
+        "codec", "decode", "decode_fields", "encode", "field_reader", "prefetch", "prepare", "role", "topic", "type"
+    )
 
     codec: Any
     type: Any
@@ -95,6 +97,8 @@ class Serde:
         self.prepare = prepare
         self.prefetch = prefetch
         self.decode_fields = decode_fields
+        self.field_reader: Callable[[str], Decode] | None = None
+        """Optional: ``field_reader(name)`` gives a decoder returning ``{name: value}`` only (routing)."""
 
     def __repr__(self) -> str:
         return f"<Serde {self.codec!r} {type_label(self.type)} for the {label(self.role, self.topic)}>"

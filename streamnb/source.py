@@ -151,7 +151,8 @@ class Source:
                 self._fast_loads = src.value_codec.loads
             elif field is not None and (fields := getattr(src.value_serde, "decode_fields", None)) is not None:
                 self._fast_field = field  # the codec reads a Record's fields without building it (Avro)
-                self._fast_loads = fields
+                reader = getattr(src.value_serde, "field_reader", None)
+                self._fast_loads = fields if reader is None else reader(field)  # or just the one field
         self._dlq: Topic[Any, Any] | None = None
         self.feed: Feed | None = None
         """Under a virtual clock: what hands this source its messages (see :mod:`streamnb.feed`)."""

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from struct import Struct
 from typing import Any
 
-__all__ = ["FlatReader", "flat_reader"]
+__all__ = ["FlatReader", "flat_field_reader", "flat_reader"]
 
 FlatReader = Callable[[bytes], dict[str, Any]]
 
@@ -130,5 +130,83 @@ def flat_reader(schema: Any, start: int = 0) -> FlatReader | None:
             raise ValueError(f"the body ends {pos - size} bytes early" if pos > size else
                              f"{size - pos} bytes are left over after reading it")
         return out
+
+    return read
+
+
+def flat_field_reader(schema: Any, start: int, wanted: str) -> FlatReader | None:
+    """A reader of one field of ``schema``'s bodies: ``read(data) -> {wanted: value}`` (None if not flat).
+
+    It skips the fields before ``wanted`` and stops after it: routing by a
+    field (``group_by(Record.field)``) needs nothing else, and the message is
+    read whole, and checked, where it is processed.
+
+    >>> schema = {"type": "record", "name": "P", "fields": [
+    ...     {"name": "id", "type": "string"}, {"name": "page", "type": "string"}, {"name": "n", "type": "long"}]}
+    >>> flat_field_reader(schema, 0, "page")(b"\x021\x04/a\x02")
+    {'page': '/a'}
+    """
+    full = flat_reader(schema, start)
+    if full is None:
+        return None
+    plan: list[tuple[int, int]] = []  # (kind, null_at) of the fields up to the wanted one
+    for field in schema["fields"]:
+        ftype = field["type"]
+        null_at = -1
+        if isinstance(ftype, list):
+            null_at = ftype.index("null")
+            ftype = ftype[1 - null_at]
+        kind = _kind(ftype)
+        assert kind is not None  # flat_reader accepted the schema
+        plan.append((kind, null_at))
+        if field["name"] == wanted:
+            break
+    else:
+        return None
+    *skip, (last_kind, last_null) = plan
+    if last_kind > _BYTES or last_null >= 0:
+        return None  # routing keys are strings or bytes; anything else reads the whole record
+    widths = {_BOOLEAN: 1, _DOUBLE: 8, _FLOAT: 4, _NULL: 0}
+
+    def varint(data: bytes, pos: int) -> tuple[int, int]:
+        result = shift = 0
+        while True:
+            b = data[pos]
+            pos += 1
+            result |= (b & 0x7F) << shift
+            if b < 0x80:
+                return (result >> 1) ^ -(result & 1), pos
+            shift += 7
+
+    def read(data: bytes) -> dict[str, Any]:
+        pos = start
+        for kind, null_at in skip:
+            if null_at >= 0:
+                branch = data[pos]
+                pos += 1
+                if branch >> 1 == null_at:
+                    continue
+            if kind <= _LONG or kind == _TIMESTAMP:  # a length, or a number: a varint
+                n = data[pos]
+                if n < 0x80:
+                    pos += 1
+                    n = (n >> 1) ^ -(n & 1)
+                else:
+                    n, pos = varint(data, pos)
+                if kind <= _BYTES:
+                    pos += n
+            else:
+                pos += widths[kind]
+        n = data[pos]
+        if n < 0x80:
+            pos += 1
+            n = (n >> 1) ^ -(n & 1)
+        else:
+            n, pos = varint(data, pos)
+        end = pos + n
+        if n < 0 or end > len(data):
+            raise ValueError(f"field {wanted!r}: length {n} does not fit the {len(data) - pos} bytes left")
+        value = data[pos:end]
+        return {wanted: value.decode() if last_kind == _STRING else value}
 
     return read

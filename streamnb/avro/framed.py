@@ -18,7 +18,7 @@ from typing import Any
 from .._serde import Serde, label
 from .._typerules import short
 from ..errors import ConfigurationError, SerializationError, ValidationError
-from ._flat import FlatReader, flat_reader
+from ._flat import FlatReader, flat_field_reader, flat_reader
 from .datum import FromJson, Typed, write_problem
 from .registry import SchemaRegistry
 from .schema import check, full_name
@@ -27,6 +27,8 @@ __all__ = ["MAGIC", "Framed", "body_reader", "canonical_form", "field_names", "m
 
 MAGIC = 0
 """The first byte of every framed payload."""
+
+_UNSET: Any = object()
 
 
 class Framed:
@@ -51,6 +53,7 @@ class Framed:
         self.from_json: Callable[[Any], Any] | None = None  # untyped: JSON data -> the latest schema's data
         self.readers: dict[bytes, Callable[[bytes], Any]] = {}  # 4-byte id -> how to read a payload's body
         self.unreadable: dict[bytes, str] = {}  # 4-byte id -> why its messages cannot be read
+        self.writer_schemas: dict[bytes, Any] = {}  # 4-byte id -> writer schema read without resolution
 
     @staticmethod
     def _subject(strategy: str, role: str, topic: str | None, schema: Any) -> str | None:
@@ -130,6 +133,8 @@ class Framed:
             reader = self.parsed
             absent = tuple(sorted(field_names(self.schema) - field_names(schema))) if self.typed.record else ()
         self.readers[key] = body_reader(writer, reader, absent, flat_reader(schema, 5) if reader is None else None)
+        if reader is None:
+            self.writer_schemas[key] = schema
         self.unreadable.pop(key, None)
 
     def _unknown(self, key: bytes) -> str:
@@ -249,10 +254,40 @@ class Framed:
             def decode(data: bytes | None) -> Any:
                 return None if data is None else convert(decode_fields(data))
 
-        return Serde(
+        serde = Serde(
             self.codec, typed.type, encode, decode, role=typed.role, topic=self.topic,
             prepare=self.prepare, prefetch=self.prefetch, decode_fields=decode_fields if typed.record else None,
         )
+        if typed.record:
+            serde.field_reader = lambda name: self.field_reader(name, decode_fields)
+        return serde
+
+    def field_reader(self, name: str, whole: Callable[[bytes | None], Any]) -> Callable[[bytes | None], Any]:
+        """``payload -> {name: value}`` reading only up to field ``name`` where the writer schema is flat.
+
+        ``whole`` reads the whole record otherwise (a nested schema, a resolved one, an unknown id).
+        """
+        fast: dict[bytes, Callable[[bytes], Any] | None] = {}
+        writers = self.writer_schemas
+
+        def read(data: bytes | None) -> Any:
+            if data is None or data[0] != MAGIC:
+                return whole(data)
+            key = data[1:5]
+            fn = fast.get(key, _UNSET)
+            if fn is _UNSET:
+                schema = writers.get(key)
+                if schema is None:
+                    return whole(data)  # not known yet (or resolved against the topic's schema)
+                fn = fast[key] = flat_field_reader(schema, 5, name)
+            if fn is None:
+                return whole(data)
+            try:
+                return fn(data)
+            except Exception:  # noqa: BLE001 - the whole reader says what is wrong with the payload
+                return whole(data)
+
+        return read
 
 
 def body_reader(writer: Any, reader: Any, absent: tuple[str, ...], flat: FlatReader | None) -> Callable[[bytes], Any]:

@@ -98,3 +98,20 @@ def test_other_failures_raise_too() -> None:
 )
 def test_schemas_that_are_not_flat_are_left_to_fastavro(schema: Any) -> None:
     assert flat_reader(schema) is None
+
+
+def test_the_field_reader_reads_one_field_as_the_whole_reader_does() -> None:
+    from streamnb.avro._flat import flat_field_reader
+
+    schema = {**FLAT, "fields": [*FLAT["fields"], {"name": "key", "type": "string"}]}
+    whole = flat_reader(schema)
+    assert whole is not None
+    for name in ("s", "b", "key"):
+        read = flat_field_reader(schema, 0, name)
+        assert read is not None
+        for record in generate_many(schema, 200):
+            data = written(schema, record)
+            assert read(data) == {name: whole(data)[name]}
+    assert flat_field_reader(schema, 0, "l") is None  # routing keys are strings or bytes
+    assert flat_field_reader(schema, 0, "maybe") is None  # an optional field: read the whole record
+    assert flat_field_reader(schema, 0, "missing") is None
