@@ -201,6 +201,10 @@ transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=4
 # Tests start groups often: do not wait before the first rebalance.
 group.initial.rebalance.delay.ms=0
+# Tests replay events of fixed dates (2023): time retention (7 days by the
+# records' timestamps, checked every 5 minutes) would delete their input
+# while it is being read. Keep data until the topic is deleted.
+log.retention.ms=-1
 $extra
 EOF
 

@@ -17,6 +17,7 @@ Operations (Faust's names): ``group_by``, ``filter``, ``take``, ``through``,
 
 from __future__ import annotations
 
+import math
 import inspect
 import logging
 import time
@@ -241,6 +242,10 @@ class Stream(Generic[T]):
             value_type=self.channel.value_type,
             value_serializer=self.channel.value_serializer,
             key_serializer="json",
+            # Kept whatever their timestamps (as Kafka Streams does): replayed
+            # history would otherwise fall to the broker's time retention
+            # before the agent's second stage read it.
+            retention=math.inf,
         )
         return Stream(
             self.app, target, agent=self.agent, member=self.member, members=self.members,

@@ -111,7 +111,8 @@ class TopicSpec(NamedTuple):
     compacted: bool = False
     """Keep only the newest value per key (``cleanup.policy=compact``)."""
     retention: float | None = None
-    """Delete messages older than this many seconds; ``None`` keeps them."""
+    """Delete messages older than this many seconds (by their timestamp); ``math.inf`` keeps them
+    forever; ``None``: the broker's default (Kafka's ``log.retention.*``; memory and local keep them)."""
 
 
 OnPartitions = Callable[[set[TP]], Awaitable[None]]

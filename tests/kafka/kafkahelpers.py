@@ -80,8 +80,9 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
-async def topic_config(bootstrap: str, name: str) -> dict[str, str]:
-    """The topic's configuration as the broker describes it (describe_configs)."""
+async def topic_config(bootstrap: str, name: str, overrides: bool = False) -> dict[str, str]:
+    """The topic's configuration as the broker describes it (describe_configs);
+    ``overrides``: only what was set on the topic itself (not the broker's defaults)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -91,7 +92,8 @@ async def topic_config(bootstrap: str, name: str) -> dict[str, str]:
             for response in responses:
                 for code, _msg, _type, topic, entries in response.resources:
                     if code == 0 and topic == name:
-                        return {entry[0]: entry[1] for entry in entries}
+                        # DescribeConfigs v1+: entry[3] is the config source, 1 = set on the topic
+                        return {entry[0]: entry[1] for entry in entries if not overrides or entry[3] == 1}
             if time.monotonic() > deadline:
                 raise AssertionError(f"the broker does not describe topic {name}")
             await asyncio.sleep(0.1)

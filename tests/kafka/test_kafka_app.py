@@ -82,7 +82,7 @@ async def test_plain_producer_in_plain_json_out(app_id: str) -> None:
     }
 
 
-async def test_changelog_topics_are_compacted(app_id: str) -> None:
+async def test_changelog_topics_are_compacted_and_repartition_topics_kept(app_id: str) -> None:
     bootstrap = kafka_bootstrap()
     app = faust.App(app_id, broker=f"kafka://{bootstrap}", topic_partitions=3)
     events = app.topic(f"{app_id}-events")
@@ -91,7 +91,7 @@ async def test_changelog_topics_are_compacted(app_id: str) -> None:
 
     @app.agent(events)
     async def noop(stream):  # type: ignore[no-untyped-def]
-        async for _ in stream:
+        async for _ in stream.group_by(lambda event: event, name="same"):
             pass
 
     async with app:
@@ -101,6 +101,11 @@ async def test_changelog_topics_are_compacted(app_id: str) -> None:
         assert config["cleanup.policy"] == "compact", (table, config["cleanup.policy"])
         assert await partition_count(bootstrap, f"{app_id}-{table}-changelog") == 3
     assert (await topic_config(bootstrap, f"{app_id}-events"))["cleanup.policy"] == "delete"
+    assert "retention.ms" not in await topic_config(bootstrap, f"{app_id}-events", overrides=True)
+    # A repartition topic keeps its records whatever their timestamps: replayed
+    # history must not fall to the broker's time retention between the two stages.
+    repartition = await topic_config(bootstrap, f"{app_id}-noop-{app_id}-events-same-repartition", overrides=True)
+    assert repartition.get("retention.ms") == "-1", repartition
 
 
 async def test_unreachable_broker_names_the_address(app_id: str) -> None:

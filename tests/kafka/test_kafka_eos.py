@@ -154,7 +154,26 @@ async def wait_done(workers: list[Worker], n: int, timeout: float = 180) -> None
             and sum(w.state.get("total", 0) for w in workers) == n
         )
 
-    await wait_for(done, timeout, f"the workers counted all {n} views and committed", workers)
+    try:
+        await wait_for(done, timeout, f"the workers counted all {n} views and committed", workers)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- what Kafka holds ---\n{await committed_summary(workers, n)}") from None
+
+
+async def committed_summary(workers: list[Worker], n: int) -> str:
+    """What read_committed consumers see of the sink and the counts changelog (to tell lost work from a stall)."""
+    bootstrap, app_id = workers[0].config["bootstrap"], workers[0].config["app_id"]
+    sink = Counter(json.loads(r.value)["n"] for r in
+                   await read_topic(bootstrap, f"{app_id}-sink", isolation_level="read_committed"))
+    counts = await changelog_state(bootstrap, f"{app_id}-counts-changelog", "read_committed")
+    expected = Counter(user_of(i) for i in range(n))
+    wrong = {u: (counts.get(u), c) for u, c in expected.items() if counts.get(u) != c}
+    return (
+        f"sink: {len(sink)} distinct of {n}, {sum(c > 1 for c in sink.values())} more than once, "
+        f"missing e.g. {sorted(set(range(n)) - set(sink))[:10]}\n"
+        f"counts changelog: {len(wrong)} users wrong (changelog, expected), by partition: "
+        + ", ".join(f"{u}@{partition_of(u)}: {v}" for u, v in sorted(wrong.items())[:12])
+    )
 
 
 async def split(workers: list[Worker], timeout: float = 90) -> None:

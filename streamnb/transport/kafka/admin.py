@@ -17,6 +17,7 @@ Example (on a running loop, ``client`` a started ``AIOKafkaAdminClient``)::
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Iterable
 
@@ -96,7 +97,7 @@ class TopicAdmin:
         if spec.compacted:
             configs["cleanup.policy"] = "compact"
         if spec.retention is not None:
-            configs["retention.ms"] = str(int(spec.retention * 1000))
+            configs["retention.ms"] = "-1" if math.isinf(spec.retention) else str(int(spec.retention * 1000))
         new = NewTopic(spec.name, spec.partitions, min(3, self.brokers), topic_configs=configs)
         with broker_errors(f"create topic {spec.name!r}"):
             response = await self.client.create_topics([new])

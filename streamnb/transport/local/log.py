@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -210,6 +211,8 @@ def compact(conn: sqlite3.Connection, topic: Topic, p: int) -> None:
 def expire(conn: sqlite3.Connection, topic: Topic, p: int) -> None:
     """Drop the head of the partition up to the first message younger than the retention."""
     assert topic.retention is not None
+    if math.isinf(topic.retention):  # kept forever (repartition topics)
+        return
     tid, start, end = topic.id, topic.starts[p], topic.ends[p]
     cutoff = time.time() - topic.retention
     # Batches wholly older than the cutoff go; the first one that is not may lose its head.
