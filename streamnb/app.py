@@ -38,17 +38,16 @@ from .cli import Command
 from .clock import VirtualClock
 from .definitions import Definitions
 from .errors import AppNotRunningError, ConfigurationError
+from .membership import Membership
 from .playback import UNSET, Playback
 from .replay import prepare
-from .signals import Signal
 from .surface import AppSurface
 from .tables.global_table import GlobalTable
-from .tables.ownership import PartitionOwnership
 from .tables.table import Table
 from .tasks import Task, Timer
 from .topics import Topic
 from .transport import check_broker, open_transport
-from .transport.base import TP, Transport
+from .transport.base import Transport
 from .transport.schemes import SCHEMES
 from .web import Web
 
@@ -70,7 +69,7 @@ def _transport_options() -> frozenset[str]:
     return frozenset(names)
 
 
-class App(Definitions, AppSurface, Playback):
+class App(Membership, Definitions, AppSurface, Playback):
     """A stream-processing application: topics, agents, tables, timers and tasks.
 
     Args:
@@ -212,21 +211,13 @@ class App(Definitions, AppSurface, Playback):
         """Commands of the app's command line (``@app.command``)."""
         self.web = Web(self)
         """The web views (``@app.page``) and, while they are served, the server's URL."""
-        self.on_partitions_assigned = Signal("on_partitions_assigned")
-        self.on_partitions_revoked = Signal("on_partitions_revoked")
-        self.on_rebalance_start = Signal("on_rebalance_start")
-        self.on_rebalance_complete = Signal("on_rebalance_complete")
-        self._rebalancing: set[object] = set()  # consumers revoked and not yet assigned again
         self.worker_mode = False
         """True when running as a worker (``app.run()``, ``app.main()``, ``streamnb worker``): web views are served."""
         self.transport: Transport | None = None
         self._connecting: asyncio.Future[Transport] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._lifecycle = asyncio.Lock()
-        self._partitions = PartitionOwnership(
-            lambda: list(self.tables.values()), lambda: self.transport, lambda: self.state == "running"
-        )
-        self._held: dict[object, set[TP]] = {}  # topic partitions held, per consumer (leader election)
+        self._init_membership()
         self._predecessor: asyncio.Task[Any] | None = None
         # Re-running the cell that makes the App replaces it: the old app stops (committing) first.
         previous = App.current(self.id, broker)
@@ -295,66 +286,6 @@ class App(Definitions, AppSurface, Playback):
         if self.transport is None:
             raise AppNotRunningError(f"app {self.id!r} is not connected; `await app.start()` first")
         return self.transport
-
-    # -- partition ownership (called by the agents' consumers) --------------------------------
-
-    async def partitions_assigned(self, owner: object, tps: set[TP]) -> None:
-        """A consumer of this app got ``tps``: recover their table partitions (Kafka)."""
-        self._held.setdefault(owner, set()).update(tps)
-        await self._partitions.assigned(owner, tps)
-        self.web.ownership_changed()
-        await self.on_partitions_assigned.send(self, assigned=set(tps))
-        self._rebalancing.discard(owner)
-        if not self._rebalancing:
-            await self.on_rebalance_complete.send(self)
-
-    async def partitions_revoked(self, owner: object, tps: set[TP], *, final: bool = False) -> None:
-        """A consumer of this app loses ``tps`` (``final``: it closes)."""
-        held = self._held.get(owner)
-        if held is not None:
-            held.difference_update(tps)
-            if not held:
-                del self._held[owner]
-        await self._partitions.revoked(owner, tps, final=final)
-        self.web.ownership_changed()
-        if not final and self.state == "running":
-            if not self._rebalancing:
-                await self.on_rebalance_start.send(self)
-            self._rebalancing.add(owner)
-        await self.on_partitions_revoked.send(self, revoked=set(tps))
-
-    @property
-    def rebalancing(self) -> bool:
-        """True while a consumer of this app has lost its partitions and not got new ones yet."""
-        return bool(self._rebalancing)
-
-    def owned_partitions(self) -> set[int]:
-        """Partition numbers this worker's consumers hold: the table partitions it keeps (all, off Kafka).
-
-        >>> App("demo-owned", broker="memory://").owned_partitions()
-        set()
-        """
-        return self._partitions.owned()
-
-    def read_topics(self) -> list[Topic[Any, Any]]:
-        """The topics the agents read: their own, and ``group_by``/``through`` topics once iterated."""
-        names = dict.fromkeys(n for agent in self.agents.values() for n in agent.read_topics())
-        return [self.topics[n] for n in names if n in self.topics]
-
-    def is_leader(self) -> bool:
-        """True on the worker that runs ``on_leader`` timers.
-
-        On the embedded brokers every app is the leader; on Kafka it is the
-        worker holding partition 0 of the first agent's topic.
-        """
-        transport = self.transport
-        if transport is None or not transport.distributed:
-            return True
-        first = next(iter(self.agents.values()), None)
-        if first is None:
-            return False
-        wanted = TP(first.channel.name, 0)
-        return any(wanted in tps for tps in self._held.values())
 
     async def start(self) -> None:
         """Connect, create topics, recover tables and start agents, timers and tasks.
@@ -434,9 +365,7 @@ class App(Definitions, AppSurface, Playback):
                 await self.transport.stop()
             self.transport = None
             self._connecting = None
-            self._partitions.clear()
-            self._held.clear()
-            self._rebalancing.clear()
+            self._forget_membership()
             for table in self.tables.values():
                 table.reset_recovery()
             self.state = "stopped"

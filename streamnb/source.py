@@ -25,78 +25,24 @@ import logging
 import operator
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 from . import naming
-from .errors import BrokerError, SchemaRegistryUnavailableError, StreamnbError
+from .errors import BrokerError, SchemaRegistryUnavailableError
 from .feed import Feed, positions_of
-from .runtime import Runtime
-from .topics import Topic, partition_for_key
+from .forwarding import Forwarder
+from .supervision import SourceConfig, Supervisor
+from .topics import Topic
 from .transaction import Transaction
 from .transport.base import EXACTLY_ONCE, TP, Consumer, Message, ProducerRecord, RebalanceListener
 
-__all__ = ["Source", "SourceConfig", "Supervisor"]
+__all__ = ["Source", "SourceConfig", "Supervisor"]  # the protocols live in streamnb.supervision
 
 logger = logging.getLogger("streamnb")
 
-_new_tuple = tuple.__new__
 _tp_of = operator.itemgetter(0, 1)
 _offset_of = operator.itemgetter(2)
-_MISSING: Any = object()
-
-
-class Supervisor(Protocol):
-    """What a source needs from the agent that iterates it (:class:`~streamnb.agents.Agent`)."""
-
-    name: str
-    events_received: int
-    """Messages fetched for the agent."""
-    events_processed: int
-    """Messages the agent finished (dead-lettered ones included)."""
-    poison: dict[tuple[str, int, int], BaseException]
-    """``(topic, partition, offset)`` of events that crashed the agent too often: dead-letter them."""
-
-    @property
-    def stopping(self) -> bool:
-        """True once the agent was asked to stop."""
-        ...
-
-    @property
-    def paused(self) -> bool:
-        """True while the agent is paused."""
-        ...
-
-    async def wait_resumed(self) -> None:
-        """Return once the agent is not paused."""
-        ...
-
-    def attach(self, source: Source) -> None:
-        """A source of this agent started."""
-        ...
-
-    def detach(self, source: Source) -> None:
-        """A source of this agent closed."""
-        ...
-
-    def record_dead_letter(self, msg: Message, reason: str) -> None:
-        """``msg`` went to the dead-letter topic for ``reason``."""
-        ...
-
-
-class SourceConfig(Protocol):
-    """What a source reads from the stream it serves (:class:`~streamnb.streams.Stream`)."""
-
-    app: Runtime
-    channel: Topic[Any, Any] | None
-    agent: Supervisor | None
-    member: int
-    members: int
-    forward_from: tuple[Topic[Any, Any], Callable[[Any], Any] | None] | None
-    holds: list[Callable[[], dict[TP, int]]]
-    """Offsets buffered by operators such as ``take``: commits stay before them."""
-    tick_interval: float | None
-    """Seconds after which an idle poll yields a tick (``take(within=)``), or None."""
 
 
 class Source:
@@ -130,7 +76,6 @@ class Source:
         self.poison: dict[tuple[str, int, int], BaseException] = (
             stream.agent.poison if stream.agent is not None else {}
         )
-        self._routes: dict[str, tuple[bytes, int]] = {}
         self._inflight: asyncio.Future[None] | None = None
         self._inflight_dirty: dict[Any, dict[Any, list[Any]]] = {}
         self._inflight_partitions: set[int] = set()
@@ -141,18 +86,10 @@ class Source:
         self._queued: deque[list[Message]] = deque()  # per partition: the rest of the last fetch
         self._run_done = asyncio.Event()  # set while the agent is not inside a batch
         self._run_done.set()
-        self._fast_field: str | None = None
-        self._fast_loads: Callable[[bytes], Any] = lambda data: None
-        if self.forward is not None and self.forward[1] is not None:
-            field = getattr(self.forward[1], "field", None)
-            src = self.forward[0]
-            if field is not None and src.value_serializer == "json" and hasattr(src.value_type, "from_data"):
-                self._fast_field = field
-                self._fast_loads = src.value_codec.loads
-            elif field is not None and (fields := getattr(src.value_serde, "decode_fields", None)) is not None:
-                self._fast_field = field  # the codec reads a Record's fields without building it (Avro)
-                reader = getattr(src.value_serde, "field_reader", None)
-                self._fast_loads = fields if reader is None else reader(field)  # or just the one field
+        self.forwarder: Forwarder | None = (
+            None if self.forward is None else Forwarder(*self.forward, self.channel, self.dead_letter)
+        )
+        """``group_by``/``through``: re-keys the source topic's messages into :attr:`channel`."""
         self._dlq: Topic[Any, Any] | None = None
         self.feed: Feed | None = None
         """Under a virtual clock: what hands this source its messages (see :mod:`streamnb.feed`)."""
@@ -427,46 +364,8 @@ class Source:
 
     def forward_batch(self, msgs: list[Message], forward_name: str) -> list[Message]:
         """Forward the batch's source messages (group_by/through); return the rest to process."""
-        rest: list[Message] = []
-        forwarded: list[Message] = []
-        forward_one = self.forward_one
-        field = self._fast_field
-        if field is None:
-            for msg in msgs:
-                if msg[0] == forward_name:
-                    forward_one(msg)
-                    forwarded.append(msg)
-                else:
-                    rest.append(msg)
-        else:
-            # JSON Records grouped by a field: read the field from the decoded
-            # dict and reuse the (key bytes, partition) route of known keys.
-            loads = self._fast_loads
-            routes = self._routes
-            target = self.channel.name
-            out = self.txn.records.append
-            new = _new_tuple
-            record = ProducerRecord
-            for msg in msgs:
-                if msg[0] != forward_name:
-                    rest.append(msg)
-                    continue
-                forwarded.append(msg)
-                value = msg[5]
-                route = None
-                if value is not None:
-                    try:
-                        obj = loads(value)
-                    except StreamnbError:
-                        obj = None
-                    if type(obj) is dict:
-                        key = obj.get(field)
-                        if type(key) is str:
-                            route = routes.get(key)
-                if route is None:
-                    forward_one(msg)  # the general path: decodes, dead-letters, learns the route
-                else:
-                    out(new(record, (target, route[1], route[0], value, msg[3], msg[6])))
+        assert self.forwarder is not None
+        rest, forwarded = self.forwarder.forward_batch(msgs, forward_name, self.txn.records)
         if forwarded:
             self.pending.update(zip(map(_tp_of, forwarded), map(_offset_of, forwarded)))
             self.last_batch = rest
@@ -578,40 +477,7 @@ class Source:
         for participant in participants:
             participant.drop_partitions(partitions)
 
-    # -- forwarding and dead letters ---------------------------------------------------------
-
-    def forward_one(self, msg: Message) -> None:
-        """group_by/through: re-key one source message and queue it for the target topic."""
-        assert self.forward is not None
-        source, keyfn = self.forward
-        target = self.channel
-        if keyfn is None:
-            raw_key = msg.key
-        else:
-            try:
-                key = _MISSING
-                field = self._fast_field
-                if field is not None and msg.value is not None:
-                    # JSON Records: read the key field without building the Record
-                    # (the processing side decodes and validates it).
-                    obj = self._fast_loads(msg.value)
-                    if type(obj) is dict:
-                        key = obj.get(field, _MISSING)
-                if key is _MISSING:
-                    key = keyfn(source.decode_value(msg.value))
-            except StreamnbError as exc:
-                self.dead_letter(msg, exc)
-                return
-            except Exception as exc:  # a user key function failed on this value
-                self.dead_letter(msg, exc)
-                return
-            raw_key = target.encode_key(key)
-        partition = partition_for_key(raw_key, target.partition_count, target.round_robin)
-        if keyfn is not None and type(key) is str and raw_key is not None and len(self._routes) < 100_000:
-            self._routes[key] = (raw_key, partition)
-        self.txn.records.append(
-            _new_tuple(ProducerRecord, (target.name, partition, raw_key, msg.value, msg.timestamp, msg.headers))
-        )
+    # -- dead letters -----------------------------------------------------------------------
 
     def dead_letter(self, msg: Message, exc: BaseException) -> None:
         """Send a message that cannot be processed to ``<app id>-<agent>-dlq``, with the reason."""

@@ -17,9 +17,9 @@ Operations (Faust's names): ``group_by``, ``filter``, ``take``, ``through``,
 
 from __future__ import annotations
 
-import math
 import inspect
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
@@ -29,7 +29,8 @@ from . import naming
 from .errors import ConfigurationError, StreamnbError
 from .events import Event
 from .runtime import Runtime
-from .source import Source, Supervisor
+from .source import Source
+from .supervision import Supervisor
 from .topics import Topic
 from .transport.base import TP
 

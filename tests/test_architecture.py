@@ -22,11 +22,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("transport", ("transport",)),
     ("data", ("codecs", "_serde", "_typerules", "_fieldtypes", "_schema", "models", "avro")),
     ("channels", ("events", "transaction", "topics", "runtime")),
-    ("processing", ("feed", "source", "streams", "agents", "tasks")),
+    ("processing", ("feed", "supervision", "forwarding", "source", "streams", "agents", "tasks")),
     ("state", ("tables",)),
     ("application", (
         "app", "definitions", "surface", "settings", "signals", "__main__", "testing", "demo", "cli", "web",
-        "directory", "faust_types", "clock", "rounds", "replay", "record", "playback",
+        "directory", "faust_types", "clock", "rounds", "replay", "record", "playback", "membership",
     )),
     ("notebook", ("notebook",)),
 ]

@@ -138,7 +138,7 @@ async def report() -> None:
         print(f"lag failed: {exc!r}", file=sys.stderr, flush=True)
     emit({
         "pid": os.getpid(),
-        "assigned": sorted(app._partitions.owned()),
+        "assigned": sorted(app.owned_partitions()),
         "counts": dict(counts.data),
         "total": sum(counts.data.values()),
         "processed": count.events_processed,
