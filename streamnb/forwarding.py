@@ -11,6 +11,12 @@ The fast path: when the key is a field of a JSON (or Avro) Record, the field
 is read from the decoded dict (or the Avro field reader) without building
 the Record, and the (key bytes, partition) route of each key seen is reused.
 
+A repartition topic keeps its records whatever their timestamps (replayed
+history must not fall to the broker's time retention between the two
+stages), so the one agent reading it deletes what it committed, every
+:attr:`Purger.interval` seconds (:meth:`~streamnb.transport.base.Transport.purge`;
+Kafka Streams does the same with its repartition topics).
+
 Example::
 
     forwarder = Forwarder(views_topic, PageView.user, repartition_topic, dead_letter)
@@ -19,14 +25,19 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import StreamnbError
+from .runtime import Runtime
 from .topics import Topic, partition_for_key
-from .transport.base import Message, ProducerRecord
+from .transport.base import TP, Message, ProducerRecord
 
-__all__ = ["DeadLetter", "Forwarder"]
+__all__ = ["DeadLetter", "Forwarder", "Purger"]
+
+logger = logging.getLogger("streamnb")
 
 DeadLetter = Callable[[Message, BaseException], None]
 """``dead_letter(msg, exc)``: where a message goes whose new key cannot be computed."""
@@ -139,3 +150,44 @@ class Forwarder:
         if type(key) is str and raw_key is not None and len(self.routes) < _MAX_ROUTES:
             self.routes[key] = (raw_key, partition)
         out.append(_new_tuple(ProducerRecord, (target.name, partition, raw_key, msg.value, msg.timestamp, msg.headers)))
+
+
+class Purger:
+    """Deletes the committed records of a repartition topic read by one agent (every ``interval`` s)."""
+
+    interval: float = 30.0
+    """Seconds between two purges (Kafka Streams' ``repartition.purge.interval.ms`` is 30 s too)."""
+
+    def __init__(self, app: Runtime, topic: Topic[Any, Any], owner: str) -> None:
+        self.app = app
+        self.topic = topic
+        self.owner = owner
+        self.purgeable: dict[TP, int] = {}
+        """Per partition: the offset before which every record was committed and can go."""
+        self._staged: dict[TP, int] = {}
+        self._last = time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"<Purger {self.topic.name!r}>"
+
+    def stage(self, offsets: Mapping[TP, int]) -> None:
+        """A commit of ``offsets`` (of any topics) is under way."""
+        name = self.topic.name
+        self._staged = {tp: offset for tp, offset in offsets.items() if tp.topic == name}
+
+    def committed(self) -> None:
+        """The staged commit succeeded: purge what it covers once the interval passed."""
+        self.purgeable.update(self._staged)
+        self._staged = {}
+        now = time.monotonic()
+        if not self.purgeable or now - self._last < self.interval:
+            return
+        self._last = now
+        offsets, self.purgeable = self.purgeable, {}
+        self.app.spawn(self._purge(offsets), f"purge the consumed records of {self.topic.name!r}")
+
+    async def _purge(self, offsets: dict[TP, int]) -> None:
+        try:
+            await self.app.require_transport().purge(offsets)
+        except StreamnbError as exc:  # the records stay; the next purge deletes them
+            logger.warning("%s: could not purge %s: %s", self.owner, self.topic.name, exc)

@@ -31,7 +31,7 @@ from typing import Any
 from . import naming
 from .errors import BrokerError, SchemaRegistryUnavailableError
 from .feed import Feed, positions_of
-from .forwarding import Forwarder
+from .forwarding import Forwarder, Purger
 from .supervision import SourceConfig, Supervisor
 from .topics import Topic
 from .transaction import Transaction
@@ -79,6 +79,8 @@ class Source:
         self._inflight: asyncio.Future[None] | None = None
         self._inflight_dirty: dict[Any, dict[Any, list[Any]]] = {}
         self._inflight_partitions: set[int] = set()
+        self.purger = Purger(app, self.channel, self.owner) if self.forward and self.channel.internal else None
+        """group_by: deletes the repartition records this agent committed (it alone reads them)."""
         self.per_partition = False
         """True on a transactional consumer (Kafka exactly-once): a commit is a transaction per partition."""
         self.commit_failed = False
@@ -407,6 +409,8 @@ class Source:
             self._inflight_partitions = {tp.partition for tp in offsets} | {tp.partition for tp in per_partition}
         else:
             committing = self.consumer.commit(offsets, txn.collect(self.app.now()))
+        if self.purger is not None:
+            self.purger.stage(offsets)
         txn.clear()
         self.pending.clear()
         self.last_commit = time.monotonic()
@@ -457,6 +461,8 @@ class Source:
             return
         for participant, keys in dirty.items():
             participant.after_commit(keys)
+        if self.purger is not None:
+            self.purger.committed()
 
     def _forget_uncommitted(self, failed: dict[Any, Any] | None = None) -> None:
         """Exactly-once: drop every table partition uncommitted writes touched (read again before use).

@@ -326,6 +326,15 @@ class Transport(abc.ABC):
             f"{self.scheme}:// brokers cannot delete topics from streamnb; replays run on memory:// or local://"
         )
 
+    async def purge(self, offsets: Mapping[TP, int]) -> None:
+        """Delete the records before ``offsets`` (what every reader of a repartition topic consumed).
+
+        Kafka deletes them (``DeleteRecords``, as Kafka Streams purges its
+        repartition topics, which it keeps whatever their timestamps); the
+        embedded brokers keep them (this default does nothing).
+        """
+        return None
+
     async def delete_groups(self, groups: Iterable[str]) -> None:
         """Forget the committed offsets of these consumer groups (their next member starts at the log start).
 

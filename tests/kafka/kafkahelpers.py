@@ -67,15 +67,16 @@ async def create_topic(bootstrap: str, name: str, partitions: int, configs: dict
         await asyncio.sleep(0.05)
 
 
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    """The end offset of each partition of ``topic`` ({} while it does not exist)."""
+async def end_offsets(bootstrap: str, topic: str, beginning: bool = False) -> dict[int, int]:
+    """The end (or ``beginning``: log start) offset of each partition of ``topic`` ({} while it does not exist)."""
     tps = [TopicPartition(topic, p) for p in range(await partition_count(bootstrap, topic))]
     if not tps:
         return {}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        return {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
+        found = await (consumer.beginning_offsets(tps) if beginning else consumer.end_offsets(tps))
+        return {tp.partition: offset for tp, offset in found.items()}
     finally:
         await consumer.stop()
 

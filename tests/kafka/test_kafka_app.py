@@ -16,12 +16,14 @@ from kafkahelpers import (
     Producer,
     changelog_state,
     create_topic,
+    end_offsets,
     partition_count,
     read_topic,
     topic_config,
 )
 
 import streamnb as faust
+from streamnb.forwarding import Purger
 from streamnb.testing import settle, wait_until
 
 pytestmark = pytest.mark.kafka
@@ -106,6 +108,43 @@ async def test_changelog_topics_are_compacted_and_repartition_topics_kept(app_id
     # history must not fall to the broker's time retention between the two stages.
     repartition = await topic_config(bootstrap, f"{app_id}-noop-{app_id}-events-same-repartition", overrides=True)
     assert repartition.get("retention.ms") == "-1", repartition
+
+
+async def test_group_by_deletes_the_repartition_records_it_committed(
+    app_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The repartition topic keeps records forever by time, so its one reader purges what it committed."""
+    monkeypatch.setattr(Purger, "interval", 0.0)  # every commit (default: every 30 s)
+    bootstrap = kafka_bootstrap()
+    source = f"{app_id}-orders"
+    await create_topic(bootstrap, source, 2)
+    app = faust.App(app_id, broker=f"kafka://{bootstrap}", topic_partitions=2, commit_interval=0.1)
+    orders = app.topic(source, value_type=Order)
+    totals = app.Table("totals", default=int)
+
+    @app.agent(orders)
+    async def total(stream):  # type: ignore[no-untyped-def]
+        async for order in stream.group_by(Order.user):
+            totals[order.user] += order.amount
+
+    repartition = f"{app_id}-total-{source}-user-repartition"
+    users = [f"u{i}" for i in range(20)]
+    async with Producer(bootstrap) as producer:
+        await producer.send(source, [(None, {"user": u, "amount": 1}) for u in users])
+        async with app:
+            await wait_until(lambda: sum(totals.values()) == len(users), timeout=60, what="every order counted")
+            ends = await end_offsets(bootstrap, repartition)
+            assert sum(ends.values()) == len(users)
+            # The purge follows a commit: wait until the log start reached each end.
+            await wait_until(
+                lambda: _purged(bootstrap, repartition, ends), timeout=60, what="the repartition topic purged"
+            )
+            total.raise_if_crashed()
+    assert await changelog_state(bootstrap, f"{app_id}-totals-changelog") == dict.fromkeys(users, 1)
+
+
+async def _purged(bootstrap: str, topic: str, ends: dict[int, int]) -> bool:
+    return await end_offsets(bootstrap, topic, beginning=True) == ends
 
 
 async def test_unreachable_broker_names_the_address(app_id: str) -> None:

@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from aiokafka.errors import (
     CoordinatorLoadInProgressError,
     CoordinatorNotAvailableError,
@@ -153,6 +153,16 @@ class TopicAdmin:
         for tp in tps:
             (have if tp.partition < self.partitions.get(tp.topic, 0) else missing).append(tp)
         return have, missing
+
+    async def delete_records(self, offsets: Mapping[TP, int]) -> None:
+        """Delete the records of each partition before its offset (``DeleteRecords``)."""
+        if not offsets:
+            return
+        with broker_errors(f"delete records of {sorted({tp.topic for tp in offsets})}"):
+            await self.client.delete_records(
+                {TopicPartition(tp.topic, tp.partition): RecordsToDelete(offset) for tp, offset in offsets.items()},
+                timeout_ms=int(self.request_timeout * 1000),
+            )
 
     async def committed(self, group: str, tps: Iterable[TP]) -> dict[TP, int]:
         """The group's committed offsets; partitions with none are left out."""

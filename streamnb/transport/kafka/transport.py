@@ -350,6 +350,11 @@ class KafkaTransport(Transport):
         _, admin, _ = self._clients()
         return await admin.committed(group, tps)
 
+    async def purge(self, offsets: Mapping[TP, int]) -> None:
+        """Delete the records before ``offsets`` (consumed repartition records): Kafka's ``DeleteRecords``."""
+        _, admin, _ = self._clients()
+        await admin.delete_records(offsets)
+
     async def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
         """Offset the next message of each partition gets (0 for missing partitions)."""
         return await self._offsets(tps, end=True)
