@@ -184,9 +184,9 @@ class Source:
         self._revoked_in_hand.update((tp.topic, tp.partition) for tp in tps)
         try:
             if not self.aborted and not self.closed:
-                if self.per_partition and not self._run_done.is_set():
+                if self.per_partition:
                     try:
-                        await asyncio.wait_for(self._run_done.wait(), self.revoke_wait)
+                        await self._wait_run_done()
                     except TimeoutError:
                         self._forget_uncommitted()
                         raise BrokerError(
@@ -208,6 +208,17 @@ class Source:
                 await self.wait_committed()
         finally:
             await self.app.partitions_revoked(self, tps, final=self.closed)
+
+    async def _wait_run_done(self) -> None:
+        """Exactly-once: wait until the agent is between batches when this task runs (``revoke_wait`` s at most).
+
+        Checked again after each wake-up: the agent may have finished one
+        partition's batch and taken the next (already fetched) one before
+        this task ran again.
+        """
+        deadline = time.monotonic() + self.revoke_wait
+        while not self._run_done.is_set():
+            await asyncio.wait_for(self._run_done.wait(), max(0.0, deadline - time.monotonic()))
 
     # -- batches and commits ------------------------------------------------------------------
 

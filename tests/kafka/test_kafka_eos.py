@@ -282,7 +282,9 @@ async def test_workers_joining_and_leaving_while_transactions_are_open(tmp_path:
     bootstrap = kafka_bootstrap()
     app_id, topic = unique("eosrebalance"), unique("views")
     await create_topics(bootstrap, app_id, topic)
-    config = eos_config(bootstrap, app_id, topic)
+    # The agent awaits in the middle of each event: a rebalance must still wait
+    # for the batch in hand to end, never commit half an event.
+    config = eos_config(bootstrap, app_id, topic, await_mid_event=True)
     first = Worker("first", config, tmp_path)
     async with Producer(bootstrap) as producer:
         await first.start()

@@ -7,7 +7,8 @@ optionally ``report_interval`` (seconds), ``kafka`` (extra App keyword
 arguments, e.g. ``{"session_timeout_ms": 6000}``), ``guarantee``
 (``at_least_once`` or ``exactly_once``), ``sink`` (a topic that gets
 ``{"n": n}`` for every view), ``final`` (a topic that gets the final count of
-every closed one-second tumbling window per user) and ``fault``.
+every closed one-second tumbling window per user), ``await_mid_event`` (the
+agent awaits between counting a view and sending it on) and ``fault``.
 
 The agent reads JSON page views ``{"user": ..., "n": ...}``, repartitions
 them by user (``group_by``) and counts them per user in the table
@@ -68,6 +69,7 @@ per_second = (
     if config.get("final") else None
 )
 fault = config.get("fault")
+await_mid_event = bool(config.get("await_mid_event"))
 fault_seen = Counter[str]()
 
 
@@ -108,6 +110,8 @@ async def count(stream):  # type: ignore[no-untyped-def]
         counts[view.user] += 1
         if per_second is not None:
             per_second[view.user] += 1
+        if await_mid_event:
+            await asyncio.sleep(0)  # an agent awaiting between an event's effects (e.g. an HTTP call)
         yield {"n": view.n}
 
 
