@@ -134,8 +134,12 @@ class Agent:
 
     @property
     def uncommitted(self) -> int:
-        """Table writes and sends the agent made since its last commit."""
-        return sum(len(source.txn) for source in list(self._sources))
+        """Table writes and sends the agent made since its last commit, plus one per commit still landing.
+
+        A commit has landed once its outcome is applied: on success the
+        windows it closed have had their ``on_window_close`` calls.
+        """
+        return sum(len(source.txn) + source.committing for source in list(self._sources))
 
     async def send(self, *, key: Any = None, value: Any = None, partition: int | None = None,
                    timestamp: float | None = None, headers: Any = None) -> Any:

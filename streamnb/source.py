@@ -430,6 +430,11 @@ class Source:
         if wait:
             await self.wait_committed()
 
+    @property
+    def committing(self) -> bool:
+        """True while a commit is under way, or done but its outcome not yet applied (see :meth:`wait_committed`)."""
+        return self._inflight is not None
+
     async def wait_committed(self) -> None:
         """Wait for the commit under way, if any.
 
