@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from .transport.base import TP, Headers, Message
+from .transport.base import TP, Headers, Message, ProducerRecord
 
-__all__ = ["Event"]
+__all__ = ["Event", "divert"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -70,3 +70,20 @@ class Event(Generic[K, V]):
     def __repr__(self) -> str:
         m = self.message
         return f"<Event {m.topic}[{m.partition}]@{m.offset} key={self.key!r} value={self.value!r}>"
+
+
+def divert(msg: Message, topic: str, partitions: int, headers: Headers) -> ProducerRecord:
+    """``msg`` copied to ``topic`` (dead letters, late events): same key, value and timestamp,
+    its ``headers`` then ``headers`` and its origin (``streamnb-topic``/``-partition``/``-offset``).
+
+    >>> record = divert(Message("views", 3, 7, 1.5, b"k", b"v", ()), "views-dlq", 2, (("streamnb-error", b"bad"),))
+    >>> record.partition, [name for name, _ in record.headers]
+    (1, ['streamnb-error', 'streamnb-topic', 'streamnb-partition', 'streamnb-offset'])
+    """
+    origin = (
+        ("streamnb-topic", msg.topic.encode()),
+        ("streamnb-partition", str(msg.partition).encode()),
+        ("streamnb-offset", str(msg.offset).encode()),
+    )
+    headers = tuple(msg.headers) + tuple(headers) + origin
+    return ProducerRecord(topic, msg.partition % partitions, msg.key, msg.value, msg.timestamp, headers)

@@ -30,12 +30,13 @@ from typing import Any
 
 from . import naming
 from .errors import BrokerError, SchemaRegistryUnavailableError
+from .events import divert
 from .feed import Feed, positions_of
 from .forwarding import Forwarder, Purger
 from .supervision import SourceConfig, Supervisor
 from .topics import Topic
 from .transaction import Transaction
-from .transport.base import EXACTLY_ONCE, TP, Consumer, Message, ProducerRecord, RebalanceListener
+from .transport.base import EXACTLY_ONCE, TP, Consumer, Message, RebalanceListener
 
 __all__ = ["Source", "SourceConfig", "Supervisor"]  # the protocols live in streamnb.supervision
 
@@ -506,15 +507,8 @@ class Source:
         dlq = self._dlq
         assert dlq is not None
         reason = f"{type(exc).__name__}: {exc}"
-        headers = tuple(msg.headers) + (
-            ("streamnb-error", reason.encode("utf-8", "replace")[:4000]),
-            ("streamnb-topic", msg.topic.encode()),
-            ("streamnb-partition", str(msg.partition).encode()),
-            ("streamnb-offset", str(msg.offset).encode()),
-        )
-        self.txn.records.append(
-            ProducerRecord(dlq.name, msg.partition % dlq.partition_count, msg.key, msg.value, msg.timestamp, headers)
-        )
+        error = (("streamnb-error", reason.encode("utf-8", "replace")[:4000]),)
+        self.txn.records.append(divert(msg, dlq.name, dlq.partition_count, error))
         if self.agent is not None:
             self.agent.record_dead_letter(msg, reason)
         else:

@@ -19,7 +19,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from ..events import Event
+from ..events import Event, divert
 from ..topics import Topic
 from ..transport.base import Message, ProducerRecord
 from .state import Closed
@@ -37,14 +37,11 @@ class _Named(Protocol):
 
 def late_record(topic: _Named, table: str, msg: Message, windows: Sequence[Sequence[float]]) -> ProducerRecord:
     """The late event ``msg`` for ``topic``, with the windows it missed and its origin in headers."""
-    headers = tuple(msg.headers) + (
+    headers = (
         ("streamnb-late-windows", json.dumps([[w[0], w[1]] for w in windows]).encode()),
         ("streamnb-table", table.encode()),
-        ("streamnb-topic", msg.topic.encode()),
-        ("streamnb-partition", str(msg.partition).encode()),
-        ("streamnb-offset", str(msg.offset).encode()),
     )
-    return ProducerRecord(topic.name, msg.partition % topic.partition_count, msg.key, msg.value, msg.timestamp, headers)
+    return divert(msg, topic.name, topic.partition_count, headers)
 
 
 def final_record(topic: Topic[Any, Any], closed: Closed) -> ProducerRecord:
