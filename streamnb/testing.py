@@ -97,7 +97,8 @@ async def lag(app: App) -> dict[str, int]:
 
 
 async def settle(app: App, timeout: float = 30.0) -> None:
-    """Wait until every agent has processed and committed everything sent so far.
+    """Wait until every agent has processed and committed everything sent so far
+    (and applied the commits: ``on_window_close`` of the windows they closed has run).
 
     Agents that keep crashing make it time out, with their last error.
 
