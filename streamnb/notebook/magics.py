@@ -481,12 +481,38 @@ def load_ipython_extension(ipython: Any) -> None:
     posts = ipython.input_transformers_post
     posts[:] = [t for t in posts if not getattr(t, "streamnb", False)]
     posts.append(_await_transformer(ipython))
+    _unregister_traceback_reset(ipython)
+    ipython.events.register("pre_run_cell", _traceback_reset(ipython))
+
+
+def _traceback_reset(ipython: Any) -> Callable[..., None]:
+    """A ``pre_run_cell`` hook resetting ipykernel's ``_last_traceback`` before each cell.
+
+    ipykernel (7.x) reads ``shell._last_traceback`` to answer a failed cell,
+    but resets it only on its synchronous path, and a UsageError prints no
+    traceback: a UsageError in an awaited cell (every ``%streamnb`` line is
+    awaited) before any synchronous cell ran left it unset, the answer
+    failed with an AttributeError and the kernel never replied.
+    """
+
+    def reset(*_info: Any) -> None:
+        ipython._last_traceback = None  # noqa: SLF001 - ipykernel's own attribute; see above
+
+    reset.streamnb = True  # type: ignore[attr-defined]
+    return reset
+
+
+def _unregister_traceback_reset(ipython: Any) -> None:
+    for hook in list(ipython.events.callbacks.get("pre_run_cell", ())):
+        if getattr(hook, "streamnb", False):
+            ipython.events.unregister("pre_run_cell", hook)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext streamnb``: remove the magics and the transformer."""
     posts = ipython.input_transformers_post
     posts[:] = [t for t in posts if not getattr(t, "streamnb", False)]
+    _unregister_traceback_reset(ipython)
     for kind, names in (("line", ("streamnb", "peek")), ("cell", ("produce",))):
         registry = ipython.magics_manager.magics[kind]
         for name in names:

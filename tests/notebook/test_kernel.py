@@ -334,6 +334,19 @@ def test_magics_in_the_kernel(nb_dir: Path) -> None:
     assert "not running" in text_of(nb.cells[10]) and "%streamnb start" in text_of(nb.cells[10])
 
 
+def test_a_usage_error_in_the_first_awaited_cells_gets_an_answer(nb_dir: Path) -> None:
+    """ipykernel 7 never answered a UsageError raised before any synchronous cell ran (it hung)."""
+    nb = notebook(
+        "%load_ext streamnb\n" + SETUP + PAGES_APP.format(broker="memory://usage") + COUNT_AGENT + "await app.start()",
+        "%streamnb no-such-action",
+        "1 + 1",
+        allow_errors=(1,),
+    )
+    execute(nb, nb_dir)
+    assert "UsageError: argument action: invalid choice: 'no-such-action'" in text_of(nb.cells[1])
+    assert nb.cells[2].outputs[0].data["text/plain"] == "2"
+
+
 def test_run_all_with_every_cell_queued_at_once(nb_dir: Path) -> None:
     """JupyterLab's Run All queues every cell before the first ends; the magics still wait in order."""
     cells = [
