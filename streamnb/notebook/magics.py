@@ -18,16 +18,8 @@ Example (in a notebook)::
 The app is the one named by ``--app NAME`` (a variable of the notebook), or
 else the only ``streamnb.App`` in the notebook's namespace.
 
-How the magics wait: a magic is a plain function, but starting an app,
-sending or reading needs ``await``. The magics schedule that work as a task
-on the kernel's running loop and return it as a :class:`Pending`. While the
-extension is loaded, a cell line that is exactly one of these magics is
-run as ``await`` of that result (an IPython input transformer does this,
-for top-level lines only), so the cell waits until the app has started,
-the messages were sent or the DataFrame was read, and errors show in that
-cell. Elsewhere (inside a function, ``x = %peek t``) the work runs in the
-background and the magic says so. Interrupting a waiting cell stops the
-wait, not the work: the app keeps starting and agents keep running.
+How the magics wait (``await`` of a top-level magic line, work in the
+background elsewhere) is :mod:`streamnb.notebook.awaiting`.
 
 Mistakes (wrong arguments, no or several apps, unknown topic or table,
 invalid JSON, app not running) are one-line ``UsageError``s; nothing
@@ -36,11 +28,7 @@ already running is disturbed by them.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import re
-import sys
-from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -48,10 +36,11 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from ..errors import StreamnbError
+from . import awaiting
 from ._stats import agent_figures
+from .awaiting import Pending, schedule, wait_for_magic
 
 if TYPE_CHECKING:
-    from IPython.core.interactiveshell import InteractiveShell
 
     from ..app import App
     from ..topics import Topic
@@ -68,120 +57,6 @@ __all__ = [
 ]
 
 NOT_RUNNING = "app {id!r} is not running: run `await app.start()` or `%streamnb start` first"
-
-
-# -- waiting ---------------------------------------------------------------------------------
-
-
-class Pending:
-    """Work a magic scheduled on the running loop; ``await`` it for the result.
-
-    Not awaited, it runs in the background and reports its outcome (result
-    or one-line error) in the cell that started it.
-
-    >>> result = %peek page_views   # doctest: +SKIP
-    >>> df = await result           # doctest: +SKIP
-    """
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
-        self.what = what
-        self.awaited = False
-        slug = "-".join(re.findall(r"[\w.]+", what))
-        self.task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro, name=f"streamnb-magic-{slug}")
-        self.task.add_done_callback(self._report)
-
-    def __await__(self) -> Any:
-        self.awaited = True
-        try:
-            return (yield from asyncio.shield(self.task).__await__())
-        except asyncio.CancelledError:
-            self.awaited = False  # interrupted: the work goes on and reports when done
-            if self.task.done():
-                self._report(self.task)
-            raise
-
-    def done(self) -> bool:
-        """True once the work finished."""
-        return self.task.done()
-
-    def _report(self, task: asyncio.Task[Any]) -> None:
-        if self.awaited or task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            print(
-                f"UsageError: {exc}" if isinstance(exc, UsageError) else f"{self.what} failed: {exc!r}",
-                file=sys.stderr,
-            )
-            return
-        result = task.result()
-        if result is not None:
-            from IPython.display import display
-
-            display(result)
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(repr(self))
-
-    def __repr__(self) -> str:
-        if not self.task.done():
-            return f"{self.what}… (running in the background; `%streamnb status` shows the app's state)"
-        return f"{self.what}: done"
-
-
-async def wait_for_magic(value: Any) -> Any:
-    """Await a :class:`Pending`; return anything else as is.
-
-    The input transformer turns a top-level ``%streamnb start`` line into
-    ``await wait_for_magic(get_ipython().run_line_magic("streamnb", "start"))``.
-
-    >>> await wait_for_magic(get_ipython().run_line_magic("peek", "page_views"))  # doctest: +SKIP
-    """
-    if isinstance(value, Pending):
-        return await value
-    return value
-
-
-def _schedule(coro: Coroutine[Any, Any, Any], what: str) -> Pending:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        coro.close()
-        raise UsageError(
-            f"{what}: no running event loop; use the magics in a Jupyter kernel (or `await app.start()`)"
-        ) from None
-    return Pending(_usage_errors(coro), what)
-
-
-async def _usage_errors(coro: Coroutine[Any, Any, Any]) -> Any:
-    """streamnb's own errors become one-line UsageErrors."""
-    try:
-        return await coro
-    except StreamnbError as exc:
-        raise UsageError(str(exc)) from None
-
-
-_MAGIC_LINE = re.compile(r"^get_ipython\(\)\.run_(?:line|cell)_magic\('(?:streamnb|peek|produce)', .*\)$")
-_WAIT = "__import__('streamnb.notebook.magics', fromlist=['wait_for_magic']).wait_for_magic"
-
-
-def _await_transformer(shell: InteractiveShell) -> Callable[[list[str]], list[str]]:
-    """An input transformer: top-level ``%streamnb``/``%peek``/``%%produce`` lines are awaited."""
-    from IPython.core.async_helpers import _asyncio_runner
-
-    def await_magics(lines: list[str]) -> list[str]:
-        if not shell.autoawait or shell.loop_runner is not _asyncio_runner:
-            return lines
-        out = []
-        for line in lines:
-            body = line.rstrip("\n")
-            if _MAGIC_LINE.match(body):
-                line = f"await {_WAIT}({body})" + line[len(body):]
-            out.append(line)
-        return out
-
-    await_magics.streamnb = True  # type: ignore[attr-defined]
-    return await_magics
 
 
 # -- finding things --------------------------------------------------------------------------
@@ -263,10 +138,10 @@ class StreamnbMagics(Magics):
 
         action, _, rest = line.strip().partition(" ")
         if action == "record":
-            return _schedule(replay_magics.record_magic(rest), "recording")
+            return schedule(replay_magics.record_magic(rest), "recording")
         if action == "history":
             app = self._app(replay_magics.app_name(rest))
-            return _schedule(replay_magics.history_magic(app, rest), f"history {rest.strip()}")
+            return schedule(replay_magics.history_magic(app, rest), f"history {rest.strip()}")
         args = _parse(self.streamnb, line)
         if args.table is not None and args.action != "table":
             raise UsageError(f"`%streamnb {args.action}` takes no table name; {_usage(self.streamnb)}")
@@ -275,12 +150,12 @@ class StreamnbMagics(Magics):
             if app.state == "running":
                 print(f"app {app.id!r} is already running")
                 return None
-            return _schedule(_start(app), f"starting app {app.id!r}")
+            return schedule(_start(app), f"starting app {app.id!r}")
         if args.action == "stop":
             if app.state in ("init", "stopped") and app.transport is None:
                 print(f"app {app.id!r} is not running")
                 return None
-            return _schedule(_stop(app), f"stopping app {app.id!r}")
+            return schedule(_stop(app), f"stopping app {app.id!r}")
         if args.action == "status":
             print(status_text(app))
             return None
@@ -320,7 +195,7 @@ class StreamnbMagics(Magics):
             raise UsageError(f"-n must be at least 1, got {args.n}")
         app = self._app(args.app)
         _require_running(app)
-        return _schedule(_peek(app, args.topic, args.n, args.live), f"peek {args.topic}")
+        return schedule(_peek(app, args.topic, args.n, args.live), f"peek {args.topic}")
 
     @magic_arguments()
     @argument("topic", help="the topic's name (defined in the app)")
@@ -336,7 +211,7 @@ class StreamnbMagics(Magics):
         messages = parse_messages(topic, cell, key_field=args.key)
         if not messages:
             raise UsageError(f"nothing to send to {topic.name!r}: write one JSON value per line under %%produce")
-        return _schedule(_produce(app, topic, messages), f"producing to {topic.name}")
+        return schedule(_produce(app, topic, messages), f"producing to {topic.name}")
 
 
 def _usage(magic: Any) -> str:
@@ -478,41 +353,12 @@ def _short(text: str, limit: int = 60) -> str:
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext streamnb``: register the magics and the await transformer."""
     ipython.register_magics(StreamnbMagics)
-    posts = ipython.input_transformers_post
-    posts[:] = [t for t in posts if not getattr(t, "streamnb", False)]
-    posts.append(_await_transformer(ipython))
-    _unregister_traceback_reset(ipython)
-    ipython.events.register("pre_run_cell", _traceback_reset(ipython))
-
-
-def _traceback_reset(ipython: Any) -> Callable[..., None]:
-    """A ``pre_run_cell`` hook resetting ipykernel's ``_last_traceback`` before each cell.
-
-    ipykernel (7.x) reads ``shell._last_traceback`` to answer a failed cell,
-    but resets it only on its synchronous path, and a UsageError prints no
-    traceback: a UsageError in an awaited cell (every ``%streamnb`` line is
-    awaited) before any synchronous cell ran left it unset, the answer
-    failed with an AttributeError and the kernel never replied.
-    """
-
-    def reset(*_info: Any) -> None:
-        ipython._last_traceback = None  # noqa: SLF001 - ipykernel's own attribute; see above
-
-    reset.streamnb = True  # type: ignore[attr-defined]
-    return reset
-
-
-def _unregister_traceback_reset(ipython: Any) -> None:
-    for hook in list(ipython.events.callbacks.get("pre_run_cell", ())):
-        if getattr(hook, "streamnb", False):
-            ipython.events.unregister("pre_run_cell", hook)
+    awaiting.install(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext streamnb``: remove the magics and the transformer."""
-    posts = ipython.input_transformers_post
-    posts[:] = [t for t in posts if not getattr(t, "streamnb", False)]
-    _unregister_traceback_reset(ipython)
+    awaiting.uninstall(ipython)
     for kind, names in (("line", ("streamnb", "peek")), ("cell", ("produce",))):
         registry = ipython.magics_manager.magics[kind]
         for name in names:
