@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from struct import Struct
 from typing import Any
 
-__all__ = ["FlatReader", "flat_field_reader", "flat_reader"]
+__all__ = ["FlatReader", "flat_field_reader", "flat_reader", "varint"]
 
 FlatReader = Callable[[bytes], dict[str, Any]]
 
@@ -31,6 +31,24 @@ _STRING, _BYTES, _LONG, _BOOLEAN, _DOUBLE, _FLOAT, _NULL, _TIMESTAMP = range(8)
 _KINDS = {"string": _STRING, "bytes": _BYTES, "long": _LONG, "int": _LONG, "boolean": _BOOLEAN,
           "double": _DOUBLE, "float": _FLOAT, "null": _NULL}  # fmt: skip
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def varint(data: bytes, pos: int) -> tuple[int, int]:
+    """The zigzag varint (an Avro int or long) at ``pos``: ``(value, position after it)``.
+
+    >>> varint(b"\\x00\\xac\\x02", 1)
+    (150, 3)
+    """
+    result = shift = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return (result >> 1) ^ -(result & 1), pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("a varint longer than 10 bytes")
 
 
 def _kind(schema: Any) -> int | None:
@@ -69,18 +87,6 @@ def flat_reader(schema: Any, start: int = 0) -> FlatReader | None:
     spec = tuple(fields)
     double, single = Struct("<d").unpack_from, Struct("<f").unpack_from
     epoch, micros = _EPOCH, timedelta
-
-    def varint(data: bytes, pos: int) -> tuple[int, int]:
-        result = shift = 0
-        while True:
-            b = data[pos]
-            pos += 1
-            result |= (b & 0x7F) << shift
-            if b < 0x80:
-                return (result >> 1) ^ -(result & 1), pos
-            shift += 7
-            if shift > 63:
-                raise ValueError("a varint longer than 10 bytes")
 
     def read(data: bytes) -> dict[str, Any]:
         pos = start
@@ -167,16 +173,6 @@ def flat_field_reader(schema: Any, start: int, wanted: str) -> FlatReader | None
     if last_kind > _BYTES or last_null >= 0:
         return None  # routing keys are strings or bytes; anything else reads the whole record
     widths = {_BOOLEAN: 1, _DOUBLE: 8, _FLOAT: 4, _NULL: 0}
-
-    def varint(data: bytes, pos: int) -> tuple[int, int]:
-        result = shift = 0
-        while True:
-            b = data[pos]
-            pos += 1
-            result |= (b & 0x7F) << shift
-            if b < 0x80:
-                return (result >> 1) ^ -(result & 1), pos
-            shift += 7
 
     def read(data: bytes) -> dict[str, Any]:
         pos = start
