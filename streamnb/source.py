@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import naming
+from .deadletters import DeadLetters
 from .errors import BrokerError, SchemaRegistryUnavailableError
-from .events import divert
 from .feed import Feed, positions_of
 from .forwarding import Forwarder, Purger
 from .supervision import SourceConfig, Supervisor
@@ -89,11 +89,15 @@ class Source:
         self._queued: deque[list[Message]] = deque()  # per partition: the rest of the last fetch
         self._run_done = asyncio.Event()  # set while the agent is not inside a batch
         self._run_done.set()
+        self.dead_letters = DeadLetters(
+            app, self.agent.name if self.agent else self.channel.name, self.agent, lambda: self.txn.records
+        )
+        self.dead_letter = self.dead_letters.send
+        """``dead_letter(msg, exc)``: send ``msg`` to the dead-letter topic with the reason."""
         self.forwarder: Forwarder | None = (
             None if self.forward is None else Forwarder(*self.forward, self.channel, self.dead_letter)
         )
         """``group_by``/``through``: re-keys the source topic's messages into :attr:`channel`."""
-        self._dlq: Topic[Any, Any] | None = None
         self.feed: Feed | None = None
         """Under a virtual clock: what hands this source its messages (see :mod:`streamnb.feed`)."""
         self._prefetching: list[Topic[Any, Any]] = []  # topics whose decoding needs schemas fetched first
@@ -108,8 +112,7 @@ class Source:
         for topic in topics:
             await topic.declare()
         self._prefetching = [topic for topic in topics if topic.needs_prefetch]
-        self._dlq = self.app.dead_letter_topic(self.agent.name if self.agent else self.channel.name)
-        await self._dlq.declare()
+        await self.dead_letters.declare()
         listener = RebalanceListener(self._on_assigned, self._on_revoked)
         transactional_id = None
         if self.app.processing_guarantee == EXACTLY_ONCE:
@@ -249,7 +252,7 @@ class Source:
                     run = self._drop_revoked(consumer, run)
                     if not run:
                         continue
-                if len(self.txn) >= app.commit_records or time.monotonic() - self.last_commit >= app.commit_interval:
+                if self._commit_due():
                     await self.commit(wait=False)
                 return self._hand_out(run)
             self._revoked_in_hand.clear()
@@ -268,10 +271,7 @@ class Source:
                 else:
                     await asyncio.sleep(0)
             elif msgs := await consumer.getmany(0, max_records):
-                if (
-                    (len(self.txn) if self.per_partition else len(self.txn.records)) >= app.commit_records
-                    or time.monotonic() - self.last_commit >= app.commit_interval
-                ):
+                if self._commit_due():
                     await self.commit(wait=False)
                 else:
                     await asyncio.sleep(0)  # let the kernel answer between batches
@@ -306,6 +306,11 @@ class Source:
                 return self._hand_out(runs[0])
             self.last_batch = msgs
             return msgs
+
+    def _commit_due(self) -> bool:
+        """Commit between batches: enough pending records (changelog rows too on Kafka exactly-once), or time."""
+        pending = len(self.txn) if self.per_partition else len(self.txn.records)
+        return pending >= self.app.commit_records or time.monotonic() - self.last_commit >= self.app.commit_interval
 
     def _hand_out(self, run: list[Message]) -> list[Message]:
         """Exactly-once: give the agent one partition's messages; what it sends joins that partition's transaction."""
@@ -499,17 +504,3 @@ class Source:
         self.aborted = True
         for participant in participants:
             participant.drop_partitions(partitions)
-
-    # -- dead letters -----------------------------------------------------------------------
-
-    def dead_letter(self, msg: Message, exc: BaseException) -> None:
-        """Send a message that cannot be processed to ``<app id>-<agent>-dlq``, with the reason."""
-        dlq = self._dlq
-        assert dlq is not None
-        reason = f"{type(exc).__name__}: {exc}"
-        error = (("streamnb-error", reason.encode("utf-8", "replace")[:4000]),)
-        self.txn.records.append(divert(msg, dlq.name, dlq.partition_count, error))
-        if self.agent is not None:
-            self.agent.record_dead_letter(msg, reason)
-        else:
-            logger.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)

@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("transport", ("transport",)),
     ("data", ("codecs", "_serde", "_typerules", "_fieldtypes", "_schema", "models", "avro")),
     ("channels", ("events", "transaction", "topics", "runtime")),
-    ("processing", ("feed", "supervision", "forwarding", "source", "streams", "agents", "tasks")),
+    ("processing", ("feed", "supervision", "deadletters", "forwarding", "source", "streams", "agents", "tasks")),
     ("state", ("tables",)),
     ("application", (
         "app", "definitions", "surface", "settings", "signals", "__main__", "testing", "demo", "cli", "web",
