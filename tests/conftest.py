@@ -9,6 +9,7 @@ starts one with ``scripts/kafka.sh up`` and fails if Kafka tests were skipped).
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,9 @@ pytest_plugins = ["kafka_tls", "registry_fixtures"]
 # Scripts the tests start as subprocesses: they run when imported, so the doctest
 # collection (``--doctest-modules`` in pyproject.toml) must not import them.
 collect_ignore = ["workers"]
+
+# The Kafka helpers (tests/kafka/kafkahelpers.py) are used by tests outside that folder too.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "kafka"))
 
 KAFKA = os.environ.get("STREAMNB_KAFKA", "")
 BACKENDS = ["memory", "local", "kafka", "kafka-eos"]

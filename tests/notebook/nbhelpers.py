@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
+import pytest
 from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
@@ -35,6 +38,30 @@ class Shell:
         if not result.success:
             raise AssertionError(f"cell failed: {result.error_before_exec or result.error_in_exec!r}\n{cell}")
         return result.result
+
+
+async def _shell() -> AsyncIterator[Shell]:
+    """A shell with the extension loaded and an empty namespace; its apps (and live views) are stopped afterwards."""
+    import streamnb
+
+    shell = InteractiveShell.instance()
+    shell.reset(new_session=False)
+    shell.run_line_magic("load_ext", "streamnb")
+    yield Shell(shell)
+    for value in list(shell.user_ns.values()):
+        if isinstance(value, streamnb.App):
+            await value.stop()
+    for value in list(shell.user_ns.values()):
+        close = getattr(value, "close", None)
+        if callable(close) and type(value).__module__.startswith("streamnb.notebook"):
+            close()
+    shell.run_line_magic("unload_ext", "streamnb")
+    shell.reset(new_session=False)
+    await asyncio.sleep(0)
+
+
+shell_fixture = pytest.fixture(_shell, name="ipy")
+"""The ``ipy`` fixture: a test module uses it with ``ipy = shell_fixture``."""
 
 
 def memory_url() -> str:

@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pandas as pd
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
-from nbhelpers import Shell, memory_url
+from nbhelpers import Shell, memory_url, shell_fixture
 from schema_registry import SchemaRegistryServer
 
 import streamnb
 from streamnb.transport.base import ProducerRecord, TopicSpec
 
-
-@pytest.fixture
-async def ipy() -> AsyncIterator[Shell]:
-    shell = InteractiveShell.instance()
-    shell.reset(new_session=False)
-    shell.run_line_magic("load_ext", "streamnb")
-    yield Shell(shell)
-    for value in list(shell.user_ns.values()):
-        if isinstance(value, streamnb.App):
-            await value.stop()
-    shell.run_line_magic("unload_ext", "streamnb")
-    shell.reset(new_session=False)
-    await asyncio.sleep(0)
+ipy = shell_fixture
 
 
 APP_CELL = """

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator
 
 import pandas as pd
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from nbhelpers import Shell, memory_url
+from nbhelpers import Shell, memory_url, shell_fixture
 
 import streamnb
 from streamnb.notebook.dashboard import Dashboard
@@ -20,24 +19,7 @@ from streamnb.notebook.views import LiveTable
 from streamnb.testing import settle, wait_until
 from streamnb.transport.base import TP, ProducerRecord
 
-
-@pytest.fixture
-async def ipy() -> AsyncIterator[Shell]:
-    """A shell with the extension loaded and an empty namespace; its apps are stopped afterwards."""
-    shell = InteractiveShell.instance()
-    shell.reset(new_session=False)
-    shell.run_line_magic("load_ext", "streamnb")
-    yield Shell(shell)
-    for value in list(shell.user_ns.values()):
-        if isinstance(value, streamnb.App):
-            await value.stop()
-    for value in list(shell.user_ns.values()):
-        close = getattr(value, "close", None)
-        if callable(close) and type(value).__module__.startswith("streamnb.notebook"):
-            close()
-    shell.run_line_magic("unload_ext", "streamnb")
-    shell.reset(new_session=False)
-    await asyncio.sleep(0)
+ipy = shell_fixture
 
 
 APP_CELL = """
@@ -386,7 +368,6 @@ async def _wait(pending: Pending) -> None:
 
 
 def test_without_a_running_loop_the_magics_say_so() -> None:
-    from IPython.core.interactiveshell import InteractiveShell
 
     shell = InteractiveShell.instance()
     shell.reset(new_session=False)

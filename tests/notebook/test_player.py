@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
-from nbhelpers import Shell, memory_url
+from nbhelpers import Shell, memory_url, shell_fixture
 
 import streamnb
 from streamnb.errors import ConfigurationError
@@ -24,20 +21,7 @@ from streamnb.transport.base import ProducerRecord, TopicSpec
 T0 = 1_700_000_000.0
 
 
-@pytest.fixture
-async def ipy() -> AsyncIterator[Shell]:
-    shell = InteractiveShell.instance()
-    shell.reset(new_session=False)
-    shell.run_line_magic("load_ext", "streamnb")
-    yield Shell(shell)
-    for value in list(shell.user_ns.values()):
-        if isinstance(value, streamnb.App):
-            await value.stop()
-        if isinstance(value, Player):
-            value.close()
-    shell.run_line_magic("unload_ext", "streamnb")
-    shell.reset(new_session=False)
-    await asyncio.sleep(0)
+ipy = shell_fixture
 
 
 async def recorded(url: str, n: int = 50) -> None:
