@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -100,6 +100,33 @@ async def topic_config(bootstrap: str, name: str, overrides: bool = False) -> di
             await asyncio.sleep(0.1)
     finally:
         await admin.close()
+
+
+class Feeder:
+    """Calls ``send_batch(first, count)`` in the background (count messages numbered from first), until stopped."""
+
+    def __init__(
+        self, send_batch: Callable[[int, int], Awaitable[None]], batch: int = 100, pause: float = 0.03
+    ) -> None:
+        self.send_batch, self.batch, self.pause = send_batch, batch, pause
+        self.sent = 0
+        self._stop = asyncio.Event()
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            await self.send_batch(self.sent, self.batch)
+            self.sent += self.batch
+            await asyncio.sleep(self.pause)
+
+    async def stop_after(self, batches: int) -> int:
+        """Stop once ``batches`` more batches were sent; return how many messages were sent in all."""
+        target = self.sent + batches * self.batch
+        while self.sent < target and not self.task.done():
+            await asyncio.sleep(0.02)
+        self._stop.set()
+        await self.task
+        return self.sent
 
 
 class Producer:

@@ -27,7 +27,17 @@ from typing import Any
 
 import pytest
 from conftest import kafka_bootstrap
-from kafkahelpers import FAST_GROUP, Producer, Worker, changelog_state, create_topic, read_topic, unique, wait_for
+from kafkahelpers import (
+    FAST_GROUP,
+    Feeder,
+    Producer,
+    Worker,
+    changelog_state,
+    create_topic,
+    read_topic,
+    unique,
+    wait_for,
+)
 
 from streamnb.codecs import get_codec
 from streamnb.topics import partition_for_key
@@ -54,35 +64,19 @@ def partition_of(user: str) -> int:
     return partition_for_key(key_of(user), PARTITIONS)
 
 
-class Feeder:
+def feed_views(producer: Producer, topic: str) -> Feeder:
     """Produces views ``{"user", "n"}`` keyed by user, event time ``T0 + n * STEP``, until stopped."""
 
-    def __init__(self, producer: Producer, topic: str, batch: int = 100, pause: float = 0.03) -> None:
-        self.producer, self.topic, self.batch, self.pause = producer.producer, topic, batch, pause
-        self.sent = 0
-        self._stop = asyncio.Event()
-        self.task = asyncio.ensure_future(self._run())
+    async def send_batch(first: int, count: int) -> None:
+        futures = []
+        for i in range(first, first + count):
+            user = user_of(i)
+            futures.append(await producer.producer.send(
+                topic, value={"user": user, "n": i}, key=key_of(user).decode(), timestamp_ms=T0_MS + i * STEP_MS,
+            ))
+        await asyncio.gather(*futures)
 
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            futures = []
-            for i in range(self.sent, self.sent + self.batch):
-                user = user_of(i)
-                futures.append(await self.producer.send(
-                    self.topic, value={"user": user, "n": i}, key=key_of(user).decode(),
-                    timestamp_ms=T0_MS + i * STEP_MS,
-                ))
-            await asyncio.gather(*futures)
-            self.sent += self.batch
-            await asyncio.sleep(self.pause)
-
-    async def stop_after(self, batches: int) -> int:
-        target = self.sent + batches * self.batch
-        while self.sent < target and not self.task.done():
-            await asyncio.sleep(0.02)
-        self._stop.set()
-        await self.task
-        return self.sent
+    return Feeder(send_batch)
 
 
 def eos_config(bootstrap: str, app_id: str, topic: str, **extra: Any) -> dict[str, Any]:
@@ -207,7 +201,7 @@ async def test_kill9_of_workers_again_and_again_keeps_every_output_exactly_once(
         await asyncio.gather(*(w.start() for w in workers.values()))
         try:
             await split(list(workers.values()))
-            feeder = Feeder(producer, topic)
+            feeder = feed_views(producer, topic)
             for round_, action in enumerate(["kill", "fault", "kill", "kill"]):
                 name = rng.choice(sorted(workers))
                 victim = workers[name]
@@ -249,7 +243,7 @@ async def test_a_paused_worker_is_fenced_when_it_wakes_up(tmp_path: Path) -> Non
         await asyncio.gather(zombie.start(), other.start())
         try:
             await split([zombie, other])
-            feeder = Feeder(producer, topic)
+            feeder = feed_views(producer, topic)
             assert zombie.proc is not None
             await wait_for(lambda: _stopped(zombie), 60, "the zombie stops itself inside a commit", [zombie, other])
             assert "fault: stop at offsets_sent" in zombie.stderr()
@@ -291,7 +285,7 @@ async def test_workers_joining_and_leaving_while_transactions_are_open(tmp_path:
         guests: list[Worker] = []
         try:
             await first.wait_for(lambda: first.assigned == ALL, 90, "the first worker owns every partition")
-            feeder = Feeder(producer, topic)
+            feeder = feed_views(producer, topic)
             for round_ in range(3):
                 guest = await Worker(f"guest{round_}", config, tmp_path).start()
                 guests.append(guest)

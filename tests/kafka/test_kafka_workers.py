@@ -20,6 +20,7 @@ import pytest
 from conftest import kafka_bootstrap
 from kafkahelpers import (
     FAST_GROUP,
+    Feeder,
     Producer,
     Worker,
     changelog_state,
@@ -57,28 +58,13 @@ def worker_config(bootstrap: str, app_id: str, topic: str) -> dict[str, Any]:
     return {"bootstrap": bootstrap, "app_id": app_id, "topic": topic, "partitions": PARTITIONS, "kafka": FAST_GROUP}
 
 
-class Feeder:
+def feed_views(producer: Producer, topic: str) -> Feeder:
     """Produces batches of views in the background until stopped."""
 
-    def __init__(self, producer: Producer, topic: str, batch: int = 100, pause: float = 0.03) -> None:
-        self.producer, self.topic, self.batch, self.pause = producer, topic, batch, pause
-        self.sent = 0
-        self._stop = asyncio.Event()
-        self.task = asyncio.ensure_future(self._run())
+    async def send_batch(first: int, count: int) -> None:
+        await producer.send(topic, views(first, count))
 
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            await self.producer.send(self.topic, views(self.sent, self.batch))
-            self.sent += self.batch
-            await asyncio.sleep(self.pause)
-
-    async def stop_after(self, batches: int) -> int:
-        target = self.sent + batches * self.batch
-        while self.sent < target and not self.task.done():
-            await asyncio.sleep(0.02)
-        self._stop.set()
-        await self.task
-        return self.sent
+    return Feeder(send_batch)
 
 
 def check_no_loss(truth: dict[str, int], want: Counter[str], label: str) -> int:
@@ -148,7 +134,7 @@ async def test_sigkill_moves_partitions_to_the_survivor_and_loses_nothing(tmp_pa
                 and a.assigned | b.assigned == ALL,
                 90, "both workers own partitions", [a, b],
             )
-            feeder = Feeder(producer, topic)
+            feeder = feed_views(producer, topic)
             # Kill a once it has counted (and committed) a good part of the stream.
             await wait_for(lambda: a.state.get("total", 0) >= 300 and a.state.get("processed", 0) >= 600,
                            60, "worker a processes events", [a, b])
@@ -196,7 +182,7 @@ async def test_worker_restarted_after_sigkill_recovers_its_tables(tmp_path: Path
         await first.start()
         try:
             await first.wait_for(lambda: first.assigned == ALL, 90, "the worker owns every partition")
-            feeder = Feeder(producer, topic)
+            feeder = feed_views(producer, topic)
             await first.wait_for(lambda: first.state.get("total", 0) >= 500, 60, "the worker counts")
 
             async def in_changelog() -> bool:  # part of the count was committed
