@@ -96,6 +96,7 @@ class Agent:
         the next time they come they are dead-lettered instead of processed."""
         self._tasks: list[asyncio.Task[None]] = []
         self._sources: set[Source] = set()
+        self._read: dict[str, None] = {}  # topics the agent's sources have read (kept between restarts)
         self._retries: dict[tuple[str, int, int], int] = {}
         self._resumed = asyncio.Event()
         self._resumed.set()
@@ -120,12 +121,7 @@ class Agent:
         >>> process.read_topics()
         ['orders']
         """
-        names = [self.channel.name]
-        for source in list(self._sources):
-            names.append(source.channel.name)
-            if source.forward is not None:
-                names.append(source.forward[0].name)
-        return list(dict.fromkeys(names))
+        return list(dict.fromkeys([self.channel.name, *self._read]))
 
     def consumer_groups(self) -> list[str]:
         """The consumer groups the agent's consumers belong to (one per agent)."""
@@ -232,6 +228,7 @@ class Agent:
     def attach(self, source: Source) -> None:
         """Called by a :class:`~streamnb.source.Source` of this agent when it starts."""
         self._sources.add(source)
+        self._read.update(dict.fromkeys([*(hop.topic.name for hop in source.hops), source.channel.name]))
 
     def detach(self, source: Source) -> None:
         """Called by a :class:`~streamnb.source.Source` of this agent when it closes."""
@@ -259,33 +256,42 @@ class Agent:
 
     async def _supervise(self, member: int) -> None:
         backoff = 0.05
+        last_crash: tuple[str, int, int] | None = None
         while not self._stopping:
             stream: Stream[Any] = Stream(self.app, self.channel, agent=self, member=member, members=self.concurrency)
             try:
                 await self._run_once(stream)
                 return
             except asyncio.CancelledError:
-                source = stream.root.source
-                if source is not None and not source.waiting and not source.closed:
-                    source.abort()  # cancelled mid-event: undo its partial work
+                for source in self._sources_of(member):
+                    if not source.waiting and not source.closed:
+                        source.abort()  # cancelled mid-event: undo its partial work
                 raise
             except (ConfigurationError, PartitionMismatchError) as exc:
                 # Misconfiguration does not go away by retrying: stop, keep the error.
-                self._crashed(stream, exc, retry=False)
+                self._crashed(member, exc, retry=False)
                 logger.error(
                     "agent %r stopped: %s -- fix the definition and run its cell (or restart) again", self.name, exc
                 )
                 return
             except Exception as exc:
-                self._crashed(stream, exc)
+                crash = self._crashed(member, exc)
+                if crash != last_crash:  # a new event: the backoff starts again
+                    backoff, last_crash = 0.05, crash
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 if self.state == "crashed":
                     self.state = "running"
             finally:
-                source = stream.root.source
-                if source is not None and not source.closed:
-                    await source.close(commit=not source.aborted)
+                # Every stage this run read (the agent's topic, or the topic a
+                # group_by/through re-keyed into): an aborted one commits nothing.
+                for source in self._sources_of(member):
+                    if not source.closed:
+                        await source.close(commit=not source.aborted)
+
+    def _sources_of(self, member: int) -> list[Source]:
+        """The open sources of one of the agent's tasks (one per stream it iterates)."""
+        return [source for source in list(self._sources) if source.stream.member == member]
 
     async def _run_once(self, stream: Stream[Any]) -> None:
         result = self.fun(stream)
@@ -305,20 +311,30 @@ class Agent:
                 if inspect.isawaitable(out):
                     await out
 
-    def _crashed(self, stream: Stream[Any], exc: Exception, retry: bool = True) -> None:
+    def _crashed(self, member: int, exc: Exception, retry: bool = True) -> tuple[str, int, int] | None:
+        """Keep and log the error; undo everything the run did since its last commit, at every stage.
+
+        The event in hand (at whichever stage it was read: the agent's topic
+        or a ``group_by`` topic) counts a try; after :attr:`max_retries` it is
+        dead-lettered when it comes again. Returns that event's position, if any.
+        """
         self.crashes += 1
         self.last_error = exc
         self.last_traceback = "".join(traceback.format_exception(exc))
         self.errors.append((time.time(), self.last_traceback))
         self.state = "crashed"
-        source = stream.root.source
         where = ""
-        if source is not None:
+        crash = None
+        for source in self._sources_of(member):
             msg: Message | None = source.txn.message
-            if msg is not None and not source.commit_failed:  # a failed commit is not that event's fault
-                key = (msg.topic, msg.partition, msg.offset)
+            if msg is not None and not source.commit_failed and not source.aborted:
+                # (a failed commit is not that event's fault)
+                crash = key = (msg.topic, msg.partition, msg.offset)
                 self._retries[key] = tries = self._retries.get(key, 0) + 1
-                where = f" on {msg.topic}[{msg.partition}]@{msg.offset} (try {tries} of {self.max_retries})"
+                where = (
+                    f" at stage {source.stage} on {msg.topic}[{msg.partition}]@{msg.offset}"
+                    f" (try {tries} of {self.max_retries})"
+                )
                 if tries >= self.max_retries and retry:
                     self.poison[key] = exc
             source.abort()
@@ -326,11 +342,13 @@ class Agent:
             logger.error(
                 "agent %r crashed%s; restarting from its last commit\n%s", self.name, where, self.last_traceback
             )
+        return crash
 
     def record_dead_letter(self, msg: Message, reason: str) -> None:
-        """Count and log a message that went to the dead-letter topic (called by the source)."""
+        """Count and log a message that went to the dead-letter topic (called by the source once committed)."""
         self.dead_lettered += 1
         self.poison.pop((msg.topic, msg.partition, msg.offset), None)
+        self._retries.pop((msg.topic, msg.partition, msg.offset), None)
         self.errors.append((time.time(), f"dead-lettered {msg.topic}[{msg.partition}]@{msg.offset}: {reason}"))
         logger.warning("agent %r dead-lettered %s[%d]@%d: %s", self.name, msg.topic, msg.partition, msg.offset, reason)
 

@@ -33,12 +33,12 @@ from .deadletters import DeadLetters
 from .errors import BrokerError, SchemaRegistryUnavailableError
 from .feed import Feed, positions_of
 from .forwarding import Forwarder, Purger
-from .supervision import SourceConfig, Supervisor
+from .supervision import Hop, SourceConfig, Supervisor
 from .topics import Topic
 from .transaction import Transaction
 from .transport.base import EXACTLY_ONCE, TP, Consumer, Message, RebalanceListener
 
-__all__ = ["Source", "SourceConfig", "Supervisor"]  # the protocols live in streamnb.supervision
+__all__ = ["Hop", "Source", "SourceConfig", "Supervisor"]  # the protocols live in streamnb.supervision
 
 logger = logging.getLogger("streamnb")
 
@@ -59,7 +59,8 @@ class Source:
         self.app = app
         self.agent = stream.agent
         self.channel = stream.channel
-        self.forward = stream.forward_from
+        self.hops: tuple[Hop, ...] = stream.hops
+        """``group_by``/``through`` re-keyings this source forwards before the agent's stage."""
         self.txn = Transaction()
         owner = stream.agent.name if stream.agent is not None else naming.stream_owner(stream.channel.name)
         self.owner = owner
@@ -79,9 +80,11 @@ class Source:
         )
         self._inflight: asyncio.Future[None] | None = None
         self._inflight_dirty: dict[Any, dict[Any, list[Any]]] = {}
+        self._inflight_letters: list[tuple[Message, str]] = []
         self._inflight_partitions: set[int] = set()
-        self.purger = Purger(app, self.channel, self.owner) if self.forward and self.channel.internal else None
-        """group_by: deletes the repartition records this agent committed (it alone reads them)."""
+        targets = [hop.topic for hop in self.hops[1:]] + [self.channel] if self.hops else []
+        self.purgers = [Purger(app, topic, self.owner) for topic in targets if topic.internal]
+        """group_by: delete the repartition records this agent committed (it alone reads them)."""
         self.per_partition = False
         """True on a transactional consumer (Kafka exactly-once): a commit is a transaction per partition."""
         self.commit_failed = False
@@ -94,10 +97,11 @@ class Source:
         )
         self.dead_letter = self.dead_letters.send
         """``dead_letter(msg, exc)``: send ``msg`` to the dead-letter topic with the reason."""
-        self.forwarder: Forwarder | None = (
-            None if self.forward is None else Forwarder(*self.forward, self.channel, self.dead_letter)
-        )
-        """``group_by``/``through``: re-keys the source topic's messages into :attr:`channel`."""
+        self.forwarders: dict[str, Forwarder] = {
+            hop.topic.name: Forwarder(hop.topic, hop.keyfn, target, self.dead_letter)
+            for hop, target in zip(self.hops, targets)
+        }
+        """``group_by``/``through``: per topic read, what re-keys its messages into the next one."""
         self.feed: Feed | None = None
         """Under a virtual clock: what hands this source its messages (see :mod:`streamnb.feed`)."""
         self._prefetching: list[Topic[Any, Any]] = []  # topics whose decoding needs schemas fetched first
@@ -106,9 +110,7 @@ class Source:
 
     async def start(self) -> None:
         transport = await self.app.connect()
-        topics = [self.channel]
-        if self.forward is not None:
-            topics.append(self.forward[0])
+        topics = [self.channel, *(hop.topic for hop in self.hops)]
         for topic in topics:
             await topic.declare()
         self._prefetching = [topic for topic in topics if topic.needs_prefetch]
@@ -155,6 +157,7 @@ class Source:
                 await self.commit()
             else:
                 self.txn.abort()
+                self.dead_letters.discard()
                 try:
                     await self.wait_committed()
                 except Exception:
@@ -174,6 +177,7 @@ class Source:
         self.pending.clear()
         self._queued.clear()
         self.txn.abort()
+        self.dead_letters.discard()
 
     async def _on_assigned(self, tps: set[TP]) -> None:
         await self.app.partitions_assigned(self, tps)
@@ -381,14 +385,24 @@ class Source:
             if self.agent is not None:
                 self.agent.events_processed += len(msgs)
 
-    def forward_batch(self, msgs: list[Message], forward_name: str) -> list[Message]:
-        """Forward the batch's source messages (group_by/through); return the rest to process."""
-        assert self.forwarder is not None
-        rest, forwarded = self.forwarder.forward_batch(msgs, forward_name, self.txn.records)
-        if forwarded:
-            self.pending.update(zip(map(_tp_of, forwarded), map(_offset_of, forwarded)))
-            self.last_batch = rest
-        return rest
+    def forward_batch(self, msgs: list[Message]) -> list[Message]:
+        """Forward the batch's messages of re-keyed topics (group_by/through); return the rest to process.
+
+        Forwarding is part of the transaction: the forwarded records commit
+        with the offsets of the messages they came from.
+        """
+        records = self.txn.records
+        for name, forwarder in self.forwarders.items():
+            msgs, forwarded = forwarder.forward_batch(msgs, name, records)
+            if forwarded:
+                self.pending.update(zip(map(_tp_of, forwarded), map(_offset_of, forwarded)))
+                self.last_batch = msgs
+        return msgs
+
+    @property
+    def stage(self) -> str:
+        """What the agent reads from this source, for logs: ``input``, ``group_by(user)``, ..."""
+        return self.stream.stage
 
     def stop_at(self, msg: Message) -> None:
         """Stop mid-batch: messages before ``msg`` are done, the rest is not."""
@@ -426,13 +440,14 @@ class Source:
             self._inflight_partitions = {tp.partition for tp in offsets} | {tp.partition for tp in per_partition}
         else:
             committing = self.consumer.commit(offsets, txn.collect(self.app.now()))
-        if self.purger is not None:
-            self.purger.stage(offsets)
+        for purger in self.purgers:
+            purger.stage(offsets)
         txn.clear()
         self.pending.clear()
         self.last_commit = time.monotonic()
         self._inflight = asyncio.ensure_future(committing)
         self._inflight_dirty = dirty
+        self._inflight_letters = self.dead_letters.take()
         if wait:
             await self.wait_committed()
 
@@ -469,6 +484,7 @@ class Source:
             return
         self._inflight = None
         dirty, self._inflight_dirty = self._inflight_dirty, {}
+        letters, self._inflight_letters = self._inflight_letters, []
         if inflight.cancelled() or inflight.exception() is not None:
             self.commit_failed = True
             if self.per_partition:
@@ -477,14 +493,16 @@ class Source:
                 self._forget_uncommitted(dirty)
             else:
                 self.txn.abort()  # newer writes first, then the failed commit's
+                self.dead_letters.discard()
                 for participant, keys in dirty.items():
                     participant.restore(keys)
             self.aborted = True
             return
         for participant, keys in dirty.items():
             participant.after_commit(keys)
-        if self.purger is not None:
-            self.purger.committed()
+        self.dead_letters.committed(letters)
+        for purger in self.purgers:
+            purger.committed()
 
     def _forget_uncommitted(self, failed: dict[Any, Any] | None = None) -> None:
         """Exactly-once: drop every table partition uncommitted writes touched (read again before use).
@@ -499,6 +517,7 @@ class Source:
         if self.consumer is not None:
             partitions |= {tp.partition for tp in self.consumer.assignment()}
         self.txn.clear()
+        self.dead_letters.discard()
         self.pending.clear()
         self._queued.clear()
         self.aborted = True

@@ -30,7 +30,7 @@ from .errors import ConfigurationError, StreamnbError
 from .events import Event
 from .runtime import Runtime
 from .source import Source
-from .supervision import Supervisor
+from .supervision import Hop, Supervisor
 from .topics import Topic
 from .transport.base import TP
 
@@ -78,7 +78,8 @@ class Stream(Generic[T]):
         agent: Supervisor | None = None,
         member: int = 0,
         members: int = 1,
-        forward_from: tuple[Topic[Any, Any], KeyFn | None] | None = None,
+        hops: tuple[Hop, ...] = (),
+        stage: str = "input",
         parent: Stream[Any] | None = None,
         op: Callable[[AsyncIterator[Event[Any, Any]]], AsyncIterator[Event[Any, Any]]] | None = None,
     ) -> None:
@@ -87,7 +88,10 @@ class Stream(Generic[T]):
         self.agent = agent
         self.member = member
         self.members = members
-        self.forward_from = forward_from
+        self.hops = hops
+        """``group_by``/``through`` re-keyings before :attr:`channel`, first one first (see :class:`Hop`)."""
+        self.stage = stage
+        """What this stream reads, for logs: ``input``, ``group_by(user)``, ``through(cleaned)``."""
         self.parent = parent
         self.op = op
         self.holds: list[Callable[[], dict[TP, int]]] = []
@@ -223,34 +227,42 @@ class Stream(Generic[T]):
         topic ``<app id>-<agent>-<topic>-<name>-repartition``, keyed by
         ``key`` (a Record field such as ``PageView.user`` or a function of
         the value); the returned stream reads that topic. Tables written
-        from it are co-partitioned with the new key.
+        from it are co-partitioned with the new key. Re-keyings chain
+        (``stream.group_by(A.user).group_by(A.region)``); an event is still
+        all or nothing: what it did at its last stage commits with that
+        stage's offset, or not at all.
 
-        >>> async for view in stream.group_by(PageView.user):  # doctest: +SKIP
-        ...     views_per_user[view.user] += 1
+        >>> from streamnb import App
+        >>> stream = App("demo", broker="memory://").stream("views")
+        >>> by_user = stream.group_by(lambda v: v["user"], name="user")
+        >>> by_user.channel.name, by_user.stage
+        ('demo-stream-views-user-repartition', 'group_by(user)')
         """
-        if self.parent is not None or self.forward_from is not None or self.channel is None:
-            raise ConfigurationError(
-                "group_by() must be the first operation on a topic's stream: "
-                "call stream.group_by(...) before filter/take/echo, and at most once"
-            )
+        channel = self._first_operation("group_by")
         keyfn = _key_function(key)
         label = name or _key_label(key)
         owner = self.agent.name if self.agent is not None else "stream"
-        topic_name = naming.repartition_topic(self.app.id, owner, self.channel.name, label)
+        origin = self.hops[0].topic.name if self.hops else channel.name
+        topic_name = naming.repartition_topic(self.app.id, owner, origin, label)
+        if topic_name == channel.name or any(hop.topic.name == topic_name for hop in self.hops):
+            raise ConfigurationError(
+                f"group_by({label}) twice in one chain would re-key into the topic it reads: "
+                "give the second one another name=..."
+            )
         target = self.app.internal_topic(
             topic_name,
-            partitions=partitions or self.channel.partitions,
-            value_type=self.channel.value_type,
-            value_serializer=self.channel.value_serializer,
+            partitions=partitions or channel.partitions,
+            value_type=channel.value_type,
+            value_serializer=channel.value_serializer,
             key_serializer="json",
             # Kept whatever their timestamps (as Kafka Streams does): replayed
             # history would otherwise fall to the broker's time retention
-            # before the agent's second stage read it.
+            # before the agent's next stage read it.
             retention=math.inf,
         )
         return Stream(
             self.app, target, agent=self.agent, member=self.member, members=self.members,
-            forward_from=(self.channel, keyfn),
+            hops=(*self.hops, Hop(channel, keyfn)), stage=f"group_by({label})",
         )
 
     def through(self, channel: Topic[Any, Any] | str) -> Stream[T]:
@@ -259,13 +271,23 @@ class Stream(Generic[T]):
         >>> async for v in stream.through("cleaned"):  # doctest: +SKIP
         ...     ...
         """
-        if self.parent is not None or self.forward_from is not None or self.channel is None:
-            raise ConfigurationError("through() must be the first operation on a topic's stream")
+        source = self._first_operation("through")
         target = self.app.resolve_topic(channel)
+        if target.name == source.name or any(hop.topic.name == target.name for hop in self.hops):
+            raise ConfigurationError(f"through({target.name!r}) would forward a topic into itself")
         return Stream(
             self.app, target, agent=self.agent, member=self.member, members=self.members,
-            forward_from=(self.channel, None),
+            hops=(*self.hops, Hop(source, None)), stage=f"through({target.name})",
         )
+
+    def _first_operation(self, what: str) -> Topic[Any, Any]:
+        """The topic this stream reads, if ``what`` (group_by/through) may re-key it here."""
+        if self.parent is not None or self.channel is None:
+            raise ConfigurationError(
+                f"{what}() must come before filter/take/echo on a topic's stream: "
+                f"call stream.{what}(...) first (re-keyings may follow one another)"
+            )
+        return self.channel
 
     async def take(self, max_: int, within: float | None = None) -> AsyncIterator[list[T]]:
         """Yield lists of up to ``max_`` values, or fewer when ``within`` seconds pass.
@@ -326,8 +348,7 @@ class Stream(Generic[T]):
         topic = self.channel
         decode_value = topic.decode_value
         decode_key = topic.decode_key
-        forward = source.forward
-        forward_name = forward[0].name if forward is not None else None
+        forwarding = bool(source.hops)
         poison = source.poison
         try:
             while True:
@@ -338,8 +359,8 @@ class Stream(Generic[T]):
                     if ticks:
                         yield _TICK
                     continue
-                if forward_name is not None:
-                    msgs = source.forward_batch(msgs, forward_name)
+                if forwarding:
+                    msgs = source.forward_batch(msgs)
                 for msg in msgs:
                     if source.stopping:
                         source.stop_at(msg)

@@ -21,13 +21,26 @@ Example (a test double needs only these members)::
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .runtime import Runtime
 from .topics import Topic
 from .transport.base import TP, Message
 
-__all__ = ["SourceConfig", "Supervisor"]
+__all__ = ["Hop", "SourceConfig", "Supervisor"]
+
+
+class Hop(NamedTuple):
+    """One re-keying before a stream's topic: ``group_by`` (a key function) or ``through`` (none).
+
+    The source reads :attr:`topic` and forwards each message into the next
+    hop's topic (the last hop forwards into the stream's own topic).
+    """
+
+    topic: Topic[Any, Any]
+    """The topic read and forwarded."""
+    keyfn: Callable[[Any], Any] | None
+    """The new key of a value (``group_by``), or ``None`` to keep the key (``through``)."""
 
 
 class Supervisor(Protocol):
@@ -76,7 +89,10 @@ class SourceConfig(Protocol):
     agent: Supervisor | None
     member: int
     members: int
-    forward_from: tuple[Topic[Any, Any], Callable[[Any], Any] | None] | None
+    hops: tuple[Hop, ...]
+    """``group_by``/``through`` re-keyings before :attr:`channel`, first one first."""
+    stage: str
+    """What the stream reads, for logs (``input``, ``group_by(user)``)."""
     holds: list[Callable[[], dict[TP, int]]]
     """Offsets buffered by operators such as ``take``: commits stay before them."""
     tick_interval: float | None
