@@ -66,6 +66,7 @@ class Source:
         self.group = naming.consumer_group(app.id, owner)
         self.consumer: Consumer | None = None
         self.pending: dict[tuple[str, int], int] = {}  # last processed offset per partition
+        self.processed = 0  # messages processed since the last commit (its debug line)
         self.last_batch: Sequence[Message] = ()
         self.last_commit = time.monotonic()
         self.stopping = False
@@ -80,6 +81,7 @@ class Source:
         self._inflight: asyncio.Future[None] | None = None
         self._inflight_dirty: dict[Any, dict[Any, list[Any]]] = {}
         self._inflight_partitions: set[int] = set()
+        self._inflight_note: tuple[int, int, float] = (0, 0, 0.0)  # events, records, start: the debug line
         self.purger = Purger(app, self.channel, self.owner) if self.forward and self.channel.internal else None
         """group_by: deletes the repartition records this agent committed (it alone reads them)."""
         self.per_partition = False
@@ -378,6 +380,7 @@ class Source:
         """Mark every message of a fully processed batch as done."""
         if msgs:
             self.pending.update(zip(map(_tp_of, msgs), map(_offset_of, msgs)))
+            self.processed += len(msgs)
             if self.agent is not None:
                 self.agent.events_processed += len(msgs)
 
@@ -387,6 +390,7 @@ class Source:
         rest, forwarded = self.forwarder.forward_batch(msgs, forward_name, self.txn.records)
         if forwarded:
             self.pending.update(zip(map(_tp_of, forwarded), map(_offset_of, forwarded)))
+            self.processed += len(forwarded)
             self.last_batch = rest
         return rest
 
@@ -419,13 +423,18 @@ class Source:
         for participant in list(txn.dirty):
             participant.before_commit(txn)
         dirty = txn.dirty
+        started = time.monotonic()
         if self.per_partition:
             per_partition = txn.collect_per_partition(self.app.now())
             orphans = txn.orphans()
             committing = self.consumer.commit(offsets, orphans, per_partition=per_partition)
             self._inflight_partitions = {tp.partition for tp in offsets} | {tp.partition for tp in per_partition}
+            written = len(orphans) + sum(map(len, per_partition.values()))
         else:
-            committing = self.consumer.commit(offsets, txn.collect(self.app.now()))
+            records = txn.collect(self.app.now())
+            written = len(records)
+            committing = self.consumer.commit(offsets, records)
+        self._inflight_note, self.processed = (self.processed, written, started), 0
         if self.purger is not None:
             self.purger.stage(offsets)
         txn.clear()
@@ -485,6 +494,10 @@ class Source:
             participant.after_commit(keys)
         if self.purger is not None:
             self.purger.committed()
+        if logger.isEnabledFor(logging.DEBUG):
+            events, written, started = self._inflight_note
+            logger.debug("%s: committed %d events and %d records in %.3f s",
+                         self.owner, events, written, time.monotonic() - started)
 
     def _forget_uncommitted(self, failed: dict[Any, Any] | None = None) -> None:
         """Exactly-once: drop every table partition uncommitted writes touched (read again before use).
