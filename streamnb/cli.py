@@ -175,7 +175,7 @@ _TRACEBACK = "streamnb.traceback"
 
 
 class StartError(click.ClickException):
-    """What stops a worker or a command before it runs: printed as one line, exit status 1.
+    """An error that stops the worker or a command (importing the app, connecting): one line, exit status 1.
 
     ``streamnb worker: error: <message>``; with ``--traceback`` the full
     traceback of its cause comes first.
@@ -283,7 +283,7 @@ def _failure(exc: BaseException, importing: str | None = None) -> str:
 
 def _where(exc: BaseException) -> str:
     """``file:line`` of the frame of the user's code ``exc`` came from ("" when there is none)."""
-    package = str(Path(__file__).resolve().parent)
+    package = str(Path(__file__).resolve().parent) + os.sep
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if not f.filename.startswith(("<", package)) and os.sep + "click" + os.sep not in f.filename]
     if not frames:
