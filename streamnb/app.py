@@ -292,7 +292,11 @@ class App(Membership, Definitions, AppSurface, Playback):
 
         Runs on the current loop (a Jupyter kernel's) and returns once
         everything is running; agents keep running as tasks. Calling it
-        again while running does nothing.
+        again while running does nothing. What can fail on this worker alone
+        (the broker, a ``local://`` folder another process owns, the
+        configuration, a web port in use) fails before any agent joins its
+        consumer group, so a misconfigured worker never makes the others
+        rebalance.
 
         >>> await app.start()  # doctest: +SKIP
         """
@@ -306,6 +310,8 @@ class App(Membership, Definitions, AppSurface, Playback):
             try:
                 transport = await self.connect()
                 self._check_leader_timers(transport)
+                if self.web.enabled():
+                    await self.web.start()
                 if isinstance(self.clock, VirtualClock):
                     await prepare(self)  # a replay starts from scratch (or from its fork)
                 for topic in list(self.topics.values()):
@@ -328,12 +334,12 @@ class App(Membership, Definitions, AppSurface, Playback):
                     item.start()
                 if isinstance(self.clock, VirtualClock):
                     self.clock.start()
-                if self.web.enabled():
-                    await self.web.start()
                 if self.tune_gc:
                     _gc.acquire()
             except BaseException:
                 self.state = "init"
+                with contextlib.suppress(Exception):
+                    await self.web.stop()
                 raise
             self.state = "running"
         logger.info("app %r running on %s", self.id, self.broker)

@@ -23,9 +23,19 @@ Custom commands, as in Faust (``option``/``argument`` are click's)::
 
     $ streamnb -A proj joining paris alice --times 2
 
+    $ streamnb -A proj --help                    # lists `worker` and the app's commands
+
 A command connects to the broker (it does not start the agents), runs, and
 disconnects. ``self`` is an :class:`AppCommand` (``self.app``,
 ``self.say()``); a function without parameters is called without it.
+
+What fails before the worker runs (importing the module, the configuration,
+the broker, a ``local://`` folder in use, the web port) is one line on
+stderr, ``streamnb worker: error: ...`` saying what to do, and exit status 1;
+``--traceback`` prints the full traceback first. All of it is checked before
+any agent joins its consumer group. ``-l info`` logs one line per assignment
+change, table restore and rebalance (see :mod:`streamnb.membership`);
+``-l debug`` adds every commit and aiokafka's own lines.
 """
 
 from __future__ import annotations
@@ -36,14 +46,18 @@ import inspect
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, cast, runtime_checkable
+from pathlib import Path
+from typing import IO, Any, Protocol, cast, runtime_checkable
 
 import click
 
 from .errors import ConfigurationError, StreamnbError
 
-__all__ = ["AppCommand", "Command", "CommandHost", "argument", "cli", "find_app", "main", "option", "run_worker"]
+__all__ = [
+    "AppCommand", "Command", "CommandHost", "StartError", "argument", "cli", "find_app", "main", "option", "run_worker",
+]
 
 logger = logging.getLogger("streamnb")
 
@@ -116,7 +130,10 @@ class Command:
         self.__doc__ = fun.__doc__
 
         def callback(**params: Any) -> None:
-            _run_blocking(self.run(params))
+            try:
+                _run_blocking(self.run(params))
+            except StreamnbError as exc:  # the broker, the configuration: one line, not a traceback
+                raise StartError(str(exc), who=f"streamnb {self.name}") from exc
 
         for decorate in reversed(options):
             callback = decorate(callback)
@@ -153,23 +170,66 @@ def _run_blocking(coro: Any) -> Any:
     raise ConfigurationError("a command blocks and needs its own event loop; in a notebook use `await cmd.invoke(...)`")
 
 
+_TRACEBACK = "streamnb.traceback"
+"""``ctx.meta`` key: ``--traceback`` was given (the full traceback before an error's line)."""
+
+
+class StartError(click.ClickException):
+    """An error that stops the worker or a command (importing the app, connecting): one line, exit status 1.
+
+    ``streamnb worker: error: <message>``; with ``--traceback`` the full
+    traceback of its cause comes first.
+
+    >>> StartError("the web port is taken", who="streamnb worker").format_message()
+    'the web port is taken'
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, who: str = "streamnb", traceback: bool | None = None) -> None:
+        super().__init__(message)
+        self.who = who
+        if traceback is None:
+            ctx = click.get_current_context(silent=True)
+            traceback = bool(ctx is not None and ctx.meta.get(_TRACEBACK))
+        self.traceback = traceback
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        """Print the traceback of the cause (with ``--traceback``), then the one line."""
+        out = file if file is not None else sys.stderr
+        if self.traceback and self.__cause__ is not None:
+            traceback.print_exception(self.__cause__, file=out)
+        click.echo(f"{self.who}: error: {self.format_message()}", file=out)
+
+
 def _configure_logging(level: str | None) -> None:
     if level is None:
         return
     name = level.upper()
     name = "WARNING" if name == "WARN" else name
+    value = getattr(logging, name)
     logging.basicConfig(
-        level=getattr(logging, name), stream=sys.stderr,
+        level=value, stream=sys.stderr,
         format="[%(asctime)s] [%(process)d] %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger().setLevel(getattr(logging, name))
+    logging.getLogger().setLevel(value)
+    # aiokafka's info lines (unsorted partition sets, "Updating subscribed topics") say again, less
+    # readably, what streamnb's assignment, restore and rebalance lines say: shown from debug on.
+    logging.getLogger("aiokafka").setLevel(value if value <= logging.DEBUG else max(value, logging.WARNING))
 
 
 def run_worker(
     app: CommandHost, *, loglevel: str | None = "warning", web_port: int | None = None,
     web_bind: str | None = None, web_host: str | None = None, with_web: bool | None = None,
+    traceback: bool = False,
 ) -> None:
-    """Run ``app`` in the foreground until SIGTERM or SIGINT, then stop it cleanly (a final commit)."""
+    """Run ``app`` in the foreground until SIGTERM or SIGINT, then stop it cleanly (a final commit).
+
+    An error that stops it is printed as one line (after the full traceback
+    with ``traceback=True``) and exits with status 1.
+
+    >>> run_worker(app, loglevel="info", web_port=6067)  # doctest: +SKIP
+    """
     _configure_logging(loglevel or "warning")
     conf = app.conf
     for name, value in (("web_port", web_port), ("web_bind", web_bind), ("web_host", web_host),
@@ -187,10 +247,55 @@ def run_worker(
 
     try:
         app.run(on_started=started)
-    except StreamnbError as exc:
-        click.echo(f"streamnb worker: error: {exc}", err=True)
+    except Exception as exc:
+        error = StartError(_failure(exc), who="streamnb worker", traceback=traceback)
+        error.__cause__ = exc
+        error.show()
         raise SystemExit(1) from exc
     click.echo(f"streamnb worker: app {app.id!r} stopped; what the agents processed is committed", err=True)
+
+
+def _failure(exc: BaseException, importing: str | None = None) -> str:
+    """The one-line message for ``exc``, raised while running (or ``importing`` that module).
+
+    streamnb's own errors say what to do; anything else is named with the
+    line of the user's code it came from, and a pointer to ``--traceback``.
+
+    >>> _failure(ValueError("no"), importing="shop")
+    'importing shop raised ValueError: no; fix the module (--traceback prints the full traceback)'
+    >>> _failure(ConnectionResetError("reset by peer"))
+    'ConnectionResetError: reset by peer (--traceback prints the full traceback)'
+    """
+    where = _where(exc)
+    at = f"{where}: " if where else ""
+    hint = "--traceback prints the full traceback"
+    if isinstance(exc, StreamnbError):
+        return f"{at}{exc}" if importing else str(exc)
+    if isinstance(exc, SyntaxError):
+        return f"{_relative(exc.filename or '?')}:{exc.lineno}: {exc.msg}; fix the module"
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return (f"{at}{importing or 'the app'} imports {exc.name!r}, which is not installed here: install it in "
+                f"this environment ({sys.executable}) or fix the import")
+    if importing:
+        return f"{at}importing {importing} raised {type(exc).__name__}: {exc}; fix the module ({hint})"
+    return f"{at}{type(exc).__name__}: {exc} ({hint})"
+
+
+def _where(exc: BaseException) -> str:
+    """``file:line`` of the frame of the user's code ``exc`` came from ("" when there is none)."""
+    package = str(Path(__file__).resolve().parent) + os.sep
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith(("<", package)) and os.sep + "click" + os.sep not in f.filename]
+    if not frames:
+        return ""
+    here = os.getcwd() + os.sep
+    frame = ([f for f in frames if f.filename.startswith(here)] or frames)[-1]
+    return f"{_relative(frame.filename)}:{frame.lineno}"
+
+
+def _relative(path: str) -> str:
+    here = os.getcwd() + os.sep
+    return path[len(here):] if path.startswith(here) else path
 
 
 def _worker_command(get_app: Callable[[], CommandHost]) -> click.Command:
@@ -201,30 +306,54 @@ def _worker_command(get_app: Callable[[], CommandHost]) -> click.Command:
     @click.option("--web-bind", default=None, help="Address the web server listens on (default 127.0.0.1).")
     @click.option("--web-host", default=None, help="Host name other workers use to reach this one.")
     @click.option("--with-web/--without-web", default=None, help="Serve the web views (default: when defined).")
+    @click.option("--traceback", "show_traceback", is_flag=True, default=False,
+                  help="Print the full traceback of an error that stops the worker.")
     @click.pass_context
     def worker(
         ctx: click.Context, loglevel: str | None, web_port: int | None, web_bind: str | None,
-        web_host: str | None, with_web: bool | None,
+        web_host: str | None, with_web: bool | None, show_traceback: bool,
     ) -> None:
+        if show_traceback:
+            ctx.meta[_TRACEBACK] = True
         level = loglevel or (ctx.obj or {}).get("loglevel")
         run_worker(get_app(), loglevel=level, web_port=web_port, web_bind=web_bind, web_host=web_host,
-                   with_web=with_web)
+                   with_web=with_web, traceback=bool(ctx.meta.get(_TRACEBACK)))
 
     return worker
 
 
 class _Group(click.Group):
-    """The command group: ``worker`` plus the app's own commands (found once ``-A`` is known)."""
+    """The command group: ``worker`` plus the app's own commands.
+
+    The app comes from ``main(app)``, or from ``-A``: read from the
+    arguments before click processes them, so that ``--help`` (handled
+    while they are processed) lists the app's commands too.
+    """
 
     def __init__(self, app: CommandHost | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.app = app
+        self.spec: str | None = None
 
-    def _app(self, ctx: click.Context) -> CommandHost | None:
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            found, _, _ = self.make_parser(ctx).parse_args(list(args))
+        except click.UsageError:
+            found = {}  # click itself reports it below
+        self.spec = found.get("app_spec") or self.spec
+        if found.get("show_traceback"):
+            ctx.meta[_TRACEBACK] = True
+        return super().parse_args(ctx, args)
+
+    def _app(self, ctx: click.Context, who: str = "streamnb") -> CommandHost | None:
         if self.app is None:
-            spec = (ctx.obj or {}).get("app")
+            spec = ctx.params.get("app_spec") or self.spec
             if spec:
-                self.app = find_app(spec)
+                try:
+                    self.app = find_app(spec)
+                except StartError as exc:
+                    exc.who = who
+                    raise
         return self.app
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -234,14 +363,18 @@ class _Group(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name == "worker":
             return _worker_command(lambda: self._require_app(ctx))
-        app = self._app(ctx)
+        app = self._app(ctx, f"streamnb {name}")
         if app is None:
+            if not ctx.resilient_parsing and not name.startswith("-"):
+                raise click.UsageError(
+                    f"no such command {name!r}: there is `worker`, and the app's own commands once "
+                    f"-A module[:attribute] names it (e.g. `streamnb -A proj {name}`)", ctx)
             return None
         command = app.commands.get(name) or app.commands.get(name.replace("_", "-"))
         return command.click if command is not None else None
 
     def _require_app(self, ctx: click.Context) -> CommandHost:
-        app = self._app(ctx)
+        app = self._app(ctx, "streamnb worker")
         if app is None:
             raise click.UsageError("which app? give -A module[:attribute], e.g. `streamnb -A proj worker`")
         return app
@@ -252,8 +385,10 @@ def _group(app: CommandHost | None) -> click.Group:
     @click.option("-A", "--app", "app_spec", default=None, help="The app: module[:attribute] (e.g. proj:app).")
     @click.option("-l", "--loglevel", type=click.Choice(LEVELS, case_sensitive=False), default=None,
                   help="Logging level for every command.")
+    @click.option("--traceback", "show_traceback", is_flag=True, default=False,
+                  help="Print the full traceback of an error before its one-line message.")
     @click.pass_context
-    def group(ctx: click.Context, app_spec: str | None, loglevel: str | None) -> None:
+    def group(ctx: click.Context, app_spec: str | None, loglevel: str | None, show_traceback: bool) -> None:
         ctx.obj = {"app": app_spec, "loglevel": loglevel}
         _configure_logging(loglevel)
 
@@ -261,7 +396,10 @@ def _group(app: CommandHost | None) -> click.Group:
 
 
 def main(app: CommandHost | None = None, argv: Sequence[str] | None = None) -> None:
-    """Run the command line for ``app`` (``app.main()``), or for the app ``-A`` names."""
+    """Run the command line for ``app`` (``app.main()``), or for the app ``-A`` names.
+
+    >>> main(None, ["-A", "proj", "worker", "-l", "info"])  # doctest: +SKIP
+    """
     _group(app).main(args=list(argv) if argv is not None else None, prog_name=_prog_name(app))
 
 
@@ -279,7 +417,10 @@ def _prog_name(app: CommandHost | None) -> str:
 def find_app(spec: str) -> CommandHost:
     """The App ``spec`` names: ``module:attribute``, or ``module`` (its ``app``, or its only App).
 
-    The current directory is importable, as for ``python -m``.
+    The current directory is importable, as for ``python -m``. A module
+    that cannot be found or holds no (single) App is a usage error; one
+    that fails while it is imported is a :class:`StartError` naming the
+    line it failed at.
     """
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -288,8 +429,10 @@ def find_app(spec: str) -> CommandHost:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name != module_name.split(".")[0] and exc.name != module_name:
-            raise
+            raise StartError(_failure(exc, importing=module_name)) from exc
         raise click.UsageError(f"-A {spec}: no module {module_name!r} (run from the folder that holds it)") from exc
+    except Exception as exc:
+        raise StartError(_failure(exc, importing=module_name)) from exc
     if attribute:
         found = getattr(module, attribute, None)
         if not _is_app(found):

@@ -67,6 +67,7 @@ class Source:
         self.group = naming.consumer_group(app.id, owner)
         self.consumer: Consumer | None = None
         self.pending: dict[tuple[str, int], int] = {}  # last processed offset per partition
+        self.processed = 0  # messages processed since the last commit (its debug line)
         self.last_batch: Sequence[Message] = ()
         self.last_commit = time.monotonic()
         self.stopping = False
@@ -82,6 +83,7 @@ class Source:
         self._inflight_dirty: dict[Any, dict[Any, list[Any]]] = {}
         self._inflight_letters: list[tuple[Message, str]] = []
         self._inflight_partitions: set[int] = set()
+        self._inflight_note: tuple[int, int, float] = (0, 0, 0.0)  # events, records, start: the debug line
         targets = [hop.topic for hop in self.hops[1:]] + [self.channel] if self.hops else []
         self.purgers = [Purger(app, topic, self.owner) for topic in targets if topic.internal]
         """group_by: delete the repartition records this agent committed (it alone reads them)."""
@@ -175,6 +177,7 @@ class Source:
         """Undo everything since the last commit (the agent crashed)."""
         self.aborted = True
         self.pending.clear()
+        self.processed = 0
         self._queued.clear()
         self.txn.abort()
         self.dead_letters.discard()
@@ -382,6 +385,7 @@ class Source:
         """Mark every message of a fully processed batch as done."""
         if msgs:
             self.pending.update(zip(map(_tp_of, msgs), map(_offset_of, msgs)))
+            self.processed += len(msgs)
             if self.agent is not None:
                 self.agent.events_processed += len(msgs)
 
@@ -396,6 +400,7 @@ class Source:
             msgs, forwarded = forwarder.forward_batch(msgs, name, records)
             if forwarded:
                 self.pending.update(zip(map(_tp_of, forwarded), map(_offset_of, forwarded)))
+                self.processed += len(forwarded)
                 self.last_batch = msgs
         return msgs
 
@@ -433,13 +438,18 @@ class Source:
         for participant in list(txn.dirty):
             participant.before_commit(txn)
         dirty = txn.dirty
+        started = time.monotonic()
         if self.per_partition:
             per_partition = txn.collect_per_partition(self.app.now())
             orphans = txn.orphans()
             committing = self.consumer.commit(offsets, orphans, per_partition=per_partition)
             self._inflight_partitions = {tp.partition for tp in offsets} | {tp.partition for tp in per_partition}
+            written = len(orphans) + sum(map(len, per_partition.values()))
         else:
-            committing = self.consumer.commit(offsets, txn.collect(self.app.now()))
+            records = txn.collect(self.app.now())
+            written = len(records)
+            committing = self.consumer.commit(offsets, records)
+        self._inflight_note, self.processed = (self.processed, written, started), 0
         for purger in self.purgers:
             purger.stage(offsets)
         txn.clear()
@@ -503,6 +513,10 @@ class Source:
         self.dead_letters.committed(letters)
         for purger in self.purgers:
             purger.committed()
+        if logger.isEnabledFor(logging.DEBUG):
+            events, written, started = self._inflight_note
+            logger.debug("%s: committed %d events and %d records in %.3f s",
+                         self.owner, events, written, time.monotonic() - started)
 
     def _forget_uncommitted(self, failed: dict[Any, Any] | None = None) -> None:
         """Exactly-once: drop every table partition uncommitted writes touched (read again before use).

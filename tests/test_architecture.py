@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "streamnb"
 
 # Lowest first. A module may import modules of its own layer or of lower ones.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("errors", "naming", "display", "_gc")),
+    ("foundation", ("errors", "naming", "display", "_gc", "ranges")),
     ("transport", ("transport",)),
     ("data", ("codecs", "_serde", "_typerules", "_fieldtypes", "_schema", "models", "avro")),
     ("channels", ("events", "transaction", "topics", "runtime")),

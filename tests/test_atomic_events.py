@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from conftest import kafka_bootstrap
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import streamnb as faust
@@ -73,6 +73,18 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     faulty = draw(st.lists(st.integers(0, n - 1), max_size=4, unique=True))
     faults = {i: (draw(st.sampled_from(POINTS)), draw(st.sampled_from([1, 2, FOREVER]))) for i in faulty}
     return Scenario(events, rekeys, modulus, faults)
+
+
+def rich_scenario() -> Scenario:
+    """Two re-keyings, a filter, and each kind of fault (once, twice, for ever) at each point."""
+    events = [
+        {"id": i, "user": "abcd"[i % 4], "region": ["north", "south"][i % 3 % 2], "shop": f"s{i % 3}",
+         "amount": 1 + i % 7, "ts": 3 * i % 41}
+        for i in range(24)
+    ]
+    faults = {1: ("before", FOREVER), 4: ("between", 1), 6: ("after", 2), 9: ("between", FOREVER),
+              13: ("after", FOREVER), 17: ("before", 2)}
+    return Scenario(events, ["region", "shop"], 5, faults)
 
 
 class InjectedFault(Exception):
@@ -155,12 +167,14 @@ def examples(n: int) -> settings:
 
 @examples(30)
 @given(scenarios())
+@example(rich_scenario())
 def test_memory(scenario: Scenario) -> None:
     asyncio.run(run_scenario(scenario, f"memory://atomic-{uuid.uuid4().hex[:8]}"))
 
 
 @examples(10)
 @given(scenarios())
+@example(rich_scenario())
 def test_local(scenario: Scenario) -> None:
     with tempfile.TemporaryDirectory() as folder:
         asyncio.run(run_scenario(scenario, f"local://{folder}/broker"))
@@ -174,6 +188,7 @@ def test_kafka(guarantee: str) -> None:
 
     @examples(3)
     @given(scenarios())
+    @example(rich_scenario())
     def check(scenario: Scenario) -> None:
         asyncio.run(run_scenario(scenario, f"kafka://{bootstrap}", guarantee))
 

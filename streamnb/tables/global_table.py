@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from ..transaction import MISSING
 from ..transport.base import TP, Transport
-from .recovery import hashable
+from .recovery import hashable, log_restore
 from .table import Table
 
 __all__ = ["GlobalTable"]
@@ -78,9 +79,12 @@ class GlobalTable(Table[K, V]):
         transport = await self.app.connect()
         count = await self.changelog.declare()
         wanted = list(range(count)) if partitions is None else [p for p in partitions if p < count]
-        total = 0
+        total, started = 0, time.monotonic()
         for p in wanted:
             total += await self.catch_up(transport, p)
+        # Reading every partition is a restore; an assignment only catches up with what was followed.
+        log_restore(self.name, self.changelog.name, wanted, total, started,
+                    logging.INFO if partitions is None else logging.DEBUG)
         self.recovered_partitions.update(wanted)
         if partitions is not None and transport.distributed:
             self.written_here.update(wanted)

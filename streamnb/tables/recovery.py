@@ -4,7 +4,8 @@ The changelog holds every write with its key, partition and value; a
 tombstone (no value) deletes. Windowed tables also hold their stream time
 under ``"__stream_time__"``. :func:`read_changelog` applies the records of
 one partition to the table's state, in offset order, then lets the state
-rebuild its indexes.
+rebuild its indexes; :func:`log_restore` writes the operator's one line
+per restore.
 
 Example (on a running loop)::
 
@@ -14,15 +15,21 @@ Example (on a running loop)::
 from __future__ import annotations
 
 import json
+import logging
+import time
+from collections.abc import Collection
 from typing import Any
 
+from ..ranges import ranges
 from ..topics import Topic
 from ..transaction import MISSING
 from ..transport.base import TP, Transport
 from .event_time import STREAM_TIME_KEY, EventTimeState
 from .state import TableState
 
-__all__ = ["hashable", "read_changelog"]
+__all__ = ["hashable", "log_restore", "read_changelog"]
+
+logger = logging.getLogger("streamnb")
 
 
 def hashable(obj: Any) -> Any:
@@ -62,3 +69,15 @@ async def read_changelog(transport: Transport, changelog: Topic[Any, Any], parti
         start = msgs[-1].offset + 1
     state.loaded()
     return read
+
+
+def log_restore(
+    table: str, changelog: str, partitions: Collection[int], records: int, started: float, level: int = logging.INFO
+) -> None:
+    """Log one line for a restore of ``partitions`` that began at ``started`` (``time.monotonic()``).
+
+    Nothing when no partition was read (they were all held already).
+    """
+    if partitions:
+        logger.log(level, "table %r restored partitions %s from %s: %d records in %.2f s",
+                   table, ranges(partitions), changelog, records, time.monotonic() - started)

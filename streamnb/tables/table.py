@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -35,7 +36,7 @@ from ..transaction import MISSING, Transaction, current_transaction
 from ..transport.base import ProducerRecord
 from .changelog import ChangelogEncoder
 from .event_time import EventTimeState
-from .recovery import read_changelog
+from .recovery import log_restore, read_changelog
 from .routing import event_of, final_record, late_record
 from .state import Closed, PlainState, TableState
 from .timetravel import TimeTravel
@@ -323,7 +324,7 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         transport = await self.app.connect()
         count = await self.changelog.declare()
         wanted = range(count) if partitions is None else [p for p in partitions if p < count]
-        total = 0
+        total, read, started = 0, [], time.monotonic()
         for p in wanted:
             if p in self._recovered:
                 continue
@@ -336,11 +337,13 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
             try:
                 total += await self._recover_partition(transport, p)
                 self._recovered.add(p)
+                read.append(p)
             finally:
                 del self._recovering[p]
                 fut.set_result(None)
         if total:
             self.version += 1
+        log_restore(self.name, self.changelog.name, read, total, started)
         return total
 
     async def _recover_partition(self, transport: Any, partition: int) -> int:

@@ -6,11 +6,14 @@ by themselves; ``counts`` counts them (each worker its partitions) and the
 global table ``everywhere`` mirrors the counts on every worker. Web views:
 ``/count/{word}/`` (routed to the worker owning the word), ``/everywhere/``
 (this worker's copy of the global table) and ``/owned/`` (its partitions).
+The command ``produce --n N`` sends N words (``streamnb -A faust_worker produce``,
+or ``python faust_worker.py produce``).
 """
 
 import os
 
 import streamnb as faust
+from streamnb.cli import option
 
 app = faust.App(
     os.environ["WORKER_APP_ID"],
@@ -51,3 +54,15 @@ async def get_owned(web, request):
 @app.page("/fail/")
 async def fail(web, request):
     raise RuntimeError("this view always fails")
+
+
+@app.command(option("--n", type=int, default=100, help="How many words."))
+async def produce(self, n):
+    """Send N words (w0 to w12, keyed by themselves) to the words topic."""
+    for i in range(n):
+        await words.send(key=f"w{i % 13}", value=f"w{i % 13}")
+    self.say(f"sent {n} words")
+
+
+if __name__ == "__main__":
+    app.main()
