@@ -29,6 +29,7 @@ __all__ = [
     "late_topic",
     "repartition_topic",
     "stream_owner",
+    "stream_time_topic",
     "transactional_id",
     "web_workers_topic",
 ]
@@ -54,6 +55,15 @@ def fork_state_topic(changelog: str) -> str:
 def changelog_topic(app_id: str, table: str) -> str:
     """The compacted topic holding every write of ``table``."""
     return f"{app_id}-{table}{CHANGELOG_SUFFIX}"
+
+
+def stream_time_topic(app_id: str, table: str) -> str:
+    """The compacted topic holding a windowed table's stream time per partition (kept out of its changelog).
+
+    >>> stream_time_topic("shop", "per_minute")
+    'shop-per_minute-streamtime'
+    """
+    return f"{app_id}-{table}-streamtime"
 
 
 def is_changelog(topic: str) -> bool:

@@ -36,7 +36,6 @@ from .clock import VirtualClock, check_speed, to_seconds
 from .errors import ConfigurationError
 from .feed import running_max
 from .record import recorded_topics
-from .tables.event_time import STREAM_TIME_KEY
 from .tables.table import Table
 from .tasks import Task, Timer
 from .topics import Topic
@@ -240,13 +239,16 @@ async def fork(app: ReplayHost, at: Any, broker: str) -> str:
             ]
         tables = {}
         for name, table in app.tables.items():
-            changelog = table.changelog.name
-            records = _snapshot_records(table, snapshots[name], when)
-            for topic in (changelog, naming.fork_state_topic(changelog)):
-                await dest.create_topic(TopicSpec(topic, table.changelog.partition_count, table.changelog.compacting))
-                for at in range(0, len(records), 20_000):
-                    await dest.send([r._replace(topic=topic) for r in records[at : at + 20_000]])
-            tables[changelog] = naming.fork_state_topic(changelog)
+            rows, times = _snapshot_records(table, snapshots[name], when)
+            logs = [(table.changelog, rows)]
+            if table.stream_times is not None:
+                logs.append((table.stream_times.topic, times))
+            for log, records in logs:
+                for topic in (log.name, naming.fork_state_topic(log.name)):
+                    await dest.create_topic(TopicSpec(topic, table.changelog.partition_count, log.compacting))
+                    for at in range(0, len(records), 20_000):
+                        await dest.send([r._replace(topic=topic) for r in records[at : at + 20_000]])
+                tables[log.name] = naming.fork_state_topic(log.name)
         info = {"app": app.id, "at": when, "groups": groups, "tables": tables}
         await dest.create_topic(TopicSpec(naming.FORK_TOPIC, 1))
         await dest.send([ProducerRecord(naming.FORK_TOPIC, 0, app.id.encode(), json.dumps(info).encode(), when)])
@@ -301,7 +303,9 @@ async def _restore_fork(app: ReplayHost, transport: Transport, info: dict[str, A
 
 
 def _history_changelogs(app: ReplayHost) -> set[str]:
-    return {t.changelog.name for t in app.tables.values() if t.history_kept}
+    """The changelogs (and stream-time topics) that keep every record: not compacted."""
+    kept = [t for t in app.tables.values() if t.history_kept]
+    return {t.changelog.name for t in kept} | {t.stream_times.topic.name for t in kept if t.stream_times is not None}
 
 
 async def _copy_partition(source: Transport, dest: Transport, tp: TP, when: float) -> int:
@@ -324,8 +328,10 @@ async def _copy_partition(source: Transport, dest: Transport, tp: TP, when: floa
     return first_after if first_after is not None else end
 
 
-def _snapshot_records(table: Table[Any, Any], snap: Any, when: float) -> list[ProducerRecord]:
-    """Changelog records that rebuild ``snap`` (one per row, and the stream times of a windowed table)."""
+def _snapshot_records(
+    table: Table[Any, Any], snap: Any, when: float
+) -> tuple[list[ProducerRecord], list[ProducerRecord]]:
+    """Records that rebuild ``snap``: one per row for the changelog, and a windowed table's stream times."""
     topic = table.changelog
     name = topic.name
     dumps_key = topic.key_codec.dumps
@@ -337,13 +343,13 @@ def _snapshot_records(table: Table[Any, Any], snap: Any, when: float) -> list[Pr
             records.append(
                 ProducerRecord(name, partition_of.get(key, 0), dumps_key(key), topic.encode_value(value), when)
             )
-        return records
+        return records, []
     for (key, window), value in state.store.items():
         p = partition_of.get((key, window[0]), 0)
         records.append(ProducerRecord(name, p, dumps_key([key, list(window)]), topic.encode_value(value), when))
-    for p, t in state.stream_time.items():
-        records.append(ProducerRecord(name, p, dumps_key(STREAM_TIME_KEY), json.dumps(t).encode(), t))
-    return records
+    times = table.stream_times
+    stream_times = [] if times is None else [times.record(p, t, t) for p, t in state.stream_time.items()]
+    return records, stream_times
 
 
 async def move(app: ReplayHost, broker: str) -> None:

@@ -120,10 +120,14 @@ async def test_fork_goes_on_from_a_moment_with_the_tables_of_then(folder: str, t
         final = dict(app.tables["counts"].data)
         then = dict(await app.tables["counts"].at(time=T0 + 20))
         assert sum(then.values()) == 41  # the events at or before T0 + 20
+        load_then = (await app.tables["load"].at(time=T0 + 20)).state.stream_time
         fork_url = f"local://{tmp_path / 'fork'}" if folder.startswith("local") else folder + "-fork"
         await app.fork(at=T0 + 20, broker=fork_url)
         assert app.broker == fork_url and app.clock.paused and app.clock.time == T0 + 20
         assert dict(app.tables["counts"].data) == then
+        load = app.tables["load"].window
+        assert load is not None and load_then  # the windowed table's stream time goes with the fork
+        assert {p: load.stream_time(partition=p) for p in range(4) if load.stream_time(partition=p)} == load_then
         # Changed code goes on from the fork: the rest of the recording counted twice.
         counts = app.tables["counts"]
 

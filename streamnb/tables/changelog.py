@@ -4,7 +4,9 @@
 time)`` changes into records: keys with the changelog's key codec (windowed
 keys ``[key, [start, end]]`` without the general JSON encoder), values with
 its value codec (an int as itself), a deleted row as a tombstone, each
-stamped with the event time of the change.
+stamped with the event time of the change. A windowed table's stream-time
+changes go to its stream-time topic instead (see
+:mod:`~streamnb.tables.streamtime`): the changelog holds rows only.
 
 >>> from streamnb import App
 >>> table = App("shop", broker="memory://").Table("totals", default=int)
@@ -21,7 +23,8 @@ from typing import Any
 from ..topics import Topic
 from ..transaction import MISSING
 from ..transport.base import ProducerRecord
-from .event_time import STREAM_TIME_KEY
+from .event_time import OLD_STREAM_TIME, STREAM_TIME_KEY
+from .streamtime import StreamTimeTopic
 
 __all__ = ["ChangelogEncoder", "window_key_json"]
 
@@ -57,6 +60,8 @@ class ChangelogEncoder:
     def __init__(self, topic: Topic[Any, Any]) -> None:
         self.topic = topic
         self.keys: dict[Any, bytes] = {}
+        self.stream_times: StreamTimeTopic | None = None
+        """Where a windowed table's stream-time changes go (set when the table is made windowed)."""
 
     def records(
         self, changes: Iterable[tuple[Any, int, Any, float | None]], timestamp: float, *, windowed: bool
@@ -75,6 +80,9 @@ class ChangelogEncoder:
         new = tuple.__new__
         out = []
         for key, partition, value, when in changes:
+            if windowed and type(key) is not tuple:  # a window's key is (key, window): this is stream time
+                out.append(self._stream_time(key, partition, value, timestamp if when is None else when))
+                continue
             kb = key_cache.get(key)
             if kb is None:
                 kb = fast_key(key) or dumps_key(key)
@@ -83,9 +91,16 @@ class ChangelogEncoder:
                 vb = None
             elif json_values and type(value) is int:
                 vb = b"%d" % value  # an int is its own JSON
-            elif windowed and key == STREAM_TIME_KEY:
-                vb = json.dumps(value).encode()
             else:
                 vb = dumps_value(value)
             out.append(new(ProducerRecord, (name, partition, kb, vb, timestamp if when is None else when, ())))
         return out
+
+    def _stream_time(self, key: Any, partition: int, value: Any, timestamp: float) -> ProducerRecord:
+        """The record of a stream-time change: to the stream-time topic, or deleting an older version's record."""
+        if key is OLD_STREAM_TIME:
+            old_key = self.topic.key_codec.dumps(STREAM_TIME_KEY)
+            return ProducerRecord(self.topic.name, partition, old_key, None, timestamp)
+        if self.stream_times is None:
+            raise RuntimeError(f"{self.topic.name}: a stream-time change without a stream-time topic")
+        return self.stream_times.record(partition, value, timestamp)

@@ -4,9 +4,10 @@
 partition (as Kafka Streams' stream time per task): windows close when it
 passes their end (plus grace), never by the wall clock. It advances before
 the event that moves it is judged, is undone with the transaction that
-moved it, and goes to the changelog with each commit (key
-``"__stream_time__"`` on each partition it advanced on), so a restarted
-worker closes exactly the windows it would have closed.
+moved it, and is written with each commit on each partition it advanced on
+-- to the table's stream-time topic, not its changelog (see
+:mod:`~streamnb.tables.streamtime`) -- so a restarted worker closes exactly
+the windows it would have closed.
 
 Subclasses (:mod:`~streamnb.tables.window_state` for tumbling and hopping
 windows, :mod:`~streamnb.tables.sliding`, :mod:`~streamnb.tables.sessions`)
@@ -30,14 +31,29 @@ from typing import Any, Protocol
 from ..transaction import MISSING
 
 __all__ = [
-    "NEVER", "POPPED", "STREAM_TIME", "STREAM_TIME_KEY", "EventTimeState", "TimeIndex", "WindowRows", "replace"
+    "NEVER",
+    "OLD_STREAM_TIME",
+    "POPPED",
+    "STREAM_TIME",
+    "STREAM_TIME_KEY",
+    "EventTimeState",
+    "TimeIndex",
+    "WindowRows",
+    "replace",
 ]
 
 NEVER = float("-inf")
 """Stream time of a partition that has seen no event."""
 
 STREAM_TIME_KEY = "__stream_time__"
-"""Changelog key of the stream-time record (a windowed table's own keys are ``[key, ...]`` arrays)."""
+"""The key of a stream-time change (:meth:`EventTimeState.stream_time_changes`).
+
+Versions before the stream-time topic wrote these changes to the changelog
+under this key; such records are still read (a windowed table's own keys are
+``[key, ...]`` arrays, so it never names a row)."""
+
+OLD_STREAM_TIME: Any = object()
+"""The key of a change that deletes an older version's ``"__stream_time__"`` changelog record."""
 
 STREAM_TIME: Any = object()
 """The entry of a table's ``dirty`` bookkeeping holding stream times from before the transaction."""
@@ -173,6 +189,9 @@ class EventTimeState:
         self.late_windows: dict[int, int] = {}
         """Window updates refused because the window had closed, per partition (what Kafka
         Streams counts as dropped records: one per event and closed window)."""
+        self.old_records: set[int] = set()
+        """Partitions whose changelog still holds a ``"__stream_time__"`` record of an older version
+        (the next commit that writes their stream time deletes it)."""
 
     def advance(self, dirty: dict[Any, Any], partition: int, ts: float) -> float:
         """Move stream time of ``partition`` to ``ts`` if it is newer; return the stream time."""
@@ -204,13 +223,23 @@ class EventTimeState:
         return max(self.stream_time.values(), default=NEVER)
 
     def stream_time_changes(self, saved: dict[int, float]) -> Iterator[tuple[Any, int, Any, float | None]]:
-        """Changelog changes for the stream times of the partitions in ``saved``."""
+        """Changes for the stream times of the partitions in ``saved`` (key :data:`STREAM_TIME_KEY`).
+
+        The table writes them to its stream-time topic. A partition whose
+        changelog still holds an older version's stream-time record also
+        gets a change deleting it (key :data:`OLD_STREAM_TIME`, a tombstone).
+        """
+        old_records = self.old_records
         for partition in saved:
             now = self.stream_time.get(partition, NEVER)
             if now == NEVER:
                 yield STREAM_TIME_KEY, partition, MISSING, None
             else:
                 yield STREAM_TIME_KEY, partition, now, now
+            if partition in old_records:
+                # (Not put back if the commit fails: the record is then deleted after the next recovery.)
+                old_records.discard(partition)
+                yield OLD_STREAM_TIME, partition, MISSING, None if now == NEVER else now
 
     def restore_stream_time(self, saved: dict[int, float]) -> None:
         """Put back stream times from before the transaction."""
@@ -242,16 +271,30 @@ class EventTimeState:
             index.add(partition, at, item)
 
     def load_stream_time(self, key: Any, value: Any, partition: int) -> bool:
-        """Apply a stream-time changelog record; False when ``key`` is not one."""
+        """Apply an older version's stream-time changelog record; False when ``key`` is not one."""
         if key != STREAM_TIME_KEY:
             return False
         if value is MISSING or value is None:
             self.stream_time.pop(partition, None)
+            self.old_records.discard(partition)
         else:
             self.stream_time[partition] = float(value)
+            self.old_records.add(partition)
         return True
 
+    def load_stream_time_record(self, partition: int, value: float | None) -> None:
+        """Apply a record of the stream-time topic (``None``: a tombstone).
+
+        Stream time never goes back, so a value older than the one known
+        (from an older version's changelog record) is ignored.
+        """
+        if value is None:
+            self.stream_time.pop(partition, None)
+        elif value > self.stream_time.get(partition, NEVER):
+            self.stream_time[partition] = value
+
     def drop_stream_time(self, partitions: set[int]) -> None:
-        """Forget stream time and late counts of ``partitions``."""
+        """Forget stream time of ``partitions``."""
         for p in partitions:
             self.stream_time.pop(p, None)
+            self.old_records.discard(p)

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from ..transaction import MISSING
 from ..transport.base import TP, Transport
+from .event_time import EventTimeState
 from .recovery import hashable, log_restore
 from .table import Table
 
@@ -60,6 +61,8 @@ class GlobalTable(Table[K, V]):
         super().__init__(app, name, **options)
         self.positions: dict[int, int] = {}
         """Next changelog offset to read, per partition."""
+        self.stream_time_positions: dict[int, int] = {}
+        """Next offset of the stream-time topic to read, per partition (windowed global tables)."""
         self.written_here: set[int] = set()
         """Partitions this worker is assigned (it writes them; they are not followed)."""
         self._reading = asyncio.Lock()
@@ -69,6 +72,7 @@ class GlobalTable(Table[K, V]):
         super().take_over(old)
         if isinstance(old, GlobalTable):
             self.positions = old.positions
+            self.stream_time_positions = old.stream_time_positions
             self.written_here = old.written_here
 
     async def recover(self, partitions: Iterable[int] | None = None) -> int:
@@ -78,6 +82,8 @@ class GlobalTable(Table[K, V]):
         """
         transport = await self.app.connect()
         count = await self.changelog.declare()
+        if self.stream_times is not None:
+            await self.stream_times.declare(count)
         wanted = list(range(count)) if partitions is None else [p for p in partitions if p < count]
         total, started = 0, time.monotonic()
         for p in wanted:
@@ -98,6 +104,7 @@ class GlobalTable(Table[K, V]):
         """The app stopped: read everything again at the next start."""
         super().reset_recovery()
         self.positions.clear()
+        self.stream_time_positions.clear()
         self.written_here.clear()
 
     async def catch_up(
@@ -132,6 +139,12 @@ class GlobalTable(Table[K, V]):
                 read += len(msgs)
                 start = msgs[-1].offset + 1
             self.positions[partition] = max(start, end)
+            times, state = self.stream_times, self.state
+            if read and times is not None and isinstance(state, EventTimeState):  # written with the rows
+                done, after = await times.read(transport, partition, state, self.stream_time_positions.get(partition))
+                read += done
+                if after is not None:
+                    self.stream_time_positions[partition] = after
             if read:
                 self.state.loaded()
                 self.version += 1

@@ -1,15 +1,16 @@
 """Rebuilding a table partition from its changelog.
 
 The changelog holds every write with its key, partition and value; a
-tombstone (no value) deletes. Windowed tables also hold their stream time
-under ``"__stream_time__"``. :func:`read_changelog` applies the records of
-one partition to the table's state, in offset order, then lets the state
-rebuild its indexes; :func:`log_restore` writes the operator's one line
-per restore.
+tombstone (no value) deletes. A windowed table's stream time is in its
+stream-time topic (:mod:`~streamnb.tables.streamtime`; changelogs of older
+versions hold it under ``"__stream_time__"``). :func:`read_changelog`
+applies the records of one partition to the table's state, in offset order,
+then its stream time, then lets the state rebuild its indexes;
+:func:`log_restore` writes the operator's one line per restore.
 
 Example (on a running loop)::
 
-    records = await read_changelog(transport, table.changelog, 3, table.state)
+    records = await read_changelog(transport, table.changelog, 3, table.state, table.stream_times)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..transaction import MISSING
 from ..transport.base import TP, Transport
 from .event_time import STREAM_TIME_KEY, EventTimeState
 from .state import TableState
+from .streamtime import StreamTimeTopic
 
 __all__ = ["hashable", "log_restore", "read_changelog"]
 
@@ -43,8 +45,14 @@ def hashable(obj: Any) -> Any:
     return obj
 
 
-async def read_changelog(transport: Transport, changelog: Topic[Any, Any], partition: int, state: TableState) -> int:
-    """Apply partition ``partition`` of ``changelog`` to ``state``; returns the records read."""
+async def read_changelog(
+    transport: Transport,
+    changelog: Topic[Any, Any],
+    partition: int,
+    state: TableState,
+    stream_times: StreamTimeTopic | None = None,
+) -> int:
+    """Apply partition ``partition`` of ``changelog`` (then of ``stream_times``) to ``state``; returns records read."""
     tp = TP(changelog.name, partition)
     start = (await transport.beginning_offsets([tp]))[tp]
     end = (await transport.end_offsets([tp]))[tp]
@@ -61,12 +69,14 @@ async def read_changelog(transport: Transport, changelog: Topic[Any, Any], parti
             key = hashable(loads_key(msg.key)) if msg.key is not None else None
             if msg.value is None:
                 load(key, MISSING, partition)
-            elif windowed and key == STREAM_TIME_KEY:
+            elif windowed and key == STREAM_TIME_KEY:  # written by an older version
                 load(key, json.loads(msg.value), partition)
             else:
                 load(key, decode_value(msg.value), partition)
         read += len(msgs)
         start = msgs[-1].offset + 1
+    if stream_times is not None and isinstance(state, EventTimeState):
+        read += (await stream_times.read(transport, partition, state))[0]
     state.loaded()
     return read
 

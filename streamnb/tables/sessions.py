@@ -11,8 +11,8 @@ once stream time reaches ``end + gap + grace`` (its final value is emitted
 then) and is deleted at ``end + gap + expires``. An event whose merged
 session would already be closed is late.
 
-Changelog records: ``[key, [start, end]]`` (seconds) -> value, and
-``"__stream_time__"``.
+Changelog records: ``[key, [start, end]]`` (seconds) -> value (stream time
+goes to the table's stream-time topic).
 
 >>> import operator
 >>> from streamnb.tables.windows import SessionWindow

@@ -20,7 +20,7 @@ for another window changes one of its buckets: then its value is *frozen*
 first (kept, and written to the changelog, until it expires).
 
 Changelog records: ``[key, t]`` -> a bucket, ``[key, [start, end]]`` -> a
-frozen final value, ``"__stream_time__"`` -> stream time.
+frozen final value (stream time goes to the table's stream-time topic).
 
 >>> from streamnb.tables.windows import SlidingWindow
 >>> state = SlidingState(SlidingWindow(10, grace=60), operator.add)

@@ -39,6 +39,7 @@ from .event_time import EventTimeState
 from .recovery import log_restore, read_changelog
 from .routing import event_of, final_record, late_record
 from .state import Closed, PlainState, TableState
+from .streamtime import StreamTimeTopic
 from .timetravel import TimeTravel
 from .windowed import WindowedTable
 from .windowing import windowed_state
@@ -113,6 +114,8 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
             compacting=True,
         )
         self._encoder = ChangelogEncoder(self.changelog)
+        self.stream_times: StreamTimeTopic | None = None
+        """Where a windowed table keeps its stream time (``<app id>-<table>-streamtime``), else None."""
         self.late_topic: Topic[Any, Any] | None = self._late_topic(late_topic)
         """Where late events go (``late_topic=True``: ``<app id>-<table>-late``), or None."""
         self.emit_final: Topic[Any, Any] | None = (
@@ -294,7 +297,7 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
                 txn.records_for(c.partition).append(final_record(final, c))
 
     def changelog_records(self, dirty: dict[Any, Any], timestamp: float) -> list[ProducerRecord]:
-        """One changelog record per row ``dirty`` changed (and the stream time, for windowed tables).
+        """One changelog record per row ``dirty`` changed (and stream-time records, to a windowed table's own topic).
 
         Each record carries the event time of the last event that changed the
         row (``timestamp``, the commit's wall-clock time, when there is none).
@@ -323,6 +326,8 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         """Rebuild the given partitions (default: all) from the changelog; returns records read."""
         transport = await self.app.connect()
         count = await self.changelog.declare()
+        if self.stream_times is not None:
+            await self.stream_times.declare(count)
         wanted = range(count) if partitions is None else [p for p in partitions if p < count]
         total, read, started = 0, [], time.monotonic()
         for p in wanted:
@@ -347,7 +352,7 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         return total
 
     async def _recover_partition(self, transport: Any, partition: int) -> int:
-        return await read_changelog(transport, self.changelog, partition, self.state)
+        return await read_changelog(transport, self.changelog, partition, self.state, self.stream_times)
 
     def reset_recovery(self) -> None:
         """Forget which partitions were recovered (the app stopped; the next start reads again)."""
@@ -433,6 +438,9 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         state = self.with_history(windowed_state(self.name, self.state, window, merge, self.default, self.value_type))
         if state is not self.state:
             self.use_state(state)
+        if self.stream_times is None:  # (compacted unless the table keeps its history, as its changelog)
+            self.stream_times = StreamTimeTopic.for_table(self.app, self.name, compacting=self.changelog.compacting)
+            self._encoder.stream_times = self.stream_times
         self.window = WindowedTable(self, state)
         return self.window
 

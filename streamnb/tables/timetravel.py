@@ -40,6 +40,7 @@ from .event_time import STREAM_TIME_KEY
 from .history import PlainHistoryState, WindowedHistoryState
 from .recovery import hashable
 from .state import PlainState, TableState
+from .streamtime import StreamTimeTopic, value_of
 from .window_state import WindowedState
 from .windowed import WindowedTable
 from .windows import WindowRange
@@ -58,6 +59,7 @@ class TimeTravelHost(Protocol):
     name: str
     app: Runtime
     changelog: Topic[Any, Any]
+    stream_times: StreamTimeTopic | None
     state: TableState
     window: WindowedTable | None
     default: Callable[[], Any] | None
@@ -207,7 +209,7 @@ class TimeTravel:
                 key = hashable(loads_key(msg.key)) if msg.key is not None else None
                 if msg.value is None:
                     state.load(key, MISSING, p)
-                elif windowed and key == STREAM_TIME_KEY:
+                elif windowed and key == STREAM_TIME_KEY:  # written by an older version
                     state.load(key, json.loads(msg.value), p)
                 else:
                     state.load(key, decode_value(msg.value), p)
@@ -220,6 +222,11 @@ class TimeTravel:
             if log.gap is not None and log.gap < end < log.end:
                 raise _compacted(self.name, p, log.gap, "its state at that moment")
             cuts[p] = end
+            if windowed and self.stream_times is not None and (limit is not None or stop is None):
+                transport = await self.app.connect()
+                for msg in await self.stream_times.messages(transport, p):  # stamped with their value
+                    if limit is None or msg.timestamp <= limit:
+                        state.load_stream_time_record(p, value_of(msg))
         if windowed:
             for p, t in newest.items():  # stream time as far as the changes taken went
                 if t > state.stream_time.get(p, float("-inf")):

@@ -72,11 +72,13 @@ async def test_plain_producer_in_plain_json_out(app_id: str) -> None:
 
     raw = await read_topic(bootstrap, f"{app_id}-per_window-changelog")
     keys = {r.key.decode() for r in raw}
-    # Windows are [key, [start, end]]; each partition's stream time is the record "__stream_time__".
-    assert '"__stream_time__"' in keys
-    assert json.loads(min(keys - {'"__stream_time__"'})) == ["alice", [1000.0, 1010.0]]
+    # Windows are [key, [start, end]]; the changelog holds rows only.
+    assert json.loads(min(keys)) == ["alice", [1000.0, 1010.0]]
+    assert all(isinstance(json.loads(k), list) for k in keys), keys
+    # Each partition's stream time (its newest event time) is in the table's stream-time topic.
+    times = await changelog_state(bootstrap, f"{app_id}-per_window-streamtime")  # partition -> stream time
+    assert set(times.values()) <= {1012.0, 1003.5} and 1012.0 in times.values(), times
     state = await changelog_state(bootstrap, f"{app_id}-per_window-changelog")
-    assert state.pop("__stream_time__") in (1012.0, 1003.5)  # per partition: its newest event time
     assert state == {
         ("alice", (1000.0, 1010.0)): 2,
         ("alice", (1010.0, 1020.0)): 1,
@@ -98,10 +100,10 @@ async def test_changelog_topics_are_compacted_and_repartition_topics_kept(app_id
 
     async with app:
         pass
-    for table in ("plain", "windowed"):
-        config = await topic_config(bootstrap, f"{app_id}-{table}-changelog")
-        assert config["cleanup.policy"] == "compact", (table, config["cleanup.policy"])
-        assert await partition_count(bootstrap, f"{app_id}-{table}-changelog") == 3
+    for topic in ("plain-changelog", "windowed-changelog", "windowed-streamtime"):
+        config = await topic_config(bootstrap, f"{app_id}-{topic}")
+        assert config["cleanup.policy"] == "compact", (topic, config["cleanup.policy"])
+        assert await partition_count(bootstrap, f"{app_id}-{topic}") == 3
     assert (await topic_config(bootstrap, f"{app_id}-events"))["cleanup.policy"] == "delete"
     assert "retention.ms" not in await topic_config(bootstrap, f"{app_id}-events", overrides=True)
     # A repartition topic keeps its records whatever their timestamps: replayed

@@ -21,7 +21,7 @@ KEYS = ["a", "b", "c"]
 
 
 def define(app: faust.App) -> tuple[Any, Any, Any]:
-    events = app.topic("events", partitions=1)
+    events = app.topic(f"{app.id}-events", partitions=1)  # its own: Kafka keeps topics across runs
     sums = app.Table("sums", default=int)
     counts = app.Table("counts", default=int).tumbling(10, expires=25)
 
