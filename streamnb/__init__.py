@@ -27,12 +27,12 @@ from __future__ import annotations
 import importlib
 
 from . import display
-from .agents import Agent
-from .app import App
+from .app.base import App
+from .app.settings import Settings
 from .avro import AvroCodec, AvroDecimal, SchemaRegistry
 from .cli import AppCommand
-from .codecs import Codec
-from .codecs import register as register_codec
+from .codecs.base import Codec
+from .codecs.base import register as register_codec
 from .errors import (
     AgentError,
     AppNotRunningError,
@@ -66,11 +66,11 @@ from .faust_types import (
     WindowT,
     WindowWrapperT,
 )
-from .models import Record
-from .record import record
-from .replay import replay
-from .settings import Settings
-from .streams import Stream, current_event
+from .models.record import Record
+from .playback.recording import record
+from .playback.replay import replay
+from .processing.agents import Agent
+from .processing.streams import Stream, current_event
 from .tables.global_table import GlobalTable
 from .tables.sets import SetGlobalTable, SetTable
 from .tables.table import Table

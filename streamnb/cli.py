@@ -34,7 +34,7 @@ the broker, a ``local://`` folder in use, the web port) is one line on
 stderr, ``streamnb worker: error: ...`` saying what to do, and exit status 1;
 ``--traceback`` prints the full traceback first. All of it is checked before
 any agent joins its consumer group. ``-l info`` logs one line per assignment
-change, table restore and rebalance (see :mod:`streamnb.membership`);
+change, table restore and rebalance (see :mod:`streamnb.app.membership`);
 ``-l debug`` adds every commit and aiokafka's own lines.
 """
 

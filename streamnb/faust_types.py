@@ -17,11 +17,11 @@ working, and so do ``isinstance`` checks::
 
 from __future__ import annotations
 
-from .agents import Agent
-from .app import App
+from .app.base import App
 from .events import Event
-from .models import Record
-from .streams import Stream
+from .models.record import Record
+from .processing.agents import Agent
+from .processing.streams import Stream
 from .tables.global_table import GlobalTable
 from .tables.table import Table
 from .tables.windowed import WindowedTable, WindowSet

@@ -27,7 +27,7 @@ __all__ = ["Clock", "Gate", "Runtime"]
 
 
 class Gate(Protocol):
-    """What a gated feed (:mod:`streamnb.feed`) needs from a virtual clock (:mod:`streamnb.clock`).
+    """What a gated feed (:mod:`streamnb.processing.feed`) needs from a virtual clock (:mod:`streamnb.playback.clock`).
 
     The clock works in *rounds*: at the start of each it notes where every
     partition its feeds read ends; in the round each feed hands its source

@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .app import App
+from .app.base import App
 from .errors import StreamnbError
 from .transport.base import TP
 

@@ -19,7 +19,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from aiokafka.partitioner import murmur2
 
-from .codecs import Codec, Serde, get_codec, serde
+from .codecs.base import Codec, Serde, get_codec, serde
 from .errors import AppNotRunningError, ConfigurationError, SchemaRegistryUnavailableError
 from .events import Event
 from .transaction import current_transaction
@@ -342,7 +342,7 @@ class Topic(Generic[K, V]):
     # -- consuming --------------------------------------------------------------------------
 
     def stream(self) -> Any:
-        """A :class:`~streamnb.streams.Stream` over this topic (for use inside tasks).
+        """A :class:`~streamnb.processing.streams.Stream` over this topic (for use inside tasks).
 
         >>> async for value in orders.stream():  # doctest: +SKIP
         ...     print(value)

@@ -25,8 +25,9 @@ pytest_plugins = ["kafka_tls", "registry_fixtures"]
 # collection (``--doctest-modules`` in pyproject.toml) must not import them.
 collect_ignore = ["workers"]
 
-# The Kafka helpers (tests/kafka/kafkahelpers.py) are used by tests outside that folder too.
-sys.path.insert(0, str(Path(__file__).resolve().parent / "kafka"))
+# Shared helpers (kafkahelpers, nbhelpers, conftest's own functions) import by their module names.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "notebook"))
 
 KAFKA = os.environ.get("STREAMNB_KAFKA", "")
 BACKENDS = ["memory", "local", "kafka", "kafka-eos"]

@@ -2,7 +2,7 @@
 
 Registered from ``tests/conftest.py`` (``pytest_plugins``), so the transport
 tests (``tests/transport/test_kafka_transport.py``) and the App tests
-(``tests/kafka/test_kafka_tls.py``) share one broker instead of each starting
+(``tests/transport/test_kafka_tls.py``) share one broker instead of each starting
 its own. It is ``scripts/kafka.sh`` in its own folder and ports, with a
 self-signed certificate for 127.0.0.1 made here with keytool, an SSL listener
 and a SASL_PLAINTEXT listener (mechanism PLAIN, user ``alice:wonderland``).

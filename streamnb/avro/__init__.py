@@ -24,7 +24,7 @@ AvroCodec()
 
 from __future__ import annotations
 
-from ..codecs import register
+from ..codecs.base import register
 from .codec import STRATEGIES, AvroCodec
 from .registry import Registered, SchemaRegistry, registry_from_options
 from .schema import DEFAULT_DECIMAL, AvroDecimal, avro_schema, load_schema

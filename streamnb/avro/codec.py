@@ -40,8 +40,8 @@ import copy
 from io import BytesIO
 from typing import Any
 
-from .._serde import Serde, label
-from .._typerules import type_label
+from ..codecs._serde import Serde, label
+from ..codecs._typerules import type_label
 from ..errors import ConfigurationError, SerializationError
 from .datum import Typed, avro_ready, read_whole, write_problem
 from .framed import Framed

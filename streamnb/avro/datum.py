@@ -18,10 +18,10 @@ from enum import Enum
 from io import BytesIO
 from typing import Any
 
-from .._fieldtypes import spec_for
-from .._serde import label
-from .._typerules import RULES, is_record, short, type_label
+from ..codecs._serde import label
+from ..codecs._typerules import RULES, is_record, short, type_label
 from ..errors import ConfigurationError, SerializationError, ValidationError
+from ..models._fieldtypes import spec_for
 
 __all__ = ["FromJson", "Typed", "avro_ready", "read_whole", "write_problem"]
 

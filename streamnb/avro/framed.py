@@ -3,7 +3,7 @@
 A framed payload is a zero byte (:data:`MAGIC`), the writer schema's 4-byte
 big-endian id, then the Avro body. :class:`Framed` registers (or looks up)
 the topic's writer schema, learns each reader once per writer id, and
-builds the topic's :class:`~streamnb._serde.Serde`.
+builds the topic's :class:`~streamnb.codecs._serde.Serde`.
 
 >>> MAGIC
 0
@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from io import BytesIO
 from typing import Any
 
-from .._serde import Serde, label
-from .._typerules import short
+from ..codecs._serde import Serde, label
+from ..codecs._typerules import short
 from ..errors import ConfigurationError, SerializationError, ValidationError
 from ._flat import FlatReader, flat_field_reader, flat_reader
 from .datum import FromJson, Typed, write_problem

@@ -48,7 +48,7 @@ from types import NoneType, UnionType
 from typing import Any, NamedTuple, Union, get_args, get_origin
 from uuid import UUID
 
-from .._typerules import is_record
+from ..codecs._typerules import is_record
 from ..errors import ConfigurationError
 
 __all__ = ["DEFAULT_DECIMAL", "AvroDecimal", "avro_schema", "full_name", "load_schema"]

@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import ipywidgets as widgets
 
-from ..app import App
+from ..app.base import App
 from ..tables.table import Table
 from ..tables.windowed import WindowedTable
 

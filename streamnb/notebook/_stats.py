@@ -9,8 +9,8 @@ from .. import naming
 from ..transport.base import TP
 
 if TYPE_CHECKING:
-    from ..agents import Agent
-    from ..app import App
+    from ..app.base import App
+    from ..processing.agents import Agent
 
 __all__ = ["AgentFigures", "OffsetRow", "Rates", "agent_figures", "agent_state", "group_of", "offsets", "one_line"]
 

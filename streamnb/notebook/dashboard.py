@@ -30,8 +30,8 @@ from ._live import LiveWidget, clock, escape, styled
 from ._stats import AgentFigures, OffsetRow, Rates, agent_figures, offsets, table_rows
 
 if TYPE_CHECKING:
-    from ..agents import Agent
-    from ..app import App
+    from ..app.base import App
+    from ..processing.agents import Agent
 
 __all__ = ["Dashboard", "dashboard"]
 
@@ -53,7 +53,7 @@ def dashboard(app: App, *, interval: float = 1.0) -> Dashboard:
     >>> [figure.name for figure in board.figures]
     ['count']
     """
-    from ..app import App
+    from ..app.base import App
 
     if not isinstance(app, App):
         raise ConfigurationError(f"dashboard() takes a streamnb.App, got {app!r}")

@@ -42,7 +42,7 @@ from .awaiting import Pending, schedule, wait_for_magic
 
 if TYPE_CHECKING:
 
-    from ..app import App
+    from ..app.base import App
     from ..topics import Topic
 
 __all__ = [
@@ -70,7 +70,7 @@ def find_app(namespace: dict[str, Any], name: str | None = None) -> App:
     >>> find_app(namespace)
     <App 'page-views' init broker='memory://'>
     """
-    from ..app import App
+    from ..app.base import App
 
     if name:
         app = namespace.get(name)

@@ -30,8 +30,8 @@ from ._live import HtmlLabelWidget, clock, styled
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..app import App
-    from ..codecs import Serde
+    from ..app.base import App
+    from ..codecs.base import Serde
     from ..topics import Topic
     from ..transport.base import Transport
 

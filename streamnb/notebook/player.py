@@ -25,9 +25,9 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..app import App
-from ..clock import VirtualClock
+from ..app.base import App
 from ..errors import ConfigurationError
+from ..playback.clock import VirtualClock
 from ._live import LiveWidget, escape
 
 __all__ = ["SPEEDS", "Player", "player"]

@@ -6,7 +6,7 @@ Example (in a notebook)::
     %streamnb record page_views clicks --from kafka://127.0.0.1:9092 --to local://slice --n 100000
     %streamnb history counts /home          # every change of counts["/home"] as a DataFrame
 
-The magics call the public API (:func:`streamnb.record.record`,
+The magics call the public API (:func:`streamnb.playback.recording.record`,
 ``table.history(key)``) and, like the other ``%streamnb`` magics, a
 top-level line waits until the work is done.
 """
@@ -22,7 +22,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..app.base import App
 
 __all__ = ["ACTIONS", "app_name", "history_magic", "parse_duration", "record_magic"]
 
@@ -71,7 +71,7 @@ def _parse(fn: Any, line: str, usage: str) -> Any:
 
 def record_magic(line: str) -> Any:
     """What ``%streamnb record ...`` runs: a coroutine giving the recording's summary."""
-    from ..record import record
+    from ..playback.recording import record
 
     args = _parse(_record_args, line, _record_args.__doc__ or "")
     if args.n is not None and args.n < 1:

@@ -23,7 +23,7 @@ from typing import Any
 from ..topics import Topic
 from ..transaction import MISSING
 from ..transport.base import ProducerRecord
-from .event_time import OLD_STREAM_TIME, STREAM_TIME_KEY
+from .state.event_time import OLD_STREAM_TIME, STREAM_TIME_KEY
 from .streamtime import StreamTimeTopic
 
 __all__ = ["ChangelogEncoder", "window_key_json"]

@@ -32,8 +32,8 @@ from typing import Any, TypeVar
 
 from ..transaction import MISSING
 from ..transport.base import TP, Transport
-from .event_time import EventTimeState
 from .recovery import hashable, log_restore
+from .state.event_time import EventTimeState
 from .table import Table
 
 __all__ = ["GlobalTable"]

@@ -25,8 +25,8 @@ from ..ranges import ranges
 from ..topics import Topic
 from ..transaction import MISSING
 from ..transport.base import TP, Transport
-from .event_time import STREAM_TIME_KEY, EventTimeState
-from .state import TableState
+from .state.base import TableState
+from .state.event_time import STREAM_TIME_KEY, EventTimeState
 from .streamtime import StreamTimeTopic
 
 __all__ = ["hashable", "log_restore", "read_changelog"]

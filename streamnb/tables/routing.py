@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from ..events import Event, divert
 from ..topics import Topic
 from ..transport.base import Message, ProducerRecord
-from .state import Closed
+from .state.base import Closed
 
 __all__ = ["event_of", "final_record", "late_record"]
 

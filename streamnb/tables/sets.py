@@ -18,7 +18,7 @@ makes the record self-sufficient, so log compaction (which keeps the last
 record per key) never loses a member; ``added``/``removed`` show what the
 agent did. A set that becomes empty is dropped from the table.
 
-The state (:class:`SetState`) implements :class:`~streamnb.tables.state.TableState`.
+The state (:class:`SetState`) implements :class:`~streamnb.tables.state.base.TableState`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ..errors import ConfigurationError, ValidationError
 from ..transaction import MISSING, Transaction, current_transaction
 from .global_table import GlobalTable
 from .recovery import hashable
-from .state import Closed
+from .state.base import Closed
 from .table import Table
 from .windowed import WindowedTable
 

@@ -2,7 +2,7 @@
 
 A windowed table's changelog holds its rows and nothing else, so any Kafka
 client can rebuild the table from it. Its *stream time* per partition (see
-:mod:`~streamnb.tables.event_time`) goes, with each commit that advanced it,
+:mod:`~streamnb.tables.state.event_time`) goes, with each commit that advanced it,
 to an internal topic of its own with as many partitions as the changelog,
 in the same commit as the rows (the same Kafka transaction with
 ``exactly_once``; the same sqlite transaction on ``local://``):
@@ -38,7 +38,7 @@ from ..runtime import Runtime
 from ..topics import Topic
 from ..transaction import MISSING
 from ..transport.base import TP, Message, ProducerRecord, Transport
-from .event_time import EventTimeState
+from .state.event_time import EventTimeState
 
 __all__ = ["StreamTimeTopic"]
 

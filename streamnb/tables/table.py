@@ -14,7 +14,7 @@ the event being processed (so a table is co-partitioned with the stream that
 writes it), in the same commit as the agent's offsets. A restarted worker
 rebuilds the table from its changelog before its agents take new events.
 
-A table keeps its rows in a state object (:mod:`streamnb.tables.state`):
+A table keeps its rows in a state object (:mod:`streamnb.tables.state.base`):
 plain, or windowed once ``tumbling()``/``hopping()`` made it so; the table
 itself does what every table does (changelog, encoding, recovery, commits).
 """
@@ -35,14 +35,14 @@ from ..topics import Topic
 from ..transaction import MISSING, Transaction, current_transaction
 from ..transport.base import ProducerRecord
 from .changelog import ChangelogEncoder
-from .event_time import EventTimeState
 from .recovery import log_restore, read_changelog
 from .routing import event_of, final_record, late_record
-from .state import Closed, PlainState, TableState
+from .state.base import Closed, PlainState, TableState
+from .state.event_time import EventTimeState
+from .state.windowing import windowed_state
 from .streamtime import StreamTimeTopic
 from .timetravel import TimeTravel
 from .windowed import WindowedTable
-from .windowing import windowed_state
 from .windows import HoppingWindow, SessionWindow, SlidingWindow, TumblingWindow, WindowRange
 
 if TYPE_CHECKING:

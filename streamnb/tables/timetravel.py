@@ -1,7 +1,7 @@
 """Time travel: a table as it was at any moment, and every change of one key, read from its changelog.
 
 A table that keeps its history (an app made with ``history=True``, the
-default under a virtual clock: see :mod:`streamnb.tables.history`) writes
+default under a virtual clock: see :mod:`streamnb.tables.state.history`) writes
 every change to its changelog with the event time of the change. Reading
 the changelog back:
 
@@ -36,12 +36,12 @@ from ..runtime import Runtime
 from ..topics import Topic
 from ..transaction import MISSING, Transaction
 from ..transport.base import TP, Message
-from .event_time import STREAM_TIME_KEY
-from .history import PlainHistoryState, WindowedHistoryState
 from .recovery import hashable
-from .state import PlainState, TableState
+from .state.base import PlainState, TableState
+from .state.event_time import STREAM_TIME_KEY
+from .state.fixed import WindowedState
+from .state.history import PlainHistoryState, WindowedHistoryState
 from .streamtime import StreamTimeTopic, value_of
-from .window_state import WindowedState
 from .windowed import WindowedTable
 from .windows import WindowRange
 

@@ -17,12 +17,12 @@ Example::
 
 The object ``tumbling()``/``hopping()`` return is a *view* of the table (as
 Faust's ``WindowWrapper``): the table keeps its rows in a
-:class:`~streamnb.tables.window_state.WindowedState`, and views made by
+:class:`~streamnb.tables.state.fixed.WindowedState`, and views made by
 ``relative_to_*`` share it. Time comes from the event's timestamp
 (``relative_to_stream``, the default), a Record field
 (``relative_to_field(PageView.ts)``) or the wall clock (``relative_to_now``).
 Windows close, and expire, in *event time* per partition (see
-:mod:`streamnb.tables.window_state`).
+:mod:`streamnb.tables.state.fixed`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from .. import display
 from ..errors import ConfigurationError, TableWriteError, WindowError
 from ..transaction import MISSING, Transaction, current_transaction
 from ..transport.base import Message
-from .event_time import NEVER, replace
+from .state.event_time import NEVER, replace
 from .windows import WindowRange
 
 if TYPE_CHECKING:
@@ -58,9 +58,9 @@ RelativeTo = Callable[[_Current], float]
 class WindowKeeper(Protocol):
     """What a windowed view reads and writes through: the state of one kind of window.
 
-    :class:`~streamnb.tables.window_state.WindowedState` (tumbling, hopping),
-    :class:`~streamnb.tables.sliding.SlidingState`,
-    :class:`~streamnb.tables.sessions.SessionState`.
+    :class:`~streamnb.tables.state.fixed.WindowedState` (tumbling, hopping),
+    :class:`~streamnb.tables.state.sliding.SlidingState`,
+    :class:`~streamnb.tables.state.sessions.SessionState`.
     """
 
     window: Any

@@ -318,7 +318,7 @@ class Transport(abc.ABC):
     async def delete_topics(self, names: Iterable[str]) -> None:
         """Delete these topics, their messages and every group's offsets in them (missing ones are skipped).
 
-        What a replay does to start from scratch (:mod:`streamnb.replay`);
+        What a replay does to start from scratch (:mod:`streamnb.playback.replay`);
         the embedded brokers implement it, other backends raise
         :class:`~streamnb.errors.ConfigurationError`.
         """

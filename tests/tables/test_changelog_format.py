@@ -3,7 +3,7 @@
 The reader here gets the raw bytes of each changelog (and stream-time topic)
 through the transport, as any client of the broker would, and rebuilds each
 kind of table with README's rules alone; the result must be the app's tables.
-(``tests/kafka/test_kafka_changelog_format.py`` does the same with plain aiokafka.)
+(``tests/tables/test_kafka_changelog_format.py`` does the same with plain aiokafka.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Global tables: every worker holds every partition (Kafka: tests/kafka/test_kafka_global_table.py)."""
+"""Global tables: every worker holds every partition (Kafka: tests/tables/test_kafka_global_table.py)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 from typing import Any
 
-from streamnb.tables.sessions import SessionState
+from streamnb.tables.state.sessions import SessionState
 from streamnb.tables.windows import SessionWindow
 
 add = operator.add

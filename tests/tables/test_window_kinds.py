@@ -13,8 +13,8 @@ from collections import defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamnb.tables.sessions import SessionState
-from streamnb.tables.sliding import SlidingState
+from streamnb.tables.state.sessions import SessionState
+from streamnb.tables.state.sliding import SlidingState
 from streamnb.tables.windows import SessionWindow, SlidingWindow
 
 events = st.lists(
@@ -111,7 +111,7 @@ def test_window_keys_are_written_as_the_json_codec_writes_them(key: str, start: 
 
 
 def test_windows_a_failed_commit_closed_close_again() -> None:
-    from streamnb.tables.window_state import WindowedState
+    from streamnb.tables.state.fixed import WindowedState
     from streamnb.tables.windows import TumblingWindow
 
     states = [

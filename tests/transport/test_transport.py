@@ -388,7 +388,7 @@ async def test_getmany_continues_where_the_last_batch_ended(transport: Transport
 @pytest_asyncio.fixture(params=sorted(EMBEDDED))
 async def embedded(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Transport]:  # type: ignore[no-untyped-def]
     """A started embedded transport: static assignment exists only there (Kafka
-    spreads partitions through its group protocol, tested in tests/kafka)."""
+    spreads partitions through its group protocol, tested in tests/app/test_kafka_rebalance.py)."""
     url = f"memory://test-{uuid.uuid4().hex[:12]}" if request.param == "memory" else f"local://{tmp_path / 'b'}"
     opened = FACTORIES[request.param](url)
     await opened.start()

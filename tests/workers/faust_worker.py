@@ -1,4 +1,4 @@
-"""A Faust-style module deployed with ``streamnb -A faust_worker worker`` (tests/test_cli.py).
+"""A Faust-style module deployed with ``streamnb -A faust_worker worker`` (tests/worker/test_cli.py).
 
 Configured by the environment, as a deployment would be: ``BROKER_URL``
 (Faust's variable), ``WORKER_APP_ID``, ``WORKER_TOPIC``. Words arrive keyed

@@ -1,0 +1,407 @@
+"""Faust's settings: which ones streamnb honours, which have no meaning here, and ``app.conf``.
+
+A Faust program passes settings to ``App(...)`` and reads or sets them on
+``app.conf``. streamnb takes every setting of Faust's ``Settings``:
+
+* settings it honours (``broker``, ``topic_partitions``, ``version``,
+  ``broker_commit_interval``, ``web_port``, ...) act as in Faust; on
+  ``kafka://`` the consumer settings (``broker_session_timeout``, ...)
+  become the matching aiokafka options;
+* settings without meaning here (``store='rocksdb://'``,
+  ``table_cleanup_interval``, ...) are accepted with one logged note that
+  says what streamnb does instead;
+* a setting that would swap one of Faust's classes (``Stream=``,
+  ``PartitionAssignor=``, ...) raises :class:`ConfigurationError`, since
+  streamnb has no such class to swap;
+* a name that is neither Faust's nor streamnb's raises
+  :class:`ConfigurationError` naming the closest valid one.
+
+Example::
+
+    >>> from streamnb import App
+    >>> app = App("orders", broker="memory://", version=2, broker_commit_interval=0.5)
+    >>> app.id, app.conf.broker_commit_interval, app.conf.name
+    ('orders-v2', 0.5, 'orders')
+    >>> App("orders", broker="memory://", topic_partition=4)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streamnb.errors.ConfigurationError: unknown setting 'topic_partition' ...; did you mean 'topic_partitions'? ...
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
+from typing import Any, NamedTuple, Protocol
+
+from ..errors import ConfigurationError
+
+__all__ = [
+    "APP_SETTINGS",
+    "FAUST_DEFAULT_WEB_PORT",
+    "KAFKA_SETTINGS",
+    "NOTES",
+    "UNSUPPORTED",
+    "Resolved",
+    "Settings",
+    "SettingsHost",
+    "resolve",
+]
+
+logger = logging.getLogger("streamnb")
+
+FAUST_DEFAULT_WEB_PORT = 6066
+"""Faust's default ``web_port``; streamnb's too."""
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigurationError(f"expected seconds (a number or a timedelta), got {value!r}")
+
+
+def _ms(value: Any) -> int:
+    return int(_seconds(value) * 1000)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+class KafkaSetting(NamedTuple):
+    """A Faust setting that becomes an option of streamnb's Kafka clients."""
+
+    option: str
+    """The ``KafkaTransport`` / ``AIOKafkaConsumer`` keyword argument."""
+    convert: Callable[[Any], Any]
+    """From Faust's unit (seconds) to the option's (milliseconds, ...)."""
+
+
+KAFKA_SETTINGS: Mapping[str, KafkaSetting] = {
+    "broker_session_timeout": KafkaSetting("session_timeout_ms", _ms),
+    "broker_heartbeat_interval": KafkaSetting("heartbeat_interval_ms", _ms),
+    "broker_max_poll_interval": KafkaSetting("max_poll_interval_ms", _ms),
+    "broker_max_poll_records": KafkaSetting("max_poll_records", _same),
+    "broker_rebalance_timeout": KafkaSetting("rebalance_timeout_ms", _ms),
+    "broker_request_timeout": KafkaSetting("request_timeout", _seconds),
+    "broker_check_crcs": KafkaSetting("check_crcs", _same),
+    "consumer_max_fetch_size": KafkaSetting("max_partition_fetch_bytes", _same),
+    "consumer_auto_offset_reset": KafkaSetting("auto_offset_reset", _same),
+    "consumer_metadata_max_age_ms": KafkaSetting("metadata_max_age_ms", _same),
+    "consumer_connections_max_idle_ms": KafkaSetting("connections_max_idle_ms", _same),
+}
+"""Faust's consumer settings streamnb passes to aiokafka on ``kafka://`` (a note elsewhere)."""
+
+APP_SETTINGS: frozenset[str] = frozenset({
+    # App keyword arguments of the same name.
+    "broker", "topic_partitions", "key_serializer", "value_serializer", "processing_guarantee", "ssl_context",
+    # Honoured under Faust's name (see ``resolve``).
+    "url", "version", "id_format", "broker_commit_interval", "broker_commit_every", "broker_client_id",
+    "web_enabled", "web_port", "web_bind", "web_host", "canonical_url",
+})
+"""Faust settings streamnb honours as Faust does (besides :data:`KAFKA_SETTINGS`)."""
+
+_TABLES = "tables are dicts in memory, rebuilt from their changelog topics (local:// keeps them on disk in sqlite)"
+_PRODUCER = "streamnb's producer is idempotent with acks=all and sends at each commit"
+_WEB = "the worker serves @app.page views with aiohttp on web_bind:web_port, nothing else"
+
+NOTES: Mapping[str, str] = {
+    "autodiscover": "the worker imports only the module given to -A; import your other modules from it",
+    "datadir": "local://PATH is where data lives",
+    "tabledir": _TABLES,
+    "debug": "use the worker's -l debug for debug logs",
+    "env_prefix": "settings are read from App(...) arguments only (and BROKER_URL when no broker is given)",
+    "origin": "the worker command finds the app with -A module[:attribute]",
+    "timezone": "timers run on intervals; there is no crontab",
+    "agent_supervisor": "each agent is supervised alone: it restarts from its last commit with backoff",
+    "blocking_timeout": "there is no blocking detector",
+    "broker_api_version": "aiokafka negotiates the API version",
+    "consumer_api_version": "aiokafka negotiates the API version",
+    "producer_api_version": "aiokafka negotiates the API version",
+    "broker_consumer": "one broker URL serves consumers and producers",
+    "broker_producer": "one broker URL serves consumers and producers",
+    "broker_commit_livelock_soft_timeout": "there is no livelock detector",
+    "consumer_group_instance_id": "each agent has its own consumer group; static membership is not used",
+    "cython_optimizations": "there is no Cython",
+    "logging_config": "the worker command sets up logging (-l LEVEL)",
+    "loghandlers": "the worker command sets up logging (-l LEVEL)",
+    "producer_acks": _PRODUCER,
+    "producer_compression_type": _PRODUCER,
+    "producer_linger": _PRODUCER,
+    "producer_linger_ms": _PRODUCER,
+    "producer_max_batch_size": _PRODUCER,
+    "producer_max_request_size": _PRODUCER,
+    "producer_partitioner": "keys are partitioned with Kafka's murmur2 partitioner on every broker",
+    "producer_request_timeout": _PRODUCER,
+    "producer_threaded": _PRODUCER,
+    "producer_metadata_max_age_ms": _PRODUCER,
+    "producer_connections_max_idle_ms": _PRODUCER,
+    "reply_create_topic": "agent RPC (ask/map/join) is not available; send to a topic and read the answer from one",
+    "reply_expires": "agent RPC (ask/map/join) is not available",
+    "reply_to": "agent RPC (ask/map/join) is not available",
+    "reply_to_prefix": "agent RPC (ask/map/join) is not available",
+    "stream_buffer_maxsize": "agents receive batches of up to stream_batch_size messages",
+    "stream_processing_timeout": "an agent that crashes restarts from its last commit",
+    "stream_publish_on_commit": "sends inside an agent are always written at its next commit",
+    "stream_recovery_delay": "tables are recovered as soon as partitions are assigned",
+    "stream_wait_empty": "a stopping agent commits what it processed and stops",
+    "stream_ack_cancelled_tasks": "a stopping agent commits what it processed and stops",
+    "stream_ack_exceptions": "an event that crashes an agent is retried, then dead-lettered",
+    "store": _TABLES,
+    "table_cleanup_interval": "windows close and expire at each commit, in event time",
+    "table_key_index_size": _TABLES,
+    "table_standby_replicas": "a table partition is rebuilt from its changelog on the worker it moves to; "
+    "a GlobalTable is held in full by every worker",
+    "recovery_consistency_check": "recovery reads every changelog partition to its end offset",
+    "store_check_exists": _TABLES,
+    "crash_app_on_aerospike_exception": _TABLES,
+    "aerospike_retries_on_exception": _TABLES,
+    "aerospike_sleep_seconds_between_retries_on_exception": _TABLES,
+    "topic_allow_declare": "streamnb creates the topics an app uses at start",
+    "topic_disable_leader": "the leader is the worker holding partition 0 of the first agent's topic",
+    "topic_replication_factor": "topics are created with the cluster's size as replication factor, at most 3",
+    "cache": "there is no cache backend; keep state in tables",
+    "web": _WEB,
+    "web_application_options": _WEB,
+    "web_cors_options": _WEB,
+    "web_graph_enabled": _WEB,
+    "web_in_thread": "the web server runs on the app's event loop",
+    "web_metrics_enabled": _WEB,
+    "web_router_enabled": _WEB,
+    "web_ssl_context": "the web server speaks plain HTTP on a loopback address; put a proxy in front for TLS",
+    "web_stats_enabled": _WEB,
+    "web_tables_enabled": _WEB,
+    "web_transport": _WEB,
+    "worker_redirect_stdouts": "the worker leaves stdout and stderr alone",
+    "worker_redirect_stdouts_level": "the worker leaves stdout and stderr alone",
+    # App(...) arguments that are not settings in Faust.
+    "loop": "streamnb runs on the event loop running when the app starts",
+    "monitor": "app.dashboard() and streamnb.testing.lag() show what the app does",
+    "beacon": "there is no beacon",
+}
+"""Faust settings streamnb accepts without effect, with what it does instead."""
+
+UNSUPPORTED: Mapping[str, str] = {
+    **{
+        name: "streamnb has no pluggable class of that name; subclass or wrap its public API instead"
+        for name in (
+            "Agent", "ConsumerScheduler", "Event", "Schema", "Stream", "Table", "SetTable", "GlobalTable",
+            "SetGlobalTable", "TableManager", "Serializers", "Worker", "PartitionAssignor", "LeaderAssignor",
+            "Router", "Topic", "HttpClient", "Monitor",
+        )
+    },
+    "broker_credentials": "use security_protocol=, sasl_mechanism=, sasl_plain_username=, "
+    "sasl_plain_password= and ssl_context= instead",
+    "config_source": "pass settings to App(...) as keyword arguments",
+}
+"""Faust settings streamnb refuses (they would change behaviour it cannot give), with what to use."""
+
+_STREAMNB_OPTIONS = frozenset({
+    "broker", "topic_partitions", "key_serializer", "value_serializer", "processing_guarantee",
+    "commit_interval", "stream_batch_size", "tune_gc", "security_protocol", "sasl_mechanism",
+    "sasl_plain_username", "sasl_plain_password", "ssl_context", "request_timeout", "client_id",
+})
+
+_noted: set[tuple[str, str]] = set()
+
+
+class Resolved(NamedTuple):
+    """``App(...)`` keyword arguments sorted out by :func:`resolve`."""
+
+    id: str
+    """The app id after ``version``/``id_format`` (``orders-v2`` for version 2)."""
+    broker: str
+    """The broker URL (``BROKER_URL`` from the environment when none was given, as in Faust)."""
+    app: dict[str, Any]
+    """Honoured Faust settings by their Faust names (web, version, commit settings, ...)."""
+    kafka: dict[str, Any]
+    """Options for the transport (aiokafka's names), to be checked against the broker."""
+    noted: dict[str, Any]
+    """Accepted settings without effect, by name."""
+
+
+def _closest(name: str, extra: Iterable[str]) -> str:
+    names = sorted(APP_SETTINGS | set(KAFKA_SETTINGS) | set(NOTES) | _STREAMNB_OPTIONS | set(extra))
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def _unknown(app_id: str, name: str, extra: Iterable[str]) -> ConfigurationError:
+    return ConfigurationError(
+        f"unknown setting {name!r} for App({app_id!r}); {_closest(name, extra)}"
+        "App takes Faust's settings (see the README's migration section), streamnb's own "
+        "(commit_interval, stream_batch_size, tune_gc, ...) and, on kafka://, aiokafka consumer options"
+    )
+
+
+def resolve(
+    app_id: str, broker: str | None, options: Mapping[str, Any], transport_options: Callable[[], Iterable[str]]
+) -> Resolved:
+    """Sort ``App(...)`` keyword arguments into honoured, Kafka, noted and unknown ones.
+
+    ``transport_options()`` gives the option names some broker's transport
+    takes (asked only for a name that is not one of Faust's settings).
+
+    >>> options = {"store": "rocksdb://", "broker_session_timeout": 6}
+    >>> r = resolve("shop", "kafka://127.0.0.1:9092", options, lambda: ())
+    >>> r.kafka, r.noted
+    ({'session_timeout_ms': 6000}, {'store': 'rocksdb://'})
+    """
+    app: dict[str, Any] = {}
+    kafka: dict[str, Any] = {}
+    noted: dict[str, Any] = {}
+    url = options.get("url")
+    if broker is None:
+        broker = url or os.environ.get("BROKER_URL") or "local://.streamnb"
+    if isinstance(broker, (list, tuple)):
+        if len(broker) != 1:
+            raise ConfigurationError(
+                f"broker={broker!r}: streamnb connects to one broker URL; for several Kafka hosts write "
+                "kafka://HOST1:PORT,HOST2:PORT"
+            )
+        broker = str(broker[0])
+    if str(broker).startswith("aiokafka://"):  # Faust's other name for its Kafka transport
+        broker = "kafka://" + (str(broker)[len("aiokafka://"):] or "localhost:9092")
+    kafka_broker = str(broker).startswith("kafka://")
+    for name, value in options.items():
+        if name in UNSUPPORTED:
+            raise ConfigurationError(f"App({app_id!r}): {name}= is not supported by streamnb; {UNSUPPORTED[name]}")
+        if name in KAFKA_SETTINGS:
+            if kafka_broker:
+                setting = KAFKA_SETTINGS[name]
+                kafka[setting.option] = setting.convert(value)
+            else:
+                noted[name] = value
+        elif name in APP_SETTINGS:
+            app[name] = value
+        elif name in NOTES:
+            noted[name] = value
+        elif name in (known := frozenset(transport_options())):
+            kafka[name] = value
+        else:
+            raise _unknown(app_id, name, known)
+    version = app.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ConfigurationError(f"version must be an int >= 1, got {version!r}")
+    id_format = app.get("id_format", "{id}-v{self.version}")
+    full_id = id_format.format(id=app_id, self=_Version(version)) if version > 1 else app_id
+    for name in ("broker_commit_interval",):
+        if name in app:
+            app[name] = _seconds(app[name])
+    if "broker_client_id" in app:
+        kafka["client_id"] = str(app["broker_client_id"])
+    return Resolved(full_id, str(broker), app, kafka, noted)
+
+
+class _Version(NamedTuple):
+    version: int
+
+
+def note(app_id: str, settings: Mapping[str, Any]) -> None:
+    """Log one note for the settings that have no effect (once per app id and setting in a process)."""
+    fresh = {name: value for name, value in settings.items() if (app_id, name) not in _noted}
+    if not fresh:
+        return
+    _noted.update((app_id, name) for name in fresh)
+    lines = "; ".join(f"{name}={value!r}: {_reason(name)}" for name, value in fresh.items())
+    logger.warning("App %r: Faust settings without effect in streamnb (%s)", app_id, lines)
+
+
+def _reason(name: str) -> str:
+    if name in KAFKA_SETTINGS:
+        return "applies to kafka:// brokers only"
+    return NOTES[name]
+
+
+class SettingsHost(Protocol):
+    """What ``app.conf`` reads and writes on the app (:class:`~streamnb.app.App`)."""
+
+    id: str
+    broker: str
+    topic_partitions: int
+    key_serializer: str
+    value_serializer: str
+    processing_guarantee: str
+    commit_interval: float
+    commit_records: int
+    stream_batch_size: int
+
+
+# Faust name -> (App attribute, may be changed after App(...)).
+_LIVE: Mapping[str, tuple[str, bool]] = {
+    "id": ("id", False),
+    "broker": ("broker", False),
+    "processing_guarantee": ("processing_guarantee", False),
+    "topic_partitions": ("topic_partitions", True),
+    "key_serializer": ("key_serializer", True),
+    "value_serializer": ("value_serializer", True),
+    "broker_commit_interval": ("commit_interval", True),
+    "broker_commit_every": ("commit_records", True),
+    "stream_batch_size": ("stream_batch_size", True),
+}
+
+
+class Settings:
+    """``app.conf``: the app's settings under Faust's names.
+
+    Reading gives the value in use (``conf.topic_partitions``,
+    ``conf.broker_commit_interval``, ``conf.web_port``, ...); setting one
+    that streamnb honours changes what is defined afterwards, as in Faust;
+    setting one without meaning here logs a note once; an unknown name
+    raises :class:`ConfigurationError` naming the closest one.
+
+    >>> from streamnb import App
+    >>> app = App("orders", broker="memory://")
+    >>> app.conf.topic_partitions = 4
+    >>> app.topic("orders").partitions is None, app.topic("orders").partition_count
+    (True, 4)
+    """
+
+    def __init__(self, app: SettingsHost, name: str, values: Mapping[str, Any], noted: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_app", app)
+        object.__setattr__(self, "_values", {
+            "name": name, "version": 1, "web_enabled": None, "web_port": FAUST_DEFAULT_WEB_PORT,
+            "web_bind": "127.0.0.1", "web_host": None, "canonical_url": None, "origin": None,
+            "id_format": "{id}-v{self.version}", "broker_client_id": None, **values, **noted,
+        })
+
+    def __getattr__(self, name: str) -> Any:
+        live = _LIVE.get(name)
+        if live is not None:
+            return getattr(self._app, live[0])
+        values: dict[str, Any] = self.__dict__["_values"]
+        if name in values:
+            return values[name]
+        if name in APP_SETTINGS or name in NOTES or name in KAFKA_SETTINGS:
+            return None
+        raise AttributeError(f"app.conf has no setting {name!r}; {_closest(name, ())}".rstrip("; "))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        app = self._app
+        live = _LIVE.get(name)
+        if live is not None:
+            attribute, changeable = live
+            if not changeable:
+                raise ConfigurationError(f"app.conf.{name} cannot change after App(...): make a new App with {name}=")
+            if name == "broker_commit_interval":
+                value = _seconds(value)
+            setattr(app, attribute, value)
+        elif name in UNSUPPORTED:
+            raise ConfigurationError(f"app.conf.{name} is not supported by streamnb; {UNSUPPORTED[name]}")
+        elif name in ("version", "id_format", "broker_client_id") or name in KAFKA_SETTINGS:
+            raise ConfigurationError(f"app.conf.{name} cannot change after App(...): make a new App with {name}=")
+        elif name in APP_SETTINGS:
+            self._values[name] = value
+        elif name in NOTES:
+            self._values[name] = value
+            note(app.id, {name: value})
+        else:
+            raise _unknown(app.id, name, ())
+
+    def __repr__(self) -> str:
+        return f"<Settings of {self._app.id!r}>"

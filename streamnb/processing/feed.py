@@ -1,0 +1,208 @@
+"""What a source reads under a virtual clock: messages released by time, in one deterministic order.
+
+On the wall clock a :class:`~streamnb.processing.source.Source` takes whatever its
+consumer fetched, in whatever mix of partitions arrived. Under a virtual
+clock (a replay, :mod:`streamnb.playback.clock`) it reads through a :class:`Feed`
+instead, so that the same recording and the same code give the same
+tables, outputs and timer runs every time:
+
+* a partition's messages are released up to the clock's *horizon*, in
+  offset order, stopping at the first one whose timestamp lies beyond it
+  (so a message is never overtaken by a later one of its partition);
+* the released messages of all the source's partitions are merged by
+  *running maximum timestamp* (the newest timestamp of the partition up to
+  and including the message), ties broken by topic, partition and offset.
+  For partitions in time order that is plain timestamp order; a message
+  older than its predecessors goes right after them, as it did live;
+* each round reads only up to where each partition ended when the clock's
+  round began, so what other agents append meanwhile waits for the next
+  round, whatever the timing.
+
+Example (a clock with a horizon at 2.0 and two partitions)::
+
+    >>> merged = merge_keys([[1.0, 3.0], [2.0, 2.0]], horizon=2.0)
+    >>> merged
+    [(0, 0), (1, 0), (1, 1)]
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import operator
+from collections.abc import Iterable, Sequence
+
+from ..runtime import Gate
+from ..transport.base import TP, Message, Transport
+
+__all__ = ["FETCH_CHUNK", "Feed", "merge_keys", "positions_of", "running_max"]
+
+FETCH_CHUNK = 5000
+"""Messages read from one partition at a time."""
+
+_NEVER = float("-inf")
+_timestamp_of = operator.itemgetter(3)
+
+
+def running_max(messages: Sequence[Message], start: float) -> list[float]:
+    """The newest timestamp up to and including each message (from ``start``)."""
+    keys = list(itertools.accumulate(map(_timestamp_of, messages), max, initial=start))
+    del keys[0]
+    return keys
+
+
+def merge_keys(keys: Sequence[Sequence[float]], horizon: float) -> list[tuple[int, int]]:
+    """``(partition index, position)`` of every released key in merged order (for tests and docs).
+
+    ``keys`` are the running-maximum timestamps of each partition's messages.
+    """
+    out = [(k, i, p) for i, ks in enumerate(keys) for p, k in enumerate(ks) if k <= horizon]
+    return [(i, p) for _k, i, p in sorted(out)]
+
+
+class Feed:
+    """The messages one source may process under a virtual clock (see the module docstring).
+
+    ``positions`` gives the first offset to read in each partition.
+    """
+
+    def __init__(
+        self, transport: Transport, gate: Gate, positions: dict[TP, int], chunk: int = FETCH_CHUNK
+    ) -> None:
+        self.transport = transport
+        self.gate = gate
+        self.chunk = chunk
+        self.tps: list[TP] = sorted(positions)
+        """The partitions read, in the order that breaks ties."""
+        self.position = dict(positions)
+        """Next offset to fetch, per partition."""
+        self.newest = _NEVER
+        """The newest (running maximum) timestamp released so far."""
+        self.released = 0
+        """Messages handed out so far."""
+        self.closed = False
+        self._buffers: dict[TP, list[Message]] = {tp: [] for tp in self.tps}
+        self._keys: dict[TP, list[float]] = {tp: [] for tp in self.tps}
+        self._cursor: dict[TP, int] = dict.fromkeys(self.tps, 0)
+        self._max: dict[TP, float] = dict.fromkeys(self.tps, _NEVER)
+        self._ready: list[Message] = []
+        self._ready_at = 0
+        self._round_released = 0
+
+    def next_key(self) -> float | None:
+        """The (running maximum) timestamp of the first message held back by the horizon, if known."""
+        found = [
+            self._keys[tp][self._cursor[tp]] for tp in self.tps if self._cursor[tp] < len(self._buffers[tp])
+        ]
+        return min(found, default=None)
+
+    def upcoming(self, n: int) -> list[float]:
+        """The (running maximum) timestamps of up to ``n`` messages read but held back, oldest first."""
+        found: list[float] = []
+        for tp in self.tps:
+            lo = self._cursor[tp]
+            found += self._keys[tp][lo : lo + n]
+        found.sort()
+        return found[:n]
+
+    def pending(self) -> bool:
+        """True when a message was read but not handed out (held back by the horizon)."""
+        return self._ready_at < len(self._ready) or any(
+            self._cursor[tp] < len(self._buffers[tp]) for tp in self.tps
+        )
+
+    async def next_batch(self, max_records: int) -> list[Message]:
+        """Up to ``max_records`` messages in merged order; ``[]`` when this round has nothing more."""
+        if self._ready_at >= len(self._ready):
+            self._ready, self._ready_at = await self._refill(), 0
+            if not self._ready:
+                return []
+        start = self._ready_at
+        batch = self._ready[start : start + max_records]
+        self._ready_at = start + len(batch)
+        self._round_released += len(batch)
+        self.released += len(batch)
+        return batch
+
+    async def round_done(self) -> None:
+        """Report the round finished and wait for the next one."""
+        released, self._round_released = self._round_released, 0
+        await self.gate.round_done(self, released)
+
+    def close(self) -> None:
+        """Stop taking part in the clock's rounds."""
+        if not self.closed:
+            self.closed = True
+            self.gate.leave(self)
+
+    # -- reading and merging -------------------------------------------------------------------
+
+    async def _fill(self, tp: TP) -> None:
+        """Read the next chunk of ``tp`` (up to where the round began) into its buffer."""
+        end = self.gate.round_end(tp)
+        position = self.position[tp]
+        if position >= end:
+            return
+        messages = await self.transport.read(tp, position, end, self.chunk)
+        if not messages:  # only removed offsets left (compaction, retention)
+            self.position[tp] = end
+            return
+        keys = running_max(messages, self._max[tp])
+        self._max[tp] = keys[-1]
+        self._buffers[tp] = messages
+        self._keys[tp] = keys
+        self._cursor[tp] = 0
+        self.position[tp] = messages[-1].offset + 1
+
+    async def _refill(self) -> list[Message]:
+        """The next run of messages whose place in the merged order is settled."""
+        horizon = self.gate.horizon
+        tps = self.tps
+        buffers, keys, cursor = self._buffers, self._keys, self._cursor
+        for tp in tps:
+            if cursor[tp] >= len(buffers[tp]):
+                await self._fill(tp)
+        # A partition that may hold more releasable messages than it buffered bounds the merge
+        # at its last buffered message: nothing after that may be handed out yet.
+        bound: tuple[float, int] | None = None
+        for index, tp in enumerate(tps):
+            ks = keys[tp]
+            if cursor[tp] < len(ks) and ks[-1] <= horizon and self.position[tp] < self.gate.round_end(tp):
+                if bound is None or ks[-1] < bound[0]:
+                    bound = (ks[-1], index)
+        parts: list[tuple[list[Message], list[float]]] = []
+        for index, tp in enumerate(tps):
+            lo = cursor[tp]
+            ks = keys[tp]
+            if lo >= len(ks) or ks[lo] > horizon:
+                continue
+            if bound is None or bound[0] > horizon:
+                hi = bisect.bisect_right(ks, horizon, lo)
+            elif index <= bound[1]:
+                hi = bisect.bisect_right(ks, bound[0], lo)
+            else:
+                hi = bisect.bisect_left(ks, bound[0], lo)
+            if hi > lo:
+                parts.append((buffers[tp][lo:hi], ks[lo:hi]))
+                cursor[tp] = hi
+        if not parts:  # (a bounding partition always releases its buffer, so the round is over)
+            return []
+        if len(parts) == 1:
+            merged, last = parts[0][0], parts[0][1][-1]
+        else:
+            messages: list[Message] = []
+            order_keys: list[float] = []
+            for msgs, ks in parts:
+                messages += msgs
+                order_keys += ks
+            order = sorted(range(len(order_keys)), key=order_keys.__getitem__)  # stable: ties by partition
+            merged = [messages[i] for i in order]
+            last = order_keys[order[-1]]
+        if last > self.newest:
+            self.newest = last
+        return merged
+
+
+def positions_of(tps: Iterable[TP], committed: dict[TP, int], beginnings: dict[TP, int]) -> dict[TP, int]:
+    """Where a group member starts each partition: its committed offset, else the log start."""
+    return {tp: committed.get(tp, beginnings.get(tp, 0)) for tp in tps}

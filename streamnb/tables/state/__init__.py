@@ -1,0 +1,13 @@
+"""How each kind of table keeps its rows and closes its windows.
+
+:mod:`~streamnb.tables.state.base` (the ``TableState`` protocol, plain tables),
+:mod:`~streamnb.tables.state.event_time` (stream time per partition),
+:mod:`~streamnb.tables.state.fixed` (tumbling and hopping windows),
+:mod:`~streamnb.tables.state.sliding`, :mod:`~streamnb.tables.state.sessions`,
+:mod:`~streamnb.tables.state.history` (every change, for time travel),
+:mod:`~streamnb.tables.state.store` (a key's windows) and
+:mod:`~streamnb.tables.state.windowing` (which state a window kind gets).
+Windows close in each state's ``before_commit``.
+"""
+
+__all__: list[str] = []

@@ -1,0 +1,122 @@
+"""Table states that keep every change: one changelog record per write, not per key and commit.
+
+An ordinary table writes, at each commit, one changelog record per key it
+changed (with the event time of the last write): enough to recover the
+table, not to know what it held between two commits. A table of an app made
+with ``history=True`` (the default under a virtual clock) keeps a
+:class:`PlainHistoryState` or :class:`WindowedHistoryState` instead: every
+write becomes its own changelog record, stamped with the event time of the
+write, in the order the agent made them. Its changelog topic is not
+compacted, so :meth:`~streamnb.tables.timetravel.TimeTravel.at` and
+``history()`` can answer for any moment.
+
+>>> state = PlainHistoryState()
+>>> dirty: dict = {}
+>>> state.write(dirty, "a", 1, partition=0, timestamp=1.0)
+>>> state.write(dirty, "a", 2, partition=0, timestamp=2.0)
+>>> list(state.changes(dirty))
+[('a', 0, 1, 1.0), ('a', 0, 2, 2.0)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ...transaction import MISSING
+from ..windows import Window, WindowRange
+from .base import PlainState
+from .event_time import STREAM_TIME_KEY
+from .fixed import WindowedState
+
+__all__ = ["PlainHistoryState", "WindowedHistoryState"]
+
+_LOG: Any = object()  # the entry of ``dirty`` holding every write of the transaction, in order
+
+Change = tuple[Any, int, Any, float | None]
+
+
+def _log(dirty: dict[Any, Any]) -> list[Change]:
+    log: list[Change] | None = dirty.get(_LOG)
+    if log is None:
+        log = dirty[_LOG] = []
+    return log
+
+
+class PlainHistoryState(PlainState):
+    """A plain table's rows, with every write of a transaction logged for the changelog."""
+
+    def write(
+        self, dirty: dict[Any, Any], key: Any, value: Any, partition: int, timestamp: float | None = None
+    ) -> None:
+        """Set ``key`` and log the write."""
+        log = _log(dirty)
+        super().write(dirty, key, value, partition, timestamp)
+        log.append((key, partition, value, timestamp))
+
+    def changes(self, dirty: dict[Any, Any]) -> Iterator[Change]:
+        """Every write, in order (not one per key)."""
+        log: list[Change] = dirty.pop(_LOG, [])
+        for _ in super().changes(dirty):  # keeps the partition of each key up to date
+            pass
+        yield from log
+
+    def restore(self, dirty: dict[Any, Any]) -> None:
+        """Undo the transaction (its log goes too)."""
+        dirty.pop(_LOG, None)
+        super().restore(dirty)
+
+
+class WindowedHistoryState(WindowedState):
+    """A windowed table's windows, with every window write of a transaction logged for the changelog.
+
+    Windows closed or expired at a commit, and the stream time, follow the
+    writes as in an ordinary windowed table.
+    """
+
+    def __init__(self, window: Window) -> None:
+        super().__init__(window)
+        self._window_ranges: Callable[[float], list[WindowRange]] | None = getattr(window, "ranges", None)
+
+    def update(
+        self,
+        dirty: dict[Any, Any],
+        key: Any,
+        op: Callable[[Any, Any], Any],
+        operand: Any,
+        ts: float,
+        partition: int,
+        default: Callable[[], Any] | None,
+    ) -> list[WindowRange] | None:
+        """Apply the write (see :meth:`WindowedState.update`) and log each window it changed."""
+        inner = self.store.by_key.get(key)
+        ranges = self._window_ranges
+        if ranges is not None:
+            starts = [w[0] for w in ranges(ts)]
+            before = {s: (MISSING if inner is None else inner.get(s, MISSING)) for s in starts}
+        else:
+            before = dict(inner) if inner else {}
+        log = _log(dirty)
+        missed = super().update(dirty, key, op, operand, ts, partition, default)
+        if missed is None:
+            after = self.store.by_key.get(key) or {}
+            end = self.store.end
+            for start in before if ranges is not None else after:
+                value = after.get(start, MISSING)
+                if value is not MISSING and (before.get(start, MISSING) is MISSING or before[start] != value):
+                    log.append(((key, (start, end(start))), partition, value, ts))
+        return missed
+
+    def changes(self, dirty: dict[Any, Any]) -> Iterator[Change]:
+        """Every logged write in order, then deletions and stream times of the commit."""
+        log: list[Change] = dirty.pop(_LOG, [])
+        rest = list(super().changes(dirty))
+        yield from log
+        for change in rest:
+            if change[2] is MISSING or change[0] == STREAM_TIME_KEY:
+                yield change
+
+    def restore(self, dirty: dict[Any, Any]) -> None:
+        """Undo the transaction (its log goes too)."""
+        dirty.pop(_LOG, None)
+        super().restore(dirty)
