@@ -11,6 +11,7 @@ catches them all, and every message says what to do next::
      │    ├── BrokerUnavailableError   nothing answers at the address (bounded wait)
      │    └── BrokerLockedError        another process owns a local:// folder
      ├── PartitionMismatchError    a table is not co-partitioned with its source
+     ├── StoreLockedError          another process holds a table's store (store="rocksdb://")
      ├── SchemaRegistryUnavailableError  nothing answers at the schema registry's address
      ├── SerializationError        bytes that cannot be decoded/encoded
      │    └── ValidationError      a Record field is missing or has the wrong type
@@ -43,6 +44,7 @@ __all__ = [
     "SchemaRegistryError",
     "SchemaRegistryUnavailableError",
     "SerializationError",
+    "StoreLockedError",
     "StreamnbError",
     "TableWriteError",
     "ValidationError",
@@ -72,6 +74,10 @@ class BrokerUnavailableError(BrokerError, ConnectionError):
 
 class BrokerLockedError(BrokerError):
     """Another process already owns this ``local://`` folder."""
+
+
+class StoreLockedError(StreamnbError):
+    """Another process holds the RocksDB folder of a table (``store="rocksdb://"``)."""
 
 
 class PartitionMismatchError(StreamnbError):

@@ -18,6 +18,7 @@ Example (any object with these members will do)::
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from .topics import Topic, TopicHost
@@ -105,6 +106,12 @@ class Runtime(TopicHost, Protocol):
     """Pending records that force a commit before ``commit_interval`` passed."""
     poll_interval: float
     """Seconds an idle consumer waits for new messages per poll."""
+    store: str
+    """Where tables keep their rows unless told otherwise: ``memory://`` or ``rocksdb://``."""
+    datadir: Path
+    """The folder under which ``rocksdb://`` tables keep their files."""
+    store_memory: int
+    """Bytes one table's ``rocksdb://`` store may hold in memory (block cache and write buffers)."""
     @property
     def clock(self) -> Clock:
         """The app's clock: the wall clock, or a virtual one (replays)."""

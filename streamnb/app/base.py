@@ -29,6 +29,7 @@ import logging
 import signal
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any, ClassVar
 
 from .. import _gc, display
@@ -41,6 +42,7 @@ from ..playback.replay import prepare
 from ..processing.agents import Agent
 from ..processing.tasks import Task, Timer
 from ..tables.global_table import GlobalTable
+from ..tables.stores import MEMORY, check_store, parse_bytes
 from ..tables.table import Table
 from ..topics import Topic
 from ..transport import check_broker, open_transport
@@ -198,6 +200,7 @@ class App(Membership, Definitions, AppSurface, Playback):
                 "('at_least_once' is the default), or a local:// or kafka:// broker for exactly_once"
             )
         self._set_clock(clock, speed, history, transport_cls.distributed)
+        self._set_store(resolved.app, broker)
         self.conf = settings.Settings(self, id, resolved.app, resolved.noted)
         """The settings under Faust's names (``app.conf.topic_partitions``, ...)."""
         settings.note(self.id, resolved.noted)
@@ -225,6 +228,18 @@ class App(Membership, Definitions, AppSurface, Playback):
         if previous is not None and previous.state in ("starting", "running"):
             self._predecessor = previous.spawn(previous.stop(), f"stop the previous app {self.id!r}")
         App._instances[(self.id, broker)] = weakref.ref(self)
+
+    def _set_store(self, app_settings: dict[str, Any], broker: str) -> None:
+        """Where tables keep their rows: ``store=``, ``datadir=``, ``store_memory=`` (:mod:`streamnb.tables.stores`)."""
+        self.store = check_store(app_settings.get("store", MEMORY))
+        """Where tables keep their rows unless told otherwise: ``memory://`` (the default) or ``rocksdb://``."""
+        datadir = app_settings.get("datadir")
+        if datadir is None:  # as Faust: inside the local:// folder, else <app id>-data in the working directory
+            datadir = broker[len("local://"):] if broker.startswith("local://") else f"{self.id}-data"
+        self.datadir = Path(str(datadir).format(appid=self.id, app=self))
+        """Where ``rocksdb://`` tables keep their files: ``<datadir>/<app id>/<table>/<partition>``."""
+        self.store_memory = parse_bytes(app_settings.get("store_memory", 64 << 20), "store_memory")
+        """Bytes one table partition's RocksDB may hold in memory (block cache and write buffers)."""
 
     @classmethod
     def instances(cls) -> list[App]:

@@ -277,6 +277,7 @@ class Definitions:
         late_topic: Topic[Any, Any] | str | bool | None = None,
         emit_final: Topic[Any, Any] | str | None = None,
         help: str = "",
+        store: str | None = None,
     ) -> Table[Any, Any]:
         """Define (or redefine, keeping its contents) a table.
 
@@ -285,6 +286,8 @@ class Definitions:
         ``on_late(event, windows)``, ``late_topic=`` (a topic, or True for
         ``<app id>-<table>-late``) and ``emit_final=`` (a topic that gets one
         ``{key, window_start, window_end, value}`` record per closed window).
+        ``store=`` (``"memory://"`` or ``"rocksdb://"``) overrides ``App(store=...)``
+        for this table (see :mod:`streamnb.tables.stores`).
 
         >>> from streamnb import App
         >>> app = App("demo", broker="memory://")
@@ -296,7 +299,7 @@ class Definitions:
             self.runtime, name, default=default, partitions=partitions, key_type=key_type, value_type=value_type,
             key_serializer=key_serializer, value_serializer=value_serializer,
             on_window_close=on_window_close, on_late=on_late, late_topic=late_topic, emit_final=emit_final,
-            help=help,
+            help=help, store=store,
         )
         return self._install_table(table)
 
@@ -309,7 +312,9 @@ class Definitions:
         if old is not None:
             table.take_over(old)
         self.tables[name] = table
-        if self.state == "running" and (old is None or isinstance(table, GlobalTable)):
+        if self.state == "running" and (
+            old is None or isinstance(table, GlobalTable) or table.recovered_partitions is not old.recovered_partitions
+        ):
             self.spawn(self._recover_new_table(table), f"recover table {name}")
         return table
 

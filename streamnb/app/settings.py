@@ -7,8 +7,8 @@ A Faust program passes settings to ``App(...)`` and reads or sets them on
   ``broker_commit_interval``, ``web_port``, ...) act as in Faust; on
   ``kafka://`` the consumer settings (``broker_session_timeout``, ...)
   become the matching aiokafka options;
-* settings without meaning here (``store='rocksdb://'``,
-  ``table_cleanup_interval``, ...) are accepted with one logged note that
+* settings without meaning here (``table_cleanup_interval``,
+  ``stream_buffer_maxsize``, ...) are accepted with one logged note that
   says what streamnb does instead;
 * a setting that would swap one of Faust's classes (``Stream=``,
   ``PartitionAssignor=``, ...) raises :class:`ConfigurationError`, since
@@ -103,16 +103,17 @@ APP_SETTINGS: frozenset[str] = frozenset({
     # Honoured under Faust's name (see ``resolve``).
     "url", "version", "id_format", "broker_commit_interval", "broker_commit_every", "broker_client_id",
     "web_enabled", "web_port", "web_bind", "web_host", "canonical_url",
+    # Where tables keep their rows (streamnb.tables.stores); store_memory is streamnb's own.
+    "store", "datadir", "store_memory",
 })
 """Faust settings streamnb honours as Faust does (besides :data:`KAFKA_SETTINGS`)."""
 
-_TABLES = "tables are dicts in memory, rebuilt from their changelog topics (local:// keeps them on disk in sqlite)"
+_TABLES = "tables keep their rows in memory:// or rocksdb:// (store=), rebuilt from their changelog topics"
 _PRODUCER = "streamnb's producer is idempotent with acks=all and sends at each commit"
 _WEB = "the worker serves @app.page views with aiohttp on web_bind:web_port, nothing else"
 
 NOTES: Mapping[str, str] = {
     "autodiscover": "the worker imports only the module given to -A; import your other modules from it",
-    "datadir": "local://PATH is where data lives",
     "tabledir": _TABLES,
     "debug": "use the worker's -l debug for debug logs",
     "env_prefix": "settings are read from App(...) arguments only (and BROKER_URL when no broker is given)",
@@ -152,7 +153,6 @@ NOTES: Mapping[str, str] = {
     "stream_wait_empty": "a stopping agent commits what it processed and stops",
     "stream_ack_cancelled_tasks": "a stopping agent commits what it processed and stops",
     "stream_ack_exceptions": "an event that crashes an agent is retried, then dead-lettered",
-    "store": _TABLES,
     "table_cleanup_interval": "windows close and expire at each commit, in event time",
     "table_key_index_size": _TABLES,
     "table_standby_replicas": "a table partition is rebuilt from its changelog on the worker it moves to; "
@@ -247,10 +247,10 @@ def resolve(
     ``transport_options()`` gives the option names some broker's transport
     takes (asked only for a name that is not one of Faust's settings).
 
-    >>> options = {"store": "rocksdb://", "broker_session_timeout": 6}
+    >>> options = {"table_key_index_size": 1000, "broker_session_timeout": 6}
     >>> r = resolve("shop", "kafka://127.0.0.1:9092", options, lambda: ())
     >>> r.kafka, r.noted
-    ({'session_timeout_ms': 6000}, {'store': 'rocksdb://'})
+    ({'session_timeout_ms': 6000}, {'table_key_index_size': 1000})
     """
     app: dict[str, Any] = {}
     kafka: dict[str, Any] = {}

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from ..transaction import MISSING
 from ..transport.base import TP, Transport
 from .recovery import hashable, log_restore
+from .state.base import PlainState
 from .state.event_time import EventTimeState
 from .table import Table
 
@@ -59,6 +60,9 @@ class GlobalTable(Table[K, V]):
 
     def __init__(self, app: Any, name: str, **options: Any) -> None:
         super().__init__(app, name, **options)
+        if self.persistence is not None:
+            self.memory_only("rows of every partition (a global table)")
+            self.use_state(PlainState())
         self.positions: dict[int, int] = {}
         """Next changelog offset to read, per partition."""
         self.stream_time_positions: dict[int, int] = {}

@@ -35,11 +35,14 @@ from ..topics import Topic
 from ..transaction import MISSING, Transaction, current_transaction
 from ..transport.base import ProducerRecord
 from .changelog import ChangelogEncoder
+from .persistence import TableStore
 from .recovery import log_restore, read_changelog
 from .routing import event_of, final_record, late_record
 from .state.base import Closed, PlainState, TableState
 from .state.event_time import EventTimeState
+from .state.stored import StoredState
 from .state.windowing import windowed_state
+from .stores import MEMORY, ROCKSDB, check_store
 from .streamtime import StreamTimeTopic
 from .timetravel import TimeTravel
 from .windowed import WindowedTable
@@ -81,6 +84,7 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         late_topic: Topic[Any, Any] | str | bool | None = None,
         emit_final: Topic[Any, Any] | str | None = None,
         help: str = "",
+        store: str | None = None,
     ) -> None:
         self.app = app
         self.name = name
@@ -94,7 +98,6 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         """``f(event, windows)``, called for an event that arrived after all its windows closed."""
         self.help = help
         self.state: TableState = PlainState()
-        self.data: MutableMapping[Any, Any] = self.state.rows
         """The table's contents (read freely; write through ``table[k] = v`` inside agents)."""
         self.version = 0
         """Increases on every commit that changed the table (live views watch it)."""
@@ -114,6 +117,15 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
             compacting=True,
         )
         self._encoder = ChangelogEncoder(self.changelog)
+        self.store = check_store(app.store if store is None else store)
+        """Where the rows live: ``memory://`` or ``rocksdb://`` (see :mod:`streamnb.tables.stores`)."""
+        self._store_given = store is not None
+        self.persistence: TableStore | None = None
+        """The RocksDB side of a ``rocksdb://`` table, else None."""
+        if self.store == ROCKSDB:
+            self.persistence = TableStore(app, name, self.changelog)
+            self.state = self.persistence.state
+        self.data: MutableMapping[Any, Any] = self.state.rows
         self.stream_times: StreamTimeTopic | None = None
         """Where a windowed table keeps its stream time (``<app id>-<table>-streamtime``), else None."""
         self.late_topic: Topic[Any, Any] | None = self._late_topic(late_topic)
@@ -137,13 +149,25 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         return [t for t in (self.changelog, self.late_topic, self.emit_final) if t is not None]
 
     def take_over(self, old: Table[Any, Any]) -> None:
-        """Keep the contents of ``old``, a table of the same name this one redefines."""
+        """Keep the contents of ``old``, a table of the same name this one redefines.
+
+        A table redefined with another ``store=`` keeps nothing: it is read from its changelog again.
+        """
+        if (self.persistence is None) != (old.persistence is None):
+            if old.persistence is not None:
+                old.persistence.close()
+            self.version = old.version + 1
+            return
+        if old.persistence is not None:
+            self.persistence = old.persistence
         self.use_state(old.state)
         self._recovered = old.recovered_partitions
         self.version = old.version + 1
 
     def use_state(self, state: TableState) -> None:
         """Keep rows in ``state`` from now on (how a table becomes windowed)."""
+        if self.persistence is not None and state is not self.persistence.state:
+            self.memory_only(f"{type(state).__name__.removesuffix('State').lower()} rows")
         self.state = state
         self.data = state.rows  # type: ignore[assignment]
 
@@ -203,9 +227,33 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         msg = txn.message
         self._plain_state().write(self.dirty(txn), key, MISSING, msg[1], msg[3])  # type: ignore[index]
 
-    def _plain_state(self) -> PlainState:
+    def keep_history(self) -> None:
+        """Write every change to the (uncompacted) changelog from now on, so ``at()`` can answer."""
+        if self.persistence is not None:
+            self.memory_only("history of every change (history=True)")
+            self.use_state(PlainState())
+        super().keep_history()
+
+    def memory_only(self, what: str) -> None:
+        """This table keeps ``what`` in memory (``rocksdb://`` holds plain tables' rows for now).
+
+        A table given ``store="rocksdb://"`` itself raises; one that has it
+        from ``App(store=...)`` keeps its rows in memory, with one note.
+        """
+        if self._store_given:
+            raise ConfigurationError(
+                f"table {self.name!r}: store='rocksdb://' holds plain tables' rows; {what} stay in memory "
+                "(rebuilt from the changelog at a restart): leave out store= for this table"
+            )
+        logger.info("table %r keeps its %s in memory: store='rocksdb://' holds plain tables' rows", self.name, what)
+        if self.persistence is not None:
+            self.persistence.close()
+        self.persistence = None
+        self.store = MEMORY
+
+    def _plain_state(self) -> PlainState | StoredState:
         state = self.state
-        if not isinstance(state, PlainState):
+        if not isinstance(state, (PlainState, StoredState)):
             raise ConfigurationError(
                 f"table {self.name!r} is windowed: write it through its windowed view "
                 f"(the object .tumbling()/.hopping() returned), e.g. `views[key] += 1`"
@@ -303,16 +351,23 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         row (``timestamp``, the commit's wall-clock time, when there is none).
         """
         windowed = isinstance(self.state, EventTimeState)
-        return self._encoder.records(self.state.changes(dirty), timestamp, windowed=windowed)
+        records = self._encoder.records(self.state.changes(dirty), timestamp, windowed=windowed)
+        if self.persistence is not None:
+            self.persistence.committing(records)
+        return records
 
     def restore(self, dirty: dict[Any, Any]) -> None:
         """Undo the writes ``dirty`` records."""
         self._closing.pop(id(dirty), None)
         self.state.restore(dirty)
+        if self.persistence is not None:
+            self.persistence.rolled_back()
 
     def after_commit(self, dirty: Any = None) -> None:
         """The changes are durable: bump the version, call ``on_window_close`` for windows that closed."""
         self.version += 1
+        if self.persistence is not None:
+            self.persistence.committed()
         self.state.after_commit()
         closed = self._closing.pop(id(dirty), None) if dirty is not None else None
         callback = self.on_window_close
@@ -352,11 +407,15 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         return total
 
     async def _recover_partition(self, transport: Any, partition: int) -> int:
+        if self.persistence is not None:
+            return await self.persistence.recover(transport, partition)
         return await read_changelog(transport, self.changelog, partition, self.state, self.stream_times)
 
     def reset_recovery(self) -> None:
         """Forget which partitions were recovered (the app stopped; the next start reads again)."""
         self._recovered.clear()
+        if self.persistence is not None:
+            self.persistence.close()  # the stores' folders are free for the next process
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget rows of partitions this worker no longer owns (Kafka rebalance)."""
@@ -494,6 +553,8 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         return display.show("live_chart", self, **options)
 
     def __repr__(self) -> str:
+        if isinstance(self.state, StoredState):
+            return f"<Table {self.name!r} rows~{self.state.estimate()} store={self.store}>"
         return f"<Table {self.name!r} rows={len(self.data)}>"
 
     # Identity, not contents: tables are dict keys of transactions (C-level slots, fast).

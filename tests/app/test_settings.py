@@ -20,16 +20,16 @@ def unique(prefix: str = "conf") -> str:
 def test_faust_common_settings_are_accepted_and_noted_once(caplog: pytest.LogCaptureFixture) -> None:
     app_id = unique()
     with caplog.at_level(logging.INFO, logger="streamnb"):
-        app = streamnb.App(app_id, broker="memory://", store="rocksdb://", origin="proj.app",
+        app = streamnb.App(app_id, broker="memory://", table_key_index_size=10, origin="proj.app",
                            table_cleanup_interval=1.0, stream_buffer_maxsize=16368, autodiscover=True)
-        streamnb.App(app_id, broker="memory://", store="rocksdb://")  # the same app again (a re-run cell)
+        streamnb.App(app_id, broker="memory://", table_key_index_size=10)  # the same app again (a re-run cell)
     notes = [r for r in caplog.records if "without effect" in r.getMessage()]
     assert len(notes) == 1, [r.getMessage() for r in notes]
     message = notes[0].getMessage()
-    for name in ("store", "origin", "table_cleanup_interval", "stream_buffer_maxsize", "autodiscover"):
+    for name in ("table_key_index_size", "origin", "table_cleanup_interval", "stream_buffer_maxsize", "autodiscover"):
         assert f"{name}=" in message
     assert "rebuilt from their changelog topics" in message  # what streamnb does instead
-    assert app.conf.store == "rocksdb://" and app.conf.origin == "proj.app"
+    assert app.conf.table_key_index_size == 10 and app.conf.origin == "proj.app"
 
 
 def test_setting_a_noted_setting_on_conf_notes_it(caplog: pytest.LogCaptureFixture) -> None:

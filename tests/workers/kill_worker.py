@@ -1,6 +1,6 @@
 """A worker for the kill -9 test: produces and counts page views on local://.
 
-Usage: python kill_worker.py PATH run|finish
+Usage: python kill_worker.py PATH run|finish [STORE]
 
 ``run`` keeps appending batches of page views to the input topic while its
 agent counts them (plain and hopping-window tables, through group_by), and
@@ -28,10 +28,11 @@ class View(faust.Record):
 
 
 path, mode = sys.argv[1], sys.argv[2]
+store = sys.argv[3] if len(sys.argv) > 3 else "memory://"  # where the plain table keeps its rows
 app = faust.App("killtest", broker=f"local://{path}", topic_partitions=4, commit_interval=0.05,
                 stream_batch_size=300)
 views = app.topic("views", value_type=View)
-counts = app.Table("counts", default=int)
+counts = app.Table("counts", default=int, store=store)
 windows = app.Table("windows", default=int).hopping(10, 5, expires=1e12)
 
 

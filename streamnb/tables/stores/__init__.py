@@ -1,0 +1,56 @@
+"""Where a table's rows live: ``memory://`` (a dict in the process) or ``rocksdb://`` (on disk).
+
+``App(store=...)`` sets the default for every table, ``app.Table(..., store=...)``
+one table's. With ``rocksdb://`` a table's rows live in RocksDB under
+``datadir`` (:mod:`~streamnb.tables.stores.rocksdb`), behind a write-back
+cache (:mod:`~streamnb.tables.state.stored`): a restart reads only the
+changelog written since the last commit, and memory does not grow with the
+number of keys.
+
+>>> check_store("rocksdb://"), check_store("memory://")
+('rocksdb://', 'memory://')
+>>> check_store("redis://")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+streamnb.errors.ConfigurationError: store='redis://' is not a table store: use 'memory://' ... or 'rocksdb://' ...
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import ConfigurationError
+
+__all__ = ["MEMORY", "ROCKSDB", "STORES", "check_store", "parse_bytes"]
+
+MEMORY = "memory://"
+ROCKSDB = "rocksdb://"
+STORES = (MEMORY, ROCKSDB)
+
+
+def check_store(url: Any) -> str:
+    """``url`` as a store name (``memory://`` or ``rocksdb://``), or a :class:`ConfigurationError`."""
+    text = str(url).strip()
+    if text in ("memory", "rocksdb"):
+        text += "://"
+    if text not in STORES:
+        raise ConfigurationError(
+            f"store={url!r} is not a table store: use 'memory://' (rows in the process) "
+            "or 'rocksdb://' (rows on disk under datadir=)"
+        )
+    return text
+
+
+def parse_bytes(value: Any, name: str) -> int:
+    """A size in bytes from an int or a string such as ``"64MB"``/``"1GiB"``.
+
+    >>> parse_bytes("64MB", "store_memory"), parse_bytes(1024, "store_memory")
+    (67108864, 1024)
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    text = str(value).strip().upper().replace("IB", "B")
+    for suffix, factor in (("KB", 1 << 10), ("MB", 1 << 20), ("GB", 1 << 30), ("B", 1)):
+        if text.endswith(suffix) and text[: -len(suffix)].strip().isdigit():
+            return int(text[: -len(suffix)]) * factor
+    raise ConfigurationError(f"{name}={value!r}: give a size in bytes, e.g. 67108864 or '64MB'")

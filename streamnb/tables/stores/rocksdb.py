@@ -1,0 +1,185 @@
+"""A table partition's rows on disk in RocksDB (through ``rocksdict``), with the changelog offset they reflect.
+
+One RocksDB per table partition, in ``<datadir>/<app id>/<table>/<partition>``
+(so two workers on one machine each open the partitions they own). Its keys:
+
+- ``b"d" + changelog key``: a row; the value is the changelog value, byte
+  for byte as the changelog holds it, so a restore copies records without
+  decoding them;
+- ``b"r"``: where reading the changelog partition resumes (8 bytes,
+  big-endian): every changelog record before it is reflected in the rows;
+- ``b"v"``: the on-disk format version.
+
+Records are applied in one :class:`rocksdict.WriteBatch` together with the
+new resume offsets, so a crash leaves the store at a commit boundary. The
+resume offset never runs ahead of what the rows hold: it may lag (Kafka
+transaction markers take offsets a table does not count), and reading a
+few records again is harmless, since each one carries a whole value.
+
+Memory is bounded by ``memory_bytes`` (block cache plus write buffers),
+not by the number of rows.
+
+Example::
+
+    store = RocksDBStore(Path("shop-data/shop/totals/0"), memory_bytes=64 << 20)
+    store.open()
+    store.apply([(b'"ann"', b"3")], resume=1)
+    store.get(b'"ann"')          # b"3"
+    store.resume                 # 1
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ...errors import ConfigurationError, StoreLockedError
+
+__all__ = ["FORMAT_VERSION", "RocksDBStore"]
+
+logger = logging.getLogger("streamnb")
+
+FORMAT_VERSION = b"1"
+"""Bumped when the layout above changes: a store of another version is wiped and rebuilt."""
+
+_ROW = b"d"
+_RESUME = b"r"
+_VERSION = b"v"
+_OWNER = "OWNER"
+
+
+class RocksDBStore:
+    """The rows of one table partition in a RocksDB folder (see the module docstring for the layout)."""
+
+    def __init__(self, path: Path, memory_bytes: int, *, table: str = "") -> None:
+        self.path = path
+        self.memory_bytes = memory_bytes
+        self.table = table or path.parent.name
+        self.db: Any = None
+        self.resume: int | None = None
+        """Where reading the changelog partition resumes, or None if it was never read into this store."""
+
+    def __repr__(self) -> str:
+        return f"<RocksDBStore {str(self.path)!r}>"
+
+    # -- opening ------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open (or create) the folder; a store of another format or a corrupt one is wiped, loudly."""
+        if self.db is not None:
+            return
+        try:
+            import rocksdict
+        except ImportError as exc:  # pragma: no cover - a dependency of streamnb
+            raise ConfigurationError("store='rocksdb://' needs the rocksdict package: pip install rocksdict") from exc
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = self._open(rocksdict)
+        except Exception as exc:
+            text = str(exc)
+            if "lock" in text.lower():
+                raise StoreLockedError(self._locked_message()) from exc
+            logger.warning(
+                "table %r: its store %s cannot be opened (%s); wiping it and rebuilding from the changelog",
+                self.table, self.path, text.splitlines()[0] if text else type(exc).__name__,
+            )
+            self.destroy()
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.db = self._open(rocksdict)
+        version = self.db.get(_VERSION)
+        if version is not None and version != FORMAT_VERSION:
+            logger.warning(
+                "table %r: its store %s has format %r, this streamnb writes %r; rebuilding from the changelog",
+                self.table, self.path, version.decode(errors="replace"), FORMAT_VERSION.decode(),
+            )
+            self.destroy()
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.db = self._open(rocksdict)
+            version = None
+        if version != FORMAT_VERSION:
+            self.db.put(_VERSION, FORMAT_VERSION)
+        (self.path / _OWNER).write_text(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        resume = self.db.get(_RESUME)
+        self.resume = None if resume is None else int.from_bytes(resume, "big")
+
+    def _open(self, rocksdict: Any) -> Any:
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        # Memory under one limit: write buffers are charged to the block cache (a quarter of it at most).
+        cache = rocksdict.Cache(max(self.memory_bytes, 4 << 20))
+        buffers = max(self.memory_bytes // 4, 1 << 20)
+        options.set_write_buffer_size(max(buffers // 2, 1 << 20))
+        options.set_max_write_buffer_number(2)
+        options.set_write_buffer_manager(
+            rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(buffers, False, cache)
+        )
+        table = rocksdict.BlockBasedOptions()
+        table.set_block_cache(cache)
+        table.set_cache_index_and_filter_blocks(True)
+        table.set_bloom_filter(10, False)
+        options.set_block_based_table_factory(table)
+        options.set_max_open_files(64)
+        return rocksdict.Rdict(str(self.path), options)
+
+    def _locked_message(self) -> str:
+        owner = ""
+        try:
+            owner = (self.path / _OWNER).read_text().strip()
+        except OSError:
+            pass
+        return (
+            f"table {self.table!r}: its store {self.path} is held by another process"
+            f"{' (' + owner + ')' if owner else ''}; stop that process, or give this app another "
+            "datadir= (one process owns a store at a time, as with local:// folders)"
+        )
+
+    def close(self) -> None:
+        """Close the folder (what was applied is durable)."""
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+    def destroy(self) -> None:
+        """Delete the folder."""
+        self.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    # -- rows ---------------------------------------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value of the row with changelog key ``key``, or None."""
+        return self.db.get(_ROW + key)  # type: ignore[no-any-return]
+
+    def rows(self) -> Iterator[tuple[bytes, bytes]]:
+        """``(key, value)`` of every row, in key order, read as it goes."""
+        for key, value in self.db.items(from_key=_ROW):
+            if not key.startswith(_ROW):
+                return
+            yield key[1:], value
+
+    def estimate_rows(self) -> int:
+        """RocksDB's estimate of the number of rows (cheap; exact after a compaction)."""
+        estimate = int(self.db.property_int_value("rocksdb.estimate-num-keys") or 0)
+        return max(estimate - 2, 0)  # (the resume offset and the format version are keys too)
+
+    def apply(self, records: Iterable[tuple[bytes, bytes | None]], resume: int | None) -> None:
+        """Apply changelog records ``(key, value or None)`` and the new resume offset in one atomic batch."""
+        import rocksdict
+
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        put, delete = batch.put, batch.delete
+        for key, value in records:
+            if value is None:
+                delete(_ROW + key)
+            else:
+                put(_ROW + key, value)
+        if resume is not None:
+            put(_RESUME, resume.to_bytes(8, "big"))
+        self.db.write(batch)
+        if resume is not None:
+            self.resume = resume
