@@ -505,19 +505,33 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
 
     # -- views ------------------------------------------------------------------------------
 
-    def as_dataframe(self) -> pd.DataFrame:
-        """The table as a DataFrame with columns ``key`` and ``value``.
+    whole_frame_limit: int = 1_000_000
+    """Rows beyond which ``as_dataframe()`` of a ``rocksdb://`` table asks for ``limit=`` instead of reading all."""
+
+    def as_dataframe(self, limit: int | None = None) -> pd.DataFrame:
+        """The table as a DataFrame with columns ``key`` and ``value`` (at most ``limit`` rows).
+
+        A ``rocksdb://`` table of more than :attr:`whole_frame_limit` rows needs
+        ``limit=`` (rows are read in key order, as they go).
 
         >>> from streamnb import App
         >>> counts = App("demo", broker="memory://").Table("counts", default=int)
         >>> list(counts.as_dataframe().columns)
         ['key', 'value']
         """
+        import itertools
+
         import pandas as pd
 
         if self.window is not None:
             return self.window.as_dataframe()
-        items = list(self.data.items())
+        state = self.state
+        if limit is None and isinstance(state, StoredState) and (size := state.estimate()) > self.whole_frame_limit:
+            raise ConfigurationError(
+                f"table {self.name!r} holds about {size:,} rows on disk: ask for part of it, "
+                f"e.g. as_dataframe(limit=10_000), or read it as it goes with table.items()"
+            )
+        items = list(itertools.islice(self.data.items(), limit))
         if items and all(hasattr(v, "asdict") for _, v in items):
             rows = [{"key": k, **v.asdict()} for k, v in items]
             return pd.DataFrame(rows)

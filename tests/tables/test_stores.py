@@ -49,6 +49,10 @@ async def test_a_rocksdb_table_reads_and_writes_like_a_dict(broker: str, app_id:
         frame = counts.as_dataframe().sort_values("key")
         assert list(frame["key"]) == ["a", "b"] and list(frame["value"]) == [3, 1]
         assert counts.store == "rocksdb://" and "store=rocksdb://" in repr(counts)
+        assert len(counts.as_dataframe(limit=1)) == 1
+        counts.whole_frame_limit = 0  # a table too big to read whole: it says how to ask for part of it
+        with pytest.raises(faust.ConfigurationError, match=r"as_dataframe\(limit="):
+            counts.as_dataframe()
         with pytest.raises(TypeError, match="inside an agent"):
             counts.data["x"] = 1
 

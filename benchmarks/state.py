@@ -1,0 +1,260 @@
+"""Benchmark: table restarts and throughput, ``store="rocksdb://"`` against ``memory://``.
+
+    python benchmarks/state.py restart [--keys 1000000,5000000] [--backends local,kafka]
+    python benchmarks/state.py pipeline [-n 500000] [--backends memory,local]
+
+``restart`` writes a plain table's changelog of N keys (8 partitions, as an
+app would), then starts the app in a fresh process and times ``app.start()``
+until every table partition is served, with the peak RSS of that process:
+
+- ``rocksdb cold``: an empty datadir (a new machine): the whole changelog is
+  copied into RocksDB; its rate is compared with a plain read of the same
+  changelog plus ``json.loads`` of each value, measured in the same run;
+- ``rocksdb warm``: the restart after that (what a kernel restart costs):
+  only the changelog written since the last commit is read;
+- ``memory``: today's in-memory table, rebuilt from the whole changelog.
+
+``pipeline`` runs N page views through ``group_by(user)`` and a plain
+per-user count (10,000 keys) with the table on each store, same broker,
+same run. Targets (README, "State and restarts"): warm restart <= 1 s plus
+the tail at every size; peak RSS <= 400 MB; cold restore >= 1.0 x the plain
+read; pipeline on rocksdb >= 0.85 x memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PARTITIONS = 8
+USERS = 10_000
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def broker_url(backend: str, folder: Path, kafka: str) -> str:
+    return f"local://{folder / 'broker'}" if backend == "local" else f"kafka://{kafka}"
+
+
+# -- children (each measurement in its own process) ------------------------------------------
+
+
+async def write_changelog(url: str, app_id: str, keys: int) -> None:
+    import streamnb as faust
+    from streamnb.transport.base import ProducerRecord
+
+    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS)
+    table = app.Table("counts", default=int)
+    transport = await app.connect()
+    await table.changelog.declare()
+    name = table.changelog.name
+    batch: list[ProducerRecord] = []
+    for i in range(keys):
+        batch.append(ProducerRecord(name, i % PARTITIONS, b'"k%d"' % i, b"%d" % i, 1_700_000_000.0))
+        if len(batch) == 100_000:
+            await transport.send(batch)
+            batch = []
+    if batch:
+        await transport.send(batch)
+    await app.stop()
+
+
+async def restart(url: str, app_id: str, store: str, datadir: str) -> dict[str, float]:
+    import streamnb as faust
+    from streamnb.testing import wait_until
+
+    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS, datadir=datadir)
+    table = app.Table("counts", default=int, store=store)
+    source = app.topic(f"{app_id}-input", value_type=str)
+
+    @app.agent(source)
+    async def touch(stream: object) -> None:  # holds every partition on Kafka (tables come with them)
+        async for _ in stream:  # type: ignore[attr-defined]
+            pass
+
+    started = time.perf_counter()
+    await app.start()
+    await wait_until(lambda: table.recovered_partitions == set(range(PARTITIONS)), 3600, 0.001)
+    seconds = time.perf_counter() - started
+    check = table["k7"]
+    await app.stop()
+    assert check == 7, check
+    return {"seconds": seconds, "peak_mb": peak_mb()}
+
+
+async def plain_read(url: str, app_id: str) -> dict[str, float]:
+    import streamnb as faust
+    from streamnb.transport.base import TP
+
+    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS)
+    table = app.Table("counts", default=int)
+    transport = await app.connect()
+    started = time.perf_counter()
+    records = 0
+    loads = json.loads
+    for p in range(PARTITIONS):
+        tp = TP(table.changelog.name, p)
+        start = (await transport.beginning_offsets([tp]))[tp]
+        end = (await transport.end_offsets([tp]))[tp]
+        while start < end:
+            msgs = await transport.read(tp, start, end, 50_000)
+            if not msgs:
+                break
+            for m in msgs:
+                loads(m.value)
+            records += len(msgs)
+            start = msgs[-1].offset + 1
+    seconds = time.perf_counter() - started
+    await app.stop()
+    return {"seconds": seconds, "records": records}
+
+
+async def pipeline(url: str, app_id: str, store: str, datadir: str, n: int) -> dict[str, float]:
+    import streamnb as faust
+    from streamnb.testing import settle
+    from streamnb.transport.base import ProducerRecord
+
+    class View(faust.Record):
+        user: str
+        page: str
+
+    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS, datadir=datadir)
+    views = app.topic(f"{app_id}-views", value_type=View)
+    per_user = app.Table("per_user", default=int, store=store)
+
+    @app.agent(views)
+    async def count(stream: object) -> None:
+        async for view in stream.group_by(View.user):  # type: ignore[attr-defined]
+            per_user[view.user] += 1
+
+    transport = await app.connect()
+    await views.declare()
+    rng = random.Random(42)
+    batch: list[ProducerRecord] = []
+    for i in range(n):
+        user = f"user{rng.randrange(USERS)}"
+        value = json.dumps({"user": user, "page": f"/p/{i % 100}"}).encode()
+        batch.append(ProducerRecord(views.name, i % PARTITIONS, user.encode(), value, 1_700_000_000.0 + i))
+        if len(batch) == 100_000:
+            await transport.send(batch)
+            batch = []
+    if batch:
+        await transport.send(batch)
+    started = time.perf_counter()
+    await app.start()
+    await settle(app, timeout=3600)
+    seconds = time.perf_counter() - started
+    total = sum(v for _k, v in per_user.items())
+    await app.stop()
+    assert total == n, (total, n)
+    return {"events_per_s": n / seconds, "peak_mb": peak_mb()}
+
+
+def child(args: argparse.Namespace) -> None:
+    spec = json.loads(args.child)
+    kind = spec.pop("kind")
+    fn = {"write": write_changelog, "restart": restart, "plain": plain_read, "pipeline": pipeline}[kind]
+    result = asyncio.run(fn(**spec))  # type: ignore[operator]
+    print(json.dumps(result or {}))
+
+
+def run_child(**spec: object) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"child {spec} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+# -- the runs --------------------------------------------------------------------------------
+
+
+def run_restart(args: argparse.Namespace) -> None:
+    print(f"{'backend':8} {'keys':>10} {'run':14} {'seconds':>9} {'peak MB':>8} {'records/s':>11} {'ratio':>6}")
+    for backend in args.backends.split(","):
+        for keys in [int(k) for k in args.keys.split(",")]:
+            folder = Path(tempfile.mkdtemp(prefix="streamnb-state-"))
+            try:
+                url, app_id = broker_url(backend, folder, args.kafka), f"state-{uuid.uuid4().hex[:8]}"
+                run_child(kind="write", url=url, app_id=app_id, keys=keys)
+                datadir = str(folder / "data")
+                plain = run_child(kind="plain", url=url, app_id=app_id)
+                plain_rate = plain["records"] / plain["seconds"]
+                rows = [("plain read", plain["seconds"], 0.0, plain_rate, 1.0)]
+                cold = run_child(kind="restart", url=url, app_id=app_id, store="rocksdb://", datadir=datadir)
+                rows.append(("rocksdb cold", cold["seconds"], cold["peak_mb"], keys / cold["seconds"],
+                             keys / cold["seconds"] / plain_rate))
+                warm = run_child(kind="restart", url=url, app_id=app_id, store="rocksdb://", datadir=datadir)
+                rows.append(("rocksdb warm", warm["seconds"], warm["peak_mb"], 0.0, 0.0))
+                memory = run_child(kind="restart", url=url, app_id=app_id, store="memory://", datadir=datadir)
+                rows.append(("memory", memory["seconds"], memory["peak_mb"], keys / memory["seconds"],
+                             keys / memory["seconds"] / plain_rate))
+                for name, seconds, mb, rate, ratio in rows:
+                    print(f"{backend:8} {keys:>10,} {name:14} {seconds:>9.2f} {mb:>8.0f} "
+                          f"{rate:>11,.0f} {ratio:>6.2f}", flush=True)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_pipeline(args: argparse.Namespace) -> None:
+    print(f"{'backend':8} {'store':12} {'events/s':>10} {'peak MB':>8} {'ratio':>6}")
+    for backend in args.backends.split(","):
+        results = {}
+        for _round in range(args.rounds):  # alternating, best of each
+            for store in ("memory://", "rocksdb://"):
+                folder = Path(tempfile.mkdtemp(prefix="streamnb-state-"))
+                try:
+                    url = f"memory://{uuid.uuid4().hex[:8]}" if backend == "memory" else broker_url(
+                        backend, folder, args.kafka)
+                    got = run_child(kind="pipeline", url=url, app_id=f"pipe-{uuid.uuid4().hex[:8]}", store=store,
+                                    datadir=str(folder / "data"), n=args.n)
+                finally:
+                    shutil.rmtree(folder, ignore_errors=True)
+                best = results.get(store)
+                if best is None or got["events_per_s"] > best["events_per_s"]:
+                    results[store] = got
+        base = results["memory://"]["events_per_s"]
+        for store, got in results.items():
+            print(f"{backend:8} {store:12} {got['events_per_s']:>10,.0f} {got['peak_mb']:>8.0f} "
+                  f"{got['events_per_s'] / base:>6.2f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", nargs="?", choices=["restart", "pipeline"], default="restart")
+    parser.add_argument("--keys", default="1000000,5000000")
+    parser.add_argument("-n", type=int, default=500_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--backends", default=None)
+    parser.add_argument("--kafka", default=os.environ.get("STREAMNB_KAFKA", "127.0.0.1:9092"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    if args.what == "restart":
+        args.backends = args.backends or "local,kafka"
+        run_restart(args)
+    else:
+        args.backends = args.backends or "memory,local"
+        run_pipeline(args)
+
+
+if __name__ == "__main__":
+    main()
