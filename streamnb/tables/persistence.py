@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from typing import Any
 
 from ..errors import StoreLockedError
@@ -146,14 +145,19 @@ class TableStore:
         """The commit landed: apply its records to the stores, moving each resume offset on by as many."""
         records, self._flushing = self._flushing, None
         if records:
+            by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
+            for r in records:
+                found = by_partition.get(r[1])
+                if found is None:
+                    found = by_partition[r[1]] = []
+                found.append((r[2], r[3]))
             stores = self.state.stores
-            counts = Counter(r[1] for r in records)
-            for partition, count in counts.items():
+            for partition, changes in by_partition.items():
                 store = stores.get(partition)
                 if store is None:  # not served here any more: its next restore reads the changelog
                     continue
-                resume = None if store.resume is None else store.resume + count + self.markers
-                store.apply(((r[2], r[3]) for r in records if r[1] == partition and r[2] is not None), resume)
+                resume = None if store.resume is None else store.resume + len(changes) + self.markers
+                store.apply(changes, resume)
         self.state.flushed()
 
     def rolled_back(self) -> None:
