@@ -63,6 +63,7 @@ class Commits:
     aborted: bool
 
     def _init_commits(self) -> None:
+        """Nothing processed, nothing committing."""
         self.pending: dict[tuple[str, int], int] = {}  # last processed offset per partition
         self.processed = 0  # messages processed since the last commit (its debug line)
         self.last_commit = time.monotonic()
