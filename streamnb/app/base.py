@@ -58,9 +58,6 @@ __all__ = ["App"]
 
 logger = logging.getLogger("streamnb")
 
-GUARANTEES = ("at_least_once", "exactly_once")
-
-
 def _transport_options() -> frozenset[str]:
     """Every option some broker's transport takes (an unknown App argument is checked against them)."""
     names: set[str] = set()
@@ -154,58 +151,49 @@ class App(Membership, Definitions, AppSurface, Playback):
             raise ConfigurationError(f"App needs a non-empty string id, got {id!r}")
         registry = registry_from_options(schema_registry, options)  # takes the schema_registry_* options
         resolved = settings.resolve(id, broker, options, _transport_options)
-        broker = resolved.broker
-        commit_interval = resolved.app.get("broker_commit_interval", commit_interval)
-        if processing_guarantee not in GUARANTEES:
-            raise ConfigurationError(
-                f"processing_guarantee must be one of {GUARANTEES}, got {processing_guarantee!r}"
-            )
-        if not isinstance(topic_partitions, int) or topic_partitions < 1:
-            raise ConfigurationError(f"topic_partitions must be a positive int, got {topic_partitions!r}")
         self.id = resolved.id
-        self.broker = broker
-        self.topic_partitions = topic_partitions
+        self.broker = resolved.broker
+        self.processing_guarantee = settings.check_guarantee(processing_guarantee)
+        self.topic_partitions = settings.check_topic_partitions(topic_partitions)
         self.key_serializer = key_serializer
         self.value_serializer = value_serializer
-        self.processing_guarantee = processing_guarantee
-        if commit_interval is None:
-            commit_interval = 0.1 if processing_guarantee == "exactly_once" else 1.0
-        if not isinstance(commit_interval, (int, float)) or commit_interval < 0:
-            raise ConfigurationError(f"commit_interval must be a number of seconds >= 0, got {commit_interval!r}")
-        self.commit_interval = float(commit_interval)
+        self.commit_interval = settings.commit_interval_of(
+            resolved.app.get("broker_commit_interval", commit_interval), processing_guarantee
+        )
         self.commit_records = int(resolved.app.get("broker_commit_every", 100_000))
         self.stream_batch_size = stream_batch_size
         self.poll_interval = 1.0
         self.tune_gc = tune_gc
         self.schema_registry = registry
         """The :class:`~streamnb.avro.SchemaRegistry` of ``value_serializer="avro"`` topics, or None."""
-        self._kafka_options = {
-            k: v
-            for k, v in dict(
-                security_protocol=security_protocol,
-                sasl_mechanism=sasl_mechanism,
-                sasl_plain_username=sasl_plain_username,
-                sasl_plain_password=sasl_plain_password,
-                ssl_context=ssl_context,
-                **resolved.kafka,
-            ).items()
-            if v is not None
-        }
-        # Fail early on a bad broker URL or an option that does not apply to it, without connecting.
-        transport_cls = check_broker(broker, self._kafka_options)
-        if processing_guarantee not in transport_cls.guarantees:
-            raise ConfigurationError(
-                f"processing_guarantee={processing_guarantee!r} is not available on {transport_cls.scheme}:// "
-                f"brokers, they give {' and '.join(sorted(transport_cls.guarantees))}: use that "
-                "('at_least_once' is the default), or a local:// or kafka:// broker for exactly_once"
-            )
+        self._kafka_options = settings.kafka_client_options(
+            resolved.kafka, security_protocol=security_protocol, sasl_mechanism=sasl_mechanism,
+            sasl_plain_username=sasl_plain_username, sasl_plain_password=sasl_plain_password, ssl_context=ssl_context,
+        )
+        transport_cls = self._check_broker()
         self._set_clock(clock, speed, history, transport_cls.distributed)
         self._set_store(resolved.app, broker)
         self.conf = settings.Settings(self, id, resolved.app, resolved.noted)
         """The settings under Faust's names (``app.conf.topic_partitions``, ...)."""
         settings.note(self.id, resolved.noted)
-        self.state = "init"
-        """``init``, ``starting``, ``running``, ``stopping`` or ``stopped``."""
+        self._init_registries()
+        self._init_lifecycle()
+        self._init_membership()
+        self._replace_earlier_app()
+
+    def _check_broker(self) -> type[Transport]:
+        """Fail early, without connecting: a bad broker URL, an option or a guarantee its transport lacks."""
+        transport_cls = check_broker(self.broker, self._kafka_options)
+        if self.processing_guarantee not in transport_cls.guarantees:
+            raise ConfigurationError(
+                f"processing_guarantee={self.processing_guarantee!r} is not available on {transport_cls.scheme}:// "
+                f"brokers, they give {' and '.join(sorted(transport_cls.guarantees))}: use that "
+                "('at_least_once' is the default), or a local:// or kafka:// broker for exactly_once"
+            )
+        return transport_cls
+
+    def _init_registries(self) -> None:
+        """What the app defines, by name: topics, agents, tables, timers, tasks, commands and web views."""
         self.topics: dict[str, Topic[Any, Any]] = {}
         self.agents: dict[str, Agent] = {}
         self.tables: dict[str, Table[Any, Any]] = {}
@@ -215,19 +203,25 @@ class App(Membership, Definitions, AppSurface, Playback):
         """Commands of the app's command line (``@app.command``)."""
         self.web = Web(self)
         """The web views (``@app.page``) and, while they are served, the server's URL."""
+
+    def _init_lifecycle(self) -> None:
+        """Not started: no broker connection, no background task."""
+        self.state = "init"
+        """``init``, ``starting``, ``running``, ``stopping`` or ``stopped``."""
         self.worker_mode = False
         """True when running as a worker (``app.run()``, ``app.main()``, ``streamnb worker``): web views are served."""
         self.transport: Transport | None = None
         self._connecting: asyncio.Future[Transport] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._lifecycle = asyncio.Lock()
-        self._init_membership()
+
+    def _replace_earlier_app(self) -> None:
+        """Re-running the cell that makes the App replaces it: the old app stops (committing) first."""
         self._predecessor: asyncio.Task[Any] | None = None
-        # Re-running the cell that makes the App replaces it: the old app stops (committing) first.
-        previous = App.current(self.id, broker)
+        previous = App.current(self.id, self.broker)
         if previous is not None and previous.state in ("starting", "running"):
             self._predecessor = previous.spawn(previous.stop(), f"stop the previous app {self.id!r}")
-        App._instances[(self.id, broker)] = weakref.ref(self)
+        App._instances[(self.id, self.broker)] = weakref.ref(self)
 
     def _set_store(self, app_settings: dict[str, Any], broker: str) -> None:
         """Where tables keep their rows: ``store=``, ``datadir=``, ``store_memory=`` (:mod:`streamnb.tables.stores`)."""
@@ -324,34 +318,10 @@ class App(Membership, Definitions, AppSurface, Playback):
                 return
             self.state = "starting"
             try:
-                transport = await self.connect()
-                self._check_leader_timers(transport)
-                if self.web.enabled():
-                    await self.web.start()
-                if isinstance(self.clock, VirtualClock):
-                    await prepare(self)  # a replay starts from scratch (or from its fork)
-                for topic in list(self.topics.values()):
-                    if not topic.internal:
-                        await topic.declare()
-                for table in list(self.tables.values()):
-                    for topic in table.topics():
-                        await topic.declare()
-                    table.check_partitions()
-                if not transport.distributed:
-                    for table in list(self.tables.values()):
-                        await table.recover()
-                for table in list(self.tables.values()):
-                    if transport.distributed and isinstance(table, GlobalTable):
-                        await table.recover()  # every partition, before any agent runs
-                        self.spawn(table.follow(), f"follow global table {table.name}")
-                for agent in list(self.agents.values()):
-                    await agent.start()
-                for item in [*self.timers.values(), *self.tasks.values()]:
-                    item.start()
-                if isinstance(self.clock, VirtualClock):
-                    self.clock.start()
-                if self.tune_gc:
-                    _gc.acquire()
+                transport = await self._prepare_worker()
+                await self._declare_topics()
+                await self._recover_tables(transport)
+                await self._start_processing()
             except BaseException:
                 self.state = "init"
                 with contextlib.suppress(Exception):
@@ -359,6 +329,48 @@ class App(Membership, Definitions, AppSurface, Playback):
                 raise
             self.state = "running"
         logger.info("app %r running on %s", self.id, self.broker)
+
+    async def _prepare_worker(self) -> Transport:
+        """Start-up, first what can fail on this worker alone: broker, leader timers, web port, replay."""
+        transport = await self.connect()
+        self._check_leader_timers(transport)
+        if self.web.enabled():
+            await self.web.start()
+        if isinstance(self.clock, VirtualClock):
+            await prepare(self)  # a replay starts from scratch (or from its fork)
+        return transport
+
+    async def _declare_topics(self) -> None:
+        """Start-up: create the app's topics and its tables' (changelogs, ...); check tables' partition counts."""
+        for topic in list(self.topics.values()):
+            if not topic.internal:
+                await topic.declare()
+        for table in list(self.tables.values()):
+            for topic in table.topics():
+                await topic.declare()
+            table.check_partitions()
+
+    async def _recover_tables(self, transport: Transport) -> None:
+        """Start-up: rebuild every table on an embedded broker; on Kafka the global ones (the rest on assignment)."""
+        if not transport.distributed:
+            for table in list(self.tables.values()):
+                await table.recover()
+            return
+        for table in list(self.tables.values()):
+            if isinstance(table, GlobalTable):
+                await table.recover()  # every partition, before any agent runs
+                self.spawn(table.follow(), f"follow global table {table.name}")
+
+    async def _start_processing(self) -> None:
+        """Start-up, last: agents (joining their consumer groups), timers and tasks, the virtual clock."""
+        for agent in list(self.agents.values()):
+            await agent.start()
+        for item in [*self.timers.values(), *self.tasks.values()]:
+            item.start()
+        if isinstance(self.clock, VirtualClock):
+            self.clock.start()
+        if self.tune_gc:
+            _gc.acquire()
 
     async def stop(self) -> None:
         """Stop agents (committing what they processed), timers and tasks; close the broker.

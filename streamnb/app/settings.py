@@ -42,12 +42,17 @@ from ..errors import ConfigurationError
 __all__ = [
     "APP_SETTINGS",
     "FAUST_DEFAULT_WEB_PORT",
+    "GUARANTEES",
     "KAFKA_SETTINGS",
     "NOTES",
     "UNSUPPORTED",
     "Resolved",
     "Settings",
     "SettingsHost",
+    "check_guarantee",
+    "check_topic_partitions",
+    "commit_interval_of",
+    "kafka_client_options",
     "resolve",
 ]
 
@@ -55,6 +60,9 @@ logger = logging.getLogger("streamnb")
 
 FAUST_DEFAULT_WEB_PORT = 6066
 """Faust's default ``web_port``; streamnb's too."""
+
+GUARANTEES = ("at_least_once", "exactly_once")
+"""The values of ``App(processing_guarantee=...)``."""
 
 
 def _seconds(value: Any) -> float:
@@ -252,10 +260,22 @@ def resolve(
     >>> r.kafka, r.noted
     ({'session_timeout_ms': 6000}, {'table_key_index_size': 1000})
     """
-    app: dict[str, Any] = {}
-    kafka: dict[str, Any] = {}
-    noted: dict[str, Any] = {}
-    url = options.get("url")
+    broker = _broker_url(broker, options.get("url"))
+    app, kafka, noted = _sort_options(app_id, options, broker.startswith("kafka://"), transport_options)
+    full_id = _versioned_id(app_id, app)
+    if "broker_commit_interval" in app:
+        app["broker_commit_interval"] = _seconds(app["broker_commit_interval"])
+    if "broker_client_id" in app:
+        kafka["client_id"] = str(app["broker_client_id"])
+    return Resolved(full_id, broker, app, kafka, noted)
+
+
+def _broker_url(broker: Any, url: Any) -> str:
+    """The one broker URL: ``broker``, else Faust's ``url``, ``$BROKER_URL`` or ``local://.streamnb``.
+
+    >>> _broker_url(["aiokafka://"], None)
+    'kafka://localhost:9092'
+    """
     if broker is None:
         broker = url or os.environ.get("BROKER_URL") or "local://.streamnb"
     if isinstance(broker, (list, tuple)):
@@ -267,7 +287,16 @@ def resolve(
         broker = str(broker[0])
     if str(broker).startswith("aiokafka://"):  # Faust's other name for its Kafka transport
         broker = "kafka://" + (str(broker)[len("aiokafka://"):] or "localhost:9092")
-    kafka_broker = str(broker).startswith("kafka://")
+    return str(broker)
+
+
+def _sort_options(
+    app_id: str, options: Mapping[str, Any], kafka_broker: bool, transport_options: Callable[[], Iterable[str]]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``options`` sorted into honoured Faust settings, transport options and noted ones (see :class:`Resolved`)."""
+    app: dict[str, Any] = {}
+    kafka: dict[str, Any] = {}
+    noted: dict[str, Any] = {}
     for name, value in options.items():
         if name in UNSUPPORTED:
             raise ConfigurationError(f"App({app_id!r}): {name}= is not supported by streamnb; {UNSUPPORTED[name]}")
@@ -285,17 +314,69 @@ def resolve(
             kafka[name] = value
         else:
             raise _unknown(app_id, name, known)
+    return app, kafka, noted
+
+
+def _versioned_id(app_id: str, app: Mapping[str, Any]) -> str:
+    """The app id after Faust's ``version`` and ``id_format`` settings (unchanged for version 1).
+
+    >>> _versioned_id("orders", {"version": 2})
+    'orders-v2'
+    """
     version = app.get("version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ConfigurationError(f"version must be an int >= 1, got {version!r}")
+    if version == 1:
+        return app_id
     id_format = app.get("id_format", "{id}-v{self.version}")
-    full_id = id_format.format(id=app_id, self=_Version(version)) if version > 1 else app_id
-    for name in ("broker_commit_interval",):
-        if name in app:
-            app[name] = _seconds(app[name])
-    if "broker_client_id" in app:
-        kafka["client_id"] = str(app["broker_client_id"])
-    return Resolved(full_id, str(broker), app, kafka, noted)
+    versioned: str = id_format.format(id=app_id, self=_Version(version))
+    return versioned
+
+
+def check_guarantee(processing_guarantee: Any) -> str:
+    """``App(processing_guarantee=...)``, checked (whether the broker gives it is checked with the broker).
+
+    >>> check_guarantee("exactly_once")
+    'exactly_once'
+    """
+    if processing_guarantee not in GUARANTEES:
+        raise ConfigurationError(f"processing_guarantee must be one of {GUARANTEES}, got {processing_guarantee!r}")
+    return str(processing_guarantee)
+
+
+def check_topic_partitions(topic_partitions: Any) -> int:
+    """``App(topic_partitions=...)``, checked: a positive int.
+
+    >>> check_topic_partitions(0)
+    Traceback (most recent call last):
+    ...
+    streamnb.errors.ConfigurationError: topic_partitions must be a positive int, got 0
+    """
+    if not isinstance(topic_partitions, int) or topic_partitions < 1:
+        raise ConfigurationError(f"topic_partitions must be a positive int, got {topic_partitions!r}")
+    return topic_partitions
+
+
+def commit_interval_of(commit_interval: Any, processing_guarantee: str) -> float:
+    """Seconds between commits: as given, else 0.1 with ``exactly_once`` (as Kafka Streams) and 1.0 otherwise.
+
+    >>> commit_interval_of(None, "exactly_once"), commit_interval_of(2, "at_least_once")
+    (0.1, 2.0)
+    """
+    if commit_interval is None:
+        commit_interval = 0.1 if processing_guarantee == "exactly_once" else 1.0
+    if not isinstance(commit_interval, (int, float)) or commit_interval < 0:
+        raise ConfigurationError(f"commit_interval must be a number of seconds >= 0, got {commit_interval!r}")
+    return float(commit_interval)
+
+
+def kafka_client_options(resolved: Mapping[str, Any], **given: Any) -> dict[str, Any]:
+    """The options of the app's Kafka clients: the ``App(...)`` security arguments given, and ``resolved``'s.
+
+    >>> kafka_client_options({"session_timeout_ms": 6000}, security_protocol="SSL", sasl_mechanism=None)
+    {'security_protocol': 'SSL', 'session_timeout_ms': 6000}
+    """
+    return {k: v for k, v in dict(given, **resolved).items() if v is not None}
 
 
 class _Version(NamedTuple):

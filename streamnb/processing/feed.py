@@ -157,21 +157,42 @@ class Feed:
     async def _refill(self) -> list[Message]:
         """The next run of messages whose place in the merged order is settled."""
         horizon = self.gate.horizon
-        tps = self.tps
-        buffers, keys, cursor = self._buffers, self._keys, self._cursor
-        for tp in tps:
-            if cursor[tp] >= len(buffers[tp]):
+        for tp in self.tps:
+            if self._cursor[tp] >= len(self._buffers[tp]):
                 await self._fill(tp)
-        # A partition that may hold more releasable messages than it buffered bounds the merge
-        # at its last buffered message: nothing after that may be handed out yet.
+        parts = self._release(horizon, self._bound(horizon))
+        if not parts:  # (a bounding partition always releases its buffer, so the round is over)
+            return []
+        merged, last = _merge(parts)
+        if last > self.newest:
+            self.newest = last
+        return merged
+
+    def _bound(self, horizon: float) -> tuple[float, int] | None:
+        """Where the merge stops: ``(key, partition index)`` of the earliest partition that may hold more.
+
+        A partition that may hold more releasable messages than it buffered
+        bounds the merge at its last buffered message: nothing after that
+        may be handed out yet. None when no partition bounds it.
+        """
         bound: tuple[float, int] | None = None
-        for index, tp in enumerate(tps):
+        keys, cursor, position, round_end = self._keys, self._cursor, self.position, self.gate.round_end
+        for index, tp in enumerate(self.tps):
             ks = keys[tp]
-            if cursor[tp] < len(ks) and ks[-1] <= horizon and self.position[tp] < self.gate.round_end(tp):
+            if cursor[tp] < len(ks) and ks[-1] <= horizon and position[tp] < round_end(tp):
                 if bound is None or ks[-1] < bound[0]:
                     bound = (ks[-1], index)
+        return bound
+
+    def _release(self, horizon: float, bound: tuple[float, int] | None) -> list[tuple[list[Message], list[float]]]:
+        """Per partition, the buffered messages (with their keys) released up to ``horizon`` and ``bound``.
+
+        Their partitions' cursors move past them. Ties at the bound go to
+        the partitions up to the bounding one (the tie-break order).
+        """
+        buffers, keys, cursor = self._buffers, self._keys, self._cursor
         parts: list[tuple[list[Message], list[float]]] = []
-        for index, tp in enumerate(tps):
+        for index, tp in enumerate(self.tps):
             lo = cursor[tp]
             ks = keys[tp]
             if lo >= len(ks) or ks[lo] > horizon:
@@ -185,22 +206,20 @@ class Feed:
             if hi > lo:
                 parts.append((buffers[tp][lo:hi], ks[lo:hi]))
                 cursor[tp] = hi
-        if not parts:  # (a bounding partition always releases its buffer, so the round is over)
-            return []
-        if len(parts) == 1:
-            merged, last = parts[0][0], parts[0][1][-1]
-        else:
-            messages: list[Message] = []
-            order_keys: list[float] = []
-            for msgs, ks in parts:
-                messages += msgs
-                order_keys += ks
-            order = sorted(range(len(order_keys)), key=order_keys.__getitem__)  # stable: ties by partition
-            merged = [messages[i] for i in order]
-            last = order_keys[order[-1]]
-        if last > self.newest:
-            self.newest = last
-        return merged
+        return parts
+
+
+def _merge(parts: list[tuple[list[Message], list[float]]]) -> tuple[list[Message], float]:
+    """Released runs of several partitions merged by key (ties by partition order); and the last key."""
+    if len(parts) == 1:
+        return parts[0][0], parts[0][1][-1]
+    messages: list[Message] = []
+    order_keys: list[float] = []
+    for msgs, ks in parts:
+        messages += msgs
+        order_keys += ks
+    order = sorted(range(len(order_keys)), key=order_keys.__getitem__)  # stable: ties by partition
+    return [messages[i] for i in order], order_keys[order[-1]]
 
 
 def positions_of(tps: Iterable[TP], committed: dict[TP, int], beginnings: dict[TP, int]) -> dict[TP, int]:

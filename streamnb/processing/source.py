@@ -15,27 +15,32 @@ a rebalance waits until the agent finished the batch in hand, so no event is
 half in a commit; and a failed commit drops the table partitions it touched
 (the changelog, read again, is the truth) before the agent restarts from the
 committed offsets.
+
+Where the parts live: fetching and handing out batches here; the runs of a
+fetch and the partitions revoked since in :mod:`streamnb.processing.runs`;
+offsets and commits in :mod:`streamnb.processing.commits` (a mixin of
+:class:`Source`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import operator
 import time
-from collections import deque
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
 
 from .. import naming
 from ..errors import BrokerError, SchemaRegistryUnavailableError
 from ..topics import Topic
 from ..transaction import Transaction
 from ..transport.base import EXACTLY_ONCE, TP, Consumer, Message, RebalanceListener
+from .commits import Commits
 from .deadletters import DeadLetters
 from .feed import Feed, positions_of
 from .forwarding import Forwarder, Purger
+from .runs import PartitionRuns, drop_rest_of_revoked
 from .supervision import Hop, SourceConfig, Supervisor
 
 __all__ = ["Hop", "Source", "SourceConfig", "Supervisor"]  # the protocols live in streamnb.processing.supervision
@@ -44,10 +49,11 @@ logger = logging.getLogger("streamnb")
 
 _tp_of = operator.itemgetter(0, 1)
 _offset_of = operator.itemgetter(2)
+T = TypeVar("T")
 
 
-class Source:
-    """The consumer, transaction and commit policy behind one iterated stream."""
+class Source(Commits):
+    """The consumer, transaction and commit policy behind one iterated stream (commits: :class:`Commits`)."""
 
     revoke_wait: float = 30.0
     """Exactly-once on Kafka: seconds a rebalance waits for the agent to finish the batch in hand."""
@@ -62,38 +68,26 @@ class Source:
         self.hops: tuple[Hop, ...] = stream.hops
         """``group_by``/``through`` re-keyings this source forwards before the agent's stage."""
         self.txn = Transaction()
+        self._init_commits()
         owner = stream.agent.name if stream.agent is not None else naming.stream_owner(stream.channel.name)
         self.owner = owner
         self.group = naming.consumer_group(app.id, owner)
         self.consumer: Consumer | None = None
-        self.pending: dict[tuple[str, int], int] = {}  # last processed offset per partition
-        self.processed = 0  # messages processed since the last commit (its debug line)
         self.last_batch: Sequence[Message] = ()
-        self.last_commit = time.monotonic()
         self.stopping = False
         self.aborted = False
         self.closed = False
         self.waiting = False
-        # Partitions revoked since the batch in hand was fetched (Kafka rebalances).
-        self._revoked_in_hand: set[tuple[str, int]] = set()
         self.poison: dict[tuple[str, int, int], BaseException] = (
             stream.agent.poison if stream.agent is not None else {}
         )
-        self._inflight: asyncio.Future[None] | None = None
-        self._inflight_dirty: dict[Any, dict[Any, list[Any]]] = {}
-        self._inflight_letters: list[tuple[Message, str]] = []
-        self._inflight_partitions: set[int] = set()
-        self._inflight_note: tuple[int, int, float] = (0, 0, 0.0)  # events, records, start: the debug line
         targets = [hop.topic for hop in self.hops[1:]] + [self.channel] if self.hops else []
         self.purgers = [Purger(app, topic, self.owner) for topic in targets if topic.internal]
         """group_by: delete the repartition records this agent committed (it alone reads them)."""
         self.per_partition = False
         """True on a transactional consumer (Kafka exactly-once): a commit is a transaction per partition."""
-        self.commit_failed = False
-        """True once a commit failed (the agent restarts; the failure is not the event's fault)."""
-        self._queued: deque[list[Message]] = deque()  # per partition: the rest of the last fetch
-        self._run_done = asyncio.Event()  # set while the agent is not inside a batch
-        self._run_done.set()
+        self.runs = PartitionRuns()
+        """Exactly-once: the rest of the last fetch, a run per partition; on any broker: partitions revoked since."""
         self.dead_letters = DeadLetters(
             app, self.agent.name if self.agent else self.channel.name, self.agent, lambda: self.txn.records
         )
@@ -178,7 +172,7 @@ class Source:
         self.aborted = True
         self.pending.clear()
         self.processed = 0
-        self._queued.clear()
+        self.runs.queued.clear()
         self.txn.abort()
         self.dead_letters.discard()
 
@@ -192,12 +186,12 @@ class Source:
 
         Exactly-once: first wait until the agent finished the batch in hand
         (one partition's messages), so no event is half in the commit."""
-        self._revoked_in_hand.update((tp.topic, tp.partition) for tp in tps)
+        self.runs.revoke(tps)
         try:
             if not self.aborted and not self.closed:
                 if self.per_partition:
                     try:
-                        await self._wait_run_done()
+                        await self.runs.wait_between_runs(self.revoke_wait)
                     except TimeoutError:
                         self._forget_uncommitted()
                         raise BrokerError(
@@ -211,8 +205,7 @@ class Source:
                     # The agent is processing batch[index]: everything before it is done.
                     self._account(batch[:index])
                     if isinstance(batch, list):
-                        revoked = {(tp.topic, tp.partition) for tp in tps}
-                        batch[index + 1 :] = [m for m in batch[index + 1 :] if (m[0], m[1]) not in revoked]
+                        drop_rest_of_revoked(batch, index, tps)
                 await self.commit()
                 # The agent may have started a commit of its own meanwhile (commit(wait=False)
                 # took the pending offsets): it must land before the partitions go.
@@ -220,110 +213,131 @@ class Source:
         finally:
             await self.app.partitions_revoked(self, tps, final=self.closed)
 
-    async def _wait_run_done(self) -> None:
-        """Exactly-once: wait until the agent is between batches when this task runs (``revoke_wait`` s at most).
-
-        Checked again after each wake-up: the agent may have finished one
-        partition's batch and taken the next (already fetched) one before
-        this task ran again.
-        """
-        deadline = time.monotonic() + self.revoke_wait
-        while not self._run_done.is_set():
-            await asyncio.wait_for(self._run_done.wait(), max(0.0, deadline - time.monotonic()))
-
-    # -- batches and commits ------------------------------------------------------------------
+    # -- batches ------------------------------------------------------------------------------
 
     async def next_batch(self) -> list[Message] | None:
-        """The next batch of messages, ``[]`` on an idle tick, ``None`` when stopping."""
+        """The next batch of messages, ``[]`` on an idle tick, ``None`` when stopping.
+
+        Each turn: stop if asked to; sit out a pause; exactly-once, hand out
+        the next queued run of the last fetch; else fetch (from the virtual
+        clock's feed, or polling the consumer), hold the batch through a
+        pause that began meanwhile, fetch the schemas it needs, drop what
+        a rebalance revoked, and hand it out.
+        """
         consumer = self.consumer
         assert consumer is not None
-        self._account(self.last_batch)
-        self.last_batch = ()
-        self._run_done.set()
-        feed = self.feed  # under a virtual clock: what the clock released (see streamnb.processing.feed)
-        app = self.app
-        max_records = app.stream_batch_size
-        agent = self.agent
+        self._finish_batch_in_hand()
         while True:
-            if self.stopping or (agent is not None and agent.stopping):
-                self.stopping = True
+            if self._stop_requested():
                 await self.commit()
                 return None
-            if agent is not None and agent.paused:
-                await self.commit()
-                await agent.wait_resumed()
+            if await self._sit_out_pause():
                 continue
-            if self._queued:  # exactly-once: the rest of the last fetch, one partition at a time
-                run = self._queued.popleft()
-                if self._revoked_in_hand:
-                    run = self._drop_revoked(consumer, run)
-                    if not run:
-                        continue
+            run = self.runs.next_run(consumer)
+            if run is not None:
                 if self._commit_due():
                     await self.commit(wait=False)
                 return self._hand_out(run)
-            self._revoked_in_hand.clear()
-            if feed is not None:
-                msgs = await feed.next_batch(max_records)
-                if not msgs:  # this round is over: what it wrote goes to the log before the next
-                    await self.commit()
-                    self.waiting = True
-                    try:
-                        await feed.round_done()
-                    finally:
-                        self.waiting = False
-                    continue
-                if len(self.txn.records) >= app.commit_records:  # (never by wall-clock time: commits
-                    await self.commit(wait=False)  # and what closes at them stay deterministic)
-                else:
-                    await asyncio.sleep(0)
-            elif msgs := await consumer.getmany(0, max_records):
-                if self._commit_due():
-                    await self.commit(wait=False)
-                else:
-                    await asyncio.sleep(0)  # let the kernel answer between batches
-            else:
-                await self.commit()
-                self.waiting = True
-                try:
-                    msgs = await consumer.getmany(self.stream.tick_interval or app.poll_interval, max_records)
-                finally:
-                    self.waiting = False
-                if not msgs:
-                    if self.stream.tick_interval is not None:
-                        return []
-                    continue
-            if agent is not None and agent.paused:  # paused while waiting: hold the batch
-                await agent.wait_resumed()
-                if self.stopping:
-                    return None
-            if self._prefetching and not await self._prefetch(msgs):
-                self.stopping = True  # stopped while the registry was away: the batch is read again later
-                await self.commit()
+            self.runs.revoked.clear()
+            msgs = await (self._from_feed(self.feed) if self.feed is not None else self._poll(consumer))
+            if msgs is None:  # the clock's round ended, or an idle poll: ask again
+                continue
+            if not msgs:  # an idle poll under take(within=)
+                return []
+            if not await self._hold_while_paused() or not await self._prefetch(msgs):
                 return None
-            if self._revoked_in_hand:
-                msgs = self._drop_revoked(consumer, msgs)
-                if not msgs:
-                    continue
-            if agent is not None:
-                agent.events_received += len(msgs)
-            if self.per_partition:
-                runs = [list(run) for _tp, run in itertools.groupby(msgs, _tp_of)]
-                self._queued.extend(runs[1:])
-                return self._hand_out(runs[0])
-            self.last_batch = msgs
-            return msgs
+            msgs = self.runs.drop_revoked(consumer, msgs)
+            if msgs:
+                return self._hand_over(msgs)
 
-    def _commit_due(self) -> bool:
-        """Commit between batches: enough pending records (changelog rows too on Kafka exactly-once), or time."""
-        pending = len(self.txn) if self.per_partition else len(self.txn.records)
-        return pending >= self.app.commit_records or time.monotonic() - self.last_commit >= self.app.commit_interval
+    def _finish_batch_in_hand(self) -> None:
+        """The agent asks for the next batch: every message of the one in hand is done."""
+        self._account(self.last_batch)
+        self.last_batch = ()
+        self.runs.between.set()
+
+    def _stop_requested(self) -> bool:
+        """True once this source or its agent was asked to stop (this source is then stopping)."""
+        agent = self.agent
+        if self.stopping or (agent is not None and agent.stopping):
+            self.stopping = True
+        return self.stopping
+
+    async def _sit_out_pause(self) -> bool:
+        """While the agent is paused: commit what it processed and wait until resumed; True if it waited."""
+        agent = self.agent
+        if agent is None or not agent.paused:
+            return False
+        await self.commit()
+        await agent.wait_resumed()
+        return True
+
+    async def _hold_while_paused(self) -> bool:
+        """Paused while the batch was fetched: hold it until resumed; False if the source stopped meanwhile."""
+        agent = self.agent
+        if agent is None or not agent.paused:
+            return True
+        await agent.wait_resumed()
+        return not self.stopping
+
+    async def _idle(self, waited: Awaitable[T]) -> T:
+        """Await ``waited`` with everything processed committed: a stop may cancel the wait (:attr:`waiting`)."""
+        self.waiting = True
+        try:
+            return await waited
+        finally:
+            self.waiting = False
+
+    async def _from_feed(self, feed: Feed) -> list[Message] | None:
+        """Under a virtual clock: the next messages it released; None once its round is over (after the next began).
+
+        A commit starts when enough records are pending, never by wall-clock
+        time: commits, and what closes at them, stay deterministic.
+        """
+        msgs = await feed.next_batch(self.app.stream_batch_size)
+        if not msgs:  # this round is over: what it wrote goes to the log before the next
+            await self.commit()
+            await self._idle(feed.round_done())
+            return None
+        if len(self.txn.records) >= self.app.commit_records:
+            await self.commit(wait=False)
+        else:
+            await asyncio.sleep(0)
+        return msgs
+
+    async def _poll(self, consumer: Consumer) -> list[Message] | None:
+        """The consumer's next messages; ``[]`` for an idle tick (``take(within=)``), None when none came.
+
+        What was already fetched goes at once (committing when due); else
+        what was processed is committed before waiting for more.
+        """
+        max_records = self.app.stream_batch_size
+        if msgs := await consumer.getmany(0, max_records):
+            if self._commit_due():
+                await self.commit(wait=False)
+            else:
+                await asyncio.sleep(0)  # let the kernel answer between batches
+            return msgs
+        await self.commit()
+        msgs = await self._idle(consumer.getmany(self.stream.tick_interval or self.app.poll_interval, max_records))
+        if msgs or self.stream.tick_interval is not None:
+            return msgs
+        return None
+
+    def _hand_over(self, msgs: list[Message]) -> list[Message]:
+        """Give the agent a fetched batch (exactly-once: its first partition's run, queueing the rest)."""
+        if self.agent is not None:
+            self.agent.events_received += len(msgs)
+        if self.per_partition:
+            return self._hand_out(self.runs.split(msgs))
+        self.last_batch = msgs
+        return msgs
 
     def _hand_out(self, run: list[Message]) -> list[Message]:
         """Exactly-once: give the agent one partition's messages; what it sends joins that partition's transaction."""
         first = run[0]
         self.txn.switch(TP(first[0], first[1]))
-        self._run_done.clear()
+        self.runs.between.clear()
         self.last_batch = run
         return run
 
@@ -332,7 +346,9 @@ class Source:
 
         A batch is never decoded (nor dead-lettered) while the schema registry
         is unreachable: what was processed is committed, then the fetch is
-        retried with backoff (0.05 s doubling to 5 s) until it answers.
+        retried with backoff (0.05 s doubling to 5 s) until it answers. A
+        stop meanwhile leaves the source stopping, what was processed
+        committed, and the batch to be read again later.
         """
         delay, since = 0.05, 0.0
         agent = self.agent
@@ -342,52 +358,19 @@ class Source:
                     await topic.prefetch(msgs)
             except SchemaRegistryUnavailableError as exc:
                 if self.stopping or (agent is not None and agent.stopping):
+                    self.stopping = True
+                    await self.commit()
                     return False
                 if not since:
                     since = time.monotonic()
                     logger.warning("%s waits for the schema registry: %s", self.owner, exc)
                     await self.commit()
-                self.waiting = True  # everything processed is committed: a stop may cancel the wait
-                try:
-                    await asyncio.sleep(delay)
-                finally:
-                    self.waiting = False
+                await self._idle(asyncio.sleep(delay))  # everything processed is committed
                 delay = min(delay * 2, 5.0)
                 continue
             if since:
                 logger.info("%s: the schema registry answers again after %.1f s", self.owner, time.monotonic() - since)
             return True
-
-    def _drop_revoked(self, consumer: Consumer, msgs: list[Message]) -> list[Message]:
-        """Hand out none of a batch's messages of partitions revoked since the fetch.
-
-        A Kafka rebalance ran while the batch was fetched or waited (for a
-        commit, or while the kernel ran): the table partitions of those
-        messages were dropped, and their new owner starts at the committed
-        offset. A partition assigned to this consumer again is rewound to
-        the first dropped message, so nothing is skipped.
-        """
-        revoked = self._revoked_in_hand
-        keep: list[Message] = []
-        first: dict[TP, int] = {}
-        for m in msgs:
-            if (m[0], m[1]) in revoked:
-                first.setdefault(TP(m[0], m[1]), m[2])
-            else:
-                keep.append(m)
-        owned = consumer.assignment()
-        for tp, offset in first.items():
-            if tp in owned:
-                consumer.seek(tp, offset)
-        return keep
-
-    def _account(self, msgs: Sequence[Message]) -> None:
-        """Mark every message of a fully processed batch as done."""
-        if msgs:
-            self.pending.update(zip(map(_tp_of, msgs), map(_offset_of, msgs)))
-            self.processed += len(msgs)
-            if self.agent is not None:
-                self.agent.events_processed += len(msgs)
 
     def forward_batch(self, msgs: list[Message]) -> list[Message]:
         """Forward the batch's messages of re-keyed topics (group_by/through); return the rest to process.
@@ -415,125 +398,3 @@ class Source:
         index = next(i for i, m in enumerate(batch) if m is msg)
         self.last_batch = ()
         self._account(batch[:index])
-
-    async def commit(self, wait: bool = True) -> None:
-        """Commit processed offsets, table changes and sends together.
-
-        With ``wait=False`` the commit runs while the agent goes on with the
-        next batch (sqlite and the network work without the GIL); the next
-        commit, and every stop, waits for it first.
-        """
-        await self.wait_committed()
-        txn = self.txn
-        if not self.pending and not len(txn):
-            self.last_commit = time.monotonic()
-            return
-        if self.aborted or self.consumer is None:
-            return
-        offsets = {TP(t, p): o + 1 for (t, p), o in self.pending.items()}
-        for hold in self.stream.holds:
-            for tp, first_held in hold().items():
-                if tp in offsets and offsets[tp] > first_held:
-                    offsets[tp] = first_held
-        for participant in list(txn.dirty):
-            participant.before_commit(txn)
-        dirty = txn.dirty
-        started = time.monotonic()
-        if self.per_partition:
-            per_partition = txn.collect_per_partition(self.app.now())
-            orphans = txn.orphans()
-            committing = self.consumer.commit(offsets, orphans, per_partition=per_partition)
-            self._inflight_partitions = {tp.partition for tp in offsets} | {tp.partition for tp in per_partition}
-            written = len(orphans) + sum(map(len, per_partition.values()))
-        else:
-            records = txn.collect(self.app.now())
-            written = len(records)
-            committing = self.consumer.commit(offsets, records)
-        self._inflight_note, self.processed = (self.processed, written, started), 0
-        for purger in self.purgers:
-            purger.stage(offsets)
-        txn.clear()
-        self.pending.clear()
-        self.last_commit = time.monotonic()
-        self._inflight = asyncio.ensure_future(committing)
-        self._inflight_dirty = dirty
-        self._inflight_letters = self.dead_letters.take()
-        if wait:
-            await self.wait_committed()
-
-    @property
-    def committing(self) -> bool:
-        """True while a commit is under way, or done but its outcome not yet applied (see :meth:`wait_committed`)."""
-        return self._inflight is not None
-
-    async def wait_committed(self) -> None:
-        """Wait for the commit under way, if any.
-
-        If it failed, its table changes are undone (they never became
-        durable) and the error is raised, which crashes the agent.
-        """
-        inflight = self._inflight
-        if inflight is None:
-            return
-        try:
-            await asyncio.shield(inflight)
-        except asyncio.CancelledError:
-            if not inflight.done():
-                try:
-                    await inflight  # already under way: finish it so nothing is written twice
-                finally:
-                    self._finish_inflight(inflight)
-            raise
-        except BaseException:
-            self._finish_inflight(inflight)
-            raise
-        self._finish_inflight(inflight)
-
-    def _finish_inflight(self, inflight: asyncio.Future[None]) -> None:
-        if self._inflight is not inflight:
-            return
-        self._inflight = None
-        dirty, self._inflight_dirty = self._inflight_dirty, {}
-        letters, self._inflight_letters = self._inflight_letters, []
-        if inflight.cancelled() or inflight.exception() is not None:
-            self.commit_failed = True
-            if self.per_partition:
-                # Some partitions' transactions may have committed: undoing every
-                # write would be wrong for them. Read the tables again instead.
-                self._forget_uncommitted(dirty)
-            else:
-                self.txn.abort()  # newer writes first, then the failed commit's
-                self.dead_letters.discard()
-                for participant, keys in dirty.items():
-                    participant.restore(keys)
-            self.aborted = True
-            return
-        for participant, keys in dirty.items():
-            participant.after_commit(keys)
-        self.dead_letters.committed(letters)
-        for purger in self.purgers:
-            purger.committed()
-        if logger.isEnabledFor(logging.DEBUG):
-            events, written, started = self._inflight_note
-            logger.debug("%s: committed %d events and %d records in %.3f s",
-                         self.owner, events, written, time.monotonic() - started)
-
-    def _forget_uncommitted(self, failed: dict[Any, Any] | None = None) -> None:
-        """Exactly-once: drop every table partition uncommitted writes touched (read again before use).
-
-        After a failed commit some partitions' transactions may have
-        committed and others not; their changelogs (read ``read_committed``)
-        say which. The partitions go from the tables now; the agent restarts
-        from the committed offsets and its consumer's assignment recovers them.
-        """
-        participants = set(failed or ()) | set(self.txn.dirty)
-        partitions = set(self._inflight_partitions) | {p for _t, p in self.pending}
-        if self.consumer is not None:
-            partitions |= {tp.partition for tp in self.consumer.assignment()}
-        self.txn.clear()
-        self.dead_letters.discard()
-        self.pending.clear()
-        self._queued.clear()
-        self.aborted = True
-        for participant in participants:
-            participant.drop_partitions(partitions)

@@ -348,7 +348,6 @@ class Stream(Generic[T]):
         topic = self.channel
         decode_value = topic.decode_value
         decode_key = topic.decode_key
-        forwarding = bool(source.hops)
         poison = source.poison
         try:
             while True:
@@ -359,8 +358,7 @@ class Stream(Generic[T]):
                     if ticks:
                         yield _TICK
                     continue
-                if forwarding:
-                    msgs = source.forward_batch(msgs)
+                msgs = source.forward_batch(msgs)  # group_by/through (without re-keyings: msgs as they are)
                 for msg in msgs:
                     if source.stopping:
                         source.stop_at(msg)

@@ -76,33 +76,17 @@ class PartitionReader:
     async def _read_locked(self, atp: TopicPartition, start: int, stop: int, max_records: int) -> list[Message]:
         """The body of :meth:`read`, holding the lock."""
         reader = self.consumer
-        if self._tp != atp:
-            reader.assign([atp])
-            self._tp, self._next = atp, None
-        skipped = self._next is not None and start == self._returned_end and self._next > start
-        if self._next != start and not skipped:  # (skipped: start.._next holds no message)
-            reader.seek(atp, start)
-        reader.resume(atp)
-        self._next = self._returned_end = None
+        self._stand_at(atp, start)
         out: list[Message] = []
-        overshoot = False
         deadline = time.monotonic() + self.request_timeout
         while len(out) < max_records:
-            position = await reader.position(atp)
-            if position >= stop:
+            if await reader.position(atp) >= stop:
                 break
             batch = (await reader.getmany(atp, timeout_ms=100, max_records=max_records - len(out))).get(atp)
             if batch:
-                for record in batch:
-                    if record.offset >= stop:
-                        overshoot = True
-                        break
-                    if record.offset >= start:
-                        out.append(message_of(record))
-                if overshoot:
-                    break
-                last = log_end(reader, atp)  # as of the latest fetch: may be stale, so
-                if out and last is not None and await reader.position(atp) >= last:
+                if _collect(batch, start, stop, out):
+                    return out  # a record at or past stop: the reader's position is not remembered
+                if out and await self._at_log_end(atp):
                     break  # only trusted when returning something (the caller asks again)
                 deadline = time.monotonic() + self.request_timeout
                 continue
@@ -112,11 +96,41 @@ class PartitionReader:
                 break
             if time.monotonic() > deadline:
                 break
-        if overshoot:
-            return out
+        await self._remember(atp, start, out)
+        return out
+
+    def _stand_at(self, atp: TopicPartition, start: int) -> None:
+        """Assign ``atp`` and seek to ``start``, unless the reader stands past it with no message between; resume."""
+        reader = self.consumer
+        if self._tp != atp:
+            reader.assign([atp])
+            self._tp, self._next = atp, None
+        skipped = self._next is not None and start == self._returned_end and self._next > start
+        if self._next != start and not skipped:  # (skipped: start.._next holds no message)
+            reader.seek(atp, start)
+        reader.resume(atp)
+        self._next = self._returned_end = None
+
+    async def _at_log_end(self, atp: TopicPartition) -> bool:
+        """True when the reader stands at the end of ``atp``'s log as of its latest fetch (which may be stale)."""
+        last = log_end(self.consumer, atp)
+        return last is not None and await self.consumer.position(atp) >= last
+
+    async def _remember(self, atp: TopicPartition, start: int, out: list[Message]) -> None:
+        """Note where the read left the reader; at the end of the log, pause ``atp`` (no idle fetching)."""
+        reader = self.consumer
         self._next = await reader.position(atp)
         self._returned_end = out[-1].offset + 1 if out else start
         last = log_end(reader, atp)
         if last is not None and self._next >= last:
             reader.pause(atp)  # at the end of the log: no idle fetching until the next read
-        return out
+
+
+def _collect(batch: Any, start: int, stop: int, out: list[Message]) -> bool:
+    """Append ``batch``'s records with ``start <= offset < stop`` to ``out``; True if it reached ``stop``."""
+    for record in batch:
+        if record.offset >= stop:
+            return True
+        if record.offset >= start:
+            out.append(message_of(record))
+    return False
