@@ -172,7 +172,7 @@ class App(Membership, Definitions, AppSurface, Playback):
         )
         transport_cls = self._check_broker()
         self._set_clock(clock, speed, history, transport_cls.distributed)
-        self._set_store(resolved.app, broker)
+        self._set_store(resolved.app, self.broker)
         self.conf = settings.Settings(self, id, resolved.app, resolved.noted)
         """The settings under Faust's names (``app.conf.topic_partitions``, ...)."""
         settings.note(self.id, resolved.noted)

@@ -147,6 +147,8 @@ class TableStore:
         if records:
             by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
             for r in records:
+                if r[2] is None:  # (a changelog record always has a key)
+                    continue
                 found = by_partition.get(r[1])
                 if found is None:
                     found = by_partition[r[1]] = []
