@@ -35,7 +35,7 @@ _KINDS = {"string": _STRING, "bytes": _BYTES, "long": _LONG, "int": _LONG, "bool
 _WIDTHS = (0, 0, 0, 0, 1, 8, 4, 0)  # kind -> bytes a fixed-width field takes (0: a varint kind)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-Unpack = Callable[[bytes, int], tuple[Any, ...]]
+_Unpack = Callable[[bytes, int], tuple[Any, ...]]
 """``unpack(data, pos) -> (value,)``: how a double, float or null field is read (``struct``'s ``unpack_from``)."""
 
 
@@ -44,7 +44,7 @@ def _read_null(data: bytes, pos: int) -> tuple[None]:
     return (None,)
 
 
-_UNPACK: tuple[Unpack | None, ...] = (None, None, None, None, None, Struct("<d").unpack_from,
+_UNPACK: tuple[_Unpack | None, ...] = (None, None, None, None, None, Struct("<d").unpack_from,
                                        Struct("<f").unpack_from, _read_null)  # kind -> its unpack, if fixed
 
 _VALUE_BRANCH = (2, 0)  # null_at -> the branch byte (zigzag of the index) that announces a value
