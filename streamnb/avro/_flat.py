@@ -27,10 +27,33 @@ __all__ = ["FlatReader", "flat_field_reader", "flat_reader", "varint"]
 
 FlatReader = Callable[[bytes], dict[str, Any]]
 
-_STRING, _BYTES, _LONG, _BOOLEAN, _DOUBLE, _FLOAT, _NULL, _TIMESTAMP = range(8)
+# The kinds of field a flat record has. Up to _TIMESTAMP a field starts with a zigzag varint (the
+# length of a string or bytes, or the number itself); the others have a fixed width.
+_STRING, _BYTES, _LONG, _TIMESTAMP, _BOOLEAN, _DOUBLE, _FLOAT, _NULL = range(8)
 _KINDS = {"string": _STRING, "bytes": _BYTES, "long": _LONG, "int": _LONG, "boolean": _BOOLEAN,
           "double": _DOUBLE, "float": _FLOAT, "null": _NULL}  # fmt: skip
+_WIDTHS = (0, 0, 0, 0, 1, 8, 4, 0)  # kind -> bytes a fixed-width field takes (0: a varint kind)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_Unpack = Callable[[bytes, int], tuple[Any, ...]]
+"""``unpack(data, pos) -> (value,)``: how a double, float or null field is read (``struct``'s ``unpack_from``)."""
+
+
+def _read_null(data: bytes, pos: int) -> tuple[None]:
+    """A ``null`` field: no bytes, the value None."""
+    return (None,)
+
+
+_UNPACK: tuple[_Unpack | None, ...] = (None, None, None, None, None, Struct("<d").unpack_from,
+                                       Struct("<f").unpack_from, _read_null)  # kind -> its unpack, if fixed
+
+_VALUE_BRANCH = (2, 0)  # null_at -> the branch byte (zigzag of the index) that announces a value
+
+_Field = tuple[str, int, int]
+"""One field of a flat record as the schema has it: ``(name, kind, null_at)``, the union's null index (-1: none)."""
+
+_Step = tuple[str, int, int]
+"""One field as :class:`_RecordReader` reads it: ``(name, kind, value_branch)``, the union byte announcing a value."""
 
 
 def varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -63,45 +86,78 @@ def _kind(schema: Any) -> int | None:
     return None
 
 
+def _flat_field(field: Any) -> _Field | None:
+    """One field's ``(name, kind, null_at)``, or None if the field is not flat.
+
+    A union is flat when it is ``null`` and one flat type, in either order.
+    """
+    ftype = field.get("type")
+    null_at = -1
+    if isinstance(ftype, list):
+        if len(ftype) != 2 or "null" not in ftype:
+            return None
+        null_at = ftype.index("null")
+        ftype = ftype[1 - null_at]
+    kind = _kind(ftype)
+    return None if kind is None else (str(field["name"]), kind, null_at)
+
+
+def _flat_fields(schema: Any) -> tuple[_Field, ...] | None:
+    """The fields of a flat record schema, in order, or None if ``schema`` is not a flat record."""
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        return None
+    fields = []
+    for field in schema.get("fields", ()):
+        flat = _flat_field(field)
+        if flat is None:
+            return None
+        fields.append(flat)
+    return tuple(fields)
+
+
 def flat_reader(schema: Any, start: int = 0) -> FlatReader | None:
     """A reader of ``schema``'s bodies from byte ``start`` on, ``read(data) -> record``, or None if it is not flat.
 
     The body must end where ``data`` ends; anything wrong raises ValueError (or
     IndexError, UnicodeDecodeError, struct.error).
     """
-    if not isinstance(schema, dict) or schema.get("type") != "record":
+    fields = _flat_fields(schema)
+    if fields is None:
         return None
-    fields: list[tuple[str, int, int]] = []  # (name, kind, which union index is null: -1 none)
-    for field in schema.get("fields", ()):
-        ftype = field.get("type")
-        null_at = -1
-        if isinstance(ftype, list):
-            if len(ftype) != 2 or "null" not in ftype:
-                return None
-            null_at = ftype.index("null")
-            ftype = ftype[1 - null_at]
-        kind = _kind(ftype)
-        if kind is None:
-            return None
-        fields.append((str(field["name"]), kind, null_at))
-    spec = tuple(fields)
-    double, single = Struct("<d").unpack_from, Struct("<f").unpack_from
-    epoch, micros = _EPOCH, timedelta
+    steps = tuple((name, kind, -1 if null_at < 0 else _VALUE_BRANCH[null_at]) for name, kind, null_at in fields)
+    return _RecordReader(steps, start).read
 
-    def read(data: bytes) -> dict[str, Any]:
-        pos = start
+
+class _RecordReader:
+    """Reads a flat record in one pass over its fields: ``_RecordReader(steps, start).read`` is a :data:`FlatReader`.
+
+    ``steps`` holds each field's ``(name, kind, value_branch)``: ``value_branch``
+    is the byte that announces a value in a union with null (-1: not a union).
+    :meth:`read` is the hot path of every flat Avro topic, so it is one loop with
+    the varint's one-byte case inlined, not a call per field; a bound method
+    costs no more to call than a closure.
+    """
+
+    __slots__ = ("start", "steps")
+
+    def __init__(self, steps: tuple[_Step, ...], start: int) -> None:
+        self.steps, self.start = steps, start
+
+    def read(self, data: bytes) -> dict[str, Any]:
+        """The record in ``data`` from byte ``start`` on, which must end where ``data`` ends."""
+        pos = self.start
         out: dict[str, Any] = {}
         size = len(data)
-        for name, kind, null_at in spec:
-            if null_at >= 0:
+        for name, kind, value_branch in self.steps:
+            if value_branch >= 0:  # a union with null: its branch index first
                 branch = data[pos]
                 pos += 1
-                if branch not in (0, 2):  # zigzag 0 and 1
-                    raise ValueError(f"union index {branch} out of range for field {name!r}")
-                if branch >> 1 == null_at:
+                if branch != value_branch:
+                    if branch != 2 - value_branch:  # nor null's (zigzag 0 and 1 are the bytes 0 and 2)
+                        raise ValueError(f"union index {branch} out of range for field {name!r}")
                     out[name] = None
                     continue
-            if kind <= _BYTES:
+            if kind <= _BYTES:  # the common case first: a length, then the text or bytes
                 n = data[pos]
                 if n < 0x80:
                     pos += 1
@@ -113,31 +169,24 @@ def flat_reader(schema: Any, start: int = 0) -> FlatReader | None:
                     raise ValueError(f"field {name!r}: length {n} does not fit the {size - pos} bytes left")
                 out[name] = data[pos:end].decode() if kind == _STRING else data[pos:end]
                 pos = end
-            elif kind == _LONG or kind == _TIMESTAMP:
+            elif kind <= _TIMESTAMP:  # a number: the varint itself
                 n = data[pos]
                 if n < 0x80:
                     pos += 1
                     n = (n >> 1) ^ -(n & 1)
                 else:
                     n, pos = varint(data, pos)
-                out[name] = n if kind == _LONG else epoch + micros(microseconds=n * 1000)
+                out[name] = n if kind == _LONG else _EPOCH + timedelta(microseconds=n * 1000)
             elif kind == _BOOLEAN:
                 out[name] = data[pos] != 0
                 pos += 1
-            elif kind == _DOUBLE:
-                out[name] = double(data, pos)[0]
-                pos += 8
-            elif kind == _FLOAT:
-                out[name] = single(data, pos)[0]
-                pos += 4
-            else:
-                out[name] = None
+            else:  # a double, a float or a null: unpack reads it
+                out[name] = _UNPACK[kind](data, pos)[0]  # type: ignore[misc]
+                pos += _WIDTHS[kind]
         if pos != size:
             raise ValueError(f"the body ends {pos - size} bytes early" if pos > size else
                              f"{size - pos} bytes are left over after reading it")
         return out
-
-    return read
 
 
 def flat_field_reader(schema: Any, start: int, wanted: str) -> FlatReader | None:
@@ -152,37 +201,41 @@ def flat_field_reader(schema: Any, start: int, wanted: str) -> FlatReader | None
     >>> flat_field_reader(schema, 0, "page")(b"\x021\x04/a\x02")
     {'page': '/a'}
     """
-    full = flat_reader(schema, start)
-    if full is None:
+    fields = _flat_fields(schema)
+    names = [name for name, _, _ in fields or ()]
+    if fields is None or wanted not in names:
         return None
-    plan: list[tuple[int, int]] = []  # (kind, null_at) of the fields up to the wanted one
-    for field in schema["fields"]:
-        ftype = field["type"]
-        null_at = -1
-        if isinstance(ftype, list):
-            null_at = ftype.index("null")
-            ftype = ftype[1 - null_at]
-        kind = _kind(ftype)
-        assert kind is not None  # flat_reader accepted the schema
-        plan.append((kind, null_at))
-        if field["name"] == wanted:
-            break
-    else:
-        return None
-    *skip, (last_kind, last_null) = plan
-    if last_kind > _BYTES or last_null >= 0:
+    at = names.index(wanted)
+    _, kind, null_at = fields[at]
+    if kind > _BYTES or null_at >= 0:
         return None  # routing keys are strings or bytes; anything else reads the whole record
-    widths = {_BOOLEAN: 1, _DOUBLE: 8, _FLOAT: 4, _NULL: 0}
+    skips = tuple((kind, null_at, _WIDTHS[kind]) for _, kind, null_at in fields[:at])
+    return _FieldReader(skips, start, wanted, kind == _STRING).read
 
-    def read(data: bytes) -> dict[str, Any]:
-        pos = start
-        for kind, null_at in skip:
+
+class _FieldReader:
+    """Reads one string or bytes field: ``_FieldReader(skips, start, wanted, text).read`` is a :data:`FlatReader`.
+
+    ``skips`` holds the ``(kind, null_at, width)`` of the fields before ``wanted``,
+    which :meth:`read` steps over without building their values; ``text``: the
+    field is a string (else bytes).
+    """
+
+    __slots__ = ("skips", "start", "text", "wanted")
+
+    def __init__(self, skips: tuple[tuple[int, int, int], ...], start: int, wanted: str, text: bool) -> None:
+        self.skips, self.start, self.wanted, self.text = skips, start, wanted, text
+
+    def read(self, data: bytes) -> dict[str, Any]:
+        """``{wanted: value}`` from the record in ``data`` (the bytes after the field are not looked at)."""
+        pos = self.start
+        for kind, null_at, width in self.skips:
             if null_at >= 0:
                 branch = data[pos]
                 pos += 1
                 if branch >> 1 == null_at:
                     continue
-            if kind <= _LONG or kind == _TIMESTAMP:  # a length, or a number: a varint
+            if kind <= _TIMESTAMP:  # a length, or a number: a varint
                 n = data[pos]
                 if n < 0x80:
                     pos += 1
@@ -192,7 +245,7 @@ def flat_field_reader(schema: Any, start: int, wanted: str) -> FlatReader | None
                 if kind <= _BYTES:
                     pos += n
             else:
-                pos += widths[kind]
+                pos += width
         n = data[pos]
         if n < 0x80:
             pos += 1
@@ -201,8 +254,6 @@ def flat_field_reader(schema: Any, start: int, wanted: str) -> FlatReader | None
             n, pos = varint(data, pos)
         end = pos + n
         if n < 0 or end > len(data):
-            raise ValueError(f"field {wanted!r}: length {n} does not fit the {len(data) - pos} bytes left")
+            raise ValueError(f"field {self.wanted!r}: length {n} does not fit the {len(data) - pos} bytes left")
         value = data[pos:end]
-        return {wanted: value.decode() if last_kind == _STRING else value}
-
-    return read
+        return {self.wanted: value.decode() if self.text else value}

@@ -13,6 +13,7 @@ into datums of a schema.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
 from io import BytesIO
@@ -81,50 +82,73 @@ class FromJson:
         return self.convert(self.schema, value)
 
     def convert(self, schema: Any, value: Any) -> Any:
+        """``value`` as fastavro writes it for ``schema`` (as it is when it is right already, or cannot be)."""
         if value is None:
             return None
         if isinstance(schema, list):
-            for branch in schema:
-                if branch == "null":
-                    continue
-                try:
-                    converted = self.convert(branch, value)
-                except (TypeError, ValueError, ArithmeticError):
-                    continue
-                if converted is not value:
-                    return converted
-            return value
+            return self._union(schema, value)
         if isinstance(schema, str):
-            if schema == "bytes" and isinstance(value, str):
-                return value.encode("latin-1")
-            found = self.named.get(schema)
-            return value if found is None else self.convert(found, value)
+            return self._by_name(schema, value)
+        return self._by_object(schema, value)
+
+    def _union(self, branches: list[Any], value: Any) -> Any:
+        """The first branch other than null that turns ``value`` into something else."""
+        for branch in branches:
+            if branch == "null":
+                continue
+            try:
+                converted = self.convert(branch, value)
+            except (TypeError, ValueError, ArithmeticError):
+                continue
+            if converted is not value:
+                return converted
+        return value
+
+    def _by_name(self, name: str, value: Any) -> Any:
+        """A type given by name: ``bytes`` from text, or a named record, enum or fixed defined before."""
+        if name == "bytes" and isinstance(value, str):
+            return value.encode("latin-1")
+        found = self.named.get(name)
+        return value if found is None else self.convert(found, value)
+
+    def _by_object(self, schema: Mapping[str, Any], value: Any) -> Any:
+        """A type given as an object: a logical type, a record, an array, a map, or a type it wraps."""
+        converted = _logical_from_json(schema.get("logicalType"), value)
+        if converted is not _NOT_LOGICAL:
+            return converted
         kind = schema.get("type")
-        logical = schema.get("logicalType")
-        if logical in ("timestamp-millis", "timestamp-micros") and isinstance(value, str):
-            from datetime import datetime
-
-            return datetime.fromisoformat(value)
-        if logical == "date" and isinstance(value, str):
-            from datetime import date
-
-            return date.fromisoformat(value)
-        if logical == "decimal" and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
         if kind == "record" and isinstance(value, Mapping):
-            out = dict(value)
-            for field in schema.get("fields", ()):
-                name = field["name"]
-                if name in out:
-                    out[name] = self.convert(field["type"], out[name])
-            return out
+            return self._record(schema, value)
         if kind == "array" and isinstance(value, list):
             return [self.convert(schema["items"], v) for v in value]
         if kind == "map" and isinstance(value, Mapping):
             return {k: self.convert(schema["values"], v) for k, v in value.items()}
         if isinstance(kind, (str, list)) and kind not in ("record", "array", "map", "enum", "fixed"):
-            return self.convert(kind, value)
+            return self.convert(kind, value)  # {"type": "string"}, {"type": [...]}: the type inside
         return value
+
+    def _record(self, schema: Mapping[str, Any], value: Mapping[str, Any]) -> dict[str, Any]:
+        """A record's fields converted by their types; keys the schema does not know are kept as they are."""
+        out = dict(value)
+        for field in schema.get("fields", ()):
+            name = field["name"]
+            if name in out:
+                out[name] = self.convert(field["type"], out[name])
+        return out
+
+
+_NOT_LOGICAL: Any = object()
+
+
+def _logical_from_json(logical: Any, value: Any) -> Any:
+    """A logical type's value from its JSON form (ISO-8601 text, a number or numeric text), else _NOT_LOGICAL."""
+    if logical in ("timestamp-millis", "timestamp-micros") and isinstance(value, str):
+        return datetime.fromisoformat(value)
+    if logical == "date" and isinstance(value, str):
+        return date.fromisoformat(value)
+    if logical == "decimal" and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    return _NOT_LOGICAL
 
 
 def write_problem(exc: Exception, schema: Any, datum: Any) -> str:

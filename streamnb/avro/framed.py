@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from io import BytesIO
 from typing import Any
 
-from ..codecs._serde import Serde, label
+from ..codecs._serde import Decode, Encode, Serde, label, record_from_data
 from ..codecs._typerules import short
 from ..errors import ConfigurationError, SerializationError, ValidationError
 from ._flat import FlatReader, flat_field_reader, flat_reader
@@ -188,11 +188,22 @@ class Framed:
         raise SerializationError(f"{where}: {self.unreadable[key]}")
 
     def serde(self) -> Serde:
+        """The topic's :class:`~streamnb.codecs._serde.Serde`: framed encode, and decode through :attr:`readers`."""
+        typed = self.typed
+        decode_fields = _fields_decoder(self.readers, self.entry, typed.where)
+        serde = Serde(
+            self.codec, typed.type, self._encoder(), self._decoder(decode_fields), role=typed.role, topic=self.topic,
+            prepare=self.prepare, prefetch=self.prefetch, decode_fields=decode_fields if typed.record else None,
+        )
+        if typed.record:
+            serde.field_reader = lambda name: self.field_reader(name, decode_fields)
+        return serde
+
+    def _encoder(self) -> Encode:
+        """``value -> framed payload``: the writer id (registered on first use), then the body."""
         from fastavro import schemaless_writer
 
-        typed = self.typed
-        datum, result = typed.datum(), typed.result()
-        where, readers, entry = typed.where, self.readers, self.entry
+        datum, where = self.typed.datum(), self.typed.where
         new_buffer = BytesIO
 
         def encode(value: Any) -> bytes | None:
@@ -210,57 +221,17 @@ class Framed:
                 raise SerializationError(f"{where}: {write_problem(exc, self.writer_schema, data)}") from exc
             return buf.getvalue()
 
-        def decode_fields(data: bytes | None) -> Any:
-            """The payload's data as read (before a Record is built)."""
-            if data is None:
-                return None
-            read = readers.get(data[1:5])
-            if read is None or data[0]:
-                read = entry(data)
-            try:
-                return read(data)
-            except Exception as exc:
-                raise mismatch(where, data, exc) from exc
+        return encode
 
+    def _decoder(self, decode_fields: Decode) -> Decode:
+        """``payload -> value`` for the declared type: the data as read, a Record, or a checked plain value."""
+        typed = self.typed
+        result = typed.result()
         if result is None:
-            decode = decode_fields
-        elif typed.record:
-            type_ = typed.type
-            from_data = type_.from_data
-            if getattr(from_data, "__self__", None) is not None:
-                # Not compiled yet (a forward reference): Record replaces from_data on first use.
-                def from_data(obj: Any) -> Any:
-                    return type_.from_data(obj)
-
-            def decode(data: bytes | None) -> Any:
-                """The hot path: one dict lookup, the body reader, the Record's from_data."""
-                if data is None:
-                    return None
-                read = readers.get(data[1:5])
-                if read is None or data[0]:
-                    read = entry(data)
-                try:
-                    obj = read(data)
-                except Exception as exc:
-                    raise mismatch(where, data, exc) from exc
-                try:
-                    return from_data(obj)
-                except ValidationError as exc:
-                    raise ValidationError(f"{where}: {exc}", field=exc.field) from exc
-
-        else:
-            convert = result
-
-            def decode(data: bytes | None) -> Any:
-                return None if data is None else convert(decode_fields(data))
-
-        serde = Serde(
-            self.codec, typed.type, encode, decode, role=typed.role, topic=self.topic,
-            prepare=self.prepare, prefetch=self.prefetch, decode_fields=decode_fields if typed.record else None,
-        )
+            return decode_fields
         if typed.record:
-            serde.field_reader = lambda name: self.field_reader(name, decode_fields)
-        return serde
+            return _record_decoder(self.readers, self.entry, record_from_data(typed.type), typed.where)
+        return _converting_decoder(decode_fields, result)
 
     def field_reader(self, name: str, whole: Callable[[bytes | None], Any]) -> Callable[[bytes | None], Any]:
         """``payload -> {name: value}`` reading only up to field ``name`` where the writer schema is flat.
@@ -288,6 +259,55 @@ class Framed:
                 return whole(data)
 
         return read
+
+
+def _fields_decoder(readers: dict[bytes, Callable[[bytes], Any]], entry: Callable[[bytes], Callable[[bytes], Any]],
+                    where: str) -> Decode:
+    """``payload -> data as read`` (before a Record is built), through the reader of its writer id."""
+
+    def decode_fields(data: bytes | None) -> Any:
+        if data is None:
+            return None
+        read = readers.get(data[1:5])
+        if read is None or data[0]:
+            read = entry(data)
+        try:
+            return read(data)
+        except Exception as exc:
+            raise mismatch(where, data, exc) from exc
+
+    return decode_fields
+
+
+def _record_decoder(readers: dict[bytes, Callable[[bytes], Any]], entry: Callable[[bytes], Callable[[bytes], Any]],
+                    from_data: Callable[[Any], Any], where: str) -> Decode:
+    """``payload -> Record``: the hot path, one dict lookup, the body reader, the Record's from_data."""
+
+    def decode(data: bytes | None) -> Any:
+        if data is None:
+            return None
+        read = readers.get(data[1:5])
+        if read is None or data[0]:
+            read = entry(data)
+        try:
+            obj = read(data)
+        except Exception as exc:
+            raise mismatch(where, data, exc) from exc
+        try:
+            return from_data(obj)
+        except ValidationError as exc:
+            raise ValidationError(f"{where}: {exc}", field=exc.field) from exc
+
+    return decode
+
+
+def _converting_decoder(decode_fields: Decode, convert: Callable[[Any], Any]) -> Decode:
+    """``payload -> plain value``: the data as read, checked against the declared type by ``convert``."""
+
+    def decode(data: bytes | None) -> Any:
+        return None if data is None else convert(decode_fields(data))
+
+    return decode
 
 
 def body_reader(writer: Any, reader: Any, absent: tuple[str, ...], flat: FlatReader | None) -> Callable[[bytes], Any]:

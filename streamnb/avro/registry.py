@@ -95,60 +95,16 @@ https:// registries; use an https:// URL, or remove cafile
         ssl_context: ssl.SSLContext | None = None,
         timeout: float = 10.0,
     ) -> None:
-        if not isinstance(url, str) or "://" not in url:
-            raise ConfigurationError(
-                f"schema_registry must be a URL such as 'http://127.0.0.1:8081', got {url!r}"
-            )
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigurationError(
-                f"schema registry {url!r}: use an http:// or https:// URL with a host, e.g. 'http://127.0.0.1:8081'"
-            )
-        netloc = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-        if ":" in parts.hostname:  # IPv6
-            netloc = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
-        self.url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
-        if parts.username is not None:
-            if auth is not None:
-                raise ConfigurationError(
-                    f"schema registry {self.url!r}: credentials are given both in the URL and as auth=; keep one"
-                )
-            auth = (urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or ""))
-        self.user: str | None = None
+        parts, self.url = _base_url(url)
+        credentials = _credentials(parts, auth, self.url)
+        self.user: str | None = None if credentials is None else credentials[0]
         self._headers = {"Accept": CONTENT_TYPE, "Content-Type": CONTENT_TYPE}
-        if auth is not None:
-            if isinstance(auth, str):
-                user, sep, password = auth.partition(":")
-                if not sep:
-                    raise ConfigurationError("schema registry auth as a str must be 'user:password'")
-                auth = (user, password)
-            if not (isinstance(auth, tuple) and len(auth) == 2 and all(isinstance(a, str) for a in auth)):
-                raise ConfigurationError(f"schema registry auth must be ('user', 'password'), got {auth!r}")
-            self.user = auth[0]
-            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
+        if credentials is not None:
+            token = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode("ascii")
             self._headers["Authorization"] = f"Basic {token}"
-        tls = {"cafile": cafile, "certfile": certfile, "keyfile": keyfile, "ssl_context": ssl_context}
-        given = [name for name, value in tls.items() if value is not None]
-        if given and parts.scheme != "https":
-            raise ConfigurationError(
-                f"schema registry {self.url!r}: {', '.join(given)} applies only to https:// registries; "
-                f"use an https:// URL, or remove {', '.join(given)}"
-            )
-        if ssl_context is not None and len(given) > 1:
-            raise ConfigurationError(
-                "schema registry: give ssl_context= or cafile/certfile/keyfile, not both "
-                "(load the files into the context yourself)"
-            )
-        if keyfile is not None and certfile is None:
-            raise ConfigurationError("schema registry: keyfile= needs certfile= (the client certificate)")
-        self._context: ssl.SSLContext | None = ssl_context
-        if parts.scheme == "https" and ssl_context is None:
-            try:
-                self._context = ssl.create_default_context(cafile=cafile)
-                if certfile is not None:
-                    self._context.load_cert_chain(certfile, keyfile)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigurationError(f"schema registry {self.url!r}: cannot load the TLS files ({exc})") from exc
+        self._context = _tls_context(
+            self.url, parts.scheme, cafile=cafile, certfile=certfile, keyfile=keyfile, ssl_context=ssl_context
+        )
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ConfigurationError(f"schema registry timeout must be a positive number of seconds, got {timeout!r}")
         self.timeout = float(timeout)
@@ -362,6 +318,78 @@ def _text(schema: Any) -> str:
 
 def _quote(subject: str) -> str:
     return urllib.parse.quote(subject, safe="")
+
+
+def _base_url(url: str) -> tuple[urllib.parse.SplitResult, str]:
+    """``url`` split, and the registry's base URL: scheme, host, port and path, without credentials or a last ``/``."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(
+            f"schema_registry must be a URL such as 'http://127.0.0.1:8081', got {url!r}"
+        )
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"schema registry {url!r}: use an http:// or https:// URL with a host, e.g. 'http://127.0.0.1:8081'"
+        )
+    netloc = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    if ":" in parts.hostname:  # IPv6
+        netloc = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
+    return parts, urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _credentials(
+    parts: urllib.parse.SplitResult, auth: tuple[str, str] | str | None, url: str
+) -> tuple[str, str] | None:
+    """Basic auth's ``(user, password)``: from ``auth=`` (a pair or ``"user:password"``) or the URL, or None."""
+    if parts.username is not None:
+        if auth is not None:
+            raise ConfigurationError(
+                f"schema registry {url!r}: credentials are given both in the URL and as auth=; keep one"
+            )
+        return urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")
+    if isinstance(auth, str):
+        user, sep, password = auth.partition(":")
+        if not sep:
+            raise ConfigurationError("schema registry auth as a str must be 'user:password'")
+        auth = (user, password)
+    if auth is not None and not (isinstance(auth, tuple) and len(auth) == 2 and all(isinstance(a, str) for a in auth)):
+        raise ConfigurationError(f"schema registry auth must be ('user', 'password'), got {auth!r}")
+    return auth
+
+
+def _tls_context(
+    url: str,
+    scheme: str,
+    *,
+    cafile: str | None,
+    certfile: str | None,
+    keyfile: str | None,
+    ssl_context: ssl.SSLContext | None,
+) -> ssl.SSLContext | None:
+    """The TLS context of an https:// registry (None for http://), checking that the TLS options fit together."""
+    tls = {"cafile": cafile, "certfile": certfile, "keyfile": keyfile, "ssl_context": ssl_context}
+    given = [name for name, value in tls.items() if value is not None]
+    if given and scheme != "https":
+        raise ConfigurationError(
+            f"schema registry {url!r}: {', '.join(given)} applies only to https:// registries; "
+            f"use an https:// URL, or remove {', '.join(given)}"
+        )
+    if ssl_context is not None and len(given) > 1:
+        raise ConfigurationError(
+            "schema registry: give ssl_context= or cafile/certfile/keyfile, not both "
+            "(load the files into the context yourself)"
+        )
+    if keyfile is not None and certfile is None:
+        raise ConfigurationError("schema registry: keyfile= needs certfile= (the client certificate)")
+    if scheme != "https" or ssl_context is not None:
+        return ssl_context
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+        if certfile is not None:
+            context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"schema registry {url!r}: cannot load the TLS files ({exc})") from exc
+    return context
 
 
 def registry_from_options(registry: Any, options: dict[str, Any]) -> SchemaRegistry | None:

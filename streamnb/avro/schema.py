@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import json
 import typing
-from collections.abc import Mapping, MutableSequence, Sequence, Set
+from collections.abc import Callable, Mapping, MutableSequence, Sequence, Set
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
@@ -188,43 +188,43 @@ class _Deriver:
         self.named: set[str] = set()
 
     def schema(self, tp: Any, where: str) -> Schema:
+        """The Avro schema of annotation ``tp``; ``where`` (``Record.field``) names it in errors."""
         if get_origin(tp) is typing.Annotated:
-            base, *extras = get_args(tp)
-            for extra in extras:
-                if isinstance(extra, AvroDecimal):
-                    if base is not Decimal:
-                        raise ConfigurationError(f"{where}: AvroDecimal(...) annotates Decimal, not {type_label(base)}")
-                    return _decimal(extra, where)
-            return self.schema(base, where)
+            return self._annotated(tp, where)
         if hasattr(tp, "__supertype__"):  # typing.NewType
             return self.schema(tp.__supertype__, where)
-        if tp is None or tp is NoneType:
-            return "null"
-        try:
-            known = _SCALARS.get(tp)
-        except TypeError:
-            known = None
-        if known is not None:
-            return dict(known) if isinstance(known, dict) else known
-        if tp is Decimal:
-            return _decimal(DEFAULT_DECIMAL, where)
+        scalar = _scalar_schema(tp, where)
+        if scalar is not None:
+            return scalar
         if is_record(tp):
             return self.record(tp)
+        return self._generic(tp, where)
+
+    def _annotated(self, tp: Any, where: str) -> Schema:
+        """``Annotated[X, ...]``: X's schema, or a decimal with the precision and scale of an ``AvroDecimal``."""
+        base, *extras = get_args(tp)
+        for extra in extras:
+            if isinstance(extra, AvroDecimal):
+                if base is not Decimal:
+                    raise ConfigurationError(f"{where}: AvroDecimal(...) annotates Decimal, not {type_label(base)}")
+                return _decimal(extra, where)
+        return self.schema(base, where)
+
+    def _generic(self, tp: Any, where: str) -> Schema:
+        """A parametrised annotation: a union, ``list[X]`` (other sequences, ``tuple[X, ...]``), ``dict[str, X]``."""
         origin, args = get_origin(tp), get_args(tp)
         if origin in (Union, UnionType):
             return [self.schema(a, where) for a in _union_order(args, None)]
-        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if (origin is tuple and len(args) == 2 and args[1] is Ellipsis) or (origin in _ARRAYS and args):
             return {"type": "array", "items": self.schema(args[0], where)}
-        if origin in _ARRAYS and args:
-            return {"type": "array", "items": self.schema(args[0], where)}
-        if origin in (dict, Mapping) or (isinstance(origin, type) and issubclass(origin, Mapping)):
-            if len(args) == 2:
-                if args[0] is not str:
-                    raise ConfigurationError(
-                        f"{where}: Avro maps have string keys, so {type_label(tp)} has no Avro form; "
-                        f"use dict[str, ...], or give the schema explicitly"
-                    )
-                return {"type": "map", "values": self.schema(args[1], where)}
+        is_mapping = origin in (dict, Mapping) or (isinstance(origin, type) and issubclass(origin, Mapping))
+        if is_mapping and len(args) == 2:
+            if args[0] is not str:
+                raise ConfigurationError(
+                    f"{where}: Avro maps have string keys, so {type_label(tp)} has no Avro form; "
+                    f"use dict[str, ...], or give the schema explicitly"
+                )
+            return {"type": "map", "values": self.schema(args[1], where)}
         raise ConfigurationError(
             f"{where}: {type_label(tp)} has no Avro form derived by streamnb (it knows str, int, float, bool, "
             "bytes, datetime, date, time, UUID, Decimal, Optional/unions, list[X], set[X], dict[str, X] and "
@@ -260,6 +260,21 @@ class _Deriver:
             out["namespace"] = namespace
         out["fields"] = fields
         return out
+
+
+def _scalar_schema(tp: Any, where: str) -> Schema | None:
+    """The schema of a type Avro has a primitive or logical type for (None if ``tp`` is not one)."""
+    if tp is None or tp is NoneType:
+        return "null"
+    try:
+        known = _SCALARS.get(tp)
+    except TypeError:  # an unhashable annotation
+        known = None
+    if known is not None:
+        return dict(known) if isinstance(known, dict) else known
+    if tp is Decimal:
+        return _decimal(DEFAULT_DECIMAL, where)
+    return None
 
 
 def _annotations(cls: Any) -> dict[str, Any]:
@@ -310,44 +325,73 @@ def _default(schema: Schema, value: Any, where: str) -> Any:
 
 
 def _json_default(schema: Schema, value: Any) -> Any:
+    """``value`` as the JSON an Avro default of ``schema`` is written in (raises for a value it cannot be)."""
     if isinstance(schema, str) and schema not in PRIMITIVES:  # a named record written before
         return _record_default(value)
-    kind = schema if isinstance(schema, str) else schema.get("type")
+    kind = _type_of(schema)
     logical = schema.get("logicalType") if isinstance(schema, dict) else None
     if value is None:
         if kind != "null":
             raise ValueError("None needs a null type first")
         return None
-    if logical == "timestamp-millis":
-        stamp = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return int(stamp.timestamp() * 1000)
-    if logical == "date":
-        return (value - date(1970, 1, 1)).days
-    if logical == "time-micros":
-        return ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond
-    if logical == "uuid":
-        return str(value)
-    if logical == "decimal":
-        unscaled = int(Decimal(value).scaleb(schema["scale"]).to_integral_exact())
-        size = max(1, (unscaled.bit_length() + 8) // 8)
-        return unscaled.to_bytes(size, "big", signed=True).decode("latin-1")
-    if kind == "bytes":
-        return bytes(value).decode("latin-1")
-    if kind == "array":
-        return [_json_default(schema["items"], v) for v in value]
-    if kind == "map":
-        return {str(k): _json_default(schema["values"], v) for k, v in value.items()}
-    if kind == "record":
-        return _record_default(value, schema)
-    if kind in ("long", "int") and not isinstance(value, bool):
-        return int(value)
-    if kind in ("double", "float"):
-        return float(value)
-    if kind == "boolean":
-        return bool(value)
-    if kind == "string":
-        return str(value)
-    raise TypeError(f"unexpected default for {kind}")
+    to_json = _LOGICAL_DEFAULTS.get(logical) or _TYPE_DEFAULTS.get(kind)  # derived schemas: str names
+    if to_json is None:
+        raise TypeError(f"unexpected default for {kind}")
+    return to_json(schema, value)
+
+
+def _type_of(schema: Schema) -> Any:
+    """The ``type`` of a schema: its name, or the ``type`` of a schema given as an object."""
+    return schema if isinstance(schema, str) else schema.get("type")
+
+
+def _timestamp_default(schema: Schema, value: datetime) -> int:
+    """Milliseconds since the epoch (a naive datetime is UTC)."""
+    stamp = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return int(stamp.timestamp() * 1000)
+
+
+def _time_default(schema: Schema, value: time) -> int:
+    """Microseconds since midnight."""
+    return ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond
+
+
+def _decimal_default(schema: Schema, value: Any) -> str:
+    """The unscaled value's big-endian two's complement bytes, as latin-1 text (Avro's JSON for bytes)."""
+    unscaled = int(Decimal(value).scaleb(schema["scale"]).to_integral_exact())
+    size = max(1, (unscaled.bit_length() + 8) // 8)
+    return unscaled.to_bytes(size, "big", signed=True).decode("latin-1")
+
+
+def _integer_default(schema: Schema, value: Any) -> int:
+    """An int or long; a bool is not one (Python's ``True`` is an int, Avro's is not)."""
+    if isinstance(value, bool):
+        raise TypeError(f"unexpected default for {_type_of(schema)}")
+    return int(value)
+
+
+_DefaultToJson = Callable[[Schema, Any], Any]
+
+_LOGICAL_DEFAULTS: dict[str | None, _DefaultToJson] = {  # logicalType -> the default as JSON (checked first)
+    "timestamp-millis": _timestamp_default,
+    "date": lambda schema, value: (value - date(1970, 1, 1)).days,
+    "time-micros": _time_default,
+    "uuid": lambda schema, value: str(value),
+    "decimal": _decimal_default,
+}
+
+_TYPE_DEFAULTS: dict[Any, _DefaultToJson] = {  # type -> the default as JSON
+    "bytes": lambda schema, value: bytes(value).decode("latin-1"),
+    "array": lambda schema, value: [_json_default(schema["items"], v) for v in value],
+    "map": lambda schema, value: {str(k): _json_default(schema["values"], v) for k, v in value.items()},
+    "record": lambda schema, value: _record_default(value, schema),
+    "long": _integer_default,
+    "int": _integer_default,
+    "double": lambda schema, value: float(value),
+    "float": lambda schema, value: float(value),
+    "boolean": lambda schema, value: bool(value),
+    "string": lambda schema, value: str(value),
+}
 
 
 def _record_default(value: Any, schema: Schema = None) -> Any:

@@ -26,7 +26,10 @@ from typing import Any, NamedTuple
 from ..errors import ConfigurationError, SerializationError, ValidationError
 from ._typerules import FAIL, JSON_NAMES, RULES, Convert, Rule, identity, is_record, short, type_label, wrong
 
-__all__ = ["Decode", "Encode", "Prefetch", "Prepare", "Serde", "generic_pair", "json_pair", "label", "text_pair"]
+__all__ = [
+    "Decode", "Encode", "Prefetch", "Prepare", "Serde", "generic_pair", "json_pair", "label", "record_from_data",
+    "text_pair",
+]
 
 Encode = Callable[[Any], bytes | None]
 Decode = Callable[[bytes | None], Any]
@@ -232,6 +235,22 @@ def _rule_encoder(rule: Rule, convert: Convert, dumps: Callable[[Any], bytes] | 
 # -- decoders -------------------------------------------------------------------------------------
 
 
+def record_from_data(type_: Any) -> Callable[[Any], Any]:
+    """``data -> instance`` of Record class ``type_``: its compiled ``from_data``, looked up once.
+
+    A Record compiles on first use (its annotations may name types defined
+    after it) and then replaces ``from_data``; until then each call looks it up.
+    """
+    from_data: Callable[[Any], Any] = type_.from_data
+    if getattr(from_data, "__self__", None) is None:
+        return from_data  # compiled: a plain function
+
+    def compiled_on_first_use(obj: Any) -> Any:
+        return type_.from_data(obj)
+
+    return compiled_on_first_use
+
+
 def _untyped_decoder(loads: Callable[[bytes], Any], where: _Where, codec: Any) -> Decode:
     def decode(data: bytes | None) -> Any:
         if data is None:
@@ -258,12 +277,14 @@ def _record_decoder(
     ``raw_decode``: a ``json.JSONDecoder.raw_decode`` that ``loads`` is equivalent to on UTF-8
     text, called directly (the built-in JSON codec).
     """
-    from_data = type_.from_data
-    if getattr(from_data, "__self__", None) is not None:
-        # Not compiled yet (a forward reference): Record replaces from_data on first use, so look it up each time.
-        def from_data(obj: Any) -> Any:
-            return type_.from_data(obj)
+    from_data = record_from_data(type_)
+    decode = _mapping_record_decoder(type_, from_data, loads, where, codec, exact)
+    return decode if raw_decode is None else _json_object_record_decoder(raw_decode, from_data, decode, where)
 
+
+def _mapping_record_decoder(type_: Any, from_data: Callable[[Any], Any], loads: Callable[[bytes], Any],
+                            where: _Where, codec: Any, exact: bool) -> Decode:
+    """``loads``, then a mapping -> ``from_data`` (or, unless ``exact``, an instance of ``type_`` as it is)."""
     name = type_.__name__
     form = "a JSON object" if exact else f"a mapping or a {name}"
 
@@ -283,18 +304,21 @@ def _record_decoder(
         except ValidationError as exc:
             raise ValidationError(f"{where.what}: {exc}", field=exc.field) from exc
 
-    if raw_decode is None:
-        return decode
+    return decode
+
+
+def _json_object_record_decoder(raw_decode: Callable[[str], tuple[Any, int]], from_data: Callable[[Any], Any],
+                                careful: Decode, where: _Where) -> Decode:
+    """``careful`` with the JSON codec's fast path inlined: UTF-8 text holding one JSON object."""
 
     def decode_object(data: bytes | None) -> Any:
-        """The same, with the JSON codec's fast path inlined: UTF-8 text holding one JSON object."""
         try:
             text = data.decode()  # type: ignore[union-attr]
             obj, end = raw_decode(text)
         except Exception:
-            return decode(data)  # None, other encodings, bad JSON: the careful path says why
+            return careful(data)  # None, other encodings, bad JSON: the careful path says why
         if type(obj) is not dict or end != len(text):
-            return decode(data)
+            return careful(data)
         try:
             return from_data(obj)
         except ValidationError as exc:
@@ -418,17 +442,27 @@ def generic_pair(codec: Any, type_: Any, role: str, topic: str | None) -> tuple[
     if is_record(type_):
         return _record_encoder(type_, dumps, where, codec), _record_decoder(type_, loads, where, codec, exact=False)
     rule = RULES.get(type_)
-    if rule is None:  # the codec's own type (a protobuf class, ...): instances only
-        if not isinstance(type_, type):
-            raise ConfigurationError(f"{where.what}: {role}_type must be a class or None, got {type_!r}")
+    if rule is None:
+        rule = _instance_rule(type_, where)
+    return _rule_encoder(rule, rule.to_json, dumps, where, codec), _json_or_text_rule_decoder(rule, loads, where, codec)
 
-        def instance(v: Any) -> Any:
-            if isinstance(v, type_):
-                return v
-            raise wrong(v)
 
-        name = type_.__name__
-        rule = Rule(name, lambda v: isinstance(v, type_), f"a {name}", instance, identity, None, None, None)
+def _instance_rule(type_: Any, where: _Where) -> Rule:
+    """The rule for a type with no rule of its own (a protobuf class, ...): its instances only."""
+    if not isinstance(type_, type):
+        raise ConfigurationError(f"{where.what}: {where.role}_type must be a class or None, got {type_!r}")
+
+    def instance(v: Any) -> Any:
+        if isinstance(v, type_):
+            return v
+        raise wrong(v)
+
+    name = type_.__name__
+    return Rule(name, lambda v: isinstance(v, type_), f"a {name}", instance, identity, None, None, None)
+
+
+def _json_or_text_rule_decoder(rule: Rule, loads: Callable[[bytes], Any], where: _Where, codec: Any) -> Decode:
+    """``loads``, then the rule's JSON form; bytes or str that ``loads`` returns may also be the rule's text form."""
     from_json, from_text, name = rule.from_json, rule.from_text, rule.name
     form = rule.json_form if rule.text_form is None else f"{rule.json_form}, or {rule.text_form}"
 
@@ -450,5 +484,4 @@ def generic_pair(codec: Any, type_: Any, role: str, topic: str | None) -> tuple[
                 pass
         raise where.bad_json(form, name, obj)
 
-    return _rule_encoder(rule, rule.to_json, dumps, where, codec), decode
-
+    return decode

@@ -213,27 +213,43 @@ def spec_for(tp: Any) -> Spec:
     """Compile an annotation into a :class:`Spec` (unknown typing constructs act as ``Any``)."""
     if tp is Any or tp is object:
         return _ANY
-    try:
-        if tp in _SCALARS:
-            return _SCALARS[tp]
-        if tp in _BARE:
-            return spec_for(_BARE[tp])
-    except TypeError:  # an unhashable annotation
-        pass
+    known = _known_spec(tp)
+    if known is not None:
+        return known
     if hasattr(tp, "__supertype__"):  # typing.NewType
         return spec_for(tp.__supertype__)
-    origin, args = get_origin(tp), get_args(tp)
+    origin = get_origin(tp)
     if origin is None:
-        if not isinstance(tp, type):
-            return _ANY._replace(name=type_name(tp))
-        if issubclass(tp, _record_base):
-            return _record_spec(tp)
-        return _class_spec(tp, rebuild=issubclass(tp, Enum))
+        return _unparametrised_spec(tp)
+    return _parametrised_spec(tp, origin, get_args(tp))
+
+
+def _known_spec(tp: Any) -> Spec | None:
+    """A scalar's spec, or a bare container's (``list`` is ``list[Any]``); None for any other annotation."""
+    try:
+        scalar, bare = _SCALARS.get(tp), _BARE.get(tp)
+    except TypeError:  # an unhashable annotation
+        return None
+    if scalar is not None:
+        return scalar
+    return None if bare is None else spec_for(bare)
+
+
+def _unparametrised_spec(tp: Any) -> Spec:
+    """An annotation without parameters: a nested Record, an Enum or another class, or an unknown construct."""
+    if not isinstance(tp, type):
+        return _ANY._replace(name=type_name(tp))
+    if issubclass(tp, _record_base):
+        return _record_spec(tp)
+    return _class_spec(tp, rebuild=issubclass(tp, Enum))
+
+
+def _parametrised_spec(tp: Any, origin: Any, args: tuple[Any, ...]) -> Spec:
+    """``X | Y``, ``Literal[...]``, ``tuple[...]``, ``list[X]`` and other sequences, ``dict[K, V]``; else by origin."""
     if origin in (Union, UnionType):
         return _union_spec(args)
     if origin is Literal:
-        name = type_name(tp)
-        return Spec(name, lambda v: v in args, lambda v: v if v in args else _raise(_wrong(name, v)), None, True)
+        return _literal_spec(type_name(tp), args)
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return _sequence_spec(tuple, spec_for(args[0]))
@@ -244,6 +260,11 @@ def spec_for(tp: Any) -> Spec:
         key, value = (args if len(args) == 2 else (Any, Any))
         return _dict_spec(spec_for(key), spec_for(value))
     return spec_for(origin) if isinstance(origin, type) else _ANY._replace(name=type_name(tp))
+
+
+def _literal_spec(name: str, values: tuple[Any, ...]) -> Spec:
+    """``Literal[...]``: one of ``values``, as it is (nothing to convert)."""
+    return Spec(name, lambda v: v in values, lambda v: v if v in values else _raise(_wrong(name, v)), None, True)
 
 
 def _raise(exc: Exception) -> Any:
@@ -342,18 +363,27 @@ def _dict_spec(key: Spec, value: Spec) -> Spec:
 
 
 def _union_spec(args: tuple[Any, ...]) -> Spec:
-    optional = NoneType in args
+    """``X | Y | ...``: ``Optional[X]`` (the common case, kept cheap), or a union of several types."""
     members = [spec_for(a) for a in args if a is not NoneType]
-    if len(members) == 1:  # Optional[X]: the common case, kept cheap
-        inner = members[0]
-        inner_check, inner_coerce, inner_rebuild = inner.check, inner.coerce, inner.rebuild
-        return Spec(
-            f"{inner.name} | None",
-            lambda v: v is None or inner_check(v),
-            lambda v: None if v is None else inner_coerce(v),
-            None if inner_rebuild is None else (lambda v: None if v is None else inner_rebuild(v)),
-            inner.plain,
-        )
+    if len(members) == 1:
+        return _optional_spec(members[0])
+    return _any_of_spec(members, optional=NoneType in args)
+
+
+def _optional_spec(inner: Spec) -> Spec:
+    """``X | None``: None, or what ``inner`` checks, coerces and rebuilds."""
+    inner_check, inner_coerce, inner_rebuild = inner.check, inner.coerce, inner.rebuild
+    return Spec(
+        f"{inner.name} | None",
+        lambda v: v is None or inner_check(v),
+        lambda v: None if v is None else inner_coerce(v),
+        None if inner_rebuild is None else (lambda v: None if v is None else inner_rebuild(v)),
+        inner.plain,
+    )
+
+
+def _any_of_spec(members: list[Spec], optional: bool) -> Spec:
+    """A union of several types (and None if ``optional``): the first member that accepts a value wins."""
     name = " | ".join([m.name for m in members] + (["None"] if optional else []))
 
     def check(v: Any) -> bool:
@@ -369,21 +399,27 @@ def _union_spec(args: tuple[Any, ...]) -> Spec:
                 continue
         raise _wrong(name, v)
 
+    rebuilders = [m for m in members if m.rebuild is not None]
+    rebuild = _first_rebuild(check, rebuilders) if rebuilders else None
+    return Spec(name, check, coerce, rebuild, all(m.plain for m in members))
+
+
+def _first_rebuild(check: Callable[[Any], bool], members: list[Spec]) -> Converter:
+    """A union's rebuild from JSON data: the value if it checks, else the first member's rebuild that checks."""
+
     def rebuild(v: Any) -> Any:
         if check(v):
             return v
         for member in members:
-            if member.rebuild is not None:
-                try:
-                    rebuilt = member.rebuild(v)
-                except (*CONVERT_ERRORS, ValidationError):
-                    continue
-                if member.check(rebuilt):
-                    return rebuilt
+            try:
+                rebuilt = member.rebuild(v)  # type: ignore[misc]
+            except (*CONVERT_ERRORS, ValidationError):
+                continue
+            if member.check(rebuilt):
+                return rebuilt
         return v
 
-    any_rebuild = any(m.rebuild is not None for m in members)
-    return Spec(name, check, coerce, rebuild if any_rebuild else None, all(m.plain for m in members))
+    return rebuild
 
 
 def to_json(value: Any) -> Any:

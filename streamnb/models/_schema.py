@@ -139,13 +139,22 @@ def not_mapping(cls: type, data: Any) -> ValidationError:
 
 
 def _compile_from_data(cls: Any, schema: Schema) -> Callable[[Mapping[str, Any]], Any]:
-    count, has_all = len(cls._field_names), frozenset(cls._field_names).issuperset
-    convs, post, new = schema.decode_convs, schema.post_init, object.__new__
+    """``cls``'s own ``from_data``: a plain copy when no field needs converting and there is no ``__post_init__``."""
+    values_of = _values_reader(cls)
+    if not schema.decode_convs and schema.post_init is None:
+        from_data = _copying_from_data(cls, values_of)
+    else:
+        from_data = _converting_from_data(cls, schema, values_of)
+    from_data.__doc__ = cls.from_data.__doc__  # Record.from_data's, before it is replaced
+    from_data.__qualname__ = f"{cls.__qualname__}.from_data"
+    return from_data
 
+
+def _values_reader(cls: Any) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """``data -> field values``: the slower path (defaults, extra keys ignored, missing fields, other mappings)."""
     field_names, defaults, mutable = cls._field_names, cls._defaults, cls._mutable
 
     def values_of(data: Mapping[str, Any]) -> dict[str, Any]:
-        """Slower path: defaults, extra keys (ignored), missing fields, non-dict mappings."""
         if type(data) is not dict and not isinstance(data, Mapping):
             raise not_mapping(cls, data)
         values = {}
@@ -158,32 +167,43 @@ def _compile_from_data(cls: Any, schema: Schema) -> Callable[[Mapping[str, Any]]
                 return fill(cls, data, True)  # raises, naming every missing field
         return values
 
-    if not convs and post is None:
+    return values_of
 
-        def from_data(data: Mapping[str, Any]) -> Any:
-            obj = new(cls)
-            # Hot path: a dict with exactly the field keys is copied into the instance as is.
-            if type(data) is dict and len(data) == count and has_all(data):
-                obj.__dict__ = data.copy()
-            else:
-                obj.__dict__ = values_of(data)
-            return obj
 
-    else:
+def _copying_from_data(cls: Any, values_of: Callable[[Mapping[str, Any]], dict[str, Any]]) -> Callable[[Any], Any]:
+    """``from_data`` of a Record whose fields need no conversion: the values become the instance's ``__dict__``."""
+    count, has_all, new = len(cls._field_names), frozenset(cls._field_names).issuperset, object.__new__
 
-        def from_data(data: Mapping[str, Any]) -> Any:
-            if type(data) is dict and len(data) == count and has_all(data):
-                values = data.copy()
-            else:
-                values = values_of(data)
-            for name, convert in convs:
-                values[name] = convert(values[name])
-            obj = new(cls)
-            obj.__dict__ = values
-            if post is not None:
-                post(obj)
-            return obj
+    def from_data(data: Mapping[str, Any]) -> Any:
+        obj = new(cls)
+        # Hot path: a dict with exactly the field keys is copied into the instance as is.
+        if type(data) is dict and len(data) == count and has_all(data):
+            obj.__dict__ = data.copy()
+        else:
+            obj.__dict__ = values_of(data)
+        return obj
 
-    from_data.__doc__ = cls.from_data.__doc__  # Record.from_data's, before it is replaced
-    from_data.__qualname__ = f"{cls.__qualname__}.from_data"
+    return from_data
+
+
+def _converting_from_data(
+    cls: Any, schema: Schema, values_of: Callable[[Mapping[str, Any]], dict[str, Any]]
+) -> Callable[[Any], Any]:
+    """``from_data`` that runs the fields' decode converters, then ``__post_init__`` if the class has one."""
+    count, has_all, new = len(cls._field_names), frozenset(cls._field_names).issuperset, object.__new__
+    convs, post = schema.decode_convs, schema.post_init
+
+    def from_data(data: Mapping[str, Any]) -> Any:
+        if type(data) is dict and len(data) == count and has_all(data):
+            values = data.copy()
+        else:
+            values = values_of(data)
+        for name, convert in convs:
+            values[name] = convert(values[name])
+        obj = new(cls)
+        obj.__dict__ = values
+        if post is not None:
+            post(obj)
+        return obj
+
     return from_data

@@ -325,6 +325,21 @@ _LAZY_FROM_DATA = Record.__dict__["from_data"]
 
 def _collect_fields(cls: type[Record]) -> None:
     """Field names (inherited first), defaults and descriptors, without evaluating annotations."""
+    order, defaults = _inherited_fields(cls)
+    _add_own_fields(cls, order, defaults)
+    for name in order:  # defaults given (or overridden) in this class body
+        value = cls.__dict__.get(name, _MISSING)
+        if value is not _MISSING and not isinstance(value, FieldDescriptor):
+            defaults[name] = value
+    cls._field_names = tuple(order)
+    cls._defaults = defaults
+    cls._mutable = frozenset(n for n, v in defaults.items() if not isinstance(v, _IMMUTABLE))
+    for name in order:
+        setattr(cls, name, FieldDescriptor(cls, name, defaults.get(name, _MISSING)))
+
+
+def _inherited_fields(cls: type[Record]) -> tuple[list[str], dict[str, Any]]:
+    """The fields of ``cls``'s Record bases, in order (the furthest base first), and their defaults."""
     order: list[str] = []
     defaults: dict[str, Any] = {}
     for base in reversed(cls.__mro__[1:]):
@@ -336,6 +351,11 @@ def _collect_fields(cls: type[Record]) -> None:
                 defaults.pop(name, None)
                 if name in inherited["_defaults"]:
                     defaults[name] = inherited["_defaults"][name]
+    return order, defaults
+
+
+def _add_own_fields(cls: type[Record], order: list[str], defaults: dict[str, Any]) -> None:
+    """Add the fields ``cls`` annotates itself to ``order``; a field annotated again loses its inherited default."""
     for name, annotation in cls.__dict__.get("__annotations__", {}).items():
         if _is_classvar(annotation):
             continue
@@ -346,15 +366,6 @@ def _collect_fields(cls: type[Record]) -> None:
         if name not in order:
             order.append(name)
         defaults.pop(name, None)
-    for name in order:  # defaults given (or overridden) in this class body
-        value = cls.__dict__.get(name, _MISSING)
-        if value is not _MISSING and not isinstance(value, FieldDescriptor):
-            defaults[name] = value
-    cls._field_names = tuple(order)
-    cls._defaults = defaults
-    cls._mutable = frozenset(n for n, v in defaults.items() if not isinstance(v, _IMMUTABLE))
-    for name in order:
-        setattr(cls, name, FieldDescriptor(cls, name, defaults.get(name, _MISSING)))
 
 
 def _is_classvar(annotation: Any) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 import uuid
 from typing import Any
@@ -110,6 +111,35 @@ def test_app_registry_options_are_checked() -> None:
         SchemaRegistry("https://127.0.0.1:8081", cafile="/nonexistent/ca.pem")
     with pytest.raises(ConfigurationError, match="unknown option 'schema_registry_url'"):
         make_app(schema_registry_url="http://127.0.0.1:8081")
+
+
+def test_registry_urls_are_normalised() -> None:
+    assert SchemaRegistry("http://127.0.0.1:8081/").url == "http://127.0.0.1:8081"
+    assert SchemaRegistry("http://[::1]:8081/apis/ccompat/v7/").url == "http://[::1]:8081/apis/ccompat/v7"
+    assert SchemaRegistry("https://[::1]").url == "https://[::1]"
+    client = SchemaRegistry("http://ada%40home:p%3Ass@127.0.0.1:8081")  # credentials in the URL, unquoted
+    assert client.url == "http://127.0.0.1:8081" and client.user == "ada@home"
+
+
+@pytest.mark.parametrize(
+    "url, options, problem",
+    [
+        ("127.0.0.1:8081", {}, "schema_registry must be a URL such as"),
+        (8081, {}, "schema_registry must be a URL such as"),
+        ("http://", {}, "use an http:// or https:// URL with a host"),
+        ("http://h:1", {"auth": "ada"}, "auth as a str must be 'user:password'"),
+        ("http://h:1", {"auth": ("ada",)}, "auth must be ('user', 'password'), got ('ada',)"),
+        ("http://h:1", {"auth": ["ada", "pw"]}, "auth must be ('user', 'password')"),
+        ("http://h:1", {"certfile": "c.pem", "keyfile": "k.pem"}, "certfile, keyfile applies only to https://"),
+        ("https://h:1", {"ssl_context": ssl.create_default_context(), "cafile": "ca.pem"}, "not both"),
+        ("https://h:1", {"certfile": "/nonexistent/c.pem"}, "cannot load the TLS files"),
+        ("http://h:1", {"timeout": 0}, "timeout must be a positive number of seconds, got 0"),
+        ("http://h:1", {"timeout": "10"}, "timeout must be a positive number of seconds, got '10'"),
+    ],
+)
+def test_registry_options_that_do_not_fit_say_why(url: Any, options: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(problem)):
+        SchemaRegistry(url, **options)
 
 
 def test_a_kafka_option_still_goes_to_kafka_and_is_checked_there() -> None:

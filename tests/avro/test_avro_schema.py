@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from enum import Enum
@@ -123,6 +124,55 @@ def test_logical_and_bytes_defaults_are_written_in_avro_s_json_form() -> None:
     assert f["placed"]["default"] == 1714979289000  # milliseconds since the epoch
     assert f["day"]["default"] == 10
     assert f["blob"]["default"] == "\x00\xfe"  # bytes as a latin-1 str, as the Avro spec says
+
+
+def test_every_kind_of_default_has_its_avro_json_form() -> None:
+    class Defaults(Record):
+        first: Item = Item(sku="a")  # the record written out: a record default
+        second: Item = Item(sku="b", qty=2)  # the record named again: its fields as JSON
+        items: list[Item] = [Item(sku="c")]  # noqa: RUF012
+        counts: dict[str, int] = {"x": 1}  # noqa: RUF012
+        at: time = time(1, 2, 3, 4)
+        ref: UUID = UUID(int=7)
+        naive: datetime = datetime(1970, 1, 1, 0, 0, 1)  # a naive datetime is UTC
+        ratio: float = 2
+        flag: bool = 1  # type: ignore[assignment]
+        count: int = 3.0  # type: ignore[assignment]
+        text: str = 5  # type: ignore[assignment]
+        price: Decimal = Decimal("-1")
+
+    f = {name: field["default"] for name, field in fields(avro_schema(Defaults)).items()}
+    assert f["first"] == {"sku": "a", "qty": 1} and f["second"] == {"sku": "b", "qty": 2}
+    assert f["items"] == [{"sku": "c", "qty": 1}] and f["counts"] == {"x": 1}
+    assert f["at"] == 3_723_000_004 and f["ref"] == str(UUID(int=7)) and f["naive"] == 1000
+    assert (f["ratio"], f["flag"], f["count"], f["text"]) == (2.0, True, 3, "5")
+    assert f["price"].encode("latin-1") == (-(10**9)).to_bytes(4, "big", signed=True)
+    parse_schema(avro_schema(Defaults))  # fastavro takes every default
+
+
+@pytest.mark.parametrize(
+    "annotation, default, problem",
+    [
+        (int, True, "the default True has no Avro form for \"long\" (unexpected default for long)"),
+        (int, None, "(None needs a null type first)"),
+        (type(None), 5, "(unexpected default for null)"),
+        (datetime, "2024-01-02", "the default '2024-01-02' has no Avro form"),
+    ],
+)
+def test_a_default_without_an_avro_form_names_the_field(annotation: Any, default: Any, problem: str) -> None:
+    Odd = type("Odd", (Record,), {"__annotations__": {"x": annotation}, "x": default})
+    with pytest.raises(ConfigurationError, match=re.escape(problem)) as info:
+        avro_schema(Odd)
+    assert str(info.value).startswith(f"Odd.x: the default {default!r} has no Avro form")
+
+
+def test_annotated_extras_and_newtypes_are_their_base_type() -> None:
+    from typing import NewType
+
+    assert avro_schema(Annotated[int, "a note"]) == "long"
+    assert avro_schema(NewType("UserId", str)) == "string"
+    with pytest.raises(ConfigurationError, match="explicitly"):
+        avro_schema([int])  # not an annotation (unhashable): no Avro form
 
 
 def test_a_record_round_trips_through_its_derived_schema() -> None:

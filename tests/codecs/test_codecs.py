@@ -525,6 +525,8 @@ def test_a_custom_codec_with_its_own_type_accepts_its_instances_only() -> None:
         s.encode(3)
     with pytest.raises(ValidationError, match="expected a Point for value_type=Point, got a JSON string 'dash'"):
         s.decode(b"-")
+    with pytest.raises(ConfigurationError, match=re.escape("topic 't' key: key_type must be a class or None, got")):
+        serde(PointCodec(), list[int], "key", topic="t")  # no rule, and not a class: nothing to check instances with
 
 
 class Base64Json(JsonCodec):

@@ -106,6 +106,29 @@ def test_unknown_constructs_act_as_any() -> None:
     assert spec_for(list).name == "list[Any]"
 
 
+def test_more_annotations_compile_by_their_origin() -> None:
+    from collections import deque
+    from typing import ClassVar
+
+    assert spec_for(tuple[int, ...]).coerce(["1", 2]) == (1, 2)  # a variable-length tuple is a sequence
+    assert spec_for(deque[int]).name == "deque"  # another generic class: its origin, as a class
+    assert spec_for(deque[int]).coerce([1]) == deque([1])
+    assert spec_for(ClassVar[int]).name == "ClassVar[int]"  # an origin that is not a class: Any, named as written
+    assert spec_for([int]).name == "[<class 'int'>]" and spec_for([int]).check(1)  # unhashable: Any
+
+
+def test_a_union_of_several_types_keeps_values_that_fit_and_rebuilds_with_the_first_member_that_checks() -> None:
+    spec = spec_for(int | datetime | None)
+    assert spec.coerce(5) == 5 and spec.coerce(None) is None  # already one of the members
+    union_rebuild = spec.rebuild
+    assert union_rebuild is not None
+    assert union_rebuild(5) == 5  # fits as it is
+    assert union_rebuild("2024-01-02T00:00:00") == datetime(2024, 1, 2)
+    assert union_rebuild("not a date") == "not a date"  # no member's rebuild takes it: kept, for validation
+    assert rebuild(Decimal | date, "2024-01-02") == date(2024, 1, 2)  # Decimal's rebuild raises: the next one
+    assert rebuild(Decimal | datetime, [1]) == [1]  # rebuilt by none
+
+
 def test_to_json_makes_json_data() -> None:
     value = {
         "item": Item(sku="a"),

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 from uuid import UUID
 
 import pytest
@@ -145,6 +145,25 @@ def test_inheritance_keeps_field_order_defaults_and_options() -> None:
     assert _field(Child.kind).model is Child and _field(Base.kind).model is Base
     with pytest.raises(ValidationError, match="Child.extra: expected int"):
         Child(id="x", extra="nope")
+
+
+def test_class_variables_and_re_annotated_fields() -> None:
+    import typing
+
+    class Base(Record):
+        id: str
+        kind: str = "base"
+        registry: ClassVar[dict[str, int]] = {}  # a class variable, not a field
+
+    class Child(Base):
+        kind: str  # annotated again without a default: now required, in its inherited place
+        label: typing.ClassVar[str] = "child"
+        extra: int = 0
+
+    assert Base._field_names == ("id", "kind") and Child._field_names == ("id", "kind", "extra")
+    assert Child._defaults == {"extra": 0} and Base.registry == {} and Child.label == "child"
+    with pytest.raises(ValidationError, match="Child.kind: required field missing"):
+        Child(id="x")
 
 
 def test_mutable_defaults_are_copied_per_instance() -> None:
