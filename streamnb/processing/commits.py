@@ -72,6 +72,7 @@ class Commits:
         self._inflight: asyncio.Future[None] | None = None
         self._inflight_dirty: dict[Any, dict[Any, list[Any]]] = {}
         self._inflight_letters: list[tuple[Message, str]] = []
+        self._sent_offsets: dict[TP, int] = {}  # the offsets of the last commit started, per partition
         self._inflight_partitions: set[int] = set()
         self._inflight_note: tuple[int, int, float] = (0, 0, 0.0)  # events, records, start: the debug line
 
@@ -103,10 +104,15 @@ class Commits:
         if self.aborted or self.consumer is None:
             return
         offsets = {TP(t, p): o + 1 for (t, p), o in self.pending.items()}
+        held_back: dict[tuple[str, int], int] = {}  # processed, but an operator (take) still holds them
         for hold in self.stream.holds:
             for tp, first_held in hold().items():
                 if tp in offsets and offsets[tp] > first_held:
                     offsets[tp] = first_held
+                    held_back[(tp.topic, tp.partition)] = self.pending[(tp.topic, tp.partition)]
+        if held_back and not len(txn) and all(self._sent_offsets.get(tp) == o for tp, o in offsets.items()):
+            self.last_commit = time.monotonic()  # nothing new to commit: only what is held back
+            return
         for participant in list(txn.dirty):
             participant.before_commit(txn)
         dirty = txn.dirty
@@ -126,6 +132,8 @@ class Commits:
             purger.stage(offsets)
         txn.clear()
         self.pending.clear()
+        self.pending.update(held_back)  # committed once the operator lets go of them
+        self._sent_offsets.update(offsets)
         self.last_commit = time.monotonic()
         self._inflight = asyncio.ensure_future(committing)
         self._inflight_dirty = dirty

@@ -244,3 +244,34 @@ async def test_through_and_enumerate(broker: str, app_id: str) -> None:
         # through() really wrote the intermediate topic.
         tp = TP(cleaned.name, 0)
         assert [m.value for m in await transport.read(tp, 0, 10)] == [b'"a"', b'"b"', b'"c"']
+
+
+async def test_offsets_a_take_held_back_are_committed_once_it_lets_go(broker: str, app_id: str) -> None:
+    """take() holds its buffered events' offsets back; after the list is handed over they commit, idle or not."""
+    app = faust.App(app_id, broker=broker, topic_partitions=1)
+    nums = app.topic(f"{app_id}-held", value_type=int)
+    batches: list[list[int]] = []
+
+    @app.agent(nums, name="batcher")
+    async def batcher(stream):
+        async for batch in stream.take(100, within=0.3):  # never full: handed over when `within` passed
+            batches.append(batch)
+
+    async with app:
+        for n in range(3):
+            await nums.send(value=n)
+        await wait_until(lambda: sum(map(len, batches)) == 3, timeout=20)
+        await settle(app, timeout=30)  # nothing left uncommitted on the now idle partition
+    app = faust.App(app_id, broker=broker, topic_partitions=1)
+    nums = app.topic(f"{app_id}-held", value_type=int)
+    again: list[list[int]] = []
+
+    @app.agent(nums, name="batcher")  # the same agent: its consumer group's committed offsets
+    async def batcher2(stream):
+        async for batch in stream.take(100, within=0.3):
+            again.append(batch)
+
+    async with app:
+        await nums.send(value=3)
+        await wait_until(lambda: sum(map(len, again)) == 1, timeout=20)
+    assert again == [[3]]  # the first three were not processed again
