@@ -7,8 +7,15 @@ partition, offset of the first message); ``partitions`` holds where each log
 starts and ends and how far compaction got. :func:`compact` keeps the newest
 message per key (dropping keys whose newest value is a tombstone);
 :func:`expire` drops the head of a partition up to the first message younger
-than the retention. Stores of schema 1 (one row per message) are converted
-by :func:`migrate` when opened.
+than the retention. Stores of schema 1 (one row per message) and 2 (no
+checksums) are converted by :func:`migrate` when opened.
+
+Every row carries a CRC-32C (:mod:`streamnb.transport.local.integrity`):
+batches over their header and bytes, checked by :func:`read`; catalogue rows
+(topics, partitions, offsets) over their values, checked when the folder is
+opened (:func:`load_catalogue`) and when offsets are read. Each batch also
+stores where it ends (``end_offset``: the next batch's ``base_offset``), so
+a missing batch is a gap that reads detect.
 
 Example::
 
@@ -27,6 +34,7 @@ from dataclasses import dataclass
 
 from ..base import Message
 from .batch import BATCH_MAX, Columns, Item, decode, decode_headers, encode, encode_columns, timestamps
+from .integrity import Damage, batch_crc, checked_batches, checked_rows, row_crc
 
 __all__ = [
     "INSERT_BATCH",
@@ -42,14 +50,18 @@ __all__ = [
     "compaction_due",
     "delete_groups",
     "delete_topics",
+    "end_row",
     "expire",
+    "load_catalogue",
     "migrate",
+    "offset_row",
     "read",
     "rollback",
+    "topic_row",
 ]
 
-SCHEMA_VERSION = 2
-"""``PRAGMA user_version`` of the stores this module writes (1: one row per message)."""
+SCHEMA_VERSION = 3
+"""``PRAGMA user_version`` of the stores this module writes (1: one row per message; 2: no checksums)."""
 
 BATCHES_SQL = """
 CREATE TABLE batches (
@@ -59,6 +71,8 @@ CREATE TABLE batches (
     count INTEGER NOT NULL,        -- messages in the batch
     max_timestamp REAL NOT NULL,   -- the newest message's timestamp (for retention)
     records BLOB NOT NULL,         -- the messages, as local/batch.py encode() packs them
+    end_offset INTEGER,            -- the next batch's base_offset (NULL: written by schema 2)
+    crc INTEGER,                   -- CRC-32C of the row (integrity.batch_crc), NULL: written by schema 2
     PRIMARY KEY (topic_id, "partition", base_offset)
 )"""
 
@@ -68,7 +82,8 @@ CREATE TABLE topics (
     name TEXT NOT NULL UNIQUE,
     partitions INTEGER NOT NULL,
     compacted INTEGER NOT NULL,
-    retention REAL
+    retention REAL,
+    crc INTEGER                    -- CRC-32C of the row's values (integrity.row_crc), as for the next two
 );
 CREATE TABLE partitions (
     topic_id INTEGER NOT NULL,
@@ -77,6 +92,7 @@ CREATE TABLE partitions (
     next_offset INTEGER NOT NULL,
     clean_upto INTEGER NOT NULL,   -- compaction has seen every offset below this
     clean_count INTEGER NOT NULL,  -- messages kept below clean_upto
+    crc INTEGER,
     PRIMARY KEY (topic_id, "partition")
 ) WITHOUT ROWID;
 {BATCHES_SQL};
@@ -85,21 +101,32 @@ CREATE TABLE offsets (
     topic TEXT NOT NULL,
     "partition" INTEGER NOT NULL,
     "offset" INTEGER NOT NULL,
+    crc INTEGER,
     PRIMARY KEY ("group", topic, "partition")
 ) WITHOUT ROWID;
 """
 
-INSERT_BATCH = "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)"
-UPDATE_END = 'UPDATE partitions SET next_offset = ? WHERE topic_id = ? AND "partition" = ?'
-UPSERT_OFFSET = (
-    'INSERT INTO offsets VALUES (?, ?, ?, ?) ON CONFLICT ("group", topic, "partition") '
-    'DO UPDATE SET "offset" = excluded."offset"'
+INSERT_BATCH = (
+    'INSERT INTO batches (topic_id, "partition", base_offset, count, max_timestamp, records, end_offset, crc) '
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-# The batch holding ``start`` (the last one beginning at or before it), and every later one before ``stop``.
-_SELECT_BATCHES = (
-    'SELECT base_offset, records FROM batches WHERE topic_id = ?1 AND "partition" = ?2 AND base_offset >= '
-    'coalesce((SELECT max(base_offset) FROM batches WHERE topic_id = ?1 AND "partition" = ?2 '
-    "AND base_offset <= ?3), 0) AND base_offset < ?4 ORDER BY base_offset"
+"""Takes a row of :func:`batch_rows` (or :func:`batch_row`)."""
+UPDATE_END = 'UPDATE partitions SET next_offset = ?, crc = ? WHERE topic_id = ? AND "partition" = ?'
+"""Takes an :func:`end_row`."""
+UPSERT_OFFSET = (
+    'INSERT INTO offsets ("group", topic, "partition", "offset", crc) VALUES (?, ?, ?, ?, ?) '
+    'ON CONFLICT ("group", topic, "partition") DO UPDATE SET "offset" = excluded."offset", crc = excluded.crc'
+)
+"""Takes an :func:`offset_row`."""
+INSERT_TOPIC = "INSERT INTO topics (name, partitions, compacted, retention) VALUES (?, ?, ?, ?)"
+SET_TOPIC_CRC = "UPDATE topics SET crc = ? WHERE id = ?"
+INSERT_PARTITION = (
+    'INSERT INTO partitions (topic_id, "partition", log_start, next_offset, clean_upto, clean_count, crc) '
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_SET_PARTITION = (
+    "UPDATE partitions SET log_start = ?, next_offset = ?, clean_upto = ?, clean_count = ?, crc = ? "
+    'WHERE topic_id = ? AND "partition" = ?'
 )
 
 
@@ -128,29 +155,100 @@ Want = tuple[Topic, int, int, int]
 """(topic, partition, position, end): a partition to read from ``position`` up to ``end``."""
 
 
+def topic_row(tid: int, name: str, partitions: int, compacted: bool, retention: float | None) -> int:
+    """The checksum of a topics row (the values as sqlite gives them back)."""
+    return row_crc(tid, name, partitions, int(compacted), None if retention is None else float(retention))
+
+
+def partition_row(tid: int, p: int, start: int, end: int, upto: int, kept: int) -> tuple[int, ...]:
+    """An :data:`INSERT_PARTITION` row."""
+    return tid, p, start, end, upto, kept, row_crc(tid, p, start, end, upto, kept)
+
+
+def end_row(topic: Topic, p: int, end: int) -> tuple[int, int, int, int]:
+    """An :data:`UPDATE_END` row: partition ``p`` now ends at ``end`` (the rest as cached)."""
+    crc = row_crc(topic.id, p, topic.starts[p], end, topic.clean_upto[p], topic.clean_count[p])
+    return end, crc, topic.id, p
+
+
+def offset_row(group: str | None, topic: str, p: int, offset: int) -> tuple[object, ...]:
+    """An :data:`UPSERT_OFFSET` row."""
+    return group, topic, p, offset, row_crc(group, topic, p, offset)
+
+
+def _set_partition(conn: sqlite3.Connection, topic: Topic, p: int, start: int, upto: int, kept: int) -> None:
+    end = topic.ends[p]
+    conn.execute(_SET_PARTITION, (start, end, upto, kept, row_crc(topic.id, p, start, end, upto, kept), topic.id, p))
+
+
+def load_catalogue(conn: sqlite3.Connection) -> tuple[dict[str, Topic], list[Damage]]:
+    """The topics (with their partitions' bounds) and the damaged catalogue rows, each row checked.
+
+    A topic whose row is damaged is left out (its name and partition count
+    cannot be believed); a damaged or missing partitions row leaves that
+    partition empty in the topic returned. Committed offsets are checked
+    too (they are read again, and checked again, when used).
+    """
+    topics: dict[str, Topic] = {}
+    damaged: list[Damage] = []
+    by_id: dict[int, Topic] = {}
+    for tid, name, count, compacted, retention, crc in conn.execute(
+        "SELECT id, name, partitions, compacted, retention, crc FROM topics"
+    ).fetchall():
+        if crc is not None and crc != topic_row(tid, name, count, compacted, retention):
+            damaged.append(Damage("its stored checksum does not match", where=f"the catalogue row of topic id {tid} "
+                                  f"(named {name!r}?)"))
+            continue
+        z = [0] * count
+        by_id[tid] = topics[name] = Topic(tid, name, count, bool(compacted), retention, z, z.copy(), z.copy(), z.copy())
+    seen: set[tuple[int, int]] = set()
+    for tid, p, start, end, upto, kept, crc in conn.execute(
+        'SELECT topic_id, "partition", log_start, next_offset, clean_upto, clean_count, crc FROM partitions'
+    ).fetchall():
+        topic = by_id.get(tid)
+        if crc is not None and crc != row_crc(tid, p, start, end, upto, kept):
+            damaged.append(Damage("its stored checksum does not match", where=f"the catalogue row of partition {p} "
+                                  f"of topic {topic.name if topic else tid!r}"))
+        elif topic is not None and 0 <= p < topic.partitions:
+            topic.starts[p], topic.ends[p], topic.clean_upto[p], topic.clean_count[p] = start, end, upto, kept
+            seen.add((tid, p))
+    for topic in by_id.values():
+        missing = [p for p in range(topic.partitions) if (topic.id, p) not in seen]
+        if missing:
+            damaged.append(Damage("the stored catalogue has no row for them",
+                                  where=f"partitions {', '.join(map(str, missing))} of topic {topic.name!r}"))
+    for group, name, p, offset, crc in conn.execute(
+        'SELECT "group", topic, "partition", "offset", crc FROM offsets'
+    ).fetchall():
+        if crc is not None and crc != row_crc(group, name, p, offset):
+            damaged.append(Damage("its stored checksum does not match",
+                                  where=f"the committed offset of group {group!r} in {name!r} partition {p}"))
+    return topics, damaged
+
+
+def batch_row(tid: int, p: int, base: int, end: int, count: int, max_ts: float, blob: bytes) -> tuple[object, ...]:
+    """An :data:`INSERT_BATCH` row: a batch of ``count`` messages holding offsets ``base..end-1``."""
+    return tid, p, base, count, max_ts, blob, end, batch_crc(tid, p, base, end, count, max_ts, blob)
+
+
 def batch_rows(tid: int, partition: int, base: int, items: Sequence[Item]) -> Iterator[tuple[object, ...]]:
     """:data:`INSERT_BATCH` rows for ``items`` at offsets ``base, base + 1, ...``."""
     for at in range(0, len(items), BATCH_MAX):
         chunk = items[at : at + BATCH_MAX]
-        yield (
-            tid,
-            partition,
-            base + at,
-            len(chunk),
-            max(item[2] for item in chunk),
-            encode(chunk),
-        )
+        n = len(chunk)
+        yield batch_row(tid, partition, base + at, base + at + n, n, max(item[2] for item in chunk), encode(chunk))
 
 
-def _message_rows(tid: int, partition: int, messages: Sequence[Message]) -> Iterator[tuple[object, ...]]:
-    """:data:`INSERT_BATCH` rows for ``messages``, whose offsets may have gaps."""
+def _message_rows(tid: int, partition: int, messages: Sequence[Message], end: int) -> Iterator[tuple[object, ...]]:
+    """:data:`INSERT_BATCH` rows for ``messages``, whose offsets may have gaps; the last batch ends at ``end``."""
     for at in range(0, len(messages), BATCH_MAX):
         chunk = messages[at : at + BATCH_MAX]
         base = chunk[0].offset
         deltas = [m.offset - base for m in chunk]
         items = [(m.key, m.value, m.timestamp, m.headers) for m in chunk]
         blob = encode(items, None if deltas[-1] == len(chunk) - 1 else deltas)
-        yield tid, partition, base, len(chunk), max(m.timestamp for m in chunk), blob
+        upto = messages[at + BATCH_MAX].offset if at + BATCH_MAX < len(messages) else end
+        yield batch_row(tid, partition, base, upto, len(chunk), max(m.timestamp for m in chunk), blob)
 
 
 def read(
@@ -161,10 +259,14 @@ def read(
     stop: int,
     limit: int,
 ) -> list[Message]:
-    """Up to ``limit`` messages of a partition with ``start <= offset < stop``, in offset order."""
+    """Up to ``limit`` messages of a partition with ``start <= offset < stop``, in offset order.
+
+    Every batch read is checked first (:func:`~streamnb.transport.local.integrity.checked_batches`):
+    a damaged one raises :class:`~streamnb.transport.local.integrity.Damage`.
+    """
     out: list[Message] = []
     name = topic.name
-    for base, blob in conn.execute(_SELECT_BATCHES, (topic.id, partition, start, stop)):
+    for base, blob in checked_batches(conn, topic, partition, start, stop):
         out += decode(blob, base, name, partition, start, stop, limit - len(out))
         if len(out) >= limit:
             break
@@ -194,13 +296,9 @@ def compact(conn: sqlite3.Connection, topic: Topic, p: int) -> None:
                 'DELETE FROM batches WHERE topic_id = ? AND "partition" = ? AND base_offset < ?',
                 (tid, p, upto),
             )
-            conn.executemany(INSERT_BATCH, _message_rows(tid, p, kept))
+            conn.executemany(INSERT_BATCH, _message_rows(tid, p, kept, upto))
         start = kept[0].offset if kept else upto
-        conn.execute(
-            "UPDATE partitions SET log_start = ?, clean_upto = ?, clean_count = ? "
-            'WHERE topic_id = ? AND "partition" = ?',
-            (start, upto, len(kept), tid, p),
-        )
+        _set_partition(conn, topic, p, start, upto, len(kept))
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)
@@ -215,16 +313,17 @@ def expire(conn: sqlite3.Connection, topic: Topic, p: int) -> None:
         return
     tid, start, end = topic.id, topic.starts[p], topic.ends[p]
     cutoff = time.time() - topic.retention
-    # Batches wholly older than the cutoff go; the first one that is not may lose its head.
-    row = conn.execute(
-        'SELECT base_offset, records FROM batches WHERE topic_id = ? AND "partition" = ? '
-        "AND max_timestamp >= ? ORDER BY base_offset LIMIT 1",
-        (tid, p, cutoff),
-    ).fetchone()
+    # Batches wholly older than the cutoff go; the first one that is not may lose its head. Each
+    # batch is checked before its newest timestamp is believed: a damaged one stops retention here.
+    row = None
+    for base, batch_end, max_ts, blob in checked_rows(conn, topic, p, start, end):
+        if max_ts >= cutoff:
+            row = base, blob, batch_end
+            break
     if row is None:
         new_start = end
     else:
-        base, blob = row
+        base, blob, _ = row
         young = next(i for i, ts in enumerate(timestamps(blob)) if ts >= cutoff)
         new_start = base if young == 0 else decode(blob, base, topic.name, p, 0, end, young + 1)[-1].offset
     if new_start <= start:
@@ -236,20 +335,21 @@ def expire(conn: sqlite3.Connection, topic: Topic, p: int) -> None:
             (tid, p, new_start),
         )
         if row is not None and new_start != row[0]:  # keep the young tail of that batch
+            base, blob, tail_end = row
+            if tail_end is None:  # a batch of schema 2 that does not say: it ends where the next begins
+                (tail_end,) = conn.execute(
+                    'SELECT coalesce(min(base_offset), ?) FROM batches WHERE topic_id = ? AND "partition" = ? '
+                    "AND base_offset > ?", (end, tid, p, base),
+                ).fetchone()
             conn.executemany(
-                INSERT_BATCH,
-                _message_rows(tid, p, decode(row[1], row[0], topic.name, p, new_start, end, end)),
+                INSERT_BATCH, _message_rows(tid, p, decode(blob, base, topic.name, p, new_start, end, end), tail_end)
             )
         upto = max(topic.clean_upto[p], new_start)
         (kept,) = conn.execute(
             'SELECT coalesce(sum(count), 0) FROM batches WHERE topic_id = ? AND "partition" = ? AND base_offset < ?',
             (tid, p, upto),
         ).fetchone()
-        conn.execute(
-            "UPDATE partitions SET log_start = ?, clean_upto = ?, clean_count = ? "
-            'WHERE topic_id = ? AND "partition" = ?',
-            (new_start, upto, kept, tid, p),
-        )
+        _set_partition(conn, topic, p, new_start, upto, kept)
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)
@@ -258,20 +358,47 @@ def expire(conn: sqlite3.Connection, topic: Topic, p: int) -> None:
 
 
 def migrate(conn: sqlite3.Connection, version: int) -> None:
-    """Convert a store of schema ``version`` to :data:`SCHEMA_VERSION`, inside the caller's transaction."""
+    """Convert a store of schema ``version`` to :data:`SCHEMA_VERSION`, inside the caller's transaction.
+
+    Batches of schema 2 keep no checksum and no end (``NULL``: read
+    unchecked, see :func:`~streamnb.transport.local.integrity.verify_batch`)
+    until compaction or retention rewrites them: computing one now would
+    vouch for bytes nobody checked. The catalogue rows get theirs now.
+    """
     if version == 1:  # one row per message -> record batches
         conn.execute(BATCHES_SQL)
-        cells = conn.execute('SELECT topic_id, "partition" FROM partitions ORDER BY 1, 2').fetchall()
-        for tid, p in cells:
+        cells = conn.execute('SELECT topic_id, "partition", next_offset FROM partitions ORDER BY 1, 2').fetchall()
+        for tid, p, end in cells:
             rows = conn.execute(
                 'SELECT "offset", timestamp, key, value, headers FROM messages '
                 'WHERE topic_id = ? AND "partition" = ? ORDER BY "offset"',
                 (tid, p),
             )
+            held: list[Message] = []  # a chunk waits for the next one: its batch ends where that one begins
             while chunk := rows.fetchmany(BATCH_MAX):
                 messages = [Message("", p, o, ts, k, v, decode_headers(h) if h else ()) for o, ts, k, v, h in chunk]
-                conn.executemany(INSERT_BATCH, _message_rows(tid, p, messages))
+                if held:
+                    conn.executemany(INSERT_BATCH, _message_rows(tid, p, held, messages[0].offset))
+                held = messages
+            if held:
+                conn.executemany(INSERT_BATCH, _message_rows(tid, p, held, end))
         conn.execute("DROP TABLE messages")
+    else:
+        conn.execute("ALTER TABLE batches ADD COLUMN end_offset INTEGER")
+        conn.execute("ALTER TABLE batches ADD COLUMN crc INTEGER")
+    for table in ("topics", "partitions", "offsets"):
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN crc INTEGER")
+    for tid, name, count, compacted, retention in conn.execute(
+        "SELECT id, name, partitions, compacted, retention FROM topics"
+    ).fetchall():
+        conn.execute(SET_TOPIC_CRC, (topic_row(tid, name, count, compacted, retention), tid))
+    cells = conn.execute('SELECT topic_id, "partition", log_start, next_offset, clean_upto, clean_count '
+                         "FROM partitions").fetchall()
+    conn.executemany('UPDATE partitions SET crc = ? WHERE topic_id = ? AND "partition" = ?',
+                     [(row_crc(*r), r[0], r[1]) for r in cells])
+    offsets = conn.execute('SELECT "group", topic, "partition", "offset" FROM offsets').fetchall()
+    conn.executemany('UPDATE offsets SET crc = ? WHERE "group" = ? AND topic = ? AND "partition" = ?',
+                     [(row_crc(*r), *r[:3]) for r in offsets])
 
 
 def append(conn: sqlite3.Connection, topic: Topic, partition: int, columns: Columns) -> None:
@@ -279,15 +406,16 @@ def append(conn: sqlite3.Connection, topic: Topic, partition: int, columns: Colu
     keys, values, stamps, headers = columns
     base, count = topic.ends[partition], len(keys)
     rows = [
-        (topic.id, partition, base + at, len(keys[at : at + BATCH_MAX]), max(stamps[at : at + BATCH_MAX]),
-         encode_columns(keys[at : at + BATCH_MAX], values[at : at + BATCH_MAX], stamps[at : at + BATCH_MAX],
-                        headers[at : at + BATCH_MAX]))
+        batch_row(topic.id, partition, base + at, base + at + len(keys[at : at + BATCH_MAX]),
+                  len(keys[at : at + BATCH_MAX]), max(stamps[at : at + BATCH_MAX]),
+                  encode_columns(keys[at : at + BATCH_MAX], values[at : at + BATCH_MAX], stamps[at : at + BATCH_MAX],
+                                 headers[at : at + BATCH_MAX]))
         for at in range(0, count, BATCH_MAX)
     ]
     conn.execute("BEGIN")
     try:
         conn.executemany(INSERT_BATCH, rows)
-        conn.execute(UPDATE_END, (base + count, topic.id, partition))
+        conn.execute(UPDATE_END, end_row(topic, partition, base + count))
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)
