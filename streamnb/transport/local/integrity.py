@@ -36,18 +36,16 @@ import struct
 import sys
 from array import array
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import google_crc32c
 
 from ...errors import BrokerError, CorruptStoreError
 from .batch import GAPS, HEADERS
 
-if TYPE_CHECKING:
-    from .log import Topic
-
 __all__ = [
     "Damage",
+    "Topic",
     "batch_crc",
     "batch_end",
     "checked_batches",
@@ -71,9 +69,20 @@ SELECT_RANGE = (
 """The batch holding offset ?3 (the last one beginning at or before it) and every later one before ?4."""
 
 _CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+_CORRUPT_SIGNS = ("malformed", "not a database", "Could not decode to UTF-8")  # (text streamnb wrote is UTF-8)
 _FULL_CODE = 13  # SQLITE_FULL
 _IOERR_CODE = 10
 _ACCESS_CODES = {3, 8, 14, 23}  # SQLITE_PERM, SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_AUTH
+
+
+class Topic(Protocol):
+    """What the checks need of a topic (:class:`~streamnb.transport.local.catalogue.Topic` has it)."""
+
+    id: int
+    name: str
+    compacted: bool
+    starts: list[int]
+    ends: list[int]
 
 
 class Damage(Exception):
@@ -156,6 +165,10 @@ def verify_batch(
     topic: Topic, partition: int, base: int, end: int | None, count: int, max_ts: float, blob: bytes, crc: int | None
 ) -> int | None:
     """Check one batch row; return where it ends (``None``: unknown). Raises :class:`Damage`."""
+    if not (type(base) is int and type(count) is int and type(blob) is bytes and type(max_ts) in (float, int)
+            and (end is None or type(end) is int) and (crc is None or type(crc) is int)):
+        raise Damage("a stored batch's values have the wrong types (its bytes changed on disk)",
+                     topic=topic.name, partition=partition, first=base if type(base) is int else None)
     if crc is not None:
         if batch_crc(topic.id, partition, base, end, count, max_ts, blob) != crc:
             last = end - 1 if end is not None and end > base else base + max(count, 1) - 1
@@ -181,6 +194,7 @@ def checked_rows(conn: sqlite3.Connection, topic: Topic, partition: int, start: 
     expected: int | None = None  # where the next batch must begin
     seen = False
     for base, end, count, max_ts, blob, crc in conn.execute(SELECT_RANGE, (topic.id, partition, start, stop)):
+        ends = verify_batch(topic, partition, base, end, count, max_ts, blob, crc)
         if not seen:
             if base > first:
                 raise _gap(topic, partition, first, base)
@@ -189,7 +203,7 @@ def checked_rows(conn: sqlite3.Connection, topic: Topic, partition: int, start: 
                 raise _gap(topic, partition, expected, base)
             raise Damage("two stored batches hold these offsets", topic=topic.name, partition=partition,
                          first=base, last=expected - 1)
-        expected = verify_batch(topic, partition, base, end, count, max_ts, blob, crc)
+        expected = ends
         seen = True
         yield base, expected, max_ts, blob
     if not seen:
@@ -271,10 +285,12 @@ def explain(exc: BaseException, folder: str, doing: str = "use") -> BaseExceptio
     """
     if isinstance(exc, Damage):
         return corrupt(folder, exc)
+    if isinstance(exc, UnicodeDecodeError) and isinstance(exc.object, bytes) and b"malformed" in exc.object:
+        return corrupt(folder, f"sqlite reports: {exc.object.decode(errors='replace')}")  # (the schema's text)
     if isinstance(exc, sqlite3.Error):
         code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
         text = str(exc)
-        if code in _CORRUPT_CODES or "malformed" in text or "not a database" in text:
+        if code in _CORRUPT_CODES or any(sign in text for sign in _CORRUPT_SIGNS):
             return corrupt(folder, f"sqlite reports: {text}")
         if code == _FULL_CODE or "disk is full" in text:
             return disk_full(folder, text)

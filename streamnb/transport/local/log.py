@@ -1,4 +1,4 @@
-"""The ``local://`` log in sqlite: its schema, the cached :class:`Topic`, reads, compaction and retention.
+"""The ``local://`` log in sqlite: reads, appends, compaction, retention and schema conversion.
 
 Pure sqlite, no threads: :mod:`streamnb.transport.local.store` calls these
 on its worker thread. A partition's messages are stored as record batches
@@ -13,7 +13,9 @@ checksums) are converted by :func:`migrate` when opened.
 Every row carries a CRC-32C (:mod:`streamnb.transport.local.integrity`):
 batches over their header and bytes, checked by :func:`read`; catalogue rows
 (topics, partitions, offsets) over their values, checked when the folder is
-opened (:func:`load_catalogue`) and when offsets are read. Each batch also
+opened (:func:`~streamnb.transport.local.catalogue.load_catalogue`) and when
+offsets are read; the schema and the catalogue rows are
+:mod:`streamnb.transport.local.catalogue`. Each batch also
 stores where it ends (``end_offset``: the next batch's ``base_offset``), so
 a missing batch is a gap that reads detect.
 
@@ -30,11 +32,22 @@ import math
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 from ..base import Message
 from .batch import BATCH_MAX, Columns, Item, decode, decode_headers, encode, encode_columns, timestamps
-from .integrity import Damage, batch_crc, checked_batches, checked_rows, row_crc
+from .catalogue import (
+    BATCHES_SQL,
+    INSERT_BATCH,
+    SCHEMA_SQL,
+    SCHEMA_VERSION,
+    SET_TOPIC_CRC,
+    UPDATE_END,
+    UPSERT_OFFSET,
+    Topic,
+    end_row,
+    topic_row,
+)
+from .integrity import batch_crc, checked_batches, checked_rows, row_crc
 
 __all__ = [
     "INSERT_BATCH",
@@ -45,90 +58,22 @@ __all__ = [
     "Topic",
     "Want",
     "append",
+    "batch_row",
     "batch_rows",
     "compact",
     "compaction_due",
     "delete_groups",
     "delete_topics",
-    "end_row",
     "expire",
-    "load_catalogue",
     "migrate",
-    "offset_row",
     "read",
     "rollback",
-    "topic_row",
 ]
 
-SCHEMA_VERSION = 3
-"""``PRAGMA user_version`` of the stores this module writes (1: one row per message; 2: no checksums)."""
-
-BATCHES_SQL = """
-CREATE TABLE batches (
-    topic_id INTEGER NOT NULL,
-    "partition" INTEGER NOT NULL,
-    base_offset INTEGER NOT NULL,  -- offset of the batch's first message
-    count INTEGER NOT NULL,        -- messages in the batch
-    max_timestamp REAL NOT NULL,   -- the newest message's timestamp (for retention)
-    records BLOB NOT NULL,         -- the messages, as local/batch.py encode() packs them
-    end_offset INTEGER,            -- the next batch's base_offset (NULL: written by schema 2)
-    crc INTEGER,                   -- CRC-32C of the row (integrity.batch_crc), NULL: written by schema 2
-    PRIMARY KEY (topic_id, "partition", base_offset)
-)"""
-
-SCHEMA_SQL = f"""
-CREATE TABLE topics (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    partitions INTEGER NOT NULL,
-    compacted INTEGER NOT NULL,
-    retention REAL,
-    crc INTEGER                    -- CRC-32C of the row's values (integrity.row_crc), as for the next two
-);
-CREATE TABLE partitions (
-    topic_id INTEGER NOT NULL,
-    "partition" INTEGER NOT NULL,
-    log_start INTEGER NOT NULL,
-    next_offset INTEGER NOT NULL,
-    clean_upto INTEGER NOT NULL,   -- compaction has seen every offset below this
-    clean_count INTEGER NOT NULL,  -- messages kept below clean_upto
-    crc INTEGER,
-    PRIMARY KEY (topic_id, "partition")
-) WITHOUT ROWID;
-{BATCHES_SQL};
-CREATE TABLE offsets (
-    "group" TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    "partition" INTEGER NOT NULL,
-    "offset" INTEGER NOT NULL,
-    crc INTEGER,
-    PRIMARY KEY ("group", topic, "partition")
-) WITHOUT ROWID;
-"""
-
-INSERT_BATCH = (
-    'INSERT INTO batches (topic_id, "partition", base_offset, count, max_timestamp, records, end_offset, crc) '
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-"""Takes a row of :func:`batch_rows` (or :func:`batch_row`)."""
-UPDATE_END = 'UPDATE partitions SET next_offset = ?, crc = ? WHERE topic_id = ? AND "partition" = ?'
-"""Takes an :func:`end_row`."""
-UPSERT_OFFSET = (
-    'INSERT INTO offsets ("group", topic, "partition", "offset", crc) VALUES (?, ?, ?, ?, ?) '
-    'ON CONFLICT ("group", topic, "partition") DO UPDATE SET "offset" = excluded."offset", crc = excluded.crc'
-)
-"""Takes an :func:`offset_row`."""
-INSERT_TOPIC = "INSERT INTO topics (name, partitions, compacted, retention) VALUES (?, ?, ?, ?)"
-SET_TOPIC_CRC = "UPDATE topics SET crc = ? WHERE id = ?"
-INSERT_PARTITION = (
-    'INSERT INTO partitions (topic_id, "partition", log_start, next_offset, clean_upto, clean_count, crc) '
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
 _SET_PARTITION = (
     "UPDATE partitions SET log_start = ?, next_offset = ?, clean_upto = ?, clean_count = ?, crc = ? "
     'WHERE topic_id = ? AND "partition" = ?'
 )
-
 
 def rollback(conn: sqlite3.Connection) -> None:
     """Roll back the open transaction, if sqlite has not already."""
@@ -136,94 +81,13 @@ def rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-@dataclass(eq=False)
-class Topic:
-    """Cached state of one topic. Only the worker thread writes it."""
-
-    id: int
-    name: str
-    partitions: int
-    compacted: bool
-    retention: float | None
-    ends: list[int]  # next_offset per partition
-    starts: list[int]  # log_start per partition
-    clean_upto: list[int]
-    clean_count: list[int]
-
-
 Want = tuple[Topic, int, int, int]
 """(topic, partition, position, end): a partition to read from ``position`` up to ``end``."""
-
-
-def topic_row(tid: int, name: str, partitions: int, compacted: bool, retention: float | None) -> int:
-    """The checksum of a topics row (the values as sqlite gives them back)."""
-    return row_crc(tid, name, partitions, int(compacted), None if retention is None else float(retention))
-
-
-def partition_row(tid: int, p: int, start: int, end: int, upto: int, kept: int) -> tuple[int, ...]:
-    """An :data:`INSERT_PARTITION` row."""
-    return tid, p, start, end, upto, kept, row_crc(tid, p, start, end, upto, kept)
-
-
-def end_row(topic: Topic, p: int, end: int) -> tuple[int, int, int, int]:
-    """An :data:`UPDATE_END` row: partition ``p`` now ends at ``end`` (the rest as cached)."""
-    crc = row_crc(topic.id, p, topic.starts[p], end, topic.clean_upto[p], topic.clean_count[p])
-    return end, crc, topic.id, p
-
-
-def offset_row(group: str | None, topic: str, p: int, offset: int) -> tuple[object, ...]:
-    """An :data:`UPSERT_OFFSET` row."""
-    return group, topic, p, offset, row_crc(group, topic, p, offset)
 
 
 def _set_partition(conn: sqlite3.Connection, topic: Topic, p: int, start: int, upto: int, kept: int) -> None:
     end = topic.ends[p]
     conn.execute(_SET_PARTITION, (start, end, upto, kept, row_crc(topic.id, p, start, end, upto, kept), topic.id, p))
-
-
-def load_catalogue(conn: sqlite3.Connection) -> tuple[dict[str, Topic], list[Damage]]:
-    """The topics (with their partitions' bounds) and the damaged catalogue rows, each row checked.
-
-    A topic whose row is damaged is left out (its name and partition count
-    cannot be believed); a damaged or missing partitions row leaves that
-    partition empty in the topic returned. Committed offsets are checked
-    too (they are read again, and checked again, when used).
-    """
-    topics: dict[str, Topic] = {}
-    damaged: list[Damage] = []
-    by_id: dict[int, Topic] = {}
-    for tid, name, count, compacted, retention, crc in conn.execute(
-        "SELECT id, name, partitions, compacted, retention, crc FROM topics"
-    ).fetchall():
-        if crc is not None and crc != topic_row(tid, name, count, compacted, retention):
-            damaged.append(Damage("its stored checksum does not match", where=f"the catalogue row of topic id {tid} "
-                                  f"(named {name!r}?)"))
-            continue
-        z = [0] * count
-        by_id[tid] = topics[name] = Topic(tid, name, count, bool(compacted), retention, z, z.copy(), z.copy(), z.copy())
-    seen: set[tuple[int, int]] = set()
-    for tid, p, start, end, upto, kept, crc in conn.execute(
-        'SELECT topic_id, "partition", log_start, next_offset, clean_upto, clean_count, crc FROM partitions'
-    ).fetchall():
-        topic = by_id.get(tid)
-        if crc is not None and crc != row_crc(tid, p, start, end, upto, kept):
-            damaged.append(Damage("its stored checksum does not match", where=f"the catalogue row of partition {p} "
-                                  f"of topic {topic.name if topic else tid!r}"))
-        elif topic is not None and 0 <= p < topic.partitions:
-            topic.starts[p], topic.ends[p], topic.clean_upto[p], topic.clean_count[p] = start, end, upto, kept
-            seen.add((tid, p))
-    for topic in by_id.values():
-        missing = [p for p in range(topic.partitions) if (topic.id, p) not in seen]
-        if missing:
-            damaged.append(Damage("the stored catalogue has no row for them",
-                                  where=f"partitions {', '.join(map(str, missing))} of topic {topic.name!r}"))
-    for group, name, p, offset, crc in conn.execute(
-        'SELECT "group", topic, "partition", "offset", crc FROM offsets'
-    ).fetchall():
-        if crc is not None and crc != row_crc(group, name, p, offset):
-            damaged.append(Damage("its stored checksum does not match",
-                                  where=f"the committed offset of group {group!r} in {name!r} partition {p}"))
-    return topics, damaged
 
 
 def batch_row(tid: int, p: int, base: int, end: int, count: int, max_ts: float, blob: bytes) -> tuple[object, ...]:

@@ -43,10 +43,7 @@ from typing import Any, TypeVar
 from ...errors import AppNotRunningError, BrokerError, ConfigurationError
 from ..base import TP, Message, ProducerRecord, TopicSpec
 from .batch import Item
-from .integrity import Damage, corrupt, explain, quick_check, row_crc
-from .lockfile import LOCK_NAME, Lock, Previous, lost_commits, take
-from .log import (
-    INSERT_BATCH,
+from .catalogue import (
     INSERT_PARTITION,
     INSERT_TOPIC,
     SCHEMA_SQL,
@@ -55,21 +52,16 @@ from .log import (
     UPDATE_END,
     UPSERT_OFFSET,
     Topic,
-    Want,
-    batch_rows,
-    compact,
-    compaction_due,
-    delete_topics,
     end_row,
-    expire,
     load_catalogue,
-    migrate,
     offset_row,
     partition_row,
-    read,
-    rollback,
+    schema_problems,
     topic_row,
 )
+from .integrity import Damage, corrupt, explain, quick_check, row_crc
+from .lockfile import LOCK_NAME, Lock, Previous, lost_commits, take
+from .log import INSERT_BATCH, Want, batch_rows, compact, compaction_due, delete_topics, expire, migrate, read, rollback
 
 __all__ = ["COMPACT_MIN_DIRTY", "DB_NAME", "LOCK_NAME", "RETENTION_INTERVAL", "Store"]
 
@@ -120,15 +112,15 @@ class Store:
         """Run ``fn(*args)`` on the worker thread (damage and sqlite's errors become streamnb's)."""
         try:
             return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
-        except (sqlite3.Error, Damage) as exc:
-            raise explain(exc, self.folder) from exc
+        except (sqlite3.Error, Damage, UnicodeDecodeError) as exc:
+            raise _explained(exc, self.folder) from exc
 
     async def call_read(self, fn: Callable[..., _R], *args: Any) -> _R:
         """Run ``fn(*args)`` on the reader thread (its connection sees committed data)."""
         try:
             return await asyncio.get_running_loop().run_in_executor(self.reader, fn, *args)
-        except (sqlite3.Error, Damage) as exc:
-            raise explain(exc, self.folder) from exc
+        except (sqlite3.Error, Damage, UnicodeDecodeError) as exc:
+            raise _explained(exc, self.folder) from exc
 
     def notify(self, touched: frozenset[str]) -> None:
         """Wake the consumers reading any of the ``touched`` topics (call from a loop)."""
@@ -189,9 +181,7 @@ class Store:
                     f"{path} is not a streamnb store (sqlite: {exc}). Move it away or point the app to another "
                     "folder, e.g. broker='local://other'."
                 ) from exc
-            if isinstance(exc, (sqlite3.Error, OSError, Damage)):
-                raise explain(exc, self.folder, "open") from exc
-            raise
+            raise _explained(exc, self.folder, "open") from exc
 
     def _quick_check_sync(self, conn: sqlite3.Connection, previous: Previous) -> None:
         """The last owner did not close the folder: check the whole database before serving it."""
@@ -244,15 +234,16 @@ class Store:
 
     def _load_sync(self, conn: sqlite3.Connection) -> None:
         """Read the catalogue, every row checked; its small tables' structure too (sqlite's check of them)."""
+        problems = schema_problems(conn)
         for table in ("topics", "partitions", "offsets"):
-            problems = quick_check(conn, table)
-            if problems:
-                raise corrupt(self.folder, f"sqlite's check of its {table} finds: {problems[0]}")
-        topics, damaged = load_catalogue(conn)
-        if damaged:
-            raise corrupt(self.folder, "; ".join(d.describe() for d in damaged[:5]))
-        self.topics.update(topics)
-        self.messages = sum(sum(topic.ends) for topic in topics.values())
+            problems += [f"sqlite's check of its {table} finds: {found}" for found in quick_check(conn, table)[:1]]
+        if problems:
+            raise corrupt(self.folder, "; ".join(problems))
+        catalogue = load_catalogue(conn)
+        if catalogue.damaged:
+            raise corrupt(self.folder, "; ".join(d.describe() for d in catalogue.damaged[:5]))
+        self.topics.update(catalogue.topics)
+        self.messages = sum(sum(topic.ends) for topic in catalogue.topics.values())
 
     def close_sync(self, clean: bool = True) -> None:
         """Close the connections and release the lock (``clean``: empty it; else keep what the last owner left)."""
@@ -501,3 +492,10 @@ class Store:
                 except Damage as damage:  # left as it is: reading it raises, the rest goes on
                     logger.error("not compacting nor expiring a damaged partition: %s", corrupt(self.folder, damage))
 
+
+def _explained(exc: BaseException, folder: str, doing: str = "use") -> BaseException:
+    """:func:`~.integrity.explain`, but ``exc`` itself (not a copy) when there is nothing to explain."""
+    error = explain(exc, folder, doing)
+    if error is exc:
+        raise exc
+    return error
