@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
+import signal
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +142,38 @@ def pages(path: Path) -> int:
     with sqlite3.connect(path) as conn:
         count: int = conn.execute("PRAGMA page_count").fetchone()[0]
     return count
+
+
+COMMIT_LOOP = """
+import asyncio, sys, time
+from streamnb.transport.base import ProducerRecord, TopicSpec
+from streamnb.transport.local import LocalTransport
+
+async def main():
+    transport = LocalTransport(sys.argv[1])
+    await transport.start()
+    await transport.create_topic(TopicSpec("events", 4))
+    store = transport.store
+    await store.call(lambda: store.conn.execute("PRAGMA wal_autocheckpoint = 20"))  # the rest stays in the WAL
+    i = 0
+    while True:
+        await transport.send([ProducerRecord("events", i % 4, None, b"%d" % i, time.time()) for _ in range(100)])
+        i += 1
+        if i == 40:
+            print("COMMITTED", flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def killed_mid_commits(folder: Path) -> None:
+    """A child appends 100 messages per commit in a loop (4,000 at least) and is killed with SIGKILL."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", COMMIT_LOOP, f"local://{folder}", stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+    assert child.stdout is not None
+    line = await asyncio.wait_for(child.stdout.readline(), 60)
+    assert line.strip() == b"COMMITTED"
+    child.send_signal(signal.SIGKILL)
+    assert await child.wait() == -signal.SIGKILL

@@ -14,13 +14,12 @@ import asyncio
 import logging
 import os
 import random
-import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
-from localhelpers import DB, View, build, copy, damage, find, overwrite, shop, snapshot
+from localhelpers import DB, View, build, copy, damage, find, killed_mid_commits, overwrite, shop, snapshot
 
 from streamnb.errors import BrokerError, CorruptStoreError
 from streamnb.testing import settle, wait_until
@@ -160,47 +159,10 @@ def _view(page: str, i: int) -> View:
     return View(page=page, user=f"user-{i}")
 
 
-COMMIT_LOOP = """
-import asyncio, sys, time
-from streamnb.transport.base import ProducerRecord, TopicSpec
-from streamnb.transport.local import LocalTransport
-
-async def main():
-    transport = LocalTransport(sys.argv[1])
-    await transport.start()
-    await transport.create_topic(TopicSpec("events", 4))
-    store = transport.store
-    await store.call(lambda: store.conn.execute("PRAGMA wal_autocheckpoint = 0"))  # everything stays in the WAL
-    i = 0
-    while True:
-        await transport.send([ProducerRecord("events", i % 4, None, b"%d" % i, time.time()) for _ in range(100)])
-        i += 1
-        if i == 40:
-            print("COMMITTED", flush=True)
-
-asyncio.run(main())
-"""
-
-
-async def _killed_mid_commits(folder: Path) -> None:
-    """A child appends 100 messages per commit in a loop (4,000 at least) and is killed with SIGKILL."""
-    import sys
-
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", COMMIT_LOOP, f"local://{folder}", stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
-    )
-    assert child.stdout is not None
-    line = await asyncio.wait_for(child.stdout.readline(), 60)
-    assert line.strip() == b"COMMITTED"
-    child.send_signal(signal.SIGKILL)
-    assert await child.wait() == -signal.SIGKILL
-
-
 @pytest.mark.parametrize("also_shm", [False, True])
 async def test_a_deleted_wal_after_kill_9_is_reported_not_silently_dropped(tmp_path: Path, also_shm: bool) -> None:
     folder = tmp_path / "broker"
-    await _killed_mid_commits(folder)
+    await killed_mid_commits(folder)
     os.remove(folder / f"{DB}-wal")
     if also_shm:
         os.remove(folder / f"{DB}-shm")
@@ -213,7 +175,7 @@ async def test_a_deleted_wal_after_kill_9_is_reported_not_silently_dropped(tmp_p
 
 async def test_after_kill_9_the_folder_is_checked_and_opens_whole(tmp_path: Path, caplog: Any) -> None:
     folder = tmp_path / "broker"
-    await _killed_mid_commits(folder)
+    await killed_mid_commits(folder)
     assert (folder / "LOCK").read_text().split("\n")[1].startswith("messages ")
     caplog.set_level(logging.INFO, "streamnb.transport.local")
     transport = LocalTransport(f"local://{folder}")

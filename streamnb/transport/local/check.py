@@ -147,7 +147,8 @@ class _Source:
             self.lock.release(clean=False)
             raise BrokerError(f"sqlite cannot read {path} at all ({exc}): nothing in it can be checked or "
                               "copied") from exc
-        if self.version not in (2, SCHEMA_VERSION):
+        self.lost_everything = bool(self.version == 0 and self.lock.previous and self.lock.previous.messages)
+        if self.version not in (2, SCHEMA_VERSION) and not self.lost_everything:
             self.close()
             raise BrokerError(f"{path} has store schema {self.version}; this streamnb checks schema 2 and "
                               f"{SCHEMA_VERSION}: open the folder once with the app (it converts it), then check it")
@@ -221,6 +222,15 @@ def _scan(source: _Source, topic: Topic, p: int, report: PartitionReport) -> Non
                                      last=report.end - 1))
 
 
+def _lost(source: _Source, catalogue: Catalogue) -> str | None:
+    """What to say when the lock's high-water mark is above what the partitions hold (commits were lost)."""
+    previous = source.lock.previous
+    have = sum(sum(t.ends) for t in catalogue.topics.values())
+    if previous is None or previous.messages is None or have >= previous.messages:
+        return None
+    return lost_commits(os.path.join(source.folder, DB_NAME), previous, have, source.wal_existed)
+
+
 def _folder_problems(source: _Source, catalogue: Catalogue, report: Report) -> None:
     previous = source.lock.previous
     if previous is not None:
@@ -229,9 +239,9 @@ def _folder_problems(source: _Source, catalogue: Catalogue, report: Report) -> N
     if source.version == SCHEMA_VERSION:
         report.problems += schema_problems(source.conn)
     report.problems += [d.describe() for d in catalogue.damaged]
-    have = sum(sum(t.ends) for t in catalogue.topics.values())
-    if previous is not None and previous.messages is not None and have < previous.messages:
-        report.problems.append(lost_commits(os.path.join(source.folder, DB_NAME), previous, have, source.wal_existed))
+    lost = _lost(source, catalogue)
+    if lost:
+        report.problems.append(lost)
     known = {(t.id, p) for t in catalogue.topics.values() for p in range(t.partitions)}
     try:
         stray = [cell for cell in source.conn.execute('SELECT DISTINCT topic_id, "partition" FROM batches')
@@ -259,6 +269,9 @@ def check(folder: str) -> Report:
     source = _Source(folder)
     report = Report(folder)
     try:
+        if source.lost_everything:  # (a deleted -wal that held the whole store)
+            _folder_problems(source, Catalogue({}, [], set(), []), report)
+            return report
         try:
             report.problems += [f"sqlite's check (PRAGMA quick_check) finds: {p}" for p in quick_check(source.conn)]
         except sqlite3.Error as exc:
@@ -303,11 +316,13 @@ def salvage(folder: str, to: str) -> SalvageReport:
     source = _Source(folder)
     report = SalvageReport(folder, to)
     try:
+        if source.lost_everything:
+            raise BrokerError(f"{folder} holds nothing to salvage: every commit was in its deleted -wal file")
         try:
             catalogue = source.catalogue()
         except sqlite3.Error as exc:
             raise BrokerError(f"sqlite cannot read the catalogue of {folder} ({exc}): nothing can be copied") from exc
-        report.lost += [d.describe() for d in catalogue.damaged]
+        report.lost += [d.describe() for d in catalogue.damaged] + [x for x in [_lost(source, catalogue)] if x]
         os.makedirs(to, exist_ok=True)
         out = sqlite3.connect(target, isolation_level=None)
         try:

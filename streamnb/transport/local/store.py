@@ -166,6 +166,8 @@ class Store:
             previous = self.lock.previous
             if previous is not None:
                 self._quick_check_sync(conn, previous)
+                if previous.messages and not conn.execute("PRAGMA user_version").fetchone()[0]:  # all gone
+                    raise corrupt(self.folder, lost_commits(path, previous, 0, wal_existed))
             self._schema_sync(conn)
             self._load_sync(conn)
             if previous is not None and previous.messages is not None and self.messages < previous.messages:
