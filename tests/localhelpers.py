@@ -154,20 +154,20 @@ async def main():
     await transport.start()
     await transport.create_topic(TopicSpec("events", 4))
     store = transport.store
-    await store.call(lambda: store.conn.execute("PRAGMA wal_autocheckpoint = 20"))  # the rest stays in the WAL
-    i = 0
-    while True:
+    await store.call(lambda: store.conn.execute("PRAGMA wal_autocheckpoint = 20"))  # some go to the database,
+    for i in range(40):
+        if i == 30:  # and the last 10 commits stay in the WAL only
+            await store.call(lambda: store.conn.execute("PRAGMA wal_autocheckpoint = 0"))
         await transport.send([ProducerRecord("events", i % 4, None, b"%d" % i, time.time()) for _ in range(100)])
-        i += 1
-        if i == 40:
-            print("COMMITTED", flush=True)
+    print("COMMITTED", flush=True)
+    await asyncio.Event().wait()  # until killed
 
 asyncio.run(main())
 """
 
 
 async def killed_mid_commits(folder: Path) -> None:
-    """A child appends 100 messages per commit in a loop (4,000 at least) and is killed with SIGKILL."""
+    """A child makes 40 commits of 100 messages (the last 10 in its WAL only) and is killed with SIGKILL."""
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-c", COMMIT_LOOP, f"local://{folder}", stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
