@@ -235,7 +235,7 @@ def quick_check(conn: sqlite3.Connection, table: str | None = None) -> list[str]
 # -- what to tell the user -----------------------------------------------------------------------
 
 ADVICE = (
-    "Nothing of it is decoded or counted. `streamnb check local://{folder}` lists every damaged part; "
+    "`streamnb check local://{folder}` lists every damaged part; "
     "`streamnb salvage local://{folder} --to local://{folder}-salvaged` copies every intact partition "
     "into a new folder (and lists what it could not), to run the app on."
 )
@@ -256,7 +256,8 @@ def corrupt(folder: str, damage: Damage | str) -> CorruptStoreError:
     if damage.first is not None:
         offsets = (damage.first, damage.last if damage.last is not None else damage.first)
     return CorruptStoreError(
-        f"the local:// folder {folder} is damaged: {damage.describe()}. {ADVICE.format(folder=folder)}",
+        f"the local:// folder {folder} is damaged: {damage.describe()}. Nothing of it was decoded or counted. "
+        + ADVICE.format(folder=folder),
         folder=folder, topic=damage.topic, partition=damage.partition, offsets=offsets,
     )
 
