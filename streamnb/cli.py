@@ -316,7 +316,8 @@ def _store_commands(get_app: Callable[[], CommandHost | None]) -> dict[str, clic
     """``check`` and ``salvage``: the logic is :mod:`streamnb.transport.local.check`."""
     from .transport.local import check as store
 
-    @click.command(name="check", help="Check a stopped local:// folder: sqlite's integrity and every stored "
+    @click.command(name="check", short_help="Check a stopped local:// folder for damage.",
+                   help="Check a stopped local:// folder: sqlite's integrity and every stored "
                    "batch's checksum. Prints what is damaged; exit status 0 clean, 1 damaged, 2 not checked.")
     @click.argument("url", required=False)
     def check(url: str | None) -> None:
@@ -327,7 +328,8 @@ def _store_commands(get_app: Callable[[], CommandHost | None]) -> dict[str, clic
         click.echo("\n".join(report.lines()))
         sys.exit(0 if report.ok else 1)
 
-    @click.command(name="salvage", help="Copy every undamaged partition, changelog and committed offset of a "
+    @click.command(name="salvage", short_help="Copy what is intact of a local:// folder.",
+                   help="Copy every undamaged partition, changelog and committed offset of a "
                    "stopped local:// folder into a new one; lists what it could not (exit status 1 then).")
     @click.argument("url", required=False)
     @click.option("--to", "to", required=True, help="The new folder, local://NEW (must not hold a store).")
