@@ -29,9 +29,8 @@ A command connects to the broker (it does not start the agents), runs, and
 disconnects. ``self`` is an :class:`AppCommand` (``self.app``,
 ``self.say()``); a function without parameters is called without it.
 
-``streamnb check local://PATH`` and ``streamnb salvage local://PATH --to
-local://NEW`` check a stopped folder and copy what is intact of a damaged
-one (:mod:`streamnb.transport.local.check`).
+``streamnb check local://PATH``, ``streamnb salvage local://PATH --to local://NEW``: see
+:mod:`streamnb.transport.local.check`.
 
 What fails before the worker runs (importing the module, the configuration,
 the broker, a ``local://`` folder in use, the web port) is one line on

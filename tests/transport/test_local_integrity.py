@@ -317,3 +317,25 @@ async def test_a_folder_of_schema_2_opens_its_batches_unchecked_and_new_ones_che
         (blob,) = conn.execute("SELECT records FROM batches WHERE base_offset = 5").fetchone()
         assert (base, end) == (5, 6) and crc == batch_crc(1, 0, 5, 6, 1, 9.0, blob)
         assert well_formed(blob, 1) and not well_formed(blob[:-1], 1)
+
+
+# -- what is not damage ---------------------------------------------------------------------------------
+
+
+async def test_a_read_racing_compaction_or_retention_is_not_damage(tmp_path: Path) -> None:
+    """The writer's thread compacts and commits before the cache follows: a read may see the new log first."""
+    transport = LocalTransport(f"local://{tmp_path / 'broker'}")
+    await transport.start()
+    try:
+        await transport.create_topic(TopicSpec("c", 2, compacted=True))
+        for i in range(3):
+            await transport.send([ProducerRecord("c", 0, b"k%d" % (j % 2), b"v%d" % i, 0.0) for j in range(4)])
+        await transport.send([ProducerRecord("c", 1, b"gone", b"x", 0.0), ProducerRecord("c", 1, b"gone", None, 0.0)])
+        await transport.cleanup()
+        topic = transport.store.topics["c"]
+        assert topic.starts == [10, 2]
+        topic.starts[:] = [0, 0]  # as a reader sees the cache just before the compaction's commit reaches it
+        assert [m.offset for m in await transport.read(TP("c", 0), 0, 100)] == [10, 11]
+        assert await transport.read(TP("c", 1), 0, 100) == []
+    finally:
+        await transport.stop()
