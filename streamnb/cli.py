@@ -29,6 +29,9 @@ A command connects to the broker (it does not start the agents), runs, and
 disconnects. ``self`` is an :class:`AppCommand` (``self.app``,
 ``self.say()``); a function without parameters is called without it.
 
+``streamnb check local://PATH``, ``streamnb salvage local://PATH --to local://NEW``: see
+:mod:`streamnb.transport.local.check`.
+
 What fails before the worker runs (importing the module, the configuration,
 the broker, a ``local://`` folder in use, the web port) is one line on
 stderr, ``streamnb worker: error: ...`` saying what to do, and exit status 1;
@@ -298,6 +301,52 @@ def _relative(path: str) -> str:
     return path[len(here):] if path.startswith(here) else path
 
 
+def _folder(url: str | None, app: CommandHost | None, who: str) -> str:
+    """The folder of ``local://PATH`` (or of the -A app's broker)."""
+    from .transport.local import parse_local_url
+
+    url = url or (app.broker if app is not None else None)
+    if not url or not url.startswith("local://"):
+        raise click.UsageError(f"{who} needs a local:// URL, e.g. `{who} local://.streamnb`")
+    return parse_local_url(url)[0]
+
+
+def _store_commands(get_app: Callable[[], CommandHost | None]) -> dict[str, click.Command]:
+    """``check`` and ``salvage``: the logic is :mod:`streamnb.transport.local.check`."""
+    from .transport.local import check as store
+
+    @click.command(name="check", short_help="Check a stopped local:// folder for damage.",
+                   help="Check a stopped local:// folder: sqlite's integrity and every stored "
+                   "batch's checksum. Prints what is damaged; exit status 0 clean, 1 damaged, 2 not checked.")
+    @click.argument("url", required=False)
+    def check(url: str | None) -> None:
+        try:
+            report = store.check(_folder(url, get_app(), "streamnb check"))
+        except StreamnbError as exc:
+            raise _StoreError(str(exc), who="streamnb check") from exc
+        click.echo("\n".join(report.lines()))
+        sys.exit(0 if report.ok else 1)
+
+    @click.command(name="salvage", short_help="Copy what is intact of a local:// folder.",
+                   help="Copy every undamaged partition, changelog and committed offset of a "
+                   "stopped local:// folder into a new one; lists what it could not (exit status 1 then).")
+    @click.argument("url", required=False)
+    @click.option("--to", "to", required=True, help="The new folder, local://NEW (must not hold a store).")
+    def salvage(url: str | None, to: str) -> None:
+        try:
+            report = store.salvage(_folder(url, get_app(), "streamnb salvage"), _folder(to, None, "--to"))
+        except StreamnbError as exc:
+            raise _StoreError(str(exc), who="streamnb salvage") from exc
+        click.echo("\n".join(report.lines()))
+        sys.exit(0 if report.ok else 1)
+
+    return {"check": check, "salvage": salvage}
+
+
+class _StoreError(StartError):
+    exit_code = 2  # could not check at all (1 means: checked, and damaged)
+
+
 def _worker_command(get_app: Callable[[], CommandHost]) -> click.Command:
     @click.command(name="worker", help="Run the app's agents, timers, tasks and web views until stopped.")
     @click.option("-l", "--loglevel", type=click.Choice(LEVELS, case_sensitive=False), default=None,
@@ -358,11 +407,13 @@ class _Group(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         app = self._app(ctx)
-        return ["worker", *sorted(app.commands if app is not None else ())]
+        return ["check", "salvage", "worker", *sorted(app.commands if app is not None else ())]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name == "worker":
             return _worker_command(lambda: self._require_app(ctx))
+        if name in ("check", "salvage"):
+            return _store_commands(lambda: self._app(ctx, f"streamnb {name}"))[name]
         app = self._app(ctx, f"streamnb {name}")
         if app is None:
             if not ctx.resilient_parsing and not name.startswith("-"):

@@ -9,7 +9,8 @@ catches them all, and every message says what to do next::
      │    └── SchemaRegistryError  the schema registry refused a request (an incompatible schema, bad credentials)
      ├── BrokerError               the broker cannot be reached or used
      │    ├── BrokerUnavailableError   nothing answers at the address (bounded wait)
-     │    └── BrokerLockedError        another process owns a local:// folder
+     │    ├── BrokerLockedError        another process owns a local:// folder
+     │    └── CorruptStoreError        a local:// folder's bytes changed on disk (checksum, sqlite, lost WAL)
      ├── PartitionMismatchError    a table is not co-partitioned with its source
      ├── StoreLockedError          another process holds a table's store (store="rocksdb://")
      ├── SchemaRegistryUnavailableError  nothing answers at the schema registry's address
@@ -39,6 +40,7 @@ __all__ = [
     "BrokerLockedError",
     "BrokerUnavailableError",
     "ConfigurationError",
+    "CorruptStoreError",
     "HistoryUnavailableError",
     "PartitionMismatchError",
     "SchemaRegistryError",
@@ -74,6 +76,42 @@ class BrokerUnavailableError(BrokerError, ConnectionError):
 
 class BrokerLockedError(BrokerError):
     """Another process already owns this ``local://`` folder."""
+
+
+class CorruptStoreError(BrokerError):
+    """What a ``local://`` folder holds is damaged: its bytes changed on disk, or committed data is missing.
+
+    Raised when a stored batch's checksum does not match its bytes, when a
+    partition's batches leave a gap, when sqlite reports the database
+    malformed, or when messages acknowledged before a ``kill -9`` are gone
+    (the ``-wal`` file was deleted). Damaged data is never decoded: nothing of
+    it is dead-lettered as bad input or counted in a table, and an agent that
+    reads it stops. The message names the folder and, when known, the topic,
+    partition and offsets, and says what to do: ``streamnb check
+    local://PATH`` lists every damaged part, ``streamnb salvage local://PATH
+    --to local://NEW`` copies the intact ones into a new folder.
+
+    Example::
+
+        >>> error = CorruptStoreError("damaged", folder="/data", topic="clicks", partition=3, offsets=(0, 99))
+        >>> error.topic, error.partition, error.offsets
+        ('clicks', 3, (0, 99))
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        folder: str,
+        topic: str | None = None,
+        partition: int | None = None,
+        offsets: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.folder = folder
+        self.topic = topic
+        self.partition = partition
+        self.offsets = offsets
 
 
 class StoreLockedError(StreamnbError):

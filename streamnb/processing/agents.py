@@ -14,6 +14,11 @@ the agent restarts with backoff from its last commit. An event that keeps
 crashing the agent is retried ``max_retries`` times, then sent to the
 dead-letter topic ``<app id>-<agent>-dlq`` with the error, so one bad event
 cannot stop the stream.
+
+A :class:`~streamnb.errors.CorruptStoreError` (the ``local://`` folder's
+data is damaged) is no event's fault and does not go away by retrying: the
+agent stops with it (``agent.last_error``), nothing is dead-lettered, and the
+error's message says how to check and salvage the folder.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from .. import naming
-from ..errors import AgentError, ConfigurationError, PartitionMismatchError
+from ..errors import AgentError, ConfigurationError, CorruptStoreError, PartitionMismatchError
 from ..runtime import Runtime
 from ..topics import Topic
 from ..transport.base import Message
@@ -274,6 +279,12 @@ class Agent:
                     "agent %r stopped: %s -- fix the definition and run its cell (or restart) again", self.name, exc
                 )
                 return
+            except CorruptStoreError as exc:
+                # Damaged data: never an event's fault (no try counted, nothing dead-lettered), and retrying
+                # reads the same bytes: stop, keep the error.
+                self._crashed(member, exc, retry=False, blame=False)
+                logger.error("agent %r stopped: %s", self.name, exc)
+                return
             except Exception as exc:
                 crash = self._crashed(member, exc)
                 if crash != last_crash:  # a new event: the backoff starts again
@@ -311,12 +322,14 @@ class Agent:
                 if inspect.isawaitable(out):
                     await out
 
-    def _crashed(self, member: int, exc: Exception, retry: bool = True) -> tuple[str, int, int] | None:
+    def _crashed(
+        self, member: int, exc: Exception, retry: bool = True, blame: bool = True
+    ) -> tuple[str, int, int] | None:
         """Keep and log the error; undo everything the run did since its last commit, at every stage.
 
         The event in hand (at whichever stage it was read: the agent's topic
         or a ``group_by`` topic) counts a try; after :attr:`max_retries` it is
-        dead-lettered when it comes again. Returns that event's position, if any.
+        dead-lettered when it comes again (not with ``blame=False``). Returns that event's position, if any.
         """
         self.crashes += 1
         self.last_error = exc
@@ -327,7 +340,7 @@ class Agent:
         crash = None
         for source in self._sources_of(member):
             msg: Message | None = source.txn.message
-            if msg is not None and not source.commit_failed and not source.aborted:
+            if blame and msg is not None and not source.commit_failed and not source.aborted:
                 # (a failed commit is not that event's fault)
                 crash = key = (msg.topic, msg.partition, msg.offset)
                 self._retries[key] = tries = self._retries.get(key, 0) + 1

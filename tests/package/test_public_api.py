@@ -60,7 +60,8 @@ def test_one_error_root() -> None:
 PUBLIC_NAMES = [
     "Agent", "AgentError", "AgentT", "App", "AppCommand", "AppNotRunningError", "AppT", "AvroCodec", "AvroDecimal",
     "BrokerError", "BrokerLockedError", "BrokerUnavailableError", "Channel", "ChannelT", "Codec", "CollectionT",
-    "ConfigurationError", "Event", "EventT", "GlobalTable", "GlobalTableT", "HistoryUnavailableError",
+    "ConfigurationError", "CorruptStoreError", "Event", "EventT", "GlobalTable", "GlobalTableT",
+    "HistoryUnavailableError",
     "HoppingWindow", "Model", "ModelT", "PartitionMismatchError", "Record", "SchemaRegistry", "SchemaRegistryError",
     "SchemaRegistryUnavailableError", "SerializationError", "SetGlobalTable", "SetTable", "Settings", "Stream",
     "StreamT", "StreamnbError", "Table", "TableT", "TableWriteError", "Topic", "TopicT", "TumblingWindow",

@@ -86,7 +86,7 @@ async def test_start_creates_the_folder_and_records_the_owner(tmp_path: Path) ->
     await transport.start()
     try:
         assert (folder / "streamnb.sqlite3").exists()
-        assert (folder / "LOCK").read_text().strip() == str(os.getpid())
+        assert (folder / "LOCK").read_text().splitlines() == [str(os.getpid()), "messages " + "0" * 20]
         store = transport.store
         assert await store.call(lambda: store._conn().execute("PRAGMA synchronous").fetchone()[0]) == 2  # FULL
         assert await store.call(lambda: store._conn().execute("PRAGMA journal_mode").fetchone()[0]) == "wal"

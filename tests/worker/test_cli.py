@@ -330,13 +330,15 @@ async def test_commands_run_and_are_listed_from_streamnb_A_and_from_the_module(t
     # The same command, both ways: `streamnb -A module CMD` and `python module.py CMD` (app.main()).
     assert (await run_cli("-A", "faust_worker", "produce", "--n", "30", env=env))[:2] == (0, "sent 30 words\n")
     assert (await run_cli("produce", "--n", "20", env=env, script=script))[:2] == (0, "sent 20 words\n")
-    # --help lists `worker` and the app's commands with their help text, wherever -A is given.
+    # --help lists `check`, `salvage`, `worker` and the app's commands with their help text, wherever -A is given.
     for args, where in [(("-A", "faust_worker", "--help"), None), (("--help", "-A", "faust_worker"), None),
                         (("--app=faust_worker", "--help"), None), (("--help",), script)]:
         code, out, err = await run_cli(*args, env=env, script=where)
         assert code == 0, err
         listed = dict(re.findall(r"^  (\S+)\s+(.*)$", out.split("Commands:")[1], re.MULTILINE))
-        assert listed == {"worker": "Run the app's agents, timers, tasks and web views until stopped.",
+        assert listed == {"check": "Check a stopped local:// folder for damage.",
+                          "salvage": "Copy what is intact of a local:// folder.",
+                          "worker": "Run the app's agents, timers, tasks and web views until stopped.",
                           "produce": "Send N words (w0 to w12, keyed by themselves) to the words topic."}, (args, out)
     code, out, _ = await run_cli("-A", "faust_worker", "produce", "--help", env=env)
     assert code == 0 and "--n INTEGER  How many words." in out, out

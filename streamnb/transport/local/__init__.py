@@ -7,8 +7,12 @@ exactly-once. The modules, from the facade down:
   :class:`LocalConsumer`, the :class:`~streamnb.transport.base.Transport` seam;
 * :mod:`~streamnb.transport.local.registry` -- one open store per folder and process;
 * :mod:`~streamnb.transport.local.store` -- the open folder: lock, connections, worker threads;
-* :mod:`~streamnb.transport.local.log` -- the schema, reads, compaction and retention in SQL;
-* :mod:`~streamnb.transport.local.batch` -- how a run of messages is packed into one row.
+* :mod:`~streamnb.transport.local.lockfile` -- the ``LOCK`` file: the owner, how the last one stopped;
+* :mod:`~streamnb.transport.local.log` -- reads, appends, compaction and retention in SQL;
+* :mod:`~streamnb.transport.local.catalogue` -- the schema, the cached topics, checked catalogue rows;
+* :mod:`~streamnb.transport.local.batch` -- how a run of messages is packed into one row;
+* :mod:`~streamnb.transport.local.integrity` -- checksums, the checks made on every read, errors that say why;
+* :mod:`~streamnb.transport.local.check` -- ``streamnb check`` and ``streamnb salvage``.
 
 Example::
 

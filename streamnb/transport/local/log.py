@@ -1,4 +1,4 @@
-"""The ``local://`` log in sqlite: its schema, the cached :class:`Topic`, reads, compaction and retention.
+"""The ``local://`` log in sqlite: reads, appends, compaction, retention and schema conversion.
 
 Pure sqlite, no threads: :mod:`streamnb.transport.local.store` calls these
 on its worker thread. A partition's messages are stored as record batches
@@ -7,8 +7,17 @@ partition, offset of the first message); ``partitions`` holds where each log
 starts and ends and how far compaction got. :func:`compact` keeps the newest
 message per key (dropping keys whose newest value is a tombstone);
 :func:`expire` drops the head of a partition up to the first message younger
-than the retention. Stores of schema 1 (one row per message) are converted
-by :func:`migrate` when opened.
+than the retention. Stores of schema 1 (one row per message) and 2 (no
+checksums) are converted by :func:`migrate` when opened.
+
+Every row carries a CRC-32C (:mod:`streamnb.transport.local.integrity`):
+batches over their header and bytes, checked by :func:`read`; catalogue rows
+(topics, partitions, offsets) over their values, checked when the folder is
+opened (:func:`~streamnb.transport.local.catalogue.load_catalogue`) and when
+offsets are read; the schema and the catalogue rows are
+:mod:`streamnb.transport.local.catalogue`. Each batch also
+stores where it ends (``end_offset``: the next batch's ``base_offset``), so
+a missing batch is a gap that reads detect.
 
 Example::
 
@@ -23,10 +32,22 @@ import math
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 from ..base import Message
 from .batch import BATCH_MAX, Columns, Item, decode, decode_headers, encode, encode_columns, timestamps
+from .catalogue import (
+    BATCHES_SQL,
+    INSERT_BATCH,
+    SCHEMA_SQL,
+    SCHEMA_VERSION,
+    SET_TOPIC_CRC,
+    UPDATE_END,
+    UPSERT_OFFSET,
+    Topic,
+    end_row,
+    topic_row,
+)
+from .integrity import batch_crc, checked_batches, checked_rows, row_crc
 
 __all__ = [
     "INSERT_BATCH",
@@ -37,6 +58,7 @@ __all__ = [
     "Topic",
     "Want",
     "append",
+    "batch_row",
     "batch_rows",
     "compact",
     "compaction_due",
@@ -48,60 +70,10 @@ __all__ = [
     "rollback",
 ]
 
-SCHEMA_VERSION = 2
-"""``PRAGMA user_version`` of the stores this module writes (1: one row per message)."""
-
-BATCHES_SQL = """
-CREATE TABLE batches (
-    topic_id INTEGER NOT NULL,
-    "partition" INTEGER NOT NULL,
-    base_offset INTEGER NOT NULL,  -- offset of the batch's first message
-    count INTEGER NOT NULL,        -- messages in the batch
-    max_timestamp REAL NOT NULL,   -- the newest message's timestamp (for retention)
-    records BLOB NOT NULL,         -- the messages, as local/batch.py encode() packs them
-    PRIMARY KEY (topic_id, "partition", base_offset)
-)"""
-
-SCHEMA_SQL = f"""
-CREATE TABLE topics (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    partitions INTEGER NOT NULL,
-    compacted INTEGER NOT NULL,
-    retention REAL
-);
-CREATE TABLE partitions (
-    topic_id INTEGER NOT NULL,
-    "partition" INTEGER NOT NULL,
-    log_start INTEGER NOT NULL,
-    next_offset INTEGER NOT NULL,
-    clean_upto INTEGER NOT NULL,   -- compaction has seen every offset below this
-    clean_count INTEGER NOT NULL,  -- messages kept below clean_upto
-    PRIMARY KEY (topic_id, "partition")
-) WITHOUT ROWID;
-{BATCHES_SQL};
-CREATE TABLE offsets (
-    "group" TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    "partition" INTEGER NOT NULL,
-    "offset" INTEGER NOT NULL,
-    PRIMARY KEY ("group", topic, "partition")
-) WITHOUT ROWID;
-"""
-
-INSERT_BATCH = "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)"
-UPDATE_END = 'UPDATE partitions SET next_offset = ? WHERE topic_id = ? AND "partition" = ?'
-UPSERT_OFFSET = (
-    'INSERT INTO offsets VALUES (?, ?, ?, ?) ON CONFLICT ("group", topic, "partition") '
-    'DO UPDATE SET "offset" = excluded."offset"'
+_SET_PARTITION = (
+    "UPDATE partitions SET log_start = ?, next_offset = ?, clean_upto = ?, clean_count = ?, crc = ? "
+    'WHERE topic_id = ? AND "partition" = ?'
 )
-# The batch holding ``start`` (the last one beginning at or before it), and every later one before ``stop``.
-_SELECT_BATCHES = (
-    'SELECT base_offset, records FROM batches WHERE topic_id = ?1 AND "partition" = ?2 AND base_offset >= '
-    'coalesce((SELECT max(base_offset) FROM batches WHERE topic_id = ?1 AND "partition" = ?2 '
-    "AND base_offset <= ?3), 0) AND base_offset < ?4 ORDER BY base_offset"
-)
-
 
 def rollback(conn: sqlite3.Connection) -> None:
     """Roll back the open transaction, if sqlite has not already."""
@@ -109,48 +81,38 @@ def rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-@dataclass(eq=False)
-class Topic:
-    """Cached state of one topic. Only the worker thread writes it."""
-
-    id: int
-    name: str
-    partitions: int
-    compacted: bool
-    retention: float | None
-    ends: list[int]  # next_offset per partition
-    starts: list[int]  # log_start per partition
-    clean_upto: list[int]
-    clean_count: list[int]
-
-
 Want = tuple[Topic, int, int, int]
 """(topic, partition, position, end): a partition to read from ``position`` up to ``end``."""
+
+
+def _set_partition(conn: sqlite3.Connection, topic: Topic, p: int, start: int, upto: int, kept: int) -> None:
+    end = topic.ends[p]
+    conn.execute(_SET_PARTITION, (start, end, upto, kept, row_crc(topic.id, p, start, end, upto, kept), topic.id, p))
+
+
+def batch_row(tid: int, p: int, base: int, end: int, count: int, max_ts: float, blob: bytes) -> tuple[object, ...]:
+    """An :data:`INSERT_BATCH` row: a batch of ``count`` messages holding offsets ``base..end-1``."""
+    return tid, p, base, count, max_ts, blob, end, batch_crc(tid, p, base, end, count, max_ts, blob)
 
 
 def batch_rows(tid: int, partition: int, base: int, items: Sequence[Item]) -> Iterator[tuple[object, ...]]:
     """:data:`INSERT_BATCH` rows for ``items`` at offsets ``base, base + 1, ...``."""
     for at in range(0, len(items), BATCH_MAX):
         chunk = items[at : at + BATCH_MAX]
-        yield (
-            tid,
-            partition,
-            base + at,
-            len(chunk),
-            max(item[2] for item in chunk),
-            encode(chunk),
-        )
+        n = len(chunk)
+        yield batch_row(tid, partition, base + at, base + at + n, n, max(item[2] for item in chunk), encode(chunk))
 
 
-def _message_rows(tid: int, partition: int, messages: Sequence[Message]) -> Iterator[tuple[object, ...]]:
-    """:data:`INSERT_BATCH` rows for ``messages``, whose offsets may have gaps."""
+def _message_rows(tid: int, partition: int, messages: Sequence[Message], end: int) -> Iterator[tuple[object, ...]]:
+    """:data:`INSERT_BATCH` rows for ``messages``, whose offsets may have gaps; the last batch ends at ``end``."""
     for at in range(0, len(messages), BATCH_MAX):
         chunk = messages[at : at + BATCH_MAX]
         base = chunk[0].offset
         deltas = [m.offset - base for m in chunk]
         items = [(m.key, m.value, m.timestamp, m.headers) for m in chunk]
         blob = encode(items, None if deltas[-1] == len(chunk) - 1 else deltas)
-        yield tid, partition, base, len(chunk), max(m.timestamp for m in chunk), blob
+        upto = messages[at + BATCH_MAX].offset if at + BATCH_MAX < len(messages) else end
+        yield batch_row(tid, partition, base, upto, len(chunk), max(m.timestamp for m in chunk), blob)
 
 
 def read(
@@ -161,10 +123,14 @@ def read(
     stop: int,
     limit: int,
 ) -> list[Message]:
-    """Up to ``limit`` messages of a partition with ``start <= offset < stop``, in offset order."""
+    """Up to ``limit`` messages of a partition with ``start <= offset < stop``, in offset order.
+
+    Every batch read is checked first (:func:`~streamnb.transport.local.integrity.checked_batches`):
+    a damaged one raises :class:`~streamnb.transport.local.integrity.Damage`.
+    """
     out: list[Message] = []
     name = topic.name
-    for base, blob in conn.execute(_SELECT_BATCHES, (topic.id, partition, start, stop)):
+    for base, blob in checked_batches(conn, topic, partition, start, stop):
         out += decode(blob, base, name, partition, start, stop, limit - len(out))
         if len(out) >= limit:
             break
@@ -194,13 +160,9 @@ def compact(conn: sqlite3.Connection, topic: Topic, p: int) -> None:
                 'DELETE FROM batches WHERE topic_id = ? AND "partition" = ? AND base_offset < ?',
                 (tid, p, upto),
             )
-            conn.executemany(INSERT_BATCH, _message_rows(tid, p, kept))
+            conn.executemany(INSERT_BATCH, _message_rows(tid, p, kept, upto))
         start = kept[0].offset if kept else upto
-        conn.execute(
-            "UPDATE partitions SET log_start = ?, clean_upto = ?, clean_count = ? "
-            'WHERE topic_id = ? AND "partition" = ?',
-            (start, upto, len(kept), tid, p),
-        )
+        _set_partition(conn, topic, p, start, upto, len(kept))
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)
@@ -215,16 +177,17 @@ def expire(conn: sqlite3.Connection, topic: Topic, p: int) -> None:
         return
     tid, start, end = topic.id, topic.starts[p], topic.ends[p]
     cutoff = time.time() - topic.retention
-    # Batches wholly older than the cutoff go; the first one that is not may lose its head.
-    row = conn.execute(
-        'SELECT base_offset, records FROM batches WHERE topic_id = ? AND "partition" = ? '
-        "AND max_timestamp >= ? ORDER BY base_offset LIMIT 1",
-        (tid, p, cutoff),
-    ).fetchone()
+    # Batches wholly older than the cutoff go; the first one that is not may lose its head. Each
+    # batch is checked before its newest timestamp is believed: a damaged one stops retention here.
+    row = None
+    for base, batch_end, max_ts, blob in checked_rows(conn, topic, p, start, end):
+        if max_ts >= cutoff:
+            row = base, blob, batch_end
+            break
     if row is None:
         new_start = end
     else:
-        base, blob = row
+        base, blob, _ = row
         young = next(i for i, ts in enumerate(timestamps(blob)) if ts >= cutoff)
         new_start = base if young == 0 else decode(blob, base, topic.name, p, 0, end, young + 1)[-1].offset
     if new_start <= start:
@@ -236,20 +199,21 @@ def expire(conn: sqlite3.Connection, topic: Topic, p: int) -> None:
             (tid, p, new_start),
         )
         if row is not None and new_start != row[0]:  # keep the young tail of that batch
+            base, blob, tail_end = row
+            if tail_end is None:  # a batch of schema 2 that does not say: it ends where the next begins
+                (tail_end,) = conn.execute(
+                    'SELECT coalesce(min(base_offset), ?) FROM batches WHERE topic_id = ? AND "partition" = ? '
+                    "AND base_offset > ?", (end, tid, p, base),
+                ).fetchone()
             conn.executemany(
-                INSERT_BATCH,
-                _message_rows(tid, p, decode(row[1], row[0], topic.name, p, new_start, end, end)),
+                INSERT_BATCH, _message_rows(tid, p, decode(blob, base, topic.name, p, new_start, end, end), tail_end)
             )
         upto = max(topic.clean_upto[p], new_start)
         (kept,) = conn.execute(
             'SELECT coalesce(sum(count), 0) FROM batches WHERE topic_id = ? AND "partition" = ? AND base_offset < ?',
             (tid, p, upto),
         ).fetchone()
-        conn.execute(
-            "UPDATE partitions SET log_start = ?, clean_upto = ?, clean_count = ? "
-            'WHERE topic_id = ? AND "partition" = ?',
-            (new_start, upto, kept, tid, p),
-        )
+        _set_partition(conn, topic, p, new_start, upto, kept)
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)
@@ -258,20 +222,47 @@ def expire(conn: sqlite3.Connection, topic: Topic, p: int) -> None:
 
 
 def migrate(conn: sqlite3.Connection, version: int) -> None:
-    """Convert a store of schema ``version`` to :data:`SCHEMA_VERSION`, inside the caller's transaction."""
+    """Convert a store of schema ``version`` to :data:`SCHEMA_VERSION`, inside the caller's transaction.
+
+    Batches of schema 2 keep no checksum and no end (``NULL``: read
+    unchecked, see :func:`~streamnb.transport.local.integrity.verify_batch`)
+    until compaction or retention rewrites them: computing one now would
+    vouch for bytes nobody checked. The catalogue rows get theirs now.
+    """
     if version == 1:  # one row per message -> record batches
         conn.execute(BATCHES_SQL)
-        cells = conn.execute('SELECT topic_id, "partition" FROM partitions ORDER BY 1, 2').fetchall()
-        for tid, p in cells:
+        cells = conn.execute('SELECT topic_id, "partition", next_offset FROM partitions ORDER BY 1, 2').fetchall()
+        for tid, p, end in cells:
             rows = conn.execute(
                 'SELECT "offset", timestamp, key, value, headers FROM messages '
                 'WHERE topic_id = ? AND "partition" = ? ORDER BY "offset"',
                 (tid, p),
             )
+            held: list[Message] = []  # a chunk waits for the next one: its batch ends where that one begins
             while chunk := rows.fetchmany(BATCH_MAX):
                 messages = [Message("", p, o, ts, k, v, decode_headers(h) if h else ()) for o, ts, k, v, h in chunk]
-                conn.executemany(INSERT_BATCH, _message_rows(tid, p, messages))
+                if held:
+                    conn.executemany(INSERT_BATCH, _message_rows(tid, p, held, messages[0].offset))
+                held = messages
+            if held:
+                conn.executemany(INSERT_BATCH, _message_rows(tid, p, held, end))
         conn.execute("DROP TABLE messages")
+    else:
+        conn.execute("ALTER TABLE batches ADD COLUMN end_offset INTEGER")
+        conn.execute("ALTER TABLE batches ADD COLUMN crc INTEGER")
+    for table in ("topics", "partitions", "offsets"):
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN crc INTEGER")
+    for tid, name, count, compacted, retention in conn.execute(
+        "SELECT id, name, partitions, compacted, retention FROM topics"
+    ).fetchall():
+        conn.execute(SET_TOPIC_CRC, (topic_row(tid, name, count, compacted, retention), tid))
+    cells = conn.execute('SELECT topic_id, "partition", log_start, next_offset, clean_upto, clean_count '
+                         "FROM partitions").fetchall()
+    conn.executemany('UPDATE partitions SET crc = ? WHERE topic_id = ? AND "partition" = ?',
+                     [(row_crc(*r), r[0], r[1]) for r in cells])
+    offsets = conn.execute('SELECT "group", topic, "partition", "offset" FROM offsets').fetchall()
+    conn.executemany('UPDATE offsets SET crc = ? WHERE "group" = ? AND topic = ? AND "partition" = ?',
+                     [(row_crc(*r), *r[:3]) for r in offsets])
 
 
 def append(conn: sqlite3.Connection, topic: Topic, partition: int, columns: Columns) -> None:
@@ -279,15 +270,16 @@ def append(conn: sqlite3.Connection, topic: Topic, partition: int, columns: Colu
     keys, values, stamps, headers = columns
     base, count = topic.ends[partition], len(keys)
     rows = [
-        (topic.id, partition, base + at, len(keys[at : at + BATCH_MAX]), max(stamps[at : at + BATCH_MAX]),
-         encode_columns(keys[at : at + BATCH_MAX], values[at : at + BATCH_MAX], stamps[at : at + BATCH_MAX],
-                        headers[at : at + BATCH_MAX]))
+        batch_row(topic.id, partition, base + at, base + at + len(keys[at : at + BATCH_MAX]),
+                  len(keys[at : at + BATCH_MAX]), max(stamps[at : at + BATCH_MAX]),
+                  encode_columns(keys[at : at + BATCH_MAX], values[at : at + BATCH_MAX], stamps[at : at + BATCH_MAX],
+                                 headers[at : at + BATCH_MAX]))
         for at in range(0, count, BATCH_MAX)
     ]
     conn.execute("BEGIN")
     try:
         conn.executemany(INSERT_BATCH, rows)
-        conn.execute(UPDATE_END, (base + count, topic.id, partition))
+        conn.execute(UPDATE_END, end_row(topic, partition, base + count))
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)

@@ -64,9 +64,8 @@ def _forget_stores_in_child() -> None:
     global _registry_lock
     _registry_lock = threading.Lock()
     for store in _stores.values():
-        if store.lock_fd >= 0:
-            os.close(store.lock_fd)
-            store.lock_fd = -1
+        if store.lock is not None:
+            store.lock.forget()
         store.conn = None
     _stores.clear()
     _closing.clear()

@@ -1,7 +1,8 @@
 """The open ``local://`` folder: its lock, sqlite connections, worker threads and registry.
 
 A :class:`Store` owns one folder: an ``fcntl.flock`` on ``PATH/LOCK`` (one
-process at a time), the writer connection on its worker thread and a
+process at a time; :mod:`streamnb.transport.local.lockfile`, which also
+tells whether the last owner stopped cleanly), the writer connection on its worker thread and a
 read-only connection on a second thread (WAL: reads see the last commit and
 never wait for one). Methods whose names end in ``_sync`` run on those
 threads; the event loop reaches them through :meth:`Store.call` and
@@ -11,6 +12,14 @@ store between every App of this process that opens the same folder.
 Compaction runs once at least ``COMPACT_MIN_DIRTY`` messages (and half the
 partition) are new; retention every ``RETENTION_INTERVAL`` seconds while
 writing. The SQL itself is in :mod:`streamnb.transport.local.log`.
+
+Opening checks the folder: after an unclean stop the whole database
+(``PRAGMA quick_check``) and whether commits were lost (the lock's
+high-water mark against the partitions' ends); always every catalogue row's
+checksum. Reads check every batch (:mod:`streamnb.transport.local.integrity`).
+What is damaged is a :class:`~streamnb.errors.CorruptStoreError`; a full
+disk, a folder that cannot be written, a malformed file each get an error
+that says so (:func:`~streamnb.transport.local.integrity.explain`).
 
 Example (on a running loop)::
 
@@ -23,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import fcntl
 import logging
 import os
 import sqlite3
@@ -32,25 +40,28 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from ...errors import AppNotRunningError, BrokerError, BrokerLockedError, ConfigurationError
+from ...errors import AppNotRunningError, BrokerError, ConfigurationError
 from ..base import TP, Message, ProducerRecord, TopicSpec
 from .batch import Item
-from .log import (
-    INSERT_BATCH,
+from .catalogue import (
+    INSERT_PARTITION,
+    INSERT_TOPIC,
     SCHEMA_SQL,
     SCHEMA_VERSION,
+    SET_TOPIC_CRC,
     UPDATE_END,
     UPSERT_OFFSET,
     Topic,
-    Want,
-    batch_rows,
-    compact,
-    compaction_due,
-    expire,
-    migrate,
-    read,
-    rollback,
+    end_row,
+    load_catalogue,
+    offset_row,
+    partition_row,
+    schema_problems,
+    topic_row,
 )
+from .integrity import Damage, corrupt, explain, quick_check, row_crc
+from .lockfile import LOCK_NAME, Lock, Previous, lost_commits, take
+from .log import INSERT_BATCH, Want, batch_rows, compact, compaction_due, delete_topics, expire, migrate, read, rollback
 
 __all__ = ["COMPACT_MIN_DIRTY", "DB_NAME", "LOCK_NAME", "RETENTION_INTERVAL", "Store"]
 
@@ -58,7 +69,6 @@ logger = logging.getLogger("streamnb.transport.local")
 """The logger of the ``local://`` modules (one name for users to configure)."""
 
 DB_NAME = "streamnb.sqlite3"
-LOCK_NAME = "LOCK"
 COMPACT_MIN_DIRTY = 10_000
 """A partition is compacted while running once this many messages (and half of it) are new."""
 RETENTION_INTERVAL = 30.0
@@ -86,7 +96,9 @@ class Store:
         self.reader_conn: sqlite3.Connection | None = None
         self.reader_ident: int | None = None
         self.conn: sqlite3.Connection | None = None
-        self.lock_fd = -1
+        self.lock: Lock | None = None
+        self.messages = 0
+        """The high-water mark: every partition's end offset, summed (what ``LOCK`` records after commits)."""
         self.waiters: dict[asyncio.Event, tuple[asyncio.AbstractEventLoop, frozenset[str]]] = {}
         self.waiters_lock = threading.Lock()
         self.maintenance_pending = False
@@ -97,18 +109,18 @@ class Store:
     # -- event-loop side -------------------------------------------------------------
 
     async def call(self, fn: Callable[..., _R], *args: Any) -> _R:
-        """Run ``fn(*args)`` on the worker thread."""
+        """Run ``fn(*args)`` on the worker thread (damage and sqlite's errors become streamnb's)."""
         try:
             return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
-        except sqlite3.Error as exc:
-            raise BrokerError(f"the local:// store in {self.folder} failed: {exc}") from exc
+        except (sqlite3.Error, Damage, UnicodeDecodeError) as exc:
+            raise _explained(exc, self.folder) from exc
 
     async def call_read(self, fn: Callable[..., _R], *args: Any) -> _R:
         """Run ``fn(*args)`` on the reader thread (its connection sees committed data)."""
         try:
             return await asyncio.get_running_loop().run_in_executor(self.reader, fn, *args)
-        except sqlite3.Error as exc:
-            raise BrokerError(f"the local:// store in {self.folder} failed: {exc}") from exc
+        except (sqlite3.Error, Damage, UnicodeDecodeError) as exc:
+            raise _explained(exc, self.folder) from exc
 
     def notify(self, touched: frozenset[str]) -> None:
         """Wake the consumers reading any of the ``touched`` topics (call from a loop)."""
@@ -140,55 +152,56 @@ class Store:
     def open_sync(self, after: concurrent.futures.Future[None] | None) -> None:
         if after is not None:  # this process is still closing the previous store of the folder
             after.result()
+        path = os.path.join(self.folder, DB_NAME)
         try:
             os.makedirs(self.folder, exist_ok=True)
-            self._lock_sync()
-            conn = self.conn = sqlite3.connect(
-                os.path.join(self.folder, DB_NAME), isolation_level=None, check_same_thread=False
-            )
+            self.lock = take(self.folder)
+            wal_existed = os.path.exists(path + "-wal")
+            conn = self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {'FULL' if self.full_sync else 'NORMAL'}")
             conn.execute("PRAGMA cache_size = -65536")  # 64 MiB
             conn.execute("PRAGMA temp_store = MEMORY")
             conn.execute("PRAGMA mmap_size = 268435456")
+            previous = self.lock.previous
+            if previous is not None:
+                self._quick_check_sync(conn, previous)
+                if previous.messages and not conn.execute("PRAGMA user_version").fetchone()[0]:  # all gone
+                    raise corrupt(self.folder, lost_commits(path, previous, 0, wal_existed))
             self._schema_sync(conn)
             self._load_sync(conn)
+            if previous is not None and previous.messages is not None and self.messages < previous.messages:
+                raise corrupt(self.folder, lost_commits(path, previous, self.messages, wal_existed))
             self.maintain_sync(min_dirty=1, force=False, retention=True)
+            self.lock.mark(self.messages)
         except BaseException as exc:
-            self.close_sync()
-            if isinstance(exc, sqlite3.Error):
+            self.close_sync(clean=False)
+            if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc) and not (
+                self.lock is not None and self.lock.existed
+            ):
                 raise BrokerError(
-                    f"cannot open the local:// store in {self.folder}: {exc}. If the folder holds "
-                    "something else, point the app to another folder, e.g. broker='local://other'"
+                    f"{path} is not a streamnb store (sqlite: {exc}). Move it away or point the app to another "
+                    "folder, e.g. broker='local://other'."
                 ) from exc
-            if isinstance(exc, OSError):
-                raise BrokerError(f"cannot use the folder {self.folder} for a local:// store: {exc}") from exc
-            raise
+            raise _explained(exc, self.folder, "open") from exc
+
+    def _quick_check_sync(self, conn: sqlite3.Connection, previous: Previous) -> None:
+        """The last owner did not close the folder: check the whole database before serving it."""
+        began = time.monotonic()
+        problems = quick_check(conn)
+        took = time.monotonic() - began
+        who = f"its last owner (pid {previous.pid})" if previous.pid else "its last owner"
+        if problems:
+            raise corrupt(self.folder, f"{who} did not close it, and sqlite's check (PRAGMA quick_check) finds: "
+                          + "; ".join(problems[:5]))
+        logger.info(
+            "the local:// folder %s was not closed by %s: sqlite's check (PRAGMA quick_check) took %.2f s: ok",
+            self.folder, who, took,
+        )
 
     def full_sync_sync(self) -> None:
         self._conn().execute("PRAGMA synchronous = FULL")
         self.full_sync = True
-
-    def _lock_sync(self) -> None:
-        path = os.path.join(self.folder, LOCK_NAME)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            if owner == str(os.getpid()):
-                who = f"this process (pid {owner}) through another copy of streamnb (was the module reloaded?)"
-            else:
-                who = f"another process (pid {owner})"
-            raise BrokerLockedError(
-                f"the local:// folder {self.folder} is in use by {who}. Stop the app or kernel that "
-                "uses it (await app.stop(), or shut that kernel down), or give this app another "
-                "folder, e.g. broker='local://other'."
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self.lock_fd = fd
 
     def _schema_sync(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -222,20 +235,20 @@ class Store:
                 raise
 
     def _load_sync(self, conn: sqlite3.Connection) -> None:
-        for tid, name, count, compacted, retention in conn.execute(
-            "SELECT id, name, partitions, compacted, retention FROM topics"
-        ):
-            z = [0] * count
-            topic = Topic(tid, name, count, bool(compacted), retention, z, z.copy(), z.copy(), z.copy())
-            for p, start, end, upto, kept in conn.execute(
-                'SELECT "partition", log_start, next_offset, clean_upto, clean_count '
-                "FROM partitions WHERE topic_id = ?",
-                (tid,),
-            ):
-                topic.starts[p], topic.ends[p], topic.clean_upto[p], topic.clean_count[p] = start, end, upto, kept
-            self.topics[name] = topic
+        """Read the catalogue, every row checked; its small tables' structure too (sqlite's check of them)."""
+        problems = schema_problems(conn)
+        for table in ("topics", "partitions", "offsets"):
+            problems += [f"sqlite's check of its {table} finds: {found}" for found in quick_check(conn, table)[:1]]
+        if problems:
+            raise corrupt(self.folder, "; ".join(problems))
+        catalogue = load_catalogue(conn)
+        if catalogue.damaged:
+            raise corrupt(self.folder, "; ".join(d.describe() for d in catalogue.damaged[:5]))
+        self.topics.update(catalogue.topics)
+        self.messages = sum(sum(topic.ends) for topic in catalogue.topics.values())
 
-    def close_sync(self) -> None:
+    def close_sync(self, clean: bool = True) -> None:
+        """Close the connections and release the lock (``clean``: empty it; else keep what the last owner left)."""
         self.reader.shutdown(wait=True)
         if self.reader_conn is not None:
             try:
@@ -247,12 +260,8 @@ class Store:
                 self.conn.close()
             finally:
                 self.conn = None
-        if self.lock_fd >= 0:
-            fd, self.lock_fd = self.lock_fd, -1
-            try:
-                os.ftruncate(fd, 0)
-            finally:
-                os.close(fd)  # releases the flock
+        if self.lock is not None:
+            self.lock.release(clean=clean)
 
     # -- topics (worker thread) ----------------------------------------------------------
 
@@ -271,15 +280,12 @@ class Store:
         if own:
             conn.execute("BEGIN")
         try:
-            cursor = conn.execute(
-                "INSERT INTO topics (name, partitions, compacted, retention) VALUES (?, ?, ?, ?)",
-                (spec.name, spec.partitions, int(spec.compacted), spec.retention),
-            )
+            retention = None if spec.retention is None else float(spec.retention)
+            cursor = conn.execute(INSERT_TOPIC, (spec.name, spec.partitions, int(spec.compacted), retention))
             tid = cursor.lastrowid
             assert tid is not None
-            conn.executemany(
-                "INSERT INTO partitions VALUES (?, ?, 0, 0, 0, 0)", [(tid, p) for p in range(spec.partitions)]
-            )
+            conn.execute(SET_TOPIC_CRC, (topic_row(tid, spec.name, spec.partitions, spec.compacted, retention), tid))
+            conn.executemany(INSERT_PARTITION, [partition_row(tid, p, 0, 0, 0, 0) for p in range(spec.partitions)])
             if own:
                 conn.execute("COMMIT")
         except BaseException:
@@ -287,11 +293,33 @@ class Store:
                 rollback(conn)
             raise
         n = spec.partitions
-        return Topic(tid, spec.name, n, spec.compacted, spec.retention, [0] * n, [0] * n, [0] * n, [0] * n)
+        return Topic(tid, spec.name, n, spec.compacted, retention, [0] * n, [0] * n, [0] * n, [0] * n)
 
     def sql_sync(self, fn: Callable[..., _R], *args: Any) -> _R:
-        """``fn(connection, *args)`` on the worker thread (for the SQL functions of :mod:`.log`)."""
-        return fn(self._conn(), *args)
+        """``fn(connection, *args)`` on the worker thread (for the SQL functions of :mod:`.log`).
+
+        Whatever ``fn`` appended raises the high-water mark in ``LOCK``.
+        """
+        result = fn(self._conn(), *args)
+        self._mark_sync()
+        return result
+
+    def _mark_sync(self) -> None:
+        """Record the high-water mark in ``LOCK`` when commits raised it."""
+        messages = sum(sum(topic.ends) for topic in self.topics.values())
+        if messages != self.messages and self.lock is not None:
+            self.messages = messages
+            self.lock.mark(messages)
+
+    def delete_topics_sync(self, topics: Sequence[Topic]) -> None:
+        """Delete ``topics`` (:func:`~.log.delete_topics`), lowering the high-water mark first."""
+        gone = {topic.name for topic in topics}
+        self.messages = sum(sum(topic.ends) for name, topic in self.topics.items() if name not in gone)
+        if self.lock is not None:
+            self.lock.mark(self.messages)
+        delete_topics(self._conn(), topics)
+        for name in gone:
+            self.topics.pop(name, None)
 
     def _conn(self) -> sqlite3.Connection:
         if self.conn is None:
@@ -330,17 +358,17 @@ class Store:
             if state:
                 # One batch row per partition written (see batch.py), in primary-key order.
                 batches: list[tuple[object, ...]] = []
-                updates: list[tuple[int, int, int]] = []
+                updates: list[tuple[int, int, int, int]] = []
                 for name, (tid, ends, rows) in state.items():
                     old = (topics.get(name) or created[name]).ends
                     for p, items in enumerate(rows):
                         if items:
                             batches += batch_rows(tid, p, old[p], items)
-                            updates.append((ends[p], tid, p))
+                            updates.append(end_row(topics.get(name) or created[name], p, ends[p]))
                 conn.executemany(INSERT_BATCH, batches)
                 conn.executemany(UPDATE_END, updates)
             if offsets:
-                conn.executemany(UPSERT_OFFSET, [(group, tp[0], tp[1], off) for tp, off in offsets.items()])
+                conn.executemany(UPSERT_OFFSET, [offset_row(group, tp[0], tp[1], off) for tp, off in offsets.items()])
             conn.execute("COMMIT")
         except BaseException:
             rollback(conn)
@@ -348,6 +376,9 @@ class Store:
         topics.update(created)
         for name, (_, ends, _) in state.items():
             topics[name].ends[:] = ends
+        if records and self.lock is not None:
+            self.messages += len(records)
+            self.lock.mark(self.messages)
         if not self.maintenance_pending and self._maintenance_due(state):
             self.maintenance_pending = True
             try:
@@ -411,9 +442,13 @@ class Store:
         found: dict[TP, int] = {}
         for name in {tp.topic for tp in tps}:
             rows = conn.execute(
-                'SELECT "partition", "offset" FROM offsets WHERE "group" = ? AND topic = ?', (group, name)
+                'SELECT "partition", "offset", crc FROM offsets WHERE "group" = ? AND topic = ?', (group, name)
             ).fetchall()
-            found.update((TP(name, p), off) for p, off in rows)
+            for p, off, crc in rows:
+                if crc is not None and crc != row_crc(group, name, p, off):
+                    raise Damage("its stored checksum does not match",
+                                 where=f"the committed offset of group {group!r} in {name!r} partition {p}")
+                found[TP(name, p)] = off
         return {tp: found[tp] for tp in tps if tp in found}
 
     # -- compaction and retention (worker thread) --------------------------------------------
@@ -433,8 +468,9 @@ class Store:
         self.maintenance_pending = False
         try:
             self.maintain_sync(min_dirty=COMPACT_MIN_DIRTY, force=False, retention=None)
-        except Exception:
-            logger.exception("compaction/retention of the local:// store in %s failed", self.folder)
+        except Exception as exc:
+            logger.error("compaction/retention of the local:// store in %s failed: %s", self.folder,
+                         explain(exc, self.folder), exc_info=not isinstance(exc, (sqlite3.Error, Damage)))
 
     def maintain_sync(self, *, min_dirty: int, force: bool, retention: bool | None) -> None:
         """Compact the partitions that need it; apply retention (``None``: when due)."""
@@ -448,9 +484,20 @@ class Store:
             self.last_retention = now
         for topic in list(self.topics.values()):
             for p in range(topic.partitions):
-                if topic.compacted and (
-                    topic.ends[p] > topic.clean_upto[p] if force else compaction_due(topic, p, min_dirty)
-                ):
-                    compact(conn, topic, p)
-                if retention and topic.retention is not None:
-                    expire(conn, topic, p)
+                try:
+                    if topic.compacted and (
+                        topic.ends[p] > topic.clean_upto[p] if force else compaction_due(topic, p, min_dirty)
+                    ):
+                        compact(conn, topic, p)
+                    if retention and topic.retention is not None:
+                        expire(conn, topic, p)
+                except Damage as damage:  # left as it is: reading it raises, the rest goes on
+                    logger.error("not compacting nor expiring a damaged partition: %s", corrupt(self.folder, damage))
+
+
+def _explained(exc: BaseException, folder: str, doing: str = "use") -> BaseException:
+    """:func:`~.integrity.explain`, but ``exc`` itself (not a copy) when there is nothing to explain."""
+    error = explain(exc, folder, doing)
+    if error is exc:
+        raise exc
+    return error

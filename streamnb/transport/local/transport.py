@@ -78,7 +78,7 @@ from ..base import (
 )
 from ..static import StaticConsumer
 from .batch import Columns
-from .log import Want, append, delete_groups, delete_topics
+from .log import Want, append, delete_groups
 from .registry import acquire, release
 from .store import Store
 
@@ -237,9 +237,7 @@ class LocalTransport(Transport):
         store = self.store
         wanted = [store.topics[name] for name in names if name in store.topics]
         if wanted:
-            await store.call(store.sql_sync, delete_topics, wanted)
-            for topic in wanted:
-                store.topics.pop(topic.name, None)
+            await store.call(store.delete_topics_sync, wanted)
 
     async def delete_groups(self, groups: Iterable[str]) -> None:
         """Forget the committed offsets of these groups."""
