@@ -37,6 +37,7 @@ from ..tables.table import Table
 from ..topics import Topic
 from ..transport.base import Transport
 from .settings import Settings
+from .testcontext import AgentTestContext, TestContextHost
 
 __all__ = ["CHANNEL_OPTIONS", "Definitions", "name_of"]
 
@@ -473,6 +474,10 @@ class Definitions:
             return f
 
         return decorator(fun) if fun is not None else decorator
+
+    def agent_test_context(self, agent: Agent, **options: Any) -> AgentTestContext:
+        """What ``agent.test_context(**options)`` returns (see :mod:`streamnb.app.testcontext`)."""
+        return AgentTestContext(cast(TestContextHost, self), agent, **options)
 
     def _register_background(self, registry: dict[str, Any], item: Timer | Task) -> None:
         old = registry.get(item.name)
