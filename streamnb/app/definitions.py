@@ -37,7 +37,7 @@ from ..tables.table import Table
 from ..topics import Topic
 from ..transport.base import Transport
 from .settings import Settings
-from .testcontext import AgentTestContext, TestContextHost
+from .testcontext import AgentTestContext, AgentTestHost
 
 __all__ = ["CHANNEL_OPTIONS", "Definitions", "name_of"]
 
@@ -477,7 +477,7 @@ class Definitions:
 
     def agent_test_context(self, agent: Agent, **options: Any) -> AgentTestContext:
         """What ``agent.test_context(**options)`` returns (see :mod:`streamnb.app.testcontext`)."""
-        return AgentTestContext(cast(TestContextHost, self), agent, **options)
+        return AgentTestContext(cast(AgentTestHost, self), agent, **options)
 
     def _register_background(self, registry: dict[str, Any], item: Timer | Task) -> None:
         old = registry.get(item.name)

@@ -42,10 +42,10 @@ from ..processing.tasks import Task, Timer
 from ..tables.table import Table
 from ..transport.base import TP, Transport
 
-__all__ = ["AgentTest", "AgentTestContext", "TestContextHost"]
+__all__ = ["AgentTest", "AgentTestContext", "AgentTestHost"]
 
 
-class TestContextHost(Protocol):
+class AgentTestHost(Protocol):
     """What a test context needs from the App."""
 
     id: str
@@ -152,7 +152,7 @@ class AgentTestContext:
 
     def __init__(
         self,
-        host: TestContextHost,
+        host: AgentTestHost,
         agent: Agent,
         *,
         channel: Any = None,

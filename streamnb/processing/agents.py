@@ -36,7 +36,7 @@ from ..transport.base import Message
 from .source import Source
 from .streams import Stream
 
-__all__ = ["Agent", "AgentFun", "TestContextMaker"]
+__all__ = ["Agent", "AgentFun", "AgentTestMaker"]
 
 logger = logging.getLogger("streamnb")
 
@@ -44,7 +44,7 @@ AgentFun = Callable[[Stream[Any]], Any]
 
 
 @runtime_checkable
-class TestContextMaker(Protocol):
+class AgentTestMaker(Protocol):
     """What :meth:`Agent.test_context` asks the app for (the App provides it)."""
 
     def agent_test_context(self, agent: Agent, **options: Any) -> AbstractAsyncContextManager[Any]:
@@ -188,7 +188,7 @@ class Agent:
         ...     assert agent.results[0] == event.value
         """
         host = self.app
-        if not isinstance(host, TestContextMaker):
+        if not isinstance(host, AgentTestMaker):
             raise ConfigurationError(f"agent {self.name!r}: its runtime {host!r} cannot make a test context")
         return host.agent_test_context(
             self, channel=channel, supervisor_strategy=supervisor_strategy, on_error=on_error, **options
