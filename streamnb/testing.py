@@ -20,6 +20,23 @@ Example::
                 await views.send(value=page)
             await settle(app)
             assert counts["/"] == 2
+
+One agent alone, as in Faust's testing guide (``agent.test_context()``, see
+:mod:`streamnb.app.testcontext`): the app runs on a private ``memory://``
+broker, whatever broker it names, with only that agent started; ``put``
+returns once the agent processed the value, ``results`` holds what it
+yielded by order (0, 1, 2, ...), its sinks are called as usual::
+
+    from example import order, orders_for_account, Order
+
+    async def test_process_order():
+        async with order.test_context() as agent:
+            event = await agent.put(Order(account_id="1", amount=1), key="1")
+            assert orders_for_account["1"] == 1
+            assert agent.results[0] == event.value
+
+Use ``test_app`` and ``settle`` for a whole pipeline (every agent, timer and
+crontab running), ``test_context`` for one agent's logic.
 """
 
 from __future__ import annotations
@@ -32,10 +49,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .app.base import App
+from .app.testcontext import AgentTest
 from .errors import StreamnbError
 from .transport.base import TP
 
-__all__ = ["lag", "settle", "test_app", "wait_until"]
+__all__ = ["AgentTest", "lag", "settle", "test_app", "wait_until"]
 
 
 def test_app(id: str | None = None, **options: Any) -> App:

@@ -27,6 +27,7 @@ from typing import Any, TypeVar, cast
 from .. import naming
 from ..errors import ConfigurationError
 from ..processing.agents import Agent, AgentFun
+from ..processing.crontab import Crontab
 from ..processing.streams import Stream
 from ..processing.tasks import Task, TaskHost, Timer
 from ..runtime import Runtime
@@ -35,6 +36,8 @@ from ..tables.sets import SetGlobalTable, SetTable
 from ..tables.table import Table
 from ..topics import Topic
 from ..transport.base import Transport
+from .settings import Settings
+from .testcontext import AgentTestContext, AgentTestHost
 
 __all__ = ["CHANNEL_OPTIONS", "Definitions", "name_of"]
 
@@ -77,6 +80,8 @@ class Definitions:
     tables: dict[str, Table[Any, Any]]
     timers: dict[str, Timer]
     tasks: dict[str, Task]
+    conf: Settings
+    """The settings under Faust's names (the App sets it)."""
     history: bool
     """Tables keep every change (set by the App from ``history=`` and its clock)."""
     _lifecycle: asyncio.Lock
@@ -412,6 +417,47 @@ class Definitions:
 
         return decorator
 
+    def crontab(
+        self,
+        cron_format: str,
+        *,
+        timezone: Any = None,
+        on_leader: bool = False,
+        traced: bool = True,
+        name: str | None = None,
+        tz: Any = None,
+    ) -> Callable[[F], F]:
+        """Run ``async def f()`` (or ``f(app)``) at each time the cron expression gives (Faust's ``app.crontab``).
+
+        ``timezone`` (or ``tz``): a zone name, a ``zoneinfo`` or ``pytz``
+        zone; by default ``app.conf.timezone`` (UTC unless set). Follows the
+        app's clock like :meth:`timer` (virtual times in a replay), lives in
+        ``app.timers``, and is replaced when defined again. ``traced`` is
+        accepted for Faust's sake (there is no tracing). See
+        :mod:`streamnb.processing.crontab` for the expression and daylight saving.
+
+        >>> from streamnb import App
+        >>> app = App("demo", broker="memory://")
+        >>> @app.crontab("0 19 * * *", timezone="America/New_York")
+        ... async def evening_report():
+        ...     print("report")
+        >>> app.timers["evening_report"].schedule
+        "cron '0 19 * * *' in America/New_York"
+        """
+        if timezone is not None and tz is not None and timezone is not tz:
+            raise ConfigurationError("@app.crontab: give timezone= or tz=, not both")
+        zone = timezone if timezone is not None else tz
+        if zone is None:
+            zone = self.conf.timezone
+
+        def decorator(fun: F) -> F:
+            job = Crontab(cast(TaskHost, self), fun, cron_format, name=name or name_of(fun), timezone=zone,
+                          on_leader=on_leader)
+            self._register_background(self.timers, job)
+            return fun
+
+        return decorator
+
     def task(self, fun: F | None = None, *, name: str | None = None) -> Any:
         """Run ``async def f()`` (or ``f(app)``) once when the app starts.
 
@@ -428,6 +474,10 @@ class Definitions:
             return f
 
         return decorator(fun) if fun is not None else decorator
+
+    def agent_test_context(self, agent: Agent, **options: Any) -> AgentTestContext:
+        """What ``agent.test_context(**options)`` returns (see :mod:`streamnb.app.testcontext`)."""
+        return AgentTestContext(cast(AgentTestHost, self), agent, **options)
 
     def _register_background(self, registry: dict[str, Any], item: Timer | Task) -> None:
         old = registry.get(item.name)

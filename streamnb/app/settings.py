@@ -34,7 +34,7 @@ import difflib
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from ..errors import ConfigurationError
@@ -113,6 +113,8 @@ APP_SETTINGS: frozenset[str] = frozenset({
     "web_enabled", "web_port", "web_bind", "web_host", "canonical_url",
     # Where tables keep their rows (streamnb.tables.stores); store_memory is streamnb's own.
     "store", "datadir", "store_memory",
+    # The zone of @app.crontab jobs given none (UTC by default, as in Faust).
+    "timezone",
 })
 """Faust settings streamnb honours as Faust does (besides :data:`KAFKA_SETTINGS`)."""
 
@@ -126,7 +128,6 @@ NOTES: Mapping[str, str] = {
     "debug": "use the worker's -l debug for debug logs",
     "env_prefix": "settings are read from App(...) arguments only (and BROKER_URL when no broker is given)",
     "origin": "the worker command finds the app with -A module[:attribute]",
-    "timezone": "timers run on intervals; there is no crontab",
     "agent_supervisor": "each agent is supervised alone: it restarts from its last commit with backoff",
     "blocking_timeout": "there is no blocking detector",
     "broker_api_version": "aiokafka negotiates the API version",
@@ -448,7 +449,7 @@ class Settings:
         object.__setattr__(self, "_values", {
             "name": name, "version": 1, "web_enabled": None, "web_port": FAUST_DEFAULT_WEB_PORT,
             "web_bind": "127.0.0.1", "web_host": None, "canonical_url": None, "origin": None,
-            "id_format": "{id}-v{self.version}", "broker_client_id": None, **values, **noted,
+            "id_format": "{id}-v{self.version}", "broker_client_id": None, "timezone": UTC, **values, **noted,
         })
 
     def __getattr__(self, name: str) -> Any:

@@ -12,7 +12,10 @@ if TYPE_CHECKING:
     from ..app.base import App
     from ..processing.agents import Agent
 
-__all__ = ["AgentFigures", "OffsetRow", "Rates", "agent_figures", "agent_state", "group_of", "offsets", "one_line"]
+__all__ = [
+    "AgentFigures", "OffsetRow", "Rates", "agent_figures", "agent_state", "group_of", "offsets", "one_line",
+    "timer_rows",
+]
 
 
 class AgentFigures(NamedTuple):
@@ -168,4 +171,28 @@ def table_rows(app: App) -> list[dict[str, Any]]:
                 late_events=window.late_events, late_windows=window.late_windows,
             )
         out.append(row)
+    return out
+
+
+def timer_rows(app: App) -> list[dict[str, Any]]:
+    """Every timer and crontab: its schedule, next run, runs, skipped turns and last error.
+
+    ``next_run`` (epoch seconds on the app's clock) is known while the app
+    runs; ``zone`` is a crontab's time zone (None for an interval timer).
+
+    >>> from streamnb import App
+    >>> app = App("demo", broker="memory://")
+    >>> @app.crontab("*/5 * * * *", timezone="Europe/Berlin")
+    ... async def tick():
+    ...     pass
+    >>> [(r["timer"], r["kind"], r["schedule"], r["next_run"]) for r in timer_rows(app)]
+    [('tick', 'crontab', "cron '*/5 * * * *' in Europe/Berlin", None)]
+    """
+    out = []
+    for timer in list(app.timers.values()):
+        out.append({
+            "timer": timer.name, "kind": "timer" if timer.interval is not None else "crontab",
+            "schedule": timer.schedule, "next_run": timer.next_run, "zone": getattr(timer, "timezone", None),
+            "runs": timer.runs, "skipped": timer.skipped, "last_error": one_line(timer.last_error),
+        })
     return out

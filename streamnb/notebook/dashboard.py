@@ -9,7 +9,8 @@ events per second over the last refresh, dead-lettered count, the last
 error with its traceback (collapsed), and buttons to start, stop and
 pause/resume it. Per topic partition: the end offset and each reading
 agent's committed offset and lag. Per table: its row count and, for windowed
-tables, its stream time and late events.
+tables, its stream time and late events. Per timer and crontab: its
+schedule, its next run (a crontab's in its own time zone), runs and last error.
 
 A background task on the kernel's loop refreshes it about every second,
 with the transport's async calls only (nothing blocks the loop). It stops
@@ -21,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
 from ..errors import ConfigurationError
 from ._live import LiveWidget, clock, escape, styled
-from ._stats import AgentFigures, OffsetRow, Rates, agent_figures, offsets, table_rows
+from ._stats import AgentFigures, OffsetRow, Rates, agent_figures, offsets, table_rows, timer_rows
 
 if TYPE_CHECKING:
     from ..app.base import App
@@ -106,6 +108,7 @@ class Dashboard(LiveWidget):
         self.agents_box = widgets.VBox()
         self.offsets_html = widgets.HTML()
         self.tables_html = widgets.HTML()
+        self.timers_html = widgets.HTML()
         self.rows: dict[str, _AgentRow] = {}
         """The agent rows, by agent name."""
         self.figures: list[AgentFigures] = []
@@ -116,7 +119,7 @@ class Dashboard(LiveWidget):
         self._actions: set[asyncio.Task[None]] = set()
         super().__init__(
             app, name=app.id, interval=interval,
-            children=[self.header, self.agents_box, self.offsets_html, self.tables_html],
+            children=[self.header, self.agents_box, self.offsets_html, self.tables_html, self.timers_html],
         )
         self._render_sync()
         self._start()
@@ -154,6 +157,7 @@ class Dashboard(LiveWidget):
                 self.rows[fig.name].show(fig, agent, running)
         _set(self.offsets_html, _offsets_html(self.offsets))
         _set(self.tables_html, _tables_html(app))
+        _set(self.timers_html, _timers_html(app))
         self._mark_updated()
         self._set_header()
 
@@ -231,7 +235,10 @@ class Dashboard(LiveWidget):
             "<table><thead><tr><th>agent</th><th>state</th><th>processed</th><th>events/s</th>"
             f"<th>dead-lettered</th><th>crashes</th><th>last error</th></tr></thead><tbody>{agents}</tbody></table>"
         )
-        return f"<div>{self.header.value}</div>{table}{self.offsets_html.value}{self.tables_html.value}"
+        return (
+            f"<div>{self.header.value}</div>{table}{self.offsets_html.value}{self.tables_html.value}"
+            f"{self.timers_html.value}"
+        )
 
 
 # -- html -----------------------------------------------------------------------------------------
@@ -298,6 +305,42 @@ def _tables_html(app: App) -> str:
         f"<details open><summary><b>tables</b></summary><table><thead><tr>{head}"
         f"</tr></thead><tbody>{body}</tbody></table></details>"
     )
+
+
+def _timers_html(app: App) -> str:
+    rows = timer_rows(app)
+    if not rows:
+        return ""
+    body = ""
+    for r in rows:
+        error = f"<td style='color:#cf222e'>{escape(r['last_error'])}</td>" if r["last_error"] else "<td></td>"
+        body += (
+            f"<tr><td>{escape(r['timer'])}</td><td>{escape(r['schedule'])}</td>"
+            f"<td>{escape(_next_run(r['next_run'], r['zone']))}</td><td>{r['runs']:,}</td>"
+            f"<td>{r['skipped']:,}</td>{error}</tr>"
+        )
+    return styled(
+        "<details open><summary><b>timers and crontabs</b></summary><table><thead><tr><th>name</th>"
+        "<th>schedule</th><th title='on the app clock (a replay: virtual time)'>next run</th><th>runs</th>"
+        "<th title='turns skipped: this worker was not the leader'>skipped</th><th>last error</th>"
+        f"</tr></thead><tbody>{body}</tbody></table></details>"
+    )
+
+
+def _next_run(ts: float | None, zone: tzinfo | None) -> str:
+    """A timer's next run: local time, or a crontab's in its zone with the zone's abbreviation.
+
+    >>> from zoneinfo import ZoneInfo
+    >>> _next_run(1743296400.0, ZoneInfo("Europe/Berlin"))
+    '2025-03-30 03:00:00 CEST'
+    >>> _next_run(None, None)
+    '-'
+    """
+    if ts is None:
+        return "-"
+    if zone is None:
+        return _event_clock(ts)
+    return datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _event_clock(ts: float | None) -> str:

@@ -30,7 +30,8 @@ import time
 import traceback
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, runtime_checkable
 
 from .. import naming
 from ..errors import AgentError, ConfigurationError, CorruptStoreError, PartitionMismatchError
@@ -40,11 +41,20 @@ from ..transport.base import Message
 from .source import Source
 from .streams import Stream
 
-__all__ = ["Agent", "AgentFun"]
+__all__ = ["Agent", "AgentFun", "AgentTestMaker"]
 
 logger = logging.getLogger("streamnb")
 
 AgentFun = Callable[[Stream[Any]], Any]
+
+
+@runtime_checkable
+class AgentTestMaker(Protocol):
+    """What :meth:`Agent.test_context` asks the app for (the App provides it)."""
+
+    def agent_test_context(self, agent: Agent, **options: Any) -> AbstractAsyncContextManager[Any]:
+        """A context that runs ``agent`` alone on a private in-memory broker."""
+        ...
 
 
 class Agent:
@@ -153,6 +163,41 @@ class Agent:
         )
 
     cast = send
+
+    def add_sink(self, sink: Any) -> None:
+        """Send every value the agent yields to ``sink`` too (a topic, an agent or a callable), as Faust's.
+
+        >>> from streamnb import App
+        >>> app = App("demo", broker="memory://")
+        >>> @app.agent()
+        ... async def double(stream):
+        ...     async for n in stream:
+        ...         yield 2 * n
+        >>> double.add_sink(print)
+        >>> double.sinks
+        [<built-in function print>]
+        """
+        if sink not in self.sinks:
+            self.sinks.append(sink)
+
+    def test_context(self, channel: Any = None, supervisor_strategy: Any = None, on_error: Any = None,
+                     **options: Any) -> AbstractAsyncContextManager[Any]:
+        """Run this agent alone on a private ``memory://`` broker, as Faust's ``agent.test_context()``.
+
+        ``await agent.put(value, key=...)`` returns the event once processed;
+        ``agent.results`` maps 0, 1, 2, ... to the values yielded. See
+        :mod:`streamnb.app.testcontext` (``on_error=``, ``timeout=``).
+
+        >>> async with process.test_context() as agent:  # doctest: +SKIP
+        ...     event = await agent.put(Order(account_id="1", amount=1), key="1")
+        ...     assert agent.results[0] == event.value
+        """
+        host = self.app
+        if not isinstance(host, AgentTestMaker):
+            raise ConfigurationError(f"agent {self.name!r}: its runtime {host!r} cannot make a test context")
+        return host.agent_test_context(
+            self, channel=channel, supervisor_strategy=supervisor_strategy, on_error=on_error, **options
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import asyncio
 import inspect
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from ..errors import ConfigurationError
@@ -106,25 +106,53 @@ class Timer(Task):
         interval = float(interval.total_seconds()) if hasattr(interval, "total_seconds") else interval
         if not isinstance(interval, (int, float)) or interval <= 0:
             raise ConfigurationError(f"timer {name!r}: interval must be > 0 seconds, got {interval!r}")
-        self.interval = float(interval)
+        self.interval: float | None = float(interval)
+        """Seconds between two runs (``None`` for a :class:`~streamnb.processing.crontab.Crontab`)."""
+        self._init_counters(on_leader)
+
+    def _init_counters(self, on_leader: bool) -> None:
+        """The counters every timer keeps (also what a :class:`~streamnb.processing.crontab.Crontab` sets up)."""
         self.on_leader = on_leader
         self.runs = 0
         self.skipped = 0
         """Turns skipped because this worker was not the leader."""
+        self.next_run: float | None = None
+        """When the timer runs next (epoch seconds on the app's clock), while it is running."""
+
+    def _times(self, start: float) -> Iterator[float]:
+        """The times to run at, after ``start`` (epoch seconds); asked for one after each run."""
+        due, step = start, float(self.interval or 0.0)
+        while True:
+            due += step
+            yield due
+
+    @property
+    def schedule(self) -> str:
+        """How often the timer runs, in words (what the dashboard shows).
+
+        >>> from streamnb import App
+        >>> async def tick():
+        ...     pass
+        >>> Timer(App("demo", broker="memory://"), tick, 2.5, name="tick").schedule
+        'every 2.5 s'
+        """
+        return f"every {self.interval or 0.0:g} s"
 
     async def _main(self) -> None:
         clock = self.app.clock
-        next_at = clock.now() + self.interval
-        while True:
-            await clock.sleep_until(next_at)
-            next_at += self.interval
-            if self.on_leader and not self.app.is_leader():
-                self.skipped += 1
-                continue
-            try:
-                await self._call()
-                self.runs += 1
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._failed(exc)
+        try:
+            for due in self._times(clock.now()):
+                self.next_run = due
+                await clock.sleep_until(due)
+                if self.on_leader and not self.app.is_leader():
+                    self.skipped += 1
+                    continue
+                try:
+                    await self._call()
+                    self.runs += 1
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self._failed(exc)
+        finally:
+            self.next_run = None

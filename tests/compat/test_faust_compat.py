@@ -15,10 +15,13 @@ import importlib.util
 import json
 import re
 import sys
+import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -42,6 +45,7 @@ NAMES = {
     "withdrawals": ["faust-withdrawals", "withdrawals"],
     "tabletest": ["tabletest", "countstopic"],
     "bound_agent": ["bound_agent"],
+    "crontab": ["crontab-example", "readings"],
 }
 
 
@@ -265,6 +269,22 @@ async def test_bound_agent(program: Any, monkeypatch: pytest.MonkeyPatch) -> Non
     assert len(actions) >= 12 and len(passed) >= 8
     assert all(int(a.device_id) % 3 != 0 for a in passed)
     assert {(d.stage, int(d.record.device_id) % 3) for d in dead} == {("stage1", 0), ("stage2", 1)}
+
+
+async def test_crontab(program: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    cron = program("crontab")
+    async with cron.app:
+        await wait_until(lambda: cron.print_readings.events_processed >= 3, 30, what="three readings from the crontab")
+        assert cron.app.is_leader()
+    printed = capsys.readouterr().out
+    assert printed.count("-- sent every second, on the leader --") >= 3
+    assert re.search(r"reading: [01]\.\d+", printed), printed
+    # The daily jobs are due at 19:00 in New York and 20:00 UTC, within a day.
+    now = time.time()
+    eastern = datetime.fromtimestamp(cron.app.timers["publish_at_7pm_eastern"].next_after(now), ZoneInfo("US/Eastern"))
+    in_utc = datetime.fromtimestamp(cron.app.timers["publish_at_8pm_utc"].next_after(now), UTC)
+    assert (eastern.hour, eastern.minute, in_utc.hour, in_utc.minute) == (19, 0, 20, 0)
+    assert 0 < eastern.timestamp() - now <= 86400 and 0 < in_utc.timestamp() - now <= 86400
 
 
 def test_every_program_is_tested() -> None:

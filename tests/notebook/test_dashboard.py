@@ -206,3 +206,34 @@ async def test_windowed_tables_show_stream_time_and_late_events() -> None:
         assert "stream time" in board.tables_html.value and "late window updates" in board.tables_html.value
         assert stamp in board._repr_mimebundle_()["text/html"]
         board.close()
+
+
+async def test_timers_and_crontabs_show_their_schedule_and_next_run() -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    app = test_app("board-timers")
+    ticks: list[float] = []
+
+    @app.timer(3600.0)
+    async def hourly() -> None:
+        pass
+
+    @app.crontab("* * * * * *", timezone="Europe/Berlin")  # every second
+    async def every_second() -> None:
+        ticks.append(app.now())
+        raise RuntimeError("no report today")
+
+    board = app.dashboard()
+    html = board.timers_html.value
+    assert "every 3600 s" in html and "cron &#x27;* * * * * *&#x27; in Europe/Berlin" in html
+    async with app:
+        await wait_until(lambda: len(ticks) >= 1, what="the crontab ran")
+        await board.refresh()
+        job = app.timers["every_second"]
+        assert job.next_run is not None
+        shown = datetime.fromtimestamp(job.next_run, ZoneInfo("Europe/Berlin")).strftime("%Y-%m-%d %H:%M:%S %Z")
+        html = board.timers_html.value
+        assert shown in html and "RuntimeError: no report today" in html
+        assert "timers and crontabs" in board._snapshot_html()
+    board.close()
