@@ -47,16 +47,18 @@ _TIE = 1e-4  # below this distance from a boundary, times are compared in whole 
 _add = operator.add
 
 
-class KeyWrites:
-    """What one transaction wrote of one key's windows: its entry in ``Dirty.rows``."""
+class KeyWrites(dict[float, list[Any]]):
+    """What one transaction wrote of one key's windows (its entry in ``Dirty.rows``).
 
-    __slots__ = ("last_write", "windows")
+    ``start -> [partition, value before the transaction]`` of every window
+    written or deleted, and :attr:`last_write`. (A dict, not a dict in an
+    object: one is made per key and transaction, and read on every write.)
+    """
 
-    def __init__(self, last_write: float) -> None:
-        self.last_write = last_write
-        """Event time of the key's last write: the changelog timestamp of all its windows."""
-        self.windows: dict[float, list[Any]] = {}
-        """``start -> [partition, value before the transaction]`` of every window written or deleted."""
+    __slots__ = ("last_write",)
+
+    last_write: float
+    """Event time of the key's last write in the transaction: the changelog timestamp of its windows."""
 
 
 class WindowedState(EventTimeState):
@@ -143,12 +145,10 @@ class WindowedState(EventTimeState):
         inner = by_key.get(key)
         if inner is None:
             inner = by_key[key] = {}
-        writes = dirty.rows.get(key)
-        if writes is None:
-            writes = dirty.rows[key] = KeyWrites(ts)
-        else:
-            writes.last_write = ts
-        undo = writes.windows
+        undo = dirty.rows.get(key)
+        if undo is None:
+            undo = dirty.rows[key] = KeyWrites()
+        undo.last_write = ts
         add = op is _add
         refused = 0
         windows = self._ranges(ts)
@@ -197,7 +197,7 @@ class WindowedState(EventTimeState):
         by_key = self.store.by_key
         if not by_key[key]:
             del by_key[key]
-        if not dirty.rows[key].windows:  # the key was not written before in the transaction
+        if not dirty.rows[key]:  # the key was not written before in the transaction
             del dirty.rows[key]
         self.count_late(partition, refused, whole_event=True)
         return windows
@@ -208,6 +208,7 @@ class WindowedState(EventTimeState):
         """A change for every window written or deleted, key ``(key, (start, end))``."""
         by_key = self.store.by_key
         end = self.store.end
+        windows: dict[float, tuple[float, float]] = {}  # (start, end) by start: most keys share a few windows
         partition_of = self.partition_of
         new = tuple.__new__
         for key, writes in dirty.rows.items():
@@ -216,11 +217,14 @@ class WindowedState(EventTimeState):
                 del by_key[key]  # every window of the key was undone or expired
                 inner = None
             timestamp = writes.last_write
-            for start, (partition, _old) in writes.windows.items():
+            for start, (partition, _old) in writes.items():
                 value = MISSING if inner is None else inner.get(start, MISSING)
                 if value is MISSING:
                     partition_of.pop((key, start), None)
-                yield new(Change, ((key, (start, end(start))), partition, value, timestamp))  # (fast Change(...))
+                window = windows.get(start)
+                if window is None:
+                    window = windows[start] = (start, end(start))
+                yield new(Change, ((key, window), partition, value, timestamp))  # (fast Change(...))
         yield from self.old_record_deletions(dirty)
 
     def restore(self, dirty: Dirty[KeyWrites]) -> None:
@@ -229,7 +233,7 @@ class WindowedState(EventTimeState):
         store = self.store
         partition_of = self.partition_of
         for key, writes in dirty.rows.items():
-            for start, (_partition, old) in writes.windows.items():
+            for start, (_partition, old) in writes.items():
                 if old is MISSING:
                     store.discard(key, start)
                     partition_of.pop((key, start), None)
@@ -269,9 +273,10 @@ class WindowedState(EventTimeState):
     def _delete(self, dirty: Dirty[KeyWrites], key: Any, start: float, partition: int, value: Any, now: float) -> None:
         writes = dirty.rows.get(key)
         if writes is None:
-            writes = dirty.rows[key] = KeyWrites(now)
-        if start not in writes.windows:
-            writes.windows[start] = [partition, value]
+            writes = dirty.rows[key] = KeyWrites()
+            writes.last_write = now
+        if start not in writes:
+            writes[start] = [partition, value]
         self.store.discard(key, start)
 
     def after_commit(self) -> None:
