@@ -26,9 +26,9 @@ Code running inside an agent finds its transaction through
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from .transport.base import TP, Message, ProducerRecord
 
@@ -50,26 +50,30 @@ True
 """
 
 
-class CommitParticipant(Protocol):
-    """Something an agent writes to that commits with it: a table.
+B = TypeVar("B", bound=Sized, contravariant=True)
+"""A participant's bookkeeping type (sized: :class:`Transaction` counts what it holds)."""
 
-    A participant records what it changed in ``txn.dirty[participant]`` (its
-    own shape of bookkeeping), and the commit calls it back in this order:
-    :meth:`before_commit` (e.g. windows that close now), then
-    :meth:`changelog_records` (what goes to the broker with the offsets),
-    then :meth:`after_commit` once that is durable -- or :meth:`restore`
-    when the commit failed or the agent crashed.
+
+class CommitParticipant(Protocol[B]):
+    """Something an agent writes to that commits with it: a table, with its bookkeeping ``B``.
+
+    A participant records what it changed in ``txn.dirty[participant]``, a
+    ``B`` of its own (a table's: :class:`~streamnb.tables.state.base.Dirty`),
+    and the commit calls it back with it in this order: :meth:`before_commit`
+    (e.g. windows that close now), then :meth:`changelog_records` (what goes
+    to the broker with the offsets), then :meth:`after_commit` once that is
+    durable -- or :meth:`restore` when the commit failed or the agent crashed.
     """
 
     def before_commit(self, txn: Transaction) -> None:
         """Last changes before the transaction's records are collected."""
         ...
 
-    def changelog_records(self, dirty: Any, timestamp: float) -> list[ProducerRecord]:
-        """The records that make ``dirty`` (this participant's bookkeeping) durable."""
+    def changelog_records(self, dirty: B, timestamp: float) -> list[ProducerRecord]:
+        """The records that make ``dirty`` durable."""
         ...
 
-    def restore(self, dirty: Any) -> None:
+    def restore(self, dirty: B) -> None:
         """Undo the changes described by ``dirty``."""
         ...
 
@@ -77,7 +81,7 @@ class CommitParticipant(Protocol):
         """Forget these partitions' rows (they are read again from the changelog before use)."""
         ...
 
-    def after_commit(self, dirty: Any) -> None:
+    def after_commit(self, dirty: B) -> None:
         """The changes described by ``dirty`` are durable."""
         ...
 
@@ -99,9 +103,9 @@ class Transaction:
     def __init__(self) -> None:
         self.records: list[ProducerRecord] = []
         """Messages sent by the agent (sinks, ``topic.send``), in order (per partition: the current one's)."""
-        self.dirty: dict[CommitParticipant, Any] = {}
-        """Per table: key -> [changelog partition, value before the transaction]
-        (windowed tables: key -> {window start: [partition, value before]})."""
+        self.dirty: dict[CommitParticipant[Any], Any] = {}
+        """Per participant (a table): its bookkeeping of what it changed (a ``B`` of that participant;
+        each participant reads only its own, so the values are not typed here)."""
         self.message: Message | None = None
         """The raw message being processed (its partition is the changelog partition)."""
         self.value: Any = None

@@ -38,6 +38,7 @@ from datetime import UTC, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from ..errors import ConfigurationError
+from ..timeunits import ms
 
 __all__ = [
     "APP_SETTINGS",
@@ -74,7 +75,7 @@ def _seconds(value: Any) -> float:
 
 
 def _ms(value: Any) -> int:
-    return int(_seconds(value) * 1000)
+    return ms(_seconds(value))
 
 
 def _same(value: Any) -> Any:

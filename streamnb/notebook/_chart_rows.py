@@ -20,6 +20,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ..timeunits import ms
+
 if TYPE_CHECKING:
     from ..tables.table import Table
 
@@ -38,7 +40,9 @@ def table_rows(table: Table[Any, Any], windowed: bool) -> dict[str, dict[str, An
             return rows
         state = view.state
         for (key, (start, end)), v in view.items():
-            row: dict[str, Any] = {"key": _json_key(key), "window_start": _ms(start), "window_end": _ms(end)}
+            row: dict[str, Any] = {
+                "key": _json_key(key), "window_start": float(ms(start)), "window_end": float(ms(end)),
+            }
             rid = json.dumps([row["key"], row["window_start"]], default=str)
             row.update(_value_fields(v))
             row["closed"] = bool(state.is_closed(key, (start, end)))
@@ -61,14 +65,10 @@ def event_time_of(table: Table[Any, Any]) -> dict[str, Any]:
         return {}
     stream_time = view.stream_time()
     return {
-        "stream_time": None if stream_time is None else _ms(stream_time),
+        "stream_time": None if stream_time is None else float(ms(stream_time)),
         "late_events": view.late_events,
         "late_windows": view.late_windows,
     }
-
-
-def _ms(seconds: float) -> float:
-    return float(seconds) * 1000.0
 
 
 def _json_scalar(value: Any) -> Any:

@@ -1,16 +1,16 @@
 """Writing a table's changes to its changelog topic.
 
-:class:`ChangelogEncoder` turns ``(key, partition, value or MISSING, event
-time)`` changes into records: keys with the changelog's key codec (windowed
-keys ``[key, [start, end]]`` without the general JSON encoder), values with
-its value codec (an int as itself), a deleted row as a tombstone, each
-stamped with the event time of the change. A windowed table's stream-time
-changes go to its stream-time topic instead (see
+:class:`ChangelogEncoder` turns a table's changes
+(:class:`~streamnb.tables.state.base.Change`) into records: keys with the
+changelog's key codec (windowed keys ``[key, [start, end]]`` without the
+general JSON encoder), values with its value codec (an int as itself), a
+deleted row as a tombstone, each stamped with the event time of the change.
+A windowed table's stream times go to its stream-time topic instead (see
 :mod:`~streamnb.tables.streamtime`): the changelog holds rows only.
 
 >>> from streamnb import App
 >>> table = App("shop", broker="memory://").Table("totals", default=int)
->>> [r[2:5] for r in ChangelogEncoder(table.changelog).records([("ann", 0, 3, 12.5)], 99.0, windowed=False)]
+>>> [r[2:5] for r in ChangelogEncoder(table.changelog).records([Change("ann", 0, 3, 12.5)], 99.0)]
 [(b'"ann"', b'3', 12.5)]
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 from ..topics import Topic
 from ..transaction import MISSING
 from ..transport.base import ProducerRecord
-from .state.event_time import OLD_STREAM_TIME, STREAM_TIME_KEY
+from .state.base import Change
 from .streamtime import StreamTimeTopic
 
 __all__ = ["ChangelogEncoder", "window_key_json"]
@@ -63,9 +63,7 @@ class ChangelogEncoder:
         self.stream_times: StreamTimeTopic | None = None
         """Where a windowed table's stream-time changes go (set when the table is made windowed)."""
 
-    def records(
-        self, changes: Iterable[tuple[Any, int, Any, float | None]], timestamp: float, *, windowed: bool
-    ) -> list[ProducerRecord]:
+    def records(self, changes: Iterable[Change], timestamp: float) -> list[ProducerRecord]:
         """Changelog records for ``changes``; ``timestamp`` stamps those without an event time."""
         topic = self.topic
         name = topic.name
@@ -80,9 +78,6 @@ class ChangelogEncoder:
         new = tuple.__new__
         out = []
         for key, partition, value, when in changes:
-            if windowed and type(key) is not tuple:  # a window's key is (key, window): this is stream time
-                out.append(self._stream_time(key, partition, value, timestamp if when is None else when))
-                continue
             kb = key_cache.get(key)
             if kb is None:
                 kb = fast_key(key) or dumps_key(key)
@@ -96,11 +91,14 @@ class ChangelogEncoder:
             out.append(new(ProducerRecord, (name, partition, kb, vb, timestamp if when is None else when, ())))
         return out
 
-    def _stream_time(self, key: Any, partition: int, value: Any, timestamp: float) -> ProducerRecord:
-        """The record of a stream-time change: to the stream-time topic, or deleting an older version's record."""
-        if key is OLD_STREAM_TIME:
-            old_key = self.topic.key_codec.dumps(STREAM_TIME_KEY)
-            return ProducerRecord(self.topic.name, partition, old_key, None, timestamp)
-        if self.stream_times is None:
+    def stream_time_records(
+        self, stream_times: Iterable[tuple[int, float | None]], timestamp: float
+    ) -> list[ProducerRecord]:
+        """Stream-time topic records for ``(partition, stream time)`` pairs (``None``: a tombstone at ``timestamp``)."""
+        topic = self.stream_times
+        if topic is None:
             raise RuntimeError(f"{self.topic.name}: a stream-time change without a stream-time topic")
-        return self.stream_times.record(partition, value, timestamp)
+        return [
+            topic.record(partition, MISSING, timestamp) if t is None else topic.record(partition, t, t)
+            for partition, t in stream_times
+        ]

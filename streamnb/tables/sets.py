@@ -30,7 +30,7 @@ from ..errors import ConfigurationError, ValidationError
 from ..transaction import MISSING, Transaction, current_transaction
 from .global_table import GlobalTable
 from .recovery import hashable
-from .state.base import Closed
+from .state.base import Change, Closed, Dirty
 from .table import Table
 from .windowed import WindowedTable
 
@@ -50,12 +50,12 @@ def _listed(members: Iterable[Any]) -> list[Any]:
 
 
 class SetState:
-    """``key -> set`` rows; ``dirty`` maps a changed key to ``[partition, set before, event time]``.
+    """``key -> set`` rows; ``dirty.rows`` maps a changed key to ``[partition, set before, event time]``.
 
     >>> state = SetState()
-    >>> dirty: dict = {}
+    >>> dirty: Dirty[list[Any]] = Dirty()
     >>> state.change(dirty, "paris", lambda s: s.add("alice"), partition=0, timestamp=5.0)
-    >>> list(state.changes(dirty))
+    >>> [tuple(change) for change in state.changes(dirty)]
     [('paris', 0, {'members': ['alice'], 'added': ['alice'], 'removed': []}, 5.0)]
     """
 
@@ -72,14 +72,15 @@ class SetState:
         return self.data
 
     def change(
-        self, dirty: dict[Any, list[Any]], key: Any, operation: Callable[[set[Any]], Any],
+        self, dirty: Dirty[list[Any]], key: Any, operation: Callable[[set[Any]], Any],
         partition: int, timestamp: float | None = None,
     ) -> None:
         """Apply ``operation`` to the set of ``key`` (made empty if missing) and remember how to undo it."""
         current = self.data.get(key)
-        entry = dirty.get(key)
+        rows = dirty.rows
+        entry = rows.get(key)
         if entry is None:
-            dirty[key] = [partition, MISSING if current is None else frozenset(current), timestamp]
+            rows[key] = [partition, MISSING if current is None else frozenset(current), timestamp]
         else:
             entry[0] = partition
             entry[2] = timestamp
@@ -87,10 +88,10 @@ class SetState:
             current = self.data[key] = set()
         operation(current)
 
-    def changes(self, dirty: dict[Any, list[Any]]) -> Iterator[tuple[Any, int, Any, float | None]]:
+    def changes(self, dirty: Dirty[list[Any]]) -> Iterator[Change]:
         """One ``(key, partition, {"members", "added", "removed"}, event time)`` per set that changed."""
         data = self.data
-        for key, (partition, old, timestamp) in dirty.items():
+        for key, (partition, old, timestamp) in dirty.rows.items():
             before = frozenset() if old is MISSING else old
             now = data.get(key, set())
             if not now:
@@ -101,17 +102,17 @@ class SetState:
             added, removed = now - before, before - now
             if added or removed:
                 record = {"members": _listed(now), "added": _listed(added), "removed": _listed(removed)}
-                yield key, partition, record, timestamp
+                yield Change(key, partition, record, timestamp)
 
-    def restore(self, dirty: dict[Any, list[Any]]) -> None:
+    def restore(self, dirty: Dirty[list[Any]]) -> None:
         """Put back the sets from before the transaction."""
-        for key, (_partition, old, _ts) in dirty.items():
+        for key, (_partition, old, _ts) in dirty.rows.items():
             if old is MISSING:
                 self.data.pop(key, None)
             else:
                 self.data[key] = set(old)
 
-    def before_commit(self, txn: Transaction, dirty: Any) -> list[Closed]:
+    def before_commit(self, txn: Transaction | None, dirty: Dirty[Any]) -> list[Closed]:
         """Nothing closes in a set table."""
         return []
 

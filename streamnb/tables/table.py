@@ -38,7 +38,7 @@ from .changelog import ChangelogEncoder
 from .persistence import TableStore
 from .recovery import log_restore, read_changelog
 from .routing import event_of, final_record, late_record
-from .state.base import Closed, PlainState, TableState
+from .state.base import Closed, Dirty, PlainState, TableState
 from .state.event_time import EventTimeState
 from .state.stored import StoredState
 from .state.windowing import windowed_state
@@ -272,9 +272,9 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
             "reads and write the table there"
         )
 
-    def dirty(self, txn: Transaction) -> dict[Any, Any]:
+    def dirty(self, txn: Transaction) -> Dirty[Any]:
         """This table's bookkeeping in ``txn``, created (and co-partitioning checked) on first use."""
-        dirty: dict[Any, Any] | None = txn.dirty.get(self)
+        dirty: Dirty[Any] | None = txn.dirty.get(self)
         if dirty is None:
             msg = txn.message
             if msg is None:
@@ -284,7 +284,7 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
                 )
             if msg.topic not in self._checked_topics:
                 self._check_copartitioned(msg.topic)
-            dirty = txn.dirty[self] = {}
+            dirty = txn.dirty[self] = Dirty()
         return dirty
 
     def _check_copartitioned(self, topic_name: str) -> None:
@@ -332,7 +332,7 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
 
     def before_commit(self, txn: Transaction) -> None:
         """Close and expire windows due at this commit; queue their final results."""
-        dirty = txn.dirty.get(self)
+        dirty: Dirty[Any] | None = txn.dirty.get(self)
         if dirty is None:
             return
         closed = self.state.before_commit(txn, dirty)
@@ -344,26 +344,28 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
             for c in closed:  # with the transaction of the input partition whose events made the window
                 txn.records_for(c.partition).append(final_record(final, c))
 
-    def changelog_records(self, dirty: dict[Any, Any], timestamp: float) -> list[ProducerRecord]:
-        """One changelog record per row ``dirty`` changed (and stream-time records, to a windowed table's own topic).
+    def changelog_records(self, dirty: Dirty[Any], timestamp: float) -> list[ProducerRecord]:
+        """One changelog record per row ``dirty`` changed, then stream-time records (to a windowed table's own topic).
 
         Each record carries the event time of the last event that changed the
         row (``timestamp``, the commit's wall-clock time, when there is none).
         """
-        windowed = isinstance(self.state, EventTimeState)
-        records = self._encoder.records(self.state.changes(dirty), timestamp, windowed=windowed)
+        state = self.state
+        records = self._encoder.records(state.changes(dirty), timestamp)
+        if dirty.stream_time and isinstance(state, EventTimeState):
+            records += self._encoder.stream_time_records(state.stream_time_changes(dirty), timestamp)
         if self.persistence is not None:
             self.persistence.committing(records)
         return records
 
-    def restore(self, dirty: dict[Any, Any]) -> None:
+    def restore(self, dirty: Dirty[Any]) -> None:
         """Undo the writes ``dirty`` records."""
         self._closing.pop(id(dirty), None)
         self.state.restore(dirty)
         if self.persistence is not None:
             self.persistence.rolled_back()
 
-    def after_commit(self, dirty: Any = None) -> None:
+    def after_commit(self, dirty: Dirty[Any] | None = None) -> None:
         """The changes are durable: bump the version, call ``on_window_close`` for windows that closed."""
         self.version += 1
         if self.persistence is not None:

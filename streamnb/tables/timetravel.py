@@ -37,7 +37,7 @@ from ..topics import Topic
 from ..transaction import MISSING, Transaction
 from ..transport.base import TP, Message
 from .recovery import hashable
-from .state.base import PlainState, TableState
+from .state.base import Dirty, PlainState, TableState
 from .state.event_time import STREAM_TIME_KEY
 from .state.fixed import WindowedState
 from .state.history import PlainHistoryState, WindowedHistoryState
@@ -192,29 +192,12 @@ class TimeTravel:
         logs = await changelog_log(self)
         limit = _time_limit(time) if time is not None else None
         offsets = _offset_limits(self, offset, len(logs)) if offset is not None else {}
-        state: Any = PlainState() if self.window is None else WindowedState(self.window.window)
-        windowed = isinstance(state, WindowedState)
-        loads_key = self.changelog.key_codec.loads
-        decode_value = self.changelog.decode_value
+        rebuild = _Rebuild(self)
         cuts: dict[int, int] = {}
-        newest: dict[int, float] = {}
         for log in logs:
             p = log.partition
             stop = offsets.get(p)
-            cut = None
-            for msg in log.messages:
-                if (limit is not None and msg.timestamp > limit) or (stop is not None and msg.offset >= stop):
-                    cut = msg.offset
-                    break
-                key = hashable(loads_key(msg.key)) if msg.key is not None else None
-                if msg.value is None:
-                    state.load(key, MISSING, p)
-                elif windowed and key == STREAM_TIME_KEY:  # written by an older version
-                    state.load(key, json.loads(msg.value), p)
-                else:
-                    state.load(key, decode_value(msg.value), p)
-                    if windowed and msg.timestamp > newest.get(p, float("-inf")):
-                        newest[p] = msg.timestamp
+            cut = rebuild.apply(log, limit, stop)
             end = cut if cut is not None else log.end
             if stop is not None:
                 end = min(stop, log.end)
@@ -222,19 +205,10 @@ class TimeTravel:
             if log.gap is not None and log.gap < end < log.end:
                 raise _compacted(self.name, p, log.gap, "its state at that moment")
             cuts[p] = end
-            if windowed and self.stream_times is not None and (limit is not None or stop is None):
+            if rebuild.windowed and self.stream_times is not None and (limit is not None or stop is None):
                 transport = await self.app.connect()
-                for msg in await self.stream_times.messages(transport, p):  # stamped with their value
-                    if limit is None or msg.timestamp <= limit:
-                        state.load_stream_time_record(p, value_of(msg))
-        if windowed:
-            for p, t in newest.items():  # stream time as far as the changes taken went
-                if t > state.stream_time.get(p, float("-inf")):
-                    state.stream_time[p] = t
-        state.loaded()
-        if windowed:
-            state.before_commit(None, {})  # windows expired by then go, as at the commit after
-        return Snapshot(self.name, state, self.default, time=limit, offsets=cuts)
+                rebuild.stream_times(p, await self.stream_times.messages(transport, p), limit)
+        return Snapshot(self.name, rebuild.finish(), self.default, time=limit, offsets=cuts)
 
     async def history(self: TimeTravelHost, key: Any, *, complete: bool = True) -> pd.DataFrame:
         """Every change of ``key``: ``time, partition, offset, old_value, new_value`` (windowed: per window).
@@ -285,6 +259,53 @@ class TimeTravel:
         })
         df["time"] = pd.to_datetime(df["time"].astype(float), unit="s", utc=True)
         return df
+
+
+class _Rebuild:
+    """A table's state rebuilt from its changelog, up to a moment (what ``at()`` does, per partition)."""
+
+    def __init__(self, table: TimeTravelHost) -> None:
+        self.state: Any = PlainState() if table.window is None else WindowedState(table.window.window)
+        self.windowed = isinstance(self.state, WindowedState)
+        self.loads_key = table.changelog.key_codec.loads
+        self.decode_value = table.changelog.decode_value
+        self.newest: dict[int, float] = {}
+        """Per partition: the newest event time of the rows taken (how far stream time went with them)."""
+
+    def apply(self, log: _Log, limit: float | None, stop: int | None) -> int | None:
+        """Apply ``log``'s records up to the first later than ``limit`` or at offset ``stop``: its offset, or None."""
+        state, windowed, p = self.state, self.windowed, log.partition
+        for msg in log.messages:
+            if (limit is not None and msg.timestamp > limit) or (stop is not None and msg.offset >= stop):
+                return msg.offset
+            key = hashable(self.loads_key(msg.key)) if msg.key is not None else None
+            if msg.value is None:
+                state.load(key, MISSING, p)
+            elif windowed and key == STREAM_TIME_KEY:  # written by an older version
+                state.load(key, json.loads(msg.value), p)
+            else:
+                state.load(key, self.decode_value(msg.value), p)
+                if windowed and msg.timestamp > self.newest.get(p, float("-inf")):
+                    self.newest[p] = msg.timestamp
+        return None
+
+    def stream_times(self, partition: int, messages: list[Message], limit: float | None) -> None:
+        """Apply the records of the stream-time topic (stamped with their value) up to ``limit``."""
+        for msg in messages:
+            if limit is None or msg.timestamp <= limit:
+                self.state.load_stream_time_record(partition, value_of(msg))
+
+    def finish(self) -> Any:
+        """The state, its indexes rebuilt and (windowed) the windows expired by then gone."""
+        state = self.state
+        if self.windowed:
+            for p, t in self.newest.items():  # stream time as far as the changes taken went
+                if t > state.stream_time.get(p, float("-inf")):
+                    state.stream_time[p] = t
+        state.loaded()
+        if self.windowed:
+            state.before_commit(None, Dirty())  # windows expired by then go, as at the commit after
+        return state
 
 
 def _require_history(table: TimeTravelHost) -> None:
@@ -388,7 +409,7 @@ class Snapshot(Mapping[Any, Any]):
 
     # -- what a windowed view needs from its host (a snapshot is read-only) ------------------------
 
-    def dirty(self, txn: Transaction) -> dict[Any, Any]:
+    def dirty(self, txn: Transaction) -> Dirty[Any]:
         """Writes are refused."""
         raise self.outside_agent()
 

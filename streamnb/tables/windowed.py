@@ -36,6 +36,7 @@ from .. import display
 from ..errors import ConfigurationError, TableWriteError, WindowError
 from ..transaction import MISSING, Transaction, current_transaction
 from ..transport.base import Message
+from .state.base import Dirty
 from .state.event_time import NEVER, replace
 from .windows import WindowRange
 
@@ -75,7 +76,7 @@ class WindowKeeper(Protocol):
 
     def update(
         self,
-        dirty: dict[Any, Any],
+        dirty: Dirty[Any],
         key: Any,
         op: Callable[[Any, Any], Any],
         operand: Any,
@@ -126,7 +127,7 @@ class WindowHost(Protocol):
     default: Callable[[], Any] | None
     version: int
 
-    def dirty(self, txn: Transaction) -> dict[Any, Any]:
+    def dirty(self, txn: Transaction) -> Dirty[Any]:
         """The table's bookkeeping in ``txn`` (checks co-partitioning on first use)."""
         ...
 

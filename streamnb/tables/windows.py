@@ -27,6 +27,7 @@ import math
 from typing import NamedTuple
 
 from ..errors import WindowError
+from ..timeunits import ms
 
 __all__ = [
     "HoppingWindow",
@@ -35,18 +36,8 @@ __all__ = [
     "TumblingWindow",
     "Window",
     "WindowRange",
-    "ms",
     "window_ranges",
 ]
-
-
-def ms(seconds: float) -> int:
-    """Whole milliseconds: how window boundaries are compared (as in Kafka Streams).
-
-    >>> ms(0.1 + 0.2), ms(12.0)
-    (300, 12000)
-    """
-    return round(seconds * 1000)
 
 
 class WindowRange(NamedTuple):

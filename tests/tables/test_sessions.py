@@ -5,17 +5,18 @@ from __future__ import annotations
 import operator
 from typing import Any
 
+from streamnb.tables.state.base import Dirty
 from streamnb.tables.state.sessions import SessionState
 from streamnb.tables.windows import SessionWindow
 
 add = operator.add
 
 
-def write(state: SessionState, dirty: dict[Any, Any], key: str, t: float) -> None:
+def write(state: SessionState, dirty: Dirty[Any], key: str, t: float) -> None:
     assert state.update(dirty, key, add, 1, t, 0, int) is None, f"{key}@{t} was late"
 
 
-def commit(state: SessionState, dirty: dict[Any, Any]) -> list[tuple[str, tuple[float, float], Any]]:
+def commit(state: SessionState, dirty: Dirty[Any]) -> list[tuple[str, tuple[float, float], Any]]:
     closed = state.before_commit(None, dirty)
     list(state.changes(dirty))
     state.after_commit()
@@ -26,52 +27,52 @@ def test_a_session_extended_many_times_keeps_one_entry() -> None:
     """Merged-away bounds are forgotten: bookkeeping does not grow with the events of a session."""
     state = SessionState(SessionWindow(5), add)
     for i in range(200):
-        dirty: dict[Any, Any] = {}
+        dirty: Dirty[Any] = Dirty()
         write(state, dirty, "k", 1000.0 + i)  # each event extends the session by 1 s
         commit(state, dirty)
     assert state.items() == [(("k", (1000.0, 1199.0)), 200)]
     assert state.born == {"k": {(1_000_000, 1_199_000): state.born["k"][(1_000_000, 1_199_000)]}}
-    dirty = {}
+    dirty = Dirty()
     write(state, dirty, "k", 1300.0)  # closes [1000, 1199] (1199 + 5 <= 1300)
     assert commit(state, dirty) == [("k", (1000.0, 1199.0), 200)]
 
 
 def test_sessions_put_back_by_an_undo_still_close_once() -> None:
     state = SessionState(SessionWindow(5, grace=10), add)
-    dirty: dict[Any, Any] = {}
+    dirty: Dirty[Any] = Dirty()
     write(state, dirty, "k", 1.0)
     write(state, dirty, "k", 10.0)  # 10 - 1 > 5: a second session
     assert commit(state, dirty) == []
-    undone: dict[Any, Any] = {}
+    undone: Dirty[Any] = Dirty()
     write(state, undone, "k", 5.0)  # within the gap of both: merges them into [1, 10]...
     assert state.items() == [(("k", (1.0, 10.0)), 3)]
     state.restore(undone)  # ...but the transaction is undone
     assert sorted(state.items()) == [(("k", (1.0, 1.0)), 1), (("k", (10.0, 10.0)), 1)]
-    dirty = {}
+    dirty = Dirty()
     write(state, dirty, "k", 100.0)  # both close: 1 + 5 + 10 and 10 + 5 + 10 <= 100
     assert commit(state, dirty) == [("k", (1.0, 1.0), 1), ("k", (10.0, 10.0), 1)]
-    dirty = {}
+    dirty = Dirty()
     write(state, dirty, "k", 200.0)
     assert commit(state, dirty) == [("k", (100.0, 100.0), 1)]  # nothing closes twice
 
 
 def test_a_session_deleted_by_an_undone_commit_comes_back_to_expire() -> None:
     state = SessionState(SessionWindow(5, expires=5), add)
-    dirty: dict[Any, Any] = {}
+    dirty: Dirty[Any] = Dirty()
     write(state, dirty, "k", 1.0)
     write(state, dirty, "k", 7.0)  # [1, 1] closes at 6
     assert commit(state, dirty) == [("k", (1.0, 1.0), 1)]
-    undone: dict[Any, Any] = {}
+    undone: Dirty[Any] = Dirty()
     write(state, undone, "k", 20.0)  # [1, 1] expires at 11, [7, 7] closes at 12
     assert commit_without_after(state, undone) == [("k", (7.0, 7.0), 1)]
     assert ("k", (1.0, 1.0)) not in dict(state.items())
     state.restore(undone)  # the commit failed: [1, 1] is back (closed), [7, 7] open again
     assert sorted(state.items()) == [(("k", (1.0, 1.0)), 1), (("k", (7.0, 7.0)), 1)]
-    dirty = {}
+    dirty = Dirty()
     write(state, dirty, "k", 20.0)
     assert commit(state, dirty) == [("k", (7.0, 7.0), 1)]  # [1, 1] is not emitted a second time
     assert state.items() == [(("k", (20.0, 20.0)), 1)]  # both expired: 1 + 5 + 5 and 7 + 5 + 5 <= 20
 
 
-def commit_without_after(state: SessionState, dirty: dict[Any, Any]) -> list[tuple[str, tuple[float, float], Any]]:
+def commit_without_after(state: SessionState, dirty: Dirty[Any]) -> list[tuple[str, tuple[float, float], Any]]:
     return [(c.key, c.window, c.value) for c in state.before_commit(None, dirty)]

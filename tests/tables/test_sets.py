@@ -9,6 +9,7 @@ import pytest
 import streamnb as faust
 from streamnb.errors import ConfigurationError, TableWriteError
 from streamnb.tables.sets import SetState
+from streamnb.tables.state.base import Dirty
 from streamnb.testing import settle, wait_until
 from streamnb.transaction import MISSING
 from streamnb.transport.base import TP
@@ -117,11 +118,11 @@ async def test_writes_belong_in_agents_and_sets_are_not_assigned(app_id: str) ->
 
 def test_set_state_changes_restore_and_load() -> None:
     state = SetState()
-    dirty: dict[Any, Any] = {}
+    dirty: Dirty[Any] = Dirty()
     state.change(dirty, "k", lambda s: s.update({1, 2}), partition=1, timestamp=3.0)
     state.change(dirty, "k", lambda s: s.discard(1), partition=1, timestamp=4.0)
     assert list(state.changes(dirty)) == [("k", 1, {"members": [2], "added": [2], "removed": []}, 4.0)]
-    dirty = {}
+    dirty = Dirty()
     state.change(dirty, "k", lambda s: s.add(5), partition=1)
     state.restore(dirty)
     assert state.rows == {"k": {2}}

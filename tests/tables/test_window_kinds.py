@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import operator
 from collections import defaultdict
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamnb.tables.state.base import Dirty
 from streamnb.tables.state.sessions import SessionState
 from streamnb.tables.state.sliding import SlidingState
 from streamnb.tables.windows import SessionWindow, SlidingWindow
@@ -24,7 +26,7 @@ events = st.lists(
 
 def feed(state: SlidingState | SessionState, items: list[tuple[str, int, int]]) -> None:
     for key, t, value in items:
-        dirty: dict = {}  # type: ignore[type-arg]
+        dirty: Dirty[Any] = Dirty()
         state.update(dirty, key, operator.add, value, 1000 + t / 1000, 0, int)
         state.before_commit(None, dirty)
         list(state.changes(dirty))
@@ -88,7 +90,7 @@ def test_undoing_a_transaction_restores_the_sessions(items: list[tuple[str, int,
     half = len(items) // 2
     feed(state, items[:half])
     before = sorted(state.items()), dict(state.stream_time)
-    dirty: dict = {}  # type: ignore[type-arg]
+    dirty: Dirty[Any] = Dirty()
     for key, t, value in items[half:]:
         state.update(dirty, key, operator.add, value, 1000 + t / 1000, 0, int)
     state.restore(dirty)
@@ -120,16 +122,16 @@ def test_windows_a_failed_commit_closed_close_again() -> None:
         SessionState(SessionWindow(10), operator.add),
     ]
     for state in states:
-        committed: dict = {}  # type: ignore[type-arg]
+        committed: Dirty[Any] = Dirty()
         state.update(committed, "k", operator.add, 1, 100.0, 0, int)
         state.before_commit(None, committed)
         list(state.changes(committed))
-        failing: dict = {}  # type: ignore[type-arg]
+        failing: Dirty[Any] = Dirty()
         state.update(failing, "k", operator.add, 1, 200.0, 0, int)  # closes what the first event made
         assert state.before_commit(None, failing), type(state).__name__
         state.restore(failing)  # the commit failed: as if the second event never came
         assert state.stream_time_of(0) == 100.0
-        retry: dict = {}  # type: ignore[type-arg]
+        retry: Dirty[Any] = Dirty()
         state.update(retry, "k", operator.add, 1, 200.0, 0, int)
         closed = state.before_commit(None, retry)
         assert [c.window[1] <= 110.0 for c in closed] and any(c.window[1] <= 110.0 for c in closed), (

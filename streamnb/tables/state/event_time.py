@@ -14,9 +14,11 @@ windows, :mod:`~streamnb.tables.state.sliding`, :mod:`~streamnb.tables.state.ses
 keep the windows themselves.
 
 >>> state = EventTimeState()
->>> dirty: dict = {}
+>>> dirty: Dirty[Any] = Dirty()
 >>> state.advance(dirty, 0, 12.5), state.advance(dirty, 0, 3.0), state.stream_time_of(0)
 (12.5, 12.5, 12.5)
+>>> dirty.stream_time
+{0: -inf}
 >>> state.restore(dirty); state.stream_time_of(0)
 -inf
 """
@@ -29,12 +31,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from ...transaction import MISSING
+from .base import Change, Dirty, Popped
 
 __all__ = [
     "NEVER",
-    "OLD_STREAM_TIME",
-    "POPPED",
-    "STREAM_TIME",
     "STREAM_TIME_KEY",
     "EventTimeState",
     "TimeIndex",
@@ -46,20 +46,10 @@ NEVER = float("-inf")
 """Stream time of a partition that has seen no event."""
 
 STREAM_TIME_KEY = "__stream_time__"
-"""The key of a stream-time change (:meth:`EventTimeState.stream_time_changes`).
+"""The changelog key under which versions before the stream-time topic wrote stream time.
 
-Versions before the stream-time topic wrote these changes to the changelog
-under this key; such records are still read (a windowed table's own keys are
-``[key, ...]`` arrays, so it never names a row)."""
-
-OLD_STREAM_TIME: Any = object()
-"""The key of a change that deletes an older version's ``"__stream_time__"`` changelog record."""
-
-STREAM_TIME: Any = object()
-"""The entry of a table's ``dirty`` bookkeeping holding stream times from before the transaction."""
-
-POPPED: Any = object()
-"""The entry of a table's ``dirty`` bookkeeping holding what the commit took off the time indexes."""
+Such records are still read, and deleted (:meth:`EventTimeState.old_record_deletions`);
+a windowed table's own keys are ``[key, ...]`` arrays, so it never names a row."""
 
 
 def replace(_old: Any, new: Any) -> Any:
@@ -139,7 +129,7 @@ class TimeIndex:
             self._seq += 1
             heapq.heappush(self.heaps[partition], (at, self._seq, item))
 
-    def pop_due(self, partition: int, now: int, undo: list[Any] | None = None) -> Iterator[Any]:
+    def pop_due(self, partition: int, now: int, undo: list[Popped] | None = None) -> Iterator[Any]:
         """Items of ``partition`` due at or before ``now``, oldest first (removed).
 
         With ``undo``, each popped item is noted there so that :meth:`EventTimeState.restore`
@@ -193,13 +183,13 @@ class EventTimeState:
         """Partitions whose changelog still holds a ``"__stream_time__"`` record of an older version
         (the next commit that writes their stream time deletes it)."""
 
-    def advance(self, dirty: dict[Any, Any], partition: int, ts: float) -> float:
+    def advance(self, dirty: Dirty[Any], partition: int, ts: float) -> float:
         """Move stream time of ``partition`` to ``ts`` if it is newer; return the stream time."""
         newest = self.stream_time.get(partition, NEVER)
         if ts > newest:
-            saved = dirty.get(STREAM_TIME)
+            saved = dirty.stream_time
             if saved is None:
-                saved = dirty[STREAM_TIME] = {}
+                saved = dirty.stream_time = {}
             if partition not in saved:
                 saved[partition] = newest
             self.stream_time[partition] = newest = ts
@@ -222,52 +212,61 @@ class EventTimeState:
         """The newest event time seen on any partition (``NEVER`` if none)."""
         return max(self.stream_time.values(), default=NEVER)
 
-    def stream_time_changes(self, saved: dict[int, float]) -> Iterator[tuple[Any, int, Any, float | None]]:
-        """Changes for the stream times of the partitions in ``saved`` (key :data:`STREAM_TIME_KEY`).
+    def stream_time_changes(self, dirty: Dirty[Any]) -> Iterator[tuple[int, float | None]]:
+        """``(partition, stream time or None)`` for each partition whose stream time ``dirty`` advanced.
 
-        The table writes them to its stream-time topic. A partition whose
-        changelog still holds an older version's stream-time record also
-        gets a change deleting it (key :data:`OLD_STREAM_TIME`, a tombstone).
+        The table writes them to its stream-time topic (``None``: the
+        partition has no stream time any more, a tombstone).
+        """
+        stream_time = self.stream_time
+        for partition in dirty.stream_time or ():
+            now = stream_time.get(partition, NEVER)
+            yield partition, None if now == NEVER else now
+
+    def old_record_deletions(self, dirty: Dirty[Any]) -> Iterator[Change]:
+        """Tombstones of older versions' ``"__stream_time__"`` changelog records, on partitions ``dirty`` advanced.
+
+        Each windowed state's :meth:`changes` ends with them: they are changelog records.
         """
         old_records = self.old_records
+        saved = dirty.stream_time
+        if not saved or not old_records:
+            return
         for partition in saved:
-            now = self.stream_time.get(partition, NEVER)
-            if now == NEVER:
-                yield STREAM_TIME_KEY, partition, MISSING, None
-            else:
-                yield STREAM_TIME_KEY, partition, now, now
             if partition in old_records:
                 # (Not put back if the commit fails: the record is then deleted after the next recovery.)
                 old_records.discard(partition)
-                yield OLD_STREAM_TIME, partition, MISSING, None if now == NEVER else now
+                now = self.stream_time.get(partition, NEVER)
+                yield Change(STREAM_TIME_KEY, partition, MISSING, None if now == NEVER else now)
 
-    def restore_stream_time(self, saved: dict[int, float]) -> None:
-        """Put back stream times from before the transaction."""
-        for partition, old in saved.items():
-            if old == NEVER:
-                self.stream_time.pop(partition, None)
-            else:
-                self.stream_time[partition] = old
+    def restore(self, dirty: Dirty[Any]) -> None:
+        """Undo the stream-time advances ``dirty`` records, and put back what its commit popped.
 
-    def restore(self, dirty: dict[Any, Any]) -> None:
-        """Undo the stream-time advances ``dirty`` records (subclasses undo their windows too)."""
-        saved = dirty.get(STREAM_TIME)
+        (Subclasses undo their windows too.)
+        """
+        saved = dirty.stream_time
         if saved is not None:
-            self.restore_stream_time(saved)
+            stream_time = self.stream_time
+            for partition, old in saved.items():
+                if old == NEVER:
+                    stream_time.pop(partition, None)
+                else:
+                    stream_time[partition] = old
         self.restore_popped(dirty)
 
     @staticmethod
-    def undo_log(dirty: dict[Any, Any]) -> list[Any]:
+    def undo_log(dirty: Dirty[Any]) -> list[Popped]:
         """Where a commit notes what it takes off the time indexes (``TimeIndex.pop_due(undo=)``)."""
-        log: list[Any] | None = dirty.get(POPPED)
+        log = dirty.popped
         if log is None:
-            log = dirty[POPPED] = []
+            log = dirty.popped = []
         return log
 
     @staticmethod
-    def restore_popped(dirty: dict[Any, Any]) -> None:
+    def restore_popped(dirty: Dirty[Any]) -> None:
         """Put back on the time indexes what a failed commit took off them (the windows close again)."""
-        for index, partition, at, item in dirty.pop(POPPED, ()):
+        popped, dirty.popped = dirty.popped, None
+        for index, partition, at, item in popped or ():
             index.add(partition, at, item)
 
     def load_stream_time(self, key: Any, value: Any, partition: int) -> bool:

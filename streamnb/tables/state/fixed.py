@@ -19,7 +19,7 @@ exactly at ``end + grace`` decides the same way for floats such as 0.1.
 
 >>> from streamnb.tables.windows import TumblingWindow
 >>> state = WindowedState(TumblingWindow(10, grace=5))
->>> dirty: dict = {}
+>>> dirty: Dirty[KeyWrites] = Dirty()
 >>> state.update(dirty, "k", _add, 1, 12.0, 0, int)        # window [10, 20)
 >>> state.update(dirty, "k", _add, 1, 26.0, 0, int)        # stream time 26 >= 20 + 5
 >>> [(c.key, c.window, c.value) for c in state.before_commit(None, dirty)]
@@ -34,19 +34,31 @@ import operator
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ...timeunits import ms
 from ...transaction import MISSING, Transaction
-from ..windows import Window, WindowRange, ms
-from .base import Closed
-from .event_time import NEVER, POPPED, STREAM_TIME, EventTimeState, TimeIndex, replace
+from ..windows import Window, WindowRange
+from .base import Change, Closed, Dirty
+from .event_time import NEVER, EventTimeState, TimeIndex, replace
 from .store import WindowStore
 
-__all__ = ["LAST_WRITE", "WindowedState", "replace"]
-
-LAST_WRITE: Any = object()
-"""The entry of a key's bookkeeping holding the event time of its last write (the changelog timestamp)."""
+__all__ = ["KeyWrites", "WindowedState", "replace"]
 
 _TIE = 1e-4  # below this distance from a boundary, times are compared in whole milliseconds
 _add = operator.add
+
+
+class KeyWrites(dict[float, list[Any]]):
+    """What one transaction wrote of one key's windows (its entry in ``Dirty.rows``).
+
+    ``start -> [partition, value before the transaction]`` of every window
+    written or deleted, and :attr:`last_write`. (A dict, not a dict in an
+    object: one is made per key and transaction, and read on every write.)
+    """
+
+    __slots__ = ("last_write",)
+
+    last_write: float
+    """Event time of the key's last write in the transaction: the changelog timestamp of its windows."""
 
 
 class WindowedState(EventTimeState):
@@ -104,7 +116,7 @@ class WindowedState(EventTimeState):
 
     def update(
         self,
-        dirty: dict[Any, Any],
+        dirty: Dirty[KeyWrites],
         key: Any,
         op: Callable[[Any, Any], Any],
         operand: Any,
@@ -115,115 +127,120 @@ class WindowedState(EventTimeState):
         """Apply ``op(value, operand)`` to every open window of ``key`` holding ``ts``.
 
         Returns ``None``, or the windows the event missed when all of them
-        were closed (a late event: nothing written). ``dirty`` maps
-        ``key -> {start: [partition, value before], LAST_WRITE: event time}``.
+        were closed (a late event: nothing written). Runs for every event:
+        the stream-time advance is inlined, first writes of a window and
+        closed windows are handled apart.
         """
         stream_time = self.stream_time
         newest = stream_time.get(partition, NEVER)
         if ts > newest:
-            saved = dirty.get(STREAM_TIME)
+            saved = dirty.stream_time
             if saved is None:
-                saved = dirty[STREAM_TIME] = {}
+                saved = dirty.stream_time = {}
             if partition not in saved:
                 saved[partition] = newest
             stream_time[partition] = newest = ts
         horizon = newest - self._grace + _TIE  # a window ending after this is open
-        store = self.store
-        by_key = store.by_key
+        by_key = self.store.by_key
         inner = by_key.get(key)
         if inner is None:
             inner = by_key[key] = {}
-        pending = dirty.get(key)
-        if pending is None:
-            pending = dirty[key] = {}
-        pending[LAST_WRITE] = ts
+        undo = dirty.rows.get(key)
+        if undo is None:
+            undo = dirty.rows[key] = KeyWrites()
+        undo.last_write = ts
         add = op is _add
-        written = False
         refused = 0
         windows = self._ranges(ts)
         for w in windows:
             if w[1] <= horizon and ms(w[1]) + self._grace_ms <= ms(newest):
                 refused += 1  # closed
                 continue
-            written = True
             start = w[0]
             old = inner.get(start, MISSING)
-            if start not in pending:
-                pending[start] = [partition, old]
             if old is MISSING:
-                if default is None:
-                    if op is not replace:
-                        del pending[start]
-                        raise KeyError(f"{key!r} has no value in window {tuple(w)} and the table has no default")
-                    self._new_window(key, w, partition)
-                    inner[start] = operand
-                    store.count(1)
-                    continue
-                self._new_window(key, w, partition)
-                store.count(1)
-                old = default()
+                self._create(inner, undo, key, w, partition, op, operand, default)
+                continue
+            if start not in undo:
+                undo[start] = [partition, old]
             inner[start] = old + operand if add else op(old, operand)
-        if written:
-            if refused:
-                self.count_late(partition, refused, whole_event=False)
+        if refused or not windows:
+            return self._missed(dirty, key, windows, refused, partition)
+        return None
+
+    def _create(
+        self, inner: dict[float, Any], undo: dict[float, list[Any]], key: Any, w: WindowRange, partition: int,
+        op: Callable[[Any, Any], Any], operand: Any, default: Callable[[], Any] | None,
+    ) -> None:
+        """The first write of ``key``'s window ``w``: its value, its undo entry, when it closes."""
+        if default is not None:
+            value = op(default(), operand)
+        elif op is replace:
+            value = operand
+        else:
+            raise KeyError(f"{key!r} has no value in window {tuple(w)} and the table has no default")
+        start = w[0]
+        if start not in undo:
+            undo[start] = [partition, MISSING]
+        inner[start] = value
+        self.store.count(1)
+        self.partition_of[(key, start)] = partition
+        self.closing.add(partition, ms(w[1]) + self._grace_ms, (key, start))
+
+    def _missed(
+        self, dirty: Dirty[KeyWrites], key: Any, windows: list[WindowRange], refused: int, partition: int
+    ) -> list[WindowRange] | None:
+        """Count the ``refused`` windows of the event (closed); when it got none, it is late: return them all."""
+        if refused < len(windows):
+            self.count_late(partition, refused, whole_event=False)
             return None
-        if not inner:
+        by_key = self.store.by_key
+        if not by_key[key]:
             del by_key[key]
-        if len(pending) == 1:  # only LAST_WRITE
-            del dirty[key]
+        if not dirty.rows[key]:  # the key was not written before in the transaction
+            del dirty.rows[key]
         self.count_late(partition, refused, whole_event=True)
         return windows
 
-    def _new_window(self, key: Any, w: WindowRange, partition: int) -> None:
-        self.partition_of[(key, w[0])] = partition
-        self.closing.add(partition, ms(w[1]) + self._grace_ms, (key, w[0]))
-
     # -- the commit protocol ----------------------------------------------------------------
 
-    def changes(self, dirty: dict[Any, Any]) -> Iterator[tuple[Any, int, Any, float | None]]:
-        """Changelog changes: ``((key, (start, end)), partition, value, event time)`` and stream times."""
+    def changes(self, dirty: Dirty[KeyWrites]) -> Iterator[Change]:
+        """A change for every window written or deleted, key ``(key, (start, end))``."""
         by_key = self.store.by_key
         end = self.store.end
+        windows: dict[float, tuple[float, float]] = {}  # (start, end) by start: most keys share a few windows
         partition_of = self.partition_of
-        for key, starts in dirty.items():
-            if key is POPPED:
-                continue
-            if key is STREAM_TIME:
-                yield from self.stream_time_changes(starts)
-                continue
+        new = tuple.__new__
+        for key, writes in dirty.rows.items():
             inner = by_key.get(key)
             if inner is not None and not inner:
                 del by_key[key]  # every window of the key was undone or expired
                 inner = None
-            timestamp = starts.get(LAST_WRITE)
-            for start, entry in starts.items():
-                if start is LAST_WRITE:
-                    continue
-                partition = entry[0]
+            timestamp = writes.last_write
+            for start, (partition, _old) in writes.items():
                 value = MISSING if inner is None else inner.get(start, MISSING)
                 if value is MISSING:
                     partition_of.pop((key, start), None)
-                yield (key, (start, end(start))), partition, value, timestamp
+                window = windows.get(start)
+                if window is None:
+                    window = windows[start] = (start, end(start))
+                yield new(Change, ((key, window), partition, value, timestamp))  # (fast Change(...))
+        yield from self.old_record_deletions(dirty)
 
-    def restore(self, dirty: dict[Any, Any]) -> None:
+    def restore(self, dirty: Dirty[KeyWrites]) -> None:
         """Undo the writes (and stream-time advances) ``dirty`` records."""
+        super().restore(dirty)
         store = self.store
-        self.restore_popped(dirty)
-        for key, starts in dirty.items():
-            if key is STREAM_TIME:
-                self.restore_stream_time(starts)
-                continue
-            for start, entry in starts.items():
-                if start is LAST_WRITE:
-                    continue
-                old = entry[1]
+        partition_of = self.partition_of
+        for key, writes in dirty.rows.items():
+            for start, (_partition, old) in writes.items():
                 if old is MISSING:
                     store.discard(key, start)
-                    self.partition_of.pop((key, start), None)
+                    partition_of.pop((key, start), None)
                 else:
                     store.put(key, start, old)
 
-    def before_commit(self, txn: Transaction | None, dirty: dict[Any, Any]) -> list[Closed]:
+    def before_commit(self, txn: Transaction | None, dirty: Dirty[KeyWrites]) -> list[Closed]:
         """Close the windows stream time passed the close time of; delete expired ones.
 
         Returns the closed windows, per partition in order of window end.
@@ -253,13 +270,13 @@ class WindowedState(EventTimeState):
                     self._delete(dirty, key, start, partition, value, now)
         return closed
 
-    def _delete(self, dirty: dict[Any, Any], key: Any, start: float, partition: int, value: Any, now: float) -> None:
-        pending = dirty.get(key)
-        if pending is None:
-            pending = dirty[key] = {}
-        pending.setdefault(LAST_WRITE, now)
-        if start not in pending:
-            pending[start] = [partition, value]
+    def _delete(self, dirty: Dirty[KeyWrites], key: Any, start: float, partition: int, value: Any, now: float) -> None:
+        writes = dirty.rows.get(key)
+        if writes is None:
+            writes = dirty.rows[key] = KeyWrites()
+            writes.last_write = now
+        if start not in writes:
+            writes[start] = [partition, value]
         self.store.discard(key, start)
 
     def after_commit(self) -> None:

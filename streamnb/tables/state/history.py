@@ -11,10 +11,10 @@ compacted, so :meth:`~streamnb.tables.timetravel.TimeTravel.at` and
 ``history()`` can answer for any moment.
 
 >>> state = PlainHistoryState()
->>> dirty: dict = {}
+>>> dirty: Dirty[list[Any]] = Dirty()
 >>> state.write(dirty, "a", 1, partition=0, timestamp=1.0)
 >>> state.write(dirty, "a", 2, partition=0, timestamp=2.0)
->>> list(state.changes(dirty))
+>>> [tuple(change) for change in state.changes(dirty)]
 [('a', 0, 1, 1.0), ('a', 0, 2, 2.0)]
 """
 
@@ -25,21 +25,18 @@ from typing import Any
 
 from ...transaction import MISSING
 from ..windows import Window, WindowRange
-from .base import PlainState
-from .event_time import STREAM_TIME_KEY
-from .fixed import WindowedState
+from .base import Change, Dirty, PlainState
+from .fixed import KeyWrites, WindowedState
 
 __all__ = ["PlainHistoryState", "WindowedHistoryState"]
 
-_LOG: Any = object()  # the entry of ``dirty`` holding every write of the transaction, in order
-
-Change = tuple[Any, int, Any, float | None]
+_new = tuple.__new__  # Change(...) without its Python-level __new__ (a write of a history table logs one)
 
 
-def _log(dirty: dict[Any, Any]) -> list[Change]:
-    log: list[Change] | None = dirty.get(_LOG)
+def _log(dirty: Dirty[Any]) -> list[Change]:
+    log = dirty.log
     if log is None:
-        log = dirty[_LOG] = []
+        log = dirty.log = []
     return log
 
 
@@ -47,23 +44,23 @@ class PlainHistoryState(PlainState):
     """A plain table's rows, with every write of a transaction logged for the changelog."""
 
     def write(
-        self, dirty: dict[Any, Any], key: Any, value: Any, partition: int, timestamp: float | None = None
+        self, dirty: Dirty[list[Any]], key: Any, value: Any, partition: int, timestamp: float | None = None
     ) -> None:
         """Set ``key`` and log the write."""
         log = _log(dirty)
         super().write(dirty, key, value, partition, timestamp)
-        log.append((key, partition, value, timestamp))
+        log.append(_new(Change, (key, partition, value, timestamp)))
 
-    def changes(self, dirty: dict[Any, Any]) -> Iterator[Change]:
+    def changes(self, dirty: Dirty[list[Any]]) -> Iterator[Change]:
         """Every write, in order (not one per key)."""
-        log: list[Change] = dirty.pop(_LOG, [])
+        log, dirty.log = dirty.log or [], None
         for _ in super().changes(dirty):  # keeps the partition of each key up to date
             pass
         yield from log
 
-    def restore(self, dirty: dict[Any, Any]) -> None:
+    def restore(self, dirty: Dirty[list[Any]]) -> None:
         """Undo the transaction (its log goes too)."""
-        dirty.pop(_LOG, None)
+        dirty.log = None
         super().restore(dirty)
 
 
@@ -80,7 +77,7 @@ class WindowedHistoryState(WindowedState):
 
     def update(
         self,
-        dirty: dict[Any, Any],
+        dirty: Dirty[KeyWrites],
         key: Any,
         op: Callable[[Any, Any], Any],
         operand: Any,
@@ -104,19 +101,19 @@ class WindowedHistoryState(WindowedState):
             for start in before if ranges is not None else after:
                 value = after.get(start, MISSING)
                 if value is not MISSING and (before.get(start, MISSING) is MISSING or before[start] != value):
-                    log.append(((key, (start, end(start))), partition, value, ts))
+                    log.append(_new(Change, ((key, (start, end(start))), partition, value, ts)))
         return missed
 
-    def changes(self, dirty: dict[Any, Any]) -> Iterator[Change]:
-        """Every logged write in order, then deletions and stream times of the commit."""
-        log: list[Change] = dirty.pop(_LOG, [])
+    def changes(self, dirty: Dirty[KeyWrites]) -> Iterator[Change]:
+        """Every logged write in order, then the deletions of the commit (expired windows)."""
+        log, dirty.log = dirty.log or [], None
         rest = list(super().changes(dirty))
         yield from log
         for change in rest:
-            if change[2] is MISSING or change[0] == STREAM_TIME_KEY:
+            if change.value is MISSING:
                 yield change
 
-    def restore(self, dirty: dict[Any, Any]) -> None:
+    def restore(self, dirty: Dirty[KeyWrites]) -> None:
         """Undo the transaction (its log goes too)."""
-        dirty.pop(_LOG, None)
+        dirty.log = None
         super().restore(dirty)

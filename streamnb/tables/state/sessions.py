@@ -17,7 +17,7 @@ goes to the table's stream-time topic).
 >>> import operator
 >>> from streamnb.tables.windows import SessionWindow
 >>> state = SessionState(SessionWindow(5, grace=30), operator.add)
->>> dirty: dict = {}
+>>> dirty: Dirty[SessionWrites] = Dirty()
 >>> for ts in (0.0, 3.0, 20.0, 8.0):
 ...     _ = state.update(dirty, "k", operator.add, 1, 1000 + ts, 0, int)
 >>> sorted(state.items())
@@ -30,16 +30,17 @@ from collections.abc import Callable, Iterator
 from functools import reduce
 from typing import Any
 
+from ...timeunits import ms, seconds
 from ...transaction import MISSING, Transaction
-from ..windows import SessionWindow, WindowRange, ms
-from .base import Closed
-from .event_time import NEVER, POPPED, STREAM_TIME, EventTimeState, TimeIndex, WindowRows, replace
+from ..windows import SessionWindow, WindowRange
+from .base import Change, Closed, Dirty
+from .event_time import NEVER, EventTimeState, TimeIndex, WindowRows, replace
 
-__all__ = ["SessionState"]
+__all__ = ["SessionState", "SessionWrites"]
 
-
-def _s(t: int) -> float:
-    return t / 1000
+SessionWrites = dict[tuple[int, int], list[Any]]
+"""A key's entry in ``Dirty.rows``: ``(start, end) in ms -> [partition, value before, event time of the last write]``
+for every session made, changed, merged away or deleted."""
 
 
 class SessionState(EventTimeState):
@@ -75,12 +76,12 @@ class SessionState(EventTimeState):
         if not found:
             return None
         start, end = max(found)
-        return _s(start), _s(end)
+        return seconds(start), seconds(end)
 
     def items(self) -> list[tuple[tuple[Any, tuple[float, float]], Any]]:
         """``((key, (start, end)), value)`` for every session kept."""
         return [
-            ((key, (_s(s), _s(e))), value)
+            ((key, (seconds(s), seconds(e))), value)
             for key, sessions in list(self.sessions.items())
             for (s, e), value in list(sessions.items())
         ]
@@ -106,7 +107,7 @@ class SessionState(EventTimeState):
 
     def update(
         self,
-        dirty: dict[Any, Any],
+        dirty: Dirty[SessionWrites],
         key: Any,
         op: Callable[[Any, Any], Any],
         operand: Any,
@@ -134,21 +135,35 @@ class SessionState(EventTimeState):
             if not sessions:
                 del self.sessions[key]
             self.count_late(partition, 1, whole_event=True)
-            return [WindowRange(_s(start), _s(end))]
+            return [WindowRange(seconds(start), seconds(end))]
         self.partition_of[key] = partition
-        values = [sessions[m] for m in merged]
+        value = self._merged_value(key, [sessions[m] for m in merged], op, operand, ts, default)
+        self._put_session(dirty, key, merged, (start, end), value, partition, ts)
+        return None
+
+    def _merged_value(
+        self, key: Any, values: list[Any], op: Callable[[Any, Any], Any], operand: Any, ts: float,
+        default: Callable[[], Any] | None,
+    ) -> Any:
+        """The value of the session an event makes: the merged ``values`` of the sessions it joins, with it applied."""
         if values:
             value = reduce(self.merge, values)
-            value = operand if op is replace else op(value, operand)
-        elif default is None:
-            if op is not replace:
-                raise KeyError(f"{key!r} has no session at {ts} and the table has no default")
-            value = operand
-        else:
-            value = op(default(), operand)
-        pending = dirty.get(key)
+            return operand if op is replace else op(value, operand)
+        if default is not None:
+            return op(default(), operand)
+        if op is replace:
+            return operand
+        raise KeyError(f"{key!r} has no session at {ts} and the table has no default")
+
+    def _put_session(
+        self, dirty: Dirty[SessionWrites], key: Any, merged: list[tuple[int, int]], window: tuple[int, int],
+        value: Any, partition: int, ts: float,
+    ) -> None:
+        """Replace the ``merged`` sessions of ``key`` by ``window`` with ``value``, noting how to undo it."""
+        sessions = self.sessions[key]
+        pending = dirty.rows.get(key)
         if pending is None:
-            pending = dirty[key] = {}
+            pending = dirty.rows[key] = {}
         born = self.born.get(key)
         for m in merged:
             if m not in pending:
@@ -156,43 +171,40 @@ class SessionState(EventTimeState):
             else:
                 pending[m][2] = ts
             del sessions[m]
-            if born is not None and m != (start, end):
+            if born is not None and m != window:
                 born.pop(m, None)  # merged away (an undo schedules it again)
-        entry = pending.get((start, end))
-        previous = sessions.get((start, end), MISSING)
+        entry = pending.get(window)
+        previous = sessions.get(window, MISSING)
         if entry is None:
-            pending[(start, end)] = [partition, previous, ts]
+            pending[window] = [partition, previous, ts]
         else:
             entry[2] = ts
-        if previous is not MISSING and (start, end) not in merged:
+        start, end = window
+        if previous is not MISSING and window not in merged:
             # A closed session with these bounds (an event exactly at the boundary starts a new one,
             # as in Kafka Streams): it closed with its own value before this one replaces it.
-            self.overwritten.append(Closed(key, (_s(start), _s(end)), previous, partition))
-        sessions[(start, end)] = value
-        if (start, end) not in merged:
+            self.overwritten.append(Closed(key, (seconds(start), seconds(end)), previous, partition))
+        sessions[window] = value
+        if window not in merged:
             self._serial += 1
-            self.born.setdefault(key, {})[(start, end)] = self._serial
-            self.closing.add(partition, w.closes_at(end), (key, start, end, self._serial))
-        return None
+            self.born.setdefault(key, {})[window] = self._serial
+            self.closing.add(partition, self.window.closes_at(end), (key, start, end, self._serial))
 
     # -- the commit protocol ----------------------------------------------------------------
 
-    def changes(self, dirty: dict[Any, Any]) -> Iterator[tuple[Any, int, Any, float | None]]:
-        """One change per session made, changed or merged away, and stream times."""
-        for key, entries in dirty.items():
-            if key is POPPED:
-                continue
-            if key is STREAM_TIME:
-                yield from self.stream_time_changes(entries)
-                continue
+    def changes(self, dirty: Dirty[SessionWrites]) -> Iterator[Change]:
+        """One change per session made, changed or merged away, key ``(key, (start, end))``."""
+        new = tuple.__new__
+        for key, entries in dirty.rows.items():
             sessions = self.sessions.get(key, {})
             for (s, e), (partition, old, when) in entries.items():
                 value = sessions.get((s, e), MISSING)
                 if value is MISSING and old is MISSING:
                     continue  # made and merged away within the transaction
-                yield (key, (_s(s), _s(e))), partition, value, when
+                yield new(Change, ((key, (seconds(s), seconds(e))), partition, value, when))  # (fast Change(...))
+        yield from self.old_record_deletions(dirty)
 
-    def restore(self, dirty: dict[Any, Any]) -> None:
+    def restore(self, dirty: Dirty[SessionWrites]) -> None:
         """Undo the sessions made, merged and changed (and stream times).
 
         Sessions put back (merged away, changed, or closed and deleted in the
@@ -201,11 +213,8 @@ class SessionState(EventTimeState):
         """
         self.overwritten.clear()
         back: list[tuple[Any, tuple[int, int], int]] = []
-        self.restore_popped(dirty)
-        for key, entries in dirty.items():
-            if key is STREAM_TIME:
-                self.restore_stream_time(entries)
-                continue
+        super().restore(dirty)
+        for key, entries in dirty.rows.items():
             sessions = self.sessions.setdefault(key, {})
             for window, (partition, old, _ts) in entries.items():
                 if old is MISSING:
@@ -220,7 +229,7 @@ class SessionState(EventTimeState):
             if (start, end) in self.sessions.get(key, {}):
                 self._schedule(key, start, end, partition)
 
-    def before_commit(self, txn: Transaction | None, dirty: dict[Any, Any]) -> list[Closed]:
+    def before_commit(self, txn: Transaction | None, dirty: Dirty[SessionWrites]) -> list[Closed]:
         """Close sessions stream time reached the close time of; delete expired ones."""
         closed, self.overwritten = self.overwritten, []
         w = self.window
@@ -231,14 +240,14 @@ class SessionState(EventTimeState):
                 value = self.sessions.get(key, {}).get((start, end), MISSING)
                 if value is MISSING or self.born.get(key, {}).get((start, end)) != serial:
                     continue  # merged into a longer session, replaced, or undone
-                closed.append(Closed(key, (_s(start), _s(end)), value, partition))
+                closed.append(Closed(key, (seconds(start), seconds(end)), value, partition))
                 self.expiring.add(partition, w.expires_at(end), (key, start, end))
             for key, start, end in self.expiring.pop_due(partition, now_ms, undo):
                 sessions = self.sessions.get(key, {})
                 value = sessions.get((start, end), MISSING)
                 if value is MISSING:
                     continue
-                pending = dirty.setdefault(key, {})
+                pending = dirty.rows.setdefault(key, {})
                 entry = pending.get((start, end))
                 if entry is None:
                     pending[(start, end)] = [partition, value, now]
@@ -281,7 +290,7 @@ class SessionState(EventTimeState):
         for key, sessions in self.sessions.items():
             partition = self.partition_of.get(key, 0)
             if partition not in self.stream_time and sessions:
-                self.stream_time[partition] = _s(max(e for _, e in sessions))
+                self.stream_time[partition] = seconds(max(e for _, e in sessions))
             for start, end in sessions:
                 self._schedule(key, start, end, partition)
 

@@ -24,7 +24,7 @@ frozen final value (stream time goes to the table's stream-time topic).
 
 >>> from streamnb.tables.windows import SlidingWindow
 >>> state = SlidingState(SlidingWindow(10, grace=60), operator.add)
->>> dirty: dict = {}
+>>> dirty: Dirty[BucketWrites] = Dirty()
 >>> for ts in (1.0, 5.0, 12.0):
 ...     _ = state.update(dirty, "k", operator.add, 1, 1000 + ts, 0, int)
 >>> for (_key, window), value in sorted(state.items(), key=lambda item: item[0][1]):
@@ -44,20 +44,21 @@ from collections.abc import Callable, Iterator
 from functools import reduce
 from typing import Any
 
+from ...timeunits import ms, seconds
 from ...transaction import MISSING, Transaction
-from ..windows import SlidingWindow, WindowRange, ms
-from .base import Closed
-from .event_time import NEVER, POPPED, STREAM_TIME, EventTimeState, TimeIndex, WindowRows, replace
+from ..windows import SlidingWindow, WindowRange
+from .base import Change, Closed, Dirty, Popped
+from .event_time import NEVER, EventTimeState, TimeIndex, WindowRows, replace
 
-__all__ = ["SlidingState"]
+__all__ = ["BucketWrites", "SlidingState"]
 
 _add = operator.add
 _BUCKET_DROP = object()  # expiring entries: (_BUCKET_DROP, key, t); frozen finals: (key, start, end)
 _EXTRA_DROP = object()  # expiring entries: (_EXTRA_DROP, key, window)
 
-
-def _s(t: int) -> float:
-    return t / 1000
+BucketWrites = dict[Any, list[Any]]
+"""A key's entry in ``Dirty.rows``: ``where -> [partition, value before, event time of the last change]``
+for every bucket (``where``: its time in ms) and frozen final (``where``: ``(start, end)`` in ms) that changed."""
 
 
 class SlidingState(EventTimeState):
@@ -131,7 +132,7 @@ class SlidingState(EventTimeState):
     def window_at(self, key: Any, ts: float) -> tuple[float, float] | None:
         """The window ending at ``ts``: ``[ts - size, ts]``."""
         start, end = self.window.left(ms(ts))
-        return _s(start), _s(end)
+        return seconds(start), seconds(end)
 
     def _derived(self, key: Any) -> Iterator[tuple[int, int]]:
         """The windows ``key``'s bucket times make (less the refused ones)."""
@@ -163,7 +164,7 @@ class SlidingState(EventTimeState):
         for key, finals in list(self.finals.items()):
             for win, value in finals.items():
                 rows.setdefault((key, win), value)
-        return [((key, (_s(s), _s(e))), value) for (key, (s, e)), value in rows.items()]
+        return [((key, (seconds(s), seconds(e))), value) for (key, (s, e)), value in rows.items()]
 
     @property
     def rows(self) -> WindowRows:
@@ -186,7 +187,7 @@ class SlidingState(EventTimeState):
 
     def update(
         self,
-        dirty: dict[Any, Any],
+        dirty: Dirty[BucketWrites],
         key: Any,
         op: Callable[[Any, Any], Any],
         operand: Any,
@@ -202,7 +203,7 @@ class SlidingState(EventTimeState):
         if t + size < close:  # every window holding t ended before: the event is late
             self.count_late(partition, 1, whole_event=True)
             start, end = self.window.left(t)
-            return [WindowRange(_s(start), _s(end))]
+            return [WindowRange(seconds(start), seconds(end))]
         times = self.times.get(key)
         if times is None:
             times = self.times[key] = []
@@ -213,19 +214,12 @@ class SlidingState(EventTimeState):
         if t + grace < now:  # out of order by more than grace: some windows holding t may be closed
             if not self._late_but_accepted(dirty, key, times, i, exists, t, close, partition, now):
                 start, end = self.window.left(t)
-                return [WindowRange(_s(start), _s(end))]
+                return [WindowRange(seconds(start), seconds(end))]
         elif not exists:
             self._schedule(key, times, i, t, partition)
         buckets = self.buckets[key]
         old = buckets.get(t, MISSING)
-        pending = dirty.get(key)
-        if pending is None:
-            pending = dirty[key] = {}
-        entry = pending.get(t)
-        if entry is None:
-            pending[t] = [partition, old, ts]
-        else:
-            entry[2] = ts
+        self._note(dirty, key, t, partition, old, ts)
         if old is MISSING:
             if default is None:
                 if op is not replace:
@@ -260,7 +254,7 @@ class SlidingState(EventTimeState):
             index.add(partition, closes_at(end), (key, start, end))
 
     def _late_but_accepted(
-        self, dirty: dict[Any, Any], key: Any, times: list[int], i: int, exists: bool,
+        self, dirty: Dirty[BucketWrites], key: Any, times: list[int], i: int, exists: bool,
         t: int, close: int, partition: int, now: float,
     ) -> bool:
         """An event later than grace: count the closed windows it misses, freeze them; False if all closed."""
@@ -295,8 +289,16 @@ class SlidingState(EventTimeState):
             return False
         if refused:
             self.count_late(partition, refused, whole_event=False)
+        self._freeze(dirty, key, closed, partition, now)
+        return True
+
+    def _freeze(
+        self, dirty: Dirty[BucketWrites], key: Any, closed: list[tuple[int, int]], partition: int, now: float
+    ) -> None:
+        """A late event's bucket is about to change: the ``closed`` windows holding it keep their value (frozen)."""
+        w = self.window
         finals = self.finals.setdefault(key, {})
-        for win in closed:  # the bucket at t is about to change: closed windows keep their value
+        for win in closed:
             if win not in finals:
                 value = self._fold(key, *win)
                 if value is not MISSING:
@@ -305,40 +307,33 @@ class SlidingState(EventTimeState):
                     self.expiring.add(partition, w.expires_at(win[1]), (key, win[0], win[1]))
         if not finals:
             del self.finals[key]
-        return True
 
     # -- the commit protocol ----------------------------------------------------------------
 
-    def changes(self, dirty: dict[Any, Any]) -> Iterator[tuple[Any, int, Any, float | None]]:
-        """Buckets (``(key, t)``), frozen finals (``(key, (start, end))``) and stream times that changed."""
-        for key, entries in dirty.items():
-            if key is POPPED:
-                continue
-            if key is STREAM_TIME:
-                yield from self.stream_time_changes(entries)
-                continue
+    def changes(self, dirty: Dirty[BucketWrites]) -> Iterator[Change]:
+        """A change per bucket (key ``(key, t)``) and frozen final (key ``(key, (start, end))``) that changed."""
+        new = tuple.__new__
+        for key, entries in dirty.rows.items():
             buckets = self.buckets.get(key, {})
             for where, (partition, old, when) in entries.items():
                 if isinstance(where, tuple):
                     value = self.finals.get(key, {}).get(where, MISSING)
-                    name: Any = (key, (_s(where[0]), _s(where[1])))
+                    name: Any = (key, (seconds(where[0]), seconds(where[1])))
                 else:
                     value = buckets.get(where, MISSING)
-                    name = (key, _s(where))
+                    name = (key, seconds(where))
                 if value is MISSING and old is MISSING:
                     continue  # made and undone within the transaction
-                yield name, partition, value, when
+                yield new(Change, (name, partition, value, when))  # (fast Change(...))
+        yield from self.old_record_deletions(dirty)
 
-    def restore(self, dirty: dict[Any, Any]) -> None:
+    def restore(self, dirty: Dirty[BucketWrites]) -> None:
         """Undo buckets, frozen finals and stream times ``dirty`` records.
 
         (The time indexes keep entries of undone windows; they are skipped when due.)
         """
-        self.restore_popped(dirty)
-        for key, entries in dirty.items():
-            if key is STREAM_TIME:
-                self.restore_stream_time(entries)
-                continue
+        super().restore(dirty)
+        for key, entries in dirty.rows.items():
             for where, (_partition, old, _ts) in entries.items():
                 if isinstance(where, tuple):
                     self._put_final(key, where, old)
@@ -369,59 +364,71 @@ class SlidingState(EventTimeState):
         else:
             finals[window] = value
 
-    def _note(self, dirty: dict[Any, Any], key: Any, where: Any, partition: int, old: Any, when: float) -> None:
-        pending = dirty.get(key)
+    @staticmethod
+    def _note(dirty: Dirty[BucketWrites], key: Any, where: Any, partition: int, old: Any, when: float) -> None:
+        """Note the change of ``key``'s bucket or final ``where`` (``old``: its value before, if first changed now)."""
+        pending = dirty.rows.get(key)
         if pending is None:
-            pending = dirty[key] = {}
+            pending = dirty.rows[key] = {}
         entry = pending.get(where)
         if entry is None:
             pending[where] = [partition, old, when]
         else:
             entry[2] = when
 
-    def before_commit(self, txn: Transaction | None, dirty: dict[Any, Any]) -> list[Closed]:
+    def before_commit(self, txn: Transaction | None, dirty: Dirty[BucketWrites]) -> list[Closed]:
         """Close the windows stream time passed (their final values merged now), drop expired buckets."""
         closed: list[Closed] = []
-        exists, fold = self._exists, self._fold
         undo = self.undo_log(dirty)
         for partition, now in self.stream_time.items():
             now_ms = ms(now)
-            seen: set[tuple[Any, int, int]] = set()
-            due = [*self.closing.pop_due(partition, now_ms, undo), *self.closing_right.pop_due(partition, now_ms, undo)]
-            due.sort(key=lambda item: item[2])  # per partition in order of window end
-            for key, start, end in due:
-                if (key, start, end) in seen or not exists(key, start, end):
-                    continue  # scheduled twice (undone and made again), or undone
-                seen.add((key, start, end))
-                value = self.finals.get(key, {}).get((start, end), MISSING)
-                if value is MISSING:
-                    value = fold(key, start, end)
-                if value is not MISSING:
-                    closed.append(Closed(key, (_s(start), _s(end)), value, partition))
+            self._close_due(partition, now_ms, undo, closed)
             for item in self.expiring.pop_due(partition, now_ms, undo):
-                if item[0] is _EXTRA_DROP:
-                    extra = self.extra.get(item[1])
-                    if extra is not None:
-                        extra.discard(item[2])
-                        if not extra:
-                            del self.extra[item[1]]
-                elif item[0] is _BUCKET_DROP:
-                    _, key, t = item
-                    old = self.buckets.get(key, {}).get(t, MISSING)
-                    if old is not MISSING:
-                        self._note(dirty, key, t, partition, old, now)
-                        self._put_bucket(key, t, MISSING)
-                        refused = self.refused.get(key)
-                        if refused:  # refused windows older than the kept buckets no longer matter
-                            for win in [win for win in refused if win[1] < t]:
-                                refused.discard(win)
-                else:
-                    key, start, end = item
-                    old = self.finals.get(key, {}).get((start, end), MISSING)
-                    if old is not MISSING:
-                        self._note(dirty, key, (start, end), partition, old, now)
-                        self._put_final(key, (start, end), MISSING)
+                self._expire(dirty, item, partition, now)
         return closed
+
+    def _close_due(self, partition: int, now_ms: int, undo: list[Popped], closed: list[Closed]) -> None:
+        """Append to ``closed`` the windows of ``partition`` due to close at ``now_ms``, in order of window end."""
+        exists, fold = self._exists, self._fold
+        seen: set[tuple[Any, int, int]] = set()
+        due = [*self.closing.pop_due(partition, now_ms, undo), *self.closing_right.pop_due(partition, now_ms, undo)]
+        due.sort(key=lambda item: item[2])  # per partition in order of window end
+        for key, start, end in due:
+            if (key, start, end) in seen or not exists(key, start, end):
+                continue  # scheduled twice (undone and made again), or undone
+            seen.add((key, start, end))
+            value = self.finals.get(key, {}).get((start, end), MISSING)
+            if value is MISSING:
+                value = fold(key, start, end)
+            if value is not MISSING:
+                closed.append(Closed(key, (seconds(start), seconds(end)), value, partition))
+
+    def _expire(self, dirty: Dirty[BucketWrites], item: tuple[Any, ...], partition: int, now: float) -> None:
+        """Forget an expired item: an extra window, a bucket (``_BUCKET_DROP``) or a frozen final."""
+        if item[0] is _EXTRA_DROP:
+            extra = self.extra.get(item[1])
+            if extra is not None:
+                extra.discard(item[2])
+                if not extra:
+                    del self.extra[item[1]]
+        elif item[0] is _BUCKET_DROP:
+            self._drop_bucket(dirty, item[1], item[2], partition, now)
+        else:
+            key, start, end = item
+            old = self.finals.get(key, {}).get((start, end), MISSING)
+            if old is not MISSING:
+                self._note(dirty, key, (start, end), partition, old, now)
+                self._put_final(key, (start, end), MISSING)
+
+    def _drop_bucket(self, dirty: Dirty[BucketWrites], key: Any, t: int, partition: int, now: float) -> None:
+        old = self.buckets.get(key, {}).get(t, MISSING)
+        if old is not MISSING:
+            self._note(dirty, key, t, partition, old, now)
+            self._put_bucket(key, t, MISSING)
+            refused = self.refused.get(key)
+            if refused:  # refused windows older than the kept buckets no longer matter
+                for win in [win for win in refused if win[1] < t]:
+                    refused.discard(win)
 
     def after_commit(self) -> None:
         """Nothing to do."""
@@ -452,7 +459,7 @@ class SlidingState(EventTimeState):
             partition = self.partition_of.get(key, 0)
             now = self.stream_time.get(partition, NEVER)
             if now == NEVER and times:
-                self.stream_time[partition] = _s(times[-1])
+                self.stream_time[partition] = seconds(times[-1])
             now_ms = ms(self.stream_time[partition])
             for start, end in set(self._derived(key)):
                 if w.closes_at(end) > now_ms:

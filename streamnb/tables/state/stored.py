@@ -20,7 +20,7 @@ Example (a table's own use)::
     state = StoredState(encode_key, decode_key, decode_value)
     state.serve(0, store)                 # after its changelog was read to the end
     state.write(dirty, "ann", 3, partition=0, timestamp=12.5)
-    list(state.changes(dirty))            # [("ann", 0, 3, 12.5)]: the commit's changelog records
+    list(state.changes(dirty))            # [Change("ann", 0, 3, 12.5)]: the commit's changelog records
     store.apply(records, resume)          # after the commit landed (the table does this)
     state.flushed()
 """
@@ -32,7 +32,7 @@ from typing import Any
 
 from ...transaction import MISSING, Transaction
 from ..stores.rocksdb import RocksDBStore
-from .base import Closed
+from .base import Change, Closed, Dirty
 
 __all__ = ["StoredRows", "StoredState"]
 
@@ -43,7 +43,7 @@ Entry = tuple[int, Any]
 class StoredState:
     """``key -> value`` rows kept in a :class:`~streamnb.tables.stores.rocksdb.RocksDBStore`.
 
-    ``dirty`` maps each written key to ``[partition, value before, event time of the last write]``,
+    ``dirty.rows`` maps each written key to ``[partition, value before, event time of the last write]``,
     as :class:`~streamnb.tables.state.base.PlainState` does.
     """
 
@@ -128,31 +128,32 @@ class StoredState:
     # -- writes (the TableState protocol) -----------------------------------------------------
 
     def write(
-        self, dirty: dict[Any, list[Any]], key: Any, value: Any, partition: int, timestamp: float | None = None
+        self, dirty: Dirty[list[Any]], key: Any, value: Any, partition: int, timestamp: float | None = None
     ) -> None:
         """Set ``key`` (``value`` MISSING deletes it) and remember how to undo it."""
-        entry = dirty.get(key)
+        rows = dirty.rows
+        entry = rows.get(key)
         if entry is None:
             found = self.lookup(key)
-            dirty[key] = [partition, MISSING if found is None else found[1], timestamp]
+            rows[key] = [partition, MISSING if found is None else found[1], timestamp]
         else:
             entry[0] = partition
             entry[2] = timestamp
         self.pending[key] = (partition, value)
 
-    def changes(self, dirty: dict[Any, list[Any]]) -> Iterator[tuple[Any, int, Any, float | None]]:
-        """One ``(key, partition, value or MISSING, event time)`` per written key (the commit's records)."""
+    def changes(self, dirty: Dirty[list[Any]]) -> Iterator[Change]:
+        """One :class:`~streamnb.tables.state.base.Change` per written key (the commit's records)."""
         pending = self.pending
         committing = self._committing
-        for key, (partition, _old, timestamp) in dirty.items():
+        for key, (partition, _old, timestamp) in dirty.rows.items():
             value = pending[key][1]
             committing.append((key, value))
-            yield key, partition, value, timestamp
+            yield Change(key, partition, value, timestamp)
 
-    def restore(self, dirty: dict[Any, list[Any]]) -> None:
+    def restore(self, dirty: Dirty[list[Any]]) -> None:
         """Put back the values from before the transaction (and forget a commit that failed)."""
         pending = self.pending
-        for key, (partition, old, _ts) in dirty.items():
+        for key, (partition, old, _ts) in dirty.rows.items():
             pending[key] = (partition, old)
         self._committing.clear()
 
@@ -169,7 +170,7 @@ class StoredState:
                     self._remember(key, entry)
         self._committing.clear()
 
-    def before_commit(self, txn: Transaction, dirty: Any) -> list[Closed]:
+    def before_commit(self, txn: Transaction | None, dirty: Dirty[Any]) -> list[Closed]:
         """Nothing closes in a plain table."""
         return []
 
