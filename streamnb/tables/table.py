@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .. import display, naming
+from .. import naming
 from ..errors import ConfigurationError, PartitionMismatchError, TableWriteError
 from ..runtime import Runtime
 from ..topics import Topic
@@ -45,11 +45,12 @@ from .state.windowing import windowed_state
 from .stores import MEMORY, ROCKSDB, check_store
 from .streamtime import StreamTimeTopic
 from .timetravel import TimeTravel
+from .views import TableViews
 from .windowed import WindowedTable
 from .windows import HoppingWindow, SessionWindow, SlidingWindow, TumblingWindow, WindowRange
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
 __all__ = ["Table"]
 
@@ -59,7 +60,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
+class Table(TimeTravel, TableViews, MutableMapping[K, V], Generic[K, V]):
     """A dict backed by a changelog topic. Create with :meth:`App.Table`.
 
     >>> from streamnb import App
@@ -504,69 +505,6 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
             self._encoder.stream_times = self.stream_times
         self.window = WindowedTable(self, state)
         return self.window
-
-    # -- views ------------------------------------------------------------------------------
-
-    whole_frame_limit: int = 1_000_000
-    """Rows beyond which ``as_dataframe()`` of a ``rocksdb://`` table asks for ``limit=`` instead of reading all."""
-
-    def as_dataframe(self, limit: int | None = None) -> pd.DataFrame:
-        """The table as a DataFrame with columns ``key`` and ``value`` (at most ``limit`` rows).
-
-        A ``rocksdb://`` table of more than :attr:`whole_frame_limit` rows needs
-        ``limit=`` (rows are read in key order, as they go).
-
-        >>> from streamnb import App
-        >>> counts = App("demo", broker="memory://").Table("counts", default=int)
-        >>> list(counts.as_dataframe().columns)
-        ['key', 'value']
-        """
-        import itertools
-
-        import pandas as pd
-
-        if self.window is not None:
-            return self.window.as_dataframe()
-        state = self.state
-        if limit is None and isinstance(state, StoredState) and (size := state.estimate()) > self.whole_frame_limit:
-            raise ConfigurationError(
-                f"table {self.name!r} holds about {size:,} rows on disk: ask for part of it, "
-                f"e.g. as_dataframe(limit=10_000), or read it as it goes with table.items()"
-            )
-        items = list(itertools.islice(self.data.items(), limit))
-        if items and all(hasattr(v, "asdict") for _, v in items):
-            rows = [{"key": k, **v.asdict()} for k, v in items]
-            return pd.DataFrame(rows)
-        return pd.DataFrame({"key": [k for k, _ in items], "value": [v for _, v in items]})
-
-    def as_ansitable(
-        self, title: str | None = None, sort: bool = True, *, key: str = "key", value: str = "value",
-        sortkey: Callable[[Any], Any] | None = None,
-    ) -> str:
-        """The table as a text table (for terminals and logs); ``key``/``value`` name those columns.
-
-        >>> from streamnb import App
-        >>> counts = App("demo", broker="memory://").Table("counts", default=int)
-        >>> print(counts.as_ansitable(key="word", value="count", title="$$ TALLY $$"))  # no rows yet
-        $$ TALLY $$
-        +------+-------+
-        | word | count |
-        +------+-------+
-        +------+-------+
-        """
-        from ._text import text_table
-
-        return text_table(
-            self.as_dataframe(), title or self.name, sort=sort, key=key, value=value, sortkey=sortkey
-        )
-
-    def live(self, **options: Any) -> Any:
-        """A widget showing the table as a live DataFrame (see :mod:`streamnb.notebook`)."""
-        return display.show("live_table", self, **options)
-
-    def chart(self, **options: Any) -> Any:
-        """A live Altair chart of the table (see :mod:`streamnb.notebook`)."""
-        return display.show("live_chart", self, **options)
 
     def __repr__(self) -> str:
         if isinstance(self.state, StoredState):
