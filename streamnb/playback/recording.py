@@ -263,7 +263,7 @@ async def record(
         await reader.stop()
 
 
-async def _record(
+async def _record(  # noqa: C901 - untangled on wt/s-fork, with atomic recording steps
     reader: Any,
     dest: Transport,
     source: str,

@@ -201,7 +201,7 @@ KAFKA_REPLAY = (
 )
 
 
-async def fork(app: ReplayHost, at: Any, broker: str) -> str:
+async def fork(app: ReplayHost, at: Any, broker: str) -> str:  # noqa: C901 - untangled on wt/s-fork (playback/fork.py)
     """Write a new folder that starts where the app was at time ``at``; return its URL.
 
     The folder gets the app's inputs (whole, at the same offsets), each

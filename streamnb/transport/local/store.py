@@ -328,7 +328,7 @@ class Store:
 
     # -- writing (worker thread) ---------------------------------------------------------
 
-    def write_sync(
+    def write_sync(  # noqa: C901 - one sqlite transaction: its steps share the cursor and must not be split
         self, records: Sequence[ProducerRecord], group: str | None, offsets: Mapping[TP, int]
     ) -> frozenset[str]:
         """Append ``records`` and upsert ``group``'s ``offsets`` in one transaction."""
