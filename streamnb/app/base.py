@@ -29,7 +29,6 @@ import logging
 import signal
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
-from pathlib import Path
 from typing import Any, ClassVar
 
 from .. import _gc, display
@@ -42,7 +41,7 @@ from ..playback.replay import prepare
 from ..processing.agents import Agent
 from ..processing.tasks import Task, Timer
 from ..tables.global_table import GlobalTable
-from ..tables.stores import MEMORY, check_store, parse_bytes
+from ..tables.stores import store_settings
 from ..tables.table import Table
 from ..topics import Topic
 from ..transport import check_broker, open_transport
@@ -225,15 +224,7 @@ class App(Membership, Definitions, AppSurface, Playback):
 
     def _set_store(self, app_settings: dict[str, Any], broker: str) -> None:
         """Where tables keep their rows: ``store=``, ``datadir=``, ``store_memory=`` (:mod:`streamnb.tables.stores`)."""
-        self.store = check_store(app_settings.get("store", MEMORY))
-        """Where tables keep their rows unless told otherwise: ``memory://`` (the default) or ``rocksdb://``."""
-        datadir = app_settings.get("datadir")
-        if datadir is None:  # as Faust: inside the local:// folder, else <app id>-data in the working directory
-            datadir = broker[len("local://"):] if broker.startswith("local://") else f"{self.id}-data"
-        self.datadir = Path(str(datadir).format(appid=self.id, app=self))
-        """Where ``rocksdb://`` tables keep their files: ``<datadir>/<app id>/<table>/<partition>``."""
-        self.store_memory = parse_bytes(app_settings.get("store_memory", 64 << 20), "store_memory")
-        """Bytes one table partition's RocksDB may hold in memory (block cache and write buffers)."""
+        self.store, self.datadir, self.store_memory = store_settings(app_settings, broker, self.id)
 
     @classmethod
     def instances(cls) -> list[App]:

@@ -35,6 +35,7 @@ from ..topics import Topic
 from ..transaction import MISSING, Transaction, current_transaction
 from ..transport.base import ProducerRecord
 from .changelog import ChangelogEncoder
+from .kinds import WindowKinds
 from .persistence import TableStore
 from .recovery import log_restore, read_changelog
 from .routing import event_of, final_record, late_record
@@ -47,7 +48,7 @@ from .streamtime import StreamTimeTopic
 from .timetravel import TimeTravel
 from .views import TableViews
 from .windowed import WindowedTable
-from .windows import HoppingWindow, SessionWindow, SlidingWindow, TumblingWindow, WindowRange
+from .windows import WindowRange
 
 if TYPE_CHECKING:
     pass
@@ -60,7 +61,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-class Table(TimeTravel, TableViews, MutableMapping[K, V], Generic[K, V]):
+class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K, V]):
     """A dict backed by a changelog topic. Create with :meth:`App.Table`.
 
     >>> from streamnb import App
@@ -426,75 +427,7 @@ class Table(TimeTravel, TableViews, MutableMapping[K, V], Generic[K, V]):
             self.version += 1
         self._recovered -= partitions
 
-    # -- windowing --------------------------------------------------------------------------
-
-    def tumbling(self, size: float, expires: float | None = None, grace: float | None = None) -> WindowedTable:
-        """Make this a table of tumbling windows of ``size`` seconds.
-
-        ``grace``: how long after its end a window still accepts events (it
-        then closes); ``expires``: how long after its end it stays readable.
-
-        >>> from streamnb import App
-        >>> app = App("demo", broker="memory://")
-        >>> counts = app.Table("counts", default=int).tumbling(60, expires=3600)
-        """
-        return self._windowed(TumblingWindow(size, expires, grace))
-
-    def hopping(
-        self, size: float, step: float, expires: float | None = None, grace: float | None = None
-    ) -> WindowedTable:
-        """Make this a table of hopping windows: ``size`` seconds long, one every ``step``.
-
-        >>> from streamnb import App
-        >>> app = App("demo", broker="memory://")
-        >>> counts = app.Table("counts", default=int).hopping(60, 10)
-        """
-        return self._windowed(HoppingWindow(size, step, expires, grace))
-
-    def sliding(
-        self,
-        size: float,
-        expires: float | None = None,
-        grace: float | None = None,
-        merge: Callable[[Any, Any], Any] | None = None,
-    ) -> WindowedTable:
-        """Make this a table of sliding windows: for every event, the ``size`` seconds up to it.
-
-        As Kafka Streams' ``SlidingWindows``: a window ``[t - size, t]``
-        (inclusive) ends at every event, and one starts just after it when
-        a later event follows within ``size``. A window's value merges the
-        values of its events: with ``+`` for numbers, else give ``merge``.
-
-        >>> from streamnb import App
-        >>> app = App("demo", broker="memory://")
-        >>> app.Table("last_minute", default=int).sliding(60, grace=5).window
-        SlidingWindow(size=60.0, expires=60.0, grace=5.0)
-        """
-        return self._windowed(SlidingWindow(size, expires, grace), merge)
-
-    def session(
-        self,
-        gap: float,
-        expires: float | None = None,
-        grace: float | None = None,
-        merge: Callable[[Any, Any], Any] | None = None,
-    ) -> WindowedTable:
-        """Make this a table of session windows: a key's events closer than ``gap`` seconds form one session.
-
-        An event can merge sessions; their values are merged with ``+`` for
-        numbers, else with ``merge(a, b)``. A session closes once stream
-        time reaches its end plus ``gap`` plus ``grace``.
-
-        >>> from streamnb import App
-        >>> app = App("demo", broker="memory://")
-        >>> app.Table("visits", default=int).session(30).window
-        SessionWindow(gap=30.0, expires=30.0, grace=0.0)
-        >>> app.Table("pages", default=set).session(30)  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        streamnb.errors.ConfigurationError: table 'pages': session windows merge ... pass merge=, ...
-        """
-        return self._windowed(SessionWindow(gap, expires, grace), merge)
+    # -- windowing (the kinds' constructors are in tables/kinds.py) --------------------------
 
     def _windowed(self, window: Any, merge: Callable[[Any, Any], Any] | None = None) -> WindowedTable:
         state = self.with_history(windowed_state(self.name, self.state, window, merge, self.default, self.value_type))

@@ -17,11 +17,13 @@ streamnb.errors.ConfigurationError: store='redis://' is not a table store: use '
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigurationError
 
-__all__ = ["MEMORY", "ROCKSDB", "STORES", "check_store", "parse_bytes"]
+__all__ = ["MEMORY", "ROCKSDB", "STORES", "check_store", "parse_bytes", "store_settings"]
 
 MEMORY = "memory://"
 ROCKSDB = "rocksdb://"
@@ -54,3 +56,22 @@ def parse_bytes(value: Any, name: str) -> int:
         if text.endswith(suffix) and text[: -len(suffix)].strip().isdigit():
             return int(text[: -len(suffix)]) * factor
     raise ConfigurationError(f"{name}={value!r}: give a size in bytes, e.g. 67108864 or '64MB'")
+
+
+def store_settings(settings: Mapping[str, Any], broker: str, app_id: str) -> tuple[str, Path, int]:
+    """An App's ``(store, datadir, store_memory)`` from its settings.
+
+    ``datadir`` defaults as in Faust: inside the ``local://`` folder, else
+    ``<app id>-data`` in the working directory; ``store_memory`` to 64 MB.
+
+    >>> store_settings({}, "local://.streamnb", "shop")
+    ('memory://', PosixPath('.streamnb'), 67108864)
+    >>> store_settings({"store": "rocksdb://"}, "kafka://127.0.0.1:9092", "shop")[:2]
+    ('rocksdb://', PosixPath('shop-data'))
+    """
+    store = check_store(settings.get("store", MEMORY))
+    datadir = settings.get("datadir")
+    if datadir is None:
+        datadir = broker[len("local://"):] if broker.startswith("local://") else f"{app_id}-data"
+    memory = parse_bytes(settings.get("store_memory", 64 << 20), "store_memory")
+    return store, Path(str(datadir).format(appid=app_id)), memory
