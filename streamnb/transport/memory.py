@@ -71,6 +71,24 @@ class MemoryBroker:
         return broker
 
     @classmethod
+    def find(cls, name: str) -> MemoryBroker | None:
+        """The broker called ``name``, if one was made (never makes one)."""
+        return cls._brokers.get(name)
+
+    @classmethod
+    def rename(cls, old: str, new: str) -> None:
+        """Give the broker ``old`` the name ``new`` (which must be free or hold no topic): what a fork does last."""
+        taken = cls._brokers.get(new)
+        if taken is not None and taken.topics:
+            raise ValueError(f"memory://{new} is in use")
+        cls._brokers[new] = cls._brokers.pop(old)
+
+    @classmethod
+    def forget(cls, name: str) -> None:
+        """Drop the broker ``name`` and everything in it."""
+        cls._brokers.pop(name, None)
+
+    @classmethod
     def reset(cls) -> None:
         """Forget every memory broker of this process (used by tests)."""
         cls._brokers.clear()

@@ -274,25 +274,29 @@ def migrate(conn: sqlite3.Connection, version: int) -> None:
         conn.execute("DROP TABLE messages")
 
 
-def append(conn: sqlite3.Connection, topic: Topic, partition: int, columns: Columns) -> None:
-    """Append a run of messages to one partition in one transaction (what recording uses: no regrouping)."""
-    keys, values, stamps, headers = columns
-    base, count = topic.ends[partition], len(keys)
-    rows = [
-        (topic.id, partition, base + at, len(keys[at : at + BATCH_MAX]), max(stamps[at : at + BATCH_MAX]),
-         encode_columns(keys[at : at + BATCH_MAX], values[at : at + BATCH_MAX], stamps[at : at + BATCH_MAX],
-                        headers[at : at + BATCH_MAX]))
-        for at in range(0, count, BATCH_MAX)
-    ]
+def append(conn: sqlite3.Connection, runs: Sequence[tuple[Topic, int, Columns]]) -> None:
+    """Append runs of messages, each to one partition, in one transaction (what recording uses: no regrouping)."""
+    rows = []
+    ends: dict[tuple[Topic, int], int] = {}
+    for topic, partition, (keys, values, stamps, headers) in runs:
+        base = ends.get((topic, partition), topic.ends[partition])
+        rows += [
+            (topic.id, partition, base + at, len(keys[at : at + BATCH_MAX]), max(stamps[at : at + BATCH_MAX]),
+             encode_columns(keys[at : at + BATCH_MAX], values[at : at + BATCH_MAX], stamps[at : at + BATCH_MAX],
+                            headers[at : at + BATCH_MAX]))
+            for at in range(0, len(keys), BATCH_MAX)
+        ]
+        ends[(topic, partition)] = base + len(keys)
     conn.execute("BEGIN")
     try:
         conn.executemany(INSERT_BATCH, rows)
-        conn.execute(UPDATE_END, (base + count, topic.id, partition))
+        conn.executemany(UPDATE_END, [(end, topic.id, partition) for (topic, partition), end in ends.items()])
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)
         raise
-    topic.ends[partition] = base + count
+    for (topic, partition), end in ends.items():
+        topic.ends[partition] = end
 
 
 def delete_topics(conn: sqlite3.Connection, topics: Sequence[Topic]) -> None:
