@@ -41,6 +41,7 @@ from ..errors import ConfigurationError
 
 __all__ = [
     "APP_SETTINGS",
+    "DEFAULT_BATCH_MAX_BYTES",
     "FAUST_DEFAULT_WEB_PORT",
     "KAFKA_SETTINGS",
     "NOTES",
@@ -48,6 +49,8 @@ __all__ = [
     "Resolved",
     "Settings",
     "SettingsHost",
+    "batch_max_bytes",
+    "event_time_skew",
     "resolve",
 ]
 
@@ -55,6 +58,45 @@ logger = logging.getLogger("streamnb")
 
 FAUST_DEFAULT_WEB_PORT = 6066
 """Faust's default ``web_port``; streamnb's too."""
+
+
+DEFAULT_BATCH_MAX_BYTES = 16 * 1024 * 1024
+"""``stream_batch_max_bytes``: 16 MB (MiB) of keys, values and headers per batch an agent reads."""
+
+
+def event_time_skew(value: Any) -> float | None:
+    """``App(max_event_time_skew=...)``: ``None`` (off) or seconds > 0 (a number or a timedelta).
+
+    >>> event_time_skew(timedelta(hours=1)), event_time_skew(None)
+    (3600.0, None)
+    >>> event_time_skew(-5)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streamnb.errors.ConfigurationError: max_event_time_skew=-5: give seconds > 0 ...
+    """
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < float("inf"):
+        raise ConfigurationError(
+            f"max_event_time_skew={value!r}: give seconds > 0 (a number or a timedelta) by which an event "
+            "may be ahead of the clock, e.g. 3600, or None (the default) for no limit"
+        )
+    return float(seconds)
+
+
+def batch_max_bytes(value: Any) -> int:
+    """``App(stream_batch_max_bytes=...)``: a positive int.
+
+    >>> batch_max_bytes(4 * 1024 * 1024)
+    4194304
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(
+            f"stream_batch_max_bytes={value!r}: give a positive number of bytes (default 16 MB, "
+            f"{DEFAULT_BATCH_MAX_BYTES}); a single larger message still goes through alone"
+        )
+    return value
 
 
 def _seconds(value: Any) -> float:
@@ -203,7 +245,8 @@ UNSUPPORTED: Mapping[str, str] = {
 
 _STREAMNB_OPTIONS = frozenset({
     "broker", "topic_partitions", "key_serializer", "value_serializer", "processing_guarantee",
-    "commit_interval", "stream_batch_size", "tune_gc", "security_protocol", "sasl_mechanism",
+    "commit_interval", "stream_batch_size", "stream_batch_max_bytes", "max_event_time_skew", "tune_gc",
+    "security_protocol", "sasl_mechanism",
     "sasl_plain_username", "sasl_plain_password", "ssl_context", "request_timeout", "client_id",
 })
 
@@ -235,7 +278,8 @@ def _unknown(app_id: str, name: str, extra: Iterable[str]) -> ConfigurationError
     return ConfigurationError(
         f"unknown setting {name!r} for App({app_id!r}); {_closest(name, extra)}"
         "App takes Faust's settings (see the README's migration section), streamnb's own "
-        "(commit_interval, stream_batch_size, tune_gc, ...) and, on kafka://, aiokafka consumer options"
+        "(commit_interval, stream_batch_size, stream_batch_max_bytes, max_event_time_skew, tune_gc, ...) "
+        "and, on kafka://, aiokafka consumer options"
     )
 
 
@@ -330,6 +374,7 @@ class SettingsHost(Protocol):
     commit_interval: float
     commit_records: int
     stream_batch_size: int
+    stream_batch_max_bytes: int
 
 
 # Faust name -> (App attribute, may be changed after App(...)).
@@ -343,6 +388,8 @@ _LIVE: Mapping[str, tuple[str, bool]] = {
     "broker_commit_interval": ("commit_interval", True),
     "broker_commit_every": ("commit_records", True),
     "stream_batch_size": ("stream_batch_size", True),
+    "stream_batch_max_bytes": ("stream_batch_max_bytes", True),
+    "max_event_time_skew": ("max_event_time_skew", False),
 }
 
 
@@ -390,6 +437,8 @@ class Settings:
                 raise ConfigurationError(f"app.conf.{name} cannot change after App(...): make a new App with {name}=")
             if name == "broker_commit_interval":
                 value = _seconds(value)
+            elif name == "stream_batch_max_bytes":
+                value = batch_max_bytes(value)
             setattr(app, attribute, value)
         elif name in UNSUPPORTED:
             raise ConfigurationError(f"app.conf.{name} is not supported by streamnb; {UNSUPPORTED[name]}")

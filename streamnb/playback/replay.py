@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -135,8 +136,8 @@ async def _time_span(transport: Transport, topics: Iterable[str]) -> tuple[float
             if starts[tp] < ends[tp]:
                 head = await transport.read(tp, starts[tp], ends[tp], 1)
                 tail = await transport.read(tp, ends[tp] - 1, ends[tp], 1)
-                first += [m.timestamp for m in head]
-                last += [m.timestamp for m in tail]
+                first += [m.timestamp for m in head if 0 <= m.timestamp < math.inf]  # (nan, inf: no time)
+                last += [m.timestamp for m in tail if 0 <= m.timestamp < math.inf]
     return (min(first) if first else None, max(last) if last else None)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import operator
 import time
 from collections import deque
@@ -29,7 +30,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import naming
-from ..errors import BrokerError, SchemaRegistryUnavailableError
+from ..errors import BrokerError, EventTimeError, SchemaRegistryUnavailableError
+from ..events import time_problem
 from ..topics import Topic
 from ..transaction import Transaction
 from ..transport.base import EXACTLY_ONCE, TP, Consumer, Message, RebalanceListener
@@ -139,7 +141,8 @@ class Source:
             positions = positions_of(
                 tps, await transport.committed(self.group, tps), await transport.beginning_offsets(tps)
             )
-            self.feed = Feed(transport, gate, positions)
+            judged = frozenset(topic.name for topic in topics if not topic.internal)
+            self.feed = Feed(transport, gate, positions, skew=self.app.max_event_time_skew, judged=judged)
             await gate.join(self.feed)
         if self.agent is not None:
             self.agent.attach(self)
@@ -297,6 +300,7 @@ class Source:
                 await agent.wait_resumed()
                 if self.stopping:
                     return None
+            self._check_times(msgs)
             if self._prefetching and not await self._prefetch(msgs):
                 self.stopping = True  # stopped while the registry was away: the batch is read again later
                 await self.commit()
@@ -313,6 +317,33 @@ class Source:
                 return self._hand_out(runs[0])
             self.last_batch = msgs
             return msgs
+
+    def _check_times(self, msgs: list[Message]) -> None:
+        """Dead-letter (through :attr:`poison`) the messages whose timestamp is no event time or too far ahead.
+
+        No event time: ``nan``, ``inf``, negative. Too far ahead: more than
+        ``max_event_time_skew`` ahead of the wall clock; under a virtual
+        clock, a lone jump that far ahead of its partition's time (what the
+        feed found: :func:`~streamnb.processing.feed.running_max`). One pass
+        over the timestamps when all are fine (the usual case).
+        """
+        skew = self.app.max_event_time_skew
+        limit = math.inf if skew is None else skew
+        feed = self.feed
+        clock = time.time() if skew is not None and feed is None else math.inf
+        stamps = [m[3] for m in msgs]
+        total = sum(stamps)  # nan or inf when a timestamp is
+        if total - total == 0 and min(stamps) >= 0 and (clock == math.inf or max(stamps) <= clock + limit):
+            if feed is None or not feed.too_far:
+                return
+        poison = self.poison
+        for m in msgs:
+            key = (m[0], m[1], m[2])
+            problem = time_problem(m[3], clock, limit)
+            if problem is None and feed is not None and key in feed.too_far:
+                problem = time_problem(m[3], feed.too_far.pop(key), limit)
+            if problem is not None:
+                poison[key] = EventTimeError(f"{m[0]}[{m[1]}]@{m[2]}: {problem}")
 
     def _commit_due(self) -> bool:
         """Commit between batches: enough pending records (changelog rows too on Kafka exactly-once), or time."""
@@ -396,11 +427,21 @@ class Source:
         with the offsets of the messages they came from.
         """
         records = self.txn.records
+        poison = self.poison
         for name, forwarder in self.forwarders.items():
+            rejected = [m for m in msgs if m[0] == name and (m[0], m[1], m[2]) in poison] if poison else []
+            if rejected:  # (timestamps that are no event time: see _check_times)
+                msgs = [m for m in msgs if not (m[0] == name and (m[0], m[1], m[2]) in poison)]
+                for m in rejected:
+                    self.dead_letter(m, poison[(m[0], m[1], m[2])])
             msgs, forwarded = forwarder.forward_batch(msgs, name, records)
             if forwarded:
                 self.pending.update(zip(map(_tp_of, forwarded), map(_offset_of, forwarded)))
-                self.processed += len(forwarded)
+            for m in rejected:  # (every message of the topic in the batch is done: the newest counts)
+                if self.pending.get((m[0], m[1]), -1) < m[2]:
+                    self.pending[(m[0], m[1])] = m[2]
+            if forwarded or rejected:
+                self.processed += len(forwarded) + len(rejected)
                 self.last_batch = msgs
         return msgs
 
@@ -511,6 +552,9 @@ class Source:
         for participant, keys in dirty.items():
             participant.after_commit(keys)
         self.dead_letters.committed(letters)
+        if self.agent is None:  # (an agent forgets its poison itself, as it counts the dead letters)
+            for msg, _reason in letters:
+                self.poison.pop((msg.topic, msg.partition, msg.offset), None)
         for purger in self.purgers:
             purger.committed()
         if logger.isEnabledFor(logging.DEBUG):

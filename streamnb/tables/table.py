@@ -216,6 +216,11 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         """The app's clock (the wall clock, or virtual time in a replay)."""
         return self.app.now()
 
+    @property
+    def max_event_time_skew(self) -> float | None:
+        """The app's ``max_event_time_skew``: how far an event time may be ahead of :meth:`now`."""
+        return self.app.max_event_time_skew
+
     def outside_agent(self) -> TableWriteError:
         """The error for a write outside an agent (what to do instead)."""
         return TableWriteError(
