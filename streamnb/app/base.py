@@ -201,6 +201,7 @@ class App(Membership, Definitions, AppSurface, Playback):
             ).items()
             if v is not None
         }
+        self._kafka_options = settings.fetch_sizes(broker, self._kafka_options, self.stream_batch_max_bytes)
         # Fail early on a bad broker URL or an option that does not apply to it, without connecting.
         transport_cls = check_broker(broker, self._kafka_options)
         if processing_guarantee not in transport_cls.guarantees:

@@ -51,6 +51,7 @@ __all__ = [
     "SettingsHost",
     "batch_max_bytes",
     "event_time_skew",
+    "fetch_sizes",
     "resolve",
 ]
 
@@ -97,6 +98,23 @@ def batch_max_bytes(value: Any) -> int:
             f"{DEFAULT_BATCH_MAX_BYTES}); a single larger message still goes through alone"
         )
     return value
+
+
+def fetch_sizes(broker: str, options: Mapping[str, Any], max_bytes: int) -> dict[str, Any]:
+    """On ``kafka://``: aiokafka's fetch sizes within ``stream_batch_max_bytes``, unless the options set them.
+
+    What the agents' consumers buffer stays about one batch: ``fetch_max_bytes``
+    (64 MB by default) and ``max_partition_fetch_bytes`` (1 MB) at most
+    ``max_bytes`` (Kafka still returns a single larger message).
+
+    >>> fetch_sizes("kafka://127.0.0.1:9092", {}, 4 * 1024 * 1024)
+    {'fetch_max_bytes': 4194304, 'max_partition_fetch_bytes': 1048576}
+    """
+    out = dict(options)
+    if broker.startswith("kafka://"):
+        out.setdefault("fetch_max_bytes", min(64 * 1024 * 1024, max_bytes))
+        out.setdefault("max_partition_fetch_bytes", min(1024 * 1024, max_bytes))
+    return out
 
 
 def _seconds(value: Any) -> float:

@@ -34,7 +34,7 @@ import operator
 from collections.abc import Iterable, Sequence
 
 from ..runtime import Gate
-from ..transport.base import TP, Message, Transport
+from ..transport.base import TP, Message, Transport, within_bytes
 
 __all__ = ["FETCH_CHUNK", "Feed", "merge_keys", "positions_of", "running_max"]
 
@@ -110,13 +110,15 @@ class Feed:
 
     def __init__(
         self, transport: Transport, gate: Gate, positions: dict[TP, int], chunk: int = FETCH_CHUNK,
-        skew: float | None = None, judged: frozenset[str] = frozenset(),
+        skew: float | None = None, judged: frozenset[str] = frozenset(), max_bytes: int | None = None,
     ) -> None:
         self.transport = transport
         self.gate = gate
         self.chunk = chunk
         self.skew = skew
         """``max_event_time_skew``: a lone jump further ahead is dead-lettered and holds nothing back."""
+        self.max_bytes = None if max_bytes is None else max(1, max_bytes // max(1, len(positions)))
+        """Most bytes read from one partition at a time (its share of ``stream_batch_max_bytes``)."""
         self.judged = judged
         """The topics whose times ``skew`` judges (not internal ones: their messages were judged before)."""
         self.origin = gate.floor
@@ -162,14 +164,14 @@ class Feed:
             self._cursor[tp] < len(self._buffers[tp]) for tp in self.tps
         )
 
-    async def next_batch(self, max_records: int) -> list[Message]:
-        """Up to ``max_records`` messages in merged order; ``[]`` when this round has nothing more."""
+    async def next_batch(self, max_records: int, max_bytes: int | None = None) -> list[Message]:
+        """Up to ``max_records`` messages (and ``max_bytes``) in merged order; ``[]`` when this round is done."""
         if self._ready_at >= len(self._ready):
             self._ready, self._ready_at = await self._refill(), 0
             if not self._ready:
                 return []
         start = self._ready_at
-        batch = self._ready[start : start + max_records]
+        batch = within_bytes(self._ready[start : start + max_records], max_bytes)
         self._ready_at = start + len(batch)
         self._round_released += len(batch)
         self.released += len(batch)
@@ -194,11 +196,14 @@ class Feed:
         position = self.position[tp]
         if position >= end:
             return
-        messages = await self.transport.read(tp, position, end, self.chunk + 1)  # (one to look ahead)
+        messages = await self.transport.read(tp, position, end, self.chunk + 1, self.max_bytes)  # (one more: ahead)
         if not messages:  # only removed offsets left (compaction, retention)
             self.position[tp] = end
             return
         after = messages.pop().timestamp if len(messages) > self.chunk else None
+        if after is None and len(messages) > 1 and messages[-1].offset + 1 < end and self.skew is not None:
+            ahead = await self.transport.read(tp, messages[-1].offset + 1, end, 1)  # (cut short by bytes)
+            after = ahead[0].timestamp if ahead else None
         too_far: list[int] = []
         skew = self.skew if tp.topic in self.judged else None
         keys = running_max(messages, self._max[tp], skew, self.origin, after, too_far)

@@ -142,7 +142,8 @@ class Source:
                 tps, await transport.committed(self.group, tps), await transport.beginning_offsets(tps)
             )
             judged = frozenset(topic.name for topic in topics if not topic.internal)
-            self.feed = Feed(transport, gate, positions, skew=self.app.max_event_time_skew, judged=judged)
+            self.feed = Feed(transport, gate, positions, skew=self.app.max_event_time_skew, judged=judged,
+                             max_bytes=self.app.stream_batch_max_bytes)
             await gate.join(self.feed)
         if self.agent is not None:
             self.agent.attach(self)
@@ -246,6 +247,7 @@ class Source:
         feed = self.feed  # under a virtual clock: what the clock released (see streamnb.processing.feed)
         app = self.app
         max_records = app.stream_batch_size
+        max_bytes = app.stream_batch_max_bytes
         agent = self.agent
         while True:
             if self.stopping or (agent is not None and agent.stopping):
@@ -267,7 +269,7 @@ class Source:
                 return self._hand_out(run)
             self._revoked_in_hand.clear()
             if feed is not None:
-                msgs = await feed.next_batch(max_records)
+                msgs = await feed.next_batch(max_records, max_bytes)
                 if not msgs:  # this round is over: what it wrote goes to the log before the next
                     await self.commit()
                     self.waiting = True
@@ -280,7 +282,7 @@ class Source:
                     await self.commit(wait=False)  # and what closes at them stay deterministic)
                 else:
                     await asyncio.sleep(0)
-            elif msgs := await consumer.getmany(0, max_records):
+            elif msgs := await consumer.getmany(0, max_records, max_bytes):
                 if self._commit_due():
                     await self.commit(wait=False)
                 else:
@@ -289,7 +291,9 @@ class Source:
                 await self.commit()
                 self.waiting = True
                 try:
-                    msgs = await consumer.getmany(self.stream.tick_interval or app.poll_interval, max_records)
+                    msgs = await consumer.getmany(
+                        self.stream.tick_interval or app.poll_interval, max_records, max_bytes
+                    )
                 finally:
                     self.waiting = False
                 if not msgs:

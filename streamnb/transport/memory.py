@@ -29,6 +29,8 @@ from .base import (
     TopicSpec,
     TransactionalId,
     Transport,
+    head_within,
+    within_bytes,
 )
 from .static import StaticConsumer
 
@@ -222,8 +224,10 @@ class MemoryTransport(Transport):
     async def beginning_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
         return {tp: self.broker.partition(tp).log_start for tp in tps}
 
-    async def read(self, tp: TP, start: int, stop: int, max_records: int = 10_000) -> list[Message]:
-        return _slice(self.broker.partition(tp), start, stop, max_records)
+    async def read(
+        self, tp: TP, start: int, stop: int, max_records: int = 10_000, max_bytes: int | None = None
+    ) -> list[Message]:
+        return within_bytes(_slice(self.broker.partition(tp), start, stop, max_records), max_bytes)
 
     async def list_topics(self) -> list[str]:
         """Names of every topic, sorted."""
@@ -294,22 +298,22 @@ class MemoryConsumer(StaticConsumer):
         self.transport.broker.waiters.discard(self._wakeup)
         await self._leave()
 
-    async def getmany(self, timeout: float, max_records: int) -> list[Message]:
-        batch = self._poll(max_records)
+    async def getmany(self, timeout: float, max_records: int, max_bytes: int | None = None) -> list[Message]:
+        batch = self._poll(max_records, max_bytes)
         if batch or timeout <= 0:
             return batch
         self._wakeup.clear()
-        batch = self._poll(max_records)
+        batch = self._poll(max_records, max_bytes)
         if batch:
             return batch
         try:
             await asyncio.wait_for(self._wakeup.wait(), timeout)
         except TimeoutError:
             return []
-        return self._poll(max_records)
+        return self._poll(max_records, max_bytes)
 
-    def _poll(self, max_records: int) -> list[Message]:
-        """Up to ``max_records``, an equal share per partition with data (round robin).
+    def _poll(self, max_records: int, max_bytes: int | None = None) -> list[Message]:
+        """Up to ``max_records`` (and ``max_bytes``), an equal share per partition with data (round robin).
 
         Fair shares keep partitions read at the same pace from a backlog, so
         event time advances evenly across them.
@@ -325,6 +329,7 @@ class MemoryConsumer(StaticConsumer):
             if positions[tp] < partition(tp).end:
                 ready.append(tp)
         self._next = (self._next + 1) % max(n, 1)
+        bytes_out = 0
         while ready and len(out) < max_records:
             share = max(1, (max_records - len(out)) // len(ready))
             again = []
@@ -333,6 +338,15 @@ class MemoryConsumer(StaticConsumer):
                 if room <= 0:
                     break
                 msgs = _slice(partition(tp), positions[tp], 1 << 62, room)
+                if msgs and max_bytes is not None:
+                    kept, size = head_within(msgs, max_bytes - bytes_out)
+                    if out and bytes_out + size > max_bytes:
+                        return out  # (a single larger message comes alone, in a batch of its own)
+                    bytes_out += size
+                    if len(kept) < len(msgs):
+                        out.extend(kept)
+                        positions[tp] = kept[-1].offset + 1
+                        return out
                 if msgs:
                     out.extend(msgs)
                     positions[tp] = msgs[-1].offset + 1

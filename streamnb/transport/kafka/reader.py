@@ -28,7 +28,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ..base import Message
+from ..base import Message, message_size, within_bytes
 
 __all__ = ["PartitionReader", "log_end", "message_of"]
 
@@ -68,13 +68,21 @@ class PartitionReader:
         self._next: int | None = None  # the reader's position when known
         self._returned_end: int | None = None  # last offset the previous read returned, + 1
 
-    async def read(self, atp: TopicPartition, start: int, stop: int, max_records: int) -> list[Message]:
-        """Messages of ``atp`` with ``start <= offset < stop`` (at most ``max_records``)."""
+    async def read(
+        self, atp: TopicPartition, start: int, stop: int, max_records: int, max_bytes: int | None = None
+    ) -> list[Message]:
+        """Messages of ``atp`` with ``start <= offset < stop`` (at most ``max_records``, and ``max_bytes``)."""
         async with self.lock:
-            return await self._read_locked(atp, start, stop, max_records)
+            out = await self._read_locked(atp, start, stop, max_records, max_bytes)
+            kept = within_bytes(out, max_bytes)
+            if len(kept) < len(out):
+                self._next = self._returned_end = None  # the reader went past what is returned: seek next time
+            return kept
 
-    async def _read_locked(self, atp: TopicPartition, start: int, stop: int, max_records: int) -> list[Message]:
-        """The body of :meth:`read`, holding the lock."""
+    async def _read_locked(
+        self, atp: TopicPartition, start: int, stop: int, max_records: int, max_bytes: int | None = None
+    ) -> list[Message]:
+        """The body of :meth:`read`, holding the lock (``max_bytes``: stops fetching once that much was read)."""
         reader = self.consumer
         if self._tp != atp:
             reader.assign([atp])
@@ -86,8 +94,9 @@ class PartitionReader:
         self._next = self._returned_end = None
         out: list[Message] = []
         overshoot = False
+        size = 0
         deadline = time.monotonic() + self.request_timeout
-        while len(out) < max_records:
+        while len(out) < max_records and (max_bytes is None or size <= max_bytes):
             position = await reader.position(atp)
             if position >= stop:
                 break
@@ -99,6 +108,8 @@ class PartitionReader:
                         break
                     if record.offset >= start:
                         out.append(message_of(record))
+                        if max_bytes is not None:
+                            size += message_size(out[-1])
                 if overshoot:
                     break
                 last = log_end(reader, atp)  # as of the latest fetch: may be stale, so

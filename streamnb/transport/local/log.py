@@ -20,16 +20,18 @@ Example::
 from __future__ import annotations
 
 import math
+import operator
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from ..base import Message
+from ..base import Message, head_within
 from .batch import BATCH_MAX, Columns, Item, decode, decode_headers, encode, encode_columns, timestamps
 
 __all__ = [
     "INSERT_BATCH",
+    "ROW_MAX_BYTES",
     "SCHEMA_SQL",
     "SCHEMA_VERSION",
     "UPDATE_END",
@@ -45,7 +47,9 @@ __all__ = [
     "expire",
     "migrate",
     "read",
+    "read_bounded",
     "rollback",
+    "row_spans",
 ]
 
 SCHEMA_VERSION = 2
@@ -128,10 +132,40 @@ Want = tuple[Topic, int, int, int]
 """(topic, partition, position, end): a partition to read from ``position`` up to ``end``."""
 
 
+ROW_MAX_BYTES = 1024 * 1024
+"""Keys and values of one batch row, at most (a message larger than that has a row of its own).
+
+With :data:`BATCH_MAX`, what keeps a read of a few large messages from loading many more."""
+
+_first = operator.itemgetter(0)
+_second = operator.itemgetter(1)
+
+
+def row_spans(keys: Iterable[bytes | None], values: Iterable[bytes | None], count: int) -> list[tuple[int, int]]:
+    """``[start, end)`` of each batch row for ``count`` messages: :data:`BATCH_MAX` of them, or :data:`ROW_MAX_BYTES`.
+
+    >>> row_spans([None] * 3, [b"x" * 700_000] * 3, 3)
+    [(0, 1), (1, 2), (2, 3)]
+    """
+    keys, values = list(keys), list(values)
+    if sum(map(len, filter(None, values))) + sum(map(len, filter(None, keys))) <= ROW_MAX_BYTES:  # (in C)
+        return [(at, min(at + BATCH_MAX, count)) for at in range(0, count, BATCH_MAX)]
+    spans = []
+    start = total = 0
+    for i, (key, value) in enumerate(zip(keys, values)):
+        size = (len(key) if key else 0) + (len(value) if value else 0)
+        if i > start and (i - start >= BATCH_MAX or total + size > ROW_MAX_BYTES):
+            spans.append((start, i))
+            start, total = i, 0
+        total += size
+    spans.append((start, count))
+    return spans
+
+
 def batch_rows(tid: int, partition: int, base: int, items: Sequence[Item]) -> Iterator[tuple[object, ...]]:
     """:data:`INSERT_BATCH` rows for ``items`` at offsets ``base, base + 1, ...``."""
-    for at in range(0, len(items), BATCH_MAX):
-        chunk = items[at : at + BATCH_MAX]
+    for at, end in row_spans(map(_first, items), map(_second, items), len(items)):
+        chunk = items[at:end]
         yield (
             tid,
             partition,
@@ -144,8 +178,8 @@ def batch_rows(tid: int, partition: int, base: int, items: Sequence[Item]) -> It
 
 def _message_rows(tid: int, partition: int, messages: Sequence[Message]) -> Iterator[tuple[object, ...]]:
     """:data:`INSERT_BATCH` rows for ``messages``, whose offsets may have gaps."""
-    for at in range(0, len(messages), BATCH_MAX):
-        chunk = messages[at : at + BATCH_MAX]
+    for at, end in row_spans((m.key for m in messages), (m.value for m in messages), len(messages)):
+        chunk = messages[at:end]
         base = chunk[0].offset
         deltas = [m.offset - base for m in chunk]
         items = [(m.key, m.value, m.timestamp, m.headers) for m in chunk]
@@ -160,15 +194,45 @@ def read(
     start: int,
     stop: int,
     limit: int,
+    max_bytes: int | None = None,
 ) -> list[Message]:
-    """Up to ``limit`` messages of a partition with ``start <= offset < stop``, in offset order."""
+    """Up to ``limit`` messages (and ``max_bytes``) of a partition with ``start <= offset < stop``, in offset order."""
+    return read_bounded(conn, topic, partition, start, stop, limit, max_bytes)[0]
+
+
+def read_bounded(
+    conn: sqlite3.Connection,
+    topic: Topic,
+    partition: int,
+    start: int,
+    stop: int,
+    limit: int,
+    max_bytes: int | None,
+) -> tuple[list[Message], int, bool]:
+    """:func:`read`, with the bytes read and whether ``max_bytes`` ended it early.
+
+    Rows are read one at a time, so what is loaded is about what is
+    returned (rows hold at most :data:`ROW_MAX_BYTES`, or one larger message).
+    A message larger than ``max_bytes`` comes alone, only at the head.
+    """
     out: list[Message] = []
     name = topic.name
+    size = 0
     for base, blob in conn.execute(_SELECT_BATCHES, (topic.id, partition, start, stop)):
-        out += decode(blob, base, name, partition, start, stop, limit - len(out))
+        messages = decode(blob, base, name, partition, start, stop, limit - len(out))
+        if max_bytes is not None and messages:
+            kept, taken = head_within(messages, max_bytes - size)
+            if out and size + taken > max_bytes:
+                return out, size, True
+            out += kept
+            size += taken
+            if len(kept) < len(messages):
+                return out, size, True
+        else:
+            out += messages
         if len(out) >= limit:
             break
-    return out
+    return out, size, False
 
 
 def compaction_due(topic: Topic, partition: int, min_dirty: int) -> bool:
@@ -281,10 +345,9 @@ def append(conn: sqlite3.Connection, runs: Sequence[tuple[Topic, int, Columns]])
     for topic, partition, (keys, values, stamps, headers) in runs:
         base = ends.get((topic, partition), topic.ends[partition])
         rows += [
-            (topic.id, partition, base + at, len(keys[at : at + BATCH_MAX]), max(stamps[at : at + BATCH_MAX]),
-             encode_columns(keys[at : at + BATCH_MAX], values[at : at + BATCH_MAX], stamps[at : at + BATCH_MAX],
-                            headers[at : at + BATCH_MAX]))
-            for at in range(0, len(keys), BATCH_MAX)
+            (topic.id, partition, base + at, end - at, max(stamps[at:end]),
+             encode_columns(keys[at:end], values[at:end], stamps[at:end], headers[at:end]))
+            for at, end in row_spans(keys, values, len(keys))
         ]
         ends[(topic, partition)] = base + len(keys)
     conn.execute("BEGIN")

@@ -49,6 +49,7 @@ from .log import (
     expire,
     migrate,
     read,
+    read_bounded,
     rollback,
 )
 
@@ -373,20 +374,27 @@ class Store:
             self.reader_conn = conn
         return self.reader_conn
 
-    def read_sync(self, topic: Topic, partition: int, start: int, stop: int, limit: int) -> list[Message]:
-        return read(self._read_conn(), topic, partition, start, stop, limit)
+    def read_sync(
+        self, topic: Topic, partition: int, start: int, stop: int, limit: int, max_bytes: int | None = None
+    ) -> list[Message]:
+        return read(self._read_conn(), topic, partition, start, stop, limit, max_bytes)
 
-    def fetch_sync(self, wants: list[Want], max_records: int) -> tuple[list[Message], list[int]]:
-        """Read up to ``max_records`` from ``wants`` = [(topic, partition, position, end)].
+    def fetch_sync(
+        self, wants: list[Want], max_records: int, max_bytes: int | None = None
+    ) -> tuple[list[Message], list[int]]:
+        """Read up to ``max_records`` (and ``max_bytes``) from ``wants`` = [(topic, partition, position, end)].
 
         Round robin: every partition gets an equal share of what is left,
         until the budget is spent or every partition is read up to its end.
-        Returns the messages and the new position of each want.
+        A message larger than ``max_bytes`` comes alone, in a batch of its
+        own. Returns the messages and the new position of each want.
         """
         out: list[Message] = []
         positions = [want[2] for want in wants]
         active = list(range(len(wants)))
         left = max_records
+        size = 0
+        conn = self._read_conn()
         while active and left > 0:
             share = -(-left // len(active))
             again = []
@@ -395,11 +403,17 @@ class Store:
                     break
                 topic, partition, _, end = wants[i]
                 n = min(share, left)
-                messages = self.read_sync(topic, partition, positions[i], end, n)
+                budget = None if max_bytes is None else max_bytes - size
+                messages, taken, full = read_bounded(conn, topic, partition, positions[i], end, n, budget)
+                if out and budget is not None and taken > budget:
+                    return out, positions  # (the next message does not fit: it comes next time)
+                size += taken
                 out += messages
                 left -= len(messages)
-                if len(messages) == n:
-                    positions[i] = messages[-1].offset + 1
+                if full or len(messages) == n:
+                    positions[i] = messages[-1].offset + 1 if messages else positions[i]
+                    if full:
+                        return out, positions
                     again.append(i)
                 else:
                     positions[i] = end

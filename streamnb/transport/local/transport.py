@@ -224,7 +224,9 @@ class LocalTransport(Transport):
             return 0, 0
         return topic.starts[tp.partition], topic.ends[tp.partition]
 
-    async def read(self, tp: TP, start: int, stop: int, max_records: int = 10_000) -> list[Message]:
+    async def read(
+        self, tp: TP, start: int, stop: int, max_records: int = 10_000, max_bytes: int | None = None
+    ) -> list[Message]:
         store = self.store
         topic = store.topics.get(tp.topic)
         if topic is None or not 0 <= tp.partition < topic.partitions or max_records <= 0:
@@ -233,7 +235,7 @@ class LocalTransport(Transport):
         stop = min(stop, topic.ends[tp.partition])
         if start >= stop:
             return []
-        return await store.call_read(store.read_sync, topic, tp.partition, start, stop, max_records)
+        return await store.call_read(store.read_sync, topic, tp.partition, start, stop, max_records, max_bytes)
 
     async def list_topics(self) -> list[str]:
         """Names of every topic in the folder, sorted."""
@@ -376,8 +378,8 @@ class LocalConsumer(StaticConsumer):
         self._next += 1
         return True
 
-    async def getmany(self, timeout: float, max_records: int) -> list[Message]:
-        """Up to ``max_records`` messages, shared round robin between the partitions with data.
+    async def getmany(self, timeout: float, max_records: int, max_bytes: int | None = None) -> list[Message]:
+        """Up to ``max_records`` messages (and ``max_bytes``), shared round robin between the partitions with data.
 
         Returns at once when some are stored; otherwise waits (without polling)
         until a send or commit of this process appends to a subscribed topic,
@@ -391,7 +393,7 @@ class LocalConsumer(StaticConsumer):
             wants = self._wants()
             if wants:
                 store = self.transport.store
-                messages, positions = await store.call_read(store.fetch_sync, wants, max_records)
+                messages, positions = await store.call_read(store.fetch_sync, wants, max_records, max_bytes)
                 if self._advance(wants, positions) and messages:
                     return messages
                 continue  # seek() moved a position, or only removed (compacted/expired) offsets were left
