@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from .. import naming
+from .. import _gc, naming
 from ..errors import BrokerError, EventTimeError, SchemaRegistryUnavailableError
 from ..events import time_problem
 from ..topics import Topic
@@ -46,6 +46,28 @@ logger = logging.getLogger("streamnb")
 
 _tp_of = operator.itemgetter(0, 1)
 _offset_of = operator.itemgetter(2)
+
+
+RELEASE_STEP = 20_000
+"""Records of a large commit freed at a time (freeing a million objects at once holds the loop ~0.1 s)."""
+
+
+async def _release_in_steps(lists: list[list[Any]], dirty: dict[Any, Any], gc_pause: _gc.Pause | None) -> None:
+    """Free a landed commit's records and table bookkeeping a step at a time, then end its collection pause."""
+    try:
+        for items in lists:
+            while items:
+                del items[-RELEASE_STEP:]
+                await asyncio.sleep(0)
+        for keys in dirty.values():
+            if isinstance(keys, dict):
+                while keys:
+                    for _ in range(min(RELEASE_STEP, len(keys))):
+                        keys.popitem()
+                    await asyncio.sleep(0)
+    finally:
+        if gc_pause is not None:
+            gc_pause.end()
 
 
 class Source:
@@ -82,6 +104,9 @@ class Source:
             stream.agent.poison if stream.agent is not None else {}
         )
         self._inflight: asyncio.Future[None] | None = None
+        self._commit_lock = asyncio.Lock()
+        self._inflight_pause: _gc.Pause | None = None
+        self._inflight_bulk: tuple[list[list[Any]], dict[Any, Any]] | None = None
         self._inflight_dirty: dict[Any, dict[Any, list[Any]]] = {}
         self._inflight_letters: list[tuple[Message, str]] = []
         self._inflight_partitions: set[int] = set()
@@ -466,8 +491,16 @@ class Source:
 
         With ``wait=False`` the commit runs while the agent goes on with the
         next batch (sqlite and the network work without the GIL); the next
-        commit, and every stop, waits for it first.
+        commit, and every stop, waits for it first. The changelog records of
+        a large commit are encoded in steps (:meth:`~streamnb.transaction.Transaction.collect_in_steps`)
+        that let the event loop run between them; one commit at a time.
         """
+        async with self._commit_lock:
+            await self._start_commit()
+        if wait:
+            await self.wait_committed()
+
+    async def _start_commit(self) -> None:
         await self.wait_committed()
         txn = self.txn
         if not self.pending and not len(txn):
@@ -475,7 +508,9 @@ class Source:
             return
         if self.aborted or self.consumer is None:
             return
-        offsets = {TP(t, p): o + 1 for (t, p), o in self.pending.items()}
+        pending, self.pending = self.pending, {}
+        processed, self.processed = self.processed, 0
+        offsets = {TP(t, p): o + 1 for (t, p), o in pending.items()}
         for hold in self.stream.holds:
             for tp, first_held in hold().items():
                 if tp in offsets and offsets[tp] > first_held:
@@ -484,27 +519,42 @@ class Source:
             participant.before_commit(txn)
         dirty = txn.dirty
         started = time.monotonic()
+        # A large commit pauses automatic collection until it landed: its records are never scanned (see streamnb._gc).
+        gc_pause = _gc.Pause() if len(txn) >= _gc.LARGE else None
+        try:
+            if self.per_partition:
+                per_partition = await txn.collect_per_partition_in_steps(self.app.now())
+                orphans = txn.orphans()
+            else:
+                records = await txn.collect_in_steps(self.app.now())
+        except BaseException:
+            if gc_pause is not None:
+                gc_pause.end()
+            raise
+        if self.aborted or self.consumer is None:  # (undone meanwhile: a rebalance gave up on this batch)
+            if gc_pause is not None:
+                gc_pause.end()
+            return
         if self.per_partition:
-            per_partition = txn.collect_per_partition(self.app.now())
-            orphans = txn.orphans()
             committing = self.consumer.commit(offsets, orphans, per_partition=per_partition)
             self._inflight_partitions = {tp.partition for tp in offsets} | {tp.partition for tp in per_partition}
             written = len(orphans) + sum(map(len, per_partition.values()))
         else:
-            records = txn.collect(self.app.now())
             written = len(records)
             committing = self.consumer.commit(offsets, records)
-        self._inflight_note, self.processed = (self.processed, written, started), 0
+        self._inflight_note = (processed, written, started)
         for purger in self.purgers:
             purger.stage(offsets)
         txn.clear()
-        self.pending.clear()
         self.last_commit = time.monotonic()
         self._inflight = asyncio.ensure_future(committing)
+        if gc_pause is not None:  # ended once its records are freed, or a second after it landed at the latest
+            self._inflight.add_done_callback(lambda done: done.get_loop().call_later(1.0, gc_pause.end))
+            bulk = [*per_partition.values(), orphans] if self.per_partition else [records]
+            self._inflight_bulk = (bulk, dirty)
+        self._inflight_pause = gc_pause
         self._inflight_dirty = dirty
         self._inflight_letters = self.dead_letters.take()
-        if wait:
-            await self.wait_committed()
 
     @property
     def committing(self) -> bool:
@@ -540,6 +590,14 @@ class Source:
         self._inflight = None
         dirty, self._inflight_dirty = self._inflight_dirty, {}
         letters, self._inflight_letters = self._inflight_letters, []
+        gc_pause, self._inflight_pause = self._inflight_pause, None
+        bulk, self._inflight_bulk = self._inflight_bulk, None
+        if bulk is not None:  # a large commit: freed a step at a time, then collection resumes
+            releasing = self.app.spawn(_release_in_steps(bulk[0], dirty, gc_pause), "free a large commit")
+            if releasing is None and gc_pause is not None:
+                gc_pause.end()
+        elif gc_pause is not None:
+            gc_pause.end()
         if inflight.cancelled() or inflight.exception() is not None:
             self.commit_failed = True
             if self.per_partition:

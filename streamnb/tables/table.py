@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
@@ -309,6 +310,13 @@ class Table(TimeTravel, MutableMapping[K, V], Generic[K, V]):
         """
         windowed = isinstance(self.state, EventTimeState)
         return self._encoder.records(self.state.changes(dirty), timestamp, windowed=windowed)
+
+    def changelog_steps(self, dirty: dict[Any, Any], timestamp: float, size: int) -> Iterator[list[ProducerRecord]]:
+        """:meth:`changelog_records` in lists of at most ``size`` (a commit yields to the loop between two)."""
+        windowed = isinstance(self.state, EventTimeState)
+        changes = self.state.changes(dirty)
+        while chunk := list(itertools.islice(changes, size)):
+            yield self._encoder.records(chunk, timestamp, windowed=windowed)
 
     def restore(self, dirty: dict[Any, Any]) -> None:
         """Undo the writes ``dirty`` records."""

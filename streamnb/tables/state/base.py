@@ -92,7 +92,9 @@ class TableState(Protocol):
 class PlainState:
     """``key -> value`` rows: the state of an ordinary table.
 
-    ``dirty`` maps each written key to ``[partition, value before, event time of the last write]``.
+    ``dirty`` maps each written key to ``(partition, value before, event time of the last write)``:
+    tuples, not lists, so a transaction of a million keys leaves the garbage
+    collector nothing to scan (a tuple of numbers and strings is untracked).
     """
 
     def __init__(self) -> None:
@@ -107,22 +109,18 @@ class PlainState:
         return self.data
 
     def write(
-        self, dirty: dict[Any, list[Any]], key: Any, value: Any, partition: int, timestamp: float | None = None
+        self, dirty: dict[Any, Any], key: Any, value: Any, partition: int, timestamp: float | None = None
     ) -> None:
         """Set ``key`` (``value`` MISSING deletes it) and remember how to undo it."""
         data = self.data
         entry = dirty.get(key)
-        if entry is None:
-            dirty[key] = [partition, data.get(key, MISSING), timestamp]
-        else:
-            entry[0] = partition
-            entry[2] = timestamp
+        dirty[key] = (partition, data.get(key, MISSING) if entry is None else entry[1], timestamp)
         if value is MISSING:
             data.pop(key, None)
         else:
             data[key] = value
 
-    def changes(self, dirty: dict[Any, list[Any]]) -> Iterator[tuple[Any, int, Any, float | None]]:
+    def changes(self, dirty: dict[Any, Any]) -> Iterator[tuple[Any, int, Any, float | None]]:
         """One ``(key, partition, value or MISSING, event time)`` per written key."""
         data = self.data
         partition_of = self.partition_of
@@ -134,7 +132,7 @@ class PlainState:
                 partition_of[key] = partition
             yield key, partition, value, timestamp
 
-    def restore(self, dirty: dict[Any, list[Any]]) -> None:
+    def restore(self, dirty: dict[Any, Any]) -> None:
         """Put back the values from before the transaction."""
         data = self.data
         for key, (_partition, old, _ts) in dirty.items():

@@ -25,12 +25,14 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..base import Message, head_within
 from .batch import BATCH_MAX, Columns, Item, decode, decode_headers, encode, encode_columns, timestamps
 
 __all__ = [
     "INSERT_BATCH",
+    "RELEASE_STEP",
     "ROW_MAX_BYTES",
     "SCHEMA_SQL",
     "SCHEMA_VERSION",
@@ -48,6 +50,7 @@ __all__ = [
     "migrate",
     "read",
     "read_bounded",
+    "release",
     "rollback",
     "row_spans",
 ]
@@ -137,34 +140,54 @@ ROW_MAX_BYTES = 1024 * 1024
 
 With :data:`BATCH_MAX`, what keeps a read of a few large messages from loading many more."""
 
-_first = operator.itemgetter(0)
-_second = operator.itemgetter(1)
-
-
-def row_spans(keys: Iterable[bytes | None], values: Iterable[bytes | None], count: int) -> list[tuple[int, int]]:
+def row_spans(
+    keys: Sequence[bytes | None] | None, values: Sequence[bytes | None] | None, count: int,
+    items: Sequence[Any] | None = None,
+) -> list[tuple[int, int]]:
     """``[start, end)`` of each batch row for ``count`` messages: :data:`BATCH_MAX` of them, or :data:`ROW_MAX_BYTES`.
+
+    The messages are given as ``keys`` and ``values`` columns, or as
+    ``items`` (``(key, value, ...)`` tuples, or messages). Sizes are summed a
+    row at a time in C; only a row of large messages is split one by one.
 
     >>> row_spans([None] * 3, [b"x" * 700_000] * 3, 3)
     [(0, 1), (1, 2), (2, 3)]
     """
-    keys, values = list(keys), list(values)
-    if sum(map(len, filter(None, values))) + sum(map(len, filter(None, keys))) <= ROW_MAX_BYTES:  # (in C)
-        return [(at, min(at + BATCH_MAX, count)) for at in range(0, count, BATCH_MAX)]
+    if items is not None and count:
+        first = 4 if isinstance(items[0], Message) else 0  # where the key is (the value follows)
+        key_of, value_of = operator.itemgetter(first), operator.itemgetter(first + 1)
     spans = []
-    start = total = 0
-    for i, (key, value) in enumerate(zip(keys, values)):
-        size = (len(key) if key else 0) + (len(value) if value else 0)
-        if i > start and (i - start >= BATCH_MAX or total + size > ROW_MAX_BYTES):
-            spans.append((start, i))
-            start, total = i, 0
-        total += size
-    spans.append((start, count))
+    for at in range(0, count, BATCH_MAX):
+        end = min(at + BATCH_MAX, count)
+        if items is not None:
+            chunk = items[at:end]
+            ks: Iterable[bytes | None] = map(key_of, chunk)
+            vs: Iterable[bytes | None] = map(value_of, chunk)
+        else:
+            assert keys is not None and values is not None
+            ks, vs = keys[at:end], values[at:end]
+        if sum(map(len, filter(None, vs))) + sum(map(len, filter(None, ks))) <= ROW_MAX_BYTES:  # (in C)
+            spans.append((at, end))
+            continue
+        if items is not None:
+            ks, vs = map(key_of, chunk), map(value_of, chunk)
+        else:
+            ks, vs = keys[at:end], values[at:end]  # type: ignore[index]
+        start = at
+        total = 0
+        for i, (key, value) in enumerate(zip(ks, vs), at):
+            size = (len(key) if key else 0) + (len(value) if value else 0)
+            if i > start and total + size > ROW_MAX_BYTES:
+                spans.append((start, i))
+                start, total = i, 0
+            total += size
+        spans.append((start, end))
     return spans
 
 
 def batch_rows(tid: int, partition: int, base: int, items: Sequence[Item]) -> Iterator[tuple[object, ...]]:
     """:data:`INSERT_BATCH` rows for ``items`` at offsets ``base, base + 1, ...``."""
-    for at, end in row_spans(map(_first, items), map(_second, items), len(items)):
+    for at, end in row_spans(None, None, len(items), items):
         chunk = items[at:end]
         yield (
             tid,
@@ -178,7 +201,7 @@ def batch_rows(tid: int, partition: int, base: int, items: Sequence[Item]) -> It
 
 def _message_rows(tid: int, partition: int, messages: Sequence[Message]) -> Iterator[tuple[object, ...]]:
     """:data:`INSERT_BATCH` rows for ``messages``, whose offsets may have gaps."""
-    for at, end in row_spans((m.key for m in messages), (m.value for m in messages), len(messages)):
+    for at, end in row_spans(None, None, len(messages), messages):
         chunk = messages[at:end]
         base = chunk[0].offset
         deltas = [m.offset - base for m in chunk]
@@ -270,6 +293,27 @@ def compact(conn: sqlite3.Connection, topic: Topic, p: int) -> None:
         rollback(conn)
         raise
     topic.starts[p], topic.clean_upto[p], topic.clean_count[p] = start, upto, len(kept)
+    release(newest, kept, messages)
+
+
+def release(*containers: list[Any] | dict[Any, Any]) -> None:
+    """Empty large lists and dicts a step at a time (between two steps another thread can take the GIL).
+
+    Freeing a million messages in one go is one C call that holds the GIL,
+    and with it the event loop, for a tenth of a second.
+    """
+    for container in containers:
+        if isinstance(container, list):
+            while container:
+                del container[-RELEASE_STEP:]
+        else:
+            while container:
+                for _ in range(min(RELEASE_STEP, len(container))):
+                    container.popitem()
+
+
+RELEASE_STEP = 20_000
+"""Items :func:`release` frees at a time."""
 
 
 def expire(conn: sqlite3.Connection, topic: Topic, p: int) -> None:

@@ -32,11 +32,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from ... import _gc
 from ...errors import AppNotRunningError, BrokerError, BrokerLockedError, ConfigurationError
 from ..base import TP, Message, ProducerRecord, TopicSpec
 from .batch import Item
 from .log import (
     INSERT_BATCH,
+    RELEASE_STEP,
     SCHEMA_SQL,
     SCHEMA_VERSION,
     UPDATE_END,
@@ -50,6 +52,7 @@ from .log import (
     migrate,
     read,
     read_bounded,
+    release,
     rollback,
 )
 
@@ -349,6 +352,8 @@ class Store:
         topics.update(created)
         for name, (_, ends, _) in state.items():
             topics[name].ends[:] = ends
+        if len(records) >= RELEASE_STEP:  # (a large commit's rows, freed a step at a time)
+            release(*(rows for _, _, partitions in state.values() for rows in partitions))
         if not self.maintenance_pending and self._maintenance_due(state):
             self.maintenance_pending = True
             try:
@@ -460,11 +465,15 @@ class Store:
             retention = now - self.last_retention >= RETENTION_INTERVAL
         if retention:
             self.last_retention = now
-        for topic in list(self.topics.values()):
-            for p in range(topic.partitions):
-                if topic.compacted and (
-                    topic.ends[p] > topic.clean_upto[p] if force else compaction_due(topic, p, min_dirty)
-                ):
-                    compact(conn, topic, p)
-                if retention and topic.retention is not None:
-                    expire(conn, topic, p)
+        _gc.pause()  # (a collection over a partition read whole would hold the event loop too: see streamnb._gc)
+        try:
+            for topic in list(self.topics.values()):
+                for p in range(topic.partitions):
+                    if topic.compacted and (
+                        topic.ends[p] > topic.clean_upto[p] if force else compaction_due(topic, p, min_dirty)
+                    ):
+                        compact(conn, topic, p)
+                    if retention and topic.retention is not None:
+                        expire(conn, topic, p)
+        finally:
+            _gc.resume()
