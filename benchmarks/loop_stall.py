@@ -62,11 +62,13 @@ class Ticker:
             if self.armed:
                 self.worst = max(self.worst, loop.time() - start - TICK)
 
-    def __enter__(self) -> Ticker:
+    async def __aenter__(self) -> Ticker:
         self.task = asyncio.get_running_loop().create_task(self._run())
+        await asyncio.sleep(2 * TICK)  # ticking before the work starts
         return self
 
-    def __exit__(self, *_: object) -> None:
+    async def __aexit__(self, *_: object) -> None:
+        await asyncio.sleep(2 * TICK)  # a wake-up after the work, to see how late it is
         assert self.task is not None
         self.task.cancel()
 
@@ -98,8 +100,7 @@ async def commit_keys(broker: str, keys: int) -> tuple[float, float]:
             ticker.armed = True  # what follows is the commit
 
     async with app:
-        await asyncio.sleep(0.1)
-        with ticker:
+        async with ticker:
             await go.send(value=keys)
             await settle(app, timeout=600)
         took = time.perf_counter() - written[0]
@@ -114,7 +115,7 @@ async def recover_keys(broker: str, keys: int) -> tuple[float, float]:
     gc.collect()
     app = faust.App("stall-commit", broker=broker, topic_partitions=1)
     table = app.Table("wide", default=int, partitions=1)
-    with Ticker() as ticker:
+    async with Ticker() as ticker:
         start = time.perf_counter()
         await app.start()
         took = time.perf_counter() - start
@@ -127,7 +128,7 @@ async def recover_keys(broker: str, keys: int) -> tuple[float, float]:
 
 async def idle(seconds: float) -> float:
     """The worst stall of an idle loop over ``seconds``: what the machine itself adds (other processes)."""
-    with Ticker() as ticker:
+    async with Ticker() as ticker:
         await asyncio.sleep(seconds)
     return ticker.worst
 
@@ -151,7 +152,7 @@ async def read_large(broker: str, messages: int, size_mb: int) -> tuple[float, f
         async for data in stream:
             seen[len(data)] += 1
 
-    with Ticker() as ticker:
+    async with Ticker() as ticker:
         start = time.perf_counter()
         async with app:
             await settle(app, timeout=600)

@@ -46,6 +46,7 @@ logger = logging.getLogger("streamnb")
 
 _tp_of = operator.itemgetter(0, 1)
 _offset_of = operator.itemgetter(2)
+_timestamp_of = operator.itemgetter(3)
 
 
 RELEASE_STEP = 20_000
@@ -360,7 +361,7 @@ class Source:
         limit = math.inf if skew is None else skew
         feed = self.feed
         clock = time.time() if skew is not None and feed is None else math.inf
-        stamps = [m[3] for m in msgs]
+        stamps = list(map(_timestamp_of, msgs))
         total = sum(stamps)  # nan or inf when a timestamp is
         if total - total == 0 and min(stamps) >= 0 and (clock == math.inf or max(stamps) <= clock + limit):
             if feed is None or not feed.too_far:

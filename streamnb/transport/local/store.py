@@ -352,14 +352,14 @@ class Store:
         topics.update(created)
         for name, (_, ends, _) in state.items():
             topics[name].ends[:] = ends
-        if len(records) >= RELEASE_STEP:  # (a large commit's rows, freed a step at a time)
-            release(*(rows for _, _, partitions in state.values() for rows in partitions))
         if not self.maintenance_pending and self._maintenance_due(state):
             self.maintenance_pending = True
             try:
                 self.executor.submit(self._maintain_in_background)
             except RuntimeError:  # closing
                 self.maintenance_pending = False
+        if len(records) >= RELEASE_STEP:  # (a large commit's rows, freed a step at a time)
+            release(*(rows for _, _, partitions in state.values() for rows in partitions))
         return frozenset(state)
 
     # -- reading (worker thread) ---------------------------------------------------------
