@@ -22,20 +22,20 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import operator
 import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from .. import _gc, naming
-from ..errors import BrokerError, EventTimeError, SchemaRegistryUnavailableError
-from ..events import time_problem
+from .. import naming
+from ..errors import BrokerError, SchemaRegistryUnavailableError
 from ..topics import Topic
 from ..transaction import Transaction
 from ..transport.base import EXACTLY_ONCE, TP, Consumer, Message, RebalanceListener
+from .commits import Committing, Inflight
 from .deadletters import DeadLetters
+from .eventtimes import reject_times
 from .feed import Feed, positions_of
 from .forwarding import Forwarder, Purger
 from .supervision import Hop, SourceConfig, Supervisor
@@ -46,33 +46,10 @@ logger = logging.getLogger("streamnb")
 
 _tp_of = operator.itemgetter(0, 1)
 _offset_of = operator.itemgetter(2)
-_timestamp_of = operator.itemgetter(3)
 
 
-RELEASE_STEP = 20_000
-"""Records of a large commit freed at a time (freeing a million objects at once holds the loop ~0.1 s)."""
-
-
-async def _release_in_steps(lists: list[list[Any]], dirty: dict[Any, Any], gc_pause: _gc.Pause | None) -> None:
-    """Free a landed commit's records and table bookkeeping a step at a time, then end its collection pause."""
-    try:
-        for items in lists:
-            while items:
-                del items[-RELEASE_STEP:]
-                await asyncio.sleep(0)
-        for keys in dirty.values():
-            if isinstance(keys, dict):
-                while keys:
-                    for _ in range(min(RELEASE_STEP, len(keys))):
-                        keys.popitem()
-                    await asyncio.sleep(0)
-    finally:
-        if gc_pause is not None:
-            gc_pause.end()
-
-
-class Source:
-    """The consumer, transaction and commit policy behind one iterated stream."""
+class Source(Committing):
+    """The consumer, transaction and commit policy behind one iterated stream (commits: :class:`Committing`)."""
 
     revoke_wait: float = 30.0
     """Exactly-once on Kafka: seconds a rebalance waits for the agent to finish the batch in hand."""
@@ -104,14 +81,9 @@ class Source:
         self.poison: dict[tuple[str, int, int], BaseException] = (
             stream.agent.poison if stream.agent is not None else {}
         )
-        self._inflight: asyncio.Future[None] | None = None
+        self._inflight: Inflight | None = None
         self._commit_lock = asyncio.Lock()
-        self._inflight_pause: _gc.Pause | None = None
-        self._inflight_bulk: tuple[list[list[Any]], dict[Any, Any]] | None = None
-        self._inflight_dirty: dict[Any, dict[Any, list[Any]]] = {}
-        self._inflight_letters: list[tuple[Message, str]] = []
-        self._inflight_partitions: set[int] = set()
-        self._inflight_note: tuple[int, int, float] = (0, 0, 0.0)  # events, records, start: the debug line
+        self._inflight_partitions: set[int] = set()  # (exactly-once) what the last commit touched
         targets = [hop.topic for hop in self.hops[1:]] + [self.channel] if self.hops else []
         self.purgers = [Purger(app, topic, self.owner) for topic in targets if topic.internal]
         """group_by: delete the repartition records this agent committed (it alone reads them)."""
@@ -330,7 +302,7 @@ class Source:
                 await agent.wait_resumed()
                 if self.stopping:
                     return None
-            self._check_times(msgs)
+            reject_times(msgs, app.max_event_time_skew, None if feed is None else feed.too_far, self.poison)
             if self._prefetching and not await self._prefetch(msgs):
                 self.stopping = True  # stopped while the registry was away: the batch is read again later
                 await self.commit()
@@ -347,33 +319,6 @@ class Source:
                 return self._hand_out(runs[0])
             self.last_batch = msgs
             return msgs
-
-    def _check_times(self, msgs: list[Message]) -> None:
-        """Dead-letter (through :attr:`poison`) the messages whose timestamp is no event time or too far ahead.
-
-        No event time: ``nan``, ``inf``, negative. Too far ahead: more than
-        ``max_event_time_skew`` ahead of the wall clock; under a virtual
-        clock, a lone jump that far ahead of its partition's time (what the
-        feed found: :func:`~streamnb.processing.feed.running_max`). One pass
-        over the timestamps when all are fine (the usual case).
-        """
-        skew = self.app.max_event_time_skew
-        limit = math.inf if skew is None else skew
-        feed = self.feed
-        clock = time.time() if skew is not None and feed is None else math.inf
-        stamps = list(map(_timestamp_of, msgs))
-        total = sum(stamps)  # nan or inf when a timestamp is
-        if total - total == 0 and min(stamps) >= 0 and (clock == math.inf or max(stamps) <= clock + limit):
-            if feed is None or not feed.too_far:
-                return
-        poison = self.poison
-        for m in msgs:
-            key = (m[0], m[1], m[2])
-            problem = time_problem(m[3], clock, limit)
-            if problem is None and feed is not None and key in feed.too_far:
-                problem = time_problem(m[3], feed.too_far.pop(key), limit)
-            if problem is not None:
-                poison[key] = EventTimeError(f"{m[0]}[{m[1]}]@{m[2]}: {problem}")
 
     def _commit_due(self) -> bool:
         """Commit between batches: enough pending records (changelog rows too on Kafka exactly-once), or time."""
@@ -486,161 +431,3 @@ class Source:
         index = next(i for i, m in enumerate(batch) if m is msg)
         self.last_batch = ()
         self._account(batch[:index])
-
-    async def commit(self, wait: bool = True) -> None:
-        """Commit processed offsets, table changes and sends together.
-
-        With ``wait=False`` the commit runs while the agent goes on with the
-        next batch (sqlite and the network work without the GIL); the next
-        commit, and every stop, waits for it first. The changelog records of
-        a large commit are encoded in steps (:meth:`~streamnb.transaction.Transaction.collect_in_steps`)
-        that let the event loop run between them; one commit at a time.
-        """
-        async with self._commit_lock:
-            await self._start_commit()
-        if wait:
-            await self.wait_committed()
-
-    async def _start_commit(self) -> None:
-        await self.wait_committed()
-        txn = self.txn
-        if not self.pending and not len(txn):
-            self.last_commit = time.monotonic()
-            return
-        if self.aborted or self.consumer is None:
-            return
-        pending, self.pending = self.pending, {}
-        processed, self.processed = self.processed, 0
-        offsets = {TP(t, p): o + 1 for (t, p), o in pending.items()}
-        for hold in self.stream.holds:
-            for tp, first_held in hold().items():
-                if tp in offsets and offsets[tp] > first_held:
-                    offsets[tp] = first_held
-        for participant in list(txn.dirty):
-            participant.before_commit(txn)
-        dirty = txn.dirty
-        started = time.monotonic()
-        # A large commit pauses automatic collection until it landed: its records are never scanned (see streamnb._gc).
-        gc_pause = _gc.Pause() if len(txn) >= _gc.LARGE else None
-        try:
-            if self.per_partition:
-                per_partition = await txn.collect_per_partition_in_steps(self.app.now())
-                orphans = txn.orphans()
-            else:
-                records = await txn.collect_in_steps(self.app.now())
-        except BaseException:
-            if gc_pause is not None:
-                gc_pause.end()
-            raise
-        if self.aborted or self.consumer is None:  # (undone meanwhile: a rebalance gave up on this batch)
-            if gc_pause is not None:
-                gc_pause.end()
-            return
-        if self.per_partition:
-            committing = self.consumer.commit(offsets, orphans, per_partition=per_partition)
-            self._inflight_partitions = {tp.partition for tp in offsets} | {tp.partition for tp in per_partition}
-            written = len(orphans) + sum(map(len, per_partition.values()))
-        else:
-            written = len(records)
-            committing = self.consumer.commit(offsets, records)
-        self._inflight_note = (processed, written, started)
-        for purger in self.purgers:
-            purger.stage(offsets)
-        txn.clear()
-        self.last_commit = time.monotonic()
-        self._inflight = asyncio.ensure_future(committing)
-        if gc_pause is not None:  # ended once its records are freed, or a second after it landed at the latest
-            self._inflight.add_done_callback(lambda done: done.get_loop().call_later(1.0, gc_pause.end))
-            bulk = [*per_partition.values(), orphans] if self.per_partition else [records]
-            self._inflight_bulk = (bulk, dirty)
-        self._inflight_pause = gc_pause
-        self._inflight_dirty = dirty
-        self._inflight_letters = self.dead_letters.take()
-
-    @property
-    def committing(self) -> bool:
-        """True while a commit is under way, or done but its outcome not yet applied (see :meth:`wait_committed`)."""
-        return self._inflight is not None
-
-    async def wait_committed(self) -> None:
-        """Wait for the commit under way, if any.
-
-        If it failed, its table changes are undone (they never became
-        durable) and the error is raised, which crashes the agent.
-        """
-        inflight = self._inflight
-        if inflight is None:
-            return
-        try:
-            await asyncio.shield(inflight)
-        except asyncio.CancelledError:
-            if not inflight.done():
-                try:
-                    await inflight  # already under way: finish it so nothing is written twice
-                finally:
-                    self._finish_inflight(inflight)
-            raise
-        except BaseException:
-            self._finish_inflight(inflight)
-            raise
-        self._finish_inflight(inflight)
-
-    def _finish_inflight(self, inflight: asyncio.Future[None]) -> None:
-        if self._inflight is not inflight:
-            return
-        self._inflight = None
-        dirty, self._inflight_dirty = self._inflight_dirty, {}
-        letters, self._inflight_letters = self._inflight_letters, []
-        gc_pause, self._inflight_pause = self._inflight_pause, None
-        bulk, self._inflight_bulk = self._inflight_bulk, None
-        if bulk is not None:  # a large commit: freed a step at a time, then collection resumes
-            releasing = self.app.spawn(_release_in_steps(bulk[0], dirty, gc_pause), "free a large commit")
-            if releasing is None and gc_pause is not None:
-                gc_pause.end()
-        elif gc_pause is not None:
-            gc_pause.end()
-        if inflight.cancelled() or inflight.exception() is not None:
-            self.commit_failed = True
-            if self.per_partition:
-                # Some partitions' transactions may have committed: undoing every
-                # write would be wrong for them. Read the tables again instead.
-                self._forget_uncommitted(dirty)
-            else:
-                self.txn.abort()  # newer writes first, then the failed commit's
-                self.dead_letters.discard()
-                for participant, keys in dirty.items():
-                    participant.restore(keys)
-            self.aborted = True
-            return
-        for participant, keys in dirty.items():
-            participant.after_commit(keys)
-        self.dead_letters.committed(letters)
-        if self.agent is None:  # (an agent forgets its poison itself, as it counts the dead letters)
-            for msg, _reason in letters:
-                self.poison.pop((msg.topic, msg.partition, msg.offset), None)
-        for purger in self.purgers:
-            purger.committed()
-        if logger.isEnabledFor(logging.DEBUG):
-            events, written, started = self._inflight_note
-            logger.debug("%s: committed %d events and %d records in %.3f s",
-                         self.owner, events, written, time.monotonic() - started)
-
-    def _forget_uncommitted(self, failed: dict[Any, Any] | None = None) -> None:
-        """Exactly-once: drop every table partition uncommitted writes touched (read again before use).
-
-        After a failed commit some partitions' transactions may have
-        committed and others not; their changelogs (read ``read_committed``)
-        say which. The partitions go from the tables now; the agent restarts
-        from the committed offsets and its consumer's assignment recovers them.
-        """
-        participants = set(failed or ()) | set(self.txn.dirty)
-        partitions = set(self._inflight_partitions) | {p for _t, p in self.pending}
-        if self.consumer is not None:
-            partitions |= {tp.partition for tp in self.consumer.assignment()}
-        self.txn.clear()
-        self.dead_letters.discard()
-        self.pending.clear()
-        self._queued.clear()
-        self.aborted = True
-        for participant in participants:
-            participant.drop_partitions(partitions)

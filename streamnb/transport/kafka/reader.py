@@ -23,6 +23,7 @@ Example (on a running loop, ``consumer`` started with ``group_id=None``)::
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any
 
@@ -38,6 +39,19 @@ def log_end(reader: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
     last = reader.last_stable_offset(tp)
     high: int | None = reader.highwater(tp)
     return high if last is None else last
+
+
+def _take(batch: Any, start: int, stop: int, out: list[Message], count_bytes: bool) -> tuple[bool, int]:
+    """Append the records of ``batch`` in ``[start, stop)`` to ``out``: (one was past ``stop``, bytes added)."""
+    size = 0
+    for record in batch:
+        if record.offset >= stop:
+            return True, size
+        if record.offset >= start:
+            out.append(message_of(record))
+            if count_bytes:
+                size += message_size(out[-1])
+    return False, size
 
 
 def message_of(record: Any) -> Message:
@@ -94,22 +108,16 @@ class PartitionReader:
         self._next = self._returned_end = None
         out: list[Message] = []
         overshoot = False
-        size = 0
+        size, limit = 0, math.inf if max_bytes is None else max_bytes
         deadline = time.monotonic() + self.request_timeout
-        while len(out) < max_records and (max_bytes is None or size <= max_bytes):
+        while len(out) < max_records and size <= limit:
             position = await reader.position(atp)
             if position >= stop:
                 break
             batch = (await reader.getmany(atp, timeout_ms=100, max_records=max_records - len(out))).get(atp)
             if batch:
-                for record in batch:
-                    if record.offset >= stop:
-                        overshoot = True
-                        break
-                    if record.offset >= start:
-                        out.append(message_of(record))
-                        if max_bytes is not None:
-                            size += message_size(out[-1])
+                overshoot, added = _take(batch, start, stop, out, max_bytes is not None)
+                size += added
                 if overshoot:
                     break
                 last = log_end(reader, atp)  # as of the latest fetch: may be stale, so

@@ -352,15 +352,19 @@ class Store:
         topics.update(created)
         for name, (_, ends, _) in state.items():
             topics[name].ends[:] = ends
+        self._after_write(state, len(records))
+        return frozenset(state)
+
+    def _after_write(self, state: Mapping[str, tuple[int, list[int], list[list[Item]]]], written: int) -> None:
+        """Compaction or retention due: in the background; a large write's rows: freed a step at a time."""
         if not self.maintenance_pending and self._maintenance_due(state):
             self.maintenance_pending = True
             try:
                 self.executor.submit(self._maintain_in_background)
             except RuntimeError:  # closing
                 self.maintenance_pending = False
-        if len(records) >= RELEASE_STEP:  # (a large commit's rows, freed a step at a time)
+        if written >= RELEASE_STEP:
             release(*(rows for _, _, partitions in state.values() for rows in partitions))
-        return frozenset(state)
 
     # -- reading (worker thread) ---------------------------------------------------------
 

@@ -1,0 +1,309 @@
+"""Commits: a source's records collected in steps, then under way until its outcome is applied.
+
+:class:`Committing` is the commit side of :class:`~streamnb.processing.source.Source`
+(a mixin): ``commit()``, ``wait_committed()``, applying or undoing a
+commit once it landed.
+
+:meth:`Collected.of` takes a transaction's records (and, for a large commit,
+pauses automatic garbage collection: see :mod:`streamnb._gc`), encoding the
+changelog a slice at a time so the event loop runs in between;
+:meth:`Collected.start` hands them to the consumer's commit and returns the
+:class:`Inflight` commit, which the source applies (or undoes) once it
+landed, and whose records :meth:`Inflight.release` then frees a step at a
+time.
+
+Example (what :class:`~streamnb.processing.source.Source` does)::
+
+    batch = await Collected.of(txn, per_partition=False, now=app.now())
+    inflight = batch.start(consumer.commit(offsets, batch.records), txn.dirty, letters, (events, started))
+    ...                      # later, once inflight.future is done and applied:
+    inflight.release(app.spawn)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import _gc
+from ..runtime import Runtime
+from ..transaction import Transaction
+from ..transport.base import TP, Consumer, Message, ProducerRecord
+from .deadletters import DeadLetters
+from .forwarding import Purger
+from .supervision import SourceConfig, Supervisor
+
+__all__ = ["RELEASE_STEP", "Collected", "Committing", "Inflight", "release_in_steps"]
+
+logger = logging.getLogger("streamnb")
+
+RELEASE_STEP = 20_000
+"""Records of a large commit freed at a time (freeing a million objects at once holds the loop ~0.1 s)."""
+
+Spawn = Callable[[Coroutine[Any, Any, Any], str], Any]
+
+
+@dataclass(eq=False)
+class Inflight:
+    """A commit under way: what applying (or undoing) it takes once it landed."""
+
+    future: asyncio.Future[None]
+    """The consumer's commit."""
+    dirty: dict[Any, Any]
+    """The tables' bookkeeping of the committed writes (participant -> its ``dirty``)."""
+    letters: list[tuple[Message, str]]
+    """Dead letters it holds (counted once it landed)."""
+    note: tuple[int, int, float]
+    """Events, records, start (``time.monotonic()``): the debug line."""
+    gc_pause: _gc.Pause | None = None
+    """A large commit's pause of automatic collection (ended by :meth:`release`)."""
+    bulk: list[list[Any]] = field(default_factory=list)
+    """A large commit's record lists (emptied by :meth:`release`)."""
+
+    @property
+    def failed(self) -> bool:
+        """True when the commit was cancelled or raised."""
+        return self.future.cancelled() or self.future.exception() is not None
+
+    def release(self, spawn: Spawn) -> None:
+        """Its outcome is applied: free a large commit's records a step at a time, then end its pause."""
+        pause, self.gc_pause = self.gc_pause, None
+        if self.bulk and spawn(release_in_steps(self.bulk, self.dirty, pause), "free a large commit") is not None:
+            return
+        if pause is not None:
+            pause.end()
+
+
+async def release_in_steps(lists: list[list[Any]], dirty: dict[Any, Any], gc_pause: _gc.Pause | None) -> None:
+    """Free a landed commit's records and table bookkeeping a step at a time, then end its collection pause."""
+    try:
+        for items in lists:
+            while items:
+                del items[-RELEASE_STEP:]
+                await asyncio.sleep(0)
+        for keys in dirty.values():
+            if isinstance(keys, dict):
+                while keys:
+                    for _ in range(min(RELEASE_STEP, len(keys))):
+                        keys.popitem()
+                    await asyncio.sleep(0)
+    finally:
+        if gc_pause is not None:
+            gc_pause.end()
+
+
+@dataclass(eq=False)
+class Collected:
+    """A transaction's records, collected for one commit."""
+
+    records: list[ProducerRecord]
+    """Every record; with :attr:`per_partition`, the ones no input partition caused (orphans)."""
+    per_partition: dict[TP, list[ProducerRecord]] | None
+    """Kafka exactly-once: each input partition's records."""
+    gc_pause: _gc.Pause | None
+    """Set for a large commit (:data:`streamnb._gc.LARGE` records or more)."""
+
+    @classmethod
+    async def of(cls, txn: Transaction, per_partition: bool, now: float) -> Collected:
+        """Collect ``txn``'s records in steps (see :meth:`Transaction.collect_in_steps`)."""
+        gc_pause = _gc.Pause() if len(txn) >= _gc.LARGE else None
+        try:
+            if per_partition:
+                split = await txn.collect_per_partition_in_steps(now)
+                return cls(txn.orphans(), split, gc_pause)
+            return cls(await txn.collect_in_steps(now), None, gc_pause)
+        except BaseException:
+            if gc_pause is not None:
+                gc_pause.end()
+            raise
+
+    @property
+    def written(self) -> int:
+        """How many records."""
+        return len(self.records) + sum(map(len, (self.per_partition or {}).values()))
+
+    def drop(self) -> None:
+        """Not committed after all (the transaction was undone meanwhile)."""
+        if self.gc_pause is not None:
+            self.gc_pause.end()
+
+    def start(
+        self, committing: Awaitable[None], dirty: dict[Any, Any], letters: list[tuple[Message, str]],
+        note: tuple[int, float],
+    ) -> Inflight:
+        """Run ``committing`` (the consumer's commit of these records); ``note``: (events, start)."""
+        future = asyncio.ensure_future(committing)
+        bulk: list[list[Any]] = []
+        pause = self.gc_pause
+        if pause is not None:  # ended once its records are freed, or a second after it landed at the latest
+            future.add_done_callback(lambda done: done.get_loop().call_later(1.0, pause.end))
+            bulk = [*(self.per_partition or {}).values(), self.records]
+        return Inflight(future, dirty, letters, (note[0], self.written, note[1]), pause, bulk)
+
+
+class Committing:
+    """The commit side of a source (a mixin of :class:`~streamnb.processing.source.Source`)."""
+
+    app: Runtime
+    stream: SourceConfig
+    agent: Supervisor | None
+    owner: str
+    txn: Transaction
+    consumer: Consumer | None
+    pending: dict[tuple[str, int], int]
+    processed: int
+    last_commit: float
+    aborted: bool
+    per_partition: bool
+    commit_failed: bool
+    purgers: list[Purger]
+    dead_letters: DeadLetters
+    poison: dict[tuple[str, int, int], BaseException]
+    _queued: deque[list[Message]]
+    _inflight: Inflight | None
+    _commit_lock: asyncio.Lock
+    _inflight_partitions: set[int]
+
+    async def commit(self, wait: bool = True) -> None:
+        """Commit processed offsets, table changes and sends together.
+
+        With ``wait=False`` the commit runs while the agent goes on with the
+        next batch (sqlite and the network work without the GIL); the next
+        commit, and every stop, waits for it first. The changelog records of
+        a large commit are encoded in steps (:meth:`~streamnb.transaction.Transaction.collect_in_steps`)
+        that let the event loop run between them; one commit at a time.
+        """
+        async with self._commit_lock:
+            await self._start_commit()
+        if wait:
+            await self.wait_committed()
+
+    async def _start_commit(self) -> None:
+        await self.wait_committed()
+        txn = self.txn
+        if not self.pending and not len(txn):
+            self.last_commit = time.monotonic()
+            return
+        if self.aborted or self.consumer is None:
+            return
+        pending, self.pending = self.pending, {}
+        processed, self.processed = self.processed, 0
+        offsets = self._offsets(pending)
+        for participant in list(txn.dirty):
+            participant.before_commit(txn)
+        dirty, started = txn.dirty, time.monotonic()
+        batch = await Collected.of(txn, self.per_partition, self.app.now())  # (the loop runs meanwhile)
+        if self.aborted or self.consumer is None:  # undone meanwhile: a rebalance gave up on this batch
+            batch.drop()
+            return
+        if batch.per_partition is not None:
+            committing = self.consumer.commit(offsets, batch.records, per_partition=batch.per_partition)
+            self._inflight_partitions = {tp.partition for tp in offsets} | {tp.partition for tp in batch.per_partition}
+        else:
+            committing = self.consumer.commit(offsets, batch.records)
+        for purger in self.purgers:
+            purger.stage(offsets)
+        txn.clear()
+        self.last_commit = time.monotonic()
+        self._inflight = batch.start(committing, dirty, self.dead_letters.take(), (processed, started))
+
+    def _offsets(self, pending: dict[tuple[str, int], int]) -> dict[TP, int]:
+        """The offsets to commit: after each partition's last processed message, or the first one a ``take()`` holds."""
+        offsets = {TP(t, p): o + 1 for (t, p), o in pending.items()}
+        for hold in self.stream.holds:
+            for tp, first_held in hold().items():
+                if tp in offsets and offsets[tp] > first_held:
+                    offsets[tp] = first_held
+        return offsets
+
+    @property
+    def committing(self) -> bool:
+        """True while a commit is under way, or done but its outcome not yet applied (see :meth:`wait_committed`)."""
+        return self._inflight is not None
+
+    async def wait_committed(self) -> None:
+        """Wait for the commit under way, if any.
+
+        If it failed, its table changes are undone (they never became
+        durable) and the error is raised, which crashes the agent.
+        """
+        inflight = self._inflight
+        if inflight is None:
+            return
+        try:
+            await asyncio.shield(inflight.future)
+        except asyncio.CancelledError:
+            if not inflight.future.done():
+                try:
+                    await inflight.future  # already under way: finish it so nothing is written twice
+                finally:
+                    self._finish_inflight(inflight)
+            raise
+        except BaseException:
+            self._finish_inflight(inflight)
+            raise
+        self._finish_inflight(inflight)
+
+    def _finish_inflight(self, inflight: Inflight) -> None:
+        if self._inflight is not inflight:
+            return
+        self._inflight = None
+        if inflight.failed:
+            self._undo(inflight.dirty)
+        else:
+            self._landed(inflight)
+        inflight.release(self.app.spawn)  # (a large commit: freed a step at a time, then collection resumes)
+
+    def _undo(self, dirty: dict[Any, Any]) -> None:
+        """A commit failed: its table changes never became durable."""
+        self.commit_failed = True
+        if self.per_partition:
+            # Some partitions' transactions may have committed: undoing every
+            # write would be wrong for them. Read the tables again instead.
+            self._forget_uncommitted(dirty)
+        else:
+            self.txn.abort()  # newer writes first, then the failed commit's
+            self.dead_letters.discard()
+            for participant, keys in dirty.items():
+                participant.restore(keys)
+        self.aborted = True
+
+    def _landed(self, inflight: Inflight) -> None:
+        """A commit landed: tables, dead letters and purgers learn it."""
+        for participant, keys in inflight.dirty.items():
+            participant.after_commit(keys)
+        self.dead_letters.committed(inflight.letters)
+        if self.agent is None:  # (an agent forgets its poison itself, as it counts the dead letters)
+            for msg, _reason in inflight.letters:
+                self.poison.pop((msg.topic, msg.partition, msg.offset), None)
+        for purger in self.purgers:
+            purger.committed()
+        if logger.isEnabledFor(logging.DEBUG):
+            events, written, started = inflight.note
+            logger.debug("%s: committed %d events and %d records in %.3f s",
+                         self.owner, events, written, time.monotonic() - started)
+
+    def _forget_uncommitted(self, failed: dict[Any, Any] | None = None) -> None:
+        """Exactly-once: drop every table partition uncommitted writes touched (read again before use).
+
+        After a failed commit some partitions' transactions may have
+        committed and others not; their changelogs (read ``read_committed``)
+        say which. The partitions go from the tables now; the agent restarts
+        from the committed offsets and its consumer's assignment recovers them.
+        """
+        participants = set(failed or ()) | set(self.txn.dirty)
+        partitions = set(self._inflight_partitions) | {p for _t, p in self.pending}
+        if self.consumer is not None:
+            partitions |= {tp.partition for tp in self.consumer.assignment()}
+        self.txn.clear()
+        self.dead_letters.discard()
+        self.pending.clear()
+        self._queued.clear()
+        self.aborted = True
+        for participant in participants:
+            participant.drop_partitions(partitions)
