@@ -31,7 +31,7 @@ import asyncio
 import gc
 import threading
 
-__all__ = ["LARGE", "Pause", "acquire", "pause", "release", "resume"]
+__all__ = ["LARGE", "Pause", "acquire", "end_pauses", "pause", "release", "resume"]
 
 THRESHOLD0 = 50_000
 LARGE = 50_000
@@ -105,12 +105,13 @@ class Pause:
         pause()
         self.ended = False
         self.deadline: float | None = None
+        _open.add(self)
 
-    def end(self) -> None:
-        """Resume (the first call that finds the records gone, or the first after :data:`PATIENCE` s)."""
+    def end(self, *, now: bool = False) -> None:
+        """Resume, once the records are gone or :data:`PATIENCE` s passed (``now``: at once)."""
         if self.ended:
             return
-        if gc.get_count()[0] > LARGE:
+        if gc.get_count()[0] > LARGE and not now:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
@@ -123,4 +124,18 @@ class Pause:
                     loop.call_later(0.02, self.end)
                     return
         self.ended = True
+        _open.discard(self)
         resume()
+
+
+_open: set[Pause] = set()
+
+
+def end_pauses() -> None:
+    """End every pause now (an app stopped: nothing it started may keep collection off).
+
+    >>> p = Pause(); end_pauses(); p.ended and gc.isenabled()
+    True
+    """
+    for p in list(_open):
+        p.end(now=True)

@@ -376,6 +376,7 @@ class App(Membership, Definitions, AppSurface, Playback):
             for item in [*self.timers.values(), *self.tasks.values()]:
                 await item.stop()
             await asyncio.gather(*(agent.stop() for agent in self.agents.values()))
+            _gc.end_pauses()  # (collection back on now, not after the freeing its commits left behind)
             others = [t for t in self._background if t is not asyncio.current_task()]
             for task in others:
                 task.cancel()
