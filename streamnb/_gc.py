@@ -117,10 +117,10 @@ class Pause:
             except RuntimeError:
                 loop = None
             if loop is not None:
-                now = loop.time()
+                at = loop.time()
                 if self.deadline is None:
-                    self.deadline = now + PATIENCE
-                if now < self.deadline:
+                    self.deadline = at + PATIENCE
+                if at < self.deadline:
                     loop.call_later(0.02, self.end)
                     return
         self.ended = True
