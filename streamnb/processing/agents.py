@@ -34,7 +34,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, runtime_checkable
 
 from .. import naming
-from ..errors import AgentError, ConfigurationError, CorruptStoreError, PartitionMismatchError
+from ..errors import AgentError, ConfigurationError, CorruptStoreError, EventTimeError, PartitionMismatchError
 from ..runtime import Runtime
 from ..topics import Topic
 from ..transport.base import Message
@@ -393,10 +393,12 @@ class Agent:
                     f" at stage {source.stage} on {msg.topic}[{msg.partition}]@{msg.offset}"
                     f" (try {tries} of {self.max_retries})"
                 )
-                if tries >= self.max_retries and retry:
-                    self.poison[key] = exc
+                if (tries >= self.max_retries or isinstance(exc, EventTimeError)) and retry:
+                    self.poison[key] = exc  # (a time that is no event time does not get better by retrying)
             source.abort()
-        if retry:
+        if retry and isinstance(exc, EventTimeError):
+            logger.warning("agent %r: %s%s; the event is dead-lettered", self.name, exc, where)
+        elif retry:
             logger.error(
                 "agent %r crashed%s; restarting from its last commit\n%s", self.name, where, self.last_traceback
             )
