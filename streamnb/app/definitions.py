@@ -242,8 +242,13 @@ class Definitions:
         for key, value in options.items():
             if key in CHANNEL_OPTIONS:
                 topic_options[key] = value
-            elif key == "help" or key == "use_reply_headers":
-                continue  # documentation, and RPC's reply headers (there is no RPC): nothing to do
+            elif key == "help" or (key == "use_reply_headers" and value is not False):
+                continue  # documentation; agent RPC always carries reply_to and correlation id in headers
+            elif key == "use_reply_headers":
+                raise ConfigurationError(
+                    "@app.agent(use_reply_headers=False) is not supported: asks always carry the reply topic and "
+                    "correlation id in headers (Faust's use_reply_headers=True); drop the argument"
+                )
             elif key in unsupported:
                 default, instead = unsupported[key]
                 if value != default:

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from ..errors import ConfigurationError
 from ..events import Event
 from ..processing.agents import Agent
+from ..processing.replies import reply_to_name, request_headers
 from ..processing.tasks import Task, Timer
 from ..tables.table import Table
 from ..transport.base import TP, Transport
@@ -117,8 +118,10 @@ class AgentTest:
         """
         if key_serializer is not None or value_serializer is not None:
             raise ConfigurationError("agent.put(): the agent's topic decides the serializers; give key_type= etc.")
-        if reply_to is not None or correlation_id is not None:
-            raise ConfigurationError("agent.put(reply_to=...): agent RPC is not available in streamnb")
+        if reply_to is not None:  # the agent answers on reply_to, as to an ask (streamnb.processing.rpc)
+            headers = request_headers(headers, reply_to_name(reply_to), correlation_id or str(uuid.uuid4()))
+        elif correlation_id is not None:
+            raise ConfigurationError("agent.put(correlation_id=...) needs reply_to=, the topic the answer goes to")
         agent, context = self.agent, self._context
         topic = agent.channel
         transport = context.host.require_transport()

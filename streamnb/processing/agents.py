@@ -31,13 +31,15 @@ import traceback
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 from .. import naming
 from ..errors import AgentError, ConfigurationError, CorruptStoreError, PartitionMismatchError
 from ..runtime import Runtime
 from ..topics import Topic
 from ..transport.base import Message
+from .replies import ReplyHost, answer, answer_failure
+from .rpc import AgentRPC
 from .source import Source
 from .streams import Stream
 
@@ -57,7 +59,7 @@ class AgentTestMaker(Protocol):
         ...
 
 
-class Agent:
+class Agent(AgentRPC):
     """An async function over a stream, run and supervised by the app.
 
     Create agents with :meth:`App.agent`. Defining an agent again under the
@@ -117,7 +119,7 @@ class Agent:
         self._resumed.set()
         self._stopping = False
 
-    # -- sending -----------------------------------------------------------------------------
+    # -- topics (send, cast, ask, map, join: streamnb.processing.rpc) ------------------------
 
     @property
     def topic(self) -> Topic[Any, Any]:
@@ -151,18 +153,6 @@ class Agent:
         windows it closed have had their ``on_window_close`` calls.
         """
         return sum(len(source.txn) + source.committing for source in list(self._sources))
-
-    async def send(self, *, key: Any = None, value: Any = None, partition: int | None = None,
-                   timestamp: float | None = None, headers: Any = None) -> Any:
-        """Send a value to the agent's topic (returns where it went, as :meth:`Topic.send`).
-
-        >>> await count.send(value=PageView(id="1", user="a", page="/"))  # doctest: +SKIP
-        """
-        return await self.channel.send(
-            key=key, value=value, partition=partition, timestamp=timestamp, headers=headers
-        )
-
-    cast = send
 
     def add_sink(self, sink: Any) -> None:
         """Send every value the agent yields to ``sink`` too (a topic, an agent or a callable), as Faust's.
@@ -359,6 +349,7 @@ class Agent:
             await result
 
     async def _deliver(self, value: Any) -> None:
+        await answer(cast(ReplyHost, self.app), value)  # the event was an ask: reply (streamnb.processing.rpc)
         for sink in self.sinks:
             if isinstance(sink, (Agent, Topic)):
                 await sink.send(value=value)
@@ -395,6 +386,8 @@ class Agent:
                 )
                 if tries >= self.max_retries and retry:
                     self.poison[key] = exc
+            if not retry and msg is not None:  # never processed: an asker must not wait for it
+                answer_failure(cast(ReplyHost, self.app), msg, f"{type(exc).__name__}: {exc}")
             source.abort()
         if retry:
             logger.error(
@@ -405,6 +398,7 @@ class Agent:
     def record_dead_letter(self, msg: Message, reason: str) -> None:
         """Count and log a message that went to the dead-letter topic (called by the source once committed)."""
         self.dead_lettered += 1
+        answer_failure(cast(ReplyHost, self.app), msg, reason)  # an ask of it gets the error
         self.poison.pop((msg.topic, msg.partition, msg.offset), None)
         self._retries.pop((msg.topic, msg.partition, msg.offset), None)
         self.errors.append((time.time(), f"dead-lettered {msg.topic}[{msg.partition}]@{msg.offset}: {reason}"))
