@@ -28,6 +28,7 @@ import importlib
 
 from . import display
 from .app.base import App
+from .app.services import Service
 from .app.settings import Settings
 from .avro import AvroCodec, AvroDecimal, SchemaRegistry
 from .cli import AppCommand
@@ -62,6 +63,7 @@ from .faust_types import (
     EventT,
     GlobalTableT,
     ModelT,
+    ServiceT,
     StreamT,
     TableT,
     TopicT,
@@ -117,6 +119,8 @@ __all__ = [
     "SchemaRegistryError",
     "SchemaRegistryUnavailableError",
     "SerializationError",
+    "Service",
+    "ServiceT",
     "SetGlobalTable",
     "SetTable",
     "Settings",

@@ -10,7 +10,7 @@ Example (a pytest test; the agent and table are the app module's own)::
 
 Inside the block the app runs on a private ``memory://`` broker, whatever
 broker it names, with only this agent started: the app's other agents,
-timers, crontabs and tasks do not run (as in Faust, where the agent under
+timers, crontabs, tasks and services do not run (as in Faust, where the agent under
 test runs alone). Tables start empty and are emptied again on leaving (so
 the app's real tables never hold test rows: assert inside the block).
 :meth:`AgentTest.put` sends a value to the agent's topic and waits until
@@ -225,9 +225,13 @@ class AgentTestContext:
         for registry in registries:
             registry.clear()
         host.agents[agent.name] = agent
+        services = getattr(host, "services", [])  # (an App's services do not run either)
+        kept = list(services)
+        services.clear()
         try:
             await host.start()
         finally:
+            services[:0] = kept
             for registry, items in zip(registries, saved):
                 newer = {name: item for name, item in registry.items() if items.get(name) is not item}
                 registry.clear()
