@@ -15,6 +15,16 @@ crashing the agent is retried ``max_retries`` times, then sent to the
 dead-letter topic ``<app id>-<agent>-dlq`` with the error, so one bad event
 cannot stop the stream.
 
+With ``isolated_partitions=True`` the agent runs one instance per
+partition of its topic: each is a member of the agent's consumer group
+with its own stream (``stream.active_partitions`` is the partition it
+serves), transaction, crashes and restarts, so an event that keeps
+crashing holds up its own partition only. On the embedded brokers each
+instance owns one partition for good; on Kafka the members share the
+partitions through the group protocol (range assignment: at most one each
+once every member joined), so while members join or rejoin (at start, and
+when a crashed instance restarts) an instance may briefly serve two.
+
 A :class:`~streamnb.errors.CorruptStoreError` (the ``local://`` folder's
 data is damaged) is no event's fault and does not go away by retrying: the
 agent stops with it (``agent.last_error``), nothing is dead-lettered, and the
@@ -79,6 +89,7 @@ class Agent(AgentRPC):
         name: str,
         concurrency: int = 1,
         sink: list[Any] | None = None,
+        isolated_partitions: bool = False,
     ) -> None:
         if not (inspect.iscoroutinefunction(fun) or inspect.isasyncgenfunction(fun)):
             raise ConfigurationError(
@@ -87,6 +98,12 @@ class Agent(AgentRPC):
             )
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigurationError(f"agent {name!r}: concurrency must be an int >= 1, got {concurrency!r}")
+        if isolated_partitions and concurrency != 1:
+            raise ConfigurationError(
+                f"agent {name!r}: isolated_partitions=True runs one instance per partition; drop concurrency="
+            )
+        self.isolated_partitions = isolated_partitions
+        """One instance (own stream, own failures and restarts) per partition of its topic."""
         self.app = app
         self.fun = fun
         self.channel = channel
@@ -196,7 +213,9 @@ class Agent(AgentRPC):
         if any(not task.done() for task in self._tasks):
             return
         self._tasks = []
-        await self.channel.declare()
+        partitions = await self.channel.declare()
+        if self.isolated_partitions:  # a member per partition: each is assigned at most one (static or range)
+            self.concurrency = partitions
         self._stopping = False
         self.state = "starting"
         self.started_at = time.time()
