@@ -24,7 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
-from ..metrics import NO_MONITOR, History, Metrics, Monitor, Sample
+from ..metrics import NO_MONITOR, SPECS, History, Metrics, Monitor, Sample
 from ..transport.base import TP, Transport
 
 if TYPE_CHECKING:
@@ -40,6 +40,9 @@ logger = logging.getLogger("streamnb")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The Prometheus text format's content type (``prometheus_client.exposition.CONTENT_TYPE_LATEST``)."""
+
+LABELS = {label for spec in SPECS.values() for label in spec.labels} | {"le"}
+"""Every label column of ``app.metrics()`` (``le``: a histogram bucket's upper bound)."""
 
 SAMPLE_EVERY = 1.0
 """Seconds between two samples of lag, restore progress and history."""
@@ -224,7 +227,7 @@ class Metering:
 
 def _frame(pd: Any, samples: list[tuple[str, dict[str, str], float]], times: list[float] | None) -> pd.DataFrame:
     """A DataFrame of samples: (``time``), ``metric``, one column per label (sorted), ``value``."""
-    labels = sorted({name for _n, ls, _v in samples for name in ls} | {"app"})
+    labels = sorted({name for _n, ls, _v in samples for name in ls} | LABELS)
     data: dict[str, list[Any]] = {}
     if times is not None:
         data["time"] = pd.to_datetime(times, unit="s", utc=True)
