@@ -1,4 +1,5 @@
-"""The registry's numbers match what was processed, on every broker (in one process; workers: test_worker_metrics.py)."""
+"""The registry's numbers match what was processed, on every broker (in one process; workers: see
+test_worker_metrics.py)."""
 
 from __future__ import annotations
 
