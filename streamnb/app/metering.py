@@ -11,8 +11,9 @@ it on its own port too (in a notebook as well).
 
 >>> from streamnb import App
 >>> app = App("demo-metering", broker="memory://")
->>> sorted(app.metrics().columns)[:3]
-['agent', 'app', 'metric']
+>>> frame = app.metrics()
+>>> frame.columns[0], frame.columns[-1]
+('metric', 'value')
 """
 
 from __future__ import annotations
@@ -231,10 +232,10 @@ def _frame(pd: Any, samples: list[tuple[str, dict[str, str], float]], times: lis
     data: dict[str, list[Any]] = {}
     if times is not None:
         data["time"] = pd.to_datetime(times, unit="s", utc=True)
-    data["metric"] = [name for name, _ls, _v in samples]
+    data["metric"] = pd.Series([name for name, _ls, _v in samples], dtype=object)
     for label in labels:
-        data[label] = [ls.get(label) for _n, ls, _v in samples]
-    data["value"] = [value for _n, _ls, value in samples]
+        data[label] = pd.Series([ls.get(label) for _n, ls, _v in samples], dtype=object)
+    data["value"] = pd.Series([value for _n, _ls, value in samples], dtype=float)
     return pd.DataFrame(data)
 
 
