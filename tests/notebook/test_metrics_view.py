@@ -1,4 +1,4 @@
-"""Metrics in the notebook: ``%streamnb metrics`` through a real InteractiveShell, the dashboard's sparklines updating."""
+"""Metrics in the notebook: ``%streamnb metrics`` through a real InteractiveShell; the dashboard's sparklines update."""
 
 from __future__ import annotations
 
