@@ -330,9 +330,9 @@ class App(Membership, Metering, Definitions, AppSurface, Playback):
             try:
                 transport = await self._prepare_worker()
                 await self._declare_topics()
+                self._start_sampling()  # (restore progress shows while tables recover)
                 await self._recover_tables(transport)
                 await self._start_processing()
-                self._start_sampling()
             except BaseException:
                 self.state = "init"
                 with contextlib.suppress(Exception):

@@ -187,7 +187,8 @@ class Metering:
         transport = self.transport
         if transport is not None:
             self._lag = await _lag_of(transport, list(self.agents.values()))
-            self._restoring = await _restoring(transport, list(self.tables.values()), self.owned_partitions())
+            owned = self.owned_partitions() if transport.distributed else None  # (embedded: every partition)
+            self._restoring = await _restoring(transport, list(self.tables.values()), owned)
         monitor = self.monitor
         if isinstance(monitor, Metrics):
             self._history.record(time.time(), monitor.samples())
@@ -260,9 +261,9 @@ async def _lag_of(transport: Transport, agents: list[Agent]) -> dict[tuple[str, 
 
 
 async def _restoring(
-    transport: Transport, tables: list[Table[Any, Any]], owned: set[int]
+    transport: Transport, tables: list[Table[Any, Any]], owned: set[int] | None
 ) -> dict[tuple[str, int], int]:
-    """Per table partition this worker holds: changelog records left to read (0 once restored).
+    """Per table partition this worker holds (``None``: all): changelog records left to read (0 once restored).
 
     A partition being restored counts its changelog's whole length (from its
     beginning to its end offset) until its restore is done.
@@ -270,7 +271,8 @@ async def _restoring(
     out: dict[tuple[str, int], int] = {}
     for table in tables:
         recovered = table.recovered_partitions
-        waiting = sorted(p for p in owned if p not in recovered)
+        held = range(table.changelog.partition_count) if owned is None else owned
+        waiting = sorted(p for p in held if p not in recovered)
         for p in recovered:
             out[(table.name, p)] = 0
         if waiting:

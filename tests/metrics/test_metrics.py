@@ -190,3 +190,47 @@ def test_every_metric_of_the_issue_is_in_the_catalogue() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for spec in SPECS.values():
         assert f"`{spec.name}`" in readme, f"README's Metrics section does not list {spec.name}"
+
+
+async def test_restore_progress_shows_while_a_table_recovers(tmp_path: Path) -> None:
+    import asyncio
+
+    broker = f"local://{tmp_path / 'broker'}"
+    name = f"restore-{uuid.uuid4().hex[:6]}"
+    keys = 100_000
+
+    def make() -> tuple[faust.App, Any]:
+        app = faust.App(name, broker=broker, topic_partitions=1)
+        numbers = app.topic(f"{name}-numbers", key_type=str)
+        table = app.Table("seen", default=int)
+
+        @app.agent(numbers)
+        async def remember(stream: Any) -> None:
+            async for n in stream:
+                table[n] = 1
+
+        return app, numbers
+
+    first, numbers = make()
+    async with first:
+        transport = first.require_transport()
+        records = [ProducerRecord(numbers.name, 0, None, json.dumps(i).encode(), 1.0, ()) for i in range(keys)]
+        await transport.send(records)
+        await settle(first, timeout=120)
+        changelog = first.tables["seen"].changelog.name
+    second, _numbers = make()
+    seen: list[float] = []
+    starting = asyncio.ensure_future(second.start())
+    try:
+        while not starting.done():
+            await second.sample_metrics()
+            seen.append(total(scrape(second), "streamnb_restore_remaining_records", table="seen", partition="0"))
+            await asyncio.sleep(0)
+        await starting
+        await second.sample_metrics()
+        after = scrape(second)
+    finally:
+        await second.stop()
+    assert keys in seen, (changelog, sorted(set(seen)))  # the whole changelog partition is left while it restores
+    assert total(after, "streamnb_restore_remaining_records", table="seen", partition="0") == 0
+    assert total(after, "streamnb_table_keys", table="seen") == keys
