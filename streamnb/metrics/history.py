@@ -26,19 +26,26 @@ class History:
         if seconds < 1:
             raise ValueError(f"History keeps at least one second, got {seconds!r}")
         self.seconds = seconds
-        self._snapshots: deque[tuple[float, list[tuple[str, dict[str, str], float]]]] = deque(maxlen=seconds)
+        self._snapshots: deque[tuple[float, list[tuple[str, tuple[tuple[str, str], ...], float]]]] = deque(
+            maxlen=seconds
+        )
 
     def __len__(self) -> int:
         return len(self._snapshots)
 
     def record(self, when: float, samples: list[tuple[str, dict[str, str], float]]) -> None:
-        """Keep the samples taken at ``when`` (the oldest snapshot goes once there are :attr:`seconds`)."""
-        self._snapshots.append((when, samples))
+        """Keep the samples taken at ``when`` (the oldest snapshot goes once there are :attr:`seconds`).
+
+        Histogram buckets are left out (``_count`` and ``_sum`` stay): the history stays small.
+        """
+        kept = [(name, tuple(labels.items()), value) for name, labels, value in samples
+                if not name.endswith("_bucket")]
+        self._snapshots.append((when, kept))
 
     def rows(self, since: float | None = None) -> list[Row]:
         """Every sample kept (taken at or after ``since``), oldest first."""
         return [
-            (when, name, labels, value)
+            (when, name, dict(labels), value)
             for when, samples in self._snapshots
             if since is None or when >= since
             for name, labels, value in samples
