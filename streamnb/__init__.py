@@ -28,6 +28,7 @@ import importlib
 
 from . import display
 from .app.base import App
+from .app.services import Service
 from .app.settings import Settings
 from .avro import AvroCodec, AvroDecimal, SchemaRegistry
 from .cli import AppCommand
@@ -44,6 +45,7 @@ from .errors import (
     EventTimeError,
     HistoryUnavailableError,
     PartitionMismatchError,
+    RemoteAgentError,
     SchemaRegistryError,
     SchemaRegistryUnavailableError,
     SerializationError,
@@ -62,6 +64,7 @@ from .faust_types import (
     EventT,
     GlobalTableT,
     ModelT,
+    ServiceT,
     StreamT,
     TableT,
     TopicT,
@@ -113,10 +116,13 @@ __all__ = [
     "ModelT",
     "PartitionMismatchError",
     "Record",
+    "RemoteAgentError",
     "SchemaRegistry",
     "SchemaRegistryError",
     "SchemaRegistryUnavailableError",
     "SerializationError",
+    "Service",
+    "ServiceT",
     "SetGlobalTable",
     "SetTable",
     "Settings",

@@ -21,6 +21,7 @@ catches them all, and every message says what to do next::
      ├── HistoryUnavailableError   a table's past that its changelog no longer (or never) held
      ├── AppNotRunningError        an operation that needs ``await app.start()`` first
      └── AgentError                an agent crashed (raised by ``agent.raise_if_crashed()``)
+          └── RemoteAgentError     an agent asked with ``agent.ask()`` raised on the request (its type and message)
 
 Example::
 
@@ -45,6 +46,7 @@ __all__ = [
     "EventTimeError",
     "HistoryUnavailableError",
     "PartitionMismatchError",
+    "RemoteAgentError",
     "SchemaRegistryError",
     "SchemaRegistryUnavailableError",
     "SerializationError",
@@ -187,3 +189,23 @@ class AppNotRunningError(StreamnbError, RuntimeError):
 
 class AgentError(StreamnbError, RuntimeError):
     """An agent crashed; ``__cause__`` holds the original exception."""
+
+
+class RemoteAgentError(AgentError):
+    """The agent an ``ask``/``map``/``join`` went to raised on that request, here or on another worker.
+
+    >>> error = RemoteAgentError("double", "ValueError", "odd number")
+    >>> error.remote_type, error.remote_message
+    ('ValueError', 'odd number')
+    >>> str(error)
+    "agent 'double' raised ValueError: odd number on this request"
+    """
+
+    def __init__(self, agent: str, remote_type: str, remote_message: str) -> None:
+        super().__init__(f"agent {agent!r} raised {remote_type}: {remote_message} on this request")
+        self.agent = agent
+        """The name of the agent that raised."""
+        self.remote_type = remote_type
+        """The name of the exception's type on the answering side (``ValueError``)."""
+        self.remote_message = remote_message
+        """``str()`` of the exception on the answering side."""

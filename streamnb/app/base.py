@@ -53,6 +53,7 @@ from . import settings
 from .definitions import Definitions
 from .membership import Membership
 from .metering import Metering
+from .services import AppServices
 
 __all__ = ["App"]
 
@@ -69,7 +70,7 @@ def _transport_options() -> frozenset[str]:
     return frozenset(names)
 
 
-class App(Membership, Metering, Definitions, AppSurface, Playback):
+class App(Membership, Metering, Definitions, AppSurface, Playback, AppServices):
     """A stream-processing application: topics, agents, tables, timers and tasks.
 
     Args:
@@ -375,7 +376,8 @@ class App(Membership, Metering, Definitions, AppSurface, Playback):
                 self.spawn(table.follow(), f"follow global table {table.name}")
 
     async def _start_processing(self) -> None:
-        """Start-up, last: agents (joining their consumer groups), timers and tasks, the virtual clock."""
+        """Start-up, last: services, agents (joining their consumer groups), timers and tasks, the virtual clock."""
+        await self.start_services()  # (streamnb.app.services: one failing stops those started and raises)
         for agent in list(self.agents.values()):
             await agent.start()
         for item in [*self.timers.values(), *self.tasks.values()]:
@@ -404,6 +406,7 @@ class App(Membership, Metering, Definitions, AppSurface, Playback):
             for item in [*self.timers.values(), *self.tasks.values()]:
                 await item.stop()
             await asyncio.gather(*(agent.stop() for agent in self.agents.values()))
+            await self.stop_services()
             _gc.end_pauses()  # (collection back on now, not after the freeing its commits left behind)
             others = [t for t in self._background if t is not asyncio.current_task()]
             for task in others:

@@ -176,6 +176,8 @@ APP_SETTINGS: frozenset[str] = frozenset({
     "store", "datadir", "store_memory",
     # The zone of @app.crontab jobs given none (UTC by default, as in Faust).
     "timezone",
+    # Agent RPC (streamnb.processing.replies): the reply topic, how long replies count; topics are made on demand.
+    "reply_to", "reply_expires", "reply_create_topic",
 })
 """Faust settings streamnb honours as Faust does (besides :data:`KAFKA_SETTINGS`)."""
 
@@ -212,10 +214,8 @@ NOTES: Mapping[str, str] = {
     "producer_threaded": _PRODUCER,
     "producer_metadata_max_age_ms": _PRODUCER,
     "producer_connections_max_idle_ms": _PRODUCER,
-    "reply_create_topic": "agent RPC (ask/map/join) is not available; send to a topic and read the answer from one",
-    "reply_expires": "agent RPC (ask/map/join) is not available",
-    "reply_to": "agent RPC (ask/map/join) is not available",
-    "reply_to_prefix": "agent RPC (ask/map/join) is not available",
+    "reply_to_prefix": "the reply topic is <app id>-reply (one per app, read from its end by each asker), "
+    "or the one reply_to= names",
     "stream_buffer_maxsize": "agents receive batches of up to stream_batch_size messages",
     "stream_processing_timeout": "an agent that crashes restarts from its last commit",
     "stream_publish_on_commit": "sends inside an agent are always written at its next commit",
