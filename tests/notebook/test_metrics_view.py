@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from nbhelpers import Shell, memory_url, shell_fixture
+import pytest
+from nbhelpers import REPO, Shell, execute, memory_url, notebook, shell_fixture
 
 from streamnb.notebook.dashboard import dashboard
 from streamnb.notebook.metrics_view import sparkline_frame
@@ -79,3 +82,58 @@ async def test_the_dashboard_sparklines_follow_rate_lag_and_commits() -> None:
         assert lag[lag["measure"] == "lag"].sort_values("time")["value"].iloc[-1] == 0
     board.close()
     await asyncio.sleep(0)
+
+
+KERNEL_SETUP = """
+import streamnb
+from streamnb.testing import settle, wait_until
+
+app = streamnb.App("kernel-metrics", broker="memory://kernel-metrics", topic_partitions=2)
+pages = app.topic("pages")
+
+@app.agent(pages)
+async def count(stream):
+    async for page in stream:
+        pass
+
+await app.start()
+"""
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_sparklines_update_in_a_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = os.environ.get("PYTHONPATH", "")
+    monkeypatch.setenv("PYTHONPATH", str(REPO) + (os.pathsep + path if path else ""))
+    nb = notebook(
+        "%load_ext streamnb",
+        KERNEL_SETUP,
+        "board = app.dashboard()\nboard.sparklines.every = 0.2\nboard",
+        """
+        first = board.sparklines.value
+        sent = 0
+        async def busy():
+            global sent
+            for _ in range(20):
+                await pages.send(value=sent)
+                sent += 1
+            f = board.sparklines.frame
+            return bool((f[(f.agent == "count") & (f.measure == "rate")].value > 0).any())
+        await wait_until(busy, timeout=20, interval=0.05)
+        assert "<svg" in board.sparklines.value and board.sparklines.value != first
+        moment = board.sparklines.value
+        await wait_until(lambda: board.sparklines.value != moment, timeout=10)
+        """,
+        "%streamnb metrics",
+        """
+        frame = _
+        await settle(app)
+        assert frame[frame.metric == "streamnb_events_total"].value.iloc[0] > 0
+        await app.stop()
+        """,
+    )
+    execute(nb, tmp_path)
+    shown = nb.cells[2].outputs[0]
+    assert "application/vnd.jupyter.widget-view+json" in shown.data
+    metrics_out = nb.cells[4].outputs[0]
+    assert "streamnb_events_total" in metrics_out.data["text/html"]
