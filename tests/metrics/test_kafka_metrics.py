@@ -1,4 +1,4 @@
-"""Exactly-once on Kafka: ``streamnb_transactions_total`` by outcome when a transaction fails (injected)."""
+"""Kafka: lag as Kafka reports it for a paused agent; `streamnb_transactions_total` when a transaction fails."""
 
 from __future__ import annotations
 
@@ -53,3 +53,37 @@ async def test_an_aborted_transaction_is_counted_with_the_crash_it_caused() -> N
     assert total(samples, "streamnb_transactions_total", agent="count", outcome="committed") >= 1
     assert total(samples, "streamnb_agent_errors_total", agent="count") == count.crashes == 1
     assert total(samples, "streamnb_table_keys", table="counts") == 100
+
+
+async def test_lag_is_what_kafka_reports_for_the_group() -> None:
+    from test_worker_metrics import kafka_lag
+
+    from streamnb import naming
+    from streamnb.testing import wait_until
+
+    bootstrap = kafka_bootstrap()
+    app_id = f"mlag-{uuid.uuid4().hex[:8]}"
+    app = faust.App(app_id, broker=f"kafka://{bootstrap}", topic_partitions=4, **FAST_GROUP)
+    words = app.topic(f"{app_id}-words", value_type=str)
+    await create_topic(bootstrap, words.name, 4)
+
+    @app.agent(words)
+    async def count(stream: Any) -> None:
+        async for _word in stream:
+            pass
+
+    async with Producer(bootstrap) as producer:
+        await producer.send(words.name, [(f"a{i}", "a") for i in range(40)])
+    async with app:
+        await settle(app, timeout=60)  # every partition has a committed offset now
+        count.pause()
+        await wait_until(lambda: count.parked > 0, 10, what="the agent parked")
+        async with Producer(bootstrap) as producer:
+            await producer.send(words.name, [(f"b{i}", "b") for i in range(37)])
+        await app.sample_metrics()
+        samples = scrape(app)
+        theirs = await kafka_lag(bootstrap, naming.consumer_group(app_id, "count"), words.name)
+        count.resume()
+        await settle(app, timeout=60)
+    ours = {int(dict(ls)["partition"]): v for (n, ls), v in samples.items() if n == "streamnb_consumer_lag"}
+    assert ours == theirs and sum(theirs.values()) == 37
