@@ -22,6 +22,7 @@ from aiokafka.partitioner import murmur2
 from .codecs.base import Codec, Serde, get_codec, serde
 from .errors import AppNotRunningError, ConfigurationError, SchemaRegistryUnavailableError
 from .events import Event, event_time
+from .metrics.sink import Monitor
 from .transaction import current_transaction
 from .transport.base import Headers, Message, ProducerRecord, TopicSpec, Transport
 
@@ -89,6 +90,8 @@ class TopicHost(Protocol):
     topic_partitions: int
     key_serializer: str
     value_serializer: str
+    monitor: Monitor
+    """Where sends, commits and the like are counted (:mod:`streamnb.metrics`)."""
 
     async def connect(self) -> Transport:
         """The app's broker connection, opened on first use."""
@@ -311,6 +314,7 @@ class Topic(Generic[K, V]):
             txn.records.append(record)
         else:
             await self.app.require_transport().send([record])
+            self.app.monitor.sent(record[0], 1)
         return RecordMetadata(record[0], record[1], record[4])
 
     def send_soon(

@@ -52,6 +52,7 @@ from ..worker.web import Web
 from . import settings
 from .definitions import Definitions
 from .membership import Membership
+from .metering import Metering
 from .services import AppServices
 
 __all__ = ["App"]
@@ -69,7 +70,7 @@ def _transport_options() -> frozenset[str]:
     return frozenset(names)
 
 
-class App(Membership, Definitions, AppSurface, Playback, AppServices):
+class App(Membership, Metering, Definitions, AppSurface, Playback, AppServices):
     """A stream-processing application: topics, agents, tables, timers and tasks.
 
     Args:
@@ -115,6 +116,8 @@ class App(Membership, Definitions, AppSurface, Playback, AppServices):
             possible), ``0`` (paused) or recorded seconds per second.
         history: tables keep every change (``table.at()``,
             ``table.history()``); default: on under a virtual clock.
+        metrics: keep the app's metrics (default True; see :mod:`streamnb.app.metering`).
+        metrics_port: also serve ``GET /metrics`` on this port (0: any free one), in a notebook too.
         **options: Faust's settings (see :mod:`streamnb.app.settings`: the ones
             streamnb honours act as in Faust, the others are accepted with
             one logged note); on ``kafka://`` also ``request_timeout``
@@ -154,6 +157,8 @@ class App(Membership, Definitions, AppSurface, Playback, AppServices):
         clock: str = "wall",
         speed: Any = UNSET,
         history: bool | None = None,
+        metrics: bool = True,
+        metrics_port: int | None = None,
         **options: Any,
     ) -> None:
         if not id or not isinstance(id, str):
@@ -191,6 +196,7 @@ class App(Membership, Definitions, AppSurface, Playback, AppServices):
         self._init_registries()
         self._init_lifecycle()
         self._init_membership()
+        self._init_metrics(metrics, metrics_port)
         self._replace_earlier_app()
 
     def _check_broker(self) -> type[Transport]:
@@ -325,12 +331,14 @@ class App(Membership, Definitions, AppSurface, Playback, AppServices):
             try:
                 transport = await self._prepare_worker()
                 await self._declare_topics()
+                self._start_sampling()  # (restore progress shows while tables recover)
                 await self._recover_tables(transport)
                 await self._start_processing()
             except BaseException:
                 self.state = "init"
                 with contextlib.suppress(Exception):
                     await self.web.stop()
+                    await self._stop_metrics()
                 raise
             self.state = "running"
         logger.info("app %r running on %s", self.id, self.broker)
@@ -341,6 +349,7 @@ class App(Membership, Definitions, AppSurface, Playback, AppServices):
         self._check_leader_timers(transport)
         if self.web.enabled():
             await self.web.start()
+        await self._serve_metrics()
         if isinstance(self.clock, VirtualClock):
             await prepare(self)  # a replay starts from scratch (or from its fork)
         return transport
@@ -393,6 +402,7 @@ class App(Membership, Definitions, AppSurface, Playback, AppServices):
             if isinstance(self.clock, VirtualClock):
                 await self.clock.stop()
             await self.web.stop()
+            await self._stop_metrics()
             for item in [*self.timers.values(), *self.tasks.values()]:
                 await item.stop()
             await asyncio.gather(*(agent.stop() for agent in self.agents.values()))

@@ -6,6 +6,7 @@ Example (in a notebook)::
     %streamnb start                 # await app.start() on the kernel's loop
     %streamnb status                # agents: state, processed, rate, dead letters, last error; warnings
     %streamnb dashboard             # live dashboard (app.dashboard())
+    %streamnb metrics               # the app's metrics now, as a DataFrame (app.metrics())
     %streamnb table counts --top 10 # live view of a table (counts.live(top=10))
     %streamnb record page_views --from kafka://127.0.0.1:9092 --to local://slice --last 10m
     %streamnb history counts /home  # every change of one key (table.history(key))
@@ -39,6 +40,7 @@ from ..errors import StreamnbError
 from . import awaiting
 from ._stats import agent_figures, future_warnings
 from .awaiting import Pending, schedule, wait_for_magic
+from .metrics_view import metrics_table
 
 if TYPE_CHECKING:
 
@@ -123,7 +125,8 @@ class StreamnbMagics(Magics):
 
     @magic_arguments()
     @argument(
-        "action", choices=["start", "stop", "status", "dashboard", "table", "record", "history"], help="what to do"
+        "action", choices=["start", "stop", "status", "dashboard", "metrics", "table", "record", "history"],
+        help="what to do",
     )
     @argument("table", nargs="?", help="for `table`: the table's name")
     @argument("--app", metavar="NAME", help="the variable holding the App (default: the only App)")
@@ -161,6 +164,8 @@ class StreamnbMagics(Magics):
             return None
         if args.action == "dashboard":
             return app.dashboard()
+        if args.action == "metrics":
+            return metrics_table(app)
         return self._table(app, args)
 
     def _table(self, app: App, args: Any) -> Any:

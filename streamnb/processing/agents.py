@@ -47,7 +47,7 @@ from .. import naming
 from ..errors import AgentError, ConfigurationError, CorruptStoreError, EventTimeError, PartitionMismatchError
 from ..runtime import Runtime
 from ..topics import Topic
-from ..transport.base import Message
+from ..transport.base import TP, Message
 from .replies import ReplyHost, answer, answer_failure
 from .rpc import AgentRPC
 from .source import Source
@@ -161,6 +161,11 @@ class Agent(AgentRPC):
         """The consumer groups the agent's consumers belong to (one per agent)."""
         groups = [source.group for source in list(self._sources)]
         return list(dict.fromkeys(groups)) or [naming.consumer_group(self.app.id, self.name)]
+
+    def assignment(self) -> set[TP]:
+        """The partitions the agent's consumers on this worker are assigned now (read topics only)."""
+        return {tp for source in list(self._sources) if source.consumer is not None
+                for tp in source.consumer.assignment()}
 
     @property
     def uncommitted(self) -> int:
@@ -387,6 +392,7 @@ class Agent(AgentRPC):
         dead-lettered when it comes again (not with ``blame=False``). Returns that event's position, if any.
         """
         self.crashes += 1
+        self.app.monitor.crashed(self.name)
         self.last_error = exc
         self.last_traceback = "".join(traceback.format_exception(exc))
         self.errors.append((time.time(), self.last_traceback))

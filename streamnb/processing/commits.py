@@ -26,6 +26,7 @@ import asyncio
 import logging
 import operator
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,7 @@ from typing import Any
 from .. import _gc
 from ..runtime import Runtime
 from ..transaction import Transaction
-from ..transport.base import TP, Consumer, Message, ProducerRecord
+from ..transport.base import EXACTLY_ONCE, TP, Consumer, Message, ProducerRecord
 from .deadletters import DeadLetters
 from .forwarding import Purger
 from .runs import PartitionRuns
@@ -47,6 +48,7 @@ RELEASE_STEP = 20_000
 """Records of a large commit freed at a time (freeing a million objects at once holds the loop ~0.1 s)."""
 
 _tp_of = operator.itemgetter(0, 1)
+_topic_of = operator.itemgetter(0)
 _offset_of = operator.itemgetter(2)
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], Any]
@@ -68,6 +70,14 @@ class Inflight:
     """A large commit's pause of automatic collection (ended by :meth:`release`)."""
     bulk: list[list[Any]] = field(default_factory=list)
     """A large commit's record lists (emptied by :meth:`release`)."""
+    sent: dict[str, int] = field(default_factory=dict)
+    """Records it writes, by topic (counted once it landed; empty without metrics)."""
+    landed: float = 0.0
+    """``time.monotonic()`` when the consumer's commit finished (0.0 before)."""
+
+    def mark_landed(self, _future: object = None) -> None:
+        """The consumer's commit finished (a done callback of :attr:`future`)."""
+        self.landed = time.monotonic()
 
     @property
     def failed(self) -> bool:
@@ -131,6 +141,13 @@ class Collected:
         """How many records."""
         return len(self.records) + sum(map(len, (self.per_partition or {}).values()))
 
+    def by_topic(self) -> dict[str, int]:
+        """How many records go to each topic (what the metrics count as sent)."""
+        counts = Counter(map(_topic_of, self.records))
+        for records in (self.per_partition or {}).values():
+            counts.update(map(_topic_of, records))
+        return dict(counts)
+
     def drop(self) -> None:
         """Not committed after all (the transaction was undone meanwhile)."""
         if self.gc_pause is not None:
@@ -147,7 +164,9 @@ class Collected:
         if pause is not None:  # ended once its records are freed, or a second after it landed at the latest
             future.add_done_callback(lambda done: done.get_loop().call_later(1.0, pause.end))
             bulk = [*(self.per_partition or {}).values(), self.records]
-        return Inflight(future, dirty, letters, (note[0], self.written, note[1]), pause, bulk)
+        inflight = Inflight(future, dirty, letters, (note[0], self.written, note[1]), pause, bulk)
+        future.add_done_callback(inflight.mark_landed)
+        return inflight
 
 
 class Committing:
@@ -177,14 +196,18 @@ class Committing:
         self._commit_lock = asyncio.Lock()
         self._sent_offsets: dict[TP, int] = {}  # the offsets of the last commit started, per partition
         self._inflight_partitions: set[int] = set()  # (exactly-once) what the last commit touched
+        self.handed_at = time.perf_counter()
+        """When the agent got the batch in hand (its time on the batch is a sample of the metrics)."""
+        self._outcomes_seen: dict[str, int] = {}  # the consumer's transaction outcomes already counted
 
-    def _account(self, msgs: Sequence[Message]) -> None:
-        """Mark every message of a fully processed batch as done."""
+    def _account(self, msgs: Sequence[Message], seconds: float = -1.0) -> None:
+        """Mark every message of a fully processed batch as done (``seconds``: the agent's time on it, if known)."""
         if msgs:
             self.pending.update(zip(map(_tp_of, msgs), map(_offset_of, msgs)))
             self.processed += len(msgs)
             if self.agent is not None:
                 self.agent.events_processed += len(msgs)
+            self.app.monitor.processed(self.owner, len(msgs), seconds)
 
     def _commit_due(self) -> bool:
         """Commit between batches: enough pending records (changelog rows too on Kafka exactly-once), or time."""
@@ -237,6 +260,8 @@ class Committing:
         txn.clear()
         self.last_commit = time.monotonic()
         self._inflight = batch.start(committing, dirty, self.dead_letters.take(), (processed, started))
+        if self.app.monitor.enabled:
+            self._inflight.sent = batch.by_topic()
 
     def _offsets(self, pending: dict[tuple[str, int], int]) -> tuple[dict[TP, int], dict[tuple[str, int], int]]:
         """The offsets to commit: after each partition's last processed message, or the first one a ``take()`` holds.
@@ -288,6 +313,7 @@ class Committing:
             self._undo(inflight.dirty)
         else:
             self._landed(inflight)
+        self._count_transactions(inflight.failed)
         inflight.release(self.app.spawn)  # (a large commit: freed a step at a time, then collection resumes)
 
     def _undo(self, dirty: dict[Any, Any]) -> None:
@@ -314,10 +340,26 @@ class Committing:
                 self.poison.pop((msg.topic, msg.partition, msg.offset), None)
         for purger in self.purgers:
             purger.committed()
+        monitor = self.app.monitor
+        if monitor.enabled:
+            monitor.committed(self.owner, (inflight.landed or time.monotonic()) - inflight.note[2], inflight.sent)
         if logger.isEnabledFor(logging.DEBUG):
             events, written, started = inflight.note
             logger.debug("%s: committed %d events and %d records in %.3f s",
                          self.owner, events, written, time.monotonic() - started)
+
+    def _count_transactions(self, failed: bool) -> None:
+        """Exactly-once: count the commit's transactions by outcome (Kafka: one per input partition)."""
+        if self.app.processing_guarantee != EXACTLY_ONCE or self.consumer is None:
+            return
+        monitor = self.app.monitor
+        outcomes = self.consumer.transaction_outcomes()
+        if outcomes is None:  # one transaction per commit (local://)
+            monitor.transactions(self.owner, "aborted" if failed else "committed", 1)
+            return
+        for outcome, total in outcomes.items():
+            monitor.transactions(self.owner, outcome, total - self._outcomes_seen.get(outcome, 0))
+        self._outcomes_seen = dict(outcomes)
 
     def _forget_uncommitted(self, failed: dict[Any, Any] | None = None) -> None:
         """Exactly-once: drop every table partition uncommitted writes touched (read again before use).

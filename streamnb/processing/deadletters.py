@@ -45,6 +45,7 @@ class DeadLetters:
         self, app: Runtime, owner: str, agent: Supervisor | None, records: Callable[[], list[ProducerRecord]]
     ) -> None:
         self.app = app
+        self.owner = owner
         self.topic: Topic[Any, Any] = app.dead_letter_topic(owner)
         self.agent = agent
         self.records = records
@@ -87,6 +88,8 @@ class DeadLetters:
 
     def committed(self, letters: list[tuple[Message, str]]) -> None:
         """A commit holding ``letters`` landed: count and log them."""
+        if letters:
+            self.app.monitor.dead_lettered(self.owner, len(letters))
         for msg, reason in letters:
             if self.agent is not None:
                 self.agent.record_dead_letter(msg, reason)

@@ -180,6 +180,7 @@ class Source(Committing):
         self.dead_letters.discard()
 
     async def _on_assigned(self, tps: set[TP]) -> None:
+        self.app.monitor.rebalanced(self.owner)
         await self.app.partitions_assigned(self, tps)
 
     async def _on_revoked(self, tps: set[TP]) -> None:
@@ -259,7 +260,7 @@ class Source(Committing):
 
     def _finish_batch_in_hand(self) -> None:
         """The agent asks for the next batch: every message of the one in hand is done."""
-        self._account(self.last_batch)
+        self._account(self.last_batch, time.perf_counter() - self.handed_at)
         self.last_batch = ()
         self.runs.between.set()
 
@@ -339,6 +340,7 @@ class Source(Committing):
         if self.per_partition:
             return self._hand_out(self.runs.split(msgs))
         self.last_batch = msgs
+        self.handed_at = time.perf_counter()
         return msgs
 
     def _hand_out(self, run: list[Message]) -> list[Message]:
@@ -347,6 +349,7 @@ class Source(Committing):
         self.txn.switch(TP(first[0], first[1]))
         self.runs.between.clear()
         self.last_batch = run
+        self.handed_at = time.perf_counter()
         return run
 
     async def _prefetch(self, msgs: list[Message]) -> bool:

@@ -248,6 +248,14 @@ class Consumer(abc.ABC):
         when any partition's transaction failed).
         """
 
+    def transaction_outcomes(self) -> dict[str, int] | None:
+        """Transactions this member ended so far, by outcome (``committed``, ``aborted``, ``fenced``).
+
+        ``None`` when each :meth:`commit` is one transaction that either
+        lands or raises (the embedded brokers), so the caller counts them.
+        """
+        return None
+
     @staticmethod
     def flatten(
         records: Sequence[ProducerRecord], per_partition: Mapping[TP, Sequence[ProducerRecord]] | None

@@ -347,6 +347,13 @@ class KafkaConsumer(Consumer):
         except IllegalStateError:
             raise BrokerError(f"{self!r} cannot seek {tp}: it is not assigned to this member.") from None
 
+    def transaction_outcomes(self) -> dict[str, int] | None:
+        """Exactly-once: the partition transactions committed, aborted and fenced so far (else None)."""
+        t = self.transactions
+        if t is None:
+            return None
+        return {"committed": t.committed, "aborted": t.failed, "fenced": t.fenced}
+
     async def commit(
         self,
         offsets: Mapping[TP, int],
