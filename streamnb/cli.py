@@ -8,7 +8,8 @@ Deploying what was prototyped in a notebook::
 
 The worker runs the app in the foreground until SIGTERM or Ctrl-C (SIGINT),
 then stops its agents, which commit what they processed, and exits with
-status 0. It serves the app's web views (``@app.page``) when there are any.
+status 0. It serves the app's web views (``@app.page``) and its metrics
+(``GET /metrics``, Prometheus' text format; see :mod:`streamnb.app.metering`).
 Start several workers of the same module on ``kafka://`` and they split the
 partitions.
 

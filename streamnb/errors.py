@@ -16,6 +16,7 @@ catches them all, and every message says what to do next::
      ├── SchemaRegistryUnavailableError  nothing answers at the schema registry's address
      ├── SerializationError        bytes that cannot be decoded/encoded
      │    └── ValidationError      a Record field is missing or has the wrong type
+     │         └── EventTimeError  a timestamp that is no time (nan, inf, negative, text) or too far ahead
      ├── TableWriteError           a table written outside an agent
      ├── HistoryUnavailableError   a table's past that its changelog no longer (or never) held
      ├── AppNotRunningError        an operation that needs ``await app.start()`` first
@@ -42,6 +43,7 @@ __all__ = [
     "BrokerUnavailableError",
     "ConfigurationError",
     "CorruptStoreError",
+    "EventTimeError",
     "HistoryUnavailableError",
     "PartitionMismatchError",
     "RemoteAgentError",
@@ -157,6 +159,16 @@ class ValidationError(SerializationError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class EventTimeError(ValidationError):
+    """A timestamp (or event-time field) that cannot place an event in time.
+
+    Not a finite number of epoch seconds >= 0 (``nan``, ``inf``, a negative
+    number, text), or further ahead of the clock than the app's
+    ``max_event_time_skew``. ``send()`` raises it; an agent dead-letters a
+    stored event whose time is such, with the reason, and goes on.
+    """
 
 
 class TableWriteError(StreamnbError, RuntimeError):

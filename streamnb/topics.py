@@ -21,7 +21,8 @@ from aiokafka.partitioner import murmur2
 
 from .codecs.base import Codec, Serde, get_codec, serde
 from .errors import AppNotRunningError, ConfigurationError, SchemaRegistryUnavailableError
-from .events import Event
+from .events import Event, event_time
+from .metrics.sink import Monitor
 from .transaction import current_transaction
 from .transport.base import Headers, Message, ProducerRecord, TopicSpec, Transport
 
@@ -89,6 +90,8 @@ class TopicHost(Protocol):
     topic_partitions: int
     key_serializer: str
     value_serializer: str
+    monitor: Monitor
+    """Where sends, commits and the like are counted (:mod:`streamnb.metrics`)."""
 
     async def connect(self) -> Transport:
         """The app's broker connection, opened on first use."""
@@ -277,11 +280,8 @@ class Topic(Generic[K, V]):
             raise ConfigurationError(
                 f"topic {self.name!r} has partitions 0..{self.partition_count - 1}, got partition={partition}"
             )
-        if timestamp is None:
-            timestamp = self.app.now()
-        elif hasattr(timestamp, "timestamp"):
-            timestamp = timestamp.timestamp()
-        return ProducerRecord(self.name, partition, kb, self.encode_value(value), float(timestamp), _headers(headers))
+        when = self.app.now() if timestamp is None else event_time(timestamp)
+        return ProducerRecord(self.name, partition, kb, self.encode_value(value), when, _headers(headers))
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -298,7 +298,9 @@ class Topic(Generic[K, V]):
 
         Inside an agent the message joins the agent's transaction and is
         written with its next commit (so it is sent exactly once on the
-        embedded brokers); elsewhere it is written at once.
+        embedded brokers); elsewhere it is written at once. ``timestamp``:
+        epoch seconds (a finite number >= 0) or a datetime; without it, the
+        app's clock; anything else raises :class:`~streamnb.errors.EventTimeError`.
 
         >>> await topic.send(key="alice", value={"page": "/"})  # doctest: +SKIP
         """
@@ -312,6 +314,7 @@ class Topic(Generic[K, V]):
             txn.records.append(record)
         else:
             await self.app.require_transport().send([record])
+            self.app.monitor.sent(record[0], 1)
         return RecordMetadata(record[0], record[1], record[4])
 
     def send_soon(
@@ -332,6 +335,8 @@ class Topic(Generic[K, V]):
         if txn is not None and self._actual_partitions is not None and self.prepared:
             txn.records.append(self.record(key, value, partition, timestamp, headers))
             return
+        if timestamp is not None:
+            event_time(timestamp)  # (refused here, not in the background)
         coro = self.send(key=key, value=value, partition=partition, timestamp=timestamp, headers=headers)
         if self.app.spawn(coro, f"send_soon({self.name})") is None:
             raise AppNotRunningError(

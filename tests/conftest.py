@@ -101,14 +101,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     report = outcome.get_result()
     if item.get_closest_marker("kafka") is None:
         return
-    if report.when == "call" and report.passed:
-        _kafka_ran.append(item.nodeid)
     if REQUIRE_KAFKA and report.skipped:
         report.outcome = "failed"
         report.longrepr = f"Kafka test skipped but STREAMNB_REQUIRE_KAFKA=1: {report.longrepr}"
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count passed Kafka tests (with pytest-xdist: in the controller, which sees every worker's reports)."""
+    if report.when == "call" and report.passed and "kafka" in report.keywords:
+        _kafka_ran.append(report.nodeid)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if hasattr(session.config, "workerinput"):  # a pytest-xdist worker: the controller checks
+        return
     if REQUIRE_KAFKA and not _kafka_ran and session.testscollected and not session.config.option.collectonly:
         session.exitstatus = 1
         print("\nSTREAMNB_REQUIRE_KAFKA=1 but no Kafka test passed: is the broker up?")

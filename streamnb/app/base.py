@@ -52,6 +52,7 @@ from ..worker.web import Web
 from . import settings
 from .definitions import Definitions
 from .membership import Membership
+from .metering import Metering
 from .services import AppServices
 
 __all__ = ["App"]
@@ -69,7 +70,7 @@ def _transport_options() -> frozenset[str]:
     return frozenset(names)
 
 
-class App(Membership, Definitions, AppSurface, Playback, AppServices):
+class App(Membership, Metering, Definitions, AppSurface, Playback, AppServices):
     """A stream-processing application: topics, agents, tables, timers and tasks.
 
     Args:
@@ -89,6 +90,13 @@ class App(Membership, Definitions, AppSurface, Playback, AppServices):
             The embedded brokers always commit atomically (exactly once);
             on Kafka ``exactly_once`` commits one Kafka transaction per input
             partition (readers of the outputs set ``isolation.level=read_committed``).
+        stream_batch_size / stream_batch_max_bytes: most messages, and most
+            bytes of keys, values and headers (default 16 MB), an agent reads
+            at once (a single larger message still comes, alone).
+        max_event_time_skew: seconds (or a timedelta) an event's timestamp
+            may be ahead of the clock (the replay's time under a virtual
+            clock); a later one is dead-lettered instead of moving stream
+            time. Default ``None``: no limit.
         commit_interval: seconds between commits while events keep coming
             (an idle agent commits at once); outputs become visible to
             ``read_committed`` readers at commits. Default 1.0, and 0.1 with
@@ -108,6 +116,8 @@ class App(Membership, Definitions, AppSurface, Playback, AppServices):
             possible), ``0`` (paused) or recorded seconds per second.
         history: tables keep every change (``table.at()``,
             ``table.history()``); default: on under a virtual clock.
+        metrics: keep the app's metrics (default True; see :mod:`streamnb.app.metering`).
+        metrics_port: also serve ``GET /metrics`` on this port (0: any free one), in a notebook too.
         **options: Faust's settings (see :mod:`streamnb.app.settings`: the ones
             streamnb honours act as in Faust, the others are accepted with
             one logged note); on ``kafka://`` also ``request_timeout``
@@ -135,6 +145,8 @@ class App(Membership, Definitions, AppSurface, Playback, AppServices):
         processing_guarantee: str = "at_least_once",
         commit_interval: float | None = None,
         stream_batch_size: int = 2000,
+        stream_batch_max_bytes: int = settings.DEFAULT_BATCH_MAX_BYTES,
+        max_event_time_skew: Any = None,
         tune_gc: bool = True,
         security_protocol: str | None = None,
         sasl_mechanism: str | None = None,
@@ -145,6 +157,8 @@ class App(Membership, Definitions, AppSurface, Playback, AppServices):
         clock: str = "wall",
         speed: Any = UNSET,
         history: bool | None = None,
+        metrics: bool = True,
+        metrics_port: int | None = None,
         **options: Any,
     ) -> None:
         if not id or not isinstance(id, str):
@@ -162,6 +176,9 @@ class App(Membership, Definitions, AppSurface, Playback, AppServices):
         )
         self.commit_records = int(resolved.app.get("broker_commit_every", 100_000))
         self.stream_batch_size = stream_batch_size
+        self.stream_batch_max_bytes = settings.batch_max_bytes(stream_batch_max_bytes)
+        self.max_event_time_skew = settings.event_time_skew(max_event_time_skew)
+        """Seconds an event time may be ahead of the clock (``None``: no limit)."""
         self.poll_interval = 1.0
         self.tune_gc = tune_gc
         self.schema_registry = registry
@@ -179,6 +196,7 @@ class App(Membership, Definitions, AppSurface, Playback, AppServices):
         self._init_registries()
         self._init_lifecycle()
         self._init_membership()
+        self._init_metrics(metrics, metrics_port)
         self._replace_earlier_app()
 
     def _check_broker(self) -> type[Transport]:
@@ -272,7 +290,8 @@ class App(Membership, Definitions, AppSurface, Playback, AppServices):
             raise
 
     async def _open(self) -> Transport:
-        transport = open_transport(self.broker, **{"client_id": self.id, **self._kafka_options})
+        options = settings.fetch_sizes(self.broker, self._kafka_options, self.stream_batch_max_bytes)
+        transport = open_transport(self.broker, **{"client_id": self.id, **options})
         await transport.start()
         self.transport = transport
         return transport
@@ -312,12 +331,14 @@ class App(Membership, Definitions, AppSurface, Playback, AppServices):
             try:
                 transport = await self._prepare_worker()
                 await self._declare_topics()
+                self._start_sampling()  # (restore progress shows while tables recover)
                 await self._recover_tables(transport)
                 await self._start_processing()
             except BaseException:
                 self.state = "init"
                 with contextlib.suppress(Exception):
                     await self.web.stop()
+                    await self._stop_metrics()
                 raise
             self.state = "running"
         logger.info("app %r running on %s", self.id, self.broker)
@@ -328,6 +349,7 @@ class App(Membership, Definitions, AppSurface, Playback, AppServices):
         self._check_leader_timers(transport)
         if self.web.enabled():
             await self.web.start()
+        await self._serve_metrics()
         if isinstance(self.clock, VirtualClock):
             await prepare(self)  # a replay starts from scratch (or from its fork)
         return transport
@@ -380,10 +402,12 @@ class App(Membership, Definitions, AppSurface, Playback, AppServices):
             if isinstance(self.clock, VirtualClock):
                 await self.clock.stop()
             await self.web.stop()
+            await self._stop_metrics()
             for item in [*self.timers.values(), *self.tasks.values()]:
                 await item.stop()
             await asyncio.gather(*(agent.stop() for agent in self.agents.values()))
             await self.stop_services()
+            _gc.end_pauses()  # (collection back on now, not after the freeing its commits left behind)
             others = [t for t in self._background if t is not asyncio.current_task()]
             for task in others:
                 task.cancel()

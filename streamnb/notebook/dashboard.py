@@ -29,7 +29,8 @@ import ipywidgets as widgets
 
 from ..errors import ConfigurationError
 from ._live import LiveWidget, clock, escape, styled
-from ._stats import AgentFigures, OffsetRow, Rates, agent_figures, offsets, table_rows, timer_rows
+from ._stats import AgentFigures, OffsetRow, Rates, agent_figures, future_warnings, offsets, table_rows, timer_rows
+from .metrics_view import MetricsSparklines
 
 if TYPE_CHECKING:
     from ..app.base import App
@@ -109,6 +110,8 @@ class Dashboard(LiveWidget):
         self.offsets_html = widgets.HTML()
         self.tables_html = widgets.HTML()
         self.timers_html = widgets.HTML()
+        self.sparklines = MetricsSparklines(app)
+        """Rate, lag and commit latency per agent (:mod:`streamnb.notebook.metrics_view`)."""
         self.rows: dict[str, _AgentRow] = {}
         """The agent rows, by agent name."""
         self.figures: list[AgentFigures] = []
@@ -119,7 +122,8 @@ class Dashboard(LiveWidget):
         self._actions: set[asyncio.Task[None]] = set()
         super().__init__(
             app, name=app.id, interval=interval,
-            children=[self.header, self.agents_box, self.offsets_html, self.tables_html, self.timers_html],
+            children=[self.header, self.agents_box, self.sparklines, self.offsets_html, self.tables_html,
+                      self.timers_html],
         )
         self._render_sync()
         self._start()
@@ -158,6 +162,7 @@ class Dashboard(LiveWidget):
         _set(self.offsets_html, _offsets_html(self.offsets))
         _set(self.tables_html, _tables_html(app))
         _set(self.timers_html, _timers_html(app))
+        self.sparklines.update()
         self._mark_updated()
         self._set_header()
 
@@ -301,8 +306,11 @@ def _tables_html(app: App) -> str:
                     f"<td{colour}>{late:,}</td><td>{r['late_windows']:,}</td>"
                 )
         body += f"<tr>{cells}</tr>"
+    warnings = "".join(
+        f"<div style='color:#cf222e'>&#9888; {escape(line)}</div>" for line in future_warnings(app)
+    )
     return styled(
-        f"<details open><summary><b>tables</b></summary><table><thead><tr>{head}"
+        f"<details open><summary><b>tables</b></summary>{warnings}<table><thead><tr>{head}"
         f"</tr></thead><tbody>{body}</tbody></table></details>"
     )
 

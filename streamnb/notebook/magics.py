@@ -4,8 +4,9 @@ Example (in a notebook)::
 
     %load_ext streamnb
     %streamnb start                 # await app.start() on the kernel's loop
-    %streamnb status                # agents: state, processed, rate, dead letters, last error
+    %streamnb status                # agents: state, processed, rate, dead letters, last error; warnings
     %streamnb dashboard             # live dashboard (app.dashboard())
+    %streamnb metrics               # the app's metrics now, as a DataFrame (app.metrics())
     %streamnb table counts --top 10 # live view of a table (counts.live(top=10))
     %streamnb record page_views --from kafka://127.0.0.1:9092 --to local://slice --last 10m
     %streamnb history counts /home  # every change of one key (table.history(key))
@@ -37,8 +38,9 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from ..errors import StreamnbError
 from . import awaiting
-from ._stats import agent_figures
+from ._stats import agent_figures, future_warnings
 from .awaiting import Pending, schedule, wait_for_magic
+from .metrics_view import metrics_table
 
 if TYPE_CHECKING:
 
@@ -123,7 +125,8 @@ class StreamnbMagics(Magics):
 
     @magic_arguments()
     @argument(
-        "action", choices=["start", "stop", "status", "dashboard", "table", "record", "history"], help="what to do"
+        "action", choices=["start", "stop", "status", "dashboard", "metrics", "table", "record", "history"],
+        help="what to do",
     )
     @argument("table", nargs="?", help="for `table`: the table's name")
     @argument("--app", metavar="NAME", help="the variable holding the App (default: the only App)")
@@ -161,6 +164,8 @@ class StreamnbMagics(Magics):
             return None
         if args.action == "dashboard":
             return app.dashboard()
+        if args.action == "metrics":
+            return metrics_table(app)
         return self._table(app, args)
 
     def _table(self, app: App, args: Any) -> Any:
@@ -323,9 +328,10 @@ def status_text(app: App) -> str:
         f"app {app.id!r} {app.state} on {app.broker}: {_n(len(app.agents), 'agent')}, "
         f"{_n(len(app.topics), 'topic')}, {_n(len(app.tables), 'table')}"
     )
+    warnings = "".join(f"\nwarning: {line}" for line in future_warnings(app))
     figures = agent_figures(app)
     if not figures:
-        return head + "\n(no agents)"
+        return head + "\n(no agents)" + warnings
     df = pd.DataFrame(
         [
             (
@@ -336,7 +342,7 @@ def status_text(app: App) -> str:
         ],
         columns=["agent", "state", "processed", "events/s", "dead-lettered", "crashes", "last error"],
     )
-    return head + "\n" + text_table(df, "agents", sort=False)
+    return head + "\n" + text_table(df, "agents", sort=False) + warnings
 
 
 def _n(count: int, noun: str) -> str:

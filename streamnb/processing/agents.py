@@ -44,10 +44,10 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, cast, runtime_checkable
 
 from .. import naming
-from ..errors import AgentError, ConfigurationError, CorruptStoreError, PartitionMismatchError
+from ..errors import AgentError, ConfigurationError, CorruptStoreError, EventTimeError, PartitionMismatchError
 from ..runtime import Runtime
 from ..topics import Topic
-from ..transport.base import Message
+from ..transport.base import TP, Message
 from .replies import ReplyHost, answer, answer_failure
 from .rpc import AgentRPC
 from .source import Source
@@ -161,6 +161,11 @@ class Agent(AgentRPC):
         """The consumer groups the agent's consumers belong to (one per agent)."""
         groups = [source.group for source in list(self._sources)]
         return list(dict.fromkeys(groups)) or [naming.consumer_group(self.app.id, self.name)]
+
+    def assignment(self) -> set[TP]:
+        """The partitions the agent's consumers on this worker are assigned now (read topics only)."""
+        return {tp for source in list(self._sources) if source.consumer is not None
+                for tp in source.consumer.assignment()}
 
     @property
     def uncommitted(self) -> int:
@@ -387,6 +392,7 @@ class Agent(AgentRPC):
         dead-lettered when it comes again (not with ``blame=False``). Returns that event's position, if any.
         """
         self.crashes += 1
+        self.app.monitor.crashed(self.name)
         self.last_error = exc
         self.last_traceback = "".join(traceback.format_exception(exc))
         self.errors.append((time.time(), self.last_traceback))
@@ -403,12 +409,14 @@ class Agent(AgentRPC):
                     f" at stage {source.stage} on {msg.topic}[{msg.partition}]@{msg.offset}"
                     f" (try {tries} of {self.max_retries})"
                 )
-                if tries >= self.max_retries and retry:
-                    self.poison[key] = exc
+                if (tries >= self.max_retries or isinstance(exc, EventTimeError)) and retry:
+                    self.poison[key] = exc  # (a time that is no event time does not get better by retrying)
             if not retry and msg is not None:  # never processed: an asker must not wait for it
                 answer_failure(cast(ReplyHost, self.app), msg, f"{type(exc).__name__}: {exc}")
             source.abort()
-        if retry:
+        if retry and isinstance(exc, EventTimeError):
+            logger.warning("agent %r: %s%s; the event is dead-lettered", self.name, exc, where)
+        elif retry:
             logger.error(
                 "agent %r crashed%s; restarting from its last commit\n%s", self.name, where, self.last_traceback
             )

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import decimal
+import importlib.util
 import inspect
 import json as _json
 import logging
@@ -197,10 +198,21 @@ class Web:
         """``http://HOST:PORT`` while the server runs, else None."""
         self.port: int | None = None
         self.directory: WorkerDirectory | None = None
+        self.endpoints: dict[str, Callable[[], tuple[bytes, str]]] = {}
+        """Built-in GET endpoints (``/metrics``): path -> a function returning the body and its content type."""
         self._runner: Any = None
         self._session: ClientSession | None = None
 
     # -- definitions ----------------------------------------------------------------------------
+
+    def add_endpoint(self, path: str, produce: Callable[[], tuple[bytes, str]]) -> None:
+        """Serve ``GET path`` with ``produce()``'s ``(body, content type)`` (how the app adds ``/metrics``).
+
+        >>> from streamnb import App
+        >>> sorted(App("demo-endpoints", broker="memory://").web.endpoints)
+        ['/metrics']
+        """
+        self.endpoints[path] = produce
 
     def page(self, path: str, *, base: type[View] = View, name: str | None = None) -> Callable[[Any], type[View]]:
         """Decorate an ``async def f(web, request, **params)`` or a :class:`View` class to serve ``path``."""
@@ -342,7 +354,9 @@ class Web:
         setting = self.app.conf.web_enabled
         if setting is not None:
             return bool(setting)
-        return self.app.worker_mode and bool(self.views)
+        if not self.views and importlib.util.find_spec("aiohttp") is None:
+            return False  # a worker without views runs without aiohttp (and so without /metrics)
+        return self.app.worker_mode and (bool(self.views) or bool(self.endpoints))
 
     async def start(self) -> str:
         """Listen on ``web_bind:web_port``; returns the URL."""
@@ -360,11 +374,21 @@ class Web:
             other = view.view_path[:-1] if view.view_path.endswith("/") else view.view_path + "/"
             if other and other != view.view_path:
                 application.router.add_route("*", other, handler)
+        for path, produce in self.endpoints.items():
+            application.router.add_get(path, _endpoint(produce))
         runner = aioweb.AppRunner(application, access_log=None)
         await runner.setup()
         bind, port = conf.web_bind, conf.web_port
         try:
-            await aioweb.TCPSite(runner, bind, port).start()
+            try:
+                await aioweb.TCPSite(runner, bind, port).start()
+            except OSError:
+                if self.views or conf.web_enabled or not port:
+                    raise
+                # Only built-in endpoints (/metrics): several workers on one machine each take a port.
+                await aioweb.TCPSite(runner, bind, 0).start()
+                logger.warning("app %r: web port %d is taken; /metrics is served on another port (see the "
+                               "worker's URL), or choose one with --web-port N", self.app.id, port)
         except OSError as exc:
             await runner.cleanup()
             raise ConfigurationError(
@@ -377,7 +401,7 @@ class Web:
         host = conf.web_host or (socket.gethostname() if bind in ("0.0.0.0", "::") else bind)
         self.url = (conf.canonical_url or f"http://{host}:{self.port}").rstrip("/")
         transport = self.app.transport
-        if transport is not None and transport.distributed:
+        if transport is not None and transport.distributed and self.views:
             self.directory = WorkerDirectory(self.app, self.url)
             await self.directory.start()
         logger.info("app %r serves web views at %s", self.app.id, self.url)
@@ -437,6 +461,16 @@ class Web:
             return response  # type: ignore[no-any-return]
 
         return handle
+
+
+def _endpoint(produce: Callable[[], tuple[bytes, str]]) -> Callable[[aioweb.Request], Awaitable[aioweb.Response]]:
+    from aiohttp import web as aioweb
+
+    async def handle(_request: aioweb.Request) -> aioweb.Response:
+        body, content_type = produce()
+        return aioweb.Response(body=body, headers={"Content-Type": content_type})
+
+    return handle
 
 
 def _key_getter(

@@ -68,11 +68,18 @@ async def test_a_notebook_serves_views_only_when_asked() -> None:
     assert asked.web.url is None
 
 
-async def test_a_worker_serves_only_when_it_has_views() -> None:
-    bare = memory_app(web_port=0)
+async def test_a_worker_serves_its_metrics_and_views() -> None:
+    bare = memory_app(web_port=0, metrics=False)  # no views, no metrics: no server
     bare.worker_mode = True
     async with bare:
         assert bare.web.url is None
+    metered = memory_app(web_port=0)  # no views: the server answers /metrics alone
+    metered.worker_mode = True
+    async with metered:
+        assert metered.web.url is not None
+        status, text = await fetch(metered.web.url + "/metrics")
+        assert status == 200 and "# TYPE streamnb_events_total counter" in text
+        assert (await fetch(metered.web.url + "/x/"))[0] == 404
     app = memory_app(web_port=0)
     app.worker_mode = True
     app.page("/x/")(lambda self, request: None)
