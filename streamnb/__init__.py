@@ -28,8 +28,8 @@ import importlib
 
 from . import display
 from .app.base import App
+from .app.conf import Settings
 from .app.services import Service
-from .app.settings import Settings
 from .avro import AvroCodec, AvroDecimal, SchemaRegistry
 from .cli import AppCommand
 from .codecs.base import Codec

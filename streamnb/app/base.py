@@ -50,6 +50,7 @@ from ..transport.schemes import SCHEMES
 from ..worker.surface import AppSurface
 from ..worker.web import Web
 from . import settings
+from .conf import Settings
 from .definitions import Definitions
 from .membership import Membership
 from .metering import Metering
@@ -190,7 +191,7 @@ class App(Membership, Metering, Definitions, AppSurface, Playback, AppServices):
         transport_cls = self._check_broker()
         self._set_clock(clock, speed, history, transport_cls.distributed)
         self._set_store(resolved.app, self.broker)
-        self.conf = settings.Settings(self, id, resolved.app, resolved.noted)
+        self.conf = Settings(self, id, resolved.app, resolved.noted)
         """The settings under Faust's names (``app.conf.topic_partitions``, ...)."""
         settings.note(self.id, resolved.noted)
         self._init_registries()

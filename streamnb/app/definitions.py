@@ -36,7 +36,7 @@ from ..tables.sets import SetGlobalTable, SetTable
 from ..tables.table import Table
 from ..topics import Topic
 from ..transport.base import Transport
-from .settings import Settings
+from .conf import Settings
 from .testcontext import AgentTestContext, AgentTestHost
 
 __all__ = ["CHANNEL_OPTIONS", "Definitions", "name_of"]

@@ -34,8 +34,8 @@ import difflib
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, timedelta
-from typing import Any, NamedTuple, Protocol
+from datetime import timedelta
+from typing import Any, NamedTuple
 
 from ..errors import ConfigurationError
 from ..timeunits import ms
@@ -49,16 +49,17 @@ __all__ = [
     "NOTES",
     "UNSUPPORTED",
     "Resolved",
-    "Settings",
-    "SettingsHost",
     "batch_max_bytes",
     "check_guarantee",
     "check_topic_partitions",
+    "closest",
     "commit_interval_of",
     "event_time_skew",
     "fetch_sizes",
     "kafka_client_options",
     "resolve",
+    "seconds",
+    "unknown",
 ]
 
 logger = logging.getLogger("streamnb")
@@ -86,13 +87,13 @@ def event_time_skew(value: Any) -> float | None:
     """
     if value is None:
         return None
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < float("inf"):
+    span = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(span, bool) or not isinstance(span, (int, float)) or not 0 < span < float("inf"):
         raise ConfigurationError(
             f"max_event_time_skew={value!r}: give seconds > 0 (a number or a timedelta) by which an event "
             "may be ahead of the clock, e.g. 3600, or None (the default) for no limit"
         )
-    return float(seconds)
+    return float(span)
 
 
 def batch_max_bytes(value: Any) -> int:
@@ -126,7 +127,12 @@ def fetch_sizes(broker: str, options: Mapping[str, Any], max_bytes: int) -> dict
     return out
 
 
-def _seconds(value: Any) -> float:
+def seconds(value: Any) -> float:
+    """A duration in seconds, from a number or a ``timedelta``.
+
+    >>> seconds(timedelta(minutes=1)), seconds(2.5)
+    (60.0, 2.5)
+    """
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -135,7 +141,7 @@ def _seconds(value: Any) -> float:
 
 
 def _ms(value: Any) -> int:
-    return ms(_seconds(value))
+    return ms(seconds(value))
 
 
 def _same(value: Any) -> Any:
@@ -157,7 +163,7 @@ KAFKA_SETTINGS: Mapping[str, KafkaSetting] = {
     "broker_max_poll_interval": KafkaSetting("max_poll_interval_ms", _ms),
     "broker_max_poll_records": KafkaSetting("max_poll_records", _same),
     "broker_rebalance_timeout": KafkaSetting("rebalance_timeout_ms", _ms),
-    "broker_request_timeout": KafkaSetting("request_timeout", _seconds),
+    "broker_request_timeout": KafkaSetting("request_timeout", seconds),
     "broker_check_crcs": KafkaSetting("check_crcs", _same),
     "consumer_max_fetch_size": KafkaSetting("max_partition_fetch_bytes", _same),
     "consumer_auto_offset_reset": KafkaSetting("auto_offset_reset", _same),
@@ -296,15 +302,17 @@ class Resolved(NamedTuple):
     """Accepted settings without effect, by name."""
 
 
-def _closest(name: str, extra: Iterable[str]) -> str:
+def closest(name: str, extra: Iterable[str]) -> str:
+    """``did you mean ...?`` for a misspelt setting name (``""`` when nothing is close)."""
     names = sorted(APP_SETTINGS | set(KAFKA_SETTINGS) | set(NOTES) | _STREAMNB_OPTIONS | set(extra))
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}? " if close else ""
 
 
-def _unknown(app_id: str, name: str, extra: Iterable[str]) -> ConfigurationError:
+def unknown(app_id: str, name: str, extra: Iterable[str]) -> ConfigurationError:
+    """The error for a setting streamnb does not know, naming the closest one."""
     return ConfigurationError(
-        f"unknown setting {name!r} for App({app_id!r}); {_closest(name, extra)}"
+        f"unknown setting {name!r} for App({app_id!r}); {closest(name, extra)}"
         "App takes Faust's settings (see the README's migration section), streamnb's own "
         "(commit_interval, stream_batch_size, stream_batch_max_bytes, max_event_time_skew, tune_gc, ...) "
         "and, on kafka://, aiokafka consumer options"
@@ -328,7 +336,7 @@ def resolve(
     app, kafka, noted = _sort_options(app_id, options, broker.startswith("kafka://"), transport_options)
     full_id = _versioned_id(app_id, app)
     if "broker_commit_interval" in app:
-        app["broker_commit_interval"] = _seconds(app["broker_commit_interval"])
+        app["broker_commit_interval"] = seconds(app["broker_commit_interval"])
     if "broker_client_id" in app:
         kafka["client_id"] = str(app["broker_client_id"])
     return Resolved(full_id, broker, app, kafka, noted)
@@ -377,7 +385,7 @@ def _sort_options(
         elif name in (known := frozenset(transport_options())):
             kafka[name] = value
         else:
-            raise _unknown(app_id, name, known)
+            raise unknown(app_id, name, known)
     return app, kafka, noted
 
 
@@ -461,97 +469,3 @@ def _reason(name: str) -> str:
     if name in KAFKA_SETTINGS:
         return "applies to kafka:// brokers only"
     return NOTES[name]
-
-
-class SettingsHost(Protocol):
-    """What ``app.conf`` reads and writes on the app (:class:`~streamnb.app.App`)."""
-
-    id: str
-    broker: str
-    topic_partitions: int
-    key_serializer: str
-    value_serializer: str
-    processing_guarantee: str
-    commit_interval: float
-    commit_records: int
-    stream_batch_size: int
-    stream_batch_max_bytes: int
-
-
-# Faust name -> (App attribute, may be changed after App(...)).
-_LIVE: Mapping[str, tuple[str, bool]] = {
-    "id": ("id", False),
-    "broker": ("broker", False),
-    "processing_guarantee": ("processing_guarantee", False),
-    "topic_partitions": ("topic_partitions", True),
-    "key_serializer": ("key_serializer", True),
-    "value_serializer": ("value_serializer", True),
-    "broker_commit_interval": ("commit_interval", True),
-    "broker_commit_every": ("commit_records", True),
-    "stream_batch_size": ("stream_batch_size", True),
-    "stream_batch_max_bytes": ("stream_batch_max_bytes", True),
-    "max_event_time_skew": ("max_event_time_skew", False),
-}
-
-
-class Settings:
-    """``app.conf``: the app's settings under Faust's names.
-
-    Reading gives the value in use (``conf.topic_partitions``,
-    ``conf.broker_commit_interval``, ``conf.web_port``, ...); setting one
-    that streamnb honours changes what is defined afterwards, as in Faust;
-    setting one without meaning here logs a note once; an unknown name
-    raises :class:`ConfigurationError` naming the closest one.
-
-    >>> from streamnb import App
-    >>> app = App("orders", broker="memory://")
-    >>> app.conf.topic_partitions = 4
-    >>> app.topic("orders").partitions is None, app.topic("orders").partition_count
-    (True, 4)
-    """
-
-    def __init__(self, app: SettingsHost, name: str, values: Mapping[str, Any], noted: Mapping[str, Any]) -> None:
-        object.__setattr__(self, "_app", app)
-        object.__setattr__(self, "_values", {
-            "name": name, "version": 1, "web_enabled": None, "web_port": FAUST_DEFAULT_WEB_PORT,
-            "web_bind": "127.0.0.1", "web_host": None, "canonical_url": None, "origin": None,
-            "id_format": "{id}-v{self.version}", "broker_client_id": None, "timezone": UTC, **values, **noted,
-        })
-
-    def __getattr__(self, name: str) -> Any:
-        live = _LIVE.get(name)
-        if live is not None:
-            return getattr(self._app, live[0])
-        values: dict[str, Any] = self.__dict__["_values"]
-        if name in values:
-            return values[name]
-        if name in APP_SETTINGS or name in NOTES or name in KAFKA_SETTINGS:
-            return None
-        raise AttributeError(f"app.conf has no setting {name!r}; {_closest(name, ())}".rstrip("; "))
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        app = self._app
-        live = _LIVE.get(name)
-        if live is not None:
-            attribute, changeable = live
-            if not changeable:
-                raise ConfigurationError(f"app.conf.{name} cannot change after App(...): make a new App with {name}=")
-            if name == "broker_commit_interval":
-                value = _seconds(value)
-            elif name == "stream_batch_max_bytes":
-                value = batch_max_bytes(value)
-            setattr(app, attribute, value)
-        elif name in UNSUPPORTED:
-            raise ConfigurationError(f"app.conf.{name} is not supported by streamnb; {UNSUPPORTED[name]}")
-        elif name in ("version", "id_format", "broker_client_id") or name in KAFKA_SETTINGS:
-            raise ConfigurationError(f"app.conf.{name} cannot change after App(...): make a new App with {name}=")
-        elif name in APP_SETTINGS:
-            self._values[name] = value
-        elif name in NOTES:
-            self._values[name] = value
-            note(app.id, {name: value})
-        else:
-            raise _unknown(app.id, name, ())
-
-    def __repr__(self) -> str:
-        return f"<Settings of {self._app.id!r}>"
