@@ -176,6 +176,9 @@ class Dashboard(LiveWidget):
     def _show_error(self, message: str) -> None:
         self._set_header()
 
+    def _final_refresh(self) -> None:
+        self._render_sync()
+
     def _stopped(self, reason: str) -> None:
         super()._stopped(reason)
         if reason != "closed":

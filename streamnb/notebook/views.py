@@ -11,8 +11,9 @@ The view is an ipywidgets ``VBox``: an HTML widget with the DataFrame and a
 label with the row count and the time of the last update. A background task
 on the kernel's loop checks ``table.version`` every ``interval`` seconds
 and re-renders only when it changed. It stops when the widget is closed
-(``view.close()``) or the app stops. Where widgets cannot be shown
-(nbconvert, GitHub), the output is a static HTML snapshot of the table.
+(``view.close()``) or the app stops; then it renders the final table once
+more and its output becomes that static HTML table (``frozen``), which is
+what nbconvert, GitHub and other readers without a kernel show.
 """
 
 from __future__ import annotations
@@ -218,6 +219,9 @@ class LiveTable(HtmlLabelWidget):
             text += f" · not updating ({self.stopped})"
         if self.label.value != text:
             self.label.value = text
+
+    def _final_refresh(self) -> None:
+        self.refresh()
 
     async def _poll(self) -> None:
         table = self._current()

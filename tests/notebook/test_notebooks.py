@@ -18,12 +18,14 @@ import nbformat
 import pytest
 from conftest import kafka_bootstrap
 from nbclient import NotebookClient
+from nbhelpers import table_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 LOCAL = ["01_quickstart.ipynb", "02_windows_explained.ipynb", "04_testing_agents.ipynb", "05_event_time.ipynb"]
 KAFKA = "03_kafka.ipynb"
 REPLAY = "06_replay_and_time_travel.ipynb"
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 RESTART_MARK = "## part 2: restart the kernel"
 
 pytestmark = pytest.mark.notebook
@@ -113,13 +115,17 @@ def _assert_offline(nb: Any) -> None:
 
 def test_quickstart(tmp_path: Path) -> None:
     nb = _run_all("01_quickstart.ipynb", tmp_path)
-    # Outside a widget front end (nbconvert, GitHub) the chart still shows: an SVG snapshot.
-    chart_cells = [c for c in nb.cells if c.cell_type == "code" and ".chart(" in c.source]
-    assert chart_cells
-    data = chart_cells[0].outputs[-1]["data"]
-    assert "application/vnd.jupyter.widget-view+json" in data
-    assert data["image/svg+xml"].lstrip().startswith("<svg")
     assert "sent 300 page views" in _outputs_text(nb)
+    # Once the app stopped, the live views' outputs are their final state, static (what a file shows).
+    (table_cell,) = [c for c in nb.cells if c.cell_type == "code" and ".live(" in c.source]
+    (chart_cell,) = [c for c in nb.cells if c.cell_type == "code" and ".chart(" in c.source]
+    table, chart = table_cell.outputs[-1]["data"], chart_cell.outputs[-1]["data"]
+    assert WIDGET_MIME not in table and WIDGET_MIME not in chart
+    counts = table_dict(table["text/html"])
+    assert sum(counts.values()) == 300 and "not updating (app stopped)" in table["text/html"]
+    svg = chart["image/svg+xml"]
+    assert svg.lstrip().startswith("<svg") and "no event yet" not in svg
+    assert all(page in svg for page in counts)  # a line per page
 
 
 def test_windows_explained(tmp_path: Path) -> None:
@@ -145,7 +151,9 @@ def test_event_time(tmp_path: Path) -> None:
     # The live charts drawn after the events show the stream time and the late events.
     assert any("stream time" in svg and "4 late events" in svg for svg in svgs)
     assert any("sessions" in svg and "1 late event" in svg for svg in svgs)
-    assert any("application/vnd.jupyter.widget-view+json" in data for data in outputs)  # live charts, dashboard
+    # The live charts and the dashboard froze into their final static forms when their apps stopped.
+    assert not any(WIDGET_MIME in data for data in outputs)
+    assert any("<td>count_clicks</td><td>stopped</td><td>9</td>" in data.get("text/html", "") for data in outputs)
 
 
 @pytest.mark.kafka
