@@ -9,7 +9,11 @@ which checks that the table came back from its changelog.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
+import re
+import subprocess
+import sys
 import shutil
 from pathlib import Path
 from typing import Any
@@ -126,6 +130,26 @@ def test_quickstart(tmp_path: Path) -> None:
     svg = chart["image/svg+xml"]
     assert svg.lstrip().startswith("<svg") and "no event yet" not in svg
     assert all(page in svg for page in counts)  # a line per page
+
+
+def test_quickstart_converted_to_html_shows_the_final_views(tmp_path: Path) -> None:
+    """What a reader without a kernel sees: `jupyter nbconvert --to html --execute` (offline)."""
+    path = _copy("01_quickstart.ipynb", tmp_path)
+    jupyter = Path(sys.executable).with_name("jupyter")
+    subprocess.run(
+        [str(jupyter), "nbconvert", "--to", "html", "--execute", path.name],
+        cwd=tmp_path, env=_kernel_env(), check=True, capture_output=True, timeout=300,
+    )
+    html = (tmp_path / "01_quickstart.html").read_text()
+    counts = table_dict(html, css_class="streamnb-table")  # the live table, frozen at the end
+    assert sum(counts.values()) == 300 and len(counts) == 6, counts
+    assert "not updating (app stopped)" in html
+    images = re.findall(r'data-mime-type="image/svg\+xml".*?src="data:image/svg\+xml;base64,([^"]+)"', html, re.DOTALL)
+    svgs = [base64.b64decode(image).decode() for image in images]
+    charts = [svg for svg in svgs if "stream time" in svg]  # the live chart's title
+    assert len(charts) == 1 and "no event yet" not in charts[0]
+    assert all(page in charts[0] for page in counts)  # a line (and a legend entry) per page
+    assert f'<script type="{WIDGET_MIME}">' not in html  # no output waits for widget scripts from a CDN
 
 
 def test_windows_explained(tmp_path: Path) -> None:
