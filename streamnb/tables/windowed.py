@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import display
 from ..errors import ConfigurationError, TableWriteError, WindowError
+from ..timeunits import as_datetimes, check_times
 from ..transaction import MISSING, Transaction, current_transaction
 from ..transport.base import Message
 from .state.base import Dirty
@@ -309,23 +310,30 @@ class WindowedTable:
 
     # -- views ------------------------------------------------------------------------------
 
-    def as_dataframe(self) -> pd.DataFrame:
+    def as_dataframe(self, *, times: str = "datetime") -> pd.DataFrame:
         """One row per key and window: ``key, window_start, window_end, value, closed``.
 
-        ``window_start``/``window_end`` are epoch seconds; ``closed`` is True
-        once stream time reached the window's end plus its grace.
+        ``window_start``/``window_end`` are timezone-aware pandas timestamps
+        (UTC, to the millisecond); ``times="epoch"`` gives them as epoch
+        seconds (floats) instead. ``closed`` is True once stream time reached
+        the window's end plus its grace.
 
         >>> from streamnb import App
         >>> views = App("demo", broker="memory://").Table("views", default=int).tumbling(60)
         >>> list(views.as_dataframe().columns)
         ['key', 'window_start', 'window_end', 'value', 'closed']
+        >>> views.as_dataframe()["window_start"].dt.tz, views.as_dataframe(times="epoch")["window_start"].dtype
+        (datetime.timezone.utc, dtype('float64'))
         """
         import pandas as pd
 
+        check_times(times)
         state = self.state
         rows = [(k, w[0], w[1], v, state.is_closed(k, w)) for (k, w), v in state.items()]
         rows.sort(key=lambda r: (str(r[0]), r[1]))
-        return pd.DataFrame(rows, columns=["key", "window_start", "window_end", "value", "closed"])
+        df = pd.DataFrame(rows, columns=["key", "window_start", "window_end", "value", "closed"])
+        df = df.astype({"window_start": "float64", "window_end": "float64"})
+        return as_datetimes(df, ("window_start", "window_end")) if times == "datetime" else df
 
     def as_ansitable(
         self, title: str | None = None, sort: bool = False, *, key: str = "key", value: str = "value",
@@ -335,7 +343,7 @@ class WindowedTable:
         from ._text import text_table
 
         return text_table(
-            self.as_dataframe(), title or self.table.name, sort=sort, key=key, value=value, sortkey=sortkey
+            self.as_dataframe(times="epoch"), title or self.table.name, sort=sort, key=key, value=value, sortkey=sortkey
         )
 
     def live(self, **options: Any) -> Any:

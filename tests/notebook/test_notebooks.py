@@ -12,9 +12,9 @@ import asyncio
 import base64
 import os
 import re
+import shutil
 import subprocess
 import sys
-import shutil
 from pathlib import Path
 from typing import Any
 

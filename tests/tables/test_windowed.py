@@ -84,7 +84,7 @@ async def test_expiry_in_event_time_calls_on_window_close_and_counts_late_events
         await settle(app)
         assert windows.late_events == 1
         assert ("k", (100.0, 110.0)) not in windows.data
-        df = windows.as_dataframe()
+        df = windows.as_dataframe(times="epoch")
         assert df.to_dict("records") == [
             {"key": "k", "window_start": 130.0, "window_end": 140.0, "value": 1, "closed": False}
         ]
