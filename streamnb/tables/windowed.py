@@ -30,7 +30,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from .. import display
 from ..errors import ConfigurationError, TableWriteError, WindowError
@@ -362,7 +362,15 @@ class WindowSet:
     """The windows of one key: ``table[key]`` of a windowed table.
 
     ``table[key] += 1`` updates every open window holding the current
-    event's time; reads pick one window.
+    event's time; reads pick one window. Used as a number it raises a
+    :class:`~streamnb.errors.WindowError` that says how to pick one.
+
+    >>> from streamnb import App
+    >>> views = App("demo", broker="memory://").Table("views", default=int).tumbling(60)
+    >>> views["/"] + 1  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streamnb.errors.WindowError: views['/'] is the windows of key '/', not a number: pick one window with ...
     """
 
     __slots__ = ("key", "wrapper")
@@ -434,6 +442,33 @@ class WindowSet:
 
     def __iand__(self, other: Any) -> WindowSet:
         return self._op(operator.and_, other)
+
+    # -- a WindowSet is not a number: say which window to read ---------------------------------
+
+    def _not_a_number(self, *_args: Any) -> NoReturn:
+        name, key = self.wrapper.table.name, self.key
+        raise WindowError(
+            f"{name}[{key!r}] is the windows of key {key!r}, not a number: pick one window with "
+            f"{name}[{key!r}].current() (the current event's window), .now() (the window holding the "
+            f"app's clock), .value() (the window of the time the table is relative to), .delta(seconds) "
+            f"or [(start, end)]; `{name}[{key!r}] += 1` updates the windows"
+        )
+
+    def __add__(self, other: Any) -> NoReturn:
+        self._not_a_number()
+
+    def __sub__(self, other: Any) -> NoReturn:
+        self._not_a_number()
+
+    def __mul__(self, other: Any) -> NoReturn:
+        self._not_a_number()
+
+    def __truediv__(self, other: Any) -> NoReturn:
+        self._not_a_number()
+
+    __radd__ = __rsub__ = __rmul__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = _not_a_number
+    __pow__ = __lt__ = __le__ = __gt__ = __ge__ = _not_a_number
+    __neg__ = __pos__ = __abs__ = __int__ = __float__ = __round__ = __index__ = _not_a_number
 
     def __repr__(self) -> str:
         return f"<WindowSet {self.wrapper.table.name}[{self.key!r}] current={self.current()!r}>"
