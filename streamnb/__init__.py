@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import importlib
 
-from . import display
+from . import _first_magic, display
 from .app.base import App
 from .app.settings import Settings
 from .avro import AvroCodec, AvroDecimal, SchemaRegistry
@@ -168,3 +168,6 @@ def load_ipython_extension(ipython: object) -> None:
 def unload_ipython_extension(ipython: object) -> None:
     """``%unload_ext streamnb``."""
     importlib.import_module(display.NOTEBOOK_LAYER).unload_ipython_extension(ipython)
+
+
+_first_magic.register_in_ipython()  # in a kernel, %streamnb works before %load_ext streamnb

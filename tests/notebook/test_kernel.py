@@ -346,6 +346,20 @@ def test_views_stop_when_the_app_stops(nb_dir: Path) -> None:
     execute(nb, nb_dir)
 
 
+def test_magics_work_before_load_ext(nb_dir: Path) -> None:
+    nb = notebook(
+        "import streamnb\napp = streamnb.App('first-magic', broker='memory://first-magic')",
+        "%streamnb status",  # no %load_ext streamnb yet
+        "%streamnb start",  # the extension is loaded now: the cell waits for the app
+        "assert app.state == 'running', app.state\nawait app.stop()",
+    )
+    execute(nb, nb_dir)
+    out = text_of(nb.cells[1])
+    assert "loaded the magics on first use; put `%load_ext streamnb` in an early cell" in out
+    assert "app 'first-magic' init" in out
+    assert "loaded the magics" not in text_of(nb.cells[2])  # once
+
+
 def test_magics_in_the_kernel(nb_dir: Path) -> None:
     nb = notebook(
         "%load_ext streamnb",
