@@ -52,6 +52,7 @@ from ..worker.web import Web
 from . import settings
 from .definitions import Definitions
 from .membership import Membership
+from .topology import Topology, topology
 
 __all__ = ["App"]
 
@@ -491,6 +492,10 @@ class App(Membership, Definitions, AppSurface, Playback):
 
         task.add_done_callback(done)
         return task
+
+    def topology(self) -> Topology:
+        """The app's dataflow: topics, agents, tables, changelogs... (prints as text, draws in a notebook)."""
+        return topology(self)
 
     def __repr__(self) -> str:
         return f"<App {self.id!r} {self.state} broker={self.broker!r}>"

@@ -7,6 +7,7 @@ Example (in a notebook)::
     %streamnb status                # agents: state, processed, rate, dead letters, last error
     %streamnb dashboard             # live dashboard (app.dashboard())
     %streamnb table counts --top 10 # live view of a table (counts.live(top=10))
+    %streamnb topology              # the dataflow: topics, agents, tables (app.topology())
     %streamnb record page_views --from kafka://127.0.0.1:9092 --to local://slice --last 10m
     %streamnb history counts /home  # every change of one key (table.history(key))
     %peek page_views -n 5           # last 5 messages as a DataFrame (--live: keeps following)
@@ -123,7 +124,8 @@ class StreamnbMagics(Magics):
 
     @magic_arguments()
     @argument(
-        "action", choices=["start", "stop", "status", "dashboard", "table", "record", "history"], help="what to do"
+        "action", choices=["start", "stop", "status", "dashboard", "table", "topology", "record", "history"],
+        help="what to do",
     )
     @argument("table", nargs="?", help="for `table`: the table's name")
     @argument("--app", metavar="NAME", help="the variable holding the App (default: the only App)")
@@ -161,6 +163,8 @@ class StreamnbMagics(Magics):
             return None
         if args.action == "dashboard":
             return app.dashboard()
+        if args.action == "topology":
+            return app.topology()
         return self._table(app, args)
 
     def _table(self, app: App, args: Any) -> Any:

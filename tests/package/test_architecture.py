@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "streamnb"
 # users import by path). A module may import modules of its own layer or of lower ones; a
 # module in a package that is not listed here, or in the wrong one, fails the test.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("errors", "naming", "display", "_gc", "ranges", "timeunits")),
+    ("foundation", ("errors", "naming", "display", "_gc", "ranges", "timeunits", "_first_magic")),
     ("transport", ("transport",)),
     ("data", ("codecs", "models", "avro")),
     ("channels", ("events", "transaction", "topics", "runtime")),
@@ -32,8 +32,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("notebook", ("notebook",)),
 ]
 TOP_LEVEL_MODULES = {
-    "errors", "naming", "display", "_gc", "ranges", "timeunits", "events", "transaction", "topics", "runtime",
-    "cli", "testing", "demo", "faust_types", "__main__",
+    "errors", "naming", "display", "_gc", "ranges", "timeunits", "_first_magic", "events", "transaction", "topics",
+    "runtime", "cli", "testing", "demo", "faust_types", "__main__",
 }
 """What may stay a module beside the packages."""
 
