@@ -24,6 +24,8 @@ from conftest import kafka_bootstrap
 from nbclient import NotebookClient
 from nbhelpers import table_dict
 
+from streamnb.notebook.exercises import RIGHT
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 LOCAL = ["01_quickstart.ipynb", "02_windows_explained.ipynb", "04_testing_agents.ipynb", "05_event_time.ipynb"]
@@ -90,9 +92,38 @@ def test_every_notebook_is_tested() -> None:
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == sorted([*LOCAL, KAFKA, REPLAY])
 
 
+@pytest.mark.parametrize("name", LOCAL)
+def test_notebooks_end_with_exercises_a_cell_can_check(name: str) -> None:
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    exercises = [i for i, c in enumerate(nb.cells) if "exercise" in c.metadata.get("tags", [])]
+    assert 2 <= len(exercises) <= 3, name
+    for index in exercises:
+        assert "None" in nb.cells[index].source  # blank for the learner...
+        assert nb.cells[index].metadata["streamnb"]["reference"]  # ...with a reference answer for the suite
+        assert "check(" in nb.cells[index + 1].source  # the cell that says whether it is right
+    assert any(c.cell_type == "markdown" and "## Try this" in c.source for c in nb.cells)
+
+
+def _with_reference_answers(nb: Any) -> list[int]:
+    """Fill every exercise cell (tagged ``exercise``) with its reference answer; their indexes."""
+    exercises = []
+    for index, cell in enumerate(nb.cells):
+        if "exercise" in cell.get("metadata", {}).get("tags", []):
+            cell.source = cell.metadata["streamnb"]["reference"]
+            exercises.append(index)
+    return exercises
+
+
+def _assert_exercises_right(nb: Any, exercises: list[int]) -> None:
+    """The cell after each exercise, its check, says right (the answers are the reference ones)."""
+    said = ["".join(o.get("text", "") for o in nb.cells[i + 1].outputs if o.output_type == "stream") for i in exercises]
+    assert all(text.strip() == RIGHT for text in said), said
+
+
 def _run_all(name: str, tmp_path: Path, env: dict[str, str] | None = None) -> Any:
     path = _copy(name, tmp_path)
     nb = nbformat.read(path, as_version=4)
+    exercises = _with_reference_answers(nb)
     client = _client(nb, tmp_path)
 
     async def run() -> None:
@@ -105,6 +136,7 @@ def _run_all(name: str, tmp_path: Path, env: dict[str, str] | None = None) -> An
 
     asyncio.run(run())
     _assert_offline(nb)
+    _assert_exercises_right(nb, exercises)
     return nb
 
 
