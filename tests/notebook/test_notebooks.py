@@ -191,6 +191,25 @@ def test_windows_explained(tmp_path: Path) -> None:
     assert "application/vnd.jupyter.widget-view+json" in mimes  # the sliders and the live chart
 
 
+def test_exercise_checks_say_when_an_answer_is_missing_or_wrong(tmp_path: Path) -> None:
+    path = _copy("02_windows_explained.ipynb", tmp_path)
+    nb = nbformat.read(path, as_version=4)
+    exercises = [i for i, c in enumerate(nb.cells) if "exercise" in c.metadata.get("tags", [])]
+    nb.cells[exercises[0]].source = "n_windows = 2  # a wrong answer"  # the second stays blank
+    client = _client(nb, tmp_path)
+
+    async def run() -> None:
+        await _start(client, _kernel_env())
+        try:
+            await _run_cells(client, range(len(nb.cells)))
+        finally:
+            await _stop(client)
+
+    asyncio.run(run())
+    said = ["".join(o.get("text", "") for o in nb.cells[i + 1].outputs) for i in exercises]
+    assert said[0].startswith("❌ not yet: got 2") and said[1].startswith("✏️  no answer yet"), said
+
+
 def test_testing_agents(tmp_path: Path) -> None:
     nb = _run_all("04_testing_agents.ipynb", tmp_path)
     assert "2 passed, 0 failed" in _outputs_text(nb)
