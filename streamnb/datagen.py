@@ -22,8 +22,8 @@ starts) plus the event's offset; an out-of-order event's time is moved back
 by up to ``max_delay`` seconds, a late one's by ``lateness`` seconds (more
 than a window's grace, so windows that closed count it as late).
 
->>> [event.value.page for event in page_views(seed=7).take(3)]
-['/checkout', '/', '/products']
+>>> " ".join(event.value.page for event in page_views(seed=7).take(3))
+'/checkout / /products'
 >>> sample(sensor_readings(sensors=2, seed=1), 2).columns.tolist()
 ['stream', 'key', 'timestamp', 'sensor', 'temperature']
 """

@@ -80,8 +80,8 @@ class App(Membership, Definitions, AppSurface, Playback):
             when not given, ``$BROKER_URL`` (Faust's variable), else
             ``local://.streamnb``.
         topic_partitions: partitions of topics streamnb creates.
-        key_serializer / value_serializer: default codecs (``raw``, ``json``
-            or a registered name).
+        key_serializer: default codec of keys (``raw``, ``json`` or a registered name).
+        value_serializer: default codec of values, likewise.
         tune_gc: while the app runs, raise the garbage collector's
             first-generation threshold (see :mod:`streamnb._gc`); about a
             quarter less CPU per event at high rates. ``False`` leaves it alone.
@@ -94,8 +94,8 @@ class App(Membership, Definitions, AppSurface, Playback):
             ``read_committed`` readers at commits. Default 1.0, and 0.1 with
             ``exactly_once`` (as Kafka Streams), so that outputs of a
             ``group_by`` pipeline show within a second.
-        security_protocol, sasl_mechanism, sasl_plain_username,
-        sasl_plain_password, ssl_context: passed to aiokafka.
+        security_protocol: passed to aiokafka, as are ``sasl_mechanism``,
+            ``sasl_plain_username``, ``sasl_plain_password`` and ``ssl_context``.
         schema_registry: the schema registry of ``"avro"`` topics: a URL
             (``http://HOST:PORT``) or a :class:`~streamnb.avro.SchemaRegistry`;
             with a URL, ``schema_registry_auth=("user", "password")``,

@@ -370,9 +370,11 @@ def live_chart(
     y="value"``; then the default mark is ``bar``).
 
     Args:
-        x, y, color: column names (``"key"``, ``"value"``, ``"window_start"``,
-            ``"window_end"`` or a Record value's fields), Altair shorthands
-            such as ``"sum(value):Q"``, or ``alt.X``/``alt.Y``/``alt.Color``.
+        x: a column name (``"key"``, ``"value"``, ``"window_start"``,
+            ``"window_end"`` or a Record value's fields), an Altair shorthand
+            such as ``"sum(value):Q"``, or ``alt.X``.
+        y: likewise (``alt.Y``).
+        color: likewise (``alt.Color``).
         mark: ``line`` (windowed default), ``bar`` (plain default), ``rect``
             (windowed: spans per key), ``area``, ``point``, ``circle``, ``tick``, ...
         chart: your own Altair chart instead; its data is replaced by the
