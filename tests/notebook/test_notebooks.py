@@ -92,7 +92,7 @@ def test_every_notebook_is_tested() -> None:
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == sorted([*LOCAL, KAFKA, REPLAY])
 
 
-@pytest.mark.parametrize("name", LOCAL)
+@pytest.mark.parametrize("name", [*LOCAL, REPLAY])
 def test_notebooks_end_with_exercises_a_cell_can_check(name: str) -> None:
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     exercises = [i for i, c in enumerate(nb.cells) if "exercise" in c.metadata.get("tags", [])]
@@ -259,10 +259,18 @@ def test_kafka_notebook_recovers_after_restart(tmp_path: Path) -> None:
     assert "recovered" in _outputs_text(nb)
 
 
+def test_replay_and_time_travel_without_kafka(tmp_path: Path) -> None:
+    nb = _run_all(REPLAY, tmp_path, {"STREAMNB_KAFKA": "none"})
+    text = _outputs_text(nb)
+    assert "no Kafka: the page views were written straight into local://slice" in text
+    assert "identical: 5 counts" in text and "forked at minute five" in text
+
+
 @pytest.mark.kafka
 def test_replay_and_time_travel(tmp_path: Path) -> None:
     nb = _run_all(REPLAY, tmp_path, {"STREAMNB_KAFKA": kafka_bootstrap()})
     text = _outputs_text(nb)
+    assert "no Kafka" not in text and "on kafka://" in text
     assert "identical: 5 counts" in text and "forked at minute five" in text
     mimes = {m for c in nb.cells for o in c.get("outputs", []) for m in o.get("data", {})}
     assert "application/vnd.jupyter.widget-view+json" in mimes  # the player, the live table, the progress bar
