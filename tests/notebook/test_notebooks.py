@@ -92,7 +92,7 @@ def test_every_notebook_is_tested() -> None:
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == sorted([*LOCAL, KAFKA, REPLAY])
 
 
-@pytest.mark.parametrize("name", [*LOCAL, REPLAY])
+@pytest.mark.parametrize("name", [*LOCAL, KAFKA, REPLAY])
 def test_notebooks_end_with_exercises_a_cell_can_check(name: str) -> None:
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     exercises = [i for i, c in enumerate(nb.cells) if "exercise" in c.metadata.get("tags", [])]
@@ -236,6 +236,7 @@ def test_kafka_notebook_recovers_after_restart(tmp_path: Path) -> None:
     bootstrap = kafka_bootstrap()
     path = _copy(KAFKA, tmp_path)
     nb = nbformat.read(path, as_version=4)
+    exercises = _with_reference_answers(nb)
     marks = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and RESTART_MARK in c.source.lower()]
     assert len(marks) == 1, "the Kafka notebook has one '## Part 2: restart the kernel' markdown cell between its parts"
     split = marks[0]
@@ -256,6 +257,8 @@ def test_kafka_notebook_recovers_after_restart(tmp_path: Path) -> None:
 
     asyncio.run(run())
     _assert_offline(nb)
+    _assert_exercises_right(nb, exercises)
+    assert len(exercises) == 2
     assert "recovered" in _outputs_text(nb)
 
 
