@@ -28,6 +28,7 @@ import importlib
 
 from . import _first_magic, display
 from .app.base import App
+from .app.services import Service
 from .app.settings import Settings
 from .avro import AvroCodec, AvroDecimal, SchemaRegistry
 from .cli import AppCommand
@@ -41,8 +42,10 @@ from .errors import (
     BrokerUnavailableError,
     ConfigurationError,
     CorruptStoreError,
+    EventTimeError,
     HistoryUnavailableError,
     PartitionMismatchError,
+    RemoteAgentError,
     SchemaRegistryError,
     SchemaRegistryUnavailableError,
     SerializationError,
@@ -61,6 +64,7 @@ from .faust_types import (
     EventT,
     GlobalTableT,
     ModelT,
+    ServiceT,
     StreamT,
     TableT,
     TopicT,
@@ -103,6 +107,7 @@ __all__ = [
     "CorruptStoreError",
     "Event",
     "EventT",
+    "EventTimeError",
     "GlobalTable",
     "GlobalTableT",
     "HistoryUnavailableError",
@@ -111,10 +116,13 @@ __all__ = [
     "ModelT",
     "PartitionMismatchError",
     "Record",
+    "RemoteAgentError",
     "SchemaRegistry",
     "SchemaRegistryError",
     "SchemaRegistryUnavailableError",
     "SerializationError",
+    "Service",
+    "ServiceT",
     "SetGlobalTable",
     "SetTable",
     "Settings",

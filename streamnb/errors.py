@@ -16,10 +16,12 @@ catches them all, and every message says what to do next::
      ├── SchemaRegistryUnavailableError  nothing answers at the schema registry's address
      ├── SerializationError        bytes that cannot be decoded/encoded
      │    └── ValidationError      a Record field is missing or has the wrong type
+     │         └── EventTimeError  a timestamp that is no time (nan, inf, negative, text) or too far ahead
      ├── TableWriteError           a table written outside an agent
      ├── HistoryUnavailableError   a table's past that its changelog no longer (or never) held
      ├── AppNotRunningError        an operation that needs ``await app.start()`` first
      └── AgentError                an agent crashed (raised by ``agent.raise_if_crashed()``)
+          └── RemoteAgentError     an agent asked with ``agent.ask()`` raised on the request (its type and message)
 
 Example::
 
@@ -41,8 +43,10 @@ __all__ = [
     "BrokerUnavailableError",
     "ConfigurationError",
     "CorruptStoreError",
+    "EventTimeError",
     "HistoryUnavailableError",
     "PartitionMismatchError",
+    "RemoteAgentError",
     "SchemaRegistryError",
     "SchemaRegistryUnavailableError",
     "SerializationError",
@@ -157,6 +161,16 @@ class ValidationError(SerializationError):
         self.field = field
 
 
+class EventTimeError(ValidationError):
+    """A timestamp (or event-time field) that cannot place an event in time.
+
+    Not a finite number of epoch seconds >= 0 (``nan``, ``inf``, a negative
+    number, text), or further ahead of the clock than the app's
+    ``max_event_time_skew``. ``send()`` raises it; an agent dead-letters a
+    stored event whose time is such, with the reason, and goes on.
+    """
+
+
 class TableWriteError(StreamnbError, RuntimeError):
     """A table was written outside an agent, where no changelog partition is known."""
 
@@ -175,3 +189,23 @@ class AppNotRunningError(StreamnbError, RuntimeError):
 
 class AgentError(StreamnbError, RuntimeError):
     """An agent crashed; ``__cause__`` holds the original exception."""
+
+
+class RemoteAgentError(AgentError):
+    """The agent an ``ask``/``map``/``join`` went to raised on that request, here or on another worker.
+
+    >>> error = RemoteAgentError("double", "ValueError", "odd number")
+    >>> error.remote_type, error.remote_message
+    ('ValueError', 'odd number')
+    >>> str(error)
+    "agent 'double' raised ValueError: odd number on this request"
+    """
+
+    def __init__(self, agent: str, remote_type: str, remote_message: str) -> None:
+        super().__init__(f"agent {agent!r} raised {remote_type}: {remote_message} on this request")
+        self.agent = agent
+        """The name of the agent that raised."""
+        self.remote_type = remote_type
+        """The name of the exception's type on the answering side (``ValueError``)."""
+        self.remote_message = remote_message
+        """``str()`` of the exception on the answering side."""

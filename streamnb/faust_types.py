@@ -18,6 +18,7 @@ working, and so do ``isinstance`` checks::
 from __future__ import annotations
 
 from .app.base import App
+from .app.services import Service
 from .events import Event
 from .models.record import Record
 from .processing.agents import Agent
@@ -36,6 +37,7 @@ __all__ = [
     "EventT",
     "GlobalTableT",
     "ModelT",
+    "ServiceT",
     "StreamT",
     "TableT",
     "TopicT",
@@ -58,6 +60,8 @@ GlobalTableT = GlobalTable
 """A global table."""
 ModelT = Record
 """A model (a Record)."""
+ServiceT = Service
+"""A service (``@app.service``)."""
 StreamT = Stream
 """A stream (what an agent iterates)."""
 TableT = Table

@@ -100,6 +100,10 @@ class Runtime(TopicHost, Protocol):
     """``at_least_once`` or ``exactly_once``."""
     stream_batch_size: int
     """Most messages handed to an agent at once."""
+    stream_batch_max_bytes: int
+    """Most bytes (keys, values, headers) handed to an agent at once (a larger message comes alone)."""
+    max_event_time_skew: float | None
+    """Seconds an event time may be ahead of the clock before it is dead-lettered (``None``: no limit)."""
     commit_interval: float
     """Seconds between processing commits while events keep coming."""
     commit_records: int

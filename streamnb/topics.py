@@ -21,7 +21,7 @@ from aiokafka.partitioner import murmur2
 
 from .codecs.base import Codec, Serde, get_codec, serde
 from .errors import AppNotRunningError, ConfigurationError, SchemaRegistryUnavailableError
-from .events import Event
+from .events import Event, event_time
 from .transaction import current_transaction
 from .transport.base import Headers, Message, ProducerRecord, TopicSpec, Transport
 
@@ -277,11 +277,8 @@ class Topic(Generic[K, V]):
             raise ConfigurationError(
                 f"topic {self.name!r} has partitions 0..{self.partition_count - 1}, got partition={partition}"
             )
-        if timestamp is None:
-            timestamp = self.app.now()
-        elif hasattr(timestamp, "timestamp"):
-            timestamp = timestamp.timestamp()
-        return ProducerRecord(self.name, partition, kb, self.encode_value(value), float(timestamp), _headers(headers))
+        when = self.app.now() if timestamp is None else event_time(timestamp)
+        return ProducerRecord(self.name, partition, kb, self.encode_value(value), when, _headers(headers))
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -298,7 +295,9 @@ class Topic(Generic[K, V]):
 
         Inside an agent the message joins the agent's transaction and is
         written with its next commit (so it is sent exactly once on the
-        embedded brokers); elsewhere it is written at once.
+        embedded brokers); elsewhere it is written at once. ``timestamp``:
+        epoch seconds (a finite number >= 0) or a datetime; without it, the
+        app's clock; anything else raises :class:`~streamnb.errors.EventTimeError`.
 
         >>> await topic.send(key="alice", value={"page": "/"})  # doctest: +SKIP
         """
@@ -372,6 +371,8 @@ class Topic(Generic[K, V]):
         if txn is not None and self._actual_partitions is not None and self.prepared:
             txn.records.append(self.record(key, value, partition, timestamp, headers))
             return
+        if timestamp is not None:
+            event_time(timestamp)  # (refused here, not in the background)
         coro = self.send(key=key, value=value, partition=partition, timestamp=timestamp, headers=headers)
         if self.app.spawn(coro, f"send_soon({self.name})") is None:
             raise AppNotRunningError(

@@ -26,13 +26,20 @@ Code running inside an agent finds its transaction through
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sized
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sized
 from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar
 
 from .transport.base import TP, Message, ProducerRecord
 
-__all__ = ["MISSING", "CommitParticipant", "Transaction", "current_transaction"]
+__all__ = ["MISSING", "SLICE", "STEP", "CommitParticipant", "Transaction", "current_transaction"]
+
+STEP = 1_000
+"""Changelog records a commit encodes at a time (then it checks whether :data:`SLICE` passed)."""
+SLICE = 0.005
+"""Seconds a commit encodes changelog records before it lets the event loop run (a kernel's widgets, other agents)."""
 
 MISSING: Any = object()
 """Marks a key that was absent from a table before the transaction wrote it."""
@@ -194,6 +201,46 @@ class Transaction:
                 found.append(record)
         return {tp: records for tp, records in outputs.items() if records}
 
+    async def collect_in_steps(self, timestamp: float) -> list[ProducerRecord]:
+        """:meth:`collect`, encoding changelog records for at most :data:`SLICE` s between yields to the loop.
+
+        A commit of a million keys then never holds the event loop (a
+        kernel's widgets, other agents) for more than a step.
+        """
+        out = self.records
+        async for records in self._changelog_steps(timestamp):
+            out.extend(records)
+        return out
+
+    async def collect_per_partition_in_steps(self, timestamp: float) -> dict[TP, list[ProducerRecord]]:
+        """:meth:`collect_per_partition`, in steps as :meth:`collect_in_steps`."""
+        outputs = self.outputs
+        assert outputs is not None, "per_partition() first"
+        channel = self.channel
+        async for records in self._changelog_steps(timestamp):
+            for record in records:
+                tp = TP(channel, record.partition)
+                found = outputs.get(tp)
+                if found is None:
+                    found = outputs[tp] = []
+                found.append(record)
+        return {tp: records for tp, records in outputs.items() if records}
+
+    async def _changelog_steps(self, timestamp: float) -> AsyncIterator[list[ProducerRecord]]:
+        """Every participant's changelog records, :data:`STEP` at a time; a yield to the loop every :data:`SLICE` s."""
+        since = time.monotonic()
+        for participant, dirty in list(self.dirty.items()):
+            steps = getattr(participant, "changelog_steps", None)
+            if steps is None:
+                chunks: Iterable[list[ProducerRecord]] = [participant.changelog_records(dirty, timestamp)]
+            else:
+                chunks = steps(dirty, timestamp, STEP)
+            for records in chunks:
+                yield records
+                if time.monotonic() - since >= SLICE:
+                    await asyncio.sleep(0)
+                    since = time.monotonic()
+
     def orphans(self) -> list[ProducerRecord]:
         """After :meth:`per_partition`: records sent before any event was handed out (no partition caused them)."""
         return self._orphans
@@ -203,7 +250,7 @@ class Transaction:
         self.dirty = {}
         outputs = self.outputs
         if outputs is None:
-            self.records = []
+            self.records = self._orphans = []  # (both: the old list must not outlive its commit)
             return
         outputs.clear()
         current = self._current

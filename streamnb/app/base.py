@@ -52,6 +52,7 @@ from ..worker.web import Web
 from . import settings
 from .definitions import Definitions
 from .membership import Membership
+from .services import AppServices
 from .topology import Topology, topology
 
 __all__ = ["App"]
@@ -69,7 +70,7 @@ def _transport_options() -> frozenset[str]:
     return frozenset(names)
 
 
-class App(Membership, Definitions, AppSurface, Playback):
+class App(Membership, Definitions, AppSurface, Playback, AppServices):
     """A stream-processing application: topics, agents, tables, timers and tasks.
 
     Args:
@@ -89,6 +90,13 @@ class App(Membership, Definitions, AppSurface, Playback):
             The embedded brokers always commit atomically (exactly once);
             on Kafka ``exactly_once`` commits one Kafka transaction per input
             partition (readers of the outputs set ``isolation.level=read_committed``).
+        stream_batch_size / stream_batch_max_bytes: most messages, and most
+            bytes of keys, values and headers (default 16 MB), an agent reads
+            at once (a single larger message still comes, alone).
+        max_event_time_skew: seconds (or a timedelta) an event's timestamp
+            may be ahead of the clock (the replay's time under a virtual
+            clock); a later one is dead-lettered instead of moving stream
+            time. Default ``None``: no limit.
         commit_interval: seconds between commits while events keep coming
             (an idle agent commits at once); outputs become visible to
             ``read_committed`` readers at commits. Default 1.0, and 0.1 with
@@ -135,6 +143,8 @@ class App(Membership, Definitions, AppSurface, Playback):
         processing_guarantee: str = "at_least_once",
         commit_interval: float | None = None,
         stream_batch_size: int = 2000,
+        stream_batch_max_bytes: int = settings.DEFAULT_BATCH_MAX_BYTES,
+        max_event_time_skew: Any = None,
         tune_gc: bool = True,
         security_protocol: str | None = None,
         sasl_mechanism: str | None = None,
@@ -162,6 +172,9 @@ class App(Membership, Definitions, AppSurface, Playback):
         )
         self.commit_records = int(resolved.app.get("broker_commit_every", 100_000))
         self.stream_batch_size = stream_batch_size
+        self.stream_batch_max_bytes = settings.batch_max_bytes(stream_batch_max_bytes)
+        self.max_event_time_skew = settings.event_time_skew(max_event_time_skew)
+        """Seconds an event time may be ahead of the clock (``None``: no limit)."""
         self.poll_interval = 1.0
         self.tune_gc = tune_gc
         self.schema_registry = registry
@@ -272,7 +285,8 @@ class App(Membership, Definitions, AppSurface, Playback):
             raise
 
     async def _open(self) -> Transport:
-        transport = open_transport(self.broker, **{"client_id": self.id, **self._kafka_options})
+        options = settings.fetch_sizes(self.broker, self._kafka_options, self.stream_batch_max_bytes)
+        transport = open_transport(self.broker, **{"client_id": self.id, **options})
         await transport.start()
         self.transport = transport
         return transport
@@ -354,7 +368,8 @@ class App(Membership, Definitions, AppSurface, Playback):
                 self.spawn(table.follow(), f"follow global table {table.name}")
 
     async def _start_processing(self) -> None:
-        """Start-up, last: agents (joining their consumer groups), timers and tasks, the virtual clock."""
+        """Start-up, last: services, agents (joining their consumer groups), timers and tasks, the virtual clock."""
+        await self.start_services()  # (streamnb.app.services: one failing stops those started and raises)
         for agent in list(self.agents.values()):
             await agent.start()
         for item in [*self.timers.values(), *self.tasks.values()]:
@@ -382,6 +397,8 @@ class App(Membership, Definitions, AppSurface, Playback):
             for item in [*self.timers.values(), *self.tasks.values()]:
                 await item.stop()
             await asyncio.gather(*(agent.stop() for agent in self.agents.values()))
+            await self.stop_services()
+            _gc.end_pauses()  # (collection back on now, not after the freeing its commits left behind)
             others = [t for t in self._background if t is not asyncio.current_task()]
             for task in others:
                 task.cancel()

@@ -187,6 +187,7 @@ class Definitions:
         name: str | None = None,
         concurrency: int = 1,
         sink: list[Any] | None = None,
+        isolated_partitions: bool = False,
         **channel_options: Any,
     ) -> Callable[[AgentFun], Agent]:
         """Decorate an ``async def f(stream)`` to run it as an agent.
@@ -196,7 +197,10 @@ class Definitions:
         ``key_serializer``, ``value_serializer``, ``compacting``,
         ``retention``) define that topic, or the one a channel name names.
         Values the function yields are sent to every sink (topics, agents or
-        callables). Defining an agent with a name already in use replaces
+        callables). ``isolated_partitions=True`` runs one instance of the
+        agent per partition of its topic, each with its own stream
+        (``stream.active_partitions``), failures and restarts (see
+        :class:`~streamnb.processing.agents.Agent`). Defining an agent with a name already in use replaces
         the old one (a running one is stopped and the new one started).
 
         >>> from streamnb import App
@@ -219,7 +223,8 @@ class Definitions:
                 topic = self.topic(channel, **topic_options)
             else:
                 topic = self.resolve_topic(channel)
-            agent = Agent(self.runtime, fun, topic, name=agent_name, concurrency=concurrency, sink=sink)
+            agent = Agent(self.runtime, fun, topic, name=agent_name, concurrency=concurrency, sink=sink,
+                          isolated_partitions=isolated_partitions)
             agent.__doc__ = fun.__doc__
             old = self.agents.get(agent_name)
             self.agents[agent_name] = agent
@@ -233,7 +238,6 @@ class Definitions:
     def _channel_options(channel: Any, options: dict[str, Any]) -> dict[str, Any]:
         """The topic keywords among ``@app.agent`` options; errors for the Faust ones streamnb lacks."""
         unsupported = {
-            "isolated_partitions": (False, "use concurrency=N: N members of the agent's group split the partitions"),
             "supervisor_strategy": (None, "each agent restarts alone from its last commit"),
             "on_error": (None, "a crashing agent restarts; events that keep failing are dead-lettered"),
             "schema": (None, "give key_type=, value_type= and the serializers instead"),
@@ -242,8 +246,13 @@ class Definitions:
         for key, value in options.items():
             if key in CHANNEL_OPTIONS:
                 topic_options[key] = value
-            elif key == "help" or key == "use_reply_headers":
-                continue  # documentation, and RPC's reply headers (there is no RPC): nothing to do
+            elif key == "help" or (key == "use_reply_headers" and value is not False):
+                continue  # documentation; agent RPC always carries reply_to and correlation id in headers
+            elif key == "use_reply_headers":
+                raise ConfigurationError(
+                    "@app.agent(use_reply_headers=False) is not supported: asks always carry the reply topic and "
+                    "correlation id in headers (Faust's use_reply_headers=True); drop the argument"
+                )
             elif key in unsupported:
                 default, instead = unsupported[key]
                 if value != default:

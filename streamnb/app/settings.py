@@ -42,6 +42,7 @@ from ..timeunits import ms
 
 __all__ = [
     "APP_SETTINGS",
+    "DEFAULT_BATCH_MAX_BYTES",
     "FAUST_DEFAULT_WEB_PORT",
     "GUARANTEES",
     "KAFKA_SETTINGS",
@@ -50,9 +51,12 @@ __all__ = [
     "Resolved",
     "Settings",
     "SettingsHost",
+    "batch_max_bytes",
     "check_guarantee",
     "check_topic_partitions",
     "commit_interval_of",
+    "event_time_skew",
+    "fetch_sizes",
     "kafka_client_options",
     "resolve",
 ]
@@ -64,6 +68,62 @@ FAUST_DEFAULT_WEB_PORT = 6066
 
 GUARANTEES = ("at_least_once", "exactly_once")
 """The values of ``App(processing_guarantee=...)``."""
+
+
+DEFAULT_BATCH_MAX_BYTES = 16 * 1024 * 1024
+"""``stream_batch_max_bytes``: 16 MB (MiB) of keys, values and headers per batch an agent reads."""
+
+
+def event_time_skew(value: Any) -> float | None:
+    """``App(max_event_time_skew=...)``: ``None`` (off) or seconds > 0 (a number or a timedelta).
+
+    >>> event_time_skew(timedelta(hours=1)), event_time_skew(None)
+    (3600.0, None)
+    >>> event_time_skew(-5)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streamnb.errors.ConfigurationError: max_event_time_skew=-5: give seconds > 0 ...
+    """
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < float("inf"):
+        raise ConfigurationError(
+            f"max_event_time_skew={value!r}: give seconds > 0 (a number or a timedelta) by which an event "
+            "may be ahead of the clock, e.g. 3600, or None (the default) for no limit"
+        )
+    return float(seconds)
+
+
+def batch_max_bytes(value: Any) -> int:
+    """``App(stream_batch_max_bytes=...)``: a positive int.
+
+    >>> batch_max_bytes(4 * 1024 * 1024)
+    4194304
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(
+            f"stream_batch_max_bytes={value!r}: give a positive number of bytes (default 16 MB, "
+            f"{DEFAULT_BATCH_MAX_BYTES}); a single larger message still goes through alone"
+        )
+    return value
+
+
+def fetch_sizes(broker: str, options: Mapping[str, Any], max_bytes: int) -> dict[str, Any]:
+    """On ``kafka://``: aiokafka's fetch sizes within ``stream_batch_max_bytes``, unless the options set them.
+
+    What the agents' consumers buffer stays about one batch: ``fetch_max_bytes``
+    (64 MB by default) and ``max_partition_fetch_bytes`` (1 MB) at most
+    ``max_bytes`` (Kafka still returns a single larger message).
+
+    >>> fetch_sizes("kafka://127.0.0.1:9092", {}, 4 * 1024 * 1024)
+    {'fetch_max_bytes': 4194304, 'max_partition_fetch_bytes': 1048576}
+    """
+    out = dict(options)
+    if broker.startswith("kafka://"):
+        out.setdefault("fetch_max_bytes", min(64 * 1024 * 1024, max_bytes))
+        out.setdefault("max_partition_fetch_bytes", min(1024 * 1024, max_bytes))
+    return out
 
 
 def _seconds(value: Any) -> float:
@@ -116,6 +176,8 @@ APP_SETTINGS: frozenset[str] = frozenset({
     "store", "datadir", "store_memory",
     # The zone of @app.crontab jobs given none (UTC by default, as in Faust).
     "timezone",
+    # Agent RPC (streamnb.processing.replies): the reply topic, how long replies count; topics are made on demand.
+    "reply_to", "reply_expires", "reply_create_topic",
 })
 """Faust settings streamnb honours as Faust does (besides :data:`KAFKA_SETTINGS`)."""
 
@@ -152,10 +214,8 @@ NOTES: Mapping[str, str] = {
     "producer_threaded": _PRODUCER,
     "producer_metadata_max_age_ms": _PRODUCER,
     "producer_connections_max_idle_ms": _PRODUCER,
-    "reply_create_topic": "agent RPC (ask/map/join) is not available; send to a topic and read the answer from one",
-    "reply_expires": "agent RPC (ask/map/join) is not available",
-    "reply_to": "agent RPC (ask/map/join) is not available",
-    "reply_to_prefix": "agent RPC (ask/map/join) is not available",
+    "reply_to_prefix": "the reply topic is <app id>-reply (one per app, read from its end by each asker), "
+    "or the one reply_to= names",
     "stream_buffer_maxsize": "agents receive batches of up to stream_batch_size messages",
     "stream_processing_timeout": "an agent that crashes restarts from its last commit",
     "stream_publish_on_commit": "sends inside an agent are always written at its next commit",
@@ -213,7 +273,8 @@ UNSUPPORTED: Mapping[str, str] = {
 
 _STREAMNB_OPTIONS = frozenset({
     "broker", "topic_partitions", "key_serializer", "value_serializer", "processing_guarantee",
-    "commit_interval", "stream_batch_size", "tune_gc", "security_protocol", "sasl_mechanism",
+    "commit_interval", "stream_batch_size", "stream_batch_max_bytes", "max_event_time_skew", "tune_gc",
+    "security_protocol", "sasl_mechanism",
     "sasl_plain_username", "sasl_plain_password", "ssl_context", "request_timeout", "client_id",
 })
 
@@ -245,7 +306,8 @@ def _unknown(app_id: str, name: str, extra: Iterable[str]) -> ConfigurationError
     return ConfigurationError(
         f"unknown setting {name!r} for App({app_id!r}); {_closest(name, extra)}"
         "App takes Faust's settings (see the README's migration section), streamnb's own "
-        "(commit_interval, stream_batch_size, tune_gc, ...) and, on kafka://, aiokafka consumer options"
+        "(commit_interval, stream_batch_size, stream_batch_max_bytes, max_event_time_skew, tune_gc, ...) "
+        "and, on kafka://, aiokafka consumer options"
     )
 
 
@@ -413,6 +475,7 @@ class SettingsHost(Protocol):
     commit_interval: float
     commit_records: int
     stream_batch_size: int
+    stream_batch_max_bytes: int
 
 
 # Faust name -> (App attribute, may be changed after App(...)).
@@ -426,6 +489,8 @@ _LIVE: Mapping[str, tuple[str, bool]] = {
     "broker_commit_interval": ("commit_interval", True),
     "broker_commit_every": ("commit_records", True),
     "stream_batch_size": ("stream_batch_size", True),
+    "stream_batch_max_bytes": ("stream_batch_max_bytes", True),
+    "max_event_time_skew": ("max_event_time_skew", False),
 }
 
 
@@ -473,6 +538,8 @@ class Settings:
                 raise ConfigurationError(f"app.conf.{name} cannot change after App(...): make a new App with {name}=")
             if name == "broker_commit_interval":
                 value = _seconds(value)
+            elif name == "stream_batch_max_bytes":
+                value = batch_max_bytes(value)
             setattr(app, attribute, value)
         elif name in UNSUPPORTED:
             raise ConfigurationError(f"app.conf.{name} is not supported by streamnb; {UNSUPPORTED[name]}")

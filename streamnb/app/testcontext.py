@@ -10,7 +10,7 @@ Example (a pytest test; the agent and table are the app module's own)::
 
 Inside the block the app runs on a private ``memory://`` broker, whatever
 broker it names, with only this agent started: the app's other agents,
-timers, crontabs and tasks do not run (as in Faust, where the agent under
+timers, crontabs, tasks and services do not run (as in Faust, where the agent under
 test runs alone). Tables start empty and are emptied again on leaving (so
 the app's real tables never hold test rows: assert inside the block).
 :meth:`AgentTest.put` sends a value to the agent's topic and waits until
@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from ..errors import ConfigurationError
 from ..events import Event
 from ..processing.agents import Agent
+from ..processing.replies import reply_to_name, request_headers
 from ..processing.tasks import Task, Timer
 from ..tables.table import Table
 from ..transport.base import TP, Transport
@@ -117,8 +118,10 @@ class AgentTest:
         """
         if key_serializer is not None or value_serializer is not None:
             raise ConfigurationError("agent.put(): the agent's topic decides the serializers; give key_type= etc.")
-        if reply_to is not None or correlation_id is not None:
-            raise ConfigurationError("agent.put(reply_to=...): agent RPC is not available in streamnb")
+        if reply_to is not None:  # the agent answers on reply_to, as to an ask (streamnb.processing.rpc)
+            headers = request_headers(headers, reply_to_name(reply_to), correlation_id or str(uuid.uuid4()))
+        elif correlation_id is not None:
+            raise ConfigurationError("agent.put(correlation_id=...) needs reply_to=, the topic the answer goes to")
         agent, context = self.agent, self._context
         topic = agent.channel
         transport = context.host.require_transport()
@@ -222,9 +225,13 @@ class AgentTestContext:
         for registry in registries:
             registry.clear()
         host.agents[agent.name] = agent
+        services = getattr(host, "services", [])  # (an App's services do not run either)
+        kept = list(services)
+        services.clear()
         try:
             await host.start()
         finally:
+            services[:0] = kept
             for registry, items in zip(registries, saved):
                 newer = {name: item for name, item in registry.items() if items.get(name) is not item}
                 registry.clear()

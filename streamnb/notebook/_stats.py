@@ -13,9 +13,21 @@ if TYPE_CHECKING:
     from ..processing.agents import Agent
 
 __all__ = [
-    "AgentFigures", "OffsetRow", "Rates", "agent_figures", "agent_state", "group_of", "offsets", "one_line",
+    "FUTURE",
+    "AgentFigures",
+    "OffsetRow",
+    "Rates",
+    "agent_figures",
+    "agent_state",
+    "future_warnings",
+    "group_of",
+    "offsets",
+    "one_line",
     "timer_rows",
 ]
+
+FUTURE = 3600.0
+"""Seconds a partition's stream time may be ahead of the clock before the views warn (or ``max_event_time_skew``)."""
 
 
 class AgentFigures(NamedTuple):
@@ -206,3 +218,44 @@ def timer_rows(app: App) -> list[dict[str, Any]]:
             "runs": timer.runs, "skipped": timer.skipped, "last_error": one_line(timer.last_error),
         })
     return out
+def future_warnings(app: App, now: float | None = None) -> list[str]:
+    """One line per windowed table partition whose stream time is far ahead of the clock.
+
+    Far: more than the app's ``max_event_time_skew``, or :data:`FUTURE`
+    (an hour) without one. The clock is the wall clock (the replay's time
+    under a virtual clock). Such a partition's windows up to there are
+    closed, and every event before that time will be late.
+    """
+    clock = app.now() if now is None else now
+    if clock != clock or clock in (float("inf"), float("-inf")):
+        return []
+    ahead = app.max_event_time_skew or FUTURE
+    out = []
+    for table in list(app.tables.values()):
+        window = table.window
+        if window is None:
+            continue
+        for p in range(table.changelog.partition_count):
+            t = window.stream_time(partition=p)
+            if t is not None and t > clock + ahead:
+                out.append(
+                    f"table {table.name!r} partition {p}: stream time {_when(t)} is {_span(t - clock)} ahead of "
+                    "the clock, so every event older than that will be late there. An event far in the future "
+                    "moved it (App(max_event_time_skew=...) dead-letters such events instead); to start that "
+                    f"table over, delete its changelog and stream-time topics (or use a new app id)"
+                )
+    return out
+
+
+def _when(ts: float) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) + " UTC"
+    except (OverflowError, ValueError, OSError):
+        return f"{ts!r} s"
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400.0), ("hours", 3600.0)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds / 60:.0f} minutes"

@@ -29,7 +29,7 @@ import ipywidgets as widgets
 
 from ..errors import ConfigurationError
 from ._live import LiveWidget, clock, escape, styled
-from ._stats import AgentFigures, OffsetRow, Rates, agent_figures, offsets, table_rows, timer_rows
+from ._stats import AgentFigures, OffsetRow, Rates, agent_figures, future_warnings, offsets, table_rows, timer_rows
 
 if TYPE_CHECKING:
     from ..app.base import App
@@ -304,8 +304,11 @@ def _tables_html(app: App) -> str:
                     f"<td{colour}>{late:,}</td><td>{r['late_windows']:,}</td>"
                 )
         body += f"<tr>{cells}</tr>"
+    warnings = "".join(
+        f"<div style='color:#cf222e'>&#9888; {escape(line)}</div>" for line in future_warnings(app)
+    )
     return styled(
-        f"<details open><summary><b>tables</b></summary><table><thead><tr>{head}"
+        f"<details open><summary><b>tables</b></summary>{warnings}<table><thead><tr>{head}"
         f"</tr></thead><tbody>{body}</tbody></table></details>"
     )
 

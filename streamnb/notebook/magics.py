@@ -4,7 +4,7 @@ Example (in a notebook)::
 
     %load_ext streamnb
     %streamnb start                 # await app.start() on the kernel's loop
-    %streamnb status                # agents: state, processed, rate, dead letters, last error
+    %streamnb status                # agents: state, processed, rate, dead letters, last error; warnings
     %streamnb dashboard             # live dashboard (app.dashboard())
     %streamnb table counts --top 10 # live view of a table (counts.live(top=10))
     %streamnb topology              # the dataflow: topics, agents, tables (app.topology())
@@ -38,7 +38,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from ..errors import StreamnbError
 from . import awaiting
-from ._stats import agent_figures
+from ._stats import agent_figures, future_warnings
 from .awaiting import Pending, schedule, wait_for_magic
 
 if TYPE_CHECKING:
@@ -327,9 +327,10 @@ def status_text(app: App) -> str:
         f"app {app.id!r} {app.state} on {app.broker}: {_n(len(app.agents), 'agent')}, "
         f"{_n(len(app.topics), 'topic')}, {_n(len(app.tables), 'table')}"
     )
+    warnings = "".join(f"\nwarning: {line}" for line in future_warnings(app))
     figures = agent_figures(app)
     if not figures:
-        return head + "\n(no agents)"
+        return head + "\n(no agents)" + warnings
     df = pd.DataFrame(
         [
             (
@@ -340,7 +341,7 @@ def status_text(app: App) -> str:
         ],
         columns=["agent", "state", "processed", "events/s", "dead-lettered", "crashes", "last error"],
     )
-    return head + "\n" + text_table(df, "agents", sort=False)
+    return head + "\n" + text_table(df, "agents", sort=False) + warnings
 
 
 def _n(count: int, noun: str) -> str:

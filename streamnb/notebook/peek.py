@@ -12,19 +12,23 @@ fetched from the schema registry); anything else is shown best effort:
 Avro in Confluent's framing when the app has a schema registry, JSON when
 it parses, else text, else bytes. Peeking reads the log
 directly and belongs to no consumer group, so it never moves an agent's
-offsets.
+offsets. It holds at most about ``stream_batch_max_bytes`` of messages
+(the newest first): a peek at a topic of 10 MB values shows the last one
+or two, not a gigabyte. A dead-letter topic (``<app id>-<agent>-dlq``) is
+peeked the same way.
 """
 
 from __future__ import annotations
 
 import json
+from collections import deque
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
 from ..errors import AppNotRunningError, ConfigurationError, SchemaRegistryUnavailableError, StreamnbError
-from ..transport.base import TP, Message
+from ..transport.base import TP, Message, message_size, within_bytes
 from ._live import HtmlLabelWidget, clock, styled
 
 if TYPE_CHECKING:
@@ -57,7 +61,7 @@ async def peek(app: App, topic: str | Topic[Any, Any], n: int = 10) -> pd.DataFr
     transport = await _transport(app)
     name, decoder = _decoder(app, topic)
     ends = await _ends(transport, name)
-    return await _read_last(transport, ends, n, decoder)
+    return await _read_last(transport, ends, n, decoder, app.stream_batch_max_bytes)
 
 
 def live_peek(app: App, topic: str | Topic[Any, Any], n: int = 10, *, interval: float = 1.0) -> LivePeek:
@@ -95,7 +99,7 @@ class LivePeek(HtmlLabelWidget):
         ends = await _ends(transport, self.topic_name)
         if ends == self._seen:
             return
-        self.frame = await _read_last(transport, ends, self.n, self._decoder)
+        self.frame = await _read_last(transport, ends, self.n, self._decoder, self.app.stream_batch_max_bytes)
         self._seen = ends
         body = styled(self.frame.to_html(index=False, border=0, classes="streamnb-peek"))
         if self.html.value != body:
@@ -136,17 +140,23 @@ async def _ends(transport: Transport, name: str) -> dict[TP, int]:
     return await transport.end_offsets([TP(name, p) for p in range(count)])
 
 
-async def _read_last(transport: Transport, ends: dict[TP, int], n: int, decoder: _Decoder) -> pd.DataFrame:
+async def _read_last(
+    transport: Transport, ends: dict[TP, int], n: int, decoder: _Decoder, max_bytes: int
+) -> pd.DataFrame:
+    """The last ``n`` messages over the partitions, within ``max_bytes`` (the newest first; at least one)."""
     import pandas as pd
 
     begins = await transport.beginning_offsets(list(ends))
+    share = max(1, max_bytes // max(1, len(ends)))
     msgs: list[Message] = []
     for tp, end in ends.items():
         start = max(begins.get(tp, 0), end - n)
         if start < end:
-            msgs.extend(await transport.read(tp, start, end, n))
+            msgs.extend(await _tail(transport, tp, start, end, n, share))
     msgs.sort(key=lambda m: (m.timestamp, m.partition, m.offset))
     msgs = msgs[-n:]
+    newest_first = within_bytes(msgs[::-1], max_bytes)
+    msgs = newest_first[::-1]
     await decoder.prefetch(msgs)
     rows = [(m.partition, m.offset, m.timestamp, *decoder(m)) for m in msgs]
     df = pd.DataFrame(rows, columns=COLUMNS)
@@ -177,6 +187,28 @@ def diverted_from(msg: Message) -> tuple[str | None, str] | None:
     offset = headers.get("streamnb-offset", b"?").decode("utf-8", "replace")
     origin = f"{topic.decode('utf-8', 'replace')}[{partition}]@{offset}"
     return (reason.decode("utf-8", "replace") if reason is not None else None), origin
+
+
+async def _tail(transport: Transport, tp: TP, start: int, end: int, n: int, max_bytes: int) -> list[Message]:
+    """The messages of ``tp`` from ``start`` to ``end``, keeping the newest within ``max_bytes`` (at least one).
+
+    Read in chunks of at most ``max_bytes``: a peek at a topic of large
+    messages holds about twice that, never the whole range.
+    """
+    kept: deque[Message] = deque()
+    size = 0
+    position = start
+    while position < end:
+        chunk = await transport.read(tp, position, end, n, max_bytes)
+        if not chunk:
+            break
+        for m in chunk:
+            kept.append(m)
+            size += message_size(m)
+        while len(kept) > 1 and size > max_bytes:
+            size -= message_size(kept.popleft())
+        position = chunk[-1].offset + 1
+    return list(kept)
 
 
 def _decoder(app: App, topic: str | Topic[Any, Any]) -> tuple[str, _Decoder]:

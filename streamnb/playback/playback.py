@@ -79,7 +79,7 @@ class Playback:
             return max(txn.message.timestamp, clock.floor)
         return clock.now()
 
-    async def fork(self, at: Any, broker: str) -> Any:
+    async def fork(self, at: Any, broker: str, *, progress: Any = None) -> Any:
         """Go on from time ``at`` in a new folder: tables as they were then, agents from there.
 
         Writes ``broker`` (a new ``local://`` or ``memory://`` folder) with
@@ -87,11 +87,13 @@ class Playback:
         then moves this app there and starts it (a virtual clock pauses at
         ``at``: redefine an agent, then ``app.clock.resume()``). The old
         folder is left as it was. Needs the tables' history (``history=True``,
-        the default under a virtual clock).
+        the default under a virtual clock). The folder appears only once
+        complete: a fork stopped midway leaves nothing to clean up, so
+        forking again works. ``progress``: as for :func:`streamnb.record`.
 
         >>> await app.fork(at=app.clock.start_time + 300, broker="local://fork")  # doctest: +SKIP
         """
-        url = await fork_into(self, at, broker)  # type: ignore[arg-type]
+        url = await fork_into(self, at, broker, progress)  # type: ignore[arg-type]
         if isinstance(self.clock, VirtualClock):
             self.clock.speed = 0
         await move(self, url)  # type: ignore[arg-type]

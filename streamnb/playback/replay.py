@@ -25,21 +25,21 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from .. import naming
 from ..errors import ConfigurationError
 from ..processing.agents import Agent
-from ..processing.feed import running_max
 from ..processing.tasks import Task, Timer
 from ..tables.table import Table
 from ..topics import Topic
-from ..transport import open_transport
-from ..transport.base import TP, ProducerRecord, RebalanceListener, TopicSpec, Transport
+from ..transport.base import TP, Transport
 from .clock import VirtualClock, check_speed, to_seconds
+from .fork import fork_of, restore_fork, write_fork
+from .progress import Progress
 from .recording import recorded_topics
 
 __all__ = ["KAFKA_REPLAY", "ReplayHost", "fork", "fork_of", "inputs_of", "move", "prepare", "replay", "restart"]
@@ -112,7 +112,7 @@ async def prepare(app: ReplayHost) -> None:
     start, end = await _time_span(transport, sorted(inputs))
     forked = await fork_of(transport, app.id)
     if forked is not None:
-        await _restore_fork(app, transport, forked)
+        await restore_fork(transport, forked, _history_changelogs(app))
         start = forked["at"]
     clock.reset(transport, start, end)
     clock.expected_feeds = lambda: sum(
@@ -136,8 +136,8 @@ async def _time_span(transport: Transport, topics: Iterable[str]) -> tuple[float
             if starts[tp] < ends[tp]:
                 head = await transport.read(tp, starts[tp], ends[tp], 1)
                 tail = await transport.read(tp, ends[tp] - 1, ends[tp], 1)
-                first += [m.timestamp for m in head]
-                last += [m.timestamp for m in tail]
+                first += [m.timestamp for m in head if 0 <= m.timestamp < math.inf]  # (nan, inf: no time)
+                last += [m.timestamp for m in tail if 0 <= m.timestamp < math.inf]
     return (min(first) if first else None, max(last) if last else None)
 
 
@@ -201,155 +201,27 @@ KAFKA_REPLAY = (
 )
 
 
-async def fork(app: ReplayHost, at: Any, broker: str) -> str:  # noqa: C901 - untangled on wt/s-fork (playback/fork.py)
+async def fork(app: ReplayHost, at: Any, broker: str, progress: bool | Progress | None = None) -> str:
     """Write a new folder that starts where the app was at time ``at``; return its URL.
 
     The folder gets the app's inputs (whole, at the same offsets), each
     table's state at ``at`` (rebuilt from its history) as its changelog,
     and each agent's position in its inputs: the first message of each
-    partition later than ``at``. ``App.fork`` then moves the app there.
+    partition later than ``at``. It is built under a temporary name and
+    renamed into place once complete (see :mod:`streamnb.playback.fork`).
+    ``App.fork`` then moves the app there.
 
     >>> url = await fork(app, at=app.clock.start_time + 300, broker="local://fork")  # doctest: +SKIP
     """
     when = to_seconds(at)
-    if not isinstance(broker, str) or not broker.startswith(("local://", "memory://")):
-        raise ConfigurationError(f"fork(broker={broker!r}): a fork goes into a local:// or memory:// folder")
-    if broker == app.broker:
-        raise ConfigurationError(f"fork(broker={broker!r}) is the app's own folder: fork into a new one")
-    source = await app.connect()
-    inputs = sorted(await inputs_of(app, source))
-    snapshots = {name: await table.at(time=when) for name, table in app.tables.items()}
-    dest = open_transport(broker, client_id=app.id)
-    await dest.start()
-    try:
-        if [t for t in await dest.list_topics() if t != naming.RECORDING_TOPIC]:
-            raise ConfigurationError(f"fork(broker={broker!r}): that folder is not empty; fork into a new one")
-        positions: dict[TP, int] = {}
-        for name in [*inputs, naming.RECORDING_TOPIC]:
-            count = await source.partition_count(name)
-            if count and not await dest.partition_count(name):
-                await dest.create_topic(TopicSpec(name, count))
-                for p in range(count):
-                    positions[TP(name, p)] = await _copy_partition(source, dest, TP(name, p), when)
-        groups: dict[str, list[list[Any]]] = {}
-        for agent in app.agents.values():
-            reads = set(agent.read_topics()) & set(inputs)
-            groups[naming.consumer_group(app.id, agent.name)] = [
-                [tp.topic, tp.partition, o] for tp, o in positions.items() if tp.topic in reads
-            ]
-        tables = {}
-        for name, table in app.tables.items():
-            rows, times = _snapshot_records(table, snapshots[name], when)
-            logs = [(table.changelog, rows)]
-            if table.stream_times is not None:
-                logs.append((table.stream_times.topic, times))
-            for log, records in logs:
-                for topic in (log.name, naming.fork_state_topic(log.name)):
-                    await dest.create_topic(TopicSpec(topic, table.changelog.partition_count, log.compacting))
-                    for at in range(0, len(records), 20_000):
-                        await dest.send([r._replace(topic=topic) for r in records[at : at + 20_000]])
-                tables[log.name] = naming.fork_state_topic(log.name)
-        info = {"app": app.id, "at": when, "groups": groups, "tables": tables}
-        await dest.create_topic(TopicSpec(naming.FORK_TOPIC, 1))
-        await dest.send([ProducerRecord(naming.FORK_TOPIC, 0, app.id.encode(), json.dumps(info).encode(), when)])
-        await _commit_groups(dest, groups)
-    finally:
-        await dest.stop()
-    return broker
-
-
-async def fork_of(transport: Transport, app_id: str) -> dict[str, Any] | None:
-    """The newest fork made for ``app_id`` in this folder (see :func:`fork`), if any."""
-    if not await transport.partition_count(naming.FORK_TOPIC):
-        return None
-    tp = TP(naming.FORK_TOPIC, 0)
-    end = (await transport.end_offsets([tp]))[tp]
-    found = None
-    for msg in await transport.read(tp, 0, end, 100_000):
-        info = json.loads(msg.value or b"{}")
-        if info.get("app") == app_id:
-            found = info
-    return found
-
-
-async def _commit_groups(transport: Transport, groups: Mapping[str, list[list[Any]]]) -> None:
-    """Store each group's committed offsets (through a consumer that never starts)."""
-
-    async def nothing(tps: set[TP]) -> None:
-        return None
-
-    for group, offsets in groups.items():
-        if offsets:
-            topics = sorted({t for t, _p, _o in offsets})
-            consumer = transport.consumer(group, topics, RebalanceListener(nothing, nothing))
-            await consumer.commit({TP(t, p): o for t, p, o in offsets})
-
-
-async def _restore_fork(app: ReplayHost, transport: Transport, info: dict[str, Any]) -> None:
-    """A replay of a fork starts from it: the tables' changelogs and the agents' positions as forked."""
-    for changelog, state in info["tables"].items():
-        count = await transport.partition_count(state)
-        if not count:
-            continue
-        await transport.create_topic(TopicSpec(changelog, count, changelog not in _history_changelogs(app)))
-        for p in range(count):
-            tp = TP(state, p)
-            end = (await transport.end_offsets([tp]))[tp]
-            msgs = await transport.read(tp, 0, end, end + 1)
-            await transport.send(
-                [ProducerRecord(changelog, p, m.key, m.value, m.timestamp, m.headers) for m in msgs]
-            )
-    await _commit_groups(transport, info["groups"])
+    inputs = sorted(await inputs_of(app, await app.connect()))
+    return await write_fork(app, inputs, when, broker, progress)
 
 
 def _history_changelogs(app: ReplayHost) -> set[str]:
     """The changelogs (and stream-time topics) that keep every record: not compacted."""
     kept = [t for t in app.tables.values() if t.history_kept]
     return {t.changelog.name for t in kept} | {t.stream_times.topic.name for t in kept if t.stream_times is not None}
-
-
-async def _copy_partition(source: Transport, dest: Transport, tp: TP, when: float) -> int:
-    """Copy a partition whole (same offsets); return the offset of its first message later than ``when``."""
-    begin = (await source.beginning_offsets([tp]))[tp]
-    end = (await source.end_offsets([tp]))[tp]
-    position = begin
-    first_after: int | None = None
-    newest = float("-inf")
-    while position < end:
-        msgs = await source.read(tp, position, end, 20_000)
-        if not msgs:
-            break
-        keys = running_max(msgs, newest)
-        newest = keys[-1]
-        if first_after is None:
-            first_after = next((m.offset for m, k in zip(msgs, keys) if k > when), None)
-        await dest.send([ProducerRecord(tp.topic, tp.partition, m.key, m.value, m.timestamp, m.headers) for m in msgs])
-        position = msgs[-1].offset + 1
-    return first_after if first_after is not None else end
-
-
-def _snapshot_records(
-    table: Table[Any, Any], snap: Any, when: float
-) -> tuple[list[ProducerRecord], list[ProducerRecord]]:
-    """Records that rebuild ``snap``: one per row for the changelog, and a windowed table's stream times."""
-    topic = table.changelog
-    name = topic.name
-    dumps_key = topic.key_codec.dumps
-    state = snap.state
-    partition_of: Mapping[Any, int] = state.partition_of
-    records: list[ProducerRecord] = []
-    if snap.window is None:
-        for key, value in state.rows.items():
-            records.append(
-                ProducerRecord(name, partition_of.get(key, 0), dumps_key(key), topic.encode_value(value), when)
-            )
-        return records, []
-    for (key, window), value in state.store.items():
-        p = partition_of.get((key, window[0]), 0)
-        records.append(ProducerRecord(name, p, dumps_key([key, list(window)]), topic.encode_value(value), when))
-    times = table.stream_times
-    stream_times = [] if times is None else [times.record(p, t, t) for p, t in state.stream_time.items()]
-    return records, stream_times
 
 
 async def move(app: ReplayHost, broker: str) -> None:

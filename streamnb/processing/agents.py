@@ -15,6 +15,16 @@ crashing the agent is retried ``max_retries`` times, then sent to the
 dead-letter topic ``<app id>-<agent>-dlq`` with the error, so one bad event
 cannot stop the stream.
 
+With ``isolated_partitions=True`` the agent runs one instance per
+partition of its topic: each is a member of the agent's consumer group
+with its own stream (``stream.active_partitions`` is the partition it
+serves), transaction, crashes and restarts, so an event that keeps
+crashing holds up its own partition only. On the embedded brokers each
+instance owns one partition for good; on Kafka the members share the
+partitions through the group protocol (range assignment: at most one each
+once every member joined), so while members join or rejoin (at start, and
+when a crashed instance restarts) an instance may briefly serve two.
+
 A :class:`~streamnb.errors.CorruptStoreError` (the ``local://`` folder's
 data is damaged) is no event's fault and does not go away by retrying: the
 agent stops with it (``agent.last_error``), nothing is dead-lettered, and the
@@ -31,13 +41,15 @@ import traceback
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 from .. import naming
-from ..errors import AgentError, ConfigurationError, CorruptStoreError, PartitionMismatchError
+from ..errors import AgentError, ConfigurationError, CorruptStoreError, EventTimeError, PartitionMismatchError
 from ..runtime import Runtime
 from ..topics import Topic
 from ..transport.base import Message
+from .replies import ReplyHost, answer, answer_failure
+from .rpc import AgentRPC
 from .source import Source
 from .streams import Stream
 
@@ -57,7 +69,7 @@ class AgentTestMaker(Protocol):
         ...
 
 
-class Agent:
+class Agent(AgentRPC):
     """An async function over a stream, run and supervised by the app.
 
     Create agents with :meth:`App.agent`. Defining an agent again under the
@@ -77,6 +89,7 @@ class Agent:
         name: str,
         concurrency: int = 1,
         sink: list[Any] | None = None,
+        isolated_partitions: bool = False,
     ) -> None:
         if not (inspect.iscoroutinefunction(fun) or inspect.isasyncgenfunction(fun)):
             raise ConfigurationError(
@@ -85,6 +98,12 @@ class Agent:
             )
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigurationError(f"agent {name!r}: concurrency must be an int >= 1, got {concurrency!r}")
+        if isolated_partitions and concurrency != 1:
+            raise ConfigurationError(
+                f"agent {name!r}: isolated_partitions=True runs one instance per partition; drop concurrency="
+            )
+        self.isolated_partitions = isolated_partitions
+        """One instance (own stream, own failures and restarts) per partition of its topic."""
         self.app = app
         self.fun = fun
         self.channel = channel
@@ -117,7 +136,7 @@ class Agent:
         self._resumed.set()
         self._stopping = False
 
-    # -- sending -----------------------------------------------------------------------------
+    # -- topics (send, cast, ask, map, join: streamnb.processing.rpc) ------------------------
 
     @property
     def topic(self) -> Topic[Any, Any]:
@@ -151,18 +170,6 @@ class Agent:
         windows it closed have had their ``on_window_close`` calls.
         """
         return sum(len(source.txn) + source.committing for source in list(self._sources))
-
-    async def send(self, *, key: Any = None, value: Any = None, partition: int | None = None,
-                   timestamp: float | None = None, headers: Any = None) -> Any:
-        """Send a value to the agent's topic (returns where it went, as :meth:`Topic.send`).
-
-        >>> await count.send(value=PageView(id="1", user="a", page="/"))  # doctest: +SKIP
-        """
-        return await self.channel.send(
-            key=key, value=value, partition=partition, timestamp=timestamp, headers=headers
-        )
-
-    cast = send
 
     def add_sink(self, sink: Any) -> None:
         """Send every value the agent yields to ``sink`` too (a topic, an agent or a callable), as Faust's.
@@ -206,7 +213,9 @@ class Agent:
         if any(not task.done() for task in self._tasks):
             return
         self._tasks = []
-        await self.channel.declare()
+        partitions = await self.channel.declare()
+        if self.isolated_partitions:  # a member per partition: each is assigned at most one (static or range)
+            self.concurrency = partitions
         self._stopping = False
         self.state = "starting"
         self.started_at = time.time()
@@ -359,6 +368,7 @@ class Agent:
             await result
 
     async def _deliver(self, value: Any) -> None:
+        await answer(cast(ReplyHost, self.app), value)  # the event was an ask: reply (streamnb.processing.rpc)
         for sink in self.sinks:
             if isinstance(sink, (Agent, Topic)):
                 await sink.send(value=value)
@@ -393,10 +403,14 @@ class Agent:
                     f" at stage {source.stage} on {msg.topic}[{msg.partition}]@{msg.offset}"
                     f" (try {tries} of {self.max_retries})"
                 )
-                if tries >= self.max_retries and retry:
-                    self.poison[key] = exc
+                if (tries >= self.max_retries or isinstance(exc, EventTimeError)) and retry:
+                    self.poison[key] = exc  # (a time that is no event time does not get better by retrying)
+            if not retry and msg is not None:  # never processed: an asker must not wait for it
+                answer_failure(cast(ReplyHost, self.app), msg, f"{type(exc).__name__}: {exc}")
             source.abort()
-        if retry:
+        if retry and isinstance(exc, EventTimeError):
+            logger.warning("agent %r: %s%s; the event is dead-lettered", self.name, exc, where)
+        elif retry:
             logger.error(
                 "agent %r crashed%s; restarting from its last commit\n%s", self.name, where, self.last_traceback
             )
@@ -405,6 +419,7 @@ class Agent:
     def record_dead_letter(self, msg: Message, reason: str) -> None:
         """Count and log a message that went to the dead-letter topic (called by the source once committed)."""
         self.dead_lettered += 1
+        answer_failure(cast(ReplyHost, self.app), msg, reason)  # an ask of it gets the error
         self.poison.pop((msg.topic, msg.partition, msg.offset), None)
         self._retries.pop((msg.topic, msg.partition, msg.offset), None)
         self.errors.append((time.time(), f"dead-lettered {msg.topic}[{msg.partition}]@{msg.offset}: {reason}"))

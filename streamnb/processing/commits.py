@@ -1,25 +1,23 @@
-"""A source's commits: processed offsets, table changes and sends, committed together.
+"""Commits: a source's records collected in steps, then under way until its outcome is applied.
 
-A mixin of :class:`~streamnb.processing.source.Source` (the source module
-stays about fetching and handing out batches). What the agent finished is
-marked done (:meth:`Commits._account`) and committed between batches
-(:meth:`Commits.commit`): the offsets (held back before what operators
-such as ``take`` buffer), the transaction's table changes and sends, and
-group_by's repartition purges, in one broker commit that runs in the
-background while the agent goes on (:meth:`Commits.wait_committed` waits
-for it and applies its outcome).
+:class:`Committing` is the commit side of :class:`~streamnb.processing.source.Source`
+(a mixin): ``commit()``, ``wait_committed()``, applying or undoing a
+commit once it landed.
 
-A failed commit undoes the table changes it carried (they never became
-durable) and crashes the agent, which restarts from the committed offsets.
-On Kafka exactly-once (one transaction per input partition) some
-partitions' transactions may have committed: the table partitions the
-uncommitted writes touched are dropped instead and read again from their
-changelogs (:meth:`Commits._forget_uncommitted`).
+:meth:`Collected.of` takes a transaction's records (and, for a large commit,
+pauses automatic garbage collection: see :mod:`streamnb._gc`), encoding the
+changelog a slice at a time so the event loop runs in between;
+:meth:`Collected.start` hands them to the consumer's commit and returns the
+:class:`Inflight` commit, which the source applies (or undoes) once it
+landed, and whose records :meth:`Inflight.release` then frees a step at a
+time.
 
-Example (a source between batches)::
+Example (what :class:`~streamnb.processing.source.Source` does)::
 
-    await source.commit(wait=False)   # runs while the agent goes on with the next batch
-    await source.wait_committed()     # its outcome applied; raises if it failed
+    batch = await Collected.of(txn, per_partition=False, now=app.now())
+    inflight = batch.start(consumer.commit(offsets, batch.records), txn.dirty, letters, (events, started))
+    ...                      # later, once inflight.future is done and applied:
+    inflight.release(app.spawn)
 """
 
 from __future__ import annotations
@@ -28,39 +26,145 @@ import asyncio
 import logging
 import operator
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from .. import _gc
 from ..runtime import Runtime
 from ..transaction import Transaction
-from ..transport.base import TP, Consumer, Message
+from ..transport.base import TP, Consumer, Message, ProducerRecord
 from .deadletters import DeadLetters
 from .forwarding import Purger
 from .runs import PartitionRuns
 from .supervision import SourceConfig, Supervisor
 
-__all__ = ["Commits"]
+__all__ = ["RELEASE_STEP", "Collected", "Committing", "Inflight", "release_in_steps"]
 
 logger = logging.getLogger("streamnb")
+
+RELEASE_STEP = 20_000
+"""Records of a large commit freed at a time (freeing a million objects at once holds the loop ~0.1 s)."""
 
 _tp_of = operator.itemgetter(0, 1)
 _offset_of = operator.itemgetter(2)
 
+Spawn = Callable[[Coroutine[Any, Any, Any], str], Any]
 
-class Commits:
-    """The commit bookkeeping of a :class:`~streamnb.processing.source.Source` (a mixin)."""
+
+@dataclass(eq=False)
+class Inflight:
+    """A commit under way: what applying (or undoing) it takes once it landed."""
+
+    future: asyncio.Future[None]
+    """The consumer's commit."""
+    dirty: dict[Any, Any]
+    """The tables' bookkeeping of the committed writes (participant -> its ``dirty``)."""
+    letters: list[tuple[Message, str]]
+    """Dead letters it holds (counted once it landed)."""
+    note: tuple[int, int, float]
+    """Events, records, start (``time.monotonic()``): the debug line."""
+    gc_pause: _gc.Pause | None = None
+    """A large commit's pause of automatic collection (ended by :meth:`release`)."""
+    bulk: list[list[Any]] = field(default_factory=list)
+    """A large commit's record lists (emptied by :meth:`release`)."""
+
+    @property
+    def failed(self) -> bool:
+        """True when the commit was cancelled or raised."""
+        return self.future.cancelled() or self.future.exception() is not None
+
+    def release(self, spawn: Spawn) -> None:
+        """Its outcome is applied: free a large commit's records a step at a time, then end its pause."""
+        pause, self.gc_pause = self.gc_pause, None
+        if self.bulk and spawn(release_in_steps(self.bulk, self.dirty, pause), "free a large commit") is not None:
+            return
+        if pause is not None:
+            pause.end()
+
+
+async def release_in_steps(lists: list[list[Any]], dirty: dict[Any, Any], gc_pause: _gc.Pause | None) -> None:
+    """Free a landed commit's records and table bookkeeping a step at a time, then end its collection pause."""
+    try:
+        for items in lists:
+            while items:
+                del items[-RELEASE_STEP:]
+                await asyncio.sleep(0)
+        for keys in dirty.values():
+            if isinstance(keys, dict):
+                while keys:
+                    for _ in range(min(RELEASE_STEP, len(keys))):
+                        keys.popitem()
+                    await asyncio.sleep(0)
+    finally:
+        if gc_pause is not None:
+            gc_pause.end()
+
+
+@dataclass(eq=False)
+class Collected:
+    """A transaction's records, collected for one commit."""
+
+    records: list[ProducerRecord]
+    """Every record; with :attr:`per_partition`, the ones no input partition caused (orphans)."""
+    per_partition: dict[TP, list[ProducerRecord]] | None
+    """Kafka exactly-once: each input partition's records."""
+    gc_pause: _gc.Pause | None
+    """Set for a large commit (:data:`streamnb._gc.LARGE` records or more)."""
+
+    @classmethod
+    async def of(cls, txn: Transaction, per_partition: bool, now: float) -> Collected:
+        """Collect ``txn``'s records in steps (see :meth:`Transaction.collect_in_steps`)."""
+        gc_pause = _gc.Pause() if len(txn) >= _gc.LARGE else None
+        try:
+            if per_partition:
+                split = await txn.collect_per_partition_in_steps(now)
+                return cls(txn.orphans(), split, gc_pause)
+            return cls(await txn.collect_in_steps(now), None, gc_pause)
+        except BaseException:
+            if gc_pause is not None:
+                gc_pause.end()
+            raise
+
+    @property
+    def written(self) -> int:
+        """How many records."""
+        return len(self.records) + sum(map(len, (self.per_partition or {}).values()))
+
+    def drop(self) -> None:
+        """Not committed after all (the transaction was undone meanwhile)."""
+        if self.gc_pause is not None:
+            self.gc_pause.end()
+
+    def start(
+        self, committing: Awaitable[None], dirty: dict[Any, Any], letters: list[tuple[Message, str]],
+        note: tuple[int, float],
+    ) -> Inflight:
+        """Run ``committing`` (the consumer's commit of these records); ``note``: (events, start)."""
+        future = asyncio.ensure_future(committing)
+        bulk: list[list[Any]] = []
+        pause = self.gc_pause
+        if pause is not None:  # ended once its records are freed, or a second after it landed at the latest
+            future.add_done_callback(lambda done: done.get_loop().call_later(1.0, pause.end))
+            bulk = [*(self.per_partition or {}).values(), self.records]
+        return Inflight(future, dirty, letters, (note[0], self.written, note[1]), pause, bulk)
+
+
+class Committing:
+    """The commit side of a source (a mixin of :class:`~streamnb.processing.source.Source`)."""
 
     app: Runtime
     stream: SourceConfig
     agent: Supervisor | None
     owner: str
-    consumer: Consumer | None
     txn: Transaction
-    dead_letters: DeadLetters
-    purgers: list[Purger]
-    runs: PartitionRuns
-    per_partition: bool
+    consumer: Consumer | None
     aborted: bool
+    per_partition: bool
+    purgers: list[Purger]
+    dead_letters: DeadLetters
+    poison: dict[tuple[str, int, int], BaseException]
+    runs: PartitionRuns
 
     def _init_commits(self) -> None:
         """Nothing processed, nothing committing."""
@@ -69,12 +173,10 @@ class Commits:
         self.last_commit = time.monotonic()
         self.commit_failed = False
         """True once a commit failed (the agent restarts; the failure is not the event's fault)."""
-        self._inflight: asyncio.Future[None] | None = None
-        self._inflight_dirty: dict[Any, dict[Any, list[Any]]] = {}
-        self._inflight_letters: list[tuple[Message, str]] = []
+        self._inflight: Inflight | None = None
+        self._commit_lock = asyncio.Lock()
         self._sent_offsets: dict[TP, int] = {}  # the offsets of the last commit started, per partition
-        self._inflight_partitions: set[int] = set()
-        self._inflight_note: tuple[int, int, float] = (0, 0, 0.0)  # events, records, start: the debug line
+        self._inflight_partitions: set[int] = set()  # (exactly-once) what the last commit touched
 
     def _account(self, msgs: Sequence[Message]) -> None:
         """Mark every message of a fully processed batch as done."""
@@ -94,8 +196,16 @@ class Commits:
 
         With ``wait=False`` the commit runs while the agent goes on with the
         next batch (sqlite and the network work without the GIL); the next
-        commit, and every stop, waits for it first.
+        commit, and every stop, waits for it first. The changelog records of
+        a large commit are encoded in steps (:meth:`~streamnb.transaction.Transaction.collect_in_steps`)
+        that let the event loop run between them; one commit at a time.
         """
+        async with self._commit_lock:
+            await self._start_commit()
+        if wait:
+            await self.wait_committed()
+
+    async def _start_commit(self) -> None:
         await self.wait_committed()
         txn = self.txn
         if not self.pending and not len(txn):
@@ -103,43 +213,44 @@ class Commits:
             return
         if self.aborted or self.consumer is None:
             return
-        offsets = {TP(t, p): o + 1 for (t, p), o in self.pending.items()}
-        held_back: dict[tuple[str, int], int] = {}  # processed, but an operator (take) still holds them
+        offsets, held_back = self._offsets(self.pending)
+        if held_back and not len(txn) and all(self._sent_offsets.get(tp) == o for tp, o in offsets.items()):
+            self.last_commit = time.monotonic()  # nothing new to commit: only what is held back
+            return
+        self.pending = dict(held_back)  # committed once the operator lets go of them
+        processed, self.processed = self.processed, 0
+        self._sent_offsets.update(offsets)
+        for participant in list(txn.dirty):
+            participant.before_commit(txn)
+        dirty, started = txn.dirty, time.monotonic()
+        batch = await Collected.of(txn, self.per_partition, self.app.now())  # (the loop runs meanwhile)
+        if self.aborted or self.consumer is None:  # undone meanwhile: a rebalance gave up on this batch
+            batch.drop()
+            return
+        if batch.per_partition is not None:
+            committing = self.consumer.commit(offsets, batch.records, per_partition=batch.per_partition)
+            self._inflight_partitions = {tp.partition for tp in offsets} | {tp.partition for tp in batch.per_partition}
+        else:
+            committing = self.consumer.commit(offsets, batch.records)
+        for purger in self.purgers:
+            purger.stage(offsets)
+        txn.clear()
+        self.last_commit = time.monotonic()
+        self._inflight = batch.start(committing, dirty, self.dead_letters.take(), (processed, started))
+
+    def _offsets(self, pending: dict[tuple[str, int], int]) -> tuple[dict[TP, int], dict[tuple[str, int], int]]:
+        """The offsets to commit: after each partition's last processed message, or the first one a ``take()`` holds.
+
+        Also returns the processed offsets held back (committed once the operator lets go of them).
+        """
+        offsets = {TP(t, p): o + 1 for (t, p), o in pending.items()}
+        held_back: dict[tuple[str, int], int] = {}
         for hold in self.stream.holds:
             for tp, first_held in hold().items():
                 if tp in offsets and offsets[tp] > first_held:
                     offsets[tp] = first_held
-                    held_back[(tp.topic, tp.partition)] = self.pending[(tp.topic, tp.partition)]
-        if held_back and not len(txn) and all(self._sent_offsets.get(tp) == o for tp, o in offsets.items()):
-            self.last_commit = time.monotonic()  # nothing new to commit: only what is held back
-            return
-        for participant in list(txn.dirty):
-            participant.before_commit(txn)
-        dirty = txn.dirty
-        started = time.monotonic()
-        if self.per_partition:
-            per_partition = txn.collect_per_partition(self.app.now())
-            orphans = txn.orphans()
-            committing = self.consumer.commit(offsets, orphans, per_partition=per_partition)
-            self._inflight_partitions = {tp.partition for tp in offsets} | {tp.partition for tp in per_partition}
-            written = len(orphans) + sum(map(len, per_partition.values()))
-        else:
-            records = txn.collect(self.app.now())
-            written = len(records)
-            committing = self.consumer.commit(offsets, records)
-        self._inflight_note, self.processed = (self.processed, written, started), 0
-        for purger in self.purgers:
-            purger.stage(offsets)
-        txn.clear()
-        self.pending.clear()
-        self.pending.update(held_back)  # committed once the operator lets go of them
-        self._sent_offsets.update(offsets)
-        self.last_commit = time.monotonic()
-        self._inflight = asyncio.ensure_future(committing)
-        self._inflight_dirty = dirty
-        self._inflight_letters = self.dead_letters.take()
-        if wait:
-            await self.wait_committed()
+                    held_back[(tp.topic, tp.partition)] = pending[(tp.topic, tp.partition)]
+        return offsets, held_back
 
     @property
     def committing(self) -> bool:
@@ -156,11 +267,11 @@ class Commits:
         if inflight is None:
             return
         try:
-            await asyncio.shield(inflight)
+            await asyncio.shield(inflight.future)
         except asyncio.CancelledError:
-            if not inflight.done():
+            if not inflight.future.done():
                 try:
-                    await inflight  # already under way: finish it so nothing is written twice
+                    await inflight.future  # already under way: finish it so nothing is written twice
                 finally:
                     self._finish_inflight(inflight)
             raise
@@ -169,32 +280,42 @@ class Commits:
             raise
         self._finish_inflight(inflight)
 
-    def _finish_inflight(self, inflight: asyncio.Future[None]) -> None:
+    def _finish_inflight(self, inflight: Inflight) -> None:
         if self._inflight is not inflight:
             return
         self._inflight = None
-        dirty, self._inflight_dirty = self._inflight_dirty, {}
-        letters, self._inflight_letters = self._inflight_letters, []
-        if inflight.cancelled() or inflight.exception() is not None:
-            self.commit_failed = True
-            if self.per_partition:
-                # Some partitions' transactions may have committed: undoing every
-                # write would be wrong for them. Read the tables again instead.
-                self._forget_uncommitted(dirty)
-            else:
-                self.txn.abort()  # newer writes first, then the failed commit's
-                self.dead_letters.discard()
-                for participant, keys in dirty.items():
-                    participant.restore(keys)
-            self.aborted = True
-            return
-        for participant, keys in dirty.items():
+        if inflight.failed:
+            self._undo(inflight.dirty)
+        else:
+            self._landed(inflight)
+        inflight.release(self.app.spawn)  # (a large commit: freed a step at a time, then collection resumes)
+
+    def _undo(self, dirty: dict[Any, Any]) -> None:
+        """A commit failed: its table changes never became durable."""
+        self.commit_failed = True
+        if self.per_partition:
+            # Some partitions' transactions may have committed: undoing every
+            # write would be wrong for them. Read the tables again instead.
+            self._forget_uncommitted(dirty)
+        else:
+            self.txn.abort()  # newer writes first, then the failed commit's
+            self.dead_letters.discard()
+            for participant, keys in dirty.items():
+                participant.restore(keys)
+        self.aborted = True
+
+    def _landed(self, inflight: Inflight) -> None:
+        """A commit landed: tables, dead letters and purgers learn it."""
+        for participant, keys in inflight.dirty.items():
             participant.after_commit(keys)
-        self.dead_letters.committed(letters)
+        self.dead_letters.committed(inflight.letters)
+        if self.agent is None:  # (an agent forgets its poison itself, as it counts the dead letters)
+            for msg, _reason in inflight.letters:
+                self.poison.pop((msg.topic, msg.partition, msg.offset), None)
         for purger in self.purgers:
             purger.committed()
         if logger.isEnabledFor(logging.DEBUG):
-            events, written, started = self._inflight_note
+            events, written, started = inflight.note
             logger.debug("%s: committed %d events and %d records in %.3f s",
                          self.owner, events, written, time.monotonic() - started)
 

@@ -1,8 +1,8 @@
 """Dead letters: where a source sends the messages it cannot process, with the reason.
 
 A message that cannot be decoded, whose ``group_by`` key cannot be
-computed, or that crashed its agent too often goes to the agent's
-dead-letter topic ``<app id>-<agent>-dlq`` (raw bytes, the reason and its
+computed, whose timestamp is no event time, or that crashed its agent too
+often goes to the agent's dead-letter topic ``<app id>-<agent>-dlq`` (raw bytes, the reason and its
 origin in headers), inside the agent's transaction: it is written with the
 offsets that mark it done, so nothing is lost and nothing is retried for
 ever. It is counted and logged once that commit landed: a dead letter
@@ -21,13 +21,16 @@ Example::
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import EventTimeError
 from ..events import divert
 from ..runtime import Runtime
 from ..topics import Topic
-from ..transport.base import Message, ProducerRecord
+from ..transport.base import Headers, Message, ProducerRecord
 from .supervision import Supervisor
 
 __all__ = ["DeadLetters"]
@@ -41,6 +44,7 @@ class DeadLetters:
     def __init__(
         self, app: Runtime, owner: str, agent: Supervisor | None, records: Callable[[], list[ProducerRecord]]
     ) -> None:
+        self.app = app
         self.topic: Topic[Any, Any] = app.dead_letter_topic(owner)
         self.agent = agent
         self.records = records
@@ -56,10 +60,20 @@ class DeadLetters:
         await self.topic.declare()
 
     def send(self, msg: Message, exc: BaseException) -> None:
-        """Send ``msg`` to the dead-letter topic with ``exc`` as the reason (``streamnb-error`` header)."""
+        """Send ``msg`` to the dead-letter topic with ``exc`` as the reason (``streamnb-error`` header).
+
+        A message dead-lettered for its timestamp (:class:`~streamnb.errors.EventTimeError`)
+        is written at the app's time instead, its own timestamp kept in the
+        ``streamnb-timestamp`` header (nan, inf or a far-future time may not be storable).
+        """
         reason = f"{type(exc).__name__}: {exc}"
-        error = (("streamnb-error", reason.encode("utf-8", "replace")[:4000]),)
-        self.records().append(divert(msg, self.topic.name, self.topic.partition_count, error))
+        error: Headers = (("streamnb-error", reason.encode("utf-8", "replace")[:4000]),)
+        timestamp = None
+        if isinstance(exc, EventTimeError):
+            now = self.app.now()
+            timestamp = now if math.isfinite(now) else time.time()
+            error += (("streamnb-timestamp", repr(msg.timestamp).encode()),)
+        self.records().append(divert(msg, self.topic.name, self.topic.partition_count, error, timestamp))
         self.pending.append((msg, reason))
 
     def take(self) -> list[tuple[Message, str]]:

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import operator
 from collections.abc import Iterable, Sequence
 
 from ..runtime import Gate
-from ..transport.base import TP, Message, Transport
+from ..transport.base import TP, Message, Transport, within_bytes
 
 __all__ = ["FETCH_CHUNK", "Feed", "merge_keys", "positions_of", "running_max"]
 
@@ -44,10 +45,51 @@ _NEVER = float("-inf")
 _timestamp_of = operator.itemgetter(3)
 
 
-def running_max(messages: Sequence[Message], start: float) -> list[float]:
-    """The newest timestamp up to and including each message (from ``start``)."""
-    keys = list(itertools.accumulate(map(_timestamp_of, messages), max, initial=start))
-    del keys[0]
+def running_max(
+    messages: Sequence[Message],
+    start: float,
+    skew: float | None = None,
+    origin: float = _NEVER,
+    after: float | None = None,
+    too_far: list[int] | None = None,
+) -> list[float]:
+    """The newest timestamp up to and including each message (from ``start``).
+
+    A timestamp that is no event time (``nan``, ``inf``, negative) does not
+    count: its message is dead-lettered, it must not hold its partition
+    back. With ``skew`` (``max_event_time_skew``) neither does a *lone
+    jump*: a time more than ``skew`` ahead of the newest before it (or of
+    ``origin``, the replay's start) whose next message (``after``: the
+    timestamp following the last one, if known) is not that far ahead too.
+    Such a message's index goes to ``too_far``. When the next one is far
+    ahead too, the partition goes on from there (a pause in the
+    recording): the time counts.
+
+    >>> [running_max([Message("t", 0, i, ts, None, None, ()) for i, ts in enumerate(stamps)], 0.0, skew=60)
+    ...  for stamps in ([1.0, 3.0, 2.0], [1.0, float("nan"), 9e9, 4.0], [1.0, 500.0, 501.0])]
+    [[1.0, 3.0, 3.0], [1.0, 1.0, 1.0, 4.0], [1.0, 500.0, 501.0]]
+    """
+    stamps = list(map(_timestamp_of, messages))
+    if not stamps:
+        return []
+    total = sum(stamps)  # nan or inf when a timestamp is
+    if total - total == 0 and min(stamps) >= 0 and (skew is None or max(stamps) <= max(start, origin) + skew):
+        keys = list(itertools.accumulate(stamps, max, initial=start))
+        del keys[0]
+        return keys
+    limit = math.inf if skew is None else skew
+    following = [*stamps[1:], math.nan if after is None else after]
+    keys = []
+    newest = start
+    for i, ts in enumerate(stamps):
+        if 0 <= ts < math.inf and ts > newest:
+            base = max(newest, origin)
+            reference = base + limit
+            if base == _NEVER or ts <= reference or reference < following[i] < math.inf:
+                newest = ts
+            elif too_far is not None:
+                too_far.append(i)
+        keys.append(newest)
     return keys
 
 
@@ -67,11 +109,22 @@ class Feed:
     """
 
     def __init__(
-        self, transport: Transport, gate: Gate, positions: dict[TP, int], chunk: int = FETCH_CHUNK
+        self, transport: Transport, gate: Gate, positions: dict[TP, int], chunk: int = FETCH_CHUNK,
+        skew: float | None = None, judged: frozenset[str] = frozenset(), max_bytes: int | None = None,
     ) -> None:
         self.transport = transport
         self.gate = gate
         self.chunk = chunk
+        self.skew = skew
+        """``max_event_time_skew``: a lone jump further ahead is dead-lettered and holds nothing back."""
+        self.max_bytes = None if max_bytes is None else max(1, max_bytes // max(1, len(positions)))
+        """Most bytes read from one partition at a time (its share of ``stream_batch_max_bytes``)."""
+        self.judged = judged
+        """The topics whose times ``skew`` judges (not internal ones: their messages were judged before)."""
+        self.origin = gate.floor
+        """The replay's time when this feed started (what the first messages' times are judged against)."""
+        self.too_far: dict[tuple[str, int, int], float] = {}
+        """Messages read whose time is a lone jump more than ``skew`` ahead: what it was ahead of."""
         self.tps: list[TP] = sorted(positions)
         """The partitions read, in the order that breaks ties."""
         self.position = dict(positions)
@@ -111,14 +164,14 @@ class Feed:
             self._cursor[tp] < len(self._buffers[tp]) for tp in self.tps
         )
 
-    async def next_batch(self, max_records: int) -> list[Message]:
-        """Up to ``max_records`` messages in merged order; ``[]`` when this round has nothing more."""
+    async def next_batch(self, max_records: int, max_bytes: int | None = None) -> list[Message]:
+        """Up to ``max_records`` messages (and ``max_bytes``) in merged order; ``[]`` when this round is done."""
         if self._ready_at >= len(self._ready):
             self._ready, self._ready_at = await self._refill(), 0
             if not self._ready:
                 return []
         start = self._ready_at
-        batch = self._ready[start : start + max_records]
+        batch = within_bytes(self._ready[start : start + max_records], max_bytes)
         self._ready_at = start + len(batch)
         self._round_released += len(batch)
         self.released += len(batch)
@@ -143,11 +196,20 @@ class Feed:
         position = self.position[tp]
         if position >= end:
             return
-        messages = await self.transport.read(tp, position, end, self.chunk)
+        messages = await self.transport.read(tp, position, end, self.chunk + 1, self.max_bytes)  # (one more: ahead)
         if not messages:  # only removed offsets left (compaction, retention)
             self.position[tp] = end
             return
-        keys = running_max(messages, self._max[tp])
+        after = messages.pop().timestamp if len(messages) > self.chunk else None
+        if after is None and len(messages) > 1 and messages[-1].offset + 1 < end and self.skew is not None:
+            ahead = await self.transport.read(tp, messages[-1].offset + 1, end, 1)  # (cut short by bytes)
+            after = ahead[0].timestamp if ahead else None
+        too_far: list[int] = []
+        skew = self.skew if tp.topic in self.judged else None
+        keys = running_max(messages, self._max[tp], skew, self.origin, after, too_far)
+        for i in too_far:
+            m = messages[i]
+            self.too_far[(m.topic, m.partition, m.offset)] = max(keys[i], self.origin)
         self._max[tp] = keys[-1]
         self._buffers[tp] = messages
         self._keys[tp] = keys

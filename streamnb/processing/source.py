@@ -36,8 +36,9 @@ from ..errors import BrokerError, SchemaRegistryUnavailableError
 from ..topics import Topic
 from ..transaction import Transaction
 from ..transport.base import EXACTLY_ONCE, TP, Consumer, Message, RebalanceListener
-from .commits import Commits
+from .commits import Committing
 from .deadletters import DeadLetters
+from .eventtimes import reject_times
 from .feed import Feed, positions_of
 from .forwarding import Forwarder, Purger
 from .runs import PartitionRuns, drop_rest_of_revoked
@@ -52,8 +53,8 @@ _offset_of = operator.itemgetter(2)
 T = TypeVar("T")
 
 
-class Source(Commits):
-    """The consumer, transaction and commit policy behind one iterated stream (commits: :class:`Commits`)."""
+class Source(Committing):
+    """The consumer, transaction and commit policy behind one iterated stream (commits: :class:`Committing`)."""
 
     revoke_wait: float = 30.0
     """Exactly-once on Kafka: seconds a rebalance waits for the agent to finish the batch in hand."""
@@ -133,7 +134,9 @@ class Source(Commits):
             positions = positions_of(
                 tps, await transport.committed(self.group, tps), await transport.beginning_offsets(tps)
             )
-            self.feed = Feed(transport, gate, positions)
+            judged = frozenset(topic.name for topic in topics if not topic.internal)
+            self.feed = Feed(transport, gate, positions, skew=self.app.max_event_time_skew, judged=judged,
+                             max_bytes=self.app.stream_batch_max_bytes)
             await gate.join(self.feed)
         if self.agent is not None:
             self.agent.attach(self)
@@ -239,12 +242,16 @@ class Source(Commits):
                     await self.commit(wait=False)
                 return self._hand_out(run)
             self.runs.revoked.clear()
-            msgs = await (self._from_feed(self.feed) if self.feed is not None else self._poll(consumer))
+            feed = self.feed
+            msgs = await (self._from_feed(feed) if feed is not None else self._poll(consumer))
             if msgs is None:  # the clock's round ended, or an idle poll: ask again
                 continue
             if not msgs:  # an idle poll under take(within=)
                 return []
-            if not await self._hold_while_paused() or not await self._prefetch(msgs):
+            if not await self._hold_while_paused():
+                return None
+            reject_times(msgs, self.app.max_event_time_skew, None if feed is None else feed.too_far, self.poison)
+            if not await self._prefetch(msgs):
                 return None
             msgs = self.runs.drop_revoked(consumer, msgs)
             if msgs:
@@ -294,7 +301,7 @@ class Source(Commits):
         A commit starts when enough records are pending, never by wall-clock
         time: commits, and what closes at them, stay deterministic.
         """
-        msgs = await feed.next_batch(self.app.stream_batch_size)
+        msgs = await feed.next_batch(self.app.stream_batch_size, self.app.stream_batch_max_bytes)
         if not msgs:  # this round is over: what it wrote goes to the log before the next
             await self.commit()
             await self._idle(feed.round_done())
@@ -311,15 +318,16 @@ class Source(Commits):
         What was already fetched goes at once (committing when due); else
         what was processed is committed before waiting for more.
         """
-        max_records = self.app.stream_batch_size
-        if msgs := await consumer.getmany(0, max_records):
+        max_records, max_bytes = self.app.stream_batch_size, self.app.stream_batch_max_bytes
+        if msgs := await consumer.getmany(0, max_records, max_bytes):
             if self._commit_due():
                 await self.commit(wait=False)
             else:
                 await asyncio.sleep(0)  # let the kernel answer between batches
             return msgs
         await self.commit()
-        msgs = await self._idle(consumer.getmany(self.stream.tick_interval or self.app.poll_interval, max_records))
+        wait = self.stream.tick_interval or self.app.poll_interval
+        msgs = await self._idle(consumer.getmany(wait, max_records, max_bytes))
         if msgs or self.stream.tick_interval is not None:
             return msgs
         return None
@@ -379,11 +387,21 @@ class Source(Commits):
         with the offsets of the messages they came from.
         """
         records = self.txn.records
+        poison = self.poison
         for name, forwarder in self.forwarders.items():
+            rejected = [m for m in msgs if m[0] == name and (m[0], m[1], m[2]) in poison] if poison else []
+            if rejected:  # (timestamps that are no event time: see _check_times)
+                msgs = [m for m in msgs if not (m[0] == name and (m[0], m[1], m[2]) in poison)]
+                for m in rejected:
+                    self.dead_letter(m, poison[(m[0], m[1], m[2])])
             msgs, forwarded = forwarder.forward_batch(msgs, name, records)
             if forwarded:
                 self.pending.update(zip(map(_tp_of, forwarded), map(_offset_of, forwarded)))
-                self.processed += len(forwarded)
+            for m in rejected:  # (every message of the topic in the batch is done: the newest counts)
+                if self.pending.get((m[0], m[1]), -1) < m[2]:
+                    self.pending[(m[0], m[1])] = m[2]
+            if forwarded or rejected:
+                self.processed += len(forwarded) + len(rejected)
                 self.last_batch = msgs
         return msgs
 

@@ -158,6 +158,20 @@ class Stream(Generic[T]):
         return stream
 
     @property
+    def active_partitions(self) -> set[TP]:
+        """The partitions of its topic this stream serves now (empty before it is iterated; Faust's name).
+
+        Under ``@app.agent(..., isolated_partitions=True)`` each instance's
+        stream serves at most one partition.
+        """
+        source = self.root.source
+        consumer = None if source is None else source.consumer
+        if consumer is None or self.channel is None:
+            return set()
+        name = self.channel.name
+        return {tp for tp in consumer.assignment() if tp.topic == name}
+
+    @property
     def current_event(self) -> Event[Any, Any] | None:
         """The event being processed, or ``None`` before the first one."""
         source = self.root.source

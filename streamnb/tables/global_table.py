@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from ..transaction import MISSING
 from ..transport.base import TP, Transport
-from .recovery import hashable, log_restore
+from .recovery import SLICE, STEP, hashable, log_restore
 from .state.base import PlainState
 from .state.event_time import EventTimeState
 from .table import Table
@@ -133,13 +133,18 @@ class GlobalTable(Table[K, V]):
             decode_value = self.changelog.decode_value
             load = self.state.load
             read = 0
+            since = time.monotonic()
             while start < end:
                 msgs = await transport.read(tp, start, end, 50_000)
                 if not msgs:
                     break
-                for msg in msgs:
-                    key = hashable(loads_key(msg.key)) if msg.key is not None else None
-                    load(key, MISSING if msg.value is None else decode_value(msg.value), partition)
+                for at in range(0, len(msgs), STEP):
+                    for msg in msgs[at : at + STEP]:
+                        key = hashable(loads_key(msg.key)) if msg.key is not None else None
+                        load(key, MISSING if msg.value is None else decode_value(msg.value), partition)
+                    if time.monotonic() - since >= SLICE:  # (the loop runs during a large restore)
+                        await asyncio.sleep(0)
+                        since = time.monotonic()
                 read += len(msgs)
                 start = msgs[-1].offset + 1
             self.positions[partition] = max(start, end)

@@ -5,8 +5,9 @@ tombstone (no value) deletes. A windowed table's stream time is in its
 stream-time topic (:mod:`~streamnb.tables.streamtime`; changelogs of older
 versions hold it under ``"__stream_time__"``). :func:`read_changelog`
 applies the records of one partition to the table's state, in offset order,
-then its stream time, then lets the state rebuild its indexes;
-:func:`log_restore` writes the operator's one line per restore.
+then its stream time, then lets the state rebuild its indexes, letting the
+event loop run every :data:`SLICE` seconds (a million records never freeze
+a kernel); :func:`log_restore` writes the operator's one line per restore.
 
 Example (on a running loop)::
 
@@ -15,6 +16,7 @@ Example (on a running loop)::
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -29,7 +31,12 @@ from .state.base import TableState
 from .state.event_time import STREAM_TIME_KEY, EventTimeState
 from .streamtime import StreamTimeTopic
 
-__all__ = ["hashable", "log_restore", "read_changelog"]
+__all__ = ["SLICE", "STEP", "hashable", "log_restore", "read_changelog"]
+
+STEP = 1_000
+"""Changelog records applied at a time during a restore (then it checks whether :data:`SLICE` passed)."""
+SLICE = 0.005
+"""Seconds a restore applies records before it lets the event loop run."""
 
 logger = logging.getLogger("streamnb")
 
@@ -61,18 +68,23 @@ async def read_changelog(
     load = state.load
     windowed = isinstance(state, EventTimeState)
     read = 0
+    since = time.monotonic()
     while start < end:
         msgs = await transport.read(tp, start, end, 50_000)
         if not msgs:
             break
-        for msg in msgs:
-            key = hashable(loads_key(msg.key)) if msg.key is not None else None
-            if msg.value is None:
-                load(key, MISSING, partition)
-            elif windowed and key == STREAM_TIME_KEY:  # written by an older version
-                load(key, json.loads(msg.value), partition)
-            else:
-                load(key, decode_value(msg.value), partition)
+        for at in range(0, len(msgs), STEP):
+            for msg in msgs[at : at + STEP]:
+                key = hashable(loads_key(msg.key)) if msg.key is not None else None
+                if msg.value is None:
+                    load(key, MISSING, partition)
+                elif windowed and key == STREAM_TIME_KEY:  # written by an older version
+                    load(key, json.loads(msg.value), partition)
+                else:
+                    load(key, decode_value(msg.value), partition)
+            if time.monotonic() - since >= SLICE:  # a large restore lets the loop (a kernel) run
+                await asyncio.sleep(0)
+                since = time.monotonic()
         read += len(msgs)
         start = msgs[-1].offset + 1
     if stream_times is not None and isinstance(state, EventTimeState):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
@@ -266,6 +267,11 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
         """The app's clock (the wall clock, or virtual time in a replay)."""
         return self.app.now()
 
+    @property
+    def max_event_time_skew(self) -> float | None:
+        """The app's ``max_event_time_skew``: how far an event time may be ahead of :meth:`now`."""
+        return self.app.max_event_time_skew
+
     def outside_agent(self) -> TableWriteError:
         """The error for a write outside an agent (what to do instead)."""
         return TableWriteError(
@@ -359,6 +365,22 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
         if self.persistence is not None:
             self.persistence.committing(records)
         return records
+
+    def changelog_steps(self, dirty: Dirty[Any], timestamp: float, size: int) -> Iterator[list[ProducerRecord]]:
+        """:meth:`changelog_records` in lists of at most ``size`` (a commit yields to the loop between two)."""
+        state = self.state
+        changes = state.changes(dirty)
+        persistence = self.persistence
+        written: list[ProducerRecord] = []
+        while chunk := list(itertools.islice(changes, size)):
+            records = self._encoder.records(chunk, timestamp)
+            if persistence is not None:
+                written += records
+            yield records
+        if dirty.stream_time and isinstance(state, EventTimeState):
+            yield self._encoder.stream_time_records(state.stream_time_changes(dirty), timestamp)
+        if persistence is not None:
+            persistence.committing(written)
 
     def restore(self, dirty: Dirty[Any]) -> None:
         """Undo the writes ``dirty`` records."""

@@ -429,6 +429,9 @@ class Snapshot(Mapping[Any, Any]):
     def late_event(self, txn: Transaction, windows: list[WindowRange]) -> None:
         """Never called (no writes)."""
 
+    max_event_time_skew = None
+    """(A snapshot is never written.)"""
+
     def now(self) -> float:
         """The snapshot's moment (what ``snap[key].now()`` reads)."""
         if self.time is not None:

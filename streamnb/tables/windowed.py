@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from .. import display
-from ..errors import ConfigurationError, TableWriteError, WindowError
+from ..errors import ConfigurationError, EventTimeError, TableWriteError, WindowError
+from ..events import event_time, time_problem
 from ..timeunits import as_datetimes, check_times
 from ..transaction import MISSING, Transaction, current_transaction
 from ..transport.base import Message
@@ -144,6 +144,11 @@ class WindowHost(Protocol):
         """The app's clock (``relative_to_now``, ``.now()``): the wall clock, or virtual time in a replay."""
         ...
 
+    @property
+    def max_event_time_skew(self) -> float | None:
+        """How far an event time (of a field) may be ahead of :meth:`now` (``None``: no limit)."""
+        ...
+
 
 class WindowedTable:
     """A view of a table whose values are kept per key and time window.
@@ -161,7 +166,7 @@ class WindowedTable:
         self.state = state
         self.window: Any = state.window
         self._relative = relative_to
-        self._timestamp: RelativeTo = _relative_fn(relative_to, table.now)
+        self._timestamp: RelativeTo = _relative_fn(relative_to, table)
         self._by_stream = relative_to == "stream"
         self._update = state.update
 
@@ -474,13 +479,8 @@ class WindowSet:
         return f"<WindowSet {self.wrapper.table.name}[{self.key!r}] current={self.current()!r}>"
 
 
-def _to_seconds(value: Any) -> float:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    return float(value)
-
-
-def _relative_fn(relative_to: Any, now: Callable[[], float]) -> RelativeTo:
+def _relative_fn(relative_to: Any, table: WindowHost) -> RelativeTo:
+    now = table.now
     if relative_to == "stream":
         return lambda txn: txn.message.timestamp  # type: ignore[union-attr]
     if relative_to == "now":
@@ -490,7 +490,11 @@ def _relative_fn(relative_to: Any, now: Callable[[], float]) -> RelativeTo:
     def from_field(txn: _Current) -> float:
         value = txn.value
         raw = value[field] if isinstance(value, dict) else getattr(value, field)
-        return _to_seconds(raw)
+        seconds = event_time(raw, f"field {field!r}")
+        skew = table.max_event_time_skew
+        if skew is not None and (problem := time_problem(seconds, now(), skew)) is not None:
+            raise EventTimeError(f"field {field!r}: {problem.replace('its timestamp', 'its time', 1)}")
+        return seconds
 
     return from_field
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import abc
 import difflib
+import operator
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
@@ -46,6 +47,9 @@ __all__ = [
     "TopicSpec",
     "TransactionalId",
     "Transport",
+    "head_within",
+    "message_size",
+    "within_bytes",
 ]
 
 Headers = tuple[tuple[str, bytes], ...]
@@ -134,6 +138,59 @@ class RebalanceListener(NamedTuple):
     """Awaited with the partitions about to be taken away."""
 
 
+_key_of = operator.itemgetter(4)
+_value_of = operator.itemgetter(5)
+_headers_of = operator.itemgetter(6)
+
+
+def message_size(msg: Message) -> int:
+    """Bytes of a message's key, value and headers (what ``max_bytes`` bounds).
+
+    >>> message_size(Message("t", 0, 0, 0.0, b"key", b"value", (("h", b"1"),)))
+    10
+    """
+    key, value, headers = msg[4], msg[5], msg[6]
+    size = (len(key) if key else 0) + (len(value) if value else 0)
+    if headers:
+        size += sum(len(name) + len(data) for name, data in headers)
+    return size
+
+
+def within_bytes(messages: list[Message], max_bytes: int | None) -> list[Message]:
+    """The longest head of ``messages`` taking at most ``max_bytes`` (at least one message).
+
+    >>> msgs = [Message("t", 0, i, 0.0, None, b"x" * 10, ()) for i in range(5)]
+    >>> len(within_bytes(msgs, 25)), len(within_bytes(msgs, 5)), len(within_bytes(msgs, None))
+    (2, 1, 5)
+    """
+    if max_bytes is None or not messages:
+        return messages
+    return head_within(messages, max_bytes)[0]
+
+
+def head_within(messages: list[Message], max_bytes: int) -> tuple[list[Message], int]:
+    """:func:`within_bytes` and the bytes the head takes.
+
+    >>> head_within([Message("t", 0, 0, 0.0, b"k", b"v" * 10, ())], 4)[1]
+    11
+    """
+    # One pass in C for the usual case (no headers, everything fits).
+    if any(map(_headers_of, messages)):
+        total = sum(map(message_size, messages))
+    else:
+        total = sum(map(len, filter(None, map(_value_of, messages))))
+        total += sum(map(len, filter(None, map(_key_of, messages))))
+    if total <= max_bytes:
+        return messages, total
+    total = 0
+    for i, msg in enumerate(messages):
+        size = message_size(msg)
+        if total + size > max_bytes:
+            return (messages[:i], total) if i else (messages[:1], size)
+        total += size
+    return messages, total
+
+
 class Consumer(abc.ABC):
     """Reads a set of topics as one member of a consumer group.
 
@@ -160,10 +217,12 @@ class Consumer(abc.ABC):
         """Partitions currently assigned to this member."""
 
     @abc.abstractmethod
-    async def getmany(self, timeout: float, max_records: int) -> list[Message]:
+    async def getmany(self, timeout: float, max_records: int, max_bytes: int | None = None) -> list[Message]:
         """Return up to ``max_records`` messages, waiting at most ``timeout`` s.
 
-        Messages of one partition come in offset order.
+        Messages of one partition come in offset order. With ``max_bytes``,
+        their keys, values and headers take at most that many bytes
+        (:func:`message_size`), except that one larger message comes alone.
         """
 
     @abc.abstractmethod
@@ -300,11 +359,15 @@ class Transport(abc.ABC):
         """Oldest offset still stored in each partition."""
 
     @abc.abstractmethod
-    async def read(self, tp: TP, start: int, stop: int, max_records: int = 10_000) -> list[Message]:
+    async def read(
+        self, tp: TP, start: int, stop: int, max_records: int = 10_000, max_bytes: int | None = None
+    ) -> list[Message]:
         """Messages of ``tp`` with ``start <= offset < stop`` (at most ``max_records``).
 
-        Used to recover tables from changelogs and by ``%peek``; does not
-        belong to any consumer group.
+        With ``max_bytes``, at most that many bytes of them (one larger
+        message comes alone), as :meth:`Consumer.getmany`. Used to recover
+        tables from changelogs and by ``%peek``; does not belong to any
+        consumer group.
         """
 
     async def list_topics(self) -> list[str]:

@@ -1,9 +1,11 @@
 """``memory://`` -- an in-process, volatile broker.
 
 Everything lives in Python lists, so it is the fastest backend and the one
-to use in unit tests. Two Apps in one process with the same URL share one
-broker (``memory://`` is one broker, ``memory://other`` another), so a
-notebook cell that builds a new App sees the topics of the old one.
+to use in unit tests. A large commit appends its records in steps (the
+event loop runs between them), then stores its offsets. Two Apps in one
+process with the same URL share one broker (``memory://`` is one broker,
+``memory://other`` another), so a notebook cell that builds a new App sees
+the topics of the old one.
 
 Example::
 
@@ -29,21 +31,31 @@ from .base import (
     TopicSpec,
     TransactionalId,
     Transport,
+    head_within,
+    within_bytes,
 )
 from .static import StaticConsumer
 
 __all__ = ["MemoryBroker", "MemoryTransport"]
 
 
+STEP = 10_000
+"""Records a commit appends (or a compaction goes through) at a time, before it checks :data:`SLICE`."""
+SLICE = 0.005
+"""Seconds a large commit or compaction works before it lets the event loop run."""
+
+
 @dataclass
 class _Partition:
     messages: list[Message] = field(default_factory=list)
-    log_start: int = 0  # offset of messages[0]
+    log_start: int = 0  # offset of messages[0] (the end when empty)
     appended_since_compaction: int = 0
+    next_offset: int = 0  # the offset the next message gets (compaction leaves gaps: not log_start + len)
+    compacting: bool = False  # a compaction in steps is under way (retention waits)
 
     @property
     def end(self) -> int:
-        return self.log_start + len(self.messages)
+        return self.next_offset
 
 
 @dataclass
@@ -71,6 +83,24 @@ class MemoryBroker:
         return broker
 
     @classmethod
+    def find(cls, name: str) -> MemoryBroker | None:
+        """The broker called ``name``, if one was made (never makes one)."""
+        return cls._brokers.get(name)
+
+    @classmethod
+    def rename(cls, old: str, new: str) -> None:
+        """Give the broker ``old`` the name ``new`` (which must be free or hold no topic): what a fork does last."""
+        taken = cls._brokers.get(new)
+        if taken is not None and taken.topics:
+            raise ValueError(f"memory://{new} is in use")
+        cls._brokers[new] = cls._brokers.pop(old)
+
+    @classmethod
+    def forget(cls, name: str) -> None:
+        """Drop the broker ``name`` and everything in it."""
+        cls._brokers.pop(name, None)
+
+    @classmethod
     def reset(cls) -> None:
         """Forget every memory broker of this process (used by tests)."""
         cls._brokers.clear()
@@ -88,16 +118,20 @@ class MemoryBroker:
             topic = self.topics[spec.name] = _Topic(spec, [_Partition() for _ in range(spec.partitions)])
         return topic
 
-    def append(self, records: Sequence[ProducerRecord]) -> None:
+    def append(self, records: Sequence[ProducerRecord], *, housekeeping: bool = True) -> None:
+        """Append ``records`` (then compact and expire what is due, unless ``housekeeping=False``)."""
         topics = self.topics
         new = tuple.__new__
         touched: dict[int, tuple[_Partition, int]] = {}
         last_topic: str | None = None
         last_partition = -1
         messages: list[Message] = []
+        part: _Partition | None = None
         offset = 0
         for topic_name, partition, key, value, timestamp, headers in records:
             if partition != last_partition or topic_name != last_topic:
+                if part is not None:
+                    part.next_offset = offset
                 topic = topics.get(topic_name)
                 if topic is None:
                     topic = self.ensure(TopicSpec(topic_name, partition + 1))
@@ -109,19 +143,50 @@ class MemoryBroker:
                 last_topic, last_partition = topic_name, partition
             messages.append(new(Message, (topic_name, partition, offset, timestamp, key, value, headers)))
             offset += 1
+        if part is not None:
+            part.next_offset = offset
         for part, start in touched.values():
             part.appended_since_compaction += part.end - start
         if records:
-            self._housekeeping({r.topic for r in records})
+            if housekeeping:
+                self._housekeeping({r.topic for r in records})
             for waiter in self.waiters:
                 waiter.set()
+
+    async def append_in_steps(self, records: Sequence[ProducerRecord]) -> None:
+        """:meth:`append`, :data:`STEP` records at a time, letting the event loop run every :data:`SLICE` s.
+
+        What a commit does: a commit of a million records never holds the
+        loop for long. Its records become readable step by step; the commit
+        stores its offsets after the last (and always runs to its end).
+        """
+        since = time.monotonic()
+        names: set[str] = set()
+        for at in range(0, len(records), STEP):
+            chunk = records[at : at + STEP]
+            self.append(chunk, housekeeping=False)
+            names.update(r[0] for r in chunk)
+            if time.monotonic() - since >= SLICE:
+                await asyncio.sleep(0)
+                since = time.monotonic()
+        for name in names:
+            topic = self.topics.get(name)
+            if topic is not None and topic.spec.compacted:
+                for part in topic.partitions:
+                    if _compaction_due(part):
+                        await _compact_in_steps(part)
+        self._housekeeping(names)
 
     def _housekeeping(self, names: set[str]) -> None:
         now = time.time()
         for name in names:
-            topic = self.topics[name]
+            topic = self.topics.get(name)
+            if topic is None:
+                continue
             for part in topic.partitions:
-                if topic.spec.compacted and part.appended_since_compaction > max(10_000, len(part.messages) // 2):
+                if part.compacting:
+                    continue
+                if topic.spec.compacted and _compaction_due(part):
                     _compact(part)
                 if topic.spec.retention is not None and part.messages:
                     horizon = now - topic.spec.retention
@@ -132,25 +197,57 @@ class MemoryBroker:
                         drop += 1
                     if drop:
                         del part.messages[:drop]
-                        part.log_start += drop
+                        part.log_start = part.messages[0].offset if part.messages else part.end
+
+
+def _compaction_due(part: _Partition) -> bool:
+    return part.appended_since_compaction > max(10_000, len(part.messages) // 2)
+
+
+async def _compact_in_steps(part: _Partition) -> None:
+    """:func:`_compact`, :data:`STEP` messages at a time between yields to the loop (appends may come meanwhile)."""
+    if part.compacting:
+        return
+    part.compacting = True
+    try:
+        messages = part.messages
+        n = len(messages)
+        newest: dict[bytes | None, int] = {}
+        since = time.monotonic()
+        for at in range(0, n, STEP):
+            for i in range(at, min(at + STEP, n)):
+                newest[messages[i][4]] = i
+            if time.monotonic() - since >= SLICE:
+                await asyncio.sleep(0)
+                since = time.monotonic()
+        kept: list[Message] = []
+        for at in range(0, n, STEP):
+            kept += [m for i, m in enumerate(messages[at : at + STEP], at) if m[5] is not None and newest[m[4]] == i]
+            if time.monotonic() - since >= SLICE:
+                await asyncio.sleep(0)
+                since = time.monotonic()
+        rest = part.messages[n:]  # appended meanwhile (a newer value of a kept key among them wins on reading)
+        part.messages = kept + rest
+        part.log_start = part.messages[0].offset if part.messages else part.end
+        part.appended_since_compaction = len(rest)
+    finally:
+        part.compacting = False
 
 
 def _compact(part: _Partition) -> None:
-    """Keep only the newest message per key; drop keys whose newest value is a tombstone."""
+    """Keep only the newest message per key; drop keys whose newest value is a tombstone.
+
+    Offsets never change: the log start moves to the first kept message,
+    and offsets between kept messages become gaps, which reads skip
+    (they select by offset, not by position).
+    """
     newest: dict[bytes | None, int] = {}
     for i, msg in enumerate(part.messages):
         newest[msg.key] = i
     keep = sorted(i for i in newest.values() if part.messages[i].value is not None)
-    kept = [part.messages[i] for i in keep]
-    # The log start moves to the first kept message (offsets never change).
-    end = part.end
-    part.messages = kept
-    part.log_start = kept[0].offset if kept else end
+    part.messages = [part.messages[i] for i in keep]
+    part.log_start = part.messages[0].offset if part.messages else part.end
     part.appended_since_compaction = 0
-    if not kept:
-        return
-    # Offsets between log_start and the last kept message may be gaps; readers
-    # skip them because reads select by offset, not by position.
 
 
 class MemoryTransport(Transport):
@@ -168,7 +265,7 @@ class MemoryTransport(Transport):
     """
 
     scheme = "memory"
-    guarantees = frozenset({AT_LEAST_ONCE, EXACTLY_ONCE})  # commit: records and offsets with no await between
+    guarantees = frozenset({AT_LEAST_ONCE, EXACTLY_ONCE})  # commit: records, then offsets; always runs to its end
 
     def __init__(self, url: str = "memory://", *, client_id: str | None = None) -> None:
         self.url = url
@@ -204,8 +301,10 @@ class MemoryTransport(Transport):
     async def beginning_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
         return {tp: self.broker.partition(tp).log_start for tp in tps}
 
-    async def read(self, tp: TP, start: int, stop: int, max_records: int = 10_000) -> list[Message]:
-        return _slice(self.broker.partition(tp), start, stop, max_records)
+    async def read(
+        self, tp: TP, start: int, stop: int, max_records: int = 10_000, max_bytes: int | None = None
+    ) -> list[Message]:
+        return within_bytes(_slice(self.broker.partition(tp), start, stop, max_records), max_bytes)
 
     async def list_topics(self) -> list[str]:
         """Names of every topic, sorted."""
@@ -276,22 +375,22 @@ class MemoryConsumer(StaticConsumer):
         self.transport.broker.waiters.discard(self._wakeup)
         await self._leave()
 
-    async def getmany(self, timeout: float, max_records: int) -> list[Message]:
-        batch = self._poll(max_records)
+    async def getmany(self, timeout: float, max_records: int, max_bytes: int | None = None) -> list[Message]:
+        batch = self._poll(max_records, max_bytes)
         if batch or timeout <= 0:
             return batch
         self._wakeup.clear()
-        batch = self._poll(max_records)
+        batch = self._poll(max_records, max_bytes)
         if batch:
             return batch
         try:
             await asyncio.wait_for(self._wakeup.wait(), timeout)
         except TimeoutError:
             return []
-        return self._poll(max_records)
+        return self._poll(max_records, max_bytes)
 
-    def _poll(self, max_records: int) -> list[Message]:
-        """Up to ``max_records``, an equal share per partition with data (round robin).
+    def _poll(self, max_records: int, max_bytes: int | None = None) -> list[Message]:
+        """Up to ``max_records`` (and ``max_bytes``), an equal share per partition with data (round robin).
 
         Fair shares keep partitions read at the same pace from a backlog, so
         event time advances evenly across them.
@@ -307,6 +406,7 @@ class MemoryConsumer(StaticConsumer):
             if positions[tp] < partition(tp).end:
                 ready.append(tp)
         self._next = (self._next + 1) % max(n, 1)
+        bytes_out = 0
         while ready and len(out) < max_records:
             share = max(1, (max_records - len(out)) // len(ready))
             again = []
@@ -315,11 +415,22 @@ class MemoryConsumer(StaticConsumer):
                 if room <= 0:
                     break
                 msgs = _slice(partition(tp), positions[tp], 1 << 62, room)
+                if msgs and max_bytes is not None:
+                    kept, size = head_within(msgs, max_bytes - bytes_out)
+                    if out and bytes_out + size > max_bytes:
+                        return out  # (a single larger message comes alone, in a batch of its own)
+                    bytes_out += size
+                    if len(kept) < len(msgs):
+                        out.extend(kept)
+                        positions[tp] = kept[-1].offset + 1
+                        return out
                 if msgs:
                     out.extend(msgs)
                     positions[tp] = msgs[-1].offset + 1
                     if len(msgs) == room:
                         again.append(tp)
+                else:  # only removed offsets (compaction) up to the end
+                    positions[tp] = partition(tp).end
             ready = again
         return out
 
@@ -331,6 +442,6 @@ class MemoryConsumer(StaticConsumer):
         per_partition: Mapping[TP, Sequence[ProducerRecord]] | None = None,
     ) -> None:
         broker = self.transport.broker
-        broker.append(self.flatten(records, per_partition))
+        await broker.append_in_steps(self.flatten(records, per_partition))
         for tp, offset in offsets.items():
             broker.offsets[(self.group, tp)] = offset

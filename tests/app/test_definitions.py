@@ -56,8 +56,8 @@ def test_agent_keywords_streamnb_lacks_say_so(app_id: str) -> None:
 
     with pytest.raises(ConfigurationError, match="give them to app.topic"):
         app.agent(topic, value_type=str)
-    with pytest.raises(ConfigurationError, match="isolated_partitions=True.*concurrency=N"):
-        app.agent(topic, isolated_partitions=True)
+    with pytest.raises(ConfigurationError, match="use_reply_headers=False"):
+        app.agent(topic, use_reply_headers=False)
     with pytest.raises(ConfigurationError, match="unknown keyword 'valuetype'"):
         app.agent(valuetype=str)
     app.agent(topic, isolated_partitions=False, help="documented", use_reply_headers=True)(agent)

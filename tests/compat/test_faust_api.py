@@ -21,7 +21,8 @@ FAUST_ALL = {
 
 CLAIMED = {
     "Agent", "App", "AppCommand", "Channel", "ChannelT", "Codec", "Event", "EventT", "GlobalTable",
-    "HoppingWindow", "Model", "Record", "SetGlobalTable", "SetTable", "Settings", "Stream", "StreamT", "Table",
+    "HoppingWindow", "Model", "Record", "Service", "ServiceT", "SetGlobalTable", "SetTable", "Settings", "Stream",
+    "StreamT", "Table",
     "Topic", "TopicT", "TumblingWindow", "Window", "current_event", "uuid",
 }
 
@@ -31,8 +32,6 @@ NOT_SUPPORTED = {
     "Monitor": "no sensors; app.dashboard() and streamnb.testing.lag() show what an app does",
     "Sensor": "no sensors; app.dashboard() and streamnb.testing.lag() show what an app does",
     "Schema": "topics take key_type=, value_type= and serializers directly",
-    "Service": "mode's services are not used; run background work with @app.task / @app.timer",
-    "ServiceT": "mode's services are not used; run background work with @app.task / @app.timer",
     "GSSAPICredentials": "pass security_protocol=, sasl_mechanism=, sasl_plain_username=, ... to App",
     "SASLCredentials": "pass security_protocol=, sasl_mechanism=, sasl_plain_username=, ... to App",
     "OAuthCredentials": "pass security_protocol=, sasl_mechanism=, sasl_plain_username=, ... to App",

@@ -46,6 +46,9 @@ NAMES = {
     "tabletest": ["tabletest", "countstopic"],
     "bound_agent": ["bound_agent"],
     "crontab": ["crontab-example", "readings"],
+    "rpc": ["rpc-example", "rpc-square", "rpc-scale"],
+    "service": ["service-example"],
+    "isolated_partitions": ["isolated-partitions-example", "withdrawals"],
 }
 
 
@@ -285,6 +288,47 @@ async def test_crontab(program: Any, capsys: pytest.CaptureFixture[str]) -> None
     in_utc = datetime.fromtimestamp(cron.app.timers["publish_at_8pm_utc"].next_after(now), UTC)
     assert (eastern.hour, eastern.minute, in_utc.hour, in_utc.minute) == (19, 0, 20, 0)
     assert 0 < eastern.timestamp() - now <= 86400 and 0 < in_utc.timestamp() - now <= 86400
+
+
+async def test_rpc(program: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    rpc = program("rpc")
+    caller = rpc.app.timers["call_the_agents"]
+    async with rpc.app:
+        await wait_until(lambda: caller.runs >= 2, 60, what="two rounds of calls answered")
+        assert await rpc.square.ask(3.0) == 9.0
+        assert await rpc.scale.join([1.0, 2.0]) == [100.0, 200.0]
+    assert caller.last_error is None
+    printed = capsys.readouterr().out
+    assert "squares: [2.25, 4.0, 9.0, 20.25]" in printed, printed
+    assert "scaled: [25.0, 50.0]" in printed and "keyed: [100.0, 200.0]" in printed
+    assert sorted(re.findall(r"reply: (\S+)", printed))[:2] == ["25.0", "25.0"]
+    assert set(re.findall(r"reply: (\S+)", printed)) == {"25.0", "36.0"}
+    assert "asked: 144.0" in printed
+
+
+async def test_service(program: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    svc = program("service")
+    (background,) = svc.app.services
+    async with svc.app:
+        await wait_until(lambda: background.wakeups >= 3 and background.ticks >= 3, 30, what="the service's task")
+        assert background.state == "running"
+    assert background.state == "stopped"
+    printed = capsys.readouterr().out
+    lines = [line for line in printed.splitlines() if line.startswith("BACKGROUND SERVICE")]
+    assert lines == ["BACKGROUND SERVICE STARTING", "BACKGROUND SERVICE RUNNING", "BACKGROUND SERVICE STOPPING"]
+    assert printed.count("BACKGROUND TASK WAKE UP") == background.wakeups
+
+
+async def test_isolated_partitions(program: Any) -> None:
+    iso = program("isolated_partitions")
+    agent = iso.track_withdrawals
+    async with iso.app:
+        users = {f"user-{p}" for p in range(4)}
+        await wait_until(lambda: agent.dead_lettered == 1 and {u for _, u in iso.handled} >= users,
+                         60, what="every partition handled, the bad withdrawal dead-lettered")
+    assert agent.crashes == agent.max_retries  # only partition 1's instance crashed
+    settled = [(p, u) for p, u in iso.handled if len(p) == 1]
+    assert settled and all(p == [int(u[-1])] for p, u in settled)
 
 
 def test_every_program_is_tested() -> None:

@@ -238,3 +238,33 @@ async def test_timers_and_crontabs_show_their_schedule_and_next_run() -> None:
         assert shown in html and "RuntimeError: no report today" in html
         assert "timers and crontabs" in board._snapshot_html()
     board.close()
+
+
+async def test_a_stream_time_far_ahead_of_the_clock_is_a_warning_in_the_dashboard_and_the_status() -> None:
+    import html
+
+    from streamnb.notebook.magics import status_text
+
+    app = test_app("future", topic_partitions=1)
+    clicks = app.topic("clicks")
+    per_minute = app.Table("per_minute", default=int).tumbling(60)
+
+    @app.agent(clicks)
+    async def count(stream: Any) -> None:
+        async for click in stream:
+            per_minute[click] += 1
+
+    async with app:
+        board = dashboard(app, interval=0.2)
+        await clicks.send(value="a", timestamp=time.time())
+        await settle(app)
+        await board.refresh()
+        assert "&#9888;" not in board.tables_html.value and "warning" not in status_text(app)
+        await clicks.send(value="b", timestamp=4_102_444_800.0)  # 2100: moves stream time there (no guard)
+        await settle(app)
+        await wait_until(lambda: "&#9888;" in board.tables_html.value, timeout=5)
+        expected = "table 'per_minute' partition 0: stream time 2100-01-01 00:00:00 UTC is 7"
+        assert expected in html.unescape(board.tables_html.value)
+        status = status_text(app)
+        assert f"warning: {expected}" in status and "max_event_time_skew" in status
+        board.close()

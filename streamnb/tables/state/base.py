@@ -30,7 +30,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from ...transaction import MISSING, Transaction
 
-__all__ = ["Change", "Closed", "Dirty", "PlainState", "Popped", "TableState"]
+__all__ = ["Change", "Closed", "Dirty", "PlainState", "Popped", "TableState", "Undo"]
 
 E = TypeVar("E")
 
@@ -57,6 +57,9 @@ class _Schedule(Protocol):
 Popped = tuple[_Schedule, int, int, Any]
 """An item a commit took off a time index: ``(index, partition, due at in ms, item)``."""
 
+
+Undo = tuple[int, Any, "float | None"]
+"""A plain table's undo entry per written key: partition, value before the transaction, event time of the last write."""
 
 class Dirty(Generic[E]):
     """What one table changed in one transaction, and how to undo it: ``txn.dirty[table]``.
@@ -154,7 +157,9 @@ class TableState(Protocol):
 class PlainState:
     """``key -> value`` rows: the state of an ordinary table.
 
-    ``dirty.rows`` maps each written key to ``[partition, value before, event time of the last write]``.
+    ``dirty.rows`` maps each written key to ``(partition, value before, event time of the last write)``:
+    tuples, not lists, so a transaction of a million keys leaves the garbage
+    collector nothing to scan (a tuple of numbers and strings is untracked).
     """
 
     def __init__(self) -> None:
@@ -169,23 +174,19 @@ class PlainState:
         return self.data
 
     def write(
-        self, dirty: Dirty[list[Any]], key: Any, value: Any, partition: int, timestamp: float | None = None
+        self, dirty: Dirty[Undo], key: Any, value: Any, partition: int, timestamp: float | None = None
     ) -> None:
         """Set ``key`` (``value`` MISSING deletes it) and remember how to undo it."""
         data = self.data
         rows = dirty.rows
         entry = rows.get(key)
-        if entry is None:
-            rows[key] = [partition, data.get(key, MISSING), timestamp]
-        else:
-            entry[0] = partition
-            entry[2] = timestamp
+        rows[key] = (partition, data.get(key, MISSING) if entry is None else entry[1], timestamp)
         if value is MISSING:
             data.pop(key, None)
         else:
             data[key] = value
 
-    def changes(self, dirty: Dirty[list[Any]]) -> Iterator[Change]:
+    def changes(self, dirty: Dirty[Undo]) -> Iterator[Change]:
         """One change per written key."""
         data = self.data
         partition_of = self.partition_of
@@ -198,7 +199,7 @@ class PlainState:
                 partition_of[key] = partition
             yield new(Change, (key, partition, value, timestamp))  # (Change(...) without its Python-level __new__)
 
-    def restore(self, dirty: Dirty[list[Any]]) -> None:
+    def restore(self, dirty: Dirty[Undo]) -> None:
         """Put back the values from before the transaction."""
         data = self.data
         for key, (_partition, old, _ts) in dirty.rows.items():

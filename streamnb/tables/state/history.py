@@ -25,7 +25,7 @@ from typing import Any
 
 from ...transaction import MISSING
 from ..windows import Window, WindowRange
-from .base import Change, Dirty, PlainState
+from .base import Change, Dirty, PlainState, Undo
 from .fixed import KeyWrites, WindowedState
 
 __all__ = ["PlainHistoryState", "WindowedHistoryState"]
@@ -44,21 +44,21 @@ class PlainHistoryState(PlainState):
     """A plain table's rows, with every write of a transaction logged for the changelog."""
 
     def write(
-        self, dirty: Dirty[list[Any]], key: Any, value: Any, partition: int, timestamp: float | None = None
+        self, dirty: Dirty[Undo], key: Any, value: Any, partition: int, timestamp: float | None = None
     ) -> None:
         """Set ``key`` and log the write."""
         log = _log(dirty)
         super().write(dirty, key, value, partition, timestamp)
         log.append(_new(Change, (key, partition, value, timestamp)))
 
-    def changes(self, dirty: Dirty[list[Any]]) -> Iterator[Change]:
+    def changes(self, dirty: Dirty[Undo]) -> Iterator[Change]:
         """Every write, in order (not one per key)."""
         log, dirty.log = dirty.log or [], None
         for _ in super().changes(dirty):  # keeps the partition of each key up to date
             pass
         yield from log
 
-    def restore(self, dirty: Dirty[list[Any]]) -> None:
+    def restore(self, dirty: Dirty[Undo]) -> None:
         """Undo the transaction (its log goes too)."""
         dirty.log = None
         super().restore(dirty)

@@ -28,7 +28,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from ...errors import BrokerError
-from ..base import TP, Consumer, Message, ProducerRecord, RebalanceListener, TransactionalId
+from ..base import TP, Consumer, Message, ProducerRecord, RebalanceListener, TransactionalId, within_bytes
 from .clients import close_quietly, log
 from .transactions import PartitionTransactions
 
@@ -123,6 +123,7 @@ class KafkaConsumer(Consumer):
         """The per-partition transactional producers (exactly-once), or ``None``."""
         self.transactional = transactional_id is not None
         self._returned_end: dict[TP, int] = {}  # next offset after the last message getmany returned
+        self._leftover: list[Message] = []  # fetched, not returned (beyond a getmany's max_bytes)
         self._consumer: AIOKafkaConsumer | None = None
         self._assigned: set[TP] = set()
         self._settled = asyncio.Event()
@@ -147,6 +148,7 @@ class KafkaConsumer(Consumer):
             self._assigned -= tps
             for tp in tps:
                 self._returned_end.pop(tp, None)
+            self._forget_leftover(tps)
             if self.transactions is not None:
                 await self.transactions.close(tps)
 
@@ -258,6 +260,7 @@ class KafkaConsumer(Consumer):
             self._consumer = None
             self._assigned = set()
             self._returned_end.clear()
+            self._leftover = []
             self._joined.clear()
             if self.transactions is not None:
                 await close_quietly(self.transactions.close_all())
@@ -272,12 +275,18 @@ class KafkaConsumer(Consumer):
             error, self._error = self._error, None
             raise error
 
-    async def getmany(self, timeout: float, max_records: int) -> list[Message]:
-        """Up to ``max_records`` messages of the assigned partitions, waiting at most ``timeout`` s."""
+    async def getmany(self, timeout: float, max_records: int, max_bytes: int | None = None) -> list[Message]:
+        """Up to ``max_records`` messages (and ``max_bytes``) of the assigned partitions, waiting at most ``timeout`` s.
+
+        What aiokafka fetched beyond ``max_bytes`` is kept and returned first next time.
+        """
         consumer = self._consumer
         if consumer is None:
             raise BrokerError(f"{self!r} is not started: `await consumer.start()` first.")
         self._raise_listener_error()
+        if self._leftover:
+            waiting, self._leftover = self._leftover, []
+            return self._bounded(waiting, max_records, max_bytes)
         deadline = time.monotonic() + max(timeout, 0.0)
         if not self._settled.is_set():
             with contextlib.suppress(TimeoutError):
@@ -303,12 +312,36 @@ class KafkaConsumer(Consumer):
                               tuple(r.headers) if r.headers else ()))
                 for r in records
             ])
-        return out
+        if max_bytes is None or len(out) <= 1 or len(within_bytes(out, max_bytes)) == len(out):
+            return out
+        return self._bounded(out, max_records, max_bytes)
+
+    def _bounded(self, out: list[Message], max_records: int, max_bytes: int | None) -> list[Message]:
+        """The head of ``out`` within ``max_records`` and ``max_bytes``; the rest waits in the leftover."""
+        kept = within_bytes(out[:max_records], max_bytes)
+        if len(kept) == len(out):
+            for m in out:
+                self._returned_end[TP(m[0], m[1])] = m[2] + 1
+            return out
+        rest = out[len(kept):]
+        self._leftover = rest + self._leftover
+        waiting = {TP(m[0], m[1]) for m in self._leftover}
+        for m in kept:
+            self._returned_end[TP(m[0], m[1])] = m[2] + 1
+        for tp in waiting:  # not past markers while messages of the partition wait here
+            self._returned_end.pop(tp, None)
+        return kept
+
+    def _forget_leftover(self, tps: set[TP]) -> None:
+        """Drop the waiting messages of ``tps`` (revoked, or sought elsewhere)."""
+        if self._leftover:
+            self._leftover = [m for m in self._leftover if TP(m[0], m[1]) not in tps]
 
     def seek(self, tp: TP, offset: int) -> None:
         """Make the next ``getmany`` read ``tp`` from ``offset``."""
         if self._consumer is None:
             raise BrokerError(f"{self!r} is not started: `await consumer.start()` first.")
+        self._forget_leftover({tp})
         try:
             self._consumer.seek(TopicPartition(tp.topic, tp.partition), offset)
         except IllegalStateError:

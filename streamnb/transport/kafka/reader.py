@@ -23,12 +23,13 @@ Example (on a running loop, ``consumer`` started with ``group_id=None``)::
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ..base import Message
+from ..base import Message, message_size, within_bytes
 
 __all__ = ["PartitionReader", "log_end", "message_of"]
 
@@ -38,6 +39,19 @@ def log_end(reader: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
     last = reader.last_stable_offset(tp)
     high: int | None = reader.highwater(tp)
     return high if last is None else last
+
+
+def _take(batch: Any, start: int, stop: int, out: list[Message], count_bytes: bool) -> tuple[bool, int]:
+    """Append the records of ``batch`` in ``[start, stop)`` to ``out``: (one was past ``stop``, bytes added)."""
+    size = 0
+    for record in batch:
+        if record.offset >= stop:
+            return True, size
+        if record.offset >= start:
+            out.append(message_of(record))
+            if count_bytes:
+                size += message_size(out[-1])
+    return False, size
 
 
 def message_of(record: Any) -> Message:
@@ -68,23 +82,34 @@ class PartitionReader:
         self._next: int | None = None  # the reader's position when known
         self._returned_end: int | None = None  # last offset the previous read returned, + 1
 
-    async def read(self, atp: TopicPartition, start: int, stop: int, max_records: int) -> list[Message]:
-        """Messages of ``atp`` with ``start <= offset < stop`` (at most ``max_records``)."""
+    async def read(
+        self, atp: TopicPartition, start: int, stop: int, max_records: int, max_bytes: int | None = None
+    ) -> list[Message]:
+        """Messages of ``atp`` with ``start <= offset < stop`` (at most ``max_records``, and ``max_bytes``)."""
         async with self.lock:
-            return await self._read_locked(atp, start, stop, max_records)
+            out = await self._read_locked(atp, start, stop, max_records, max_bytes)
+            kept = within_bytes(out, max_bytes)
+            if len(kept) < len(out):
+                self._next = self._returned_end = None  # the reader went past what is returned: seek next time
+            return kept
 
-    async def _read_locked(self, atp: TopicPartition, start: int, stop: int, max_records: int) -> list[Message]:
-        """The body of :meth:`read`, holding the lock."""
+    async def _read_locked(
+        self, atp: TopicPartition, start: int, stop: int, max_records: int, max_bytes: int | None = None
+    ) -> list[Message]:
+        """The body of :meth:`read`, holding the lock (``max_bytes``: stops fetching once that much was read)."""
         reader = self.consumer
         self._stand_at(atp, start)
         out: list[Message] = []
+        size, limit = 0, math.inf if max_bytes is None else max_bytes
         deadline = time.monotonic() + self.request_timeout
-        while len(out) < max_records:
+        while len(out) < max_records and size <= limit:
             if await reader.position(atp) >= stop:
                 break
             batch = (await reader.getmany(atp, timeout_ms=100, max_records=max_records - len(out))).get(atp)
             if batch:
-                if _collect(batch, start, stop, out):
+                overshoot, added = _take(batch, start, stop, out, max_bytes is not None)
+                size += added
+                if overshoot:
                     return out  # a record at or past stop: the reader's position is not remembered
                 if out and await self._at_log_end(atp):
                     break  # only trusted when returning something (the caller asks again)
@@ -125,12 +150,3 @@ class PartitionReader:
         if last is not None and self._next >= last:
             reader.pause(atp)  # at the end of the log: no idle fetching until the next read
 
-
-def _collect(batch: Any, start: int, stop: int, out: list[Message]) -> bool:
-    """Append ``batch``'s records with ``start <= offset < stop`` to ``out``; True if it reached ``stop``."""
-    for record in batch:
-        if record.offset >= stop:
-            return True
-        if record.offset >= start:
-            out.append(message_of(record))
-    return False

@@ -376,8 +376,10 @@ class KafkaTransport(Transport):
 
     # -- reading ----------------------------------------------------------
 
-    async def read(self, tp: TP, start: int, stop: int, max_records: int = 10_000) -> list[Message]:
-        """Messages of ``tp`` with ``start <= offset < stop`` (at most ``max_records``).
+    async def read(
+        self, tp: TP, start: int, stop: int, max_records: int = 10_000, max_bytes: int | None = None
+    ) -> list[Message]:
+        """Messages of ``tp`` with ``start <= offset < stop`` (at most ``max_records``, and ``max_bytes``).
 
         Reading on from where the previous call stopped keeps the reader's
         prefetched data, so a loop of ``read(tp, pos, end)`` streams a whole
@@ -401,7 +403,7 @@ class KafkaTransport(Transport):
         if not have:
             return []
         with broker_errors(f"read {tp.topic}[{tp.partition}] from offset {start}"):
-            return await reader.read(TopicPartition(tp.topic, tp.partition), start, stop, max_records)
+            return await reader.read(TopicPartition(tp.topic, tp.partition), start, stop, max_records, max_bytes)
 
     # -- consuming --------------------------------------------------------
 

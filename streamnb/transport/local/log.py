@@ -29,11 +29,13 @@ Example::
 from __future__ import annotations
 
 import math
+import operator
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
-from ..base import Message
+from ..base import Message, head_within
 from .batch import BATCH_MAX, Columns, Item, decode, decode_headers, encode, encode_columns, timestamps
 from .catalogue import (
     BATCHES_SQL,
@@ -51,6 +53,8 @@ from .integrity import batch_crc, checked_batches, checked_rows, row_crc
 
 __all__ = [
     "INSERT_BATCH",
+    "RELEASE_STEP",
+    "ROW_MAX_BYTES",
     "SCHEMA_SQL",
     "SCHEMA_VERSION",
     "UPDATE_END",
@@ -65,9 +69,13 @@ __all__ = [
     "delete_groups",
     "delete_topics",
     "expire",
+    "fetch",
     "migrate",
     "read",
+    "read_bounded",
+    "release",
     "rollback",
+    "row_spans",
 ]
 
 _SET_PARTITION = (
@@ -95,23 +103,73 @@ def batch_row(tid: int, p: int, base: int, end: int, count: int, max_ts: float, 
     return tid, p, base, count, max_ts, blob, end, batch_crc(tid, p, base, end, count, max_ts, blob)
 
 
+ROW_MAX_BYTES = 1024 * 1024
+"""Keys and values of one batch row, at most (a message larger than that has a row of its own).
+
+With :data:`BATCH_MAX`, what keeps a read of a few large messages from loading many more."""
+
+
+def row_spans(
+    keys: Sequence[bytes | None] | None, values: Sequence[bytes | None] | None, count: int,
+    items: Sequence[Any] | None = None,
+) -> list[tuple[int, int]]:
+    """``[start, end)`` of each batch row for ``count`` messages: :data:`BATCH_MAX` of them, or :data:`ROW_MAX_BYTES`.
+
+    The messages are given as ``keys`` and ``values`` columns, or as
+    ``items`` (``(key, value, ...)`` tuples, or messages). Sizes are summed a
+    row at a time in C; only a row of large messages is split one by one.
+
+    >>> row_spans([None] * 3, [b"x" * 700_000] * 3, 3)
+    [(0, 1), (1, 2), (2, 3)]
+    """
+    if items is not None and count:
+        first = 4 if isinstance(items[0], Message) else 0  # where the key is (the value follows)
+        key_of, value_of = operator.itemgetter(first), operator.itemgetter(first + 1)
+    spans = []
+    for at in range(0, count, BATCH_MAX):
+        end = min(at + BATCH_MAX, count)
+        if items is not None:
+            chunk = items[at:end]
+            ks: Iterable[bytes | None] = map(key_of, chunk)
+            vs: Iterable[bytes | None] = map(value_of, chunk)
+        else:
+            assert keys is not None and values is not None
+            ks, vs = keys[at:end], values[at:end]
+        if sum(map(len, filter(None, vs))) + sum(map(len, filter(None, ks))) <= ROW_MAX_BYTES:  # (in C)
+            spans.append((at, end))
+            continue
+        if items is not None:
+            ks, vs = map(key_of, chunk), map(value_of, chunk)
+        else:
+            ks, vs = keys[at:end], values[at:end]  # type: ignore[index]
+        start = at
+        total = 0
+        for i, (key, value) in enumerate(zip(ks, vs), at):
+            size = (len(key) if key else 0) + (len(value) if value else 0)
+            if i > start and total + size > ROW_MAX_BYTES:
+                spans.append((start, i))
+                start, total = i, 0
+            total += size
+        spans.append((start, end))
+    return spans
+
 def batch_rows(tid: int, partition: int, base: int, items: Sequence[Item]) -> Iterator[tuple[object, ...]]:
     """:data:`INSERT_BATCH` rows for ``items`` at offsets ``base, base + 1, ...``."""
-    for at in range(0, len(items), BATCH_MAX):
-        chunk = items[at : at + BATCH_MAX]
+    for at, stop in row_spans(None, None, len(items), items):
+        chunk = items[at:stop]
         n = len(chunk)
         yield batch_row(tid, partition, base + at, base + at + n, n, max(item[2] for item in chunk), encode(chunk))
 
 
 def _message_rows(tid: int, partition: int, messages: Sequence[Message], end: int) -> Iterator[tuple[object, ...]]:
     """:data:`INSERT_BATCH` rows for ``messages``, whose offsets may have gaps; the last batch ends at ``end``."""
-    for at in range(0, len(messages), BATCH_MAX):
-        chunk = messages[at : at + BATCH_MAX]
+    for at, stop in row_spans(None, None, len(messages), messages):
+        chunk = messages[at:stop]
         base = chunk[0].offset
         deltas = [m.offset - base for m in chunk]
         items = [(m.key, m.value, m.timestamp, m.headers) for m in chunk]
         blob = encode(items, None if deltas[-1] == len(chunk) - 1 else deltas)
-        upto = messages[at + BATCH_MAX].offset if at + BATCH_MAX < len(messages) else end
+        upto = messages[stop].offset if stop < len(messages) else end
         yield batch_row(tid, partition, base, upto, len(chunk), max(m.timestamp for m in chunk), blob)
 
 
@@ -122,19 +180,91 @@ def read(
     start: int,
     stop: int,
     limit: int,
+    max_bytes: int | None = None,
 ) -> list[Message]:
-    """Up to ``limit`` messages of a partition with ``start <= offset < stop``, in offset order.
+    """Up to ``limit`` messages (and ``max_bytes``) of a partition with ``start <= offset < stop``, in offset order.
 
     Every batch read is checked first (:func:`~streamnb.transport.local.integrity.checked_batches`):
     a damaged one raises :class:`~streamnb.transport.local.integrity.Damage`.
     """
+    return read_bounded(conn, topic, partition, start, stop, limit, max_bytes)[0]
+
+
+def read_bounded(
+    conn: sqlite3.Connection,
+    topic: Topic,
+    partition: int,
+    start: int,
+    stop: int,
+    limit: int,
+    max_bytes: int | None,
+) -> tuple[list[Message], int, bool]:
+    """:func:`read`, with the bytes read and whether ``max_bytes`` ended it early.
+
+    Rows are read one at a time, so what is loaded is about what is
+    returned (rows hold at most :data:`ROW_MAX_BYTES`, or one larger message).
+    A message larger than ``max_bytes`` comes alone, only at the head.
+    """
     out: list[Message] = []
     name = topic.name
+    size = 0
     for base, blob in checked_batches(conn, topic, partition, start, stop):
-        out += decode(blob, base, name, partition, start, stop, limit - len(out))
+        messages = decode(blob, base, name, partition, start, stop, limit - len(out))
+        if max_bytes is not None and messages:
+            kept, taken = head_within(messages, max_bytes - size)
+            if out and size + taken > max_bytes:
+                return out, size, True
+            out += kept
+            size += taken
+            if len(kept) < len(messages):
+                return out, size, True
+        else:
+            out += messages
         if len(out) >= limit:
             break
-    return out
+    return out, size, False
+
+
+
+def fetch(
+    conn: sqlite3.Connection, wants: list[Want], max_records: int, max_bytes: int | None = None
+) -> tuple[list[Message], list[int]]:
+    """Read up to ``max_records`` (and ``max_bytes``) from ``wants`` = [(topic, partition, position, end)].
+
+    Round robin: every partition gets an equal share of what is left,
+    until the budget is spent or every partition is read up to its end.
+    A message larger than ``max_bytes`` comes alone, in a batch of its
+    own. Returns the messages and the new position of each want.
+    """
+    out: list[Message] = []
+    positions = [want[2] for want in wants]
+    active = list(range(len(wants)))
+    left = max_records
+    size = 0
+    while active and left > 0:
+        share = -(-left // len(active))
+        again = []
+        for i in active:
+            if left <= 0:
+                break
+            topic, partition, _, end = wants[i]
+            n = min(share, left)
+            budget = None if max_bytes is None else max_bytes - size
+            messages, taken, full = read_bounded(conn, topic, partition, positions[i], end, n, budget)
+            if out and budget is not None and taken > budget:
+                return out, positions  # (the next message does not fit: it comes next time)
+            size += taken
+            out += messages
+            left -= len(messages)
+            if full or len(messages) == n:
+                positions[i] = messages[-1].offset + 1 if messages else positions[i]
+                if full:
+                    return out, positions
+                again.append(i)
+            else:
+                positions[i] = end
+        active = again
+    return out, positions
 
 
 def compaction_due(topic: Topic, partition: int, min_dirty: int) -> bool:
@@ -168,6 +298,27 @@ def compact(conn: sqlite3.Connection, topic: Topic, p: int) -> None:
         rollback(conn)
         raise
     topic.starts[p], topic.clean_upto[p], topic.clean_count[p] = start, upto, len(kept)
+    release(newest, kept, messages)
+
+
+def release(*containers: list[Any] | dict[Any, Any]) -> None:
+    """Empty large lists and dicts a step at a time (between two steps another thread can take the GIL).
+
+    Freeing a million messages in one go is one C call that holds the GIL,
+    and with it the event loop, for a tenth of a second.
+    """
+    for container in containers:
+        if isinstance(container, list):
+            while container:
+                del container[-RELEASE_STEP:]
+        else:
+            while container:
+                for _ in range(min(RELEASE_STEP, len(container))):
+                    container.popitem()
+
+
+RELEASE_STEP = 20_000
+"""Items :func:`release` frees at a time."""
 
 
 def expire(conn: sqlite3.Connection, topic: Topic, p: int) -> None:
@@ -265,26 +416,28 @@ def migrate(conn: sqlite3.Connection, version: int) -> None:
                      [(row_crc(*r), *r[:3]) for r in offsets])
 
 
-def append(conn: sqlite3.Connection, topic: Topic, partition: int, columns: Columns) -> None:
-    """Append a run of messages to one partition in one transaction (what recording uses: no regrouping)."""
-    keys, values, stamps, headers = columns
-    base, count = topic.ends[partition], len(keys)
-    rows = [
-        batch_row(topic.id, partition, base + at, base + at + len(keys[at : at + BATCH_MAX]),
-                  len(keys[at : at + BATCH_MAX]), max(stamps[at : at + BATCH_MAX]),
-                  encode_columns(keys[at : at + BATCH_MAX], values[at : at + BATCH_MAX], stamps[at : at + BATCH_MAX],
-                                 headers[at : at + BATCH_MAX]))
-        for at in range(0, count, BATCH_MAX)
-    ]
+def append(conn: sqlite3.Connection, runs: Sequence[tuple[Topic, int, Columns]]) -> None:
+    """Append runs of messages, each to one partition, in one transaction (what recording uses: no regrouping)."""
+    rows = []
+    ends: dict[tuple[Topic, int], int] = {}
+    for topic, partition, (keys, values, stamps, headers) in runs:
+        base = ends.get((topic, partition), topic.ends[partition])
+        rows += [
+            batch_row(topic.id, partition, base + at, base + end, end - at, max(stamps[at:end]),
+                      encode_columns(keys[at:end], values[at:end], stamps[at:end], headers[at:end]))
+            for at, end in row_spans(keys, values, len(keys))
+        ]
+        ends[(topic, partition)] = base + len(keys)
     conn.execute("BEGIN")
     try:
         conn.executemany(INSERT_BATCH, rows)
-        conn.execute(UPDATE_END, end_row(topic, partition, base + count))
+        conn.executemany(UPDATE_END, [end_row(topic, partition, end) for (topic, partition), end in ends.items()])
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)
         raise
-    topic.ends[partition] = base + count
+    for (topic, partition), end in ends.items():
+        topic.ends[partition] = end
 
 
 def delete_topics(conn: sqlite3.Connection, topics: Sequence[Topic]) -> None:

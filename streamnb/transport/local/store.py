@@ -11,7 +11,8 @@ store between every App of this process that opens the same folder.
 
 Compaction runs once at least ``COMPACT_MIN_DIRTY`` messages (and half the
 partition) are new; retention every ``RETENTION_INTERVAL`` seconds while
-writing. The SQL itself is in :mod:`streamnb.transport.local.log`.
+writing (:mod:`streamnb.transport.local.maintenance`). The SQL itself is in
+:mod:`streamnb.transport.local.log`.
 
 Opening checks the folder: after an unclean stop the whole database
 (``PRAGMA quick_check``) and whether commits were lost (the lock's
@@ -42,6 +43,7 @@ from typing import Any, TypeVar
 
 from ...errors import AppNotRunningError, BrokerError, ConfigurationError
 from ..base import TP, Message, ProducerRecord, TopicSpec
+from . import maintenance
 from .batch import Item
 from .catalogue import (
     INSERT_PARTITION,
@@ -61,7 +63,18 @@ from .catalogue import (
 )
 from .integrity import Damage, corrupt, explain, quick_check, row_crc
 from .lockfile import LOCK_NAME, Lock, Previous, lost_commits, take
-from .log import INSERT_BATCH, Want, batch_rows, compact, compaction_due, delete_topics, expire, migrate, read, rollback
+from .log import (
+    INSERT_BATCH,
+    RELEASE_STEP,
+    Want,
+    batch_rows,
+    delete_topics,
+    fetch,
+    migrate,
+    read,
+    release,
+    rollback,
+)
 
 __all__ = ["COMPACT_MIN_DIRTY", "DB_NAME", "LOCK_NAME", "RETENTION_INTERVAL", "Store"]
 
@@ -376,8 +389,14 @@ class Store:
         topics.update(created)
         for name, (_, ends, _) in state.items():
             topics[name].ends[:] = ends
-        if records and self.lock is not None:
-            self.messages += len(records)
+        self._after_write(state, len(records))
+        return frozenset(state)
+
+    def _after_write(self, state: Mapping[str, tuple[int, list[int], list[list[Item]]]], written: int) -> None:
+        """The high-water mark in ``LOCK``; compaction or retention due: in the background; a large write's
+        rows: freed a step at a time."""
+        if written and self.lock is not None:
+            self.messages += written
             self.lock.mark(self.messages)
         if not self.maintenance_pending and self._maintenance_due(state):
             self.maintenance_pending = True
@@ -385,7 +404,8 @@ class Store:
                 self.executor.submit(self._maintain_in_background)
             except RuntimeError:  # closing
                 self.maintenance_pending = False
-        return frozenset(state)
+        if written >= RELEASE_STEP:
+            release(*(rows for _, _, partitions in state.values() for rows in partitions))
 
     # -- reading (worker thread) ---------------------------------------------------------
 
@@ -404,38 +424,16 @@ class Store:
             self.reader_conn = conn
         return self.reader_conn
 
-    def read_sync(self, topic: Topic, partition: int, start: int, stop: int, limit: int) -> list[Message]:
-        return read(self._read_conn(), topic, partition, start, stop, limit)
+    def read_sync(
+        self, topic: Topic, partition: int, start: int, stop: int, limit: int, max_bytes: int | None = None
+    ) -> list[Message]:
+        return read(self._read_conn(), topic, partition, start, stop, limit, max_bytes)
 
-    def fetch_sync(self, wants: list[Want], max_records: int) -> tuple[list[Message], list[int]]:
-        """Read up to ``max_records`` from ``wants`` = [(topic, partition, position, end)].
-
-        Round robin: every partition gets an equal share of what is left,
-        until the budget is spent or every partition is read up to its end.
-        Returns the messages and the new position of each want.
-        """
-        out: list[Message] = []
-        positions = [want[2] for want in wants]
-        active = list(range(len(wants)))
-        left = max_records
-        while active and left > 0:
-            share = -(-left // len(active))
-            again = []
-            for i in active:
-                if left <= 0:
-                    break
-                topic, partition, _, end = wants[i]
-                n = min(share, left)
-                messages = self.read_sync(topic, partition, positions[i], end, n)
-                out += messages
-                left -= len(messages)
-                if len(messages) == n:
-                    positions[i] = messages[-1].offset + 1
-                    again.append(i)
-                else:
-                    positions[i] = end
-            active = again
-        return out, positions
+    def fetch_sync(
+        self, wants: list[Want], max_records: int, max_bytes: int | None = None
+    ) -> tuple[list[Message], list[int]]:
+        """Up to ``max_records`` (and ``max_bytes``) from ``wants``, round robin (:func:`~.log.fetch`)."""
+        return fetch(self._read_conn(), wants, max_records, max_bytes)
 
     def committed_sync(self, group: str, tps: list[TP]) -> dict[TP, int]:
         conn = self._conn()
@@ -454,15 +452,8 @@ class Store:
     # -- compaction and retention (worker thread) --------------------------------------------
 
     def _maintenance_due(self, written: Mapping[str, tuple[int, list[int], list[list[Item]]]]) -> bool:
-        for name, (_, _, rows) in written.items():
-            topic = self.topics[name]
-            if topic.retention is not None and time.monotonic() - self.last_retention >= RETENTION_INTERVAL:
-                return True
-            if topic.compacted:
-                for p, appended in enumerate(rows):
-                    if appended and compaction_due(topic, p, COMPACT_MIN_DIRTY):
-                        return True
-        return False
+        retention_due = time.monotonic() - self.last_retention >= RETENTION_INTERVAL
+        return maintenance.due(self.topics, written, retention_due=retention_due, min_dirty=COMPACT_MIN_DIRTY)
 
     def _maintain_in_background(self) -> None:
         self.maintenance_pending = False
@@ -482,17 +473,7 @@ class Store:
             retention = now - self.last_retention >= RETENTION_INTERVAL
         if retention:
             self.last_retention = now
-        for topic in list(self.topics.values()):
-            for p in range(topic.partitions):
-                try:
-                    if topic.compacted and (
-                        topic.ends[p] > topic.clean_upto[p] if force else compaction_due(topic, p, min_dirty)
-                    ):
-                        compact(conn, topic, p)
-                    if retention and topic.retention is not None:
-                        expire(conn, topic, p)
-                except Damage as damage:  # left as it is: reading it raises, the rest goes on
-                    logger.error("not compacting nor expiring a damaged partition: %s", corrupt(self.folder, damage))
+        maintenance.run(conn, self.topics, self.folder, min_dirty=min_dirty, force=force, retention=retention)
 
 
 def _explained(exc: BaseException, folder: str, doing: str = "use") -> BaseException:

@@ -63,7 +63,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ...errors import AppNotRunningError, ConfigurationError
+from ...errors import AppNotRunningError, BrokerError, ConfigurationError
 from ..base import (
     AT_LEAST_ONCE,
     EXACTLY_ONCE,
@@ -82,10 +82,12 @@ from .log import Want, append, delete_groups
 from .registry import acquire, release
 from .store import Store
 
-__all__ = ["DEFAULT_FOLDER", "LocalConsumer", "LocalTransport", "parse_local_url"]
+__all__ = ["DEFAULT_FOLDER", "INCOMPLETE_MARKER", "LocalConsumer", "LocalTransport", "parse_local_url"]
 
 DEFAULT_FOLDER = ".streamnb"
 """The folder of ``local://`` with no path (relative to the working directory)."""
+INCOMPLETE_MARKER = "INCOMPLETE"
+"""A file in a folder still being written as a whole (a fork): opening it is an error saying to delete it."""
 
 
 def parse_local_url(url: str) -> tuple[str, bool]:
@@ -164,6 +166,11 @@ class LocalTransport(Transport):
         """Open (creating if needed) the folder; raise BrokerLockedError if another process has it."""
         if self._store is not None:
             return
+        if os.path.exists(os.path.join(self.folder, INCOMPLETE_MARKER)):
+            raise BrokerError(
+                f"the local:// folder {self.folder} is an incomplete copy: its writer (a fork) was stopped "
+                f"before it finished. Delete it (rm -r {self.folder}) and make it again."
+            )
         store = acquire(os.path.realpath(self.folder), self.full_sync)
         try:
             # shield: a cancelled start must not cancel the opening other Apps may share
@@ -217,7 +224,9 @@ class LocalTransport(Transport):
             return 0, 0
         return topic.starts[tp.partition], topic.ends[tp.partition]
 
-    async def read(self, tp: TP, start: int, stop: int, max_records: int = 10_000) -> list[Message]:
+    async def read(
+        self, tp: TP, start: int, stop: int, max_records: int = 10_000, max_bytes: int | None = None
+    ) -> list[Message]:
         store = self.store
         topic = store.topics.get(tp.topic)
         if topic is None or not 0 <= tp.partition < topic.partitions or max_records <= 0:
@@ -226,7 +235,7 @@ class LocalTransport(Transport):
         stop = min(stop, topic.ends[tp.partition])
         if start >= stop:
             return []
-        return await store.call_read(store.read_sync, topic, tp.partition, start, stop, max_records)
+        return await store.call_read(store.read_sync, topic, tp.partition, start, stop, max_records, max_bytes)
 
     async def list_topics(self) -> list[str]:
         """Names of every topic in the folder, sorted."""
@@ -250,13 +259,21 @@ class LocalTransport(Transport):
         What ``streamnb.record`` uses: one commit, no tuple per message and no
         regrouping by partition, so it costs less per message than :meth:`send`.
         """
+        await self.append_runs([(topic, partition, columns)])
+
+    async def append_runs(self, runs: Sequence[tuple[str, int, Columns]]) -> None:
+        """Append several runs (:meth:`append`), to one partition each, in one commit: all or none of them."""
         store = self.store
-        found = store.topics.get(topic)
-        if found is None or not 0 <= partition < found.partitions:
-            raise ConfigurationError(f"{self.url}: no partition {partition} of topic {topic!r} to append to")
-        if columns[0]:
-            await store.call(store.sql_sync, append, found, partition, columns)
-            store.notify(frozenset((topic,)))
+        found = []
+        for topic, partition, columns in runs:
+            cached = store.topics.get(topic)
+            if cached is None or not 0 <= partition < cached.partitions:
+                raise ConfigurationError(f"{self.url}: no partition {partition} of topic {topic!r} to append to")
+            if columns[0]:
+                found.append((cached, partition, columns))
+        if found:
+            await store.call(store.sql_sync, append, found)
+            store.notify(frozenset(topic.name for topic, _p, _c in found))
 
     async def cleanup(self) -> None:
         """Compact every compacted partition with new messages and apply retention, now.
@@ -359,8 +376,8 @@ class LocalConsumer(StaticConsumer):
         self._next += 1
         return True
 
-    async def getmany(self, timeout: float, max_records: int) -> list[Message]:
-        """Up to ``max_records`` messages, shared round robin between the partitions with data.
+    async def getmany(self, timeout: float, max_records: int, max_bytes: int | None = None) -> list[Message]:
+        """Up to ``max_records`` messages (and ``max_bytes``), shared round robin between the partitions with data.
 
         Returns at once when some are stored; otherwise waits (without polling)
         until a send or commit of this process appends to a subscribed topic,
@@ -374,7 +391,7 @@ class LocalConsumer(StaticConsumer):
             wants = self._wants()
             if wants:
                 store = self.transport.store
-                messages, positions = await store.call_read(store.fetch_sync, wants, max_records)
+                messages, positions = await store.call_read(store.fetch_sync, wants, max_records, max_bytes)
                 if self._advance(wants, positions) and messages:
                     return messages
                 continue  # seek() moved a position, or only removed (compacted/expired) offsets were left
