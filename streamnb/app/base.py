@@ -90,9 +90,9 @@ class App(Membership, Definitions, AppSurface, Playback, AppServices):
             The embedded brokers always commit atomically (exactly once);
             on Kafka ``exactly_once`` commits one Kafka transaction per input
             partition (readers of the outputs set ``isolation.level=read_committed``).
-        stream_batch_size / stream_batch_max_bytes: most messages, and most
-            bytes of keys, values and headers (default 16 MB), an agent reads
-            at once (a single larger message still comes, alone).
+        stream_batch_size: most messages an agent reads at once.
+        stream_batch_max_bytes: most bytes of keys, values and headers (default
+            16 MB) an agent reads at once (a single larger message still comes, alone).
         max_event_time_skew: seconds (or a timedelta) an event's timestamp
             may be ahead of the clock (the replay's time under a virtual
             clock); a later one is dead-lettered instead of moving stream
