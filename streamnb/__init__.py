@@ -176,3 +176,6 @@ def load_ipython_extension(ipython: object) -> None:
 def unload_ipython_extension(ipython: object) -> None:
     """``%unload_ext streamnb``."""
     importlib.import_module(display.NOTEBOOK_LAYER).unload_ipython_extension(ipython)
+
+
+display.register_magics_in_ipython()  # in a kernel, %streamnb works before %load_ext streamnb

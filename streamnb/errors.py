@@ -5,7 +5,7 @@ catches them all, and every message says what to do next::
 
     StreamnbError
      ├── ConfigurationError        bad App/topic/table arguments (unknown broker scheme, ...)
-     │    ├── WindowError          a window that cannot exist (step > size, size <= 0)
+     │    ├── WindowError          a window that cannot exist (step > size), a WindowSet used as a number
      │    └── SchemaRegistryError  the schema registry refused a request (an incompatible schema, bad credentials)
      ├── BrokerError               the broker cannot be reached or used
      │    ├── BrokerUnavailableError   nothing answers at the address (bounded wait)
@@ -67,7 +67,7 @@ class ConfigurationError(StreamnbError, ValueError):
 
 
 class WindowError(ConfigurationError):
-    """A window definition that cannot exist (for example ``step > size``)."""
+    """A window definition that cannot exist (for example ``step > size``), or a windowed value used as a number."""
 
 
 class BrokerError(StreamnbError):

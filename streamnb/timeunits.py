@@ -12,7 +12,16 @@ everywhere (never 300.00000000000006, never 299).
 
 from __future__ import annotations
 
-__all__ = ["ms", "seconds"]
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["TIMES", "as_datetimes", "check_times", "ms", "seconds"]
+
+TIMES = ("datetime", "epoch")
+"""How DataFrames give times (``times=``): pandas timestamps in UTC, or epoch seconds (floats)."""
 
 
 def ms(secs: float) -> int:
@@ -31,3 +40,35 @@ def seconds(millis: int) -> float:
     (1.001, 0.0)
     """
     return millis / 1000
+
+
+def check_times(times: str) -> None:
+    """Refuse a ``times=`` that is neither ``"datetime"`` nor ``"epoch"``.
+
+    >>> check_times("seconds")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streamnb.errors.ConfigurationError: times='seconds': use times="datetime" (pandas timestamps, UTC) or ...
+    """
+    from .errors import ConfigurationError
+
+    if times not in TIMES:
+        raise ConfigurationError(
+            f'times={times!r}: use times="datetime" (pandas timestamps, UTC) or times="epoch" (epoch seconds)'
+        )
+
+
+def as_datetimes(df: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
+    """``df`` with ``columns`` (epoch seconds) as timezone-aware UTC timestamps, to the millisecond.
+
+    >>> import pandas as pd
+    >>> as_datetimes(pd.DataFrame({"t": [1.5]}), ["t"])["t"].tolist()
+    [Timestamp('1970-01-01 00:00:01.500000+0000', tz='UTC')]
+    """
+    import pandas as pd
+
+    changed = {
+        name: pd.to_datetime((df[name].astype("float64") * 1000).round().astype("int64"), unit="ms", utc=True)
+        for name in columns
+    }
+    return df.assign(**changed)

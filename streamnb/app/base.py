@@ -55,6 +55,7 @@ from .definitions import Definitions
 from .membership import Membership
 from .metering import Metering
 from .services import AppServices
+from .topology import Topology, topology
 
 __all__ = ["App"]
 
@@ -82,8 +83,8 @@ class App(Membership, Metering, Definitions, AppSurface, Playback, AppServices):
             when not given, ``$BROKER_URL`` (Faust's variable), else
             ``local://.streamnb``.
         topic_partitions: partitions of topics streamnb creates.
-        key_serializer / value_serializer: default codecs (``raw``, ``json``
-            or a registered name).
+        key_serializer: default codec of keys (``raw``, ``json`` or a registered name).
+        value_serializer: default codec of values, likewise.
         tune_gc: while the app runs, raise the garbage collector's
             first-generation threshold (see :mod:`streamnb._gc`); about a
             quarter less CPU per event at high rates. ``False`` leaves it alone.
@@ -91,9 +92,9 @@ class App(Membership, Metering, Definitions, AppSurface, Playback, AppServices):
             The embedded brokers always commit atomically (exactly once);
             on Kafka ``exactly_once`` commits one Kafka transaction per input
             partition (readers of the outputs set ``isolation.level=read_committed``).
-        stream_batch_size / stream_batch_max_bytes: most messages, and most
-            bytes of keys, values and headers (default 16 MB), an agent reads
-            at once (a single larger message still comes, alone).
+        stream_batch_size: most messages an agent reads at once.
+        stream_batch_max_bytes: most bytes of keys, values and headers (default
+            16 MB) an agent reads at once (a single larger message still comes, alone).
         max_event_time_skew: seconds (or a timedelta) an event's timestamp
             may be ahead of the clock (the replay's time under a virtual
             clock); a later one is dead-lettered instead of moving stream
@@ -103,8 +104,8 @@ class App(Membership, Metering, Definitions, AppSurface, Playback, AppServices):
             ``read_committed`` readers at commits. Default 1.0, and 0.1 with
             ``exactly_once`` (as Kafka Streams), so that outputs of a
             ``group_by`` pipeline show within a second.
-        security_protocol, sasl_mechanism, sasl_plain_username,
-        sasl_plain_password, ssl_context: passed to aiokafka.
+        security_protocol: passed to aiokafka, as are ``sasl_mechanism``,
+            ``sasl_plain_username``, ``sasl_plain_password`` and ``ssl_context``.
         schema_registry: the schema registry of ``"avro"`` topics: a URL
             (``http://HOST:PORT``) or a :class:`~streamnb.avro.SchemaRegistry`;
             with a URL, ``schema_registry_auth=("user", "password")``,
@@ -519,6 +520,10 @@ class App(Membership, Metering, Definitions, AppSurface, Playback, AppServices):
 
         task.add_done_callback(done)
         return task
+
+    def topology(self) -> Topology:
+        """The app's dataflow: topics, agents, tables, changelogs... (prints as text, draws in a notebook)."""
+        return topology(self)
 
     def __repr__(self) -> str:
         return f"<App {self.id!r} {self.state} broker={self.broker!r}>"

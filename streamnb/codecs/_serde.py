@@ -123,10 +123,12 @@ class _Where(NamedTuple):
     def advice(self) -> str:
         return f"check what the producer sends, or change the topic's {self.role}_type or {self.role}_serializer"
 
-    def bad_value(self, name: str, value: Any) -> ValidationError:
+    def bad_value(self, name: str, value: Any, why: ValidationError | None = None) -> ValidationError:
         return ValidationError(
-            f"{self.what}: {self.role}_type is {name}, got {type(value).__name__} {short(value)}: "
-            f"send a value of type {name}, or change the topic's {self.role}_type"
+            f"{self.what}: {self.role}_type is {name}, got {type(value).__name__} {short(value)}"
+            f"{f' ({why})' if why is not None else ''}: "
+            f"send a value of type {name}, or change the topic's {self.role}_type",
+            field=why.field if why is not None else None,
         )
 
     def bad_json(self, form: str, name: str, obj: Any) -> ValidationError:
@@ -197,8 +199,14 @@ def _untyped_encoder(dumps: Callable[[Any], bytes], where: _Where, codec: Any, r
 
 
 def _record_encoder(type_: Any, dumps: Callable[[Any], bytes], where: _Where, codec: Any) -> Encode:
-    """A Record type: an instance (as its JSON-ready dict), or a mapping (checked by the reader)."""
+    """A Record type: an instance (as its JSON-ready dict), or a mapping, checked as a reader would read it.
+
+    A mapping is sent as it is, once ``from_data`` accepted it (every required
+    field there; field types too with the Record's ``validation=True``): bad
+    input is refused by ``send()``, not dead-lettered by the agent reading it.
+    """
     name = type_.__name__
+    from_data = record_from_data(type_)
 
     def encode(value: Any) -> bytes | None:
         if value is None:
@@ -207,6 +215,11 @@ def _record_encoder(type_: Any, dumps: Callable[[Any], bytes], where: _Where, co
             value = value.to_representation()
         elif not isinstance(value, Mapping):
             raise where.bad_value(name, value)
+        else:
+            try:
+                from_data(value)
+            except ValidationError as exc:
+                raise where.bad_value(name, value, exc) from exc
         try:
             return dumps(value)
         except Exception as exc:

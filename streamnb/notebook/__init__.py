@@ -24,12 +24,14 @@ from .. import display
 # Imported here, not lazily: ``dashboard`` and ``peek`` are both a module and
 # the function it defines, and the package attribute must stay the function.
 from .dashboard import dashboard
+from .exercises import check
 from .peek import live_peek, peek
 from .player import player
 from .progress import progress_bar
 from .views import live_table
 
 __all__ = [
+    "check",
     "dashboard",
     "live_chart",
     "live_peek",

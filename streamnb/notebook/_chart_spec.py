@@ -118,6 +118,14 @@ def with_event_time(spec: dict[str, Any], event_time: dict[str, Any]) -> dict[st
 # -- windowed charts ----------------------------------------------------------------------------
 
 
+TIME_LABEL = (
+    "timeFormat(datum.value, '%L') != '000' ? '' : "
+    "timeFormat(datum.value, '%H:%M:%S') == '00:00:00' ? timeFormat(datum.value, '%b %d') : "
+    "timeFormat(datum.value, '%H:%M:%S')"
+)
+"""Labels of the time axis: ``HH:MM:SS`` on whole seconds (a date at midnight), none between seconds."""
+
+
 def _windowed_spec(
     name: str, sample: list[dict[str, Any]], *, x: Any, y: Any, color: Any, mark: str,
     event_time: dict[str, Any] | None,
@@ -125,7 +133,9 @@ def _windowed_spec(
     import altair as alt
 
     if x is None:  # padded, so that the first and last windows are not drawn on the plot's edge
-        x = alt.X("window_start:T", title="window start", scale=alt.Scale(padding=16), axis=alt.Axis(tickCount=8))
+        # Times of day on whole seconds: a window's start never reads as ".500" in the first seconds.
+        axis = alt.Axis(tickCount=8, tickMinStep=1000, labelExpr=TIME_LABEL)
+        x = alt.X("window_start:T", title="window start", scale=alt.Scale(padding=16), axis=axis)
     spans = mark == "rect" and y is None
     if spans:
         y = alt.Y("key:N", title=None, scale=alt.Scale(paddingInner=0.25, paddingOuter=0.15))
@@ -189,7 +199,7 @@ def _stream_time_layers() -> list[Any]:
             .transform_filter("isValid(datum.stream_time)")
         )
 
-    x = alt.X("stream_time:T", title=None)
+    x = alt.X("stream_time:T", title="window start")  # the same title: one axis, named after the windows
     rule = at_stream_time().mark_rule(color=_RULE_COLOUR, strokeDash=[5, 3], strokeWidth=1.5).encode(x=x)
     label = at_stream_time().mark_text(
         color=_RULE_COLOUR, align="right", baseline="top", dx=-3, dy=3

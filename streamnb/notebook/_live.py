@@ -9,7 +9,9 @@ one with the same id. Updates set widget traits: never ``with Output():``
 from the task (that would capture whatever cell runs at the time).
 
 Outside a widget-capable front end (nbconvert, GitHub), the widget's mime
-bundle also carries ``text/html``: a static snapshot of what it shows.
+bundle also carries ``text/html``: a static snapshot of what it shows. When
+the app stops, the widget polls once more and *freezes*: its outputs are
+replaced by that final static snapshot (see :mod:`._frozen`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import ipywidgets as widgets
 from ..app.base import App
 from ..tables.table import Table
 from ..tables.windowed import WindowedTable
+from ._frozen import StaticOutput
 
 __all__ = ["MIN_INTERVAL", "TASK_PREFIX", "HtmlLabelWidget", "LiveWidget", "app_of", "base_table"]
 
@@ -56,8 +59,11 @@ def app_of(table: Table[Any, Any] | WindowedTable) -> App:
     return cast(App, base_table(table).app)
 
 
-class LiveWidget(widgets.VBox):
-    """A VBox that refreshes itself in the background until closed or its app stops."""
+class LiveWidget(StaticOutput, widgets.VBox):
+    """A VBox that refreshes itself in the background until closed or its app stops.
+
+    When its app stops it renders once more and freezes (:meth:`freeze`).
+    """
 
     kind = "view"
 
@@ -86,7 +92,7 @@ class LiveWidget(widgets.VBox):
         """Start the refresh task, if a loop is running and the app can still change."""
         reason = self._stop_reason()
         if reason is not None:
-            self._stopped(reason)
+            self._end(reason)
             return
         try:
             loop = asyncio.get_running_loop()
@@ -115,7 +121,7 @@ class LiveWidget(widgets.VBox):
             while True:
                 reason = self._stop_reason()
                 if reason is not None:
-                    self._stopped(reason)
+                    self._end(reason)
                     return
                 try:
                     if self.app.state != "stopping":  # keep what the running app showed until it stopped
@@ -131,7 +137,8 @@ class LiveWidget(widgets.VBox):
                 self.polls += 1
                 await self._nap()
         except asyncio.CancelledError:
-            self._stopped("closed" if self._closing else "stopped")
+            if not self.frozen:
+                self._stopped("closed" if self._closing else "stopped")
             raise
         finally:
             self._task = None
@@ -151,6 +158,36 @@ class LiveWidget(widgets.VBox):
         """Refresh soon instead of after the interval."""
         if self._waiter is not None:
             _resolve(self._waiter)
+
+    def _end(self, reason: str) -> None:
+        """The app stopped (or was replaced): freeze with the final state; or the widget was closed."""
+        if reason == "closed":
+            self._stopped(reason)
+        else:
+            self.freeze(reason)
+
+    # -- freezing (see ._frozen) --------------------------------------------------------------
+
+    def freeze_reason(self) -> str | None:
+        """Why the view should freeze now (its app stopped or was replaced), or ``None``."""
+        reason = self._stop_reason()
+        return None if reason == "closed" else reason
+
+    def _final_refresh(self) -> None:
+        """Render the final state, synchronously (subclasses; the default keeps what is shown)."""
+
+    def _on_frozen(self, reason: str) -> None:
+        task = self._task
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel()
+        self._stopped(reason)
+
+    def _live_bundle(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        bundle = self._repr_mimebundle_()
+        return (bundle or {"text/plain": repr(self)}), {}
+
+    def _static_bundle(self) -> dict[str, Any]:
+        return {"text/plain": repr(self), "text/html": self._snapshot_html()}
 
     def _stopped(self, reason: str) -> None:
         """Record why updates stopped and say so in the widget (hook for subclasses)."""

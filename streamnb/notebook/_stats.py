@@ -46,7 +46,7 @@ class AgentFigures(NamedTuple):
     crashes: int
     """Times the agent raised."""
     last_error: str
-    """``Type: message`` of the last error on one line, or ``""``."""
+    """The last problem on one line: ``Type: message`` of a crash, or ``dead-lettered topic[p]@o: why``."""
 
 
 class OffsetRow(NamedTuple):
@@ -107,10 +107,20 @@ def agent_figures(app: App, rates: Rates | None = None) -> list[AgentFigures]:
         out.append(
             AgentFigures(
                 agent.name, agent_state(agent), agent.events_processed, rate, agent.dead_lettered,
-                agent.crashes, one_line(agent.last_error),
+                agent.crashes, last_problem(agent),
             )
         )
     return out
+
+
+def last_problem(agent: Agent, limit: int = 160) -> str:
+    """The agent's newest error on one line: a crash, or a message it dead-lettered and why."""
+    if agent.errors:
+        _when, text = agent.errors[-1]
+        if text.startswith("dead-lettered "):
+            line = " ".join(text.split())
+            return line if len(line) <= limit else line[: limit - 1] + "…"
+    return one_line(agent.last_error)
 
 
 def group_of(app: App, agent: Agent) -> str:

@@ -20,8 +20,10 @@ task on the running loop looks at ``table.version`` at most every
 The JavaScript (Vega, Vega-Lite, vega-embed) is bundled with streamnb in
 ``static/chart.js``: nothing is loaded from a CDN.
 
-Where no widget can run (nbconvert, GitHub), the notebook shows the static
-SVG snapshot that every display also carries (drawn by ``vl-convert``).
+Every display also carries a static SVG snapshot (drawn by ``vl-convert``).
+When the app stops, the chart takes the final rows and *freezes*: its
+outputs become the final SVG alone, which is what nbconvert, GitHub and
+other readers without a kernel show (see :mod:`._frozen`).
 
 Chart rows have the columns of ``as_dataframe()``: ``key``, ``value`` (or
 a Record value's fields) and, for windowed tables, ``window_start`` and
@@ -47,6 +49,7 @@ from ..tables.table import Table
 from ..tables.windowed import WindowedTable
 from ._chart_rows import event_time_of, keep_top, table_rows
 from ._chart_spec import DATASET, default_spec, field_name, spec_from_chart, with_event_time
+from ._frozen import StaticOutput
 from ._live import app_of, base_table
 
 if TYPE_CHECKING:
@@ -59,7 +62,7 @@ logger = logging.getLogger("streamnb")
 _STATIC = Path(__file__).with_name("static")
 
 
-class LiveChart(anywidget.AnyWidget):
+class LiveChart(StaticOutput, anywidget.AnyWidget):
     """A Vega-Lite chart of a table's rows that updates in place. Made by :func:`live_chart`.
 
     >>> from streamnb import App
@@ -237,12 +240,16 @@ class LiveChart(anywidget.AnyWidget):
                         if str(exc) != self._error:
                             self._error = str(exc)
                             logger.exception("updating the chart of table %r failed", self._table.name)
-                self.stopped = self._stop_reason()
-                if self.stopped is not None:
+                reason = self._stop_reason()
+                if reason is not None:
+                    if reason == "closed":
+                        self.stopped = reason
+                    else:
+                        self.freeze(reason)  # once more with the final rows, then static
                     break
                 await asyncio.sleep(self.interval)
         finally:
-            if not self._closed:
+            if not self._closed and not self.frozen:
                 # Leave every row in the widget's state, so a reloaded page or
                 # a saved notebook shows the final chart.
                 self._send_snapshot()
@@ -261,6 +268,39 @@ class LiveChart(anywidget.AnyWidget):
         if self._task is not None and not self._task.done():
             self._task.cancel()
         super().close()
+
+    # -- freezing (see ._frozen) ----------------------------------------------------------------
+
+    def freeze_reason(self) -> str | None:
+        """Why the chart should freeze now (its app stopped or was replaced), or ``None``."""
+        reason = self._stop_reason()
+        return None if reason == "closed" else reason
+
+    def _final_refresh(self) -> None:
+        self._follow()
+        self.refresh()
+
+    def _on_frozen(self, reason: str) -> None:
+        self.stopped = reason
+        task = self._task
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel()
+        self._send_snapshot()
+
+    def _live_bundle(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        out = self._repr_mimebundle_()
+        if out is None:  # closed
+            return self._static_bundle(), {}
+        data, metadata = out
+        return data, metadata
+
+    def _static_bundle(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"text/plain": repr(self)}
+        try:
+            data["image/svg+xml"] = self.to_svg()
+        except Exception:
+            logger.warning("could not draw the static SVG of the chart of %r", self._table.name, exc_info=True)
+        return data
 
     # -- static output --------------------------------------------------------------------------
 
@@ -330,9 +370,11 @@ def live_chart(
     y="value"``; then the default mark is ``bar``).
 
     Args:
-        x, y, color: column names (``"key"``, ``"value"``, ``"window_start"``,
-            ``"window_end"`` or a Record value's fields), Altair shorthands
-            such as ``"sum(value):Q"``, or ``alt.X``/``alt.Y``/``alt.Color``.
+        x: a column name (``"key"``, ``"value"``, ``"window_start"``,
+            ``"window_end"`` or a Record value's fields), an Altair shorthand
+            such as ``"sum(value):Q"``, or ``alt.X``.
+        y: likewise (``alt.Y``).
+        color: likewise (``alt.Color``).
         mark: ``line`` (windowed default), ``bar`` (plain default), ``rect``
             (windowed: spans per key), ``area``, ``point``, ``circle``, ``tick``, ...
         chart: your own Altair chart instead; its data is replaced by the

@@ -181,6 +181,9 @@ class Dashboard(LiveWidget):
     def _show_error(self, message: str) -> None:
         self._set_header()
 
+    def _final_refresh(self) -> None:
+        self._render_sync()
+
     def _stopped(self, reason: str) -> None:
         super()._stopped(reason)
         if reason != "closed":
@@ -241,8 +244,8 @@ class Dashboard(LiveWidget):
             f"<th>dead-lettered</th><th>crashes</th><th>last error</th></tr></thead><tbody>{agents}</tbody></table>"
         )
         return (
-            f"<div>{self.header.value}</div>{table}{self.offsets_html.value}{self.tables_html.value}"
-            f"{self.timers_html.value}"
+            f"<div>{self.header.value}</div>{table}{self.sparklines.value}{self.offsets_html.value}"
+            f"{self.tables_html.value}{self.timers_html.value}"
         )
 
 

@@ -8,6 +8,7 @@ Example (in a notebook)::
     %streamnb dashboard             # live dashboard (app.dashboard())
     %streamnb metrics               # the app's metrics now, as a DataFrame (app.metrics())
     %streamnb table counts --top 10 # live view of a table (counts.live(top=10))
+    %streamnb topology              # the dataflow: topics, agents, tables (app.topology())
     %streamnb record page_views --from kafka://127.0.0.1:9092 --to local://slice --last 10m
     %streamnb history counts /home  # every change of one key (table.history(key))
     %peek page_views -n 5           # last 5 messages as a DataFrame (--live: keeps following)
@@ -125,7 +126,8 @@ class StreamnbMagics(Magics):
 
     @magic_arguments()
     @argument(
-        "action", choices=["start", "stop", "status", "dashboard", "metrics", "table", "record", "history"],
+        "action",
+        choices=["start", "stop", "status", "dashboard", "metrics", "table", "topology", "record", "history"],
         help="what to do",
     )
     @argument("table", nargs="?", help="for `table`: the table's name")
@@ -166,6 +168,8 @@ class StreamnbMagics(Magics):
             return app.dashboard()
         if args.action == "metrics":
             return metrics_table(app)
+        if args.action == "topology":
+            return app.topology()
         return self._table(app, args)
 
     def _table(self, app: App, args: Any) -> Any:

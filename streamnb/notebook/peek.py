@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ..topics import Topic
     from ..transport.base import Transport
 
-__all__ = ["COLUMNS", "LivePeek", "best_effort", "live_peek", "peek"]
+__all__ = ["COLUMNS", "LivePeek", "best_effort", "diverted_from", "live_peek", "peek"]
 
 COLUMNS = ["partition", "offset", "timestamp", "key", "value"]
 
@@ -50,7 +50,9 @@ DECODE_ERRORS = (StreamnbError, ValueError, TypeError, KeyError, AttributeError)
 async def peek(app: App, topic: str | Topic[Any, Any], n: int = 10) -> pd.DataFrame:
     """The last ``n`` messages of a topic (over all partitions, oldest first).
 
-    Columns: ``partition, offset, timestamp`` (UTC datetime), ``key, value``.
+    Columns: ``partition, offset, timestamp`` (UTC datetime), ``key, value``;
+    a dead-letter topic's messages also have ``reason`` (the error) and
+    ``origin`` (``topic[partition]@offset`` of the message that failed).
 
     >>> await peek(app, "page_views", n=5)  # doctest: +SKIP
     """
@@ -160,7 +162,31 @@ async def _read_last(
     df = pd.DataFrame(rows, columns=COLUMNS)
     millis = (df["timestamp"].astype("float64") * 1000).round().astype("int64")
     df["timestamp"] = pd.to_datetime(millis, unit="ms", utc=True)
+    diverted = [diverted_from(m) for m in msgs]
+    if any(d is not None for d in diverted):  # a dead-letter (or late-events) topic: why, and from where
+        df["reason"] = [d[0] if d is not None else None for d in diverted]
+        df["origin"] = [d[1] if d is not None else None for d in diverted]
     return df
+
+
+def diverted_from(msg: Message) -> tuple[str | None, str] | None:
+    """``(reason, "topic[partition]@offset")`` of a dead letter or late event, from its headers; else None.
+
+    >>> from streamnb.events import divert
+    >>> bad = Message("views", 1, 7, 0.0, b"k", b"?", ())
+    >>> letter = divert(bad, "app-count-dlq", 1, (("streamnb-error", b"ValueError: not a page"),))
+    >>> diverted_from(Message(*letter[:2], 0, letter[4], letter[2], letter[3], letter[5]))
+    ('ValueError: not a page', 'views[1]@7')
+    """
+    headers = {name: value for name, value in msg.headers or () if isinstance(value, bytes | bytearray)}
+    topic = headers.get("streamnb-topic")
+    if topic is None:
+        return None
+    reason = headers.get("streamnb-error")
+    partition = headers.get("streamnb-partition", b"?").decode("utf-8", "replace")
+    offset = headers.get("streamnb-offset", b"?").decode("utf-8", "replace")
+    origin = f"{topic.decode('utf-8', 'replace')}[{partition}]@{offset}"
+    return (reason.decode("utf-8", "replace") if reason is not None else None), origin
 
 
 async def _tail(transport: Transport, tp: TP, start: int, end: int, n: int, max_bytes: int) -> list[Message]:
@@ -235,9 +261,9 @@ class _Decoder:
         if defined is not None and (self.registry_ok or not defined.needs_prefetch):
             if msg.key is not None:
                 with suppress(*DECODE_ERRORS):
-                    key = defined.decode_key(msg.key)
+                    key = _unless_raw(defined.decode_key(msg.key), key, defined.key_type)
             with suppress(*DECODE_ERRORS):
-                value = defined.decode_value(msg.value)
+                value = _unless_raw(defined.decode_value(msg.value), value, defined.value_type)
         elif avro is not None and self.registry_ok:
             if _framed(msg.key):
                 with suppress(*DECODE_ERRORS):
@@ -246,6 +272,11 @@ class _Decoder:
                 with suppress(*DECODE_ERRORS):
                     value = avro[1].decode(msg.value)
         return _readable(key), value
+
+
+def _unless_raw(decoded: Any, best: Any, declared: Any) -> Any:
+    """What the topic's codec decoded, unless it is bytes of no declared type (dead letters): the best effort."""
+    return best if declared is None and isinstance(decoded, bytes | bytearray) else decoded
 
 
 def _framed(data: bytes | None) -> bool:

@@ -234,5 +234,8 @@ class Player(LiveWidget):
     async def _poll(self) -> None:
         self.refresh()
 
+    def _final_refresh(self) -> None:
+        self.refresh()
+
     def _snapshot_html(self) -> str:
         return str(self.label.value)

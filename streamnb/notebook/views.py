@@ -11,8 +11,9 @@ The view is an ipywidgets ``VBox``: an HTML widget with the DataFrame and a
 label with the row count and the time of the last update. A background task
 on the kernel's loop checks ``table.version`` every ``interval`` seconds
 and re-renders only when it changed. It stops when the widget is closed
-(``view.close()``) or the app stops. Where widgets cannot be shown
-(nbconvert, GitHub), the output is a static HTML snapshot of the table.
+(``view.close()``) or the app stops; then it renders the final table once
+more and its output becomes that static HTML table (``frozen``), which is
+what nbconvert, GitHub and other readers without a kernel show.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ..errors import ConfigurationError
+from ..timeunits import as_datetimes
 from ._live import HtmlLabelWidget, app_of, base_table, clock, styled
 
 if TYPE_CHECKING:
@@ -155,7 +157,8 @@ class LiveTable(HtmlLabelWidget):
 
     def _select(self) -> pd.DataFrame:
         """Every row passing the key filter, sorted."""
-        df = self._current().as_dataframe()
+        current = self._current()
+        df = current.as_dataframe(times="epoch") if self.windowed else current.as_dataframe()
         if self.key_filter is not None and len(df):
             keys = df["key"]
             if callable(self.key_filter):
@@ -178,16 +181,11 @@ class LiveTable(HtmlLabelWidget):
 
     def _finish(self, df: pd.DataFrame, limit: int | None = None) -> pd.DataFrame:
         """Cut to ``top`` (or ``limit``) rows; window bounds as datetimes."""
-        import pandas as pd
-
         cut = self.top if self.top is not None else limit
         if cut is not None:
             df = df.head(cut)
-        if self.windowed and self.datetimes and len(df):
-            df = df.assign(
-                window_start=pd.to_datetime(df["window_start"], unit="s", utc=True),
-                window_end=pd.to_datetime(df["window_end"], unit="s", utc=True),
-            )
+        if self.windowed and self.datetimes:
+            df = as_datetimes(df, ("window_start", "window_end"))
         return df.reset_index(drop=True)
 
     # -- rendering ----------------------------------------------------------------------------
@@ -218,6 +216,9 @@ class LiveTable(HtmlLabelWidget):
             text += f" · not updating ({self.stopped})"
         if self.label.value != text:
             self.label.value = text
+
+    def _final_refresh(self) -> None:
+        self.refresh()
 
     async def _poll(self) -> None:
         table = self._current()

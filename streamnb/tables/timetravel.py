@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConfigurationError, HistoryUnavailableError, TableWriteError
 from ..runtime import Runtime
+from ..timeunits import as_datetimes, check_times
 from ..topics import Topic
 from ..transaction import MISSING, Transaction
 from ..transport.base import TP, Message
@@ -210,10 +211,14 @@ class TimeTravel:
                 rebuild.stream_times(p, await self.stream_times.messages(transport, p), limit)
         return Snapshot(self.name, rebuild.finish(), self.default, time=limit, offsets=cuts)
 
-    async def history(self: TimeTravelHost, key: Any, *, complete: bool = True) -> pd.DataFrame:
+    async def history(
+        self: TimeTravelHost, key: Any, *, complete: bool = True, times: str = "datetime"
+    ) -> pd.DataFrame:
         """Every change of ``key``: ``time, partition, offset, old_value, new_value`` (windowed: per window).
 
-        ``time`` is the event time of the change (UTC); a deletion has
+        ``time`` is the event time of the change (UTC); a windowed table's
+        rows also have ``window_start`` and ``window_end``. They are pandas
+        timestamps in UTC, or epoch seconds with ``times="epoch"``. A deletion has
         ``new_value`` None. With ``complete=False`` a changelog that
         compaction shortened gives the changes it still holds instead of
         raising :class:`HistoryUnavailableError`.
@@ -222,6 +227,7 @@ class TimeTravel:
         """
         import pandas as pd
 
+        check_times(times)
         _require_history(self)
         windowed = self.window is not None
         loads_key = self.changelog.key_codec.loads
@@ -257,8 +263,9 @@ class TimeTravel:
             name: pd.Series([r[i] for r in rows], dtype=object if name.endswith("_value") else None)
             for i, name in enumerate(names)
         })
-        df["time"] = pd.to_datetime(df["time"].astype(float), unit="s", utc=True)
-        return df
+        if times == "epoch":
+            return df.astype({name: "float64" for name in columns if name not in ("partition", "offset")})
+        return as_datetimes(df, [name for name in columns if name not in ("partition", "offset")])
 
 
 class _Rebuild:
@@ -396,12 +403,14 @@ class Snapshot(Mapping[Any, Any]):
     def __len__(self) -> int:
         return len(self.state.rows)
 
-    def as_dataframe(self) -> pd.DataFrame:
-        """The snapshot as the table's ``as_dataframe()`` would have shown it then."""
+    def as_dataframe(self, *, times: str | None = None) -> pd.DataFrame:
+        """The snapshot as the table's ``as_dataframe()`` would have shown it then (``times=`` as there)."""
         import pandas as pd
 
         if self.window is not None:
-            return self.window.as_dataframe()
+            return self.window.as_dataframe(times=times or "datetime")
+        if times is not None:
+            raise ConfigurationError(f"as_dataframe(times={times!r}) applies to windowed tables; this one is not")
         items = list(self.state.rows.items())
         if items and all(hasattr(v, "asdict") for _, v in items):
             return pd.DataFrame([{"key": k, **v.asdict()} for k, v in items])

@@ -37,11 +37,13 @@ class TableViews:
     whole_frame_limit: int = 1_000_000
     """Rows beyond which ``as_dataframe()`` of a ``rocksdb://`` table asks for ``limit=`` instead of reading all."""
 
-    def as_dataframe(self, limit: int | None = None) -> pd.DataFrame:
+    def as_dataframe(self, limit: int | None = None, *, times: str | None = None) -> pd.DataFrame:
         """The table as a DataFrame with columns ``key`` and ``value`` (at most ``limit`` rows).
 
         A ``rocksdb://`` table of more than :attr:`whole_frame_limit` rows needs
-        ``limit=`` (rows are read in key order, as they go).
+        ``limit=`` (rows are read in key order, as they go). A windowed table
+        gives its windows (see :meth:`WindowedTable.as_dataframe`), their
+        bounds as UTC timestamps, or epoch seconds with ``times="epoch"``.
 
         >>> from streamnb import App
         >>> counts = App("demo", broker="memory://").Table("counts", default=int)
@@ -53,7 +55,11 @@ class TableViews:
         import pandas as pd
 
         if self.window is not None:
-            return self.window.as_dataframe()
+            return self.window.as_dataframe(times=times or "datetime")
+        if times is not None:
+            raise ConfigurationError(
+                f"as_dataframe(times={times!r}) applies to windowed tables; table {self.name!r} is not windowed"
+            )
         state = self.state
         if limit is None and isinstance(state, StoredState) and (size := state.estimate()) > self.whole_frame_limit:
             raise ConfigurationError(
@@ -83,9 +89,8 @@ class TableViews:
         """
         from ._text import text_table
 
-        return text_table(
-            self.as_dataframe(), title or self.name, sort=sort, key=key, value=value, sortkey=sortkey
-        )
+        frame = self.as_dataframe(times="epoch") if self.window is not None else self.as_dataframe()
+        return text_table(frame, title or self.name, sort=sort, key=key, value=value, sortkey=sortkey)
 
     def live(self, **options: Any) -> Any:
         """A widget showing the table as a live DataFrame (see :mod:`streamnb.notebook`)."""

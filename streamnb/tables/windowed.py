@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from .. import display
 from ..errors import ConfigurationError, EventTimeError, TableWriteError, WindowError
 from ..events import event_time, time_problem
+from ..timeunits import as_datetimes, check_times
 from ..transaction import MISSING, Transaction, current_transaction
 from ..transport.base import Message
 from .state.base import Dirty
@@ -314,23 +315,30 @@ class WindowedTable:
 
     # -- views ------------------------------------------------------------------------------
 
-    def as_dataframe(self) -> pd.DataFrame:
+    def as_dataframe(self, *, times: str = "datetime") -> pd.DataFrame:
         """One row per key and window: ``key, window_start, window_end, value, closed``.
 
-        ``window_start``/``window_end`` are epoch seconds; ``closed`` is True
-        once stream time reached the window's end plus its grace.
+        ``window_start``/``window_end`` are timezone-aware pandas timestamps
+        (UTC, to the millisecond); ``times="epoch"`` gives them as epoch
+        seconds (floats) instead. ``closed`` is True once stream time reached
+        the window's end plus its grace.
 
         >>> from streamnb import App
         >>> views = App("demo", broker="memory://").Table("views", default=int).tumbling(60)
         >>> list(views.as_dataframe().columns)
         ['key', 'window_start', 'window_end', 'value', 'closed']
+        >>> views.as_dataframe()["window_start"].dt.tz, views.as_dataframe(times="epoch")["window_start"].dtype
+        (datetime.timezone.utc, dtype('float64'))
         """
         import pandas as pd
 
+        check_times(times)
         state = self.state
         rows = [(k, w[0], w[1], v, state.is_closed(k, w)) for (k, w), v in state.items()]
         rows.sort(key=lambda r: (str(r[0]), r[1]))
-        return pd.DataFrame(rows, columns=["key", "window_start", "window_end", "value", "closed"])
+        df = pd.DataFrame(rows, columns=["key", "window_start", "window_end", "value", "closed"])
+        df = df.astype({"window_start": "float64", "window_end": "float64"})
+        return as_datetimes(df, ("window_start", "window_end")) if times == "datetime" else df
 
     def as_ansitable(
         self, title: str | None = None, sort: bool = False, *, key: str = "key", value: str = "value",
@@ -340,7 +348,7 @@ class WindowedTable:
         from ._text import text_table
 
         return text_table(
-            self.as_dataframe(), title or self.table.name, sort=sort, key=key, value=value, sortkey=sortkey
+            self.as_dataframe(times="epoch"), title or self.table.name, sort=sort, key=key, value=value, sortkey=sortkey
         )
 
     def live(self, **options: Any) -> Any:
@@ -359,7 +367,15 @@ class WindowSet:
     """The windows of one key: ``table[key]`` of a windowed table.
 
     ``table[key] += 1`` updates every open window holding the current
-    event's time; reads pick one window.
+    event's time; reads pick one window. Used as a number it raises a
+    :class:`~streamnb.errors.WindowError` that says how to pick one.
+
+    >>> from streamnb import App
+    >>> views = App("demo", broker="memory://").Table("views", default=int).tumbling(60)
+    >>> views["/"] + 1  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streamnb.errors.WindowError: views['/'] is the windows of key '/', not a number: pick one window with ...
     """
 
     __slots__ = ("key", "wrapper")
@@ -431,6 +447,33 @@ class WindowSet:
 
     def __iand__(self, other: Any) -> WindowSet:
         return self._op(operator.and_, other)
+
+    # -- a WindowSet is not a number: say which window to read ---------------------------------
+
+    def _not_a_number(self, *_args: Any) -> NoReturn:
+        name, key = self.wrapper.table.name, self.key
+        raise WindowError(
+            f"{name}[{key!r}] is the windows of key {key!r}, not a number: pick one window with "
+            f"{name}[{key!r}].current() (the current event's window), .now() (the window holding the "
+            f"app's clock), .value() (the window of the time the table is relative to), .delta(seconds) "
+            f"or [(start, end)]; `{name}[{key!r}] += 1` updates the windows"
+        )
+
+    def __add__(self, other: Any) -> NoReturn:
+        self._not_a_number()
+
+    def __sub__(self, other: Any) -> NoReturn:
+        self._not_a_number()
+
+    def __mul__(self, other: Any) -> NoReturn:
+        self._not_a_number()
+
+    def __truediv__(self, other: Any) -> NoReturn:
+        self._not_a_number()
+
+    __radd__ = __rsub__ = __rmul__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = _not_a_number
+    __pow__ = __lt__ = __le__ = __gt__ = __ge__ = _not_a_number
+    __neg__ = __pos__ = __abs__ = __int__ = __float__ = __round__ = __index__ = _not_a_number
 
     def __repr__(self) -> str:
         return f"<WindowSet {self.wrapper.table.name}[{self.key!r}] current={self.current()!r}>"

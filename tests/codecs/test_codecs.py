@@ -371,7 +371,8 @@ ENCODE_TABLE: list[tuple[str, Any, Any, Any]] = [
     ("json", dict, {"a": object()}, SerializationError),
     ("json", list, (1, 2), b"[1,2]"),
     ("json", PageView, VIEW, b'{"id":"1","user":"u","page":"/"}'),
-    ("json", PageView, {"id": "1"}, b'{"id":"1"}'),  # a mapping is sent as is; the reader validates it
+    ("json", PageView, {"id": "1"}, ValidationError),  # a mapping missing fields is refused when sent
+    ("json", PageView, {"id": "1", "user": "u", "page": "/", "x": 2}, b'{"id":"1","user":"u","page":"/","x":2}'),
     ("json", PageView, "u", ValidationError),
     ("json", PageView, Later(x=1), ValidationError),  # another Record class
     ("raw", None, "hé", "hé".encode()),

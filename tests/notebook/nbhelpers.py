@@ -101,3 +101,49 @@ def text_of(cell: nbformat.NotebookNode) -> str:
         elif output.output_type == "error":
             out.append(f"{output.ename}: {output.evalue}")
     return "".join(out)
+
+
+def html_tables(html: str, css_class: str | None = None) -> list[list[list[str]]]:
+    """The tables in an HTML text (of that CSS class): for each, its rows (header first) as lists of cell texts."""
+    from html.parser import HTMLParser
+
+    tables: list[list[list[str]]] = []
+
+    class Cells(HTMLParser):
+        cell: list[str] | None = None
+        inside = False
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "table":
+                classes = (dict(attrs).get("class") or "").split()
+                self.inside = css_class is None or css_class in classes
+                if self.inside:
+                    tables.append([])
+            elif not self.inside:
+                return
+            elif tag == "tr" and tables:
+                tables[-1].append([])
+            elif tag in ("td", "th"):
+                self.cell = []
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "table":
+                self.inside = False
+            if tag in ("td", "th") and self.cell is not None and tables and tables[-1]:
+                tables[-1][-1].append("".join(self.cell).strip())
+                self.cell = None
+
+        def handle_data(self, data: str) -> None:
+            if self.cell is not None:
+                self.cell.append(data)
+
+    Cells().feed(html)
+    return tables
+
+
+def table_dict(html: str, index: int = 0, css_class: str | None = None) -> dict[str, int]:
+    """``{key: value}`` of the ``index``-th key/value table (of that CSS class) in an HTML text (values as ints)."""
+    rows = html_tables(html, css_class)[index]
+    header, body = rows[0], rows[1:]
+    k, v = header.index("key"), header.index("value")
+    return {row[k]: int(row[v]) for row in body}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -241,7 +242,7 @@ def event_time_pipeline() -> tuple[streamnb.App, Any, Any, Any, Any]:
 
 
 def frame_rows(windowed: Any) -> list[tuple[Any, float, float, Any, bool]]:
-    df = windowed.as_dataframe()
+    df = windowed.as_dataframe(times="epoch")
     return sorted(
         (r.key, r.window_start * 1000, r.window_end * 1000, r.value, bool(r.closed)) for r in df.itertuples()
     )
@@ -379,6 +380,20 @@ async def test_static_svg_snapshot_in_the_mime_bundle() -> None:
     assert svg.lstrip().startswith("<svg") and "per_10s" in svg
     static = chart.static_spec()
     assert static["data"] == {"values": chart.rows()}
+    chart.close()
+
+
+async def test_the_time_axis_reads_as_times_from_the_first_window() -> None:
+    app, views, per_10s, _totals = pipeline()
+    chart = per_10s.chart(interval=60)
+    async with app:
+        await send(app, views, ("/a", 1_796_434_001.0))  # one window: the axis spans a few seconds
+        chart.refresh()
+    svg = chart.to_svg()
+    labels = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+    assert "window start" in labels  # the axis title
+    assert [t for t in labels if re.fullmatch(r"\d\d:\d\d:\d\d", t)]  # times of day...
+    assert not [t for t in labels if re.fullmatch(r"[.:]\d+", t)], labels  # ...never ".500" or ":41"
     chart.close()
 
 

@@ -105,7 +105,8 @@ async def test_crashed_agent_shows_its_error_and_traceback(pipe: Pipeline) -> No
     assert "RuntimeError: cannot total &#x27;crash&#x27;" in row.error.value
     assert "Traceback (most recent call last)" in row.error.value  # the traceback, collapsed
     assert "1 dead-lettered" in row.summary.value and f"{pipe.agent.crashes} crashes" in row.summary.value
-    assert board.figures[0].last_error == "RuntimeError: cannot total 'crash'"
+    last = board.figures[0].last_error  # the crash, then the event dead-lettered
+    assert last.startswith("dead-lettered orders[") and last.endswith(": RuntimeError: cannot total 'crash'"), last
     assert "cannot total" in board._repr_mimebundle_()["text/html"]
     board.close()
 

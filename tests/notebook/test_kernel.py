@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import queue
 import textwrap
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from jupyter_client.manager import start_new_kernel
-from nbhelpers import REPO, client, execute, notebook, text_of
+from nbhelpers import REPO, client, execute, notebook, table_dict, text_of
 
 from streamnb.testing import wait_until
 
@@ -253,9 +254,48 @@ def test_live_view_updates_in_the_kernel(nb_dir: Path) -> None:
     )
     execute(nb, nb_dir)
     shown = nb.cells[2].outputs[0]
-    assert shown.output_type == "execute_result"
+    assert shown.output_type == "display_data"  # with a display_id: updated when the view freezes
     assert "application/vnd.jupyter.widget-view+json" in shown.data  # the live widget...
-    assert "<table" in shown.data["text/html"]  # ...and a static snapshot for nbconvert and GitHub
+    assert "<table" in shown.data["text/html"]  # ...and a static snapshot
+    assert nb.cells[2].execution_count is not None
+
+
+def test_live_views_end_with_the_final_state(nb_dir: Path) -> None:
+    nb = notebook(
+        SETUP,
+        PAGES_APP.format(broker="memory://final-views") + COUNT_AGENT + "\nawait app.start()",
+        "view = counts.live(interval=30)\nview",  # renders now, then naps: only the stop wakes it
+        "chart = counts.chart(x='key', y='value', interval=30)\nchart",
+        "board = app.dashboard()\nboard",
+        """
+        for i in range(300):
+            page = f"/p{i % 7}" if i % 3 else f"/q{i % 5}"
+            await pages.send(key=page, value=page)
+        await settle(app)
+        await app.stop()
+        """,
+        """
+        import json
+        assert view.frozen and chart.frozen and board.frozen
+        assert view.stopped == chart.stopped == board.stopped == "app stopped"
+        assert view.dataframe().set_index("key")["value"].to_dict() == dict(counts)
+        assert {r["key"]: r["value"] for r in chart.rows()} == dict(counts)
+        print(json.dumps(dict(counts)))
+        """,
+    )
+    execute(nb, nb_dir)
+    final = json.loads(text_of(nb.cells[6]))
+    assert sum(final.values()) == 300
+    table, chart, board = (nb.cells[i].outputs for i in (2, 3, 4))
+    for outputs in (table, chart, board):  # each output became the static final state, without the widget
+        assert len(outputs) == 1 and outputs[0].output_type == "display_data"
+        assert "application/vnd.jupyter.widget-view+json" not in outputs[0].data
+    assert table_dict(table[0].data["text/html"]) == final
+    assert "7 rows" not in table[0].data["text/html"] and "12 rows" in table[0].data["text/html"]
+    assert "not updating (app stopped)" in table[0].data["text/html"]
+    svg = chart[0].data["image/svg+xml"]
+    assert svg.lstrip().startswith("<svg") and all(key in svg for key in final)
+    assert "stopped" in board[0].data["text/html"] and "300" in board[0].data["text/html"]
 
 
 def test_dashboard_shows_a_crashed_agent(nb_dir: Path) -> None:
@@ -274,7 +314,7 @@ def test_dashboard_shows_a_crashed_agent(nb_dir: Path) -> None:
         await wait_until(lambda: "ValueError: page &#x27;boom&#x27; is not a page" in row.error.value, timeout=10)
         assert "<details" in row.error.value and "Traceback" in row.error.value
         assert "1 dead-lettered" in row.summary.value
-        assert board.figures[0].last_error == "ValueError: page 'boom' is not a page"
+        assert board.figures[0].last_error.endswith(": ValueError: page 'boom' is not a page")
         assert board.running
         """,
     )
@@ -304,6 +344,20 @@ def test_views_stop_when_the_app_stops(nb_dir: Path) -> None:
         """,
     )
     execute(nb, nb_dir)
+
+
+def test_magics_work_before_load_ext(nb_dir: Path) -> None:
+    nb = notebook(
+        "import streamnb\napp = streamnb.App('first-magic', broker='memory://first-magic')",
+        "%streamnb status",  # no %load_ext streamnb yet
+        "%streamnb start",  # the extension is loaded now: the cell waits for the app
+        "assert app.state == 'running', app.state\nawait app.stop()",
+    )
+    execute(nb, nb_dir)
+    out = text_of(nb.cells[1])
+    assert "loaded the magics on first use; put `%load_ext streamnb` in an early cell" in out
+    assert "app 'first-magic' init" in out
+    assert "loaded the magics" not in text_of(nb.cells[2])  # once
 
 
 def test_magics_in_the_kernel(nb_dir: Path) -> None:

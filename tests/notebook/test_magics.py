@@ -109,9 +109,35 @@ async def test_status_prints_agents(ipy: Shell, capsys: pytest.CaptureFixture[st
     float(cells[3].replace(",", ""))  # events/s
     assert cells[4] == "1"  # dead-lettered
     assert cells[5] == str(count.crashes) and count.crashes >= 3
-    assert cells[6] == "ValueError: boom second line"  # the last error, on one line
+    # the last problem, on one line: the event that crashed the agent three times was dead-lettered
+    assert cells[6].startswith("dead-lettered views[") and cells[6].endswith(": ValueError: boom second line")
     for header in ("agent", "state", "processed", "events/s", "dead-lettered", "last error"):
         assert header in out
+
+
+async def test_dead_letters_show_their_reason_in_status_and_peek(
+    ipy: Shell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = await make_app(ipy)
+    assert app.transport is not None
+    await ipy.ok('%%produce views\n{"user": "a", "page": "/"}')
+    # Another producer writes a view without its page: the agent cannot read it and dead-letters it.
+    await app.transport.send([ProducerRecord("views", 2, b"b", b'{"user": "b"}', 5.0)])
+    count = ipy.ns["count"]
+    await wait_until(lambda: count.dead_lettered == 1, timeout=20)
+    await settle(app)
+    capsys.readouterr()
+    await ipy.ok("%streamnb status")
+    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("| count"))
+    last = line.strip("|").split("|")[6].strip()
+    assert last.startswith("dead-lettered views[2]@0: ValidationError: ") and "page" in last, last
+    assert count.crashes == 0
+    dlq = app.dead_letter_topic("count").name
+    df = await ipy.ok(f"%peek {dlq}")
+    assert list(df.columns) == ["partition", "offset", "timestamp", "key", "value", "reason", "origin"]
+    assert df["origin"].tolist() == ["views[2]@0"]
+    assert df["reason"].iloc[0].startswith("ValidationError: ") and "page" in df["reason"].iloc[0]
+    assert df["value"].tolist() == [{"user": "b"}]
 
 
 async def test_status_of_a_stopped_agent_and_no_agents(ipy: Shell, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,8 +9,12 @@ which checks that the table came back from its changelog.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +22,16 @@ import nbformat
 import pytest
 from conftest import kafka_bootstrap
 from nbclient import NotebookClient
+from nbhelpers import table_dict
+
+from streamnb.notebook.exercises import RIGHT
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 LOCAL = ["01_quickstart.ipynb", "02_windows_explained.ipynb", "04_testing_agents.ipynb", "05_event_time.ipynb"]
 KAFKA = "03_kafka.ipynb"
 REPLAY = "06_replay_and_time_travel.ipynb"
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 RESTART_MARK = "## part 2: restart the kernel"
 
 pytestmark = pytest.mark.notebook
@@ -84,9 +92,38 @@ def test_every_notebook_is_tested() -> None:
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == sorted([*LOCAL, KAFKA, REPLAY])
 
 
+@pytest.mark.parametrize("name", [*LOCAL, KAFKA, REPLAY])
+def test_notebooks_end_with_exercises_a_cell_can_check(name: str) -> None:
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    exercises = [i for i, c in enumerate(nb.cells) if "exercise" in c.metadata.get("tags", [])]
+    assert 2 <= len(exercises) <= 3, name
+    for index in exercises:
+        assert "None" in nb.cells[index].source  # blank for the learner...
+        assert nb.cells[index].metadata["streamnb"]["reference"]  # ...with a reference answer for the suite
+        assert "check(" in nb.cells[index + 1].source  # the cell that says whether it is right
+    assert any(c.cell_type == "markdown" and "## Try this" in c.source for c in nb.cells)
+
+
+def _with_reference_answers(nb: Any) -> list[int]:
+    """Fill every exercise cell (tagged ``exercise``) with its reference answer; their indexes."""
+    exercises = []
+    for index, cell in enumerate(nb.cells):
+        if "exercise" in cell.get("metadata", {}).get("tags", []):
+            cell.source = cell.metadata["streamnb"]["reference"]
+            exercises.append(index)
+    return exercises
+
+
+def _assert_exercises_right(nb: Any, exercises: list[int]) -> None:
+    """The cell after each exercise, its check, says right (the answers are the reference ones)."""
+    said = ["".join(o.get("text", "") for o in nb.cells[i + 1].outputs if o.output_type == "stream") for i in exercises]
+    assert all(text.strip() == RIGHT for text in said), said
+
+
 def _run_all(name: str, tmp_path: Path, env: dict[str, str] | None = None) -> Any:
     path = _copy(name, tmp_path)
     nb = nbformat.read(path, as_version=4)
+    exercises = _with_reference_answers(nb)
     client = _client(nb, tmp_path)
 
     async def run() -> None:
@@ -99,6 +136,7 @@ def _run_all(name: str, tmp_path: Path, env: dict[str, str] | None = None) -> An
 
     asyncio.run(run())
     _assert_offline(nb)
+    _assert_exercises_right(nb, exercises)
     return nb
 
 
@@ -113,13 +151,37 @@ def _assert_offline(nb: Any) -> None:
 
 def test_quickstart(tmp_path: Path) -> None:
     nb = _run_all("01_quickstart.ipynb", tmp_path)
-    # Outside a widget front end (nbconvert, GitHub) the chart still shows: an SVG snapshot.
-    chart_cells = [c for c in nb.cells if c.cell_type == "code" and ".chart(" in c.source]
-    assert chart_cells
-    data = chart_cells[0].outputs[-1]["data"]
-    assert "application/vnd.jupyter.widget-view+json" in data
-    assert data["image/svg+xml"].lstrip().startswith("<svg")
     assert "sent 300 page views" in _outputs_text(nb)
+    # Once the app stopped, the live views' outputs are their final state, static (what a file shows).
+    (table_cell,) = [c for c in nb.cells if c.cell_type == "code" and ".live(" in c.source]
+    (chart_cell,) = [c for c in nb.cells if c.cell_type == "code" and ".chart(" in c.source]
+    table, chart = table_cell.outputs[-1]["data"], chart_cell.outputs[-1]["data"]
+    assert WIDGET_MIME not in table and WIDGET_MIME not in chart
+    counts = table_dict(table["text/html"])
+    assert sum(counts.values()) == 300 and "not updating (app stopped)" in table["text/html"]
+    svg = chart["image/svg+xml"]
+    assert svg.lstrip().startswith("<svg") and "no event yet" not in svg
+    assert all(page in svg for page in counts)  # a line per page
+
+
+def test_quickstart_converted_to_html_shows_the_final_views(tmp_path: Path) -> None:
+    """What a reader without a kernel sees: `jupyter nbconvert --to html --execute` (offline)."""
+    path = _copy("01_quickstart.ipynb", tmp_path)
+    jupyter = Path(sys.executable).with_name("jupyter")
+    subprocess.run(
+        [str(jupyter), "nbconvert", "--to", "html", "--execute", path.name],
+        cwd=tmp_path, env=_kernel_env(), check=True, capture_output=True, timeout=300,
+    )
+    html = (tmp_path / "01_quickstart.html").read_text()
+    counts = table_dict(html, css_class="streamnb-table")  # the live table, frozen at the end
+    assert sum(counts.values()) == 300 and len(counts) == 6, counts
+    assert "not updating (app stopped)" in html
+    images = re.findall(r'data-mime-type="image/svg\+xml".*?src="data:image/svg\+xml;base64,([^"]+)"', html, re.DOTALL)
+    svgs = [base64.b64decode(image).decode() for image in images]
+    charts = [svg for svg in svgs if "stream time" in svg]  # the live chart's title
+    assert len(charts) == 1 and "no event yet" not in charts[0]
+    assert all(page in charts[0] for page in counts)  # a line (and a legend entry) per page
+    assert f'<script type="{WIDGET_MIME}">' not in html  # no output waits for widget scripts from a CDN
 
 
 def test_windows_explained(tmp_path: Path) -> None:
@@ -127,6 +189,25 @@ def test_windows_explained(tmp_path: Path) -> None:
     mimes = {m for c in nb.cells for o in c.get("outputs", []) for m in o.get("data", {})}
     assert "image/svg+xml" in mimes, mimes  # the window pictures, drawn offline
     assert "application/vnd.jupyter.widget-view+json" in mimes  # the sliders and the live chart
+
+
+def test_exercise_checks_say_when_an_answer_is_missing_or_wrong(tmp_path: Path) -> None:
+    path = _copy("02_windows_explained.ipynb", tmp_path)
+    nb = nbformat.read(path, as_version=4)
+    exercises = [i for i, c in enumerate(nb.cells) if "exercise" in c.metadata.get("tags", [])]
+    nb.cells[exercises[0]].source = "n_windows = 2  # a wrong answer"  # the second stays blank
+    client = _client(nb, tmp_path)
+
+    async def run() -> None:
+        await _start(client, _kernel_env())
+        try:
+            await _run_cells(client, range(len(nb.cells)))
+        finally:
+            await _stop(client)
+
+    asyncio.run(run())
+    said = ["".join(o.get("text", "") for o in nb.cells[i + 1].outputs) for i in exercises]
+    assert said[0].startswith("❌ not yet: got 2") and said[1].startswith("✏️  no answer yet"), said
 
 
 def test_testing_agents(tmp_path: Path) -> None:
@@ -145,7 +226,9 @@ def test_event_time(tmp_path: Path) -> None:
     # The live charts drawn after the events show the stream time and the late events.
     assert any("stream time" in svg and "4 late events" in svg for svg in svgs)
     assert any("sessions" in svg and "1 late event" in svg for svg in svgs)
-    assert any("application/vnd.jupyter.widget-view+json" in data for data in outputs)  # live charts, dashboard
+    # The live charts and the dashboard froze into their final static forms when their apps stopped.
+    assert not any(WIDGET_MIME in data for data in outputs)
+    assert any("<td>count_clicks</td><td>stopped</td><td>9</td>" in data.get("text/html", "") for data in outputs)
 
 
 @pytest.mark.kafka
@@ -153,6 +236,7 @@ def test_kafka_notebook_recovers_after_restart(tmp_path: Path) -> None:
     bootstrap = kafka_bootstrap()
     path = _copy(KAFKA, tmp_path)
     nb = nbformat.read(path, as_version=4)
+    exercises = _with_reference_answers(nb)
     marks = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and RESTART_MARK in c.source.lower()]
     assert len(marks) == 1, "the Kafka notebook has one '## Part 2: restart the kernel' markdown cell between its parts"
     split = marks[0]
@@ -173,13 +257,23 @@ def test_kafka_notebook_recovers_after_restart(tmp_path: Path) -> None:
 
     asyncio.run(run())
     _assert_offline(nb)
+    _assert_exercises_right(nb, exercises)
+    assert len(exercises) == 2
     assert "recovered" in _outputs_text(nb)
+
+
+def test_replay_and_time_travel_without_kafka(tmp_path: Path) -> None:
+    nb = _run_all(REPLAY, tmp_path, {"STREAMNB_KAFKA": "none"})
+    text = _outputs_text(nb)
+    assert "no Kafka: the page views were written straight into local://slice" in text
+    assert "identical: 5 counts" in text and "forked at minute five" in text
 
 
 @pytest.mark.kafka
 def test_replay_and_time_travel(tmp_path: Path) -> None:
     nb = _run_all(REPLAY, tmp_path, {"STREAMNB_KAFKA": kafka_bootstrap()})
     text = _outputs_text(nb)
+    assert "no Kafka" not in text and "on kafka://" in text
     assert "identical: 5 counts" in text and "forked at minute five" in text
     mimes = {m for c in nb.cells for o in c.get("outputs", []) for m in o.get("data", {})}
     assert "application/vnd.jupyter.widget-view+json" in mimes  # the player, the live table, the progress bar

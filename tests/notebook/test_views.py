@@ -8,10 +8,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from nbhelpers import table_dict
 
 import streamnb
 from streamnb.errors import ConfigurationError
-from streamnb.notebook import live_table
+from streamnb.notebook import dashboard, live_table
 from streamnb.notebook._live import MIN_INTERVAL, TASK_PREFIX
 from streamnb.notebook.views import LiveTable
 from streamnb.testing import settle, test_app, wait_until
@@ -126,6 +127,23 @@ async def test_view_stops_when_the_app_stops(pipe: Pipeline) -> None:
     assert view.stopped == "app stopped" and "not updating (app stopped)" in view.label.value
     fresh = live_table(pipe.counts)  # a view of a stopped app renders once and starts no task
     assert not fresh.running and fresh.stopped == "app stopped" and view_tasks() == []
+
+
+async def test_the_view_shows_the_final_table_after_the_app_stopped(pipe: Pipeline) -> None:
+    view = live_table(pipe.counts, interval=60)  # renders now, then naps for a minute
+    board = dashboard(pipe.app, interval=60)
+    assert view.rows == 0 and not view.frozen
+    await pipe.send(*[f"/p{i % 7}" for i in range(100)])
+    await pipe.app.stop()
+    view.wake()  # the task looks now: the app stopped; it renders the final table once more
+    board.wake()
+    await wait_until(lambda: view.frozen and board.frozen, timeout=5)
+    assert view.stopped == "app stopped" and not view.running
+    assert table_dict(view.html.value) == dict(pipe.counts)
+    assert view.label.value.startswith("7 rows") and "not updating (app stopped)" in view.label.value
+    assert board.figures[0].processed == 100 and board.stopped == "app stopped"
+    bundle = view._static_bundle()  # what its outputs become: the final table, no widget
+    assert WIDGET_MIME not in bundle and "/p6" in bundle["text/html"]
 
 
 async def test_view_follows_a_redefined_table(pipe: Pipeline) -> None:

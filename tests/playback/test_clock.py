@@ -64,7 +64,7 @@ def build(url: str, log: list[Any], **options: Any) -> tuple[faust.App, Any, Any
 
     @app.timer(7.0)
     async def tick() -> None:
-        log.append(("tick", app.now(), sorted(per_10s.as_dataframe().itertuples(index=False, name=None))))
+        log.append(("tick", app.now(), sorted(per_10s.as_dataframe(times="epoch").itertuples(index=False, name=None))))
 
     return app, now_counts, per_10s
 
@@ -74,7 +74,8 @@ async def replay_once(url: str) -> list[Any]:
     app, now_counts, per_10s = build(url, log)
     async with app:
         await app.clock.idle(timeout=60)
-        log.append(("end", app.now(), sorted(now_counts.as_dataframe().itertuples(index=False, name=None))))
+        rows = now_counts.as_dataframe(times="epoch").itertuples(index=False, name=None)
+        log.append(("end", app.now(), sorted(rows)))
     return log
 
 

@@ -109,7 +109,7 @@ async def replay_once(url: str, **options: Any) -> tuple[list[Any], list[Any], l
         outputs = [(m.offset, m.value, m.timestamp) for m in await transport.read(TP("milestones", 0), 0, end)]
         return (
             sorted(app.tables["counts"].data.items()),
-            sorted(app.tables["per_minute"].as_dataframe().itertuples(index=False, name=None), key=repr),
+            sorted(app.tables["per_minute"].as_dataframe(times="epoch").itertuples(index=False, name=None), key=repr),
             outputs,
         )
 

@@ -144,7 +144,7 @@ async def run_scenario(scenario: Scenario, broker: str, guarantee: str = "at_lea
             want_totals[scenario.key(e)] += e["amount"]
             want_windows[(scenario.key(e), BASE + e["ts"] // 10 * 10)] += 1
         assert dict(totals.items()) == dict(want_totals)
-        frame = per_window.as_dataframe()
+        frame = per_window.as_dataframe(times="epoch")
         got_windows = {(row.key, float(row.window_start)): row.value for row in frame.itertuples()}
         assert got_windows == dict(want_windows)
 

@@ -128,3 +128,39 @@ def test_send_soon_outside_a_running_loop_raises_instead_of_dropping() -> None:
     topic = app.topic("soon")
     with pytest.raises(faust.AppNotRunningError, match="await topic.send"):
         topic.send_soon(value=b"lost?")
+
+
+async def test_send_refuses_a_mapping_missing_a_record_field_at_once() -> None:
+    class View(faust.Record):
+        id: str
+        page: str
+
+    class Strict(faust.Record, validation=True):
+        n: int
+
+    app = test_app()
+    views = app.topic("views", value_type=View)
+    strict = app.topic("strict", value_type=Strict)
+    got: list[View] = []
+
+    @app.agent(views)
+    async def read(stream):  # type: ignore[no-untyped-def]
+        async for view in stream:
+            got.append(view)
+
+    async with app:
+        with pytest.raises(faust.ValidationError, match=(
+            r"topic 'views' value: value_type is View, got dict \{'id': '1'\} \(View.page: required field missing "
+            r"\(page\).*\): send a value of type View, or change the topic's value_type"
+        )) as caught:
+            await views.send(key="a", value={"id": "1"})
+        assert caught.value.field == "page"
+        with pytest.raises(faust.ValidationError, match="topic 'strict' value: .*Strict.n"):
+            await strict.send(value={"n": "three"})  # field types too, with validation=True
+        sent = {"id": "2", "page": "/", "extra": 1}
+        await views.send(key="a", value=sent)  # a good mapping goes as it is (extra fields too)
+        await views.send(key="a", value=View(id="3", page="/cart"))
+        await settle(app)
+    assert sent == {"id": "2", "page": "/", "extra": 1}
+    assert got == [View(id="2", page="/"), View(id="3", page="/cart")]  # nothing dead-lettered
+    assert read.dead_lettered == 0

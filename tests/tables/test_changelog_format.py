@@ -99,7 +99,7 @@ def stream_times(records: list[Message]) -> dict[int, float]:
 
 
 def closed_flags(view: Any) -> dict[Any, bool]:
-    df = view.as_dataframe()
+    df = view.as_dataframe(times="epoch")
     return {(k, (s, e)): c for k, s, e, c in zip(df["key"], df["window_start"], df["window_end"], df["closed"])}
 
 

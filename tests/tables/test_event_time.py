@@ -63,7 +63,7 @@ async def test_grace_final_results_and_late_events(broker: str, app_id: str) -> 
         assert per10["ann"][(100.0, 110.0)] == 3  # not counted; still readable until it expires
         assert per10.late_events == 1 and per10.late_windows == 1
         assert late == [("ann", [(100.0, 110.0)])]
-        df = per10.as_dataframe()
+        df = per10.as_dataframe(times="epoch")
         assert df[["window_start", "closed"]].values.tolist() == [[100.0, True], [110.0, False]]
         assert [json.loads(m.value) for m in await read(app, finals.name)] == [
             {"key": "ann", "window_start": 100.0, "window_end": 110.0, "value": 3}

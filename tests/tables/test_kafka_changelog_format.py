@@ -124,7 +124,7 @@ async def test_a_plain_reader_rebuilds_plain_and_windowed_tables(app_id: str, gu
                 times = stream_times(await read(f"{view.name}-streamtime"))
                 assert times == {p: view.stream_time(partition=p) for p in set(partition_of.values())}
                 closed = {w: times[partition_of[w]] >= w[1][1] + GRACE for w in windows}
-                df = view.as_dataframe()
+                df = view.as_dataframe(times="epoch")
                 ours = {(k, (s, e)): c for k, s, e, c in zip(df["key"], df["window_start"], df["window_end"],
                                                                   df["closed"])}
                 assert closed == ours and any(closed.values()) and not all(closed.values())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+import pytest
+
 import streamnb as faust
 from streamnb.testing import settle, test_app
 
@@ -84,7 +86,7 @@ async def test_expiry_in_event_time_calls_on_window_close_and_counts_late_events
         await settle(app)
         assert windows.late_events == 1
         assert ("k", (100.0, 110.0)) not in windows.data
-        df = windows.as_dataframe()
+        df = windows.as_dataframe(times="epoch")
         assert df.to_dict("records") == [
             {"key": "k", "window_start": 130.0, "window_end": 140.0, "value": 1, "closed": False}
         ]
@@ -190,3 +192,17 @@ async def test_data_of_sliding_and_session_tables_is_live() -> None:
         await settle(app)
         assert ("k", (120.0, 120.0)) in sessions.table.data  # a new session, seen without redefining
         assert dict(sliding.table.data) == dict(sliding.items())
+
+
+def test_a_window_set_used_as_a_number_says_how_to_read_one_window() -> None:
+    views = test_app("windowset-number").Table("views", default=int).tumbling(60)
+    for use in (
+        lambda w: w + 1, lambda w: 1 + w, lambda w: w * 2, lambda w: w / 2, lambda w: w > 3,
+        lambda w: int(w), lambda w: float(w), lambda w: round(w), lambda w: -w,
+    ):
+        with pytest.raises(faust.StreamnbError) as caught:
+            use(views["/"])
+        assert isinstance(caught.value, faust.WindowError)
+        message = str(caught.value)
+        assert message.startswith("views['/'] is the windows of key '/', not a number")
+        assert all(name in message for name in (".current()", ".now()", ".value()"))

@@ -1,0 +1,32 @@
+"""The documentation site builds with warnings as errors, and holds the API, the concepts and the tutorials."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_site_builds_strict(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+    env["NO_MKDOCS_2_WARNING"] = "1"
+    site = tmp_path / "site"
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    core = (site / "api" / "core" / "index.html").read_text()
+    assert "send_dataframe" in core and "topology" in core  # from the docstrings
+    assert "Every error derives from one root" in (site / "api" / "errors" / "index.html").read_text()
+    assert 'class="mermaid"' in (site / "concepts" / "index.html").read_text()
+    for name in ("01_quickstart", "02_windows_explained", "05_event_time"):
+        page = (site / "notebooks" / name / "index.html").read_text()
+        assert "Try this" in page, name
