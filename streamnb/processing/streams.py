@@ -98,6 +98,8 @@ class Stream(Generic[T]):
         self.tick_interval: float | None = None
         self.source: Source | None = None
         """The consumer and commit machinery, once the (root) stream is iterated."""
+        self.join_stats: Any = None
+        """A joined stream's counters (:class:`~streamnb.processing.joins.JoinStats`), else None."""
 
     # -- iteration ---------------------------------------------------------------------------
 
@@ -279,6 +281,24 @@ class Stream(Generic[T]):
             self.app, target, agent=self.agent, member=self.member, members=self.members,
             hops=(*self.hops, Hop(source, None)), stage=f"through({target.name})",
         )
+
+    def join(self, other: Any, how: str = "inner", **options: Any) -> Stream[Any]:
+        """Join with a table (``(value, row)`` pairs) or, with ``within=``, another stream (``(left, right)``).
+
+        See :mod:`streamnb.processing.joins` for the rules.
+
+        >>> from streamnb import App
+        >>> app = App("demo", broker="memory://")
+        >>> customers = app.Table("customers", source=app.topic("customers"))
+        >>> app.stream("orders").join(customers, how="left").stage
+        'join(customers, left)'
+        """
+        from .joins import join_operation
+
+        op, stats, stage = join_operation(self, other, how, options)
+        joined = self._derive(op)
+        joined.stage, joined.join_stats = stage, stats
+        return joined
 
     def _first_operation(self, what: str) -> Topic[Any, Any]:
         """The topic this stream reads, if ``what`` (group_by/through) may re-key it here."""
