@@ -122,13 +122,13 @@ def stream_table_join(stream: Any, table: Table[Any, Any], how: str, on: Any) ->
             if event is None:  # an idle tick
                 yield event
                 continue
+            if transport is not None:  # every record moves the table, a dropped one too (it was read)
+                msg = event.message
+                await table.reader.read(transport, msg.partition, msg.timestamp)  # type: ignore[attr-defined]
             value = event.value
             if value is None:
                 stats.dropped += 1
                 continue
-            if transport is not None:
-                msg = event.message
-                await table.reader.read(transport, msg.partition, msg.timestamp)  # type: ignore[attr-defined]
             row = data.get(event.key if key_of is None else key_of(value), MISSING)
             if row is MISSING:
                 if how == "inner":
