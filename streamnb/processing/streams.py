@@ -296,6 +296,10 @@ class Stream(Generic[T]):
         from .joins import join_operation
 
         op, stats, stage = join_operation(self, other, how, options)
+        if getattr(op, "wants_ticks", False):  # it acts when the stream is idle too
+            root, inner = self.root, op
+            root.tick_interval = min(root.tick_interval or self.app.poll_interval, self.app.poll_interval)
+            op = lambda _events: inner(self.iter_events(True))  # noqa: E731
         joined = self._derive(op)
         joined.stage, joined.join_stats = stage, stats
         return joined

@@ -18,9 +18,14 @@ from typing import Any
 
 from ...errors import ConfigurationError
 from ...tables.table import Table
+from .stream_stream import StreamStreamJoin, stream_stream_join
 from .stream_table import JoinStats, Op, check_copartitioned, lookup_key, stream_table_join
+from .windowed import JoinWindow, Result, WindowJoin
 
-__all__ = ["JoinStats", "check_copartitioned", "join_operation", "lookup_key", "stream_table_join"]
+__all__ = [
+    "JoinStats", "JoinWindow", "Result", "StreamStreamJoin", "WindowJoin", "check_copartitioned", "join_operation",
+    "lookup_key", "stream_stream_join", "stream_table_join",
+]
 
 _WINDOW_OPTIONS = ("within", "before", "after", "grace")
 
@@ -39,6 +44,4 @@ def join_operation(stream: Any, other: Any, how: str, options: dict[str, Any]) -
             raise ConfigurationError(f"join({other.name!r}): unknown option(s) {', '.join(unknown)}")
         op, stats = stream_table_join(stream, other, how, options.get("on"))
         return op, stats, f"join({other.name}, {how})"
-    from .stream_stream import stream_stream_join
-
     return stream_stream_join(stream, other, how, options)
