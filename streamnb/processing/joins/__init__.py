@@ -17,14 +17,21 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import ConfigurationError
-from ...tables.table import Table
 from .stream_stream import StreamStreamJoin, stream_stream_join
-from .stream_table import JoinStats, Op, check_copartitioned, lookup_key, stream_table_join
+from .stream_table import (
+    JoinableTable,
+    JoinStats,
+    Op,
+    check_copartitioned,
+    is_table,
+    lookup_key,
+    stream_table_join,
+)
 from .windowed import JoinWindow, Result, WindowJoin
 
 __all__ = [
-    "JoinStats", "JoinWindow", "Result", "StreamStreamJoin", "WindowJoin", "check_copartitioned", "join_operation",
-    "lookup_key", "stream_stream_join", "stream_table_join",
+    "JoinStats", "JoinWindow", "JoinableTable", "Result", "StreamStreamJoin", "WindowJoin", "check_copartitioned",
+    "is_table", "join_operation", "lookup_key", "stream_stream_join", "stream_table_join",
 ]
 
 _WINDOW_OPTIONS = ("within", "before", "after", "grace")
@@ -32,7 +39,7 @@ _WINDOW_OPTIONS = ("within", "before", "after", "grace")
 
 def join_operation(stream: Any, other: Any, how: str, options: dict[str, Any]) -> tuple[Op, JoinStats, str]:
     """The operation, counters and stage label of ``stream.join(other, how=..., **options)``."""
-    if isinstance(other, Table):
+    if is_table(other):
         given = [o for o in _WINDOW_OPTIONS if options.get(o) is not None]
         if given:
             raise ConfigurationError(

@@ -37,7 +37,6 @@ from typing import Any
 
 from ...errors import ConfigurationError
 from ...events import Event, divert
-from ...tables.recovery import hashable
 from ...timeunits import ms, seconds
 from ...topics import Topic
 from ...transaction import Transaction, current_transaction
@@ -46,6 +45,13 @@ from .stream_table import JoinStats, Op, check_copartitioned
 from .windowed import LEFT, RIGHT, JoinWindow, Result, WindowJoin
 
 __all__ = ["JoinDirty", "StreamStreamJoin", "stream_stream_join"]
+
+
+def hashable(obj: Any) -> Any:
+    """A decoded key usable as a dict key (JSON arrays as tuples)."""
+    if isinstance(obj, list):
+        return tuple(hashable(x) for x in obj)
+    return obj
 
 logger = logging.getLogger("streamnb")
 

@@ -29,17 +29,35 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from ...errors import ConfigurationError, PartitionMismatchError
 from ...events import Event
-from ...tables.sourced import SourcedGlobalTable, SourcedTable
-from ...tables.table import Table
+from ...topics import Topic
 from ...transaction import MISSING
 
-__all__ = ["JoinStats", "check_copartitioned", "lookup_key", "stream_table_join"]
+__all__ = ["JoinStats", "JoinableTable", "check_copartitioned", "is_table", "lookup_key", "stream_table_join"]
+
+
+@runtime_checkable
+class JoinableTable(Protocol):
+    """What a stream–table join needs of a table (streamnb.tables' tables have it; processing imports no table).
+
+    A table that follows a topic also has ``reader`` (with ``async read(transport, partition, until)``)
+    and ``driven`` (set True when a join moves it); a global one has ``is_global = True``.
+    """
+
+    name: str
+    window: Any
+    data: Mapping[Any, Any]
+    changelog: Topic[Any, Any]
+
+
+def is_table(obj: Any) -> bool:
+    """True for a table (what ``stream.join`` joins as a table rather than as a stream)."""
+    return isinstance(obj, JoinableTable)
 
 
 @dataclass
@@ -86,7 +104,7 @@ def check_copartitioned(stream_topic: Any, other: Any, what: str) -> None:
         )
 
 
-def _check_options(stream: Any, table: Table[Any, Any], how: str, on: Any) -> None:
+def _check_options(stream: Any, table: JoinableTable, how: str, on: Any) -> None:
     if how not in ("inner", "left"):
         raise ConfigurationError(f"join(table, how={how!r}): a stream–table join is 'inner' or 'left'")
     if table.window is not None:
@@ -105,11 +123,11 @@ def _check_options(stream: Any, table: Table[Any, Any], how: str, on: Any) -> No
 Op = Callable[[AsyncIterator[Event[Any, Any]]], AsyncIterator[Event[Any, Any]]]
 
 
-def stream_table_join(stream: Any, table: Table[Any, Any], how: str, on: Any) -> tuple[Op, JoinStats]:
+def stream_table_join(stream: Any, table: JoinableTable, how: str, on: Any) -> tuple[Op, JoinStats]:
     """The operation turning ``stream``'s events into ``(value, row)`` events, and its counters."""
     _check_options(stream, table, how, on)
     key_of = lookup_key(on)
-    sourced = isinstance(table, SourcedTable) and not isinstance(table, SourcedGlobalTable)
+    sourced = getattr(table, "reader", None) is not None and not getattr(table, "is_global", False)
     if sourced:
         table.driven = True  # type: ignore[attr-defined]
     stats = JoinStats()
