@@ -222,7 +222,8 @@ class StreamStreamJoin:
     # -- the commit protocol ----------------------------------------------------------------
 
     def before_commit(self, txn: Transaction) -> None:
-        """Nothing closes at commit time (records close as records come)."""
+        """Refresh the counters (nothing closes at commit time: records close as records come)."""
+        self.count_buffered()
 
     def changelog_records(self, dirty: JoinDirty, timestamp: float) -> list[ProducerRecord]:
         """One snapshot per partition the transaction touched: kept records, stream time, late count, position."""
@@ -357,13 +358,11 @@ async def _step(join: StreamStreamJoin, transport: Transport, partition: int,
         else:
             msg = event.message
             results += [(r, msg) for r in join.process(state, LEFT, msg, hashable(event.key), event.value)]
-    join.count_buffered()
     out = []
-    for r, cause in results:
-        join.stats.joined += 1
-        left = None if r.left is None else r.left[2]
-        right_value = None if r.right is None else r.right[2]
-        key_bytes = r.left[0] if r.left is not None else r.right[0]
-        msg = cause._replace(timestamp=seconds(r.timestamp), key=key_bytes)
-        out.append(Event(r.key, (left, right_value), msg))
+    new = tuple.__new__
+    join.stats.joined += len(results)
+    for (key, ts, left, right), cause in results:
+        key_bytes = left[0] if left is not None else right[0]
+        msg = new(Message, (cause[0], cause[1], cause[2], ts / 1000, key_bytes, cause[5], cause[6]))
+        out.append(Event(key, (None if left is None else left[2], None if right is None else right[2]), msg))
     return out

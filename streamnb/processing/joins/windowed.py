@@ -144,13 +144,15 @@ class WindowJoin:
         """Records not joined because their window had closed (plus grace)."""
         self.kept: tuple[dict[Any, list[Kept]], dict[Any, list[Kept]]] = ({}, {})
         """Per side: key -> records kept, in arrival order."""
+        self.sizes = [0, 0]
+        """Records kept per side."""
         self._closing: list[tuple[int, int, Any]] = []  # (end + grace, seq, key) heap
         self._by_seq: dict[int, Kept] = {}
         self._seq = 0
 
     def buffered(self, side: int) -> int:
         """Records of ``side`` kept now."""
-        return sum(len(v) for v in self.kept[side].values())
+        return self.sizes[side]
 
     def is_late(self, side: int, ts: int) -> bool:
         """True when a record of ``side`` at ``ts`` would come after its window closed."""
@@ -165,17 +167,24 @@ class WindowJoin:
         if w.end(side, ts) + w.grace < now:
             self.late += 1
             return out
-        low, high = (ts - w.before, ts + w.after) if side == LEFT else (ts - w.after, ts + w.before)
+        if side == LEFT:
+            low, high, reach = ts - w.before, ts + w.after, w.before  # (reach: the other side's window end - ts)
+        else:
+            low, high, reach = ts - w.after, ts + w.before, w.after
         record = Kept(side, ts, value, self._seq)
         self._seq += 1
+        oldest = now - w.grace - reach  # kept records older than this have closed
+        new = tuple.__new__
         for other in self.kept[1 - side].get(key, ()):
-            if low <= other.ts <= high and w.end(other.side, other.ts) + w.grace >= now:
+            t = other.ts
+            if low <= t <= high and t >= oldest:
                 other.matched = record.matched = True
                 if side == LEFT:
-                    out.append(Result(key, max(ts, other.ts), value, other.value))
+                    out.append(new(Result, (key, ts if ts > t else t, value, other.value)))
                 else:
-                    out.append(Result(key, max(ts, other.ts), other.value, value))
+                    out.append(new(Result, (key, ts if ts > t else t, other.value, value)))
         self.kept[side].setdefault(key, []).append(record)
+        self.sizes[side] += 1
         self._by_seq[record.seq] = record
         heapq.heappush(self._closing, (w.end(side, ts) + w.grace, record.seq, key))
         self._expire(now, out)
@@ -191,6 +200,7 @@ class WindowJoin:
             record = self._by_seq.pop(seq)
             rows = self.kept[record.side][key]
             rows.remove(record)
+            self.sizes[record.side] -= 1
             if not rows:
                 del self.kept[record.side][key]
             gone.append((record, key))
@@ -216,6 +226,7 @@ class WindowJoin:
     def load(self, rows: list[tuple[int, Any, int, Any, bool]], stream_time: int) -> None:
         """Start again from ``rows`` (as :meth:`rows` gave them) and a stream time."""
         self.kept = ({}, {})
+        self.sizes = [0, 0]
         self._closing.clear()
         self._by_seq.clear()
         self.stream_time = stream_time
@@ -224,5 +235,6 @@ class WindowJoin:
             record.matched = matched
             self._seq += 1
             self.kept[side].setdefault(key, []).append(record)
+            self.sizes[side] += 1
             self._by_seq[record.seq] = record
             heapq.heappush(self._closing, (self.window.end(side, ts) + self.window.grace, record.seq, key))
