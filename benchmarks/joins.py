@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import time
@@ -163,9 +164,10 @@ async def run_streamnb(broker: str, join: str, orders: list[Record], others: lis
     import streamnb as faust
     from streamnb.testing import wait_until
 
-    app = faust.App(f"bench-{uuid.uuid4().hex[:6]}", broker=broker, topic_partitions=PARTITIONS)
-    order_topic = app.topic("orders", key_type=str)
-    other_topic = app.topic("payments" if join == "stream-stream" else "customers", key_type=str)
+    app_id = f"bench-{uuid.uuid4().hex[:6]}"
+    app = faust.App(app_id, broker=broker, topic_partitions=PARTITIONS)
+    order_topic = app.topic(f"{app_id}-orders", key_type=str)
+    other_topic = app.topic(f"{app_id}-{'payments' if join == 'stream-stream' else 'customers'}", key_type=str)
     count = [0, 0]
     if join == "stream-stream":
         @app.agent(order_topic)
@@ -195,10 +197,33 @@ async def run_streamnb(broker: str, join: str, orders: list[Record], others: lis
     return elapsed
 
 
+async def run_quix(python: str, join: str, orders: list[Record], others: list[Record]) -> tuple[float, int]:
+    """The same data on the Kafka broker, through Quix Streams (benchmarks/quix_joins.py, another interpreter)."""
+    import streamnb as faust
+
+    bootstrap = os.environ.get("STREAMNB_KAFKA", "127.0.0.1:9092")
+    app_id = f"quix-{uuid.uuid4().hex[:6]}"
+    app = faust.App(app_id, broker=f"kafka://{bootstrap}", topic_partitions=PARTITIONS)
+    left, right = app.topic(f"{app_id}-orders"), app.topic(f"{app_id}-other")
+    await produce(app, right, others)
+    await produce(app, left, orders)
+    await app.stop()
+    script = Path(__file__).with_name("quix_joins.py")
+    proc = await asyncio.create_subprocess_exec(
+        python, str(script), join, bootstrap, left.name, right.name, str(len(orders) + len(others)),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"Quix Streams failed ({proc.returncode})")
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    return float(result["seconds"]), int(result["results"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=1_000_000, help="events per side")
-    parser.add_argument("--backends", default="memory,local")
+    parser.add_argument("--backends", default="memory,local", help="memory, local, kafka")
     parser.add_argument("--joins", default="stream-stream,stream-table")
     parser.add_argument("--quix", default=None, help="a Python with quixstreams installed")
     args = parser.parse_args()
@@ -217,15 +242,20 @@ def main() -> None:
             events = n
         line: dict[str, Any] = {"results": want, "bare_events_per_s": round(events / bare)}
         for backend in args.backends.split(","):
-            broker = f"memory://bench-{uuid.uuid4().hex[:6]}" if backend == "memory" else f"local:///tmp/streamnb-bench-{uuid.uuid4().hex[:6]}"
+            broker = {
+                "memory": f"memory://bench-{uuid.uuid4().hex[:6]}",
+                "local": f"local:///tmp/streamnb-bench-{uuid.uuid4().hex[:6]}",
+                "kafka": f"kafka://{os.environ.get('STREAMNB_KAFKA', '127.0.0.1:9092')}",
+            }[backend]
             elapsed = asyncio.run(run_streamnb(broker, join, orders, others, want))
             line[f"{backend}_events_per_s"] = round(events / elapsed)
             line[f"{backend}_vs_bare"] = round(bare / elapsed, 3)
         if args.quix:
-            from benchmarks_quix import run_quix  # type: ignore[import-not-found]
-
-            elapsed = run_quix(args.quix, join, orders, others, want)
+            elapsed, results = asyncio.run(run_quix(args.quix, join, orders, others))
             line["quix_events_per_s"] = round(events / elapsed)
+            line["quix_results"] = results
+            for backend in args.backends.split(","):
+                line[f"{backend}_vs_quix"] = round(line[f"{backend}_events_per_s"] / line["quix_events_per_s"], 2)
         report[join] = line
         print(join, json.dumps(line), flush=True)
     print(json.dumps(report))
