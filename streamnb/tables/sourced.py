@@ -49,6 +49,7 @@ from ..transaction import MISSING
 from ..transport.base import TP, Message, Transport
 from .changelog import ChangelogEncoder
 from .global_table import GlobalTable
+from .joins import JoinedTable
 from .recovery import hashable, log_restore
 from .state.base import PlainState
 from .stores import MEMORY
@@ -218,6 +219,18 @@ class _FollowsSource:
             f"table {self.name!r} follows topic {self.source.name!r} (source=) and cannot be windowed: "
             "aggregate the topic in an agent into a windowed table instead"
         )
+
+    def join(self, other: Any, how: str = "inner", emit: Topic[Any, Any] | str | None = None) -> JoinedTable:
+        """A read-only table of ``(left, right)`` per key, as Kafka Streams' KTable–KTable join (:mod:`.joins`).
+
+        ``emit=topic``: each change also goes there as ``{"left": ..., "right": ...}`` or a tombstone.
+        """
+        if isinstance(other, Topic) or isinstance(other, str):
+            raise ConfigurationError(
+                f"table {self.name!r}.join({other!r}): a table joins another table (source=); "
+                "join a stream with a table inside an agent: stream.join(table)"
+            )
+        return JoinedTable(self.app, self, other, how, emit)
 
     async def follow(self) -> None:
         """Read what is new in the topic, every ``follow_interval`` seconds, while this is the app's table.

@@ -235,3 +235,38 @@ def test_kafka_streams_holds_unmatched_results_back() -> None:
     kafka, _, mine, _ = pinned(case)
     assert kafka[:2] == [("k", 0, 1, None, 3), ("j", 5, None, 2, 3)]
     assert mine[:2] == [("j", 5, None, 2, 2), ("k", 0, 1, None, 3)]
+
+
+def table_table_cases(seed: int, n: int) -> list[JoinCase]:
+    rng = random.Random(seed)
+    cases = []
+    for i in range(n):
+        records = [
+            (rng.choice("LR"), rng.choice("abc"), rng.randrange(0, 30), None if rng.random() < 0.3 else v)
+            for v in range(rng.randrange(1, 40))
+        ]
+        cases.append(JoinCase("table-table", ("inner", "left", "outer")[i % 3], tuple(records), id=f"tt-{i}"))
+    return cases
+
+
+def test_table_table_joins_equal_kafka_streams() -> None:
+    """The rule of streamnb/tables/joins.py gives Kafka Streams' updates, tombstones and timestamps, in order."""
+    from streamnb.tables.joins import LEFT as TL
+    from streamnb.tables.joins import RIGHT as TR
+    from streamnb.tables.joins import TableJoinRule
+
+    cases = table_table_cases(41, 300)
+    results = run_join_cases(cases)
+    differ = []
+    for case, result in zip(cases, results):
+        rule = TableJoinRule(case.how)
+        mine = []
+        for at, (side, key, ts, value) in enumerate(case.records):
+            change = rule.update(TL if side == "L" else TR, key, ts, value)
+            if change is not None:
+                pair = change[2] or (None, None)
+                mine.append((change[0], change[1], *pair, at))
+        if mine != [tuple(r) for r in result.results]:
+            differ.append((case, mine, result.results))
+    assert not differ, f"{len(differ)} of {len(cases)} differ; first: {differ[0]}"
+    assert sum(1 for r in results for e in r.results if e.left is None and e.right is None) > 20  # tombstones

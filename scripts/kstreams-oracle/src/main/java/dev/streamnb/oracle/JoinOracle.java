@@ -46,7 +46,8 @@ final class JoinOracle {
     private JoinOracle() {}
 
     static boolean handles(final String kind) {
-        return kind.equals("stream-stream") || kind.equals("stream-table") || kind.equals("stream-globaltable");
+        return kind.equals("stream-stream") || kind.equals("stream-table") || kind.equals("stream-globaltable")
+            || kind.equals("table-table");
     }
 
     private static final ValueJoiner<Long, Long, String> JOINER = (l, r) -> l + " " + r;
@@ -55,8 +56,19 @@ final class JoinOracle {
         final String kind = spec.get("kind").asText();
         final String how = spec.get("how").asText();
         final StreamsBuilder builder = new StreamsBuilder();
-        final KStream<String, Long> left = builder.stream(LEFT, Consumed.with(Serdes.String(), Serdes.Long()));
         final KStream<String, String> joined;
+        if (kind.equals("table-table")) {
+            final KTable<String, Long> leftTable = builder.table(LEFT, Consumed.with(Serdes.String(), Serdes.Long()));
+            final KTable<String, Long> rightTable = builder.table(RIGHT, Consumed.with(Serdes.String(), Serdes.Long()));
+            switch (how) {
+                case "inner": joined = leftTable.join(rightTable, JOINER).toStream(); break;
+                case "left": joined = leftTable.leftJoin(rightTable, JOINER).toStream(); break;
+                case "outer": joined = leftTable.outerJoin(rightTable, JOINER).toStream(); break;
+                default: throw new IllegalArgumentException("how must be inner, left or outer, got " + how);
+            }
+            return drive(spec, builder, joined, props);
+        }
+        final KStream<String, Long> left = builder.stream(LEFT, Consumed.with(Serdes.String(), Serdes.Long()));
         if (kind.equals("stream-stream")) {
             final KStream<String, Long> right = builder.stream(RIGHT, Consumed.with(Serdes.String(), Serdes.Long()));
             final JoinWindows windows = JoinWindows
@@ -85,6 +97,11 @@ final class JoinOracle {
                 default: throw new IllegalArgumentException("how must be inner or left, got " + how);
             }
         }
+        return drive(spec, builder, joined, props);
+    }
+
+    private static ObjectNode drive(final JsonNode spec, final StreamsBuilder builder,
+                                    final KStream<String, String> joined, final Properties props) {
         joined.to(OUT, Produced.with(Serdes.String(), Serdes.String()));
         final Topology topology = builder.build();
 
@@ -113,8 +130,8 @@ final class JoinOracle {
                 }
                 while (!out.isEmpty()) {
                     final TestRecord<String, String> rec = out.readRecord();
-                    final String[] parts = rec.value().split(" ");
                     final ArrayNode row = JSON.createArrayNode().add(rec.key()).add(rec.timestamp());
+                    final String[] parts = rec.value() == null ? new String[] {"null", "null"} : rec.value().split(" ");
                     for (final String part : parts) {
                         if (part.equals("null")) {
                             row.addNull();
