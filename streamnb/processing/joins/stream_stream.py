@@ -301,27 +301,23 @@ def _operation(join: StreamStreamJoin) -> Op:
         transport = await join.app.connect()
         read_to: dict[int, int] = {}  # left partition -> next offset
         async for event in events:
+            txn = current_transaction()
             if event is None:  # the left stream is idle: partitions read to their end take the right side's rest
                 for partition in await _caught_up(join, transport, read_to):
                     for out in await _step(join, transport, partition, None):
-                        _expose(out)
+                        if txn is not None:  # what stream.current_event (and a table written) sees
+                            txn.message, txn.value = out.message, out.value
                         yield out
                 continue
             msg = event.message
             read_to[msg.partition] = msg.offset + 1
             for out in await _step(join, transport, msg.partition, event):
-                _expose(out)
+                if txn is not None:
+                    txn.message, txn.value = out.message, out.value
                 yield out
 
     op.wants_ticks = True  # type: ignore[attr-defined]
     return op
-
-
-def _expose(event: Event[Any, Any]) -> None:
-    """What ``stream.current_event`` (and a table written in the agent) sees while the agent has ``event``."""
-    txn = current_transaction()
-    if txn is not None:
-        txn.message, txn.value = event.message, event.value
 
 
 async def _caught_up(join: StreamStreamJoin, transport: Transport, read_to: dict[int, int]) -> list[int]:
