@@ -292,6 +292,8 @@ send a record to 'customers' to change it (a value of None deletes the key)
             app, name, key_type=source.key_type, value_type=source.value_type, store=MEMORY, **options
         )
         self._use_source(source)
+        # Followed while the app runs, on every broker (Kafka assigns no partitions to a table no agent writes).
+        app.task(self.follow, name=f"follow table {name}")
 
     async def recover(self, partitions: Iterable[int] | None = None) -> int:
         """Start following the topic from its beginning.
