@@ -306,20 +306,14 @@ class Definitions:
         >>> counts["anything"]
         0
         """
-        if source is not None:
-            return self._install_table(SourcedTable(
-                self.runtime, name, source=self.resolve_topic(source), default=default, partitions=partitions,
-                key_type=key_type, value_type=value_type, key_serializer=key_serializer,
-                value_serializer=value_serializer, on_window_close=on_window_close, on_late=on_late,
-                late_topic=late_topic, emit_final=emit_final, help=help, store=store,
-            ))
-        table: Table[Any, Any] = Table(
-            self.runtime, name, default=default, partitions=partitions, key_type=key_type, value_type=value_type,
-            key_serializer=key_serializer, value_serializer=value_serializer,
-            on_window_close=on_window_close, on_late=on_late, late_topic=late_topic, emit_final=emit_final,
-            help=help, store=store,
+        options: dict[str, Any] = dict(
+            default=default, partitions=partitions, key_type=key_type, value_type=value_type,
+            key_serializer=key_serializer, value_serializer=value_serializer, on_window_close=on_window_close,
+            on_late=on_late, late_topic=late_topic, emit_final=emit_final, help=help, store=store,
         )
-        return self._install_table(table)
+        if source is not None:
+            return self._install_table(SourcedTable(self.runtime, name, source=self.resolve_topic(source), **options))
+        return self._install_table(Table(self.runtime, name, **options))
 
     def _install_table(self, table: TT) -> TT:
         """Register ``table``, keeping the rows of a table it redefines; recover it when running."""
