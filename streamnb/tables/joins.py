@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from ..errors import ConfigurationError, PartitionMismatchError, TableWriteError
@@ -41,6 +40,8 @@ from ..topics import Topic
 from ..transaction import MISSING
 from ..transport.base import TP, Message, Transport
 from .recovery import hashable
+from .stores import MEMORY
+from .table import Table
 
 __all__ = ["LEFT", "RIGHT", "TOMBSTONE", "JoinedTable", "TableJoinRule"]
 
@@ -90,10 +91,11 @@ class TableJoinRule:
         return (value, other) if side == LEFT else (other, value)
 
 
-class JoinedTable(MutableMapping[Any, Any]):
+class JoinedTable(Table[Any, Any]):
     """The read-only table of a table–table join. Create with ``left_table.join(right_table, how=..., emit=...)``.
 
-    Reads like a dict of ``key -> (left, right)``; ``version`` grows with each change.
+    A table of ``key -> (left, right)`` (``live_table()``, ``as_dataframe()`` work); ``version`` grows with each
+    change. It keeps no changelog of its own: both topics are read again at a restart.
     """
 
     is_global = False
@@ -107,21 +109,20 @@ class JoinedTable(MutableMapping[Any, Any]):
                     "source=topic (app.Table(name, source=topic))"
                 )
         self.rule = TableJoinRule(how)
-        self.app = app
-        self.name = f"{left.name}-join-{right.name}"
-        self.left, self.right = left.source, right.source
-        self.emit: Topic[Any, Any] | None = None if emit is None else app.resolve_topic(emit)
-        self.data: dict[Any, tuple[Any, Any]] = {}
-        self.version = 0
+        super().__init__(app, f"{left.name}-join-{right.name}", store=MEMORY)
+        self.left_source: Topic[Any, Any] = left.source
+        self.right_source: Topic[Any, Any] = right.source
+        self.emit_to: Topic[Any, Any] | None = None if emit is None else app.resolve_topic(emit)
         self.positions: dict[tuple[int, int], int] = {}
         app.task(self.follow, name=f"table join {self.name}")  # runs while the app runs
 
     def check_partitions(self) -> None:
         """Raise PartitionMismatchError when the two topics have different partition counts."""
-        a, b = self.left.partition_count, self.right.partition_count
+        a, b = self.left_source.partition_count, self.right_source.partition_count
         if a != b:
             raise PartitionMismatchError(
-                f"table join {self.name!r}: topic {self.left.name!r} has {a} partitions but {self.right.name!r} "
+                f"table join {self.name!r}: topic {self.left_source.name!r} has {a} partitions but "
+                f"{self.right_source.name!r} "
                 f"has {b}; a table–table join needs co-partitioned topics: copy one into a topic of {a} "
                 "partitions, or join a GlobalTable instead"
             )
@@ -131,10 +132,10 @@ class JoinedTable(MutableMapping[Any, Any]):
     async def follow(self) -> None:
         """Read both topics to their end (nothing sent), then keep reading them, sending changes to ``emit``."""
         transport = await self.app.connect()
-        for topic in (self.left, self.right):
+        for topic in (self.left_source, self.right_source):
             await topic.declare()
-        if self.emit is not None:
-            await self.emit.declare()
+        if self.emit_to is not None:
+            await self.emit_to.declare()
         self.check_partitions()
         await self.read(transport, send=False)
         while True:
@@ -149,7 +150,7 @@ class JoinedTable(MutableMapping[Any, Any]):
     async def read(self, transport: Transport, send: bool) -> int:
         """Apply what is new in both topics, each partition's two sides in timestamp order; returns how many."""
         done = 0
-        for partition in range(self.left.partition_count):
+        for partition in range(self.left_source.partition_count):
             lefts = await self._new(transport, LEFT, partition)
             rights = await self._new(transport, RIGHT, partition)
             i = j = 0
@@ -166,7 +167,7 @@ class JoinedTable(MutableMapping[Any, Any]):
         return done
 
     async def _new(self, transport: Transport, side: int, partition: int) -> list[Message]:
-        topic = self.left if side == LEFT else self.right
+        topic = self.left_source if side == LEFT else self.right_source
         tp = TP(topic.name, partition)
         start = self.positions.get((side, partition))
         if start is None:
@@ -183,41 +184,41 @@ class JoinedTable(MutableMapping[Any, Any]):
         return out
 
     async def _apply(self, side: int, msg: Message, send: bool) -> None:
-        topic = self.left if side == LEFT else self.right
+        topic = self.left_source if side == LEFT else self.right_source
         key = hashable(topic.decode_key(msg.key)) if msg.key is not None else None
         value = None if msg.value is None else topic.decode_value(msg.value)
         change = self.rule.update(side, key, round(msg.timestamp * 1000), value)
         if change is None:
             return
         _key, ts, pair = change
-        if pair is TOMBSTONE:
-            self.data.pop(key, None)
-        else:
-            self.data[key] = pair
-        if send and self.emit is not None:
+        partition = msg.partition
+        self.state.load(key, MISSING if pair is TOMBSTONE else pair, partition)
+        if send and self.emit_to is not None:
             value_out = None if pair is TOMBSTONE else {"left": pair[0], "right": pair[1]}
-            await self.emit.send(key=key, value=value_out, timestamp=ts / 1000)
+            await self.emit_to.send(key=key, value=value_out, timestamp=ts / 1000)
 
-    # -- a read-only mapping ----------------------------------------------------------------
+    # -- read-only, no changelog of its own --------------------------------------------------
 
-    def __getitem__(self, key: Any) -> Any:
-        return self.data[key]
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.data)
-
-    def __len__(self) -> int:
-        return len(self.data)
+    def topics(self) -> list[Topic[Any, Any]]:
+        """The topics it reads (and ``emit=``)."""
+        return [t for t in (self.left_source, self.right_source, self.emit_to) if t is not None]
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        raise TableWriteError(f"table join {self.name!r} is read-only: it follows {self.left.name!r} and "
-                              f"{self.right.name!r}")
+        raise TableWriteError(f"table join {self.name!r} is read-only: it follows {self.left_source.name!r} and "
+                              f"{self.right_source.name!r}")
 
     def __delitem__(self, key: Any) -> None:
         self.__setitem__(key, MISSING)
 
+    async def recover(self, partitions: Any = None) -> int:
+        """Nothing to recover: it reads both topics while the app runs."""
+        return 0
+
+    def drop_partitions(self, partitions: set[int]) -> None:
+        """Nothing to drop: it keeps every partition it read."""
+
+    def reset_recovery(self) -> None:
+        """Nothing to reset (the read positions stay: a restart goes on from them)."""
+
     def __repr__(self) -> str:
         return f"<JoinedTable {self.name!r} {self.rule.how} rows={len(self.data)}>"
-
-    __hash__ = object.__hash__
-    __eq__ = object.__eq__

@@ -93,3 +93,19 @@ def test_a_joined_table_is_read_only_and_needs_sourced_tables() -> None:
         left.join(app.Table("c", default=int))
     with pytest.raises(ConfigurationError, match="'inner', 'left' or 'outer'"):
         left.join(app.Table("d", source=app.topic("d")), how="cross")
+
+
+async def test_a_joined_table_is_a_table_the_views_show() -> None:
+    app = test_app(topic_partitions=1)
+    people, places = app.topic("people", key_type=str, value_type=str), app.topic("places", key_type=str,
+                                                                                  value_type=str)
+    joined = app.Table("people", source=people).join(app.Table("places", source=places), how="left")
+    from streamnb.notebook.views import live_table
+
+    async with app:
+        await people.send(key="u1", value="Ann")
+        await places.send(key="u1", value="Paris")
+        await wait_until(lambda: dict(joined.items()) == {"u1": ("Ann", "Paris")}, timeout=10)
+        frame = joined.as_dataframe()
+        assert list(frame["key"]) == ["u1"]
+        assert live_table(joined) is not None
