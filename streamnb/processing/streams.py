@@ -100,6 +100,9 @@ class Stream(Generic[T]):
         """The consumer and commit machinery, once the (root) stream is iterated."""
         self.join_stats: Any = None
         """A joined stream's counters (:class:`~streamnb.processing.joins.JoinStats`), else None."""
+        self.joined_event: tuple[Any, Event[Any, Any]] | None = None
+        """(root): ``(message in hand, result)`` while an agent has a stream–stream join's result: what
+        :attr:`current_event` gives for it (its key and timestamp) while that message is in hand."""
 
     # -- iteration ---------------------------------------------------------------------------
 
@@ -167,6 +170,9 @@ class Stream(Generic[T]):
             return None
         txn = source.txn
         msg = txn.message
+        joined = self.root.joined_event
+        if joined is not None and joined[0] is msg:
+            return joined[1]
         if msg is None:
             return None
         topic = self.app.topics.get(msg.topic)

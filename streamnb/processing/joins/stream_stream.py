@@ -293,10 +293,10 @@ def stream_stream_join(stream: Any, other: Any, how: str, options: dict[str, Any
     join = StreamStreamJoin(app, left, right, how, window, owner, options.get("on_late"), options.get("late_topic"))
     label = (f"join({right.name}, {how}, before={seconds(window.before)} s, after={seconds(window.after)} s, "
              f"grace={seconds(window.grace)} s)")
-    return _operation(join), join.stats, label
+    return _operation(join, stream.root), join.stats, label
 
 
-def _operation(join: StreamStreamJoin) -> Op:
+def _operation(join: StreamStreamJoin, root: Any) -> Op:
     async def op(events: AsyncIterator[Event[Any, Any]]) -> AsyncIterator[Event[Any, Any]]:
         transport = await join.app.connect()
         read_to: dict[int, int] = {}  # left partition -> next offset
@@ -305,15 +305,17 @@ def _operation(join: StreamStreamJoin) -> Op:
             if event is None:  # the left stream is idle: partitions read to their end take the right side's rest
                 for partition in await _caught_up(join, transport, read_to):
                     for out in await _step(join, transport, partition, None):
-                        if txn is not None:  # what stream.current_event (and a table written) sees
+                        if txn is not None:  # a table written now goes to the result's partition
                             txn.message, txn.value = out.message, out.value
+                        root.joined_event = (out.message, out)
                         yield out
                 continue
             msg = event.message
             read_to[msg.partition] = msg.offset + 1
             for out in await _step(join, transport, msg.partition, event):
-                if txn is not None:
-                    txn.message, txn.value = out.message, out.value
+                # The message in hand stays what the source handed out (it finds it by identity at a
+                # rebalance); stream.current_event gives the result's key and timestamp.
+                root.joined_event = (msg, out)
                 yield out
 
     op.wants_ticks = True  # type: ignore[attr-defined]
