@@ -146,3 +146,41 @@ async def test_kept_records_survive_a_restart(durable_broker: str, app_id: str) 
     assert (out1, out2) == (want[0], want[1])
     assert stats.late == join.late > 0  # the count went on from the changelog
     assert len(out1) > 10 and len(out2) > 10
+
+
+async def test_a_revoked_partition_is_read_again_from_the_changelog(app_id: str) -> None:
+    """After a rebalance took the partition away (its work committed), the join starts it again from the changelog."""
+    lefts, rights = draw(13, 120)
+    app = faust.App(app_id, broker=f"memory://{app_id}", topic_partitions=1)
+    orders = app.topic("orders", key_type=str, value_type=int)
+    payments = app.topic("payments", key_type=str, value_type=int)
+    out: list[tuple[Any, ...]] = []
+    joins: list[Any] = []
+
+    @app.agent(orders)
+    async def match(stream: Any) -> None:
+        joined = stream.join(payments, within=5, grace=2, how="outer")
+        joins.append(joined)
+        async for left, right in joined:
+            event = stream.current_event
+            out.append((event.key, round(event.timestamp * 1000), left, right))
+
+    join = WindowJoin(JoinWindow.of(within=5, grace=2), "outer")
+    want = []
+    halves = [(lefts[:60], rights[:60]), (lefts[60:], rights[60:])]
+    for half_l, half_r in halves:
+        want.append([(r.key, r.timestamp, r.left, r.right) for side, key, ts, value in merge_by_time(half_r, half_l)
+                     for r in join.process(LEFT if side == "L" else RIGHT, key, ts, value)])
+    async with app:
+        for half, (half_l, half_r) in enumerate(halves):
+            for topic, records in ((payments, half_r), (orders, half_l)):
+                for _side, key, ts, value in records:
+                    await topic.send(key=key, value=value, timestamp=ts / 1000)
+            count = sum(len(w) for w in want[: half + 1])
+            await wait_until(lambda count=count: len(out) >= count, timeout=30)
+            await settle(app)
+            if half == 0:
+                kept = joins[0].join_stats.buffered_left + joins[0].join_stats.buffered_right
+                assert kept > 0
+                await app.on_partitions_revoked.send(app, revoked={TP(orders.name, 0)})
+    assert out == want[0] + want[1]

@@ -300,23 +300,38 @@ def _operation(join: StreamStreamJoin, root: Any) -> Op:
     async def op(events: AsyncIterator[Event[Any, Any]]) -> AsyncIterator[Event[Any, Any]]:
         transport = await join.app.connect()
         read_to: dict[int, int] = {}  # left partition -> next offset
-        async for event in events:
-            txn = current_transaction()
-            if event is None:  # the left stream is idle: partitions read to their end take the right side's rest
-                for partition in await _caught_up(join, transport, read_to):
-                    for out in await _step(join, transport, partition, None):
-                        if txn is not None:  # a table written now goes to the result's partition
-                            txn.message, txn.value = out.message, out.value
-                        root.joined_event = (out.message, out)
-                        yield out
-                continue
-            msg = event.message
-            read_to[msg.partition] = msg.offset + 1
-            for out in await _step(join, transport, msg.partition, event):
-                # The message in hand stays what the source handed out (it finds it by identity at a
-                # rebalance); stream.current_event gives the result's key and timestamp.
-                root.joined_event = (msg, out)
-                yield out
+        signal = getattr(join.app, "on_partitions_revoked", None)
+
+        def revoked(sender: Any, revoked: Any = (), **kwargs: Any) -> None:
+            """Partitions moved away (committed first): forget them; read from the changelog if they come back."""
+            gone = {tp.partition for tp in revoked if tp.topic == join.left.name}
+            join.drop_partitions(gone)
+            for partition in gone:
+                read_to.pop(partition, None)
+
+        if signal is not None:
+            signal.connect(revoked)
+        try:
+            async for event in events:
+                if event is None:  # the left stream is idle: partitions read to their end take the right's rest
+                    txn = current_transaction()
+                    for partition in await _caught_up(join, transport, read_to):
+                        for out in await _step(join, transport, partition, None):
+                            if txn is not None:  # a table written now goes to the result's partition
+                                txn.message, txn.value = out.message, out.value
+                            root.joined_event = (out.message, out)
+                            yield out
+                    continue
+                msg = event.message
+                read_to[msg.partition] = msg.offset + 1
+                for out in await _step(join, transport, msg.partition, event):
+                    # The message in hand stays what the source handed out (a rebalance finds it by
+                    # identity); stream.current_event gives the result's key and timestamp.
+                    root.joined_event = (msg, out)
+                    yield out
+        finally:
+            if signal is not None:
+                signal.disconnect(revoked)
 
     op.wants_ticks = True  # type: ignore[attr-defined]
     return op
