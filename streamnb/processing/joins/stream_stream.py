@@ -350,32 +350,41 @@ async def _caught_up(join: StreamStreamJoin, transport: Transport, read_to: dict
 async def _step(join: StreamStreamJoin, transport: Transport, partition: int,
                 event: Event[Any, Any] | None) -> list[Event[Any, Any]]:
     """The right records the merge takes before ``event`` (all that are there: None), then ``event``: results."""
-    state = await join.task(transport, partition)
+    state = join.joins.get(partition) or await join.task(transport, partition)
     txn = current_transaction()
     if txn is not None:
         if event is None and txn.outputs is not None:
             txn.switch(TP(join.left.name, partition))  # exactly-once: this partition's transaction
         join.touch(txn, partition, state)
     until = math.inf if event is None else event.message.timestamp
-    results: list[tuple[Result, Message]] = []
-    decode_key, decode_value = join.right.decode_key, join.right.decode_value
-    for right in await join.right_until(transport, partition, until):
-        if right.value is None:
-            join.stats.dropped += 1
-            continue
-        key = hashable(decode_key(right.key)) if right.key is not None else None
-        results += [(r, right) for r in join.process(state, RIGHT, right, key, decode_value(right.value))]
+    out: list[Event[Any, Any]] = []
+    held = join.held[partition]
+    if not held or held[0].timestamp <= until:  # (else the right side waits: nothing to read)
+        decode_key, decode_value = join.right.decode_key, join.right.decode_value
+        for right in await join.right_until(transport, partition, until):
+            if right.value is None:
+                join.stats.dropped += 1
+                continue
+            key = hashable(decode_key(right.key)) if right.key is not None else None
+            _events(join.process(state, RIGHT, right, key, decode_value(right.value)), right, out)
     if event is not None:
         if event.value is None:
             join.stats.dropped += 1
         else:
             msg = event.message
-            results += [(r, msg) for r in join.process(state, LEFT, msg, hashable(event.key), event.value)]
-    out = []
-    new = tuple.__new__
-    join.stats.joined += len(results)
-    for (key, ts, left, right), cause in results:
-        key_bytes = left[0] if left is not None else right[0]
-        msg = new(Message, (cause[0], cause[1], cause[2], ts / 1000, key_bytes, cause[5], cause[6]))
-        out.append(Event(key, (None if left is None else left[2], None if right is None else right[2]), msg))
+            _events(join.process(state, LEFT, msg, hashable(event.key), event.value), msg, out)
+    join.stats.joined += len(out)
     return out
+
+
+def _events(results: list[Result], cause: Message, out: list[Event[Any, Any]]) -> None:
+    """Each result as an event: the message that caused it, with the result's timestamp and key."""
+    new = tuple.__new__
+    cause_ms = round(cause[3] * 1000)
+    for key, ts, left, right in results:
+        key_bytes = left[0] if left is not None else right[0]
+        if ts == cause_ms and key_bytes == cause[4]:
+            msg = cause
+        else:
+            msg = new(Message, (cause[0], cause[1], cause[2], ts / 1000, key_bytes, cause[5], cause[6]))
+        out.append(Event(key, (None if left is None else left[2], None if right is None else right[2]), msg))

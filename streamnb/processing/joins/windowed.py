@@ -174,15 +174,26 @@ class WindowJoin:
         record = Kept(side, ts, value, self._seq)
         self._seq += 1
         oldest = now - w.grace - reach  # kept records older than this have closed
+        if oldest > low:
+            low = oldest
         new = tuple.__new__
-        for other in self.kept[1 - side].get(key, ()):
-            t = other.ts
-            if low <= t <= high and t >= oldest:
-                other.matched = record.matched = True
-                if side == LEFT:
-                    out.append(new(Result, (key, ts if ts > t else t, value, other.value)))
-                else:
-                    out.append(new(Result, (key, ts if ts > t else t, other.value, value)))
+        others = self.kept[1 - side].get(key)
+        if others:
+            append = out.append
+            if side == LEFT:
+                for other in others:
+                    t = other.ts
+                    if low <= t <= high:
+                        other.matched = True
+                        append(new(Result, (key, ts if ts > t else t, value, other.value)))
+            else:
+                for other in others:
+                    t = other.ts
+                    if low <= t <= high:
+                        other.matched = True
+                        append(new(Result, (key, ts if ts > t else t, other.value, value)))
+            if out:
+                record.matched = True
         self.kept[side].setdefault(key, []).append(record)
         self.sizes[side] += 1
         self._by_seq[record.seq] = record
