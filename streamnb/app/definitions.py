@@ -33,6 +33,7 @@ from ..processing.tasks import Task, TaskHost, Timer
 from ..runtime import Runtime
 from ..tables.global_table import GlobalTable
 from ..tables.sets import SetGlobalTable, SetTable
+from ..tables.sourced import SourcedGlobalTable, SourcedTable
 from ..tables.table import Table
 from ..topics import Topic
 from ..transport.base import Transport
@@ -292,8 +293,13 @@ class Definitions:
         emit_final: Topic[Any, Any] | str | None = None,
         help: str = "",
         store: str | None = None,
+        source: Topic[Any, Any] | str | None = None,
     ) -> Table[Any, Any]:
         """Define (or redefine, keeping its contents) a table.
+
+        ``source=topic``: a read-only table of the topic's latest value per
+        key, which ``stream.join(table)`` reads in timestamp order with the
+        stream (see :mod:`streamnb.tables.sourced`).
 
         Windowed tables (``.tumbling()``, ``.hopping()``) also take
         ``on_window_close(key, value)`` (once per window, when it closes),
@@ -309,13 +315,14 @@ class Definitions:
         >>> counts["anything"]
         0
         """
-        table: Table[Any, Any] = Table(
-            self.runtime, name, default=default, partitions=partitions, key_type=key_type, value_type=value_type,
-            key_serializer=key_serializer, value_serializer=value_serializer,
-            on_window_close=on_window_close, on_late=on_late, late_topic=late_topic, emit_final=emit_final,
-            help=help, store=store,
+        options: dict[str, Any] = dict(
+            default=default, partitions=partitions, key_type=key_type, value_type=value_type,
+            key_serializer=key_serializer, value_serializer=value_serializer, on_window_close=on_window_close,
+            on_late=on_late, late_topic=late_topic, emit_final=emit_final, help=help, store=store,
         )
-        return self._install_table(table)
+        if source is not None:
+            return self._install_table(SourcedTable(self.runtime, name, source=self.resolve_topic(source), **options))
+        return self._install_table(Table(self.runtime, name, **options))
 
     def _install_table(self, table: TT) -> TT:
         """Register ``table``, keeping the rows of a table it redefines; recover it when running."""
@@ -393,7 +400,14 @@ class Definitions:
         >>> from streamnb import App
         >>> App("demo", broker="memory://").GlobalTable("rates", default=float)["EUR"]
         0.0
+
+        ``source=topic``: a read-only table of the topic's latest values, read to
+        the end before agents run, then followed (:mod:`streamnb.tables.sourced`).
         """
+        source = options.pop("source", None)
+        if source is not None:
+            return self._install_table(SourcedGlobalTable(self.runtime, name, source=self.resolve_topic(source),
+                                                          **options))
         return self._install_table(GlobalTable(self.runtime, name, **options))
 
     def SetGlobalTable(  # noqa: N802 - Faust's name

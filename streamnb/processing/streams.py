@@ -98,6 +98,11 @@ class Stream(Generic[T]):
         self.tick_interval: float | None = None
         self.source: Source | None = None
         """The consumer and commit machinery, once the (root) stream is iterated."""
+        self.join_stats: Any = None
+        """A joined stream's counters (:class:`~streamnb.processing.joins.JoinStats`), else None."""
+        self.joined_event: tuple[Any, Event[Any, Any]] | None = None
+        """(root): ``(message in hand, result)`` while an agent has a stream–stream join's result: what
+        :attr:`current_event` gives for it (its key and timestamp) while that message is in hand."""
 
     # -- iteration ---------------------------------------------------------------------------
 
@@ -179,6 +184,9 @@ class Stream(Generic[T]):
             return None
         txn = source.txn
         msg = txn.message
+        joined = self.root.joined_event
+        if joined is not None and joined[0] is msg:
+            return joined[1]
         if msg is None:
             return None
         topic = self.app.topics.get(msg.topic)
@@ -293,6 +301,28 @@ class Stream(Generic[T]):
             self.app, target, agent=self.agent, member=self.member, members=self.members,
             hops=(*self.hops, Hop(source, None)), stage=f"through({target.name})",
         )
+
+    def join(self, other: Any, how: str = "inner", **options: Any) -> Stream[Any]:
+        """Join with a table (``(value, row)`` pairs) or, with ``within=``, another stream (``(left, right)``).
+
+        See :mod:`streamnb.processing.joins` for the rules.
+
+        >>> from streamnb import App
+        >>> app = App("demo", broker="memory://")
+        >>> customers = app.Table("customers", source=app.topic("customers"))
+        >>> app.stream("orders").join(customers, how="left").stage
+        'join(customers, left)'
+        """
+        from .joins import join_operation
+
+        op, stats, stage = join_operation(self, other, how, options)
+        if getattr(op, "wants_ticks", False):  # it acts when the stream is idle too
+            root, inner = self.root, op
+            root.tick_interval = min(root.tick_interval or self.app.poll_interval, self.app.poll_interval)
+            op = lambda _events: inner(self.iter_events(True))  # noqa: E731
+        joined = self._derive(op)
+        joined.stage, joined.join_stats = stage, stats
+        return joined
 
     def _first_operation(self, what: str) -> Topic[Any, Any]:
         """The topic this stream reads, if ``what`` (group_by/through) may re-key it here."""

@@ -28,7 +28,10 @@ from streamnb.notebook.exercises import RIGHT
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
-LOCAL = ["01_quickstart.ipynb", "02_windows_explained.ipynb", "04_testing_agents.ipynb", "05_event_time.ipynb"]
+LOCAL = [
+    "01_quickstart.ipynb", "02_windows_explained.ipynb", "04_testing_agents.ipynb", "05_event_time.ipynb",
+    "07_joins.ipynb",
+]
 KAFKA = "03_kafka.ipynb"
 REPLAY = "06_replay_and_time_travel.ipynb"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -232,6 +235,14 @@ def test_event_time(tmp_path: Path) -> None:
 
 
 @pytest.mark.kafka
+def test_joins(tmp_path: Path) -> None:
+    nb = _run_all("07_joins.ipynb", tmp_path)
+    text = _outputs_text(nb)
+    assert "TableWriteError" in text and "order a3" in text
+    svgs = [o for c in nb.cells for o in c.get("outputs", []) if "image/svg+xml" in o.get("data", {})]
+    assert svgs  # the picture of each record's join window
+
+
 def test_kafka_notebook_recovers_after_restart(tmp_path: Path) -> None:
     bootstrap = kafka_bootstrap()
     path = _copy(KAFKA, tmp_path)

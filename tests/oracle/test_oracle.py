@@ -61,6 +61,13 @@ CASES: dict[str, OracleCase] = {
         C.session(5, 0, [("a", 0, 1), ("b", 5, 1), ("a", 5, 1)], id="session-closed-not-merged"),
         C.session(5, 0, [("a", 0, 1), ("a", 10, 1), ("a", 5, 1), ("a", 30, 1)], id="session-closed-left-alone"),
         C.session(5, 20, [("a", 10, 1), ("a", 12, 1), ("a", 11, 1)], id="session-inside"),
+        C.session(
+            5_000,
+            2_000,
+            [("k2", 140_000, 1), ("k2", 142_000, 1), ("k0", 144_000, 1), ("k2", 148_000, 1), ("k0", 150_000, 1),
+             ("k0", 155_000, 1), ("k2", 149_315, 1), ("k0", 175_000, 1)],
+            id="session-after-close",
+        ),
     ]
 }
 
@@ -265,6 +272,23 @@ def test_session_closed_session_never_merges(results: dict[str, OracleResult]) -
     # a@5 after a@10: merges with [10,10] only; the emitted [0,0] is left alone.
     r = results["session-closed-left-alone"]
     assert finals(r) == [("a", 0, 0, 1, 1), ("a", 5, 10, 2, 3)]
+    assert r.late == 0
+
+
+def test_session_record_within_gap_of_a_closed_session_starts_another(results: dict[str, OracleResult]) -> None:
+    # Issue 24's example (gap 5 s, grace 2 s). k0@155 closes k2's [148, 148] (148 + 5 + 2 <= 155),
+    # its final = 1 is emitted. k2@149.315 then lies within the gap of it, and its merged session
+    # would still be accepted (148 >= 155 - 5 - 2), but Kafka Streams does not reopen it: a session
+    # closed before the record came is outside the store's retention (end < 155 - 7 + 1) and never
+    # fetched, so the record starts [149.315, 149.315] (not late), with a final of its own.
+    r = results["session-after-close"]
+    assert finals(r) == [
+        ("k2", 140_000, 142_000, 2, 4),
+        ("k0", 144_000, 144_000, 1, 5),
+        ("k2", 148_000, 148_000, 1, 5),
+        ("k2", 149_315, 149_315, 1, 7),
+        ("k0", 150_000, 155_000, 2, 7),
+    ]
     assert r.late == 0
 
 

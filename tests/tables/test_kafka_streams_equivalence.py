@@ -2,7 +2,9 @@
 
 Random inputs (out of order, very late, ties exactly at ``end + grace`` and at
 session gaps: times are drawn from a few dozen milliseconds with windows of a
-few) go through Kafka Streams (``TopologyTestDriver``, the oracle in
+few; and, from ``boundary_cases``, records of a window's key right after stream
+time reached its closing instant or 1 ms before it, including records within
+the gap of a session that just closed) go through Kafka Streams (``TopologyTestDriver``, the oracle in
 tests/oracle) and through streamnb on ``memory://``; the windows, their final
 values and the late counts must be identical.
 
@@ -40,6 +42,48 @@ class Event(faust.Record):
     case: int
     key: str
     value: int
+
+
+def boundary_cases(kind: str, seed: int, n: int) -> list[OracleCase]:
+    """Records placed on the closing instants (tumbling, hopping, session).
+
+    After some records, stream time is moved (by another key) exactly to a window's
+    or a session's ``end (+ gap) + grace`` or 1 ms before it, then a record of the
+    window's key comes inside that window or within the session's gap (it would merge
+    into the session that just closed, issue 24), or exactly on the edge.
+    """
+    rng = random.Random(seed)
+    cases = []
+    for i in range(n):
+        size, grace = rng.choice([2, 5, 10]), rng.choice([0, 1, 2, 5])
+        advance = rng.choice([a for a in (1, 2, 5) if a <= size])
+        events: list[tuple[str, int, int]] = []
+        now = 0
+        for _ in range(rng.randrange(4, 30)):
+            if not events or rng.random() < 0.4:
+                t = max(0, now + rng.randrange(-grace - 2, 4))
+                events.append((rng.choice("ab"), t, 1))
+                now = max(now, t)
+                continue
+            key, t, _ = rng.choice(events)
+            if kind == "session":
+                end = max(u for k, u, _ in events if k == key and abs(u - t) <= size) if rng.random() < 0.5 else t
+                closing, inside = end + size + grace, end + rng.choice([0, 1, size])
+            else:
+                step = size if kind == "tumbling" else advance
+                end = (t // step) * step + size
+                closing, inside = end + grace, end - rng.choice([1, size])
+            mover = "c" if rng.random() < 0.7 else key
+            events.append((mover, closing - rng.choice([0, 0, 1]), 1))
+            events.append((key, max(0, inside), 1))
+            now = max(now, closing, inside)
+        if kind == "tumbling":
+            cases.append(OracleCase.tumbling(size, grace, events, id=f"edge-tumbling-{i}"))
+        elif kind == "hopping":
+            cases.append(OracleCase.hopping(size, advance, grace, events, id=f"edge-hopping-{i}"))
+        else:
+            cases.append(OracleCase.session(size, grace, events, id=f"edge-session-{i}"))
+    return cases
 
 
 def sliding_cases(seed: int, n: int) -> list[OracleCase]:
@@ -136,7 +180,7 @@ async def test_windows_finals_and_late_counts_equal_kafka_streams(kind: str) -> 
     if kind == "sliding":
         cases = sliding_cases(7, PER_KIND * 2)
     else:
-        cases = [c for c in random_cases(11, PER_KIND) if c.kind == kind]
+        cases = [c for c in random_cases(11, PER_KIND) if c.kind == kind] + boundary_cases(kind, 13, PER_KIND)
     kafka = run_cases(cases)
     ours = await run_streamnb(cases)
     differ, retention = [], 0
@@ -157,3 +201,19 @@ async def test_windows_finals_and_late_counts_equal_kafka_streams(kind: str) -> 
     assert sum(r.late for r in kafka) > 0
     if kind == "sliding":
         print(f"sliding: {retention} of {len(cases)} cases hit Kafka's store-retention drop")
+
+
+def test_boundary_draw_hits_the_closing_instants() -> None:
+    """The boundary draw puts records within the gap of a session at the instant it closed (issue 24)."""
+    hits = 0
+    for case in boundary_cases("session", 13, PER_KIND):
+        assert case.gap_ms is not None
+        events = case.events
+        for i in range(1, len(events) - 1):
+            key, t, _ = events[i + 1]
+            closing = events[i][1]
+            ends = [u for k, u, _ in events[: i] if k == key and u + case.gap_ms + case.grace_ms == closing]
+            newest = max(u for _, u, _ in events[: i + 1])
+            if ends and closing == newest and any(0 <= t - e <= case.gap_ms for e in ends):
+                hits += 1
+    assert hits >= PER_KIND // 2

@@ -76,3 +76,26 @@ def test_a_session_deleted_by_an_undone_commit_comes_back_to_expire() -> None:
 
 def commit_without_after(state: SessionState, dirty: Dirty[Any]) -> list[tuple[str, tuple[float, float], Any]]:
     return [(c.key, c.window, c.value) for c in state.before_commit(None, dirty)]
+
+
+def test_a_record_within_the_gap_of_a_closed_session_starts_a_new_one() -> None:
+    """Issue 24's example, decided as Kafka Streams 3.9 does (tests/oracle: "session-after-close").
+
+    k0@155 closes k2's [148, 148] (148 + 5 + 2 <= 155) and its final is emitted. k2@149.315 is
+    within the gap of it, but a final stays final: it starts [149.315, 149.315], not late.
+    """
+    state = SessionState(SessionWindow(5, grace=2), add)
+    emitted = []
+    for key, t in [("k2", 140.0), ("k2", 142.0), ("k0", 144.0), ("k2", 148.0), ("k0", 150.0), ("k0", 155.0),
+                   ("k2", 149.315), ("k0", 175.0)]:
+        dirty: Dirty[Any] = Dirty()
+        write(state, dirty, key, t)
+        emitted += commit(state, dirty)
+    assert emitted == [
+        ("k2", (140.0, 142.0), 2),
+        ("k0", (144.0, 144.0), 1),
+        ("k2", (148.0, 148.0), 1),
+        ("k2", (149.315, 149.315), 1),
+        ("k0", (150.0, 155.0), 2),
+    ]
+    assert state.late == {}

@@ -147,6 +147,9 @@ public final class Oracle {
         // Record every metric (the late-record ones are INFO; TRACE lets --metrics show the rest).
         props.put(StreamsConfig.METRICS_RECORDING_LEVEL_CONFIG, "TRACE");
 
+        if (JoinOracle.handles(kind)) {
+            return JoinOracle.runCase(spec, props);
+        }
         final Topology topology = buildTopology(kind, spec, props);
 
         final ObjectNode result = JSON.createObjectNode();

@@ -1,0 +1,390 @@
+"""Stream–stream joins in an agent: ``stream.join(other_topic, within=..., grace=..., how=...)``.
+
+The agent's stream is the left side; ``other_topic`` (co-partitioned) the
+right. Per partition ``p`` (a task) the join reads the right topic's
+partition ``p`` itself, together with the stream in timestamp order: before
+a left record at ``t`` it takes the right records with a timestamp ``<= t``
+(in offset order, up to the first later one), so results never depend on
+timing. The rule is :mod:`streamnb.processing.joins.windowed`'s.
+
+Each result is yielded as ``(left, right)`` (``None`` for the missing side of
+a left/outer result); ``stream.current_event()`` then carries the key and the
+result's timestamp (``max(left.ts, right.ts)``, or the unmatched record's).
+
+Late records (their window end + grace before stream time) are counted
+(``join_stats.late``), passed to ``on_late(event)`` and sent to
+``late_topic=`` (True: ``<app id>-<agent>-join-<topic>-late``) like late
+window events. The records kept for matching, each task's stream time and
+how far the right partition was read live in the changelog
+``<app id>-<agent>-join-<topic>-changelog`` (one snapshot per partition and
+commit), committed with the agent's offsets: they survive restarts and
+rebalances, and with exactly-once go in the partition's transaction.
+
+>>> from streamnb import App
+>>> app = App("demo", broker="memory://")
+>>> payments = app.topic("payments")
+>>> app.stream("orders").join(payments, within=600, grace=60, how="left").stage
+'join(payments, left, before=600.0 s, after=600.0 s, grace=60.0 s)'
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from ...errors import ConfigurationError
+from ...events import Event, divert
+from ...timeunits import ms, seconds
+from ...topics import Topic
+from ...transaction import Transaction, current_transaction
+from ...transport.base import TP, Message, ProducerRecord, Transport
+from .stream_table import JoinStats, Op, check_copartitioned
+from .windowed import LEFT, RIGHT, JoinWindow, Result, WindowJoin
+
+__all__ = ["JoinDirty", "StreamStreamJoin", "stream_stream_join"]
+
+
+def hashable(obj: Any) -> Any:
+    """A decoded key usable as a dict key (JSON arrays as tuples)."""
+    if isinstance(obj, list):
+        return tuple(hashable(x) for x in obj)
+    return obj
+
+logger = logging.getLogger("streamnb")
+
+_OPTIONS = {"within", "before", "after", "grace", "on_late", "late_topic"}
+
+
+class JoinDirty(dict[int, tuple[Any, ...]]):
+    """A transaction's bookkeeping: partition -> the join's state there before the transaction."""
+
+
+class StreamStreamJoin:
+    """The join of one agent's stream with a topic: per-partition rule, right-side reader, changelog.
+
+    A :class:`~streamnb.transaction.CommitParticipant`.
+    """
+
+    def __init__(
+        self, app: Any, left: Topic[Any, Any], right: Topic[Any, Any], how: str, window: JoinWindow, owner: str,
+        on_late: Callable[..., Any] | None = None, late_topic: Topic[Any, Any] | str | bool | None = None,
+    ) -> None:
+        WindowJoin(window, how)  # checks how=
+        self.app = app
+        self.left = left
+        self.right = right
+        self.how = how
+        self.window = window
+        self.name = f"{owner}-join-{right.name}"
+        self.changelog: Topic[Any, Any] = app.internal_topic(
+            f"{app.id}-{self.name}-changelog", partitions=left.partitions, key_serializer="json",
+            value_serializer="json", compacting=True,
+        )
+        self.on_late = on_late
+        self.late_topic: Topic[Any, Any] | None = None
+        if late_topic is True:
+            self.late_topic = app.internal_topic(f"{app.id}-{self.name}-late", key_serializer="raw",
+                                                 value_serializer="raw")
+        elif late_topic not in (None, False):
+            self.late_topic = app.resolve_topic(late_topic)
+        self.joins: dict[int, WindowJoin] = {}
+        """Per partition (task): the rule's state."""
+        self.positions: dict[int, int] = {}
+        """Per partition: the next offset of the right topic to read."""
+        self.held: dict[int, list[Message]] = {}
+        """Per partition: right records read but later than the left stream so far."""
+        self.stats = JoinStats()
+
+    # -- processing -------------------------------------------------------------------------
+
+    async def task(self, transport: Transport, partition: int) -> WindowJoin:
+        """The state of ``partition``, read from the changelog when this worker has not got it."""
+        join = self.joins.get(partition)
+        if join is not None:
+            return join
+        await self.changelog.declare()
+        if self.late_topic is not None:
+            await self.late_topic.declare()
+        join = WindowJoin(self.window, self.how)
+        tp = TP(self.changelog.name, partition)
+        start = (await transport.beginning_offsets([tp]))[tp]
+        end = (await transport.end_offsets([tp]))[tp]
+        last = None
+        while start < end:
+            msgs = await transport.read(tp, start, end, 10_000)
+            if not msgs:
+                break
+            for msg in msgs:
+                last = msg.value
+            start = msgs[-1].offset + 1
+        if last is not None:
+            snapshot = self.changelog.value_codec.loads(last)
+            join.load([self._row(r) for r in snapshot["rows"]], snapshot["time"])
+            join.late = snapshot["late"]
+            self.positions[partition] = snapshot["position"]
+        self.joins[partition] = join
+        self.held[partition] = []
+        return join
+
+    def _row(self, row: list[Any]) -> tuple[int, Any, int, Any, bool]:
+        side, raw_key, ts, raw_value, matched = row
+        topic = self.left if side == LEFT else self.right
+        key_bytes = None if raw_key is None else raw_key.encode("latin-1")
+        value_bytes = raw_value.encode("latin-1")
+        key = hashable(topic.decode_key(key_bytes)) if key_bytes is not None else None
+        return side, key, ts, (key_bytes, value_bytes, topic.decode_value(value_bytes)), matched
+
+    async def right_until(self, transport: Transport, partition: int, until: float) -> list[Message]:
+        """The right records of ``partition`` the merge takes before a left record at ``until``."""
+        held = self.held[partition]
+        out: list[Message] = []
+        while True:
+            if not held:
+                held = await self._fetch(transport, partition)
+                if not held:
+                    break
+            i = 0
+            while i < len(held) and held[i].timestamp <= until:
+                i += 1
+            out += held[:i]
+            held = held[i:]
+            if held:
+                break
+        self.held[partition] = held
+        return out
+
+    async def right_pending(self, transport: Transport, partition: int) -> bool:
+        """True when the right partition has records the join has not taken."""
+        if self.held.get(partition):
+            return True
+        tp = TP(self.right.name, partition)
+        position = self.positions.get(partition)
+        end = (await transport.end_offsets([tp]))[tp]
+        if position is None:
+            return end > (await transport.beginning_offsets([tp]))[tp]
+        return end > position
+
+    async def _fetch(self, transport: Transport, partition: int) -> list[Message]:
+        tp = TP(self.right.name, partition)
+        start = self.positions.get(partition)
+        if start is None:
+            start = self.positions[partition] = (await transport.beginning_offsets([tp]))[tp]
+        end = (await transport.end_offsets([tp]))[tp]
+        if start >= end:
+            return []
+        msgs = await transport.read(tp, start, end, 10_000)
+        if msgs:
+            self.positions[partition] = msgs[-1].offset + 1
+        return msgs
+
+    def touch(self, txn: Transaction, partition: int, join: WindowJoin) -> None:
+        """Note ``partition``'s state before ``txn`` changes it (to restore it if the commit fails)."""
+        dirty: JoinDirty | None = txn.dirty.get(self)
+        if dirty is None:
+            dirty = txn.dirty[self] = JoinDirty()
+        if partition not in dirty:
+            dirty[partition] = (join.rows(), join.stream_time, join.late, self._position(partition))
+
+    def _position(self, partition: int) -> int | None:
+        held = self.held.get(partition)
+        return held[0].offset if held else self.positions.get(partition)
+
+    def process(self, join: WindowJoin, side: int, msg: Message, key: Any, value: Any) -> list[Result]:
+        """One record through the rule (values kept with their bytes, for the changelog); late ones routed."""
+        late = join.late
+        results = join.process(side, key, ms(msg.timestamp), (msg.key, msg.value, value))
+        if join.late != late:
+            self._late(msg, key, value)
+        return results
+
+    def _late(self, msg: Message, key: Any, value: Any) -> None:
+        txn = current_transaction()
+        if self.late_topic is not None and txn is not None:
+            headers = (("streamnb-join", self.name.encode()),)
+            txn.records.append(divert(msg, self.late_topic.name, self.late_topic.partition_count, headers))
+        if self.on_late is not None:
+            try:
+                out = self.on_late(Event(key, value, msg))
+                if out is not None and inspect.isawaitable(out):
+                    self.app.spawn(out, f"on_late({self.name})")
+            except Exception:
+                logger.exception("on_late of join %r failed", self.name)
+
+    def count_buffered(self) -> None:
+        """Refresh the buffered and late counts of :attr:`stats` (late: kept in the changelog, over restarts)."""
+        self.stats.late = sum(j.late for j in self.joins.values())
+        self.stats.buffered_left = sum(j.buffered(LEFT) for j in self.joins.values())
+        self.stats.buffered_right = sum(j.buffered(RIGHT) for j in self.joins.values())
+
+    # -- the commit protocol ----------------------------------------------------------------
+
+    def before_commit(self, txn: Transaction) -> None:
+        """Refresh the counters (nothing closes at commit time: records close as records come)."""
+        self.count_buffered()
+
+    def changelog_records(self, dirty: JoinDirty, timestamp: float) -> list[ProducerRecord]:
+        """One snapshot per partition the transaction touched: kept records, stream time, late count, position."""
+        out = []
+        dumps = self.changelog.value_codec.dumps
+        for partition in dirty:
+            join = self.joins.get(partition)
+            if join is None:
+                continue
+            rows = [
+                [side, None if v[0] is None else v[0].decode("latin-1"), ts, v[1].decode("latin-1"), matched]
+                for side, _key, ts, v, matched in join.rows()
+            ]
+            value = {"rows": rows, "time": join.stream_time, "late": join.late,
+                     "position": self._position(partition)}
+            out.append(ProducerRecord(self.changelog.name, partition, b"%d" % partition, dumps(value), timestamp))
+        return out
+
+    def restore(self, dirty: JoinDirty) -> None:
+        """Put back each touched partition's state as it was before the transaction."""
+        for partition, (rows, stream_time, late, position) in dirty.items():
+            join = self.joins.get(partition)
+            if join is None:
+                continue
+            join.load(rows, stream_time)
+            join.late = late
+            self.held[partition] = []
+            if position is None:
+                self.positions.pop(partition, None)
+            else:
+                self.positions[partition] = position
+
+    def drop_partitions(self, partitions: set[int]) -> None:
+        """Forget these partitions (read from the changelog again when next used)."""
+        for partition in partitions:
+            self.joins.pop(partition, None)
+            self.positions.pop(partition, None)
+            self.held.pop(partition, None)
+
+    def after_commit(self, dirty: JoinDirty) -> None:
+        """Nothing to do."""
+
+    __hash__ = object.__hash__
+    __eq__ = object.__eq__
+
+
+def stream_stream_join(stream: Any, other: Any, how: str, options: dict[str, Any]) -> tuple[Op, JoinStats, str]:
+    """The operation, counters and stage label of ``stream.join(other, within=..., how=...)``."""
+    unknown = sorted(set(options) - _OPTIONS)
+    if unknown:
+        raise ConfigurationError(
+            f"join({getattr(other, 'name', other)!r}): {', '.join(unknown)} do(es) not apply to a stream–stream "
+            f"join (it takes {', '.join(sorted(_OPTIONS))} and how=)"
+        )
+    if not isinstance(other, (Topic, str)):
+        raise ConfigurationError(
+            f"stream.join({other!r}): join a Table (stream–table) or a topic with within= (stream–stream)"
+        )
+    window = JoinWindow.of(options.get("within"), options.get("before"), options.get("after"), options.get("grace"))
+    app = stream.app
+    right = app.resolve_topic(other)
+    left = stream.root.channel
+    if left is None:
+        raise ConfigurationError("stream.join(topic, ...) needs a stream read from a topic")
+    check_copartitioned(left, right, f"stream.join({right.name!r})")
+    owner = stream.agent.name if stream.agent is not None else "stream"
+    join = StreamStreamJoin(app, left, right, how, window, owner, options.get("on_late"), options.get("late_topic"))
+    label = (f"join({right.name}, {how}, before={seconds(window.before)} s, after={seconds(window.after)} s, "
+             f"grace={seconds(window.grace)} s)")
+    return _operation(join, stream.root), join.stats, label
+
+
+def _operation(join: StreamStreamJoin, root: Any) -> Op:
+    async def op(events: AsyncIterator[Event[Any, Any]]) -> AsyncIterator[Event[Any, Any]]:
+        transport = await join.app.connect()
+        read_to: dict[int, int] = {}  # left partition -> next offset
+        signal = getattr(join.app, "on_partitions_revoked", None)
+
+        def revoked(sender: Any, revoked: Any = (), **kwargs: Any) -> None:
+            """Partitions moved away (committed first): forget them; read from the changelog if they come back."""
+            gone = {tp.partition for tp in revoked if tp.topic == join.left.name}
+            join.drop_partitions(gone)
+            for partition in gone:
+                read_to.pop(partition, None)
+
+        if signal is not None:
+            signal.connect(revoked)
+        try:
+            async for event in events:
+                if event is None:  # the left stream is idle: partitions read to their end take the right's rest
+                    txn = current_transaction()
+                    for partition in await _caught_up(join, transport, read_to):
+                        for out in await _step(join, transport, partition, None):
+                            if txn is not None:  # a table written now goes to the result's partition
+                                txn.message, txn.value = out.message, out.value
+                            root.joined_event = (out.message, out)
+                            yield out
+                    continue
+                msg = event.message
+                read_to[msg.partition] = msg.offset + 1
+                for out in await _step(join, transport, msg.partition, event):
+                    # The message in hand stays what the source handed out (a rebalance finds it by
+                    # identity); stream.current_event gives the result's key and timestamp.
+                    root.joined_event = (msg, out)
+                    yield out
+        finally:
+            if signal is not None:
+                signal.disconnect(revoked)
+
+    op.wants_ticks = True  # type: ignore[attr-defined]
+    return op
+
+
+async def _caught_up(join: StreamStreamJoin, transport: Transport, read_to: dict[int, int]) -> list[int]:
+    """Left partitions with no record left to read (so the merge may take the right side alone)."""
+    tps = [TP(join.left.name, p) for p in read_to]
+    if not tps:
+        return []
+    ends = await transport.end_offsets(tps)
+    idle = [tp.partition for tp in tps if ends[tp] <= read_to[tp.partition]]
+    return [p for p in idle if await join.right_pending(transport, p)]
+
+
+async def _step(join: StreamStreamJoin, transport: Transport, partition: int,
+                event: Event[Any, Any] | None) -> list[Event[Any, Any]]:
+    """The right records the merge takes before ``event`` (all that are there: None), then ``event``: results."""
+    state = join.joins.get(partition) or await join.task(transport, partition)
+    txn = current_transaction()
+    if txn is not None:
+        if event is None and txn.outputs is not None:
+            txn.switch(TP(join.left.name, partition))  # exactly-once: this partition's transaction
+        join.touch(txn, partition, state)
+    until = math.inf if event is None else event.message.timestamp
+    out: list[Event[Any, Any]] = []
+    held = join.held[partition]
+    if not held or held[0].timestamp <= until:  # (else the right side waits: nothing to read)
+        decode_key, decode_value = join.right.decode_key, join.right.decode_value
+        for right in await join.right_until(transport, partition, until):
+            if right.value is None:
+                join.stats.dropped += 1
+                continue
+            key = hashable(decode_key(right.key)) if right.key is not None else None
+            _events(join.process(state, RIGHT, right, key, decode_value(right.value)), right, out)
+    if event is not None:
+        if event.value is None:
+            join.stats.dropped += 1
+        else:
+            msg = event.message
+            _events(join.process(state, LEFT, msg, hashable(event.key), event.value), msg, out)
+    join.stats.joined += len(out)
+    return out
+
+
+def _events(results: list[Result], cause: Message, out: list[Event[Any, Any]]) -> None:
+    """Each result as an event: the message that caused it, with the result's timestamp and key."""
+    new = tuple.__new__
+    cause_ms = round(cause[3] * 1000)
+    for key, ts, left, right in results:
+        key_bytes = left[0] if left is not None else right[0]
+        if ts == cause_ms and key_bytes == cause[4]:
+            msg = cause
+        else:
+            msg = new(Message, (cause[0], cause[1], cause[2], ts / 1000, key_bytes, cause[5], cause[6]))
+        out.append(Event(key, (None if left is None else left[2], None if right is None else right[2]), msg))
