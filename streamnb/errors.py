@@ -13,6 +13,7 @@ catches them all, and every message says what to do next::
      │    └── CorruptStoreError        a local:// folder's bytes changed on disk (checksum, sqlite, lost WAL)
      ├── PartitionMismatchError    a table is not co-partitioned with its source
      ├── StoreLockedError          another process holds a table's store (store="rocksdb://")
+     ├── StoreWriteError           a table's store cannot be written (a full disk); the commit is retried
      ├── SchemaRegistryUnavailableError  nothing answers at the schema registry's address
      ├── SerializationError        bytes that cannot be decoded/encoded
      │    └── ValidationError      a Record field is missing or has the wrong type
@@ -49,6 +50,7 @@ __all__ = [
     "SchemaRegistryUnavailableError",
     "SerializationError",
     "StoreLockedError",
+    "StoreWriteError",
     "StreamnbError",
     "TableWriteError",
     "ValidationError",
@@ -118,6 +120,10 @@ class CorruptStoreError(BrokerError):
 
 class StoreLockedError(StreamnbError):
     """Another process holds the RocksDB folder of a table (``store="rocksdb://"``)."""
+
+
+class StoreWriteError(StreamnbError):
+    """A table's RocksDB store could not be written (a full disk); the changelog holds the commit."""
 
 
 class PartitionMismatchError(StreamnbError):

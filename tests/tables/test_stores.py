@@ -14,6 +14,8 @@ from streamnb.tables.stores.rocksdb import RocksDBStore
 from streamnb.testing import settle, wait_until
 from streamnb.transport.base import TP, Message
 
+TABLE_STORES = ["rocksdb://"]  # (these tests name their store)
+
 
 def make_app(app_id: str, broker: str, datadir: Path, partitions: int = 4) -> tuple[faust.App, Any, Any]:
     app = faust.App(app_id, broker=broker, topic_partitions=partitions, datadir=str(datadir))
@@ -203,21 +205,21 @@ def test_a_store_of_another_format_is_rebuilt(tmp_path: Path, caplog: pytest.Log
     store.close()
 
 
-def test_what_rocksdb_does_not_hold_yet_is_an_error_when_asked_for_a_note_when_inherited(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    app = faust.App("st-kinds", broker="memory://", datadir=str(tmp_path))
-    with pytest.raises(faust.ConfigurationError, match="windows stay in memory|rows stay in memory"):
-        app.Table("w", default=int, store="rocksdb://").tumbling(10)
-    with pytest.raises(faust.ConfigurationError, match="not a table store"):
-        app.Table("x", store="redis://")
-    app = faust.App("st-kinds-2", broker="memory://", datadir=str(tmp_path), store="rocksdb://")
-    with caplog.at_level(logging.INFO, logger="streamnb"):
-        windowed = app.Table("w", default=int).tumbling(10)
-        everywhere = app.GlobalTable("g", default=int)
-        plain = app.Table("p", default=int)
-    assert windowed.table.store == "memory://" and everywhere.store == "memory://" and plain.store == "rocksdb://"
-    assert any("keeps its" in r.getMessage() and "in memory" in r.getMessage() for r in caplog.records)
+def test_every_kind_of_table_takes_the_apps_store_and_a_bad_one_is_an_error(tmp_path: Path) -> None:
+    app = faust.App("st-kinds", broker="memory://", datadir=str(tmp_path), store="rocksdb://")
+    tables = [
+        app.Table("w", default=int).tumbling(10).table,
+        app.Table("h", default=int).hopping(10, 5).table,
+        app.Table("s", default=int).sliding(10).table,
+        app.Table("x", default=int).session(10).table,
+        app.SetTable("set", value_type=str),
+        app.GlobalTable("g", default=int),
+        app.Table("p", default=int),
+    ]
+    assert [t.store for t in tables] == ["rocksdb://"] * len(tables)
+    assert all(t.persistence is not None for t in tables)
     assert app.conf.store == "rocksdb://"
+    with pytest.raises(faust.ConfigurationError, match="not a table store"):
+        app.Table("y", store="redis://")
     with pytest.raises(faust.ConfigurationError, match="store_memory"):
         faust.App("st-kinds-3", broker="memory://", store_memory="lots")
