@@ -12,7 +12,9 @@ worker serves, under ``<datadir>/<app id>/<table>/<partition>``.
   cannot be trusted: the resume offset is past the changelog's end (a
   recreated topic, or the volatile ``memory://`` broker after a restart),
   the changelog now starts after it (retention, a deleted topic), the
-  on-disk format differs, or the files cannot be read.
+  store followed another broker's changelog (an app moved by ``fork()``,
+  a datadir shared by two brokers), the on-disk format differs, or the
+  files cannot be read.
 - **Commits**: the changelog records a commit writes are kept
   (:meth:`TableStore.committing`) and applied to the store once the commit
   landed (:meth:`TableStore.committed`), with the resume offset moved on by
@@ -144,12 +146,16 @@ class TableStore:
                 f"its changelog now starts at offset {begin}, after where its store stopped ({resume}): "
                 "records were deleted (retention or a recreated topic)"
             )
+        elif resume is not None and store.origin not in (None, transport.url):
+            reason = f"its store followed the changelog on {store.origin}, this app runs on {transport.url}"
         if reason is not None:
             logger.warning("table %r partition %d: rebuilding its store from the changelog: %s",
                            self.table, partition, reason)
             store.destroy()
             store.open()
             resume = None
+        if store.origin != transport.url:
+            store.origin = transport.url
         self._unflushed.pop(partition, None)
         return store, (begin if resume is None else resume), end
 

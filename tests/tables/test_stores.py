@@ -127,6 +127,7 @@ class ChangelogLog:
     """A changelog partition whose head can be deleted (what retention or a recreated topic do)."""
 
     distributed = False
+    url = "memory://changelog-log"
 
     def __init__(self, records: list[tuple[bytes, bytes | None]]) -> None:
         self.records = {offset: kv for offset, kv in enumerate(records)}
@@ -223,3 +224,25 @@ def test_every_kind_of_table_takes_the_apps_store_and_a_bad_one_is_an_error(tmp_
         app.Table("y", store="redis://")
     with pytest.raises(faust.ConfigurationError, match="store_memory"):
         faust.App("st-kinds-3", broker="memory://", store_memory="lots")
+
+
+async def test_a_store_that_followed_another_brokers_changelog_is_rebuilt(
+    app_id: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One datadir, two brokers (an app moved by fork(), or a datadir given to two apps): never mix their rows."""
+    datadir, a, b = tmp_path / "data", f"local://{tmp_path / 'a'}", f"local://{tmp_path / 'b'}"
+    app, words, counts = make_app(app_id, b, tmp_path / "elsewhere", partitions=1)
+    async with app:  # broker b's changelog: longer than what the store will have read on a
+        for word in ["p", "q", "r", "s"]:
+            await words.send(key=word, value=word)
+        await settle(app)
+    app, words, counts = make_app(app_id, a, datadir, partitions=1)
+    async with app:
+        for word in ["x", "y"]:
+            await words.send(key=word, value=word)
+        await settle(app)
+    with caplog.at_level(logging.WARNING, logger="streamnb"):
+        app, words, counts = make_app(app_id, b, datadir, partitions=1)
+        async with app:
+            assert dict(counts.items()) == {"p": 1, "q": 1, "r": 1, "s": 1}
+    assert any(f"followed the changelog on {a}, this app runs on {b}" in r.getMessage() for r in caplog.records)

@@ -8,7 +8,8 @@ One RocksDB per table partition, in ``<datadir>/<app id>/<table>/<partition>``
   decoding them;
 - ``b"r"``: where reading the changelog partition resumes (8 bytes,
   big-endian): every changelog record before it is reflected in the rows;
-- ``b"v"``: the on-disk format version.
+- ``b"v"``: the on-disk format version;
+- ``b"o"``: the broker whose changelog the rows follow (its URL).
 
 Records are applied in one :class:`rocksdict.WriteBatch` together with the
 new resume offsets, so a crash leaves the store at a commit boundary. The
@@ -50,6 +51,7 @@ FORMAT_VERSION = b"1"
 _ROW = b"d"
 _RESUME = b"r"
 _VERSION = b"v"
+_ORIGIN = b"o"
 _OWNER = "OWNER"
 
 
@@ -162,10 +164,20 @@ class RocksDBStore:
                 return
             yield key[1:], value
 
+    @property
+    def origin(self) -> str | None:
+        """The URL of the broker whose changelog the rows follow (None: not recorded yet)."""
+        found = self.db.get(_ORIGIN)
+        return None if found is None else bytes(found).decode(errors="replace")
+
+    @origin.setter
+    def origin(self, url: str) -> None:
+        self.db.put(_ORIGIN, url.encode())
+
     def estimate_rows(self) -> int:
         """RocksDB's estimate of the number of rows (cheap; exact after a compaction)."""
         estimate = int(self.db.property_int_value("rocksdb.estimate-num-keys") or 0)
-        return max(estimate - 2, 0)  # (the resume offset and the format version are keys too)
+        return max(estimate - 3, 0)  # (the resume offset, the format version and the origin are keys too)
 
     def apply(self, records: Iterable[tuple[bytes, bytes | None]], resume: int | None) -> None:
         """Apply changelog records ``(key, value or None)`` and the new resume offset in one atomic batch."""
