@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import time
 from typing import Any
@@ -96,6 +97,8 @@ class TableStore:
         self.app = app
         self.markers = 0
         """Offsets a commit's transaction adds after a changelog partition's records (Kafka exactly-once: 1)."""
+        self.stream_topic: str | None = None
+        """A windowed table's stream-time topic, whose records commits keep in the stores too."""
 
     def __repr__(self) -> str:
         return f"<TableStore {self.table!r} in {str(self.folder)!r}>"
@@ -190,9 +193,31 @@ class TableStore:
             store.apply((), end)  # read to the end (markers, aborted records and all)
         if held is not None:
             if stream_times is not None and isinstance(held, EventTimeState):
-                await stream_times.read(transport, partition, held)  # (a topic of its own, not counted)
+                read += await self._stream_time(transport, store, stream_times, held, partition)
             held.loaded()
         self.state.serve(partition, store)
+        return read
+
+    async def _stream_time(
+        self, transport: Transport, store: RocksDBStore, times: StreamTimeTopic, held: EventTimeState, partition: int
+    ) -> int:
+        """A windowed table's stream time: the stored one, then the stream-time topic's tail; returns records read.
+
+        The stored value is used only while the topic still holds where it
+        stopped (else the whole topic is read, as on ``memory://``).
+        """
+        self.stream_topic = times.topic.name
+        tp = TP(times.topic.name, partition)
+        begin = (await transport.beginning_offsets([tp]))[tp]
+        end = (await transport.end_offsets([tp]))[tp]
+        stored, start = store.stream_time(), None
+        if stored is not None and begin <= stored[0] <= end:
+            start = stored[0]
+            if stored[1] is not None:
+                held.load_stream_time_record(partition, float(json.loads(stored[1])))
+        read, _after = await times.read(transport, partition, held, start)
+        now = held.stream_time.get(partition)
+        store.apply((), None, (end, None if now is None else json.dumps(now).encode()))
         return read
 
     async def load(self, store: RocksDBStore, state: TableState, partition: int) -> int:
@@ -228,14 +253,21 @@ class TableStore:
         """
         records, self._flushing = self._flushing, None
         by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
-        name = self.changelog.name
+        times: dict[int, list[bytes | None]] = {}
+        name, stream_topic = self.changelog.name, self.stream_topic
         for r in records or ():
-            if r[2] is None or r[0] != name:  # (stream-time records go to a topic of their own)
+            if r[0] != name:
+                if r[0] == stream_topic:
+                    times.setdefault(r[1], []).append(r[3])
+                continue
+            if r[2] is None:  # (a changelog record always has a key)
                 continue
             found = by_partition.get(r[1])
             if found is None:
                 found = by_partition[r[1]] = []
             found.append((r[2], r[3]))
+        if times:
+            self._stream_times(times)
         failed = False
         stores, unflushed = self.stores, self._unflushed
         for partition in [*by_partition, *(p for p in unflushed if p not in by_partition)]:
@@ -255,6 +287,22 @@ class TableStore:
                 failed = True
         if not failed:  # (else the rows stay pending in memory until the store has them)
             self.state.flushed()
+
+    def _stream_times(self, times: dict[int, list[bytes | None]]) -> None:
+        """Keep a commit's stream-time records in the stores (each moves its topic's resume offset on)."""
+        for partition, values in times.items():
+            store = self.stores.get(partition)
+            stored = None if store is None else store.stream_time()
+            if store is None or stored is None:
+                continue  # (not served here, or its stream time is read from the topic at the next restore)
+            unflushed = self._unflushed.get(partition)
+            if unflushed is not None:  # (a store that cannot be written: read from the topic at a restart)
+                continue
+            try:
+                store.apply((), None, (stored[0] + len(values) + self.markers, values[-1]))
+            except Exception as exc:
+                logger.error("table %r: its store %s could not keep the stream time (%s)",
+                             self.table, store.path, _first_line(exc))
 
     def _write(self, store: RocksDBStore, changes: list[tuple[bytes, bytes | None]], taken: int) -> None:
         resume = None if store.resume is None else store.resume + taken

@@ -384,7 +384,10 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
                 written += records
             yield records
         if dirty.stream_time and isinstance(state, EventTimeState):
-            yield self._encoder.stream_time_records(state.stream_time_changes(dirty), timestamp)
+            times = self._encoder.stream_time_records(state.stream_time_changes(dirty), timestamp)
+            if persistence is not None:
+                written += times  # (kept in the stores with the rows)
+            yield times
         if persistence is not None:
             persistence.committing(written)
 

@@ -45,8 +45,9 @@ async def test_a_value_the_codec_cannot_encode_is_refused_at_the_write_naming_ta
         assert dict(counts.items()) == {"a": 2, "b": 1}  # nothing of the refused writes
         assert {k for (k, _w) in windows.table.data} == {"a", "b"}
         assert app.agents["count"].dead_lettered == 2
-        error = str(app.agents["count"].last_error)
-        assert "table 'windows': the value written for key 'bad-window' cannot be stored" in error
+        errors = "".join(tb for _when, tb in app.agents["count"].errors)
+        assert "table 'counts': the value written for key 'bad' cannot be stored" in errors
+        assert "table 'windows': the value written for key 'bad-window' cannot be stored" in errors
 
 
 def no_space(*args: Any, **kwargs: Any) -> None:

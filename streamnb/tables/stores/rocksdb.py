@@ -9,7 +9,10 @@ One RocksDB per table partition, in ``<datadir>/<app id>/<table>/<partition>``
 - ``b"r"``: where reading the changelog partition resumes (8 bytes,
   big-endian): every changelog record before it is reflected in the rows;
 - ``b"v"``: the on-disk format version;
-- ``b"o"``: the broker whose changelog the rows follow (its URL).
+- ``b"o"``: the broker whose changelog the rows follow (its URL);
+- ``b"t"``: a windowed table's stream time: where reading its stream-time
+  topic partition resumes (8 bytes, big-endian), then the newest stream
+  time in JSON (nothing: none).
 
 Records are applied in one :class:`rocksdict.WriteBatch` together with the
 new resume offsets, so a crash leaves the store at a commit boundary. The
@@ -52,6 +55,7 @@ _ROW = b"d"
 _RESUME = b"r"
 _VERSION = b"v"
 _ORIGIN = b"o"
+_STREAM_TIME = b"t"
 _OWNER = "OWNER"
 
 
@@ -174,13 +178,27 @@ class RocksDBStore:
     def origin(self, url: str) -> None:
         self.db.put(_ORIGIN, url.encode())
 
+    def stream_time(self) -> tuple[int, bytes | None] | None:
+        """``(resume offset on the stream-time topic, stream time in JSON or None)``, or None if never stored."""
+        found = self.db.get(_STREAM_TIME)
+        if found is None:
+            return None
+        data = bytes(found)
+        return int.from_bytes(data[:8], "big"), (data[8:] or None)
+
     def estimate_rows(self) -> int:
         """RocksDB's estimate of the number of rows (cheap; exact after a compaction)."""
         estimate = int(self.db.property_int_value("rocksdb.estimate-num-keys") or 0)
-        return max(estimate - 3, 0)  # (the resume offset, the format version and the origin are keys too)
+        return max(estimate - 4, 0)  # (resume offset, format version, origin and stream time are keys too)
 
-    def apply(self, records: Iterable[tuple[bytes, bytes | None]], resume: int | None) -> None:
-        """Apply changelog records ``(key, value or None)`` and the new resume offset in one atomic batch."""
+    def apply(
+        self, records: Iterable[tuple[bytes, bytes | None]], resume: int | None,
+        stream_time: tuple[int, bytes | None] | None = None,
+    ) -> None:
+        """Apply changelog records ``(key, value or None)`` and the new resume offset in one atomic batch.
+
+        ``stream_time``: the stream time to keep with them, as :meth:`stream_time` gives it.
+        """
         import rocksdict
 
         batch = rocksdict.WriteBatch(raw_mode=True)
@@ -192,6 +210,8 @@ class RocksDBStore:
                 put(_ROW + key, value)
         if resume is not None:
             put(_RESUME, resume.to_bytes(8, "big"))
+        if stream_time is not None:
+            put(_STREAM_TIME, stream_time[0].to_bytes(8, "big") + (stream_time[1] or b""))
         self.db.write(batch)
         if resume is not None:
             self.resume = resume
