@@ -23,15 +23,17 @@ worker serves, under ``<datadir>/<app id>/<table>/<partition>``.
   transaction per input partition writes the changelog partition of the
   same number, once per commit). Nothing reaches the store that the
   changelog does not hold. A ``kill -9`` between the two leaves the store
-  one commit behind, and the next restore reads that commit again.
-
+  one commit behind, and the next restore reads that commit again. A store
+  that cannot be written (a full disk) keeps its offset, the error is
+  logged, and the next commit writes both commits' records.
 - **Every kind of table.** A plain table's rows live in the stores
   (:class:`~streamnb.tables.state.stored.StoredState`, read as they go).
   Windowed (tumbling, hopping, sliding, session), set, global and
   ``history=True`` tables keep their state in memory as on ``memory://``
   (:attr:`TableStore.held`): the stores hold the same compacted image of
   their changelog, written at each commit the same way, and a restart loads
-  the state from them and reads only the changelog's tail.
+  the state from them and reads only the changelog's tail. A windowed
+  table's stream time is kept with the offset of its stream-time topic.
 
 Example (what the table does)::
 
