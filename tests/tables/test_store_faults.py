@@ -13,9 +13,13 @@ import streamnb as faust
 from streamnb.tables.stores.rocksdb import RocksDBStore
 from streamnb.testing import settle
 
+TABLE_STORES = ["rocksdb://"]  # (the value check runs on both stores: its test names them)
 
-def make_app(app_id: str, broker: str, datadir: Path) -> tuple[faust.App, Any, Any, Any]:
-    app = faust.App(app_id, broker=broker, topic_partitions=2, datadir=str(datadir))
+
+def make_app(
+    app_id: str, broker: str, datadir: Path, store: str = "rocksdb://"
+) -> tuple[faust.App, Any, Any, Any]:
+    app = faust.App(app_id, broker=broker, topic_partitions=2, datadir=str(datadir), store=store)
     words = app.topic(f"{app_id}-words", key_type=str, value_type=str)
     counts = app.Table("counts", default=int)
     windows = app.Table("windows", default=list).tumbling(10, expires=1000)
@@ -34,10 +38,11 @@ def make_app(app_id: str, broker: str, datadir: Path) -> tuple[faust.App, Any, A
     return app, words, counts, windows
 
 
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 async def test_a_value_the_codec_cannot_encode_is_refused_at_the_write_naming_table_and_key(
-    app_id: str, broker: str, tmp_path: Path
+    app_id: str, broker: str, tmp_path: Path, store: str
 ) -> None:
-    app, words, counts, windows = make_app(app_id, broker, tmp_path / "data")
+    app, words, counts, windows = make_app(app_id, broker, tmp_path / "data", store)
     async with app:
         for word in ["a", "bad", "b", "bad-window", "a"]:
             await words.send(key=word, value=word, timestamp=1_000.0)
@@ -55,11 +60,8 @@ def no_space(*args: Any, **kwargs: Any) -> None:
 
 
 async def test_a_full_disk_is_a_clear_error_and_the_next_commit_catches_up(
-    app_id: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
-    table_store: str,
+    app_id: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if table_store != "rocksdb://":
-        pytest.skip("a full disk is a store's fault")
     broker, datadir = f"local://{tmp_path / 'broker'}", tmp_path / "data"
     app, words, counts, windows = make_app(app_id, broker, datadir)
     async with app:
@@ -92,10 +94,8 @@ async def test_a_full_disk_is_a_clear_error_and_the_next_commit_catches_up(
 
 
 async def test_a_corrupt_windowed_store_is_wiped_and_rebuilt(
-    app_id: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, table_store: str
+    app_id: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    if table_store != "rocksdb://":
-        pytest.skip("memory:// keeps no files")
     broker, datadir = f"local://{tmp_path / 'broker'}", tmp_path / "data"
     app, words, counts, windows = make_app(app_id, broker, datadir)
     async with app:
