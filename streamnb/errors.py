@@ -13,7 +13,7 @@ catches them all, and every message says what to do next::
      │    └── CorruptStoreError        a local:// folder's bytes changed on disk (checksum, sqlite, lost WAL)
      ├── PartitionMismatchError    a table is not co-partitioned with its source
      ├── StoreLockedError          another process holds a table's store (store="rocksdb://")
-     ├── StoreWriteError           a table's store cannot be written (a full disk); the commit is retried
+     ├── StoreWriteError           a table's store cannot be written (a full disk): logged, written at the next commit
      ├── SchemaRegistryUnavailableError  nothing answers at the schema registry's address
      ├── SerializationError        bytes that cannot be decoded/encoded
      │    └── ValidationError      a Record field is missing or has the wrong type
@@ -123,7 +123,11 @@ class StoreLockedError(StreamnbError):
 
 
 class StoreWriteError(StreamnbError):
-    """A table's RocksDB store could not be written (a full disk); the changelog holds the commit."""
+    """A table's RocksDB store could not be written (a full disk).
+
+    The changelog holds the commit: the error is logged, the rows stay in
+    memory and the next commit writes them to the store.
+    """
 
 
 class PartitionMismatchError(StreamnbError):
