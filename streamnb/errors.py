@@ -13,6 +13,7 @@ catches them all, and every message says what to do next::
      │    └── CorruptStoreError        a local:// folder's bytes changed on disk (checksum, sqlite, lost WAL)
      ├── PartitionMismatchError    a table is not co-partitioned with its source
      ├── StoreLockedError          another process holds a table's store (store="rocksdb://")
+     ├── StoreWriteError           a table's store cannot be written (a full disk): logged, written at the next commit
      ├── SchemaRegistryUnavailableError  nothing answers at the schema registry's address
      ├── SerializationError        bytes that cannot be decoded/encoded
      │    └── ValidationError      a Record field is missing or has the wrong type
@@ -51,6 +52,7 @@ __all__ = [
     "SchemaRegistryUnavailableError",
     "SerializationError",
     "StoreLockedError",
+    "StoreWriteError",
     "StreamnbError",
     "TableWriteError",
     "ValidationError",
@@ -120,6 +122,14 @@ class CorruptStoreError(BrokerError):
 
 class StoreLockedError(StreamnbError):
     """Another process holds the RocksDB folder of a table (``store="rocksdb://"``)."""
+
+
+class StoreWriteError(StreamnbError):
+    """A table's RocksDB store could not be written (a full disk).
+
+    The changelog holds the commit: the error is logged, the rows stay in
+    memory and the next commit writes them to the store.
+    """
 
 
 class PartitionMismatchError(StreamnbError):

@@ -90,6 +90,33 @@ def _fresh_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None
     yield
 
 
+TABLE_STORES = ["memory://", "rocksdb://"]
+"""The table suite (tests/tables) runs every test on both stores, unless its module sets ``TABLE_STORES``."""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "table_store" in metafunc.fixturenames and _in_table_suite(metafunc.module):
+        metafunc.parametrize("table_store", getattr(metafunc.module, "TABLE_STORES", TABLE_STORES), indirect=True)
+
+
+def _in_table_suite(module: object) -> bool:
+    return Path(getattr(module, "__file__", "")).parent.name == "tables"
+
+
+@pytest.fixture(autouse=True)
+def table_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """In tests/tables: the default store of every App the test makes (``memory://``, then ``rocksdb://``).
+
+    ``rocksdb://`` files go under the test's own folder (its working directory).
+    """
+    store: str | None = getattr(request, "param", None)
+    if store is not None:
+        from streamnb.tables import stores
+
+        monkeypatch.setattr(stores, "DEFAULT", store)
+    return store
+
+
 REQUIRE_KAFKA = os.environ.get("STREAMNB_REQUIRE_KAFKA") == "1"
 _kafka_ran: list[str] = []
 

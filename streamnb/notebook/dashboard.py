@@ -313,8 +313,17 @@ def _tables_html(app: App) -> str:
         f"<div style='color:#cf222e'>&#9888; {escape(line)}</div>" for line in future_warnings(app)
     )
     return styled(
-        f"<details open><summary><b>tables</b></summary>{warnings}<table><thead><tr>{head}"
+        f"<details open><summary><b>tables</b></summary>{warnings}{_restoring_html(app)}<table><thead><tr>{head}"
         f"</tr></thead><tbody>{body}</tbody></table></details>"
+    )
+
+
+def _restoring_html(app: App) -> str:
+    """A progress bar per table partition being restored (``table.restore_progress``)."""
+    return "".join(
+        f"<div>restoring {escape(t.name)} partition {p}: <progress value='{r.done}' max='{r.done + r.remaining}'>"
+        f"</progress> {r.done:,} of {r.done + r.remaining:,} records</div>"
+        for t in list(app.tables.values()) for p, r in sorted(t.restore_progress.items())
     )
 
 

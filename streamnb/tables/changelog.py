@@ -20,13 +20,17 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from ..errors import SerializationError
 from ..topics import Topic
 from ..transaction import MISSING
 from ..transport.base import ProducerRecord
 from .state.base import Change
 from .streamtime import StreamTimeTopic
 
-__all__ = ["ChangelogEncoder", "window_key_json"]
+__all__ = ["PLAIN_VALUES", "ChangelogEncoder", "window_key_json"]
+
+PLAIN_VALUES = frozenset({int, float, str, bool, type(None)})
+"""Types every value codec encodes: a write of one is not checked."""
 
 _quote = json.encoder.encode_basestring_ascii  # what the json codec writes a str as
 
@@ -57,14 +61,48 @@ def _no_fast_key(key: Any) -> None:
 class ChangelogEncoder:
     """Encodes a table's changes for its changelog topic (keeps a cache of encoded keys)."""
 
-    def __init__(self, topic: Topic[Any, Any]) -> None:
+    def __init__(self, topic: Topic[Any, Any], table: str = "") -> None:
         self.topic = topic
+        self.table = table or topic.name
+        """The table's name (in errors)."""
         self.keys: dict[Any, bytes] = {}
         self.stream_times: StreamTimeTopic | None = None
         """Where a windowed table's stream-time changes go (set when the table is made windowed)."""
 
+    def check(self, key: Any, value: Any) -> None:
+        """Raise :class:`~streamnb.errors.SerializationError` naming the table and ``key`` when ``value``
+        cannot be encoded for the changelog (and the store): at the write, not at the commit.
+
+        >>> from streamnb import App
+        >>> table = App("shop", broker="memory://").Table("totals", default=int)
+        >>> ChangelogEncoder(table.changelog, "totals").check("ann", object())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        streamnb.errors.SerializationError: table 'totals': the value written for key 'ann' cannot be stored: ...
+        """
+        topic = self.topic
+        try:
+            if topic.value_serializer == "json":
+                topic.value_codec.dumps(value)
+            else:
+                topic.encode_value(value)
+        except Exception as exc:
+            raise self.refused(key, exc) from exc
+
+    def refused(self, key: Any, exc: BaseException) -> SerializationError:
+        """The error for a value of ``key`` that the changelog codec cannot encode."""
+        text = str(exc).strip() or type(exc).__name__
+        return SerializationError(
+            f"table {self.table!r}: the value written for key {key!r} cannot be stored: {text} "
+            "(nothing was written: the event is retried, then dead-lettered)"
+        )
+
     def records(self, changes: Iterable[Change], timestamp: float) -> list[ProducerRecord]:
-        """Changelog records for ``changes``; ``timestamp`` stamps those without an event time."""
+        """Changelog records for ``changes``; ``timestamp`` stamps those without an event time.
+
+        A value the codec cannot encode raises :class:`~streamnb.errors.SerializationError`
+        naming the key, before anything is committed.
+        """
         topic = self.topic
         name = topic.name
         dumps_key = topic.key_codec.dumps
@@ -87,7 +125,10 @@ class ChangelogEncoder:
             elif json_values and type(value) is int:
                 vb = b"%d" % value  # an int is its own JSON
             else:
-                vb = dumps_value(value)
+                try:
+                    vb = dumps_value(value)
+                except Exception as exc:
+                    raise self.refused(key, exc) from exc
             out.append(new(ProducerRecord, (name, partition, kb, vb, timestamp if when is None else when, ())))
         return out
 

@@ -30,11 +30,11 @@ import time
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from ..transaction import MISSING
 from ..transport.base import TP, Transport
-from .recovery import SLICE, STEP, hashable, log_restore
+from .recovery import SLICE, STEP, load_pairs, log_restore
 from .state.base import PlainState
 from .state.event_time import EventTimeState
+from .stores.rocksdb import RocksDBStore
 from .table import Table
 
 __all__ = ["GlobalTable"]
@@ -60,8 +60,7 @@ class GlobalTable(Table[K, V]):
 
     def __init__(self, app: Any, name: str, **options: Any) -> None:
         super().__init__(app, name, **options)
-        if self.persistence is not None:
-            self.memory_only("rows of every partition (a global table)")
+        if self.persistence is not None:  # rows in memory (every partition), loaded from the stores at a restart
             self.use_state(PlainState())
         self.positions: dict[int, int] = {}
         """Next changelog offset to read, per partition."""
@@ -90,11 +89,15 @@ class GlobalTable(Table[K, V]):
             await self.stream_times.declare(count)
         wanted = list(range(count)) if partitions is None else [p for p in partitions if p < count]
         total, started = 0, time.monotonic()
+        persistence = self.persistence
+        stored = None if persistence is None else persistence.loaded_rows
         for p in wanted:
             total += await self.catch_up(transport, p)
+        if persistence is not None and stored is not None:
+            stored = persistence.loaded_rows - stored
         # Reading every partition is a restore; an assignment only catches up with what was followed.
         log_restore(self.name, self.changelog.name, wanted, total, started,
-                    logging.INFO if partitions is None else logging.DEBUG)
+                    logging.INFO if partitions is None else logging.DEBUG, stored=stored)
         self.recovered_partitions.update(wanted)
         if partitions is not None and transport.distributed:
             self.written_here.update(wanted)
@@ -124,14 +127,9 @@ class GlobalTable(Table[K, V]):
             if following and partition in self.written_here:
                 return 0
             tp = TP(self.changelog.name, partition)
-            start = self.positions.get(partition)
-            if start is None:
-                start = (await transport.beginning_offsets([tp]))[tp]
+            start, store, loaded = await self._start(transport, partition)
             if end is None:
                 end = (await transport.end_offsets([tp]))[tp]
-            loads_key = self.changelog.key_codec.loads
-            decode_value = self.changelog.decode_value
-            load = self.state.load
             read = 0
             since = time.monotonic()
             while start < end:
@@ -139,25 +137,47 @@ class GlobalTable(Table[K, V]):
                 if not msgs:
                     break
                 for at in range(0, len(msgs), STEP):
-                    for msg in msgs[at : at + STEP]:
-                        key = hashable(loads_key(msg.key)) if msg.key is not None else None
-                        load(key, MISSING if msg.value is None else decode_value(msg.value), partition)
+                    load_pairs(self.state, self.changelog, ((m.key, m.value) for m in msgs[at : at + STEP]), partition)
                     if time.monotonic() - since >= SLICE:  # (the loop runs during a large restore)
                         await asyncio.sleep(0)
                         since = time.monotonic()
                 read += len(msgs)
                 start = msgs[-1].offset + 1
+                if store is not None and self.persistence is not None:
+                    self.persistence.mirror(store, msgs, start, None, partition)
             self.positions[partition] = max(start, end)
+            if store is not None and (store.resume is None or store.resume < end):
+                store.apply((), end)  # (markers, aborted records)
             times, state = self.stream_times, self.state
-            if read and times is not None and isinstance(state, EventTimeState):  # written with the rows
+            if (read or loaded) and times is not None and isinstance(state, EventTimeState):  # written with the rows
                 done, after = await times.read(transport, partition, state, self.stream_time_positions.get(partition))
                 read += done
                 if after is not None:
                     self.stream_time_positions[partition] = after
-            if read:
+            if read or loaded:
                 self.state.loaded()
                 self.version += 1
             return read
+
+    async def _start(self, transport: Transport, partition: int) -> tuple[int, RocksDBStore | None, int]:
+        """Where reading ``partition`` resumes, its store, and rows loaded from it (``rocksdb://``, at first)."""
+        start = self.positions.get(partition)
+        persistence = self.persistence
+        if persistence is None:
+            if start is None:
+                tp = TP(self.changelog.name, partition)
+                start = (await transport.beginning_offsets([tp]))[tp]
+            return start, None, 0
+        store = persistence.stores.get(partition)
+        loaded = 0
+        if store is None or start is None:
+            store, start, _end = await persistence.checked(transport, partition)
+            if partition not in persistence.stores:
+                loaded = await persistence.load(store, self.state, partition)
+                persistence.stores[partition] = store
+        elif store.resume is not None and store.resume > start:
+            start = store.resume  # written here since: the rows hold it already
+        return start, store, loaded
 
     async def follow(self) -> None:
         """Keep reading the partitions other workers write, while this is the app's table of that name.

@@ -12,7 +12,9 @@ worker serves, under ``<datadir>/<app id>/<table>/<partition>``.
   cannot be trusted: the resume offset is past the changelog's end (a
   recreated topic, or the volatile ``memory://`` broker after a restart),
   the changelog now starts after it (retention, a deleted topic), the
-  on-disk format differs, or the files cannot be read.
+  store followed another broker's changelog (an app moved by ``fork()``,
+  a datadir shared by two brokers), the on-disk format differs, or the
+  files cannot be read.
 - **Commits**: the changelog records a commit writes are kept
   (:meth:`TableStore.committing`) and applied to the store once the commit
   landed (:meth:`TableStore.committed`), with the resume offset moved on by
@@ -21,7 +23,17 @@ worker serves, under ``<datadir>/<app id>/<table>/<partition>``.
   transaction per input partition writes the changelog partition of the
   same number, once per commit). Nothing reaches the store that the
   changelog does not hold. A ``kill -9`` between the two leaves the store
-  one commit behind, and the next restore reads that commit again.
+  one commit behind, and the next restore reads that commit again. A store
+  that cannot be written (a full disk) keeps its offset, the error is
+  logged, and the next commit writes both commits' records.
+- **Every kind of table.** A plain table's rows live in the stores
+  (:class:`~streamnb.tables.state.stored.StoredState`, read as they go).
+  Windowed (tumbling, hopping, sliding, session), set, global and
+  ``history=True`` tables keep their state in memory as on ``memory://``
+  (:attr:`TableStore.held`): the stores hold the same compacted image of
+  their changelog, written at each commit the same way, and a restart loads
+  the state from them and reads only the changelog's tail. A windowed
+  table's stream time is kept with the offset of its stream-time topic.
 
 Example (what the table does)::
 
@@ -34,17 +46,23 @@ Example (what the table does)::
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import logging
 import time
 from typing import Any
 
-from ..errors import StoreLockedError
+from ..errors import StoreLockedError, StoreWriteError
 from ..runtime import Runtime
 from ..topics import Topic
-from ..transport.base import TP, ProducerRecord, Transport
-from .recovery import hashable
+from ..transport.base import TP, Message, ProducerRecord, Transport
+from .progress import RestoreTracker
+from .recovery import SLICE, STEP, hashable, load_pairs
+from .state.base import TableState
+from .state.event_time import EventTimeState
 from .state.stored import StoredState
 from .stores.rocksdb import RocksDBStore
+from .streamtime import StreamTimeTopic
 
 __all__ = ["TableStore"]
 
@@ -56,7 +74,9 @@ _READ_BATCH = 50_000
 class TableStore:
     """The RocksDB side of one table: its partitions' stores and how they follow the changelog."""
 
-    def __init__(self, app: Runtime, table: str, changelog: Topic[Any, Any]) -> None:
+    def __init__(
+        self, app: Runtime, table: str, changelog: Topic[Any, Any], progress: RestoreTracker | None = None
+    ) -> None:
         self.table = table
         self.changelog = changelog
         self.folder = app.datadir / app.id / table
@@ -66,13 +86,28 @@ class TableStore:
         self.state = StoredState(
             changelog.key_codec.dumps, lambda data: hashable(loads(data)), changelog.decode_value
         )
+        self.stores = self.state.stores
+        """The open store of every partition served (shared with :attr:`state`)."""
+        self.held: TableState | None = None
+        """The in-memory state whose changelog the stores keep (windowed, set, global, history tables),
+        or None: the rows live in the stores (:attr:`state`)."""
+        self.progress = progress or RestoreTracker(table)
+        self.loaded_rows = 0
+        """Rows the last restores loaded from the stores into :attr:`held` (not read from the changelog)."""
         self._flushing: list[ProducerRecord] | None = None
+        self._unflushed: dict[int, tuple[list[tuple[bytes, bytes | None]], int]] = {}
         self.app = app
         self.markers = 0
         """Offsets a commit's transaction adds after a changelog partition's records (Kafka exactly-once: 1)."""
+        self.stream_topic: str | None = None
+        """A windowed table's stream-time topic, whose records commits keep in the stores too."""
 
     def __repr__(self) -> str:
         return f"<TableStore {self.table!r} in {str(self.folder)!r}>"
+
+    def hold(self, state: TableState) -> None:
+        """Keep ``state`` in memory, loaded from the stores at a restart (a table that is not plain rows)."""
+        self.held = None if state is self.state else state
 
     lock_wait: float = 30.0
     """Seconds :meth:`open` waits for another worker to let go of a partition's store (a rebalance)."""
@@ -85,7 +120,7 @@ class TableStore:
         its own assignment arrives: wait for that (:attr:`lock_wait` s at
         most), then raise :class:`~streamnb.errors.StoreLockedError`.
         """
-        store = self.state.stores.get(partition)
+        store = self.stores.get(partition)
         if store is not None:
             return store
         store = RocksDBStore(self.folder / str(partition), self.memory_bytes, table=self.table)
@@ -100,8 +135,8 @@ class TableStore:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-    async def recover(self, transport: Transport, partition: int) -> int:
-        """Bring ``partition``'s store up to the changelog's end and serve it; returns records read."""
+    async def checked(self, transport: Transport, partition: int) -> tuple[RocksDBStore, int, int]:
+        """``partition``'s store, wiped when it cannot be trusted; and the changelog range to read after it."""
         store = await self.open(partition)
         self.markers = int(transport.distributed and self.app.processing_guarantee == "exactly_once")
         tp = TP(self.changelog.name, partition)
@@ -116,56 +151,190 @@ class TableStore:
                 f"its changelog now starts at offset {begin}, after where its store stopped ({resume}): "
                 "records were deleted (retention or a recreated topic)"
             )
+        elif resume is not None and store.origin not in (None, transport.url):
+            reason = f"its store followed the changelog on {store.origin}, this app runs on {transport.url}"
         if reason is not None:
             logger.warning("table %r partition %d: rebuilding its store from the changelog: %s",
                            self.table, partition, reason)
             store.destroy()
             store.open()
             resume = None
-        start = begin if resume is None else resume
+        if store.origin != transport.url:
+            store.origin = transport.url
+        self._unflushed.pop(partition, None)
+        return store, (begin if resume is None else resume), end
+
+    async def recover(
+        self, transport: Transport, partition: int, stream_times: StreamTimeTopic | None = None
+    ) -> int:
+        """Bring ``partition``'s store up to the changelog's end and serve it; returns changelog records read.
+
+        A table held in memory (:attr:`held`) is loaded from the store first, then follows the tail.
+        """
+        store, start, end = await self.checked(transport, partition)
+        held = self.held
+        if held is not None:
+            await self.load(store, held, partition)
+        tp = TP(self.changelog.name, partition)
         read = 0
-        while start < end:
-            msgs = await transport.read(tp, start, end, _READ_BATCH)
-            if not msgs:
-                break
-            start = msgs[-1].offset + 1
-            store.apply(((m[4], m[5]) for m in msgs if m[4] is not None), start)
-            read += len(msgs)
-            await asyncio.sleep(0)  # a long restore lets the kernel answer between batches
+        progress = self.progress
+        progress.begin(partition, end - start)
+        try:
+            while start < end:
+                msgs = await transport.read(tp, start, end, _READ_BATCH)
+                if not msgs:
+                    break
+                progress.advance(partition, msgs[-1].offset + 1 - start)
+                start = msgs[-1].offset + 1
+                self.mirror(store, msgs, start, held, partition)
+                read += len(msgs)
+                await asyncio.sleep(0)  # a long restore lets the kernel answer between batches
+        finally:
+            progress.finish(partition)
         if store.resume != end:
             store.apply((), end)  # read to the end (markers, aborted records and all)
+        if held is not None:
+            if stream_times is not None and isinstance(held, EventTimeState):
+                read += await self._stream_time(transport, store, stream_times, held, partition)
+            held.loaded()
         self.state.serve(partition, store)
         return read
+
+    async def _stream_time(
+        self, transport: Transport, store: RocksDBStore, times: StreamTimeTopic, held: EventTimeState, partition: int
+    ) -> int:
+        """A windowed table's stream time: the stored one, then the stream-time topic's tail; returns records read.
+
+        The stored value is used only while the topic still holds where it
+        stopped (else the whole topic is read, as on ``memory://``).
+        """
+        self.stream_topic = times.topic.name
+        tp = TP(times.topic.name, partition)
+        begin = (await transport.beginning_offsets([tp]))[tp]
+        end = (await transport.end_offsets([tp]))[tp]
+        stored, start = store.stream_time(), None
+        if stored is not None and begin <= stored[0] <= end:
+            start = stored[0]
+            if stored[1] is not None:
+                held.load_stream_time_record(partition, float(json.loads(stored[1])))
+        read, _after = await times.read(transport, partition, held, start)
+        now = held.stream_time.get(partition)
+        store.apply((), None, (end, None if now is None else json.dumps(now).encode()))
+        return read
+
+    async def load(self, store: RocksDBStore, state: TableState, partition: int) -> int:
+        """Apply the rows of ``store`` to ``state`` (a restart of a table held in memory); returns how many."""
+        rows, count, since = store.rows(), 0, time.monotonic()
+        while chunk := list(itertools.islice(rows, STEP)):
+            load_pairs(state, self.changelog, chunk, partition)
+            count += len(chunk)
+            if time.monotonic() - since >= SLICE:
+                await asyncio.sleep(0)
+                since = time.monotonic()
+        self.loaded_rows += count
+        return count
+
+    def mirror(
+        self, store: RocksDBStore, msgs: list[Message], resume: int, held: TableState | None, partition: int
+    ) -> None:
+        """Apply changelog records read from the broker to ``store`` (and to ``held``), resuming at ``resume``."""
+        store.apply(((m[4], m[5]) for m in msgs if m[4] is not None), resume)
+        if held is not None:
+            load_pairs(held, self.changelog, ((m[4], m[5]) for m in msgs), partition)
 
     def committing(self, records: list[ProducerRecord]) -> None:
         """A commit is about to write these changelog records."""
         self._flushing = records
 
     def committed(self) -> None:
-        """The commit landed: apply its records to the stores, moving each resume offset on by as many."""
+        """The commit landed: apply its records to the stores, moving each resume offset on by as many.
+
+        A store that cannot be written (a full disk) is left as it was, with
+        an error in the log: the changelog holds the commit, the rows stay in
+        memory, and the next commit writes them together with its own.
+        """
         records, self._flushing = self._flushing, None
-        if records:
-            by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
-            for r in records:
-                if r[2] is None:  # (a changelog record always has a key)
-                    continue
-                found = by_partition.get(r[1])
-                if found is None:
-                    found = by_partition[r[1]] = []
-                found.append((r[2], r[3]))
-            stores = self.state.stores
-            for partition, changes in by_partition.items():
-                store = stores.get(partition)
-                if store is None:  # not served here any more: its next restore reads the changelog
-                    continue
-                resume = None if store.resume is None else store.resume + len(changes) + self.markers
-                store.apply(changes, resume)
-        self.state.flushed()
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        times: dict[int, list[bytes | None]] = {}
+        name, stream_topic = self.changelog.name, self.stream_topic
+        for r in records or ():
+            if r[0] != name:
+                if r[0] == stream_topic:
+                    times.setdefault(r[1], []).append(r[3])
+                continue
+            if r[2] is None:  # (a changelog record always has a key)
+                continue
+            found = by_partition.get(r[1])
+            if found is None:
+                found = by_partition[r[1]] = []
+            found.append((r[2], r[3]))
+        if times:
+            self._stream_times(times)
+        failed = False
+        stores, unflushed = self.stores, self._unflushed
+        for partition in [*by_partition, *(p for p in unflushed if p not in by_partition)]:
+            changes = by_partition.get(partition, [])
+            taken = len(changes) + self.markers if changes else 0
+            earlier = unflushed.pop(partition, None)
+            if earlier is not None:
+                changes, taken = earlier[0] + changes, earlier[1] + taken
+            store = stores.get(partition)
+            if store is None:  # not served here any more: its next restore reads the changelog
+                continue
+            try:
+                self._write(store, changes, taken)
+            except StoreWriteError as exc:
+                logger.error("%s", exc)
+                unflushed[partition] = (changes, taken)
+                failed = True
+        if not failed:  # (else the rows stay pending in memory until the store has them)
+            self.state.flushed()
+
+    def _stream_times(self, times: dict[int, list[bytes | None]]) -> None:
+        """Keep a commit's stream-time records in the stores (each moves its topic's resume offset on)."""
+        for partition, values in times.items():
+            store = self.stores.get(partition)
+            stored = None if store is None else store.stream_time()
+            if store is None or stored is None:
+                continue  # (not served here, or its stream time is read from the topic at the next restore)
+            unflushed = self._unflushed.get(partition)
+            if unflushed is not None:  # (a store that cannot be written: read from the topic at a restart)
+                continue
+            try:
+                store.apply((), None, (stored[0] + len(values) + self.markers, values[-1]))
+            except Exception as exc:
+                logger.error("table %r: its store %s could not keep the stream time (%s)",
+                             self.table, store.path, _first_line(exc))
+
+    def _write(self, store: RocksDBStore, changes: list[tuple[bytes, bytes | None]], taken: int) -> None:
+        resume = None if store.resume is None else store.resume + taken
+        try:
+            store.apply(changes, resume)
+        except Exception as exc:
+            raise StoreWriteError(
+                f"table {self.table!r}: its store {store.path} could not be written ({_first_line(exc)}); "
+                "the changelog holds the commit, the rows stay in memory and the next commit writes them: "
+                "free disk space under datadir= (or move datadir= to a larger disk)"
+            ) from exc
 
     def rolled_back(self) -> None:
         """The commit failed or the transaction was aborted: nothing reaches the stores."""
         self._flushing = None
 
+    def drop(self, partitions: set[int]) -> None:
+        """Stop serving ``partitions`` (a rebalance): their stores close, the rows stay on disk."""
+        for partition in partitions:
+            store = self.stores.pop(partition, None)
+            if store is not None:
+                store.close()
+            self._unflushed.pop(partition, None)
+
     def close(self) -> None:
         """Close every partition's store (the app stopped)."""
         self.state.close()
+        self._unflushed.clear()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

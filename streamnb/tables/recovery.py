@@ -20,18 +20,19 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from ..ranges import ranges
 from ..topics import Topic
 from ..transaction import MISSING
 from ..transport.base import TP, Transport
+from .progress import RestoreTracker
 from .state.base import TableState
 from .state.event_time import STREAM_TIME_KEY, EventTimeState
 from .streamtime import StreamTimeTopic
 
-__all__ = ["SLICE", "STEP", "hashable", "log_restore", "read_changelog"]
+__all__ = ["SLICE", "STEP", "hashable", "load_pairs", "log_restore", "read_changelog"]
 
 STEP = 1_000
 """Changelog records applied at a time during a restore (then it checks whether :data:`SLICE` passed)."""
@@ -52,41 +53,57 @@ def hashable(obj: Any) -> Any:
     return obj
 
 
+def load_pairs(
+    state: TableState, changelog: Topic[Any, Any], pairs: Iterable[tuple[bytes | None, bytes | None]], partition: int
+) -> None:
+    """Apply changelog records ``(key bytes, value bytes or None)`` of ``partition`` to ``state``, decoded."""
+    loads_key = changelog.key_codec.loads
+    decode_value = changelog.decode_value
+    load = state.load
+    windowed = isinstance(state, EventTimeState)
+    for kb, vb in pairs:
+        key = hashable(loads_key(kb)) if kb is not None else None
+        if vb is None:
+            load(key, MISSING, partition)
+        elif windowed and key == STREAM_TIME_KEY:  # written by an older version
+            load(key, json.loads(vb), partition)
+        else:
+            load(key, decode_value(vb), partition)
+
+
 async def read_changelog(
     transport: Transport,
     changelog: Topic[Any, Any],
     partition: int,
     state: TableState,
     stream_times: StreamTimeTopic | None = None,
+    progress: RestoreTracker | None = None,
 ) -> int:
     """Apply partition ``partition`` of ``changelog`` (then of ``stream_times``) to ``state``; returns records read."""
     tp = TP(changelog.name, partition)
     start = (await transport.beginning_offsets([tp]))[tp]
     end = (await transport.end_offsets([tp]))[tp]
-    loads_key = changelog.key_codec.loads
-    decode_value = changelog.decode_value
-    load = state.load
-    windowed = isinstance(state, EventTimeState)
     read = 0
     since = time.monotonic()
-    while start < end:
-        msgs = await transport.read(tp, start, end, 50_000)
-        if not msgs:
-            break
-        for at in range(0, len(msgs), STEP):
-            for msg in msgs[at : at + STEP]:
-                key = hashable(loads_key(msg.key)) if msg.key is not None else None
-                if msg.value is None:
-                    load(key, MISSING, partition)
-                elif windowed and key == STREAM_TIME_KEY:  # written by an older version
-                    load(key, json.loads(msg.value), partition)
-                else:
-                    load(key, decode_value(msg.value), partition)
-            if time.monotonic() - since >= SLICE:  # a large restore lets the loop (a kernel) run
-                await asyncio.sleep(0)
-                since = time.monotonic()
-        read += len(msgs)
-        start = msgs[-1].offset + 1
+    if progress is not None:
+        progress.begin(partition, end - start)
+    try:
+        while start < end:
+            msgs = await transport.read(tp, start, end, 50_000)
+            if not msgs:
+                break
+            for at in range(0, len(msgs), STEP):
+                load_pairs(state, changelog, ((m.key, m.value) for m in msgs[at : at + STEP]), partition)
+                if time.monotonic() - since >= SLICE:  # a large restore lets the loop (a kernel) run
+                    await asyncio.sleep(0)
+                    since = time.monotonic()
+            read += len(msgs)
+            if progress is not None:
+                progress.advance(partition, msgs[-1].offset + 1 - start)
+            start = msgs[-1].offset + 1
+    finally:
+        if progress is not None:
+            progress.finish(partition)
     if stream_times is not None and isinstance(state, EventTimeState):
         read += (await stream_times.read(transport, partition, state))[0]
     state.loaded()
@@ -94,12 +111,15 @@ async def read_changelog(
 
 
 def log_restore(
-    table: str, changelog: str, partitions: Collection[int], records: int, started: float, level: int = logging.INFO
+    table: str, changelog: str, partitions: Collection[int], records: int, started: float,
+    level: int = logging.INFO, stored: int | None = None,
 ) -> None:
     """Log one line for a restore of ``partitions`` that began at ``started`` (``time.monotonic()``).
 
     Nothing when no partition was read (they were all held already).
+    ``stored``: rows loaded from the table's local store (``rocksdb://``), not read from the changelog.
     """
     if partitions:
-        logger.log(level, "table %r restored partitions %s from %s: %d records in %.2f s",
-                   table, ranges(partitions), changelog, records, time.monotonic() - started)
+        local = "" if stored is None else f" after {stored} rows from its store"
+        logger.log(level, "table %r restored partitions %s from %s: %d records%s in %.2f s",
+                   table, ranges(partitions), changelog, records, local, time.monotonic() - started)

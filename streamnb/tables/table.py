@@ -35,16 +35,17 @@ from ..runtime import Runtime
 from ..topics import Topic
 from ..transaction import MISSING, Transaction, current_transaction
 from ..transport.base import ProducerRecord
-from .changelog import ChangelogEncoder
+from .changelog import PLAIN_VALUES, ChangelogEncoder
 from .kinds import WindowKinds
 from .persistence import TableStore
+from .progress import RestoreProgress, RestoreTracker
 from .recovery import log_restore, read_changelog
 from .routing import event_of, final_record, late_record
 from .state.base import Closed, Dirty, PlainState, TableState
 from .state.event_time import EventTimeState
 from .state.stored import StoredState
 from .state.windowing import windowed_state
-from .stores import MEMORY, ROCKSDB, check_store
+from .stores import ROCKSDB, check_store
 from .streamtime import StreamTimeTopic
 from .timetravel import TimeTravel
 from .views import TableViews
@@ -119,14 +120,14 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
             value_serializer=value_serializer or "json",
             compacting=True,
         )
-        self._encoder = ChangelogEncoder(self.changelog)
+        self._encoder = ChangelogEncoder(self.changelog, name)
         self.store = check_store(app.store if store is None else store)
         """Where the rows live: ``memory://`` or ``rocksdb://`` (see :mod:`streamnb.tables.stores`)."""
-        self._store_given = store is not None
         self.persistence: TableStore | None = None
         """The RocksDB side of a ``rocksdb://`` table, else None."""
+        self.restore_tracker = RestoreTracker(name)
         if self.store == ROCKSDB:
-            self.persistence = TableStore(app, name, self.changelog)
+            self.persistence = TableStore(app, name, self.changelog, self.restore_tracker)
             self.state = self.persistence.state
         self.data: MutableMapping[Any, Any] = self.state.rows
         self.stream_times: StreamTimeTopic | None = None
@@ -163,14 +164,15 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
             return
         if old.persistence is not None:
             self.persistence = old.persistence
+        self.restore_tracker = old.restore_tracker
         self.use_state(old.state)
         self._recovered = old.recovered_partitions
         self.version = old.version + 1
 
     def use_state(self, state: TableState) -> None:
         """Keep rows in ``state`` from now on (how a table becomes windowed)."""
-        if self.persistence is not None and state is not self.persistence.state:
-            self.memory_only(f"{type(state).__name__.removesuffix('State').lower()} rows")
+        if self.persistence is not None:
+            self.persistence.hold(state)  # (kept in memory, loaded from the stores at a restart)
         self.state = state
         self.data = state.rows  # type: ignore[assignment]
 
@@ -183,6 +185,20 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
     def source_topics(self) -> set[str]:
         """Names of the topics whose events have written this table (so far, in this process)."""
         return set(self._checked_topics)
+
+    @property
+    def restore_progress(self) -> dict[int, RestoreProgress]:
+        """``{partition: RestoreProgress(done, remaining)}`` of the partitions being restored now.
+
+        Records read from the changelog and still to read; empty when no
+        restore is under way (on ``rocksdb://`` a restart reads only the
+        changelog's tail, so the figures are small).
+
+        >>> from streamnb import App
+        >>> App("demo", broker="memory://").Table("counts", default=int).restore_progress
+        {}
+        """
+        return self.restore_tracker.progress
 
     @property
     def recovered_partitions(self) -> set[int]:
@@ -218,6 +234,8 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
         txn = current_transaction()
         if txn is None:
             raise self.outside_agent()
+        if type(value) not in PLAIN_VALUES:
+            self.check_value(key, value)
         msg = txn.message
         self._plain_state().write(self.dirty(txn), key, value, msg[1], msg[3])  # type: ignore[index]
 
@@ -232,27 +250,9 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
 
     def keep_history(self) -> None:
         """Write every change to the (uncompacted) changelog from now on, so ``at()`` can answer."""
-        if self.persistence is not None:
-            self.memory_only("history of every change (history=True)")
+        if isinstance(self.state, StoredState):  # (rows in memory, the stores keep their latest values)
             self.use_state(PlainState())
         super().keep_history()
-
-    def memory_only(self, what: str) -> None:
-        """This table keeps ``what`` in memory (``rocksdb://`` holds plain tables' rows for now).
-
-        A table given ``store="rocksdb://"`` itself raises; one that has it
-        from ``App(store=...)`` keeps its rows in memory, with one note.
-        """
-        if self._store_given:
-            raise ConfigurationError(
-                f"table {self.name!r}: store='rocksdb://' holds plain tables' rows; {what} stay in memory "
-                "(rebuilt from the changelog at a restart): leave out store= for this table"
-            )
-        logger.info("table %r keeps its %s in memory: store='rocksdb://' holds plain tables' rows", self.name, what)
-        if self.persistence is not None:
-            self.persistence.close()
-        self.persistence = None
-        self.store = MEMORY
 
     def _plain_state(self) -> PlainState | StoredState:
         state = self.state
@@ -262,6 +262,12 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
                 f"(the object .tumbling()/.hopping() returned), e.g. `views[key] += 1`"
             )
         return state
+
+    def check_value(self, key: Any, value: Any) -> None:
+        """Raise :class:`~streamnb.errors.SerializationError` naming table and key when ``value``
+        cannot be encoded for the changelog (and the store): the write is refused, nothing is committed.
+        """
+        self._encoder.check(key, value)
 
     def now(self) -> float:
         """The app's clock (the wall clock, or virtual time in a replay)."""
@@ -378,7 +384,10 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
                 written += records
             yield records
         if dirty.stream_time and isinstance(state, EventTimeState):
-            yield self._encoder.stream_time_records(state.stream_time_changes(dirty), timestamp)
+            times = self._encoder.stream_time_records(state.stream_time_changes(dirty), timestamp)
+            if persistence is not None:
+                written += times  # (kept in the stores with the rows)
+            yield times
         if persistence is not None:
             persistence.committing(written)
 
@@ -411,6 +420,8 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
             await self.stream_times.declare(count)
         wanted = range(count) if partitions is None else [p for p in partitions if p < count]
         total, read, started = 0, [], time.monotonic()
+        persistence = self.persistence
+        stored = None if persistence is None else persistence.loaded_rows
         for p in wanted:
             if p in self._recovered:
                 continue
@@ -429,13 +440,17 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
                 fut.set_result(None)
         if total:
             self.version += 1
-        log_restore(self.name, self.changelog.name, read, total, started)
+        if persistence is not None and stored is not None:  # (rows a table held in memory loaded from its store)
+            stored = persistence.loaded_rows - stored if persistence.held is not None else None
+        log_restore(self.name, self.changelog.name, read, total, started, stored=stored)
         return total
 
     async def _recover_partition(self, transport: Any, partition: int) -> int:
         if self.persistence is not None:
-            return await self.persistence.recover(transport, partition)
-        return await read_changelog(transport, self.changelog, partition, self.state, self.stream_times)
+            return await self.persistence.recover(transport, partition, self.stream_times)
+        return await read_changelog(
+            transport, self.changelog, partition, self.state, self.stream_times, self.restore_tracker
+        )
 
     def reset_recovery(self) -> None:
         """Forget which partitions were recovered (the app stopped; the next start reads again)."""
@@ -447,6 +462,8 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
         """Forget rows of partitions this worker no longer owns (Kafka rebalance)."""
         if self.state.drop_partitions(partitions):
             self.version += 1
+        if self.persistence is not None:
+            self.persistence.drop(partitions)
         self._recovered -= partitions
 
     # -- windowing (the kinds' constructors are in tables/kinds.py) --------------------------

@@ -429,6 +429,10 @@ class Snapshot(Mapping[Any, Any]):
     def late_event(self, txn: Transaction, windows: list[WindowRange]) -> None:
         """Never called (no writes)."""
 
+    def check_value(self, key: Any, value: Any) -> None:
+        """Writes are refused."""
+        raise self.outside_agent()
+
     max_event_time_skew = None
     """(A snapshot is never written.)"""
 

@@ -37,6 +37,7 @@ from ..events import event_time, time_problem
 from ..timeunits import as_datetimes, check_times
 from ..transaction import MISSING, Transaction, current_transaction
 from ..transport.base import Message
+from .changelog import PLAIN_VALUES
 from .state.base import Dirty
 from .state.event_time import NEVER, replace
 from .windows import WindowRange
@@ -138,6 +139,10 @@ class WindowHost(Protocol):
 
     def late_event(self, txn: Transaction, windows: list[WindowRange]) -> None:
         """The event ``txn`` is processing missed ``windows`` (all closed)."""
+        ...
+
+    def check_value(self, key: Any, value: Any) -> None:
+        """Raise when ``value`` cannot be encoded for the changelog (the write is refused)."""
         ...
 
     def now(self) -> float:
@@ -275,6 +280,8 @@ class WindowedTable:
         table = self.table
         if txn is None:
             raise table.outside_agent()
+        if type(operand) not in PLAIN_VALUES:
+            table.check_value(key, operand)
         msg = txn.message
         ts = msg[3] if self._by_stream else self._timestamp(txn)  # type: ignore[index]
         dirty = txn.dirty.get(table)  # type: ignore[call-overload]

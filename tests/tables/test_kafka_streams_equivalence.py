@@ -35,6 +35,10 @@ from streamnb.testing import settle, test_app
 
 pytestmark = pytest.mark.slow
 
+# Window rules only (no restart): the states are the same objects on both stores, and each
+# case takes seconds; the restarts on rocksdb:// are in test_stored_kinds.py and test_event_time_restarts.py.
+TABLE_STORES = ["memory://"]
+
 PER_KIND = 120
 
 

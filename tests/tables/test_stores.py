@@ -14,6 +14,8 @@ from streamnb.tables.stores.rocksdb import RocksDBStore
 from streamnb.testing import settle, wait_until
 from streamnb.transport.base import TP, Message
 
+TABLE_STORES = ["rocksdb://"]  # (these tests name their store)
+
 
 def make_app(app_id: str, broker: str, datadir: Path, partitions: int = 4) -> tuple[faust.App, Any, Any]:
     app = faust.App(app_id, broker=broker, topic_partitions=partitions, datadir=str(datadir))
@@ -125,6 +127,7 @@ class ChangelogLog:
     """A changelog partition whose head can be deleted (what retention or a recreated topic do)."""
 
     distributed = False
+    url = "memory://changelog-log"
 
     def __init__(self, records: list[tuple[bytes, bytes | None]]) -> None:
         self.records = {offset: kv for offset, kv in enumerate(records)}
@@ -203,21 +206,43 @@ def test_a_store_of_another_format_is_rebuilt(tmp_path: Path, caplog: pytest.Log
     store.close()
 
 
-def test_what_rocksdb_does_not_hold_yet_is_an_error_when_asked_for_a_note_when_inherited(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    app = faust.App("st-kinds", broker="memory://", datadir=str(tmp_path))
-    with pytest.raises(faust.ConfigurationError, match="windows stay in memory|rows stay in memory"):
-        app.Table("w", default=int, store="rocksdb://").tumbling(10)
-    with pytest.raises(faust.ConfigurationError, match="not a table store"):
-        app.Table("x", store="redis://")
-    app = faust.App("st-kinds-2", broker="memory://", datadir=str(tmp_path), store="rocksdb://")
-    with caplog.at_level(logging.INFO, logger="streamnb"):
-        windowed = app.Table("w", default=int).tumbling(10)
-        everywhere = app.GlobalTable("g", default=int)
-        plain = app.Table("p", default=int)
-    assert windowed.table.store == "memory://" and everywhere.store == "memory://" and plain.store == "rocksdb://"
-    assert any("keeps its" in r.getMessage() and "in memory" in r.getMessage() for r in caplog.records)
+def test_every_kind_of_table_takes_the_apps_store_and_a_bad_one_is_an_error(tmp_path: Path) -> None:
+    app = faust.App("st-kinds", broker="memory://", datadir=str(tmp_path), store="rocksdb://")
+    tables = [
+        app.Table("w", default=int).tumbling(10).table,
+        app.Table("h", default=int).hopping(10, 5).table,
+        app.Table("s", default=int).sliding(10).table,
+        app.Table("x", default=int).session(10).table,
+        app.SetTable("set", value_type=str),
+        app.GlobalTable("g", default=int),
+        app.Table("p", default=int),
+    ]
+    assert [t.store for t in tables] == ["rocksdb://"] * len(tables)
+    assert all(t.persistence is not None for t in tables)
     assert app.conf.store == "rocksdb://"
+    with pytest.raises(faust.ConfigurationError, match="not a table store"):
+        app.Table("y", store="redis://")
     with pytest.raises(faust.ConfigurationError, match="store_memory"):
         faust.App("st-kinds-3", broker="memory://", store_memory="lots")
+
+
+async def test_a_store_that_followed_another_brokers_changelog_is_rebuilt(
+    app_id: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One datadir, two brokers (an app moved by fork(), or a datadir given to two apps): never mix their rows."""
+    datadir, a, b = tmp_path / "data", f"local://{tmp_path / 'a'}", f"local://{tmp_path / 'b'}"
+    app, words, counts = make_app(app_id, b, tmp_path / "elsewhere", partitions=1)
+    async with app:  # broker b's changelog: longer than what the store will have read on a
+        for word in ["p", "q", "r", "s"]:
+            await words.send(key=word, value=word)
+        await settle(app)
+    app, words, counts = make_app(app_id, a, datadir, partitions=1)
+    async with app:
+        for word in ["x", "y"]:
+            await words.send(key=word, value=word)
+        await settle(app)
+    with caplog.at_level(logging.WARNING, logger="streamnb"):
+        app, words, counts = make_app(app_id, b, datadir, partitions=1)
+        async with app:
+            assert dict(counts.items()) == {"p": 1, "q": 1, "r": 1, "s": 1}
+    assert any(f"followed the changelog on {a}, this app runs on {b}" in r.getMessage() for r in caplog.records)

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from streamnb.errors import WindowError
 from streamnb.tables.windows import HoppingWindow, TumblingWindow, window_ranges
 
+TABLE_STORES = ["memory://"]  # (pure window math: no table, no store)
+
 
 def brute_force(ts: float, size: float, step: float) -> list[tuple[float, float]]:
     """Every window start k*step >= 0 (as the module rounds it) with start <= ts < start + size."""

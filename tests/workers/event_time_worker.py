@@ -1,6 +1,6 @@
 """A worker for the event-time restart tests: windows that close, final results, late events.
 
-Usage: python event_time_worker.py BROKER_URL APP_ID run|finish
+Usage: python event_time_worker.py BROKER_URL APP_ID run|finish [STORE [GUARANTEE]]
 
 ``run`` keeps appending readings (slightly out of order, some far too late)
 to the input topic while its agent counts them in tumbling windows of 10 s
@@ -31,7 +31,10 @@ class Reading(faust.Record):
 
 
 broker, app_id, mode = sys.argv[1], sys.argv[2], sys.argv[3]
-app = faust.App(app_id, broker=broker, topic_partitions=PARTITIONS, commit_interval=0.05, stream_batch_size=200)
+store = sys.argv[4] if len(sys.argv) > 4 else "memory://"  # where the table keeps its windows
+guarantee = sys.argv[5] if len(sys.argv) > 5 else "at_least_once"
+app = faust.App(app_id, broker=broker, topic_partitions=PARTITIONS, commit_interval=0.05, stream_batch_size=200,
+                store=store, processing_guarantee=guarantee)
 readings = app.topic(f"{app_id}-readings", key_type=str, value_type=Reading)
 finals = app.topic(f"{app_id}-finals")
 per10 = app.Table("per10", default=int, emit_final=finals, late_topic=True).tumbling(SIZE, grace=GRACE)

@@ -23,11 +23,13 @@ from typing import Any
 
 from ...errors import ConfigurationError
 
-__all__ = ["MEMORY", "ROCKSDB", "STORES", "check_store", "parse_bytes", "store_settings"]
+__all__ = ["DEFAULT", "MEMORY", "ROCKSDB", "STORES", "check_store", "parse_bytes", "store_settings"]
 
 MEMORY = "memory://"
 ROCKSDB = "rocksdb://"
 STORES = (MEMORY, ROCKSDB)
+DEFAULT = MEMORY
+"""The store of an App that does not name one (see README's "State and restarts" for why)."""
 
 
 def check_store(url: Any) -> str:
@@ -69,7 +71,7 @@ def store_settings(settings: Mapping[str, Any], broker: str, app_id: str) -> tup
     >>> store_settings({"store": "rocksdb://"}, "kafka://127.0.0.1:9092", "shop")[:2]
     ('rocksdb://', PosixPath('shop-data'))
     """
-    store = check_store(settings.get("store", MEMORY))
+    store = check_store(settings.get("store", DEFAULT))
     datadir = settings.get("datadir")
     if datadir is None:
         datadir = broker[len("local://"):] if broker.startswith("local://") else f"{app_id}-data"

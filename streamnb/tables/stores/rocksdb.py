@@ -8,7 +8,11 @@ One RocksDB per table partition, in ``<datadir>/<app id>/<table>/<partition>``
   decoding them;
 - ``b"r"``: where reading the changelog partition resumes (8 bytes,
   big-endian): every changelog record before it is reflected in the rows;
-- ``b"v"``: the on-disk format version.
+- ``b"v"``: the on-disk format version;
+- ``b"o"``: the broker whose changelog the rows follow (its URL);
+- ``b"t"``: a windowed table's stream time: where reading its stream-time
+  topic partition resumes (8 bytes, big-endian), then the newest stream
+  time in JSON (nothing: none).
 
 Records are applied in one :class:`rocksdict.WriteBatch` together with the
 new resume offsets, so a crash leaves the store at a commit boundary. The
@@ -50,6 +54,8 @@ FORMAT_VERSION = b"1"
 _ROW = b"d"
 _RESUME = b"r"
 _VERSION = b"v"
+_ORIGIN = b"o"
+_STREAM_TIME = b"t"
 _OWNER = "OWNER"
 
 
@@ -162,13 +168,37 @@ class RocksDBStore:
                 return
             yield key[1:], value
 
+    @property
+    def origin(self) -> str | None:
+        """The URL of the broker whose changelog the rows follow (None: not recorded yet)."""
+        found = self.db.get(_ORIGIN)
+        return None if found is None else bytes(found).decode(errors="replace")
+
+    @origin.setter
+    def origin(self, url: str) -> None:
+        self.db.put(_ORIGIN, url.encode())
+
+    def stream_time(self) -> tuple[int, bytes | None] | None:
+        """``(resume offset on the stream-time topic, stream time in JSON or None)``, or None if never stored."""
+        found = self.db.get(_STREAM_TIME)
+        if found is None:
+            return None
+        data = bytes(found)
+        return int.from_bytes(data[:8], "big"), (data[8:] or None)
+
     def estimate_rows(self) -> int:
         """RocksDB's estimate of the number of rows (cheap; exact after a compaction)."""
         estimate = int(self.db.property_int_value("rocksdb.estimate-num-keys") or 0)
-        return max(estimate - 2, 0)  # (the resume offset and the format version are keys too)
+        return max(estimate - 4, 0)  # (resume offset, format version, origin and stream time are keys too)
 
-    def apply(self, records: Iterable[tuple[bytes, bytes | None]], resume: int | None) -> None:
-        """Apply changelog records ``(key, value or None)`` and the new resume offset in one atomic batch."""
+    def apply(
+        self, records: Iterable[tuple[bytes, bytes | None]], resume: int | None,
+        stream_time: tuple[int, bytes | None] | None = None,
+    ) -> None:
+        """Apply changelog records ``(key, value or None)`` and the new resume offset in one atomic batch.
+
+        ``stream_time``: the stream time to keep with them, as :meth:`stream_time` gives it.
+        """
         import rocksdict
 
         batch = rocksdict.WriteBatch(raw_mode=True)
@@ -180,6 +210,8 @@ class RocksDBStore:
                 put(_ROW + key, value)
         if resume is not None:
             put(_RESUME, resume.to_bytes(8, "big"))
+        if stream_time is not None:
+            put(_STREAM_TIME, stream_time[0].to_bytes(8, "big") + (stream_time[1] or b""))
         self.db.write(batch)
         if resume is not None:
             self.resume = resume
