@@ -105,7 +105,7 @@ class Metering:
             out.append(("streamnb_consumer_lag", (agent_name, topic, str(partition)), float(lag)))
         now = time.time()
         for table in list(self.tables.values()):
-            out.append(("streamnb_table_keys", (table.name,), float(len(table))))
+            out.append(("streamnb_table_keys", (table.name,), float(table.estimated_len())))
             window = table.window
             if window is not None:
                 for p, n in window.late_events_by_partition().items():
@@ -265,8 +265,9 @@ async def _restoring(
 ) -> dict[tuple[str, int], int]:
     """Per table partition this worker holds (``None``: all): changelog records left to read (0 once restored).
 
-    A partition being restored counts its changelog's whole length (from its
-    beginning to its end offset) until its restore is done.
+    A partition being restored counts what its restore has left
+    (``table.restore_progress``); one not started yet, its changelog's whole
+    length (from its beginning to its end offset).
     """
     out: dict[tuple[str, int], int] = {}
     for table in tables:
@@ -275,6 +276,10 @@ async def _restoring(
         waiting = sorted(p for p in held if p not in recovered)
         for p in recovered:
             out[(table.name, p)] = 0
+        progress = table.restore_progress
+        for p in [p for p in waiting if p in progress]:
+            out[(table.name, p)] = progress[p].remaining
+        waiting = [p for p in waiting if p not in progress]
         if waiting:
             tps = [TP(table.changelog.name, p) for p in waiting]
             with contextlib.suppress(Exception):
