@@ -246,7 +246,14 @@ class Committing:
         for participant in list(txn.dirty):
             participant.before_commit(txn)
         dirty, started = txn.dirty, time.monotonic()
-        batch = await Collected.of(txn, self.per_partition, self.app.now())  # (the loop runs meanwhile)
+        try:
+            batch = await Collected.of(txn, self.per_partition, self.app.now())  # (the loop runs meanwhile)
+        except BaseException:  # (a value that no longer encodes, changed after it was written): nothing was sent
+            self.commit_failed = True
+            self.aborted = True
+            txn.abort()  # the tables lose the writes, as when a commit fails
+            self.dead_letters.discard()
+            raise
         if self.aborted or self.consumer is None:  # undone meanwhile: a rebalance gave up on this batch
             batch.drop()
             return

@@ -153,3 +153,33 @@ def test_app_run_inside_a_running_loop_is_an_error() -> None:
             app.run()
 
     asyncio.run(main())
+
+
+async def test_a_commit_that_cannot_encode_a_table_value_undoes_the_writes(broker: str, app_id: str) -> None:
+    """A value changed after it was written (so it no longer encodes) fails its commit: the tables lose its writes.
+
+    Before, the error left the transaction's writes in the in-memory table while the agent restarted from
+    the committed offsets and applied the same events again (counted twice).
+    """
+    app = faust.App(app_id, broker=broker, topic_partitions=1)
+    topic = app.topic(f"{app_id}-numbers", value_type=int)
+    total = app.Table("total", default=int, partitions=1)
+    notes = app.Table("notes", default=list, partitions=1)
+
+    @app.agent(topic)
+    async def add(stream):
+        async for n in stream:
+            total["sum"] += n
+            kept: list[object] = []
+            notes[n] = kept  # encodable when written...
+            if n == 13:
+                kept.append(object())  # ...not any more at the commit
+
+    async with app:
+        await topic.send(value=13)
+        await wait_until(lambda: add.crashes >= 2, timeout=30, what="the failing commit crashed the agent twice")
+        assert isinstance(add.last_error, faust.SerializationError)
+        # Every failed commit undid the transaction: the sum never counts 13 twice, nor once before it commits.
+        assert total["sum"] in (0, 13) and 13 not in notes
+        await add.stop()
+        assert total["sum"] == 0 and 13 not in notes
