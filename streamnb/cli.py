@@ -52,12 +52,12 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import IO, Any, Protocol, cast, runtime_checkable
 
 import click
 
 from .errors import ConfigurationError, StreamnbError
+from .worker.failures import failure
 
 __all__ = [
     "AppCommand", "Command", "CommandHost", "StartError", "argument", "cli", "find_app", "main", "option", "run_worker",
@@ -252,54 +252,11 @@ def run_worker(
     try:
         app.run(on_started=started)
     except Exception as exc:
-        error = StartError(_failure(exc), who="streamnb worker", traceback=traceback)
+        error = StartError(failure(exc), who="streamnb worker", traceback=traceback)
         error.__cause__ = exc
         error.show()
         raise SystemExit(1) from exc
     click.echo(f"streamnb worker: app {app.id!r} stopped; what the agents processed is committed", err=True)
-
-
-def _failure(exc: BaseException, importing: str | None = None) -> str:
-    """The one-line message for ``exc``, raised while running (or ``importing`` that module).
-
-    streamnb's own errors say what to do; anything else is named with the
-    line of the user's code it came from, and a pointer to ``--traceback``.
-
-    >>> _failure(ValueError("no"), importing="shop")
-    'importing shop raised ValueError: no; fix the module (--traceback prints the full traceback)'
-    >>> _failure(ConnectionResetError("reset by peer"))
-    'ConnectionResetError: reset by peer (--traceback prints the full traceback)'
-    """
-    where = _where(exc)
-    at = f"{where}: " if where else ""
-    hint = "--traceback prints the full traceback"
-    if isinstance(exc, StreamnbError):
-        return f"{at}{exc}" if importing else str(exc)
-    if isinstance(exc, SyntaxError):
-        return f"{_relative(exc.filename or '?')}:{exc.lineno}: {exc.msg}; fix the module"
-    if isinstance(exc, ModuleNotFoundError) and exc.name:
-        return (f"{at}{importing or 'the app'} imports {exc.name!r}, which is not installed here: install it in "
-                f"this environment ({sys.executable}) or fix the import")
-    if importing:
-        return f"{at}importing {importing} raised {type(exc).__name__}: {exc}; fix the module ({hint})"
-    return f"{at}{type(exc).__name__}: {exc} ({hint})"
-
-
-def _where(exc: BaseException) -> str:
-    """``file:line`` of the frame of the user's code ``exc`` came from ("" when there is none)."""
-    package = str(Path(__file__).resolve().parent) + os.sep
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if not f.filename.startswith(("<", package)) and os.sep + "click" + os.sep not in f.filename]
-    if not frames:
-        return ""
-    here = os.getcwd() + os.sep
-    frame = ([f for f in frames if f.filename.startswith(here)] or frames)[-1]
-    return f"{_relative(frame.filename)}:{frame.lineno}"
-
-
-def _relative(path: str) -> str:
-    here = os.getcwd() + os.sep
-    return path[len(here):] if path.startswith(here) else path
 
 
 def _folder(url: str | None, app: CommandHost | None, who: str) -> str:
@@ -481,10 +438,10 @@ def find_app(spec: str) -> CommandHost:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name != module_name.split(".")[0] and exc.name != module_name:
-            raise StartError(_failure(exc, importing=module_name)) from exc
+            raise StartError(failure(exc, importing=module_name)) from exc
         raise click.UsageError(f"-A {spec}: no module {module_name!r} (run from the folder that holds it)") from exc
     except Exception as exc:
-        raise StartError(_failure(exc, importing=module_name)) from exc
+        raise StartError(failure(exc, importing=module_name)) from exc
     if attribute:
         found = getattr(module, attribute, None)
         if not _is_app(found):

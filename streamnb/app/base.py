@@ -26,9 +26,8 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import signal
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any, ClassVar
 
 from .. import _gc, display
@@ -54,6 +53,7 @@ from .conf import Settings
 from .definitions import Definitions
 from .membership import Membership
 from .metering import Metering
+from .scheduling import Scheduling
 from .services import AppServices
 from .topology import Topology, topology
 
@@ -72,7 +72,7 @@ def _transport_options() -> frozenset[str]:
     return frozenset(names)
 
 
-class App(Membership, Metering, Definitions, AppSurface, Playback, AppServices):
+class App(Membership, Metering, Definitions, Scheduling, AppSurface, Playback, AppServices):
     """A stream-processing application: topics, agents, tables, timers and tasks.
 
     Args:
@@ -430,41 +430,6 @@ class App(Membership, Metering, Definitions, AppSurface, Playback, AppServices):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-    def run(self, on_started: Callable[[App], Any] | None = None) -> None:
-        """Start the app and block until Ctrl-C or SIGTERM (for scripts, not notebooks).
-
-        Runs as a worker: web views are served (see :mod:`streamnb.worker.web`).
-        On the signal the agents stop after committing what they processed.
-        ``on_started(app)`` is called once everything runs.
-
-        >>> app.run()  # doctest: +SKIP
-        """
-        self.worker_mode = True
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise ConfigurationError(
-                "app.run() blocks and needs its own event loop, but one is already running "
-                "(a notebook?): use `await app.start()` there instead"
-            )
-        asyncio.run(self._run_until_signal(on_started))
-
-    async def _run_until_signal(self, on_started: Callable[[App], Any] | None) -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
-                loop.add_signal_handler(sig, stop.set)
-        try:
-            await self.start()
-            if on_started is not None:
-                on_started(self)
-            await stop.wait()
-        finally:
-            await self.stop()
 
     def _check_leader_timers(self, transport: Transport) -> None:
         if transport.distributed and not self.agents and any(t.on_leader for t in self.timers.values()):

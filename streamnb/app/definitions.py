@@ -1,4 +1,4 @@
-"""Defining what an app runs: topics, channels, agents, tables, timers and tasks.
+"""Defining what an app runs: topics, channels, agents and tables (timers and tasks: :mod:`.scheduling`).
 
 :class:`Definitions` is a base class of :class:`~streamnb.app.App`; every
 method here defines (or redefines) one thing under a name, before or after
@@ -27,9 +27,8 @@ from typing import Any, TypeVar, cast
 from .. import naming
 from ..errors import ConfigurationError
 from ..processing.agents import Agent, AgentFun
-from ..processing.crontab import Crontab
 from ..processing.streams import Stream
-from ..processing.tasks import Task, TaskHost, Timer
+from ..processing.tasks import Task, Timer
 from ..runtime import Runtime
 from ..tables.global_table import GlobalTable
 from ..tables.sets import SetGlobalTable, SetTable
@@ -423,94 +422,6 @@ class Definitions:
             raise ConfigurationError(f"SetGlobalTable {name!r}: start_manager=True is not supported")
         return self._install_table(SetGlobalTable(self.runtime, name, value_type=value_type, **options))
 
-    def timer(self, interval: float, *, name: str | None = None, on_leader: bool = False) -> Callable[[F], F]:
-        """Run ``async def f()`` (or ``f(app)``) every ``interval`` seconds while the app runs.
-
-        >>> from streamnb import App
-        >>> app = App("demo", broker="memory://")
-        >>> @app.timer(5.0)
-        ... async def heartbeat():
-        ...     print("alive")
-        """
-
-        def decorator(fun: F) -> F:
-            timer = Timer(cast(TaskHost, self), fun, interval, name=name or name_of(fun), on_leader=on_leader)
-            self._register_background(self.timers, timer)
-            return fun
-
-        return decorator
-
-    def crontab(
-        self,
-        cron_format: str,
-        *,
-        timezone: Any = None,
-        on_leader: bool = False,
-        traced: bool = True,
-        name: str | None = None,
-        tz: Any = None,
-    ) -> Callable[[F], F]:
-        """Run ``async def f()`` (or ``f(app)``) at each time the cron expression gives (Faust's ``app.crontab``).
-
-        ``timezone`` (or ``tz``): a zone name, a ``zoneinfo`` or ``pytz``
-        zone; by default ``app.conf.timezone`` (UTC unless set). Follows the
-        app's clock like :meth:`timer` (virtual times in a replay), lives in
-        ``app.timers``, and is replaced when defined again. ``traced`` is
-        accepted for Faust's sake (there is no tracing). See
-        :mod:`streamnb.processing.crontab` for the expression and daylight saving.
-
-        >>> from streamnb import App
-        >>> app = App("demo", broker="memory://")
-        >>> @app.crontab("0 19 * * *", timezone="America/New_York")
-        ... async def evening_report():
-        ...     print("report")
-        >>> app.timers["evening_report"].schedule
-        "cron '0 19 * * *' in America/New_York"
-        """
-        if timezone is not None and tz is not None and timezone is not tz:
-            raise ConfigurationError("@app.crontab: give timezone= or tz=, not both")
-        zone = timezone if timezone is not None else tz
-        if zone is None:
-            zone = self.conf.timezone
-
-        def decorator(fun: F) -> F:
-            job = Crontab(cast(TaskHost, self), fun, cron_format, name=name or name_of(fun), timezone=zone,
-                          on_leader=on_leader)
-            self._register_background(self.timers, job)
-            return fun
-
-        return decorator
-
-    def task(self, fun: F | None = None, *, name: str | None = None) -> Any:
-        """Run ``async def f()`` (or ``f(app)``) once when the app starts.
-
-        >>> from streamnb import App
-        >>> app = App("demo", broker="memory://")
-        >>> @app.task
-        ... async def hello():
-        ...     print("started")
-        """
-
-        def decorator(f: F) -> F:
-            task = Task(cast(TaskHost, self), f, name=name or name_of(f))
-            self._register_background(self.tasks, task)
-            return f
-
-        return decorator(fun) if fun is not None else decorator
-
     def agent_test_context(self, agent: Agent, **options: Any) -> AgentTestContext:
         """What ``agent.test_context(**options)`` returns (see :mod:`streamnb.app.testcontext`)."""
         return AgentTestContext(cast(AgentTestHost, self), agent, **options)
-
-    def _register_background(self, registry: dict[str, Any], item: Timer | Task) -> None:
-        old = registry.get(item.name)
-        registry[item.name] = item
-        if old is not None or self.state == "running":
-
-            async def swap() -> None:
-                if old is not None:
-                    await old.stop()
-                if self.state == "running" and registry.get(item.name) is item:
-                    item.start()
-
-            self.spawn(swap(), f"start {item.name}")

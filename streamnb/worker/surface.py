@@ -25,6 +25,9 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -42,10 +45,42 @@ class SurfaceHost(Protocol):
     id: str
     commands: dict[str, cli.Command]
     web: Web
+    worker_mode: bool
+
+    async def start(self) -> None:
+        """Start the app."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop the app."""
+        ...
 
 
 class AppSurface:
-    """Web views and commands (a base class of the App)."""
+    """Web views, commands and running as a script (a base class of the App)."""
+
+    # -- running as a script ----------------------------------------------------------------------
+
+    def run(self: SurfaceHost, on_started: Callable[[Any], Any] | None = None) -> None:
+        """Start the app and block until Ctrl-C or SIGTERM (for scripts, not notebooks).
+
+        Runs as a worker: web views are served (see :mod:`streamnb.worker.web`).
+        On the signal the agents stop after committing what they processed.
+        ``on_started(app)`` is called once everything runs.
+
+        >>> app.run()  # doctest: +SKIP
+        """
+        self.worker_mode = True
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise ConfigurationError(
+                "app.run() blocks and needs its own event loop, but one is already running "
+                "(a notebook?): use `await app.start()` there instead"
+            )
+        asyncio.run(_run_until_signal(self, on_started))
 
     # -- web views --------------------------------------------------------------------------------
 
@@ -131,3 +166,18 @@ class AppSurface:
         >>> app.main()  # doctest: +SKIP
         """
         cli.main(self, argv)  # type: ignore[arg-type]
+
+
+async def _run_until_signal(app: SurfaceHost, on_started: Callable[[Any], Any] | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await app.start()
+        if on_started is not None:
+            on_started(app)
+        await stop.wait()
+    finally:
+        await app.stop()
