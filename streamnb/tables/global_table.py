@@ -34,6 +34,7 @@ from ..transport.base import TP, Transport
 from .recovery import SLICE, STEP, load_pairs, log_restore
 from .state.base import PlainState
 from .state.event_time import EventTimeState
+from .stores import MEMORY
 from .stores.rocksdb import RocksDBStore
 from .table import Table
 
@@ -52,6 +53,12 @@ class GlobalTable(Table[K, V]):
     >>> rates = App("demo", broker="memory://").GlobalTable("rates", default=float)
     >>> rates["EUR"], rates.is_global
     (0.0, True)
+
+    Every worker holds every partition, so two workers on one machine would
+    share its store folders (one process owns a store): ``App(store=...)``
+    does not apply to global tables, they stay in memory unless given
+    ``store="rocksdb://"`` themselves (then give each worker its own
+    ``datadir=``).
     """
 
     is_global = True
@@ -59,6 +66,8 @@ class GlobalTable(Table[K, V]):
     """Seconds between reads of the changelog partitions other workers write (Kafka)."""
 
     def __init__(self, app: Any, name: str, **options: Any) -> None:
+        if options.get("store") is None:  # App(store=...) does not apply: see the class docstring
+            options["store"] = MEMORY
         super().__init__(app, name, **options)
         if self.persistence is not None:  # rows in memory (every partition), loaded from the stores at a restart
             self.use_state(PlainState())

@@ -29,7 +29,7 @@ class Tables:
         self.sliding = app.Table("sliding", default=int).sliding(10, expires=1000)
         self.session = app.Table("session", default=int).session(5, expires=1000)
         self.sets = app.SetTable("sets", value_type=str)
-        self.everywhere = app.GlobalTable("everywhere", default=int)
+        self.everywhere = app.GlobalTable("everywhere", default=int, store="rocksdb://")  # (not from App(store=))
         self.plain = app.Table("plain", default=int)
 
         @app.agent(self.events)

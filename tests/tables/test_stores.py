@@ -206,7 +206,7 @@ def test_a_store_of_another_format_is_rebuilt(tmp_path: Path, caplog: pytest.Log
     store.close()
 
 
-def test_every_kind_of_table_takes_the_apps_store_and_a_bad_one_is_an_error(tmp_path: Path) -> None:
+def test_every_kind_of_table_takes_the_apps_store_but_global_ones_and_a_bad_one_is_an_error(tmp_path: Path) -> None:
     app = faust.App("st-kinds", broker="memory://", datadir=str(tmp_path), store="rocksdb://")
     tables = [
         app.Table("w", default=int).tumbling(10).table,
@@ -214,11 +214,13 @@ def test_every_kind_of_table_takes_the_apps_store_and_a_bad_one_is_an_error(tmp_
         app.Table("s", default=int).sliding(10).table,
         app.Table("x", default=int).session(10).table,
         app.SetTable("set", value_type=str),
-        app.GlobalTable("g", default=int),
+        app.GlobalTable("g", default=int, store="rocksdb://"),
         app.Table("p", default=int),
     ]
     assert [t.store for t in tables] == ["rocksdb://"] * len(tables)
     assert all(t.persistence is not None for t in tables)
+    # Every worker holds a global table whole: two workers on one machine would share its stores.
+    assert app.GlobalTable("g2", default=int).store == "memory://"
     assert app.conf.store == "rocksdb://"
     with pytest.raises(faust.ConfigurationError, match="not a table store"):
         app.Table("y", store="redis://")
