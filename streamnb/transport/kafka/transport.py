@@ -369,8 +369,11 @@ class KafkaTransport(Transport):
         out = {tp: 0 for tp in missing}
         if have:
             ask = [TopicPartition(tp.topic, tp.partition) for tp in have]
-            with broker_errors("list offsets"):
-                found = await (reader.consumer.end_offsets(ask) if end else reader.consumer.beginning_offsets(ask))
+            # One request at a time on the reader's consumer (with reads too): aiokafka's offset lookups
+            # running side by side (a restore and the metrics sampler) stalled on stale metadata for 30 s.
+            async with reader.lock:
+                with broker_errors("list offsets"):
+                    found = await (reader.consumer.end_offsets(ask) if end else reader.consumer.beginning_offsets(ask))
             out.update({TP(atp.topic, atp.partition): offset for atp, offset in found.items()})
         return out
 
