@@ -24,4 +24,5 @@ trap 'bash "$ROOT/scripts/kafka.sh" down || true' EXIT
 export STREAMNB_KAFKA=127.0.0.1:9092
 export STREAMNB_REQUIRE_KAFKA=1
 echo "== running tests"
-.venv/bin/python -m pytest -ra "$@"
+# Two processes (pytest-xdist): most tests wait on brokers, kernels and subprocesses.
+.venv/bin/python -m pytest -ra -n 2 "$@"

@@ -62,14 +62,17 @@ async def test_a_crashing_partition_restarts_alone_while_the_others_go_on(broker
                 raise ValueError("bad number")
             processed.append(n)
 
+    process.max_retries = 2  # (on Kafka every restart of an instance is a rebalance of the whole group)
     async with app:
         await wait_until(lambda: len(started) == PARTITIONS, timeout=60)
         await topic.send(value=-1, partition=1)
         for n in range(20):
             await topic.send(value=n, partition=n % PARTITIONS)
-        await wait_until(lambda: process.dead_lettered == 1 and len(processed) == 20, timeout=60)
+        # (a restarting instance rebalances the group: on Kafka at-least-once, other instances may see
+        # events again that they had not committed yet, so the side effect counts each event at least once)
+        await wait_until(lambda: process.dead_lettered == 1 and set(processed) == set(range(20)), timeout=120)
         await settle(app)
-    assert sorted(processed) == list(range(20))
+    assert sorted(set(processed)) == list(range(20))
     # one new instance per crash (of partition 1's instance), none for the others
     assert process.crashes == process.max_retries
     assert len(started) == PARTITIONS + process.crashes
