@@ -28,12 +28,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("state", ("tables",)),
     ("playback", ("playback",)),
     ("worker", ("worker", "cli")),
-    ("application", ("app", "testing", "demo", "datagen", "faust_types", "__main__")),
+    ("application", ("app", "testing", "datagen", "faust_types", "__main__")),
     ("notebook", ("notebook",)),
 ]
 TOP_LEVEL_MODULES = {
     "errors", "naming", "display", "_gc", "ranges", "timeunits", "events", "transaction", "topics",
-    "runtime", "cli", "testing", "demo", "datagen", "faust_types", "__main__",
+    "runtime", "cli", "testing", "faust_types", "__main__",
 }
 """What may stay a module beside the packages."""
 

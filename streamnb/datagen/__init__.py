@@ -26,6 +26,9 @@ than a window's grace, so windows that closed count it as late).
 '/checkout / /products'
 >>> sample(sensor_readings(sensors=2, seed=1), 2).columns.tolist()
 ['stream', 'key', 'timestamp', 'sensor', 'temperature']
+
+:mod:`streamnb.datagen.demo` is the demo pipeline over such data (``streamnb-demo``,
+``bash scripts/demo.sh``).
 """
 
 from __future__ import annotations
@@ -36,9 +39,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .errors import ConfigurationError
-from .models.record import Record
-from .topics import Topic
+from ..errors import ConfigurationError
+from ..models.record import Record
+from ..topics import Topic
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -1,6 +1,6 @@
-"""The demo pipeline: windowed page-view counts on the embedded broker.
+"""The demo pipeline: windowed page-view counts on the embedded broker (``streamnb-demo``).
 
-Run it with ``python -m streamnb.demo`` (or ``streamnb-demo``). It sends
+Run it with ``python -m streamnb.datagen.demo`` (or ``streamnb-demo``). It sends
 simulated page views to a ``local://`` broker, counts them per page in
 one-minute tumbling windows and in hopping windows through ``group_by``,
 and prints the tables.
