@@ -67,6 +67,11 @@ _LIVE: Mapping[str, tuple[str, bool]] = {
     "store": ("store", True),  # (set through Settings._change_store)
 }
 
+_FIXED = frozenset({
+    # Read once, by App(...) or when it connects: a later change would be ignored, so it is an error.
+    "version", "id_format", "broker_client_id", "url", "ssl_context", "datadir", "store_memory", "reply_create_topic",
+})
+
 
 class Settings:
     """``app.conf``: the app's settings under Faust's names.
@@ -119,7 +124,7 @@ class Settings:
             setattr(app, attribute, value)
         elif name in UNSUPPORTED:
             raise ConfigurationError(f"app.conf.{name} is not supported by streamnb; {UNSUPPORTED[name]}")
-        elif name in ("version", "id_format", "broker_client_id") or name in KAFKA_SETTINGS:
+        elif name in _FIXED or name in KAFKA_SETTINGS:
             raise ConfigurationError(f"app.conf.{name} cannot change after App(...): make a new App with {name}=")
         elif name in APP_SETTINGS:
             self._values[name] = value

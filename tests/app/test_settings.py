@@ -163,3 +163,10 @@ def test_conf_store_after_tables_took_the_old_store_is_an_error() -> None:
     assert app.store == "memory://"
     with pytest.raises(ConfigurationError, match="not a table store"):
         app.conf.store = "redis://"
+
+
+@pytest.mark.parametrize("name", ["url", "ssl_context", "datadir", "store_memory", "reply_create_topic"])
+def test_settings_read_once_cannot_change_after_app(name: str) -> None:
+    app = streamnb.App(f"s{uuid.uuid4().hex[:8]}", broker="memory://")
+    with pytest.raises(ConfigurationError, match=f"app.conf.{name} cannot change after App.*{name}="):
+        setattr(app.conf, name, None)
