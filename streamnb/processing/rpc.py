@@ -279,7 +279,7 @@ class AgentRPC:
             await topic.declare()
         if not topic.prepared:
             await topic.prepare()
-        record = topic.record(key, value, partition, timestamp, request_headers(headers, name, cid))
+        record = topic.record(key, value, partition, timestamp, request_headers(headers, name, cid, replies.token))
         future = await replies.expect(name, cid)
         try:
             await replies.send(record)
