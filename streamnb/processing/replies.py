@@ -297,8 +297,16 @@ class Replies:
         return future
 
     def hand_over(self, envelope: bytes) -> bool:
-        """Resolve the ask waiting here for ``envelope`` (stored in the reply topic); False if none waits any more."""
-        reply = decode_reply(envelope)
+        """Resolve the ask waiting here for ``envelope`` (stored in the reply topic); False if none waits any more.
+
+        Called inside the agent's commit: it never raises (a reply that does
+        not decode here is left to the reply topic's reader).
+        """
+        try:
+            reply = decode_reply(envelope)
+        except Exception:  # (a Record class redefined meanwhile, say)
+            logger.warning("a reply is left to the reply topic: it does not decode here", exc_info=True)
+            return False
         future = self.waiting.pop(reply.correlation_id, None)
         if future is None or future.done():
             return False  # (its reply was read from the topic first, or the ask gave up)
