@@ -23,7 +23,6 @@ before or after start; a notebook cell can be run as often as you like.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import weakref
@@ -337,10 +336,15 @@ class App(Membership, Metering, Definitions, Scheduling, AppSurface, Playback, A
                 await self._recover_tables(transport)
                 await self._start_processing()
             except BaseException:
-                self.state = "init"
-                with contextlib.suppress(Exception):
-                    await self.web.stop()
-                    await self._stop_metrics()
+                # Stop what was started (services, agents, web, metrics...) and close the broker,
+                # which releases a local:// folder's lock; the start's own error is raised.
+                self.state = "stopping"
+                try:
+                    await self._shut_down()
+                except Exception:
+                    logger.exception("app %r: cleaning up after its failed start failed too", self.id)
+                finally:
+                    self.state = "init"
                 raise
             self.state = "running"
         logger.info("app %r running on %s", self.id, self.broker)
@@ -401,28 +405,32 @@ class App(Membership, Metering, Definitions, Scheduling, AppSurface, Playback, A
             if self.state == "running" and self.tune_gc:
                 _gc.release()
             self.state = "stopping"
-            if isinstance(self.clock, VirtualClock):
-                await self.clock.stop()
-            await self.web.stop()
-            await self._stop_metrics()
-            for item in [*self.timers.values(), *self.tasks.values()]:
-                await item.stop()
-            await asyncio.gather(*(agent.stop() for agent in self.agents.values()))
-            await self.stop_services()
-            _gc.end_pauses()  # (collection back on now, not after the freeing its commits left behind)
-            others = [t for t in self._background if t is not asyncio.current_task()]
-            for task in others:
-                task.cancel()
-            if others:
-                await asyncio.wait(others, timeout=5)
-            if self.transport is not None:
-                await self.transport.stop()
-            self.transport = None
-            self._connecting = None
-            self._forget_membership()
-            for table in self.tables.values():
-                table.reset_recovery()
+            await self._shut_down()
             self.state = "stopped"
+
+    async def _shut_down(self) -> None:
+        """Stop everything that runs, whatever a start got to, and close the broker (``stop()``, a failed start)."""
+        if isinstance(self.clock, VirtualClock):
+            await self.clock.stop()
+        await self.web.stop()
+        await self._stop_metrics()
+        for item in [*self.timers.values(), *self.tasks.values()]:
+            await item.stop()
+        await asyncio.gather(*(agent.stop() for agent in self.agents.values()))
+        await self.stop_services()
+        _gc.end_pauses()  # (collection back on now, not after the freeing its commits left behind)
+        others = [t for t in self._background if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        if others:
+            await asyncio.wait(others, timeout=5)
+        if self.transport is not None:
+            await self.transport.stop()
+        self.transport = None
+        self._connecting = None
+        self._forget_membership()
+        for table in self.tables.values():
+            table.reset_recovery()
 
     async def __aenter__(self) -> App:
         await self.start()

@@ -37,6 +37,7 @@ from ..transaction import Transaction
 from ..transport.base import EXACTLY_ONCE, TP, Consumer, Message, ProducerRecord
 from .deadletters import DeadLetters
 from .forwarding import Purger
+from .handover import Handover
 from .runs import PartitionRuns
 from .supervision import SourceConfig, Supervisor
 
@@ -91,6 +92,19 @@ class Inflight:
             return
         if pause is not None:
             pause.end()
+
+
+def _handovers(dirty: dict[Any, Any]) -> Callable[[], None] | None:
+    """What hands the replies of ``dirty`` to asks in this process once the commit stored them (agent RPC)."""
+    found = [(participant, envelopes) for participant, envelopes in dirty.items() if isinstance(participant, Handover)]
+    if not found:
+        return None
+
+    def stored() -> None:
+        for participant, envelopes in found:
+            participant.records_stored(envelopes)
+
+    return stored
 
 
 async def release_in_steps(lists: list[list[Any]], dirty: dict[Any, Any], gc_pause: _gc.Pause | None) -> None:
@@ -257,11 +271,14 @@ class Committing:
         if self.aborted or self.consumer is None:  # undone meanwhile: a rebalance gave up on this batch
             batch.drop()
             return
+        stored = _handovers(dirty)  # asks of this process answered: resolved once their replies are stored
         if batch.per_partition is not None:
-            committing = self.consumer.commit(offsets, batch.records, per_partition=batch.per_partition)
+            committing = self.consumer.commit(
+                offsets, batch.records, per_partition=batch.per_partition, stored=stored
+            )
             self._inflight_partitions = {tp.partition for tp in offsets} | {tp.partition for tp in batch.per_partition}
         else:
-            committing = self.consumer.commit(offsets, batch.records)
+            committing = self.consumer.commit(offsets, batch.records, stored=stored)
         for purger in self.purgers:
             purger.stage(offsets)
         txn.clear()

@@ -20,7 +20,10 @@ so replies to asks made before a restart are never mistaken for new ones;
 replies whose correlation id nobody here waits for (another worker's, or
 from before a restart) are skipped and counted. The default reply topic is
 ``<app id>-reply`` (one partition, ``retention=reply_expires``), created
-on demand; ``App(reply_to=...)`` names another. A request older than
+on demand; ``App(reply_to=...)`` names another. An ask answered by an
+agent of the same app instance is also resolved in memory as soon as the
+agent's commit stored its reply, and the copy read back is skipped (see
+:mod:`streamnb.processing.handover`). A request older than
 ``reply_expires`` (default one day, as Faust) is processed but not
 answered: its asker is long gone.
 
@@ -46,6 +49,7 @@ from ..models.record import Record
 from ..topics import Topic, TopicHost
 from ..transaction import current_transaction
 from ..transport.base import TP, Headers, Message, ProducerRecord, RebalanceListener, Transport
+from .handover import ASKER_HEADER, HandedOver, Handover, asker_of
 
 __all__ = [
     "CORRELATION_ID_HEADER",
@@ -74,6 +78,7 @@ CORRELATION_ID_HEADER = "Faust-Ag-CorrelationId"
 """The header carrying the id that matches a reply to its request (Faust's)."""
 DEFAULT_REPLY_EXPIRES = 86400.0
 """Seconds a reply topic keeps replies, and a request stays worth answering (Faust's one day)."""
+_REQUEST_HEADERS = (REPLY_TO_HEADER, CORRELATION_ID_HEADER, ASKER_HEADER)
 
 
 class ReplyHost(TopicHost, Protocol):
@@ -168,15 +173,23 @@ def decode_reply(data: bytes | None) -> Reply:
     return Reply(str(cid), value, None)
 
 
-def request_headers(headers: Any, reply_to: str, correlation_id: str) -> list[tuple[str, bytes]]:
+def request_headers(
+    headers: Any, reply_to: str, correlation_id: str, asker: str | None = None
+) -> list[tuple[str, bytes]]:
     """``headers`` (a mapping, pairs or ``None``) with the two request headers added.
+
+    ``asker``: the token of the app instance waiting for the reply (the
+    in-process fast path, :mod:`streamnb.processing.handover`).
 
     >>> request_headers({"trace": "1"}, "app-reply", "c-3")
     [('trace', '1'), ('Faust-Ag-ReplyTo', b'app-reply'), ('Faust-Ag-CorrelationId', b'c-3')]
     """
     items = list(headers.items()) if isinstance(headers, Mapping) else list(headers or ())
-    items = [(name, value) for name, value in items if name not in (REPLY_TO_HEADER, CORRELATION_ID_HEADER)]
-    return [*items, (REPLY_TO_HEADER, reply_to.encode()), (CORRELATION_ID_HEADER, correlation_id.encode())]
+    items = [(name, value) for name, value in items if name not in _REQUEST_HEADERS]
+    items += [(REPLY_TO_HEADER, reply_to.encode()), (CORRELATION_ID_HEADER, correlation_id.encode())]
+    if asker is not None:
+        items.append((ASKER_HEADER, asker.encode()))
+    return items
 
 
 def request_of(headers: Headers | Sequence[tuple[str, bytes]]) -> tuple[str, str] | None:
@@ -241,6 +254,12 @@ class Replies:
         """Futures of the asks waiting here, by correlation id."""
         self.unmatched = 0
         """Replies read that nobody here waited for (another worker's, a restarted asker's, an answered one)."""
+        self.token = uuid.uuid4().hex
+        """Names this app instance as the asker in its requests (``streamnb-asker``): see :mod:`.handover`."""
+        self.handed = HandedOver()
+        """Replies handed over in memory to asks of this instance (and their copies read back, skipped)."""
+        self.handover = Handover(self.hand_over)
+        """The commit participant that hands replies over once an agent's commit stored them."""
         self._readers: dict[str, tuple[asyncio.Task[Any], asyncio.Future[None]]] = {}
         self._declared: dict[str, tuple[Transport, Topic[Any, Any]]] = {}
         self._outbox: list[tuple[ProducerRecord, asyncio.Future[None]]] = []
@@ -276,6 +295,24 @@ class Replies:
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self.waiting[correlation_id] = future
         return future
+
+    def hand_over(self, envelope: bytes) -> bool:
+        """Resolve the ask waiting here for ``envelope`` (stored in the reply topic); False if none waits any more.
+
+        Called inside the agent's commit: it never raises (a reply that does
+        not decode here is left to the reply topic's reader).
+        """
+        try:
+            reply = decode_reply(envelope)
+        except Exception:  # (a Record class redefined meanwhile, say)
+            logger.warning("a reply is left to the reply topic: it does not decode here", exc_info=True)
+            return False
+        future = self.waiting.pop(reply.correlation_id, None)
+        if future is None or future.done():
+            return False  # (its reply was read from the topic first, or the ask gave up)
+        self.handed.add(reply.correlation_id)
+        future.set_result(reply)
+        return True
 
     def forget(self, correlation_id: str) -> None:
         """Stop waiting for ``correlation_id`` (answered, or given up)."""
@@ -364,6 +401,8 @@ class Replies:
                 future.set_exception(error)
 
     def _settle(self, msg: Message) -> None:
+        if msg.key is not None and len(self.handed) and self.handed.copy_read(msg.key.decode(errors="replace")):
+            return  # handed over in memory already (the key is the correlation id): see handover
         try:
             reply = decode_reply(msg.value)
         except SerializationError:
@@ -407,8 +446,12 @@ async def answer(app: ReplyHost, value: Any) -> None:
     if request is None or app.now() - msg.timestamp > reply_expires(app):
         return
     reply_to, cid = request
-    topic = await replies_of(app).reply_topic(reply_to)
-    txn.records.append(ProducerRecord(topic.name, 0, cid.encode(), encode_reply(cid, value), app.now(), ()))
+    replies = replies_of(app)
+    topic = await replies.reply_topic(reply_to)
+    envelope = encode_reply(cid, value)
+    txn.records.append(ProducerRecord(topic.name, 0, cid.encode(), envelope, app.now(), ()))
+    if cid in replies.waiting and asker_of(msg.headers) == replies.token:
+        replies.handover.add(txn, envelope)  # the asker is in this app instance: in memory once stored
 
 
 def answer_failure(app: ReplyHost, msg: Message, reason: str) -> None:
@@ -424,5 +467,7 @@ def answer_failure(app: ReplyHost, msg: Message, reason: str) -> None:
         topic = await replies.reply_topic(reply_to)
         envelope = encode_reply(cid, error=(kind, message))
         await replies.send(ProducerRecord(topic.name, 0, cid.encode(), envelope, app.now(), ()))
+        if asker_of(msg.headers) == replies.token:
+            replies.hand_over(envelope)  # stored: an ask of this app instance needs not read it back
 
     app.spawn(send(), f"answer request {cid} with its error")

@@ -17,7 +17,9 @@ An ask is a message on the agent's topic carrying a reply topic and a
 correlation id in its headers; whichever worker processes it (this one or
 another on Kafka) answers on the reply topic, and the asker matches the
 reply by its id (see :mod:`streamnb.processing.replies` for the reply
-topic, what is committed when, and ``reply_expires``). If the agent gives up
+topic, what is committed when, and ``reply_expires``; an ask answered by an
+agent of this same app instance is resolved in memory once the agent's
+commit stored the reply: :mod:`streamnb.processing.handover`). If the agent gives up
 on the request (it crashed on it ``max_retries`` times, so it was
 dead-lettered), the ask raises :class:`~streamnb.errors.RemoteAgentError`
 with the remote error's type and message.
@@ -279,7 +281,7 @@ class AgentRPC:
             await topic.declare()
         if not topic.prepared:
             await topic.prepare()
-        record = topic.record(key, value, partition, timestamp, request_headers(headers, name, cid))
+        record = topic.record(key, value, partition, timestamp, request_headers(headers, name, cid, replies.token))
         future = await replies.expect(name, cid)
         try:
             await replies.send(record)

@@ -236,6 +236,7 @@ class Consumer(abc.ABC):
         records: Sequence[ProducerRecord] = (),
         *,
         per_partition: Mapping[TP, Sequence[ProducerRecord]] | None = None,
+        stored: Callable[[], None] | None = None,
     ) -> None:
         """Append ``records`` and commit ``offsets`` (next offset to read) together.
 
@@ -246,6 +247,12 @@ class Consumer(abc.ABC):
         them with ``records``. Raises :class:`~streamnb.errors.BrokerError`
         when the broker did not store the commit (a transactional consumer:
         when any partition's transaction failed).
+
+        ``stored`` is called once the records are stored and readable
+        (``read_committed``), before the call returns: on an at-least-once
+        Kafka consumer before the offsets are committed, else once the whole
+        commit landed; never when it failed. Agent RPC hands a reply to an
+        asker in this process then (:mod:`streamnb.processing.handover`).
         """
 
     def transaction_outcomes(self) -> dict[str, int] | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .base import (
@@ -440,8 +440,11 @@ class MemoryConsumer(StaticConsumer):
         records: Sequence[ProducerRecord] = (),
         *,
         per_partition: Mapping[TP, Sequence[ProducerRecord]] | None = None,
+        stored: Callable[[], None] | None = None,
     ) -> None:
         broker = self.transport.broker
         await broker.append_in_steps(self.flatten(records, per_partition))
         for tp, offset in offsets.items():
             broker.offsets[(self.group, tp)] = offset
+        if stored is not None:
+            stored()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 
@@ -217,3 +218,30 @@ def test_bad_definitions_are_clear_errors() -> None:
         faust.Service().add_dependency(object())  # type: ignore[type-var]
     with pytest.raises(ConfigurationError, match="unknown keyword"):
         faust.Service(colour="blue")
+
+
+async def test_a_failed_start_cleans_up_and_releases_the_local_folder(tmp_path: Path, app_id: str) -> None:
+    """A service raising on start leaves nothing running: the broker is closed, so the local:// folder's lock
+    is free for another App right away (before, it stayed held until app.stop())."""
+    broker = f"local://{tmp_path / 'broker'}"
+    app = faust.App(app_id, broker=broker)
+    numbers = app.topic(f"{app_id}-numbers", value_type=int)
+    seen: list[int] = []
+
+    @app.agent(numbers)
+    async def collect(stream):
+        async for n in stream:
+            seen.append(n)
+
+    app.service(Failing)
+    with pytest.raises(RuntimeError, match="cannot reach the warehouse"):
+        await app.start()
+    assert app.state == "init" and app.transport is None and not collect.running
+
+    other = faust.App(app_id, broker=broker)  # the same folder, while the first App object still exists
+    async with other:
+        await other.topic(f"{app_id}-numbers", value_type=int).send(value=1)
+    # and the first App can start once its service no longer fails
+    app.services.clear()
+    async with app:
+        await wait_until(lambda: seen == [1])

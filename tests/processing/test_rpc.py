@@ -185,6 +185,8 @@ async def test_an_ask_pending_when_the_app_stops_fails_and_its_late_reply_is_nev
         assert [r.a for r in await asks] == list(range(5))
         await wait_until(lambda: replies_of(app).unmatched >= 1)  # the old request's reply: read, skipped
         assert adding.events_processed == 6
+        # the new asks were handed over in memory; the old request's asker (the stopped App) was not this one
+        assert replies_of(app).handed.count == 5
 
 
 async def test_requests_older_than_reply_expires_are_processed_but_not_answered(app_id: str) -> None:
@@ -282,6 +284,9 @@ async def test_asks_across_two_kafka_workers(tmp_path: Path, app_id: str) -> Non
             pids = {r["pid"] for r in replies}
             assert pids == {os.getpid(), proc.pid}, pids  # answered by this worker and by the other
             assert replies_of(app).waiting == {}
+            # answered here: handed over in memory (or read first from the topic); by the other worker: the topic
+            handed = replies_of(app).handed.count
+            assert 0 < handed <= sum(r["pid"] == os.getpid() for r in replies)
             # and with only the other worker running the agent, every answer comes from there
             await app.stop_agent("double")
             await wait_until(lambda: len(state.get("assigned", ())) == partitions, timeout=60,
@@ -289,6 +294,7 @@ async def test_asks_across_two_kafka_workers(tmp_path: Path, app_id: str) -> Non
             others = await asyncio.wait_for(double.join(range(100)), 60)
             assert [r["double"] for r in others] == [2 * n for n in range(100)]
             assert {r["pid"] for r in others} == {proc.pid}
+            assert replies_of(app).handed.count == handed  # none of those was handed over here
     finally:
         if proc.returncode is None:
             proc.terminate()

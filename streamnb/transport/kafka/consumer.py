@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -360,6 +360,7 @@ class KafkaConsumer(Consumer):
         records: Sequence[ProducerRecord] = (),
         *,
         per_partition: Mapping[TP, Sequence[ProducerRecord]] | None = None,
+        stored: Callable[[], None] | None = None,
     ) -> None:
         """Store ``records``, then commit ``offsets`` (at-least-once); or, when
         :attr:`transactional`, one transaction per input partition (exactly-once).
@@ -374,10 +375,14 @@ class KafkaConsumer(Consumer):
             raise BrokerError(f"{self!r} is not started: `await consumer.start()` first.")
         if self.transactions is not None:
             await self.transactions.commit(await self._past_markers(consumer, offsets), per_partition or {}, records)
+            if stored is not None:
+                stored()
             return
         records = self.flatten(records, per_partition)
         if records:
             await self.transport.send(records)
+        if stored is not None:
+            stored()  # (readable now: an ask answered in this process need not wait for the offsets)
         if not offsets:
             return
         owned = {TopicPartition(a.topic, a.partition) for a in consumer.assignment()}

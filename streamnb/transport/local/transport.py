@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ...errors import AppNotRunningError, BrokerError, ConfigurationError
@@ -410,6 +410,7 @@ class LocalConsumer(StaticConsumer):
         records: Sequence[ProducerRecord] = (),
         *,
         per_partition: Mapping[TP, Sequence[ProducerRecord]] | None = None,
+        stored: Callable[[], None] | None = None,
     ) -> None:
         """Append ``records`` and store ``offsets`` in one sqlite transaction (all or nothing)."""
         records = self.flatten(records, per_partition)
@@ -417,3 +418,5 @@ class LocalConsumer(StaticConsumer):
             return
         store = self.transport.store
         store.notify(await store.call(store.write_sync, records, self.group, offsets))
+        if stored is not None:
+            stored()
