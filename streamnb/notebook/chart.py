@@ -232,9 +232,10 @@ class LiveChart(StaticOutput, anywidget.AnyWidget):
         try:
             while True:
                 self._follow()
+                changed = False
                 if self._table.version != self._version:
                     try:
-                        self.refresh()
+                        changed = self.refresh()
                         self._error = None
                     except Exception as exc:  # keep the chart alive; say it once
                         if str(exc) != self._error:
@@ -247,6 +248,7 @@ class LiveChart(StaticOutput, anywidget.AnyWidget):
                     else:
                         self.freeze(reason)  # once more with the final rows, then static
                     break
+                self.follow_rest(rendered=changed)  # a replay at rest: static until its clock moves
                 await asyncio.sleep(self.interval)
         finally:
             if not self._closed and not self.frozen:
@@ -286,6 +288,12 @@ class LiveChart(StaticOutput, anywidget.AnyWidget):
         if task is not None and task is not asyncio.current_task() and not task.done():
             task.cancel()
         self._send_snapshot()
+
+    def _view_app(self) -> Any:
+        return app_of(self._table)
+
+    def _rest_marker(self) -> Any:
+        return (self._seq, dict(self.event_time))
 
     def _live_bundle(self) -> tuple[dict[str, Any], dict[str, Any]]:
         out = self._repr_mimebundle_()
