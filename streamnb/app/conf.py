@@ -15,6 +15,7 @@ from datetime import UTC
 from typing import Any, Protocol
 
 from ..errors import ConfigurationError
+from ..tables.stores import check_store
 from .settings import (
     APP_SETTINGS,
     FAUST_DEFAULT_WEB_PORT,
@@ -44,6 +45,10 @@ class SettingsHost(Protocol):
     commit_records: int
     stream_batch_size: int
     stream_batch_max_bytes: int
+    store: str
+
+    @property
+    def tables(self) -> Mapping[str, Any]: ...
 
 
 # Faust name -> (App attribute, may be changed after App(...)).
@@ -59,7 +64,13 @@ _LIVE: Mapping[str, tuple[str, bool]] = {
     "stream_batch_size": ("stream_batch_size", True),
     "stream_batch_max_bytes": ("stream_batch_max_bytes", True),
     "max_event_time_skew": ("max_event_time_skew", False),
+    "store": ("store", True),  # (set through Settings._change_store)
 }
+
+_FIXED = frozenset({
+    # Read once, by App(...) or when it connects: a later change would be ignored, so it is an error.
+    "version", "id_format", "broker_client_id", "url", "ssl_context", "datadir", "store_memory", "reply_create_topic",
+})
 
 
 class Settings:
@@ -100,7 +111,9 @@ class Settings:
     def __setattr__(self, name: str, value: Any) -> None:
         app = self._app
         live = _LIVE.get(name)
-        if live is not None:
+        if name == "store":
+            self._change_store(value)
+        elif live is not None:
             attribute, changeable = live
             if not changeable:
                 raise ConfigurationError(f"app.conf.{name} cannot change after App(...): make a new App with {name}=")
@@ -111,7 +124,7 @@ class Settings:
             setattr(app, attribute, value)
         elif name in UNSUPPORTED:
             raise ConfigurationError(f"app.conf.{name} is not supported by streamnb; {UNSUPPORTED[name]}")
-        elif name in ("version", "id_format", "broker_client_id") or name in KAFKA_SETTINGS:
+        elif name in _FIXED or name in KAFKA_SETTINGS:
             raise ConfigurationError(f"app.conf.{name} cannot change after App(...): make a new App with {name}=")
         elif name in APP_SETTINGS:
             self._values[name] = value
@@ -120,6 +133,20 @@ class Settings:
             note(app.id, {name: value})
         else:
             raise unknown(app.id, name, ())
+
+    def _change_store(self, value: Any) -> None:
+        """``app.conf.store = ...``: the store of tables defined afterwards (an error if earlier ones took the old)."""
+        app, new = self._app, check_store(value)
+        if new != app.store:
+            taken = sorted(t.name for t in app.tables.values() if getattr(t, "store", new) == app.store)
+            if taken:
+                raise ConfigurationError(
+                    f"app.conf.store = {new!r} comes after table(s) {', '.join(map(repr, taken))} took the app's "
+                    f"store {app.store!r}: it changes the store of tables defined afterwards only. "
+                    f"Give App(..., store={new!r}), or store= on each table"
+                )
+        app.store = new
+        self._values["store"] = new
 
     def __repr__(self) -> str:
         return f"<Settings of {self._app.id!r}>"

@@ -37,6 +37,7 @@ from ..tables.table import Table
 from ..topics import Topic
 from ..transport.base import Transport
 from .conf import Settings
+from .flowcontrol import FlowControlled
 from .testcontext import AgentTestContext, AgentTestHost
 
 __all__ = ["CHANNEL_OPTIONS", "Definitions", "name_of"]
@@ -66,7 +67,7 @@ def name_of(fun: Callable[..., Any]) -> str:
     return str(getattr(fun, "__name__", type(fun).__name__))
 
 
-class Definitions:
+class Definitions(FlowControlled):
     """The definitions of an app, by name (a base class of :class:`~streamnb.app.App`).
 
     The App sets the registries up and provides :meth:`spawn`,
@@ -228,6 +229,7 @@ class Definitions:
             agent.__doc__ = fun.__doc__
             old = self.agents.get(agent_name)
             self.agents[agent_name] = agent
+            self.flow_control.joined(agent)
             if old is not None or self.state == "running":
                 self.spawn(self._replace_agent(old, agent), f"start agent {agent_name}")
             return agent

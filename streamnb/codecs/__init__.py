@@ -73,14 +73,14 @@ got a JSON object {'first': 'Ada'}: check what the producer sends, or change the
 or value_serializer
 
 No pickle codec is registered: unpickling runs code chosen by whoever wrote
-the bytes. If you trust every producer, register one yourself::
+the bytes. If you trust every producer, register one yourself, under a name that says so::
 
     >>> import pickle
     >>> class PickleCodec:
     ...     def dumps(self, obj): return pickle.dumps(obj)
     ...     def loads(self, data): return pickle.loads(data)
-    >>> register("pickle", PickleCodec())
-    >>> get_codec("pickle").loads(get_codec("pickle").dumps({1, 2}))
+    >>> register("trusted-pickle", PickleCodec())
+    >>> get_codec("trusted-pickle").loads(get_codec("trusted-pickle").dumps({1, 2}))
     {1, 2}
 """
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,30 @@ def test_every_faust_setting_is_classified() -> None:
     """.split()
     known = settings.APP_SETTINGS | set(settings.KAFKA_SETTINGS) | set(settings.NOTES) | set(settings.UNSUPPORTED)
     assert set(faust_settings) - known == set()
+
+
+def test_conf_store_sets_the_store_of_tables_defined_afterwards(tmp_path: Path) -> None:
+    app = streamnb.App(f"s{uuid.uuid4().hex[:8]}", broker="memory://", datadir=tmp_path)
+    assert app.conf.store == "memory://"
+    app.conf.store = "memory://"  # Faust's testing fixture: no change, no error
+    app.conf.store = "rocksdb"
+    assert app.conf.store == app.store == "rocksdb://"
+    assert app.Table("later").store == "rocksdb://"
+    assert app.Table("own", store="memory://").store == "memory://"
+
+
+def test_conf_store_after_tables_took_the_old_store_is_an_error() -> None:
+    app = streamnb.App(f"s{uuid.uuid4().hex[:8]}", broker="memory://")
+    app.Table("counts")
+    with pytest.raises(ConfigurationError, match="after table.*'counts'.*App\\(..., store='rocksdb://'\\)"):
+        app.conf.store = "rocksdb://"
+    assert app.store == "memory://"
+    with pytest.raises(ConfigurationError, match="not a table store"):
+        app.conf.store = "redis://"
+
+
+@pytest.mark.parametrize("name", ["url", "ssl_context", "datadir", "store_memory", "reply_create_topic"])
+def test_settings_read_once_cannot_change_after_app(name: str) -> None:
+    app = streamnb.App(f"s{uuid.uuid4().hex[:8]}", broker="memory://")
+    with pytest.raises(ConfigurationError, match=f"app.conf.{name} cannot change after App.*{name}="):
+        setattr(app.conf, name, None)

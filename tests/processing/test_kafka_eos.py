@@ -252,6 +252,8 @@ async def test_a_paused_worker_is_fenced_when_it_wakes_up(tmp_path: Path) -> Non
             zombie.proc.send_signal(signal.SIGCONT)
             await wait_for(lambda: "fenced" in (zombie.state.get("last_error") or ""), 60,
                            "the zombie's late commit is fenced", [zombie, other])
+            await wait_for(lambda: zombie.state.get("transactions", {}).get("fenced", 0) >= 1, 30,
+                           "the zombie's metrics count the fenced transaction", [zombie])
             n = await feeder.stop_after(batches=10)
             await wait_done([zombie, other], n)
         finally:

@@ -150,7 +150,16 @@ async def report() -> None:
         "recovered": {str(p): n for p, n in sorted(recovered.items())},
         "errors": count.crashes,
         "last_error": repr(count.last_error) if count.last_error else None,
+        "transactions": transactions(),
     })
+
+
+def transactions() -> dict[str, float]:
+    """Exactly-once: the metrics' transaction counts by outcome (``streamnb_transactions_total``)."""
+    frame = app.metrics()
+    rows = frame[frame["metric"] == "streamnb_transactions_total"]
+    return {str(outcome): float(value) for outcome, value in rows.groupby("outcome")["value"].sum().items()} \
+        if not rows.empty else {}
 
 
 if __name__ == "__main__":
