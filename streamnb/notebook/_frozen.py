@@ -129,7 +129,6 @@ class StaticOutput:
             return
         self._update(data, {})
 
-
     # -- rests of a replay ----------------------------------------------------------------------
 
     def follow_rest(self, *, rendered: bool, final: bool = False) -> None:
