@@ -7,6 +7,12 @@ Example (in a notebook)::
     live_table(counts, key_filter="/products")        # substring of the key
     live_table(counts, key_filter=lambda k: k.startswith("/"))
 
+A table of more than ``follow_above`` rows (default 100,000; e.g. a
+``rocksdb://`` table of millions of keys) is not read at each refresh: the
+view follows the keys its commits change, reads only those, and shows a
+top-N of them (by ``sort_by``, else the most recently changed), with the
+table's estimated size in the label.
+
 The view is an ipywidgets ``VBox``: an HTML widget with the DataFrame and a
 label with the row count and the time of the last update. A background task
 on the kernel's loop checks ``table.version`` every ``interval`` seconds
@@ -18,6 +24,7 @@ what nbconvert, GitHub and other readers without a kernel show.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +32,7 @@ import ipywidgets as widgets
 
 from ..errors import ConfigurationError
 from ..timeunits import as_datetimes
+from ._following import ChangedRows
 from ._live import HtmlLabelWidget, app_of, base_table, clock, styled
 
 if TYPE_CHECKING:
@@ -50,6 +58,7 @@ def live_table(
     key_filter: KeyFilter = None,
     interval: float = 0.5,
     datetimes: bool = True,
+    follow_above: int = 100_000,
 ) -> LiveTable:
     """A widget showing a table as a DataFrame that updates in place.
 
@@ -63,6 +72,8 @@ def live_table(
             function returns true.
         interval: seconds between checks for changes (at least 0.2).
         datetimes: show window starts and ends as UTC datetimes (else epoch seconds).
+        follow_above: beyond this many rows, show only keys changed since the
+            view opened (a top-N of them) instead of reading the whole table.
 
     >>> from streamnb import App
     >>> counts = App("demo", broker="memory://").Table("counts", default=int)
@@ -82,9 +93,11 @@ def live_table(
         raise ConfigurationError(f"live_table(): top must be a positive int, got {top!r}")
     if key_filter is not None and not (isinstance(key_filter, str) or callable(key_filter)):
         raise ConfigurationError(f"live_table(): key_filter must be a str or a function, got {key_filter!r}")
+    if not isinstance(follow_above, int) or follow_above < 0:
+        raise ConfigurationError(f"live_table(): follow_above must be a row count >= 0, got {follow_above!r}")
     return LiveTable(
         table_or_windowed, sort_by=sort_by, ascending=ascending, top=top, key_filter=key_filter,
-        interval=interval, datetimes=datetimes,
+        interval=interval, datetimes=datetimes, follow_above=follow_above,
     )
 
 
@@ -103,8 +116,17 @@ class LiveTable(HtmlLabelWidget):
         key_filter: KeyFilter,
         interval: float,
         datetimes: bool,
+        follow_above: int = 100_000,
     ) -> None:
         self.table = table
+        self.follow_above = follow_above
+        base = _base(table)
+        self.changed: ChangedRows | None = None
+        """The keys followed once the table is larger than ``follow_above`` (plain tables of this process)."""
+        if table is base and base.changes.complete:
+            self.changed = ChangedRows(base.changes, keep=max(4 * (top or 250), 1000))
+        self.following = False
+        """True while the view shows followed keys rather than the whole table."""
         self.sort_by = sort_by
         self.ascending = ascending
         self.top = top
@@ -145,6 +167,39 @@ class LiveTable(HtmlLabelWidget):
             self.table = newest.window if self.windowed and newest.window is not None else newest
         return self.table
 
+    def _follows(self) -> bool:
+        """Whether the table is too large to read at each refresh (then: read the changed keys)."""
+        changed = self.changed
+        if changed is None:
+            return False
+        table = self._current()
+        changed.refollow(table.changes)  # type: ignore[union-attr]
+        size = table.estimated_len()  # type: ignore[union-attr]
+        if size <= self.follow_above:
+            self.following = False
+            return False
+        if not self.following:  # from now on: start from a few rows, in key order
+            self.following = True
+            changed.update(table.data, self._key_ok)
+            if not changed.rows:
+                changed.rows = dict(itertools.islice((kv for kv in table.data.items() if self._key_ok(kv[0])),
+                                                     changed.keep))
+        self.rows = size
+        return True
+
+    def _followed(self) -> pd.DataFrame:
+        """The followed keys' rows: sorted, cut to ``top`` (or the rendering limit)."""
+        changed = self.changed
+        assert changed is not None
+        changed.update(self._current().data, self._key_ok)
+        return changed.frame(self.sort_by, self.ascending, self.top or MAX_ROWS)
+
+    def _key_ok(self, key: Any) -> bool:
+        fn = self.key_filter
+        if fn is None:
+            return True
+        return bool(fn(key)) if callable(fn) else fn in str(key)
+
     def dataframe(self) -> pd.DataFrame:
         """The rows the view shows: filtered, sorted and cut to ``top``.
 
@@ -153,6 +208,8 @@ class LiveTable(HtmlLabelWidget):
         >>> list(view.dataframe().columns)
         ['key', 'value']
         """
+        if self._follows():
+            return self._followed()
         return self._finish(self._select())
 
     def _select(self) -> pd.DataFrame:
@@ -192,12 +249,15 @@ class LiveTable(HtmlLabelWidget):
 
     def refresh(self) -> None:
         """Re-render now (the background task calls this when the table changed)."""
-        selected = self._select()
-        self.rows = len(selected)
-        shown = self._finish(selected, limit=MAX_ROWS)
+        if self._follows():
+            shown = self._followed()
+        else:
+            selected = self._select()
+            self.rows = len(selected)
+            shown = self._finish(selected, limit=MAX_ROWS)
         self.shown = len(shown)
         body = shown.to_html(index=False, border=0, classes="streamnb-table", max_cols=50)
-        if self.top is None and len(shown) < self.rows:
+        if self.top is None and len(shown) < self.rows and not self.following:
             body += f"<div><em>showing the first {len(shown):,} rows; pass top= or key_filter=</em></div>"
         body = styled(body)
         if self.html.value != body:
@@ -207,7 +267,11 @@ class LiveTable(HtmlLabelWidget):
 
     def _set_label(self) -> None:
         text = f"{self.rows:,} rows"
-        if self.shown < self.rows:
+        if self.following:
+            order = f"the first by {self.sort_by}" if self.sort_by else "the latest"
+            text = (f"about {self.rows:,} rows, too many to read at each refresh: {self.shown:,} shown, "
+                    f"{order} of the keys changed since the view opened")
+        elif self.shown < self.rows:
             text += f" ({self.shown:,} shown)"
         text += f" · updated {clock(self.last_update)}"
         if self.error:

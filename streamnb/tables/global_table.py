@@ -69,6 +69,7 @@ class GlobalTable(Table[K, V]):
         if options.get("store") is None:  # App(store=...) does not apply: see the class docstring
             options["store"] = MEMORY
         super().__init__(app, name, **options)
+        self.changes.complete = False  # (other workers' writes arrive through the changelog)
         if self.persistence is not None:  # rows in memory (every partition), loaded from the stores at a restart
             self.use_state(PlainState())
         self.positions: dict[int, int] = {}

@@ -110,6 +110,7 @@ class JoinedTable(Table[Any, Any]):
                 )
         self.rule = TableJoinRule(how)
         super().__init__(app, f"{left.name}-join-{right.name}", store=MEMORY)
+        self.changes.complete = False  # (it changes as its topics are read, not by commits)
         self.left_source: Topic[Any, Any] = left.source
         self.right_source: Topic[Any, Any] = right.source
         self.emit_to: Topic[Any, Any] | None = None if emit is None else app.resolve_topic(emit)

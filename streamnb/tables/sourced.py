@@ -190,6 +190,7 @@ class _FollowsSource:
         self.changelog = source
         self._encoder = ChangelogEncoder(source)
         self.reader = SourceReader(self, source)  # type: ignore[arg-type]
+        self.changes.complete = False  # type: ignore[attr-defined]  # (it changes as its topic is read)
         self._following = False
         self.driven = False
         """True once a join moves this table in step with its stream (the follower leaves it alone)."""

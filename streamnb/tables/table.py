@@ -27,7 +27,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .. import naming
 from ..errors import ConfigurationError, PartitionMismatchError, TableWriteError
@@ -36,6 +36,7 @@ from ..topics import Topic
 from ..transaction import MISSING, Transaction, current_transaction
 from ..transport.base import ProducerRecord
 from .changelog import PLAIN_VALUES, ChangelogEncoder
+from .changes import ChangeFeed
 from .kinds import WindowKinds
 from .persistence import TableStore
 from .progress import RestoreProgress, RestoreTracker
@@ -51,9 +52,6 @@ from .timetravel import TimeTravel
 from .views import TableViews
 from .windowed import WindowedTable
 from .windows import WindowRange
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["Table"]
 
@@ -126,6 +124,7 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
         self.persistence: TableStore | None = None
         """The RocksDB side of a ``rocksdb://`` table, else None."""
         self.restore_tracker = RestoreTracker(name)
+        self.changes = ChangeFeed()  # (the keys each commit wrote, for live views)
         if self.store == ROCKSDB:
             self.persistence = TableStore(app, name, self.changelog, self.restore_tracker)
             self.state = self.persistence.state
@@ -415,7 +414,8 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
         if self.persistence is not None:
             self.persistence.committed()
         self.state.after_commit()
-        closed = self._closing.pop(id(dirty), None) if dirty is not None else None
+        closed = None if dirty is None else self._closing.pop(id(dirty), None)
+        self.changes.committed(() if dirty is None else dirty.rows)
         callback = self.on_window_close
         if closed and callback is not None:
             for c in closed:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from .windowed import WindowedTable
 
-__all__ = ["TableViews"]
+__all__ = ["TableViews", "items_frame"]
 
 
 class TableViews:
@@ -52,8 +52,6 @@ class TableViews:
         """
         import itertools
 
-        import pandas as pd
-
         if self.window is not None:
             return self.window.as_dataframe(times=times or "datetime")
         if times is not None:
@@ -66,11 +64,7 @@ class TableViews:
                 f"table {self.name!r} holds about {size:,} rows on disk: ask for part of it, "
                 f"e.g. as_dataframe(limit=10_000), or read it as it goes with table.items()"
             )
-        items = list(itertools.islice(self.data.items(), limit))
-        if items and all(hasattr(v, "asdict") for _, v in items):
-            rows = [{"key": k, **v.asdict()} for k, v in items]
-            return pd.DataFrame(rows)
-        return pd.DataFrame({"key": [k for k, _ in items], "value": [v for _, v in items]})
+        return items_frame(list(itertools.islice(self.data.items(), limit)))
 
     def as_ansitable(
         self, title: str | None = None, sort: bool = True, *, key: str = "key", value: str = "value",
@@ -100,3 +94,15 @@ class TableViews:
         """A live Altair chart of the table (see :mod:`streamnb.notebook`)."""
         return display.show("live_chart", self, **options)
 
+
+def items_frame(items: list[tuple[Any, Any]]) -> pd.DataFrame:
+    """``(key, value)`` pairs as a DataFrame: ``key`` and ``value``, or a column per field of Record values.
+
+    >>> items_frame([("a", 1)]).to_dict("records")
+    [{'key': 'a', 'value': 1}]
+    """
+    import pandas as pd
+
+    if items and all(hasattr(v, "asdict") for _, v in items):
+        return pd.DataFrame([{"key": k, **v.asdict()} for k, v in items])
+    return pd.DataFrame({"key": [k for k, _ in items], "value": [v for _, v in items]})

@@ -199,3 +199,50 @@ def test_without_a_running_loop_the_view_is_a_snapshot() -> None:
     view.refresh()
     assert view.rows == 1 and "k" in view.html.value
     view.close()
+
+
+async def test_a_table_too_large_to_read_is_followed_by_its_changed_keys(tmp_path: Any) -> None:
+    """Beyond follow_above rows the view reads only the keys commits change: a rocksdb table that refuses
+    a whole as_dataframe() still shows, top-N by value, with its size."""
+    app = test_app("follow", store="rocksdb://", datadir=tmp_path)
+    views = app.topic("views")
+    counts = app.Table("counts", default=int)
+    counts.whole_frame_limit = 3  # as_dataframe() now refuses to read the table whole
+
+    @app.agent(views)
+    async def count(stream: Any) -> None:
+        async for page in stream:
+            counts[page] += 1
+
+    async def send(*pages: str) -> None:
+        for page in pages:
+            await views.send(key=page, value=page)
+        await settle(app)
+
+    await app.start()
+    try:
+        await send("/a", "/b", "/c", "/d", "/e")
+        with pytest.raises(ConfigurationError, match="ask for part of it"):
+            counts.as_dataframe()
+        view = live_table(counts, sort_by="value", top=2, follow_above=3, interval=0.2)
+        assert view.following and view.rows == counts.estimated_len()
+        assert "too many to read at each refresh" in view.label.value
+        await send("/c", "/c", "/d", "/x")
+        await wait_until(lambda: view.dataframe().to_dict("records")[:2] == [
+            {"key": "/c", "value": 3}, {"key": "/d", "value": 2}], timeout=5)
+        await wait_until(lambda: "/c" in view.html.value and view.shown == 2, timeout=5)
+        latest = live_table(counts, follow_above=3, key_filter=lambda k: k != "/b")
+        await send("/b", "/e")
+        assert latest.dataframe()["key"].tolist()[:1] == ["/e"]  # without sort_by: the latest change first
+        with pytest.raises(ConfigurationError, match="ask for part of it"):
+            live_table(counts, follow_above=10**9)  # (below follow_above, a view reads the table whole)
+    finally:
+        await app.stop()
+
+
+async def test_follow_above_must_be_a_count(pipe: Pipeline) -> None:
+    await pipe.send("/a", "/b")
+    assert not live_table(pipe.counts, follow_above=2).following
+    assert live_table(pipe.counts, follow_above=1).following
+    with pytest.raises(ConfigurationError, match="follow_above must be a row count"):
+        live_table(pipe.counts, follow_above=-1)
