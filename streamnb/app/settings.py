@@ -313,7 +313,7 @@ def unknown(app_id: str, name: str, extra: Iterable[str]) -> ConfigurationError:
     """The error for a setting streamnb does not know, naming the closest one."""
     return ConfigurationError(
         f"unknown setting {name!r} for App({app_id!r}); {closest(name, extra)}"
-        "App takes Faust's settings (see the README's migration section), streamnb's own "
+        "App takes Faust's settings (see docs/faust.md, Migrating from Faust), streamnb's own "
         "(commit_interval, stream_batch_size, stream_batch_max_bytes, max_event_time_skew, tune_gc, ...) "
         "and, on kafka://, aiokafka consumer options"
     )

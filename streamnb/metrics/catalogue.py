@@ -2,7 +2,7 @@
 
 Every metric carries the label ``app`` (the app id) first; the other labels
 are listed per metric. Names follow Prometheus' conventions: counters end in
-``_total``, durations are in seconds. README's "Metrics" section and the
+``_total``, durations are in seconds. The Metrics page (docs/metrics.md) and the
 registry (:mod:`streamnb.metrics.registry`) are both made from this table.
 
 >>> SPECS["streamnb_consumer_lag"].labels

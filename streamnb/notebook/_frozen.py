@@ -18,6 +18,18 @@ Views freeze at the end of the cell in which their app stopped (IPython's
 background task notices the stop first freezes then. The update is sent with
 the kernel's current parent message, not the one of the cell that showed
 the view (which finished long ago).
+
+A replay (an app on a virtual clock) does not stop when it has replayed
+everything: its clock goes idle (at the end of the recording, or paused) and
+the app keeps running, so the player can seek back. Views of such an app
+*rest* while the clock is idle: at the end of a cell in which the replay is
+idle (and when their background task notices the clock came to rest), they
+render once more and show that state in static forms, as a frozen view does,
+but keep watching the clock; when it moves again (a seek, a step, play),
+they *thaw*: their displays become the live widget again. So a notebook file
+holds the state each view showed when the replay last came to rest. The
+player itself stays a widget at rest (it is what moves the clock); the static
+form in its output is brought up to date.
 """
 
 from __future__ import annotations
@@ -28,7 +40,9 @@ import uuid
 import weakref
 from typing import Any
 
-__all__ = ["StaticOutput", "freeze_stopped_views"]
+from ..playback.clock import VirtualClock
+
+__all__ = ["StaticOutput", "freeze_stopped_views", "replay_rest"]
 
 logger = logging.getLogger("streamnb")
 
@@ -41,6 +55,10 @@ class StaticOutput:
 
     frozen: bool = False
     """True once the view showed its final state and stopped updating for good."""
+    static_at_rest: bool = True
+    """Whether the view's displays become static while its replay rests (the player's do not)."""
+    rested_at: int | None = None
+    """The version of the replay's clock at the rest the view's displays show, or ``None`` while live."""
     _display_id: str | None = None
 
     # -- what subclasses provide ------------------------------------------------------------
@@ -65,6 +83,14 @@ class StaticOutput:
         """Stop the background task and say why updates stopped."""
         raise NotImplementedError
 
+    def _view_app(self) -> Any:
+        """The App whose data the view shows."""
+        raise NotImplementedError
+
+    def _rest_marker(self) -> Any:
+        """Something that changes whenever the view renders something new (compared across rests)."""
+        raise NotImplementedError
+
     # -- display and freeze -------------------------------------------------------------------
 
     def _ipython_display_(self) -> None:
@@ -75,7 +101,7 @@ class StaticOutput:
         _VIEWS.add(self)
         _hook()
         metadata: dict[str, Any] = {}
-        if self.frozen:
+        if self.frozen or (self.rested_at is not None and self.static_at_rest):
             data = self._static_bundle()
         else:
             data, metadata = self._live_bundle()
@@ -96,19 +122,82 @@ class StaticOutput:
         self._on_frozen(reason)
         if self._display_id is None:
             return
+        try:
+            data = self._static_bundle()
+        except Exception:
+            logger.exception("could not draw the output of %r", self)
+            return
+        self._update(data, {})
+
+    # -- rests of a replay ----------------------------------------------------------------------
+
+    def follow_rest(self, *, rendered: bool, final: bool = False) -> None:
+        """Rest or thaw as the replay does (the view's task calls this after each look, ``final`` the cell end).
+
+        ``rendered``: whether the view rendered something new since its displays last rested.
+        At rest, ``final`` renders once more first; displays are updated only when something changed.
+        """
+        if self.frozen:
+            return
+        key = replay_rest(self._view_app())
+        if key is None:
+            self._thaw()
+            return
+        if final:
+            marker = self._rest_marker()
+            try:
+                self._final_refresh()
+            except Exception:
+                logger.exception("the last refresh of %r failed", self)
+            rendered = rendered or self._rest_marker() != marker
+        if key != self.rested_at or rendered:
+            self._rest(key)
+
+    def _rest(self, key: int) -> None:
+        self.rested_at = key
+        if self._display_id is None:
+            return
+        if self.static_at_rest:
+            self._update(self._static_bundle(), {})
+        else:
+            self._update(*self._live_bundle())
+
+    def _thaw(self) -> None:
+        if self.rested_at is None:
+            return
+        self.rested_at = None
+        if self._display_id is not None and self.static_at_rest:
+            self._update(*self._live_bundle())
+
+    def _update(self, data: dict[str, Any], metadata: dict[str, Any]) -> None:
         from IPython.display import update_display
 
         try:
-            data = self._static_bundle()
             # An empty context: the kernel's current parent message (the cell running now), not the
             # parent the view's task inherited from the cell that showed it.
-            contextvars.Context().run(update_display, data, raw=True, display_id=self._display_id)
+            contextvars.Context().run(update_display, data, metadata=metadata, raw=True, display_id=self._display_id)
         except Exception:
             logger.exception("could not update the output of %r", self)
 
 
+def replay_rest(app: Any) -> int | None:
+    """The clock's version while ``app`` is a running replay whose clock is idle, else ``None``.
+
+    >>> from streamnb import App
+    >>> replay_rest(App("demo-rest", broker="memory://", clock="virtual")) is None  # not started
+    True
+    """
+    clock = getattr(app, "clock", None)
+    if getattr(app, "state", None) != "running" or not isinstance(clock, VirtualClock) or not clock.resting:
+        return None
+    return clock.version
+
+
 def freeze_stopped_views(*_args: Any) -> int:
-    """Freeze every displayed view whose app stopped; the number frozen (runs after each cell)."""
+    """Freeze every displayed view whose app stopped, rest those of idle replays; the number frozen.
+
+    Runs after each cell.
+    """
     frozen = 0
     for view in list(_VIEWS):
         if view.frozen:
@@ -117,6 +206,8 @@ def freeze_stopped_views(*_args: Any) -> int:
         if reason is not None:
             view.freeze(reason)
             frozen += 1
+        else:
+            view.follow_rest(rendered=False, final=True)
     return frozen
 
 

@@ -11,7 +11,8 @@ from the task (that would capture whatever cell runs at the time).
 Outside a widget-capable front end (nbconvert, GitHub), the widget's mime
 bundle also carries ``text/html``: a static snapshot of what it shows. When
 the app stops, the widget polls once more and *freezes*: its outputs are
-replaced by that final static snapshot (see :mod:`._frozen`).
+replaced by that final static snapshot; while a replay's clock is idle, it
+*rests* in that static snapshot until the clock moves (see :mod:`._frozen`).
 """
 
 from __future__ import annotations
@@ -125,7 +126,10 @@ class LiveWidget(StaticOutput, widgets.VBox):
                     return
                 try:
                     if self.app.state != "stopping":  # keep what the running app showed until it stopped
+                        updates = self.updates
                         await self._poll()
+                        if self.static_at_rest:  # (the player rests at the end of cells only)
+                            self.follow_rest(rendered=self.updates != updates)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # never let a rendering bug kill the view silently
@@ -181,6 +185,12 @@ class LiveWidget(StaticOutput, widgets.VBox):
         if task is not None and task is not asyncio.current_task() and not task.done():
             task.cancel()
         self._stopped(reason)
+
+    def _view_app(self) -> App:
+        return self.app
+
+    def _rest_marker(self) -> Any:
+        return self._snapshot_html()
 
     def _live_bundle(self) -> tuple[dict[str, Any], dict[str, Any]]:
         bundle = self._repr_mimebundle_()

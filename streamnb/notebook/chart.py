@@ -48,7 +48,8 @@ from ..errors import ConfigurationError
 from ..tables.table import Table
 from ..tables.windowed import WindowedTable
 from ._chart_rows import event_time_of, keep_top, table_rows
-from ._chart_spec import DATASET, default_spec, field_name, spec_from_chart, with_event_time
+from ._chart_spec import DATASET, default_spec, field_name, spec_from_chart
+from ._chart_static import static_spec, to_svg
 from ._frozen import StaticOutput
 from ._live import app_of, base_table
 
@@ -232,9 +233,10 @@ class LiveChart(StaticOutput, anywidget.AnyWidget):
         try:
             while True:
                 self._follow()
+                changed = False
                 if self._table.version != self._version:
                     try:
-                        self.refresh()
+                        changed = self.refresh()
                         self._error = None
                     except Exception as exc:  # keep the chart alive; say it once
                         if str(exc) != self._error:
@@ -247,6 +249,7 @@ class LiveChart(StaticOutput, anywidget.AnyWidget):
                     else:
                         self.freeze(reason)  # once more with the final rows, then static
                     break
+                self.follow_rest(rendered=changed)  # a replay at rest: static until its clock moves
                 await asyncio.sleep(self.interval)
         finally:
             if not self._closed and not self.frozen:
@@ -287,6 +290,12 @@ class LiveChart(StaticOutput, anywidget.AnyWidget):
             task.cancel()
         self._send_snapshot()
 
+    def _view_app(self) -> Any:
+        return app_of(self._table)
+
+    def _rest_marker(self) -> Any:
+        return (self._seq, dict(self.event_time))
+
     def _live_bundle(self) -> tuple[dict[str, Any], dict[str, Any]]:
         out = self._repr_mimebundle_()
         if out is None:  # closed
@@ -305,7 +314,10 @@ class LiveChart(StaticOutput, anywidget.AnyWidget):
     # -- static output --------------------------------------------------------------------------
 
     def static_spec(self) -> dict[str, Any]:
-        """The Vega-Lite spec with the current rows inlined (for files and static renderers).
+        """The Vega-Lite spec with the current rows inlined, for a static picture (files, static renderers).
+
+        Without pan and zoom, tooltips and unused columns; with many rows,
+        without the point per window (see :mod:`._chart_static`).
 
         >>> import altair as alt
         >>> from streamnb import App
@@ -313,9 +325,7 @@ class LiveChart(StaticOutput, anywidget.AnyWidget):
         >>> alt.LayerChart.from_dict(chart.static_spec())  # the windows, and a rule at the stream time
         alt.LayerChart(...)
         """
-        spec = with_event_time(self.spec, self.event_time)
-        spec["data"] = {"values": self.rows()}
-        return spec
+        return static_spec(self.spec, self.event_time, self.rows())
 
     def to_svg(self) -> str:
         """The chart as it is now, as SVG (offline, with ``vl-convert-python``).
@@ -325,9 +335,7 @@ class LiveChart(StaticOutput, anywidget.AnyWidget):
         >>> chart.to_svg().startswith("<svg")
         True
         """
-        import vl_convert
-
-        return str(vl_convert.vegalite_to_svg(self.static_spec(), allowed_base_urls=[]))
+        return to_svg(self.static_spec())
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         out = super()._repr_mimebundle_(**kwargs)

@@ -12,7 +12,10 @@ Moving the scrubber (or typing a time into the box next to it) seeks
 there: forward it plays as fast as possible up to that time, back it
 starts the replay over with fresh tables and plays up to it; then the
 replay is paused, and live tables show the state at that time. The label
-shows the virtual time, the number of events released and whether it plays.
+shows the virtual time, the number of events released and whether it plays
+(or is at the end). At the end of a cell in which the replay is idle, the
+static form of its output is brought up to date; once the app stopped, it
+freezes with what it showed last.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class Player(LiveWidget):
     """The widget :func:`player` returns (see the module docstring)."""
 
     kind = "player"
+    static_at_rest = False  # it moves the clock: a widget at rest too (its static form is kept up to date)
 
     def __init__(self, app: App, *, interval: float, step_seconds: float) -> None:
         clock = app.clock
@@ -220,7 +224,12 @@ class Player(LiveWidget):
             self.play.icon = "pause" if playing else "play"
         finally:
             self._quiet = False
-        state = "paused" if clock.paused else ("playing" if clock.speed is not None else "playing (max)")
+        if clock.paused:
+            state = "paused"
+        elif clock.resting:
+            state = "at the end"
+        else:
+            state = "playing" if clock.speed is not None else "playing (max)"
         text = f"<b>{escape(_utc(clock.time))}</b> · {state} · {clock.released:,} events"
         if self.error:
             text += f" · <span style='color:#b00'>{escape(self.error)}</span>"

@@ -132,6 +132,9 @@ class VirtualClock(Rounds):
         """What :meth:`seek` back calls to start over with fresh state (the app sets it)."""
         self.version = 0
         """Increases whenever the clock comes to rest (views watch it)."""
+        self.resting = False
+        """True while the clock is idle: paused, or at the end of what there is to replay (live views
+        then show their final state; see :meth:`idle`). It keeps its last value once the app stopped."""
         self.rests = 0
         self._horizon = NEVER
         self._floor = NEVER
@@ -277,6 +280,8 @@ class VirtualClock(Rounds):
         self._ends.clear()
         self._done.clear()
         self._progress = 0
+        self._released_before_stop = 0
+        self.resting = False
         self.version += 1
 
     def start(self) -> None:
@@ -293,6 +298,7 @@ class VirtualClock(Rounds):
         waiter, self._next_round = self._next_round, None
         if waiter is not None and not waiter.done():
             waiter.cancel()
+        self._released_before_stop = self.released  # (what a frozen player still shows)
         self._feeds.clear()
         self._done.clear()
         for _when, _seq, fut, _task in self._sleepers:
@@ -323,7 +329,12 @@ class VirtualClock(Rounds):
 
     async def _start_round(self) -> None:
         self._at_rest.clear()
+        self.resting = False
         await super()._start_round()
+
+    def _set_resting(self) -> None:
+        self.resting = True
+        self._at_rest.set()
 
     def _moved(self) -> None:
         """A round released events: time is as far as they went (not past the horizon)."""
@@ -351,7 +362,7 @@ class VirtualClock(Rounds):
             due = self._next_due()
             target = self._target if self._target is not None else math.inf
             if speed == 0:
-                self._at_rest.set()
+                self._set_resting()
                 await self._wait_control(None)
                 continue
             if len(self._feeds) < self.expected_feeds():  # an agent (re)starting: wait for its source
@@ -362,7 +373,7 @@ class VirtualClock(Rounds):
                     if await self._more_written():
                         return  # (sent meanwhile) the next round reads it
                     if math.isinf(target):  # the end of what is there: time stops here
-                        self._at_rest.set()
+                        self._set_resting()
                         await self._wait_control(1.0)
                         continue
                 self._move_horizon(min(due, target))

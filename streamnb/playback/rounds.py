@@ -54,10 +54,13 @@ class Rounds:
         self._progress = 0
         self._all_done = asyncio.Event()
         self._next_round: asyncio.Future[None] | None = None
+        self._released_before_stop = 0
 
     @property
     def released(self) -> int:
-        """Events the sources were handed since the replay (re)started."""
+        """Events the sources were handed since the replay (re)started (after a stop: until it stopped)."""
+        if not self._feeds:
+            return self._released_before_stop
         return sum(feed.released for feed in self._feeds)
 
     async def join(self, feed: Feed) -> None:

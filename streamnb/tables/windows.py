@@ -6,7 +6,7 @@ size`` for tumbling windows), so an event at time ``t`` falls into every
 window with ``start <= t < start + size``: one tumbling window, or
 ``size / step`` hopping windows.
 
-Time rules (Kafka Streams' rules; see the README's "Event time"): a window
+Time rules (Kafka Streams' rules; see docs/event-time.md): a window
 accepts events while ``end + grace > stream time`` and is *closed* once
 stream time reaches ``end + grace``; it is kept for reads until stream time
 reaches ``end + expires``, then deleted. ``grace`` defaults to ``expires``,

@@ -288,3 +288,33 @@ def test_replay_and_time_travel(tmp_path: Path) -> None:
     assert "identical: 5 counts" in text and "forked at minute five" in text
     mimes = {m for c in nb.cells for o in c.get("outputs", []) for m in o.get("data", {})}
     assert "application/vnd.jupyter.widget-view+json" in mimes  # the player, the live table, the progress bar
+
+
+def test_the_docs_site_shows_executed_notebooks(tmp_path: Path) -> None:
+    """scripts/execute_notebooks.py runs a tutorial; the site (mkdocs, --strict) renders it with its outputs."""
+    executed, site = tmp_path / "executed", tmp_path / "site"
+    env = _kernel_env({"STREAMNB_EXECUTED_NOTEBOOKS": str(executed), "NO_MKDOCS_2_WARNING": "1"})
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "execute_notebooks.py"), "01_quickstart.ipynb", "--to", str(executed)],
+        cwd=ROOT, env=env, check=True, capture_output=True, timeout=300,
+    )
+    nb = nbformat.read(executed / "01_quickstart.ipynb", as_version=4)
+    assert "widgets" not in nb.metadata  # no widget state: nothing for a page to fetch from a CDN
+    assert not [o for c in nb.cells for o in c.get("outputs", []) if WIDGET_MIME in o.get("data", {})]
+    assert not (NOTEBOOKS / "01_quickstart.ipynb").read_text().count('"output_type"')  # the committed one stays bare
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    page = (site / "notebooks" / "01_quickstart" / "index.html").read_text()
+    counts = table_dict(page, css_class="streamnb-table")  # the live table, frozen at the end
+    assert sum(counts.values()) == 300 and "not updating (app stopped)" in page
+    images = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', page)
+    charts = [svg for svg in (base64.b64decode(i).decode() for i in images) if "stream time" in svg]
+    assert len(charts) == 1 and all(key in charts[0] for key in counts)
+    assert "sent 300 page views" in page
+    for cdn in ("cdn.jsdelivr.net", "unpkg.com", "esm.sh"):
+        assert cdn not in page
+    # The downloadable notebook next to the page is the executed copy.
+    assert (site / "notebooks" / "01_quickstart" / "01_quickstart.ipynb").read_text().count('"output_type"')

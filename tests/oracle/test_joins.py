@@ -6,7 +6,7 @@ inputs read in timestamp order (ties frequent, pairs exactly ``before``/``after`
 apart, records exactly at window end + grace == stream time), ended by a record far
 ahead that closes everything; the late counts agree (none). Out of order, Kafka
 Streams 3.9 departs from the contract in five ways; a test below pins the smallest
-example of each, Kafka's output and streamnb's side by side (README, "Joins"). The
+example of each, Kafka's output and streamnb's side by side (docs/joins.md). The
 contract itself, late records included, is checked against a brute-force statement
 of it in tests/processing/test_join_windowed.py.
 

@@ -30,3 +30,24 @@ def test_the_site_builds_strict(tmp_path: Path) -> None:
     for name in ("01_quickstart", "02_windows_explained", "05_event_time"):
         page = (site / "notebooks" / name / "index.html").read_text()
         assert "Try this" in page, name
+
+
+QUICK_START = (
+    "bash scripts/lab.sh           # set up, open the quick-start notebook in JupyterLab (embedded broker, no Kafka)\n"
+    "bash scripts/test.sh          # set up, start a local Kafka, run the whole test suite\n"
+)
+
+
+def test_readme_is_the_way_in_and_links_every_guide_page() -> None:
+    """README: what it is, the quick start's two commands, a short tour, links; the reference is in docs/."""
+    readme = (ROOT / "README.md").read_text()
+    assert f"```bash\n{QUICK_START}```" in readme
+    assert len(readme.splitlines()) <= 150
+    nav = (ROOT / "mkdocs.yml").read_text()
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md") if p.name != "index.md")
+    assert len(pages) >= 15
+    for name in pages:
+        assert f"(docs/{name})" in readme, f"README does not link docs/{name}"
+        assert f": {name}" in nav, f"mkdocs.yml's nav leaves out {name}"
+    faust = (ROOT / "docs" / "faust.md").read_text()
+    assert "## Differences from Faust, on purpose" in faust and "## Migrating from Faust" in faust

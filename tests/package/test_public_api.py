@@ -79,7 +79,7 @@ def test_no_public_name_disappears() -> None:
 
 
 def test_documented_module_paths_keep_working() -> None:
-    """The module paths README, the notebooks and users import by: they do not move with the packages."""
+    """The module paths the docs, the notebooks and users import by: they do not move with the packages."""
     from streamnb.avro import AvroCodec, SchemaRegistry  # noqa: F401
     from streamnb.cli import argument, option  # noqa: F401
     from streamnb.codecs import Codec, get_codec  # noqa: F401

@@ -103,14 +103,18 @@ async def test_timers_relative_to_now_windows_and_closes_happen_at_the_same_virt
 async def test_the_clock_stops_at_the_end_of_the_recording_and_starts_over_on_the_next_start(folder: str) -> None:
     await write_views(folder, n=20)
     app, now_counts, per_10s = build(folder, [])
+    assert not app.clock.resting
     await app.start()
     try:
         await app.clock.idle(timeout=60)
         assert app.clock.start_time == T0 and app.clock.end_time == T0 + 19
         assert T0 + 19 <= app.now() <= T0 + 21  # the last event, or the next timer stop after it
         assert sum(app.tables["total"].data.values()) == 20
+        assert app.clock.resting and not app.clock.paused  # idle at the end (live views show that state)
+        assert app.clock.released == 40  # the views, then their repartitioned copies
     finally:
         await app.stop()
+    assert app.clock.released == 40 and app.clock.resting  # what a frozen player still shows
     await app.start()  # a replay always starts from scratch: the same tables, not doubled
     try:
         await app.clock.idle(timeout=60)
@@ -129,8 +133,10 @@ async def test_pause_step_and_seek(folder: str) -> None:
 
     async with app:
         await app.clock.idle(timeout=30)
-        assert counted() <= 1 and app.clock.paused  # paused at the first event's time
+        assert counted() <= 1 and app.clock.paused and app.clock.resting  # paused at the first event's time
+        version = app.clock.version
         assert await app.clock.step(5) == T0 + 5
+        assert app.clock.resting and app.clock.version > version  # a new rest
         assert counted() == 6 and app.clock.paused
         assert await app.clock.step(seconds=10) == T0 + 15
         assert counted() == 16

@@ -1,8 +1,8 @@
-"""README's "Changelog format", checked on the embedded brokers; changelogs of earlier versions still restore.
+"""docs/changelog-format.md, checked on the embedded brokers; changelogs of earlier versions still restore.
 
 The reader here gets the raw bytes of each changelog (and stream-time topic)
 through the transport, as any client of the broker would, and rebuilds each
-kind of table with README's rules alone; the result must be the app's tables.
+kind of table with that page's rules alone; the result must be the app's tables.
 (``tests/tables/test_kafka_changelog_format.py`` does the same with plain aiokafka.)
 """
 
@@ -49,7 +49,7 @@ async def read(app: faust.App, name: str) -> list[Message]:
 
 
 def newest(records: list[Message]) -> dict[Any, tuple[Any, int]]:
-    """README: the newest record of a (JSON) key wins, a tombstone deletes it; key -> (JSON value, partition)."""
+    """Format page: the newest record of a (JSON) key wins, a tombstone deletes it; key -> (JSON value, partition)."""
     def hashable(obj: Any) -> Any:
         return tuple(hashable(x) for x in obj) if isinstance(obj, list) else obj
 
@@ -73,7 +73,7 @@ def windows_of(rows: dict[Any, tuple[Any, int]]) -> dict[Any, Any]:
 
 
 def sliding_windows(rows: dict[Any, tuple[Any, int]], size: float) -> dict[Any, Any]:
-    """README: windows from the bucket times ``[key, t]``; a frozen ``[key, [start, end]]`` value wins."""
+    """The format page: windows from the bucket times ``[key, t]``; a frozen ``[key, [start, end]]`` value wins."""
     size_ms = round(size * 1000)
     buckets: dict[Any, dict[int, Any]] = {}
     frozen = {}
@@ -94,7 +94,7 @@ def sliding_windows(rows: dict[Any, tuple[Any, int]], size: float) -> dict[Any, 
 
 
 def stream_times(records: list[Message]) -> dict[int, float]:
-    """README: the newest record of partition p of ``<app id>-<table>-streamtime`` is p's stream time."""
+    """The format page: the newest record of partition p of ``<app id>-<table>-streamtime`` is p's stream time."""
     return {key: value for key, (value, _p) in newest(records).items()}
 
 

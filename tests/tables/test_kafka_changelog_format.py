@@ -1,6 +1,6 @@
-"""Changelogs any Kafka client can read: tables rebuilt with plain aiokafka from what README documents.
+"""Changelogs any Kafka client can read: tables rebuilt with plain aiokafka from docs/changelog-format.md.
 
-README's "Changelog format" says what each record of a changelog is. The
+The "Changelog format" page (docs/changelog-format.md) says what each record of a changelog is. The
 reader here follows it and nothing else: a group-less ``AIOKafkaConsumer``
 reads each changelog (and the stream-time topic of the windowed tables) from
 the beginning to the end offsets, decodes JSON by hand, and rebuilds the
@@ -37,10 +37,10 @@ GRACE = 5.0
 
 
 def rebuild_plain(records: list[Any]) -> dict[Any, Any]:
-    """README: key and value are JSON; the newest record of a key wins; no value deletes it."""
+    """The format page: key and value are JSON; the newest record of a key wins; no value deletes it."""
     table: dict[Any, Any] = {}
     for r in records:
-        assert not r.headers, f"README: changelog records have no headers, got {r.headers}"
+        assert not r.headers, f"the format page: changelog records have no headers, got {r.headers}"
         key = json.loads(r.key)
         if r.value is None:
             table.pop(key, None)
@@ -50,11 +50,11 @@ def rebuild_plain(records: list[Any]) -> dict[Any, Any]:
 
 
 def rebuild_windows(records: list[Any]) -> tuple[dict[Any, Any], dict[Any, int]]:
-    """README: a windowed key is ``[key, [start, end]]``; returns the windows and each one's changelog partition."""
+    """Format page: a windowed key is ``[key, [start, end]]``; returns the windows and each one's partition."""
     table: dict[Any, Any] = {}
     partition_of: dict[Any, int] = {}
     for r in records:
-        assert not r.headers, f"README: changelog records have no headers, got {r.headers}"
+        assert not r.headers, f"the format page: changelog records have no headers, got {r.headers}"
         key, (start, end) = json.loads(r.key)  # every record is a row: a stray record fails here
         window = (key, (float(start), float(end)))
         if r.value is None:
@@ -66,7 +66,7 @@ def rebuild_windows(records: list[Any]) -> tuple[dict[Any, Any], dict[Any, int]]
 
 
 def stream_times(records: list[Any]) -> dict[int, float]:
-    """README: partition p of ``<app id>-<table>-streamtime`` holds p's stream time; the newest record wins."""
+    """The format page: partition p of ``<app id>-<table>-streamtime`` holds p's stream time; the newest record wins."""
     out: dict[int, float] = {}
     for r in records:
         partition = json.loads(r.key)

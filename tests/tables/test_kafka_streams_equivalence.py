@@ -9,7 +9,7 @@ tests/oracle) and through streamnb on ``memory://``; the windows, their final
 values and the late counts must be identical.
 
 Sliding windows: two behaviours of Kafka Streams are documented differences
-(README, "Event time"), so the sliding cases compare with Kafka Streams where
+(docs/event-time.md), so the sliding cases compare with Kafka Streams where
 neither applies and, where its store retention drops an event, with Kafka's
 own algorithm without that drop (tests/oracle/model.py): Kafka emits a
 sliding window's final at ``end + grace`` while the window still accepts

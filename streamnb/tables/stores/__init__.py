@@ -29,7 +29,7 @@ MEMORY = "memory://"
 ROCKSDB = "rocksdb://"
 STORES = (MEMORY, ROCKSDB)
 DEFAULT = MEMORY
-"""The store of an App that does not name one (see README's "State and restarts" for why)."""
+"""The store of an App that does not name one (see docs/state.md, "State and restarts", for why)."""
 
 
 def check_store(url: Any) -> str:
