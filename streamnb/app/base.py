@@ -192,6 +192,10 @@ class App(Membership, Metering, Definitions, Scheduling, AppSurface, Playback, A
         transport_cls = self._check_broker()
         self._set_clock(clock, speed, history, transport_cls.distributed)
         self._set_store(resolved.app, self.broker)
+        self.table_standby_replicas = settings.standby_replicas(
+            resolved.app.get("table_standby_replicas"), transport_cls.distributed
+        )
+        """Standby replicas per ``rocksdb://`` table partition on Kafka (``table_standby_replicas``; 1), else 0."""
         self.conf = Settings(self, id, resolved.app, resolved.noted)
         """The settings under Faust's names (``app.conf.topic_partitions``, ...)."""
         settings.note(self.id, resolved.noted)
@@ -376,6 +380,7 @@ class App(Membership, Metering, Definitions, Scheduling, AppSurface, Playback, A
             if isinstance(table, GlobalTable):
                 await table.recover()  # every partition, before any agent runs
                 self.spawn(table.follow(), f"follow global table {table.name}")
+        self._start_standbys()
 
     async def _start_processing(self) -> None:
         """Start-up, last: services, agents (joining their consumer groups), timers and tasks, the virtual clock."""

@@ -3,7 +3,10 @@
 Made by :meth:`streamnb.transport.kafka.KafkaTransport.consumer` (and
 importable from :mod:`streamnb.transport.kafka`). Each member is its own
 ``AIOKafkaConsumer`` in the group, assigned with the *range* strategy so
-co-partitioned topics give a member the same partition numbers; aiokafka's
+co-partitioned topics give a member the same partition numbers (or, for
+an agent's consumer, which reports its table state, with
+:class:`~streamnb.transport.kafka.assignor.StandbyAssignor`, which also
+keeps partitions where their state is and names standby replicas); aiokafka's
 rebalance callbacks reach the streamnb :class:`~streamnb.transport.base.RebalanceListener`
 through :class:`_Listener`. A member made with a ``transactional_id`` commits
 exactly once, through :class:`~streamnb.transport.kafka.transactions.PartitionTransactions`.
@@ -29,6 +32,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from ...errors import BrokerError
 from ..base import TP, Consumer, Message, ProducerRecord, RebalanceListener, TransactionalId, within_bytes
+from .assignor import StandbyAssignor
 from .clients import close_quietly, log
 from .transactions import PartitionTransactions
 
@@ -209,7 +213,7 @@ class KafkaConsumer(Consumer):
             group_id=self.group,
             enable_auto_commit=False,
             isolation_level="read_committed",
-            partition_assignment_strategy=(RangePartitionAssignor,),
+            partition_assignment_strategy=self._assignors(),
             **{  # defaults the user's consumer options may override
                 "auto_offset_reset": "earliest",
                 # getmany drains one partition's fetched chunk before the next: 1 MB
@@ -244,6 +248,11 @@ class KafkaConsumer(Consumer):
             self._stopping = True
             await self.stop()
             self._raise_listener_error()
+
+    def _assignors(self) -> tuple[Any, ...]:
+        """*range*, or, for a member that reports its table state, :class:`StandbyAssignor` (its group's only one)."""
+        state = self.listener.local_state
+        return (RangePartitionAssignor,) if state is None else (StandbyAssignor(state),)
 
     async def stop(self) -> None:
         """Await ``on_revoked`` for the current partitions, then leave the group."""
