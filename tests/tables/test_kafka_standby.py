@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 SCRIPT = REPO / "tests" / "workers" / "standby_worker.py"
 PARTITIONS = 2
 KEYS = 4000
+TABLE_STORES = ["rocksdb://"]  # (the workers name their store)
 
 
 def events(start: int, n: int) -> list[tuple[str, Any]]:

@@ -13,7 +13,9 @@ are co-partitioned: partition ``p`` of every topic goes to one member):
 3. the rest fill the members with room in order, as Kafka's *range*
    strategy would (contiguous blocks, the first members one more);
 4. each partition gets ``replicas`` standby replicas on other workers,
-   preferring those that already keep its state, then the least loaded.
+   preferring those that already keep its state, then the least loaded;
+   then standbys move from the most to the least loaded worker until
+   their numbers differ by one at most.
 
 Shares are fair as in *range*: every member gets ``P // M`` or one more.
 The leader sends each member its standby partitions in the assignment's
@@ -121,7 +123,29 @@ def _standbys(count: int, order: Sequence[Member], owner: Mapping[int, str], rep
         )
         for m in candidates[: max(replicas, 0)]:
             standby[m.id].add(p)
+    _even_out(standby, {p: by_id[owner[p]].worker for p in range(count)}, list(workers.values()))
     return standby
+
+
+def _even_out(standby: dict[str, set[int]], owning: Mapping[int, str], holders: Sequence[Member]) -> None:
+    """Move standbys from the most to the least loaded worker until loads differ by one at most.
+
+    A move never puts a standby on its partition's owner or twice on one
+    worker; standbys without local state move first.
+    """
+    for _ in range(sum(len(ps) for ps in standby.values())):
+        hi = max(holders, key=lambda m: len(standby[m.id]))
+        lo = min(holders, key=lambda m: len(standby[m.id]))
+        if len(standby[hi.id]) - len(standby[lo.id]) <= 1:
+            return
+        movable = sorted(
+            (p for p in standby[hi.id] if owning[p] != lo.worker and p not in standby[lo.id]),
+            key=lambda p: (p in hi.state, p),
+        )
+        if not movable:
+            return
+        standby[hi.id].discard(movable[0])
+        standby[lo.id].add(movable[0])
 
 
 def _member(member_id: str, metadata: Any) -> Member:
