@@ -20,7 +20,17 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from conftest import kafka_bootstrap
-from kafkahelpers import FAST_GROUP, REPO, Producer, Worker, changelog_state, create_topic, end_offsets, unique, wait_for
+from kafkahelpers import (
+    FAST_GROUP,
+    REPO,
+    Producer,
+    Worker,
+    changelog_state,
+    create_topic,
+    end_offsets,
+    unique,
+    wait_for,
+)
 
 from streamnb import naming
 

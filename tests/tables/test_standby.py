@@ -78,7 +78,7 @@ async def test_a_standby_store_follows_the_changelog_unserved_and_its_takeover_r
         assert not standby.stores and not standby.state.stores  # ... and serves nothing
         assert first > 0 and await follow_to_end(standby, app) == 0
         assert standby.offsets() == before
-        for i in range(10):
+        for _ in range(10):
             await words.send(key="w7", value="w7")
         await settle(app)
         after = await ends(app, counts)
