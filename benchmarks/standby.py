@@ -71,7 +71,8 @@ class Worker:
         deadline = time.monotonic() + timeout
         while not check(self.state):
             if self.proc is None or self.proc.returncode is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker: {what} did not happen (see {self.log})")
+                tail = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+                raise RuntimeError(f"worker: {what} did not happen; its last report {self.state}; its log:\n{tail}")
             await asyncio.sleep(0.1)
 
     async def stop(self, sig: int = signal.SIGTERM) -> None:
