@@ -15,9 +15,6 @@ import pytest
 from nbhelpers import notebook, text_of
 from test_notebooks import _client, _kernel_env, _run_cells, _start, _stop
 
-from streamnb.app.restorebar import RestoreBar
-from streamnb.tables.progress import RestoreTracker
-
 pytestmark = pytest.mark.notebook
 
 KEYS = 300_000
@@ -87,40 +84,3 @@ def test_app_start_shows_one_bar_for_a_long_restore_and_none_for_a_short_one(tmp
     assert widgets(nb.cells[2]) == 0, nb.cells[2].outputs
     state = json.dumps(nb.metadata.get("widgets", {}))
     assert f"restoring tables: {KEYS:,} records in" in state  # the bar ended with the whole restore
-
-
-def test_the_bar_counts_every_partition_and_waits_for_its_threshold() -> None:
-    a, b = RestoreTracker("a"), RestoreTracker("b")
-    shown: list[tuple[int, str]] = []
-
-    class Bar:
-        def __init__(self) -> None:
-            self.calls: list[tuple[int, int | None]] = []
-            self.closed = ""
-
-        def update(self, done: int, total: int | None = None) -> None:
-            self.calls.append((done, total))
-
-        def close(self, text: str) -> None:
-            self.closed = text
-
-    made = Bar()
-    bar = RestoreBar(lambda: [a, b], after=3600.0, show=lambda total, what: shown.append((total, what)) or made)
-    a.begin(0, 100)
-    a.advance(0, 60)
-    bar.look()
-    assert not shown and (bar.done, bar.total) == (60, 100)  # restoring, but not for an hour yet
-    bar.after = 0.0
-    a.finish(0)
-    b.begin(3, 50)
-    b.advance(3, 10)
-    bar.look()
-    assert shown == [(110, "restoring tables")] and made.calls[-1] == (70, 110)
-    b.advance(3, 40)
-    b.finish(3)
-    bar.close()
-    assert made.closed.startswith("110 records in")
-    quiet = RestoreBar(lambda: [a], after=0.0, show=lambda total, what: shown.append((total, what)))
-    quiet.look()
-    quiet.close()
-    assert len(shown) == 1  # nothing restoring: no bar

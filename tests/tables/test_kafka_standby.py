@@ -125,3 +125,53 @@ async def test_the_standby_takes_over_a_killed_owners_partition_reading_only_the
     truth = await changelog_state(bootstrap, changelog)
     assert truth == dict(Counter(f"k{i % KEYS}" for i in range(n + 2000))), "the counts after the takeover are off"
     assert a.state.get("errors", 0) == b.state.get("errors", 0) == 0
+
+
+async def test_of_three_workers_the_one_with_the_standby_gets_the_killed_owners_partition(tmp_path: Path) -> None:
+    """Three workers, three partitions, one standby each: the partition goes to its standby's worker."""
+    bootstrap = kafka_bootstrap()
+    app_id, topic = unique("standby3"), unique("events")
+    changelog = naming.changelog_topic(app_id, "counts")
+    await create_topic(bootstrap, topic, 3)
+    workers = [
+        Worker(name, {**config(bootstrap, app_id, topic, tmp_path / name), "partitions": 3}, tmp_path, SCRIPT)
+        for name in "abc"
+    ]
+    n = 9000
+    async with Producer(bootstrap) as producer:
+        try:
+            for worker in workers:
+                await worker.start()
+
+            def spread() -> bool:
+                owned = [set(w.state.get("assigned", ())) for w in workers]
+                standby = [set(w.state.get("standby", ())) for w in workers]
+                return (all(len(o) == 1 for o in owned) and set().union(*owned) == {0, 1, 2}
+                        and all(len(s) == 1 and not s & o for s, o in zip(standby, owned, strict=True))
+                        and set().union(*standby) == {0, 1, 2})
+
+            await wait_for(spread, 120, "one partition and one standby each", workers)
+            await producer.send(topic, events(0, n))
+            victim_worker = workers[0]
+            victim = victim_worker.assigned.pop()
+            holder = next(w for w in workers if victim in w.state["standby"])
+            other = next(w for w in workers if w is not holder and w is not victim_worker)
+
+            async def settled() -> bool:
+                ends = await end_offsets(bootstrap, changelog)
+                offsets = await committed(bootstrap, naming.consumer_group(app_id, "count"))
+                return (offsets == await end_offsets(bootstrap, topic)
+                        and holder.state["positions"].get(str(victim)) == ends[victim])
+
+            await poll(settled, 120, "all committed, the standby caught up", workers)
+            whole = (await end_offsets(bootstrap, changelog))[victim]
+            await victim_worker.kill()
+            survivors = [holder, other]
+            await wait_for(lambda: holder.assigned | other.assigned == {0, 1, 2}
+                           and not holder.assigned & other.assigned, 90, "the survivors took everything", survivors)
+        finally:
+            await asyncio.gather(*(w.stop() for w in workers))
+    print(f"\npartition {victim} of {victim_worker.name} ({whole} changelog records) went to {holder.name}, "
+          f"which kept its standby; {other.name} did not")
+    assert victim in holder.assigned and victim not in other.assigned, holder.describe() + other.describe()
+    assert holder.state["recovered"][str(victim)][-1] < whole / 20
