@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from ..ranges import ranges
 from ..transport.base import Transport
 from .global_table import GlobalTable
 from .persistence import TableStore
@@ -180,8 +181,13 @@ class StandbyReplicas:
         return {s.table: s.standby_positions() for s in self.stores() if s.standbys}
 
     def assigned(self, consumer: object, partitions: set[int]) -> None:
-        """``consumer``'s group leader named these standby partitions."""
+        """``consumer``'s group leader named these standby partitions (a log line when this worker's change)."""
+        before = set().union(*self.by_consumer.values()) if self.by_consumer else set()
         self.by_consumer[consumer] = set(partitions)
+        now = set().union(*self.by_consumer.values())
+        if now != before and self.replicas > 0:
+            logger.info("standby replicas of partitions %s (their rocksdb:// tables' changelogs are followed)",
+                        ranges(now) or "none")
         if self._wake is not None:
             self._wake.set()
 
