@@ -89,9 +89,15 @@ class Membership:
         """The standby replicas this worker keeps (Kafka, ``rocksdb://`` tables; :mod:`streamnb.tables.standby`)."""
 
     def standby_hooks(self, owner: object) -> LocalState | None:
-        """What ``owner``'s consumer tells its group about this worker's table state (Kafka), else None."""
+        """What ``owner``'s consumer tells its group about this worker's table state, else None.
+
+        On Kafka, for an app with ``rocksdb://`` tables (their groups use
+        streamnb's standby-aware assignor); the others keep Kafka's *range*.
+        """
         transport = self.transport
-        return self.standbys.hooks(owner) if transport is not None and transport.distributed else None
+        if transport is None or not transport.distributed or not self.standbys.stores():
+            return None
+        return self.standbys.hooks(owner)
 
     def _start_standbys(self) -> None:
         """Kafka: follow the changelogs of the standby replicas the groups' leaders name."""

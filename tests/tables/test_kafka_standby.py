@@ -165,10 +165,16 @@ async def test_of_three_workers_the_one_with_the_standby_gets_the_killed_owners_
 
             await poll(settled, 120, "all committed, the standby caught up", workers)
             whole = (await end_offsets(bootstrap, changelog))[victim]
+            restores = len(holder.state["recovered"].get(str(victim), []))
             await victim_worker.kill()
             survivors = [holder, other]
-            await wait_for(lambda: holder.assigned | other.assigned == {0, 1, 2}
-                           and not holder.assigned & other.assigned, 90, "the survivors took everything", survivors)
+
+            def taken_over() -> bool:
+                restored = len(holder.state["recovered"].get(str(victim), [])) > restores
+                lost = victim in other.assigned and str(victim) in other.state["recovered"]
+                return holder.assigned | other.assigned == {0, 1, 2} and (restored or lost)
+
+            await wait_for(taken_over, 90, "the survivors took everything", survivors)
         finally:
             await asyncio.gather(*(w.stop() for w in workers))
     print(f"\npartition {victim} of {victim_worker.name} ({whole} changelog records) went to {holder.name}, "

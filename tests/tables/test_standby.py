@@ -152,3 +152,26 @@ def test_standby_replicas_need_kafka(tmp_path: Path) -> None:
     assert faust.App("s", broker="memory://").table_standby_replicas == 0
     assert faust.App("s", broker="kafka://127.0.0.1:9092").table_standby_replicas == 1  # Faust's default
     assert faust.App("s", broker="kafka://127.0.0.1:9092", table_standby_replicas=2).table_standby_replicas == 2
+
+
+@pytest.mark.kafka
+async def test_only_apps_with_rocksdb_tables_use_the_standby_aware_assignment(app_id: str, tmp_path: Path) -> None:
+    from conftest import kafka_bootstrap
+
+    app = faust.App(app_id, broker=f"kafka://{kafka_bootstrap()}", datadir=str(tmp_path))
+    app.Table("in_memory", default=int, store="memory://")
+    await app.connect()
+    try:
+        assert app.standby_hooks("a consumer") is None  # (its groups keep Kafka's range assignment)
+        app.Table("on_disk", default=int, store="rocksdb://")
+        hooks = app.standby_hooks("a consumer")
+        assert hooks is not None and hooks.replicas == 1
+    finally:
+        await app.stop()
+    local = faust.App(app_id, broker=f"local://{tmp_path / 'broker'}")
+    local.Table("on_disk", default=int, store="rocksdb://")
+    await local.connect()
+    try:
+        assert local.standby_hooks("a consumer") is None
+    finally:
+        await local.stop()

@@ -4,9 +4,10 @@ Made by :meth:`streamnb.transport.kafka.KafkaTransport.consumer` (and
 importable from :mod:`streamnb.transport.kafka`). Each member is its own
 ``AIOKafkaConsumer`` in the group, assigned with the *range* strategy so
 co-partitioned topics give a member the same partition numbers (or, for
-an agent's consumer, which reports its table state, with
-:class:`~streamnb.transport.kafka.assignor.StandbyAssignor`, which also
-keeps partitions where their state is and names standby replicas); aiokafka's
+an agent of an app with ``rocksdb://`` tables, which reports its table
+state, with :class:`~streamnb.transport.kafka.assignor.StandbyAssignor`,
+which also keeps partitions where their state is and names standby
+replicas; every member of such a group must use it); aiokafka's
 rebalance callbacks reach the streamnb :class:`~streamnb.transport.base.RebalanceListener`
 through :class:`_Listener`. A member made with a ``transactional_id`` commits
 exactly once, through :class:`~streamnb.transport.kafka.transactions.PartitionTransactions`.
