@@ -107,7 +107,7 @@ class KafkaConsumer(Consumer):
     """
 
     join_timeout: float = 60.0
-    """Seconds :meth:`start` waits for the first assignment."""
+    """Seconds :meth:`start` waits for the first assignment (then as long as its ``on_assigned``, e.g. a restore)."""
 
     def __init__(
         self,
@@ -132,7 +132,8 @@ class KafkaConsumer(Consumer):
         self._consumer: AIOKafkaConsumer | None = None
         self._assigned: set[TP] = set()
         self._settled = asyncio.Event()
-        self._joined = asyncio.Event()
+        self._joined = asyncio.Event()  # the first on_assigned is done
+        self._arrived = asyncio.Event()  # the first assignment arrived
         self._error: BaseException | None = None
         self._stopping = False
 
@@ -163,6 +164,7 @@ class KafkaConsumer(Consumer):
         if self._stopping:
             return
         self._assigned = set(tps)
+        self._arrived.set()
         consumer = self._consumer
         # Paused partitions return nothing, not even records fetched already,
         # so no message of a new partition passes before on_assigned is done.
@@ -238,7 +240,8 @@ class KafkaConsumer(Consumer):
         self._stopping = False
         consumer.subscribe(self.topics, listener=_Listener(self))
         try:
-            await asyncio.wait_for(self._joined.wait(), self.join_timeout)
+            await asyncio.wait_for(self._arrived.wait(), self.join_timeout)
+            await self._joined.wait()  # (a table restore of millions of records may take minutes)
         except TimeoutError:
             await self.stop()
             raise BrokerError(
@@ -272,6 +275,7 @@ class KafkaConsumer(Consumer):
             self._returned_end.clear()
             self._leftover = []
             self._joined.clear()
+            self._arrived.clear()
             if self.transactions is not None:
                 await close_quietly(self.transactions.close_all())
             await close_quietly(consumer.stop())
