@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from .topics import Topic, TopicHost
-from .transport.base import TP
+from .transport.base import TP, LocalState
 
 __all__ = ["Clock", "Gate", "Runtime"]
 
@@ -148,4 +148,8 @@ class Runtime(TopicHost, Protocol):
 
     async def partitions_revoked(self, owner: object, tps: set[TP], *, final: bool = False) -> None:
         """A consumer of ``owner`` lost ``tps`` (``final``: it is closing)."""
+        ...
+
+    def standby_hooks(self, owner: object) -> LocalState | None:
+        """What ``owner``'s consumer tells its group about this worker's table state (Kafka; else None)."""
         ...

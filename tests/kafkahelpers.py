@@ -201,11 +201,12 @@ async def changelog_state(bootstrap: str, topic: str, isolation_level: str = "re
 
 
 class Worker:
-    """``tests/workers/kafka_worker.py`` in a subprocess; its JSON reports are kept."""
+    """``tests/workers/kafka_worker.py`` (or another worker ``script``) in a subprocess; its JSON reports are kept."""
 
-    def __init__(self, name: str, config: dict[str, Any], folder: Path) -> None:
+    def __init__(self, name: str, config: dict[str, Any], folder: Path, script: Path = WORKER) -> None:
         self.name = name
         self.config = config
+        self.script = script
         self.stderr_path = folder / f"{name}.stderr"
         self.proc: asyncio.subprocess.Process | None = None
         self.state: dict[str, Any] = {}
@@ -216,7 +217,7 @@ class Worker:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with open(self.stderr_path, "ab") as stderr:  # noqa: ASYNC230 - a local file, once
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, str(WORKER), json.dumps(self.config),
+                sys.executable, str(self.script), json.dumps(self.config),
                 stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env,
             )
         self.state = {}

@@ -52,6 +52,7 @@ from .conf import Settings
 from .definitions import Definitions
 from .membership import Membership
 from .metering import Metering
+from .restorebar import restore_bar
 from .scheduling import Scheduling
 from .services import AppServices
 from .topology import Topology, topology
@@ -190,7 +191,7 @@ class App(Membership, Metering, Definitions, Scheduling, AppSurface, Playback, A
         )
         transport_cls = self._check_broker()
         self._set_clock(clock, speed, history, transport_cls.distributed)
-        self._set_store(resolved.app, self.broker)
+        self._set_store(resolved.app, transport_cls.distributed)
         self.conf = Settings(self, id, resolved.app, resolved.noted)
         """The settings under Faust's names (``app.conf.topic_partitions``, ...)."""
         settings.note(self.id, resolved.noted)
@@ -242,9 +243,11 @@ class App(Membership, Metering, Definitions, Scheduling, AppSurface, Playback, A
             self._predecessor = previous.spawn(previous.stop(), f"stop the previous app {self.id!r}")
         App._instances[(self.id, self.broker)] = weakref.ref(self)
 
-    def _set_store(self, app_settings: dict[str, Any], broker: str) -> None:
-        """Where tables keep their rows: ``store=``, ``datadir=``, ``store_memory=`` (:mod:`streamnb.tables.stores`)."""
-        self.store, self.datadir, self.store_memory = store_settings(app_settings, broker, self.id)
+    def _set_store(self, app_settings: dict[str, Any], distributed: bool) -> None:
+        """Where tables keep their rows: ``store=``, ``datadir=``, ``store_memory=`` (:mod:`streamnb.tables.stores`);
+        ``table_standby_replicas`` (:mod:`streamnb.tables.standby`: 1 on Kafka, else 0)."""
+        self.store, self.datadir, self.store_memory = store_settings(app_settings, self.broker, self.id)
+        self.table_standby_replicas = settings.standby_replicas(app_settings.get("table_standby_replicas"), distributed)
 
     @classmethod
     def instances(cls) -> list[App]:
@@ -333,8 +336,9 @@ class App(Membership, Metering, Definitions, Scheduling, AppSurface, Playback, A
                 transport = await self._prepare_worker()
                 await self._declare_topics()
                 self._start_sampling()  # (restore progress shows while tables recover)
-                await self._recover_tables(transport)
-                await self._start_processing()
+                with restore_bar(self):  # (in a notebook, for a restore longer than a second)
+                    await self._recover_tables(transport)
+                    await self._start_processing()
             except BaseException:
                 # Stop what was started (services, agents, web, metrics...) and close the broker,
                 # which releases a local:// folder's lock; the start's own error is raised.
@@ -380,6 +384,7 @@ class App(Membership, Metering, Definitions, Scheduling, AppSurface, Playback, A
             if isinstance(table, GlobalTable):
                 await table.recover()  # every partition, before any agent runs
                 self.spawn(table.follow(), f"follow global table {table.name}")
+        self._start_standbys()
 
     async def _start_processing(self) -> None:
         """Start-up, last: services, agents (joining their consumer groups), timers and tasks, the virtual clock."""

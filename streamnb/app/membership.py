@@ -32,10 +32,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..ranges import ranges, topic_ranges
 from ..tables.ownership import PartitionOwnership
-from ..transport.base import TP
+from ..tables.standby import StandbyReplicas
+from ..transport.base import TP, LocalState
 from .signals import Signal
 
 if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Coroutine
+    from pathlib import Path
+
     from ..processing.agents import Agent
     from ..tables.table import Table
     from ..topics import Topic
@@ -51,11 +56,17 @@ class Membership:
     """The partitions an App's consumers hold (a mixin of :class:`~streamnb.app.App`)."""
 
     state: str
+    id: str
+    datadir: Path
+    table_standby_replicas: int
     transport: Transport | None
     agents: dict[str, Agent]
     tables: dict[str, Table[Any, Any]]
     topics: dict[str, Topic[Any, Any]]
     web: Web
+
+    if TYPE_CHECKING:
+        def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any] | None: ...
 
     def _init_membership(self) -> None:
         self.on_partitions_assigned = Signal("on_partitions_assigned")
@@ -71,6 +82,36 @@ class Membership:
         self._held: dict[object, set[TP]] = {}  # topic partitions held, per consumer (leader election)
         self._assignments: dict[object, set[TP]] = {}  # the last assignment logged, per consumer
         self._rebalance_began: tuple[float, set[int]] | None = None  # when, and the partitions held then
+        self.standbys = StandbyReplicas(
+            lambda: list(self.tables.values()), lambda: self.transport, self.owned_partitions,
+            replicas=self.table_standby_replicas, folder=self.datadir / self.id,
+        )
+        """The standby replicas this worker keeps (Kafka, ``rocksdb://`` tables; :mod:`streamnb.tables.standby`)."""
+
+    def standby_hooks(self, owner: object) -> LocalState | None:
+        """What ``owner``'s consumer tells its group about this worker's table state, else None.
+
+        On Kafka, for an app with ``rocksdb://`` tables (their groups use
+        streamnb's standby-aware assignor); the others keep Kafka's *range*.
+        """
+        transport = self.transport
+        if transport is None or not transport.distributed or not self.standbys.stores():
+            return None
+        return self.standbys.hooks(owner)
+
+    def _start_standbys(self) -> None:
+        """Kafka: follow the changelogs of the standby replicas the groups' leaders name."""
+        if self.standbys.replicas > 0 and any(s for s in self.standbys.stores()):
+            self.spawn(self.standbys.follow(), "follow standby replicas")
+
+    def standby_partitions(self) -> set[int]:
+        """Partition numbers whose ``rocksdb://`` tables this worker keeps standby replicas of (Kafka).
+
+        >>> from streamnb import App
+        >>> App("demo-standby", broker="memory://").standby_partitions()
+        set()
+        """
+        return self.standbys.partitions()
 
     def _forget_membership(self) -> None:
         """The app stopped: it holds nothing."""
@@ -104,6 +145,7 @@ class Membership:
         self.web.ownership_changed()
         if final:
             self._assignments.pop(owner, None)
+            self.standbys.forget(owner)
         if not final and self.state == "running":
             if not self._rebalancing:
                 self._rebalance_began = (time.monotonic(), owned_before)

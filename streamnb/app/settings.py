@@ -59,6 +59,7 @@ __all__ = [
     "kafka_client_options",
     "resolve",
     "seconds",
+    "standby_replicas",
     "unknown",
 ]
 
@@ -180,6 +181,8 @@ APP_SETTINGS: frozenset[str] = frozenset({
     "web_enabled", "web_port", "web_bind", "web_host", "canonical_url",
     # Where tables keep their rows (streamnb.tables.stores); store_memory is streamnb's own.
     "store", "datadir", "store_memory",
+    # Kafka: workers that follow the changelogs of rocksdb:// table partitions they do not own.
+    "table_standby_replicas",
     # The zone of @app.crontab jobs given none (UTC by default, as in Faust).
     "timezone",
     # Agent RPC (streamnb.processing.replies): the reply topic, how long replies count; topics are made on demand.
@@ -231,8 +234,6 @@ NOTES: Mapping[str, str] = {
     "stream_ack_exceptions": "an event that crashes an agent is retried, then dead-lettered",
     "table_cleanup_interval": "windows close and expire at each commit, in event time",
     "table_key_index_size": _TABLES,
-    "table_standby_replicas": "a table partition is rebuilt from its changelog on the worker it moves to; "
-    "a GlobalTable is held in full by every worker",
     "recovery_consistency_check": "recovery reads every changelog partition to its end offset",
     "store_check_exists": _TABLES,
     "crash_app_on_aerospike_exception": _TABLES,
@@ -469,3 +470,31 @@ def _reason(name: str) -> str:
     if name in KAFKA_SETTINGS:
         return "applies to kafka:// brokers only"
     return NOTES[name]
+
+
+def standby_replicas(value: Any, distributed: bool) -> int:
+    """``table_standby_replicas``: standby replicas per table partition (Faust's default, 1, on Kafka).
+
+    A standby replica is another worker following the partition's changelog
+    into its own ``rocksdb://`` store, so a partition that moves to it reads
+    only the changelog's tail. On the embedded brokers one process holds
+    every partition: asking for replicas there is an error.
+
+    >>> standby_replicas(None, True), standby_replicas(None, False), standby_replicas(2, True)
+    (1, 0, 2)
+    >>> standby_replicas(1, False)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streamnb.errors.ConfigurationError: table_standby_replicas=1 needs a kafka:// broker: ...
+    """
+    if value is None:
+        return 1 if distributed else 0
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigurationError(f"table_standby_replicas must be an int >= 0, got {value!r}")
+    if value and not distributed:
+        raise ConfigurationError(
+            f"table_standby_replicas={value} needs a kafka:// broker: on memory:// and local:// one process "
+            "holds every table partition, so there is no other worker to keep a standby; drop the setting "
+            "(or set it to 0)"
+        )
+    return value

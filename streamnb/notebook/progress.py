@@ -29,8 +29,11 @@ class ProgressBar:
         self.widget = widgets.HBox([self.bar, self.label])
         display(self.widget)
 
-    def update(self, done: int) -> None:
-        """``done`` items so far."""
+    def update(self, done: int, total: int | None = None) -> None:
+        """``done`` items so far (of ``total``, when it changed)."""
+        if total is not None and total != self.total:
+            self.total = max(int(total), 1)
+            self.bar.max = self.total
         self.bar.value = min(done, self.total)
         self.label.value = f"{self.description}: {done:,}/{self.total:,}"
 

@@ -112,7 +112,7 @@ class Source(Committing):
             await topic.declare()
         self._prefetching = [topic for topic in topics if topic.needs_prefetch]
         await self.dead_letters.declare()
-        listener = RebalanceListener(self._on_assigned, self._on_revoked)
+        listener = RebalanceListener(self._on_assigned, self._on_revoked, self.app.standby_hooks(self))
         transactional_id = None
         if self.app.processing_guarantee == EXACTLY_ONCE:
             app_id, owner = self.app.id, self.owner

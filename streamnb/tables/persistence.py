@@ -88,6 +88,8 @@ class TableStore:
         )
         self.stores = self.state.stores
         """The open store of every partition served (shared with :attr:`state`)."""
+        self.standbys: dict[int, RocksDBStore] = {}
+        """Stores of the partitions this worker keeps standby replicas of: following the changelog, not served."""
         self.held: TableState | None = None
         """The in-memory state whose changelog the stores keep (windowed, set, global, history tables),
         or None: the rows live in the stores (:attr:`state`)."""
@@ -123,6 +125,9 @@ class TableStore:
         store = self.stores.get(partition)
         if store is not None:
             return store
+        store = self.standbys.pop(partition, None)  # a standby replica becomes the partition's store
+        if store is not None:
+            return store
         store = RocksDBStore(self.folder / str(partition), self.memory_bytes, table=self.table)
         deadline, delay = time.monotonic() + self.lock_wait, 0.05
         while True:
@@ -142,6 +147,12 @@ class TableStore:
         tp = TP(self.changelog.name, partition)
         begin = (await transport.beginning_offsets([tp]))[tp]
         end = (await transport.end_offsets([tp]))[tp]
+        resume = self._trusted(store, transport, partition, begin, end)
+        self._unflushed.pop(partition, None)
+        return store, (begin if resume is None else resume), end
+
+    def _trusted(self, store: RocksDBStore, transport: Transport, partition: int, begin: int, end: int) -> int | None:
+        """``store``'s resume offset, after wiping it (loudly, returning None) when the changelog disowns it."""
         resume = store.resume
         reason = None
         if resume is not None and resume > end:
@@ -161,8 +172,7 @@ class TableStore:
             resume = None
         if store.origin != transport.url:
             store.origin = transport.url
-        self._unflushed.pop(partition, None)
-        return store, (begin if resume is None else resume), end
+        return resume
 
     async def recover(
         self, transport: Transport, partition: int, stream_times: StreamTimeTopic | None = None
@@ -333,6 +343,58 @@ class TableStore:
         """Close every partition's store (the app stopped)."""
         self.state.close()
         self._unflushed.clear()
+        self.release_standbys(set())
+
+    # -- standby replicas (streamnb.tables.standby) -------------------------------------------
+
+    async def follow(self, transport: Transport, partition: int) -> int:
+        """Read the next batch of ``partition``'s changelog into its standby store (never served); returns records.
+
+        The store is opened the first time (checked as for a restore, and
+        left alone while another process holds it); 0 when it caught up,
+        or when the partition is served here.
+        """
+        if partition in self.stores:
+            return 0
+        store = self.standbys.get(partition)
+        tp = TP(self.changelog.name, partition)
+        if store is None:
+            store = RocksDBStore(self.folder / str(partition), self.memory_bytes, table=self.table)
+            try:
+                store.open()
+            except StoreLockedError:
+                return 0
+            self.standbys[partition] = store
+            begin = (await transport.beginning_offsets([tp]))[tp]
+            end = (await transport.end_offsets([tp]))[tp]
+            if self.standbys.get(partition) is not store:
+                return 0  # (it became the partition's store meanwhile: its restore checks it)
+            if self._trusted(store, transport, partition, begin, end) is None:
+                store.apply((), begin)
+        start = store.resume or 0
+        end = (await transport.end_offsets([tp]))[tp]
+        if start >= end:
+            return 0
+        msgs = await transport.read(tp, start, end, _READ_BATCH)
+        if self.standbys.get(partition) is not store:
+            return 0  # served (or released) while reading: the restore reads on from the store's offset
+        self.mirror(store, msgs, msgs[-1].offset + 1 if msgs else end, None, partition)
+        return len(msgs)
+
+    def offsets(self) -> dict[int, int]:
+        """``{partition: resume offset}`` of every store open here, served or standby."""
+        out = {p: s.resume for p, s in self.standbys.items() if s.resume is not None}
+        out.update({p: s.resume for p, s in self.stores.items() if s.resume is not None})
+        return out
+
+    def standby_positions(self) -> dict[int, int]:
+        """``{partition: changelog offset}`` each standby store has read to."""
+        return {p: s.resume or 0 for p, s in self.standbys.items()}
+
+    def release_standbys(self, keep: set[int]) -> None:
+        """Close the standby stores of partitions not in ``keep`` (their rows stay on disk)."""
+        for partition in [p for p in self.standbys if p not in keep]:
+            self.standbys.pop(partition).close()
 
 
 def _first_line(exc: BaseException) -> str:

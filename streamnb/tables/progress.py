@@ -55,6 +55,8 @@ class RestoreTracker:
         self._done: dict[int, int] = {}
         self._total: dict[int, int] = {}
         self._logged: dict[int, float] = {}
+        self.records = 0
+        """Changelog records read by every restore so far (all partitions, finished ones too)."""
 
     @property
     def progress(self) -> dict[int, RestoreProgress]:
@@ -74,6 +76,7 @@ class RestoreTracker:
         if done is None:
             return
         done = self._done[partition] = done + records
+        self.records += records
         now = time.monotonic()
         if now - self._logged[partition] >= LOG_EVERY:
             self._logged[partition] = now

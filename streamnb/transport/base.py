@@ -31,7 +31,7 @@ import abc
 import difflib
 import operator
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from ..errors import ConfigurationError
 
@@ -41,6 +41,7 @@ __all__ = [
     "TP",
     "Consumer",
     "Headers",
+    "LocalState",
     "Message",
     "ProducerRecord",
     "RebalanceListener",
@@ -124,6 +125,31 @@ TransactionalId = Callable[[TP], str]
 """Names the Kafka transaction of one input partition (see :func:`streamnb.naming.transactional_id`)."""
 
 
+class LocalState(Protocol):
+    """What a group member says about the table state it keeps, and hears back (Kafka's standby replicas).
+
+    A Kafka member sends :meth:`offsets` to its group when it joins; the
+    group's leader gives each partition to a member that already keeps its
+    state where it can (:mod:`streamnb.transport.kafka.assignor`) and
+    names :attr:`replicas` other members per partition that follow its
+    changelogs as standbys; :meth:`standbys` hears which. The embedded
+    brokers (one process) do not use it.
+    """
+
+    worker: str
+    """Names the process (the same for all its consumers), so every group orders the workers alike."""
+    replicas: int
+    """Standby replicas wanted per partition (``table_standby_replicas``)."""
+
+    def offsets(self) -> Mapping[int, int]:
+        """``{partition number: how far its local state read its changelogs}`` (a sum of offsets)."""
+        ...
+
+    def standbys(self, partitions: set[int]) -> None:
+        """The group's leader named the partitions this member keeps standby replicas of."""
+        ...
+
+
 class RebalanceListener(NamedTuple):
     """Callbacks a consumer awaits when its assignment changes.
 
@@ -136,6 +162,8 @@ class RebalanceListener(NamedTuple):
     """Awaited with the newly assigned partitions."""
     on_revoked: OnPartitions
     """Awaited with the partitions about to be taken away."""
+    local_state: LocalState | None = None
+    """Kafka: the member's table state, for an assignment that prefers where it is (and standby replicas)."""
 
 
 _key_of = operator.itemgetter(4)

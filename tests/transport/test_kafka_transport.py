@@ -318,6 +318,28 @@ async def test_listener_error_is_raised(transport: KafkaTransport) -> None:
     await consumer.stop()  # already stopped: no error
 
 
+async def test_join_timeout_bounds_the_assignment_not_the_restore_after_it(transport: KafkaTransport) -> None:
+    """A first ``on_assigned`` (a table restore) may outlast ``join_timeout``: only the assignment is bounded."""
+    name = unique("slow-restore")
+    await transport.create_topic(TopicSpec(name, 1))
+    began, held = time.monotonic(), []
+
+    async def restoring(tps: set[TP]) -> None:
+        held.append(tps)
+        await wait_until(lambda: time.monotonic() - began > consumer.join_timeout + 1.0, timeout=60)
+
+    async def fine(tps: set[TP]) -> None:
+        return None
+
+    consumer = transport.consumer(unique("group"), [name], RebalanceListener(restoring, fine))
+    consumer.join_timeout = 8.0  # (the group's first join takes about 3 s: Kafka's initial rebalance delay)
+    try:
+        await consumer.start()
+        assert held == [{TP(name, 0)}] and time.monotonic() - began > consumer.join_timeout
+    finally:
+        await consumer.stop()
+
+
 async def test_messages_of_a_plain_aiokafka_producer(transport: KafkaTransport) -> None:
     name = unique("external")
     await transport.create_topic(TopicSpec(name, 1))

@@ -3,7 +3,11 @@
 Made by :meth:`streamnb.transport.kafka.KafkaTransport.consumer` (and
 importable from :mod:`streamnb.transport.kafka`). Each member is its own
 ``AIOKafkaConsumer`` in the group, assigned with the *range* strategy so
-co-partitioned topics give a member the same partition numbers; aiokafka's
+co-partitioned topics give a member the same partition numbers (or, for
+an agent of an app with ``rocksdb://`` tables, which reports its table
+state, with :class:`~streamnb.transport.kafka.assignor.StandbyAssignor`,
+which also keeps partitions where their state is and names standby
+replicas; every member of such a group must use it); aiokafka's
 rebalance callbacks reach the streamnb :class:`~streamnb.transport.base.RebalanceListener`
 through :class:`_Listener`. A member made with a ``transactional_id`` commits
 exactly once, through :class:`~streamnb.transport.kafka.transactions.PartitionTransactions`.
@@ -29,6 +33,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from ...errors import BrokerError
 from ..base import TP, Consumer, Message, ProducerRecord, RebalanceListener, TransactionalId, within_bytes
+from .assignor import StandbyAssignor
 from .clients import close_quietly, log
 from .transactions import PartitionTransactions
 
@@ -102,7 +107,7 @@ class KafkaConsumer(Consumer):
     """
 
     join_timeout: float = 60.0
-    """Seconds :meth:`start` waits for the first assignment."""
+    """Seconds :meth:`start` waits for the first assignment (then as long as its ``on_assigned``, e.g. a restore)."""
 
     def __init__(
         self,
@@ -127,7 +132,8 @@ class KafkaConsumer(Consumer):
         self._consumer: AIOKafkaConsumer | None = None
         self._assigned: set[TP] = set()
         self._settled = asyncio.Event()
-        self._joined = asyncio.Event()
+        self._joined = asyncio.Event()  # the first on_assigned is done
+        self._arrived = asyncio.Event()  # the first assignment arrived
         self._error: BaseException | None = None
         self._stopping = False
 
@@ -158,6 +164,7 @@ class KafkaConsumer(Consumer):
         if self._stopping:
             return
         self._assigned = set(tps)
+        self._arrived.set()
         consumer = self._consumer
         # Paused partitions return nothing, not even records fetched already,
         # so no message of a new partition passes before on_assigned is done.
@@ -209,7 +216,7 @@ class KafkaConsumer(Consumer):
             group_id=self.group,
             enable_auto_commit=False,
             isolation_level="read_committed",
-            partition_assignment_strategy=(RangePartitionAssignor,),
+            partition_assignment_strategy=self._assignors(),
             **{  # defaults the user's consumer options may override
                 "auto_offset_reset": "earliest",
                 # getmany drains one partition's fetched chunk before the next: 1 MB
@@ -233,7 +240,8 @@ class KafkaConsumer(Consumer):
         self._stopping = False
         consumer.subscribe(self.topics, listener=_Listener(self))
         try:
-            await asyncio.wait_for(self._joined.wait(), self.join_timeout)
+            await asyncio.wait_for(self._arrived.wait(), self.join_timeout)
+            await self._joined.wait()  # (a table restore of millions of records may take minutes)
         except TimeoutError:
             await self.stop()
             raise BrokerError(
@@ -244,6 +252,11 @@ class KafkaConsumer(Consumer):
             self._stopping = True
             await self.stop()
             self._raise_listener_error()
+
+    def _assignors(self) -> tuple[Any, ...]:
+        """*range*, or, for a member that reports its table state, :class:`StandbyAssignor` (its group's only one)."""
+        state = self.listener.local_state
+        return (RangePartitionAssignor,) if state is None else (StandbyAssignor(state),)
 
     async def stop(self) -> None:
         """Await ``on_revoked`` for the current partitions, then leave the group."""
@@ -262,6 +275,7 @@ class KafkaConsumer(Consumer):
             self._returned_end.clear()
             self._leftover = []
             self._joined.clear()
+            self._arrived.clear()
             if self.transactions is not None:
                 await close_quietly(self.transactions.close_all())
             await close_quietly(consumer.stop())

@@ -1,0 +1,183 @@
+"""Standby replicas on real Kafka (streamnb/tables/standby.py): two worker processes, the owner killed.
+
+Each worker has its own datadir (as on two machines) and
+``table_standby_replicas=1``: each follows the changelog of the other's
+partition into its own RocksDB store. When the owner of a partition is
+killed with SIGKILL, the survivor takes the partition over and its restore
+reads only the changelog written since its standby's last read, not the
+whole changelog; the counts it goes on with are exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from conftest import kafka_bootstrap
+from kafkahelpers import (
+    FAST_GROUP,
+    REPO,
+    Producer,
+    Worker,
+    changelog_state,
+    create_topic,
+    end_offsets,
+    unique,
+    wait_for,
+)
+
+from streamnb import naming
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+SCRIPT = REPO / "tests" / "workers" / "standby_worker.py"
+PARTITIONS = 2
+KEYS = 4000
+TABLE_STORES = ["rocksdb://"]  # (the workers name their store)
+
+
+def events(start: int, n: int) -> list[tuple[str, Any]]:
+    return [(f"k{i % KEYS}", i) for i in range(start, start + n)]
+
+
+async def committed(bootstrap: str, group: str) -> dict[int, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in found.items()}
+
+
+async def poll(check: Callable[[], Awaitable[bool]], timeout: float, what: str, workers: list[Worker]) -> None:
+    """Await ``check()`` until true; fail with the workers' reports when one exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        dead = [w for w in workers if not w.alive()]
+        if dead or time.monotonic() > deadline:
+            raise AssertionError(f"{what}: {'a worker exited' if dead else 'timed out'}\n"
+                                 + "\n".join(w.describe() for w in workers))
+        await asyncio.sleep(0.2)
+
+
+def config(bootstrap: str, app_id: str, topic: str, datadir: Path) -> dict[str, Any]:
+    return {"bootstrap": bootstrap, "app_id": app_id, "topic": topic, "partitions": PARTITIONS,
+            "datadir": str(datadir), "replicas": 1, "kafka": FAST_GROUP}
+
+
+async def test_the_standby_takes_over_a_killed_owners_partition_reading_only_the_tail(tmp_path: Path) -> None:
+    bootstrap = kafka_bootstrap()
+    app_id, topic = unique("standby"), unique("events")
+    changelog = naming.changelog_topic(app_id, "counts")
+    await create_topic(bootstrap, topic, PARTITIONS)
+    a = Worker("a", config(bootstrap, app_id, topic, tmp_path / "a"), tmp_path, SCRIPT)
+    b = Worker("b", config(bootstrap, app_id, topic, tmp_path / "b"), tmp_path, SCRIPT)
+    workers = [a, b]
+    n = 20_000
+    async with Producer(bootstrap) as producer:
+        try:
+            await a.start()
+            await wait_for(lambda: set(a.state.get("assigned", ())) == {0, 1}, 90, "a owns everything", workers)
+            await b.start()
+
+            def split() -> bool:
+                sa, sb = set(a.state.get("assigned", ())), set(b.state.get("assigned", ()))
+                return (len(sa) == 1 and len(sb) == 1 and sa | sb == {0, 1}
+                        and set(a.state.get("standby", ())) == sb and set(b.state.get("standby", ())) == sa)
+
+            await wait_for(split, 90, "one partition each, each the other's standby", workers)
+            await producer.send(topic, events(0, n))
+            victim = a.assigned.pop()  # a's partition: b keeps its standby
+
+            async def settled() -> bool:
+                ends = await end_offsets(bootstrap, changelog)
+                offsets = await committed(bootstrap, naming.consumer_group(app_id, "count"))
+                return (
+                    a.state["processed"] + b.state["processed"] >= n
+                    and offsets == await end_offsets(bootstrap, topic)
+                    and b.state["positions"].get(str(victim)) == ends[victim]
+                )
+
+            await poll(settled, 120, "all committed, b's standby caught up", workers)
+            whole = (await end_offsets(bootstrap, changelog))[victim]
+            follows = b.state["standby_records"]
+            await a.kill()
+            await wait_for(lambda: str(victim) in b.state.get("recovered", {}) and b.assigned == {0, 1},
+                           90, "b took the partition over", workers)
+            await producer.send(topic, events(n, 2000))
+            await wait_for(lambda: b.state["processed"] + a.state["processed"] >= n + 2000, 90,
+                           "b processed the events after the takeover", workers)
+        finally:
+            await asyncio.gather(*(w.stop() for w in workers))
+    read_at_takeover = b.state["recovered"][str(victim)][-1]
+    print(f"\npartition {victim}: changelog of {whole} records; the standby read {follows} records while "
+          f"following, the takeover read {read_at_takeover} (the tail); "
+          f"first event {b.state['takeover'].get(str(victim), float('nan')):.2f} s after the rebalance began")
+    assert whole > 1000, "the changelog should be long enough to tell the tail from the whole"
+    assert read_at_takeover < whole / 20, "the takeover read the whole changelog, not the tail"
+    truth = await changelog_state(bootstrap, changelog)
+    assert truth == dict(Counter(f"k{i % KEYS}" for i in range(n + 2000))), "the counts after the takeover are off"
+    assert a.state.get("errors", 0) == b.state.get("errors", 0) == 0
+
+
+async def test_of_three_workers_the_one_with_the_standby_gets_the_killed_owners_partition(tmp_path: Path) -> None:
+    """Three workers, three partitions, one standby each: the partition goes to its standby's worker."""
+    bootstrap = kafka_bootstrap()
+    app_id, topic = unique("standby3"), unique("events")
+    changelog = naming.changelog_topic(app_id, "counts")
+    await create_topic(bootstrap, topic, 3)
+    workers = [
+        Worker(name, {**config(bootstrap, app_id, topic, tmp_path / name), "partitions": 3}, tmp_path, SCRIPT)
+        for name in "abc"
+    ]
+    n = 9000
+    async with Producer(bootstrap) as producer:
+        try:
+            for worker in workers:
+                await worker.start()
+
+            def spread() -> bool:
+                owned = [set(w.state.get("assigned", ())) for w in workers]
+                standby = [set(w.state.get("standby", ())) for w in workers]
+                return (all(len(o) == 1 for o in owned) and set().union(*owned) == {0, 1, 2}
+                        and all(len(s) == 1 and not s & o for s, o in zip(standby, owned, strict=True))
+                        and set().union(*standby) == {0, 1, 2})
+
+            await wait_for(spread, 120, "one partition and one standby each", workers)
+            await producer.send(topic, events(0, n))
+            victim_worker = workers[0]
+            victim = victim_worker.assigned.pop()
+            holder = next(w for w in workers if victim in w.state["standby"])
+            other = next(w for w in workers if w is not holder and w is not victim_worker)
+
+            async def settled() -> bool:
+                ends = await end_offsets(bootstrap, changelog)
+                offsets = await committed(bootstrap, naming.consumer_group(app_id, "count"))
+                return (offsets == await end_offsets(bootstrap, topic)
+                        and holder.state["positions"].get(str(victim)) == ends[victim])
+
+            await poll(settled, 120, "all committed, the standby caught up", workers)
+            whole = (await end_offsets(bootstrap, changelog))[victim]
+            restores = len(holder.state["recovered"].get(str(victim), []))
+            await victim_worker.kill()
+            survivors = [holder, other]
+
+            def taken_over() -> bool:
+                restored = len(holder.state["recovered"].get(str(victim), [])) > restores
+                lost = victim in other.assigned and str(victim) in other.state["recovered"]
+                return holder.assigned | other.assigned == {0, 1, 2} and (restored or lost)
+
+            await wait_for(taken_over, 90, "the survivors took everything", survivors)
+        finally:
+            await asyncio.gather(*(w.stop() for w in workers))
+    print(f"\npartition {victim} of {victim_worker.name} ({whole} changelog records) went to {holder.name}, "
+          f"which kept its standby; {other.name} did not")
+    assert victim in holder.assigned and victim not in other.assigned, holder.describe() + other.describe()
+    assert holder.state["recovered"][str(victim)][-1] < whole / 20
