@@ -25,9 +25,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import weakref
 from collections.abc import Awaitable, Coroutine
-from typing import Any, ClassVar
+from typing import Any
 
 from .. import _gc, display
 from ..avro import SchemaRegistry, registry_from_options
@@ -50,6 +49,7 @@ from ..worker.web import Web
 from . import settings
 from .conf import Settings
 from .definitions import Definitions
+from .instances import Instances
 from .membership import Membership
 from .metering import Metering
 from .restorebar import restore_bar
@@ -72,7 +72,7 @@ def _transport_options() -> frozenset[str]:
     return frozenset(names)
 
 
-class App(Membership, Metering, Definitions, Scheduling, AppSurface, Playback, AppServices):
+class App(Instances, Membership, Metering, Definitions, Scheduling, AppSurface, Playback, AppServices):
     """A stream-processing application: topics, agents, tables, timers and tasks.
 
     Args:
@@ -134,7 +134,6 @@ class App(Membership, Metering, Definitions, Scheduling, AppSurface, Playback, A
     'init'
     """
 
-    _instances: ClassVar[dict[tuple[str, str], weakref.ref[App]]] = {}
 
     def __init__(
         self,
@@ -235,45 +234,11 @@ class App(Membership, Metering, Definitions, Scheduling, AppSurface, Playback, A
         self._background: set[asyncio.Task[Any]] = set()
         self._lifecycle = asyncio.Lock()
 
-    def _replace_earlier_app(self) -> None:
-        """Re-running the cell that makes the App replaces it: the old app stops (committing) first."""
-        self._predecessor: asyncio.Task[Any] | None = None
-        previous = App.current(self.id, self.broker)
-        if previous is not None and previous.state in ("starting", "running"):
-            self._predecessor = previous.spawn(previous.stop(), f"stop the previous app {self.id!r}")
-        App._instances[(self.id, self.broker)] = weakref.ref(self)
-
     def _set_store(self, app_settings: dict[str, Any], distributed: bool) -> None:
         """Where tables keep their rows: ``store=``, ``datadir=``, ``store_memory=`` (:mod:`streamnb.tables.stores`);
         ``table_standby_replicas`` (:mod:`streamnb.tables.standby`: 1 on Kafka, else 0)."""
         self.store, self.datadir, self.store_memory = store_settings(app_settings, self.broker, self.id)
         self.table_standby_replicas = settings.standby_replicas(app_settings.get("table_standby_replicas"), distributed)
-
-    @classmethod
-    def instances(cls) -> list[App]:
-        """Every App of this process still in use (the newest per id and broker).
-
-        >>> app = App("demo-instances", broker="memory://")
-        >>> app in App.instances()
-        True
-        """
-        return [app for ref in list(cls._instances.values()) if (app := ref()) is not None]
-
-    @classmethod
-    def current(cls, id: str, broker: str) -> App | None:
-        """The newest App made with this id and broker, if it is still in use."""
-        ref = cls._instances.get((id, broker))
-        return ref() if ref is not None else None
-
-    @property
-    def is_current(self) -> bool:
-        """False once a newer App with the same id and broker was made (a re-run notebook cell).
-
-        >>> App("demo-current", broker="memory://").is_current
-        True
-        """
-        newest = App.current(self.id, self.broker)
-        return newest is None or newest is self
 
     # -- lifecycle ----------------------------------------------------------------------------
 
