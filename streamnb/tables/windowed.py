@@ -27,7 +27,7 @@ Windows close, and expire, in *event time* per partition (see
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import display
@@ -97,7 +97,7 @@ class WindowKeeper(Protocol):
         """The window a read at time ``ts`` picks (None: no such window)."""
         ...
 
-    def items(self) -> list[tuple[tuple[Any, tuple[float, float]], Any]]:
+    def items(self) -> Iterable[tuple[tuple[Any, tuple[float, float]], Any]]:
         """``((key, (start, end)), value)`` for every window kept."""
         ...
 
@@ -341,7 +341,11 @@ class WindowedTable:
 
         check_times(times)
         state = self.state
-        rows = [(k, w[0], w[1], v, state.is_closed(k, w)) for (k, w), v in state.items()]
+        frame_rows = getattr(state, "frame_rows", None)  # (windows in a store: closed known as they are read)
+        if frame_rows is not None:
+            rows = list(frame_rows())
+        else:
+            rows = [(k, w[0], w[1], v, state.is_closed(k, w)) for (k, w), v in state.items()]
         rows.sort(key=lambda r: (str(r[0]), r[1]))
         df = pd.DataFrame(rows, columns=["key", "window_start", "window_end", "value", "closed"])
         df = df.astype({"window_start": "float64", "window_end": "float64"})
