@@ -65,8 +65,9 @@ from .recovery import SLICE, STEP, hashable, load_pairs
 from .state.base import TableState
 from .state.event_time import EventTimeState
 from .state.stored import StoredState
-from .state.stored_windows import LAYOUT, StoredWindowedState
+from .state.stored_windows import StoredWindowedState
 from .stores.rocksdb import RocksDBStore
+from .stores.windowkeys import LAYOUT
 from .streamtime import StreamTimeTopic
 from .windows import Window
 
@@ -274,7 +275,7 @@ class TableStore:
         """Apply changelog records read from the broker to ``store`` (and to ``held``), resuming at ``resume``."""
         rows = self.rows
         if isinstance(rows, StoredWindowedState) and held is None:
-            store.write(rows.store_ops((m[4], m[5]) for m in msgs), resume)
+            store.write(rows.keys_of.ops((m[4], m[5]) for m in msgs), resume)
             rows.legacy_stream_time(((m[4], m[5]) for m in msgs), partition)
         else:
             store.apply(((m[4], m[5]) for m in msgs if m[4] is not None), resume)
@@ -350,7 +351,7 @@ class TableStore:
         rows = self.rows
         try:
             if isinstance(rows, StoredWindowedState):
-                store.write(rows.store_ops(changes), resume)
+                store.write(rows.keys_of.ops(changes), resume)
             else:
                 store.apply(changes, resume)
         except Exception as exc:

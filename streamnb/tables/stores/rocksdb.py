@@ -15,7 +15,7 @@ One RocksDB per table partition, in ``<datadir>/<app id>/<table>/<partition>``
   time in JSON (nothing: none);
 - ``b"k"``: the layout of the rows: nothing for ``b"d"`` rows, ``b"windows"``
   for a tumbling or hopping table's windows, kept by key and by time
-  (:mod:`~streamnb.tables.state.stored_windows`: ``b"w"`` and ``b"x"`` keys).
+  (:mod:`~streamnb.tables.stores.windowkeys`: ``b"w"`` and ``b"x"`` keys).
 
 Records are applied in one :class:`rocksdict.WriteBatch` together with the
 new resume offsets, so a crash leaves the store at a commit boundary. The
