@@ -256,7 +256,8 @@ class WindowedTable:
         self.apply(key, replace, value)
 
     def __contains__(self, key: object) -> bool:
-        return key in self.state.keys()
+        has_key = getattr(self.state, "has_key", None)  # (windows in a store: a seek, not a scan)
+        return bool(has_key(key)) if has_key is not None else key in self.state.keys()
 
     def __len__(self) -> int:
         return len(self.state)

@@ -147,9 +147,7 @@ class WindowCache(EventTimeState):
 
     def get(self, key: Any, window: tuple[float, float]) -> Any:
         """The value of ``key`` in ``window``, or MISSING (a point read when the key is not cached)."""
-        start = float(window[0])
-        if self._end(start) != float(window[1]):
-            return MISSING
+        start = float(window[0])  # (the end follows from the start, as in memory)
         inner = self.by_key.get(key)
         if inner is not None:
             return inner.get(start, MISSING)
@@ -171,7 +169,8 @@ class WindowCache(EventTimeState):
 
     def is_closed(self, key: Any, window: tuple[float, float]) -> bool:
         """True when ``key``'s window ``(start, end)`` has closed."""
-        partition = self.home.get(key)
+        inner = self.by_key.get(key)
+        partition = None if inner is None or float(window[0]) not in inner else self.home.get(key)
         if partition is None:
             found = self._stored(key, float(window[0]))
             if found is None:
@@ -213,6 +212,15 @@ class WindowCache(EventTimeState):
         for key, start, value, partition in self.window_items():
             stop = end(start)
             yield key, start, stop, value, closed(partition, stop)
+
+    def has_key(self, key: Any) -> bool:
+        """True when ``key`` has at least one window (the cache, else one seek per store)."""
+        inner = self.by_key.get(key)
+        if inner is not None:
+            return bool(inner)
+        prefix = key_prefix(self.encode_key(key))
+        upper = successor(prefix)
+        return any(next(store.scan(prefix, upper), None) is not None for store in list(self.stores.values()))
 
     def keys(self) -> set[Any]:
         """Keys with at least one window (a scan of the stores)."""
