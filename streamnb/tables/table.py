@@ -229,7 +229,7 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
         >>> App("demo", broker="memory://").Table("t", default=int).estimated_len()
         0
         """
-        if isinstance(self.state, StoredState):
+        if isinstance(self.state, (StoredState, StoredWindowedState)):
             return self.state.estimate()
         return len(self)
 
@@ -506,7 +506,7 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
         return persistence.windows(window)
 
     def __repr__(self) -> str:
-        if isinstance(self.state, StoredState):
+        if isinstance(self.state, (StoredState, StoredWindowedState)):
             return f"<Table {self.name!r} rows~{self.state.estimate()} store={self.store}>"
         return f"<Table {self.name!r} rows={len(self.data)}>"
 

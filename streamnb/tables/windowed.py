@@ -372,7 +372,9 @@ class WindowedTable:
         return display.show("live_chart", self, **options)
 
     def __repr__(self) -> str:
-        return f"<WindowedTable {self.table.name!r} {self.window!r} rows={len(self.state)}>"
+        estimate = getattr(self.state, "estimate", None)  # (windows in a store: no scan)
+        rows = f"rows~{estimate()}" if estimate is not None else f"rows={len(self.state)}"
+        return f"<WindowedTable {self.table.name!r} {self.window!r} {rows}>"
 
 
 def _relative_fn(relative_to: Any, table: WindowHost) -> RelativeTo:

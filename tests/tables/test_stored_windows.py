@@ -76,6 +76,7 @@ async def test_windows_live_in_the_store_and_memory_holds_a_bounded_cache(
         assert stored.views["k149"].current() == 1 and stored.views["nobody"].current() == 0
         assert "k3" in stored.views and "nobody" not in stored.views
         assert stored.views.table["k3", (1000.0, 1010.0)] == 1
+        assert "rows~" in repr(stored.views) and "rows~" in repr(stored.views.table)  # (an estimate: no scan)
         # The same windows closed; those closing together come out in key order (as Kafka Streams), memory:// in
         # the order they were created.
         assert sorted(stored.closed, key=str) == sorted(memory.closed, key=str) and len(stored.closed) == 300
