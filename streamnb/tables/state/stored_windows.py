@@ -81,7 +81,7 @@ class StoredWindowedState(WindowCache):
             if partition not in saved:
                 saved[partition] = newest
             stream_time[partition] = newest = ts
-        horizon = newest - self.window.grace + _TIE  # a window ending after this is open
+        horizon = newest - self._grace + _TIE  # a window ending after this is open
         inner = self.by_key.get(key)
         if inner is None:
             inner = self._fetch(key, partition)

@@ -97,6 +97,7 @@ class WindowCache(EventTimeState):
     def rewindow(self, window: Window) -> None:
         """Keep the windows under ``window``'s rules from now on (a table redefined with other settings)."""
         self.window = window
+        self._grace = window.grace
         self._grace_ms = ms(window.grace)
         self._expires_ms = ms(window.expires)
         self._ranges = window.ranges
