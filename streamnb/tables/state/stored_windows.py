@@ -190,6 +190,7 @@ class StoredWindowedState(WindowCache):
             del self.pending[key]
         for window in [w for w, (gen, _p) in self.fresh.items() if gen <= done]:
             del self.fresh[window]
+        self._limit = self.cache_size  # (the next miss evicts what a large commit kept beyond the size)
 
     def before_commit(self, txn: Transaction | None, dirty: Dirty[KeyWrites]) -> list[Closed]:
         """Close the windows stream time passed the close time of; delete expired ones.
