@@ -1,6 +1,7 @@
 """Benchmark: table restarts and throughput, ``store="rocksdb://"`` against ``memory://``.
 
     python benchmarks/state.py restart [--keys 1000000,5000000] [--backends local,kafka]
+    python benchmarks/state.py windows [--windows 2000000] [--backends local]
     python benchmarks/state.py pipeline [-n 500000] [--backends memory,local]
 
 ``restart`` writes a plain table's changelog of N keys (8 partitions, as an
@@ -13,6 +14,11 @@ until every table partition is served, with the peak RSS of that process:
 - ``rocksdb warm``: the restart after that (what a kernel restart costs):
   only the changelog written since the last commit is read;
 - ``memory``: today's in-memory table, rebuilt from the whole changelog.
+
+``windows`` does the same with a tumbling table (windows of a minute, ten
+per key, never expiring) of N windows: on ``rocksdb://`` its windows stay
+in the stores at a restart (nothing is loaded; reads go to the store), on
+``memory://`` they are rebuilt from the whole changelog.
 
 ``pipeline`` runs N page views through ``group_by(user)`` and a plain
 per-user count (10,000 keys) with the table on each store, same broker,
@@ -54,32 +60,59 @@ def broker_url(backend: str, folder: Path, kafka: str) -> str:
 # -- children (each measurement in its own process) ------------------------------------------
 
 
-async def write_changelog(url: str, app_id: str, keys: int) -> None:
+T0 = 1_700_000_000.0
+WINDOW = 60.0
+WINDOWS_PER_KEY = 10
+
+
+def define_table(app: object, store: str | None, windowed: bool) -> object:
+    """The benchmarked table: plain ``counts``, or ``counts`` in tumbling windows of a minute that never expire."""
+    options = {} if store is None else {"store": store}
+    table = app.Table("counts", default=int, **options)  # type: ignore[attr-defined]
+    return table.tumbling(WINDOW, expires=10 * 365 * 86400.0) if windowed else table
+
+
+def window_of(j: int) -> tuple[float, float]:
+    return T0 + WINDOW * j, T0 + WINDOW * (j + 1)
+
+
+async def write_changelog(url: str, app_id: str, keys: int, windowed: bool = False) -> None:
+    """A changelog of ``keys`` rows: keys ``k<i>``, or (``windowed``) keys x 10 windows of a tumbling table."""
     import streamnb as faust
     from streamnb.transport.base import ProducerRecord
 
     app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS)
-    table = app.Table("counts", default=int)
+    view = define_table(app, None, windowed)
+    table = view.table if windowed else view  # type: ignore[attr-defined]
     transport = await app.connect()
     await table.changelog.declare()
     name = table.changelog.name
     batch: list[ProducerRecord] = []
-    for i in range(keys):
-        batch.append(ProducerRecord(name, i % PARTITIONS, b'"k%d"' % i, b"%d" % i, 1_700_000_000.0))
+    per_key = WINDOWS_PER_KEY if windowed else 1
+    for row in range(keys):
+        i, j = divmod(row, per_key)
+        key = b'["k%d",[%r,%r]]' % ((i, *window_of(j))) if windowed else b'"k%d"' % i
+        batch.append(ProducerRecord(name, i % PARTITIONS, key, b"%d" % (i + j), T0))
         if len(batch) == 100_000:
             await transport.send(batch)
             batch = []
     if batch:
         await transport.send(batch)
+    if windowed:  # the stream time of every partition: the newest window's middle
+        times = table.stream_times
+        await times.declare(PARTITIONS)
+        now = window_of(WINDOWS_PER_KEY - 1)[0] + WINDOW / 2
+        await transport.send([times.record(p, now, now) for p in range(PARTITIONS)])
     await app.stop()
 
 
-async def restart(url: str, app_id: str, store: str, datadir: str) -> dict[str, float]:
+async def restart(url: str, app_id: str, store: str, datadir: str, windowed: bool = False) -> dict[str, float]:
     import streamnb as faust
     from streamnb.testing import wait_until
 
     app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS, datadir=datadir)
-    table = app.Table("counts", default=int, store=store)
+    view = define_table(app, store, windowed)
+    table = view.table if windowed else view  # type: ignore[attr-defined]
     source = app.topic(f"{app_id}-input", value_type=str)
 
     @app.agent(source)
@@ -91,9 +124,9 @@ async def restart(url: str, app_id: str, store: str, datadir: str) -> dict[str, 
     await app.start()
     await wait_until(lambda: table.recovered_partitions == set(range(PARTITIONS)), 3600, 0.001)
     seconds = time.perf_counter() - started
-    check = table["k7"]
+    check = view["k7"][window_of(3)] if windowed else table["k7"]  # type: ignore[index]
     await app.stop()
-    assert check == 7, check
+    assert check == (10 if windowed else 7), check
     return {"seconds": seconds, "peak_mb": peak_mb()}
 
 
@@ -102,7 +135,7 @@ async def plain_read(url: str, app_id: str) -> dict[str, float]:
     from streamnb.transport.base import TP
 
     app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS)
-    table = app.Table("counts", default=int)
+    table = app.Table("counts", default=int)  # (the changelog's name is the same for both kinds)
     transport = await app.connect()
     started = time.perf_counter()
     records = 0
@@ -185,24 +218,26 @@ def run_child(**spec: object) -> dict[str, float]:
 # -- the runs --------------------------------------------------------------------------------
 
 
-def run_restart(args: argparse.Namespace) -> None:
-    print(f"{'backend':8} {'keys':>10} {'run':14} {'seconds':>9} {'peak MB':>8} {'records/s':>11} {'ratio':>6}")
+def run_restart(args: argparse.Namespace, windowed: bool = False) -> None:
+    what = "windows" if windowed else "keys"
+    print(f"{'backend':8} {what:>10} {'run':14} {'seconds':>9} {'peak MB':>8} {'records/s':>11} {'ratio':>6}")
     for backend in args.backends.split(","):
-        for keys in [int(k) for k in args.keys.split(",")]:
+        for keys in [int(k) for k in (args.windows if windowed else args.keys).split(",")]:
             folder = Path(tempfile.mkdtemp(prefix="streamnb-state-"))
             try:
                 url, app_id = broker_url(backend, folder, args.kafka), f"state-{uuid.uuid4().hex[:8]}"
-                run_child(kind="write", url=url, app_id=app_id, keys=keys)
+                run_child(kind="write", url=url, app_id=app_id, keys=keys, windowed=windowed)
                 datadir = str(folder / "data")
                 plain = run_child(kind="plain", url=url, app_id=app_id)
                 plain_rate = plain["records"] / plain["seconds"]
                 rows = [("plain read", plain["seconds"], 0.0, plain_rate, 1.0)]
-                cold = run_child(kind="restart", url=url, app_id=app_id, store="rocksdb://", datadir=datadir)
+                restart = {"kind": "restart", "url": url, "app_id": app_id, "datadir": datadir, "windowed": windowed}
+                cold = run_child(**restart, store="rocksdb://")
                 rows.append(("rocksdb cold", cold["seconds"], cold["peak_mb"], keys / cold["seconds"],
                              keys / cold["seconds"] / plain_rate))
-                warm = run_child(kind="restart", url=url, app_id=app_id, store="rocksdb://", datadir=datadir)
+                warm = run_child(**restart, store="rocksdb://")
                 rows.append(("rocksdb warm", warm["seconds"], warm["peak_mb"], 0.0, 0.0))
-                memory = run_child(kind="restart", url=url, app_id=app_id, store="memory://", datadir=datadir)
+                memory = run_child(**restart, store="memory://")
                 rows.append(("memory", memory["seconds"], memory["peak_mb"], keys / memory["seconds"],
                              keys / memory["seconds"] / plain_rate))
                 for name, seconds, mb, rate, ratio in rows:
@@ -237,8 +272,9 @@ def run_pipeline(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="?", choices=["restart", "pipeline"], default="restart")
+    parser.add_argument("what", nargs="?", choices=["restart", "windows", "pipeline"], default="restart")
     parser.add_argument("--keys", default="1000000,5000000")
+    parser.add_argument("--windows", default="2000000")
     parser.add_argument("-n", type=int, default=500_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--backends", default=None)
@@ -248,9 +284,9 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    if args.what == "restart":
+    if args.what in ("restart", "windows"):
         args.backends = args.backends or "local,kafka"
-        run_restart(args)
+        run_restart(args, windowed=args.what == "windows")
     else:
         args.backends = args.backends or "memory,local"
         run_pipeline(args)

@@ -80,6 +80,10 @@ class GlobalTable(Table[K, V]):
         """Partitions this worker is assigned (it writes them; they are not followed)."""
         self._reading = asyncio.Lock()
 
+    def _stored_windows(self, window: Any, merge: Any) -> Any:
+        """A global table keeps its windows in memory too (every partition, loaded from the stores)."""
+        return None
+
     def take_over(self, old: Table[Any, Any]) -> None:
         """Keep the rows (and read positions) of ``old``, the table this one redefines."""
         super().take_over(old)

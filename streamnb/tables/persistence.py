@@ -27,13 +27,17 @@ worker serves, under ``<datadir>/<app id>/<table>/<partition>``.
   that cannot be written (a full disk) keeps its offset, the error is
   logged, and the next commit writes both commits' records.
 - **Every kind of table.** A plain table's rows live in the stores
-  (:class:`~streamnb.tables.state.stored.StoredState`, read as they go).
-  Windowed (tumbling, hopping, sliding, session), set, global and
+  (:class:`~streamnb.tables.state.stored.StoredState`, read as they go), and
+  so do a tumbling or hopping table's windows, by key and by time
+  (:class:`~streamnb.tables.state.stored_windows.StoredWindowedState`): a
+  restart loads nothing from them. Sliding, session, set, global and
   ``history=True`` tables keep their state in memory as on ``memory://``
   (:attr:`TableStore.held`): the stores hold the same compacted image of
   their changelog, written at each commit the same way, and a restart loads
   the state from them and reads only the changelog's tail. A windowed
-  table's stream time is kept with the offset of its stream-time topic.
+  table's stream time is kept with the offset of its stream-time topic. A
+  store written in another layout than the table's (a table that changed
+  kind) is rebuilt from the changelog.
 
 Example (what the table does)::
 
@@ -61,8 +65,11 @@ from .recovery import SLICE, STEP, hashable, load_pairs
 from .state.base import TableState
 from .state.event_time import EventTimeState
 from .state.stored import StoredState
+from .state.stored_windows import StoredWindowedState
 from .stores.rocksdb import RocksDBStore
+from .stores.windowkeys import LAYOUT
 from .streamtime import StreamTimeTopic
+from .windows import Window
 
 __all__ = ["TableStore"]
 
@@ -91,8 +98,11 @@ class TableStore:
         self.standbys: dict[int, RocksDBStore] = {}
         """Stores of the partitions this worker keeps standby replicas of: following the changelog, not served."""
         self.held: TableState | None = None
-        """The in-memory state whose changelog the stores keep (windowed, set, global, history tables),
-        or None: the rows live in the stores (:attr:`state`)."""
+        """The in-memory state whose changelog the stores keep (sliding, session, set, global, history
+        tables), or None: the rows live in the stores (:attr:`rows`)."""
+        self.rows: StoredState | StoredWindowedState = self.state
+        """The state whose rows live in the stores: :attr:`state` (plain rows), or a tumbling or hopping
+        table's windows."""
         self.progress = progress or RestoreTracker(table)
         self.loaded_rows = 0
         """Rows the last restores loaded from the stores into :attr:`held` (not read from the changelog)."""
@@ -108,8 +118,25 @@ class TableStore:
         return f"<TableStore {self.table!r} in {str(self.folder)!r}>"
 
     def hold(self, state: TableState) -> None:
-        """Keep ``state`` in memory, loaded from the stores at a restart (a table that is not plain rows)."""
-        self.held = None if state is self.state else state
+        """Keep ``state``: in the stores (plain rows, tumbling and hopping windows), else in memory,
+        loaded from the stores at a restart."""
+        if isinstance(state, (StoredState, StoredWindowedState)):
+            self.rows, self.held = state, None
+        else:
+            self.rows, self.held = self.state, state
+
+    def windows(self, window: Window) -> StoredWindowedState:
+        """A state keeping tumbling or hopping windows ``window`` in the stores."""
+        loads = self.changelog.key_codec.loads
+        return StoredWindowedState(
+            window, self.stores, self.changelog.key_codec.dumps, lambda data: hashable(loads(data)),
+            self.changelog.decode_value,
+        )
+
+    @property
+    def layout(self) -> str:
+        """The layout the table's stores are written in (see :attr:`RocksDBStore.layout`)."""
+        return LAYOUT if isinstance(self.rows, StoredWindowedState) else ""
 
     lock_wait: float = 30.0
     """Seconds :meth:`open` waits for another worker to let go of a partition's store (a rebalance)."""
@@ -164,6 +191,11 @@ class TableStore:
             )
         elif resume is not None and store.origin not in (None, transport.url):
             reason = f"its store followed the changelog on {store.origin}, this app runs on {transport.url}"
+        elif resume is not None and store.layout != self.layout:
+            reason = (
+                f"its store holds {store.layout or 'rows'}, the table now keeps {self.layout or 'rows'} "
+                "(it changed kind)"
+            )
         if reason is not None:
             logger.warning("table %r partition %d: rebuilding its store from the changelog: %s",
                            self.table, partition, reason)
@@ -172,6 +204,8 @@ class TableStore:
             resume = None
         if store.origin != transport.url:
             store.origin = transport.url
+        if store.layout != self.layout:
+            store.layout = self.layout
         return resume
 
     async def recover(
@@ -203,11 +237,12 @@ class TableStore:
             progress.finish(partition)
         if store.resume != end:
             store.apply((), end)  # read to the end (markers, aborted records and all)
+        timed = held if held is not None else self.rows
+        if stream_times is not None and isinstance(timed, EventTimeState):
+            read += await self._stream_time(transport, store, stream_times, timed, partition)
         if held is not None:
-            if stream_times is not None and isinstance(held, EventTimeState):
-                read += await self._stream_time(transport, store, stream_times, held, partition)
             held.loaded()
-        self.state.serve(partition, store)
+        self.rows.serve(partition, store)
         return read
 
     async def _stream_time(
@@ -248,7 +283,12 @@ class TableStore:
         self, store: RocksDBStore, msgs: list[Message], resume: int, held: TableState | None, partition: int
     ) -> None:
         """Apply changelog records read from the broker to ``store`` (and to ``held``), resuming at ``resume``."""
-        store.apply(((m[4], m[5]) for m in msgs if m[4] is not None), resume)
+        rows = self.rows
+        if isinstance(rows, StoredWindowedState) and held is None:
+            store.write(rows.keys_of.ops((m[4], m[5]) for m in msgs), resume)
+            rows.legacy_stream_time(((m[4], m[5]) for m in msgs), partition)
+        else:
+            store.apply(((m[4], m[5]) for m in msgs if m[4] is not None), resume)
         if held is not None:
             load_pairs(held, self.changelog, ((m[4], m[5]) for m in msgs), partition)
 
@@ -298,7 +338,7 @@ class TableStore:
                 unflushed[partition] = (changes, taken)
                 failed = True
         if not failed:  # (else the rows stay pending in memory until the store has them)
-            self.state.flushed()
+            self.rows.flushed()
 
     def _stream_times(self, times: dict[int, list[bytes | None]]) -> None:
         """Keep a commit's stream-time records in the stores (each moves its topic's resume offset on)."""
@@ -318,8 +358,12 @@ class TableStore:
 
     def _write(self, store: RocksDBStore, changes: list[tuple[bytes, bytes | None]], taken: int) -> None:
         resume = None if store.resume is None else store.resume + taken
+        rows = self.rows
         try:
-            store.apply(changes, resume)
+            if isinstance(rows, StoredWindowedState):
+                store.write(rows.keys_of.ops(changes), resume)
+            else:
+                store.apply(changes, resume)
         except Exception as exc:
             raise StoreWriteError(
                 f"table {self.table!r}: its store {store.path} could not be written ({_first_line(exc)}); "
@@ -342,6 +386,8 @@ class TableStore:
     def close(self) -> None:
         """Close every partition's store (the app stopped)."""
         self.state.close()
+        if self.rows is not self.state:
+            self.rows.close()
         self._unflushed.clear()
         self.release_standbys(set())
 

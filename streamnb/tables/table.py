@@ -45,13 +45,14 @@ from .routing import event_of, final_record, late_record
 from .state.base import Closed, Dirty, PlainState, TableState
 from .state.event_time import EventTimeState
 from .state.stored import StoredState
+from .state.stored_windows import StoredWindowedState
 from .state.windowing import windowed_state
 from .stores import ROCKSDB, check_store
 from .streamtime import StreamTimeTopic
 from .timetravel import TimeTravel
 from .views import TableViews
 from .windowed import WindowedTable
-from .windows import WindowRange
+from .windows import HoppingWindow, TumblingWindow, WindowRange
 
 __all__ = ["Table"]
 
@@ -227,7 +228,7 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
         >>> App("demo", broker="memory://").Table("t", default=int).estimated_len()
         0
         """
-        if isinstance(self.state, StoredState):
+        if isinstance(self.state, (StoredState, StoredWindowedState)):
             return self.state.estimate()
         return len(self)
 
@@ -480,7 +481,10 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
     # -- windowing (the kinds' constructors are in tables/kinds.py) --------------------------
 
     def _windowed(self, window: Any, merge: Callable[[Any, Any], Any] | None = None) -> WindowedTable:
-        state = self.with_history(windowed_state(self.name, self.state, window, merge, self.default, self.value_type))
+        state = self._stored_windows(window, merge)
+        if state is None:
+            state = windowed_state(self.name, self.state, window, merge, self.default, self.value_type)
+            state = self.with_history(state)
         if state is not self.state:
             self.use_state(state)
         if self.stream_times is None:  # (compacted unless the table keeps its history, as its changelog)
@@ -489,8 +493,20 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
         self.window = WindowedTable(self, state)
         return self.window
 
+    def _stored_windows(self, window: Any, merge: Callable[[Any, Any], Any] | None) -> Any:
+        """On ``rocksdb://``, tumbling and hopping windows live in the stores (None: another kind of state)."""
+        persistence = self.persistence
+        if persistence is None or self.history_kept or not isinstance(window, (TumblingWindow, HoppingWindow)):
+            return None
+        windowed_state(self.name, PlainState(), window, merge, self.default, self.value_type)  # (checks merge=)
+        old = self.state
+        if isinstance(old, StoredWindowedState):  # redefined (with other settings: the windows stay)
+            old.rewindow(window)
+            return old
+        return persistence.windows(window)
+
     def __repr__(self) -> str:
-        if isinstance(self.state, StoredState):
+        if isinstance(self.state, (StoredState, StoredWindowedState)):
             return f"<Table {self.name!r} rows~{self.state.estimate()} store={self.store}>"
         return f"<Table {self.name!r} rows={len(self.data)}>"
 

@@ -27,7 +27,7 @@ Windows close, and expire, in *event time* per partition (see
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import display
@@ -97,7 +97,7 @@ class WindowKeeper(Protocol):
         """The window a read at time ``ts`` picks (None: no such window)."""
         ...
 
-    def items(self) -> list[tuple[tuple[Any, tuple[float, float]], Any]]:
+    def items(self) -> Iterable[tuple[tuple[Any, tuple[float, float]], Any]]:
         """``((key, (start, end)), value)`` for every window kept."""
         ...
 
@@ -256,7 +256,8 @@ class WindowedTable:
         self.apply(key, replace, value)
 
     def __contains__(self, key: object) -> bool:
-        return key in self.state.keys()
+        has_key = getattr(self.state, "has_key", None)  # (windows in a store: a seek, not a scan)
+        return bool(has_key(key)) if has_key is not None else key in self.state.keys()
 
     def __len__(self) -> int:
         return len(self.state)
@@ -341,7 +342,11 @@ class WindowedTable:
 
         check_times(times)
         state = self.state
-        rows = [(k, w[0], w[1], v, state.is_closed(k, w)) for (k, w), v in state.items()]
+        frame_rows = getattr(state, "frame_rows", None)  # (windows in a store: closed known as they are read)
+        if frame_rows is not None:
+            rows = list(frame_rows())
+        else:
+            rows = [(k, w[0], w[1], v, state.is_closed(k, w)) for (k, w), v in state.items()]
         rows.sort(key=lambda r: (str(r[0]), r[1]))
         df = pd.DataFrame(rows, columns=["key", "window_start", "window_end", "value", "closed"])
         df = df.astype({"window_start": "float64", "window_end": "float64"})
@@ -367,7 +372,9 @@ class WindowedTable:
         return display.show("live_chart", self, **options)
 
     def __repr__(self) -> str:
-        return f"<WindowedTable {self.table.name!r} {self.window!r} rows={len(self.state)}>"
+        estimate = getattr(self.state, "estimate", None)  # (windows in a store: no scan)
+        rows = f"rows~{estimate()}" if estimate is not None else f"rows={len(self.state)}"
+        return f"<WindowedTable {self.table.name!r} {self.window!r} {rows}>"
 
 
 def _relative_fn(relative_to: Any, table: WindowHost) -> RelativeTo:

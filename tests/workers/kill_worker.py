@@ -28,12 +28,12 @@ class View(faust.Record):
 
 
 path, mode = sys.argv[1], sys.argv[2]
-store = sys.argv[3] if len(sys.argv) > 3 else "memory://"  # where the plain table keeps its rows
+store = sys.argv[3] if len(sys.argv) > 3 else "memory://"  # where the tables keep their rows
 app = faust.App("killtest", broker=f"local://{path}", topic_partitions=4, commit_interval=0.05,
                 stream_batch_size=300)
 views = app.topic("views", value_type=View)
 counts = app.Table("counts", default=int, store=store)
-windows = app.Table("windows", default=int).hopping(10, 5, expires=1e12)
+windows = app.Table("windows", default=int, store=store).hopping(10, 5, expires=1e12)
 
 
 @app.agent(views)

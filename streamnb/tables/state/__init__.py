@@ -5,7 +5,10 @@
 :mod:`~streamnb.tables.state.fixed` (tumbling and hopping windows),
 :mod:`~streamnb.tables.state.sliding`, :mod:`~streamnb.tables.state.sessions`,
 :mod:`~streamnb.tables.state.history` (every change, for time travel),
-:mod:`~streamnb.tables.state.store` (a key's windows) and
+:mod:`~streamnb.tables.state.store` (a key's windows),
+:mod:`~streamnb.tables.state.stored` (plain rows on ``rocksdb://``),
+:mod:`~streamnb.tables.state.stored_windows` and :mod:`~streamnb.tables.state.window_cache`
+(tumbling and hopping windows on ``rocksdb://``) and
 :mod:`~streamnb.tables.state.windowing` (which state a window kind gets).
 Windows close in each state's ``before_commit``.
 """

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from ...transaction import MISSING
@@ -62,7 +62,7 @@ class _Windows(Protocol):
 
     def get(self, key: Any, window: tuple[float, float]) -> Any: ...
 
-    def items(self) -> list[tuple[tuple[Any, tuple[float, float]], Any]]: ...
+    def items(self) -> Iterable[tuple[tuple[Any, tuple[float, float]], Any]]: ...
 
     def __len__(self) -> int: ...
 
@@ -94,7 +94,7 @@ class WindowRows(Mapping[Any, Any]):
         return len(self.state)
 
     def items(self) -> Any:
-        """``((key, (start, end)), value)`` pairs (a list)."""
+        """``((key, (start, end)), value)`` pairs (a list, or read as they go from a store)."""
         return self.state.items()
 
 

@@ -12,7 +12,10 @@ One RocksDB per table partition, in ``<datadir>/<app id>/<table>/<partition>``
 - ``b"o"``: the broker whose changelog the rows follow (its URL);
 - ``b"t"``: a windowed table's stream time: where reading its stream-time
   topic partition resumes (8 bytes, big-endian), then the newest stream
-  time in JSON (nothing: none).
+  time in JSON (nothing: none);
+- ``b"k"``: the layout of the rows: nothing for ``b"d"`` rows, ``b"windows"``
+  for a tumbling or hopping table's windows, kept by key and by time
+  (:mod:`~streamnb.tables.stores.windowkeys`: ``b"w"`` and ``b"x"`` keys).
 
 Records are applied in one :class:`rocksdict.WriteBatch` together with the
 new resume offsets, so a crash leaves the store at a commit boundary. The
@@ -56,6 +59,7 @@ _RESUME = b"r"
 _VERSION = b"v"
 _ORIGIN = b"o"
 _STREAM_TIME = b"t"
+_LAYOUT = b"k"
 _OWNER = "OWNER"
 
 
@@ -161,6 +165,10 @@ class RocksDBStore:
         """The value of the row with changelog key ``key``, or None."""
         return self.db.get(_ROW + key)  # type: ignore[no-any-return]
 
+    def fetch(self, raw: bytes) -> bytes | None:
+        """The value of the raw key ``raw`` (a layout of its own, e.g. windows), or None."""
+        return self.db.get(raw)  # type: ignore[no-any-return]
+
     def rows(self) -> Iterator[tuple[bytes, bytes]]:
         """``(key, value)`` of every row, in key order, read as it goes."""
         for key, value in self.db.items(from_key=_ROW):
@@ -186,6 +194,31 @@ class RocksDBStore:
         data = bytes(found)
         return int.from_bytes(data[:8], "big"), (data[8:] or None)
 
+    @property
+    def layout(self) -> str:
+        """The layout of the rows (``""``: changelog keys under ``b"d"``; ``"windows"``: windows by key and time)."""
+        found = self.db.get(_LAYOUT)
+        return "" if found is None else bytes(found).decode(errors="replace")
+
+    @layout.setter
+    def layout(self, name: str) -> None:
+        if name:
+            self.db.put(_LAYOUT, name.encode())
+        else:
+            self.db.delete(_LAYOUT)
+
+    def scan(self, lower: bytes, upper: bytes, *, backwards: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        """``(key, value)`` of the raw keys in ``[lower, upper)``, in key order (reversed with ``backwards``)."""
+        import rocksdict
+
+        bounds = rocksdict.ReadOptions()
+        bounds.set_iterate_lower_bound(lower)
+        bounds.set_iterate_upper_bound(upper)
+        start = upper if backwards else lower
+        for key, value in self.db.items(backwards=backwards, from_key=start, read_opt=bounds):
+            if lower <= key < upper:
+                yield key, value
+
     def estimate_rows(self) -> int:
         """RocksDB's estimate of the number of rows (cheap; exact after a compaction)."""
         estimate = int(self.db.property_int_value("rocksdb.estimate-num-keys") or 0)
@@ -199,15 +232,22 @@ class RocksDBStore:
 
         ``stream_time``: the stream time to keep with them, as :meth:`stream_time` gives it.
         """
+        self.write(((_ROW + key, value) for key, value in records), resume, stream_time)
+
+    def write(
+        self, ops: Iterable[tuple[bytes, bytes | None]], resume: int | None,
+        stream_time: tuple[int, bytes | None] | None = None,
+    ) -> None:
+        """Put (or, value None, delete) raw keys and move the resume offset on, in one batch (as :meth:`apply`)."""
         import rocksdict
 
         batch = rocksdict.WriteBatch(raw_mode=True)
         put, delete = batch.put, batch.delete
-        for key, value in records:
+        for key, value in ops:
             if value is None:
-                delete(_ROW + key)
+                delete(key)
             else:
-                put(_ROW + key, value)
+                put(key, value)
         if resume is not None:
             put(_RESUME, resume.to_bytes(8, "big"))
         if stream_time is not None:

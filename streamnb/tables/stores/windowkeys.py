@@ -1,0 +1,146 @@
+"""How a tumbling or hopping table's windows are keyed in its RocksDB (``rocksdb://``).
+
+Two keys per window, in the store of its partition:
+
+- ``b"w" + len(key) + key + start`` -> the window's value (the changelog
+  value, byte for byte): a key's windows are one range scan, in window order;
+- ``b"x" + start + key`` -> nothing: the windows in time order, so those
+  that close or expire at a commit are one range scan too.
+
+``key`` is the table key as the changelog's key codec writes it (4 bytes
+of length before it keep one key's prefix from matching a longer key),
+``start`` the window start as 8 bytes that sort as the float does.
+
+>>> time_of(time_bytes(-12.5)), time_bytes(-1.0) < time_bytes(0.0) < time_bytes(0.5) < time_bytes(10.0)
+(-12.5, True)
+>>> split_window_key(window_key(b'"ann"', 60.0)), split_time_key(time_key(60.0, b'"ann"'))
+((b'"ann"', 60.0), (60.0, b'"ann"'))
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+__all__ = [
+    "BY_KEY", "BY_TIME", "END_BY_KEY", "END_BY_TIME", "LAYOUT", "WindowKeys", "key_prefix", "split_time_key",
+    "split_window_key", "successor", "time_bytes", "time_key", "time_of", "window_key",
+]
+
+LAYOUT = "windows"
+"""The layout name the stores of such a table carry (``RocksDBStore.layout``)."""
+
+BY_KEY = b"w"
+"""The first byte of the windows by key."""
+END_BY_KEY = b"x"
+"""The first byte after them."""
+BY_TIME = b"x"
+"""The first byte of the windows by time."""
+END_BY_TIME = b"y"
+"""The first byte after them."""
+
+_F = struct.Struct(">d")
+_Q = struct.Struct(">Q")
+_SIGN = 1 << 63
+_ALL = (1 << 64) - 1
+
+
+def time_bytes(t: float) -> bytes:
+    """``t`` as 8 bytes that sort as the floats do (negative ones too)."""
+    (bits,) = _Q.unpack(_F.pack(t))
+    return _Q.pack(bits ^ _ALL if bits & _SIGN else bits | _SIGN)
+
+
+def time_of(data: bytes) -> float:
+    """The float :func:`time_bytes` gave ``data`` for."""
+    (bits,) = _Q.unpack(data)
+    return float(_F.unpack(_Q.pack(bits ^ _SIGN if bits & _SIGN else bits ^ _ALL))[0])
+
+
+def key_prefix(kb: bytes) -> bytes:
+    """Where the windows of the key whose bytes are ``kb`` begin."""
+    return BY_KEY + len(kb).to_bytes(4, "big") + kb
+
+
+def window_key(kb: bytes, start: float) -> bytes:
+    """The key of one window by key."""
+    return BY_KEY + len(kb).to_bytes(4, "big") + kb + time_bytes(start)
+
+
+def split_window_key(raw: bytes) -> tuple[bytes, float]:
+    """``(key bytes, start)`` of a window-by-key key."""
+    n = int.from_bytes(raw[1:5], "big")
+    return raw[5 : 5 + n], time_of(raw[5 + n :])
+
+
+def time_key(start: float, kb: bytes) -> bytes:
+    """The key of one window by time."""
+    return BY_TIME + time_bytes(start) + kb
+
+
+def split_time_key(raw: bytes) -> tuple[float, bytes]:
+    """``(start, key bytes)`` of a window-by-time key."""
+    return time_of(raw[1:9]), raw[9:]
+
+
+def successor(prefix: bytes) -> bytes:
+    """The smallest bytes after every key that starts with ``prefix``."""
+    return (int.from_bytes(prefix, "big") + 1).to_bytes(len(prefix), "big")
+
+
+class WindowKeys:
+    """Changelog records of a windowed table as store writes, given the changelog's key codec."""
+
+    def __init__(self, encode_key: Callable[[Any], bytes], decode_key: Callable[[bytes], Any]) -> None:
+        self.encode_key = encode_key
+        self.decode_key = decode_key
+
+    def ops(self, pairs: Iterable[tuple[bytes | None, bytes | None]]) -> Iterator[tuple[bytes, bytes | None]]:
+        """The store writes (value None: a delete) of changelog records ``(key, value or None)``.
+
+        Records whose key is not ``[key, [start, end]]`` (an older version's
+        stream time) write nothing.
+
+        >>> import json
+        >>> keys = WindowKeys(lambda k: json.dumps(k).encode(), lambda b: json.loads(b))
+        >>> [len(k) for k, _v in keys.ops([(b'["ann",[60.0,120.0]]', b"3")])], list(keys.ops([(b'"x"', None)]))
+        ([18, 14], [])
+        """
+        split = self.split
+        for kb, vb in pairs:
+            if kb is None:
+                continue
+            k, start = split(kb)
+            if k is None:
+                continue
+            at = time_bytes(start)
+            yield BY_KEY + len(k).to_bytes(4, "big") + k + at, vb
+            yield BY_TIME + at + k, None if vb is None else b""
+
+    def split(self, kb: bytes) -> tuple[bytes | None, float]:
+        """``(key bytes, window start)`` of a changelog key ``[key, [start, end]]`` (``None``: not a window).
+
+        A plain string key is cut out of the JSON as it is (its bytes are what
+        the codec writes); any other key is decoded and encoded again.
+
+        >>> import json
+        >>> keys = WindowKeys(lambda k: json.dumps(k).encode(), lambda b: json.loads(b))
+        >>> keys.split(b'["ann",[60.0,120.0]]'), keys.split(b'[["a", 1],[60,120]]'), keys.split(b'"x"')
+        ((b'"ann"', 60.0), (b'["a", 1]', 60.0), (None, 0.0))
+        """
+        cut = kb.rfind(b",[")
+        if kb[:2] == b'["' and cut > 0 and kb[-2:] == b"]]":
+            k = kb[1:cut]
+            if k[-1:] == b'"' and k.count(b'"') == 2 and b"\\" not in k and k.isascii():
+                bounds = kb[cut + 2 : -2].split(b",")
+                if len(bounds) == 2:
+                    try:
+                        return k, float(bounds[0])
+                    except ValueError:
+                        pass
+        try:
+            key, (start, _end) = self.decode_key(kb)
+            return self.encode_key(key), float(start)
+        except (TypeError, ValueError):
+            return None, 0.0
