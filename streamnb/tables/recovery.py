@@ -21,9 +21,10 @@ import json
 import logging
 import time
 from collections.abc import Collection, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..ranges import ranges
+from ..runtime import Runtime
 from ..topics import Topic
 from ..transaction import MISSING
 from ..transport.base import TP, Transport
@@ -32,7 +33,10 @@ from .state.base import TableState
 from .state.event_time import STREAM_TIME_KEY, EventTimeState
 from .streamtime import StreamTimeTopic
 
-__all__ = ["SLICE", "STEP", "hashable", "load_pairs", "log_restore", "read_changelog"]
+if TYPE_CHECKING:
+    from .persistence import TableStore
+
+__all__ = ["SLICE", "STEP", "Recovering", "hashable", "load_pairs", "log_restore", "read_changelog"]
 
 STEP = 1_000
 """Changelog records applied at a time during a restore (then it checks whether :data:`SLICE` passed)."""
@@ -123,3 +127,72 @@ def log_restore(
         local = "" if stored is None else f" after {stored} rows from its store"
         logger.log(level, "table %r restored partitions %s from %s: %d records%s in %.2f s",
                    table, ranges(partitions), changelog, records, local, time.monotonic() - started)
+
+
+class Recovering:
+    """Recovery of a :class:`~streamnb.tables.table.Table` (a base class of it): rebuild and forget partitions."""
+
+    app: Runtime
+    name: str
+    version: int
+    changelog: Topic[Any, Any]
+    stream_times: StreamTimeTopic | None
+    persistence: TableStore | None
+    state: TableState
+    restore_tracker: RestoreTracker
+    _recovered: set[int]
+    _recovering: dict[int, asyncio.Future[None]]
+
+    async def recover(self, partitions: Iterable[int] | None = None) -> int:
+        """Rebuild the given partitions (default: all) from the changelog; returns records read."""
+        transport = await self.app.connect()
+        count = await self.changelog.declare()
+        if self.stream_times is not None:
+            await self.stream_times.declare(count)
+        wanted = range(count) if partitions is None else [p for p in partitions if p < count]
+        total, read, started = 0, [], time.monotonic()
+        persistence = self.persistence
+        stored = None if persistence is None else persistence.loaded_rows
+        for p in wanted:
+            if p in self._recovered:
+                continue
+            pending = self._recovering.get(p)
+            if pending is not None:
+                await pending
+                continue
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._recovering[p] = fut
+            try:
+                total += await self._recover_partition(transport, p)
+                self._recovered.add(p)
+                read.append(p)
+            finally:
+                del self._recovering[p]
+                fut.set_result(None)
+        if total:
+            self.version += 1
+        if persistence is not None and stored is not None:  # (rows a table held in memory loaded from its store)
+            stored = persistence.loaded_rows - stored if persistence.held is not None else None
+        log_restore(self.name, self.changelog.name, read, total, started, stored=stored)
+        return total
+
+    async def _recover_partition(self, transport: Any, partition: int) -> int:
+        if self.persistence is not None:
+            return await self.persistence.recover(transport, partition, self.stream_times)
+        return await read_changelog(
+            transport, self.changelog, partition, self.state, self.stream_times, self.restore_tracker
+        )
+
+    def reset_recovery(self) -> None:
+        """Forget which partitions were recovered (the app stopped; the next start reads again)."""
+        self._recovered.clear()
+        if self.persistence is not None:
+            self.persistence.close()  # the stores' folders are free for the next process
+
+    def drop_partitions(self, partitions: set[int]) -> None:
+        """Forget rows of partitions this worker no longer owns (Kafka rebalance)."""
+        if self.state.drop_partitions(partitions):
+            self.version += 1
+        if self.persistence is not None:
+            self.persistence.drop(partitions)
+        self._recovered -= partitions

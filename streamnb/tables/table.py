@@ -25,8 +25,7 @@ import asyncio
 import inspect
 import itertools
 import logging
-import time
-from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, Generic, TypeVar
 
 from .. import naming
@@ -40,7 +39,7 @@ from .changes import ChangeFeed
 from .kinds import WindowKinds
 from .persistence import TableStore
 from .progress import RestoreProgress, RestoreTracker
-from .recovery import log_restore, read_changelog
+from .recovery import Recovering
 from .routing import event_of, final_record, late_record
 from .state.base import Closed, Dirty, PlainState, TableState
 from .state.event_time import EventTimeState
@@ -62,7 +61,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K, V]):
+class Table(Recovering, TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K, V]):
     """A dict backed by a changelog topic. Create with :meth:`App.Table`.
 
     >>> from streamnb import App
@@ -421,62 +420,6 @@ class Table(TimeTravel, TableViews, WindowKinds, MutableMapping[K, V], Generic[K
         if closed and callback is not None:
             for c in closed:
                 self._call("on_window_close", callback, (c.key, c.window), c.value)
-
-    # -- recovery ---------------------------------------------------------------------------
-
-    async def recover(self, partitions: Iterable[int] | None = None) -> int:
-        """Rebuild the given partitions (default: all) from the changelog; returns records read."""
-        transport = await self.app.connect()
-        count = await self.changelog.declare()
-        if self.stream_times is not None:
-            await self.stream_times.declare(count)
-        wanted = range(count) if partitions is None else [p for p in partitions if p < count]
-        total, read, started = 0, [], time.monotonic()
-        persistence = self.persistence
-        stored = None if persistence is None else persistence.loaded_rows
-        for p in wanted:
-            if p in self._recovered:
-                continue
-            pending = self._recovering.get(p)
-            if pending is not None:
-                await pending
-                continue
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._recovering[p] = fut
-            try:
-                total += await self._recover_partition(transport, p)
-                self._recovered.add(p)
-                read.append(p)
-            finally:
-                del self._recovering[p]
-                fut.set_result(None)
-        if total:
-            self.version += 1
-        if persistence is not None and stored is not None:  # (rows a table held in memory loaded from its store)
-            stored = persistence.loaded_rows - stored if persistence.held is not None else None
-        log_restore(self.name, self.changelog.name, read, total, started, stored=stored)
-        return total
-
-    async def _recover_partition(self, transport: Any, partition: int) -> int:
-        if self.persistence is not None:
-            return await self.persistence.recover(transport, partition, self.stream_times)
-        return await read_changelog(
-            transport, self.changelog, partition, self.state, self.stream_times, self.restore_tracker
-        )
-
-    def reset_recovery(self) -> None:
-        """Forget which partitions were recovered (the app stopped; the next start reads again)."""
-        self._recovered.clear()
-        if self.persistence is not None:
-            self.persistence.close()  # the stores' folders are free for the next process
-
-    def drop_partitions(self, partitions: set[int]) -> None:
-        """Forget rows of partitions this worker no longer owns (Kafka rebalance)."""
-        if self.state.drop_partitions(partitions):
-            self.version += 1
-        if self.persistence is not None:
-            self.persistence.drop(partitions)
-        self._recovered -= partitions
 
     # -- windowing (the kinds' constructors are in tables/kinds.py) --------------------------
 
