@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Collection, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..ranges import ranges
 from ..runtime import Runtime
@@ -33,10 +33,7 @@ from .state.base import TableState
 from .state.event_time import STREAM_TIME_KEY, EventTimeState
 from .streamtime import StreamTimeTopic
 
-if TYPE_CHECKING:
-    from .persistence import TableStore
-
-__all__ = ["SLICE", "STEP", "Recovering", "hashable", "load_pairs", "log_restore", "read_changelog"]
+__all__ = ["SLICE", "STEP", "Persistence", "Recovering", "hashable", "load_pairs", "log_restore", "read_changelog"]
 
 STEP = 1_000
 """Changelog records applied at a time during a restore (then it checks whether :data:`SLICE` passed)."""
@@ -129,6 +126,19 @@ def log_restore(
                    table, ranges(partitions), changelog, records, local, time.monotonic() - started)
 
 
+class Persistence(Protocol):
+    """What recovery needs of a table's stores (:class:`~streamnb.tables.persistence.TableStore`)."""
+
+    loaded_rows: int
+    held: TableState | None
+
+    async def recover(self, transport: Any, partition: int, stream_times: StreamTimeTopic | None = None) -> int: ...
+
+    def close(self) -> None: ...
+
+    def drop(self, partitions: set[int]) -> None: ...
+
+
 class Recovering:
     """Recovery of a :class:`~streamnb.tables.table.Table` (a base class of it): rebuild and forget partitions."""
 
@@ -137,7 +147,7 @@ class Recovering:
     version: int
     changelog: Topic[Any, Any]
     stream_times: StreamTimeTopic | None
-    persistence: TableStore | None
+    persistence: Persistence | None
     state: TableState
     restore_tracker: RestoreTracker
     _recovered: set[int]
