@@ -419,27 +419,27 @@ async def _step(join: StreamStreamJoin, transport: Transport, partition: int,
 def _pairs(others: list[Kept], side: int, key: Any, ts: int, value: Any, cause: Message,
            out: list[Event[Any, Any]]) -> None:
     """The pairs a record of ``side`` at ``ts`` (ms) made with ``others``, as events of ``cause`` (see ``_events``)."""
-    new = tuple.__new__
+    new, new_event = tuple.__new__, object.__new__
     append = out.append
-    if side == LEFT:
-        for other in others:
-            t = other.ts
+    for other in others:
+        event = new_event(Event)  # Event(key, pair, msg) without the cost of calling __init__ (all slots set)
+        event.key = key
+        t = other.ts
+        if side == LEFT:
+            event.value = (value, other.value[2])
             if t <= ts:  # the pair's timestamp and key bytes are the cause's own
-                append(Event(key, (value, other.value[2]), cause))
+                event.message = cause
             else:
-                msg = new(Message, (cause[0], cause[1], cause[2], t / 1000, cause[4], cause[5], cause[6]))
-                append(Event(key, (value, other.value[2]), msg))
-    else:
-        cause_key = cause[4]
-        for other in others:
-            t = other.ts
+                event.message = new(Message, (cause[0], cause[1], cause[2], t / 1000, cause[4], cause[5], cause[6]))
+        else:
             left = other.value
-            if t <= ts and left[0] == cause_key:
-                append(Event(key, (left[2], value), cause))
+            event.value = (left[2], value)
+            if t <= ts and left[0] == cause[4]:
+                event.message = cause
             else:
-                msg = new(Message, (cause[0], cause[1], cause[2], (t if t > ts else ts) / 1000, left[0], cause[5],
-                                    cause[6]))
-                append(Event(key, (left[2], value), msg))
+                event.message = new(Message, (cause[0], cause[1], cause[2], (t if t > ts else ts) / 1000, left[0],
+                                              cause[5], cause[6]))
+        append(event)
 
 
 def _events(results: list[Result], cause: Message, out: list[Event[Any, Any]]) -> None:

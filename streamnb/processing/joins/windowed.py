@@ -48,6 +48,8 @@ from ...timeunits import ms
 
 __all__ = ["HOWS", "LEFT", "RIGHT", "JoinWindow", "Kept", "Result", "WindowJoin"]
 
+_new = object.__new__
+
 LEFT = 0
 RIGHT = 1
 HOWS = ("inner", "left", "outer")
@@ -205,7 +207,9 @@ class WindowJoin:
             low = oldest
         seq = self._seq
         self._seq = seq + 1
-        record = Kept(side, ts, value, seq, key)
+        record = _new(Kept)  # Kept(side, ts, value, seq, key), without the cost of calling __init__
+        record.side, record.ts, record.value, record.seq, record.key, record.matched, record.cache = (
+            side, ts, value, seq, key, False, None)
         others = self.kept[1 - side].get(key)
         if others:
             found = [o for o in others if low <= o.ts <= high]
