@@ -385,25 +385,14 @@ async def _step(join: StreamStreamJoin, transport: Transport, partition: int,
     if txn is not None:
         if event is None and txn.outputs is not None:
             txn.switch(TP(join.left.name, partition))  # exactly-once: this partition's transaction
-        join.touch(txn, partition, state)
+        dirty = txn.dirty.get(join)
+        if dirty is None or partition not in dirty:
+            join.touch(txn, partition, state)
     until = math.inf if event is None else event.message.timestamp
     out: list[Event[Any, Any]] = []
     held = join.held[partition]
     if not held or held[0].timestamp <= until:  # (else the right side waits: nothing to read)
-        rights: list[Message] = []
-        while held and held[0].timestamp <= until:
-            rights.append(held.popleft())
-        if not held:  # all read so far taken: read on
-            rights += await join.right_until(transport, partition, until)
-        decode_key, decode_value = join.right.decode_key, join.right.decode_value
-        for right in rights:
-            if right.value is None:
-                join.stats.dropped += 1
-                continue
-            key = None if right.key is None else decode_key(right.key)
-            if isinstance(key, list):
-                key = hashable(key)
-            join.process(state, RIGHT, right, key, decode_value(right.value), out)
+        await _rights(join, transport, partition, state, until, out)
     if event is not None:
         if event.value is None:
             join.stats.dropped += 1
@@ -414,6 +403,26 @@ async def _step(join: StreamStreamJoin, transport: Transport, partition: int,
             join.process(state, LEFT, event.message, key, event.value, out)
     join.stats.joined += len(out)
     return out
+
+
+async def _rights(join: StreamStreamJoin, transport: Transport, partition: int, state: WindowJoin, until: float,
+                  out: list[Event[Any, Any]]) -> None:
+    """The right records the merge takes before a left record at ``until``, through the rule: results to ``out``."""
+    held = join.held[partition]
+    rights: list[Message] = []
+    while held and held[0].timestamp <= until:
+        rights.append(held.popleft())
+    if not held:  # all read so far taken: read on
+        rights += await join.right_until(transport, partition, until)
+    decode_key, decode_value = join.right.decode_key, join.right.decode_value
+    for right in rights:
+        if right.value is None:
+            join.stats.dropped += 1
+            continue
+        key = None if right.key is None else decode_key(right.key)
+        if isinstance(key, list):
+            key = hashable(key)
+        join.process(state, RIGHT, right, key, decode_value(right.value), out)
 
 
 def _pairs(others: list[Kept], side: int, key: Any, ts: int, value: Any, cause: Message,
