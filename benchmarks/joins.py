@@ -39,6 +39,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import sys
 import time
 import uuid
@@ -287,7 +288,11 @@ def main() -> None:
                 "local": f"local:///tmp/streamnb-bench-{uuid.uuid4().hex[:6]}",
                 "kafka": f"kafka://{os.environ.get('STREAMNB_KAFKA', '127.0.0.1:9092')}",
             }[backend]
-            elapsed = asyncio.run(run_streamnb(broker, join, orders, others, want))
+            try:
+                elapsed = asyncio.run(run_streamnb(broker, join, orders, others, want))
+            finally:
+                if backend == "local":  # the run's own folder (a million events per side: hundreds of MB)
+                    shutil.rmtree(broker.removeprefix("local://"), ignore_errors=True)
             line[f"{backend}_events_per_s"] = round(events / elapsed)
             line[f"{backend}_vs_bare"] = round(bare / elapsed, 3)
             if join == "stream-stream":
