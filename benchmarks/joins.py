@@ -16,8 +16,15 @@ grace, so nothing is late), 8 partitions, keyed by user.
 The ceiling is a bare loop over the same bytes and the same order (each
 partition's two inputs merged by timestamp): ``json.loads`` per record plus
 the matching (per key, the other side's records of the last ``60 + 1`` s; or a
-dict lookup). Producing the input is not timed; processing is timed from
-``app.start()`` until every result is counted. Each run checks its count of
+dict lookup). The stream–stream ceiling only counts the pairs, keeping
+timestamps alone; ``bare_pairs`` (for information) also keeps the decoded
+values and builds each ``(left, right)`` pair, as the join hands them over.
+Neither expires records of keys that stop coming nor checks for late ones.
+Producing the input is not timed; processing is timed from ``app.start()``
+until every result is counted. Each figure comes twice: events per second of
+wall time, and per second of this process's CPU time (``*_cpu_*``; Quix
+Streams' process, its librdkafka threads included, for ``quix_cpu``), which
+moves much less when other jobs share the machine. Each run checks its count of
 results against the bare loop's.
 
 ``--quix PYTHON``: also run Quix Streams' ``join_interval`` (stream–stream)
@@ -35,6 +42,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import sys
 import time
 import uuid
@@ -103,12 +111,12 @@ def merged(first: list[Record], second: list[Record]) -> list[list[tuple[int, Re
 # -- the ceilings ------------------------------------------------------------------------
 
 
-def bare_stream_stream(parts: list[list[tuple[int, Record]]]) -> tuple[int, float]:
-    """Inner join within WITHIN, per partition: per key, the other side's recent records; (pairs, seconds)."""
+def bare_stream_stream(parts: list[list[tuple[int, Record]]]) -> tuple[int, float, float]:
+    """Inner join within WITHIN, per partition: per key, the other side's recent records; (pairs, s, CPU s)."""
     loads = json.loads
     keep = WITHIN + GRACE
     pairs = 0
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for order in parts:
         kept: tuple[dict[Any, deque[float]], dict[Any, deque[float]]] = (defaultdict(deque), defaultdict(deque))
         now = 0.0
@@ -123,13 +131,44 @@ def bare_stream_stream(parts: list[list[tuple[int, Record]]]) -> tuple[int, floa
                 if ts - WITHIN <= o <= ts + WITHIN:
                     pairs += 1
             kept[is_right][key].append(ts)
-    return pairs, time.perf_counter() - t
+    return pairs, time.perf_counter() - t, time.process_time() - c
 
 
-def bare_stream_table(parts: list[list[tuple[int, Record]]]) -> tuple[int, float]:
+def bare_stream_stream_pairs(parts: list[list[tuple[int, Record]]]) -> tuple[int, float, float]:
+    """As :func:`bare_stream_stream`, keeping the decoded values and handing each ``(left, right)`` pair over.
+
+    What the join hands an agent; for information (``bare_pairs``): the
+    targets are against the stricter :func:`bare_stream_stream`, which only
+    counts.
+    """
+    loads = json.loads
+    keep = WITHIN + GRACE
+    pairs = 0
+    t, c = time.perf_counter(), time.process_time()
+    for order in parts:
+        kept: tuple[dict[Any, deque[tuple[float, Any]]], dict[Any, deque[tuple[float, Any]]]] = (
+            defaultdict(deque), defaultdict(deque))
+        now = 0.0
+        for is_right, (key, value, ts) in order:
+            decoded = loads(value)
+            if ts > now:
+                now = ts
+            other = kept[1 - is_right][key]
+            while other and other[0][0] + keep < now:
+                other.popleft()
+            for o, o_value in other:
+                if ts - WITHIN <= o <= ts + WITHIN:
+                    pair = (o_value, decoded) if is_right else (decoded, o_value)
+                    if pair:
+                        pairs += 1
+            kept[is_right][key].append((ts, decoded))
+    return pairs, time.perf_counter() - t, time.process_time() - c
+
+
+def bare_stream_table(parts: list[list[tuple[int, Record]]]) -> tuple[int, float, float]:
     loads = json.loads
     found = 0
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for order in parts:
         table: dict[bytes, Any] = {}
         for is_table, (key, value, _ts) in order:
@@ -139,7 +178,7 @@ def bare_stream_table(parts: list[list[tuple[int, Record]]]) -> tuple[int, float
                 loads(value)
                 if table.get(key) is not None:
                     found += 1
-    return found, time.perf_counter() - t
+    return found, time.perf_counter() - t, time.process_time() - c
 
 
 # -- streamnb ----------------------------------------------------------------------------
@@ -160,7 +199,9 @@ async def produce(app: Any, topic: Any, data: list[Record]) -> None:
         await transport.send(chunk)
 
 
-async def run_streamnb(broker: str, join: str, orders: list[Record], others: list[Record], want: int) -> float:
+async def run_streamnb(broker: str, join: str, orders: list[Record], others: list[Record],
+                       want: int) -> tuple[float, float]:
+    """(seconds, CPU seconds of this process) from ``app.start()`` until every result was counted."""
     import streamnb as faust
     from streamnb.testing import wait_until
 
@@ -186,18 +227,19 @@ async def run_streamnb(broker: str, join: str, orders: list[Record], others: lis
 
     await produce(app, other_topic, others)
     await produce(app, order_topic, orders)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     await app.start()
     await wait_until(lambda: count[0] >= want and (join == "stream-stream" or count[1] >= len(orders)),
                      timeout=3600, interval=0.05)
-    elapsed = time.perf_counter() - t
+    elapsed, cpu = time.perf_counter() - t, time.process_time() - c
     await app.stop()
     if count[0] != want:
         raise SystemExit(f"{join} on {broker}: {count[0]} results, the bare loop found {want}")
-    return elapsed
+    return elapsed, cpu
 
 
-async def run_quix(python: str, join: str, orders: list[Record], others: list[Record]) -> tuple[float, int]:
+async def run_quix(python: str, join: str, orders: list[Record], others: list[Record]
+                   ) -> tuple[float, float, int]:
     """The same data on the Kafka broker, through Quix Streams (benchmarks/quix_joins.py, another interpreter)."""
     import streamnb as faust
 
@@ -217,7 +259,7 @@ async def run_quix(python: str, join: str, orders: list[Record], others: list[Re
     if proc.returncode != 0:
         raise SystemExit(f"Quix Streams failed ({proc.returncode})")
     result = json.loads(out.decode().strip().splitlines()[-1])
-    return float(result["seconds"]), int(result["results"])
+    return float(result["seconds"]), float(result["cpu_seconds"]), int(result["results"])
 
 
 def main() -> None:
@@ -233,29 +275,46 @@ def main() -> None:
     for join in args.joins.split(","):
         if join == "stream-stream":
             others = side(n, 2, "paid")
-            want, bare = bare_stream_stream(merged(others, orders))
+            parts = merged(others, orders)
+            want, bare, bare_cpu = bare_stream_stream(parts)
             events = 2 * n
+            also, bare_pairs, _ = bare_stream_stream_pairs(parts)
+            assert also == want
         else:
             updates = side(n // 1000, 3, "tier")
             others = customers() + updates
-            want, bare = bare_stream_table(merged(others, orders))
+            want, bare, bare_cpu = bare_stream_table(merged(others, orders))
             events = n
-        line: dict[str, Any] = {"results": want, "bare_events_per_s": round(events / bare)}
+        line: dict[str, Any] = {"results": want, "bare_events_per_s": round(events / bare),
+                                "bare_cpu_events_per_s": round(events / bare_cpu)}
+        if join == "stream-stream":
+            line["bare_pairs_events_per_s"] = round(events / bare_pairs)
         for backend in args.backends.split(","):
             broker = {
                 "memory": f"memory://bench-{uuid.uuid4().hex[:6]}",
                 "local": f"local:///tmp/streamnb-bench-{uuid.uuid4().hex[:6]}",
                 "kafka": f"kafka://{os.environ.get('STREAMNB_KAFKA', '127.0.0.1:9092')}",
             }[backend]
-            elapsed = asyncio.run(run_streamnb(broker, join, orders, others, want))
+            try:
+                elapsed, cpu = asyncio.run(run_streamnb(broker, join, orders, others, want))
+            finally:
+                if backend == "local":  # the run's own folder (a million events per side: hundreds of MB)
+                    shutil.rmtree(broker.removeprefix("local://"), ignore_errors=True)
             line[f"{backend}_events_per_s"] = round(events / elapsed)
             line[f"{backend}_vs_bare"] = round(bare / elapsed, 3)
+            line[f"{backend}_cpu_events_per_s"] = round(events / cpu)
+            line[f"{backend}_cpu_vs_bare"] = round(bare_cpu / cpu, 3)
+            if join == "stream-stream":
+                line[f"{backend}_vs_bare_pairs"] = round(bare_pairs / elapsed, 3)
         if args.quix:
-            elapsed, results = asyncio.run(run_quix(args.quix, join, orders, others))
+            elapsed, quix_cpu, results = asyncio.run(run_quix(args.quix, join, orders, others))
             line["quix_events_per_s"] = round(events / elapsed)
+            line["quix_cpu_events_per_s"] = round(events / quix_cpu)
             line["quix_results"] = results
             for backend in args.backends.split(","):
                 line[f"{backend}_vs_quix"] = round(line[f"{backend}_events_per_s"] / line["quix_events_per_s"], 2)
+                line[f"{backend}_cpu_vs_quix"] = round(
+                    line[f"{backend}_cpu_events_per_s"] / line["quix_cpu_events_per_s"], 2)
         report[join] = line
         print(join, json.dumps(line), flush=True)
     print(json.dumps(report))

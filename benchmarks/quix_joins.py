@@ -29,11 +29,12 @@ def main() -> None:
                       use_changelog_topics=True)
     left = app.dataframe(app.topic(left_name, key_deserializer="str", value_deserializer="json"))
     right = app.dataframe(app.topic(right_name, key_deserializer="str", value_deserializer="json"))
-    seen = {"results": 0, "last": 0.0}
+    seen = {"results": 0, "last": 0.0, "last_cpu": 0.0}
 
     def counted(value: object) -> None:
         seen["results"] += 1
         seen["last"] = time.perf_counter()
+        seen["last_cpu"] = time.process_time()
 
     if join == "stream-stream":
         joined = left.join_interval(right, how="inner", on_merge=lambda a, b: (a, b), grace_ms=61_000,
@@ -41,10 +42,12 @@ def main() -> None:
     else:
         joined = left.join_asof(right, how="left", on_merge=lambda a, b: (a, b))
     joined.update(counted)
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     app.run(timeout=IDLE, collect=False)
     end = seen["last"] or time.perf_counter() - IDLE
-    print(json.dumps({"seconds": end - started, "results": seen["results"], "inputs": int(expected)}))
+    end_cpu = seen["last_cpu"] or time.process_time()
+    print(json.dumps({"seconds": end - started, "cpu_seconds": end_cpu - started_cpu, "results": seen["results"],
+                      "inputs": int(expected)}))
 
 
 if __name__ == "__main__":

@@ -16,9 +16,11 @@ from oracle.joins import merge_by_time
 
 import streamnb as faust
 from streamnb.errors import ConfigurationError, PartitionMismatchError
+from streamnb.events import Event
+from streamnb.processing.joins.stream_stream import JoinDirty, StreamStreamJoin
 from streamnb.processing.joins.windowed import LEFT, RIGHT, JoinWindow, WindowJoin
 from streamnb.testing import settle, wait_until
-from streamnb.transport.base import TP
+from streamnb.transport.base import TP, Message
 
 Record = tuple[str, str, int, int]  # side, key, ts in ms, value
 
@@ -184,3 +186,53 @@ async def test_a_revoked_partition_is_read_again_from_the_changelog(app_id: str)
                 assert kept > 0
                 await app.on_partitions_revoked.send(app, revoked={TP(orders.name, 0)})
     assert out == want[0] + want[1]
+
+
+def test_changelog_snapshots_hold_any_bytes_and_the_current_matched_flags() -> None:
+    """A snapshot's rows (encoded once per record, flags at each snapshot) load back as the records' bytes and flags."""
+    app = faust.App("rows", broker="memory://rows")
+    orders, payments = (app.topic(name, key_serializer="raw", value_serializer="raw") for name in ("o", "p"))
+    join = StreamStreamJoin(app, orders, payments, "outer", JoinWindow.of(within=5), "match")
+    state = join.joins[0] = WindowJoin(join.window, join.how)
+    odd = bytes(range(256)) + '"\\é\u2028'.encode()
+
+    def snapshot() -> list[list[Any]]:
+        (record,) = join.changelog_records(JoinDirty({0: ()}), 0.0)
+        rows: list[list[Any]] = join.changelog.value_codec.loads(record.value)["rows"]
+        return rows
+
+    out: list[Any] = []
+    join.process(state, LEFT, Message("orders", 0, 0, 1.0, None, odd, ()), None, "a", out)
+    join.process(state, LEFT, Message("orders", 0, 1, 2.0, odd, b"2", ()), "k", 2, out)
+    assert snapshot() == [[LEFT, None, 1000, odd.decode("latin-1"), False],
+                          [LEFT, odd.decode("latin-1"), 2000, "2", False]]
+    join.process(state, RIGHT, Message("payments", 0, 0, 3.0, b"k", b"3", ()), "k", 3, out)
+    assert [row[4] for row in snapshot()] == [False, True, True]  # the pair flips both flags
+    restored = WindowJoin(join.window, join.how)
+    restored.load([join._row(row) for row in snapshot()], state.stream_time)
+    assert [(s, ts, v[:2], m) for s, _k, ts, v, m in restored.rows()] == [
+        (s, ts, v[:2], m) for s, _k, ts, v, m in state.rows()]
+
+
+def test_pair_events_are_whole_events() -> None:
+    """Pairs are Events built without __init__: every slot set, the cause's message unless time or key differ."""
+    app = faust.App("pairs", broker="memory://pairs")
+    join = StreamStreamJoin(app, app.topic("orders"), app.topic("payments"), "inner", JoinWindow.of(within=5),
+                            "match")
+    state = join.joins[0] = WindowJoin(join.window, join.how)
+    out: list[Event[Any, Any]] = []
+    late = Message("payments", 0, 0, 4.0, b"k", b"4", ())
+    join.process(state, RIGHT, late, "k", 4, out)
+    cause = Message("orders", 0, 0, 3.0, b"k", b"3", ())
+    join.process(state, LEFT, cause, "k", 3, out)
+    left_first = Message("orders", 0, 1, 5.0, b'"k"', b"5", ())  # the same key, other bytes
+    join.process(state, LEFT, left_first, "k", 5, out)
+    cause_r = Message("payments", 0, 1, 6.0, b"k", b"6", ())
+    join.process(state, RIGHT, cause_r, "k", 6, out)
+    assert all(hasattr(e, slot) for e in out for slot in Event.__slots__)
+    assert [(e.key, e.value, e.message) for e in out] == [
+        ("k", (3, 4), cause._replace(timestamp=4.0)),  # at the later time: a message of its own
+        ("k", (5, 4), left_first),
+        ("k", (3, 6), cause_r._replace(key=b"k")),
+        ("k", (5, 6), cause_r._replace(key=b'"k"')),  # the left record's key bytes
+    ]

@@ -30,19 +30,22 @@ rebalances, and with exactly-once go in the partition's transaction.
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import math
+from collections import deque
 from collections.abc import AsyncIterator, Callable
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from ...errors import ConfigurationError
 from ...events import Event, divert
-from ...timeunits import ms, seconds
+from ...timeunits import seconds
 from ...topics import Topic
 from ...transaction import Transaction, current_transaction
 from ...transport.base import TP, Message, ProducerRecord, Transport
 from .stream_table import JoinStats, Op, check_copartitioned
-from .windowed import LEFT, RIGHT, JoinWindow, Result, WindowJoin
+from .windowed import LEFT, RIGHT, JoinWindow, Kept, Result, WindowJoin
 
 __all__ = ["JoinDirty", "StreamStreamJoin", "stream_stream_join"]
 
@@ -54,6 +57,28 @@ def hashable(obj: Any) -> Any:
     return obj
 
 logger = logging.getLogger("streamnb")
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_string: Callable[[str], str] = encode_basestring_ascii  # a JSON string literal (json's own, in C)
+
+
+def _rows(join: WindowJoin) -> list[str]:
+    """The changelog's rows of ``join`` as JSON text: ``[side, key, ts, value, matched]``, bytes as latin-1.
+
+    A record's row but its ``matched`` flag is encoded at its first
+    snapshot and kept with it (:attr:`Kept.cache`): a record lives through
+    many commits, and each commit writes the partition's whole state.
+    """
+    out: list[str] = []
+    append = out.append
+    for record in join.records():
+        row = record.cache
+        if row is None:
+            key, value = record.value[0], record.value[1]
+            json_key = "null" if key is None else _string(key.decode("latin-1"))
+            row = record.cache = f"[{record.side},{json_key},{record.ts},{_string(value.decode('latin-1'))},"
+        append(row + ("true]" if record.matched else "false]"))
+    return out
 
 _OPTIONS = {"within", "before", "after", "grace", "on_late", "late_topic"}
 
@@ -94,7 +119,7 @@ class StreamStreamJoin:
         """Per partition (task): the rule's state."""
         self.positions: dict[int, int] = {}
         """Per partition: the next offset of the right topic to read."""
-        self.held: dict[int, list[Message]] = {}
+        self.held: dict[int, deque[Message]] = {}
         """Per partition: right records read but later than the left stream so far."""
         self.stats = JoinStats()
 
@@ -126,7 +151,7 @@ class StreamStreamJoin:
             join.late = snapshot["late"]
             self.positions[partition] = snapshot["position"]
         self.joins[partition] = join
-        self.held[partition] = []
+        self.held[partition] = deque()
         return join
 
     def _row(self, row: list[Any]) -> tuple[int, Any, int, Any, bool]:
@@ -141,19 +166,16 @@ class StreamStreamJoin:
         """The right records of ``partition`` the merge takes before a left record at ``until``."""
         held = self.held[partition]
         out: list[Message] = []
+        take, give = held.popleft, out.append
         while True:
             if not held:
-                held = await self._fetch(transport, partition)
+                held.extend(await self._fetch(transport, partition))
                 if not held:
                     break
-            i = 0
-            while i < len(held) and held[i].timestamp <= until:
-                i += 1
-            out += held[:i]
-            held = held[i:]
+            while held and held[0].timestamp <= until:
+                give(take())
             if held:
                 break
-        self.held[partition] = held
         return out
 
     async def right_pending(self, transport: Transport, partition: int) -> bool:
@@ -192,13 +214,26 @@ class StreamStreamJoin:
         held = self.held.get(partition)
         return held[0].offset if held else self.positions.get(partition)
 
-    def process(self, join: WindowJoin, side: int, msg: Message, key: Any, value: Any) -> list[Result]:
-        """One record through the rule (values kept with their bytes, for the changelog); late ones routed."""
-        late = join.late
-        results = join.process(side, key, ms(msg.timestamp), (msg.key, msg.value, value))
-        if join.late != late:
+    def process(self, join: WindowJoin, side: int, msg: Message, key: Any, value: Any,
+                out: list[Event[Any, Any]]) -> None:
+        """One record through the rule (values kept with their bytes, for the changelog): its results as events.
+
+        Each pair is an event of ``msg`` (the message that caused it) with
+        the pair's timestamp and the left record's key bytes: ``msg`` itself
+        when those are its own (a new message otherwise). Late records are
+        routed (:meth:`_late`).
+        """
+        ts = round(msg[3] * 1000)  # timeunits.ms(msg.timestamp), inline
+        others = join.match(side, key, ts, (msg.key, msg.value, value))
+        if others is None:
             self._late(msg, key, value)
-        return results
+            return
+        if others:
+            _pairs(others, side, key, ts, value, msg, out)
+        results: list[Result] = []
+        join.expire(results)
+        if results:
+            _events(results, msg, out)
 
     def _late(self, msg: Message, key: Any, value: Any) -> None:
         txn = current_transaction()
@@ -228,18 +263,13 @@ class StreamStreamJoin:
     def changelog_records(self, dirty: JoinDirty, timestamp: float) -> list[ProducerRecord]:
         """One snapshot per partition the transaction touched: kept records, stream time, late count, position."""
         out = []
-        dumps = self.changelog.value_codec.dumps
         for partition in dirty:
             join = self.joins.get(partition)
             if join is None:
                 continue
-            rows = [
-                [side, None if v[0] is None else v[0].decode("latin-1"), ts, v[1].decode("latin-1"), matched]
-                for side, _key, ts, v, matched in join.rows()
-            ]
-            value = {"rows": rows, "time": join.stream_time, "late": join.late,
-                     "position": self._position(partition)}
-            out.append(ProducerRecord(self.changelog.name, partition, b"%d" % partition, dumps(value), timestamp))
+            tail = _dumps({"time": join.stream_time, "late": join.late, "position": self._position(partition)})
+            value = f'{{"rows":[{",".join(_rows(join))}],{tail[1:]}'.encode()
+            out.append(ProducerRecord(self.changelog.name, partition, b"%d" % partition, value, timestamp))
         return out
 
     def restore(self, dirty: JoinDirty) -> None:
@@ -250,7 +280,7 @@ class StreamStreamJoin:
                 continue
             join.load(rows, stream_time)
             join.late = late
-            self.held[partition] = []
+            self.held[partition] = deque()
             if position is None:
                 self.positions.pop(partition, None)
             else:
@@ -355,26 +385,70 @@ async def _step(join: StreamStreamJoin, transport: Transport, partition: int,
     if txn is not None:
         if event is None and txn.outputs is not None:
             txn.switch(TP(join.left.name, partition))  # exactly-once: this partition's transaction
-        join.touch(txn, partition, state)
+        dirty = txn.dirty.get(join)
+        if dirty is None or partition not in dirty:
+            join.touch(txn, partition, state)
     until = math.inf if event is None else event.message.timestamp
     out: list[Event[Any, Any]] = []
     held = join.held[partition]
     if not held or held[0].timestamp <= until:  # (else the right side waits: nothing to read)
-        decode_key, decode_value = join.right.decode_key, join.right.decode_value
-        for right in await join.right_until(transport, partition, until):
-            if right.value is None:
-                join.stats.dropped += 1
-                continue
-            key = hashable(decode_key(right.key)) if right.key is not None else None
-            _events(join.process(state, RIGHT, right, key, decode_value(right.value)), right, out)
+        await _rights(join, transport, partition, state, until, out)
     if event is not None:
         if event.value is None:
             join.stats.dropped += 1
         else:
-            msg = event.message
-            _events(join.process(state, LEFT, msg, hashable(event.key), event.value), msg, out)
+            key = event.key
+            if isinstance(key, list):
+                key = hashable(key)
+            join.process(state, LEFT, event.message, key, event.value, out)
     join.stats.joined += len(out)
     return out
+
+
+async def _rights(join: StreamStreamJoin, transport: Transport, partition: int, state: WindowJoin, until: float,
+                  out: list[Event[Any, Any]]) -> None:
+    """The right records the merge takes before a left record at ``until``, through the rule: results to ``out``."""
+    held = join.held[partition]
+    rights: list[Message] = []
+    while held and held[0].timestamp <= until:
+        rights.append(held.popleft())
+    if not held:  # all read so far taken: read on
+        rights += await join.right_until(transport, partition, until)
+    decode_key, decode_value = join.right.decode_key, join.right.decode_value
+    for right in rights:
+        if right.value is None:
+            join.stats.dropped += 1
+            continue
+        key = None if right.key is None else decode_key(right.key)
+        if isinstance(key, list):
+            key = hashable(key)
+        join.process(state, RIGHT, right, key, decode_value(right.value), out)
+
+
+def _pairs(others: list[Kept], side: int, key: Any, ts: int, value: Any, cause: Message,
+           out: list[Event[Any, Any]]) -> None:
+    """The pairs a record of ``side`` at ``ts`` (ms) made with ``others``, as events of ``cause`` (see ``_events``)."""
+    new, new_event = tuple.__new__, object.__new__
+    append = out.append
+    for other in others:
+        event = new_event(Event)  # Event(key, pair, msg) without the cost of calling __init__ (all slots set)
+        event.key = key
+        t = other.ts
+        if side == LEFT:
+            event.value = (value, other.value[2])
+            if t <= ts:  # the pair's timestamp and key bytes are the cause's own
+                event.message = cause
+            else:
+                event.message = new(Message, (cause[0], cause[1], cause[2], t / 1000, cause[4], cause[5], cause[6]))
+        else:
+            left = other.value
+            event.value = (left[2], value)
+            if t <= ts and left[0] == cause[4]:
+                event.message = cause
+            else:
+                event.message = new(Message, (cause[0], cause[1], cause[2], (t if t > ts else ts) / 1000, left[0],
+                                              cause[5], cause[6]))
+        append(event)
 
 
 def _events(results: list[Result], cause: Message, out: list[Event[Any, Any]]) -> None:

@@ -48,6 +48,8 @@ from ...timeunits import ms
 
 __all__ = ["HOWS", "LEFT", "RIGHT", "JoinWindow", "Kept", "Result", "WindowJoin"]
 
+_new = object.__new__
+
 LEFT = 0
 RIGHT = 1
 HOWS = ("inner", "left", "outer")
@@ -116,23 +118,35 @@ class Result(NamedTuple):
 
 
 class Kept:
-    """A record kept for matching: its time, value, and whether it joined anything."""
+    """A record kept for matching: its key, time, value, and whether it joined anything.
 
-    __slots__ = ("matched", "seq", "side", "ts", "value")
+    ``cache`` is the owner's to fill (the agent's join keeps the record's
+    changelog row there, encoded once).
+    """
 
-    def __init__(self, side: int, ts: int, value: Any, seq: int) -> None:
+    __slots__ = ("cache", "key", "matched", "seq", "side", "ts", "value")
+
+    def __init__(self, side: int, ts: int, value: Any, seq: int, key: Any = None) -> None:
         self.side = side
         self.ts = ts
         self.value = value
         self.seq = seq
+        self.key = key
         self.matched = False
+        self.cache: Any = None
 
     def __repr__(self) -> str:
         return f"Kept({'LR'[self.side]}@{self.ts}={self.value!r}{' matched' if self.matched else ''})"
 
 
 class WindowJoin:
-    """The join's state and rule for one task (see the module docstring)."""
+    """The join's state and rule for one task (see the module docstring).
+
+    :meth:`process` is the rule in one call. A caller that builds its own
+    results (as the agent's join, an event per pair) calls its two halves,
+    :meth:`match` (the pairs, as the other side's kept records) then
+    :meth:`expire` (what closed unmatched), and saves a tuple per pair.
+    """
 
     def __init__(self, window: JoinWindow, how: str) -> None:
         if how not in HOWS:
@@ -146,9 +160,12 @@ class WindowJoin:
         """Per side: key -> records kept, in arrival order."""
         self.sizes = [0, 0]
         """Records kept per side."""
-        self._closing: list[tuple[int, int, Any]] = []  # (end + grace, seq, key) heap
-        self._by_seq: dict[int, Kept] = {}
+        self._closing: list[int] = []  # a heap of the instants (end + grace) records close at
+        self._due: dict[int, list[Kept]] = {}  # instant -> the records closing then
+        self._by_seq: dict[int, Kept] = {}  # every kept record, in arrival order (seqs increase)
         self._seq = 0
+        # Per side: (before the record, after it): its window is [ts - before, ts + after].
+        self._reach = ((window.before, window.after), (window.after, window.before))
 
     def buffered(self, side: int) -> int:
         """Records of ``side`` kept now."""
@@ -160,92 +177,125 @@ class WindowJoin:
 
     def process(self, side: int, key: Any, ts: int, value: Any) -> list[Result]:
         """One record of ``side`` (LEFT/RIGHT): the pairs it makes, then what closed unmatched."""
-        if ts > self.stream_time:
-            self.stream_time = ts
-        now, w = self.stream_time, self.window
-        out: list[Result] = []
-        if w.end(side, ts) + w.grace < now:
-            self.late += 1
-            return out
-        if side == LEFT:
-            low, high, reach = ts - w.before, ts + w.after, w.before  # (reach: the other side's window end - ts)
-        else:
-            low, high, reach = ts - w.after, ts + w.before, w.after
-        record = Kept(side, ts, value, self._seq)
-        self._seq += 1
-        oldest = now - w.grace - reach  # kept records older than this have closed
-        if oldest > low:
-            low = oldest
+        others = self.match(side, key, ts, value)
+        if others is None:
+            return []
         new = tuple.__new__
-        others = self.kept[1 - side].get(key)
-        if others:
-            append = out.append
-            if side == LEFT:
-                for other in others:
-                    t = other.ts
-                    if low <= t <= high:
-                        other.matched = True
-                        append(new(Result, (key, ts if ts > t else t, value, other.value)))
-            else:
-                for other in others:
-                    t = other.ts
-                    if low <= t <= high:
-                        other.matched = True
-                        append(new(Result, (key, ts if ts > t else t, other.value, value)))
-            if out:
-                record.matched = True
-        self.kept[side].setdefault(key, []).append(record)
-        self.sizes[side] += 1
-        self._by_seq[record.seq] = record
-        heapq.heappush(self._closing, (w.end(side, ts) + w.grace, record.seq, key))
-        self._expire(now, out)
+        if side == LEFT:
+            out = [new(Result, (key, ts if ts > o.ts else o.ts, value, o.value)) for o in others]
+        else:
+            out = [new(Result, (key, ts if ts > o.ts else o.ts, o.value, value)) for o in others]
+        self.expire(out)
         return out
 
-    def _expire(self, now: int, out: list[Result]) -> None:
+    def match(self, side: int, key: Any, ts: int, value: Any) -> list[Kept] | None:
+        """A record of ``side``: None when late (counted), else kept, and the other side's records it joins.
+
+        Each of those (and the record itself, if any) is marked matched; in
+        arrival order. Call :meth:`expire` after it (the rule's next step).
+        """
+        if ts > self.stream_time:
+            self.stream_time = ts
+        now, grace = self.stream_time, self.window.grace
+        before, after = self._reach[side]
+        if ts + after + grace < now:  # window end + grace before stream time
+            self.late += 1
+            return None
+        low, high = ts - before, ts + after
+        oldest = now - grace - before  # the other side's records older than this have closed (end = t + before)
+        if oldest > low:
+            low = oldest
+        seq = self._seq
+        self._seq = seq + 1
+        record = _new(Kept)  # Kept(side, ts, value, seq, key), without the cost of calling __init__
+        record.side, record.ts, record.value, record.seq, record.key, record.matched, record.cache = (
+            side, ts, value, seq, key, False, None)
+        others = self.kept[1 - side].get(key)
+        if others:
+            found = [o for o in others if low <= o.ts <= high]
+            if found:
+                record.matched = True
+                for o in found:
+                    o.matched = True
+        else:
+            found = []
+        rows = self.kept[side].get(key)
+        if rows is None:
+            self.kept[side][key] = [record]
+        else:
+            rows.append(record)
+        self.sizes[side] += 1
+        self._by_seq[seq] = record
+        due = ts + after + grace
+        closing = self._due.get(due)
+        if closing is None:
+            self._due[due] = [record]
+            heapq.heappush(self._closing, due)
+        else:
+            closing.append(record)
+        return found
+
+    def expire(self, out: list[Result]) -> None:
+        """Drop the kept records whose window end + grace is before stream time; append the unmatched (left/outer)."""
         closing = self._closing
-        if not closing or closing[0][0] >= now:
+        now = self.stream_time
+        if not closing or closing[0] >= now:
             return
-        gone: list[tuple[Kept, Any]] = []
-        while closing and closing[0][0] < now:
-            _, seq, key = heapq.heappop(closing)
-            record = self._by_seq.pop(seq)
-            rows = self.kept[record.side][key]
-            rows.remove(record)
-            self.sizes[record.side] -= 1
-            if not rows:
-                del self.kept[record.side][key]
-            gone.append((record, key))
+        gone: list[Kept] = []
+        pop, due, by_seq, kept, sizes = heapq.heappop, self._due, self._by_seq, self.kept, self.sizes
+        while closing and closing[0] < now:
+            records = due.pop(pop(closing))
+            gone += records
+            for record in records:
+                del by_seq[record.seq]
+                rows = kept[record.side][record.key]
+                if rows[0] is record:
+                    del rows[0]
+                else:
+                    rows.remove(record)
+                sizes[record.side] -= 1
+                if not rows:
+                    del kept[record.side][record.key]
         how = self.how
         if how == "inner":
             return
-        gone.sort(key=lambda g: (g[0].ts, -g[0].side, g[0].seq))
-        for record, key in gone:
+        gone.sort(key=lambda g: (g.ts, -g.side, g.seq))
+        for record in gone:
             if record.matched:
                 continue
             if record.side == LEFT:
-                out.append(Result(key, record.ts, record.value, None))
+                out.append(Result(record.key, record.ts, record.value, None))
             elif how == "outer":
-                out.append(Result(key, record.ts, None, record.value))
+                out.append(Result(record.key, record.ts, None, record.value))
 
     # -- state as rows (what a changelog holds) ---------------------------------------------
 
+    def records(self) -> list[Kept]:
+        """Every kept record, in arrival order (live objects: read, do not change)."""
+        return list(self._by_seq.values())
+
     def rows(self) -> list[tuple[int, Any, int, Any, bool]]:
         """Every kept record as ``(side, key, ts, value, matched)``, in arrival order."""
-        return [(r.side, key, r.ts, r.value, r.matched) for r, key in sorted(
-            ((r, k) for side in self.kept for k, rs in side.items() for r in rs), key=lambda rk: rk[0].seq)]
+        return [(r.side, r.key, r.ts, r.value, r.matched) for r in self._by_seq.values()]
 
     def load(self, rows: list[tuple[int, Any, int, Any, bool]], stream_time: int) -> None:
         """Start again from ``rows`` (as :meth:`rows` gave them) and a stream time."""
         self.kept = ({}, {})
         self.sizes = [0, 0]
         self._closing.clear()
+        self._due.clear()
         self._by_seq.clear()
         self.stream_time = stream_time
         for side, key, ts, value, matched in rows:
-            record = Kept(side, ts, value, self._seq)
+            record = Kept(side, ts, value, self._seq, key)
             record.matched = matched
             self._seq += 1
             self.kept[side].setdefault(key, []).append(record)
             self.sizes[side] += 1
             self._by_seq[record.seq] = record
-            heapq.heappush(self._closing, (self.window.end(side, ts) + self.window.grace, record.seq, key))
+            due = self.window.end(side, ts) + self.window.grace
+            if due in self._due:
+                self._due[due].append(record)
+            else:
+                self._due[due] = [record]
+                heapq.heappush(self._closing, due)
