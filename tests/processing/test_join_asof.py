@@ -22,6 +22,7 @@ from streamnb.processing.joins.asof import GraceBuffer
 from streamnb.tables.versions import PartitionVersions
 from streamnb.testing import settle, test_app
 
+GRACE: float | None = 0.005
 Record = tuple[str, str, int, Any]  # "S" (stream) or "T" (table), key, ts (ms), value (None: tombstone / dropped)
 Out = tuple[str, int, Any, Any, int]  # key, ts, value, row, index of the record whose processing emitted it
 
@@ -205,12 +206,13 @@ async def test_agents_look_the_table_up_as_of_each_event(broker: str, app_id: st
     out: list[tuple[str, int, Any, Any]] = []
     for part in parts:
         app = faust.App(app_id, broker=broker, topic_partitions=1)
-        stream_topic = app.topic("orders", key_type=str, value_type=int)
-        table = app.Table("customers", source=app.topic("customers", key_type=str, value_type=int), versioned=0.1)
+        stream_topic = app.topic(f"{app_id}-orders", key_type=str, value_type=int)
+        table_topic = app.topic(f"{app_id}-customers", key_type=str, value_type=int)
+        table = app.Table("customers", source=table_topic, versioned=0.1)
 
         @app.agent(stream_topic)
         async def join(stream: Any) -> None:
-            async for event in stream.join(table, how="left", grace=0.005).events():
+            async for event in stream.join(table, how="left", grace=GRACE).events():
                 value, row = event.value
                 current = stream.current_event
                 out.append((current.key, round(current.timestamp * 1000), value, row))
@@ -222,4 +224,4 @@ async def test_agents_look_the_table_up_as_of_each_event(broker: str, app_id: st
         async with app:
             await settle(app)
             join.raise_if_crashed()
-    assert out == [(k, t, v, r) for k, t, v, r, _ in want]
+    assert out == [(k, t, v, r) for k, t, v, r, _ in want], repr((out, join.crashes, join.last_error))
