@@ -44,9 +44,9 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from ..errors import ConfigurationError, StreamnbError, TableWriteError
+from ..timeunits import ms
 from ..topics import Topic
 from ..transaction import MISSING
-from ..timeunits import ms
 from ..transport.base import TP, Message, Transport
 from .changelog import ChangelogEncoder
 from .global_table import GlobalTable

@@ -211,7 +211,7 @@ async def test_agents_look_the_table_up_as_of_each_event(broker: str, app_id: st
         table = app.Table("customers", source=table_topic, versioned=0.1)
 
         @app.agent(stream_topic)
-        async def join(stream: Any) -> None:
+        async def join(stream: Any, table: Any = table) -> None:
             async for event in stream.join(table, how="left", grace=GRACE).events():
                 value, row = event.value
                 current = stream.current_event

@@ -1,4 +1,4 @@
-"""Joins: stream–table (:mod:`.stream_table`, as of the event's time: :mod:`.asof`) and stream–stream within a time window (:mod:`.windowed`).
+"""Joins: stream–table (:mod:`.stream_table`; versioned: :mod:`.asof`) and stream–stream (:mod:`.windowed`).
 
 ``stream.join(table, how=...)`` and ``stream.join(topic, within=..., how=...)``
 (:meth:`streamnb.processing.streams.Stream.join`) come here.
@@ -52,6 +52,6 @@ def join_operation(stream: Any, other: Any, how: str, options: dict[str, Any]) -
         grace = options.get("grace")
         grace_ms = None if grace is None else JoinWindow.of(within=0, grace=grace).grace
         op, stats = stream_table_join(stream, other, how, options.get("on"), grace_ms)
-        label = f"join({other.name}, {how})" if grace is None else f"join({other.name}, {how}, grace={grace_ms / 1000} s)"
+        label = f"join({other.name}, {how}" + ("" if grace_ms is None else f", grace={grace_ms / 1000} s") + ")"
         return op, stats, label
     return stream_stream_join(stream, other, how, options)

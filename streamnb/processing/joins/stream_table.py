@@ -140,20 +140,11 @@ def stream_table_join(
     if sourced:
         table.driven = True  # type: ignore[attr-defined]
     stats = JoinStats()
-    versioned = getattr(table, "versions", None) is not None
     held = None
     if grace is not None and stream.root.channel is not None:
         owner = stream.agent.name if stream.agent is not None else "stream"
         held = AsOfJoin(stream.app, stream.root.channel, table.name, grace, owner)
-    app, root = stream.app, stream.root
-
-    def lookup(event: Event[Any, Any]) -> Any:
-        key = event.key if key_of is None else key_of(event.value)
-        if versioned:
-            msg = event.message
-            row = table.as_of(key, ms(msg.timestamp), msg.partition)  # type: ignore[attr-defined]
-            return MISSING if row is None else row
-        return table.data.get(key, MISSING)
+    app, root, lookup = stream.app, stream.root, _lookup(table, key_of)
 
     async def op(events: AsyncIterator[Event[Any, Any]]) -> AsyncIterator[Event[Any, Any]]:
         transport = await app.connect() if sourced or held is not None else None
@@ -170,16 +161,8 @@ def stream_table_join(
                     stats.dropped += 1
                     continue
                 todo = [event] if held is None else await held_events(held, transport, event)  # type: ignore[arg-type]
-                for one in todo:
-                    row = lookup(one)
-                    if row is MISSING:
-                        if how == "inner":
-                            stats.unmatched += 1
-                            continue
-                        row = None
-                    stats.joined += 1
-                    out = Event(one.key, (one.value, row), one.message)
-                    if one is not event:  # a held event: current_event gives its key and timestamp
+                for out in _joined(todo, lookup, how, stats):
+                    if out.message is not msg:  # a held event: current_event gives its key and timestamp
                         root.joined_event = (msg, out)
                     yield out
                 if held is not None:
@@ -190,6 +173,38 @@ def stream_table_join(
                 app.on_partitions_revoked.disconnect(revoked)
 
     return op, stats
+
+
+def _lookup(table: JoinableTable, key_of: Callable[[Any], Any] | None) -> Callable[[Event[Any, Any]], Any]:
+    """The row of an event (MISSING: none): the latest one, or as of the event's timestamp (versioned table)."""
+    versioned = getattr(table, "versions", None) is not None
+
+    def lookup(event: Event[Any, Any]) -> Any:
+        key = event.key if key_of is None else key_of(event.value)
+        if versioned:
+            msg = event.message
+            row = table.as_of(key, ms(msg.timestamp), msg.partition)  # type: ignore[attr-defined]
+            return MISSING if row is None else row
+        return table.data.get(key, MISSING)
+
+    return lookup
+
+
+def _joined(
+    events: list[Event[Any, Any]], lookup: Callable[[Event[Any, Any]], Any], how: str, stats: JoinStats
+) -> list[Event[Any, Any]]:
+    """``(value, row)`` events of ``events`` (an inner join skips those with no row)."""
+    out = []
+    for one in events:
+        row = lookup(one)
+        if row is MISSING:
+            if how == "inner":
+                stats.unmatched += 1
+                continue
+            row = None
+        stats.joined += 1
+        out.append(Event(one.key, (one.value, row), one.message))
+    return out
 
 
 def _forget_revoked(app: Any, held: AsOfJoin | None) -> Callable[..., None] | None:
