@@ -11,7 +11,8 @@ contract itself, late records included, is checked against a brute-force stateme
 of it in tests/processing/test_join_windowed.py.
 
 Stream–table: the same results, in the same order, from streamnb on ``memory://``
-(two topics) as from Kafka Streams fed the two partitions merged in timestamp order.
+(two topics) as from Kafka Streams fed the two partitions merged in timestamp order;
+also with a versioned table (lookups as of the event's time, with or without a grace).
 """
 
 from __future__ import annotations
@@ -380,18 +381,19 @@ async def test_versioned_stream_table_agents_equal_kafka_streams() -> None:
     assert not differ, f"{len(differ)} of {len(cases)} differ; first: {differ[0]}"
 
 
-def test_a_versioned_table_answers_differently_from_the_latest_value() -> None:
-    """The same input, unversioned and versioned, in Kafka Streams and here: T k@20 then S k@15 sees 20's value
-    unversioned, 10's versioned; the out-of-order T k@12 after a held S k@14 is seen only with a grace."""
-    records = [("T", "k", 10, 1), ("T", "k", 20, 2), ("S", "k", 15, 7), ("T", "k", 12, 3), ("S", "k", 14, 8),
-               ("S", "k", 30, 9)]
+def test_the_readme_example_of_a_versioned_join_in_kafka_streams_and_here() -> None:
+    """README's example ("Versioned tables"), unversioned, versioned and with a grace, in Kafka Streams and here."""
+    records = merge_by_time([("T", "k", 10, 1), ("T", "k", 20, 2), ("T", "k", 12, 3), ("T", "k", 13, 4)],
+                            [("S", "k", 15, 7), ("S", "k", 14, 8), ("S", "k", 25, 9), ("S", "k", 40, 10)])
+    assert [r[:3] for r in records] == [("T", "k", 10), ("S", "k", 15), ("S", "k", 14), ("T", "k", 20),
+                                        ("T", "k", 12), ("T", "k", 13), ("S", "k", 25), ("S", "k", 40)]
     plain, versioned, graced = run_join_cases([
         JoinCase.stream_table("left", records, id="plain"),
         JoinCase.versioned("left", 100, None, records, id="versioned"),
         JoinCase.versioned("left", 100, 5, records, id="grace"),
     ])
-    assert [(r.timestamp, r.right) for r in plain.results] == [(15, 2), (14, 3), (30, 3)]
-    assert [(r.timestamp, r.right) for r in versioned.results] == [(15, 1), (14, 3), (30, 2)]
-    assert [(r.timestamp, r.right) for r in graced.results] == [(14, 3), (15, 3)]
+    assert [(r.timestamp, r.right, r.at) for r in plain.results] == [(15, 1, 1), (14, 1, 2), (25, 4, 6), (40, 4, 7)]
+    assert [(r.timestamp, r.right) for r in versioned.results] == [(15, 1), (14, 1), (25, 2), (40, 2)]
+    assert [(r.timestamp, r.right, r.at) for r in graced.results] == [(14, 4, 6), (15, 4, 6), (25, 2, 7)]
     for result in (versioned, graced):
         assert versioned_rule(result.case) == [(r.key, r.timestamp, r.left, r.right) for r in result.results]
