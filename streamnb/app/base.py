@@ -31,7 +31,7 @@ from typing import Any
 from .. import _gc, display
 from ..avro import SchemaRegistry, registry_from_options
 from ..cli import Command
-from ..errors import AppNotRunningError, ConfigurationError
+from ..errors import AppNotRunningError, ConfigurationError, PartitionMismatchError
 from ..playback.clock import VirtualClock
 from ..playback.playback import UNSET, Playback
 from ..playback.replay import prepare
@@ -356,12 +356,28 @@ class App(Instances, Membership, Metering, Definitions, Scheduling, AppSurface, 
         await self.start_services()  # (streamnb.app.services: one failing stops those started and raises)
         for agent in list(self.agents.values()):
             await agent.start()
+        await self._check_agent_joins()
         for item in [*self.timers.values(), *self.tasks.values()]:
             item.start()
         if isinstance(self.clock, VirtualClock):
             self.clock.start()
         if self.tune_gc:
             _gc.acquire()
+
+    async def _check_agent_joins(self) -> None:
+        """Start-up: an agent whose join is over topics of different partition counts fails the start.
+
+        Each agent's first step (its function up to its first ``await``, where
+        ``stream.join(...)`` is called) runs now; a PartitionMismatchError it
+        raised stops the agents and services started and is raised here.
+        """
+        await asyncio.sleep(0)  # (the agents' tasks, created before, take their first step first)
+        for agent in list(self.agents.values()):
+            if isinstance(agent.last_error, PartitionMismatchError) and not agent.running:
+                error = agent.last_error
+                await asyncio.gather(*(a.stop() for a in self.agents.values()))
+                await self.stop_services()
+                raise PartitionMismatchError(f"agent {agent.name!r}: {error}") from error
 
     async def stop(self) -> None:
         """Stop agents (committing what they processed), timers and tasks; close the broker.

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 from .. import naming
@@ -295,12 +296,17 @@ class Definitions(FlowControlled):
         help: str = "",
         store: str | None = None,
         source: Topic[Any, Any] | str | None = None,
+        history: bool = False,
+        versioned: float | timedelta | None = None,
     ) -> Table[Any, Any]:
         """Define (or redefine, keeping its contents) a table.
 
         ``source=topic``: a read-only table of the topic's latest value per
         key, which ``stream.join(table)`` reads in timestamp order with the
-        stream (see :mod:`streamnb.tables.sourced`).
+        stream (see :mod:`streamnb.tables.sourced`). With ``history=True`` (every
+        version) or ``versioned=retention`` (seconds of history) it keeps each
+        key's versions and a join looks it up as of the event's timestamp
+        (:mod:`streamnb.tables.versions`).
 
         Windowed tables (``.tumbling()``, ``.hopping()``) also take
         ``on_window_close(key, value)`` (once per window, when it closes),
@@ -322,7 +328,10 @@ class Definitions(FlowControlled):
             on_late=on_late, late_topic=late_topic, emit_final=emit_final, help=help, store=store,
         )
         if source is not None:
-            return self._install_table(SourcedTable(self.runtime, name, source=self.resolve_topic(source), **options))
+            return self._install_table(SourcedTable(
+                self.runtime, name, source=self.resolve_topic(source), history=history, versioned=versioned, **options
+            ))
+        _refuse_versions(name, history, versioned)
         return self._install_table(Table(self.runtime, name, **options))
 
     def _install_table(self, table: TT) -> TT:
@@ -406,6 +415,12 @@ class Definitions(FlowControlled):
         the end before agents run, then followed (:mod:`streamnb.tables.sourced`).
         """
         source = options.pop("source", None)
+        if options.pop("history", False) or options.pop("versioned", None) is not None:
+            raise ConfigurationError(
+                f"GlobalTable {name!r}: a global table keeps the latest values only (Kafka Streams' global tables "
+                "cannot be versioned either): for lookups as of the event's time use "
+                "app.Table(name, source=topic, history=True), co-partitioned with the stream"
+            )
         if source is not None:
             return self._install_table(SourcedGlobalTable(self.runtime, name, source=self.resolve_topic(source),
                                                           **options))
@@ -427,3 +442,13 @@ class Definitions(FlowControlled):
     def agent_test_context(self, agent: Agent, **options: Any) -> AgentTestContext:
         """What ``agent.test_context(**options)`` returns (see :mod:`streamnb.app.testcontext`)."""
         return AgentTestContext(cast(AgentTestHost, self), agent, **options)
+
+
+def _refuse_versions(name: str, history: bool, versioned: Any) -> None:
+    """history=/versioned= apply to a table that follows a topic."""
+    if history or versioned is not None:
+        raise ConfigurationError(
+            f"table {name!r}: history=/versioned= keep the versions of a table that follows a topic "
+            "(app.Table(name, source=topic, history=True)); to keep every change of all tables for "
+            "table.at()/table.history(), make the app with App(..., history=True)"
+        )

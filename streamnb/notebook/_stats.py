@@ -21,6 +21,7 @@ __all__ = [
     "agent_state",
     "future_warnings",
     "group_of",
+    "join_lines",
     "offsets",
     "one_line",
     "timer_rows",
@@ -109,6 +110,28 @@ def agent_figures(app: App, rates: Rates | None = None) -> list[AgentFigures]:
                 agent.name, agent_state(agent), agent.events_processed, rate, agent.dead_lettered,
                 agent.crashes, last_problem(agent),
             )
+        )
+    return out
+
+
+def join_lines(agent: Agent) -> list[str]:
+    """One line per join of the agent's stream: results, records held per side, late records.
+
+    >>> from streamnb import App
+    >>> app = App("demo", broker="memory://")
+    >>> customers = app.Table("customers", source=app.topic("customers"))
+    >>> @app.agent("orders")
+    ... async def enrich(stream):
+    ...     async for pair in stream.join(customers, how="left"):
+    ...         pass
+    >>> join_lines(app.agents["enrich"])  # (filled once the agent runs)
+    []
+    """
+    out = []
+    for stage, stats in list(getattr(agent, "joins", {}).items()):
+        out.append(
+            f"{stage}: {stats.joined:,} joined · buffered {stats.buffered_left:,} left / "
+            f"{stats.buffered_right:,} right · {stats.late:,} late · {stats.dropped:,} dropped"
         )
     return out
 

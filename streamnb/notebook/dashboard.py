@@ -5,7 +5,8 @@ Example (in a notebook)::
     app.dashboard()          # or dashboard(app), or %streamnb dashboard
 
 Per agent: state (running / paused / crashed / stopped), events processed,
-events per second over the last refresh, dead-lettered count, the last
+events per second over the last refresh, dead-lettered count, a line per
+join of its stream (results, records held per side, late records), the last
 error with its traceback (collapsed), and buttons to start, stop and
 pause/resume it. Per topic partition: the end offset and each reading
 agent's committed offset and lag. Per table: its row count and, for windowed
@@ -29,7 +30,17 @@ import ipywidgets as widgets
 
 from ..errors import ConfigurationError
 from ._live import LiveWidget, clock, escape, styled
-from ._stats import AgentFigures, OffsetRow, Rates, agent_figures, future_warnings, offsets, table_rows, timer_rows
+from ._stats import (
+    AgentFigures,
+    OffsetRow,
+    Rates,
+    agent_figures,
+    future_warnings,
+    join_lines,
+    offsets,
+    table_rows,
+    timer_rows,
+)
 from .metrics_view import MetricsSparklines
 
 if TYPE_CHECKING:
@@ -70,6 +81,8 @@ class _AgentRow(widgets.VBox):
         self.board = board
         self.agent_name = name
         self.summary = widgets.HTML()
+        self.joins = widgets.HTML()
+        """One line per join of the agent's stream (results, records held per side, late)."""
         self.error = widgets.HTML()
         layout = widgets.Layout(width="auto")
         self.start_button = widgets.Button(description="Start", tooltip=f"start agent {name}", layout=layout)
@@ -79,7 +92,7 @@ class _AgentRow(widgets.VBox):
         self.stop_button.on_click(lambda _b: board.act(name, "stop"))
         self.pause_button.on_click(lambda _b: board.act(name, "toggle"))
         buttons = widgets.HBox([self.start_button, self.stop_button, self.pause_button])
-        super().__init__([widgets.HBox([self.summary, buttons]), self.error])
+        super().__init__([widgets.HBox([self.summary, buttons]), self.joins, self.error])
 
     def show(self, figures: AgentFigures, agent: Agent, app_running: bool) -> None:
         colour = STATE_COLOURS.get(figures.state, "#57606a")
@@ -90,6 +103,7 @@ class _AgentRow(widgets.VBox):
             f"{figures.dead_lettered:,} dead-lettered · {figures.crashes} crashes</span>"
         )
         _set(self.summary, summary)
+        _set(self.joins, "".join(f"<div style='margin-left:1em'>↳ {escape(line)}</div>" for line in join_lines(agent)))
         _set(self.error, _error_html(agent))
         live = figures.state in ("running", "paused", "crashed", "starting")
         paused = agent.paused
@@ -237,6 +251,8 @@ class Dashboard(LiveWidget):
             f"<tr><td>{escape(f.name)}</td><td>{escape(f.state)}</td><td>{f.processed:,}</td>"
             f"<td>{f.rate:,.1f}</td><td>{f.dead_lettered:,}</td><td>{f.crashes}</td>"
             f"<td>{escape(f.last_error)}</td></tr>"
+            + "".join(f"<tr><td colspan='7'>↳ {escape(line)}</td></tr>"
+                      for line in join_lines(self.app.agents[f.name]) if f.name in self.app.agents)
             for f in self.figures
         )
         table = (

@@ -40,7 +40,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from ..errors import StreamnbError
 from ..tables.progress import restore_lines
 from . import awaiting
-from ._stats import agent_figures, future_warnings
+from ._stats import agent_figures, future_warnings, join_lines
 from .awaiting import Pending, schedule, wait_for_magic
 from .metrics_view import metrics_table
 
@@ -348,7 +348,10 @@ def status_text(app: App) -> str:
         ],
         columns=["agent", "state", "processed", "events/s", "dead-lettered", "crashes", "last error"],
     )
-    return head + "\n" + text_table(df, "agents", sort=False) + warnings
+    joins = "".join(
+        f"\njoin in {name}: {line}" for name, agent in list(app.agents.items()) for line in join_lines(agent)
+    )
+    return head + "\n" + text_table(df, "agents", sort=False) + joins + warnings
 
 
 def _n(count: int, noun: str) -> str:

@@ -121,6 +121,8 @@ class Agent(AgentRPC):
         self.last_error: BaseException | None = None
         self.last_traceback: str | None = None
         self.errors: deque[tuple[float, str]] = deque(maxlen=20)
+        self.joins: dict[str, Any] = {}
+        """The counters of each join the agent's stream makes (stage label -> ``JoinStats``; the dashboard's lines)."""
         """``(time, traceback)`` of recent crashes and dead letters."""
         self.started_at: float | None = None
         self.parked = 0

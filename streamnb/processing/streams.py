@@ -322,6 +322,9 @@ class Stream(Generic[T]):
             op = lambda _events: inner(self.iter_events(True))  # noqa: E731
         joined = self._derive(op)
         joined.stage, joined.join_stats = stage, stats
+        joins = getattr(self.agent, "joins", None)
+        if joins is not None:  # (the dashboard's line per join)
+            joins[stage] = stats
         return joined
 
     def _first_operation(self, what: str) -> Topic[Any, Any]:

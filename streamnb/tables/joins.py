@@ -116,6 +116,9 @@ class JoinedTable(Table[Any, Any]):
         self.emit_to: Topic[Any, Any] | None = None if emit is None else app.resolve_topic(emit)
         self.positions: dict[tuple[int, int], int] = {}
         app.task(self.follow, name=f"table join {self.name}")  # runs while the app runs
+        tables = getattr(app, "tables", None)
+        if isinstance(tables, dict):  # app.start() declares its topics and checks their partition counts
+            tables[self.name] = self
 
     def check_partitions(self) -> None:
         """Raise PartitionMismatchError when the two topics have different partition counts."""

@@ -44,6 +44,7 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from ..errors import ConfigurationError, StreamnbError, TableWriteError
+from ..timeunits import ms
 from ..topics import Topic
 from ..transaction import MISSING
 from ..transport.base import TP, Message, Transport
@@ -54,6 +55,7 @@ from .recovery import hashable, log_restore
 from .state.base import PlainState
 from .stores import MEMORY
 from .table import Table
+from .versions import TableVersions, versioning
 
 __all__ = ["SourceReader", "SourcedGlobalTable", "SourcedTable", "check_source_options"]
 
@@ -171,6 +173,13 @@ class SourceReader:
             self.undecodable += 1
             logger.warning("table %r skips %s[%d]@%d: %s", self.table.name, msg.topic, partition, msg.offset, exc)
             return
+        versions: TableVersions | None = getattr(self.table, "versions", None)
+        if versions is not None:
+            kept = versions.partition(partition)
+            newest = kept.latest(key)
+            ts = ms(msg.timestamp)
+            if not kept.put(key, ts, value) or (newest is not None and newest[0] > ts):
+                return  # refused (beyond the retention), or out of order: the history only
         self.table.state.load(key, value, partition)
 
 
@@ -184,6 +193,8 @@ class _FollowsSource:
     reader: SourceReader
     read_only = True
     follow_interval: float = 0.2
+    versions: TableVersions | None = None
+    """Every version of each key (``history=True`` or ``versioned=``): lookups as of a time (:mod:`.versions`)."""
 
     def _use_source(self, source: Topic[Any, Any]) -> None:
         self.source = source
@@ -287,12 +298,16 @@ send a record to 'customers' to change it (a value of None deletes the key)
 
     is_global = False
 
-    def __init__(self, app: Any, name: str, *, source: Topic[Any, Any], **options: Any) -> None:
+    def __init__(
+        self, app: Any, name: str, *, source: Topic[Any, Any], history: bool = False,
+        versioned: Any = None, **options: Any,
+    ) -> None:
         check_source_options(name, options)
         super().__init__(
             app, name, key_type=source.key_type, value_type=source.value_type, store=MEMORY, **options
         )
         self._use_source(source)
+        self.versions = versioning(name, history, versioned)
         # Followed while the app runs, on every broker (Kafka assigns no partitions to a table no agent writes).
         app.task(self.follow, name=f"follow table {name}")
 
@@ -316,9 +331,18 @@ send a record to 'customers' to change it (a value of None deletes the key)
         super().reset_recovery()
         self.reader.reset()
         self.state.drop_partitions(set(range(self.source.partition_count)))
+        if self.versions is not None:
+            self.versions.clear()
+
+    def as_of(self, key: Any, ts: int, partition: int) -> Any:
+        """``key``'s value as of ``ts`` (ms) in ``partition`` (None: absent); a versioned table only."""
+        if self.versions is None:
+            raise ConfigurationError(f"table {self.name!r} keeps no versions: make it with history=True")
+        return self.versions.partition(partition).as_of(key, ts)
 
     def __repr__(self) -> str:
-        return f"<Table {self.name!r} source={self.source.name!r} rows={len(self.data)}>"
+        kept = "" if self.versions is None else f" versions={len(self.versions)}"
+        return f"<Table {self.name!r} source={self.source.name!r} rows={len(self.data)}{kept}>"
 
 
 class SourcedGlobalTable(_FollowsSource, GlobalTable[K, V]):

@@ -268,3 +268,38 @@ async def test_a_stream_time_far_ahead_of_the_clock_is_a_warning_in_the_dashboar
         status = status_text(app)
         assert f"warning: {expected}" in status and "max_event_time_skew" in status
         board.close()
+
+
+async def test_a_joined_stream_shows_its_buffered_records_per_side_and_its_late_count() -> None:
+    from streamnb.notebook.magics import status_text
+
+    app = test_app("joinboard", topic_partitions=1)
+    orders = app.topic("orders", key_type=str, value_type=int)
+    payments = app.topic("payments", key_type=str, value_type=int)
+
+    @app.agent(orders)
+    async def match(stream: Any) -> None:
+        async for _pair in stream.join(payments, within=1, grace=0, how="inner"):
+            pass
+
+    await app.connect()
+    for topic in (orders, payments):
+        await topic.declare()
+    # L k@10 and R k@10.5 join; R x@20 stays open; L k@5 comes after its window closed (5 + 1 < 20): late.
+    await orders.send(key="k", value=1, timestamp=10)
+    await payments.send(key="k", value=2, timestamp=10.5)
+    await payments.send(key="x", value=3, timestamp=20)
+    await orders.send(key="k", value=4, timestamp=21)
+    await orders.send(key="k", value=5, timestamp=5)
+    async with app:
+        board = dashboard(app)
+        await settle(app)
+        stats = match.joins["join(payments, inner, before=1.0 s, after=1.0 s, grace=0.0 s)"]
+        await wait_until(lambda: stats.late == 1, timeout=10, what="the late record counted")
+        await board.refresh()
+        line = "join(payments, inner, before=1.0 s, after=1.0 s, grace=0.0 s): 1 joined · buffered 1 left / 1 right"
+        assert (stats.joined, stats.buffered_left, stats.buffered_right) == (1, 1, 1)
+        assert f"{line} · 1 late · 0 dropped" in row_of(board, "match").joins.value
+        assert f"join in match: {line} · 1 late" in status_text(app)
+        assert "1 late" in board._snapshot_html()
+        board.close()

@@ -437,3 +437,51 @@ def test_run_all_with_every_cell_queued_at_once(nb_dir: Path) -> None:
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_a_table_join_live_and_its_emit_topic_peeked(nb_dir: Path) -> None:
+    """``live_table(joined)`` of a table–table join updates as both topics change; ``%peek`` of ``emit=`` shows pairs;
+    ``%streamnb status`` has a line per join of an agent's stream."""
+    nb = notebook(
+        "%load_ext streamnb",
+        SETUP,
+        """
+        from streamnb.notebook import live_table
+        app = streamnb.App("tt", broker="memory://tt-join", topic_partitions=1)
+        users = app.topic("users", key_type=str, value_type=str)
+        cities = app.topic("cities", key_type=str, value_type=str)
+        joined = app.Table("user", source=users).join(app.Table("city", source=cities), how="left", emit="user-view")
+        orders = app.topic("orders", key_type=str, value_type=int)
+        matched = []
+
+        @app.agent(orders)
+        async def match(stream):
+            async for pair in stream.join(cities, within=60):
+                matched.append(pair)
+        """,
+        "%streamnb start",
+        """
+        view = live_table(joined, interval=0.2)
+        await users.send(key="ann", value="Ann", timestamp=10)
+        await cities.send(key="ann", value="Paris", timestamp=11)
+        await users.send(key="bob", value="Bob", timestamp=12)
+        await wait_until(lambda: view.rows == 2 and "Paris" in view.html.value, timeout=10)
+        assert dict(joined) == {"ann": ("Ann", "Paris"), "bob": ("Bob", None)}, dict(joined)
+        """,
+        """
+        await orders.send(key="ann", value=1, timestamp=20)
+        await settle(app)
+        assert matched == [(1, "Paris")], matched
+        """,
+        "%peek user-view",
+        "%streamnb status",
+        "%streamnb stop",
+    )
+    execute(nb, nb_dir)
+    peeked = nb.cells[6].outputs[0]
+    assert peeked.output_type == "execute_result", peeked
+    text = peeked.data["text/plain"]
+    pairs = ["{'left': 'Ann', 'right': None}", "{'left': 'Ann', 'right': 'Paris'}", "{'left': 'Bob', 'right': None}"]
+    assert all(p in text for p in pairs) and sorted(pairs, key=text.index) == pairs, text  # every change, in order
+    status = text_of(nb.cells[7])
+    assert "join in match: join(cities, inner, before=60.0 s, after=60.0 s, grace=0.0 s): 1 joined" in status, status

@@ -3,7 +3,9 @@
 ``run_join_cases`` sends joins through ``TopologyTestDriver``: stream–stream
 (``KStream#join/leftJoin/outerJoin`` with ``JoinWindows.ofTimeDifferenceAndGrace(after,
 grace).before(before)``), stream–table (``builder.table``) and stream–global-table
-(``builder.globalTable``, looked up by the stream's key). Records are piped in the given
+(``builder.globalTable``, looked up by the stream's key) and stream–versioned-table
+(``builder.table`` materialized in ``Stores.persistentVersionedKeyValueStore(retention)``, joined
+with ``Joined.withGracePeriod(grace)`` when a grace is given). Records are piped in the given
 order (the merged order of the two inputs: the caller decides it, as Kafka Streams' task
 would); values are ints; every time is an int of milliseconds.
 
@@ -54,6 +56,7 @@ class JoinCase:
     after_ms: int = 0
     grace_ms: int = 0
     id: str = ""
+    retention_ms: int = 0
 
     @classmethod
     def stream_stream(
@@ -67,10 +70,20 @@ class JoinCase:
         """A stream–table join; records are ``("S"|"T", key, ts, value or None)``."""
         return cls("stream-globaltable" if globally else "stream-table", how, tuple(records), id=id)
 
+    @classmethod
+    def versioned(
+        cls, how: str, retention_ms: int, grace_ms: int | None, records: Iterable[Record], id: str = ""
+    ) -> JoinCase:
+        """A stream–table join on a versioned table (``persistentVersionedKeyValueStore(retention)``), with
+        ``Joined.withGracePeriod(grace)`` unless ``grace_ms`` is None; records are ``("S"|"T", key, ts, value)``."""
+        return cls("stream-versioned-table", how, tuple(records), 0, 0, -1 if grace_ms is None else grace_ms, id,
+                   retention_ms)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id, "kind": self.kind, "how": self.how, "before_ms": self.before_ms,
-            "after_ms": self.after_ms, "grace_ms": self.grace_ms, "records": [list(r) for r in self.records],
+            "after_ms": self.after_ms, "grace_ms": self.grace_ms, "retention_ms": self.retention_ms,
+            "records": [list(r) for r in self.records],
         }
 
 

@@ -11,7 +11,8 @@ contract itself, late records included, is checked against a brute-force stateme
 of it in tests/processing/test_join_windowed.py.
 
 Stream–table: the same results, in the same order, from streamnb on ``memory://``
-(two topics) as from Kafka Streams fed the two partitions merged in timestamp order.
+(two topics) as from Kafka Streams fed the two partitions merged in timestamp order;
+also with a versioned table (lookups as of the event's time, with or without a grace).
 """
 
 from __future__ import annotations
@@ -270,3 +271,129 @@ def test_table_table_joins_equal_kafka_streams() -> None:
             differ.append((case, mine, result.results))
     assert not differ, f"{len(differ)} of {len(cases)} differ; first: {differ[0]}"
     assert sum(1 for r in results for e in r.results if e.left is None and e.right is None) > 20  # tombstones
+
+
+def versioned_cases(seed: int, n: int) -> list[JoinCase]:
+    """Random stream–versioned-table cases: out of order on both sides, tombstones, null values, records beyond
+    the retention, events held for the grace (or none), ties."""
+    rng = random.Random(seed)
+    cases = []
+    for i in range(n):
+        retention = rng.choice([0, 4, 10, 1000])
+        grace = rng.choice([None, 0, 2, 4])
+        if grace is not None and grace > retention:
+            grace = retention
+        stream, table = [], []
+        for v in range(rng.randrange(1, 50)):
+            key = rng.choice("abc")
+            ts = rng.randrange(0, 40)
+            if rng.random() < 0.45:
+                table.append(("T", key, ts, None if rng.random() < 0.15 else v))
+            else:
+                stream.append(("S", key, ts, None if rng.random() < 0.05 else v))
+        records = merge_by_time(table, stream)
+        cases.append(JoinCase.versioned(("inner", "left")[i % 2], retention, grace, records, id=f"vt-{i}"))
+    return cases
+
+
+def versioned_rule(case: JoinCase) -> list[tuple[str, int, Any, Any]]:
+    """streamnb's rule on a case (tests/processing/test_join_asof.py checks it against a brute force)."""
+    from streamnb.processing.joins.asof import GraceBuffer
+    from streamnb.tables.versions import PartitionVersions
+
+    versions = PartitionVersions(case.retention_ms)
+    buffer = None if case.grace_ms < 0 else GraceBuffer(case.grace_ms)
+    out = []
+    for side, key, ts, value in case.records:
+        if side == "T":
+            versions.put(key, ts, value)
+        elif value is not None:
+            todo = [(key, ts, value)]
+            if buffer is not None and buffer.put(ts, key.encode(), (key, ts, value)):
+                todo = buffer.evict()
+            for k, t, v in todo:
+                row = versions.as_of(k, t)
+                if row is not None or case.how == "left":
+                    out.append((k, t, v, row))
+    return out
+
+
+async def streamnb_versioned(case: JoinCase) -> tuple[list[tuple[str, int, Any, Any]], int]:
+    """The case through an agent: two one-partition topics written before the app starts."""
+    app = test_app(topic_partitions=1)
+    stream_topic = app.topic("orders", key_type=str, value_type=int)
+    table_topic = app.topic("customers", key_type=str, value_type=int)
+    table = app.Table("customers", source=table_topic, versioned=case.retention_ms / 1000)
+    grace = None if case.grace_ms < 0 else case.grace_ms / 1000
+    out: list[tuple[str, int, Any, Any]] = []
+    stats: list[Any] = []
+
+    @app.agent(stream_topic)
+    async def join(stream: Any) -> None:
+        joined = stream.join(table, how=case.how, grace=grace)
+        stats.append(joined.join_stats)
+        async for event in joined.events():
+            value, row = event.value
+            out.append((event.key, round(event.timestamp * 1000), value, row))
+
+    await app.connect()
+    for topic in (stream_topic, table_topic):
+        await topic.declare()
+    for side, key, ts, value in case.records:
+        await (table_topic if side == "T" else stream_topic).send(key=key, value=value, timestamp=ts / 1000)
+    assert table.versions is not None
+    async with app:
+        await settle(app)
+        join.raise_if_crashed()
+        # Kafka's dropped-records-total counts the stream's null values and the table records its versioned
+        # store refused (older than stream time − retention): here join_stats.dropped and table.versions.expired.
+        dropped = (stats[0].dropped if stats else 0) + table.versions.expired
+    return out, dropped
+
+
+def test_versioned_stream_table_rule_equals_kafka_streams() -> None:
+    """Lookups as of the event's time, grace buffer included: the same results in the same order, 400 cases."""
+    cases = versioned_cases(51, 400)
+    kafka = run_join_cases(cases)
+    differ = []
+    for case, result in zip(cases, kafka):
+        mine = versioned_rule(case)
+        theirs = [(r.key, r.timestamp, r.left, r.right) for r in result.results]
+        if mine != theirs:
+            differ.append((case, mine, theirs))
+    assert not differ, f"{len(differ)} of {len(cases)} differ; first: {differ[0]}"
+    # The draw reached what matters: held events, answers beyond the retention, out-of-order table records.
+    assert sum(len(r.results) for r in kafka) > 2 * len(cases)
+
+
+async def test_versioned_stream_table_agents_equal_kafka_streams() -> None:
+    """The agent reading two topics (versioned=, grace=), against Kafka Streams fed them merged in timestamp order."""
+    # A last null-valued event, far ahead, moves the table to its end (dropped and counted by both).
+    cases = [JoinCase.versioned(c.how, c.retention_ms, None if c.grace_ms < 0 else c.grace_ms,
+                                [*c.records, ("S", "zz", 1000, None)], id=c.id) for c in versioned_cases(52, 40)]
+    kafka = run_join_cases(cases)
+    differ = []
+    for case, result in zip(cases, kafka):
+        mine, dropped = await streamnb_versioned(case)
+        theirs = [(r.key, r.timestamp, r.left, r.right) for r in result.results]
+        if mine != theirs or dropped != result.late:
+            differ.append((case, mine, theirs, dropped, result.late))
+    assert not differ, f"{len(differ)} of {len(cases)} differ; first: {differ[0]}"
+
+
+def test_the_readme_example_of_a_versioned_join_in_kafka_streams_and_here() -> None:
+    """README's example ("Versioned tables"), unversioned, versioned and with a grace, in Kafka Streams and here."""
+    records = merge_by_time([("T", "k", 10, 1), ("T", "k", 20, 2), ("T", "k", 12, 3), ("T", "k", 13, 4)],
+                            [("S", "k", 15, 7), ("S", "k", 14, 8), ("S", "k", 25, 9), ("S", "k", 40, 10)])
+    assert [r[:3] for r in records] == [("T", "k", 10), ("S", "k", 15), ("S", "k", 14), ("T", "k", 20),
+                                        ("T", "k", 12), ("T", "k", 13), ("S", "k", 25), ("S", "k", 40)]
+    plain, versioned, graced = run_join_cases([
+        JoinCase.stream_table("left", records, id="plain"),
+        JoinCase.versioned("left", 100, None, records, id="versioned"),
+        JoinCase.versioned("left", 100, 5, records, id="grace"),
+    ])
+    assert [(r.timestamp, r.right, r.at) for r in plain.results] == [(15, 1, 1), (14, 1, 2), (25, 4, 6), (40, 4, 7)]
+    assert [(r.timestamp, r.right) for r in versioned.results] == [(15, 1), (14, 1), (25, 2), (40, 2)]
+    assert [(r.timestamp, r.right, r.at) for r in graced.results] == [(14, 4, 6), (15, 4, 6), (25, 2, 7)]
+    for result in (versioned, graced):
+        assert versioned_rule(result.case) == [(r.key, r.timestamp, r.left, r.right) for r in result.results]

@@ -120,6 +120,38 @@ def test_join_options_that_do_not_apply_are_errors() -> None:
     with pytest.raises(ConfigurationError, match="on= picks the lookup key of a GlobalTable"):
         stream.join(customers, on=lambda v: v)
     with pytest.raises(ConfigurationError, match="apply to stream–stream joins"):
+        stream.join(customers, within=5)
+    with pytest.raises(ConfigurationError, match="only a versioned table"):
         stream.join(customers, grace=5)
     with pytest.raises(ConfigurationError, match="cannot be joined"):
         stream.join(app.Table("w", default=int).tumbling(10).table)
+
+
+@pytest.mark.parametrize("backend", ["memory", "local", pytest.param("kafka", marks=pytest.mark.kafka)])
+@pytest.mark.parametrize("kind", ["table", "stream", "table-table"])
+async def test_app_start_refuses_joins_over_topics_of_different_partition_counts(
+    backend: str, kind: str, tmp_path: Any, app_id: str
+) -> None:
+    from conftest import broker_url
+
+    app = faust.App(app_id, broker=broker_url(backend, tmp_path))
+    orders = app.topic(f"{app_id}-orders", partitions=4)
+    other = app.topic(f"{app_id}-customers", partitions=3)
+    if kind == "table-table":
+        app.Table("a", source=orders).join(app.Table("b", source=other))
+    else:
+        customers = app.Table("customers", source=other)
+
+        @app.agent(orders)
+        async def enrich(stream: Any) -> None:
+            joined = stream.join(customers) if kind == "table" else stream.join(other, within=5)
+            async for _pair in joined:
+                pass
+
+    with pytest.raises(PartitionMismatchError) as raised:
+        await app.start()
+    message = str(raised.value)
+    assert f"'{app_id}-orders' has 4 partitions but '{app_id}-customers' has 3" in message
+    assert "GlobalTable" in message and ("group_by" in message or kind == "table-table")
+    assert app.state == "init" and not any(agent.running for agent in app.agents.values())
+    await app.stop()

@@ -35,8 +35,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from ...errors import ConfigurationError, PartitionMismatchError
 from ...events import Event
+from ...timeunits import ms
 from ...topics import Topic
 from ...transaction import MISSING
+from .asof import AsOfJoin, check_grace, held_events
 
 __all__ = ["JoinStats", "JoinableTable", "check_copartitioned", "is_table", "lookup_key", "stream_table_join"]
 
@@ -123,37 +125,96 @@ def _check_options(stream: Any, table: JoinableTable, how: str, on: Any) -> None
 Op = Callable[[AsyncIterator[Event[Any, Any]]], AsyncIterator[Event[Any, Any]]]
 
 
-def stream_table_join(stream: Any, table: JoinableTable, how: str, on: Any) -> tuple[Op, JoinStats]:
-    """The operation turning ``stream``'s events into ``(value, row)`` events, and its counters."""
+def stream_table_join(
+    stream: Any, table: JoinableTable, how: str, on: Any, grace: int | None = None
+) -> tuple[Op, JoinStats]:
+    """The operation turning ``stream``'s events into ``(value, row)`` events, and its counters.
+
+    A versioned table (``history=True``/``versioned=``) is looked up as of each
+    event's timestamp; ``grace`` (ms) then holds events back (:mod:`.asof`).
+    """
     _check_options(stream, table, how, on)
+    check_grace(table, grace)
     key_of = lookup_key(on)
     sourced = getattr(table, "reader", None) is not None and not getattr(table, "is_global", False)
     if sourced:
         table.driven = True  # type: ignore[attr-defined]
     stats = JoinStats()
-    app = stream.app
+    held = None
+    if grace is not None and stream.root.channel is not None:
+        owner = stream.agent.name if stream.agent is not None else "stream"
+        held = AsOfJoin(stream.app, stream.root.channel, table.name, grace, owner)
+    app, root, lookup = stream.app, stream.root, _lookup(table, key_of)
 
     async def op(events: AsyncIterator[Event[Any, Any]]) -> AsyncIterator[Event[Any, Any]]:
-        transport = await app.connect() if sourced else None
-        data = table.data
-        async for event in events:
-            if event is None:  # an idle tick
-                yield event
-                continue
-            if transport is not None:  # every record moves the table, a dropped one too (it was read)
-                msg = event.message
-                await table.reader.read(transport, msg.partition, msg.timestamp)  # type: ignore[attr-defined]
-            value = event.value
-            if value is None:
-                stats.dropped += 1
-                continue
-            row = data.get(event.key if key_of is None else key_of(value), MISSING)
-            if row is MISSING:
-                if how == "inner":
-                    stats.unmatched += 1
+        transport = await app.connect() if sourced or held is not None else None
+        revoked = _forget_revoked(app, held)
+        try:
+            async for event in events:
+                if event is None:  # an idle tick
+                    yield event
                     continue
-                row = None
-            stats.joined += 1
-            yield Event(event.key, (value, row), event.message)
+                msg = event.message
+                if sourced:  # every record moves the table, a dropped one too (it was read)
+                    await table.reader.read(transport, msg.partition, msg.timestamp)  # type: ignore[attr-defined]
+                if event.value is None:
+                    stats.dropped += 1
+                    continue
+                todo = [event] if held is None else await held_events(held, transport, event)  # type: ignore[arg-type]
+                for out in _joined(todo, lookup, how, stats):
+                    if out.message is not msg:  # a held event: current_event gives its key and timestamp
+                        root.joined_event = (msg, out)
+                    yield out
+                if held is not None:
+                    stats.late = sum(held.late.values())
+                    stats.buffered_left = sum(len(b) for b in held.buffers.values())
+        finally:
+            if revoked is not None:
+                app.on_partitions_revoked.disconnect(revoked)
 
     return op, stats
+
+
+def _lookup(table: JoinableTable, key_of: Callable[[Any], Any] | None) -> Callable[[Event[Any, Any]], Any]:
+    """The row of an event (MISSING: none): the latest one, or as of the event's timestamp (versioned table)."""
+    versioned = getattr(table, "versions", None) is not None
+
+    def lookup(event: Event[Any, Any]) -> Any:
+        key = event.key if key_of is None else key_of(event.value)
+        if versioned:
+            msg = event.message
+            row = table.as_of(key, ms(msg.timestamp), msg.partition)  # type: ignore[attr-defined]
+            return MISSING if row is None else row
+        return table.data.get(key, MISSING)
+
+    return lookup
+
+
+def _joined(
+    events: list[Event[Any, Any]], lookup: Callable[[Event[Any, Any]], Any], how: str, stats: JoinStats
+) -> list[Event[Any, Any]]:
+    """``(value, row)`` events of ``events`` (an inner join skips those with no row)."""
+    out = []
+    for one in events:
+        row = lookup(one)
+        if row is MISSING:
+            if how == "inner":
+                stats.unmatched += 1
+                continue
+            row = None
+        stats.joined += 1
+        out.append(Event(one.key, (one.value, row), one.message))
+    return out
+
+
+def _forget_revoked(app: Any, held: AsOfJoin | None) -> Callable[..., None] | None:
+    """Partitions moved away (committed first): forget their held events (read from the changelog if they return)."""
+    signal = getattr(app, "on_partitions_revoked", None)
+    if held is None or signal is None:
+        return None
+
+    def revoked(sender: Any, revoked: Any = (), **kwargs: Any) -> None:
+        held.drop_partitions({tp.partition for tp in revoked if tp.topic == held.channel.name})
+
+    signal.connect(revoked)
+    return revoked

@@ -18,11 +18,16 @@ import org.apache.kafka.streams.TopologyTestDriver;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.GlobalKTable;
 import org.apache.kafka.streams.kstream.JoinWindows;
+import org.apache.kafka.streams.kstream.Joined;
 import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.KTable;
+import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.StreamJoined;
 import org.apache.kafka.streams.kstream.ValueJoiner;
+import org.apache.kafka.streams.state.KeyValueStore;
+import org.apache.kafka.streams.state.Stores;
+import org.apache.kafka.common.utils.Bytes;
 import org.apache.kafka.streams.test.TestRecord;
 
 /**
@@ -30,7 +35,9 @@ import org.apache.kafka.streams.test.TestRecord;
  * with grace), stream–table (builder.table) and stream–global-table, inner/left.
  *
  * <p>Case: {"id", "kind": "stream-stream"|"stream-table"|"stream-globaltable", "how",
- * "before_ms", "after_ms", "grace_ms" (stream-stream only),
+ * "before_ms", "after_ms", "grace_ms" (stream-stream only; for "stream-versioned-table": the join's
+ * grace period, none when negative), "retention_ms" (stream-versioned-table: the versioned store's
+ * history retention),
  * "records": [[side, key, ts_ms, value|null], ...]} where side is "L"/"R" (stream-stream)
  * or "S"/"T" (stream, table); records are piped in the given order. Values are longs.
  * Result: {"id", "results": [[key, ts, left|null, right|null, at], ...], "late": n,
@@ -47,7 +54,7 @@ final class JoinOracle {
 
     static boolean handles(final String kind) {
         return kind.equals("stream-stream") || kind.equals("stream-table") || kind.equals("stream-globaltable")
-            || kind.equals("table-table");
+            || kind.equals("table-table") || kind.equals("stream-versioned-table");
     }
 
     private static final ValueJoiner<Long, Long, String> JOINER = (l, r) -> l + " " + r;
@@ -81,6 +88,22 @@ final class JoinOracle {
                 case "left": joined = left.leftJoin(right, JOINER, windows, serdes); break;
                 case "outer": joined = left.outerJoin(right, JOINER, windows, serdes); break;
                 default: throw new IllegalArgumentException("how must be inner, left or outer, got " + how);
+            }
+        } else if (kind.equals("stream-versioned-table")) {
+            final Materialized<String, Long, KeyValueStore<Bytes, byte[]>> versioned = Materialized
+                .<String, Long>as(Stores.persistentVersionedKeyValueStore(
+                    "versioned", Duration.ofMillis(spec.get("retention_ms").asLong())))
+                .withKeySerde(Serdes.String()).withValueSerde(Serdes.Long());
+            final KTable<String, Long> table = builder.table(RIGHT, Consumed.with(Serdes.String(), Serdes.Long()), versioned);
+            Joined<String, Long, Long> joinedWith = Joined.with(Serdes.String(), Serdes.Long(), Serdes.Long());
+            final long grace = spec.get("grace_ms").asLong();
+            if (grace >= 0) {
+                joinedWith = joinedWith.withGracePeriod(Duration.ofMillis(grace));
+            }
+            switch (how) {
+                case "inner": joined = left.join(table, JOINER, joinedWith); break;
+                case "left": joined = left.leftJoin(table, JOINER, joinedWith); break;
+                default: throw new IllegalArgumentException("how must be inner or left, got " + how);
             }
         } else if (kind.equals("stream-table")) {
             final KTable<String, Long> table = builder.table(RIGHT, Consumed.with(Serdes.String(), Serdes.Long()));
