@@ -150,8 +150,11 @@ class TableStore:
         most), then raise :class:`~streamnb.errors.StoreLockedError`.
         """
         store = self.stores.get(partition)
-        if store is not None:
+        if store is not None and not store.read_only:
             return store
+        if store is not None:  # (read only since the app stopped: opened again for writing below)
+            del self.stores[partition]
+            store.close()
         store = self.standbys.pop(partition, None)  # a standby replica becomes the partition's store
         if store is not None:
             return store
@@ -400,7 +403,8 @@ class TableStore:
         left alone while another process holds it); 0 when it caught up,
         or when the partition is served here.
         """
-        if partition in self.stores:
+        served = self.stores.get(partition)
+        if served is not None and not served.read_only:
             return 0
         store = self.standbys.get(partition)
         tp = TP(self.changelog.name, partition)

@@ -231,13 +231,13 @@ async def test_withdrawals(program: Any) -> None:
         await w.produce.invoke("--max-latency", "0", "--max-messages", "120")
         await settle(w.app)
         sent = await read_all(w.app, w.withdrawals_topic)
+        totals: dict[str, float] = {}  # (read while the app runs: its rocksdb:// stores close when it stops)
+        for (user, _window), amount in w.user_to_total.items():
+            totals[user] = totals.get(user, 0) + amount
     assert len(sent) == 120 and all(isinstance(x.date, type(sent[0].date)) for x in sent)
     per_user: dict[str, float] = {}
     for x in sent:
         per_user[x.user] = per_user.get(x.user, 0) + x.amount
-    totals: dict[str, float] = {}
-    for (user, _window), amount in w.user_to_total.items():
-        totals[user] = totals.get(user, 0) + amount
     assert totals.keys() == per_user.keys()
     assert all(abs(totals[u] - per_user[u]) < 1e-6 for u in per_user)
     assert w.app.id.endswith("-v5")

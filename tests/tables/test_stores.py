@@ -59,6 +59,35 @@ async def test_a_rocksdb_table_reads_and_writes_like_a_dict(broker: str, app_id:
             counts.data["x"] = 1
 
 
+async def test_rows_stay_readable_after_the_app_stops_and_the_folder_is_free(
+    broker: str, app_id: str, tmp_path: Path
+) -> None:
+    """After app.stop() the stores are open for reading only: the rows (and windows) read as before the stop,
+    another App can open the same folder at once, and the next start writes on."""
+    app, words, counts = make_app(app_id, broker, tmp_path / "data")
+    per_minute = app.Table("per_minute", default=int, store="rocksdb://").tumbling(60, expires=3600)
+    seen = app.topic(f"{app_id}-seen", value_type=str)
+
+    @app.agent(seen)
+    async def window(stream: Any) -> None:
+        async for word in stream:
+            per_minute[word] += 1
+
+    async with app:
+        for word in ["a", "b", "a"]:
+            await words.send(key=word, value=word)
+            await seen.send(key=word, value=word, timestamp=120.0)
+        await settle(app)
+    assert dict(counts.items()) == {"a": 2, "b": 1} and counts["a"] == 2 and len(counts) == 2
+    assert sorted(per_minute.items()) == [(("a", (120.0, 180.0)), 2), (("b", (120.0, 180.0)), 1)]
+    again, words2, counts2 = make_app(app_id, broker, tmp_path / "data")  # (its stores open for writing)
+    async with again:
+        await words2.send(key="a", value="a")
+        await settle(again)
+        assert counts2["a"] == 3
+    assert counts2["a"] == 3 and counts["a"] == 2  # (the first app read its stores as it stopped)
+
+
 async def test_a_restart_reads_only_the_changelog_written_since(
     durable_broker: str, app_id: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -202,8 +202,9 @@ class StoredState:
         return dropped
 
     def close(self) -> None:
-        """Stop serving every partition (the app stopped): the stores close."""
-        self.drop_partitions(set(self.stores))
+        """The app stopped: the stores are opened again for reading only (the rows stay readable, no lock held)."""
+        for store in list(self.stores.values()):
+            store.reopen_read_only()
         self.cache.clear()
         self.pending.clear()
 

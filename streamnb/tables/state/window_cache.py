@@ -270,8 +270,11 @@ class WindowCache(EventTimeState):
         return dropped
 
     def close(self) -> None:
-        """Stop serving every partition (the app stopped)."""
-        self.drop_partitions(set(self.stores))
+        """The app stopped: the stores are opened again for reading only (windows stay readable, no lock held)."""
+        for store in list(self.stores.values()):
+            store.reopen_read_only()
+        self.closed.marks.clear()
+        self.expired.marks.clear()
         self.by_key.clear()
         self.home.clear()
         self.pending.clear()

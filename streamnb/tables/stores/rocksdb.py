@@ -73,6 +73,8 @@ class RocksDBStore:
         self.db: Any = None
         self.resume: int | None = None
         """Where reading the changelog partition resumes, or None if it was never read into this store."""
+        self.read_only = False
+        """True once :meth:`reopen_read_only` ran: readable (the app stopped), holding no lock."""
 
     def __repr__(self) -> str:
         return f"<RocksDBStore {str(self.path)!r}>"
@@ -81,8 +83,9 @@ class RocksDBStore:
 
     def open(self) -> None:
         """Open (or create) the folder; a store of another format or a corrupt one is wiped, loudly."""
-        if self.db is not None:
+        if self.db is not None and not self.read_only:
             return
+        self.close()
         try:
             import rocksdict
         except ImportError as exc:  # pragma: no cover - a dependency of streamnb
@@ -153,6 +156,27 @@ class RocksDBStore:
         if self.db is not None:
             self.db.close()
             self.db = None
+        self.read_only = False
+
+    def reopen_read_only(self) -> None:
+        """The app stopped: close, then open again for reading only (RocksDB takes no lock for that).
+
+        The table's rows stay readable in the notebook after ``app.stop()``,
+        while another process (or the next start) may open the folder to write.
+        """
+        if self.db is None or self.read_only:
+            return
+        import rocksdict
+
+        self.close()
+        try:
+            self.db = rocksdict.Rdict(
+                str(self.path), rocksdict.Options(raw_mode=True), access_type=rocksdict.AccessType.read_only()
+            )
+        except Exception as exc:  # noqa: BLE001 - unreadable now: then it reads as empty, as before
+            logger.warning("table %r: its store %s cannot be read after the stop: %s", self.table, self.path, exc)
+            return
+        self.read_only = True
 
     def destroy(self) -> None:
         """Delete the folder."""
