@@ -161,7 +161,16 @@ async def test_an_aborted_kafka_transaction_hands_nothing_over(app_id: str, fail
         assert fail_first_transaction, "the fault was not injected"
         # The aborted transaction held the first reply: the asker got the committed one.
         assert reply == {"n": 5, "attempt": 2} and attempt.crashes == 1
-        assert [r.value for r in await replies_in_topic(app)] == [reply]  # read_committed: the aborted one is not
+        # The reply was handed over once the transaction committed; the coordinator writes the commit
+        # markers right after, and only then does a read_committed reader see it: wait for that.
+        stored: list[Any] = []
+
+        async def landed() -> bool:
+            stored[:] = [r.value for r in await replies_in_topic(app)]
+            return bool(stored)
+
+        await wait_until(landed, timeout=30, what="the committed reply is readable")
+        assert stored == [reply]  # read_committed: the aborted one is not there
 
 
 async def test_a_request_of_another_app_instance_is_answered_through_the_topic(app_id: str) -> None:

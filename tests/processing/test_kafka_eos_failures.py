@@ -146,7 +146,10 @@ async def test_a_broker_that_stops_answering_mid_transaction_fails_the_commit_in
         assert count.crashes >= 1 and "within 3 s" in str(count.errors), count.last_error
         # The commit's outcome was unknown to the agent (the broker may have committed it when it woke
         # up): the restarted agent rebuilt the table from the changelog, whatever Kafka decided.
-        await wait_until(lambda: dict(counts.data) == dict(Counter(sent)), timeout=60, what="the table is exact")
+        try:
+            await wait_until(lambda: dict(counts.data) == dict(Counter(sent)), timeout=60, what="the table is exact")
+        except TimeoutError:  # say how it differs
+            assert dict(counts.data) == dict(Counter(sent)), f"crashes={count.crashes} errors={count.errors}"
         # No abandoned producer is still retrying: one sender task per open producer.
         sources = list(count._sources)
         producers = sum(len(s.consumer.transactions.producers) for s in sources if s.consumer.transactions)
