@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 import streamnb as faust
-from streamnb.testing import settle, test_app
+from streamnb.testing import settle, test_app, wait_until
 
 
 class Reading(faust.Record):
@@ -51,6 +51,8 @@ async def test_now_delta_and_value() -> None:
             clicks[page] += 1
             seen.append((clicks[page].current(), clicks[page].delta(10), clicks[page].value()))
 
+    # .now() reads the wall clock: start early in a 10 s window, so the test ends in the window it began in.
+    await wait_until(lambda: time.time() % 10 < 2, timeout=12, what="a 10 s window begins")
     now = time.time()
     async with app:
         await topic.send(value="p", timestamp=now - 10)
