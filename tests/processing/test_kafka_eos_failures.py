@@ -8,6 +8,9 @@ injected into its commit through
   (the partition's next producer fences it), the consumer goes back to the
   committed offsets and the table writes are undone (aiokafka #920), so the
   events count once, and the failure does not count against the event;
+* a transaction that fails while the agent goes on with another
+  partition's events (a commit runs while the next batch is processed):
+  those events' table writes, in no commit yet, are undone too;
 * a broker that stops answering in the middle of a transaction (the second
   broker of ``tests/kafka_tls.py``, paused with SIGSTOP) makes the commit
   fail within ``request_timeout`` instead of being retried forever
@@ -101,6 +104,44 @@ async def test_a_failed_transaction_is_aborted_rewound_and_undone(app_id: str, f
     assert Counter(json.loads(r.value) for r in committed) == Counter(sent)
     everything = await read_topic(bootstrap, f"{app_id}-out", isolation_level="read_uncommitted")
     assert len(everything) > len(sent), "the failed transaction's records should be in the log, aborted"
+    changelog = await changelog_state(bootstrap, f"{app_id}-counts-changelog", "read_committed")
+    assert changelog == dict(Counter(sent))
+
+
+async def test_a_failed_commit_undoes_the_writes_of_the_batch_processed_meanwhile(
+    app_id: str, fault_hook: list[Any]
+) -> None:
+    bootstrap = kafka_bootstrap()
+    # commit_interval=0: a commit starts after every partition's batch, and runs while the agent
+    # processes the next one (the other partition's).
+    app, _words, counts, count = word_app(app_id, f"kafka://{bootstrap}", commit_interval=0.0)
+    for name in (f"{app_id}-words", f"{app_id}-out"):
+        await create_topic(bootstrap, name, 2)
+    sent = [WORDS[i % len(WORDS)] for i in range(500)]
+    failed: list[TP] = []
+    uncommitted: list[int] = []  # changes and records in no commit yet when the commit failed
+
+    async def fail_once_the_rest_is_processed(step: str, tp: TP) -> None:
+        if step == "offsets_sent" and not failed:
+            failed.append(tp)
+            try:
+                await wait_until(lambda: count.events_processed == len(sent), timeout=20,
+                                 what="the agent processes the other partition's events during the commit")
+            finally:
+                uncommitted.append(sum(len(source.txn) for source in count._sources))
+            raise RuntimeError("injected: the transaction fails after the agent processed the next batch")
+
+    fault_hook.append(fail_once_the_rest_is_processed)
+    async with Producer(bootstrap) as producer:
+        await producer.send(f"{app_id}-words", [(word, word) for word in sent])
+    async with app:
+        await settle(app, timeout=90)
+        assert failed and uncommitted[0] > 0, "the agent processed no event while the failing commit was under way"
+        assert count.crashes == 1 and "injected" in repr(count.last_error.__cause__)
+        # The rows the other partition's events wrote were undone with the failed commit's: once each.
+        assert dict(counts.data) == dict(Counter(sent))
+    committed = await read_topic(bootstrap, f"{app_id}-out", isolation_level="read_committed")
+    assert Counter(json.loads(r.value) for r in committed) == Counter(sent)
     changelog = await changelog_state(bootstrap, f"{app_id}-counts-changelog", "read_committed")
     assert changelog == dict(Counter(sent))
 
