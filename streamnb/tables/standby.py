@@ -19,6 +19,12 @@ a ``datadir`` (two on one machine) keep none either: the owner's store is
 on their disk already, and a partition moving between them reads only the
 tail anyway (:class:`DatadirPeers` notices them).
 
+What a worker tells its groups about its local state covers the stores on
+disk it has not opened, too (:class:`DiskCheckpoints`): a worker restarted
+on the same ``datadir`` is given back the partitions whose state it holds
+(or keeps their standby replicas), and reads only what was written while
+it was away.
+
 Example (what the app does on Kafka)::
 
     standbys = StandbyReplicas(lambda: app.tables.values(), lambda: app.transport, app.owned_partitions,
@@ -44,8 +50,9 @@ from ..ranges import ranges
 from ..transport.base import Transport
 from .global_table import GlobalTable
 from .persistence import TableStore
+from .stores.rocksdb import Checkpoint, read_checkpoint
 
-__all__ = ["DatadirPeers", "StandbyReplicas"]
+__all__ = ["DatadirPeers", "DiskCheckpoints", "StandbyReplicas"]
 
 logger = logging.getLogger("streamnb")
 
@@ -108,6 +115,77 @@ class DatadirPeers:
             handle.close()
 
 
+_Signature = tuple[tuple[str, int, int], ...]
+
+
+class DiskCheckpoints:
+    """Resume offsets of the table-partition stores on disk that are not open in this process.
+
+    Each is read once with :func:`~streamnb.tables.stores.rocksdb.read_checkpoint`
+    (read-only, no lock: a few milliseconds for a closed store) and again
+    only when its files change. A store of another broker or layout counts
+    as no state (its restore would wipe it).
+
+    >>> import tempfile
+    >>> from streamnb.tables.stores.rocksdb import RocksDBStore
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> store = RocksDBStore(folder / "3", 4 << 20)
+    >>> store.open(); store.apply([], resume=120); store.origin = "kafka://k:9092"; store.close()
+    >>> DiskCheckpoints().read(folder, set(), "kafka://k:9092", "")
+    {3: 120}
+    >>> DiskCheckpoints().read(folder, {3}, "kafka://k:9092", "")   # (open here: its live offset counts)
+    {}
+    >>> DiskCheckpoints().read(folder, set(), "kafka://other:9092", "")   # (another broker's changelog)
+    {}
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[Path, tuple[_Signature, Checkpoint | None]] = {}
+        self.reads = 0
+        """Stores opened read-only so far (the others came from the cache)."""
+
+    def read(self, folder: Path, skip: set[int], url: str | None, layout: str) -> dict[int, int]:
+        """``{partition: resume offset}`` of the stores in ``folder`` (one per partition) but those in ``skip``."""
+        out: dict[int, int] = {}
+        try:
+            entries = [e for e in os.scandir(folder) if e.name.isdigit() and e.is_dir()]
+        except OSError:
+            return out
+        for entry in entries:
+            partition = int(entry.name)
+            if partition in skip:
+                continue
+            found = self._checkpoint(Path(entry.path))
+            if found is not None and found.origin in (None, url) and found.layout == layout:
+                out[partition] = found.resume
+        return out
+
+    def _checkpoint(self, path: Path) -> Checkpoint | None:
+        signature = _signature(path)
+        cached = self._seen.get(path)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        self.reads += 1
+        found = read_checkpoint(path)
+        self._seen[path] = (signature, found)
+        return found
+
+
+def _signature(path: Path) -> _Signature:
+    """Name, size and modification time of a store's data files (write-ahead logs, tables, manifest).
+
+    (Not its info log or settings, which a read-only open rewrites.)
+    """
+    try:
+        return tuple(sorted(
+            (e.name, st.st_size, st.st_mtime_ns)
+            for e in os.scandir(path) if e.name.endswith((".log", ".sst")) or e.name.startswith(("MANIFEST", "CURRENT"))
+            for st in (e.stat(),)
+        ))
+    except OSError:
+        return ()
+
+
 class _Hooks:
     """One consumer's :class:`~streamnb.transport.base.LocalState` (what its assignor sends and hears)."""
 
@@ -145,6 +223,8 @@ class StandbyReplicas:
         """This worker's name in its consumer groups' subscriptions."""
         self.by_consumer: dict[object, set[int]] = {}
         self.peers = DatadirPeers(folder)
+        self.disk = DiskCheckpoints()
+        """Checkpoints of the stores on disk not open here (a restarted worker's state)."""
         self.records = 0
         """Changelog records read into standby stores so far."""
         self._wake: asyncio.Event | None = None
@@ -169,10 +249,18 @@ class StandbyReplicas:
         return named - self.owned()
 
     def offsets(self) -> dict[int, int]:
-        """``{partition: offset sum}`` of every store open here (owned or standby), for the assignment."""
+        """``{partition: offset sum}`` of the stores here, for the assignment.
+
+        Open ones (owned or standby) and, read from disk, those not open
+        (stores a restarted worker left, partitions that moved away).
+        """
         out: dict[int, int] = {}
+        transport = self.transport()
+        url = None if transport is None else transport.url
         for store in self.stores():
-            for partition, resume in store.offsets().items():
+            opened = store.offsets()
+            found = self.disk.read(store.folder, set(store.stores) | set(store.standbys), url, store.layout)
+            for partition, resume in [*opened.items(), *found.items()]:
                 out[partition] = out.get(partition, 0) + resume
         return out
 

@@ -181,3 +181,63 @@ async def test_of_three_workers_the_one_with_the_standby_gets_the_killed_owners_
           f"which kept its standby; {other.name} did not")
     assert victim in holder.assigned and victim not in other.assigned, holder.describe() + other.describe()
     assert holder.state["recovered"][str(victim)][-1] < whole / 20
+
+
+async def test_a_restarted_worker_gets_back_the_partitions_it_has_state_for_and_reads_only_the_tail(
+    tmp_path: Path,
+) -> None:
+    """Four partitions, no standbys: a stops, b takes its two partitions, a comes back on the same datadir.
+
+    a's subscription carries the offsets of the stores it left on disk, so
+    the leader gives it back its own partitions (b keeps those only b has
+    state for) and a's restores read only what b wrote meanwhile. Told
+    nothing, the leader would let b keep a's partitions and give a b's,
+    whose whole changelogs it would read.
+    """
+    bootstrap = kafka_bootstrap()
+    app_id, topic = unique("restart"), unique("events")
+    changelog = naming.changelog_topic(app_id, "counts")
+    await create_topic(bootstrap, topic, 4)
+    a, b = (Worker(name, {**config(bootstrap, app_id, topic, tmp_path / name), "partitions": 4, "replicas": 0},
+                   tmp_path, SCRIPT) for name in "ab")
+    workers = [a, b]
+    n, away, after = 20_000, 1000, 1000
+    async with Producer(bootstrap) as producer:
+        try:
+            await a.start()
+            await wait_for(lambda: a.assigned == {0, 1, 2, 3}, 90, "a owns everything", workers)
+            await b.start()
+            await wait_for(lambda: len(a.assigned) == len(b.assigned) == 2 and a.assigned | b.assigned == {0, 1, 2, 3},
+                           90, "two partitions each", workers)
+            mine, theirs = a.assigned, b.assigned
+            await producer.send(topic, events(0, n))
+
+            async def settled() -> bool:
+                offsets = await committed(bootstrap, naming.consumer_group(app_id, "count"))
+                return offsets == await end_offsets(bootstrap, topic)
+
+            await poll(settled, 120, "all committed", workers)
+            await a.stop()  # (a clean stop: it leaves the group at once)
+            await wait_for(lambda: b.assigned == {0, 1, 2, 3} and all(str(p) in b.state["recovered"] for p in mine),
+                           90, "b took a's partitions", [b])
+            await producer.send(topic, events(n, away))
+            await poll(settled, 120, "b committed what came while a was away", [b])
+            whole = await end_offsets(bootstrap, changelog)
+            await a.start()  # the same datadir
+            await wait_for(lambda: a.assigned | b.assigned == {0, 1, 2, 3} and a.assigned and b.assigned
+                           and all(str(p) in a.state.get("recovered", {}) for p in a.assigned),
+                           90, "a is back", workers)
+            await producer.send(topic, events(n + away, after))
+            await poll(settled, 120, "everything committed after the restart", workers)
+        finally:
+            await asyncio.gather(*(w.stop() for w in workers))
+    reads = {int(p): r[-1] for p, r in a.state["recovered"].items()}
+    print(f"\na held {sorted(mine)} and gets back {sorted(a.assigned)}; its restores read {reads} changelog "
+          f"records of {({p: whole[p] for p in reads})} (b wrote {away} events' worth meanwhile)")
+    assert a.assigned == mine and b.assigned == theirs, "a was not given back the partitions it has state for"
+    assert all(whole[p] > 1000 for p in mine), "the changelog should be long enough to tell the tail from the whole"
+    assert all(reads[p] < whole[p] / 10 for p in mine), "a restore read the whole changelog, not the tail"
+    assert sum(reads.values()) > 0, "what b wrote while a was away should be read"
+    truth = await changelog_state(bootstrap, changelog)
+    assert truth == dict(Counter(f"k{i % KEYS}" for i in range(n + away + after))), "the counts are off"
+    assert a.state.get("errors", 0) == b.state.get("errors", 0) == 0

@@ -118,6 +118,40 @@ async def test_a_standby_leaves_a_store_another_owner_holds_alone(
         assert not standby.standbys
 
 
+async def test_a_restarted_worker_tells_the_offsets_of_the_stores_it_left_on_disk(
+    durable_broker: str, app_id: str, tmp_path: Path
+) -> None:
+    """What the assignment hears of a worker's state covers stores not open yet (read once, read-only)."""
+    app, words, counts = make_app(app_id, durable_broker, tmp_path / "data")
+    async with app:
+        for i in range(200):
+            await words.send(key=f"w{i % 30}", value=f"w{i % 30}")
+        await settle(app)
+        before = await ends(app, counts)
+        assert app.standbys.offsets() == before  # (the open stores)
+    assert all(before.values())
+    again, _words, _counts = make_app(app_id, durable_broker, tmp_path / "data")  # the restarted worker
+    await again.connect()
+    try:
+        disk = again.standbys.disk
+        assert again.standbys.offsets() == before and disk.reads == PARTITIONS
+        assert again.standbys.offsets() == before and disk.reads == PARTITIONS  # (unchanged files: not read again)
+        store = RocksDBStore(tmp_path / "data" / app_id / "counts" / "1", 8 << 20)
+        store.open()
+        store.apply([(b'"w1"', b"99")], before[1] + 5)
+        assert again.standbys.offsets() == {**before, 1: before[1] + 5}  # (held by another process: as it stands)
+        store.close()
+        assert again.standbys.offsets() == {**before, 1: before[1] + 5} and disk.reads == PARTITIONS + 2
+        theirs = make_app(app_id, "memory://", tmp_path / "data")[0]  # another broker: its changelog, not these
+        await theirs.connect()
+        try:
+            assert theirs.standbys.offsets() == {}
+        finally:
+            await theirs.stop()
+    finally:
+        await again.stop()
+
+
 def test_workers_sharing_a_datadir_see_each_other_and_a_dead_ones_file_goes(tmp_path: Path) -> None:
     a, b = DatadirPeers(tmp_path), DatadirPeers(tmp_path)
     a.join()
