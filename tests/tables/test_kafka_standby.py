@@ -32,7 +32,13 @@ from kafkahelpers import (
     wait_for,
 )
 
+import streamnb as faust
 from streamnb import naming
+from streamnb.notebook.dashboard import _tables_html
+from streamnb.notebook.magics import status_text
+from streamnb.tables.progress import StandbyProgress
+from streamnb.testing import wait_until
+from streamnb.transport.base import ProducerRecord
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -241,3 +247,74 @@ async def test_a_restarted_worker_gets_back_the_partitions_it_has_state_for_and_
     truth = await changelog_state(bootstrap, changelog)
     assert truth == dict(Counter(f"k{i % KEYS}" for i in range(n + away + after))), "the counts are off"
     assert a.state.get("errors", 0) == b.state.get("errors", 0) == 0
+
+
+async def test_the_standby_lag_is_readable_and_shown_while_it_catches_up(app_id: str, tmp_path: Path) -> None:
+    """Two workers in this process (own datadirs): the second follows the first's partition, from far behind.
+
+    ``table.standby_progress`` goes from some records behind to caught up,
+    and ``%streamnb status`` and the dashboard show it as it goes.
+    """
+    bootstrap = kafka_bootstrap()
+    records = 120_000  # per partition: several reads of 50,000
+    topic = f"{app_id}-events"
+    await create_topic(bootstrap, topic, PARTITIONS)
+
+    def worker(name: str) -> tuple[faust.App, Any]:
+        app = faust.App(app_id, broker=f"kafka://{bootstrap}", topic_partitions=PARTITIONS, store="rocksdb://",
+                        datadir=str(tmp_path / name), table_standby_replicas=1, commit_interval=0.1, **FAST_GROUP)
+        table = app.Table("counts", default=int)
+
+        @app.agent(app.topic(topic, key_type=str, value_type=int))
+        async def count(stream):  # type: ignore[no-untyped-def]
+            async for key, _value in stream.items():
+                table[key] += 1
+
+        return app, table
+
+    (a, counts_a), (b, counts_b) = worker("a"), worker("b")
+    async with a:  # a holds both partitions; their changelogs get long (written as a long run would have)
+        await wait_until(lambda: counts_a.recovered_partitions == {0, 1}, 60, what="a owns everything")
+        transport = a.require_transport()
+        name = counts_a.changelog.name
+        for at in range(0, records, 20_000):
+            await transport.send([ProducerRecord(name, p, b'"k%d-%d"' % (p, i), b"1", 1.0, ())
+                                  for p in range(PARTITIONS) for i in range(at, at + 20_000)])
+        seen: list[dict[int, StandbyProgress]] = []
+        shown: list[tuple[str, str]] = []
+
+        async def watch() -> None:
+            while True:
+                now = counts_b.standby_progress
+                if now and (not seen or now != seen[-1]):
+                    seen.append(now)
+                    shown.append((status_text(b), _tables_html(b)))
+                await asyncio.sleep(0)
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            async with b:
+                await wait_until(lambda: len(a.owned_partitions()) == len(b.owned_partitions()) == 1, 60,
+                                 what="one partition each")
+                (theirs,) = a.owned_partitions()
+                await wait_until(lambda: counts_b.standby_progress.get(theirs, StandbyProgress(0, 1)).behind == 0
+                                 and counts_b.standby_progress[theirs].offset >= records, 60,
+                                 what="b's standby of a's partition caught up")
+                caught_up = (status_text(b), _tables_html(b), a.standby_partitions(), counts_a.standby_progress)
+        finally:
+            watcher.cancel()
+    assert b.standby_partitions() == set() and counts_b.standby_progress == {}  # (stopped: none kept)
+    behind = [s[theirs].behind for s in seen if theirs in s]
+    print(f"\nb's standby of partition {theirs}, records behind as seen: {behind[:6]} ... {behind[-3:]}")
+    assert all(set(s) == {theirs} for s in seen), "b keeps a standby only of a's partition"
+    assert behind[-1] == 0 and any(0 < n < records for n in behind), "never seen catching up"
+    assert behind == sorted(behind, reverse=True), "nothing was written meanwhile: the lag only shrinks"
+    offsets = [s[theirs].offset for s in seen]
+    assert offsets == sorted(offsets) and offsets[-1] >= records
+    text, html = next(x for x, s in zip(shown, seen, strict=True) if 0 < s[theirs].behind < records)
+    assert f"standby replicas of table 'counts': partition {theirs} " in text and "records behind (offset" in text
+    assert f"standby replica of counts partition {theirs}: <progress value=" in html and "records behind" in html
+    text, html, a_standbys, a_progress = caught_up
+    assert f"standby replicas of table 'counts': partition {theirs} caught up (offset" in text
+    assert "caught up" in html
+    assert a_standbys == {1 - theirs} and set(a_progress) == {1 - theirs}  # (a keeps b's partition's)
