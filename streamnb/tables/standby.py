@@ -9,7 +9,9 @@ they grow (:meth:`~streamnb.tables.persistence.TableStore.follow`), never
 serving them. When the partition moves to it (its owner stopped or was
 killed), the assignment prefers it, its restore opens the standby store
 and reads only the changelog written since its last read, as after a
-restart, before any event of the partition is processed.
+restart, before any event of the partition is processed. A windowed
+table's standby keeps its stream time as well (:func:`follow_stream_time`),
+so the takeover reads only the tail of its stream-time topic too.
 
 ``memory://`` tables keep no standby replicas: a replica would hold rows
 of another worker's partitions in this worker's memory; such a table is
@@ -38,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import socket
@@ -46,18 +49,23 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from .. import naming
 from ..ranges import ranges
-from ..transport.base import Transport
+from ..transport.base import TP, Transport
 from .global_table import GlobalTable
 from .persistence import TableStore
+from .state.event_time import EventTimeState
 from .stores.rocksdb import Checkpoint, read_checkpoint
 
-__all__ = ["DatadirPeers", "DiskCheckpoints", "StandbyReplicas"]
+__all__ = ["DatadirPeers", "DiskCheckpoints", "StandbyReplicas", "follow_stream_time"]
 
 logger = logging.getLogger("streamnb")
 
 IDLE = 0.5
 """Seconds the follower waits for new changelog records once every standby replica caught up."""
+
+READ_BATCH = 50_000
+"""Records read from a topic at a time."""
 
 
 class DatadirPeers:
@@ -316,8 +324,39 @@ class StandbyReplicas:
                 assert transport is not None
                 try:
                     read += await store.follow(transport, partition)
+                    read += await follow_stream_time(store, transport, partition)
                 except Exception as exc:  # noqa: BLE001 - a standby never stops the app; the next round retries
                     logger.warning("table %r: standby replica of partition %d paused: %s", store.table, partition, exc)
                     await asyncio.sleep(IDLE)
         self.records += read
         return read
+
+
+async def follow_stream_time(tstore: TableStore, transport: Transport, partition: int) -> int:
+    """A windowed table's standby replica of ``partition`` keeps its stream time too; returns records read.
+
+    The records of the table's stream-time topic since the offset its store
+    keeps are folded as a restore folds them (a tombstone clears it, time
+    never goes back) and stored with the offset reached, as an owner's
+    commits store them: a takeover then reads only that topic's tail.
+    """
+    store = tstore.standbys.get(partition)
+    timed = tstore.held if tstore.held is not None else tstore.rows
+    if store is None or not isinstance(timed, EventTimeState):
+        return 0
+    tp = TP(tstore.stream_topic or naming.stream_time_topic(tstore.app.id, tstore.table), partition)
+    stored = store.stream_time()
+    end = (await transport.end_offsets([tp]))[tp]
+    start = stored[0] if stored is not None else (await transport.beginning_offsets([tp]))[tp]
+    if start >= end:
+        return 0
+    msgs = await transport.read(tp, start, end, READ_BATCH)
+    if tstore.standbys.get(partition) is not store:
+        return 0  # (served meanwhile: its restore reads the topic on from the store's offset)
+    now = None if stored is None or stored[1] is None else float(json.loads(stored[1]))
+    for msg in msgs:
+        value = None if msg.value is None else float(json.loads(msg.value))
+        now = value if value is None or now is None else max(now, value)
+    resume = msgs[-1].offset + 1 if msgs else end
+    store.apply((), None, (resume, None if now is None else json.dumps(now).encode()))
+    return len(msgs)

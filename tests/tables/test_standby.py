@@ -15,7 +15,8 @@ import pytest
 
 import streamnb as faust
 from streamnb.tables.persistence import TableStore
-from streamnb.tables.standby import DatadirPeers, StandbyReplicas
+from streamnb.tables.standby import DatadirPeers, StandbyReplicas, follow_stream_time
+from streamnb.tables.state.stored_windows import StoredWindowedState
 from streamnb.tables.stores.rocksdb import RocksDBStore
 from streamnb.testing import settle, wait_until
 from streamnb.transport.base import TP
@@ -37,11 +38,11 @@ def make_app(app_id: str, broker: str, datadir: Path) -> tuple[faust.App, Any, A
     return app, words, counts
 
 
-def other_worker(app: faust.App, datadir: Path, counts: Any) -> TableStore:
+def other_worker(app: faust.App, datadir: Path, counts: Any, name: str = "counts") -> TableStore:
     """The table's store side as a worker with its own datadir has it (another machine)."""
     runtime = SimpleNamespace(datadir=datadir, id=app.id, store_memory=8 << 20,
                               processing_guarantee=app.processing_guarantee)
-    return TableStore(runtime, "counts", counts.changelog)  # type: ignore[arg-type]
+    return TableStore(runtime, name, counts.changelog)  # type: ignore[arg-type]
 
 
 async def ends(app: faust.App, counts: Any) -> dict[int, int]:
@@ -92,6 +93,45 @@ async def test_a_standby_store_follows_the_changelog_unserved_and_its_takeover_r
         assert not standby.standbys and set(standby.stores) == {0, 1}
         served = {k: v for store in standby.stores.values() for k, v in rows(store).items()}
         assert served == dict(counts.items()) and served["w7"] == 20
+        standby.close()
+
+
+async def test_a_windowed_tables_standby_keeps_its_stream_time_and_the_takeover_reads_none_of_its_topic(
+    durable_broker: str, app_id: str, tmp_path: Path
+) -> None:
+    app = faust.App(app_id, broker=durable_broker, topic_partitions=PARTITIONS, datadir=str(tmp_path / "owner"))
+    events = app.topic(f"{app_id}-events", key_type=str, value_type=int)
+    views = app.Table("views", default=int, store="rocksdb://").tumbling(10, expires=30)
+
+    @app.agent(events)
+    async def count(stream: Any) -> None:
+        async for event in stream.events():
+            views[event.key] += 1
+
+    async with app:
+        await wait_until(lambda: views.table.recovered_partitions == {0, 1}, 30)
+        for i in range(60):
+            await events.send(key=f"k{i % 6}", value=1, timestamp=1000.0 + i)
+            if i % 20 == 19:
+                await settle(app)  # (a few commits: a few stream-time records per partition)
+        owner = views.state
+        assert isinstance(owner, StoredWindowedState) and set(owner.stream_time) == {0, 1}
+        standby = other_worker(app, tmp_path / "standby", views.table, "views")
+        standby.hold(standby.windows(owner.window))
+        transport = app.require_transport()
+        topic = views.table.stream_times.topic.name
+        for partition in range(PARTITIONS):
+            while await standby.follow(transport, partition) + await follow_stream_time(standby, transport, partition):
+                pass
+        found = await transport.end_offsets([TP(topic, p) for p in range(PARTITIONS)])
+        assert all(found.values())
+        for partition in range(PARTITIONS):  # the stream time kept with the offset reached, as a commit keeps it
+            kept = standby.standbys[partition].stream_time()
+            assert kept == (found[TP(topic, partition)], json.dumps(owner.stream_time[partition]).encode())
+        assert await follow_stream_time(standby, transport, 0) == 0  # (caught up)
+        read = sum([await standby.recover(transport, p, views.table.stream_times) for p in range(PARTITIONS)])
+        assert read == 0  # neither the changelog nor the stream-time topic: the standby had both
+        assert standby.rows.stream_time == owner.stream_time  # type: ignore[union-attr]
         standby.close()
 
 
