@@ -210,8 +210,9 @@ class Table(Recovering, TimeTravel, TableViews, WindowKinds, MutableMapping[K, V
 
         On Kafka with ``table_standby_replicas`` (``rocksdb://`` tables):
         the changelog offset each standby store has read to, and how many
-        offsets it is behind the changelog's end (as seen at most half a
-        second ago; what a takeover would read). Empty elsewhere.
+        offsets it is behind the changelog's end as the follower last saw
+        it (every half second once caught up; what a takeover would read
+        now). Empty elsewhere.
 
         >>> from streamnb import App
         >>> App("demo", broker="memory://").Table("counts", default=int).standby_progress
