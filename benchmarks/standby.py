@@ -1,6 +1,6 @@
 """Benchmark: a large table partition taken over after its owner is ``kill -9``ed, with and without a standby.
 
-    python benchmarks/standby.py [--keys 1000000,5000000] [--kafka 127.0.0.1:9092]
+    python benchmarks/standby.py [--keys 1000000,5000000] [--kafka 127.0.0.1:9092] [--restart]
 
 Two worker processes (``tests/workers/standby_worker.py``: a per-key count
 on ``rocksdb://``, each worker with its own datadir, as on two machines)
@@ -18,6 +18,15 @@ SIGKILL while events keep arriving on both partitions. Printed per run:
 - ``kill -> first event``: the same from the kill (adds Kafka's session
   timeout, 6 s here, until the group notices);
 - ``records read``: changelog records B's restore read at the takeover.
+
+With ``--restart``: a worker restarted on its datadir instead. The topic has
+four partitions, N keys spread over them; no standbys. Worker A restores
+all four, B joins (A keeps 0-1, B gets 2-3), A stops cleanly, B takes 0-1
+over (reading their whole changelogs), events keep arriving, and A starts
+again on the same datadir. Printed: the partitions A gets back, the
+changelog records its restores read (against the changelogs' length and
+what B read to take them over) and the seconds from A's start until they
+are restored (including the process's start).
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ class Worker:
         self.reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self.state = {}
         with open(self.log, "ab") as err:  # noqa: ASYNC230 - a local file, once
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, str(WORKER), json.dumps(self.config), stdout=subprocess.PIPE, stderr=err,
@@ -83,12 +93,13 @@ class Worker:
             await self.reader
 
 
-async def write_changelog(bootstrap: str, app_id: str, topic: str, keys: int) -> None:
-    """The input topic; N keys in changelog partition 0 and 100 in partition 1, written as the app writes them."""
+async def write_changelog(bootstrap: str, app_id: str, topic: str, keys: int, partitions: int = 2) -> None:
+    """The input topic and the changelog, written as the app writes it: N keys in partition 0 and 100 in
+    partition 1 (``partitions=2``), else N keys spread over every partition."""
     import streamnb as faust
     from streamnb.transport.base import ProducerRecord
 
-    app = faust.App(app_id, broker=f"kafka://{bootstrap}", topic_partitions=2, store="rocksdb://",
+    app = faust.App(app_id, broker=f"kafka://{bootstrap}", topic_partitions=partitions, store="rocksdb://",
                     datadir=tempfile.mkdtemp())
     table = app.Table("counts", default=int)
     transport = await app.connect()
@@ -96,7 +107,8 @@ async def write_changelog(bootstrap: str, app_id: str, topic: str, keys: int) ->
     await table.changelog.declare()
     name, batch = table.changelog.name, []
     for i in range(keys + 100):
-        batch.append(ProducerRecord(name, 0 if i < keys else 1, b'"k%d"' % i, b"1", 1_700_000_000.0))
+        partition = (0 if i < keys else 1) if partitions == 2 else i % partitions
+        batch.append(ProducerRecord(name, partition, b'"k%d"' % i, b"1", 1_700_000_000.0))
         if len(batch) == 100_000:
             await transport.send(batch)
             batch = []
@@ -104,7 +116,7 @@ async def write_changelog(bootstrap: str, app_id: str, topic: str, keys: int) ->
     await app.stop()
 
 
-async def feed(bootstrap: str, topic: str, stop: asyncio.Event) -> None:
+async def feed(bootstrap: str, topic: str, stop: asyncio.Event, partitions: int = 2) -> None:
     """An event on each partition every 20 ms, until ``stop``."""
     from aiokafka import AIOKafkaProducer
 
@@ -113,7 +125,7 @@ async def feed(bootstrap: str, topic: str, stop: asyncio.Event) -> None:
     try:
         i = 0
         while not stop.is_set():
-            for partition in (0, 1):
+            for partition in range(partitions):
                 await producer.send(topic, key=b"f%d" % i, value=b"1", partition=partition)
             i += 1
             await asyncio.sleep(0.02)
@@ -156,6 +168,46 @@ async def takeover(bootstrap: str, app_id: str, topic: str, replicas: int, folde
         await asyncio.gather(a.stop(), b.stop())
 
 
+async def restart(bootstrap: str, keys: int, away: float = 3.0) -> dict[str, Any]:
+    """One run of ``--restart`` (see the module docstring)."""
+    app_id = f"standby-restart-{uuid.uuid4().hex[:8]}"
+    topic = f"{app_id}-events"
+    await write_changelog(bootstrap, app_id, topic, keys, partitions=4)
+    run = Path(tempfile.mkdtemp(prefix="standby-restart-"))
+    base = {"bootstrap": bootstrap, "app_id": app_id, "topic": topic, "partitions": 4, "replicas": 0,
+            "kafka": FAST_GROUP, "report_interval": 0.1}
+    a = Worker({**base, "datadir": str(run / "a")}, run / "a.log")
+    b = Worker({**base, "datadir": str(run / "b")}, run / "b.log")
+    stop = asyncio.Event()
+    feeding = asyncio.ensure_future(feed(bootstrap, topic, stop, 4))
+    try:
+        await a.start()
+        await a.wait("A restores everything", lambda s: s.get("assigned") == [0, 1, 2, 3]
+                     and len(s.get("recovered", {})) == 4)
+        await b.start()
+        await b.wait("B gets two partitions", lambda s: len(s.get("assigned", ())) == 2
+                     and all(str(p) in s.get("recovered", {}) for p in s["assigned"]))
+        await a.wait("A keeps two", lambda s: len(s.get("assigned", ())) == 2)
+        mine = list(a.state["assigned"])
+        await a.stop()
+        await b.wait("B takes A's partitions over", lambda s: s.get("assigned") == [0, 1, 2, 3]
+                     and all(str(p) in s.get("recovered", {}) for p in mine))
+        b_read = sum(b.state["recovered"][str(p)][-1] for p in mine)
+        await asyncio.sleep(away)  # (events keep arriving: the tail A will read)
+        started = time.monotonic()
+        await a.start()
+        await a.wait("A is back", lambda s: len(s.get("assigned", ())) == 2
+                     and all(str(p) in s.get("recovered", {}) for p in s["assigned"]))
+        back = time.monotonic() - started
+        return {"held": mine, "back": list(a.state["assigned"]), "keys": keys, "b read": b_read,
+                "a read": sum(a.state["recovered"][str(p)][-1] for p in a.state["assigned"]), "seconds": back}
+    finally:
+        stop.set()
+        await feeding
+        await asyncio.gather(a.stop(), b.stop())
+        shutil.rmtree(run, ignore_errors=True)
+
+
 async def changelog_end(bootstrap: str, changelog: str) -> int:
     """The end offset of the changelog's partition 0 now."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -186,7 +238,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keys", default="1000000", help="comma-separated key counts of the large partition")
     parser.add_argument("--kafka", default=os.environ.get("STREAMNB_KAFKA", "127.0.0.1:9092"))
+    parser.add_argument("--restart", action="store_true", help="a worker restarted on its datadir instead")
     args = parser.parse_args()
+    if args.restart:
+        print("| keys (4 partitions) | A held | A got back | records A's restores read | records B read to take "
+              "them over | A's start -> restored (s) |")
+        print("|---|---|---|---|---|---|")
+        for keys in (int(k) for k in args.keys.split(",")):
+            row = asyncio.run(restart(args.kafka, keys))
+            print(f"| {keys:,} | {row['held']} | {row['back']} | {row['a read']:,} | {row['b read']:,} "
+                  f"| {row['seconds']:.2f} |", flush=True)
+        return
     print("| keys in the partition | standby | records read at takeover | rebalance -> first event (s) "
           "| kill -> first event (s) | owner's cold restore (s) |")
     print("|---|---|---|---|---|---|")

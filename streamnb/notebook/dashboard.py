@@ -329,7 +329,8 @@ def _tables_html(app: App) -> str:
         f"<div style='color:#cf222e'>&#9888; {escape(line)}</div>" for line in future_warnings(app)
     )
     return styled(
-        f"<details open><summary><b>tables</b></summary>{warnings}{_restoring_html(app)}<table><thead><tr>{head}"
+        f"<details open><summary><b>tables</b></summary>{warnings}{_restoring_html(app)}{_standby_html(app)}"
+        f"<table><thead><tr>{head}"
         f"</tr></thead><tbody>{body}</tbody></table></details>"
     )
 
@@ -340,6 +341,16 @@ def _restoring_html(app: App) -> str:
         f"<div>restoring {escape(t.name)} partition {p}: <progress value='{r.done}' max='{r.done + r.remaining}'>"
         f"</progress> {r.done:,} of {r.done + r.remaining:,} records</div>"
         for t in list(app.tables.values()) for p, r in sorted(t.restore_progress.items())
+    )
+
+
+def _standby_html(app: App) -> str:
+    """A line per table partition this worker keeps a standby replica of, and how far behind it is."""
+    return "".join(
+        f"<div>standby replica of {escape(t.name)} partition {p}: <progress value='{s.offset}' "
+        f"max='{s.offset + s.behind}'></progress> "
+        f"{'caught up' if s.behind <= 0 else f'{s.behind:,} records behind'} (offset {s.offset:,})</div>"
+        for t in list(app.tables.values()) for p, s in sorted(t.standby_progress.items())
     )
 
 

@@ -38,7 +38,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from ..errors import StreamnbError
-from ..tables.progress import restore_lines
+from ..tables.progress import restore_lines, standby_lines
 from . import awaiting
 from ._stats import agent_figures, future_warnings, join_lines
 from .awaiting import Pending, schedule, wait_for_magic
@@ -335,6 +335,7 @@ def status_text(app: App) -> str:
     )
     warnings = "".join(f"\nwarning: {line}" for line in future_warnings(app))
     warnings += "".join(f"\n{line}" for line in restore_lines(app.tables.values()))
+    warnings += "".join(f"\n{line}" for line in standby_lines(app.tables.values()))
     figures = agent_figures(app)
     if not figures:
         return head + "\n(no agents)" + warnings

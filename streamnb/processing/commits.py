@@ -392,12 +392,21 @@ class Committing:
         committed and others not; their changelogs (read ``read_committed``)
         say which. The partitions go from the tables now; the agent restarts
         from the committed offsets and its consumer's assignment recovers them.
+
+        Writes made since (the agent went on with another partition's batch
+        while the commit was under way) are undone first: they are in no
+        commit yet, so a table may not know their rows' partitions (a plain
+        table learns a key's partition when its change is collected), and
+        dropping the partitions alone would keep them, to be counted again.
         """
         participants = set(failed or ()) | set(self.txn.dirty)
         partitions = set(self._inflight_partitions) | {p for _t, p in self.pending}
         if self.consumer is not None:
             partitions |= {tp.partition for tp in self.consumer.assignment()}
-        self.txn.clear()
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s: forgetting uncommitted writes: table partitions %s are read again",
+                         self.owner, sorted(partitions))
+        self.txn.abort()  # the newest writes first (restore, then forget), then the partitions go
         self.dead_letters.discard()
         self.pending.clear()
         self.runs.queued.clear()

@@ -60,7 +60,7 @@ from ..errors import StoreLockedError, StoreWriteError
 from ..runtime import Runtime
 from ..topics import Topic
 from ..transport.base import TP, Message, ProducerRecord, Transport
-from .progress import RestoreTracker
+from .progress import RestoreTracker, StandbyProgress
 from .recovery import SLICE, STEP, hashable, load_pairs
 from .state.base import TableState
 from .state.event_time import EventTimeState
@@ -97,6 +97,8 @@ class TableStore:
         """The open store of every partition served (shared with :attr:`state`)."""
         self.standbys: dict[int, RocksDBStore] = {}
         """Stores of the partitions this worker keeps standby replicas of: following the changelog, not served."""
+        self.standby_ends: dict[int, int] = {}
+        """The changelog's end offset each standby store last saw (how far behind it is: :meth:`standby_progress`)."""
         self.held: TableState | None = None
         """The in-memory state whose changelog the stores keep (sliding, session, set, global, history
         tables), or None: the rows live in the stores (:attr:`rows`)."""
@@ -423,6 +425,7 @@ class TableStore:
                 store.apply((), begin)
         start = store.resume or 0
         end = (await transport.end_offsets([tp]))[tp]
+        self.standby_ends[partition] = end
         if start >= end:
             return 0
         msgs = await transport.read(tp, start, end, _READ_BATCH)
@@ -441,10 +444,21 @@ class TableStore:
         """``{partition: changelog offset}`` each standby store has read to."""
         return {p: s.resume or 0 for p, s in self.standbys.items()}
 
+    def standby_progress(self) -> dict[int, StandbyProgress]:
+        """``{partition: StandbyProgress(offset, behind)}`` of each standby store (behind: to the end last seen)."""
+        out = {}
+        for partition, store in list(self.standbys.items()):
+            end = self.standby_ends.get(partition)
+            if end is not None:  # (else just opened: its changelog's end is being asked for)
+                offset = store.resume or 0
+                out[partition] = StandbyProgress(offset, max(end - offset, 0))
+        return out
+
     def release_standbys(self, keep: set[int]) -> None:
         """Close the standby stores of partitions not in ``keep`` (their rows stay on disk)."""
         for partition in [p for p in self.standbys if p not in keep]:
             self.standbys.pop(partition).close()
+            self.standby_ends.pop(partition, None)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -4,7 +4,9 @@ A table partition that is being rebuilt (from its changelog, or from the
 tail of it on ``rocksdb://``) has a :class:`RestoreProgress` in
 ``table.restore_progress`` until it is done; the dashboard and
 ``%streamnb status`` show it, and the worker logs it every
-:data:`LOG_EVERY` seconds while a restore goes on.
+:data:`LOG_EVERY` seconds while a restore goes on. A standby replica
+(Kafka) reads a changelog the same way without ever finishing: where it
+stands is a :class:`StandbyProgress` in ``table.standby_progress``.
 
 >>> tracker = RestoreTracker("totals")
 >>> tracker.begin(0, 1_000)
@@ -24,7 +26,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-__all__ = ["LOG_EVERY", "RestoreProgress", "RestoreTracker", "restore_lines"]
+__all__ = ["LOG_EVERY", "RestoreProgress", "RestoreTracker", "StandbyProgress", "restore_lines", "standby_lines"]
 
 logger = logging.getLogger("streamnb")
 
@@ -108,4 +110,35 @@ def restore_lines(tables: Iterable[Any], width: int = 20) -> list[str]:
                 f"restoring table {table.name!r} partition {partition}: [{'#' * filled}{'.' * (width - filled)}] "
                 f"{p.done:,} of {p.done + p.remaining:,} records ({p.fraction:.0%})"
             )
+    return out
+
+
+class StandbyProgress(NamedTuple):
+    """Where the standby replica of one table partition stands (Kafka, ``table_standby_replicas``)."""
+
+    offset: int
+    """The changelog offset its store has read to."""
+    behind: int
+    """Changelog offsets still to read to the end, as last seen (0: caught up; a takeover reads only these)."""
+
+
+def standby_lines(tables: Iterable[Any]) -> list[str]:
+    """One text line per table with standby replicas here: each partition and how far behind (``%streamnb status``).
+
+    >>> class T:
+    ...     name, standby_progress = "totals", {0: StandbyProgress(5_000, 0), 3: StandbyProgress(800, 1_200)}
+    >>> standby_lines([T()])
+    ["standby replicas of table 'totals': partition 0 caught up (offset 5,000); partition 3 1,200 records behind \
+(offset 800)"]
+    """
+    out = []
+    for table in tables:
+        standby: dict[int, StandbyProgress] = getattr(table, "standby_progress", None) or {}
+        if standby:
+            parts = "; ".join(
+                f"partition {p} {'caught up' if s.behind <= 0 else f'{s.behind:,} records behind'} "
+                f"(offset {s.offset:,})"
+                for p, s in sorted(standby.items())
+            )
+            out.append(f"standby replicas of table {table.name!r}: {parts}")
     return out

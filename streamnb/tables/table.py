@@ -38,7 +38,7 @@ from .changelog import PLAIN_VALUES, ChangelogEncoder
 from .changes import ChangeFeed
 from .kinds import WindowKinds
 from .persistence import TableStore
-from .progress import RestoreProgress, RestoreTracker
+from .progress import RestoreProgress, RestoreTracker, StandbyProgress
 from .recovery import Recovering
 from .routing import event_of, final_record, late_record
 from .state.base import Closed, Dirty, PlainState, TableState
@@ -203,6 +203,22 @@ class Table(Recovering, TimeTravel, TableViews, WindowKinds, MutableMapping[K, V
     def recovered_partitions(self) -> set[int]:
         """Partitions rebuilt from the changelog (and owned) by this worker."""
         return self._recovered
+
+    @property
+    def standby_progress(self) -> dict[int, StandbyProgress]:
+        """``{partition: StandbyProgress(offset, behind)}`` of the standby replicas this worker keeps of the table.
+
+        On Kafka with ``table_standby_replicas`` (``rocksdb://`` tables):
+        the changelog offset each standby store has read to, and how many
+        offsets it is behind the changelog's end as the follower last saw
+        it (every half second once caught up; what a takeover would read
+        now). Empty elsewhere.
+
+        >>> from streamnb import App
+        >>> App("demo", broker="memory://").Table("counts", default=int).standby_progress
+        {}
+        """
+        return {} if self.persistence is None else self.persistence.standby_progress()
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -8,6 +8,9 @@ injected into its commit through
   (the partition's next producer fences it), the consumer goes back to the
   committed offsets and the table writes are undone (aiokafka #920), so the
   events count once, and the failure does not count against the event;
+* a transaction that fails while the agent goes on with another
+  partition's events (a commit runs while the next batch is processed):
+  those events' table writes, in no commit yet, are undone too;
 * a broker that stops answering in the middle of a transaction (the second
   broker of ``tests/kafka_tls.py``, paused with SIGSTOP) makes the commit
   fail within ``request_timeout`` instead of being retried forever
@@ -105,6 +108,44 @@ async def test_a_failed_transaction_is_aborted_rewound_and_undone(app_id: str, f
     assert changelog == dict(Counter(sent))
 
 
+async def test_a_failed_commit_undoes_the_writes_of_the_batch_processed_meanwhile(
+    app_id: str, fault_hook: list[Any]
+) -> None:
+    bootstrap = kafka_bootstrap()
+    # commit_interval=0: a commit starts after every partition's batch, and runs while the agent
+    # processes the next one (the other partition's).
+    app, _words, counts, count = word_app(app_id, f"kafka://{bootstrap}", commit_interval=0.0)
+    for name in (f"{app_id}-words", f"{app_id}-out"):
+        await create_topic(bootstrap, name, 2)
+    sent = [WORDS[i % len(WORDS)] for i in range(500)]
+    failed: list[TP] = []
+    uncommitted: list[int] = []  # changes and records in no commit yet when the commit failed
+
+    async def fail_once_the_rest_is_processed(step: str, tp: TP) -> None:
+        if step == "offsets_sent" and not failed:
+            failed.append(tp)
+            try:
+                await wait_until(lambda: count.events_processed == len(sent), timeout=20,
+                                 what="the agent processes the other partition's events during the commit")
+            finally:
+                uncommitted.append(sum(len(source.txn) for source in count._sources))
+            raise RuntimeError("injected: the transaction fails after the agent processed the next batch")
+
+    fault_hook.append(fail_once_the_rest_is_processed)
+    async with Producer(bootstrap) as producer:
+        await producer.send(f"{app_id}-words", [(word, word) for word in sent])
+    async with app:
+        await settle(app, timeout=90)
+        assert failed and uncommitted[0] > 0, "the agent processed no event while the failing commit was under way"
+        assert count.crashes == 1 and "injected" in repr(count.last_error.__cause__)
+        # The rows the other partition's events wrote were undone with the failed commit's: once each.
+        assert dict(counts.data) == dict(Counter(sent))
+    committed = await read_topic(bootstrap, f"{app_id}-out", isolation_level="read_committed")
+    assert Counter(json.loads(r.value) for r in committed) == Counter(sent)
+    changelog = await changelog_state(bootstrap, f"{app_id}-counts-changelog", "read_committed")
+    assert changelog == dict(Counter(sent))
+
+
 def _sender_tasks() -> int:
     """aiokafka producers' background sender tasks still running in this loop."""
     return sum(1 for t in asyncio.all_tasks() if "_sender_routine" in repr(t.get_coro()))
@@ -150,11 +191,23 @@ async def test_a_broker_that_stops_answering_mid_transaction_fails_the_commit_in
             await wait_until(lambda: dict(counts.data) == dict(Counter(sent)), timeout=60, what="the table is exact")
         except TimeoutError:  # say how it differs
             assert dict(counts.data) == dict(Counter(sent)), f"crashes={count.crashes} errors={count.errors}"
-        # No abandoned producer is still retrying: one sender task per open producer.
-        sources = list(count._sources)
-        producers = sum(len(s.consumer.transactions.producers) for s in sources if s.consumer.transactions)
-        await wait_until(lambda: _sender_tasks() == producers + 1, timeout=30,  # + the transport's own producer
-                         what=f"only the {producers + 1} open producers have sender tasks")
+        # No abandoned producer is still retrying: one sender task per open producer. (Counted live, once
+        # the restarted agent reads again: the broker may have committed the transactions the agent gave
+        # up on, so everything can be committed -- settled -- while the agent is still restarting.)
+        def senders() -> tuple[int, int]:
+            """(sender tasks expected: the open producers' and the transport's; -1 while restarting, running)."""
+            consumers = [s.consumer for s in list(count._sources) if s.consumer is not None]
+            if not consumers:
+                return (-1, _sender_tasks())
+            open_producers = sum(len(c.transactions.producers) for c in consumers if c.transactions is not None)
+            return (open_producers + 1, _sender_tasks())
+
+        try:
+            await wait_until(lambda: len(set(senders())) == 1, timeout=30,
+                             what="the sender tasks are those of the open producers once the agent reads again")
+        except TimeoutError:  # say how they differ
+            expected, running = senders()
+            assert running == expected, f"{running} aiokafka sender tasks for {expected} open producers"
         out: Counter[str] = Counter()
         for p in range(2):
             tp = TP(f"{app_id}-out", p)

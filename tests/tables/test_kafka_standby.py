@@ -32,7 +32,13 @@ from kafkahelpers import (
     wait_for,
 )
 
+import streamnb as faust
 from streamnb import naming
+from streamnb.notebook.dashboard import _tables_html
+from streamnb.notebook.magics import status_text
+from streamnb.tables.progress import StandbyProgress
+from streamnb.testing import wait_until
+from streamnb.transport.base import ProducerRecord
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -181,3 +187,134 @@ async def test_of_three_workers_the_one_with_the_standby_gets_the_killed_owners_
           f"which kept its standby; {other.name} did not")
     assert victim in holder.assigned and victim not in other.assigned, holder.describe() + other.describe()
     assert holder.state["recovered"][str(victim)][-1] < whole / 20
+
+
+async def test_a_restarted_worker_gets_back_the_partitions_it_has_state_for_and_reads_only_the_tail(
+    tmp_path: Path,
+) -> None:
+    """Four partitions, no standbys: a stops, b takes its two partitions, a comes back on the same datadir.
+
+    a's subscription carries the offsets of the stores it left on disk, so
+    the leader gives it back its own partitions (b keeps those only b has
+    state for) and a's restores read only what b wrote meanwhile. Told
+    nothing, the leader would let b keep a's partitions and give a b's,
+    whose whole changelogs it would read.
+    """
+    bootstrap = kafka_bootstrap()
+    app_id, topic = unique("restart"), unique("events")
+    changelog = naming.changelog_topic(app_id, "counts")
+    await create_topic(bootstrap, topic, 4)
+    a, b = (Worker(name, {**config(bootstrap, app_id, topic, tmp_path / name), "partitions": 4, "replicas": 0},
+                   tmp_path, SCRIPT) for name in "ab")
+    workers = [a, b]
+    n, away, after = 20_000, 1000, 1000
+    async with Producer(bootstrap) as producer:
+        try:
+            await a.start()
+            await wait_for(lambda: a.assigned == {0, 1, 2, 3}, 90, "a owns everything", workers)
+            await b.start()
+            await wait_for(lambda: len(a.assigned) == len(b.assigned) == 2 and a.assigned | b.assigned == {0, 1, 2, 3},
+                           90, "two partitions each", workers)
+            mine, theirs = a.assigned, b.assigned
+            await producer.send(topic, events(0, n))
+
+            async def settled() -> bool:
+                offsets = await committed(bootstrap, naming.consumer_group(app_id, "count"))
+                return offsets == await end_offsets(bootstrap, topic)
+
+            await poll(settled, 120, "all committed", workers)
+            await a.stop()  # (a clean stop: it leaves the group at once)
+            await wait_for(lambda: b.assigned == {0, 1, 2, 3} and all(str(p) in b.state["recovered"] for p in mine),
+                           90, "b took a's partitions", [b])
+            await producer.send(topic, events(n, away))
+            await poll(settled, 120, "b committed what came while a was away", [b])
+            whole = await end_offsets(bootstrap, changelog)
+            await a.start()  # the same datadir
+            await wait_for(lambda: a.assigned | b.assigned == {0, 1, 2, 3} and a.assigned and b.assigned
+                           and all(str(p) in a.state.get("recovered", {}) for p in a.assigned),
+                           90, "a is back", workers)
+            await producer.send(topic, events(n + away, after))
+            await poll(settled, 120, "everything committed after the restart", workers)
+        finally:
+            await asyncio.gather(*(w.stop() for w in workers))
+    reads = {int(p): r[-1] for p, r in a.state["recovered"].items()}
+    print(f"\na held {sorted(mine)} and gets back {sorted(a.assigned)}; its restores read {reads} changelog "
+          f"records of {({p: whole[p] for p in reads})} (b wrote {away} events' worth meanwhile)")
+    assert a.assigned == mine and b.assigned == theirs, "a was not given back the partitions it has state for"
+    assert all(whole[p] > 1000 for p in mine), "the changelog should be long enough to tell the tail from the whole"
+    assert all(reads[p] < whole[p] / 10 for p in mine), "a restore read the whole changelog, not the tail"
+    assert sum(reads.values()) > 0, "what b wrote while a was away should be read"
+    truth = await changelog_state(bootstrap, changelog)
+    assert truth == dict(Counter(f"k{i % KEYS}" for i in range(n + away + after))), "the counts are off"
+    assert a.state.get("errors", 0) == b.state.get("errors", 0) == 0
+
+
+async def test_the_standby_lag_is_readable_and_shown_while_it_catches_up(app_id: str, tmp_path: Path) -> None:
+    """Two workers in this process (own datadirs): the second follows the first's partition, from far behind.
+
+    ``table.standby_progress`` goes from some records behind to caught up,
+    and ``%streamnb status`` and the dashboard show it as it goes.
+    """
+    bootstrap = kafka_bootstrap()
+    records = 120_000  # per partition: several reads of 50,000
+    topic = f"{app_id}-events"
+    await create_topic(bootstrap, topic, PARTITIONS)
+
+    def worker(name: str) -> tuple[faust.App, Any]:
+        app = faust.App(app_id, broker=f"kafka://{bootstrap}", topic_partitions=PARTITIONS, store="rocksdb://",
+                        datadir=str(tmp_path / name), table_standby_replicas=1, commit_interval=0.1, **FAST_GROUP)
+        table = app.Table("counts", default=int)
+
+        @app.agent(app.topic(topic, key_type=str, value_type=int))
+        async def count(stream):  # type: ignore[no-untyped-def]
+            async for key, _value in stream.items():
+                table[key] += 1
+
+        return app, table
+
+    (a, counts_a), (b, counts_b) = worker("a"), worker("b")
+    async with a:  # a holds both partitions; their changelogs get long (written as a long run would have)
+        await wait_until(lambda: counts_a.recovered_partitions == {0, 1}, 60, what="a owns everything")
+        transport = a.require_transport()
+        name = counts_a.changelog.name
+        for at in range(0, records, 20_000):
+            await transport.send([ProducerRecord(name, p, b'"k%d-%d"' % (p, i), b"1", 1.0, ())
+                                  for p in range(PARTITIONS) for i in range(at, at + 20_000)])
+        seen: list[dict[int, StandbyProgress]] = []
+        shown: list[tuple[str, str]] = []
+
+        async def watch() -> None:
+            while True:
+                now = counts_b.standby_progress
+                if now and (not seen or now != seen[-1]):
+                    seen.append(now)
+                    shown.append((status_text(b), _tables_html(b)))
+                await asyncio.sleep(0)
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            async with b:
+                await wait_until(lambda: len(a.owned_partitions()) == len(b.owned_partitions()) == 1, 60,
+                                 what="one partition each")
+                (theirs,) = a.owned_partitions()
+                await wait_until(lambda: counts_b.standby_progress.get(theirs, StandbyProgress(0, 1)).behind == 0
+                                 and counts_b.standby_progress[theirs].offset >= records, 60,
+                                 what="b's standby of a's partition caught up")
+                caught_up = (status_text(b), _tables_html(b), a.standby_partitions(), counts_a.standby_progress)
+        finally:
+            watcher.cancel()
+    assert b.standby_partitions() == set() and counts_b.standby_progress == {}  # (stopped: none kept)
+    behind = [s[theirs].behind for s in seen if theirs in s]
+    print(f"\nb's standby of partition {theirs}, records behind as seen: {behind[:6]} ... {behind[-3:]}")
+    assert all(set(s) == {theirs} for s in seen), "b keeps a standby only of a's partition"
+    assert behind[-1] == 0 and any(0 < n < records for n in behind), "never seen catching up"
+    assert behind == sorted(behind, reverse=True), "nothing was written meanwhile: the lag only shrinks"
+    offsets = [s[theirs].offset for s in seen]
+    assert offsets == sorted(offsets) and offsets[-1] >= records
+    text, html = next(x for x, s in zip(shown, seen, strict=True) if 0 < s[theirs].behind < records)
+    assert f"standby replicas of table 'counts': partition {theirs} " in text and "records behind (offset" in text
+    assert f"standby replica of counts partition {theirs}: <progress value=" in html and "records behind" in html
+    text, html, a_standbys, a_progress = caught_up
+    assert f"standby replicas of table 'counts': partition {theirs} caught up (offset" in text
+    assert "caught up" in html
+    assert a_standbys == {1 - theirs} and set(a_progress) == {1 - theirs}  # (a keeps b's partition's)

@@ -15,7 +15,8 @@ import pytest
 
 import streamnb as faust
 from streamnb.tables.persistence import TableStore
-from streamnb.tables.standby import DatadirPeers, StandbyReplicas
+from streamnb.tables.standby import DatadirPeers, StandbyReplicas, follow_stream_time
+from streamnb.tables.state.stored_windows import StoredWindowedState
 from streamnb.tables.stores.rocksdb import RocksDBStore
 from streamnb.testing import settle, wait_until
 from streamnb.transport.base import TP
@@ -37,11 +38,11 @@ def make_app(app_id: str, broker: str, datadir: Path) -> tuple[faust.App, Any, A
     return app, words, counts
 
 
-def other_worker(app: faust.App, datadir: Path, counts: Any) -> TableStore:
+def other_worker(app: faust.App, datadir: Path, counts: Any, name: str = "counts") -> TableStore:
     """The table's store side as a worker with its own datadir has it (another machine)."""
     runtime = SimpleNamespace(datadir=datadir, id=app.id, store_memory=8 << 20,
                               processing_guarantee=app.processing_guarantee)
-    return TableStore(runtime, "counts", counts.changelog)  # type: ignore[arg-type]
+    return TableStore(runtime, name, counts.changelog)  # type: ignore[arg-type]
 
 
 async def ends(app: faust.App, counts: Any) -> dict[int, int]:
@@ -95,6 +96,45 @@ async def test_a_standby_store_follows_the_changelog_unserved_and_its_takeover_r
         standby.close()
 
 
+async def test_a_windowed_tables_standby_keeps_its_stream_time_and_the_takeover_reads_none_of_its_topic(
+    durable_broker: str, app_id: str, tmp_path: Path
+) -> None:
+    app = faust.App(app_id, broker=durable_broker, topic_partitions=PARTITIONS, datadir=str(tmp_path / "owner"))
+    events = app.topic(f"{app_id}-events", key_type=str, value_type=int)
+    views = app.Table("views", default=int, store="rocksdb://").tumbling(10, expires=30)
+
+    @app.agent(events)
+    async def count(stream: Any) -> None:
+        async for event in stream.events():
+            views[event.key] += 1
+
+    async with app:
+        await wait_until(lambda: views.table.recovered_partitions == {0, 1}, 30)
+        for i in range(60):
+            await events.send(key=f"k{i % 6}", value=1, timestamp=1000.0 + i)
+            if i % 20 == 19:
+                await settle(app)  # (a few commits: a few stream-time records per partition)
+        owner = views.state
+        assert isinstance(owner, StoredWindowedState) and set(owner.stream_time) == {0, 1}
+        standby = other_worker(app, tmp_path / "standby", views.table, "views")
+        standby.hold(standby.windows(owner.window))
+        transport = app.require_transport()
+        topic = views.table.stream_times.topic.name
+        for partition in range(PARTITIONS):
+            while await standby.follow(transport, partition) + await follow_stream_time(standby, transport, partition):
+                pass
+        found = await transport.end_offsets([TP(topic, p) for p in range(PARTITIONS)])
+        assert all(found.values())
+        for partition in range(PARTITIONS):  # the stream time kept with the offset reached, as a commit keeps it
+            kept = standby.standbys[partition].stream_time()
+            assert kept == (found[TP(topic, partition)], json.dumps(owner.stream_time[partition]).encode())
+        assert await follow_stream_time(standby, transport, 0) == 0  # (caught up)
+        read = sum([await standby.recover(transport, p, views.table.stream_times) for p in range(PARTITIONS)])
+        assert read == 0  # neither the changelog nor the stream-time topic: the standby had both
+        assert standby.rows.stream_time == owner.stream_time  # type: ignore[union-attr]
+        standby.close()
+
+
 async def test_a_standby_leaves_a_store_another_owner_holds_alone(
     durable_broker: str, app_id: str, tmp_path: Path
 ) -> None:
@@ -116,6 +156,40 @@ async def test_a_standby_leaves_a_store_another_owner_holds_alone(
         assert set(standby.standbys) == {1}
         standby.close()
         assert not standby.standbys
+
+
+async def test_a_restarted_worker_tells_the_offsets_of_the_stores_it_left_on_disk(
+    durable_broker: str, app_id: str, tmp_path: Path
+) -> None:
+    """What the assignment hears of a worker's state covers stores not open yet (read once, read-only)."""
+    app, words, counts = make_app(app_id, durable_broker, tmp_path / "data")
+    async with app:
+        for i in range(200):
+            await words.send(key=f"w{i % 30}", value=f"w{i % 30}")
+        await settle(app)
+        before = await ends(app, counts)
+        assert app.standbys.offsets() == before  # (the open stores)
+    assert all(before.values())
+    again, _words, _counts = make_app(app_id, durable_broker, tmp_path / "data")  # the restarted worker
+    await again.connect()
+    try:
+        disk = again.standbys.disk
+        assert again.standbys.offsets() == before and disk.reads == PARTITIONS
+        assert again.standbys.offsets() == before and disk.reads == PARTITIONS  # (unchanged files: not read again)
+        store = RocksDBStore(tmp_path / "data" / app_id / "counts" / "1", 8 << 20)
+        store.open()
+        store.apply([(b'"w1"', b"99")], before[1] + 5)
+        assert again.standbys.offsets() == {**before, 1: before[1] + 5}  # (held by another process: as it stands)
+        store.close()
+        assert again.standbys.offsets() == {**before, 1: before[1] + 5} and disk.reads == PARTITIONS + 2
+        theirs = make_app(app_id, "memory://", tmp_path / "data")[0]  # another broker: its changelog, not these
+        await theirs.connect()
+        try:
+            assert theirs.standbys.offsets() == {}
+        finally:
+            await theirs.stop()
+    finally:
+        await again.stop()
 
 
 def test_workers_sharing_a_datadir_see_each_other_and_a_dead_ones_file_goes(tmp_path: Path) -> None:

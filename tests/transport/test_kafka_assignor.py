@@ -28,6 +28,19 @@ def test_members_keep_what_they_held_up_to_their_fair_share() -> None:
     assert plan(4, [greedy, member("b")], 0).active == {"m-a": {0, 1}, "m-b": {2, 3}}
 
 
+def test_a_restarted_worker_gets_back_the_partitions_it_has_state_for() -> None:
+    """b took a's partitions 0-1 while a was away (and keeps 2-3, which only b has state for): a gets 0-1 back.
+
+    Range order would have b keep 0-1 and give a 2-3, whose state a last held long ago.
+    """
+    b = member("b", {0, 1, 2, 3}, {0: 1100, 1: 1000, 2: 900, 3: 950})
+    back = member("a", set(), {0: 1000, 1: 940, 2: 3, 3: 0})  # a's stores on disk: 0-1 as it stopped, 2-3 stale
+    result = plan(4, [b, back], 0)
+    assert result.active == {"m-a": {0, 1}, "m-b": {2, 3}}
+    assert plan(4, [b, member("a")], 0).active == {"m-a": {2, 3}, "m-b": {0, 1}}  # (a that tells nothing)
+    assert plan(4, [b, back], 1).standby == {"m-a": {2, 3}, "m-b": {0, 1}}
+
+
 def test_a_killed_owners_partitions_go_to_the_members_with_their_standbys() -> None:
     """Range order would give b partitions 0-2 and c 3-5; the standbys decide instead."""
     b = member("b", {2, 3}, {2: 50, 3: 60, 1: 40})  # b keeps a standby of 1

@@ -43,11 +43,11 @@ import shutil
 import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...errors import ConfigurationError, StoreLockedError
 
-__all__ = ["FORMAT_VERSION", "RocksDBStore"]
+__all__ = ["FORMAT_VERSION", "Checkpoint", "RocksDBStore", "read_checkpoint"]
 
 logger = logging.getLogger("streamnb")
 
@@ -279,3 +279,51 @@ class RocksDBStore:
         self.db.write(batch)
         if resume is not None:
             self.resume = resume
+
+
+class Checkpoint(NamedTuple):
+    """What a store on disk says about itself, read without opening it for writing (:func:`read_checkpoint`)."""
+
+    resume: int
+    """Where reading its changelog partition resumes."""
+    origin: str | None
+    """The URL of the broker whose changelog it follows."""
+    layout: str
+    """The layout of its rows (see :attr:`RocksDBStore.layout`)."""
+
+
+def read_checkpoint(path: Path) -> Checkpoint | None:
+    """The checkpoint of the store in ``path``, opened read-only (no lock taken), or None.
+
+    None when there is no store there, it never read its changelog, it is of
+    another format or it cannot be read. Cheap for a closed store (a few
+    milliseconds); a store open in another process is read as its
+    write-ahead log stands.
+
+    >>> import tempfile
+    >>> store = RocksDBStore(Path(tempfile.mkdtemp()) / "0", 4 << 20)
+    >>> store.open(); store.apply([(b'"ann"', b"3")], resume=41); store.origin = "kafka://k:9092"
+    >>> read_checkpoint(store.path)   # (while it is open, too)
+    Checkpoint(resume=41, origin='kafka://k:9092', layout='')
+    >>> store.close(); read_checkpoint(store.path / "nothing") is None
+    True
+    """
+    if not (path / "CURRENT").is_file():
+        return None
+    import rocksdict
+
+    try:
+        db = rocksdict.Rdict(str(path), rocksdict.Options(raw_mode=True), access_type=rocksdict.AccessType.read_only())
+    except Exception:  # noqa: BLE001 - unreadable: as good as no state (its restore wipes it)
+        return None
+    try:
+        resume, version, origin, layout = (db.get(k) for k in (_RESUME, _VERSION, _ORIGIN, _LAYOUT))
+    finally:
+        db.close()
+    if resume is None or version != FORMAT_VERSION:
+        return None
+    return Checkpoint(
+        int.from_bytes(resume, "big"),
+        None if origin is None else bytes(origin).decode(errors="replace"),
+        "" if layout is None else bytes(layout).decode(errors="replace"),
+    )

@@ -7,7 +7,9 @@ state (``rocksdb://`` stores, active or standby) has read the changelogs
 runs :func:`plan`, which numbers partitions across the group's topics (they
 are co-partitioned: partition ``p`` of every topic goes to one member):
 
-1. each member keeps the partitions it held, up to its fair share;
+1. each member keeps the partitions it held, up to its fair share; one
+   that held more keeps first those whose state the other workers lack
+   most (a worker back from a restart gets back what it has state for);
 2. a partition left over goes to the member whose local state of it read
    furthest (a standby replica, or an earlier owner), if it has room;
 3. the rest fill the members with room in order, as Kafka's *range*
@@ -95,7 +97,7 @@ def plan(count: int, members: Sequence[Member], replicas: int) -> Plan:
         return Plan({}, {})
     shares = _Shares(count, [m.id for m in order])
     for m in order:  # 1. sticky
-        for p in sorted(m.owned):
+        for p in sorted(m.owned, key=lambda p: (-_lead(m, p, order), p)):
             if p < count and p not in shares.owner and shares.room(m.id):
                 shares.give(p, m.id)
     for p in range(count):  # 2. where its state is
@@ -106,6 +108,19 @@ def plan(count: int, members: Sequence[Member], replicas: int) -> Plan:
         if p not in shares.owner:
             shares.give(p, next(m.id for m in order if shares.room(m.id)))
     return Plan(shares.active, _standbys(count, order, shares.owner, replicas))
+
+
+def _lead(member: Member, partition: int, order: Sequence[Member]) -> float:
+    """How far ``member``'s state of ``partition`` is ahead of the best other worker's (inf: none has any).
+
+    >>> a, b = Member("m-a", "a", (), frozenset({0, 1}), {0: 90, 1: 90}), Member("m-b", "b", (), frozenset(), {0: 80})
+    >>> _lead(a, 0, [a, b]), _lead(a, 1, [a, b])
+    (10, inf)
+    """
+    others = [m.state[partition] for m in order if m.worker != member.worker and partition in m.state]
+    if not others:
+        return float("inf")
+    return member.state.get(partition, 0) - max(others)
 
 
 def _standbys(count: int, order: Sequence[Member], owner: Mapping[int, str], replicas: int) -> dict[str, set[int]]:

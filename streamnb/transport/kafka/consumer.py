@@ -193,6 +193,7 @@ class KafkaConsumer(Consumer):
         Partitions without one start as ``auto_offset_reset`` says.
         """
         committed = await self.transport.committed(self.group, tps)
+        log.debug("%r: committed offsets after fencing: %s", self, sorted(committed.items()))
         fresh = []
         for tp in tps:
             atp = TopicPartition(tp.topic, tp.partition)
