@@ -26,9 +26,9 @@ class View(faust.Record):
     user: str
 
 
-def shop(url: str) -> tuple[faust.App, Any, Any, Any]:
-    """The app: page views re-keyed by page, counted in a plain and a tumbling-window table."""
-    app = faust.App("shop", broker=url, topic_partitions=4)
+def shop(url: str, store: str | None = None) -> tuple[faust.App, Any, Any, Any]:
+    """The app: page views re-keyed by page, counted in a plain and a tumbling-window table (on ``store``)."""
+    app = faust.App("shop", broker=url, topic_partitions=4, **({} if store is None else {"store": store}))
     views = app.topic("views", value_type=View)
     counts = app.Table("counts", default=int)
     windows = app.Table("windows", default=int).tumbling(10, expires=1e9)

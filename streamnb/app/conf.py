@@ -15,7 +15,7 @@ from datetime import UTC
 from typing import Any, Protocol
 
 from ..errors import ConfigurationError
-from ..tables.stores import check_store
+from ..tables.stores import MEMORY, check_store
 from .settings import (
     APP_SETTINGS,
     FAUST_DEFAULT_WEB_PORT,
@@ -138,6 +138,10 @@ class Settings:
         """``app.conf.store = ...``: the store of tables defined afterwards (an error if earlier ones took the old)."""
         app, new = self._app, check_store(value)
         if new != app.store:
+            if new == MEMORY and app.state == "init":  # (Faust's testing fixture) tables that followed the app follow
+                for table in app.tables.values():
+                    if getattr(table, "store_named", True) is False:
+                        table.keep_in_memory()
             taken = sorted(t.name for t in app.tables.values() if getattr(t, "store", new) == app.store)
             if taken:
                 raise ConfigurationError(

@@ -46,7 +46,7 @@ from .state.event_time import EventTimeState
 from .state.stored import StoredState
 from .state.stored_windows import StoredWindowedState
 from .state.windowing import windowed_state
-from .stores import ROCKSDB, check_store
+from .stores import MEMORY, ROCKSDB, check_store
 from .streamtime import StreamTimeTopic
 from .timetravel import TimeTravel
 from .views import TableViews
@@ -121,6 +121,8 @@ class Table(Recovering, TimeTravel, TableViews, WindowKinds, MutableMapping[K, V
         self._encoder = ChangelogEncoder(self.changelog, name)
         self.store = check_store(app.store if store is None else store)
         """Where the rows live: ``memory://`` or ``rocksdb://`` (see :mod:`streamnb.tables.stores`)."""
+        self.store_named = store is not None
+        """False when the table took the app's store (it follows ``app.conf.store = "memory://"`` until started)."""
         self.persistence: TableStore | None = None
         """The RocksDB side of a ``rocksdb://`` table, else None."""
         self.restore_tracker = RestoreTracker(name)
@@ -167,6 +169,22 @@ class Table(Recovering, TimeTravel, TableViews, WindowKinds, MutableMapping[K, V
         self.use_state(old.state)
         self._recovered = old.recovered_partitions
         self.version = old.version + 1
+
+    def keep_in_memory(self) -> None:
+        """Keep the rows in memory from now on (``app.conf.store = "memory://"`` before the app starts).
+
+        For a table that named no ``store=`` and took the app's ``rocksdb://``.
+        """
+        persistence, window = self.persistence, getattr(self, "window", None)
+        if persistence is None:
+            return
+        persistence.close()
+        self.persistence, self.store = None, MEMORY
+        state = persistence.held or PlainState()  # (a state held in memory stays as it is)
+        if isinstance(persistence.rows, StoredWindowedState) and window is not None:
+            state = windowed_state(self.name, state, window.window, None, self.default, self.value_type)
+            window.use_state(state)
+        self.use_state(state)
 
     def use_state(self, state: TableState) -> None:
         """Keep rows in ``state`` from now on (how a table becomes windowed)."""
@@ -237,15 +255,20 @@ class Table(Recovering, TimeTravel, TableViews, WindowKinds, MutableMapping[K, V
         return iter(self.data)
 
     def estimated_len(self) -> int:
-        """About ``len(table)``, without a scan: RocksDB's estimate on ``rocksdb://`` (exact in memory).
+        """About ``len(table)``, without a scan of a large table: exact in memory and below :attr:`exact_below`
+        rows, else RocksDB's estimate (which counts overwritten rows until a compaction).
 
         >>> from streamnb import App
         >>> App("demo", broker="memory://").Table("t", default=int).estimated_len()
         0
         """
         if isinstance(self.state, (StoredState, StoredWindowedState)):
-            return self.state.estimate()
+            estimate = self.state.estimate()
+            return len(self) if estimate <= self.exact_below else estimate
         return len(self)
+
+    exact_below: int = 10_000
+    """:meth:`estimated_len` counts a stored table exactly up to this estimate (a scan of that many rows)."""
 
     def __len__(self) -> int:
         return len(self.data)

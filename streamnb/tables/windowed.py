@@ -175,6 +175,10 @@ class WindowedTable:
         self._by_stream = relative_to == "stream"
         self._update = state.update
 
+    def use_state(self, state: WindowKeeper) -> None:
+        """Keep the windows in ``state`` from now on (the table's rows moved to another store)."""
+        self.state, self._update = state, state.update
+
     # -- configuration -----------------------------------------------------------------------
 
     @property
