@@ -142,7 +142,8 @@ class Settings:
                 for table in app.tables.values():
                     if getattr(table, "store_named", True) is False:
                         table.keep_in_memory()
-            taken = sorted(t.name for t in app.tables.values() if getattr(t, "store", new) == app.store)
+            taken = sorted(t.name for t in app.tables.values()
+                           if getattr(t, "store", new) == app.store and not getattr(t, "store_named", False))
             if taken:
                 raise ConfigurationError(
                     f"app.conf.store = {new!r} comes after table(s) {', '.join(map(repr, taken))} took the app's "

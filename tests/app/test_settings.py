@@ -6,12 +6,14 @@ import logging
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import streamnb
 from streamnb.app import settings
 from streamnb.errors import ConfigurationError
+from streamnb.testing import settle
 
 
 def unique(prefix: str = "conf") -> str:
@@ -170,3 +172,29 @@ def test_settings_read_once_cannot_change_after_app(name: str) -> None:
     app = streamnb.App(f"s{uuid.uuid4().hex[:8]}", broker="memory://")
     with pytest.raises(ConfigurationError, match=f"app.conf.{name} cannot change after App.*{name}="):
         setattr(app.conf, name, None)
+
+
+async def test_conf_store_memory_before_the_start_moves_tables_that_followed_the_app(tmp_path: Path) -> None:
+    """Faust's testing fixture sets ``app.conf.store = "memory://"`` after the module defined its tables."""
+    app = streamnb.App(f"s{uuid.uuid4().hex[:8]}", broker="memory://", store="rocksdb://", datadir=tmp_path)
+    counts = app.Table("counts", default=int)
+    windows = app.Table("windows", default=int).tumbling(10, expires=100)
+    named = app.Table("named", default=int, store="rocksdb://")
+    app.conf.store = "memory://"
+    assert (counts.store, windows.table.store, named.store) == ("memory://", "memory://", "rocksdb://")
+    assert counts.persistence is None and windows.table.persistence is None and named.persistence is not None
+    clicks = app.topic("clicks", key_type=str, value_type=str)
+
+    @app.agent(clicks)
+    async def count(stream: Any) -> None:
+        async for page in stream:
+            counts[page] += 1
+            windows[page] += 1
+
+    async with app:
+        for _ in range(3):
+            await clicks.send(key="home", value="home", timestamp=5.0)
+        await settle(app)
+        assert counts["home"] == 3 and windows["home"][5.0] == 3
+        assert dict(counts.items()) == {"home": 3}
+    assert not (tmp_path / app.id / "counts").exists() and not (tmp_path / app.id / "windows").exists()
