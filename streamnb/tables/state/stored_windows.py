@@ -39,7 +39,7 @@ from ...transaction import MISSING, Transaction
 from ..stores.windowkeys import BY_TIME, END_BY_TIME, split_time_key, time_bytes, window_key
 from ..windows import WindowRange
 from .base import Change, Closed, Dirty
-from .event_time import NEVER, STREAM_TIME_KEY
+from .event_time import NEVER, STREAM_TIME_KEY, first_write
 from .fixed import KeyWrites
 from .window_cache import WindowCache
 
@@ -127,18 +127,8 @@ class StoredWindowedState(WindowCache):
         self, inner: dict[float, Any], undo: dict[float, list[Any]], key: Any, w: WindowRange, partition: int,
         op: Callable[[Any, Any], Any], operand: Any, default: Callable[[], Any] | None,
     ) -> None:
-        from .event_time import replace
-
-        if default is not None:
-            value = op(default(), operand)
-        elif op is replace:
-            value = operand
-        else:
-            raise KeyError(f"{key!r} has no value in window {tuple(w)} and the table has no default")
-        start = w[0]
-        if start not in undo:
-            undo[start] = [partition, MISSING]
-        inner[start] = value
+        """The first write of ``key``'s window ``w``: its value, its undo entry; it is fresh (not in the store)."""
+        start = first_write(inner, undo, key, w, partition, op, operand, default)
         self._cached += 1
         self.home[key] = partition
         self.fresh[(key, start)] = (self._gen, partition)
