@@ -44,14 +44,16 @@ from .routing import event_of, final_record, late_record
 from .state.base import Closed, Dirty, PlainState, TableState
 from .state.event_time import EventTimeState
 from .state.stored import StoredState
+from .state.stored_sessions import StoredSessionState
 from .state.stored_windows import StoredWindowedState
-from .state.windowing import windowed_state
+from .state.window_cache import WindowCache
+from .state.windowing import merge_function, windowed_state
 from .stores import ROCKSDB, check_store
 from .streamtime import StreamTimeTopic
 from .timetravel import TimeTravel
 from .views import TableViews
 from .windowed import WindowedTable
-from .windows import HoppingWindow, TumblingWindow, WindowRange
+from .windows import HoppingWindow, SessionWindow, TumblingWindow, WindowRange
 
 __all__ = ["Table"]
 
@@ -227,7 +229,7 @@ class Table(Recovering, TimeTravel, TableViews, WindowKinds, MutableMapping[K, V
         >>> App("demo", broker="memory://").Table("t", default=int).estimated_len()
         0
         """
-        if isinstance(self.state, (StoredState, StoredWindowedState)):
+        if isinstance(self.state, (StoredState, WindowCache)):
             return self.state.estimate()
         return len(self)
 
@@ -437,9 +439,19 @@ class Table(Recovering, TimeTravel, TableViews, WindowKinds, MutableMapping[K, V
         return self.window
 
     def _stored_windows(self, window: Any, merge: Callable[[Any, Any], Any] | None) -> Any:
-        """On ``rocksdb://``, tumbling and hopping windows live in the stores (None: another kind of state)."""
+        """On ``rocksdb://``, tumbling, hopping and session windows live in the stores (None: another kind of state)."""
         persistence = self.persistence
-        if persistence is None or self.history_kept or not isinstance(window, (TumblingWindow, HoppingWindow)):
+        if persistence is None or self.history_kept:
+            return None
+        if isinstance(window, SessionWindow):
+            fn = merge_function(self.name, window, merge, self.default, self.value_type)
+            old = self.state
+            if isinstance(old, StoredSessionState):  # redefined (with other settings: the sessions stay)
+                old.rewindow(window)
+                old.merge = fn
+                return old
+            return persistence.sessions(window, fn)
+        if not isinstance(window, (TumblingWindow, HoppingWindow)):
             return None
         windowed_state(self.name, PlainState(), window, merge, self.default, self.value_type)  # (checks merge=)
         old = self.state
@@ -449,7 +461,7 @@ class Table(Recovering, TimeTravel, TableViews, WindowKinds, MutableMapping[K, V
         return persistence.windows(window)
 
     def __repr__(self) -> str:
-        if isinstance(self.state, (StoredState, StoredWindowedState)):
+        if isinstance(self.state, (StoredState, WindowCache)):
             return f"<Table {self.name!r} rows~{self.state.estimate()} store={self.store}>"
         return f"<Table {self.name!r} rows={len(self.data)}>"
 
