@@ -37,7 +37,7 @@ pytestmark = pytest.mark.slow
 
 # Window rules only (no restart), and each case takes seconds: the module runs on memory://, and
 # the kinds whose windows live in the stores on rocksdb:// (tumbling, hopping, session) run there too
-# (test_..._on_rocksdb); the restarts on rocksdb:// are in test_stored_kinds.py and test_event_time_restarts.py.
+# (test_windows_in_the_stores_...); restarts on rocksdb://: test_stored_kinds.py, test_event_time_restarts.py.
 TABLE_STORES = ["memory://"]
 
 PER_KIND = 120
@@ -189,9 +189,9 @@ async def test_windows_finals_and_late_counts_equal_kafka_streams(kind: str) -> 
     await equal_kafka_streams(kind, "memory://")
 
 
-@pytest.mark.parametrize("kind", ["session"])
+@pytest.mark.parametrize("kind", ["tumbling", "hopping", "session"])
 async def test_windows_in_the_stores_equal_kafka_streams_on_rocksdb(kind: str) -> None:
-    """The same cases with the windows in RocksDB (``StoredSessionState``): the same finals and late counts."""
+    """The same cases with the windows in RocksDB (``StoredWindowedState``, ``StoredSessionState``): the same."""
     await equal_kafka_streams(kind, "rocksdb://")
 
 

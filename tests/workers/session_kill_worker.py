@@ -89,7 +89,7 @@ def expected(inputs: list[tuple[int, Any]]) -> dict[str, Any]:
     state = SessionState(SessionWindow(GAP, expires=EXPIRES, grace=GRACE), operator.add)
     dirty: Dirty[Any] = Dirty()
     for p, m in inputs:
-        state.update(dirty, json.loads(m.key), operator.add, 1, m.timestamp, p, int)
+        state.update(dirty, m.key.decode(), operator.add, 1, m.timestamp, p, int)  # (str keys: raw UTF-8)
     closed = {name(c.key, *c.window): c.value for c in state.before_commit(None, dirty)}
     open_ = {name(k, *w): v for (k, w), v in state.items() if not state.is_closed(k, w)}
     return {"finals": closed, "open": open_, "stream_time": {str(p): t for p, t in state.stream_time.items()}}
