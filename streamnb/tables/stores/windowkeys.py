@@ -168,18 +168,24 @@ class SessionKeys(WindowKeys):
     >>> keys = SessionKeys(lambda k: json.dumps(k).encode(), lambda b: json.loads(b))
     >>> [(k[:1], len(k)) for k, _v in keys.ops([(b'["ann",[60.0,75.5]]', b"3")])]
     [(b'w', 26), (b'x', 22)]
+    >>> [k for k, _v in keys.ops([(b'["ann",[60.0,75.5]]', b"3")])] == [
+    ...     k for k, _v in keys.ops([(b'["ann", [60.0, 75.5]]', b"3")])]
+    True
     """
 
     def ops(self, pairs: Iterable[tuple[bytes | None, bytes | None]]) -> Iterator[tuple[bytes, bytes | None]]:
         """The store writes (value None: a delete) of changelog records ``([key, [start, end]], value or None)``."""
-        decode, encode = self.decode_key, self.encode_key
+        split = self.split
         for kb, vb in pairs:
             if kb is None:
                 continue
-            try:
-                key, (start, end) = decode(kb)
-                k, at = encode(key), time_bytes(float(start)) + time_bytes(float(end))
-            except (TypeError, ValueError):
+            k, start = split(kb)  # (the key's bytes cut out of the JSON as they are, where they can be)
+            if k is None:
                 continue  # not a session: an older version's stream time
-            yield BY_KEY + len(k).to_bytes(4, "big") + k + at, vb
-            yield BY_TIME + at[8:] + at[:8] + k, None if vb is None else b""
+            try:
+                end = float(kb[kb.rfind(b",") + 1 : -2])  # [key,[start,end]]
+            except ValueError:
+                end = float(self.decode_key(kb)[1][1])
+            at = time_bytes(end)
+            yield BY_KEY + len(k).to_bytes(4, "big") + k + time_bytes(start) + at, vb
+            yield BY_TIME + at + time_bytes(start) + k, None if vb is None else b""
