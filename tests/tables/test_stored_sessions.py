@@ -187,3 +187,19 @@ def test_local_kill9_keeps_sessions_and_finals_exact(tmp_path: Path) -> None:
     assert all(n == 1 for n in ours["sent"].values()), {k: n for k, n in ours["sent"].items() if n > 1}
     assert ours["open"] == expected["open"]
     assert ours["stream_time"] == expected["stream_time"]
+
+
+async def test_keys_whose_sessions_expired_leave_the_cache(
+    app_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys come and go: the cache stays within its size though its keys' sessions expired (a key counts too)."""
+    monkeypatch.setattr(StoredSessionState, "cache_size", 30)
+    run = Sessions(app_id, f"local://{tmp_path / 'b'}", tmp_path / "data", partitions=1)
+    async with run.app:
+        state = run.visits.state
+        assert isinstance(state, StoredSessionState)
+        for round_ in range(10):  # 10 new keys a round; each round expires the sessions of the one before
+            await run.send([(f"r{round_}k{i}", 1000.0 + 100 * round_) for i in range(10)])
+            assert len(state.by_key) <= 30 + 20  # (the cache, plus what one commit wrote or deleted)
+        assert len(run.visits) == 10 and state._cached <= 30  # noqa: SLF001
+        assert sum(1 for _ in state.stores[0].scan(BY_KEY, END_BY_KEY)) == 10

@@ -65,7 +65,8 @@ class WindowCache(EventTimeState):
     """The windows of the partitions served, read from their stores through a cache (see the module docstring)."""
 
     cache_size: int = 200_000
-    """Windows kept decoded in memory (the hot keys', each with all its windows)."""
+    """Windows kept decoded in memory, plus one per cached key (the hot keys', each with all its windows:
+    a key whose windows all expired or were refused still counts)."""
 
     layout = LAYOUT
     """The layout of the stores (:attr:`RocksDBStore.layout <streamnb.tables.stores.rocksdb.RocksDBStore.layout>`)."""
@@ -157,7 +158,7 @@ class WindowCache(EventTimeState):
         if inner is not None:
             return inner
         inner, home = self._scan_key(key)
-        if self._cached >= self._limit:
+        if self._cached + len(self.by_key) >= self._limit:  # (a key counts too: its windows may all be gone)
             self._evict()
         self.by_key[key] = inner
         self.home[key] = partition if home is None else home
@@ -181,13 +182,13 @@ class WindowCache(EventTimeState):
         """Forget the oldest cached keys that are not pending, down to nine tenths of :attr:`cache_size`."""
         target, by_key, pending, home = self.cache_size * 9 // 10, self.by_key, self.pending, self.home
         for key in list(by_key):
-            if self._cached <= target:
+            if self._cached + len(by_key) <= target:
                 break
             if key not in pending:
                 self._cached -= len(by_key.pop(key))
                 home.pop(key, None)
         self._cached = max(self._cached, 0)
-        self._limit = max(self.cache_size, self._cached + self.cache_size // 10)
+        self._limit = max(self.cache_size, self._cached + len(by_key) + self.cache_size // 10)
 
     # -- reads ------------------------------------------------------------------------------
 
