@@ -87,7 +87,7 @@ class WindowCache(EventTimeState):
         self.keys_of = self.keys_class(encode_key, decode_key)
         """How the changelog records of the table go to its stores (``keys_of.ops(records)``)."""
         self.by_key: dict[Any, dict[Any, Any]] = {}
-        """Cached keys: every window of the key (start -> newest value)."""
+        """Cached keys: every window of the key (window id -> newest value)."""
         self.home: dict[Any, int] = {}
         """The partition of every cached key."""
         self.pending: dict[Any, int] = {}
