@@ -209,7 +209,7 @@ class TableStore:
         elif resume is not None and store.layout != self.layout:
             reason = (
                 f"its store holds {store.layout or 'rows'}, the table now keeps {self.layout or 'rows'} "
-                "(it changed kind)"
+                "(it changed kind, or a version that kept them another way wrote it)"
             )
         if reason is not None:
             logger.warning("table %r partition %d: rebuilding its store from the changelog: %s",
