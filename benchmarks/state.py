@@ -2,7 +2,8 @@
 
     python benchmarks/state.py restart [--keys 1000000,5000000] [--backends local,kafka]
     python benchmarks/state.py windows [--windows 2000000] [--backends local]
-    python benchmarks/state.py pipeline [-n 500000] [--backends memory,local]
+    python benchmarks/state.py sessions [--windows 2000000] [--backends local]
+    python benchmarks/state.py pipeline [-n 500000] [--backends memory,local] [--table plain|session]
 
 ``restart`` writes a plain table's changelog of N keys (8 partitions, as an
 app would), then starts the app in a fresh process and times ``app.start()``
@@ -18,13 +19,17 @@ until every table partition is served, with the peak RSS of that process:
 ``windows`` does the same with a tumbling table (windows of a minute, ten
 per key, never expiring) of N windows: on ``rocksdb://`` its windows stay
 in the stores at a restart (nothing is loaded; reads go to the store), on
-``memory://`` they are rebuilt from the whole changelog.
+``memory://`` they are rebuilt from the whole changelog. ``sessions`` does it
+with a session table of N sessions (ten per key, 30 s long, a gap of 10 s,
+never expiring).
 
 ``pipeline`` runs N page views through ``group_by(user)`` and a plain
 per-user count (10,000 keys) with the table on each store, same broker,
-same run. Targets (README, "State and restarts"): warm restart <= 1 s plus
-the tail at every size; peak RSS <= 400 MB; cold restore >= 1.0 x the plain
-read; pipeline on rocksdb >= 0.85 x memory.
+same run (``--table session``: a per-user count in session windows, each
+view merging into its user's session). Targets (README, "State and
+restarts"): warm restart <= 1 s plus the tail at every size; peak RSS <=
+400 MB; cold restore >= 1.0 x the plain read; pipeline on rocksdb >= 0.85 x
+memory.
 """
 
 from __future__ import annotations
@@ -65,19 +70,27 @@ WINDOW = 60.0
 WINDOWS_PER_KEY = 10
 
 
-def define_table(app: object, store: str | None, windowed: bool) -> object:
-    """The benchmarked table: plain ``counts``, or ``counts`` in tumbling windows of a minute that never expire."""
+NEVER_EXPIRES = 10 * 365 * 86400.0
+
+
+def define_table(app: object, store: str | None, windowed: bool | str) -> object:
+    """The benchmarked table: plain ``counts``, or ``counts`` in tumbling windows of a minute (``windowed``)
+    or sessions with a gap of 10 s (``windowed="session"``) that never expire."""
     options = {} if store is None else {"store": store}
     table = app.Table("counts", default=int, **options)  # type: ignore[attr-defined]
-    return table.tumbling(WINDOW, expires=10 * 365 * 86400.0) if windowed else table
+    if windowed == "session":
+        return table.session(10.0, expires=NEVER_EXPIRES)
+    return table.tumbling(WINDOW, expires=NEVER_EXPIRES) if windowed else table
 
 
-def window_of(j: int) -> tuple[float, float]:
-    return T0 + WINDOW * j, T0 + WINDOW * (j + 1)
+def window_of(j: int, windowed: bool | str = True) -> tuple[float, float]:
+    """The ``j``-th window (or session: its first half) of every key."""
+    return T0 + WINDOW * j, T0 + WINDOW * j + (WINDOW / 2 if windowed == "session" else WINDOW)
 
 
-async def write_changelog(url: str, app_id: str, keys: int, windowed: bool = False) -> None:
-    """A changelog of ``keys`` rows: keys ``k<i>``, or (``windowed``) keys x 10 windows of a tumbling table."""
+async def write_changelog(url: str, app_id: str, keys: int, windowed: bool | str = False) -> None:
+    """A changelog of ``keys`` rows: keys ``k<i>``, or (``windowed``) keys x 10 windows of a tumbling or
+    session table."""
     import streamnb as faust
     from streamnb.transport.base import ProducerRecord
 
@@ -91,14 +104,14 @@ async def write_changelog(url: str, app_id: str, keys: int, windowed: bool = Fal
     per_key = WINDOWS_PER_KEY if windowed else 1
     for row in range(keys):
         i, j = divmod(row, per_key)
-        key = b'["k%d",[%r,%r]]' % ((i, *window_of(j))) if windowed else b'"k%d"' % i
+        key = b'["k%d",[%r,%r]]' % ((i, *window_of(j, windowed))) if windowed else b'"k%d"' % i
         batch.append(ProducerRecord(name, i % PARTITIONS, key, b"%d" % (i + j), T0))
         if len(batch) == 100_000:
             await transport.send(batch)
             batch = []
     if batch:
         await transport.send(batch)
-    if windowed:  # the stream time of every partition: the newest window's middle
+    if windowed:  # the stream time of every partition: the newest window's middle (a session's end)
         times = table.stream_times
         await times.declare(PARTITIONS)
         now = window_of(WINDOWS_PER_KEY - 1)[0] + WINDOW / 2
@@ -106,7 +119,9 @@ async def write_changelog(url: str, app_id: str, keys: int, windowed: bool = Fal
     await app.stop()
 
 
-async def restart(url: str, app_id: str, store: str, datadir: str, windowed: bool = False) -> dict[str, float]:
+async def restart(
+    url: str, app_id: str, store: str, datadir: str, windowed: bool | str = False
+) -> dict[str, float]:
     import streamnb as faust
     from streamnb.testing import wait_until
 
@@ -124,7 +139,7 @@ async def restart(url: str, app_id: str, store: str, datadir: str, windowed: boo
     await app.start()
     await wait_until(lambda: table.recovered_partitions == set(range(PARTITIONS)), 3600, 0.001)
     seconds = time.perf_counter() - started
-    check = view["k7"][window_of(3)] if windowed else table["k7"]  # type: ignore[index]
+    check = view["k7"][window_of(3, windowed)] if windowed else table["k7"]  # type: ignore[index]
     await app.stop()
     assert check == (10 if windowed else 7), check
     return {"seconds": seconds, "peak_mb": peak_mb()}
@@ -157,7 +172,9 @@ async def plain_read(url: str, app_id: str) -> dict[str, float]:
     return {"seconds": seconds, "records": records}
 
 
-async def pipeline(url: str, app_id: str, store: str, datadir: str, n: int) -> dict[str, float]:
+async def pipeline(
+    url: str, app_id: str, store: str, datadir: str, n: int, table: str = "plain"
+) -> dict[str, float]:
     import streamnb as faust
     from streamnb.testing import settle
     from streamnb.transport.base import ProducerRecord
@@ -169,6 +186,8 @@ async def pipeline(url: str, app_id: str, store: str, datadir: str, n: int) -> d
     app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS, datadir=datadir)
     views = app.topic(f"{app_id}-views", value_type=View)
     per_user = app.Table("per_user", default=int, store=store)
+    if table == "session":  # (views 1 ms apart: a user's views about 10 s apart, one growing session each)
+        per_user = per_user.session(60.0, expires=NEVER_EXPIRES)
 
     @app.agent(views)
     async def count(stream: object) -> None:
@@ -182,7 +201,8 @@ async def pipeline(url: str, app_id: str, store: str, datadir: str, n: int) -> d
     for i in range(n):
         user = f"user{rng.randrange(USERS)}"
         value = json.dumps({"user": user, "page": f"/p/{i % 100}"}).encode()
-        batch.append(ProducerRecord(views.name, i % PARTITIONS, user.encode(), value, 1_700_000_000.0 + i))
+        at = 1_700_000_000.0 + (i / 1000 if table == "session" else i)
+        batch.append(ProducerRecord(views.name, i % PARTITIONS, user.encode(), value, at))
         if len(batch) == 100_000:
             await transport.send(batch)
             batch = []
@@ -218,7 +238,7 @@ def run_child(**spec: object) -> dict[str, float]:
 # -- the runs --------------------------------------------------------------------------------
 
 
-def run_restart(args: argparse.Namespace, windowed: bool = False) -> None:
+def run_restart(args: argparse.Namespace, windowed: bool | str = False) -> None:
     what = "windows" if windowed else "keys"
     print(f"{'backend':8} {what:>10} {'run':14} {'seconds':>9} {'peak MB':>8} {'records/s':>11} {'ratio':>6}")
     for backend in args.backends.split(","):
@@ -258,7 +278,7 @@ def run_pipeline(args: argparse.Namespace) -> None:
                     url = f"memory://{uuid.uuid4().hex[:8]}" if backend == "memory" else broker_url(
                         backend, folder, args.kafka)
                     got = run_child(kind="pipeline", url=url, app_id=f"pipe-{uuid.uuid4().hex[:8]}", store=store,
-                                    datadir=str(folder / "data"), n=args.n)
+                                    datadir=str(folder / "data"), n=args.n, table=args.table)
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
                 best = results.get(store)
@@ -272,11 +292,12 @@ def run_pipeline(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="?", choices=["restart", "windows", "pipeline"], default="restart")
+    parser.add_argument("what", nargs="?", choices=["restart", "windows", "sessions", "pipeline"], default="restart")
     parser.add_argument("--keys", default="1000000,5000000")
     parser.add_argument("--windows", default="2000000")
     parser.add_argument("-n", type=int, default=500_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--table", choices=["plain", "session"], default="plain", help="pipeline: the counting table")
     parser.add_argument("--backends", default=None)
     parser.add_argument("--kafka", default=os.environ.get("STREAMNB_KAFKA", "127.0.0.1:9092"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -284,9 +305,9 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    if args.what in ("restart", "windows"):
+    if args.what in ("restart", "windows", "sessions"):
         args.backends = args.backends or "local,kafka"
-        run_restart(args, windowed=args.what == "windows")
+        run_restart(args, windowed={"windows": True, "sessions": "session"}.get(args.what, False))
     else:
         args.backends = args.backends or "memory,local"
         run_pipeline(args)

@@ -29,8 +29,10 @@ worker serves, under ``<datadir>/<app id>/<table>/<partition>``.
 - **Every kind of table.** A plain table's rows live in the stores
   (:class:`~streamnb.tables.state.stored.StoredState`, read as they go), and
   so do a tumbling or hopping table's windows, by key and by time
-  (:class:`~streamnb.tables.state.stored_windows.StoredWindowedState`): a
-  restart loads nothing from them. Sliding, session, set, global and
+  (:class:`~streamnb.tables.state.stored_windows.StoredWindowedState`), and a
+  session table's sessions, by key and by end
+  (:class:`~streamnb.tables.state.stored_sessions.StoredSessionState`): a
+  restart loads nothing from them. Sliding, set, global and
   ``history=True`` tables keep their state in memory as on ``memory://``
   (:attr:`TableStore.held`): the stores hold the same compacted image of
   their changelog, written at each commit the same way, and a restart loads
@@ -54,6 +56,7 @@ import itertools
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import StoreLockedError, StoreWriteError
@@ -65,11 +68,12 @@ from .recovery import SLICE, STEP, hashable, load_pairs
 from .state.base import TableState
 from .state.event_time import EventTimeState
 from .state.stored import StoredState
+from .state.stored_sessions import StoredSessionState
 from .state.stored_windows import StoredWindowedState
+from .state.window_cache import WindowCache
 from .stores.rocksdb import RocksDBStore
-from .stores.windowkeys import LAYOUT
 from .streamtime import StreamTimeTopic
-from .windows import Window
+from .windows import SessionWindow, Window
 
 __all__ = ["TableStore"]
 
@@ -102,9 +106,9 @@ class TableStore:
         self.held: TableState | None = None
         """The in-memory state whose changelog the stores keep (sliding, session, set, global, history
         tables), or None: the rows live in the stores (:attr:`rows`)."""
-        self.rows: StoredState | StoredWindowedState = self.state
-        """The state whose rows live in the stores: :attr:`state` (plain rows), or a tumbling or hopping
-        table's windows."""
+        self.rows: StoredState | WindowCache = self.state
+        """The state whose rows live in the stores: :attr:`state` (plain rows), or a tumbling, hopping or
+        session table's windows."""
         self.progress = progress or RestoreTracker(table)
         self.loaded_rows = 0
         """Rows the last restores loaded from the stores into :attr:`held` (not read from the changelog)."""
@@ -120,9 +124,9 @@ class TableStore:
         return f"<TableStore {self.table!r} in {str(self.folder)!r}>"
 
     def hold(self, state: TableState) -> None:
-        """Keep ``state``: in the stores (plain rows, tumbling and hopping windows), else in memory,
+        """Keep ``state``: in the stores (plain rows, tumbling, hopping and session windows), else in memory,
         loaded from the stores at a restart."""
-        if isinstance(state, (StoredState, StoredWindowedState)):
+        if isinstance(state, (StoredState, WindowCache)):
             self.rows, self.held = state, None
         else:
             self.rows, self.held = self.state, state
@@ -135,10 +139,18 @@ class TableStore:
             self.changelog.decode_value,
         )
 
+    def sessions(self, window: SessionWindow, merge: Callable[[Any, Any], Any]) -> StoredSessionState:
+        """A state keeping session windows ``window`` in the stores."""
+        loads = self.changelog.key_codec.loads
+        return StoredSessionState(
+            window, merge, self.stores, self.changelog.key_codec.dumps, lambda data: hashable(loads(data)),
+            self.changelog.decode_value,
+        )
+
     @property
     def layout(self) -> str:
         """The layout the table's stores are written in (see :attr:`RocksDBStore.layout`)."""
-        return LAYOUT if isinstance(self.rows, StoredWindowedState) else ""
+        return self.rows.layout if isinstance(self.rows, WindowCache) else ""
 
     lock_wait: float = 30.0
     """Seconds :meth:`open` waits for another worker to let go of a partition's store (a rebalance)."""
@@ -199,7 +211,7 @@ class TableStore:
         elif resume is not None and store.layout != self.layout:
             reason = (
                 f"its store holds {store.layout or 'rows'}, the table now keeps {self.layout or 'rows'} "
-                "(it changed kind)"
+                "(it changed kind, or a version that kept them another way wrote it)"
             )
         if reason is not None:
             logger.warning("table %r partition %d: rebuilding its store from the changelog: %s",
@@ -289,7 +301,7 @@ class TableStore:
     ) -> None:
         """Apply changelog records read from the broker to ``store`` (and to ``held``), resuming at ``resume``."""
         rows = self.rows
-        if isinstance(rows, StoredWindowedState) and held is None:
+        if isinstance(rows, WindowCache) and held is None:
             store.write(rows.keys_of.ops((m[4], m[5]) for m in msgs), resume)
             rows.legacy_stream_time(((m[4], m[5]) for m in msgs), partition)
         else:
@@ -365,7 +377,7 @@ class TableStore:
         resume = None if store.resume is None else store.resume + taken
         rows = self.rows
         try:
-            if isinstance(rows, StoredWindowedState):
+            if isinstance(rows, WindowCache):
                 store.write(rows.keys_of.ops(changes), resume)
             else:
                 store.apply(changes, resume)

@@ -44,14 +44,15 @@ from .routing import event_of, final_record, late_record
 from .state.base import Closed, Dirty, PlainState, TableState
 from .state.event_time import EventTimeState
 from .state.stored import StoredState
-from .state.stored_windows import StoredWindowedState
+from .state.window_cache import WindowCache
 from .state.windowing import windowed_state
+from .storedkinds import stored_windows
 from .stores import MEMORY, ROCKSDB, check_store
 from .streamtime import StreamTimeTopic
 from .timetravel import TimeTravel
 from .views import TableViews
 from .windowed import WindowedTable
-from .windows import HoppingWindow, TumblingWindow, WindowRange
+from .windows import WindowRange
 
 __all__ = ["Table"]
 
@@ -181,7 +182,7 @@ class Table(Recovering, TimeTravel, TableViews, WindowKinds, MutableMapping[K, V
         persistence.close()
         self.persistence, self.store = None, MEMORY
         state = persistence.held or PlainState()  # (a state held in memory stays as it is)
-        if isinstance(persistence.rows, StoredWindowedState) and window is not None:
+        if isinstance(persistence.rows, WindowCache) and window is not None:
             state = windowed_state(self.name, state, window.window, None, self.default, self.value_type)
             window.use_state(state)
         self.use_state(state)
@@ -262,7 +263,7 @@ class Table(Recovering, TimeTravel, TableViews, WindowKinds, MutableMapping[K, V
         >>> App("demo", broker="memory://").Table("t", default=int).estimated_len()
         0
         """
-        if isinstance(self.state, (StoredState, StoredWindowedState)):
+        if isinstance(self.state, (StoredState, WindowCache)):
             estimate = self.state.estimate()
             return len(self) if estimate <= self.exact_below else estimate
         return len(self)
@@ -463,7 +464,8 @@ class Table(Recovering, TimeTravel, TableViews, WindowKinds, MutableMapping[K, V
     # -- windowing (the kinds' constructors are in tables/kinds.py) --------------------------
 
     def _windowed(self, window: Any, merge: Callable[[Any, Any], Any] | None = None) -> WindowedTable:
-        state = self._stored_windows(window, merge)
+        state: Any = None if self.persistence is None or self.history_kept else stored_windows(
+            self.persistence, self.name, self.state, window, merge, self.default, self.value_type)
         if state is None:
             state = windowed_state(self.name, self.state, window, merge, self.default, self.value_type)
             state = self.with_history(state)
@@ -475,20 +477,8 @@ class Table(Recovering, TimeTravel, TableViews, WindowKinds, MutableMapping[K, V
         self.window = WindowedTable(self, state)
         return self.window
 
-    def _stored_windows(self, window: Any, merge: Callable[[Any, Any], Any] | None) -> Any:
-        """On ``rocksdb://``, tumbling and hopping windows live in the stores (None: another kind of state)."""
-        persistence = self.persistence
-        if persistence is None or self.history_kept or not isinstance(window, (TumblingWindow, HoppingWindow)):
-            return None
-        windowed_state(self.name, PlainState(), window, merge, self.default, self.value_type)  # (checks merge=)
-        old = self.state
-        if isinstance(old, StoredWindowedState):  # redefined (with other settings: the windows stay)
-            old.rewindow(window)
-            return old
-        return persistence.windows(window)
-
     def __repr__(self) -> str:
-        if isinstance(self.state, (StoredState, StoredWindowedState)):
+        if isinstance(self.state, (StoredState, WindowCache)):
             return f"<Table {self.name!r} rows~{self.state.estimate()} store={self.store}>"
         return f"<Table {self.name!r} rows={len(self.data)}>"
 

@@ -63,7 +63,9 @@ class WindowKeeper(Protocol):
 
     :class:`~streamnb.tables.state.fixed.WindowedState` (tumbling, hopping),
     :class:`~streamnb.tables.state.sliding.SlidingState`,
-    :class:`~streamnb.tables.state.sessions.SessionState`.
+    :class:`~streamnb.tables.state.sessions.SessionState`, and on ``rocksdb://``
+    :class:`~streamnb.tables.state.stored_windows.StoredWindowedState` and
+    :class:`~streamnb.tables.state.stored_sessions.StoredSessionState`.
     """
 
     window: Any

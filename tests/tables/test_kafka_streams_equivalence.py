@@ -35,8 +35,9 @@ from streamnb.testing import settle, test_app
 
 pytestmark = pytest.mark.slow
 
-# Window rules only (no restart): the states are the same objects on both stores, and each
-# case takes seconds; the restarts on rocksdb:// are in test_stored_kinds.py and test_event_time_restarts.py.
+# Window rules only (no restart), and each case takes seconds: the module runs on memory://, and
+# the kinds whose windows live in the stores on rocksdb:// (tumbling, hopping, session) run there too
+# (test_windows_in_the_stores_...); restarts on rocksdb://: test_stored_kinds.py, test_event_time_restarts.py.
 TABLE_STORES = ["memory://"]
 
 PER_KIND = 120
@@ -153,12 +154,16 @@ def define(app: faust.App, case: OracleCase, finals: list[Any]) -> Any:
     return table.session(case.gap_ms / 1000, grace=grace)  # type: ignore[operator]
 
 
-async def run_streamnb(cases: list[OracleCase]) -> list[tuple[list[tuple[str, int, int, int]], int, list[Any]]]:
+async def run_streamnb(
+    cases: list[OracleCase], store: str = "memory://"
+) -> list[tuple[list[tuple[str, int, int, int]], int, list[Any]]]:
     """Every case through one app: one table per case, one agent writing them in input order."""
-    app = test_app(topic_partitions=1)
+    app = test_app(topic_partitions=1, store=store)
     events = app.topic("events", value_type=Event)
     finals: list[list[Any]] = [[] for _ in cases]
     tables = [define(app, case, finals[i]) for i, case in enumerate(cases)]
+    if store == "rocksdb://":  # (the windows live in the stores, not in memory)
+        assert all(type(t.state).__name__.startswith("Stored") for t in tables)
 
     @app.agent(events)
     async def aggregate(stream):  # type: ignore[no-untyped-def]
@@ -181,12 +186,23 @@ async def run_streamnb(cases: list[OracleCase]) -> list[tuple[list[tuple[str, in
 
 @pytest.mark.parametrize("kind", ["tumbling", "hopping", "session", "sliding"])
 async def test_windows_finals_and_late_counts_equal_kafka_streams(kind: str) -> None:
+    await equal_kafka_streams(kind, "memory://")
+
+
+@pytest.mark.parametrize("kind", ["tumbling", "hopping", "session"])
+async def test_windows_in_the_stores_equal_kafka_streams_on_rocksdb(kind: str) -> None:
+    """The same cases with the windows in RocksDB (``StoredWindowedState``, ``StoredSessionState``): the same."""
+    await equal_kafka_streams(kind, "rocksdb://")
+
+
+async def equal_kafka_streams(kind: str, store: str) -> None:
     if kind == "sliding":
         cases = sliding_cases(7, PER_KIND * 2)
     else:
         cases = [c for c in random_cases(11, PER_KIND) if c.kind == kind] + boundary_cases(kind, 13, PER_KIND)
     kafka = run_cases(cases)
-    ours = await run_streamnb(cases)
+    ours = await run_streamnb(cases, store)
+
     differ, retention = [], 0
     for case, result, (finals, late, emitted) in zip(cases, kafka, ours):
         expected_finals, expected_late = kafka_finals(case, result.finals), result.late

@@ -135,7 +135,7 @@ async def test_a_table_that_changed_kind_rebuilds_its_store(
         sessions = Windows(app_id, broker, datadir, kind="session")
         async with sessions.app:
             await sessions.restored()
-            assert sessions.views.state.__class__.__name__ == "SessionState"
+            assert sessions.views.state.__class__.__name__ == "StoredSessionState"
     assert any("changed kind" in r.getMessage() for r in caplog.records)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="streamnb"):

@@ -7,8 +7,9 @@
 :mod:`~streamnb.tables.state.history` (every change, for time travel),
 :mod:`~streamnb.tables.state.store` (a key's windows),
 :mod:`~streamnb.tables.state.stored` (plain rows on ``rocksdb://``),
-:mod:`~streamnb.tables.state.stored_windows` and :mod:`~streamnb.tables.state.window_cache`
-(tumbling and hopping windows on ``rocksdb://``) and
+:mod:`~streamnb.tables.state.stored_windows`, :mod:`~streamnb.tables.state.stored_sessions`
+and :mod:`~streamnb.tables.state.window_cache` (tumbling, hopping and session windows on
+``rocksdb://``) and
 :mod:`~streamnb.tables.state.windowing` (which state a window kind gets).
 Windows close in each state's ``before_commit``.
 """

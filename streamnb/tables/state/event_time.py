@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from ...transaction import MISSING
@@ -39,6 +39,7 @@ __all__ = [
     "EventTimeState",
     "TimeIndex",
     "WindowRows",
+    "first_write",
     "replace",
 ]
 
@@ -55,6 +56,34 @@ a windowed table's own keys are ``[key, ...]`` arrays, so it never names a row."
 def replace(_old: Any, new: Any) -> Any:
     """The operation of ``table[key] = value`` on a windowed table (the new value wins)."""
     return new
+
+
+def first_write(
+    inner: dict[Any, Any], undo: dict[Any, list[Any]], key: Any, window: Any, partition: int,
+    op: Callable[[Any, Any], Any], operand: Any, default: Callable[[], Any] | None,
+) -> Any:
+    """The first write of ``key``'s window ``window`` (a range ``(start, end)``): its value and undo entry.
+
+    The value is ``op(default(), operand)``, or ``operand`` for ``table[key] = value``
+    (:func:`replace`); without a default any other operation is a ``KeyError``.
+    It goes to ``inner`` (the key's windows, by start), and ``undo`` (the key's
+    writes in the transaction) notes that the window did not exist. Returns the start.
+
+    >>> inner, undo = {}, {}
+    >>> first_write(inner, undo, "k", (10.0, 20.0), 0, replace, 7, None), inner, undo[10.0][1] is MISSING
+    (10.0, {10.0: 7}, True)
+    """
+    if default is not None:
+        value = op(default(), operand)
+    elif op is replace:
+        value = operand
+    else:
+        raise KeyError(f"{key!r} has no value in window {tuple(window)} and the table has no default")
+    start = window[0]
+    if start not in undo:
+        undo[start] = [partition, MISSING]
+    inner[start] = value
+    return start
 
 
 class _Windows(Protocol):

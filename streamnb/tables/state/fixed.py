@@ -38,7 +38,7 @@ from ...timeunits import ms
 from ...transaction import MISSING, Transaction
 from ..windows import Window, WindowRange
 from .base import Change, Closed, Dirty
-from .event_time import NEVER, EventTimeState, TimeIndex, replace
+from .event_time import NEVER, EventTimeState, TimeIndex, first_write, replace
 from .store import WindowStore
 
 __all__ = ["KeyWrites", "WindowedState", "replace"]
@@ -173,16 +173,7 @@ class WindowedState(EventTimeState):
         op: Callable[[Any, Any], Any], operand: Any, default: Callable[[], Any] | None,
     ) -> None:
         """The first write of ``key``'s window ``w``: its value, its undo entry, when it closes."""
-        if default is not None:
-            value = op(default(), operand)
-        elif op is replace:
-            value = operand
-        else:
-            raise KeyError(f"{key!r} has no value in window {tuple(w)} and the table has no default")
-        start = w[0]
-        if start not in undo:
-            undo[start] = [partition, MISSING]
-        inner[start] = value
+        start = first_write(inner, undo, key, w, partition, op, operand, default)
         self.store.count(1)
         self.partition_of[(key, start)] = partition
         self.closing.add(partition, ms(w[1]) + self._grace_ms, (key, start))

@@ -36,11 +36,32 @@ from ..windows import SessionWindow, WindowRange
 from .base import Change, Closed, Dirty
 from .event_time import NEVER, EventTimeState, TimeIndex, WindowRows, replace
 
-__all__ = ["SessionState", "SessionWrites"]
+__all__ = ["SessionState", "SessionWrites", "merged_value"]
 
 SessionWrites = dict[tuple[int, int], list[Any]]
 """A key's entry in ``Dirty.rows``: ``(start, end) in ms -> [partition, value before, event time of the last write]``
 for every session made, changed, merged away or deleted."""
+
+
+def merged_value(
+    merge: Callable[[Any, Any], Any], key: Any, values: list[Any], op: Callable[[Any, Any], Any], operand: Any,
+    ts: float, default: Callable[[], Any] | None,
+) -> Any:
+    """The value of the session an event makes: the merged ``values`` of the sessions it joins, with it applied.
+
+    >>> import operator
+    >>> add = operator.add
+    >>> merged_value(add, "k", [2, 3], add, 1, 10.0, int), merged_value(add, "k", [], replace, 7, 10.0, None)
+    (6, 7)
+    """
+    if values:
+        value = reduce(merge, values)
+        return operand if op is replace else op(value, operand)
+    if default is not None:
+        return op(default(), operand)
+    if op is replace:
+        return operand
+    raise KeyError(f"{key!r} has no session at {ts} and the table has no default")
 
 
 class SessionState(EventTimeState):
@@ -137,23 +158,9 @@ class SessionState(EventTimeState):
             self.count_late(partition, 1, whole_event=True)
             return [WindowRange(seconds(start), seconds(end))]
         self.partition_of[key] = partition
-        value = self._merged_value(key, [sessions[m] for m in merged], op, operand, ts, default)
+        value = merged_value(self.merge, key, [sessions[m] for m in merged], op, operand, ts, default)
         self._put_session(dirty, key, merged, (start, end), value, partition, ts)
         return None
-
-    def _merged_value(
-        self, key: Any, values: list[Any], op: Callable[[Any, Any], Any], operand: Any, ts: float,
-        default: Callable[[], Any] | None,
-    ) -> Any:
-        """The value of the session an event makes: the merged ``values`` of the sessions it joins, with it applied."""
-        if values:
-            value = reduce(self.merge, values)
-            return operand if op is replace else op(value, operand)
-        if default is not None:
-            return op(default(), operand)
-        if op is replace:
-            return operand
-        raise KeyError(f"{key!r} has no session at {ts} and the table has no default")
 
     def _put_session(
         self, dirty: Dirty[SessionWrites], key: Any, merged: list[tuple[int, int]], window: tuple[int, int],

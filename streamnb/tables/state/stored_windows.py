@@ -31,15 +31,14 @@ Example (a table's own use)::
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ...timeunits import ms
 from ...transaction import MISSING, Transaction
-from ..stores.windowkeys import BY_TIME, END_BY_TIME, split_time_key, time_bytes, window_key
 from ..windows import WindowRange
 from .base import Change, Closed, Dirty
-from .event_time import NEVER, STREAM_TIME_KEY
+from .event_time import NEVER, first_write
 from .fixed import KeyWrites
 from .window_cache import WindowCache
 
@@ -127,18 +126,8 @@ class StoredWindowedState(WindowCache):
         self, inner: dict[float, Any], undo: dict[float, list[Any]], key: Any, w: WindowRange, partition: int,
         op: Callable[[Any, Any], Any], operand: Any, default: Callable[[], Any] | None,
     ) -> None:
-        from .event_time import replace
-
-        if default is not None:
-            value = op(default(), operand)
-        elif op is replace:
-            value = operand
-        else:
-            raise KeyError(f"{key!r} has no value in window {tuple(w)} and the table has no default")
-        start = w[0]
-        if start not in undo:
-            undo[start] = [partition, MISSING]
-        inner[start] = value
+        """The first write of ``key``'s window ``w``: its value, its undo entry; it is fresh (not in the store)."""
+        start = first_write(inner, undo, key, w, partition, op, operand, default)
         self._cached += 1
         self.home[key] = partition
         self.fresh[(key, start)] = (self._gen, partition)
@@ -181,17 +170,6 @@ class StoredWindowedState(WindowCache):
                         self.fresh[(key, start)] = (self._gen, partition)  # (its store row may be gone)
                     inner[start] = old
 
-    def flushed(self) -> None:
-        """The records :meth:`changes` gave the last commit are in the store: what they wrote is clean now."""
-        done = self._flushing
-        if done < 0:
-            return
-        for key in [k for k, gen in self.pending.items() if gen <= done]:
-            del self.pending[key]
-        for window in [w for w, (gen, _p) in self.fresh.items() if gen <= done]:
-            del self.fresh[window]
-        self._limit = self.cache_size  # (the next miss evicts what a large commit kept beyond the size)
-
     def before_commit(self, txn: Transaction | None, dirty: Dirty[KeyWrites]) -> list[Closed]:
         """Close the windows stream time passed the close time of; delete expired ones.
 
@@ -205,7 +183,7 @@ class StoredWindowedState(WindowCache):
             now_ms = ms(now)
             before = self.closed.marks.get(partition)
             if before is None or now_ms > before:
-                for key, start, value in self._due(partition, before, now_ms, self._grace_ms):
+                for key, start, value in self.due(partition, before, now_ms, self._grace_ms):
                     closed.append(Closed(key, (start, end(start)), value, partition))
                     if same:
                         self._delete(dirty, key, start, partition, value, now)
@@ -215,45 +193,11 @@ class StoredWindowedState(WindowCache):
                 continue
             before = self.expired.marks.get(partition)
             if before is None or now_ms > before:
-                for key, start, value in self._due(partition, before, now_ms, self._expires_ms):
+                for key, start, value in self.due(partition, before, now_ms, self._expires_ms):
                     self._delete(dirty, key, start, partition, value, now)
                 undo.append((self.expired, partition, 0, before))
                 self.expired.marks[partition] = now_ms
         return closed
-
-    def _due(self, partition: int, after: int | None, upto: int, lag: int) -> list[tuple[Any, float, Any]]:
-        """``(key, start, value)`` of ``partition``'s windows with ``after < ms(end) + lag <= upto``, by start."""
-        size, end = self.window.size, self._end
-        found: dict[tuple[float, bytes], Any] = {}
-        store = self.stores.get(partition)
-        if store is not None:
-            lower = BY_TIME if after is None else BY_TIME + time_bytes((after - lag) / 1000 - size - 1.0)
-            for raw, _empty in store.scan(lower, END_BY_TIME):
-                start, kb = split_time_key(raw)
-                due = ms(end(start)) + lag
-                if due > upto:
-                    break
-                if after is None or due > after:
-                    found[(start, kb)] = None
-        encode = self.encode_key
-        for (key, start), (_gen, p) in list(self.fresh.items()):
-            if p == partition:
-                due = ms(end(start)) + lag
-                if due <= upto and (after is None or due > after):
-                    found[(start, encode(key))] = key
-        out = []
-        by_key, decode_key = self.by_key, self.decode_key
-        for (start, kb), known in sorted(found.items(), key=lambda item: item[0]):
-            key = decode_key(kb) if known is None else known
-            inner = by_key.get(key)
-            if inner is not None:
-                value = inner.get(start, MISSING)
-            else:
-                raw_value = None if store is None else store.fetch(window_key(kb, start))
-                value = MISSING if raw_value is None else self.decode_value(raw_value)
-            if value is not MISSING:
-                out.append((key, start, value))
-        return out
 
     def _delete(self, dirty: Dirty[KeyWrites], key: Any, start: float, partition: int, value: Any, now: float) -> None:
         inner = self._fetch(key, partition)
@@ -266,23 +210,3 @@ class StoredWindowedState(WindowCache):
         if inner.pop(start, MISSING) is not MISSING:
             self._cached -= 1
         self.pending[key] = self._gen
-
-    def after_commit(self) -> None:
-        """The table applies the records to the store, then calls :meth:`flushed`."""
-
-    # -- the store side ---------------------------------------------------------------------
-
-    def legacy_stream_time(self, pairs: Iterable[tuple[bytes | None, bytes | None]], partition: int) -> None:
-        """Apply the ``"__stream_time__"`` changelog records of older versions among ``pairs``."""
-        import json
-
-        for kb, vb in pairs:
-            if kb is not None and kb.startswith(b'"__') and self.decode_key(kb) == STREAM_TIME_KEY:
-                self.load_stream_time(STREAM_TIME_KEY, MISSING if vb is None else json.loads(vb), partition)
-
-    def load(self, key: Any, value: Any, partition: int) -> None:
-        """Recovery applies changelog records to the store instead (see the table's :class:`TableStore`)."""
-        raise NotImplementedError("a stored table recovers through its store")
-
-    def loaded(self) -> None:
-        """Nothing to rebuild: the stores are the index."""

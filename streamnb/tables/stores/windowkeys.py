@@ -11,6 +11,11 @@ Two keys per window, in the store of its partition:
 of length before it keep one key's prefix from matching a longer key),
 ``start`` the window start as 8 bytes that sort as the float does.
 
+Session windows (layout ``"sessions"``, :class:`SessionKeys`) have no end
+that follows from their start, so both are in the keys: ``b"w" + len(key)
++ key + start + end`` (a key's sessions in order) and ``b"x" + end + start
++ key`` (in order of end, which is what their closing and expiry follow).
+
 >>> time_of(time_bytes(-12.5)), time_bytes(-1.0) < time_bytes(0.0) < time_bytes(0.5) < time_bytes(10.0)
 (-12.5, True)
 >>> split_window_key(window_key(b'"ann"', 60.0)), split_time_key(time_key(60.0, b'"ann"'))
@@ -24,12 +29,16 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 __all__ = [
-    "BY_KEY", "BY_TIME", "END_BY_KEY", "END_BY_TIME", "LAYOUT", "WindowKeys", "key_prefix", "split_time_key",
-    "split_window_key", "successor", "time_bytes", "time_key", "time_of", "window_key",
+    "BY_KEY", "BY_TIME", "END_BY_KEY", "END_BY_TIME", "LAYOUT", "SESSIONS", "SessionKeys", "WindowKeys",
+    "key_prefix", "split_key", "split_time_key", "split_window_key", "successor", "time_bytes", "time_key",
+    "time_of", "window_key",
 ]
 
 LAYOUT = "windows"
 """The layout name the stores of such a table carry (``RocksDBStore.layout``)."""
+
+SESSIONS = "sessions"
+"""The layout name of a session table's stores (windows keyed by key, start and end)."""
 
 BY_KEY = b"w"
 """The first byte of the windows by key."""
@@ -72,6 +81,12 @@ def split_window_key(raw: bytes) -> tuple[bytes, float]:
     """``(key bytes, start)`` of a window-by-key key."""
     n = int.from_bytes(raw[1:5], "big")
     return raw[5 : 5 + n], time_of(raw[5 + n :])
+
+
+def split_key(raw: bytes) -> tuple[bytes, bytes]:
+    """``(key bytes, what follows them)`` of a window-by-key key (the window's times, 8 bytes each)."""
+    n = int.from_bytes(raw[1:5], "big")
+    return raw[5 : 5 + n], raw[5 + n :]
 
 
 def time_key(start: float, kb: bytes) -> bytes:
@@ -144,3 +159,33 @@ class WindowKeys:
             return self.encode_key(key), float(start)
         except (TypeError, ValueError):
             return None, 0.0
+
+
+class SessionKeys(WindowKeys):
+    """Changelog records of a session table as store writes: windows keyed by key, start and end.
+
+    >>> import json
+    >>> keys = SessionKeys(lambda k: json.dumps(k).encode(), lambda b: json.loads(b))
+    >>> [(k[:1], len(k)) for k, _v in keys.ops([(b'["ann",[60.0,75.5]]', b"3")])]
+    [(b'w', 26), (b'x', 22)]
+    >>> [k for k, _v in keys.ops([(b'["ann",[60.0,75.5]]', b"3")])] == [
+    ...     k for k, _v in keys.ops([(b'["ann", [60.0, 75.5]]', b"3")])]
+    True
+    """
+
+    def ops(self, pairs: Iterable[tuple[bytes | None, bytes | None]]) -> Iterator[tuple[bytes, bytes | None]]:
+        """The store writes (value None: a delete) of changelog records ``([key, [start, end]], value or None)``."""
+        split = self.split
+        for kb, vb in pairs:
+            if kb is None:
+                continue
+            k, start = split(kb)  # (the key's bytes cut out of the JSON as they are, where they can be)
+            if k is None:
+                continue  # not a session: an older version's stream time
+            try:
+                end = float(kb[kb.rfind(b",") + 1 : -2])  # [key,[start,end]]
+            except ValueError:
+                end = float(self.decode_key(kb)[1][1])
+            at = time_bytes(end)
+            yield BY_KEY + len(k).to_bytes(4, "big") + k + time_bytes(start) + at, vb
+            yield BY_TIME + at + time_bytes(start) + k, None if vb is None else b""

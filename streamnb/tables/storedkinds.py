@@ -1,0 +1,47 @@
+"""Which stored state holds a ``rocksdb://`` table's windows: tumbling, hopping and session windows live in
+the stores (:mod:`~streamnb.tables.state.stored_windows`, :mod:`~streamnb.tables.state.stored_sessions`);
+sliding windows are held in memory with a copy in the store.
+
+>>> from streamnb import App
+>>> app = App("demo", broker="memory://", store="rocksdb://")
+>>> type(app.Table("views", default=int).tumbling(60).state).__name__
+'StoredWindowedState'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .persistence import TableStore
+from .state.base import PlainState, TableState
+from .state.stored_sessions import StoredSessionState
+from .state.stored_windows import StoredWindowedState
+from .state.windowing import merge_function, windowed_state
+from .windows import HoppingWindow, SessionWindow, TumblingWindow
+
+__all__ = ["stored_windows"]
+
+
+def stored_windows(
+    persistence: TableStore, name: str, old: TableState, window: Any, merge: Callable[[Any, Any], Any] | None,
+    default: Callable[[], Any] | None, value_type: Any,
+) -> Any:
+    """The state keeping ``window``'s windows in the stores, or None (a kind held in memory).
+
+    ``old`` is the table's state so far: a table redefined with other settings keeps its windows.
+    """
+    if isinstance(window, SessionWindow):
+        fn = merge_function(name, window, merge, default, value_type)
+        if isinstance(old, StoredSessionState):  # redefined (with other settings: the sessions stay)
+            old.rewindow(window)
+            old.merge = fn
+            return old
+        return persistence.sessions(window, fn)
+    if not isinstance(window, (TumblingWindow, HoppingWindow)):
+        return None
+    windowed_state(name, PlainState(), window, merge, default, value_type)  # (checks merge=)
+    if isinstance(old, StoredWindowedState):  # redefined (with other settings: the windows stay)
+        old.rewindow(window)
+        return old
+    return persistence.windows(window)
