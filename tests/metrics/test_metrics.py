@@ -202,7 +202,7 @@ async def test_restore_progress_shows_while_a_table_recovers(tmp_path: Path) -> 
     def make() -> tuple[faust.App, Any]:
         app = faust.App(name, broker=broker, topic_partitions=1)
         numbers = app.topic(f"{name}-numbers", key_type=str)
-        table = app.Table("seen", default=int, store="memory://")  # (a full restore: what memory:// does at every start)
+        table = app.Table("seen", default=int, store="memory://")  # (a full restore, as memory:// does)
 
         @app.agent(numbers)
         async def remember(stream: Any) -> None:
