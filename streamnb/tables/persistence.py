@@ -54,6 +54,7 @@ import itertools
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import StoreLockedError, StoreWriteError
@@ -64,7 +65,9 @@ from .progress import RestoreTracker
 from .recovery import SLICE, STEP, hashable, load_pairs
 from .state.base import TableState
 from .state.event_time import EventTimeState
+from .state.history import StoredHistoryState
 from .state.stored import StoredState
+from .state.stored_sets import StoredSetState
 from .state.stored_windows import StoredWindowedState
 from .stores.rocksdb import RocksDBStore
 from .stores.windowkeys import LAYOUT
@@ -131,6 +134,22 @@ class TableStore:
         return StoredWindowedState(
             window, self.stores, self.changelog.key_codec.dumps, lambda data: hashable(loads(data)),
             self.changelog.decode_value,
+        )
+
+    def history(self) -> StoredHistoryState:
+        """A state keeping plain rows in the stores and logging every write (``history=True``): the table's from now on."""
+        self.state = StoredHistoryState(
+            self.state.encode_key, self.state.decode_key, self.state.decode_value, self.stores
+        )
+        return self.state
+
+    def sets(self, members: Callable[[Any], set[Any]]) -> StoredSetState:
+        """A state keeping a set table's sets in the stores; ``members`` decodes a record's members into a set."""
+        loads, decode_value = self.changelog.key_codec.loads, self.changelog.decode_value
+        return StoredSetState(
+            self.changelog.key_codec.dumps, lambda data: hashable(loads(data)),
+            lambda data: members(decode_value(data)), self.stores,
+            members_of=lambda data: _has_members(decode_value(data)),
         )
 
     @property
@@ -291,7 +310,7 @@ class TableStore:
             store.write(rows.keys_of.ops((m[4], m[5]) for m in msgs), resume)
             rows.legacy_stream_time(((m[4], m[5]) for m in msgs), partition)
         else:
-            store.apply(((m[4], m[5]) for m in msgs if m[4] is not None), resume)
+            store.apply(rows.to_store((m[4], m[5]) for m in msgs if m[4] is not None), resume)
         if held is not None:
             load_pairs(held, self.changelog, ((m[4], m[5]) for m in msgs), partition)
 
@@ -366,7 +385,7 @@ class TableStore:
             if isinstance(rows, StoredWindowedState):
                 store.write(rows.keys_of.ops(changes), resume)
             else:
-                store.apply(changes, resume)
+                store.apply(rows.to_store(changes), resume)
         except Exception as exc:
             raise StoreWriteError(
                 f"table {self.table!r}: its store {store.path} could not be written ({_first_line(exc)}); "
@@ -445,6 +464,11 @@ class TableStore:
         """Close the standby stores of partitions not in ``keep`` (their rows stay on disk)."""
         for partition in [p for p in self.standbys if p not in keep]:
             self.standbys.pop(partition).close()
+
+
+def _has_members(value: Any) -> bool:
+    """Whether a set table's changelog value holds members (an empty set leaves the store)."""
+    return isinstance(value, dict) and bool(value.get("members"))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -260,8 +260,12 @@ class Table(Recovering, TimeTravel, TableViews, WindowKinds, MutableMapping[K, V
 
     def keep_history(self) -> None:
         """Write every change to the (uncompacted) changelog from now on, so ``at()`` can answer."""
-        if isinstance(self.state, StoredState):  # (rows in memory, the stores keep their latest values)
-            self.use_state(PlainState())
+        persistence = self.persistence
+        if type(self.state) is StoredState and persistence is not None and not self.history_kept:
+            self.history_kept = True  # (the rows stay in the stores, their newest values)
+            self.changelog.compacting = False
+            self.use_state(persistence.history())
+            return
         super().keep_history()
 
     def _plain_state(self) -> PlainState | StoredState:
