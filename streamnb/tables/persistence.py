@@ -65,7 +65,7 @@ from .progress import RestoreTracker
 from .recovery import SLICE, STEP, hashable, load_pairs
 from .state.base import TableState
 from .state.event_time import EventTimeState
-from .state.history import StoredHistoryState
+from .state.history import StoredHistoryState, StoredWindowedHistoryState
 from .state.stored import StoredState
 from .state.stored_sets import StoredSetState
 from .state.stored_windows import StoredWindowedState
@@ -128,10 +128,11 @@ class TableStore:
         else:
             self.rows, self.held = self.state, state
 
-    def windows(self, window: Window) -> StoredWindowedState:
-        """A state keeping tumbling or hopping windows ``window`` in the stores."""
+    def windows(self, window: Window, *, history: bool = False) -> StoredWindowedState:
+        """A state keeping tumbling or hopping windows ``window`` in the stores (``history``: logging every write)."""
         loads = self.changelog.key_codec.loads
-        return StoredWindowedState(
+        kind = StoredWindowedHistoryState if history else StoredWindowedState
+        return kind(
             window, self.stores, self.changelog.key_codec.dumps, lambda data: hashable(loads(data)),
             self.changelog.decode_value,
         )

@@ -43,6 +43,7 @@ from .recovery import Recovering
 from .routing import event_of, final_record, late_record
 from .state.base import Closed, Dirty, PlainState, TableState
 from .state.event_time import EventTimeState
+from .state.history import StoredWindowedHistoryState
 from .state.stored import StoredState
 from .state.stored_windows import StoredWindowedState
 from .state.windowing import windowed_state
@@ -443,14 +444,14 @@ class Table(Recovering, TimeTravel, TableViews, WindowKinds, MutableMapping[K, V
     def _stored_windows(self, window: Any, merge: Callable[[Any, Any], Any] | None) -> Any:
         """On ``rocksdb://``, tumbling and hopping windows live in the stores (None: another kind of state)."""
         persistence = self.persistence
-        if persistence is None or self.history_kept or not isinstance(window, (TumblingWindow, HoppingWindow)):
+        if persistence is None or not isinstance(window, (TumblingWindow, HoppingWindow)):
             return None
         windowed_state(self.name, PlainState(), window, merge, self.default, self.value_type)  # (checks merge=)
         old = self.state
-        if isinstance(old, StoredWindowedState):  # redefined (with other settings: the windows stay)
-            old.rewindow(window)
+        if isinstance(old, StoredWindowedState) and isinstance(old, StoredWindowedHistoryState) == self.history_kept:
+            old.rewindow(window)  # redefined (with other settings: the windows stay)
             return old
-        return persistence.windows(window)
+        return persistence.windows(window, history=self.history_kept)
 
     def __repr__(self) -> str:
         if isinstance(self.state, (StoredState, StoredWindowedState)):
