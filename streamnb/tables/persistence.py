@@ -138,7 +138,7 @@ class TableStore:
         )
 
     def history(self) -> StoredHistoryState:
-        """A state keeping plain rows in the stores and logging every write (``history=True``): the table's from now on."""
+        """A state keeping plain rows in the stores, logging every write (``history=True``): the table's from now on."""
         self.state = StoredHistoryState(
             self.state.encode_key, self.state.decode_key, self.state.decode_value, self.stores
         )
@@ -311,7 +311,8 @@ class TableStore:
             store.write(rows.keys_of.ops((m[4], m[5]) for m in msgs), resume)
             rows.legacy_stream_time(((m[4], m[5]) for m in msgs), partition)
         else:
-            store.apply(rows.to_store((m[4], m[5]) for m in msgs if m[4] is not None), resume)
+            pairs = ((m[4], m[5]) for m in msgs if m[4] is not None)
+            store.apply(rows.to_store(pairs) if isinstance(rows, StoredState) else pairs, resume)
         if held is not None:
             load_pairs(held, self.changelog, ((m[4], m[5]) for m in msgs), partition)
 

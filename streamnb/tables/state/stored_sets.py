@@ -59,7 +59,7 @@ def set_record(before: frozenset[Any] | set[Any], now: set[Any]) -> dict[str, li
 
 
 class StoredSetState(StoredState):
-    """``key -> set`` rows kept in the stores; ``dirty.rows`` maps a changed key to ``[partition, set before, event time]``.
+    """``key -> set`` rows in the stores; ``dirty.rows`` maps a changed key to ``[partition, set before, event time]``.
 
     ``decode_value`` turns a stored changelog value into the set of its
     members. Sets are never changed in place once an agent's transaction is
