@@ -2,6 +2,7 @@
 
     python benchmarks/state.py restart [--keys 1000000,5000000] [--backends local,kafka]
     python benchmarks/state.py windows [--windows 2000000] [--backends local]
+    python benchmarks/state.py sets|history [--keys 1000000] [--backends local,kafka]
     python benchmarks/state.py pipeline [-n 500000] [--backends memory,local]
 
 ``restart`` writes a plain table's changelog of N keys (8 partitions, as an
@@ -19,6 +20,12 @@ until every table partition is served, with the peak RSS of that process:
 per key, never expiring) of N windows: on ``rocksdb://`` its windows stay
 in the stores at a restart (nothing is loaded; reads go to the store), on
 ``memory://`` they are rebuilt from the whole changelog.
+
+``sets`` does the same with a ``SetTable`` of N keys (three members each),
+``history`` with a plain table of N keys of an app made with ``history=True``
+(every change in an uncompacted changelog; here one per key): on
+``rocksdb://`` both keep their rows in the stores (a restart loads nothing),
+on ``memory://`` they are rebuilt from the whole changelog.
 
 ``pipeline`` runs N page views through ``group_by(user)`` and a plain
 per-user count (10,000 keys) with the table on each store, same broker,
@@ -65,24 +72,40 @@ WINDOW = 60.0
 WINDOWS_PER_KEY = 10
 
 
-def define_table(app: object, store: str | None, windowed: bool) -> object:
-    """The benchmarked table: plain ``counts``, or ``counts`` in tumbling windows of a minute that never expire."""
+KINDS = ("plain", "windows", "sets", "history")
+
+
+def define_table(app: object, store: str | None, kind: str) -> object:
+    """The benchmarked table ``counts``: plain, in tumbling windows of a minute that never expire, or a set table.
+
+    (``history``: a plain table; the app is made with ``history=True``.)
+    """
     options = {} if store is None else {"store": store}
+    if kind == "sets":
+        return app.SetTable("counts", value_type=str, **options)  # type: ignore[attr-defined]
     table = app.Table("counts", default=int, **options)  # type: ignore[attr-defined]
-    return table.tumbling(WINDOW, expires=10 * 365 * 86400.0) if windowed else table
+    return table.tumbling(WINDOW, expires=10 * 365 * 86400.0) if kind == "windows" else table
+
+
+def row_value(kind: str, i: int, j: int) -> bytes:
+    """The changelog value of row ``i`` (window ``j``)."""
+    if kind == "sets":
+        return b'{"members":["a%d","b%d","c"],"added":["a%d","b%d","c"],"removed":[]}' % (i, i, i, i)
+    return b"%d" % (i + j)
 
 
 def window_of(j: int) -> tuple[float, float]:
     return T0 + WINDOW * j, T0 + WINDOW * (j + 1)
 
 
-async def write_changelog(url: str, app_id: str, keys: int, windowed: bool = False) -> None:
-    """A changelog of ``keys`` rows: keys ``k<i>``, or (``windowed``) keys x 10 windows of a tumbling table."""
+async def write_changelog(url: str, app_id: str, keys: int, kind: str = "plain") -> None:
+    """A changelog of ``keys`` rows: keys ``k<i>``, or (``windows``) keys x 10 windows of a tumbling table."""
     import streamnb as faust
     from streamnb.transport.base import ProducerRecord
 
-    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS)
-    view = define_table(app, None, windowed)
+    windowed = kind == "windows"
+    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS, history=kind == "history")
+    view = define_table(app, None, kind)
     table = view.table if windowed else view  # type: ignore[attr-defined]
     transport = await app.connect()
     await table.changelog.declare()
@@ -92,7 +115,7 @@ async def write_changelog(url: str, app_id: str, keys: int, windowed: bool = Fal
     for row in range(keys):
         i, j = divmod(row, per_key)
         key = b'["k%d",[%r,%r]]' % ((i, *window_of(j))) if windowed else b'"k%d"' % i
-        batch.append(ProducerRecord(name, i % PARTITIONS, key, b"%d" % (i + j), T0))
+        batch.append(ProducerRecord(name, i % PARTITIONS, key, row_value(kind, i, j), T0))
         if len(batch) == 100_000:
             await transport.send(batch)
             batch = []
@@ -106,12 +129,13 @@ async def write_changelog(url: str, app_id: str, keys: int, windowed: bool = Fal
     await app.stop()
 
 
-async def restart(url: str, app_id: str, store: str, datadir: str, windowed: bool = False) -> dict[str, float]:
+async def restart(url: str, app_id: str, store: str, datadir: str, kind: str = "plain") -> dict[str, float]:
     import streamnb as faust
     from streamnb.testing import wait_until
 
-    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS, datadir=datadir)
-    view = define_table(app, store, windowed)
+    windowed = kind == "windows"
+    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS, datadir=datadir, history=kind == "history")
+    view = define_table(app, store, kind)
     table = view.table if windowed else view  # type: ignore[attr-defined]
     source = app.topic(f"{app_id}-input", value_type=str)
 
@@ -125,8 +149,9 @@ async def restart(url: str, app_id: str, store: str, datadir: str, windowed: boo
     await wait_until(lambda: table.recovered_partitions == set(range(PARTITIONS)), 3600, 0.001)
     seconds = time.perf_counter() - started
     check = view["k7"][window_of(3)] if windowed else table["k7"]  # type: ignore[index]
+    expected: object = 10 if windowed else ({"a7", "b7", "c"} if kind == "sets" else 7)
     await app.stop()
-    assert check == (10 if windowed else 7), check
+    assert check == expected, check
     return {"seconds": seconds, "peak_mb": peak_mb()}
 
 
@@ -201,6 +226,8 @@ async def pipeline(url: str, app_id: str, store: str, datadir: str, n: int) -> d
 def child(args: argparse.Namespace) -> None:
     spec = json.loads(args.child)
     kind = spec.pop("kind")
+    if "table" in spec:
+        spec["kind"] = spec.pop("table")
     fn = {"write": write_changelog, "restart": restart, "plain": plain_read, "pipeline": pipeline}[kind]
     result = asyncio.run(fn(**spec))  # type: ignore[operator]
     print(json.dumps(result or {}))
@@ -218,20 +245,22 @@ def run_child(**spec: object) -> dict[str, float]:
 # -- the runs --------------------------------------------------------------------------------
 
 
-def run_restart(args: argparse.Namespace, windowed: bool = False) -> None:
+def run_restart(args: argparse.Namespace, kind: str = "plain") -> None:
+    windowed = kind == "windows"
     what = "windows" if windowed else "keys"
+    print(f"{kind} table")
     print(f"{'backend':8} {what:>10} {'run':14} {'seconds':>9} {'peak MB':>8} {'records/s':>11} {'ratio':>6}")
     for backend in args.backends.split(","):
         for keys in [int(k) for k in (args.windows if windowed else args.keys).split(",")]:
             folder = Path(tempfile.mkdtemp(prefix="streamnb-state-"))
             try:
                 url, app_id = broker_url(backend, folder, args.kafka), f"state-{uuid.uuid4().hex[:8]}"
-                run_child(kind="write", url=url, app_id=app_id, keys=keys, windowed=windowed)
+                run_child(kind="write", url=url, app_id=app_id, keys=keys, table=kind)
                 datadir = str(folder / "data")
                 plain = run_child(kind="plain", url=url, app_id=app_id)
                 plain_rate = plain["records"] / plain["seconds"]
                 rows = [("plain read", plain["seconds"], 0.0, plain_rate, 1.0)]
-                restart = {"kind": "restart", "url": url, "app_id": app_id, "datadir": datadir, "windowed": windowed}
+                restart = {"kind": "restart", "url": url, "app_id": app_id, "datadir": datadir, "table": kind}
                 cold = run_child(**restart, store="rocksdb://")
                 rows.append(("rocksdb cold", cold["seconds"], cold["peak_mb"], keys / cold["seconds"],
                              keys / cold["seconds"] / plain_rate))
@@ -272,7 +301,8 @@ def run_pipeline(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="?", choices=["restart", "windows", "pipeline"], default="restart")
+    parser.add_argument("what", nargs="?", choices=["restart", "windows", "sets", "history", "pipeline"],
+                        default="restart")
     parser.add_argument("--keys", default="1000000,5000000")
     parser.add_argument("--windows", default="2000000")
     parser.add_argument("-n", type=int, default=500_000)
@@ -284,9 +314,9 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    if args.what in ("restart", "windows"):
+    if args.what in ("restart", "windows", "sets", "history"):
         args.backends = args.backends or "local,kafka"
-        run_restart(args, windowed=args.what == "windows")
+        run_restart(args, {"restart": "plain"}.get(args.what, args.what))
     else:
         args.backends = args.backends or "memory,local"
         run_pipeline(args)
