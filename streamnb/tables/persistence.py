@@ -29,9 +29,12 @@ worker serves, under ``<datadir>/<app id>/<table>/<partition>``.
 - **Every kind of table.** A plain table's rows live in the stores
   (:class:`~streamnb.tables.state.stored.StoredState`, read as they go), and
   so do a tumbling or hopping table's windows, by key and by time
-  (:class:`~streamnb.tables.state.stored_windows.StoredWindowedState`): a
-  restart loads nothing from them. Sliding, session, set, global and
-  ``history=True`` tables keep their state in memory as on ``memory://``
+  (:class:`~streamnb.tables.state.stored_windows.StoredWindowedState`), a
+  set table's sets (:class:`~streamnb.tables.state.stored_sets.StoredSetState`)
+  and, with ``history=True``, the newest rows and windows (every change goes
+  to the changelog: :mod:`~streamnb.tables.state.history`): a restart loads
+  nothing from them. Sliding, session and global
+  tables keep their state in memory as on ``memory://``
   (:attr:`TableStore.held`): the stores hold the same compacted image of
   their changelog, written at each commit the same way, and a restart loads
   the state from them and reads only the changelog's tail. A windowed
@@ -101,8 +104,8 @@ class TableStore:
         self.standbys: dict[int, RocksDBStore] = {}
         """Stores of the partitions this worker keeps standby replicas of: following the changelog, not served."""
         self.held: TableState | None = None
-        """The in-memory state whose changelog the stores keep (sliding, session, set, global, history
-        tables), or None: the rows live in the stores (:attr:`rows`)."""
+        """The in-memory state whose changelog the stores keep (sliding, session, global tables),
+        or None: the rows live in the stores (:attr:`rows`)."""
         self.rows: StoredState | StoredWindowedState = self.state
         """The state whose rows live in the stores: :attr:`state` (plain rows), or a tumbling or hopping
         table's windows."""
