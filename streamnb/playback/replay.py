@@ -149,6 +149,9 @@ async def restart(app: ReplayHost) -> None:
         await item.stop()
     await asyncio.gather(*(agent.stop() for agent in app.agents.values()))
     await prepare(app)
+    for table in list(app.tables.values()):
+        if table.persistence is not None:  # rows in the stores: served again, rebuilt from the new changelog
+            await table.recover()
     for agent in list(app.agents.values()):
         await agent.start()
     for item in [*app.timers.values(), *app.tasks.values()]:

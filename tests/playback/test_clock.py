@@ -123,9 +123,11 @@ async def test_the_clock_stops_at_the_end_of_the_recording_and_starts_over_on_th
         await app.stop()
 
 
-async def test_pause_step_and_seek(folder: str) -> None:
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+async def test_pause_step_and_seek(folder: str, store: str) -> None:
+    """Seeking back starts over with fresh tables (on rocksdb:// too: the stores are rebuilt, then served again)."""
     await write_views(folder, n=40)
-    app, _now_counts, _per_10s = build(folder, [], speed=0)
+    app, _now_counts, _per_10s = build(folder, [], speed=0, store=store)
     agent = app.agents["count"]
 
     def counted() -> int:
