@@ -109,6 +109,8 @@ async def prepare(app: ReplayHost) -> None:
             await topic.declare()
     for table in app.tables.values():
         table.clear_state()
+        if table.persistence is not None:  # (its changelog was recreated: the stores start over too, quietly)
+            table.persistence.wipe()
     start, end = await _time_span(transport, sorted(inputs))
     forked = await fork_of(transport, app.id)
     if forked is not None:

@@ -56,6 +56,7 @@ import asyncio
 import itertools
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from typing import Any
@@ -409,6 +410,15 @@ class TableStore:
             if store is not None:
                 store.close()
             self._unflushed.pop(partition, None)
+
+    def wipe(self) -> None:
+        """Delete every partition's store (a replay starts over: it recreated the changelog)."""
+        self.close()
+        for store in [*self.stores.values(), *self.standbys.values()]:
+            store.destroy()
+        self.stores.clear()
+        self.standbys.clear()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def close(self) -> None:
         """Close every partition's store (the app stopped)."""
