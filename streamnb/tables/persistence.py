@@ -31,9 +31,9 @@ worker serves, under ``<datadir>/<app id>/<table>/<partition>``.
   so do a tumbling or hopping table's windows, by key and by time
   (:class:`~streamnb.tables.state.stored_windows.StoredWindowedState`), a
   set table's sets (:class:`~streamnb.tables.state.stored_sets.StoredSetState`)
-  and, with ``history=True``, the newest rows and windows (every change goes
+  and, with ``history=True``, tumbling and hopping windows (every change goes
   to the changelog: :mod:`~streamnb.tables.state.history`): a restart loads
-  nothing from them. Sliding, session and global
+  nothing from them. Sliding, session, global and ``history=True`` plain
   tables keep their state in memory as on ``memory://``
   (:attr:`TableStore.held`): the stores hold the same compacted image of
   their changelog, written at each commit the same way, and a restart loads
@@ -69,7 +69,7 @@ from .progress import RestoreTracker
 from .recovery import SLICE, STEP, hashable, load_pairs
 from .state.base import TableState
 from .state.event_time import EventTimeState
-from .state.history import StoredHistoryState, StoredWindowedHistoryState
+from .state.history import StoredWindowedHistoryState
 from .state.stored import StoredState
 from .state.stored_sets import StoredSetState
 from .state.stored_windows import StoredWindowedState
@@ -105,8 +105,8 @@ class TableStore:
         self.standbys: dict[int, RocksDBStore] = {}
         """Stores of the partitions this worker keeps standby replicas of: following the changelog, not served."""
         self.held: TableState | None = None
-        """The in-memory state whose changelog the stores keep (sliding, session, global tables),
-        or None: the rows live in the stores (:attr:`rows`)."""
+        """The in-memory state whose changelog the stores keep (sliding, session, global, ``history=True``
+        plain tables), or None: the rows live in the stores (:attr:`rows`)."""
         self.rows: StoredState | StoredWindowedState = self.state
         """The state whose rows live in the stores: :attr:`state` (plain rows), or a tumbling or hopping
         table's windows."""
@@ -140,13 +140,6 @@ class TableStore:
             window, self.stores, self.changelog.key_codec.dumps, lambda data: hashable(loads(data)),
             self.changelog.decode_value,
         )
-
-    def history(self) -> StoredHistoryState:
-        """A state keeping plain rows in the stores, logging every write (``history=True``): the table's from now on."""
-        self.state = StoredHistoryState(
-            self.state.encode_key, self.state.decode_key, self.state.decode_value, self.stores
-        )
-        return self.state
 
     def sets(self, members: Callable[[Any], set[Any]]) -> StoredSetState:
         """A state keeping a set table's sets in the stores; ``members`` decodes a record's members into a set."""

@@ -260,13 +260,14 @@ class Table(Recovering, TimeTravel, TableViews, WindowKinds, MutableMapping[K, V
         self._plain_state().write(self.dirty(txn), key, MISSING, msg[1], msg[3])  # type: ignore[index]
 
     def keep_history(self) -> None:
-        """Write every change to the (uncompacted) changelog from now on, so ``at()`` can answer."""
-        persistence = self.persistence
-        if type(self.state) is StoredState and persistence is not None and not self.history_kept:
-            self.history_kept = True  # (the rows stay in the stores, their newest values)
-            self.changelog.compacting = False
-            self.use_state(persistence.history())
-            return
+        """Write every change to the (uncompacted) changelog from now on, so ``at()`` can answer.
+
+        On ``rocksdb://`` a plain table's rows are then held in memory (loaded from the stores at a
+        restart): a key written from several partitions (a table not co-partitioned with its stream,
+        common in replays) would otherwise sit in several partitions' stores.
+        """
+        if type(self.state) is StoredState:
+            self.use_state(PlainState())
         super().keep_history()
 
     def _plain_state(self) -> PlainState | StoredState:

@@ -4,8 +4,8 @@ An ordinary table writes, at each commit, one changelog record per key it
 changed (with the event time of the last write): enough to recover the
 table, not to know what it held between two commits. A table of an app made
 with ``history=True`` (the default under a virtual clock) keeps a
-:class:`PlainHistoryState` (on ``rocksdb://``: :class:`StoredHistoryState`) or
-:class:`WindowedHistoryState` instead: every
+:class:`PlainHistoryState` or :class:`WindowedHistoryState` (tumbling and
+hopping windows on ``rocksdb://``: :class:`StoredWindowedHistoryState`) instead: every
 write becomes its own changelog record, stamped with the event time of the
 write, in the order the agent made them. Its changelog topic is not
 compacted, so :meth:`~streamnb.tables.timetravel.TimeTravel.at` and
@@ -28,10 +28,9 @@ from ...transaction import MISSING
 from ..windows import Window, WindowRange
 from .base import Change, Dirty, PlainState, Undo
 from .fixed import KeyWrites, WindowedState
-from .stored import StoredState
 from .stored_windows import StoredWindowedState
 
-__all__ = ["PlainHistoryState", "StoredHistoryState", "StoredWindowedHistoryState", "WindowedHistoryState"]
+__all__ = ["PlainHistoryState", "StoredWindowedHistoryState", "WindowedHistoryState"]
 
 _new = tuple.__new__  # Change(...) without its Python-level __new__ (a write of a history table logs one)
 
@@ -62,35 +61,6 @@ class PlainHistoryState(PlainState):
         yield from log
 
     def restore(self, dirty: Dirty[Undo]) -> None:
-        """Undo the transaction (its log goes too)."""
-        dirty.log = None
-        super().restore(dirty)
-
-
-class StoredHistoryState(StoredState):
-    """A plain table's rows in the stores (``rocksdb://``), with every write of a transaction logged for the changelog.
-
-    The stores keep the newest value of each key (the changelog's records
-    applied in order): a restart loads nothing; ``at()`` and ``history()``
-    read the changelog, as on ``memory://``.
-    """
-
-    def write(
-        self, dirty: Dirty[list[Any]], key: Any, value: Any, partition: int, timestamp: float | None = None
-    ) -> None:
-        """Set ``key`` and log the write."""
-        log = _log(dirty)
-        super().write(dirty, key, value, partition, timestamp)
-        log.append(_new(Change, (key, partition, value, timestamp)))
-
-    def changes(self, dirty: Dirty[list[Any]]) -> Iterator[Change]:
-        """Every write, in order (not one per key)."""
-        log, dirty.log = dirty.log or [], None
-        for _ in super().changes(dirty):  # (what the store gets once the commit landed)
-            pass
-        yield from log
-
-    def restore(self, dirty: Dirty[list[Any]]) -> None:
         """Undo the transaction (its log goes too)."""
         dirty.log = None
         super().restore(dirty)
