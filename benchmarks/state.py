@@ -2,7 +2,8 @@
 
     python benchmarks/state.py restart [--keys 1000000,5000000] [--backends local,kafka]
     python benchmarks/state.py windows [--windows 2000000] [--backends local]
-    python benchmarks/state.py sets|history [--keys 1000000] [--backends local,kafka]
+    python benchmarks/state.py sets [--keys 1000000] [--backends local,kafka]
+    python benchmarks/state.py history [--windows 2000000] [--backends local,kafka]
     python benchmarks/state.py pipeline [-n 500000] [--backends memory,local]
 
 ``restart`` writes a plain table's changelog of N keys (8 partitions, as an
@@ -22,10 +23,10 @@ in the stores at a restart (nothing is loaded; reads go to the store), on
 ``memory://`` they are rebuilt from the whole changelog.
 
 ``sets`` does the same with a ``SetTable`` of N keys (three members each),
-``history`` with a plain table of N keys of an app made with ``history=True``
-(every change in an uncompacted changelog; here one per key): on
-``rocksdb://`` both keep their rows in the stores (a restart loads nothing),
-on ``memory://`` they are rebuilt from the whole changelog.
+``history`` with the tumbling table of ``windows`` (N windows) of an app made
+with ``history=True`` (every change in an uncompacted changelog; here one per
+window): on ``rocksdb://`` both keep their rows in the stores (a restart
+loads nothing), on ``memory://`` they are rebuilt from the whole changelog.
 
 ``pipeline`` runs N page views through ``group_by(user)`` and a plain
 per-user count (10,000 keys) with the table on each store, same broker,
@@ -78,13 +79,13 @@ KINDS = ("plain", "windows", "sets", "history")
 def define_table(app: object, store: str | None, kind: str) -> object:
     """The benchmarked table ``counts``: plain, in tumbling windows of a minute that never expire, or a set table.
 
-    (``history``: a plain table; the app is made with ``history=True``.)
+    (``history``: the windows; the app is made with ``history=True``.)
     """
     options = {} if store is None else {"store": store}
     if kind == "sets":
         return app.SetTable("counts", value_type=str, **options)  # type: ignore[attr-defined]
     table = app.Table("counts", default=int, **options)  # type: ignore[attr-defined]
-    return table.tumbling(WINDOW, expires=10 * 365 * 86400.0) if kind == "windows" else table
+    return table.tumbling(WINDOW, expires=10 * 365 * 86400.0) if kind in ("windows", "history") else table
 
 
 def row_value(kind: str, i: int, j: int) -> bytes:
@@ -103,7 +104,7 @@ async def write_changelog(url: str, app_id: str, keys: int, kind: str = "plain")
     import streamnb as faust
     from streamnb.transport.base import ProducerRecord
 
-    windowed = kind == "windows"
+    windowed = kind in ("windows", "history")
     app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS, history=kind == "history")
     view = define_table(app, None, kind)
     table = view.table if windowed else view  # type: ignore[attr-defined]
@@ -133,7 +134,7 @@ async def restart(url: str, app_id: str, store: str, datadir: str, kind: str = "
     import streamnb as faust
     from streamnb.testing import wait_until
 
-    windowed = kind == "windows"
+    windowed = kind in ("windows", "history")
     app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS, datadir=datadir, history=kind == "history")
     view = define_table(app, store, kind)
     table = view.table if windowed else view  # type: ignore[attr-defined]
@@ -246,7 +247,7 @@ def run_child(**spec: object) -> dict[str, float]:
 
 
 def run_restart(args: argparse.Namespace, kind: str = "plain") -> None:
-    windowed = kind == "windows"
+    windowed = kind in ("windows", "history")
     what = "windows" if windowed else "keys"
     print(f"{kind} table")
     print(f"{'backend':8} {what:>10} {'run':14} {'seconds':>9} {'peak MB':>8} {'records/s':>11} {'ratio':>6}")
