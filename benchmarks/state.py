@@ -3,6 +3,8 @@
     python benchmarks/state.py restart [--keys 1000000,5000000] [--backends local,kafka]
     python benchmarks/state.py windows [--windows 2000000] [--backends local]
     python benchmarks/state.py sessions [--windows 2000000] [--backends local]
+    python benchmarks/state.py sets [--keys 1000000] [--backends local,kafka]
+    python benchmarks/state.py history [--windows 2000000] [--backends local,kafka]
     python benchmarks/state.py pipeline [-n 500000] [--backends memory,local] [--table plain|session]
 
 ``restart`` writes a plain table's changelog of N keys (8 partitions, as an
@@ -22,6 +24,12 @@ in the stores at a restart (nothing is loaded; reads go to the store), on
 ``memory://`` they are rebuilt from the whole changelog. ``sessions`` does it
 with a session table of N sessions (ten per key, 30 s long, a gap of 10 s,
 never expiring).
+
+``sets`` does the same with a ``SetTable`` of N keys (three members each),
+``history`` with the tumbling table of ``windows`` (N windows) of an app made
+with ``history=True`` (every change in an uncompacted changelog; here one per
+window): on ``rocksdb://`` both keep their rows in the stores (a restart
+loads nothing), on ``memory://`` they are rebuilt from the whole changelog.
 
 ``pipeline`` runs N page views through ``group_by(user)`` and a plain
 per-user count (10,000 keys) with the table on each store, same broker,
@@ -70,17 +78,32 @@ WINDOW = 60.0
 WINDOWS_PER_KEY = 10
 
 
+KINDS = ("plain", "windows", "sessions", "sets", "history")
+WINDOWED: dict[str, bool | str] = {"windows": True, "history": True, "sessions": "session"}
+"""How each kind is windowed: tumbling (True), in sessions ("session"), or not (absent)."""
 NEVER_EXPIRES = 10 * 365 * 86400.0
 
 
-def define_table(app: object, store: str | None, windowed: bool | str) -> object:
-    """The benchmarked table: plain ``counts``, or ``counts`` in tumbling windows of a minute (``windowed``)
-    or sessions with a gap of 10 s (``windowed="session"``) that never expire."""
+def define_table(app: object, store: str | None, kind: str) -> object:
+    """The benchmarked table ``counts``: plain, in tumbling windows of a minute or sessions with a gap of
+    10 s that never expire, or a set table.
+
+    (``history``: the windows; the app is made with ``history=True``.)
+    """
     options = {} if store is None else {"store": store}
+    if kind == "sets":
+        return app.SetTable("counts", value_type=str, **options)  # type: ignore[attr-defined]
     table = app.Table("counts", default=int, **options)  # type: ignore[attr-defined]
-    if windowed == "session":
+    if kind == "sessions":
         return table.session(10.0, expires=NEVER_EXPIRES)
-    return table.tumbling(WINDOW, expires=NEVER_EXPIRES) if windowed else table
+    return table.tumbling(WINDOW, expires=NEVER_EXPIRES) if kind in ("windows", "history") else table
+
+
+def row_value(kind: str, i: int, j: int) -> bytes:
+    """The changelog value of row ``i`` (window ``j``)."""
+    if kind == "sets":
+        return b'{"members":["a%d","b%d","c"],"added":["a%d","b%d","c"],"removed":[]}' % (i, i, i, i)
+    return b"%d" % (i + j)
 
 
 def window_of(j: int, windowed: bool | str = True) -> tuple[float, float]:
@@ -88,14 +111,14 @@ def window_of(j: int, windowed: bool | str = True) -> tuple[float, float]:
     return T0 + WINDOW * j, T0 + WINDOW * j + (WINDOW / 2 if windowed == "session" else WINDOW)
 
 
-async def write_changelog(url: str, app_id: str, keys: int, windowed: bool | str = False) -> None:
-    """A changelog of ``keys`` rows: keys ``k<i>``, or (``windowed``) keys x 10 windows of a tumbling or
-    session table."""
+async def write_changelog(url: str, app_id: str, keys: int, kind: str = "plain") -> None:
+    """A changelog of ``keys`` rows: keys ``k<i>``, or (windowed kinds) keys x 10 windows or sessions."""
     import streamnb as faust
     from streamnb.transport.base import ProducerRecord
 
-    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS)
-    view = define_table(app, None, windowed)
+    windowed = WINDOWED.get(kind, False)
+    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS, history=kind == "history")
+    view = define_table(app, None, kind)
     table = view.table if windowed else view  # type: ignore[attr-defined]
     transport = await app.connect()
     await table.changelog.declare()
@@ -105,7 +128,7 @@ async def write_changelog(url: str, app_id: str, keys: int, windowed: bool | str
     for row in range(keys):
         i, j = divmod(row, per_key)
         key = b'["k%d",[%r,%r]]' % ((i, *window_of(j, windowed))) if windowed else b'"k%d"' % i
-        batch.append(ProducerRecord(name, i % PARTITIONS, key, b"%d" % (i + j), T0))
+        batch.append(ProducerRecord(name, i % PARTITIONS, key, row_value(kind, i, j), T0))
         if len(batch) == 100_000:
             await transport.send(batch)
             batch = []
@@ -114,19 +137,18 @@ async def write_changelog(url: str, app_id: str, keys: int, windowed: bool | str
     if windowed:  # the stream time of every partition: the newest window's middle (a session's end)
         times = table.stream_times
         await times.declare(PARTITIONS)
-        now = window_of(WINDOWS_PER_KEY - 1)[0] + WINDOW / 2
+        now = window_of(WINDOWS_PER_KEY - 1, windowed)[0] + WINDOW / 2
         await transport.send([times.record(p, now, now) for p in range(PARTITIONS)])
     await app.stop()
 
 
-async def restart(
-    url: str, app_id: str, store: str, datadir: str, windowed: bool | str = False
-) -> dict[str, float]:
+async def restart(url: str, app_id: str, store: str, datadir: str, kind: str = "plain") -> dict[str, float]:
     import streamnb as faust
     from streamnb.testing import wait_until
 
-    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS, datadir=datadir)
-    view = define_table(app, store, windowed)
+    windowed = WINDOWED.get(kind, False)
+    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS, datadir=datadir, history=kind == "history")
+    view = define_table(app, store, kind)
     table = view.table if windowed else view  # type: ignore[attr-defined]
     source = app.topic(f"{app_id}-input", value_type=str)
 
@@ -140,8 +162,9 @@ async def restart(
     await wait_until(lambda: table.recovered_partitions == set(range(PARTITIONS)), 3600, 0.001)
     seconds = time.perf_counter() - started
     check = view["k7"][window_of(3, windowed)] if windowed else table["k7"]  # type: ignore[index]
+    expected: object = 10 if windowed else ({"a7", "b7", "c"} if kind == "sets" else 7)
     await app.stop()
-    assert check == (10 if windowed else 7), check
+    assert check == expected, check
     return {"seconds": seconds, "peak_mb": peak_mb()}
 
 
@@ -221,6 +244,8 @@ async def pipeline(
 def child(args: argparse.Namespace) -> None:
     spec = json.loads(args.child)
     kind = spec.pop("kind")
+    if "table" in spec and kind != "pipeline":  # (the table's kind, for write and restart)
+        spec["kind"] = spec.pop("table")
     fn = {"write": write_changelog, "restart": restart, "plain": plain_read, "pipeline": pipeline}[kind]
     result = asyncio.run(fn(**spec))  # type: ignore[operator]
     print(json.dumps(result or {}))
@@ -238,20 +263,22 @@ def run_child(**spec: object) -> dict[str, float]:
 # -- the runs --------------------------------------------------------------------------------
 
 
-def run_restart(args: argparse.Namespace, windowed: bool | str = False) -> None:
+def run_restart(args: argparse.Namespace, kind: str = "plain") -> None:
+    windowed = WINDOWED.get(kind, False)
     what = "windows" if windowed else "keys"
+    print(f"{kind} table")
     print(f"{'backend':8} {what:>10} {'run':14} {'seconds':>9} {'peak MB':>8} {'records/s':>11} {'ratio':>6}")
     for backend in args.backends.split(","):
         for keys in [int(k) for k in (args.windows if windowed else args.keys).split(",")]:
             folder = Path(tempfile.mkdtemp(prefix="streamnb-state-"))
             try:
                 url, app_id = broker_url(backend, folder, args.kafka), f"state-{uuid.uuid4().hex[:8]}"
-                run_child(kind="write", url=url, app_id=app_id, keys=keys, windowed=windowed)
+                run_child(kind="write", url=url, app_id=app_id, keys=keys, table=kind)
                 datadir = str(folder / "data")
                 plain = run_child(kind="plain", url=url, app_id=app_id)
                 plain_rate = plain["records"] / plain["seconds"]
                 rows = [("plain read", plain["seconds"], 0.0, plain_rate, 1.0)]
-                restart = {"kind": "restart", "url": url, "app_id": app_id, "datadir": datadir, "windowed": windowed}
+                restart = {"kind": "restart", "url": url, "app_id": app_id, "datadir": datadir, "table": kind}
                 cold = run_child(**restart, store="rocksdb://")
                 rows.append(("rocksdb cold", cold["seconds"], cold["peak_mb"], keys / cold["seconds"],
                              keys / cold["seconds"] / plain_rate))
@@ -292,7 +319,8 @@ def run_pipeline(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="?", choices=["restart", "windows", "sessions", "pipeline"], default="restart")
+    parser.add_argument("what", nargs="?", choices=["restart", "windows", "sessions", "sets", "history", "pipeline"],
+                        default="restart")
     parser.add_argument("--keys", default="1000000,5000000")
     parser.add_argument("--windows", default="2000000")
     parser.add_argument("-n", type=int, default=500_000)
@@ -305,9 +333,9 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    if args.what in ("restart", "windows", "sessions"):
+    if args.what in ("restart", "windows", "sessions", "sets", "history"):
         args.backends = args.backends or "local,kafka"
-        run_restart(args, windowed={"windows": True, "sessions": "session"}.get(args.what, False))
+        run_restart(args, {"restart": "plain"}.get(args.what, args.what))
     else:
         args.backends = args.backends or "memory,local"
         run_pipeline(args)

@@ -109,6 +109,8 @@ async def prepare(app: ReplayHost) -> None:
             await topic.declare()
     for table in app.tables.values():
         table.clear_state()
+        if table.persistence is not None:  # (its changelog was recreated: the stores start over too, quietly)
+            table.persistence.wipe()
     start, end = await _time_span(transport, sorted(inputs))
     forked = await fork_of(transport, app.id)
     if forked is not None:
@@ -149,6 +151,9 @@ async def restart(app: ReplayHost) -> None:
         await item.stop()
     await asyncio.gather(*(agent.stop() for agent in app.agents.values()))
     await prepare(app)
+    for table in list(app.tables.values()):
+        if table.persistence is not None:  # rows in the stores: served again, rebuilt from the new changelog
+            await table.recover()
     for agent in list(app.agents.values()):
         await agent.start()
     for item in [*app.timers.values(), *app.tasks.values()]:

@@ -29,11 +29,14 @@ worker serves, under ``<datadir>/<app id>/<table>/<partition>``.
 - **Every kind of table.** A plain table's rows live in the stores
   (:class:`~streamnb.tables.state.stored.StoredState`, read as they go), and
   so do a tumbling or hopping table's windows, by key and by time
-  (:class:`~streamnb.tables.state.stored_windows.StoredWindowedState`), and a
+  (:class:`~streamnb.tables.state.stored_windows.StoredWindowedState`), a
   session table's sessions, by key and by end
-  (:class:`~streamnb.tables.state.stored_sessions.StoredSessionState`): a
-  restart loads nothing from them. Sliding, set, global and
-  ``history=True`` tables keep their state in memory as on ``memory://``
+  (:class:`~streamnb.tables.state.stored_sessions.StoredSessionState`), a
+  set table's sets (:class:`~streamnb.tables.state.stored_sets.StoredSetState`)
+  and, with ``history=True``, tumbling and hopping windows (every change goes
+  to the changelog: :mod:`~streamnb.tables.state.history`): a restart loads
+  nothing from them. Sliding, global and ``history=True`` plain and session
+  tables keep their state in memory as on ``memory://``
   (:attr:`TableStore.held`): the stores hold the same compacted image of
   their changelog, written at each commit the same way, and a restart loads
   the state from them and reads only the changelog's tail. A windowed
@@ -55,6 +58,7 @@ import asyncio
 import itertools
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from typing import Any
@@ -67,8 +71,10 @@ from .progress import RestoreTracker, StandbyProgress
 from .recovery import SLICE, STEP, hashable, load_pairs
 from .state.base import TableState
 from .state.event_time import EventTimeState
+from .state.history import StoredWindowedHistoryState
 from .state.stored import StoredState
 from .state.stored_sessions import StoredSessionState
+from .state.stored_sets import StoredSetState
 from .state.stored_windows import StoredWindowedState
 from .state.window_cache import WindowCache
 from .stores.rocksdb import RocksDBStore
@@ -104,11 +110,11 @@ class TableStore:
         self.standby_ends: dict[int, int] = {}
         """The changelog's end offset each standby store last saw (how far behind it is: :meth:`standby_progress`)."""
         self.held: TableState | None = None
-        """The in-memory state whose changelog the stores keep (sliding, session, set, global, history
-        tables), or None: the rows live in the stores (:attr:`rows`)."""
+        """The in-memory state whose changelog the stores keep (sliding, global, ``history=True``
+        plain and session tables), or None: the rows live in the stores (:attr:`rows`)."""
         self.rows: StoredState | WindowCache = self.state
-        """The state whose rows live in the stores: :attr:`state` (plain rows), or a tumbling, hopping or
-        session table's windows."""
+        """The state whose rows live in the stores: :attr:`state` (plain rows, sets), or a tumbling,
+        hopping or session table's windows."""
         self.progress = progress or RestoreTracker(table)
         self.loaded_rows = 0
         """Rows the last restores loaded from the stores into :attr:`held` (not read from the changelog)."""
@@ -131,10 +137,11 @@ class TableStore:
         else:
             self.rows, self.held = self.state, state
 
-    def windows(self, window: Window) -> StoredWindowedState:
-        """A state keeping tumbling or hopping windows ``window`` in the stores."""
+    def windows(self, window: Window, *, history: bool = False) -> StoredWindowedState:
+        """A state keeping tumbling or hopping windows ``window`` in the stores (``history``: logging every write)."""
         loads = self.changelog.key_codec.loads
-        return StoredWindowedState(
+        kind = StoredWindowedHistoryState if history else StoredWindowedState
+        return kind(
             window, self.stores, self.changelog.key_codec.dumps, lambda data: hashable(loads(data)),
             self.changelog.decode_value,
         )
@@ -145,6 +152,15 @@ class TableStore:
         return StoredSessionState(
             window, merge, self.stores, self.changelog.key_codec.dumps, lambda data: hashable(loads(data)),
             self.changelog.decode_value,
+        )
+
+    def sets(self, members: Callable[[Any], set[Any]]) -> StoredSetState:
+        """A state keeping a set table's sets in the stores; ``members`` decodes a record's members into a set."""
+        loads, decode_value = self.changelog.key_codec.loads, self.changelog.decode_value
+        return StoredSetState(
+            self.changelog.key_codec.dumps, lambda data: hashable(loads(data)),
+            lambda data: members(decode_value(data)), self.stores,
+            members_of=lambda data: _has_members(decode_value(data)),
         )
 
     @property
@@ -305,7 +321,8 @@ class TableStore:
             store.write(rows.keys_of.ops((m[4], m[5]) for m in msgs), resume)
             rows.legacy_stream_time(((m[4], m[5]) for m in msgs), partition)
         else:
-            store.apply(((m[4], m[5]) for m in msgs if m[4] is not None), resume)
+            pairs = ((m[4], m[5]) for m in msgs if m[4] is not None)
+            store.apply(rows.to_store(pairs) if isinstance(rows, StoredState) else pairs, resume)
         if held is not None:
             load_pairs(held, self.changelog, ((m[4], m[5]) for m in msgs), partition)
 
@@ -380,7 +397,7 @@ class TableStore:
             if isinstance(rows, WindowCache):
                 store.write(rows.keys_of.ops(changes), resume)
             else:
-                store.apply(changes, resume)
+                store.apply(rows.to_store(changes), resume)
         except Exception as exc:
             raise StoreWriteError(
                 f"table {self.table!r}: its store {store.path} could not be written ({_first_line(exc)}); "
@@ -399,6 +416,15 @@ class TableStore:
             if store is not None:
                 store.close()
             self._unflushed.pop(partition, None)
+
+    def wipe(self) -> None:
+        """Delete every partition's store (a replay starts over: it recreated the changelog)."""
+        self.close()
+        for store in [*self.stores.values(), *self.standbys.values()]:
+            store.destroy()
+        self.stores.clear()
+        self.standbys.clear()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def close(self) -> None:
         """Close every partition's store (the app stopped)."""
@@ -471,6 +497,11 @@ class TableStore:
         for partition in [p for p in self.standbys if p not in keep]:
             self.standbys.pop(partition).close()
             self.standby_ends.pop(partition, None)
+
+
+def _has_members(value: Any) -> bool:
+    """Whether a set table's changelog value holds members (an empty set leaves the store)."""
+    return isinstance(value, dict) and bool(value.get("members"))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -31,6 +31,7 @@ from ..transaction import MISSING, Transaction, current_transaction
 from .global_table import GlobalTable
 from .recovery import hashable
 from .state.base import Change, Closed, Dirty
+from .state.stored_sets import StoredSetState, listed, set_record
 from .table import Table
 from .windowed import WindowedTable
 
@@ -38,15 +39,6 @@ __all__ = ["SetGlobalTable", "SetState", "SetTable", "SetValue"]
 
 K = TypeVar("K")
 V = TypeVar("V")
-
-
-def _listed(members: Iterable[Any]) -> list[Any]:
-    out = list(members)
-    try:
-        out.sort()
-    except TypeError:  # members of mixed types: any order
-        pass
-    return out
 
 
 class SetState:
@@ -99,9 +91,8 @@ class SetState:
                 self.partition_of.pop(key, None)
             else:
                 self.partition_of[key] = partition
-            added, removed = now - before, before - now
-            if added or removed:
-                record = {"members": _listed(now), "added": _listed(added), "removed": _listed(removed)}
+            record = set_record(before, now)
+            if record is not None:
                 yield Change(key, partition, record, timestamp)
 
     def restore(self, dirty: Dirty[list[Any]]) -> None:
@@ -119,12 +110,17 @@ class SetState:
     def after_commit(self) -> None:
         """Nothing to do."""
 
+    def members(self, value: Any) -> set[Any]:
+        """The members of a changelog value (MISSING or None: none), decoded."""
+        members = value.get("members") if isinstance(value, dict) else None
+        decode = self.decode_member
+        return {decode(m) for m in members} if members else set()
+
     def load(self, key: Any, value: Any, partition: int) -> None:
         """Apply one changelog record (the whole set)."""
-        members = [] if value is MISSING or value is None else value.get("members", [])
+        members = self.members(value)
         if members:
-            decode = self.decode_member
-            self.data[key] = {decode(m) for m in members}
+            self.data[key] = members
             self.partition_of[key] = partition
         else:
             self.data.pop(key, None)
@@ -241,7 +237,7 @@ class SetValue(Set[Any]):
         return set(it)  # `a | b` and friends give plain sets
 
     def __repr__(self) -> str:
-        return f"SetValue({_listed(self._members())!r})"
+        return f"SetValue({listed(self._members())!r})"
 
 
 class SetTable(Table[K, V]):
@@ -260,15 +256,21 @@ class SetTable(Table[K, V]):
             raise ConfigurationError(f"SetTable {name!r}: a missing key is an empty set; drop default=")
         super().__init__(app, name, value_type=None, **options)
         self.value_type = value_type
-        self.set_state = SetState(_member_decoder(value_type, name))
+        self.decode_member = _member_decoder(value_type, name)
+        """How a member read from the changelog (JSON) becomes a member of ``value_type``."""
+        self.set_state: SetState | StoredSetState = SetState(self.decode_member)
+        if self.persistence is not None and not isinstance(self, GlobalTable):  # (held whole, in memory)
+            self.set_state = self.persistence.sets(self.set_state.members)
         self.use_state(self.set_state)
 
     def take_over(self, old: Table[Any, Any]) -> None:
         """Keep the sets of ``old`` (a set table of the same name this one redefines)."""
-        if isinstance(old.state, SetState):
+        if isinstance(old.state, type(self.set_state)):
             super().take_over(old)
             self.set_state = old.state
         else:
+            if old.persistence is not None and old.persistence is not self.persistence:
+                old.persistence.close()
             self.version = old.version + 1
 
     def __getitem__(self, key: K) -> Any:
@@ -276,7 +278,7 @@ class SetTable(Table[K, V]):
 
     def get(self, key: K, default: Any = None) -> Any:
         """The set of ``key`` (a copy), or ``default`` when it has no members."""
-        members = self.set_state.data.get(key)
+        members = self.set_state.rows.get(key)
         return set(members) if members else default
 
     def __setitem__(self, key: K, value: V) -> None:
@@ -293,6 +295,8 @@ class SetTable(Table[K, V]):
         raise ConfigurationError(f"SetTable {self.name!r} cannot be windowed; use app.Table(..., default=set)")
 
     def __repr__(self) -> str:
+        if isinstance(self.set_state, StoredSetState):
+            return f"<{type(self).__name__} {self.name!r} rows~{self.set_state.estimate()} store={self.store}>"
         return f"<{type(self).__name__} {self.name!r} rows={len(self.data)}>"
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from .persistence import TableStore
 from .state.base import PlainState, TableState
+from .state.history import StoredWindowedHistoryState
 from .state.stored_sessions import StoredSessionState
 from .state.stored_windows import StoredWindowedState
 from .state.windowing import merge_function, windowed_state
@@ -25,13 +26,14 @@ __all__ = ["stored_windows"]
 
 def stored_windows(
     persistence: TableStore, name: str, old: TableState, window: Any, merge: Callable[[Any, Any], Any] | None,
-    default: Callable[[], Any] | None, value_type: Any,
+    default: Callable[[], Any] | None, value_type: Any, history: bool = False,
 ) -> Any:
     """The state keeping ``window``'s windows in the stores, or None (a kind held in memory).
 
     ``old`` is the table's state so far: a table redefined with other settings keeps its windows.
+    ``history``: the table keeps its history (tumbling and hopping windows log every write).
     """
-    if isinstance(window, SessionWindow):
+    if isinstance(window, SessionWindow) and not history:
         fn = merge_function(name, window, merge, default, value_type)
         if isinstance(old, StoredSessionState):  # redefined (with other settings: the sessions stay)
             old.rewindow(window)
@@ -41,7 +43,7 @@ def stored_windows(
     if not isinstance(window, (TumblingWindow, HoppingWindow)):
         return None
     windowed_state(name, PlainState(), window, merge, default, value_type)  # (checks merge=)
-    if isinstance(old, StoredWindowedState):  # redefined (with other settings: the windows stay)
-        old.rewindow(window)
+    if isinstance(old, StoredWindowedState) and isinstance(old, StoredWindowedHistoryState) == history:
+        old.rewindow(window)  # redefined (with other settings: the windows stay)
         return old
-    return persistence.windows(window)
+    return persistence.windows(window, history=history)

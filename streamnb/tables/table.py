@@ -299,8 +299,13 @@ class Table(Recovering, TimeTravel, TableViews, WindowKinds, MutableMapping[K, V
         self._plain_state().write(self.dirty(txn), key, MISSING, msg[1], msg[3])  # type: ignore[index]
 
     def keep_history(self) -> None:
-        """Write every change to the (uncompacted) changelog from now on, so ``at()`` can answer."""
-        if isinstance(self.state, StoredState):  # (rows in memory, the stores keep their latest values)
+        """Write every change to the (uncompacted) changelog from now on, so ``at()`` can answer.
+
+        On ``rocksdb://`` a plain table's rows are then held in memory (loaded from the stores at a
+        restart): a key written from several partitions (a table not co-partitioned with its stream,
+        common in replays) would otherwise sit in several partitions' stores.
+        """
+        if type(self.state) is StoredState:
             self.use_state(PlainState())
         super().keep_history()
 
@@ -464,8 +469,8 @@ class Table(Recovering, TimeTravel, TableViews, WindowKinds, MutableMapping[K, V
     # -- windowing (the kinds' constructors are in tables/kinds.py) --------------------------
 
     def _windowed(self, window: Any, merge: Callable[[Any, Any], Any] | None = None) -> WindowedTable:
-        state: Any = None if self.persistence is None or self.history_kept else stored_windows(
-            self.persistence, self.name, self.state, window, merge, self.default, self.value_type)
+        state: Any = None if self.persistence is None else stored_windows(
+            self.persistence, self.name, self.state, window, merge, self.default, self.value_type, self.history_kept)
         if state is None:
             state = windowed_state(self.name, self.state, window, merge, self.default, self.value_type)
             state = self.with_history(state)

@@ -41,7 +41,7 @@ from .recovery import hashable
 from .state.base import Dirty, PlainState, TableState
 from .state.event_time import STREAM_TIME_KEY
 from .state.fixed import WindowedState
-from .state.history import PlainHistoryState, WindowedHistoryState
+from .state.history import PlainHistoryState, StoredWindowedHistoryState, WindowedHistoryState
 from .streamtime import StreamTimeTopic, value_of
 from .windowed import WindowedTable
 from .windows import WindowRange
@@ -322,7 +322,7 @@ def _require_history(table: TimeTravelHost) -> None:
             "so its past cannot be rebuilt: make the app with history=True (replays, "
             "App(..., clock='virtual'), keep history by default)"
         )
-    if table.window is not None and not isinstance(table.state, WindowedHistoryState):
+    if table.window is not None and not isinstance(table.state, (WindowedHistoryState, StoredWindowedHistoryState)):
         raise HistoryUnavailableError(
             f"table {table.name!r}: {table.window.window.kind} windows do not keep every change yet, so "
             "their past cannot be rebuilt; tumbling and hopping windows (and plain tables) can"

@@ -7,6 +7,7 @@ in the pipeline, so events cross a repartition topic), on ``memory://`` and
 
 from __future__ import annotations
 
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -123,9 +124,12 @@ async def test_the_clock_stops_at_the_end_of_the_recording_and_starts_over_on_th
         await app.stop()
 
 
-async def test_pause_step_and_seek(folder: str) -> None:
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+async def test_pause_step_and_seek(folder: str, store: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Seeking back starts over with fresh tables (on rocksdb:// too: the stores start over, then are served again)."""
+    caplog.set_level(logging.WARNING, logger="streamnb")
     await write_views(folder, n=40)
-    app, _now_counts, _per_10s = build(folder, [], speed=0)
+    app, _now_counts, _per_10s = build(folder, [], speed=0, store=store)
     agent = app.agents["count"]
 
     def counted() -> int:
@@ -148,6 +152,7 @@ async def test_pause_step_and_seek(folder: str) -> None:
         app.clock.resume(None)
         await app.clock.idle(timeout=30)
         assert counted() == 40
+    assert not [r for r in caplog.records if "rebuilding its store" in r.getMessage()]  # (wiped on purpose, quietly)
 
 
 async def test_a_finite_speed_plays_in_time_order_until_the_end(folder: str) -> None:

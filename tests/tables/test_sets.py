@@ -148,6 +148,6 @@ async def test_record_members(app_id: str) -> None:
         await settle(app)
         records = await changelog_values(app, people)
     assert people["paris"] == {Person(name="alice")}
-    state = SetState(people.set_state.decode_member)
+    state = SetState(people.decode_member)
     state.load("paris", records[-1][1], 0)
     assert state.rows == {"paris": {Person(name="alice")}}

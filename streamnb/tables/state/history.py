@@ -4,7 +4,8 @@ An ordinary table writes, at each commit, one changelog record per key it
 changed (with the event time of the last write): enough to recover the
 table, not to know what it held between two commits. A table of an app made
 with ``history=True`` (the default under a virtual clock) keeps a
-:class:`PlainHistoryState` or :class:`WindowedHistoryState` instead: every
+:class:`PlainHistoryState` or :class:`WindowedHistoryState` (tumbling and
+hopping windows on ``rocksdb://``: :class:`StoredWindowedHistoryState`) instead: every
 write becomes its own changelog record, stamped with the event time of the
 write, in the order the agent made them. Its changelog topic is not
 compacted, so :meth:`~streamnb.tables.timetravel.TimeTravel.at` and
@@ -27,8 +28,9 @@ from ...transaction import MISSING
 from ..windows import Window, WindowRange
 from .base import Change, Dirty, PlainState, Undo
 from .fixed import KeyWrites, WindowedState
+from .stored_windows import StoredWindowedState
 
-__all__ = ["PlainHistoryState", "WindowedHistoryState"]
+__all__ = ["PlainHistoryState", "StoredWindowedHistoryState", "WindowedHistoryState"]
 
 _new = tuple.__new__  # Change(...) without its Python-level __new__ (a write of a history table logs one)
 
@@ -101,6 +103,54 @@ class WindowedHistoryState(WindowedState):
             for start in before if ranges is not None else after:
                 value = after.get(start, MISSING)
                 if value is not MISSING and (before.get(start, MISSING) is MISSING or before[start] != value):
+                    log.append(_new(Change, ((key, (start, end(start))), partition, value, ts)))
+        return missed
+
+    def changes(self, dirty: Dirty[KeyWrites]) -> Iterator[Change]:
+        """Every logged write in order, then the deletions of the commit (expired windows)."""
+        log, dirty.log = dirty.log or [], None
+        rest = list(super().changes(dirty))
+        yield from log
+        for change in rest:
+            if change.value is MISSING:
+                yield change
+
+    def restore(self, dirty: Dirty[KeyWrites]) -> None:
+        """Undo the transaction (its log goes too)."""
+        dirty.log = None
+        super().restore(dirty)
+
+
+class StoredWindowedHistoryState(StoredWindowedState):
+    """Tumbling or hopping windows in the stores (``rocksdb://``), with every window write logged for the changelog.
+
+    As :class:`WindowedHistoryState` on the windows of
+    :class:`~streamnb.tables.state.stored_windows.StoredWindowedState`: the
+    stores keep each window's newest value, a restart loads nothing.
+    """
+
+    def update(
+        self,
+        dirty: Dirty[KeyWrites],
+        key: Any,
+        op: Callable[[Any, Any], Any],
+        operand: Any,
+        ts: float,
+        partition: int,
+        default: Callable[[], Any] | None,
+    ) -> list[WindowRange] | None:
+        """Apply the write (see :meth:`StoredWindowedState.update`) and log each window it changed."""
+        inner = self._fetch(key, partition)
+        starts = [w[0] for w in self._ranges(ts)]
+        before = [inner.get(start, MISSING) for start in starts]
+        log = _log(dirty)
+        missed = super().update(dirty, key, op, operand, ts, partition, default)
+        if missed is None:
+            after = self.by_key.get(key) or {}
+            end = self._end
+            for start, old in zip(starts, before, strict=True):
+                value = after.get(start, MISSING)
+                if value is not MISSING and (old is MISSING or old != value):
                     log.append(_new(Change, ((key, (start, end(start))), partition, value, ts)))
         return missed
 

@@ -27,7 +27,7 @@ Example (a table's own use)::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
 from ...transaction import MISSING, Transaction
@@ -55,9 +55,10 @@ class StoredState:
         encode_key: Callable[[Any], bytes],
         decode_key: Callable[[bytes], Any],
         decode_value: Callable[[bytes], Any],
+        stores: dict[int, RocksDBStore] | None = None,
     ) -> None:
-        self.stores: dict[int, RocksDBStore] = {}
-        """The open store of every partition served (recovered, owned)."""
+        self.stores: dict[int, RocksDBStore] = {} if stores is None else stores
+        """The open store of every partition served (recovered, owned; shared with the table's other states)."""
         self.encode_key = encode_key
         self.decode_key = decode_key
         self.decode_value = decode_value
@@ -176,6 +177,10 @@ class StoredState:
 
     def after_commit(self) -> None:
         """The table applies the records to the store, then calls :meth:`flushed`."""
+
+    def to_store(self, pairs: Iterable[tuple[bytes, bytes | None]]) -> Iterable[tuple[bytes, bytes | None]]:
+        """Changelog records ``(key, value or None)`` as the store keeps them (plain rows: as they are)."""
+        return pairs
 
     def load(self, key: Any, value: Any, partition: int) -> None:
         """Recovery applies raw changelog records to the store instead (see the table)."""

@@ -1,0 +1,105 @@
+"""``history=True`` tables on ``rocksdb://``: every change in the changelog, tumbling windows in the stores.
+
+A restart loads no window (a plain table's rows are held in memory: loaded from its
+stores), yet reads, ``at()`` and ``history()`` answer as on ``memory://``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import streamnb as faust
+from streamnb.tables.state.history import PlainHistoryState, StoredWindowedHistoryState
+from streamnb.testing import settle, wait_until
+
+TABLE_STORES = ["rocksdb://"]  # (the apps name their stores)
+
+T0 = 1_700_000_000.0
+EVENTS = [("a", 1, 0.0), ("b", 2, 1.0), ("a", 3, 2.0), ("a", 0, 4.0), ("c", 5, 12.0), ("b", 4, 13.0), ("a", 2, 15.0)]
+
+
+class Sums:
+    """An app (``history=True``) adding values per key, in a plain table and in tumbling windows of 10 s."""
+
+    def __init__(self, app_id: str, broker: str, datadir: Path, store: str = "rocksdb://") -> None:
+        self.app = app = faust.App(
+            app_id, broker=broker, topic_partitions=2, datadir=str(datadir), store=store, history=True
+        )
+        self.events = app.topic(f"{app_id}-events", key_type=str, value_type=int)
+        self.sums = app.Table("sums", default=int)
+        self.counts = app.Table("counts", default=int).tumbling(10, expires=100)
+
+        @app.agent(self.events)
+        async def add(stream: Any) -> None:
+            async for key, value in stream.items():
+                self.sums[key] += value
+                self.counts[key] += 1
+                if value == 0:
+                    del self.sums[key]
+
+    async def send(self, events: list[tuple[str, int, float]]) -> None:
+        transport = self.app.require_transport()
+        await transport.send([self.events.record(key=k, value=v, timestamp=T0 + t) for k, v, t in events])
+        await settle(self.app)
+
+    async def reads(self) -> dict[str, Any]:
+        """What a user reads of both tables, now, at two moments, and as their changes."""
+        out: dict[str, Any] = {
+            "sums": sorted(self.sums.items()), "len": len(self.sums), "b": self.sums["b"], "z": self.sums["z"],
+            "in": ["a" in self.sums, "z" in self.sums],
+            "counts": sorted(self.counts.items()), "a_now": self.counts["a"][(T0, T0 + 10)],
+        }
+        for moment in (T0 + 2.5, T0 + 13.0):
+            snap = await self.sums.at(time=moment)
+            windows = await self.counts.table.at(time=moment)
+            out[f"at {moment - T0}"] = (sorted(snap.items()), sorted(windows.state.rows.items()))
+        for key in ("a", "b"):
+            df = await self.sums.history(key, times="epoch")
+            out[f"history {key}"] = list(zip(df["time"], df["old_value"], df["new_value"], strict=True))
+            windows_df = await self.counts.table.history(key, times="epoch")
+            out[f"window history {key}"] = sorted(
+                zip(windows_df["window_start"], windows_df["time"], windows_df["new_value"], strict=True)
+            )
+        return out
+
+    async def restored(self) -> None:
+        tables = (self.sums, self.counts.table)
+        await wait_until(lambda: all(t.recovered_partitions == {0, 1} for t in tables), 30.0)
+        await settle(self.app)
+
+
+async def test_a_restart_loads_no_window_and_every_read_answers_as_on_memory(
+    app_id: str, durable_broker: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    memory = Sums(f"{app_id}m", f"local://{tmp_path / 'm'}", tmp_path / "m-data", store="memory://")
+    async with memory.app:
+        await memory.send(EVENTS)  # (at once: one commit holds several changes of a key)
+        expected = await memory.reads()
+    assert [change[2] for change in expected["history a"]] == [1, 4, 4, None, 2]  # (+= 0 writes 4 again)
+    first = Sums(app_id, durable_broker, tmp_path / "data")
+    async with first.app:
+        assert isinstance(first.sums.state, PlainHistoryState)
+        assert isinstance(first.counts.state, StoredWindowedHistoryState)
+        await first.send(EVENTS)
+        assert await first.reads() == expected
+    with caplog.at_level(logging.INFO, logger="streamnb"):
+        again = Sums(app_id, durable_broker, tmp_path / "data")
+        async with again.app:
+            await again.restored()
+            sums, counts = again.sums.state, again.counts.state
+            assert isinstance(sums, PlainHistoryState) and isinstance(counts, StoredWindowedHistoryState)
+            assert not counts.by_key  # no window loaded ...
+            assert await again.reads() == expected  # ... yet everything reads as on memory://
+            await again.send([("b", 1, 16.0)])
+            assert again.sums["b"] == 7 and again.counts["b"][(T0 + 10, T0 + 20)] == 2
+            changes = await again.sums.history("b", times="epoch")
+            assert changes["new_value"].tolist() == [2, 6, 7]
+    lines = [r.getMessage() for r in caplog.records if "table 'counts' restored" in r.getMessage()]
+    assert lines and all(": 0 records in" in line for line in lines), lines  # no tail, no window loaded
+    lines = [r.getMessage() for r in caplog.records if "table 'sums' restored" in r.getMessage()]
+    assert lines and all(re.search(r": 0 records after \d+ rows from its store", line) for line in lines), lines
