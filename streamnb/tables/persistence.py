@@ -53,6 +53,7 @@ import asyncio
 import itertools
 import json
 import logging
+import operator
 import time
 from typing import Any
 
@@ -66,6 +67,7 @@ from .state.base import TableState
 from .state.event_time import EventTimeState
 from .state.stored import StoredState
 from .state.stored_windows import StoredWindowedState
+from .stores.bulk import window_columns
 from .stores.rocksdb import RocksDBStore
 from .stores.windowkeys import LAYOUT
 from .streamtime import StreamTimeTopic
@@ -76,6 +78,7 @@ __all__ = ["TableStore"]
 logger = logging.getLogger("streamnb")
 
 _READ_BATCH = 50_000
+_KEY, _VALUE = operator.itemgetter(4), operator.itemgetter(5)
 
 
 class TableStore:
@@ -222,30 +225,54 @@ class TableStore:
         held = self.held
         if held is not None:
             await self.load(store, held, partition)
-        tp = TP(self.changelog.name, partition)
-        read = 0
-        progress = self.progress
-        progress.begin(partition, end - start)
+        if store.resume is None and start < end:
+            store.bulk()  # an empty store: written without RocksDB's log until it is whole (RocksDBStore.bulk)
         try:
-            while start < end:
-                msgs = await transport.read(tp, start, end, _READ_BATCH)
-                if not msgs:
-                    break
-                progress.advance(partition, msgs[-1].offset + 1 - start)
-                start = msgs[-1].offset + 1
-                self.mirror(store, msgs, start, held, partition)
-                read += len(msgs)
-                await asyncio.sleep(0)  # a long restore lets the kernel answer between batches
+            read = await self._copy(transport, store, start, end, held, partition)
+            if store.resume != end:
+                store.apply((), end)  # read to the end (markers, aborted records and all)
         finally:
-            progress.finish(partition)
-        if store.resume != end:
-            store.apply((), end)  # read to the end (markers, aborted records and all)
+            store.end_bulk()
         timed = held if held is not None else self.rows
         if stream_times is not None and isinstance(timed, EventTimeState):
             read += await self._stream_time(transport, store, stream_times, timed, partition)
         if held is not None:
             held.loaded()
         self.rows.serve(partition, store)
+        return read
+
+    async def _copy(
+        self, transport: Transport, store: RocksDBStore, start: int, end: int, held: TableState | None,
+        partition: int,
+    ) -> int:
+        """Copy changelog records ``[start, end)`` of ``partition`` into ``store``; returns how many were read.
+
+        The next batch is being read (on ``local://``, by the broker's
+        reader thread) while one is written.
+        """
+        tp = TP(self.changelog.name, partition)
+        read = 0
+        progress = self.progress
+        progress.begin(partition, end - start)
+        pending = asyncio.ensure_future(transport.read(tp, start, end, _READ_BATCH)) if start < end else None
+        try:
+            while pending is not None:
+                msgs = await pending
+                pending = None
+                if not msgs:
+                    break
+                progress.advance(partition, msgs[-1].offset + 1 - start)
+                start = msgs[-1].offset + 1
+                if start < end:
+                    pending = asyncio.ensure_future(transport.read(tp, start, end, _READ_BATCH))
+                self.mirror(store, msgs, start, held, partition)
+                read += len(msgs)
+                await asyncio.sleep(0)  # a long restore lets the kernel answer between batches
+        finally:
+            if pending is not None:  # (an error or a cancellation: the read ahead is not wanted)
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+            progress.finish(partition)
         return read
 
     async def _stream_time(
@@ -287,9 +314,17 @@ class TableStore:
     ) -> None:
         """Apply changelog records read from the broker to ``store`` (and to ``held``), resuming at ``resume``."""
         rows = self.rows
+        keys: list[bytes | None] = list(map(_KEY, msgs))
+        values: list[bytes | None] = list(map(_VALUE, msgs))
         if isinstance(rows, StoredWindowedState) and held is None:
-            store.write(rows.keys_of.ops((m[4], m[5]) for m in msgs), resume)
-            rows.legacy_stream_time(((m[4], m[5]) for m in msgs), partition)
+            columns = window_columns(keys, values)
+            if columns is not None:  # (every record a window of a plain string key: no loop per record)
+                store.write_columns(columns, resume)
+            else:
+                store.write(rows.keys_of.ops(zip(keys, values)), resume)
+                rows.legacy_stream_time(zip(keys, values), partition)
+        elif None not in keys:
+            store.write_columns([(keys, values)], resume, rows=True)  # type: ignore[list-item]
         else:
             store.apply(((m[4], m[5]) for m in msgs if m[4] is not None), resume)
         if held is not None:
