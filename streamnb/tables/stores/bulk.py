@@ -18,6 +18,8 @@ record as a commit does.
 >>> columns = window_columns([b'["ann",[60.0,120.0]]', b'["bob",[0.0,60.0]]'], [b"3", None])
 >>> [len(keys) for keys, _values in columns], columns[0][1], columns[1][1]
 ([2, 2], [b'3', None], [b'', None])
+>>> window_columns([b'["ann",[60.0,120.0]]'], [b"3"])[1][1]    # no tombstone: one value for all
+b''
 >>> window_columns([b'[["a",1],[60.0,120.0]]'], [b"1"]) is None   # not a plain string key
 True
 """
@@ -58,11 +60,12 @@ _add = bytes.__add__
 
 def window_columns(
     keys: list[bytes | None], values: list[bytes | None]
-) -> list[tuple[list[bytes], list[bytes | None]]] | None:
+) -> list[tuple[list[bytes], list[bytes | None] | bytes]] | None:
     """The store writes of changelog records ``keys[i]: values[i]`` (None: a tombstone), as two runs.
 
     ``[(by-key keys, values), (by-time keys, values)]``, a delete where the
-    value is None; None when a key is not a window of a plain string key.
+    value is None (the by-time keys' values: ``b""`` for all when no record is
+    a tombstone); None when a key is not a window of a plain string key.
     """
     if not keys or None in keys:
         return None
@@ -79,7 +82,5 @@ def window_columns(
         return None
     by_key = list(map(_add, map(_add, map(_lengths.__getitem__, map(len, kbs)), kbs), ats))
     by_time = list(map(BY_TIME.__add__, map(_add, ats, kbs)))
-    marks: list[bytes | None] = [b""] * len(keys) if None not in values else [
-        None if v is None else b"" for v in values
-    ]
+    marks: list[bytes | None] | bytes = b"" if None not in values else [None if v is None else b"" for v in values]
     return [(by_key, values), (by_time, marks)]

@@ -73,6 +73,7 @@ _STREAM_TIME = b"t"
 _LAYOUT = b"k"
 _BULK = b"b"
 _OWNER = "OWNER"
+_FIRST = operator.itemgetter(0)
 
 
 class RocksDBStore:
@@ -332,23 +333,26 @@ class RocksDBStore:
         self._commit(batch, resume, stream_time)
 
     def write_columns(
-        self, runs: Iterable[tuple[list[bytes], list[bytes | None]]], resume: int | None, *, rows: bool = False
+        self, runs: Iterable[tuple[list[bytes], list[bytes | None] | bytes]], resume: int | None, *, rows: bool = False
     ) -> None:
         """As :meth:`write`, given runs of ``(keys, values)`` lists of the same length (a restore's batches).
 
-        ``rows``: the keys are changelog keys of rows (as :meth:`apply`), else raw keys.
-        Each run is put in key order (the same key keeps the order of its writes):
-        RocksDB inserts sorted keys faster.
+        ``values`` may be one value for every key of its run. ``rows``: the keys
+        are changelog keys of rows (as :meth:`apply`), else raw keys. Each run is
+        put in key order (the same key keeps the order of its writes): RocksDB
+        inserts sorted keys faster.
         """
         import rocksdict
 
         batch = rocksdict.WriteBatch(raw_mode=True)
         put, delete = batch.put, batch.delete
-        first = operator.itemgetter(0)
         for keys, values in runs:
             if rows:
                 keys = list(map(_ROW.__add__, keys))
-            pairs = sorted(zip(keys, values), key=first)
+            if isinstance(values, bytes):
+                collections.deque(map(put, sorted(keys), itertools.repeat(values)), maxlen=0)
+                continue
+            pairs = sorted(zip(keys, values), key=_FIRST)
             if None in values:
                 for key, value in pairs:
                     if value is None:
