@@ -198,7 +198,7 @@ class RocksDBStore:
         mark.sync = True
         self.db.put(_BULK, b"", mark)  # (in the log: it reaches the disk before any write without it)
         options = rocksdict.WriteOptions()
-        options.disable_wal = True
+        options.disable_wal = True  # type: ignore[method-assign,assignment]  # (a property; the stubs say method)
         self._write_options = options
 
     def end_bulk(self) -> None:
