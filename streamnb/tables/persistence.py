@@ -314,17 +314,15 @@ class TableStore:
     ) -> None:
         """Apply changelog records read from the broker to ``store`` (and to ``held``), resuming at ``resume``."""
         rows = self.rows
-        keys: list[bytes | None] = list(map(_KEY, msgs))
-        values: list[bytes | None] = list(map(_VALUE, msgs))
         if isinstance(rows, StoredWindowedState) and held is None:
+            keys: list[bytes | None] = list(map(_KEY, msgs))
+            values: list[bytes | None] = list(map(_VALUE, msgs))
             columns = window_columns(keys, values)
             if columns is not None:  # (every record a window of a plain string key: no loop per record)
                 store.write_columns(columns, resume)
             else:
                 store.write(rows.keys_of.ops(zip(keys, values)), resume)
                 rows.legacy_stream_time(zip(keys, values), partition)
-        elif None not in keys:
-            store.write_columns([(keys, values)], resume, rows=True)  # type: ignore[list-item]
         else:
             store.apply(((m[4], m[5]) for m in msgs if m[4] is not None), resume)
         if held is not None:

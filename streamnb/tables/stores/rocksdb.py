@@ -331,23 +331,22 @@ class RocksDBStore:
         self._commit(batch, resume, stream_time)
 
     def write_columns(
-        self, runs: Iterable[tuple[list[bytes], list[bytes | None] | bytes]], resume: int | None, *, rows: bool = False
+        self, runs: Iterable[tuple[list[bytes], list[bytes | None] | bytes]], resume: int | None
     ) -> None:
-        """As :meth:`write`, given runs of ``(keys, values)`` lists of the same length (a restore's batches).
+        """As :meth:`write`, given runs of ``(raw keys, values)`` lists of the same length (a restore's batches).
 
-        ``values`` may be one value for every key of its run. ``rows``: the keys
-        are changelog keys of rows (as :meth:`apply`), else raw keys. Each run is
-        put in key order, a key written more than once with its last value (the
+        ``values`` may be one value for every key of its run. Each run is put
+        in key order, a key written more than once with its last value (the
         batch is applied whole, so the result is the same): RocksDB inserts
-        sorted keys faster, and fewer.
+        sorted keys faster, and fewer (the two runs of a windowed table's
+        batch: sorting costs less than it saves; a plain table's rows, one
+        run in random order, are put as they come).
         """
         import rocksdict
 
         batch = rocksdict.WriteBatch(raw_mode=True)
         put, delete = batch.put, batch.delete
         for keys, values in runs:
-            if rows:
-                keys = list(map(_ROW.__add__, keys))
             if isinstance(values, bytes):
                 collections.deque(map(put, sorted(keys), itertools.repeat(values)), maxlen=0)
                 continue
