@@ -335,12 +335,10 @@ class RocksDBStore:
     ) -> None:
         """As :meth:`write`, given runs of ``(raw keys, values)`` lists of the same length (a restore's batches).
 
-        ``values`` may be one value for every key of its run. Each run is put
-        in key order, a key written more than once with its last value (the
-        batch is applied whole, so the result is the same): RocksDB inserts
-        sorted keys faster, and fewer (the two runs of a windowed table's
-        batch: sorting costs less than it saves; a plain table's rows, one
-        run in random order, are put as they come).
+        ``values`` may be one value for every key of its run (a windowed
+        table's index by time): that run is put in key order, which RocksDB
+        inserts faster (sorting the other runs, or a plain table's rows, cost
+        more than it saved).
         """
         import rocksdict
 
@@ -349,18 +347,14 @@ class RocksDBStore:
         for keys, values in runs:
             if isinstance(values, bytes):
                 collections.deque(map(put, sorted(keys), itertools.repeat(values)), maxlen=0)
-                continue
-            latest = dict(zip(keys, values))  # (the batch is applied whole: a key's last write is what it does)
-            order = sorted(latest)
-            if None in latest.values():
-                for key in order:
-                    value = latest[key]
+            elif None in values:
+                for key, value in zip(keys, values):
                     if value is None:
                         delete(key)
                     else:
                         put(key, value)
             else:
-                collections.deque(map(put, order, map(latest.__getitem__, order)), maxlen=0)
+                collections.deque(map(put, keys, values), maxlen=0)
         self._commit(batch, resume, None)
 
     def _commit(self, batch: Any, resume: int | None, stream_time: tuple[int, bytes | None] | None) -> None:
