@@ -45,6 +45,14 @@ class _Starts(dict[bytes, bytes]):
         return found
 
 
+class _TimePrefixes(dict[bytes, bytes]):
+    """Window start as :func:`~.windowkeys.time_bytes` -> the first bytes of a window-by-time key."""
+
+    def __missing__(self, at: bytes) -> bytes:
+        found = self[at] = BY_TIME + at
+        return found
+
+
 class _Lengths(dict[int, bytes]):
     """Key length -> the first bytes of a window-by-key key."""
 
@@ -53,7 +61,7 @@ class _Lengths(dict[int, bytes]):
         return found
 
 
-_starts, _lengths = _Starts(), _Lengths()
+_starts, _lengths, _by_time = _Starts(), _Lengths(), _TimePrefixes()
 _key, _start = itemgetter(0), itemgetter(1)
 _add = bytes.__add__
 
@@ -76,11 +84,12 @@ def window_columns(
     kbs = list(map(_key, found))
     if len(_starts) > 100_000:
         _starts.clear()
+        _by_time.clear()
     try:
         ats = list(map(_starts.__getitem__, map(_start, found)))
     except ValueError:  # (a start that is not a number)
         return None
     by_key = list(map(_add, map(_add, map(_lengths.__getitem__, map(len, kbs)), kbs), ats))
-    by_time = list(map(BY_TIME.__add__, map(_add, ats, kbs)))
+    by_time = list(map(_add, map(_by_time.__getitem__, ats), kbs))
     marks: list[bytes | None] | bytes = b"" if None not in values else [None if v is None else b"" for v in values]
     return [(by_key, values), (by_time, marks)]
