@@ -7,7 +7,10 @@ worker serves, under ``<datadir>/<app id>/<table>/<partition>``.
 
 - **Restore** reads the changelog partition from the store's resume offset
   to its end, copying records byte for byte in batches that each move the
-  resume offset on; a restart after a clean stop reads nothing. The local
+  resume offset on; a restart after a clean stop reads nothing. Into an
+  empty store (a cold restore) without RocksDB's log (:meth:`RocksDBStore.bulk
+  <streamnb.tables.stores.rocksdb.RocksDBStore.bulk>`), a window batch cut
+  apart at once (:mod:`~streamnb.tables.stores.bulk`). The local
   state is wiped and rebuilt, with a warning that says why, whenever it
   cannot be trusted: the resume offset is past the changelog's end (a
   recreated topic, or the volatile ``memory://`` broker after a restart),
