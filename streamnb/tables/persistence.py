@@ -7,7 +7,10 @@ worker serves, under ``<datadir>/<app id>/<table>/<partition>``.
 
 - **Restore** reads the changelog partition from the store's resume offset
   to its end, copying records byte for byte in batches that each move the
-  resume offset on; a restart after a clean stop reads nothing. The local
+  resume offset on; a restart after a clean stop reads nothing. Into an
+  empty store (a cold restore) without RocksDB's log (:meth:`RocksDBStore.bulk
+  <streamnb.tables.stores.rocksdb.RocksDBStore.bulk>`), a window batch cut
+  apart at once (:mod:`~streamnb.tables.stores.bulk`). The local
   state is wiped and rebuilt, with a warning that says why, whenever it
   cannot be trusted: the resume offset is past the changelog's end (a
   recreated topic, or the volatile ``memory://`` broker after a restart),
@@ -58,6 +61,7 @@ import asyncio
 import itertools
 import json
 import logging
+import operator
 import shutil
 import time
 from collections.abc import Callable
@@ -67,8 +71,10 @@ from ..errors import StoreLockedError, StoreWriteError
 from ..runtime import Runtime
 from ..topics import Topic
 from ..transport.base import TP, Message, ProducerRecord, Transport
-from .progress import RestoreTracker, StandbyProgress
+from .progress import RestoreTracker
 from .recovery import SLICE, STEP, hashable, load_pairs
+from .standby_stores import READ_BATCH as _READ_BATCH
+from .standby_stores import StandbyStores
 from .state.base import TableState
 from .state.event_time import EventTimeState
 from .state.history import StoredWindowedHistoryState
@@ -77,6 +83,7 @@ from .state.stored_sessions import StoredSessionState
 from .state.stored_sets import StoredSetState
 from .state.stored_windows import StoredWindowedState
 from .state.window_cache import WindowCache
+from .stores.bulk import window_columns
 from .stores.rocksdb import RocksDBStore
 from .streamtime import StreamTimeTopic
 from .windows import SessionWindow, Window
@@ -85,10 +92,10 @@ __all__ = ["TableStore"]
 
 logger = logging.getLogger("streamnb")
 
-_READ_BATCH = 50_000
+_KEY, _VALUE = operator.itemgetter(4), operator.itemgetter(5)
 
 
-class TableStore:
+class TableStore(StandbyStores):
     """The RocksDB side of one table: its partitions' stores and how they follow the changelog."""
 
     def __init__(
@@ -252,30 +259,54 @@ class TableStore:
         held = self.held
         if held is not None:
             await self.load(store, held, partition)
-        tp = TP(self.changelog.name, partition)
-        read = 0
-        progress = self.progress
-        progress.begin(partition, end - start)
+        if store.resume is None and start < end:
+            store.bulk()  # an empty store: written without RocksDB's log until it is whole (RocksDBStore.bulk)
         try:
-            while start < end:
-                msgs = await transport.read(tp, start, end, _READ_BATCH)
-                if not msgs:
-                    break
-                progress.advance(partition, msgs[-1].offset + 1 - start)
-                start = msgs[-1].offset + 1
-                self.mirror(store, msgs, start, held, partition)
-                read += len(msgs)
-                await asyncio.sleep(0)  # a long restore lets the kernel answer between batches
+            read = await self._copy(transport, store, start, end, held, partition)
+            if store.resume != end:
+                store.apply((), end)  # read to the end (markers, aborted records and all)
         finally:
-            progress.finish(partition)
-        if store.resume != end:
-            store.apply((), end)  # read to the end (markers, aborted records and all)
+            store.end_bulk()
         timed = held if held is not None else self.rows
         if stream_times is not None and isinstance(timed, EventTimeState):
             read += await self._stream_time(transport, store, stream_times, timed, partition)
         if held is not None:
             held.loaded()
         self.rows.serve(partition, store)
+        return read
+
+    async def _copy(
+        self, transport: Transport, store: RocksDBStore, start: int, end: int, held: TableState | None,
+        partition: int,
+    ) -> int:
+        """Copy changelog records ``[start, end)`` of ``partition`` into ``store``; returns how many were read.
+
+        The next batch is being read (on ``local://``, by the broker's
+        reader thread) while one is written.
+        """
+        tp = TP(self.changelog.name, partition)
+        read = 0
+        progress = self.progress
+        progress.begin(partition, end - start)
+        pending = asyncio.ensure_future(transport.read(tp, start, end, _READ_BATCH)) if start < end else None
+        try:
+            while pending is not None:
+                msgs = await pending
+                pending = None
+                if not msgs:
+                    break
+                progress.advance(partition, msgs[-1].offset + 1 - start)
+                start = msgs[-1].offset + 1
+                if start < end:
+                    pending = asyncio.ensure_future(transport.read(tp, start, end, _READ_BATCH))
+                self.mirror(store, msgs, start, held, partition)
+                read += len(msgs)
+                await asyncio.sleep(0)  # a long restore lets the kernel answer between batches
+        finally:
+            if pending is not None:  # (an error or a cancellation: the read ahead is not wanted)
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+            progress.finish(partition)
         return read
 
     async def _stream_time(
@@ -318,8 +349,15 @@ class TableStore:
         """Apply changelog records read from the broker to ``store`` (and to ``held``), resuming at ``resume``."""
         rows = self.rows
         if isinstance(rows, WindowCache) and held is None:
-            store.write(rows.keys_of.ops((m[4], m[5]) for m in msgs), resume)
-            rows.legacy_stream_time(((m[4], m[5]) for m in msgs), partition)
+            keys: list[bytes | None] = list(map(_KEY, msgs))
+            values: list[bytes | None] = list(map(_VALUE, msgs))
+            # (tumbling and hopping windows of plain string keys: no loop per record)
+            columns = window_columns(keys, values) if isinstance(rows, StoredWindowedState) else None
+            if columns is not None:
+                store.write_columns(columns, resume)
+            else:
+                store.write(rows.keys_of.ops(zip(keys, values)), resume)
+                rows.legacy_stream_time(zip(keys, values), partition)
         else:
             pairs = ((m[4], m[5]) for m in msgs if m[4] is not None)
             store.apply(rows.to_store(pairs) if isinstance(rows, StoredState) else pairs, resume)
@@ -433,70 +471,6 @@ class TableStore:
             self.rows.close()
         self._unflushed.clear()
         self.release_standbys(set())
-
-    # -- standby replicas (streamnb.tables.standby) -------------------------------------------
-
-    async def follow(self, transport: Transport, partition: int) -> int:
-        """Read the next batch of ``partition``'s changelog into its standby store (never served); returns records.
-
-        The store is opened the first time (checked as for a restore, and
-        left alone while another process holds it); 0 when it caught up,
-        or when the partition is served here.
-        """
-        served = self.stores.get(partition)
-        if served is not None and not served.read_only:
-            return 0
-        store = self.standbys.get(partition)
-        tp = TP(self.changelog.name, partition)
-        if store is None:
-            store = RocksDBStore(self.folder / str(partition), self.memory_bytes, table=self.table)
-            try:
-                store.open()
-            except StoreLockedError:
-                return 0
-            self.standbys[partition] = store
-            begin = (await transport.beginning_offsets([tp]))[tp]
-            end = (await transport.end_offsets([tp]))[tp]
-            if self.standbys.get(partition) is not store:
-                return 0  # (it became the partition's store meanwhile: its restore checks it)
-            if self._trusted(store, transport, partition, begin, end) is None:
-                store.apply((), begin)
-        start = store.resume or 0
-        end = (await transport.end_offsets([tp]))[tp]
-        self.standby_ends[partition] = end
-        if start >= end:
-            return 0
-        msgs = await transport.read(tp, start, end, _READ_BATCH)
-        if self.standbys.get(partition) is not store:
-            return 0  # served (or released) while reading: the restore reads on from the store's offset
-        self.mirror(store, msgs, msgs[-1].offset + 1 if msgs else end, None, partition)
-        return len(msgs)
-
-    def offsets(self) -> dict[int, int]:
-        """``{partition: resume offset}`` of every store open here, served or standby."""
-        out = {p: s.resume for p, s in self.standbys.items() if s.resume is not None}
-        out.update({p: s.resume for p, s in self.stores.items() if s.resume is not None})
-        return out
-
-    def standby_positions(self) -> dict[int, int]:
-        """``{partition: changelog offset}`` each standby store has read to."""
-        return {p: s.resume or 0 for p, s in self.standbys.items()}
-
-    def standby_progress(self) -> dict[int, StandbyProgress]:
-        """``{partition: StandbyProgress(offset, behind)}`` of each standby store (behind: to the end last seen)."""
-        out = {}
-        for partition, store in list(self.standbys.items()):
-            end = self.standby_ends.get(partition)
-            if end is not None:  # (else just opened: its changelog's end is being asked for)
-                offset = store.resume or 0
-                out[partition] = StandbyProgress(offset, max(end - offset, 0))
-        return out
-
-    def release_standbys(self, keep: set[int]) -> None:
-        """Close the standby stores of partitions not in ``keep`` (their rows stay on disk)."""
-        for partition in [p for p in self.standbys if p not in keep]:
-            self.standbys.pop(partition).close()
-            self.standby_ends.pop(partition, None)
 
 
 def _has_members(value: Any) -> bool:

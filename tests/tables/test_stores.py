@@ -277,3 +277,63 @@ async def test_a_store_that_followed_another_brokers_changelog_is_rebuilt(
         async with app:
             assert dict(counts.items()) == {"p": 1, "q": 1, "r": 1, "s": 1}
     assert any(f"followed the changelog on {a}, this app runs on {b}" in r.getMessage() for r in caplog.records)
+
+
+KILLED_RESTORE = """
+import asyncio, os, signal, sys
+import streamnb as faust
+from streamnb.tables import persistence
+
+broker, app_id, datadir = sys.argv[1:]
+persistence._READ_BATCH = 50
+batches = []
+mirror = persistence.TableStore.mirror
+
+def mirror_then_die(self, store, *args):
+    batches.append(1)
+    if len(batches) == 3:  # the first two batches reached the disk (a full memtable), the third is in memory
+        os.kill(os.getpid(), signal.SIGKILL)
+    mirror(self, store, *args)
+    if len(batches) == 2:
+        store.db.flush(True)
+
+persistence.TableStore.mirror = mirror_then_die
+app = faust.App(app_id, broker=broker, topic_partitions=1, datadir=datadir)
+app.Table("counts", default=int, store="rocksdb://")
+asyncio.run(app.start())
+"""
+
+
+async def test_a_restore_into_an_empty_store_killed_midway_is_done_again_from_the_start(
+    app_id: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restore into an empty store writes without RocksDB's log; a kill -9 in the middle leaves its mark,
+    and the next start wipes the store and restores it again (the store tells nothing it wrote was lost)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    broker, datadir = f"local://{tmp_path / 'broker'}", tmp_path / "data"
+    app, words, counts = make_app(app_id, broker, tmp_path / "first", partitions=1)
+    async with app:
+        for i in range(300):
+            await words.send(key=f"w{i}", value=f"w{i}")
+        await settle(app)
+        expected = dict(counts.items())
+        tp = TP(counts.changelog.name, 0)
+        records = (await app.transport.end_offsets([tp]))[tp]
+    assert len(expected) == 300 and records >= 300
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_RESTORE, broker, app_id, str(datadir)],
+        capture_output=True, text=True, timeout=120, env=os.environ.copy(),
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    with caplog.at_level(logging.INFO, logger="streamnb"):
+        again, _words, counts = make_app(app_id, broker, datadir, partitions=1)
+        async with again:
+            await wait_until(lambda: counts.recovered_partitions == {0}, 30.0)
+            assert dict(counts.items()) == expected
+    assert any("was being restored from the changelog when the process stopped" in r.getMessage()
+               for r in caplog.records)
+    assert restored(caplog) == [records]  # all of it again, not the tail after the two batches on disk

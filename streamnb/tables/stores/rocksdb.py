@@ -15,7 +15,8 @@ One RocksDB per table partition, in ``<datadir>/<app id>/<table>/<partition>``
   time in JSON (nothing: none);
 - ``b"k"``: the layout of the rows: nothing for ``b"d"`` rows, ``b"windows"``
   for a tumbling or hopping table's windows, kept by key and by time
-  (:mod:`~streamnb.tables.stores.windowkeys`: ``b"w"`` and ``b"x"`` keys).
+  (:mod:`~streamnb.tables.stores.windowkeys`: ``b"w"`` and ``b"x"`` keys);
+- ``b"b"``: present while a restore into an empty store runs (:meth:`RocksDBStore.bulk`).
 
 Records are applied in one :class:`rocksdict.WriteBatch` together with the
 new resume offsets, so a crash leaves the store at a commit boundary. The
@@ -25,6 +26,13 @@ few records again is harmless, since each one carries a whole value.
 
 Memory is bounded by ``memory_bytes`` (block cache plus write buffers),
 not by the number of rows.
+
+A restore into an empty store (a new machine, a wiped store) writes without
+RocksDB's write-ahead log (:meth:`RocksDBStore.bulk`): the changelog is the
+source of truth, so a crash in the middle may lose those writes, and the
+next :meth:`~RocksDBStore.open` finds the ``b"b"`` mark, wipes the store and
+rebuilds it from the changelog. The end of the restore flushes the rows to
+disk, then removes the mark with a synced write.
 
 Example::
 
@@ -37,6 +45,8 @@ Example::
 
 from __future__ import annotations
 
+import collections
+import itertools
 import logging
 import os
 import shutil
@@ -60,6 +70,7 @@ _VERSION = b"v"
 _ORIGIN = b"o"
 _STREAM_TIME = b"t"
 _LAYOUT = b"k"
+_BULK = b"b"
 _OWNER = "OWNER"
 
 
@@ -75,6 +86,8 @@ class RocksDBStore:
         """Where reading the changelog partition resumes, or None if it was never read into this store."""
         self.read_only = False
         """True once :meth:`reopen_read_only` ran: readable (the app stopped), holding no lock."""
+        self._write_options: Any = None
+        """RocksDB's write options while :meth:`bulk` runs (no write-ahead log), else None (the defaults)."""
 
     def __repr__(self) -> str:
         return f"<RocksDBStore {str(self.path)!r}>"
@@ -109,6 +122,15 @@ class RocksDBStore:
             logger.warning(
                 "table %r: its store %s has format %r, this streamnb writes %r; rebuilding from the changelog",
                 self.table, self.path, version.decode(errors="replace"), FORMAT_VERSION.decode(),
+            )
+            self.destroy()
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.db = self._open(rocksdict)
+            version = None
+        if version is not None and self.db.get(_BULK) is not None:
+            logger.warning(
+                "table %r: its store %s was being restored from the changelog when the process stopped "
+                "(killed?); wiping it and restoring again", self.table, self.path,
             )
             self.destroy()
             self.path.mkdir(parents=True, exist_ok=True)
@@ -154,9 +176,42 @@ class RocksDBStore:
     def close(self) -> None:
         """Close the folder (what was applied is durable)."""
         if self.db is not None:
+            if self._write_options is not None:
+                self.end_bulk()
             self.db.close()
             self.db = None
         self.read_only = False
+
+    def bulk(self) -> None:
+        """Write without the write-ahead log until :meth:`end_bulk` (a restore into an empty store).
+
+        Faster (no log to write); a crash before :meth:`end_bulk` may lose
+        those writes, so a mark stays in the store meanwhile, and the next
+        :meth:`open` wipes a store that carries it. In the same process
+        nothing is lost: the writes are in RocksDB's memory until flushed.
+        """
+        import rocksdict
+
+        if self._write_options is not None:
+            return
+        mark = rocksdict.WriteOptions()
+        mark.sync = True
+        self.db.put(_BULK, b"", mark)  # (in the log: it reaches the disk before any write without it)
+        options = rocksdict.WriteOptions()
+        options.disable_wal = True  # type: ignore[method-assign,assignment]  # (a property; the stubs say method)
+        self._write_options = options
+
+    def end_bulk(self) -> None:
+        """The bulk writes reach the disk (a flush), then the mark goes, durably: the store is whole."""
+        import rocksdict
+
+        if self._write_options is None:
+            return
+        self._write_options = None
+        self.db.flush(True)
+        done = rocksdict.WriteOptions()
+        done.sync = True
+        self.db.delete(_BULK, done)
 
     def reopen_read_only(self) -> None:
         """The app stopped: close, then open again for reading only (RocksDB takes no lock for that).
@@ -180,6 +235,7 @@ class RocksDBStore:
 
     def destroy(self) -> None:
         """Delete the folder."""
+        self._write_options = None  # (nothing to flush)
         self.close()
         shutil.rmtree(self.path, ignore_errors=True)
 
@@ -272,11 +328,45 @@ class RocksDBStore:
                 delete(key)
             else:
                 put(key, value)
+        self._commit(batch, resume, stream_time)
+
+    def write_columns(
+        self, runs: Iterable[tuple[list[bytes], list[bytes | None] | bytes]], resume: int | None
+    ) -> None:
+        """As :meth:`write`, given runs of ``(raw keys, values)`` lists of the same length (a restore's batches).
+
+        ``values`` may be one value for every key of its run (a windowed
+        table's index by time): that run is put in key order, which RocksDB
+        inserts faster (sorting the other runs, or a plain table's rows, cost
+        more than it saved).
+        """
+        import rocksdict
+
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        put, delete = batch.put, batch.delete
+        for keys, values in runs:
+            if isinstance(values, bytes):
+                collections.deque(map(put, sorted(keys), itertools.repeat(values)), maxlen=0)
+            elif None in values:
+                for key, value in zip(keys, values):
+                    if value is None:
+                        delete(key)
+                    else:
+                        put(key, value)
+            else:
+                collections.deque(map(put, keys, values), maxlen=0)
+        self._commit(batch, resume, None)
+
+    def _commit(self, batch: Any, resume: int | None, stream_time: tuple[int, bytes | None] | None) -> None:
+        put = batch.put
         if resume is not None:
             put(_RESUME, resume.to_bytes(8, "big"))
         if stream_time is not None:
             put(_STREAM_TIME, stream_time[0].to_bytes(8, "big") + (stream_time[1] or b""))
-        self.db.write(batch)
+        if self._write_options is None:
+            self.db.write(batch)
+        else:
+            self.db.write(batch, self._write_options)
         if resume is not None:
             self.resume = resume
 
