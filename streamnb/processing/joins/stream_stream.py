@@ -124,6 +124,7 @@ class StreamStreamJoin:
         self.held: dict[int, deque[Message]] = {}
         """Per partition: right records read but later than the left stream so far."""
         self.stats = JoinStats()
+        self._results: list[Result] = []  # (reused by process)
 
     # -- processing -------------------------------------------------------------------------
 
@@ -215,19 +216,19 @@ class StreamStreamJoin:
         closed unmatched as events. Late records are routed (:meth:`_late`).
         """
         ts = round(msg[3] * 1000)  # timeunits.ms(msg.timestamp), inline
-        others = join.match(side, key, ts, (msg.key, msg.value, value))
+        others = join.match(side, key, ts, (msg[4], msg[5], value))  # (key and value bytes, value)
         if others is None:
             self._late(msg, key, value)
             return
-        stats = self.stats
         if others:
             out.append(Pairs(side, key, ts, value, msg, others))
-            stats.joined += len(others)
-        results: list[Result] = []
+            self.stats.joined += len(others)
+        results = self._results
         join.expire(results)
         if results:
             result_events(results, msg, out)
-            stats.joined += len(results)
+            self.stats.joined += len(results)
+            results.clear()
 
     def _late(self, msg: Message, key: Any, value: Any) -> None:
         txn = current_transaction()

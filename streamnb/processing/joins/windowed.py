@@ -164,6 +164,7 @@ class WindowJoin:
         self._due: dict[int, list[Kept]] = {}  # instant -> the records closing then
         self._by_seq: dict[int, Kept] = {}  # every kept record, in arrival order (seqs increase)
         self._seq = 0
+        self._grace = window.grace
         # Per side: (before the record, after it): its window is [ts - before, ts + after].
         self._reach = ((window.before, window.after), (window.after, window.before))
 
@@ -194,11 +195,13 @@ class WindowJoin:
         Each of those (and the record itself, if any) is marked matched; in
         arrival order. Call :meth:`expire` after it (the rule's next step).
         """
-        if ts > self.stream_time:
-            self.stream_time = ts
-        now, grace = self.stream_time, self.window.grace
+        now = self.stream_time
+        if ts > now:
+            self.stream_time = now = ts
+        grace = self._grace
         before, after = self._reach[side]
-        if ts + after + grace < now:  # window end + grace before stream time
+        due = ts + after + grace
+        if due < now:  # window end + grace before stream time
             self.late += 1
             return None
         low, high = ts - before, ts + after
@@ -210,7 +213,8 @@ class WindowJoin:
         record = _new(Kept)  # Kept(side, ts, value, seq, key), without the cost of calling __init__
         record.side, record.ts, record.value, record.seq, record.key, record.matched, record.cache = (
             side, ts, value, seq, key, False, None)
-        others = self.kept[1 - side].get(key)
+        kept = self.kept
+        others = kept[1 - side].get(key)
         if others:
             found = [o for o in others if low <= o.ts <= high]
             if found:
@@ -219,14 +223,13 @@ class WindowJoin:
                     o.matched = True
         else:
             found = []
-        rows = self.kept[side].get(key)
+        rows = kept[side].get(key)
         if rows is None:
-            self.kept[side][key] = [record]
+            kept[side][key] = [record]
         else:
             rows.append(record)
         self.sizes[side] += 1
         self._by_seq[seq] = record
-        due = ts + after + grace
         closing = self._due.get(due)
         if closing is None:
             self._due[due] = [record]
