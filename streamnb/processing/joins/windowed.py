@@ -165,6 +165,7 @@ class WindowJoin:
         self._by_seq: dict[int, Kept] = {}  # every kept record, in arrival order (seqs increase)
         self._seq = 0
         self._grace = window.grace
+        self._marks = how != "inner"  # an inner join never reads the matched flags: it does not keep them
         # Per side: (before the record, after it): its window is [ts - before, ts + after].
         self._reach = ((window.before, window.after), (window.after, window.before))
 
@@ -192,8 +193,10 @@ class WindowJoin:
     def match(self, side: int, key: Any, ts: int, value: Any) -> list[Kept] | None:
         """A record of ``side``: None when late (counted), else kept, and the other side's records it joins.
 
-        Each of those (and the record itself, if any) is marked matched; in
-        arrival order. Call :meth:`expire` after it (the rule's next step).
+        Each of those (and the record itself, if any) is marked matched (left
+        and outer joins: an inner join emits no unmatched record, its flags
+        stay False); in arrival order. Call :meth:`expire` after it (the
+        rule's next step).
         """
         now = self.stream_time
         if ts > now:
@@ -217,7 +220,7 @@ class WindowJoin:
         others = kept[1 - side].get(key)
         if others:
             found = [o for o in others if low <= o.ts <= high]
-            if found:
+            if found and self._marks:
                 record.matched = True
                 for o in found:
                     o.matched = True
@@ -246,9 +249,11 @@ class WindowJoin:
             return
         gone: list[Kept] = []
         pop, due, by_seq, kept, sizes = heapq.heappop, self._due, self._by_seq, self.kept, self.sizes
+        inner = self.how == "inner"
         while closing and closing[0] < now:
             records = due.pop(pop(closing))
-            gone += records
+            if not inner:
+                gone += records
             for record in records:
                 del by_seq[record.seq]
                 rows = kept[record.side][record.key]
@@ -259,9 +264,9 @@ class WindowJoin:
                 sizes[record.side] -= 1
                 if not rows:
                     del kept[record.side][record.key]
-        how = self.how
-        if how == "inner":
+        if inner:
             return
+        how = self.how
         gone.sort(key=lambda g: (g.ts, -g.side, g.seq))
         for record in gone:
             if record.matched:
