@@ -117,6 +117,11 @@ def agent_figures(app: App, rates: Rates | None = None) -> list[AgentFigures]:
 def join_lines(agent: Agent) -> list[str]:
     """One line per join of the agent's stream: results, records held per side, late records.
 
+    A stream–table join's line counts its unmatched events (inner: skipped),
+    the events it holds back (a versioned table's ``grace=``) and the records
+    of the table's ``source=`` topic it read into the table in step with the
+    stream (a table it does not move, such as a GlobalTable, reads none).
+
     >>> from streamnb import App
     >>> app = App("demo", broker="memory://")
     >>> customers = app.Table("customers", source=app.topic("customers"))
@@ -129,10 +134,12 @@ def join_lines(agent: Agent) -> list[str]:
     """
     out = []
     for stage, stats in list(getattr(agent, "joins", {}).items()):
-        out.append(
-            f"{stage}: {stats.joined:,} joined · buffered {stats.buffered_left:,} left / "
-            f"{stats.buffered_right:,} right · {stats.late:,} late · {stats.dropped:,} dropped"
-        )
+        if stats.table is None:  # stream–stream: the records each side keeps for matching
+            held = f"buffered {stats.buffered_left:,} left / {stats.buffered_right:,} right"
+        else:  # stream–table: events held back (versioned, grace=), records of the table's topic read
+            held = (f"{stats.unmatched:,} unmatched · {stats.buffered_left:,} events held · "
+                    f"{stats.table_read:,} records of table {stats.table!r} read")
+        out.append(f"{stage}: {stats.joined:,} joined · {held} · {stats.late:,} late · {stats.dropped:,} dropped")
     return out
 
 

@@ -79,6 +79,8 @@ class Source(Committing):
         self.aborted = False
         self.closed = False
         self.waiting = False
+        self.busy = False
+        """The last poll found messages (the next one that finds none ticks at once, for operators that tick)."""
         self.poison: dict[tuple[str, int, int], BaseException] = (
             stream.agent.poison if stream.agent is not None else {}
         )
@@ -317,18 +319,26 @@ class Source(Committing):
         """The consumer's next messages; ``[]`` for an idle tick (``take(within=)``), None when none came.
 
         What was already fetched goes at once (committing when due); else
-        what was processed is committed before waiting for more.
+        what was processed is committed before waiting for more. A stream
+        whose operators tick gets one tick at once when it has just read all
+        there was (a stream–stream join then takes the other topic's rest
+        without waiting a tick interval), then one per interval.
         """
         max_records, max_bytes = self.app.stream_batch_size, self.app.stream_batch_max_bytes
         if msgs := await consumer.getmany(0, max_records, max_bytes):
+            self.busy = True
             if self._commit_due():
                 await self.commit(wait=False)
             else:
                 await asyncio.sleep(0)  # let the kernel answer between batches
             return msgs
         await self.commit()
+        if self.busy and self.stream.tick_interval is not None:
+            self.busy = False
+            return []
         wait = self.stream.tick_interval or self.app.poll_interval
         msgs = await self._idle(consumer.getmany(wait, max_records, max_bytes))
+        self.busy = bool(msgs)
         if msgs or self.stream.tick_interval is not None:
             return msgs
         return None

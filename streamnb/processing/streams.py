@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from .. import naming
 from ..errors import ConfigurationError, StreamnbError
@@ -57,6 +57,14 @@ def current_event() -> Event[Any, Any] | None:
     stream = _current_stream.get()
     return None if stream is None else stream.current_event
 _TICK: Any = None  # yielded by the event generator on idle when an operator asked for ticks
+
+
+class PendingEvent(Protocol):
+    """A result whose event is built only when asked (a stream–stream join's pairs: see :attr:`Stream.joined_event`)."""
+
+    def current(self) -> Event[Any, Any]:
+        """The event of the result the agent holds."""
+        ...
 
 
 class Stream(Generic[T]):
@@ -100,8 +108,11 @@ class Stream(Generic[T]):
         """The consumer and commit machinery, once the (root) stream is iterated."""
         self.join_stats: Any = None
         """A joined stream's counters (:class:`~streamnb.processing.joins.JoinStats`), else None."""
-        self.joined_event: tuple[Any, Event[Any, Any]] | None = None
-        """(root): ``(message in hand, result)`` while an agent has a stream–stream join's result: what
+        self.values_op: Callable[[AsyncIterator[Event[Any, Any]]], AsyncIterator[Any]] | None = None
+        """What ``async for`` iterates instead of :attr:`op`'s events' values, when the operation yields the
+        values directly (a stream–stream join: no event per pair); it keeps :attr:`current_event` right."""
+        self.joined_event: tuple[Any, Event[Any, Any] | PendingEvent] | None = None
+        """(root): ``(message in hand, result)`` while an agent has a join's result: what
         :attr:`current_event` gives for it (its key and timestamp) while that message is in hand."""
 
     # -- iteration ---------------------------------------------------------------------------
@@ -109,6 +120,8 @@ class Stream(Generic[T]):
     def __aiter__(self) -> AsyncIterator[T]:
         if self.parent is None:
             return self._root(events=False, ticks=False)
+        if self.values_op is not None:
+            return self.values_op(self.parent.iter_events(False))
         return self._values()
 
     async def _values(self) -> AsyncIterator[T]:
@@ -186,7 +199,8 @@ class Stream(Generic[T]):
         msg = txn.message
         joined = self.root.joined_event
         if joined is not None and joined[0] is msg:
-            return joined[1]
+            result = joined[1]
+            return result if isinstance(result, Event) else result.current()
         if msg is None:
             return None
         topic = self.app.topics.get(msg.topic)
@@ -316,12 +330,15 @@ class Stream(Generic[T]):
         from .joins import join_operation
 
         op, stats, stage = join_operation(self, other, how, options)
+        values = getattr(op, "values", None)  # (yields the values alone, cheaper: see values_op)
         if getattr(op, "wants_ticks", False):  # it acts when the stream is idle too
-            root, inner = self.root, op
+            root, inner, inner_values = self.root, op, values
             root.tick_interval = min(root.tick_interval or self.app.poll_interval, self.app.poll_interval)
             op = lambda _events: inner(self.iter_events(True))  # noqa: E731
+            if inner_values is not None:
+                values = lambda _events: inner_values(self.iter_events(True))  # noqa: E731
         joined = self._derive(op)
-        joined.stage, joined.join_stats = stage, stats
+        joined.stage, joined.join_stats, joined.values_op = stage, stats, values
         joins = getattr(self.agent, "joins", None)
         if joins is not None:  # (the dashboard's line per join)
             joins[stage] = stats

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -302,4 +303,38 @@ async def test_a_joined_stream_shows_its_buffered_records_per_side_and_its_late_
         assert f"{line} · 1 late · 0 dropped" in row_of(board, "match").joins.value
         assert f"join in match: {line} · 1 late" in status_text(app)
         assert "1 late" in board._snapshot_html()
+        board.close()
+
+
+async def test_a_stream_table_join_shows_the_records_of_the_tables_topic_it_read() -> None:
+    from streamnb.notebook.magics import status_text
+
+    app = test_app("tableboard", topic_partitions=1)
+    orders = app.topic("orders", key_type=str, value_type=int)
+    customers = app.Table("customers", source=app.topic("customers", key_type=str, value_type=str))
+
+    @app.agent(orders)
+    async def enrich(stream: Any) -> None:
+        async for _pair in stream.join(customers, how="inner"):
+            pass
+
+    await app.connect()
+    for topic in (orders, customers.source):
+        await topic.declare()
+    # Three records of the table's topic (two for ann) before the orders: the join reads all three.
+    for key, value, ts in (("ann", "gold", 1), ("bob", "tin", 2), ("ann", "silver", 3)):
+        await customers.source.send(key=key, value=value, timestamp=ts)
+    await orders.send(key="ann", value=1, timestamp=10)
+    await orders.send(key="cid", value=2, timestamp=11)  # no row: skipped (inner)
+    async with app:
+        board = dashboard(app)
+        stats = enrich.joins["join(customers, inner)"]
+        await wait_until(lambda: stats.joined + stats.unmatched == 2, timeout=10, what="both orders joined")
+        await settle(app)
+        await board.refresh()
+        assert (stats.joined, stats.unmatched, stats.table_read) == (1, 1, 3)
+        line = ("join(customers, inner): 1 joined · 1 unmatched · 0 events held · "
+                "3 records of table 'customers' read · 0 late · 0 dropped")
+        assert html.escape(line) in row_of(board, "enrich").joins.value
+        assert f"join in enrich: {line}" in status_text(app)
         board.close()

@@ -17,6 +17,7 @@ from oracle.joins import merge_by_time
 import streamnb as faust
 from streamnb.errors import ConfigurationError, PartitionMismatchError
 from streamnb.events import Event
+from streamnb.processing.joins.pairs import Pairs, as_events
 from streamnb.processing.joins.stream_stream import JoinDirty, StreamStreamJoin
 from streamnb.processing.joins.windowed import LEFT, RIGHT, JoinWindow, WindowJoin
 from streamnb.testing import settle, wait_until
@@ -220,7 +221,7 @@ def test_pair_events_are_whole_events() -> None:
     join = StreamStreamJoin(app, app.topic("orders"), app.topic("payments"), "inner", JoinWindow.of(within=5),
                             "match")
     state = join.joins[0] = WindowJoin(join.window, join.how)
-    out: list[Event[Any, Any]] = []
+    out: list[Any] = []
     late = Message("payments", 0, 0, 4.0, b"k", b"4", ())
     join.process(state, RIGHT, late, "k", 4, out)
     cause = Message("orders", 0, 0, 3.0, b"k", b"3", ())
@@ -229,10 +230,78 @@ def test_pair_events_are_whole_events() -> None:
     join.process(state, LEFT, left_first, "k", 5, out)
     cause_r = Message("payments", 0, 1, 6.0, b"k", b"6", ())
     join.process(state, RIGHT, cause_r, "k", 6, out)
-    assert all(hasattr(e, slot) for e in out for slot in Event.__slots__)
-    assert [(e.key, e.value, e.message) for e in out] == [
+    assert [type(item) for item in out] == [Pairs, Pairs, Pairs]  # one per record that made pairs
+    events = as_events(out)
+    assert all(hasattr(e, slot) for e in events for slot in Event.__slots__)
+    assert [(e.key, e.value, e.message) for e in events] == [
         ("k", (3, 4), cause._replace(timestamp=4.0)),  # at the later time: a message of its own
         ("k", (5, 4), left_first),
         ("k", (3, 6), cause_r._replace(key=b"k")),
         ("k", (5, 6), cause_r._replace(key=b'"k"')),  # the left record's key bytes
     ]
+
+
+async def test_pairs_are_the_same_through_events_values_and_a_filter(app_id: str) -> None:
+    """`async for` hands over the pairs alone; .events() and an operation after the join see the same events."""
+    lefts, rights = draw(21, 120)
+    app = faust.App(app_id, broker=f"memory://{app_id}", topic_partitions=1)
+    orders = app.topic("orders", key_type=str, value_type=int)
+    payments = app.topic("payments", key_type=str, value_type=int)
+    seen: dict[str, list[tuple[Any, ...]]] = {"values": [], "events": [], "filter": []}
+
+    def as_row(event: Event[Any, Any]) -> tuple[Any, ...]:
+        return (event.key, round(event.timestamp * 1000), *event.value, event.offset)
+
+    @app.agent(orders)
+    async def by_values(stream: Any) -> None:
+        async for left, right in stream.join(payments, within=5, grace=2, how="outer"):
+            event = stream.current_event
+            assert stream.current_event is event and event.value == (left, right)  # asked again: the same
+            seen["values"].append(as_row(event))
+
+    @app.agent(orders)
+    async def by_events(stream: Any) -> None:
+        async for event in stream.join(payments, within=5, grace=2, how="outer").events():
+            assert stream.current_event is event
+            seen["events"].append(as_row(event))
+
+    @app.agent(orders)
+    async def filtered(stream: Any) -> None:
+        async for left, right in stream.join(payments, within=5, grace=2, how="outer").filter(lambda pair: True):
+            seen["filter"].append(as_row(stream.current_event))
+            assert stream.current_event.value == (left, right)
+
+    want = len(expected("outer", lefts, rights)[0])
+    async with app:
+        for topic, records in ((payments, rights), (orders, lefts)):
+            for _side, key, ts, value in records:
+                await topic.send(key=key, value=value, timestamp=ts / 1000)
+        await wait_until(lambda: all(len(rows) >= want for rows in seen.values()), timeout=30)
+        await settle(app)
+        for agent in (by_values, by_events, filtered):
+            agent.raise_if_crashed()
+    assert seen["values"] == seen["events"] == seen["filter"]
+    assert [row[:4] for row in seen["values"]] == expected("outer", lefts, rights)[0]
+
+
+async def test_the_right_topics_rest_is_joined_as_soon_as_the_left_is_read(app_id: str) -> None:
+    """The right records after the last left one are taken when the left stream has been read, not a tick later."""
+    app = faust.App(app_id, broker=f"memory://{app_id}", topic_partitions=1)
+    app.poll_interval = 600.0  # a tick interval longer than the test may wait
+    orders = app.topic("orders", key_type=str, value_type=int)
+    payments = app.topic("payments", key_type=str, value_type=int)
+    out: list[tuple[Any, Any]] = []
+
+    @app.agent(orders)
+    async def match(stream: Any) -> None:
+        async for pair in stream.join(payments, within=5):
+            out.append(pair)
+
+    await app.connect()
+    for topic in (orders, payments):
+        await topic.declare()
+    await orders.send(key="a", value=1, timestamp=100.0)
+    await payments.send(key="a", value=2, timestamp=101.0)  # after the last order: the right side's rest
+    async with app:
+        await wait_until(lambda: out == [(1, 2)], timeout=30, what="the pair of the right side's rest")
+        match.raise_if_crashed()

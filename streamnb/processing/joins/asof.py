@@ -42,6 +42,7 @@ from ...timeunits import ms
 from ...topics import Topic
 from ...transaction import Transaction, current_transaction
 from ...transport.base import TP, Message, ProducerRecord, Transport
+from .snapshots import latest_snapshot
 
 __all__ = ["AsOfJoin", "GraceBuffer", "check_grace"]
 
@@ -135,16 +136,7 @@ class AsOfJoin:
             return found
         await self.changelog.declare()
         buffer = GraceBuffer(self.grace)
-        tp = TP(self.changelog.name, partition)
-        start = (await transport.beginning_offsets([tp]))[tp]
-        end = (await transport.end_offsets([tp]))[tp]
-        last = None
-        while start < end:
-            msgs = await transport.read(tp, start, end, 10_000)
-            if not msgs:
-                break
-            last = msgs[-1].value
-            start = msgs[-1].offset + 1
+        last = await latest_snapshot(transport, TP(self.changelog.name, partition))
         if last is not None:
             snapshot = self.changelog.value_codec.loads(last)
             buffer.load([self._held(row) for row in snapshot["rows"]], snapshot["time"], snapshot["seq"])

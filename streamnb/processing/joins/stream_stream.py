@@ -44,8 +44,10 @@ from ...timeunits import seconds
 from ...topics import Topic
 from ...transaction import Transaction, current_transaction
 from ...transport.base import TP, Message, ProducerRecord, Transport
+from .pairs import Pairs, as_events, result_events
+from .snapshots import latest_snapshot
 from .stream_table import JoinStats, Op, check_copartitioned
-from .windowed import LEFT, RIGHT, JoinWindow, Kept, Result, WindowJoin
+from .windowed import LEFT, RIGHT, JoinWindow, Result, WindowJoin
 
 __all__ = ["JoinDirty", "StreamStreamJoin", "stream_stream_join"]
 
@@ -66,7 +68,7 @@ def _rows(join: WindowJoin) -> list[str]:
     """The changelog's rows of ``join`` as JSON text: ``[side, key, ts, value, matched]``, bytes as latin-1.
 
     A record's row but its ``matched`` flag is encoded at its first
-    snapshot and kept with it (:attr:`Kept.cache`): a record lives through
+    snapshot and kept with it (:attr:`~.windowed.Kept.cache`): a record lives through
     many commits, and each commit writes the partition's whole state.
     """
     out: list[str] = []
@@ -122,6 +124,7 @@ class StreamStreamJoin:
         self.held: dict[int, deque[Message]] = {}
         """Per partition: right records read but later than the left stream so far."""
         self.stats = JoinStats()
+        self._results: list[Result] = []  # (reused by process)
 
     # -- processing -------------------------------------------------------------------------
 
@@ -134,17 +137,7 @@ class StreamStreamJoin:
         if self.late_topic is not None:
             await self.late_topic.declare()
         join = WindowJoin(self.window, self.how)
-        tp = TP(self.changelog.name, partition)
-        start = (await transport.beginning_offsets([tp]))[tp]
-        end = (await transport.end_offsets([tp]))[tp]
-        last = None
-        while start < end:
-            msgs = await transport.read(tp, start, end, 10_000)
-            if not msgs:
-                break
-            for msg in msgs:
-                last = msg.value
-            start = msgs[-1].offset + 1
+        last = await latest_snapshot(transport, TP(self.changelog.name, partition))
         if last is not None:
             snapshot = self.changelog.value_codec.loads(last)
             join.load([self._row(r) for r in snapshot["rows"]], snapshot["time"])
@@ -214,26 +207,28 @@ class StreamStreamJoin:
         held = self.held.get(partition)
         return held[0].offset if held else self.positions.get(partition)
 
-    def process(self, join: WindowJoin, side: int, msg: Message, key: Any, value: Any,
-                out: list[Event[Any, Any]]) -> None:
-        """One record through the rule (values kept with their bytes, for the changelog): its results as events.
+    def process(self, join: WindowJoin, side: int, msg: Message, key: Any, value: Any, out: list[Any]) -> None:
+        """One record through the rule (values kept with their bytes, for the changelog): its results to ``out``.
 
-        Each pair is an event of ``msg`` (the message that caused it) with
-        the pair's timestamp and the left record's key bytes: ``msg`` itself
-        when those are its own (a new message otherwise). Late records are
-        routed (:meth:`_late`).
+        The pairs it made go as one :class:`~.pairs.Pairs` (each pair an
+        event of ``msg``, the message that caused it, with the pair's
+        timestamp and the left record's key bytes, built when asked), what
+        closed unmatched as events. Late records are routed (:meth:`_late`).
         """
         ts = round(msg[3] * 1000)  # timeunits.ms(msg.timestamp), inline
-        others = join.match(side, key, ts, (msg.key, msg.value, value))
+        others = join.match(side, key, ts, (msg[4], msg[5], value))  # (key and value bytes, value)
         if others is None:
             self._late(msg, key, value)
             return
         if others:
-            _pairs(others, side, key, ts, value, msg, out)
-        results: list[Result] = []
+            out.append(Pairs(side, key, ts, value, msg, others))
+            self.stats.joined += len(others)
+        results = self._results
         join.expire(results)
         if results:
-            _events(results, msg, out)
+            result_events(results, msg, out)
+            self.stats.joined += len(results)
+            results.clear()
 
     def _late(self, msg: Message, key: Any, value: Any) -> None:
         txn = current_transaction()
@@ -327,44 +322,91 @@ def stream_stream_join(stream: Any, other: Any, how: str, options: dict[str, Any
 
 
 def _operation(join: StreamStreamJoin, root: Any) -> Op:
-    async def op(events: AsyncIterator[Event[Any, Any]]) -> AsyncIterator[Event[Any, Any]]:
-        transport = await join.app.connect()
-        read_to: dict[int, int] = {}  # left partition -> next offset
-        signal = getattr(join.app, "on_partitions_revoked", None)
+    """The join as a stream operation: ``op(events)`` yields result events, ``op.values(events)`` the pairs alone.
 
-        def revoked(sender: Any, revoked: Any = (), **kwargs: Any) -> None:
-            """Partitions moved away (committed first): forget them; read from the changelog if they come back."""
-            gone = {tp.partition for tp in revoked if tp.topic == join.left.name}
-            join.drop_partitions(gone)
-            for partition in gone:
-                read_to.pop(partition, None)
+    ``op.values`` is what ``async for left, right in joined`` iterates: no
+    event per pair (:class:`~.pairs.Pairs`), ``stream.current_event`` still
+    the pair's. Both take idle ticks (``op.wants_ticks``).
+    """
+    def op(events: AsyncIterator[Event[Any, Any]]) -> AsyncIterator[Event[Any, Any]]:
+        return _run(join, root, events, False)
 
-        if signal is not None:
-            signal.connect(revoked)
-        try:
-            async for event in events:
-                if event is None:  # the left stream is idle: partitions read to their end take the right's rest
-                    txn = current_transaction()
-                    for partition in await _caught_up(join, transport, read_to):
-                        for out in await _step(join, transport, partition, None):
-                            if txn is not None:  # a table written now goes to the result's partition
-                                txn.message, txn.value = out.message, out.value
-                            root.joined_event = (out.message, out)
-                            yield out
-                    continue
-                msg = event.message
-                read_to[msg.partition] = msg.offset + 1
-                for out in await _step(join, transport, msg.partition, event):
-                    # The message in hand stays what the source handed out (a rebalance finds it by
-                    # identity); stream.current_event gives the result's key and timestamp.
-                    root.joined_event = (msg, out)
-                    yield out
-        finally:
-            if signal is not None:
-                signal.disconnect(revoked)
+    def values(events: AsyncIterator[Event[Any, Any]]) -> AsyncIterator[Any]:
+        return _run(join, root, events, True)
 
+    op.values = values  # type: ignore[attr-defined]
     op.wants_ticks = True  # type: ignore[attr-defined]
     return op
+
+
+async def _run(join: StreamStreamJoin, root: Any, events: AsyncIterator[Event[Any, Any]],
+               values: bool) -> AsyncIterator[Any]:
+    """The join's results for the left stream's ``events``: events, or (``values``) their values."""
+    transport = await join.app.connect()
+    read_to: dict[int, int] = {}  # left partition -> next offset
+    forget = _forget_revoked(join, read_to)
+    try:
+        async for event in events:
+            if event is None:  # the left stream is idle: partitions read to their end take the right's rest
+                async for out in _on_idle(join, transport, read_to):
+                    root.joined_event = (out.message, out)
+                    yield out.value if values else out
+                continue
+            msg = event.message
+            read_to[msg.partition] = msg.offset + 1
+            # The message in hand stays what the source handed out (a rebalance finds it by
+            # identity); stream.current_event gives the result's key and timestamp.
+            for item in await _step(join, transport, msg.partition, event):
+                if type(item) is not Pairs:
+                    root.joined_event = (msg, item)
+                    yield item.value if values else item
+                elif values:
+                    root.joined_event = (msg, item)  # item.current(): the pair in hand's event
+                    value = item.value
+                    if item.side == LEFT:
+                        for other in item.others:
+                            item.other = other
+                            yield value, other.value[2]
+                    else:
+                        for other in item.others:
+                            item.other = other
+                            yield other.value[2], value
+                else:
+                    for out in item.events():
+                        root.joined_event = (msg, out)
+                        yield out
+    finally:
+        forget()
+
+
+async def _on_idle(join: StreamStreamJoin, transport: Transport, read_to: dict[int, int]
+                   ) -> AsyncIterator[Event[Any, Any]]:
+    """The results of the right records read after the left ones, partition by partition, in its transaction."""
+    txn = current_transaction()
+    for partition in await _caught_up(join, transport, read_to):
+        for out in as_events(await _step(join, transport, partition, None)):
+            if txn is not None:  # a table written now goes to the result's partition
+                txn.message, txn.value = out.message, out.value
+            yield out
+
+
+def _forget_revoked(join: StreamStreamJoin, read_to: dict[int, int]) -> Callable[[], None]:
+    """Follow revocations (partitions moved away, committed first): forget them, read from the changelog if back.
+
+    Returns what stops following them.
+    """
+    signal = getattr(join.app, "on_partitions_revoked", None)
+
+    def revoked(sender: Any, revoked: Any = (), **kwargs: Any) -> None:
+        gone = {tp.partition for tp in revoked if tp.topic == join.left.name}
+        join.drop_partitions(gone)
+        for partition in gone:
+            read_to.pop(partition, None)
+
+    if signal is None:
+        return lambda: None
+    signal.connect(revoked)
+    return lambda: signal.disconnect(revoked)
 
 
 async def _caught_up(join: StreamStreamJoin, transport: Transport, read_to: dict[int, int]) -> list[int]:
@@ -378,8 +420,11 @@ async def _caught_up(join: StreamStreamJoin, transport: Transport, read_to: dict
 
 
 async def _step(join: StreamStreamJoin, transport: Transport, partition: int,
-                event: Event[Any, Any] | None) -> list[Event[Any, Any]]:
-    """The right records the merge takes before ``event`` (all that are there: None), then ``event``: results."""
+                event: Event[Any, Any] | None) -> list[Any]:
+    """The right records the merge takes before ``event`` (all that are there: None), then ``event``: results.
+
+    Results as :meth:`StreamStreamJoin.process` gives them: events and :class:`~.pairs.Pairs`.
+    """
     state = join.joins.get(partition) or await join.task(transport, partition)
     txn = current_transaction()
     if txn is not None:
@@ -389,7 +434,7 @@ async def _step(join: StreamStreamJoin, transport: Transport, partition: int,
         if dirty is None or partition not in dirty:
             join.touch(txn, partition, state)
     until = math.inf if event is None else event.message.timestamp
-    out: list[Event[Any, Any]] = []
+    out: list[Any] = []
     held = join.held[partition]
     if not held or held[0].timestamp <= until:  # (else the right side waits: nothing to read)
         await _rights(join, transport, partition, state, until, out)
@@ -401,12 +446,11 @@ async def _step(join: StreamStreamJoin, transport: Transport, partition: int,
             if isinstance(key, list):
                 key = hashable(key)
             join.process(state, LEFT, event.message, key, event.value, out)
-    join.stats.joined += len(out)
     return out
 
 
 async def _rights(join: StreamStreamJoin, transport: Transport, partition: int, state: WindowJoin, until: float,
-                  out: list[Event[Any, Any]]) -> None:
+                  out: list[Any]) -> None:
     """The right records the merge takes before a left record at ``until``, through the rule: results to ``out``."""
     held = join.held[partition]
     rights: list[Message] = []
@@ -424,41 +468,3 @@ async def _rights(join: StreamStreamJoin, transport: Transport, partition: int, 
             key = hashable(key)
         join.process(state, RIGHT, right, key, decode_value(right.value), out)
 
-
-def _pairs(others: list[Kept], side: int, key: Any, ts: int, value: Any, cause: Message,
-           out: list[Event[Any, Any]]) -> None:
-    """The pairs a record of ``side`` at ``ts`` (ms) made with ``others``, as events of ``cause`` (see ``_events``)."""
-    new, new_event = tuple.__new__, object.__new__
-    append = out.append
-    for other in others:
-        event = new_event(Event)  # Event(key, pair, msg) without the cost of calling __init__ (all slots set)
-        event.key = key
-        t = other.ts
-        if side == LEFT:
-            event.value = (value, other.value[2])
-            if t <= ts:  # the pair's timestamp and key bytes are the cause's own
-                event.message = cause
-            else:
-                event.message = new(Message, (cause[0], cause[1], cause[2], t / 1000, cause[4], cause[5], cause[6]))
-        else:
-            left = other.value
-            event.value = (left[2], value)
-            if t <= ts and left[0] == cause[4]:
-                event.message = cause
-            else:
-                event.message = new(Message, (cause[0], cause[1], cause[2], (t if t > ts else ts) / 1000, left[0],
-                                              cause[5], cause[6]))
-        append(event)
-
-
-def _events(results: list[Result], cause: Message, out: list[Event[Any, Any]]) -> None:
-    """Each result as an event: the message that caused it, with the result's timestamp and key."""
-    new = tuple.__new__
-    cause_ms = round(cause[3] * 1000)
-    for key, ts, left, right in results:
-        key_bytes = left[0] if left is not None else right[0]
-        if ts == cause_ms and key_bytes == cause[4]:
-            msg = cause
-        else:
-            msg = new(Message, (cause[0], cause[1], cause[2], ts / 1000, key_bytes, cause[5], cause[6]))
-        out.append(Event(key, (None if left is None else left[2], None if right is None else right[2]), msg))

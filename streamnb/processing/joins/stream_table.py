@@ -78,6 +78,10 @@ class JoinStats:
     """Records of the left stream kept for matching (stream–stream joins)."""
     buffered_right: int = 0
     """Records of the right stream kept for matching (stream–stream joins)."""
+    table: str | None = None
+    """The joined table's name (stream–table joins; None for stream–stream joins)."""
+    table_read: int = 0
+    """Records of the table's ``source=`` topic the join read into it (a partitioned table the join moves)."""
 
 
 def lookup_key(on: Any) -> Callable[[Any], Any] | None:
@@ -139,7 +143,7 @@ def stream_table_join(
     sourced = getattr(table, "reader", None) is not None and not getattr(table, "is_global", False)
     if sourced:
         table.driven = True  # type: ignore[attr-defined]
-    stats = JoinStats()
+    stats = JoinStats(table=table.name)
     held = None
     if grace is not None and stream.root.channel is not None:
         owner = stream.agent.name if stream.agent is not None else "stream"
@@ -156,7 +160,8 @@ def stream_table_join(
                     continue
                 msg = event.message
                 if sourced:  # every record moves the table, a dropped one too (it was read)
-                    await table.reader.read(transport, msg.partition, msg.timestamp)  # type: ignore[attr-defined]
+                    stats.table_read += await table.reader.read(  # type: ignore[attr-defined]
+                        transport, msg.partition, msg.timestamp)
                 if event.value is None:
                     stats.dropped += 1
                     continue

@@ -164,6 +164,8 @@ class WindowJoin:
         self._due: dict[int, list[Kept]] = {}  # instant -> the records closing then
         self._by_seq: dict[int, Kept] = {}  # every kept record, in arrival order (seqs increase)
         self._seq = 0
+        self._grace = window.grace
+        self._marks = how != "inner"  # an inner join never reads the matched flags: it does not keep them
         # Per side: (before the record, after it): its window is [ts - before, ts + after].
         self._reach = ((window.before, window.after), (window.after, window.before))
 
@@ -191,14 +193,18 @@ class WindowJoin:
     def match(self, side: int, key: Any, ts: int, value: Any) -> list[Kept] | None:
         """A record of ``side``: None when late (counted), else kept, and the other side's records it joins.
 
-        Each of those (and the record itself, if any) is marked matched; in
-        arrival order. Call :meth:`expire` after it (the rule's next step).
+        Each of those (and the record itself, if any) is marked matched (left
+        and outer joins: an inner join emits no unmatched record, its flags
+        stay False); in arrival order. Call :meth:`expire` after it (the
+        rule's next step).
         """
-        if ts > self.stream_time:
-            self.stream_time = ts
-        now, grace = self.stream_time, self.window.grace
+        now = self.stream_time
+        if ts > now:
+            self.stream_time = now = ts
+        grace = self._grace
         before, after = self._reach[side]
-        if ts + after + grace < now:  # window end + grace before stream time
+        due = ts + after + grace
+        if due < now:  # window end + grace before stream time
             self.late += 1
             return None
         low, high = ts - before, ts + after
@@ -210,23 +216,23 @@ class WindowJoin:
         record = _new(Kept)  # Kept(side, ts, value, seq, key), without the cost of calling __init__
         record.side, record.ts, record.value, record.seq, record.key, record.matched, record.cache = (
             side, ts, value, seq, key, False, None)
-        others = self.kept[1 - side].get(key)
+        kept = self.kept
+        others = kept[1 - side].get(key)
         if others:
             found = [o for o in others if low <= o.ts <= high]
-            if found:
+            if found and self._marks:
                 record.matched = True
                 for o in found:
                     o.matched = True
         else:
             found = []
-        rows = self.kept[side].get(key)
+        rows = kept[side].get(key)
         if rows is None:
-            self.kept[side][key] = [record]
+            kept[side][key] = [record]
         else:
             rows.append(record)
         self.sizes[side] += 1
         self._by_seq[seq] = record
-        due = ts + after + grace
         closing = self._due.get(due)
         if closing is None:
             self._due[due] = [record]
@@ -243,9 +249,11 @@ class WindowJoin:
             return
         gone: list[Kept] = []
         pop, due, by_seq, kept, sizes = heapq.heappop, self._due, self._by_seq, self.kept, self.sizes
+        inner = self.how == "inner"
         while closing and closing[0] < now:
             records = due.pop(pop(closing))
-            gone += records
+            if not inner:
+                gone += records
             for record in records:
                 del by_seq[record.seq]
                 rows = kept[record.side][record.key]
@@ -256,9 +264,9 @@ class WindowJoin:
                 sizes[record.side] -= 1
                 if not rows:
                     del kept[record.side][record.key]
-        how = self.how
-        if how == "inner":
+        if inner:
             return
+        how = self.how
         gone.sort(key=lambda g: (g.ts, -g.side, g.seq))
         for record in gone:
             if record.matched:
