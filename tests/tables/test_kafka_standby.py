@@ -318,3 +318,29 @@ async def test_the_standby_lag_is_readable_and_shown_while_it_catches_up(app_id:
     assert f"standby replicas of table 'counts': partition {theirs} caught up (offset" in text
     assert "caught up" in html
     assert a_standbys == {1 - theirs} and set(a_progress) == {1 - theirs}  # (a keeps b's partition's)
+
+
+async def test_a_group_mixing_stored_and_memory_tables_falls_back_to_range(app_id: str, tmp_path: Path) -> None:
+    """One worker with ``rocksdb://`` tables (standby-aware assignor) and one with ``memory://`` (range) join one
+    group: they share the partitions (range) instead of one failing with InconsistentGroupProtocolError."""
+    bootstrap = kafka_bootstrap()
+    topic = f"{app_id}-events"
+    await create_topic(bootstrap, topic, PARTITIONS)
+
+    def worker(name: str, store: str) -> faust.App:
+        app = faust.App(app_id, broker=f"kafka://{bootstrap}", topic_partitions=PARTITIONS, store=store,
+                        datadir=str(tmp_path / name), commit_interval=0.1, **FAST_GROUP)
+        table = app.Table("counts", default=int)
+
+        @app.agent(app.topic(topic, key_type=str, value_type=int))
+        async def count(stream):  # type: ignore[no-untyped-def]
+            async for key, _value in stream.items():
+                table[key] += 1
+
+        return app
+
+    stored, in_memory = worker("a", "rocksdb://"), worker("b", "memory://")
+    async with stored, in_memory:
+        await wait_until(lambda: len(stored.owned_partitions()) == len(in_memory.owned_partitions()) == 1
+                         and stored.owned_partitions() | in_memory.owned_partitions() == set(range(PARTITIONS)),
+                         90, what="one partition each")

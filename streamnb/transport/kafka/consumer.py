@@ -255,9 +255,14 @@ class KafkaConsumer(Consumer):
             self._raise_listener_error()
 
     def _assignors(self) -> tuple[Any, ...]:
-        """*range*, or, for a member that reports its table state, :class:`StandbyAssignor` (its group's only one)."""
+        """*range*, or, for a member that reports its table state, :class:`StandbyAssignor` first, then *range*.
+
+        A group whose members all report their state uses the standby-aware
+        assignor; one that mixes them (a worker of another version, or with
+        ``memory://`` tables) falls back to *range* instead of failing to join.
+        """
         state = self.listener.local_state
-        return (RangePartitionAssignor,) if state is None else (StandbyAssignor(state),)
+        return (RangePartitionAssignor,) if state is None else (StandbyAssignor(state), RangePartitionAssignor)
 
     async def stop(self) -> None:
         """Await ``on_revoked`` for the current partitions, then leave the group."""
