@@ -67,6 +67,9 @@ class StoredState:
         self.cache: dict[Any, Entry] = {}
         """Clean rows, decoded; bounded by :attr:`cache_size`."""
         self._committing: list[tuple[Any, Any]] = []
+        self.moved: dict[Any, int] = {}
+        """Keys written in the open transaction from another partition than the store holding their row."""
+        self._leaving: list[tuple[Any, int]] = []
         self.rows = StoredRows(self)
         """The rows as users read them (a read-only mapping over the store)."""
 
@@ -137,6 +140,8 @@ class StoredState:
         if entry is None:
             found = self.lookup(key)
             rows[key] = [partition, MISSING if found is None else found[1], timestamp]
+            if found is not None and found[0] != partition:  # (a table written under another key than the stream's)
+                self.moved[key] = found[0]
         else:
             entry[0] = partition
             entry[2] = timestamp
@@ -146,9 +151,14 @@ class StoredState:
         """One :class:`~streamnb.tables.state.base.Change` per written key (the commit's records)."""
         pending = self.pending
         committing = self._committing
+        moved, leaving = self.moved, self._leaving
         for key, (partition, _old, timestamp) in dirty.rows.items():
             value = pending[key][1]
             committing.append((key, value))
+            if moved:
+                was = moved.pop(key, partition)
+                if was != partition:
+                    leaving.append((key, was))
             yield Change(key, partition, value, timestamp)
 
     def restore(self, dirty: Dirty[list[Any]]) -> None:
@@ -157,6 +167,8 @@ class StoredState:
         for key, (partition, old, _ts) in dirty.rows.items():
             pending[key] = (partition, old)
         self._committing.clear()
+        self.moved.clear()
+        self._leaving.clear()
 
     def flushed(self) -> None:
         """The records :meth:`changes` gave the last commit are in the store: they are clean now."""
@@ -170,6 +182,22 @@ class StoredState:
                 else:
                     self._remember(key, entry)
         self._committing.clear()
+        self._leave()
+
+    def _leave(self) -> None:
+        """Delete the rows of keys the last commit wrote to another partition from their old partition's store.
+
+        A key written from events of several partitions keeps one row (as in
+        memory), in the store of the partition that wrote it last; the old
+        partition's changelog still holds its record (a cold restore brings
+        both back, as ``memory://`` restores both).
+        """
+        leaving, stores, encode = self._leaving, self.stores, self.encode_key
+        for key, partition in leaving:
+            store = stores.get(partition)
+            if store is not None and not store.read_only:
+                store.apply([(encode(key), None)], None)
+        leaving.clear()
 
     def before_commit(self, txn: Transaction | None, dirty: Dirty[Any]) -> list[Closed]:
         """Nothing closes in a plain table."""

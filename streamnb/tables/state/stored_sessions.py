@@ -93,6 +93,10 @@ class StoredSessionState(WindowCache):
         """The session :meth:`id_bytes` wrote as ``data``."""
         return ms(time_of(data[:8])), ms(time_of(data[8:16]))
 
+    def time_key(self, kb: bytes, wid: Session) -> bytes:
+        """The by-time key of key bytes ``kb``'s session ``wid``: end, start, key."""
+        return BY_TIME + time_bytes(seconds(wid[1])) + time_bytes(seconds(wid[0])) + kb
+
     def split_time(self, raw: bytes) -> tuple[Session, bytes]:
         """``(session, key bytes)`` of a by-time key (``b"x" + end + start + key``)."""
         return (ms(time_of(raw[9:17])), ms(time_of(raw[1:9]))), raw[17:]

@@ -103,6 +103,7 @@ class StoredWindowedState(WindowCache):
                 continue
             if start not in undo:
                 undo[start] = [partition, old]
+                self.note_move(key, start, partition)
             inner[start] = old + operand if add else op(old, operand)
         if refused < len(windows):
             self.pending[key] = self._gen
@@ -141,10 +142,13 @@ class StoredWindowedState(WindowCache):
         self._gen += 1
         windows: dict[float, tuple[float, float]] = {}
         new = tuple.__new__
+        moved = self.moved
         for key, writes in dirty.rows.items():
             inner = by_key.get(key)
             timestamp = writes.last_write
             for start, (partition, _old) in writes.items():
+                if moved:
+                    self.leaving_home((key, start), partition)
                 value = MISSING if inner is None else inner.get(start, MISSING)
                 window = windows.get(start)
                 if window is None:
@@ -155,6 +159,7 @@ class StoredWindowedState(WindowCache):
     def restore(self, dirty: Dirty[KeyWrites]) -> None:
         """Undo the writes (and stream-time advances, and closings) ``dirty`` records."""
         super().restore(dirty)
+        self.forget_moves()
         for key, writes in dirty.rows.items():
             inner = self.by_key.get(key)
             if inner is None:  # (pending keys stay cached: only if the commit's flush raced it)

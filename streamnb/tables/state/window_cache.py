@@ -89,6 +89,9 @@ class WindowCache(EventTimeState):
         self.by_key: dict[Any, dict[Any, Any]] = {}
         """Cached keys: every window of the key (window id -> newest value)."""
         self.home: dict[Any, int] = {}
+        self.moved: dict[tuple[Any, Any], int] = {}
+        """Windows written in the open transaction from another partition than the store holding them."""
+        self._leaving: list[tuple[Any, Any, int]] = []
         """The partition of every cached key."""
         self.pending: dict[Any, int] = {}
         """Keys written since the store last caught up (-> the generation of their last write): never evicted."""
@@ -141,6 +144,10 @@ class WindowCache(EventTimeState):
     def id_from(self, data: bytes) -> Any:
         """The window id that :meth:`id_bytes` wrote as ``data``."""
         return time_of(data)
+
+    def time_key(self, kb: bytes, wid: Any) -> bytes:
+        """The window-by-time key of key bytes ``kb``'s window ``wid`` (what :meth:`split_time` reads)."""
+        return BY_TIME + time_bytes(wid) + kb
 
     def split_time(self, raw: bytes) -> tuple[Any, bytes]:
         """``(window id, key bytes)`` of a window-by-time key."""
@@ -370,8 +377,44 @@ class WindowCache(EventTimeState):
                 out.append((key, wid, value))
         return out
 
+    def note_move(self, key: Any, wid: Any, partition: int) -> None:
+        """``key``'s stored window ``wid`` is written from ``partition``: if another partition's store holds it
+        (a table written under another key than the stream's), that copy goes once the commit lands."""
+        home = self.home.get(key, partition)
+        if home != partition and (key, wid) not in self.fresh:
+            self.moved[(key, wid)] = home
+
+    def forget_moves(self) -> None:
+        """The transaction was rolled back: no window leaves its store."""
+        self.moved.clear()
+        self._leaving.clear()
+
+    def leaving_home(self, window: tuple[Any, Any], partition: int) -> None:
+        """``window`` (key, id) is committed to ``partition``: its old partition's copy goes at the flush."""
+        was = self.moved.pop(window, partition)
+        if was != partition:
+            self._leaving.append((*window, was))
+            self.home[window[0]] = partition
+
+    def leave(self) -> None:
+        """Delete from their old partition's store the windows the last commit wrote to another partition.
+
+        A key written from events of several partitions (a table not
+        partitioned by the stream's key) keeps one copy of each window, in
+        the store of the partition that wrote it last, as in memory.
+        """
+        stores, encode = self.stores, self.encode_key
+        for key, wid, partition in self._leaving:
+            store = stores.get(partition)
+            if store is not None and not store.read_only:
+                kb = encode(key)
+                by_key = key_prefix(kb) + self.id_bytes(wid)
+                store.write([(by_key, None), (self.time_key(kb, wid), None)], None)
+        self._leaving.clear()
+
     def flushed(self) -> None:
         """The records the last commit's ``changes`` gave are in the store: what they wrote is clean now."""
+        self.leave()
         done = self._flushing
         if done < 0:
             return
