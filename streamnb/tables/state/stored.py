@@ -161,6 +161,10 @@ class StoredState:
                     leaving.append((key, was))
             yield Change(key, partition, value, timestamp)
 
+    def leaving(self, key: Any, partition: int) -> None:
+        """``key``'s row leaves ``partition``'s store once the commit lands (it was written from another)."""
+        self._leaving.append((key, partition))
+
     def restore(self, dirty: Dirty[list[Any]]) -> None:
         """Put back the values from before the transaction (and forget a commit that failed)."""
         pending = self.pending

@@ -90,6 +90,8 @@ class StoredSetState(StoredState):
             found = self.lookup(key)
             old = MISSING if found is None else found[1]
             rows[key] = [partition, old, timestamp]
+            if found is not None and found[0] != partition:  # (see StoredState.write)
+                self.moved[key] = found[0]
             current: set[Any] = set() if old is MISSING else set(old)
             self.pending[key] = (partition, current)
         else:
@@ -107,6 +109,7 @@ class StoredSetState(StoredState):
         """
         pending = self.pending
         committing = self._committing
+        moved = self.moved
         for key, (partition, old, timestamp) in dirty.rows.items():
             now = pending[key][1]
             if not now:
@@ -114,7 +117,10 @@ class StoredSetState(StoredState):
                 pending[key] = (partition, MISSING)
             committing.append((key, now))  # (unchanged ones too: they are clean once the commit landed)
             record = set_record(frozenset() if old is MISSING else old, set() if now is MISSING else now)
+            was = moved.pop(key, partition) if moved else partition
             if record is not None:
+                if was != partition:  # (the set's row leaves its old partition's store at the flush)
+                    self.leaving(key, was)
                 yield Change(key, partition, record, timestamp)
 
     def to_store(self, pairs: Iterable[tuple[bytes, bytes | None]]) -> Iterable[tuple[bytes, bytes | None]]:
