@@ -65,7 +65,7 @@ class Example:
 @pytest.fixture
 def example() -> Iterator[Example]:
     ex = Example()
-    ex.app.conf.store = "memory://"  # what the guide's fixture sets (memory:// is the default)
+    ex.app.conf.store = "memory://"  # what the guide's fixture sets (the tables took kafka's rocksdb:// first)
     yield ex
 
 

@@ -23,13 +23,29 @@ from typing import Any
 
 from ...errors import ConfigurationError
 
-__all__ = ["DEFAULT", "MEMORY", "ROCKSDB", "STORES", "check_store", "parse_bytes", "store_settings"]
+__all__ = ["DEFAULT", "MEMORY", "ROCKSDB", "STORES", "check_store", "default_store", "parse_bytes", "store_settings"]
 
 MEMORY = "memory://"
 ROCKSDB = "rocksdb://"
 STORES = (MEMORY, ROCKSDB)
-DEFAULT = MEMORY
-"""The store of an App that does not name one (see docs/state.md, "State and restarts", for why)."""
+DEFAULT: str | None = None
+"""The store of an App that does not name one; ``None``: by broker (:func:`default_store`)."""
+
+
+def default_store(broker: str) -> str:
+    """The store of an App on ``broker`` that names none: ``rocksdb://`` on the durable brokers.
+
+    A table on ``local://`` or ``kafka://`` outlives its process, so its rows go
+    to disk and a restart reads only the changelog's tail; ``memory://`` keeps
+    nothing across processes, so its tables stay in memory too (docs/state.md,
+    "State and restarts", gives the figures that chose this).
+
+    >>> default_store("local://.streamnb"), default_store("kafka://127.0.0.1:9092"), default_store("memory://")
+    ('rocksdb://', 'rocksdb://', 'memory://')
+    """
+    if DEFAULT is not None:
+        return DEFAULT
+    return ROCKSDB if broker.startswith(("local://", "kafka://")) else MEMORY
 
 
 def check_store(url: Any) -> str:
@@ -67,11 +83,11 @@ def store_settings(settings: Mapping[str, Any], broker: str, app_id: str) -> tup
     ``<app id>-data`` in the working directory; ``store_memory`` to 64 MB.
 
     >>> store_settings({}, "local://.streamnb", "shop")
-    ('memory://', PosixPath('.streamnb'), 67108864)
+    ('rocksdb://', PosixPath('.streamnb'), 67108864)
     >>> store_settings({"store": "rocksdb://"}, "kafka://127.0.0.1:9092", "shop")[:2]
     ('rocksdb://', PosixPath('shop-data'))
     """
-    store = check_store(settings.get("store", DEFAULT))
+    store = check_store(settings.get("store") or default_store(broker))
     datadir = settings.get("datadir")
     if datadir is None:
         datadir = broker[len("local://"):] if broker.startswith("local://") else f"{app_id}-data"
