@@ -380,8 +380,14 @@ class WindowCache(EventTimeState):
     def note_move(self, key: Any, wid: Any, partition: int) -> None:
         """``key``'s stored window ``wid`` is written from ``partition``: if another partition's store holds it
         (a table written under another key than the stream's), that copy goes once the commit lands."""
-        home = self.home.get(key, partition)
-        if home != partition and (key, wid) not in self.fresh:
+        made = self.fresh.get((key, wid))
+        if made is None:
+            home = self.home.get(key, partition)
+        elif made[0] > self._flushing:
+            return  # made in this transaction: in no store yet
+        else:
+            home = made[1]  # (in the commit being written now)
+        if home != partition:
             self.moved[(key, wid)] = home
 
     def forget_moves(self) -> None:
