@@ -142,6 +142,11 @@ class PartitionTransactions:
             await asyncio.wait_for(producer.stop(), self.timeout)
         except (TimeoutError, KafkaError, OSError) as exc:
             log.warning("a transactional producer did not close within %g s (%r); leaving it", self.timeout, exc)
+            # A stop cut short leaves the producer's sender task running (retrying for ever once the broker
+            # answers again) and a second stop() does nothing: end the task. (aiokafka keeps no public handle.)
+            task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+            if task is not None and not task.done():
+                task.cancel()
 
     # -- transactions -------------------------------------------------------------------------
 
