@@ -66,7 +66,25 @@ class PlainHistoryState(PlainState):
         super().restore(dirty)
 
 
-class WindowedHistoryState(WindowedState):
+class _LoggedWindows:
+    """What both windowed history states do with their log at a commit (a mixin before the window state)."""
+
+    def changes(self, dirty: Dirty[KeyWrites]) -> Iterator[Change]:
+        """Every logged write in order, then the deletions of the commit (expired windows)."""
+        log, dirty.log = dirty.log or [], None
+        rest = list(super().changes(dirty))  # type: ignore[misc]
+        yield from log
+        for change in rest:
+            if change.value is MISSING:
+                yield change
+
+    def restore(self, dirty: Dirty[KeyWrites]) -> None:
+        """Undo the transaction (its log goes too)."""
+        dirty.log = None
+        super().restore(dirty)  # type: ignore[misc]
+
+
+class WindowedHistoryState(_LoggedWindows, WindowedState):
     """A windowed table's windows, with every window write of a transaction logged for the changelog.
 
     Windows closed or expired at a commit, and the stream time, follow the
@@ -106,22 +124,9 @@ class WindowedHistoryState(WindowedState):
                     log.append(_new(Change, ((key, (start, end(start))), partition, value, ts)))
         return missed
 
-    def changes(self, dirty: Dirty[KeyWrites]) -> Iterator[Change]:
-        """Every logged write in order, then the deletions of the commit (expired windows)."""
-        log, dirty.log = dirty.log or [], None
-        rest = list(super().changes(dirty))
-        yield from log
-        for change in rest:
-            if change.value is MISSING:
-                yield change
-
-    def restore(self, dirty: Dirty[KeyWrites]) -> None:
-        """Undo the transaction (its log goes too)."""
-        dirty.log = None
-        super().restore(dirty)
 
 
-class StoredWindowedHistoryState(StoredWindowedState):
+class StoredWindowedHistoryState(_LoggedWindows, StoredWindowedState):
     """Tumbling or hopping windows in the stores (``rocksdb://``), with every window write logged for the changelog.
 
     As :class:`WindowedHistoryState` on the windows of
@@ -154,16 +159,3 @@ class StoredWindowedHistoryState(StoredWindowedState):
                     log.append(_new(Change, ((key, (start, end(start))), partition, value, ts)))
         return missed
 
-    def changes(self, dirty: Dirty[KeyWrites]) -> Iterator[Change]:
-        """Every logged write in order, then the deletions of the commit (expired windows)."""
-        log, dirty.log = dirty.log or [], None
-        rest = list(super().changes(dirty))
-        yield from log
-        for change in rest:
-            if change.value is MISSING:
-                yield change
-
-    def restore(self, dirty: Dirty[KeyWrites]) -> None:
-        """Undo the transaction (its log goes too)."""
-        dirty.log = None
-        super().restore(dirty)
