@@ -300,6 +300,9 @@ async def test_the_standby_lag_is_readable_and_shown_while_it_catches_up(app_id:
                 await wait_until(lambda: counts_b.standby_progress.get(theirs, StandbyProgress(0, 1)).behind == 0
                                  and counts_b.standby_progress[theirs].offset >= records, 60,
                                  what="b's standby of a's partition caught up")
+                # a's own standby of b's partition is listed once its first read asked for the changelog's end
+                await wait_until(lambda: set(counts_a.standby_progress) == {1 - theirs}, 60,
+                                 what="a follows b's partition")
                 caught_up = (status_text(b), _tables_html(b), a.standby_partitions(), counts_a.standby_progress)
         finally:
             watcher.cancel()
