@@ -38,8 +38,8 @@ worker serves, under ``<datadir>/<app id>/<table>/<partition>``.
   set table's sets (:class:`~streamnb.tables.state.stored_sets.StoredSetState`)
   and, with ``history=True``, plain rows and tumbling and hopping windows (every
   change goes to the changelog: :mod:`~streamnb.tables.state.history`): a restart loads
-  nothing from them. Sliding, global and ``history=True`` session
-  tables keep their state in memory as on ``memory://``
+  nothing from them (``history=True`` session tables too: they keep no
+  history yet). Sliding and global tables keep their state in memory as on ``memory://``
   (:attr:`TableStore.held`): the stores hold the same compacted image of
   their changelog, written at each commit the same way, and a restart loads
   the state from them and reads only the changelog's tail. A windowed
@@ -117,8 +117,8 @@ class TableStore(StandbyStores):
         self.standby_ends: dict[int, int] = {}
         """The changelog's end offset each standby store last saw (how far behind it is: :meth:`standby_progress`)."""
         self.held: TableState | None = None
-        """The in-memory state whose changelog the stores keep (sliding, global, ``history=True``
-        session tables), or None: the rows live in the stores (:attr:`rows`)."""
+        """The in-memory state whose changelog the stores keep (sliding and global tables), or None: the rows
+        live in the stores (:attr:`rows`)."""
         self.rows: StoredState | WindowCache = self.state
         """The state whose rows live in the stores: :attr:`state` (plain rows, sets), or a tumbling,
         hopping or session table's windows."""

@@ -160,3 +160,41 @@ async def test_a_key_written_from_several_partitions_keeps_one_row(tmp_path: Pat
         assert sum(len(rows) for rows in held.values()) == 3, held
         await stored.run(40, 50)
         assert stored.counts["counter"] == 50 and len(stored.counts) == 3
+
+
+def test_one_commit_writing_a_key_from_two_partitions_leaves_one_row(tmp_path: Path) -> None:
+    """Each write is a changelog record, so both partitions' stores get the key: the one not written last drops it."""
+    import json
+
+    from streamnb.tables.state.base import Dirty
+    from streamnb.tables.stores.rocksdb import RocksDBStore
+
+    stores = {p: RocksDBStore(tmp_path / str(p), 8 << 20) for p in (0, 1, 2)}
+    for store in stores.values():
+        store.open()
+    state = StoredHistoryState(
+        lambda k: json.dumps(k).encode(), lambda b: json.loads(b), lambda b: json.loads(b), stores)
+
+    def commit(writes: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+        dirty: Dirty[list[Any]] = Dirty()
+        for key, value, partition in writes:
+            state.write(dirty, key, value, partition, T0)
+        changes = list(state.changes(dirty))
+        for change in changes:  # (what the table does once the commit landed: each record to its partition's store)
+            stores[change.partition].apply([(json.dumps(change.key).encode(), json.dumps(change.value).encode())], None)
+        state.flushed()
+        return [(c.key, c.value, c.partition) for c in changes]
+
+    def where() -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for p, store in stores.items():
+            for kb, _vb in store.rows():
+                out.setdefault(json.loads(kb), []).append(p)
+        return out
+
+    assert commit([("a", 1, 0), ("a", 2, 1), ("b", 1, 2)]) == [("a", 1, 0), ("a", 2, 1), ("b", 1, 2)]
+    assert where() == {"a": [1], "b": [2]} and state.rows["a"] == 2
+    commit([("a", 3, 1), ("a", 4, 2), ("a", 5, 1), ("b", 2, 0), ("b", 3, 2)])  # (b: back where it was)
+    assert where() == {"a": [1], "b": [2]} and (state.rows["a"], state.rows["b"]) == (5, 3)
+    state.cache.clear()
+    assert dict(state.rows.items()) == {"a": 5, "b": 3} and len(state.rows) == 2

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ...transaction import MISSING
+from ..stores.rocksdb import RocksDBStore
 from ..windows import Window, WindowRange
 from .base import Change, Dirty, PlainState, Undo
 from .fixed import KeyWrites, WindowedState
@@ -80,10 +81,16 @@ class StoredHistoryState(StoredState):
     same commit, is deleted once the commit lands (see :class:`StoredState`).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._crossed: list[tuple[Any, int]] = []
-        """``(key, partition)`` of writes of the open transaction followed by one from another partition."""
+    def __init__(
+        self,
+        encode_key: Callable[[Any], bytes],
+        decode_key: Callable[[bytes], Any],
+        decode_value: Callable[[bytes], Any],
+        stores: dict[int, RocksDBStore] | None = None,
+    ) -> None:
+        super().__init__(encode_key, decode_key, decode_value, stores)
+        self._crossed: dict[Dirty[list[Any]], set[tuple[Any, int]]] = {}
+        """Per open transaction: ``(key, partition)`` of writes followed by one of the key from another partition."""
 
     def write(
         self, dirty: Dirty[list[Any]], key: Any, value: Any, partition: int, timestamp: float | None = None
@@ -92,7 +99,7 @@ class StoredHistoryState(StoredState):
         log = _log(dirty)
         entry = dirty.rows.get(key)
         if entry is not None and entry[0] != partition:  # (its earlier record goes to that partition's store)
-            self._crossed.append((key, entry[0]))
+            self._crossed.setdefault(dirty, set()).add((key, entry[0]))
         super().write(dirty, key, value, partition, timestamp)
         log.append(_new(Change, (key, partition, value, timestamp)))
 
@@ -101,19 +108,18 @@ class StoredHistoryState(StoredState):
         log, dirty.log = dirty.log or [], None
         for _ in super().changes(dirty):  # (what the store keeps once the commit landed)
             pass
-        if self._crossed:
-            rows, left = dirty.rows, set()
-            for key, partition in self._crossed:
-                if partition != rows[key][0] and (key, partition) not in left:
-                    left.add((key, partition))
+        crossed = self._crossed.pop(dirty, None)
+        if crossed:
+            rows = dirty.rows
+            for key, partition in crossed:
+                if partition != rows[key][0]:  # (not the partition that wrote it last)
                     self.leaving(key, partition)
-            self._crossed.clear()
         yield from log
 
     def restore(self, dirty: Dirty[list[Any]]) -> None:
         """Undo the transaction (its log goes too)."""
         dirty.log = None
-        self._crossed.clear()
+        self._crossed.pop(dirty, None)
         super().restore(dirty)
 
 
