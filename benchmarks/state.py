@@ -1,6 +1,7 @@
 """Benchmark: table restarts and throughput, ``store="rocksdb://"`` against ``memory://``.
 
     python benchmarks/state.py restart [--keys 1000000,5000000] [--backends local,kafka] [--skip-memory]
+                                       [--quix PYTHON]
     python benchmarks/state.py windows [--windows 2000000] [--backends local] [--skip-memory]
     python benchmarks/state.py sessions [--windows 2000000] [--backends local] [--skip-memory]
     python benchmarks/state.py sets [--keys 1000000] [--backends local,kafka] [--skip-memory]
@@ -18,7 +19,13 @@ until every table partition is served, with the peak RSS of that process:
 - ``rocksdb warm``: the restart after that (what a kernel restart costs):
   only the changelog written since the last commit is read;
 - ``memory``: today's in-memory table, rebuilt from the whole changelog
-  (``--skip-memory`` leaves it out).
+  (``--skip-memory`` leaves it out);
+- ``quix cold`` (``--quix PYTHON``, Kafka only): Quix Streams, run by
+  ``PYTHON`` (an interpreter with ``quixstreams``, kept out of streamnb's
+  environment), builds a store of the same N keys from an input topic and
+  then restores it into an empty state dir from its own changelog
+  (``benchmarks/quix_state.py``): seconds from ``Application.run`` until its
+  recovery ends, and the recovery alone (without joining its group).
 
 Each run prints its wall-clock seconds and the CPU seconds of its process
 (RocksDB's background threads included), and both ratios to the plain read:
@@ -179,6 +186,37 @@ async def restart(url: str, app_id: str, store: str, datadir: str, kind: str = "
     return {"seconds": seconds, "cpu": cpu, "peak_mb": peak_mb()}
 
 
+async def write_input(url: str, app_id: str, keys: int) -> None:
+    """Quix Streams' input (``--quix``): one record per key ``k<i>``, value ``i``, in topic ``<app id>-quix``."""
+    import streamnb as faust
+    from streamnb.transport.base import ProducerRecord
+
+    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS)
+    topic = app.topic(f"{app_id}-quix", value_type=int)
+    transport = await app.connect()
+    await topic.declare()
+    for at in range(0, keys, 100_000):
+        await transport.send([ProducerRecord(topic.name, i % PARTITIONS, b"k%d" % i, b"%d" % i, T0, ())
+                              for i in range(at, min(at + 100_000, keys))])
+    await app.stop()
+
+
+def quix_restore(python: str, kafka: str, app_id: str, keys: int, folder: Path) -> dict[str, float]:
+    """Quix Streams (another interpreter) builds a store of ``keys`` keys, then restores it into an empty
+    state dir from its changelog (benchmarks/quix_state.py): the restore's figures."""
+    script, topic, group = str(Path(__file__).with_name("quix_state.py")), f"{app_id}-quix", f"{app_id}-quix"
+    for what, state in (("fill", "quix-filled"), ("restore", "quix-restored")):
+        out = subprocess.run([python, script, what, kafka, topic, str(keys), group, str(folder / state)],
+                             capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise SystemExit(f"quix {what} failed:\n{out.stderr[-3000:]}")
+    got: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    if got["records"] != keys or got["partitions"] != PARTITIONS:
+        raise SystemExit(f"quix restored {got['records']} records of {got['partitions']} partitions, "
+                         f"not {keys} of {PARTITIONS}")
+    return got
+
+
 async def plain_read(url: str, app_id: str) -> dict[str, float]:
     import streamnb as faust
     from streamnb.transport.base import TP
@@ -257,7 +295,8 @@ def child(args: argparse.Namespace) -> None:
     kind = spec.pop("kind")
     if "table" in spec and kind != "pipeline":  # (the table's kind, for write and restart)
         spec["kind"] = spec.pop("table")
-    fn = {"write": write_changelog, "restart": restart, "plain": plain_read, "pipeline": pipeline}[kind]
+    fn = {"write": write_changelog, "restart": restart, "plain": plain_read, "pipeline": pipeline,
+          "input": write_input}[kind]
     result = asyncio.run(fn(**spec))  # type: ignore[operator]
     print(json.dumps(result or {}))
 
@@ -301,10 +340,21 @@ def run_restart(args: argparse.Namespace, kind: str = "plain") -> None:
                     memory = run_child(**restart, store="memory://")
                     rows.append(("memory", memory, keys / memory["seconds"] / plain_rate,
                                  keys / memory["cpu"] / plain_cpu_rate))
+                if args.quix and backend == "kafka":
+                    run_child(kind="input", url=url, app_id=app_id, keys=keys)
+                    quix = quix_restore(args.quix, args.kafka, app_id, keys, folder)
+                    rows.append(("quix cold", quix, keys / quix["seconds"] / plain_rate,
+                                 keys / quix["cpu"] / plain_cpu_rate))
                 for name, got, ratio, cpu_ratio in rows:
                     rate = keys / got["seconds"] if ratio else 0.0
                     print(f"{backend:8} {keys:>10,} {name:14} {got['seconds']:>9.2f} {got['cpu']:>7.2f} "
                           f"{got.get('peak_mb', 0.0):>8.0f} {rate:>11,.0f} {ratio:>6.2f} {cpu_ratio:>9.2f}", flush=True)
+                if args.quix and backend == "kafka":
+                    wall, cpu = quix["seconds"] / cold["seconds"], quix["cpu"] / cold["cpu"]
+                    alone = quix["recovery_seconds"]
+                    print(f"{backend:8} {keys:>10,} rocksdb cold vs quix cold: {wall:.2f}x wall, {cpu:.2f}x CPU; "
+                          f"vs Quix's recovery alone ({alone:.2f} s, without joining its group): "
+                          f"{alone / cold['seconds']:.2f}x", flush=True)
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
 
@@ -344,11 +394,16 @@ def main() -> None:
     parser.add_argument("--backends", default=None)
     parser.add_argument("--kafka", default=os.environ.get("STREAMNB_KAFKA", "127.0.0.1:9092"))
     parser.add_argument("--skip-memory", action="store_true", help="restart/windows: skip the memory:// rebuild")
+    parser.add_argument("--quix", default=None, help="restart on kafka: also Quix Streams' restore, with this "
+                        "Python (quixstreams installed)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
         return
+    if args.quix and (args.what != "restart" or "kafka" not in (args.backends or "local,kafka").split(",")):
+        parser.error("--quix compares a plain table's cold restore on Kafka: use it with `restart` and the "
+                     "kafka backend")
     if args.what in ("restart", "windows", "sessions", "sets", *HISTORY):
         args.backends = args.backends or "local,kafka"
         run_restart(args, {"restart": "plain"}.get(args.what, args.what))

@@ -106,6 +106,8 @@ class Metering:
         now = time.time()
         for table in list(self.tables.values()):
             out.append(("streamnb_table_keys", (table.name,), float(table.estimated_len())))
+            for p, standby in sorted(table.standby_progress.items()):
+                out.append(("streamnb_standby_lag_records", (table.name, str(p)), float(standby.behind)))
             window = table.window
             if window is not None:
                 for p, n in window.late_events_by_partition().items():

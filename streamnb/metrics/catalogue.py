@@ -52,6 +52,8 @@ _SPECS = [
          "Keys a table holds on this worker."),
     Spec("streamnb_restore_remaining_records", "gauge", ("app", "table", "partition"),
          "Changelog records a table partition still has to read before it is restored (0 once restored)."),
+    Spec("streamnb_standby_lag_records", "gauge", ("app", "table", "partition"),
+         "Changelog records a standby replica of a table partition is behind its changelog's end (Kafka)."),
     Spec("streamnb_commit_seconds", "histogram", ("app", "agent"),
          "Seconds from the start of a processing commit until it landed."),
     Spec("streamnb_event_seconds", "histogram", ("app", "agent"),

@@ -46,7 +46,7 @@ Reader = Callable[[], Iterable[Sample]]
 PULLED = (
     "streamnb_late_events_total", "streamnb_late_windows_total", "streamnb_consumer_lag",
     "streamnb_stream_time_lag_seconds", "streamnb_table_keys", "streamnb_restore_remaining_records",
-    "streamnb_assigned_partitions",
+    "streamnb_standby_lag_records", "streamnb_assigned_partitions",
 )
 """Metrics read from the app's parts when collected (the rest are pushed through the monitor)."""
 

@@ -83,7 +83,7 @@ from .state.stored_sessions import StoredSessionState
 from .state.stored_sets import StoredSetState
 from .state.stored_windows import StoredWindowedState
 from .state.window_cache import WindowCache
-from .stores.bulk import window_columns
+from .stores.bulk import session_columns, window_columns
 from .stores.rocksdb import RocksDBStore
 from .streamtime import StreamTimeTopic
 from .windows import SessionWindow, Window
@@ -360,7 +360,8 @@ class TableStore(StandbyStores):
             keys: list[bytes | None] = list(map(_KEY, msgs))
             values: list[bytes | None] = list(map(_VALUE, msgs))
             # (tumbling and hopping windows of plain string keys: no loop per record)
-            columns = window_columns(keys, values) if isinstance(rows, StoredWindowedState) else None
+            columns = (window_columns(keys, values) if isinstance(rows, StoredWindowedState)
+                       else session_columns(keys, values) if isinstance(rows, StoredSessionState) else None)
             if columns is not None:
                 store.write_columns(columns, resume)
             else:

@@ -185,6 +185,7 @@ def test_every_metric_of_the_issue_is_in_the_catalogue() -> None:
         "streamnb_consumer_lag", "streamnb_stream_time_lag_seconds", "streamnb_table_keys",
         "streamnb_restore_remaining_records", "streamnb_commit_seconds", "streamnb_event_seconds",
         "streamnb_rebalances_total", "streamnb_assigned_partitions", "streamnb_transactions_total",
+        "streamnb_standby_lag_records",  # (issue 18: standby replicas)
     }
     assert set(SPECS) == wanted
     page = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()

@@ -249,6 +249,12 @@ async def test_a_restarted_worker_gets_back_the_partitions_it_has_state_for_and_
     assert a.state.get("errors", 0) == b.state.get("errors", 0) == 0
 
 
+def standby_lag(app: faust.App) -> dict[str, float]:
+    """``{partition: records behind}`` of the app's ``streamnb_standby_lag_records`` samples."""
+    frame = app.metrics().query("metric == 'streamnb_standby_lag_records' and table == 'counts'")
+    return {str(p): float(v) for p, v in zip(frame["partition"], frame["value"], strict=True)}
+
+
 async def test_the_standby_lag_is_readable_and_shown_while_it_catches_up(app_id: str, tmp_path: Path) -> None:
     """Two workers in this process (own datadirs): the second follows the first's partition, from far behind.
 
@@ -282,6 +288,7 @@ async def test_the_standby_lag_is_readable_and_shown_while_it_catches_up(app_id:
                                   for p in range(PARTITIONS) for i in range(at, at + 20_000)])
         seen: list[dict[int, StandbyProgress]] = []
         shown: list[tuple[str, str]] = []
+        scraped: list[dict[str, float]] = []  # (the streamnb_standby_lag_records gauge, as b's metrics read it)
 
         async def watch() -> None:
             while True:
@@ -289,6 +296,7 @@ async def test_the_standby_lag_is_readable_and_shown_while_it_catches_up(app_id:
                 if now and (not seen or now != seen[-1]):
                     seen.append(now)
                     shown.append((status_text(b), _tables_html(b)))
+                    scraped.append(standby_lag(b))
                 await asyncio.sleep(0)
 
         watcher = asyncio.ensure_future(watch())
@@ -300,6 +308,9 @@ async def test_the_standby_lag_is_readable_and_shown_while_it_catches_up(app_id:
                 await wait_until(lambda: counts_b.standby_progress.get(theirs, StandbyProgress(0, 1)).behind == 0
                                  and counts_b.standby_progress[theirs].offset >= records, 60,
                                  what="b's standby of a's partition caught up")
+                # a's own standby of b's partition is listed once its first read asked for the changelog's end
+                await wait_until(lambda: set(counts_a.standby_progress) == {1 - theirs}, 60,
+                                 what="a follows b's partition")
                 caught_up = (status_text(b), _tables_html(b), a.standby_partitions(), counts_a.standby_progress)
         finally:
             watcher.cancel()
@@ -314,6 +325,7 @@ async def test_the_standby_lag_is_readable_and_shown_while_it_catches_up(app_id:
     text, html = next(x for x, s in zip(shown, seen, strict=True) if 0 < s[theirs].behind < records)
     assert f"standby replicas of table 'counts': partition {theirs} " in text and "records behind (offset" in text
     assert f"standby replica of counts partition {theirs}: <progress value=" in html and "records behind" in html
+    assert [s.get(str(theirs)) for s in scraped] == [float(n[theirs].behind) for n in seen]
     text, html, a_standbys, a_progress = caught_up
     assert f"standby replicas of table 'counts': partition {theirs} caught up (offset" in text
     assert "caught up" in html

@@ -31,10 +31,13 @@ from operator import itemgetter
 
 from .windowkeys import BY_KEY, BY_TIME, time_bytes
 
-__all__ = ["window_columns"]
+__all__ = ["session_columns", "window_columns"]
 
 _WINDOW = re.compile(rb'^\[("[^"\\\n\x80-\xff]*"),\[([^,\[\]\n]+),[^,\[\]\n]*\]\]\n', re.MULTILINE)
 """A whole line, one changelog key and its newline: the key's JSON string and the window start's text."""
+
+_SESSION = re.compile(rb'^\[("[^"\\\n\x80-\xff]*"),\[([^,\[\]\n]+),([^,\[\]\n]+)\]\]\n', re.MULTILINE)
+"""A session's changelog key and its newline: the key's JSON string, the session's start and end as text."""
 
 
 class _Starts(dict[bytes, bytes]):
@@ -91,5 +94,35 @@ def window_columns(
         return None
     by_key = list(map(_add, map(_add, map(_lengths.__getitem__, map(len, kbs)), kbs), ats))
     by_time = list(map(_add, map(_by_time.__getitem__, ats), kbs))
+    marks: list[bytes | None] | bytes = b"" if None not in values else [None if v is None else b"" for v in values]
+    return [(by_key, values), (by_time, marks)]
+
+
+def session_columns(
+    keys: list[bytes | None], values: list[bytes | None]
+) -> list[tuple[list[bytes], list[bytes | None] | bytes]] | None:
+    """:func:`window_columns` for a session table: the keys of :class:`~.windowkeys.SessionKeys`.
+
+    >>> columns = session_columns([b'["ann",[60.0,75.5]]'], [b"3"])
+    >>> from .windowkeys import SessionKeys
+    >>> import json
+    >>> [k for k, _v in SessionKeys(json.dumps, json.loads).ops([(b'["ann",[60.0,75.5]]', b"3")])] == [
+    ...     columns[0][0][0], columns[1][0][0]]
+    True
+    """
+    if not keys or None in keys:
+        return None
+    joined = b"\n".join(keys) + b"\n"  # type: ignore[arg-type]
+    found = _SESSION.findall(joined)
+    if len(found) != len(keys) or joined.count(b"\n") != len(keys):
+        return None
+    try:
+        starts = [time_bytes(float(start)) for _k, start, _e in found]
+        ends = [time_bytes(float(end)) for _k, _s, end in found]
+    except ValueError:  # (a time that is not a number)
+        return None
+    kbs = list(map(_key, found))
+    by_key = list(map(_add, map(_add, map(_add, map(_lengths.__getitem__, map(len, kbs)), kbs), starts), ends))
+    by_time = list(map(_add, map(_add, map(_by_time.__getitem__, ends), starts), kbs))
     marks: list[bytes | None] | bytes = b"" if None not in values else [None if v is None else b"" for v in values]
     return [(by_key, values), (by_time, marks)]
