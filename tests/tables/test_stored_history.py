@@ -16,6 +16,8 @@ import pytest
 import streamnb as faust
 from streamnb.tables.state.history import StoredHistoryState, StoredWindowedHistoryState
 from streamnb.testing import settle, wait_until
+from streamnb.transport import open_transport
+from streamnb.transport.base import ProducerRecord, TopicSpec
 
 TABLE_STORES = ["rocksdb://"]  # (the apps name their stores)
 
@@ -198,3 +200,50 @@ def test_one_commit_writing_a_key_from_two_partitions_leaves_one_row(tmp_path: P
     assert where() == {"a": [1], "b": [2]} and (state.rows["a"], state.rows["b"]) == (5, 3)
     state.cache.clear()
     assert dict(state.rows.items()) == {"a": 5, "b": 3} and len(state.rows) == 2
+
+
+async def replayed(broker: str, store: str, datadir: Path) -> dict[str, Any]:
+    """Replay page views keyed by user into a count per page written without ``group_by``; what it reads."""
+    app = faust.App("replayed", broker=broker, clock="virtual", topic_partitions=4, store=store, datadir=str(datadir))
+    views = app.topic("views", key_type=str, value_type=str)
+    counts = app.Table("counts", default=int)
+
+    @app.agent(views)
+    async def count(stream: Any) -> None:
+        async for page in stream:
+            counts[page] += 1  # the page, written from the partition of the user's view
+
+    async with app:
+        await app.clock.idle(timeout=60)
+        count.raise_if_crashed()
+        listed = list(counts.items())
+        assert len(listed) == len(dict(listed)), listed  # each page listed once
+        out = {"rows": dict(listed), "len": len(counts), "at": sorted((await counts.at(time=T0 + 20)).items())}
+        out["history"] = (await counts.history("/cart", times="epoch")).to_dict("records")
+        await app.clock.seek(T0 + 15)  # back: from the start of the recording, fresh tables, up to T0 + 15
+        await app.clock.idle(timeout=60)
+        listed = list(counts.items())
+        assert len(listed) == len(dict(listed)), listed
+        out["again"] = dict(listed)
+    return out
+
+
+async def test_a_replay_writing_a_table_from_every_partition_reads_as_on_memory(tmp_path: Path) -> None:
+    pages = ["/", "/cart", "/about"]
+    results = {}
+    for store in ("memory://", "rocksdb://"):
+        url = f"local://{tmp_path / store[:6]}"
+        transport = open_transport(url, client_id="writer")
+        await transport.start()
+        await transport.create_topic(TopicSpec("views", 4))
+        await transport.send([  # a user's views in their partition; every page from every partition
+            ProducerRecord("views", i % 4, f'"u{i % 4}"'.encode(), f'"{pages[i % 3]}"'.encode(), T0 + i * 0.5)
+            for i in range(90)
+        ])
+        await transport.stop()
+        results[store] = await replayed(url, store, tmp_path / f"{store[:6]}-data")
+    expected = results["memory://"]
+    assert expected["rows"] == {"/": 30, "/cart": 30, "/about": 30}
+    assert expected["again"] == {"/": 11, "/cart": 10, "/about": 10}  # (the views of T0 .. T0 + 15)
+    assert len(expected["history"]) == 30 and expected["at"]
+    assert results["rocksdb://"] == expected  # rows, at(), history(): the same, once each
