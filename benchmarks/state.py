@@ -7,7 +7,7 @@
     python benchmarks/state.py sets [--keys 1000000] [--backends local,kafka] [--skip-memory]
     python benchmarks/state.py history [--windows 2000000] [--backends local,kafka] [--skip-memory]
     python benchmarks/state.py history-plain [--keys 1000000] [--backends local,kafka] [--skip-memory]
-    python benchmarks/state.py pipeline [-n 500000] [--backends memory,local] [--table plain|session]
+    python benchmarks/state.py pipeline [-n 500000] [--backends memory,local] [--table plain|session|history]
 
 ``restart`` writes a plain table's changelog of N keys (8 partitions, as an
 app would), then starts the app in a fresh process and times ``app.start()``
@@ -50,7 +50,8 @@ stay in the stores too.
 ``pipeline`` runs N page views through ``group_by(user)`` and a plain
 per-user count (10,000 keys) with the table on each store, same broker,
 same run (``--table session``: a per-user count in session windows, each
-view merging into its user's session). Targets (README, "State and
+view merging into its user's session; ``--table history``: the plain count in an
+app made with ``history=True``, every change in the changelog). Targets (README, "State and
 restarts"): warm restart <= 1 s plus the tail at every size; peak RSS <=
 400 MB; cold restore >= 1.0 x the plain read; pipeline on rocksdb >= 0.85 x
 memory.
@@ -255,7 +256,7 @@ async def pipeline(
         user: str
         page: str
 
-    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS, datadir=datadir)
+    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS, datadir=datadir, history=table == "history")
     views = app.topic(f"{app_id}-views", value_type=View)
     per_user = app.Table("per_user", default=int, store=store)
     if table == "session":  # (views 1 ms apart: a user's views about 10 s apart, one growing session each)
@@ -390,7 +391,8 @@ def main() -> None:
     parser.add_argument("--windows", default="2000000")
     parser.add_argument("-n", type=int, default=500_000)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--table", choices=["plain", "session"], default="plain", help="pipeline: the counting table")
+    parser.add_argument("--table", choices=["plain", "session", "history"], default="plain",
+                        help="pipeline: the counting table (history: plain, in an app made with history=True)")
     parser.add_argument("--backends", default=None)
     parser.add_argument("--kafka", default=os.environ.get("STREAMNB_KAFKA", "127.0.0.1:9092"))
     parser.add_argument("--skip-memory", action="store_true", help="restart/windows: skip the memory:// rebuild")
