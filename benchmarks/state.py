@@ -6,7 +6,8 @@
     python benchmarks/state.py sessions [--windows 2000000] [--backends local] [--skip-memory]
     python benchmarks/state.py sets [--keys 1000000] [--backends local,kafka] [--skip-memory]
     python benchmarks/state.py history [--windows 2000000] [--backends local,kafka] [--skip-memory]
-    python benchmarks/state.py pipeline [-n 500000] [--backends memory,local] [--table plain|session]
+    python benchmarks/state.py history-plain [--keys 1000000] [--backends local,kafka] [--skip-memory]
+    python benchmarks/state.py pipeline [-n 500000] [--backends memory,local] [--table plain|session|history]
 
 ``restart`` writes a plain table's changelog of N keys (8 partitions, as an
 app would), then starts the app in a fresh process and times ``app.start()``
@@ -42,11 +43,15 @@ never expiring).
 with ``history=True`` (every change in an uncompacted changelog; here one per
 window): on ``rocksdb://`` both keep their rows in the stores (a restart
 loads nothing), on ``memory://`` they are rebuilt from the whole changelog.
+``history-plain`` does it with the plain table of ``restart`` (N keys, one
+change each) in an app made with ``history=True``: on ``rocksdb://`` its rows
+stay in the stores too.
 
 ``pipeline`` runs N page views through ``group_by(user)`` and a plain
 per-user count (10,000 keys) with the table on each store, same broker,
 same run (``--table session``: a per-user count in session windows, each
-view merging into its user's session). Targets (README, "State and
+view merging into its user's session; ``--table history``: the plain count in an
+app made with ``history=True``, every change in the changelog). Targets (README, "State and
 restarts"): warm restart <= 1 s plus the tail at every size; peak RSS <=
 400 MB; cold restore >= 1.0 x the plain read; pipeline on rocksdb >= 0.85 x
 memory.
@@ -90,7 +95,9 @@ WINDOW = 60.0
 WINDOWS_PER_KEY = 10
 
 
-KINDS = ("plain", "windows", "sessions", "sets", "history")
+KINDS = ("plain", "windows", "sessions", "sets", "history", "history-plain")
+HISTORY = ("history", "history-plain")
+"""The kinds whose app is made with ``history=True``."""
 WINDOWED: dict[str, bool | str] = {"windows": True, "history": True, "sessions": "session"}
 """How each kind is windowed: tumbling (True), in sessions ("session"), or not (absent)."""
 NEVER_EXPIRES = 10 * 365 * 86400.0
@@ -100,7 +107,7 @@ def define_table(app: object, store: str | None, kind: str) -> object:
     """The benchmarked table ``counts``: plain, in tumbling windows of a minute or sessions with a gap of
     10 s that never expire, or a set table.
 
-    (``history``: the windows; the app is made with ``history=True``.)
+    (``history``: the windows, ``history-plain``: the plain table; the app is made with ``history=True``.)
     """
     options = {} if store is None else {"store": store}
     if kind == "sets":
@@ -129,7 +136,7 @@ async def write_changelog(url: str, app_id: str, keys: int, kind: str = "plain")
     from streamnb.transport.base import ProducerRecord
 
     windowed = WINDOWED.get(kind, False)
-    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS, history=kind == "history")
+    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS, history=kind in HISTORY)
     view = define_table(app, None, kind)
     table = view.table if windowed else view  # type: ignore[attr-defined]
     transport = await app.connect()
@@ -159,7 +166,7 @@ async def restart(url: str, app_id: str, store: str, datadir: str, kind: str = "
     from streamnb.testing import wait_until
 
     windowed = WINDOWED.get(kind, False)
-    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS, datadir=datadir, history=kind == "history")
+    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS, datadir=datadir, history=kind in HISTORY)
     view = define_table(app, store, kind)
     table = view.table if windowed else view  # type: ignore[attr-defined]
     source = app.topic(f"{app_id}-input", value_type=str)
@@ -249,7 +256,7 @@ async def pipeline(
         user: str
         page: str
 
-    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS, datadir=datadir)
+    app = faust.App(app_id, broker=url, topic_partitions=PARTITIONS, datadir=datadir, history=table == "history")
     views = app.topic(f"{app_id}-views", value_type=View)
     per_user = app.Table("per_user", default=int, store=store)
     if table == "session":  # (views 1 ms apart: a user's views about 10 s apart, one growing session each)
@@ -378,13 +385,14 @@ def run_pipeline(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="?", choices=["restart", "windows", "sessions", "sets", "history", "pipeline"],
-                        default="restart")
+    parser.add_argument("what", nargs="?", default="restart",
+                        choices=["restart", "windows", "sessions", "sets", *HISTORY, "pipeline"])
     parser.add_argument("--keys", default="1000000,5000000")
     parser.add_argument("--windows", default="2000000")
     parser.add_argument("-n", type=int, default=500_000)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--table", choices=["plain", "session"], default="plain", help="pipeline: the counting table")
+    parser.add_argument("--table", choices=["plain", "session", "history"], default="plain",
+                        help="pipeline: the counting table (history: plain, in an app made with history=True)")
     parser.add_argument("--backends", default=None)
     parser.add_argument("--kafka", default=os.environ.get("STREAMNB_KAFKA", "127.0.0.1:9092"))
     parser.add_argument("--skip-memory", action="store_true", help="restart/windows: skip the memory:// rebuild")
@@ -398,7 +406,7 @@ def main() -> None:
     if args.quix and (args.what != "restart" or "kafka" not in (args.backends or "local,kafka").split(",")):
         parser.error("--quix compares a plain table's cold restore on Kafka: use it with `restart` and the "
                      "kafka backend")
-    if args.what in ("restart", "windows", "sessions", "sets", "history"):
+    if args.what in ("restart", "windows", "sessions", "sets", *HISTORY):
         args.backends = args.backends or "local,kafka"
         run_restart(args, {"restart": "plain"}.get(args.what, args.what))
     else:

@@ -36,10 +36,10 @@ worker serves, under ``<datadir>/<app id>/<table>/<partition>``.
   session table's sessions, by key and by end
   (:class:`~streamnb.tables.state.stored_sessions.StoredSessionState`), a
   set table's sets (:class:`~streamnb.tables.state.stored_sets.StoredSetState`)
-  and, with ``history=True``, tumbling and hopping windows (every change goes
-  to the changelog: :mod:`~streamnb.tables.state.history`): a restart loads
-  nothing from them. Sliding, global and ``history=True`` plain and session
-  tables keep their state in memory as on ``memory://``
+  and, with ``history=True``, plain rows and tumbling and hopping windows (every
+  change goes to the changelog: :mod:`~streamnb.tables.state.history`): a restart loads
+  nothing from them (``history=True`` session tables too: they keep no
+  history yet). Sliding and global tables keep their state in memory as on ``memory://``
   (:attr:`TableStore.held`): the stores hold the same compacted image of
   their changelog, written at each commit the same way, and a restart loads
   the state from them and reads only the changelog's tail. A windowed
@@ -77,7 +77,7 @@ from .standby_stores import READ_BATCH as _READ_BATCH
 from .standby_stores import StandbyStores
 from .state.base import TableState
 from .state.event_time import EventTimeState
-from .state.history import StoredWindowedHistoryState
+from .state.history import StoredHistoryState, StoredWindowedHistoryState
 from .state.stored import StoredState
 from .state.stored_sessions import StoredSessionState
 from .state.stored_sets import StoredSetState
@@ -117,8 +117,8 @@ class TableStore(StandbyStores):
         self.standby_ends: dict[int, int] = {}
         """The changelog's end offset each standby store last saw (how far behind it is: :meth:`standby_progress`)."""
         self.held: TableState | None = None
-        """The in-memory state whose changelog the stores keep (sliding, global, ``history=True``
-        plain and session tables), or None: the rows live in the stores (:attr:`rows`)."""
+        """The in-memory state whose changelog the stores keep (sliding and global tables), or None: the rows
+        live in the stores (:attr:`rows`)."""
         self.rows: StoredState | WindowCache = self.state
         """The state whose rows live in the stores: :attr:`state` (plain rows, sets), or a tumbling,
         hopping or session table's windows."""
@@ -143,6 +143,14 @@ class TableStore(StandbyStores):
             self.rows, self.held = state, None
         else:
             self.rows, self.held = self.state, state
+
+    def history(self) -> StoredHistoryState:
+        """A state keeping plain rows in the stores, logging every write (``history=True``): the table's from now on."""
+        state = self.state
+        self.state = StoredHistoryState(state.encode_key, state.decode_key, state.decode_value, self.stores)
+        if self.rows is state:
+            self.rows = self.state
+        return self.state
 
     def windows(self, window: Window, *, history: bool = False) -> StoredWindowedState:
         """A state keeping tumbling or hopping windows ``window`` in the stores (``history``: logging every write)."""

@@ -31,9 +31,10 @@ def stored_windows(
     """The state keeping ``window``'s windows in the stores, or None (a kind held in memory).
 
     ``old`` is the table's state so far: a table redefined with other settings keeps its windows.
-    ``history``: the table keeps its history (tumbling and hopping windows log every write).
+    ``history``: the table keeps its history (tumbling and hopping windows log every write; session windows
+    keep none yet, and live in the stores as without it).
     """
-    if isinstance(window, SessionWindow) and not history:
+    if isinstance(window, SessionWindow):
         fn = merge_function(name, window, merge, default, value_type)
         if isinstance(old, StoredSessionState):  # redefined (with other settings: the sessions stay)
             old.rewindow(window)

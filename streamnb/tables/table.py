@@ -43,6 +43,7 @@ from .recovery import Recovering
 from .routing import event_of, final_record, late_record
 from .state.base import Closed, Dirty, PlainState, TableState
 from .state.event_time import EventTimeState
+from .state.history import PlainHistoryState
 from .state.stored import StoredState
 from .state.window_cache import WindowCache
 from .state.windowing import windowed_state
@@ -181,7 +182,8 @@ class Table(Recovering, TimeTravel, TableViews, WindowKinds, MutableMapping[K, V
             return
         persistence.close()
         self.persistence, self.store = None, MEMORY
-        state = persistence.held or PlainState()  # (a state held in memory stays as it is)
+        state = persistence.held or (PlainHistoryState() if self.history_kept else PlainState())
+        # (a state held in memory stays as it is)
         if isinstance(persistence.rows, WindowCache) and window is not None:
             state = windowed_state(self.name, state, window.window, None, self.default, self.value_type)
             window.use_state(state)
@@ -301,12 +303,15 @@ class Table(Recovering, TimeTravel, TableViews, WindowKinds, MutableMapping[K, V
     def keep_history(self) -> None:
         """Write every change to the (uncompacted) changelog from now on, so ``at()`` can answer.
 
-        On ``rocksdb://`` a plain table's rows are then held in memory (loaded from the stores at a
-        restart): a key written from several partitions (a table not co-partitioned with its stream,
-        common in replays) would otherwise sit in several partitions' stores.
+        On ``rocksdb://`` a plain table's rows stay in the stores (each key's newest value): a restart
+        loads nothing; ``at()`` and ``history()`` read the changelog.
         """
-        if type(self.state) is StoredState:
-            self.use_state(PlainState())
+        persistence = self.persistence
+        if type(self.state) is StoredState and persistence is not None and not self.history_kept:
+            self.history_kept = True
+            self.changelog.compacting = False
+            self.use_state(persistence.history())
+            return
         super().keep_history()
 
     def _plain_state(self) -> PlainState | StoredState:

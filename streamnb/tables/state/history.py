@@ -4,8 +4,9 @@ An ordinary table writes, at each commit, one changelog record per key it
 changed (with the event time of the last write): enough to recover the
 table, not to know what it held between two commits. A table of an app made
 with ``history=True`` (the default under a virtual clock) keeps a
-:class:`PlainHistoryState` or :class:`WindowedHistoryState` (tumbling and
-hopping windows on ``rocksdb://``: :class:`StoredWindowedHistoryState`) instead: every
+:class:`PlainHistoryState` or :class:`WindowedHistoryState` (on ``rocksdb://``:
+:class:`StoredHistoryState`, and :class:`StoredWindowedHistoryState` for tumbling and
+hopping windows) instead: every
 write becomes its own changelog record, stamped with the event time of the
 write, in the order the agent made them. Its changelog topic is not
 compacted, so :meth:`~streamnb.tables.timetravel.TimeTravel.at` and
@@ -25,12 +26,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ...transaction import MISSING
+from ..stores.rocksdb import RocksDBStore
 from ..windows import Window, WindowRange
 from .base import Change, Dirty, PlainState, Undo
 from .fixed import KeyWrites, WindowedState
+from .stored import StoredState
 from .stored_windows import StoredWindowedState
 
-__all__ = ["PlainHistoryState", "StoredWindowedHistoryState", "WindowedHistoryState"]
+__all__ = ["PlainHistoryState", "StoredHistoryState", "StoredWindowedHistoryState", "WindowedHistoryState"]
 
 _new = tuple.__new__  # Change(...) without its Python-level __new__ (a write of a history table logs one)
 
@@ -63,6 +66,60 @@ class PlainHistoryState(PlainState):
     def restore(self, dirty: Dirty[Undo]) -> None:
         """Undo the transaction (its log goes too)."""
         dirty.log = None
+        super().restore(dirty)
+
+
+class StoredHistoryState(StoredState):
+    """A plain table's rows in the stores (``rocksdb://``), with every write of a transaction logged for the changelog.
+
+    The stores keep each key's newest value (the changelog's records applied
+    in order): a restart loads nothing; ``at()`` and ``history()`` read the
+    changelog, as on ``memory://``. A key written from several partitions
+    (a table not co-partitioned with its stream, common in replays) keeps
+    one row, in the store of the partition that wrote it last: the copy an
+    earlier partition's store holds, or gets from an earlier write of the
+    same commit, is deleted once the commit lands (see :class:`StoredState`).
+    """
+
+    def __init__(
+        self,
+        encode_key: Callable[[Any], bytes],
+        decode_key: Callable[[bytes], Any],
+        decode_value: Callable[[bytes], Any],
+        stores: dict[int, RocksDBStore] | None = None,
+    ) -> None:
+        super().__init__(encode_key, decode_key, decode_value, stores)
+        self._crossed: dict[Dirty[list[Any]], set[tuple[Any, int]]] = {}
+        """Per open transaction: ``(key, partition)`` of writes followed by one of the key from another partition."""
+
+    def write(
+        self, dirty: Dirty[list[Any]], key: Any, value: Any, partition: int, timestamp: float | None = None
+    ) -> None:
+        """Set ``key`` and log the write."""
+        log = _log(dirty)
+        entry = dirty.rows.get(key)
+        if entry is not None and entry[0] != partition:  # (its earlier record goes to that partition's store)
+            self._crossed.setdefault(dirty, set()).add((key, entry[0]))
+        super().write(dirty, key, value, partition, timestamp)
+        log.append(_new(Change, (key, partition, value, timestamp)))
+
+    def changes(self, dirty: Dirty[list[Any]]) -> Iterator[Change]:
+        """Every write, in order (not one per key)."""
+        log, dirty.log = dirty.log or [], None
+        for _ in super().changes(dirty):  # (what the store keeps once the commit landed)
+            pass
+        crossed = self._crossed.pop(dirty, None)
+        if crossed:
+            rows = dirty.rows
+            for key, partition in crossed:
+                if partition != rows[key][0]:  # (not the partition that wrote it last)
+                    self.leaving(key, partition)
+        yield from log
+
+    def restore(self, dirty: Dirty[list[Any]]) -> None:
+        """Undo the transaction (its log goes too)."""
+        dirty.log = None
+        self._crossed.pop(dirty, None)
         super().restore(dirty)
 
 
