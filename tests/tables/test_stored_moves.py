@@ -19,16 +19,16 @@ import streamnb as faust
 from streamnb.tables.state.base import Dirty
 from streamnb.tables.state.stored import StoredState
 from streamnb.tables.stores.rocksdb import RocksDBStore
-from streamnb.testing import settle
+from streamnb.testing import settle, wait_until
 from streamnb.transaction import MISSING
 
 TABLE_STORES = ["rocksdb://"]  # (the apps name their stores)
 EVENTS = 40
 
 
-def make(broker: str, store: str, datadir: Path) -> tuple[faust.App, Any, Any, tuple[Any, Any, Any]]:
-    app = faust.App("moves", broker=broker, topic_partitions=4, store=store, datadir=str(datadir))
-    ticks = app.topic("ticks", key_type=str, value_type=int)
+def make(name: str, broker: str, store: str, datadir: Path) -> tuple[faust.App, Any, Any, tuple[Any, Any, Any]]:
+    app = faust.App(name, broker=broker, topic_partitions=4, store=store, datadir=str(datadir))
+    ticks = app.topic(f"{name}-ticks", key_type=str, value_type=int)  # (an app of its own on the broker)
     counts = app.Table("counts", default=int)
     windows = app.Table("windows", default=int).tumbling(10, expires=3600)
     hopping = app.Table("hopping", default=int).hopping(10, 5, expires=3600)
@@ -45,6 +45,13 @@ def make(broker: str, store: str, datadir: Path) -> tuple[faust.App, Any, Any, t
     return app, ticks, counts, (windows, hopping, seen)
 
 
+async def restarted(app: faust.App, *tables: Any) -> None:
+    """The restarted app serves every partition of ``tables`` again (on Kafka, once assigned and recovered)."""
+    served = [getattr(t, "table", t) for t in tables]  # (a windowed table: its table)
+    await wait_until(lambda: all(t.recovered_partitions == {0, 1, 2, 3} for t in served), 60.0, what="recovery")
+    await settle(app)
+
+
 def rows(table: Any) -> dict[Any, Any]:
     """The table's rows, each listed once (a key listed twice fails)."""
     listed = list(table.items())
@@ -52,8 +59,8 @@ def rows(table: Any) -> dict[Any, Any]:
     return dict(listed)
 
 
-async def run(broker: str, store: str, datadir: Path) -> tuple[dict[Any, Any], ...]:
-    app, ticks, counts, (windows, hopping, seen) = make(broker, store, datadir)
+async def run(name: str, broker: str, store: str, datadir: Path) -> tuple[dict[Any, Any], ...]:
+    app, ticks, counts, (windows, hopping, seen) = make(name, broker, store, datadir)
     async with app:
         for i in range(EVENTS):  # round-robin over the partitions (keys k0..k7), event times 0..39 s
             await ticks.send(key=f"k{i % 8}", value=i, timestamp=1_000.0 + i)
@@ -63,26 +70,28 @@ async def run(broker: str, store: str, datadir: Path) -> tuple[dict[Any, Any], .
     return rows(counts), rows(windows), rows(hopping), rows(seen)
 
 
-async def test_a_key_written_from_several_partitions_keeps_one_row(tmp_path: Path) -> None:
-    stored = await run(f"local://{tmp_path / 'a'}", "rocksdb://", tmp_path / "a-data")
-    in_memory = await run(f"local://{tmp_path / 'b'}", "memory://", tmp_path / "b-data")
+async def test_a_key_written_from_several_partitions_keeps_one_row(
+    app_id: str, durable_broker: str, tmp_path: Path
+) -> None:
+    stored = await run(f"{app_id}r", durable_broker, "rocksdb://", tmp_path / "r-data")
+    in_memory = await run(f"{app_id}m", durable_broker, "memory://", tmp_path / "m-data")
     assert stored[0] == in_memory[0] == {"counter": EVENTS}
     assert stored[1] == in_memory[1] and sum(stored[1].values()) == EVENTS  # each window once
     assert stored[2] == in_memory[2] and sum(stored[2].values()) == 2 * EVENTS
     assert stored[3] == in_memory[3] == {"all": set(range(EVENTS))}
     # A restart reads the stores (and the changelog's tail): still one row per key and window.
     app, _ticks, counts, (windows, hopping, seen) = make(
-        f"local://{tmp_path / 'a'}", "rocksdb://", tmp_path / "a-data")
+        f"{app_id}r", durable_broker, "rocksdb://", tmp_path / "r-data")
     async with app:
-        await settle(app)
+        await restarted(app, counts, windows, hopping, seen)
         assert rows(counts) == {"counter": EVENTS} and len(counts) == 1
         assert rows(windows) == stored[1] and rows(hopping) == stored[2]
         assert counts["counter"] == EVENTS and rows(seen) == {"all": set(range(EVENTS))}
 
 
-def make_sessions(broker: str, store: str, datadir: Path) -> tuple[faust.App, Any, Any, Any]:
-    app = faust.App("moves-sessions", broker=broker, topic_partitions=4, store=store, datadir=str(datadir))
-    ticks = app.topic("ticks", key_type=str, value_type=int)
+def make_sessions(name: str, broker: str, store: str, datadir: Path) -> tuple[faust.App, Any, Any, Any]:
+    app = faust.App(name, broker=broker, topic_partitions=4, store=store, datadir=str(datadir))
+    ticks = app.topic(f"{name}-ticks", key_type=str, value_type=int)  # (an app of its own on the broker)
     chained = app.Table("chained", default=int).session(3, expires=3600, grace=600)
     growing = app.Table("growing", default=int).session(10, expires=3600, grace=600)
 
@@ -109,34 +118,36 @@ async def send_sessions(app: faust.App, ticks: Any, first: int, last: int) -> No
     await settle(app)
 
 
-async def run_sessions(broker: str, store: str, datadir: Path, upto: int) -> tuple[dict[Any, Any], ...]:
-    app, ticks, chained, growing = make_sessions(broker, store, datadir)
+async def run_sessions(name: str, broker: str, store: str, datadir: Path, upto: int) -> tuple[dict[Any, Any], ...]:
+    app, ticks, chained, growing = make_sessions(name, broker, store, datadir)
     async with app:
         await send_sessions(app, ticks, 0, upto)
     return rows(chained), rows(growing)
 
 
-async def test_a_session_key_written_from_several_partitions_keeps_one_row_per_session(tmp_path: Path) -> None:
+async def test_a_session_key_written_from_several_partitions_keeps_one_row_per_session(
+    app_id: str, durable_broker: str, tmp_path: Path
+) -> None:
     half = 30  # (20 separate gap-3 sessions, then 10 events each merging two of them)
-    stored = await run_sessions(f"local://{tmp_path / 'a'}", "rocksdb://", tmp_path / "a-data", half)
-    in_memory = await run_sessions(f"local://{tmp_path / 'b'}", "memory://", tmp_path / "b-data", half)
+    stored = await run_sessions(f"{app_id}r", durable_broker, "rocksdb://", tmp_path / "r-data", half)
+    in_memory = await run_sessions(f"{app_id}m", durable_broker, "memory://", tmp_path / "m-data", half)
     assert stored == in_memory
     assert len(stored[0]) == 10 and sum(stored[0].values()) == half  # one session for each merged pair
     assert stored[1] == {("counter", (1_000.0, 1_114.0)): half}  # one growing session
     # A restart reads the stores: the sessions are as they were; events merging those kept in the stores
     # of other partitions (nothing cached) leave one row per session, as on memory://.
-    app, ticks, chained, growing = make_sessions(f"local://{tmp_path / 'a'}", "rocksdb://", tmp_path / "a-data")
+    app, ticks, chained, growing = make_sessions(f"{app_id}r", durable_broker, "rocksdb://", tmp_path / "r-data")
     async with app:
-        await settle(app)
+        await restarted(app, chained, growing)
         assert (rows(chained), rows(growing)) == stored
         await send_sessions(app, ticks, half, EVENTS)
         after = rows(chained), rows(growing)
-    in_memory_after = await run_sessions(f"local://{tmp_path / 'c'}", "memory://", tmp_path / "c-data", EVENTS)
+    in_memory_after = await run_sessions(f"{app_id}c", durable_broker, "memory://", tmp_path / "c-data", EVENTS)
     one = {("counter", (1_000.0, 1_117.0)): EVENTS}  # (every session merged into one)
     assert after == in_memory_after == (one, one)
-    app, _ticks, chained, growing = make_sessions(f"local://{tmp_path / 'a'}", "rocksdb://", tmp_path / "a-data")
+    app, _ticks, chained, growing = make_sessions(f"{app_id}r", durable_broker, "rocksdb://", tmp_path / "r-data")
     async with app:
-        await settle(app)
+        await restarted(app, chained, growing)
         assert (rows(chained), rows(growing)) == after
         assert len(chained) == len(growing) == 1
 
