@@ -68,8 +68,10 @@ def merge_sessions(
     (``end + gap + grace <= before``).
 
     >>> from streamnb.tables.windows import SessionWindow
-    >>> merge_sessions([(0, 3000), (20000, 20000)], 8000, SessionWindow(5), 20000, 20000)
+    >>> merge_sessions([(0, 3000), (20000, 20000)], 8000, SessionWindow(5, grace=30), 20000, 20000)
     SessionMerge(merged=[(0, 3000)], start=0, end=8000, late=False)
+    >>> merge_sessions([(0, 3000)], 8000, SessionWindow(5), 20000, 20000)  # (no grace: it had closed, too late)
+    SessionMerge(merged=[], start=8000, end=8000, late=True)
     """
     reach_end, reach_start = window.reaches(t)
     closes_at = window.closes_at
