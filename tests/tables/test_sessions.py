@@ -5,8 +5,11 @@ from __future__ import annotations
 import operator
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from streamnb.tables.state.base import Dirty
-from streamnb.tables.state.sessions import SessionState
+from streamnb.tables.state.sessions import SessionState, merge_sessions
 from streamnb.tables.windows import SessionWindow
 
 add = operator.add
@@ -99,3 +102,53 @@ def test_a_record_within_the_gap_of_a_closed_session_starts_a_new_one() -> None:
         ("k0", (150.0, 155.0), 2),
     ]
     assert state.late == {}
+
+
+# -- the merge rule (merge_sessions, used by the memory:// and rocksdb:// states) against brute force ---------------
+
+GAP_MS = st.integers(1, 50)
+TIMES = st.integers(0, 400)
+
+
+def joins_brute(session: tuple[int, int], t: int, gap: int, grace: int, before: int | None) -> bool:
+    """A session joins when a millisecond of it is at most ``gap`` from ``t`` and it had not closed."""
+    near = any(abs(p - t) <= gap for p in range(session[0], session[1] + 1))
+    return near and (before is None or session[1] + gap + grace > before)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    sessions=st.lists(st.tuples(TIMES, st.integers(0, 60)).map(lambda p: (p[0], p[0] + p[1])), max_size=6, unique=True),
+    t=TIMES, gap=GAP_MS, grace=st.integers(0, 100), before=st.none() | TIMES, ahead=st.integers(0, 200),
+)
+def test_merge_sessions_matches_a_brute_force_reference(
+    sessions: list[tuple[int, int]], t: int, gap: int, grace: int, before: int | None, ahead: int
+) -> None:
+    window = SessionWindow(gap / 1000, grace=grace / 1000, expires=1.0)
+    now = max(t, before or 0) + ahead
+    got = merge_sessions(sessions, t, window, before, now)
+    joined = sorted(s for s in sessions if joins_brute(s, t, gap, grace, before))
+    start = min([t, *(s for s, _ in joined)])
+    end = max([t, *(e for _, e in joined)])
+    assert got == (joined, start, end, end + gap + grace < now)
+
+
+@settings(max_examples=300, deadline=None)
+@given(times=st.lists(TIMES, min_size=1, max_size=25), gap=GAP_MS)
+def test_sessions_of_events_in_any_order_are_the_gap_clusters(times: list[int], gap: int) -> None:
+    """With nothing closed, the sessions an event sequence leaves are its times split where they are more than
+    ``gap`` apart, whatever the order they came in."""
+    window = SessionWindow(gap / 1000, expires=10.0)
+    sessions: dict[tuple[int, int], int] = {}
+    for t in times:
+        merged, start, end, late = merge_sessions(sessions, t, window, None, t)
+        assert not late
+        count = sum(sessions.pop(m) for m in merged)
+        sessions[(start, end)] = count + 1
+    clusters: list[list[int]] = []
+    for t in sorted(times):
+        if clusters and t - clusters[-1][-1] <= gap:
+            clusters[-1].append(t)
+        else:
+            clusters.append([t])
+    assert sessions == {(c[0], c[-1]): len(c) for c in clusters}

@@ -26,9 +26,9 @@ goes to the table's stream-time topic).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import reduce
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...timeunits import ms, seconds
 from ...transaction import MISSING, Transaction
@@ -36,11 +36,52 @@ from ..windows import SessionWindow, WindowRange
 from .base import Change, Closed, Dirty
 from .event_time import NEVER, EventTimeState, TimeIndex, WindowRows, replace
 
-__all__ = ["SessionState", "SessionWrites", "merged_value"]
+__all__ = ["SessionMerge", "SessionState", "SessionWrites", "merge_sessions", "merged_value"]
 
 SessionWrites = dict[tuple[int, int], list[Any]]
 """A key's entry in ``Dirty.rows``: ``(start, end) in ms -> [partition, value before, event time of the last write]``
 for every session made, changed, merged away or deleted."""
+
+
+class SessionMerge(NamedTuple):
+    """What an event does to its key's sessions (:func:`merge_sessions`); times in milliseconds."""
+
+    merged: list[tuple[int, int]]
+    """The sessions it joins (replaced by the merged one), in order."""
+    start: int
+    """The merged session's start."""
+    end: int
+    """The merged session's end."""
+    late: bool
+    """True when the merged session would be closed already: the event is late (nothing changes)."""
+
+
+def merge_sessions(
+    sessions: Iterable[tuple[int, int]], t: int, window: SessionWindow, before: int | None, now: int
+) -> SessionMerge:
+    """The session rule of Kafka Streams: an event at ``t`` joins every session within the gap that had not closed.
+
+    ``sessions``: the key's sessions ``(start, end)``; ``before``: the
+    partition's stream time before the event (None: none yet); ``now``: after
+    it. A session joins when it ends at ``t - gap`` or later and starts at
+    ``t + gap`` or earlier, unless it had closed before the event came
+    (``end + gap + grace <= before``).
+
+    >>> from streamnb.tables.windows import SessionWindow
+    >>> merge_sessions([(0, 3000), (20000, 20000)], 8000, SessionWindow(5, grace=30), 20000, 20000)
+    SessionMerge(merged=[(0, 3000)], start=0, end=8000, late=False)
+    >>> merge_sessions([(0, 3000)], 8000, SessionWindow(5), 20000, 20000)  # (no grace: it had closed, too late)
+    SessionMerge(merged=[], start=8000, end=8000, late=True)
+    """
+    reach_end, reach_start = window.reaches(t)
+    closes_at = window.closes_at
+    merged = sorted(
+        (s, e) for (s, e) in sessions
+        if e >= reach_end and s <= reach_start and (before is None or closes_at(e) > before)
+    )
+    start = min([t, *(s for s, _ in merged)])
+    end = max([t, *(e for _, e in merged)])
+    return SessionMerge(merged, start, end, closes_at(end) < now)
 
 
 def merged_value(
@@ -139,20 +180,12 @@ class SessionState(EventTimeState):
         """Merge the event at ``ts`` into ``key``'s sessions within the gap (or start one)."""
         before = self.stream_time.get(partition, NEVER)
         now = ms(self.advance(dirty, partition, ts))
-        before_ms = None if before == NEVER else ms(before)
-        w = self.window
-        t = ms(ts)
-        reach_end, reach_start = w.reaches(t)
         sessions = self.sessions.get(key)
         if sessions is None:
             sessions = self.sessions[key] = {}
-        merged = sorted(
-            (s, e) for (s, e) in sessions
-            if e >= reach_end and s <= reach_start and (before_ms is None or w.closes_at(e) > before_ms)
-        )
-        start = min([t, *(s for s, _ in merged)])
-        end = max([t, *(e for _, e in merged)])
-        if w.closes_at(end) < now:  # the session it would make is closed already: late
+        before_ms = None if before == NEVER else ms(before)
+        merged, start, end, late = merge_sessions(sessions, ms(ts), self.window, before_ms, now)
+        if late:  # the session it would make is closed already
             if not sessions:
                 del self.sessions[key]
             self.count_late(partition, 1, whole_event=True)

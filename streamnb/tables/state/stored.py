@@ -143,9 +143,22 @@ class StoredState:
             if found is not None and found[0] != partition:  # (a table written under another key than the stream's)
                 self.moved[key] = found[0]
         else:
-            entry[0] = partition
+            self.rewritten(entry, key, partition)
             entry[2] = timestamp
         self.pending[key] = (partition, value)
+
+    def rewritten(self, entry: list[Any], key: Any, partition: int) -> None:
+        """``key``, written before in the transaction (``entry``), is written again from ``partition``.
+
+        When the key's first write of the transaction came from the partition
+        whose store holds its row and this one comes from another, the row
+        moves too: it leaves that store once the commit lands.
+        """
+        first = entry[0]
+        if first != partition:
+            if entry[1] is not MISSING and key not in self.moved:  # (stored in ``first``'s store)
+                self.moved[key] = first
+            entry[0] = partition
 
     def changes(self, dirty: Dirty[list[Any]]) -> Iterator[Change]:
         """One :class:`~streamnb.tables.state.base.Change` per written key (the commit's records)."""

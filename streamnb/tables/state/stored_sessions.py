@@ -35,7 +35,7 @@ from ..stores.windowkeys import BY_TIME, SESSIONS, SessionKeys, WindowKeys, time
 from ..windows import SessionWindow, WindowRange
 from .base import Change, Closed, Dirty
 from .event_time import NEVER
-from .sessions import SessionWrites, merged_value
+from .sessions import SessionWrites, merge_sessions, merged_value
 from .window_cache import WindowCache
 
 __all__ = ["StoredSessionState"]
@@ -131,18 +131,10 @@ class StoredSessionState(WindowCache):
         """Merge the event at ``ts`` into ``key``'s sessions within the gap (or start one), as in memory."""
         before = self.stream_time.get(partition, NEVER)
         now = ms(self.advance(dirty, partition, ts))
-        before_ms = None if before == NEVER else ms(before)
-        w = self.window
-        t = ms(ts)
-        reach_end, reach_start = w.reaches(t)
         sessions = self._fetch(key, partition)
-        merged = sorted(
-            (s, e) for (s, e) in sessions
-            if e >= reach_end and s <= reach_start and (before_ms is None or w.closes_at(e) > before_ms)
-        )
-        start = min([t, *(s for s, _ in merged)])
-        end = max([t, *(e for _, e in merged)])
-        if w.closes_at(end) < now:  # the session it would make is closed already: late
+        before_ms = None if before == NEVER else ms(before)
+        merged, start, end, late = merge_sessions(sessions, ms(ts), self.window, before_ms, now)
+        if late:  # the session it would make is closed already
             self.count_late(partition, 1, whole_event=True)
             return [WindowRange(seconds(start), seconds(end))]
         value = merged_value(self.merge, key, [sessions[m] for m in merged], op, operand, ts, default)
@@ -162,6 +154,7 @@ class StoredSessionState(WindowCache):
         for m in merged:
             if m not in pending:
                 pending[m] = [partition, sessions[m], ts]
+                self.note_move(key, m, partition)  # (its copy may be in another partition's store)
             else:
                 pending[m][2] = ts
             del sessions[m]
@@ -172,6 +165,8 @@ class StoredSessionState(WindowCache):
         previous = sessions.get(window, MISSING)
         if entry is None:
             pending[window] = [partition, previous, ts]
+            if previous is not MISSING:
+                self.note_move(key, window, partition)
         else:
             entry[2] = ts
         if previous is MISSING:
@@ -183,7 +178,7 @@ class StoredSessionState(WindowCache):
         sessions[window] = value
         if window not in merged:
             fresh[(key, window)] = (self._gen, partition)  # a new session: it closes at its own time
-        self.home[key] = partition
+        self.rehome(key, partition)
         self.pending[key] = self._gen
 
     # -- the commit protocol ----------------------------------------------------------------
@@ -194,9 +189,12 @@ class StoredSessionState(WindowCache):
         self._gen += 1
         by_key, bounds = self.by_key, self.bounds
         new = tuple.__new__
+        moved = self.moved
         for key, entries in dirty.rows.items():
             sessions = by_key.get(key) or {}
             for wid, (partition, old, when) in entries.items():
+                if moved:  # (a session written from another partition than its store's leaves it at the flush)
+                    self.leaving_home((key, wid), partition)
                 value = sessions.get(wid, MISSING)
                 if value is MISSING and old is MISSING:
                     continue  # made and merged away within the transaction
@@ -207,6 +205,7 @@ class StoredSessionState(WindowCache):
         """Undo the sessions made, merged and changed (and stream times, and closings)."""
         self.overwritten.clear()
         super().restore(dirty)
+        self.forget_moves()
         for key, entries in dirty.rows.items():
             sessions = self.by_key.get(key)
             if sessions is None:

@@ -95,7 +95,7 @@ class StoredSetState(StoredState):
             current: set[Any] = set() if old is MISSING else set(old)
             self.pending[key] = (partition, current)
         else:
-            entry[0] = partition
+            self.rewritten(entry, key, partition)
             entry[2] = timestamp
             value = self.pending[key][1]
             current = set() if value is MISSING else value

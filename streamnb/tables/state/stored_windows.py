@@ -130,7 +130,7 @@ class StoredWindowedState(WindowCache):
         """The first write of ``key``'s window ``w``: its value, its undo entry; it is fresh (not in the store)."""
         start = first_write(inner, undo, key, w, partition, op, operand, default)
         self._cached += 1
-        self.home[key] = partition
+        self.rehome(key, partition)
         self.fresh[(key, start)] = (self._gen, partition)
 
     # -- the commit protocol ----------------------------------------------------------------

@@ -89,10 +89,12 @@ class WindowCache(EventTimeState):
         self.by_key: dict[Any, dict[Any, Any]] = {}
         """Cached keys: every window of the key (window id -> newest value)."""
         self.home: dict[Any, int] = {}
-        self.moved: dict[tuple[Any, Any], int] = {}
-        """Windows written in the open transaction from another partition than the store holding them."""
+        """The partition of every cached key (the one that wrote it last)."""
+        self.elsewhere: dict[Any, set[int]] = {}
+        """Cached keys whose windows are in other stores too (a key written from several partitions): those."""
+        self.moved: dict[tuple[Any, Any], tuple[int, ...]] = {}
+        """Windows written in the open transaction from another partition than the stores that may hold them."""
         self._leaving: list[tuple[Any, Any, int]] = []
-        """The partition of every cached key."""
         self.pending: dict[Any, int] = {}
         """Keys written since the store last caught up (-> the generation of their last write): never evicted."""
         self.fresh: dict[tuple[Any, Any], tuple[int, int]] = {}
@@ -164,26 +166,36 @@ class WindowCache(EventTimeState):
         inner = self.by_key.get(key)
         if inner is not None:
             return inner
-        inner, home = self._scan_key(key)
+        inner, homes = self._scan_key(key)
         if self._cached + len(self.by_key) >= self._limit:  # (a key counts too: its windows may all be gone)
             self._evict()
         self.by_key[key] = inner
-        self.home[key] = partition if home is None else home
+        self.home[key] = homes[0] if homes else partition
+        if len(homes) > 1:
+            self.elsewhere[key] = set(homes[1:])
         self._cached += len(inner)
         return inner
 
-    def _scan_key(self, key: Any) -> tuple[dict[Any, Any], int | None]:
+    def _scan_key(self, key: Any) -> tuple[dict[Any, Any], list[int]]:
+        """``key``'s windows in the stores, and the partitions whose stores hold them."""
         prefix = key_prefix(self.encode_key(key))
         upper, decode = successor(prefix), self.decode_value
         inner: dict[Any, Any] = {}
-        home = None
+        homes: list[int] = []
         id_from = self.id_from
         for partition, store in list(self.stores.items()):
             for raw, value in store.scan(prefix, upper):
                 inner[id_from(split_key(raw)[1])] = decode(value)
-                if home is None:
-                    home = partition
-        return inner, home
+                if not homes or homes[-1] != partition:
+                    homes.append(partition)
+        return inner, homes
+
+    def rehome(self, key: Any, partition: int) -> None:
+        """``key`` is written from ``partition``: its windows in the store of its old partition stay known."""
+        old = self.home.get(key)
+        if old is not None and old != partition:
+            self.elsewhere.setdefault(key, set()).add(old)
+        self.home[key] = partition
 
     def _evict(self) -> None:
         """Forget the oldest cached keys that are not pending, down to nine tenths of :attr:`cache_size`."""
@@ -194,6 +206,7 @@ class WindowCache(EventTimeState):
             if key not in pending:
                 self._cached -= len(by_key.pop(key))
                 home.pop(key, None)
+                self.elsewhere.pop(key, None)
         self._cached = max(self._cached, 0)
         self._limit = max(self.cache_size, self._cached + len(by_key) + self.cache_size // 10)
 
@@ -316,6 +329,7 @@ class WindowCache(EventTimeState):
         for key in [k for k, p in self.home.items() if p in partitions]:
             self._cached -= len(self.by_key.pop(key, ()))
             del self.home[key]
+            self.elsewhere.pop(key, None)
             self.pending.pop(key, None)
         for window in [w for w, (_g, p) in self.fresh.items() if p in partitions]:
             del self.fresh[window]
@@ -330,6 +344,7 @@ class WindowCache(EventTimeState):
         self.expired.marks.clear()
         self.by_key.clear()
         self.home.clear()
+        self.elsewhere.clear()
         self.pending.clear()
         self.fresh.clear()
         self._cached = 0
@@ -383,12 +398,18 @@ class WindowCache(EventTimeState):
         made = self.fresh.get((key, wid))
         if made is None:
             home = self.home.get(key, partition)
+            others = self.elsewhere.get(key)
+            if others:  # (the key's windows are in several stores: the window may be in any of them)
+                was = tuple(p for p in {home, *others} if p != partition)
+                if was:
+                    self.moved[(key, wid)] = was
+                return
         elif made[0] > self._flushing:
             return  # made in this transaction: in no store yet
         else:
             home = made[1]  # (in the commit being written now)
         if home != partition:
-            self.moved[(key, wid)] = home
+            self.moved[(key, wid)] = (home,)
 
     def forget_moves(self) -> None:
         """The transaction was rolled back: no window leaves its store."""
@@ -397,10 +418,13 @@ class WindowCache(EventTimeState):
 
     def leaving_home(self, window: tuple[Any, Any], partition: int) -> None:
         """``window`` (key, id) is committed to ``partition``: its old partition's copy goes at the flush."""
-        was = self.moved.pop(window, partition)
-        if was != partition:
-            self._leaving.append((*window, was))
-            self.home[window[0]] = partition
+        was = self.moved.pop(window, None)
+        if was is not None:
+            leaving = self._leaving
+            for old in was:
+                if old != partition:
+                    leaving.append((*window, old))
+            self.rehome(window[0], partition)
 
     def leave(self) -> None:
         """Delete from their old partition's store the windows the last commit wrote to another partition.
