@@ -81,12 +81,13 @@ from .state.history import StoredWindowedHistoryState
 from .state.stored import StoredState
 from .state.stored_sessions import StoredSessionState
 from .state.stored_sets import StoredSetState
+from .state.stored_sliding import StoredSlidingState
 from .state.stored_windows import StoredWindowedState
 from .state.window_cache import WindowCache
 from .stores.bulk import window_columns
 from .stores.rocksdb import RocksDBStore
 from .streamtime import StreamTimeTopic
-from .windows import SessionWindow, Window
+from .windows import SessionWindow, SlidingWindow, Window
 
 __all__ = ["TableStore"]
 
@@ -157,6 +158,14 @@ class TableStore(StandbyStores):
         """A state keeping session windows ``window`` in the stores."""
         loads = self.changelog.key_codec.loads
         return StoredSessionState(
+            window, merge, self.stores, self.changelog.key_codec.dumps, lambda data: hashable(loads(data)),
+            self.changelog.decode_value,
+        )
+
+    def sliding(self, window: SlidingWindow, merge: Callable[[Any, Any], Any]) -> StoredSlidingState:
+        """A state keeping sliding windows ``window`` (their buckets) in the stores."""
+        loads = self.changelog.key_codec.loads
+        return StoredSlidingState(
             window, merge, self.stores, self.changelog.key_codec.dumps, lambda data: hashable(loads(data)),
             self.changelog.decode_value,
         )
