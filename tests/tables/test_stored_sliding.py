@@ -207,3 +207,44 @@ async def test_keys_whose_buckets_expired_leave_the_cache(
             assert set(state.times) == set(state.by_key)
         assert len(run.recent) == 10 and state._cached <= 30  # noqa: SLF001
         assert sum(1 for _ in state.stores[0].scan(BY_KEY, END_BY_KEY)) == 10
+
+
+async def test_a_key_written_from_several_partitions_reads_as_in_memory(tmp_path: Path) -> None:
+    """One table key written from every partition (no ``group_by``): its buckets sit in several partitions'
+    stores, and its windows are merged from all of them, as in memory -- before and after a restart."""
+
+    def make(store: str) -> tuple[faust.App, Any, Any, list[Any]]:
+        app = faust.App("moves", broker=f"local://{tmp_path / store[:3]}", topic_partitions=4, store=store,
+                        datadir=str(tmp_path / f"{store[:3]}-data"))
+        ticks = app.topic("ticks", key_type=str, value_type=int)
+        closed: list[Any] = []
+        recent = app.Table("recent", default=int, on_window_close=lambda kw, v: closed.append((kw, v))).sliding(
+            10, expires=3600)
+
+        @app.agent(ticks)
+        async def count(stream: Any) -> None:
+            async for _tick in stream:
+                recent["counter"] += 1  # one table key, written from every partition
+
+        return app, ticks, recent, closed
+
+    seen: dict[str, list[Any]] = {}
+    for store in ("memory://", "rocksdb://"):
+        app, ticks, recent, closed = make(store)
+        async with app:
+            for i in range(40):  # round-robin over the partitions (keys k0..k7), event times 0..39 s
+                await ticks.send(key=f"k{i % 8}", value=i, timestamp=1_000.0 + i)
+                if i % 5 == 4:
+                    await settle(app)
+            await settle(app)
+            listed = list(recent.items())
+            assert len(listed) == len(dict(listed))  # (each window listed once)
+            seen[store] = [dict(listed), recent["counter"][(1020.0, 1030.0)], sorted(closed, key=str)]
+        again, _ticks, recent, _closed = make(store)
+        async with again:
+            await wait_until(lambda r=recent: r.table.recovered_partitions == {0, 1, 2, 3}, 30.0)
+            listed = list(recent.items())
+            assert len(listed) == len(dict(listed))
+            seen[store].append(dict(listed))
+    assert seen["rocksdb://"] == seen["memory://"]
+    assert seen["memory://"][1] == 11 and len(seen["memory://"][0]) == 79 and seen["memory://"][2]
