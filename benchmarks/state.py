@@ -3,6 +3,7 @@
     python benchmarks/state.py restart [--keys 1000000,5000000] [--backends local,kafka] [--skip-memory]
     python benchmarks/state.py windows [--windows 2000000] [--backends local] [--skip-memory]
     python benchmarks/state.py sessions [--windows 2000000] [--backends local] [--skip-memory]
+    python benchmarks/state.py sliding [--windows 2000000] [--backends local] [--skip-memory]
     python benchmarks/state.py sets [--keys 1000000] [--backends local,kafka] [--skip-memory]
     python benchmarks/state.py history [--windows 2000000] [--backends local,kafka] [--skip-memory]
     python benchmarks/state.py pipeline [-n 500000] [--backends memory,local] [--table plain|session]
@@ -28,7 +29,9 @@ per key, never expiring) of N windows: on ``rocksdb://`` its windows stay
 in the stores at a restart (nothing is loaded; reads go to the store), on
 ``memory://`` they are rebuilt from the whole changelog. ``sessions`` does it
 with a session table of N sessions (ten per key, 30 s long, a gap of 10 s,
-never expiring).
+never expiring), ``sliding`` with a sliding table (windows of a minute, never
+expiring) of N buckets (ten per key, a minute apart: each makes a left and a
+right window, so about 2N windows).
 
 ``sets`` does the same with a ``SetTable`` of N keys (three members each),
 ``history`` with the tumbling table of ``windows`` (N windows) of an app made
@@ -83,9 +86,9 @@ WINDOW = 60.0
 WINDOWS_PER_KEY = 10
 
 
-KINDS = ("plain", "windows", "sessions", "sets", "history")
-WINDOWED: dict[str, bool | str] = {"windows": True, "history": True, "sessions": "session"}
-"""How each kind is windowed: tumbling (True), in sessions ("session"), or not (absent)."""
+KINDS = ("plain", "windows", "sessions", "sliding", "sets", "history")
+WINDOWED: dict[str, bool | str] = {"windows": True, "history": True, "sessions": "session", "sliding": "sliding"}
+"""How each kind is windowed: tumbling (True), in sessions ("session"), sliding ("sliding"), or not (absent)."""
 NEVER_EXPIRES = 10 * 365 * 86400.0
 
 
@@ -101,6 +104,8 @@ def define_table(app: object, store: str | None, kind: str) -> object:
     table = app.Table("counts", default=int, **options)  # type: ignore[attr-defined]
     if kind == "sessions":
         return table.session(10.0, expires=NEVER_EXPIRES)
+    if kind == "sliding":
+        return table.sliding(WINDOW, expires=NEVER_EXPIRES)
     return table.tumbling(WINDOW, expires=NEVER_EXPIRES) if kind in ("windows", "history") else table
 
 
@@ -112,7 +117,9 @@ def row_value(kind: str, i: int, j: int) -> bytes:
 
 
 def window_of(j: int, windowed: bool | str = True) -> tuple[float, float]:
-    """The ``j``-th window (or session: its first half) of every key."""
+    """The ``j``-th window (or session: its first half; sliding: the left window of bucket ``j``) of every key."""
+    if windowed == "sliding":
+        return T0 + WINDOW * (j - 1), T0 + WINDOW * j
     return T0 + WINDOW * j, T0 + WINDOW * j + (WINDOW / 2 if windowed == "session" else WINDOW)
 
 
@@ -132,7 +139,10 @@ async def write_changelog(url: str, app_id: str, keys: int, kind: str = "plain")
     per_key = WINDOWS_PER_KEY if windowed else 1
     for row in range(keys):
         i, j = divmod(row, per_key)
-        key = b'["k%d",[%r,%r]]' % ((i, *window_of(j, windowed))) if windowed else b'"k%d"' % i
+        if windowed == "sliding":  # a bucket: the events of key i at the end of window j
+            key = b'["k%d",%r]' % (i, window_of(j, windowed)[1])
+        else:
+            key = b'["k%d",[%r,%r]]' % ((i, *window_of(j, windowed))) if windowed else b'"k%d"' % i
         batch.append(ProducerRecord(name, i % PARTITIONS, key, row_value(kind, i, j), T0))
         if len(batch) == 100_000:
             await transport.send(batch)
@@ -168,6 +178,8 @@ async def restart(url: str, app_id: str, store: str, datadir: str, kind: str = "
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     check = view["k7"][window_of(3, windowed)] if windowed else table["k7"]  # type: ignore[index]
     expected: object = 10 if windowed else ({"a7", "b7", "c"} if kind == "sets" else 7)
+    if windowed == "sliding":
+        expected = (7 + 2) + (7 + 3)  # (window 3 holds buckets 2 and 3)
     await app.stop()
     assert check == expected, check
     return {"seconds": seconds, "cpu": cpu, "peak_mb": peak_mb()}
@@ -328,8 +340,9 @@ def run_pipeline(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="?", choices=["restart", "windows", "sessions", "sets", "history", "pipeline"],
-                        default="restart")
+    parser.add_argument(
+        "what", nargs="?", choices=["restart", "windows", "sessions", "sliding", "sets", "history", "pipeline"],
+        default="restart")
     parser.add_argument("--keys", default="1000000,5000000")
     parser.add_argument("--windows", default="2000000")
     parser.add_argument("-n", type=int, default=500_000)
@@ -343,7 +356,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    if args.what in ("restart", "windows", "sessions", "sets", "history"):
+    if args.what in ("restart", "windows", "sessions", "sliding", "sets", "history"):
         args.backends = args.backends or "local,kafka"
         run_restart(args, {"restart": "plain"}.get(args.what, args.what))
     else:

@@ -35,10 +35,12 @@ worker serves, under ``<datadir>/<app id>/<table>/<partition>``.
   (:class:`~streamnb.tables.state.stored_windows.StoredWindowedState`), a
   session table's sessions, by key and by end
   (:class:`~streamnb.tables.state.stored_sessions.StoredSessionState`), a
+  sliding table's buckets, by key and by time
+  (:class:`~streamnb.tables.state.stored_sliding.StoredSlidingState`), a
   set table's sets (:class:`~streamnb.tables.state.stored_sets.StoredSetState`)
   and, with ``history=True``, tumbling and hopping windows (every change goes
   to the changelog: :mod:`~streamnb.tables.state.history`): a restart loads
-  nothing from them. Sliding, global and ``history=True`` plain and session
+  nothing from them. Global and ``history=True`` plain, sliding and session
   tables keep their state in memory as on ``memory://``
   (:attr:`TableStore.held`): the stores hold the same compacted image of
   their changelog, written at each commit the same way, and a restart loads
@@ -118,11 +120,11 @@ class TableStore(StandbyStores):
         self.standby_ends: dict[int, int] = {}
         """The changelog's end offset each standby store last saw (how far behind it is: :meth:`standby_progress`)."""
         self.held: TableState | None = None
-        """The in-memory state whose changelog the stores keep (sliding, global, ``history=True``
-        plain and session tables), or None: the rows live in the stores (:attr:`rows`)."""
+        """The in-memory state whose changelog the stores keep (global, ``history=True``
+        plain, sliding and session tables), or None: the rows live in the stores (:attr:`rows`)."""
         self.rows: StoredState | WindowCache = self.state
         """The state whose rows live in the stores: :attr:`state` (plain rows, sets), or a tumbling,
-        hopping or session table's windows."""
+        hopping, sliding or session table's windows."""
         self.progress = progress or RestoreTracker(table)
         self.loaded_rows = 0
         """Rows the last restores loaded from the stores into :attr:`held` (not read from the changelog)."""
@@ -138,7 +140,7 @@ class TableStore(StandbyStores):
         return f"<TableStore {self.table!r} in {str(self.folder)!r}>"
 
     def hold(self, state: TableState) -> None:
-        """Keep ``state``: in the stores (plain rows, tumbling, hopping and session windows), else in memory,
+        """Keep ``state``: in the stores (plain rows, tumbling, hopping, sliding and session windows), else in memory,
         loaded from the stores at a restart."""
         if isinstance(state, (StoredState, WindowCache)):
             self.rows, self.held = state, None
