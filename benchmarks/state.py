@@ -6,7 +6,7 @@
     python benchmarks/state.py sliding [--windows 2000000] [--backends local] [--skip-memory]
     python benchmarks/state.py sets [--keys 1000000] [--backends local,kafka] [--skip-memory]
     python benchmarks/state.py history [--windows 2000000] [--backends local,kafka] [--skip-memory]
-    python benchmarks/state.py pipeline [-n 500000] [--backends memory,local] [--table plain|session]
+    python benchmarks/state.py pipeline [-n 500000] [--backends memory,local] [--table plain|session|sliding]
 
 ``restart`` writes a plain table's changelog of N keys (8 partitions, as an
 app would), then starts the app in a fresh process and times ``app.start()``
@@ -42,7 +42,8 @@ loads nothing), on ``memory://`` they are rebuilt from the whole changelog.
 ``pipeline`` runs N page views through ``group_by(user)`` and a plain
 per-user count (10,000 keys) with the table on each store, same broker,
 same run (``--table session``: a per-user count in session windows, each
-view merging into its user's session). Targets (README, "State and
+view merging into its user's session; ``--table sliding``: in sliding windows
+of a minute, each view a bucket of its own). Targets (README, "State and
 restarts"): warm restart <= 1 s plus the tail at every size; peak RSS <=
 400 MB; cold restore >= 1.0 x the plain read; pipeline on rocksdb >= 0.85 x
 memory.
@@ -228,6 +229,8 @@ async def pipeline(
     per_user = app.Table("per_user", default=int, store=store)
     if table == "session":  # (views 1 ms apart: a user's views about 10 s apart, one growing session each)
         per_user = per_user.session(60.0, expires=NEVER_EXPIRES)
+    elif table == "sliding":  # (views 1 ms apart: about six of a user's views in each window)
+        per_user = per_user.sliding(60.0, expires=NEVER_EXPIRES)
 
     @app.agent(views)
     async def count(stream: object) -> None:
@@ -241,7 +244,7 @@ async def pipeline(
     for i in range(n):
         user = f"user{rng.randrange(USERS)}"
         value = json.dumps({"user": user, "page": f"/p/{i % 100}"}).encode()
-        at = 1_700_000_000.0 + (i / 1000 if table == "session" else i)
+        at = 1_700_000_000.0 + (i / 1000 if table in ("session", "sliding") else i)
         batch.append(ProducerRecord(views.name, i % PARTITIONS, user.encode(), value, at))
         if len(batch) == 100_000:
             await transport.send(batch)
@@ -252,6 +255,11 @@ async def pipeline(
     await app.start()
     await settle(app, timeout=3600)
     seconds = time.perf_counter() - started
+    if table == "sliding":  # (every view went in: stream time reached the last one's)
+        newest = max(per_user.stream_time(p) for p in range(PARTITIONS))  # type: ignore[attr-defined]
+        await app.stop()
+        assert newest == 1_700_000_000.0 + (n - 1) / 1000, newest
+        return {"events_per_s": n / seconds, "peak_mb": peak_mb()}
     total = sum(v for _k, v in per_user.items())
     await app.stop()
     assert total == n, (total, n)
@@ -347,7 +355,8 @@ def main() -> None:
     parser.add_argument("--windows", default="2000000")
     parser.add_argument("-n", type=int, default=500_000)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--table", choices=["plain", "session"], default="plain", help="pipeline: the counting table")
+    parser.add_argument("--table", choices=["plain", "session", "sliding"], default="plain",
+                        help="pipeline: the counting table")
     parser.add_argument("--backends", default=None)
     parser.add_argument("--kafka", default=os.environ.get("STREAMNB_KAFKA", "127.0.0.1:9092"))
     parser.add_argument("--skip-memory", action="store_true", help="restart/windows: skip the memory:// rebuild")
