@@ -248,3 +248,28 @@ async def test_a_key_written_from_several_partitions_reads_as_in_memory(tmp_path
             seen[store].append(dict(listed))
     assert seen["rocksdb://"] == seen["memory://"]
     assert seen["memory://"][1] == 11 and len(seen["memory://"][0]) == 79 and seen["memory://"][2]
+
+
+async def test_a_store_of_the_version_that_held_sliding_windows_in_memory_is_rebuilt(
+    app_id: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stores written as rows (the compacted image a version before kept) are rebuilt from the changelog."""
+    from streamnb.tables.stores.rocksdb import RocksDBStore
+
+    broker, datadir = f"local://{tmp_path / 'b'}", tmp_path / "data"
+    first = Sliding(app_id, broker, datadir)
+    async with first.app:
+        await first.send([(f"k{i}", t) for t in (1000.0, 1004.0) for i in range(6)])
+        expected = first.frame()
+    for partition in (0, 1):  # (as that version left them: the layout of plain rows)
+        store = RocksDBStore(datadir / app_id / "recent" / str(partition), 8 << 20)
+        store.open()
+        assert store.layout == "sliding"
+        store.layout = ""
+        store.close()
+    with caplog.at_level(logging.WARNING, logger="streamnb"):
+        again = Sliding(app_id, broker, datadir)
+        async with again.app:
+            await again.restored()
+            assert again.frame() == expected and isinstance(again.recent.state, StoredSlidingState)
+    assert any("rebuilding its store" in r.getMessage() and "holds rows" in r.getMessage() for r in caplog.records)
