@@ -4,10 +4,11 @@
                                        [--quix PYTHON]
     python benchmarks/state.py windows [--windows 2000000] [--backends local] [--skip-memory]
     python benchmarks/state.py sessions [--windows 2000000] [--backends local] [--skip-memory]
+    python benchmarks/state.py sliding [--windows 2000000] [--backends local] [--skip-memory]
     python benchmarks/state.py sets [--keys 1000000] [--backends local,kafka] [--skip-memory]
     python benchmarks/state.py history [--windows 2000000] [--backends local,kafka] [--skip-memory]
     python benchmarks/state.py history-plain [--keys 1000000] [--backends local,kafka] [--skip-memory]
-    python benchmarks/state.py pipeline [-n 500000] [--backends memory,local] [--table plain|session|history]
+    python benchmarks/state.py pipeline [-n 500000] [--backends memory,local] [--table plain|session|sliding|history]
 
 ``restart`` writes a plain table's changelog of N keys (8 partitions, as an
 app would), then starts the app in a fresh process and times ``app.start()``
@@ -36,7 +37,9 @@ per key, never expiring) of N windows: on ``rocksdb://`` its windows stay
 in the stores at a restart (nothing is loaded; reads go to the store), on
 ``memory://`` they are rebuilt from the whole changelog. ``sessions`` does it
 with a session table of N sessions (ten per key, 30 s long, a gap of 10 s,
-never expiring).
+never expiring), ``sliding`` with a sliding table (windows of a minute, never
+expiring) of N buckets (ten per key, a minute apart: each makes a left and a
+right window, so about 2N windows).
 
 ``sets`` does the same with a ``SetTable`` of N keys (three members each),
 ``history`` with the tumbling table of ``windows`` (N windows) of an app made
@@ -50,7 +53,8 @@ stay in the stores too.
 ``pipeline`` runs N page views through ``group_by(user)`` and a plain
 per-user count (10,000 keys) with the table on each store, same broker,
 same run (``--table session``: a per-user count in session windows, each
-view merging into its user's session; ``--table history``: the plain count in an
+view merging into its user's session; ``--table sliding``: in sliding windows
+of a minute, each view a bucket of its own; ``--table history``: the plain count in an
 app made with ``history=True``, every change in the changelog). Targets (README, "State and
 restarts"): warm restart <= 1 s plus the tail at every size; peak RSS <=
 400 MB; cold restore >= 1.0 x the plain read; pipeline on rocksdb >= 0.85 x
@@ -95,11 +99,11 @@ WINDOW = 60.0
 WINDOWS_PER_KEY = 10
 
 
-KINDS = ("plain", "windows", "sessions", "sets", "history", "history-plain")
+KINDS = ("plain", "windows", "sessions", "sliding", "sets", "history", "history-plain")
 HISTORY = ("history", "history-plain")
 """The kinds whose app is made with ``history=True``."""
-WINDOWED: dict[str, bool | str] = {"windows": True, "history": True, "sessions": "session"}
-"""How each kind is windowed: tumbling (True), in sessions ("session"), or not (absent)."""
+WINDOWED: dict[str, bool | str] = {"windows": True, "history": True, "sessions": "session", "sliding": "sliding"}
+"""How each kind is windowed: tumbling (True), in sessions ("session"), sliding ("sliding"), or not (absent)."""
 NEVER_EXPIRES = 10 * 365 * 86400.0
 
 
@@ -115,6 +119,8 @@ def define_table(app: object, store: str | None, kind: str) -> object:
     table = app.Table("counts", default=int, **options)  # type: ignore[attr-defined]
     if kind == "sessions":
         return table.session(10.0, expires=NEVER_EXPIRES)
+    if kind == "sliding":
+        return table.sliding(WINDOW, expires=NEVER_EXPIRES)
     return table.tumbling(WINDOW, expires=NEVER_EXPIRES) if kind in ("windows", "history") else table
 
 
@@ -126,7 +132,9 @@ def row_value(kind: str, i: int, j: int) -> bytes:
 
 
 def window_of(j: int, windowed: bool | str = True) -> tuple[float, float]:
-    """The ``j``-th window (or session: its first half) of every key."""
+    """The ``j``-th window (or session: its first half; sliding: the left window of bucket ``j``) of every key."""
+    if windowed == "sliding":
+        return T0 + WINDOW * (j - 1), T0 + WINDOW * j
     return T0 + WINDOW * j, T0 + WINDOW * j + (WINDOW / 2 if windowed == "session" else WINDOW)
 
 
@@ -146,7 +154,10 @@ async def write_changelog(url: str, app_id: str, keys: int, kind: str = "plain")
     per_key = WINDOWS_PER_KEY if windowed else 1
     for row in range(keys):
         i, j = divmod(row, per_key)
-        key = b'["k%d",[%r,%r]]' % ((i, *window_of(j, windowed))) if windowed else b'"k%d"' % i
+        if windowed == "sliding":  # a bucket: the events of key i at the end of window j
+            key = b'["k%d",%r]' % (i, window_of(j, windowed)[1])
+        else:
+            key = b'["k%d",[%r,%r]]' % ((i, *window_of(j, windowed))) if windowed else b'"k%d"' % i
         batch.append(ProducerRecord(name, i % PARTITIONS, key, row_value(kind, i, j), T0))
         if len(batch) == 100_000:
             await transport.send(batch)
@@ -182,6 +193,8 @@ async def restart(url: str, app_id: str, store: str, datadir: str, kind: str = "
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     check = view["k7"][window_of(3, windowed)] if windowed else table["k7"]  # type: ignore[index]
     expected: object = 10 if windowed else ({"a7", "b7", "c"} if kind == "sets" else 7)
+    if windowed == "sliding":
+        expected = (7 + 2) + (7 + 3)  # (window 3 holds buckets 2 and 3)
     await app.stop()
     assert check == expected, check
     return {"seconds": seconds, "cpu": cpu, "peak_mb": peak_mb()}
@@ -261,6 +274,8 @@ async def pipeline(
     per_user = app.Table("per_user", default=int, store=store)
     if table == "session":  # (views 1 ms apart: a user's views about 10 s apart, one growing session each)
         per_user = per_user.session(60.0, expires=NEVER_EXPIRES)
+    elif table == "sliding":  # (views 1 ms apart: about six of a user's views in each window)
+        per_user = per_user.sliding(60.0, expires=NEVER_EXPIRES)
 
     @app.agent(views)
     async def count(stream: object) -> None:
@@ -274,7 +289,7 @@ async def pipeline(
     for i in range(n):
         user = f"user{rng.randrange(USERS)}"
         value = json.dumps({"user": user, "page": f"/p/{i % 100}"}).encode()
-        at = 1_700_000_000.0 + (i / 1000 if table == "session" else i)
+        at = 1_700_000_000.0 + (i / 1000 if table in ("session", "sliding") else i)
         batch.append(ProducerRecord(views.name, i % PARTITIONS, user.encode(), value, at))
         if len(batch) == 100_000:
             await transport.send(batch)
@@ -285,6 +300,11 @@ async def pipeline(
     await app.start()
     await settle(app, timeout=3600)
     seconds = time.perf_counter() - started
+    if table == "sliding":  # (every view went in: stream time reached the last one's)
+        newest = max(per_user.stream_time(p) for p in range(PARTITIONS))  # type: ignore[attr-defined]
+        await app.stop()
+        assert newest == 1_700_000_000.0 + (n - 1) / 1000, newest
+        return {"events_per_s": n / seconds, "peak_mb": peak_mb()}
     total = sum(v for _k, v in per_user.items())
     await app.stop()
     assert total == n, (total, n)
@@ -386,12 +406,12 @@ def run_pipeline(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="?", default="restart",
-                        choices=["restart", "windows", "sessions", "sets", *HISTORY, "pipeline"])
+                        choices=["restart", "windows", "sessions", "sliding", "sets", *HISTORY, "pipeline"])
     parser.add_argument("--keys", default="1000000,5000000")
     parser.add_argument("--windows", default="2000000")
     parser.add_argument("-n", type=int, default=500_000)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--table", choices=["plain", "session", "history"], default="plain",
+    parser.add_argument("--table", choices=["plain", "session", "sliding", "history"], default="plain",
                         help="pipeline: the counting table (history: plain, in an app made with history=True)")
     parser.add_argument("--backends", default=None)
     parser.add_argument("--kafka", default=os.environ.get("STREAMNB_KAFKA", "127.0.0.1:9092"))
@@ -406,7 +426,7 @@ def main() -> None:
     if args.quix and (args.what != "restart" or "kafka" not in (args.backends or "local,kafka").split(",")):
         parser.error("--quix compares a plain table's cold restore on Kafka: use it with `restart` and the "
                      "kafka backend")
-    if args.what in ("restart", "windows", "sessions", "sets", *HISTORY):
+    if args.what in ("restart", "windows", "sessions", "sliding", "sets", *HISTORY):
         args.backends = args.backends or "local,kafka"
         run_restart(args, {"restart": "plain"}.get(args.what, args.what))
     else:

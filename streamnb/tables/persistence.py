@@ -35,11 +35,14 @@ worker serves, under ``<datadir>/<app id>/<table>/<partition>``.
   (:class:`~streamnb.tables.state.stored_windows.StoredWindowedState`), a
   session table's sessions, by key and by end
   (:class:`~streamnb.tables.state.stored_sessions.StoredSessionState`), a
+  sliding table's buckets, by key and by time
+  (:class:`~streamnb.tables.state.stored_sliding.StoredSlidingState`), a
   set table's sets (:class:`~streamnb.tables.state.stored_sets.StoredSetState`)
   and, with ``history=True``, plain rows and tumbling and hopping windows (every
   change goes to the changelog: :mod:`~streamnb.tables.state.history`): a restart loads
   nothing from them (``history=True`` session tables too: they keep no
-  history yet). Sliding and global tables keep their state in memory as on ``memory://``
+  history yet). Global tables and ``history=True`` sliding tables keep their
+  state in memory as on ``memory://``
   (:attr:`TableStore.held`): the stores hold the same compacted image of
   their changelog, written at each commit the same way, and a restart loads
   the state from them and reads only the changelog's tail. A windowed
@@ -81,12 +84,13 @@ from .state.history import StoredHistoryState, StoredWindowedHistoryState
 from .state.stored import StoredState
 from .state.stored_sessions import StoredSessionState
 from .state.stored_sets import StoredSetState
+from .state.stored_sliding import StoredSlidingState
 from .state.stored_windows import StoredWindowedState
 from .state.window_cache import WindowCache
 from .stores.bulk import session_columns, window_columns
 from .stores.rocksdb import RocksDBStore
 from .streamtime import StreamTimeTopic
-from .windows import SessionWindow, Window
+from .windows import SessionWindow, SlidingWindow, Window
 
 __all__ = ["TableStore"]
 
@@ -117,11 +121,11 @@ class TableStore(StandbyStores):
         self.standby_ends: dict[int, int] = {}
         """The changelog's end offset each standby store last saw (how far behind it is: :meth:`standby_progress`)."""
         self.held: TableState | None = None
-        """The in-memory state whose changelog the stores keep (sliding and global tables), or None: the rows
-        live in the stores (:attr:`rows`)."""
+        """The in-memory state whose changelog the stores keep (global and ``history=True`` sliding tables),
+        or None: the rows live in the stores (:attr:`rows`)."""
         self.rows: StoredState | WindowCache = self.state
         """The state whose rows live in the stores: :attr:`state` (plain rows, sets), or a tumbling,
-        hopping or session table's windows."""
+        hopping, sliding or session table's windows."""
         self.progress = progress or RestoreTracker(table)
         self.loaded_rows = 0
         """Rows the last restores loaded from the stores into :attr:`held` (not read from the changelog)."""
@@ -137,7 +141,7 @@ class TableStore(StandbyStores):
         return f"<TableStore {self.table!r} in {str(self.folder)!r}>"
 
     def hold(self, state: TableState) -> None:
-        """Keep ``state``: in the stores (plain rows, tumbling, hopping and session windows), else in memory,
+        """Keep ``state``: in the stores (plain rows, tumbling, hopping, sliding and session windows), else in memory,
         loaded from the stores at a restart."""
         if isinstance(state, (StoredState, WindowCache)):
             self.rows, self.held = state, None
@@ -165,6 +169,14 @@ class TableStore(StandbyStores):
         """A state keeping session windows ``window`` in the stores."""
         loads = self.changelog.key_codec.loads
         return StoredSessionState(
+            window, merge, self.stores, self.changelog.key_codec.dumps, lambda data: hashable(loads(data)),
+            self.changelog.decode_value,
+        )
+
+    def sliding(self, window: SlidingWindow, merge: Callable[[Any, Any], Any]) -> StoredSlidingState:
+        """A state keeping sliding windows ``window`` (their buckets) in the stores."""
+        loads = self.changelog.key_codec.loads
+        return StoredSlidingState(
             window, merge, self.stores, self.changelog.key_codec.dumps, lambda data: hashable(loads(data)),
             self.changelog.decode_value,
         )

@@ -1,6 +1,6 @@
-"""Which stored state holds a ``rocksdb://`` table's windows: tumbling, hopping and session windows live in
-the stores (:mod:`~streamnb.tables.state.stored_windows`, :mod:`~streamnb.tables.state.stored_sessions`);
-sliding windows are held in memory with a copy in the store.
+"""Which stored state holds a ``rocksdb://`` table's windows: tumbling, hopping, sliding and session windows
+live in the stores (:mod:`~streamnb.tables.state.stored_windows`, :mod:`~streamnb.tables.state.stored_sliding`,
+:mod:`~streamnb.tables.state.stored_sessions`).
 
 >>> from streamnb import App
 >>> app = App("demo", broker="memory://", store="rocksdb://")
@@ -17,9 +17,10 @@ from .persistence import TableStore
 from .state.base import PlainState, TableState
 from .state.history import StoredWindowedHistoryState
 from .state.stored_sessions import StoredSessionState
+from .state.stored_sliding import StoredSlidingState
 from .state.stored_windows import StoredWindowedState
 from .state.windowing import merge_function, windowed_state
-from .windows import HoppingWindow, SessionWindow, TumblingWindow
+from .windows import HoppingWindow, SessionWindow, SlidingWindow, TumblingWindow
 
 __all__ = ["stored_windows"]
 
@@ -41,6 +42,13 @@ def stored_windows(
             old.merge = fn
             return old
         return persistence.sessions(window, fn)
+    if isinstance(window, SlidingWindow) and not history:
+        fn = merge_function(name, window, merge, default, value_type)
+        if isinstance(old, StoredSlidingState):  # redefined (with other settings: the buckets stay)
+            old.rewindow(window)
+            old.merge = fn
+            return old
+        return persistence.sliding(window, fn)
     if not isinstance(window, (TumblingWindow, HoppingWindow)):
         return None
     windowed_state(name, PlainState(), window, merge, default, value_type)  # (checks merge=)

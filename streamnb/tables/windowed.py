@@ -64,7 +64,8 @@ class WindowKeeper(Protocol):
     :class:`~streamnb.tables.state.fixed.WindowedState` (tumbling, hopping),
     :class:`~streamnb.tables.state.sliding.SlidingState`,
     :class:`~streamnb.tables.state.sessions.SessionState`, and on ``rocksdb://``
-    :class:`~streamnb.tables.state.stored_windows.StoredWindowedState` and
+    :class:`~streamnb.tables.state.stored_windows.StoredWindowedState`,
+    :class:`~streamnb.tables.state.stored_sliding.StoredSlidingState` and
     :class:`~streamnb.tables.state.stored_sessions.StoredSessionState`.
     """
 

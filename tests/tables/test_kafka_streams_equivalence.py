@@ -36,7 +36,7 @@ from streamnb.testing import settle, test_app
 pytestmark = pytest.mark.slow
 
 # Window rules only (no restart), and each case takes seconds: the module runs on memory://, and
-# the kinds whose windows live in the stores on rocksdb:// (tumbling, hopping, session) run there too
+# the kinds whose windows live in the stores on rocksdb:// (tumbling, hopping, session, sliding) run there too
 # (test_windows_in_the_stores_...); restarts on rocksdb://: test_stored_kinds.py, test_event_time_restarts.py.
 TABLE_STORES = ["memory://"]
 
@@ -189,9 +189,10 @@ async def test_windows_finals_and_late_counts_equal_kafka_streams(kind: str) -> 
     await equal_kafka_streams(kind, "memory://")
 
 
-@pytest.mark.parametrize("kind", ["tumbling", "hopping", "session"])
+@pytest.mark.parametrize("kind", ["tumbling", "hopping", "session", "sliding"])
 async def test_windows_in_the_stores_equal_kafka_streams_on_rocksdb(kind: str) -> None:
-    """The same cases with the windows in RocksDB (``StoredWindowedState``, ``StoredSessionState``): the same."""
+    """The same cases with the windows in RocksDB (``StoredWindowedState``, ``StoredSessionState``,
+    ``StoredSlidingState``): the same."""
     await equal_kafka_streams(kind, "rocksdb://")
 
 

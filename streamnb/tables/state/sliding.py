@@ -22,6 +22,7 @@ first (kept, and written to the changelog, until it expires).
 Changelog records: ``[key, t]`` -> a bucket, ``[key, [start, end]]`` -> a
 frozen final value (stream time goes to the table's stream-time topic).
 
+>>> import operator
 >>> from streamnb.tables.windows import SlidingWindow
 >>> state = SlidingState(SlidingWindow(10, grace=60), operator.add)
 >>> dirty: Dirty[BucketWrites] = Dirty()
@@ -38,10 +39,8 @@ frozen final value (stream time goes to the table's stream-time topic).
 
 from __future__ import annotations
 
-import operator
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from functools import reduce
 from typing import Any
 
 from ...timeunits import ms, seconds
@@ -49,10 +48,10 @@ from ...transaction import MISSING, Transaction
 from ..windows import SlidingWindow, WindowRange
 from .base import Change, Closed, Dirty, Popped
 from .event_time import NEVER, EventTimeState, TimeIndex, WindowRows, replace
+from .sliding_rules import derived, fold, judge_late, new_windows, note_write, window_exists
 
 __all__ = ["BucketWrites", "SlidingState"]
 
-_add = operator.add
 _BUCKET_DROP = object()  # expiring entries: (_BUCKET_DROP, key, t); frozen finals: (key, start, end)
 _EXTRA_DROP = object()  # expiring entries: (_EXTRA_DROP, key, window)
 
@@ -91,37 +90,12 @@ class SlidingState(EventTimeState):
     def _fold(self, key: Any, start: int, end: int) -> Any:
         """The merged buckets of ``key`` in ``[start, end]`` (MISSING when there are none)."""
         times = self.times.get(key)
-        if not times:
-            return MISSING
-        lo, hi = bisect_left(times, start), bisect_right(times, end)
-        if lo >= hi:
-            return MISSING
-        buckets = self.buckets[key]
-        values = [buckets[t] for t in times[lo:hi]]
-        if self.merge is _add:
-            try:
-                return sum(values[1:], values[0])
-            except TypeError:
-                pass
-        return reduce(self.merge, values)
+        return MISSING if not times else fold(self.merge, times, self.buckets[key], start, end)
 
     def _exists(self, key: Any, start: int, end: int) -> bool:
         """True when ``[start, end]`` is a window of ``key`` (by its bucket times, unless refused)."""
-        if (start, end) in self.extra.get(key, ()):
-            return True
-        times = self.times.get(key)
-        if not times or (start, end) in self.refused.get(key, ()):
-            return False
-        size = self._size
-        if end - start != size:
-            return False
-        i = bisect_left(times, end)
-        if i < len(times) and times[i] == end and end >= size:
-            return True  # the left window of the event at `end`
-        if start == 0 and times[0] < size:
-            return True  # the window of events earlier than size
-        j = bisect_left(times, start - 1)
-        return j < len(times) and times[j] == start - 1 and j + 1 < len(times) and times[j + 1] <= start - 1 + size
+        times = self.times.get(key, [])
+        return window_exists(self.window, times, self.refused.get(key, ()), self.extra.get(key, ()), start, end)
 
     def get(self, key: Any, window: tuple[float, float]) -> Any:
         """``key``'s value over ``window`` (``(start, end)``, inclusive): a frozen final, else merged now."""
@@ -136,19 +110,7 @@ class SlidingState(EventTimeState):
 
     def _derived(self, key: Any) -> Iterator[tuple[int, int]]:
         """The windows ``key``'s bucket times make (less the refused ones)."""
-        yield from self.extra.get(key, ())
-        times = self.times.get(key, [])
-        refused = self.refused.get(key, ())
-        size = self._size
-        left, right = self.window.left, self.window.right
-        for i, t in enumerate(times):
-            win = left(t)
-            if win not in refused:
-                yield win
-            if i + 1 < len(times) and times[i + 1] <= t + size:
-                win = right(t)
-                if win not in refused:
-                    yield win
+        return derived(self.window, self.times.get(key, []), self.refused.get(key, ()), self.extra.get(key, ()))
 
     def items(self) -> list[tuple[tuple[Any, tuple[float, float]], Any]]:
         """Every window kept, with its value (a frozen final where there is one)."""
@@ -234,22 +196,9 @@ class SlidingState(EventTimeState):
         buckets[t] = value
         return None
 
-    def _new_windows(self, times: list[int], i: int, t: int) -> list[tuple[int, int]]:
-        """Windows a new event time ``t`` makes: its left one, the previous event's right one, its own right one."""
-        w = self.window
-        size = self._size
-        new = [w.left(t)]
-        if i > 0 and t <= times[i - 1] + size and not (i < len(times) and times[i] <= times[i - 1] + size):
-            new.append(w.right(times[i - 1]))  # the previous event had no later one within size until now
-        if i < len(times) and times[i] <= t + size:
-            new.append(w.right(t))
-        if t < size and times and times[0] < size:
-            new = [win for win in new if win != (0, size)]  # the early window exists already
-        return new
-
     def _schedule(self, key: Any, times: list[int], i: int, t: int, partition: int) -> None:
         closes_at = self.window.closes_at
-        for start, end in self._new_windows(times, i, t):
+        for start, end in new_windows(self.window, times, i, t):
             index = self.closing_right if start > t else self.closing
             index.add(partition, closes_at(end), (key, start, end))
 
@@ -259,22 +208,8 @@ class SlidingState(EventTimeState):
     ) -> bool:
         """An event later than grace: count the closed windows it misses, freeze them; False if all closed."""
         w = self.window
-        size = self._size
-        new = [] if exists else self._new_windows(times, i, t)
-        existing = set()
-        for u in times[bisect_left(times, t): bisect_right(times, t + size)]:
-            existing.add(w.left(u))  # left windows of events at t..t+size hold t
-        for j in range(bisect_left(times, t - size - 1), bisect_left(times, t)):
-            p = times[j]  # right windows of earlier events within size
-            if j + 1 < len(times) and times[j + 1] <= p + size:
-                existing.add(w.right(p))
-        refused_made = self.refused.get(key, set())
-        existing -= refused_made
-        holding = [win for win in existing if win[0] <= t <= win[1]]
-        closed = [win for win in holding if win[1] < close]
-        refused_new = [win for win in new if win[1] < close and win[0] <= t]
-        refused = len(closed) + len(refused_new)
-        accepted = len(holding) - len(closed) + len(new) - len(refused_new)
+        verdict = judge_late(w, times, i, exists, t, close, self.refused.get(key, ()))
+        new, closed, refused_new, refused, accepted = verdict
         for win in new:
             if win in refused_new:
                 self.refused.setdefault(key, set()).add(win)
@@ -364,17 +299,7 @@ class SlidingState(EventTimeState):
         else:
             finals[window] = value
 
-    @staticmethod
-    def _note(dirty: Dirty[BucketWrites], key: Any, where: Any, partition: int, old: Any, when: float) -> None:
-        """Note the change of ``key``'s bucket or final ``where`` (``old``: its value before, if first changed now)."""
-        pending = dirty.rows.get(key)
-        if pending is None:
-            pending = dirty.rows[key] = {}
-        entry = pending.get(where)
-        if entry is None:
-            pending[where] = [partition, old, when]
-        else:
-            entry[2] = when
+    _note = staticmethod(note_write)
 
     def before_commit(self, txn: Transaction | None, dirty: Dirty[BucketWrites]) -> list[Closed]:
         """Close the windows stream time passed (their final values merged now), drop expired buckets."""

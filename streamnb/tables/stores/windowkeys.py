@@ -16,6 +16,12 @@ that follows from their start, so both are in the keys: ``b"w" + len(key)
 + key + start + end`` (a key's sessions in order) and ``b"x" + end + start
 + key`` (in order of end, which is what their closing and expiry follow).
 
+Sliding windows (layout ``"sliding"``, :class:`SlidingKeys`) keep their
+*buckets* (the events of one millisecond, folded) and the frozen finals of
+closed windows: ``b"w" + len(key) + key + t`` (a bucket) or ``+ start + end``
+(a final), and by time ``b"x" + t + b"b" + key`` or ``b"x" + end + b"f" +
+start + key`` (closing and expiry follow the bucket times and final ends).
+
 >>> time_of(time_bytes(-12.5)), time_bytes(-1.0) < time_bytes(0.0) < time_bytes(0.5) < time_bytes(10.0)
 (-12.5, True)
 >>> split_window_key(window_key(b'"ann"', 60.0)), split_time_key(time_key(60.0, b'"ann"'))
@@ -29,7 +35,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 __all__ = [
-    "BY_KEY", "BY_TIME", "END_BY_KEY", "END_BY_TIME", "LAYOUT", "SESSIONS", "SessionKeys", "WindowKeys",
+    "BY_KEY", "BY_TIME", "END_BY_KEY", "END_BY_TIME", "LAYOUT", "SESSIONS", "SLIDING", "SessionKeys", "SlidingKeys",
+    "WindowKeys",
     "key_prefix", "split_key", "split_time_key", "split_window_key", "successor", "time_bytes", "time_key",
     "time_of", "window_key",
 ]
@@ -39,6 +46,14 @@ LAYOUT = "windows"
 
 SESSIONS = "sessions"
 """The layout name of a session table's stores (windows keyed by key, start and end)."""
+
+SLIDING = "sliding"
+"""The layout name of a sliding table's stores (buckets and frozen finals)."""
+
+BUCKET = b"b"
+"""After the time of a bucket in the keys by time."""
+FINAL = b"f"
+"""After the end of a frozen final in the keys by time."""
 
 BY_KEY = b"w"
 """The first byte of the windows by key."""
@@ -189,3 +204,57 @@ class SessionKeys(WindowKeys):
             at = time_bytes(end)
             yield BY_KEY + len(k).to_bytes(4, "big") + k + time_bytes(start) + at, vb
             yield BY_TIME + at + time_bytes(start) + k, None if vb is None else b""
+
+
+class SlidingKeys(WindowKeys):
+    """Changelog records of a sliding table (``[key, t]``: a bucket, ``[key, [start, end]]``: a frozen final)
+    as store writes.
+
+    >>> import json
+    >>> keys = SlidingKeys(lambda k: json.dumps(k).encode(), lambda b: json.loads(b))
+    >>> [(k[:1], len(k)) for k, _v in keys.ops([(b'["ann",1000.5]', b"3"), (b'["ann",[990.0,1000.0]]', b"2")])]
+    [(b'w', 18), (b'x', 15), (b'w', 26), (b'x', 23)]
+    >>> list(keys.ops([(b'"__stream_time__"', b"1.0")]))
+    []
+    """
+
+    def ops(self, pairs: Iterable[tuple[bytes | None, bytes | None]]) -> Iterator[tuple[bytes, bytes | None]]:
+        """The store writes (value None: a delete) of changelog records of buckets and finals."""
+        for kb, vb in pairs:
+            if kb is None:
+                continue
+            k, times = self.split_sliding(kb)
+            if k is None:
+                continue  # an older version's stream time
+            mark = None if vb is None else b""
+            prefix = BY_KEY + len(k).to_bytes(4, "big") + k
+            if len(times) == 1:
+                at = time_bytes(times[0])
+                yield prefix + at, vb
+                yield BY_TIME + at + BUCKET + k, mark
+            else:
+                start, end = time_bytes(times[0]), time_bytes(times[1])
+                yield prefix + start + end, vb
+                yield BY_TIME + end + FINAL + start + k, mark
+
+    def split_sliding(self, kb: bytes) -> tuple[bytes | None, tuple[float, ...]]:
+        """``(key bytes, (t,) or (start, end))`` of a changelog key (``None``: not a bucket nor a final)."""
+        if kb[:2] == b'["' and kb[-1:] == b"]":
+            final = kb[-2:] == b"]]"
+            cut = kb.rfind(b",[") if final else kb.rfind(b",")
+            k = kb[1:cut]
+            if cut > 0 and k[-1:] == b'"' and k.count(b'"') == 2 and b"\\" not in k and k.isascii():
+                try:
+                    if final:
+                        start, end = kb[cut + 2 : -2].split(b",")
+                        return k, (float(start), float(end))
+                    return k, (float(kb[cut + 1 : -1]),)
+                except ValueError:
+                    pass
+        try:
+            key, where = self.decode_key(kb)
+            if isinstance(where, (list, tuple)):
+                return self.encode_key(key), (float(where[0]), float(where[1]))
+            return self.encode_key(key), (float(where),)
+        except (TypeError, ValueError):
+            return None, ()
