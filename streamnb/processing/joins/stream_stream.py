@@ -223,6 +223,8 @@ class StreamStreamJoin:
         if others:
             out.append(Pairs(side, key, ts, value, msg, others))
             self.stats.joined += len(others)
+        if self.how == "inner":  # (nothing to yield when a record closes: it leaves the state as it is met)
+            return
         results = self._results
         join.expire(results)
         if results:
