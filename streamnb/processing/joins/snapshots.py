@@ -28,7 +28,7 @@ from collections.abc import Callable
 from json.encoder import encode_basestring_ascii
 
 from ...transport.base import TP, Transport
-from .windowed import WindowJoin
+from .windowed import Kept, WindowJoin
 
 __all__ = ["latest_snapshot", "snapshot_rows"]
 
@@ -52,17 +52,18 @@ async def latest_snapshot(transport: Transport, tp: TP, batch: int = 10_000) -> 
 def snapshot_rows(join: WindowJoin) -> list[str]:
     """The changelog's rows of ``join`` as JSON text: ``[side, key, ts, value, matched]``, bytes as latin-1.
 
-    A record's row but its ``matched`` flag is encoded at its first
-    snapshot and kept with it (:attr:`~.windowed.Kept.cache`): a record lives through
-    many commits, and each commit writes the partition's whole state.
+    A record's row is encoded at its first snapshot and kept with it
+    (:attr:`~.windowed.Kept.cache`, which the rule clears when the record
+    becomes matched): a record lives through many commits, and each commit
+    writes the partition's whole state.
     """
-    out: list[str] = []
-    append = out.append
-    for record in join.records():
-        row = record.cache
-        if row is None:
-            key, value = record.value[0], record.value[1]
-            json_key = "null" if key is None else _string(key.decode("latin-1"))
-            row = record.cache = f"[{record.side},{json_key},{record.ts},{_string(value.decode('latin-1'))},"
-        append(row + ("true]" if record.matched else "false]"))
-    return out
+    return [record.cache or _row(record) for record in join.records()]
+
+
+def _row(record: Kept) -> str:
+    key, value = record.value[0], record.value[1]
+    json_key = "null" if key is None else _string(key.decode("latin-1"))
+    flag = "true" if record.matched else "false"
+    row: str = f"[{record.side},{json_key},{record.ts},{_string(value.decode('latin-1'))},{flag}]"
+    record.cache = row
+    return row

@@ -123,7 +123,8 @@ class Kept:
     """A record kept for matching: its key, time, value, and whether it joined anything.
 
     ``cache`` is the owner's to fill (the agent's join keeps the record's
-    changelog row there, encoded once).
+    changelog row there, encoded once); the rule clears it when it marks
+    the record matched.
     """
 
     __slots__ = ("cache", "key", "matched", "seq", "side", "ts", "value")
@@ -260,6 +261,7 @@ class WindowJoin:
                 record.matched = True
                 for o in found:
                     o.matched = True
+                    o.cache = None  # (changed)
         else:
             found = []
         rows = kept[side].get(key)
