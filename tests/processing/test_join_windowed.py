@@ -133,6 +133,21 @@ def test_the_kept_state_is_what_the_contract_says(window: JoinWindow, how: str, 
             sum(1 for r in want if r[0] == LEFT), sum(1 for r in want if r[0] == RIGHT)]
 
 
+@settings(max_examples=200, deadline=None)
+@given(window=windows, how=st.sampled_from(["inner", "left", "outer"]), records=records)
+def test_a_restored_state_is_the_saved_one(window: JoinWindow, how: str, records: list[Record]) -> None:
+    """What a failed commit does: the state saved at the transaction's start comes back, and goes on the same."""
+    half = len(records) // 2
+    join = WindowJoin(window, how)
+    for r in records[:half]:
+        join.process(*r)
+    saved, at, rows = join.saved(), join.stream_time, join.rows()
+    rest = [join.process(*r) for r in records[half:]]
+    join.restore(saved, at)
+    assert join.rows() == rows and join.stream_time == at
+    assert [join.process(*r) for r in records[half:]] == rest
+
+
 def test_a_small_outer_join_by_hand() -> None:
     # within 5 s, grace 1 s: l@10 and r@15 (exactly 5 apart) join; r@30 closes both; l@3 is late
     # (3 + 5 + 1 < 30); r@40 closes r@30 unmatched.

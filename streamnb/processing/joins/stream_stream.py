@@ -180,7 +180,7 @@ class StreamStreamJoin:
         if dirty is None:
             dirty = txn.dirty[self] = JoinDirty()
         if partition not in dirty:
-            dirty[partition] = (join.rows(), join.stream_time, join.late, self._position(partition))
+            dirty[partition] = (join.saved(), join.stream_time, join.late, self._position(partition))
 
     def _position(self, partition: int) -> int | None:
         held = self.held.get(partition)
@@ -257,7 +257,7 @@ class StreamStreamJoin:
             join = self.joins.get(partition)
             if join is None:
                 continue
-            join.load(rows, stream_time)
+            join.restore(rows, stream_time)
             join.late = late
             self.held[partition] = deque()
             if position is None:

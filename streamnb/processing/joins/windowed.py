@@ -335,6 +335,22 @@ class WindowJoin:
         """Every kept record as ``(side, key, ts, value, matched)``, in arrival order."""
         return [(r.side, r.key, r.ts, r.value, r.matched) for r in self.records()]
 
+    def saved(self) -> list[Any]:
+        """The state's records as :meth:`restore` takes them back (taken at every commit: cheap).
+
+        An inner join's kept records never change: the records themselves,
+        in no order, closed ones maybe among them; else :meth:`rows`.
+        """
+        if self._lazy:
+            return [r for by_key in self.kept for rows in by_key.values() for r in rows]
+        return self.rows()
+
+    def restore(self, saved: list[Any], stream_time: int) -> None:
+        """Start again from what :meth:`saved` gave and a stream time."""
+        if self._lazy:
+            saved = [(r.side, r.key, r.ts, r.value, r.matched) for r in sorted(saved, key=_seq)]
+        self.load(saved, stream_time)
+
     def load(self, rows: list[tuple[int, Any, int, Any, bool]], stream_time: int) -> None:
         """Start again from ``rows`` (as :meth:`rows` gave them) and a stream time."""
         self.kept = ({}, {})
