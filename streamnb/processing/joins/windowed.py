@@ -149,6 +149,11 @@ class WindowJoin:
     results (as the agent's join, an event per pair) calls its two halves,
     :meth:`match` (the pairs, as the other side's kept records) then
     :meth:`expire` (what closed unmatched), and saves a tuple per pair.
+
+    An inner join, which yields nothing when a record closes, drops closed
+    records lazily: when the other side next looks at their key, and all of
+    them before its state is read (:meth:`buffered`, :meth:`records`,
+    :meth:`rows`), so what is seen is the contract's.
     """
 
     def __init__(self, window: JoinWindow, how: str) -> None:
