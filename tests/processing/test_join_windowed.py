@@ -103,6 +103,51 @@ def test_kept_state_reloaded_from_rows_continues_the_same(window: JoinWindow, re
     assert [second.process(*r) for r in rest] == [first.process(*r) for r in rest]
 
 
+def kept_reference(window: JoinWindow, records: list[Record]) -> list[list[tuple[int, str, int, int]]]:
+    """Per input record, the records kept after it (not late, window end + grace not before stream time)."""
+    out = []
+    now = -1
+    for j, (_side, _key, ts, _value) in enumerate(records):
+        now = max(now, ts)
+        out.append([])
+        for i, (side, key, t, value) in enumerate(records[: j + 1]):
+            end = t + (window.after if side == LEFT else window.before)
+            arrived_at = max(max(r[2] for r in records[: i + 1]), -1)
+            if end + window.grace >= arrived_at and end + window.grace >= now:
+                out[-1].append((side, key, t, value))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(window=windows, how=st.sampled_from(["inner", "left", "outer"]), records=records)
+def test_the_kept_state_is_what_the_contract_says(window: JoinWindow, how: str, records: list[Record]) -> None:
+    """After every record, the state read (rows, buffered counts) holds exactly the open records, in arrival order.
+
+    An inner join drops closed records lazily: what it shows must not differ.
+    """
+    join = WindowJoin(window, how)
+    for (s, k, t, v), want in zip(records, kept_reference(window, records)):
+        join.process(s, k, t, v)
+        assert [(side, key, ts, value) for side, key, ts, value, _m in join.rows()] == want
+        assert [join.buffered(LEFT), join.buffered(RIGHT)] == [
+            sum(1 for r in want if r[0] == LEFT), sum(1 for r in want if r[0] == RIGHT)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(window=windows, how=st.sampled_from(["inner", "left", "outer"]), records=records)
+def test_a_restored_state_is_the_saved_one(window: JoinWindow, how: str, records: list[Record]) -> None:
+    """What a failed commit does: the state saved at the transaction's start comes back, and goes on the same."""
+    half = len(records) // 2
+    join = WindowJoin(window, how)
+    for r in records[:half]:
+        join.process(*r)
+    saved, at, rows = join.saved(), join.stream_time, join.rows()
+    rest = [join.process(*r) for r in records[half:]]
+    join.restore(saved, at)
+    assert join.rows() == rows and join.stream_time == at
+    assert [join.process(*r) for r in records[half:]] == rest
+
+
 def test_a_small_outer_join_by_hand() -> None:
     # within 5 s, grace 1 s: l@10 and r@15 (exactly 5 apart) join; r@30 closes both; l@3 is late
     # (3 + 5 + 1 < 30); r@40 closes r@30 unmatched.

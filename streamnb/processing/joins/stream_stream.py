@@ -35,7 +35,6 @@ import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from ...errors import ConfigurationError
@@ -45,7 +44,7 @@ from ...topics import Topic
 from ...transaction import Transaction, current_transaction
 from ...transport.base import TP, Message, ProducerRecord, Transport
 from .pairs import Pairs, as_events, result_events
-from .snapshots import latest_snapshot
+from .snapshots import latest_snapshot, snapshot_rows
 from .stream_table import JoinStats, Op, check_copartitioned
 from .windowed import LEFT, RIGHT, JoinWindow, Result, WindowJoin
 
@@ -59,29 +58,9 @@ def hashable(obj: Any) -> Any:
     return obj
 
 logger = logging.getLogger("streamnb")
+_new = object.__new__
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
-_string: Callable[[str], str] = encode_basestring_ascii  # a JSON string literal (json's own, in C)
-
-
-def _rows(join: WindowJoin) -> list[str]:
-    """The changelog's rows of ``join`` as JSON text: ``[side, key, ts, value, matched]``, bytes as latin-1.
-
-    A record's row but its ``matched`` flag is encoded at its first
-    snapshot and kept with it (:attr:`~.windowed.Kept.cache`): a record lives through
-    many commits, and each commit writes the partition's whole state.
-    """
-    out: list[str] = []
-    append = out.append
-    for record in join.records():
-        row = record.cache
-        if row is None:
-            key, value = record.value[0], record.value[1]
-            json_key = "null" if key is None else _string(key.decode("latin-1"))
-            row = record.cache = f"[{record.side},{json_key},{record.ts},{_string(value.decode('latin-1'))},"
-        append(row + ("true]" if record.matched else "false]"))
-    return out
-
 _OPTIONS = {"within", "before", "after", "grace", "on_late", "late_topic"}
 
 
@@ -201,7 +180,7 @@ class StreamStreamJoin:
         if dirty is None:
             dirty = txn.dirty[self] = JoinDirty()
         if partition not in dirty:
-            dirty[partition] = (join.rows(), join.stream_time, join.late, self._position(partition))
+            dirty[partition] = (join.saved(), join.stream_time, join.late, self._position(partition))
 
     def _position(self, partition: int) -> int | None:
         held = self.held.get(partition)
@@ -221,8 +200,13 @@ class StreamStreamJoin:
             self._late(msg, key, value)
             return
         if others:
-            out.append(Pairs(side, key, ts, value, msg, others))
+            pairs = _new(Pairs)  # Pairs(side, key, ts, value, msg, others), without the cost of calling __init__
+            pairs.side, pairs.key, pairs.ts, pairs.value, pairs.cause, pairs.others, pairs.other, pairs.made = (
+                side, key, ts, value, msg, others, others[0], None)
+            out.append(pairs)
             self.stats.joined += len(others)
+        if self.how == "inner":  # (nothing to yield when a record closes: it leaves the state as it is met)
+            return
         results = self._results
         join.expire(results)
         if results:
@@ -263,7 +247,7 @@ class StreamStreamJoin:
             if join is None:
                 continue
             tail = _dumps({"time": join.stream_time, "late": join.late, "position": self._position(partition)})
-            value = f'{{"rows":[{",".join(_rows(join))}],{tail[1:]}'.encode()
+            value = f'{{"rows":[{",".join(snapshot_rows(join))}],{tail[1:]}'.encode()
             out.append(ProducerRecord(self.changelog.name, partition, b"%d" % partition, value, timestamp))
         return out
 
@@ -273,7 +257,7 @@ class StreamStreamJoin:
             join = self.joins.get(partition)
             if join is None:
                 continue
-            join.load(rows, stream_time)
+            join.restore(rows, stream_time)
             join.late = late
             self.held[partition] = deque()
             if position is None:
@@ -356,7 +340,8 @@ async def _run(join: StreamStreamJoin, root: Any, events: AsyncIterator[Event[An
             read_to[msg.partition] = msg.offset + 1
             # The message in hand stays what the source handed out (a rebalance finds it by
             # identity); stream.current_event gives the result's key and timestamp.
-            for item in await _step(join, transport, msg.partition, event):
+            results = _step_now(join, event)
+            for item in await _step(join, transport, msg.partition, event) if results is None else results:
                 if type(item) is not Pairs:
                     root.joined_event = (msg, item)
                     yield item.value if values else item
@@ -419,6 +404,34 @@ async def _caught_up(join: StreamStreamJoin, transport: Transport, read_to: dict
     return [p for p in idle if await join.right_pending(transport, p)]
 
 
+def _begin(join: StreamStreamJoin, partition: int, state: WindowJoin, idle: bool) -> None:
+    """Note ``partition``'s state in the transaction (once); exactly-once and ``idle``: its own transaction."""
+    txn = current_transaction()
+    if txn is not None:
+        if idle and txn.outputs is not None:
+            txn.switch(TP(join.left.name, partition))  # exactly-once: this partition's transaction
+        dirty = txn.dirty.get(join)
+        if dirty is None or partition not in dirty:
+            join.touch(txn, partition, state)
+
+
+def _step_now(join: StreamStreamJoin, event: Event[Any, Any]) -> list[Any] | None:
+    """:func:`_step` without waiting when nothing is to be read (None: call it)."""
+    msg = event.message
+    state, held, until = join.joins.get(msg.partition), join.held.get(msg.partition), msg.timestamp
+    if state is None or not held or (held[0].timestamp <= until and held[-1].timestamp <= until):
+        return None  # (the merge may take every right record read so far: read on first)
+    _begin(join, msg.partition, state, False)
+    out: list[Any] = []
+    if held[0].timestamp <= until:
+        rights = []
+        while held[0].timestamp <= until:  # (stops before the end: the last one is later)
+            rights.append(held.popleft())
+        _through(join, state, rights, out)
+    _left(join, state, event, out)
+    return out
+
+
 async def _step(join: StreamStreamJoin, transport: Transport, partition: int,
                 event: Event[Any, Any] | None) -> list[Any]:
     """The right records the merge takes before ``event`` (all that are there: None), then ``event``: results.
@@ -426,38 +439,35 @@ async def _step(join: StreamStreamJoin, transport: Transport, partition: int,
     Results as :meth:`StreamStreamJoin.process` gives them: events and :class:`~.pairs.Pairs`.
     """
     state = join.joins.get(partition) or await join.task(transport, partition)
-    txn = current_transaction()
-    if txn is not None:
-        if event is None and txn.outputs is not None:
-            txn.switch(TP(join.left.name, partition))  # exactly-once: this partition's transaction
-        dirty = txn.dirty.get(join)
-        if dirty is None or partition not in dirty:
-            join.touch(txn, partition, state)
+    _begin(join, partition, state, event is None)
     until = math.inf if event is None else event.message.timestamp
     out: list[Any] = []
     held = join.held[partition]
     if not held or held[0].timestamp <= until:  # (else the right side waits: nothing to read)
-        await _rights(join, transport, partition, state, until, out)
+        rights: list[Message] = []
+        while held and held[0].timestamp <= until:
+            rights.append(held.popleft())
+        if not held:  # all read so far taken: read on
+            rights += await join.right_until(transport, partition, until)
+        _through(join, state, rights, out)
     if event is not None:
-        if event.value is None:
-            join.stats.dropped += 1
-        else:
-            key = event.key
-            if isinstance(key, list):
-                key = hashable(key)
-            join.process(state, LEFT, event.message, key, event.value, out)
+        _left(join, state, event, out)
     return out
 
 
-async def _rights(join: StreamStreamJoin, transport: Transport, partition: int, state: WindowJoin, until: float,
-                  out: list[Any]) -> None:
-    """The right records the merge takes before a left record at ``until``, through the rule: results to ``out``."""
-    held = join.held[partition]
-    rights: list[Message] = []
-    while held and held[0].timestamp <= until:
-        rights.append(held.popleft())
-    if not held:  # all read so far taken: read on
-        rights += await join.right_until(transport, partition, until)
+def _left(join: StreamStreamJoin, state: WindowJoin, event: Event[Any, Any], out: list[Any]) -> None:
+    """A left record through the rule: results to ``out``."""
+    if event.value is None:
+        join.stats.dropped += 1
+        return
+    key = event.key
+    if isinstance(key, list):
+        key = hashable(key)
+    join.process(state, LEFT, event.message, key, event.value, out)
+
+
+def _through(join: StreamStreamJoin, state: WindowJoin, rights: list[Message], out: list[Any]) -> None:
+    """Right records through the rule: results to ``out``."""
     decode_key, decode_value = join.right.decode_key, join.right.decode_value
     for right in rights:
         if right.value is None:
@@ -467,4 +477,3 @@ async def _rights(join: StreamStreamJoin, transport: Transport, partition: int, 
         if isinstance(key, list):
             key = hashable(key)
         join.process(state, RIGHT, right, key, decode_value(right.value), out)
-

@@ -41,6 +41,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 from datetime import timedelta
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from ...errors import ConfigurationError
@@ -49,6 +50,7 @@ from ...timeunits import ms
 __all__ = ["HOWS", "LEFT", "RIGHT", "JoinWindow", "Kept", "Result", "WindowJoin"]
 
 _new = object.__new__
+_seq = attrgetter("seq")
 
 LEFT = 0
 RIGHT = 1
@@ -121,7 +123,8 @@ class Kept:
     """A record kept for matching: its key, time, value, and whether it joined anything.
 
     ``cache`` is the owner's to fill (the agent's join keeps the record's
-    changelog row there, encoded once).
+    changelog row there, encoded once); the rule clears it when it marks
+    the record matched.
     """
 
     __slots__ = ("cache", "key", "matched", "seq", "side", "ts", "value")
@@ -146,6 +149,11 @@ class WindowJoin:
     results (as the agent's join, an event per pair) calls its two halves,
     :meth:`match` (the pairs, as the other side's kept records) then
     :meth:`expire` (what closed unmatched), and saves a tuple per pair.
+
+    An inner join, which yields nothing when a record closes, drops closed
+    records lazily: when the other side next looks at their key, and all of
+    them before its state is read (:meth:`buffered`, :meth:`records`,
+    :meth:`rows`), so what is seen is the contract's.
     """
 
     def __init__(self, window: JoinWindow, how: str) -> None:
@@ -166,12 +174,43 @@ class WindowJoin:
         self._seq = 0
         self._grace = window.grace
         self._marks = how != "inner"  # an inner join never reads the matched flags: it does not keep them
+        # An inner join yields nothing when a record closes: it keeps no closing heap (nor counts, nor
+        # arrival index); closed records leave when the other side next looks at their key, and all of
+        # them before anyone looks at the state (:meth:`_sweep`).
+        self._lazy = how == "inner"
+        self._swept = (-2, 0)  # the stream time and next seq at the last sweep
         # Per side: (before the record, after it): its window is [ts - before, ts + after].
         self._reach = ((window.before, window.after), (window.after, window.before))
 
     def buffered(self, side: int) -> int:
         """Records of ``side`` kept now."""
+        if self._lazy:
+            self._sweep()
         return self.sizes[side]
+
+    def _sweep(self) -> None:
+        """An inner join's state as the contract says: every closed record dropped, the counts taken.
+
+        (Its closed records otherwise leave only when :meth:`match` meets
+        them: an inner join yields nothing for them, so when they leave is
+        seen only here.)
+        """
+        now, grace = self.stream_time, self._grace
+        if self._swept == (now, self._seq):  # nothing came since the last sweep
+            return
+        self._swept = (now, self._seq)
+        for side, end in ((LEFT, self.window.after), (RIGHT, self.window.before)):
+            by_key = self.kept[side]
+            oldest = now - grace - end  # a record of this side older than this has closed
+            size = 0
+            for key, rows in list(by_key.items()):
+                open_rows = [r for r in rows if r.ts >= oldest]
+                if open_rows:
+                    by_key[key] = open_rows
+                    size += len(open_rows)
+                else:
+                    del by_key[key]
+            self.sizes[side] = size
 
     def is_late(self, side: int, ts: int) -> bool:
         """True when a record of ``side`` at ``ts`` would come after its window closed."""
@@ -219,11 +258,15 @@ class WindowJoin:
         kept = self.kept
         others = kept[1 - side].get(key)
         if others:
+            if self._lazy:  # inner: the other side's closed records at the head leave now (see :meth:`_sweep`)
+                while others and others[0].ts < oldest:
+                    del others[0]
             found = [o for o in others if low <= o.ts <= high]
             if found and self._marks:
                 record.matched = True
                 for o in found:
                     o.matched = True
+                    o.cache = None  # (changed)
         else:
             found = []
         rows = kept[side].get(key)
@@ -231,6 +274,8 @@ class WindowJoin:
             kept[side][key] = [record]
         else:
             rows.append(record)
+        if self._lazy:
+            return found
         self.sizes[side] += 1
         self._by_seq[seq] = record
         closing = self._due.get(due)
@@ -242,7 +287,11 @@ class WindowJoin:
         return found
 
     def expire(self, out: list[Result]) -> None:
-        """Drop the kept records whose window end + grace is before stream time; append the unmatched (left/outer)."""
+        """Drop the kept records whose window end + grace is before stream time; append the unmatched (left/outer).
+
+        (An inner join has nothing to append: its closed records are dropped
+        as :meth:`match` meets them, and all at once when its state is read.)
+        """
         closing = self._closing
         now = self.stream_time
         if not closing or closing[0] >= now:
@@ -280,11 +329,32 @@ class WindowJoin:
 
     def records(self) -> list[Kept]:
         """Every kept record, in arrival order (live objects: read, do not change)."""
-        return list(self._by_seq.values())
+        if not self._lazy:
+            return list(self._by_seq.values())
+        self._sweep()
+        out = [r for by_key in self.kept for rows in by_key.values() for r in rows]
+        out.sort(key=_seq)
+        return out
 
     def rows(self) -> list[tuple[int, Any, int, Any, bool]]:
         """Every kept record as ``(side, key, ts, value, matched)``, in arrival order."""
-        return [(r.side, r.key, r.ts, r.value, r.matched) for r in self._by_seq.values()]
+        return [(r.side, r.key, r.ts, r.value, r.matched) for r in self.records()]
+
+    def saved(self) -> list[Any]:
+        """The state's records as :meth:`restore` takes them back (taken at every commit: cheap).
+
+        An inner join's kept records never change: the records themselves,
+        in no order, closed ones maybe among them; else :meth:`rows`.
+        """
+        if self._lazy:
+            return [r for by_key in self.kept for rows in by_key.values() for r in rows]
+        return self.rows()
+
+    def restore(self, saved: list[Any], stream_time: int) -> None:
+        """Start again from what :meth:`saved` gave and a stream time."""
+        if self._lazy:
+            saved = [(r.side, r.key, r.ts, r.value, r.matched) for r in sorted(saved, key=_seq)]
+        self.load(saved, stream_time)
 
     def load(self, rows: list[tuple[int, Any, int, Any, bool]], stream_time: int) -> None:
         """Start again from ``rows`` (as :meth:`rows` gave them) and a stream time."""
@@ -294,12 +364,15 @@ class WindowJoin:
         self._due.clear()
         self._by_seq.clear()
         self.stream_time = stream_time
+        self._swept = (-2, 0)
         for side, key, ts, value, matched in rows:
             record = Kept(side, ts, value, self._seq, key)
             record.matched = matched
             self._seq += 1
             self.kept[side].setdefault(key, []).append(record)
             self.sizes[side] += 1
+            if self._lazy:
+                continue
             self._by_seq[record.seq] = record
             due = self.window.end(side, ts) + self.window.grace
             if due in self._due:
