@@ -80,17 +80,15 @@ from .standby_stores import READ_BATCH as _READ_BATCH
 from .standby_stores import StandbyStores
 from .state.base import TableState
 from .state.event_time import EventTimeState
-from .state.history import StoredHistoryState, StoredWindowedHistoryState
+from .state.history import StoredHistoryState
 from .state.stored import StoredState
 from .state.stored_sessions import StoredSessionState
 from .state.stored_sets import StoredSetState
-from .state.stored_sliding import StoredSlidingState
 from .state.stored_windows import StoredWindowedState
 from .state.window_cache import WindowCache
 from .stores.bulk import session_columns, window_columns
 from .stores.rocksdb import RocksDBStore
 from .streamtime import StreamTimeTopic
-from .windows import SessionWindow, SlidingWindow, Window
 
 __all__ = ["TableStore"]
 
@@ -110,10 +108,7 @@ class TableStore(StandbyStores):
         self.folder = app.datadir / app.id / table
         """Where the table's partitions keep their stores."""
         self.memory_bytes = app.store_memory
-        loads = changelog.key_codec.loads
-        self.state = StoredState(
-            changelog.key_codec.dumps, lambda data: hashable(loads(data)), changelog.decode_value
-        )
+        self.state = StoredState(*self.codecs())
         self.stores = self.state.stores
         """The open store of every partition served (shared with :attr:`state`)."""
         self.standbys: dict[int, RocksDBStore] = {}
@@ -156,37 +151,16 @@ class TableStore(StandbyStores):
             self.rows = self.state
         return self.state
 
-    def windows(self, window: Window, *, history: bool = False) -> StoredWindowedState:
-        """A state keeping tumbling or hopping windows ``window`` in the stores (``history``: logging every write)."""
+    def codecs(self) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any], Callable[[bytes], Any]]:
+        """``(encode key, decode key, decode value)`` of the changelog's records, as the stored states take them."""
         loads = self.changelog.key_codec.loads
-        kind = StoredWindowedHistoryState if history else StoredWindowedState
-        return kind(
-            window, self.stores, self.changelog.key_codec.dumps, lambda data: hashable(loads(data)),
-            self.changelog.decode_value,
-        )
-
-    def sessions(self, window: SessionWindow, merge: Callable[[Any, Any], Any]) -> StoredSessionState:
-        """A state keeping session windows ``window`` in the stores."""
-        loads = self.changelog.key_codec.loads
-        return StoredSessionState(
-            window, merge, self.stores, self.changelog.key_codec.dumps, lambda data: hashable(loads(data)),
-            self.changelog.decode_value,
-        )
-
-    def sliding(self, window: SlidingWindow, merge: Callable[[Any, Any], Any]) -> StoredSlidingState:
-        """A state keeping sliding windows ``window`` (their buckets) in the stores."""
-        loads = self.changelog.key_codec.loads
-        return StoredSlidingState(
-            window, merge, self.stores, self.changelog.key_codec.dumps, lambda data: hashable(loads(data)),
-            self.changelog.decode_value,
-        )
+        return self.changelog.key_codec.dumps, lambda data: hashable(loads(data)), self.changelog.decode_value
 
     def sets(self, members: Callable[[Any], set[Any]]) -> StoredSetState:
         """A state keeping a set table's sets in the stores; ``members`` decodes a record's members into a set."""
-        loads, decode_value = self.changelog.key_codec.loads, self.changelog.decode_value
+        encode_key, decode_key, decode_value = self.codecs()
         return StoredSetState(
-            self.changelog.key_codec.dumps, lambda data: hashable(loads(data)),
-            lambda data: members(decode_value(data)), self.stores,
+            encode_key, decode_key, lambda data: members(decode_value(data)), self.stores,
             members_of=lambda data: _has_members(decode_value(data)),
         )
 

@@ -41,18 +41,19 @@ def stored_windows(
             old.rewindow(window)
             old.merge = fn
             return old
-        return persistence.sessions(window, fn)
+        return StoredSessionState(window, fn, persistence.stores, *persistence.codecs())
     if isinstance(window, SlidingWindow) and not history:
         fn = merge_function(name, window, merge, default, value_type)
         if isinstance(old, StoredSlidingState):  # redefined (with other settings: the buckets stay)
             old.rewindow(window)
             old.merge = fn
             return old
-        return persistence.sliding(window, fn)
+        return StoredSlidingState(window, fn, persistence.stores, *persistence.codecs())
     if not isinstance(window, (TumblingWindow, HoppingWindow)):
         return None
     windowed_state(name, PlainState(), window, merge, default, value_type)  # (checks merge=)
     if isinstance(old, StoredWindowedState) and isinstance(old, StoredWindowedHistoryState) == history:
         old.rewindow(window)  # redefined (with other settings: the windows stay)
         return old
-    return persistence.windows(window, history=history)
+    kind = StoredWindowedHistoryState if history else StoredWindowedState
+    return kind(window, persistence.stores, *persistence.codecs())

@@ -44,6 +44,15 @@ def window_records(keys: list[Any], rng: random.Random, codec: Any) -> tuple[lis
     return kbs, values
 
 
+def assert_same_writes(columns: Any, expected: list[tuple[bytes, bytes | None]]) -> None:
+    """The two runs of a batch's columns are the record-by-record writes, by key and by time."""
+    (by_key, key_values), (by_time, time_values) = columns
+    assert list(zip(by_key, key_values)) == [op for op in expected if op[0][:1] == BY_KEY]
+    if isinstance(time_values, bytes):
+        time_values = [time_values] * len(by_time)
+    assert list(zip(by_time, time_values)) == [op for op in expected if op[0][:1] != BY_KEY]
+
+
 def test_window_columns_are_what_the_table_writes_record_by_record() -> None:
     codec, keys_of = changelog_keys()
     rng = random.Random(7)
@@ -61,11 +70,7 @@ def test_window_columns_are_what_the_table_writes_record_by_record() -> None:
             continue
         assert columns is not None, keys
         fast += 1
-        (by_key, key_values), (by_time, time_values) = columns
-        assert list(zip(by_key, key_values)) == [op for op in expected if op[0][:1] == BY_KEY]
-        if isinstance(time_values, bytes):
-            time_values = [time_values] * len(by_time)
-        assert list(zip(by_time, time_values)) == [op for op in expected if op[0][:1] != BY_KEY]
+        assert_same_writes(columns, expected)
     assert fast > 100 and slow > 50
 
 
@@ -92,11 +97,7 @@ def test_session_columns_are_what_a_session_table_writes_record_by_record() -> N
             continue
         assert columns is not None, keys
         fast += 1
-        (by_key, key_values), (by_time, time_values) = columns
-        assert list(zip(by_key, key_values)) == [op for op in expected if op[0][:1] == BY_KEY]
-        if isinstance(time_values, bytes):
-            time_values = [time_values] * len(by_time)
-        assert list(zip(by_time, time_values)) == [op for op in expected if op[0][:1] != BY_KEY]
+        assert_same_writes(columns, expected)
     assert fast > 100 and slow > 50
     assert bulk.session_columns([b'["a",[60.0,75.5]]', b'"__stream_time__"'], [b"1", b"2"]) is None
 
@@ -118,12 +119,16 @@ class Hopping:
         self.events = app.topic(f"{app_id}-events", key_type=str, value_type=int)
         self.closed: list[tuple[Any, Any]] = []
         table = app.Table("views", default=int, on_window_close=lambda kw, v: self.closed.append((kw, v)))
-        self.views = table.hopping(10, 5, expires=40, grace=5)
+        self.views = self.shape(table)
 
         @app.agent(self.events)
         async def count(stream: Any) -> None:
             async for event in stream.events():
                 self.views[event.key] += event.value
+
+    @staticmethod
+    def shape(table: Any) -> Any:
+        return table.hopping(10, 5, expires=40, grace=5)
 
     async def send(self, events: list[tuple[str, float]]) -> None:
         for key, at in events:
@@ -179,17 +184,9 @@ async def test_a_cold_restore_of_windows_closes_and_expires_as_in_memory(
 class Sessions(Hopping):
     """Events counted per key in sessions (a gap of 10 s, grace 5 s, kept 40 s) on one store."""
 
-    def __init__(self, app_id: str, broker: str, datadir: Path, store: str) -> None:
-        self.app = app = faust.App(app_id, broker=broker, topic_partitions=2, datadir=str(datadir), store=store)
-        self.events = app.topic(f"{app_id}-events", key_type=str, value_type=int)
-        self.closed = []
-        table = app.Table("views", default=int, on_window_close=lambda kw, v: self.closed.append((kw, v)))
-        self.views = table.session(10, expires=40, grace=5)
-
-        @app.agent(self.events)
-        async def count(stream: Any) -> None:
-            async for event in stream.events():
-                self.views[event.key] += event.value
+    @staticmethod
+    def shape(table: Any) -> Any:
+        return table.session(10, expires=40, grace=5)
 
 
 async def test_a_cold_restore_of_sessions_closes_and_expires_as_in_memory(

@@ -23,7 +23,7 @@ from streamnb.testing import settle, wait_until
 
 TABLE_STORES = ["rocksdb://"]  # (the app names its store)
 
-WORKER = Path(__file__).parents[1] / "workers" / "sliding_kill_worker.py"
+WORKER = Path(__file__).parents[1] / "workers" / "window_kill_worker.py"
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
 
 
@@ -167,7 +167,7 @@ def test_local_kill9_keeps_sliding_finals_exact(tmp_path: Path) -> None:
     broker, rng = f"local://{tmp_path / 'broker'}", random.Random(17)
     for _ in range(4):
         proc = subprocess.Popen(
-            [sys.executable, str(WORKER), broker, "slidingkill", "run", "rocksdb://"],
+            [sys.executable, str(WORKER), broker, "slidingkill", "run", "rocksdb://", "sliding"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
         )
         assert proc.stdout is not None
@@ -178,7 +178,7 @@ def test_local_kill9_keeps_sliding_finals_exact(tmp_path: Path) -> None:
         proc.wait(timeout=30)
         assert proc.returncode == -signal.SIGKILL
     done = subprocess.run(
-        [sys.executable, str(WORKER), broker, "slidingkill", "finish", "rocksdb://"],
+        [sys.executable, str(WORKER), broker, "slidingkill", "finish", "rocksdb://", "sliding"],
         capture_output=True, env=ENV, timeout=400,
     )
     assert done.returncode == 0, done.stderr.decode()[-4000:]

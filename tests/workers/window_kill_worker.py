@@ -1,15 +1,18 @@
-"""A worker for the session-window restart tests: sessions that merge, close and expire, final results.
+"""A worker for the session- and sliding-window restart tests: windows that close (sliding: freeze) and expire,
+final results.
 
-Usage: python session_kill_worker.py BROKER_URL APP_ID run|finish STORE
+Usage: python window_kill_worker.py BROKER_URL APP_ID run|finish STORE session|sliding
 
-``run`` keeps appending events of a few users (slightly out of order, with
-pauses longer than the gap now and then, some far too late) to the input
-topic while its agent counts them in session windows (gap 2 s, grace 1 s,
-closed sessions kept 5 s more), sending each closed session's final value to
-a topic, until it is killed. ``finish`` processes whatever is left and
-prints, as JSON, the finals sent and the sessions still open, next to what
-the input says they should be: the same events, per partition in offset
-order, through the in-memory session state itself (no app, no restart).
+``run`` keeps appending events of a few users (out of order by up to
+0.16 s, pauses longer than the gap or size now and then, some far too late;
+sliding: some later than grace but within the size, which freeze closed
+windows) to the input topic while its agent counts them in session windows
+(gap 2 s, grace 1 s) or sliding windows (size 2 s, grace 0.1 s), closed
+windows kept 5 s, sending each closed window's final value to a topic, until
+it is killed. ``finish`` processes whatever is left and prints, as JSON, the
+finals sent and the windows still open, next to what the input says they
+should be: the same events, per partition in offset order, through the
+in-memory state of that kind itself (no app, no restart).
 """
 
 from __future__ import annotations
@@ -24,18 +27,22 @@ from typing import Any
 import streamnb as faust
 from streamnb.tables.state.base import Dirty
 from streamnb.tables.state.sessions import SessionState
-from streamnb.tables.windows import SessionWindow
+from streamnb.tables.state.sliding import SlidingState
+from streamnb.tables.windows import SessionWindow, SlidingWindow
 from streamnb.testing import settle
 from streamnb.transport.base import TP
 
-GAP, GRACE, EXPIRES, PARTITIONS = 2.0, 1.0, 5.0, 2
+SIZE, EXPIRES, PARTITIONS = 2.0, 5.0, 2  # (SIZE: a session's gap, a sliding window's size)
 
-broker, app_id, mode, store = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+broker, app_id, mode, store, kind = sys.argv[1:6]
+SLIDING = kind == "sliding"
+GRACE = 0.1 if SLIDING else 1.0
 app = faust.App(app_id, broker=broker, topic_partitions=PARTITIONS, commit_interval=0.05, stream_batch_size=200,
                 store=store)
 clicks = app.topic(f"{app_id}-clicks", key_type=str, value_type=int)
 finals = app.topic(f"{app_id}-finals")
-visits = app.Table("visits", default=int, emit_final=finals).session(GAP, expires=EXPIRES, grace=GRACE)
+table = app.Table("visits", default=int, emit_final=finals)
+visits = (table.sliding if SLIDING else table.session)(SIZE, expires=EXPIRES, grace=GRACE)
 
 
 @app.agent(clicks)
@@ -45,9 +52,11 @@ async def count(stream):  # type: ignore[no-untyped-def]
 
 
 def timestamp(n: int) -> float:
-    ts = 1000.0 + n * 0.01 + (n // 400) * 3.0 - (n * 7919 % 17) * 0.01  # a pause longer than the gap every 400
+    ts = 1000.0 + n * 0.01 + (n // 400) * 3.0 - (n * 7919 % 17) * 0.01  # a pause longer than the size every 400
     if n % 89 == 0:
-        ts -= 20.0  # far too late: its session closed long ago
+        ts -= 20.0  # far too late: every window holding it closed long ago
+    elif n % 31 == 0 and SLIDING:
+        ts -= 1.0  # later than grace, within the size: some windows holding it closed (frozen), others open
     return ts
 
 
@@ -85,8 +94,9 @@ def name(key: str, start: float, end: float) -> str:
 
 
 def expected(inputs: list[tuple[int, Any]]) -> dict[str, Any]:
-    """The input through the in-memory session state, per partition in offset order, closed at the end."""
-    state = SessionState(SessionWindow(GAP, expires=EXPIRES, grace=GRACE), operator.add)
+    """The input through the in-memory state, per partition in offset order, closed at the end."""
+    state: Any = (SlidingState(SlidingWindow(SIZE, expires=EXPIRES, grace=GRACE), operator.add) if SLIDING
+                  else SessionState(SessionWindow(SIZE, expires=EXPIRES, grace=GRACE), operator.add))
     dirty: Dirty[Any] = Dirty()
     for p, m in inputs:
         state.update(dirty, m.key.decode(), operator.add, 1, m.timestamp, p, int)  # (str keys: raw UTF-8)
