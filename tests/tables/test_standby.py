@@ -117,7 +117,7 @@ async def test_a_windowed_tables_standby_keeps_its_stream_time_and_the_takeover_
         owner = views.state
         assert isinstance(owner, StoredWindowedState) and set(owner.stream_time) == {0, 1}
         standby = other_worker(app, tmp_path / "standby", views.table, "views")
-        standby.hold(standby.windows(owner.window))
+        standby.hold(StoredWindowedState(owner.window, standby.stores, *standby.codecs()))
         transport = app.require_transport()
         topic = views.table.stream_times.topic.name
         for partition in range(PARTITIONS):
