@@ -115,6 +115,20 @@ class SourceReader:
         self.held.clear()
         self.checked.clear()
 
+    def due(self, partition: int, until: float) -> bool:
+        """Whether :meth:`read` of ``partition`` up to ``until`` could apply anything (else it would return 0 at once).
+
+        What a join asks before each event, without the cost of a coroutine:
+        a partition is due when a record read ahead is at or before
+        ``until``, or when nothing is read ahead and the partition was not
+        found read to its end in the last :attr:`recheck_interval` seconds.
+        """
+        held = self.held.get(partition)
+        if held:
+            return held[0].timestamp <= until
+        checked = self.checked.get(partition)
+        return checked is None or time.monotonic() - checked >= self.recheck_interval
+
     async def read(self, transport: Transport, partition: int, until: float | None = None) -> int:
         """Apply the records of ``partition`` with timestamp ``<= until`` (all: None); returns how many.
 

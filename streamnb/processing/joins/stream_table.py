@@ -148,51 +148,93 @@ def stream_table_join(
     if grace is not None and stream.root.channel is not None:
         owner = stream.agent.name if stream.agent is not None else "stream"
         held = AsOfJoin(stream.app, stream.root.channel, table.name, grace, owner)
-    app, root, lookup = stream.app, stream.root, _lookup(table, key_of)
+    plan = _Plan(stream.app, stream.root, _lookup(table, key_of), table.reader if sourced else None,  # type: ignore[attr-defined]
+                 held, stats, how)
 
-    async def op(events: AsyncIterator[Event[Any, Any]]) -> AsyncIterator[Event[Any, Any]]:
-        transport = await app.connect() if sourced or held is not None else None
-        revoked = _forget_revoked(app, held)
-        try:
-            async for event in events:
-                if event is None:  # an idle tick
-                    yield event
-                    continue
-                msg = event.message
-                if sourced:  # every record moves the table, a dropped one too (it was read)
-                    stats.table_read += await table.reader.read(  # type: ignore[attr-defined]
-                        transport, msg.partition, msg.timestamp)
-                if event.value is None:
-                    stats.dropped += 1
-                    continue
-                todo = [event] if held is None else await held_events(held, transport, event)  # type: ignore[arg-type]
-                for out in _joined(todo, lookup, how, stats):
-                    if out.message is not msg:  # a held event: current_event gives its key and timestamp
-                        root.joined_event = (msg, out)
-                    yield out
-                if held is not None:
-                    stats.late = sum(held.late.values())
-                    stats.buffered_left = sum(len(b) for b in held.buffers.values())
-        finally:
-            if revoked is not None:
-                app.on_partitions_revoked.disconnect(revoked)
+    def op(events: AsyncIterator[Event[Any, Any]]) -> AsyncIterator[Event[Any, Any]]:
+        return _plain(plan, events) if held is None else _held(plan, held, events)
 
     return op, stats
 
 
+@dataclass
+class _Plan:
+    """What a stream–table join's run needs."""
+
+    app: Any
+    root: Any
+    lookup: Callable[[Event[Any, Any]], Any]
+    reader: Any  # a table with source=: its SourceReader, read in step with the stream (None: not sourced)
+    held: AsOfJoin | None
+    stats: JoinStats
+    how: str
+
+
+async def _plain(plan: _Plan, events: AsyncIterator[Event[Any, Any]]) -> AsyncIterator[Event[Any, Any]]:
+    """The join's events without grace: one event in, at most one out, as it comes."""
+    reader, lookup, stats, inner = plan.reader, plan.lookup, plan.stats, plan.how == "inner"
+    transport = await plan.app.connect() if reader is not None else None
+    async for event in events:
+        if event is None:  # an idle tick
+            yield event
+            continue
+        msg = event.message
+        # Every record moves the table, a dropped one too (it was read).
+        if reader is not None and reader.due(msg.partition, msg.timestamp):
+            stats.table_read += await reader.read(transport, msg.partition, msg.timestamp)
+        if event.value is None:
+            stats.dropped += 1
+            continue
+        row = lookup(event)
+        if row is MISSING:
+            if inner:
+                stats.unmatched += 1
+                continue
+            row = None
+        stats.joined += 1
+        yield Event(event.key, (event.value, row), msg)
+
+
+async def _held(plan: _Plan, held: AsOfJoin, events: AsyncIterator[Event[Any, Any]]) -> AsyncIterator[Event[Any, Any]]:
+    """The join's events with grace (a versioned table): events wait until the table is as of their time."""
+    reader, stats = plan.reader, plan.stats
+    transport = await plan.app.connect()
+    revoked = _forget_revoked(plan.app, held)
+    try:
+        async for event in events:
+            if event is None:  # an idle tick
+                yield event
+                continue
+            msg = event.message
+            if reader is not None and reader.due(msg.partition, msg.timestamp):
+                stats.table_read += await reader.read(transport, msg.partition, msg.timestamp)
+            if event.value is None:
+                stats.dropped += 1
+                continue
+            for out in _joined(await held_events(held, transport, event), plan.lookup, plan.how, stats):
+                if out.message is not msg:  # a held event: current_event gives its key and timestamp
+                    plan.root.joined_event = (msg, out)
+                yield out
+            stats.late = sum(held.late.values())
+            stats.buffered_left = sum(len(b) for b in held.buffers.values())
+    finally:
+        if revoked is not None:
+            plan.app.on_partitions_revoked.disconnect(revoked)
+
+
 def _lookup(table: JoinableTable, key_of: Callable[[Any], Any] | None) -> Callable[[Event[Any, Any]], Any]:
     """The row of an event (MISSING: none): the latest one, or as of the event's timestamp (versioned table)."""
-    versioned = getattr(table, "versions", None) is not None
-
-    def lookup(event: Event[Any, Any]) -> Any:
-        key = event.key if key_of is None else key_of(event.value)
-        if versioned:
+    if getattr(table, "versions", None) is not None:
+        def as_of(event: Event[Any, Any]) -> Any:
+            key = event.key if key_of is None else key_of(event.value)
             msg = event.message
             row = table.as_of(key, ms(msg.timestamp), msg.partition)  # type: ignore[attr-defined]
             return MISSING if row is None else row
-        return table.data.get(key, MISSING)
 
-    return lookup
+        return as_of
+    if key_of is None:  # (the usual case: by the event's key)
+        return lambda event: table.data.get(event.key, MISSING)
+    return lambda event: table.data.get(key_of(event.value), MISSING)
 
 
 def _joined(

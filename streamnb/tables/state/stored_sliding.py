@@ -211,9 +211,9 @@ class StoredSlidingState(SlidingCache):
                 due[(key, *win)] = None
             self._close(partition, sorted(due, key=lambda c: c[2]), closed)
             before = self.expired.marks.get(partition)
+            for key, wid in self._expiring(partition, before, now_ms):  # (new ones due even when time stood still)
+                self._expire(dirty, key, wid, partition, now)
             if before is None or now_ms > before:
-                for key, wid in self._expiring(partition, before, now_ms):
-                    self._expire(dirty, key, wid, partition, now)
                 undo.append((self.expired, partition, 0, before))
                 self.expired.marks[partition] = now_ms
             for key, win in self.expiring_extra.pop_due(partition, now_ms, undo):
@@ -287,9 +287,11 @@ class StoredSlidingState(SlidingCache):
         for win, kb in self._scan_times(partition, lo, now - late + 1, FINAL):
             found[(decode(kb), win)] = None
         for (key, wid), (_gen, p) in list(self.fresh.items()):
+            # (not in the store yet: due now even when its time passed before the last commit, as a final a
+            # late event froze for a window already expired, which memory:// drops at once too)
             if p == partition:
                 at = w.expires_at(wid[1]) if isinstance(wid, tuple) else wid + keep
-                if (before is None or at > before) and at <= now:
+                if at <= now:
                     found[(key, wid)] = None
         return list(found)
 

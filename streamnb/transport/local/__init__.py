@@ -8,7 +8,9 @@ exactly-once. The modules, from the facade down:
 * :mod:`~streamnb.transport.local.registry` -- one open store per folder and process;
 * :mod:`~streamnb.transport.local.store` -- the open folder: lock, connections, worker threads;
 * :mod:`~streamnb.transport.local.lockfile` -- the ``LOCK`` file: the owner, how the last one stopped;
-* :mod:`~streamnb.transport.local.log` -- reads (bounded, round robin), appends, compaction and retention in SQL;
+* :mod:`~streamnb.transport.local.reads` -- reads (bounded, round robin);
+* :mod:`~streamnb.transport.local.batchcache` -- the reader's batches read in part;
+* :mod:`~streamnb.transport.local.log` -- appends, compaction and retention in SQL;
 * :mod:`~streamnb.transport.local.maintenance` -- when compaction and retention passes run, and the passes;
 * :mod:`~streamnb.transport.local.catalogue` -- the schema, the cached topics, checked catalogue rows;
 * :mod:`~streamnb.transport.local.batch` -- how a run of messages is packed into one row;

@@ -1,4 +1,4 @@
-"""The ``local://`` log in sqlite: reads, appends, compaction, retention and schema conversion.
+"""The ``local://`` log in sqlite: appends, compaction, retention and schema conversion (reads: :mod:`.reads`).
 
 Pure sqlite, no threads: :mod:`streamnb.transport.local.store` calls these
 on its worker thread. A partition's messages are stored as record batches
@@ -11,7 +11,7 @@ than the retention. Stores of schema 1 (one row per message) and 2 (no
 checksums) are converted by :func:`migrate` when opened.
 
 Every row carries a CRC-32C (:mod:`streamnb.transport.local.integrity`):
-batches over their header and bytes, checked by :func:`read`; catalogue rows
+batches over their header and bytes, checked by every read (:func:`.reads.read`); catalogue rows
 (topics, partitions, offsets) over their values, checked when the folder is
 opened (:func:`~streamnb.transport.local.catalogue.load_catalogue`) and when
 offsets are read; the schema and the catalogue rows are
@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from ..base import Message, head_within
+from ..base import Message
 from .batch import BATCH_MAX, Columns, Item, decode, decode_headers, encode, encode_columns, timestamps
 from .catalogue import (
     BATCHES_SQL,
@@ -49,7 +49,8 @@ from .catalogue import (
     end_row,
     topic_row,
 )
-from .integrity import batch_crc, checked_batches, checked_rows, row_crc
+from .integrity import batch_crc, checked_rows, row_crc
+from .reads import read
 
 __all__ = [
     "INSERT_BATCH",
@@ -60,7 +61,6 @@ __all__ = [
     "UPDATE_END",
     "UPSERT_OFFSET",
     "Topic",
-    "Want",
     "append",
     "batch_row",
     "batch_rows",
@@ -69,10 +69,7 @@ __all__ = [
     "delete_groups",
     "delete_topics",
     "expire",
-    "fetch",
     "migrate",
-    "read",
-    "read_bounded",
     "release",
     "rollback",
     "row_spans",
@@ -87,10 +84,6 @@ def rollback(conn: sqlite3.Connection) -> None:
     """Roll back the open transaction, if sqlite has not already."""
     if conn.in_transaction:  # sqlite already rolled back after some errors (disk full, ...)
         conn.execute("ROLLBACK")
-
-
-Want = tuple[Topic, int, int, int]
-"""(topic, partition, position, end): a partition to read from ``position`` up to ``end``."""
 
 
 def _set_partition(conn: sqlite3.Connection, topic: Topic, p: int, start: int, upto: int, kept: int) -> None:
@@ -171,100 +164,6 @@ def _message_rows(tid: int, partition: int, messages: Sequence[Message], end: in
         blob = encode(items, None if deltas[-1] == len(chunk) - 1 else deltas)
         upto = messages[stop].offset if stop < len(messages) else end
         yield batch_row(tid, partition, base, upto, len(chunk), max(m.timestamp for m in chunk), blob)
-
-
-def read(
-    conn: sqlite3.Connection,
-    topic: Topic,
-    partition: int,
-    start: int,
-    stop: int,
-    limit: int,
-    max_bytes: int | None = None,
-) -> list[Message]:
-    """Up to ``limit`` messages (and ``max_bytes``) of a partition with ``start <= offset < stop``, in offset order.
-
-    Every batch read is checked first (:func:`~streamnb.transport.local.integrity.checked_batches`):
-    a damaged one raises :class:`~streamnb.transport.local.integrity.Damage`.
-    """
-    return read_bounded(conn, topic, partition, start, stop, limit, max_bytes)[0]
-
-
-def read_bounded(
-    conn: sqlite3.Connection,
-    topic: Topic,
-    partition: int,
-    start: int,
-    stop: int,
-    limit: int,
-    max_bytes: int | None,
-) -> tuple[list[Message], int, bool]:
-    """:func:`read`, with the bytes read and whether ``max_bytes`` ended it early.
-
-    Rows are read one at a time, so what is loaded is about what is
-    returned (rows hold at most :data:`ROW_MAX_BYTES`, or one larger message).
-    A message larger than ``max_bytes`` comes alone, only at the head.
-    """
-    out: list[Message] = []
-    name = topic.name
-    size = 0
-    for base, blob in checked_batches(conn, topic, partition, start, stop):
-        messages = decode(blob, base, name, partition, start, stop, limit - len(out))
-        if max_bytes is not None and messages:
-            kept, taken = head_within(messages, max_bytes - size)
-            if out and size + taken > max_bytes:
-                return out, size, True
-            out += kept
-            size += taken
-            if len(kept) < len(messages):
-                return out, size, True
-        else:
-            out += messages
-        if len(out) >= limit:
-            break
-    return out, size, False
-
-
-
-def fetch(
-    conn: sqlite3.Connection, wants: list[Want], max_records: int, max_bytes: int | None = None
-) -> tuple[list[Message], list[int]]:
-    """Read up to ``max_records`` (and ``max_bytes``) from ``wants`` = [(topic, partition, position, end)].
-
-    Round robin: every partition gets an equal share of what is left,
-    until the budget is spent or every partition is read up to its end.
-    A message larger than ``max_bytes`` comes alone, in a batch of its
-    own. Returns the messages and the new position of each want.
-    """
-    out: list[Message] = []
-    positions = [want[2] for want in wants]
-    active = list(range(len(wants)))
-    left = max_records
-    size = 0
-    while active and left > 0:
-        share = -(-left // len(active))
-        again = []
-        for i in active:
-            if left <= 0:
-                break
-            topic, partition, _, end = wants[i]
-            n = min(share, left)
-            budget = None if max_bytes is None else max_bytes - size
-            messages, taken, full = read_bounded(conn, topic, partition, positions[i], end, n, budget)
-            if out and budget is not None and taken > budget:
-                return out, positions  # (the next message does not fit: it comes next time)
-            size += taken
-            out += messages
-            left -= len(messages)
-            if full or len(messages) == n:
-                positions[i] = messages[-1].offset + 1 if messages else positions[i]
-                if full:
-                    return out, positions
-                again.append(i)
-            else:
-                positions[i] = end
-        active = again
-    return out, positions
 
 
 def compaction_due(topic: Topic, partition: int, min_dirty: int) -> bool:

@@ -45,6 +45,7 @@ from ...errors import AppNotRunningError, BrokerError, ConfigurationError
 from ..base import TP, Message, ProducerRecord, TopicSpec
 from . import maintenance
 from .batch import Item
+from .batchcache import BatchCache
 from .catalogue import (
     INSERT_PARTITION,
     INSERT_TOPIC,
@@ -66,15 +67,13 @@ from .lockfile import LOCK_NAME, Lock, Previous, lost_commits, take
 from .log import (
     INSERT_BATCH,
     RELEASE_STEP,
-    Want,
     batch_rows,
     delete_topics,
-    fetch,
     migrate,
-    read,
     release,
     rollback,
 )
+from .reads import Want, fetch, read
 
 __all__ = ["COMPACT_MIN_DIRTY", "DB_NAME", "LOCK_NAME", "RETENTION_INTERVAL", "Store"]
 
@@ -108,6 +107,8 @@ class Store:
         self.reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="streamnb-local-read")
         self.reader_conn: sqlite3.Connection | None = None
         self.reader_ident: int | None = None
+        self.batch_cache = BatchCache()
+        """The reader thread's batches read in part (only that thread uses it)."""
         self.conn: sqlite3.Connection | None = None
         self.lock: Lock | None = None
         self.messages = 0
@@ -263,6 +264,7 @@ class Store:
     def close_sync(self, clean: bool = True) -> None:
         """Close the connections and release the lock (``clean``: empty it; else keep what the last owner left)."""
         self.reader.shutdown(wait=True)
+        self.batch_cache.clear()
         if self.reader_conn is not None:
             try:
                 self.reader_conn.close()
@@ -427,13 +429,17 @@ class Store:
     def read_sync(
         self, topic: Topic, partition: int, start: int, stop: int, limit: int, max_bytes: int | None = None
     ) -> list[Message]:
-        return read(self._read_conn(), topic, partition, start, stop, limit, max_bytes)
+        return read(self._read_conn(), topic, partition, start, stop, limit, max_bytes, self._batches())
 
     def fetch_sync(
         self, wants: list[Want], max_records: int, max_bytes: int | None = None
     ) -> tuple[list[Message], list[int]]:
         """Up to ``max_records`` (and ``max_bytes``) from ``wants``, round robin (:func:`~.log.fetch`)."""
-        return fetch(self._read_conn(), wants, max_records, max_bytes)
+        return fetch(self._read_conn(), wants, max_records, max_bytes, self._batches())
+
+    def _batches(self) -> BatchCache | None:
+        """The reader thread's :class:`~.batchcache.BatchCache` (None on other threads: they read without one)."""
+        return self.batch_cache if threading.get_ident() == self.reader_ident else None
 
     def committed_sync(self, group: str, tps: list[TP]) -> dict[TP, int]:
         conn = self._conn()

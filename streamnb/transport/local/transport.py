@@ -78,7 +78,8 @@ from ..base import (
 )
 from ..static import StaticConsumer
 from .batch import Columns
-from .log import Want, append, delete_groups
+from .log import append, delete_groups
+from .reads import Want
 from .registry import acquire, release
 from .store import Store
 
