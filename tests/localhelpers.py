@@ -1,4 +1,5 @@
-"""Helpers of the local:// damage tests: a shop app's folder, what it holds, and ways to damage it."""
+"""Helpers of the local:// tests: a started transport (the ``store`` fixture), a shop app's folder, what it holds,
+and ways to damage it."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import shutil
 import signal
 import sqlite3
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+import pytest_asyncio
 
 import streamnb as faust
 from streamnb.testing import settle
@@ -18,6 +22,17 @@ from streamnb.transport.base import TP, ProducerRecord
 from streamnb.transport.local import LocalTransport
 
 DB = "streamnb.sqlite3"
+
+
+@pytest_asyncio.fixture
+async def store(tmp_path: Path) -> AsyncIterator[LocalTransport]:
+    """A started ``local://`` transport on a folder of its own (import it into a test module to use it)."""
+    transport = LocalTransport(f"local://{tmp_path / 'store'}")
+    await transport.start()
+    try:
+        yield transport
+    finally:
+        await transport.stop()
 GROUP = "shop-count"
 
 

@@ -18,11 +18,11 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
+import localhelpers
 import pytest
-import pytest_asyncio
 
 import streamnb
 import streamnb.transport.local.store as local_store
@@ -31,17 +31,9 @@ from streamnb.testing import wait_until
 from streamnb.transport.base import TP, Message, ProducerRecord, RebalanceListener, TopicSpec
 from streamnb.transport.local import LocalTransport
 
+store = localhelpers.store  # the fixture: a started local:// transport
+
 ROOT = str(Path(streamnb.__file__).resolve().parents[1])  # where the children import streamnb from
-
-
-@pytest_asyncio.fixture
-async def store(tmp_path: Path) -> AsyncIterator[LocalTransport]:
-    transport = LocalTransport(f"local://{tmp_path / 'store'}")
-    await transport.start()
-    try:
-        yield transport
-    finally:
-        await transport.stop()
 
 
 async def _nothing(_: set[TP]) -> None:

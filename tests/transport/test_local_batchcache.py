@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
+import localhelpers
 import pytest
-import pytest_asyncio
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,6 +13,8 @@ from streamnb.transport.base import TP, ProducerRecord, RebalanceListener, Topic
 from streamnb.transport.local import LocalTransport
 from streamnb.transport.local.batch import BatchView, encode
 from streamnb.transport.local.batchcache import BatchCache
+
+store = localhelpers.store  # the fixture: a started local:// transport
 
 blobs = st.none() | st.binary(max_size=12)
 headers = st.lists(st.tuples(st.text(max_size=5), st.binary(max_size=5)), max_size=2).map(tuple)
@@ -46,16 +46,6 @@ def test_the_cache_keeps_what_its_bound_allows_oldest_out_first() -> None:
     assert len(cache) == 2 and cache.find(topic, 0, 3) is None and cache.find(topic, 2, 3) == (views[2], 10)
     topic.clean_upto[2] = 4  # compacted since it was read: the entry is dropped
     assert cache.find(topic, 2, 3) is None and len(cache) == 1
-
-
-@pytest_asyncio.fixture
-async def store(tmp_path: Path) -> AsyncIterator[LocalTransport]:
-    transport = LocalTransport(f"local://{tmp_path / 'store'}")
-    await transport.start()
-    try:
-        yield transport
-    finally:
-        await transport.stop()
 
 
 def _records(topic: str, n: int, partition: int = 0) -> list[ProducerRecord]:

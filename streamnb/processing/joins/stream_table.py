@@ -152,7 +152,7 @@ def stream_table_join(
                  held, stats, how)
 
     def op(events: AsyncIterator[Event[Any, Any]]) -> AsyncIterator[Event[Any, Any]]:
-        return _plain(plan, events) if held is None else _held(plan, held, events)
+        return _run(plan, events)
 
     return op, stats
 
@@ -165,40 +165,15 @@ class _Plan:
     root: Any
     lookup: Callable[[Event[Any, Any]], Any]
     reader: Any  # a table with source=: its SourceReader, read in step with the stream (None: not sourced)
-    held: AsOfJoin | None
+    held: AsOfJoin | None  # a grace: events wait until the table is as of their time
     stats: JoinStats
     how: str
 
 
-async def _plain(plan: _Plan, events: AsyncIterator[Event[Any, Any]]) -> AsyncIterator[Event[Any, Any]]:
-    """The join's events without grace: one event in, at most one out, as it comes."""
-    reader, lookup, stats, inner = plan.reader, plan.lookup, plan.stats, plan.how == "inner"
-    transport = await plan.app.connect() if reader is not None else None
-    async for event in events:
-        if event is None:  # an idle tick
-            yield event
-            continue
-        msg = event.message
-        # Every record moves the table, a dropped one too (it was read).
-        if reader is not None and reader.due(msg.partition, msg.timestamp):
-            stats.table_read += await reader.read(transport, msg.partition, msg.timestamp)
-        if event.value is None:
-            stats.dropped += 1
-            continue
-        row = lookup(event)
-        if row is MISSING:
-            if inner:
-                stats.unmatched += 1
-                continue
-            row = None
-        stats.joined += 1
-        yield Event(event.key, (event.value, row), msg)
-
-
-async def _held(plan: _Plan, held: AsOfJoin, events: AsyncIterator[Event[Any, Any]]) -> AsyncIterator[Event[Any, Any]]:
-    """The join's events with grace (a versioned table): events wait until the table is as of their time."""
-    reader, stats = plan.reader, plan.stats
-    transport = await plan.app.connect()
+async def _run(plan: _Plan, events: AsyncIterator[Event[Any, Any]]) -> AsyncIterator[Event[Any, Any]]:
+    """The join's events: without grace one event in and at most one out, as it comes (no list, no call)."""
+    reader, lookup, stats, held, inner = plan.reader, plan.lookup, plan.stats, plan.held, plan.how == "inner"
+    transport = await plan.app.connect() if reader is not None or held is not None else None
     revoked = _forget_revoked(plan.app, held)
     try:
         async for event in events:
@@ -206,20 +181,38 @@ async def _held(plan: _Plan, held: AsOfJoin, events: AsyncIterator[Event[Any, An
                 yield event
                 continue
             msg = event.message
+            # Every record moves the table, a dropped one too (it was read).
             if reader is not None and reader.due(msg.partition, msg.timestamp):
                 stats.table_read += await reader.read(transport, msg.partition, msg.timestamp)
             if event.value is None:
                 stats.dropped += 1
                 continue
-            for out in _joined(await held_events(held, transport, event), plan.lookup, plan.how, stats):
-                if out.message is not msg:  # a held event: current_event gives its key and timestamp
-                    plan.root.joined_event = (msg, out)
-                yield out
-            stats.late = sum(held.late.values())
-            stats.buffered_left = sum(len(b) for b in held.buffers.values())
+            if held is not None:
+                for out in await _held(plan, held, transport, event):
+                    if out.message is not msg:  # a held event: current_event gives its key and timestamp
+                        plan.root.joined_event = (msg, out)
+                    yield out
+                continue
+            row = lookup(event)
+            if row is MISSING:
+                if inner:
+                    stats.unmatched += 1
+                    continue
+                row = None
+            stats.joined += 1
+            yield Event(event.key, (event.value, row), msg)
     finally:
         if revoked is not None:
             plan.app.on_partitions_revoked.disconnect(revoked)
+
+
+async def _held(plan: _Plan, held: AsOfJoin, transport: Any, event: Event[Any, Any]) -> list[Event[Any, Any]]:
+    """With grace: the results of the events ``event`` releases from the buffer (itself at once when too late)."""
+    stats = plan.stats
+    out = _joined(await held_events(held, transport, event), plan.lookup, plan.how, stats)
+    stats.late = sum(held.late.values())
+    stats.buffered_left = sum(len(b) for b in held.buffers.values())
+    return out
 
 
 def _lookup(table: JoinableTable, key_of: Callable[[Any], Any] | None) -> Callable[[Event[Any, Any]], Any]:
