@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import random
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from windowhelpers import kill9_keeps_finals_exact, same_on_both_stores
 
 import streamnb as faust
 from streamnb.tables.state.stored_sliding import StoredSlidingState
@@ -22,9 +16,6 @@ from streamnb.tables.stores.windowkeys import BY_KEY, BY_TIME, END_BY_KEY, END_B
 from streamnb.testing import settle, wait_until
 
 TABLE_STORES = ["rocksdb://"]  # (the app names its store)
-
-WORKER = Path(__file__).parents[1] / "workers" / "window_kill_worker.py"
-ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
 
 
 class Sliding:
@@ -143,53 +134,16 @@ async def test_windows_close_and_expire_as_in_memory_across_restarts(app_id: str
         [("a", 1024.0), ("a", 1014.0), ("c", 1031.0), ("a", 1018.0), ("b", 1046.0), ("a", 1001.0)],  # freeze, late
         [("a", 1090.0), ("c", 1095.0), ("b", 1060.0)],  # every earlier bucket expires; 1060 is late
     ]
-    seen: dict[str, list[Any]] = {"memory://": [], "rocksdb://": []}
-    for store in seen:
-        broker, datadir = f"local://{tmp_path / store[:3] / 'broker'}", tmp_path / store[:3] / "data"
-        closed: list[Any] = []
-        for events in rounds:
-            run = Sliding(app_id, broker, datadir, store=store)
-            run.closed = closed
-            async with run.app:
-                await run.restored()
-                await run.send(events)
-                seen[store].append((run.frame(), dict(run.recent.late_events_by_partition()), run.recent.late_windows))
-        seen[store].append(sorted(closed, key=str))
-    assert seen["rocksdb://"] == seen["memory://"]
-    frames = [frame for frame, _late, _windows in seen["memory://"][:3]]
-    assert frames[0] and frames[1] and len(frames[2]) < len(frames[1])  # (windows were written, then expired)
-    assert seen["memory://"][2][2] > 0 and seen["memory://"][3]  # (late updates and finals happened)
+    await same_on_both_stores(
+        lambda broker, datadir, store: Sliding(app_id, broker, datadir, store=store), lambda run: run.recent,
+        rounds, tmp_path,
+    )
 
 
 @pytest.mark.slow
 def test_local_kill9_keeps_sliding_finals_exact(tmp_path: Path) -> None:
     """kill -9 at random moments on ``local://``: the finals, open windows and stream time are exact."""
-    broker, rng = f"local://{tmp_path / 'broker'}", random.Random(17)
-    for _ in range(4):
-        proc = subprocess.Popen(
-            [sys.executable, str(WORKER), broker, "slidingkill", "run", "rocksdb://", "sliding"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
-        )
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.strip() == b"ready", proc.stderr.read() if proc.stderr else line
-        time.sleep(rng.uniform(0.5, 2.0))  # the moment of the kill, at random
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        assert proc.returncode == -signal.SIGKILL
-    done = subprocess.run(
-        [sys.executable, str(WORKER), broker, "slidingkill", "finish", "rocksdb://", "sliding"],
-        capture_output=True, env=ENV, timeout=400,
-    )
-    assert done.returncode == 0, done.stderr.decode()[-4000:]
-    result = json.loads(done.stdout.decode().strip().splitlines()[-1])
-    ours, expected = result["ours"], result["expected"]
-    assert ours["state"] == "StoredSlidingState"
-    assert len(expected["finals"]) > 20 and expected["open"], "too little input to test anything"
-    assert ours["finals"] == expected["finals"]
-    assert all(n == 1 for n in ours["sent"].values()), {k: n for k, n in ours["sent"].items() if n > 1}
-    assert ours["open"] == expected["open"]
-    assert ours["stream_time"] == expected["stream_time"]
+    kill9_keeps_finals_exact(tmp_path, "slidingkill", "sliding", "StoredSlidingState", seed=17)
 
 
 async def test_keys_whose_buckets_expired_leave_the_cache(
